@@ -1,0 +1,159 @@
+//! Who may cash out, and how much. Every refusal carries a reason a person can act on.
+
+use serde::Serialize;
+
+use super::commission::ProgramTerms;
+use super::money::Money;
+
+/// The balance figures the cash-out rules look at, all in one currency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CashOutFacts {
+    /// Lifetime referral earnings (cashable and credit parts, net of clawbacks).
+    pub earned: Money,
+    /// Cashable earnings not yet withdrawn or held by a pending payout.
+    pub available: Money,
+    /// The account's own lifetime spend (usage net of refunds).
+    pub lifetime_spend: Money,
+    /// The account ever rented (has any usage of its own).
+    pub has_rented: bool,
+    pub hosted_machines: bool,
+}
+
+/// Why an account may not cash out right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum Ineligible {
+    #[error(
+        "this account has {activity}; it may cash out only while its lifetime referral earnings \
+         ({earned}) exceed its lifetime spend ({spend})"
+    )]
+    SpendGate {
+        activity: &'static str,
+        earned: Money,
+        spend: Money,
+    },
+    #[error(
+        "the cashable balance is negative ({available}) after clawbacks; future earnings repay it first"
+    )]
+    NegativeBalance { available: Money },
+    #[error("nothing is available to cash out")]
+    NothingAvailable,
+}
+
+/// Whether the account may cash out at all under `terms`.
+pub fn cash_out_eligibility(terms: &ProgramTerms, facts: &CashOutFacts) -> Result<(), Ineligible> {
+    if terms.spend_gate && (facts.has_rented || facts.hosted_machines) {
+        let activity = match (facts.has_rented, facts.hosted_machines) {
+            (true, true) => "rented instances and hosted machines",
+            (true, false) => "rented instances",
+            _ => "hosted machines",
+        };
+        if facts.earned.amount() <= facts.lifetime_spend.amount() {
+            return Err(Ineligible::SpendGate {
+                activity,
+                earned: facts.earned,
+                spend: facts.lifetime_spend,
+            });
+        }
+    }
+    if facts.available.is_negative() {
+        return Err(Ineligible::NegativeBalance {
+            available: facts.available,
+        });
+    }
+    if facts.available.round_down_to_minor().0.is_zero() {
+        return Err(Ineligible::NothingAvailable);
+    }
+    Ok(())
+}
+
+/// The largest amount that can move now: the available balance rounded down to the minor unit.
+pub fn max_payable(facts: &CashOutFacts) -> Money {
+    if facts.available.is_negative() {
+        return Money::zero(facts.available.currency());
+    }
+    facts.available.round_down_to_minor().0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::money::Currency;
+    use proptest::prelude::*;
+    use rust_decimal::Decimal;
+
+    fn usd(s: &str) -> Money {
+        Money::parse(s, Currency::Usd, 10).unwrap()
+    }
+
+    fn facts(earned: &str, available: &str, spend: &str) -> CashOutFacts {
+        CashOutFacts {
+            earned: usd(earned),
+            available: usd(available),
+            lifetime_spend: usd(spend),
+            has_rented: !usd(spend).is_zero(),
+            hosted_machines: false,
+        }
+    }
+
+    #[test]
+    fn the_seed_example_is_not_payable() {
+        // Vast's docs: $300 earned, $855 lifetime charges: cannot cash out.
+        let err = cash_out_eligibility(&ProgramTerms::vast(), &facts("300", "225", "855")).unwrap_err();
+        assert!(matches!(err, Ineligible::SpendGate { .. }));
+        let text = err.to_string();
+        assert!(text.contains("300.00 USD") && text.contains("855.00 USD"), "{text}");
+    }
+
+    #[test]
+    fn earnings_must_strictly_exceed_spend() {
+        let t = ProgramTerms::vast();
+        assert!(cash_out_eligibility(&t, &facts("855", "600", "855")).is_err());
+        assert!(cash_out_eligibility(&t, &facts("855.01", "600", "855")).is_ok());
+    }
+
+    #[test]
+    fn a_dedicated_referral_account_is_never_gated() {
+        assert!(cash_out_eligibility(&ProgramTerms::vast(), &facts("10", "7.5", "0")).is_ok());
+    }
+
+    #[test]
+    fn hosting_alone_triggers_the_gate() {
+        let mut f = facts("10", "7.5", "0");
+        f.hosted_machines = true;
+        // Earnings 10 > spend 0, so still eligible; with nothing earned, not.
+        assert!(cash_out_eligibility(&ProgramTerms::vast(), &f).is_ok());
+        f.earned = usd("0");
+        assert!(matches!(
+            cash_out_eligibility(&ProgramTerms::vast(), &f),
+            Err(Ineligible::SpendGate { activity: "hosted machines", .. })
+        ));
+    }
+
+    #[test]
+    fn negative_and_sub_cent_balances_do_not_pay() {
+        let t = ProgramTerms::vast();
+        assert!(matches!(
+            cash_out_eligibility(&t, &facts("1", "-0.5", "0")),
+            Err(Ineligible::NegativeBalance { .. })
+        ));
+        assert!(matches!(
+            cash_out_eligibility(&t, &facts("1", "0.009", "0")),
+            Err(Ineligible::NothingAvailable)
+        ));
+        assert_eq!(max_payable(&facts("1", "0.009", "0")), usd("0"));
+        assert_eq!(max_payable(&facts("1", "28.125", "0")), usd("28.12"));
+    }
+
+    proptest! {
+        #[test]
+        fn max_payable_never_exceeds_available(units in -1_000_000_000_000i64..1_000_000_000_000i64) {
+            let available = Money::new(Decimal::new(units, 10), Currency::Usd);
+            let f = CashOutFacts { earned: usd("1"), available, lifetime_spend: usd("0"), has_rented: false, hosted_machines: false };
+            let max = max_payable(&f);
+            prop_assert!(!max.is_negative());
+            prop_assert!(max.amount() <= available.amount().max(Decimal::ZERO));
+            prop_assert!(max.is_whole_minor());
+        }
+    }
+}

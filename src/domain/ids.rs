@@ -1,0 +1,255 @@
+//! Identifiers, parsed once at the edge so the rest of the code can trust them.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("{kind} must not be empty")]
+    Empty { kind: &'static str },
+    #[error("{kind} {value:?} is longer than {max} characters")]
+    TooLong {
+        kind: &'static str,
+        value: String,
+        max: usize,
+    },
+    #[error(
+        "{kind} {value:?} may only contain letters, digits and . _ - : @ + (no spaces or control characters)"
+    )]
+    BadCharacter { kind: &'static str, value: String },
+    #[error("unknown {kind} {value:?}; expected one of: {expected}")]
+    Unknown {
+        kind: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+}
+
+fn check_token(kind: &'static str, value: &str, max: usize) -> Result<String, IdError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(IdError::Empty { kind });
+    }
+    if value.chars().count() > max {
+        return Err(IdError::TooLong {
+            kind,
+            value: value.to_string(),
+            max,
+        });
+    }
+    let ok = value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '@' | '+'));
+    if !ok {
+        return Err(IdError::BadCharacter {
+            kind,
+            value: value.to_string(),
+        });
+    }
+    Ok(value.to_string())
+}
+
+/// Declares a string newtype that can only be built through `parse`.
+macro_rules! token_id {
+    ($(#[$doc:meta])* $name:ident, $kind:literal, $max:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn parse(value: &str) -> Result<Self, IdError> {
+                check_token($kind, value, $max).map(Self)
+            }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::parse(s)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = IdError;
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                Self::parse(&s)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+token_id!(
+    /// A platform account (a referrer, a referred user, or both).
+    AccountId,
+    "account id",
+    128
+);
+token_id!(
+    /// The platform's own id of an ingested record (usage, refund, purchase, referral, link).
+    RecordId,
+    "record id",
+    128
+);
+token_id!(
+    /// A template whose referral link attributed a referral.
+    TemplateId,
+    "template id",
+    128
+);
+token_id!(
+    /// Our payout id (`po_` + ULID); also the Stripe `transfer_group`.
+    PayoutId,
+    "payout id",
+    64
+);
+token_id!(
+    /// A caller-supplied key that makes a withdrawal request safe to repeat.
+    IdempotencyKey,
+    "idempotency key",
+    255
+);
+
+impl PayoutId {
+    /// A new, time-ordered payout id.
+    pub fn generate() -> Self {
+        PayoutId(format!("po_{}", ulid::Ulid::generate()))
+    }
+}
+
+impl IdempotencyKey {
+    /// A fresh random key, for callers that did not supply one.
+    pub fn generate() -> Self {
+        IdempotencyKey(format!("auto-{}", uuid::Uuid::new_v4()))
+    }
+}
+
+/// The program a referral belongs to. Issue 4 turns programs into configuration; until then
+/// the Vast terms are the only ones the engine knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Program {
+    Vast,
+}
+
+impl Program {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Program::Vast => "vast",
+        }
+    }
+}
+
+impl FromStr for Program {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "vast" => Ok(Program::Vast),
+            _ => Err(IdError::Unknown {
+                kind: "program",
+                value: s.to_string(),
+                expected: "vast",
+            }),
+        }
+    }
+}
+
+impl fmt::Display for Program {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A payout rail: the provider that moves the money.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rail {
+    Stripe,
+    Paypal,
+    Wise,
+    Partnerstack,
+}
+
+impl Rail {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rail::Stripe => "stripe",
+            Rail::Paypal => "paypal",
+            Rail::Wise => "wise",
+            Rail::Partnerstack => "partnerstack",
+        }
+    }
+}
+
+impl FromStr for Rail {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "stripe" => Ok(Rail::Stripe),
+            "paypal" => Ok(Rail::Paypal),
+            "wise" => Ok(Rail::Wise),
+            "partnerstack" => Ok(Rail::Partnerstack),
+            _ => Err(IdError::Unknown {
+                kind: "rail",
+                value: s.to_string(),
+                expected: "stripe, paypal, wise, partnerstack",
+            }),
+        }
+    }
+}
+
+impl fmt::Display for Rail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_reject_empty_spaces_and_overlong() {
+        assert!(AccountId::parse("acct-1").is_ok());
+        assert!(matches!(AccountId::parse("  "), Err(IdError::Empty { .. })));
+        assert!(matches!(
+            AccountId::parse("a b"),
+            Err(IdError::BadCharacter { .. })
+        ));
+        assert!(matches!(
+            AccountId::parse(&"x".repeat(129)),
+            Err(IdError::TooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn rails_and_programs_parse_case_insensitively() {
+        assert_eq!("Stripe".parse::<Rail>().unwrap(), Rail::Stripe);
+        assert!("venmo".parse::<Rail>().is_err());
+        assert_eq!("VAST".parse::<Program>().unwrap(), Program::Vast);
+    }
+
+    #[test]
+    fn generated_payout_ids_are_valid_ids() {
+        let id = PayoutId::generate();
+        assert!(PayoutId::parse(id.as_str()).is_ok());
+        assert!(id.as_str().starts_with("po_"));
+    }
+}

@@ -1,0 +1,266 @@
+//! Double-entry ledger rules (no I/O).
+//!
+//! Sign convention: a posting's amount is positive when it *credits* its book. Referrer books
+//! are liabilities (what the platform owes), so their balance is the plain sum of their
+//! postings; platform books are the other side and run negative. Each transaction's postings
+//! sum to zero per currency, which [`TransactionDraft::finish`] enforces before anything is
+//! written.
+//!
+//! A payout is a *pending* transaction (a hold) that is later *posted* when the provider
+//! confirms, or *voided* when the payout fails. Postings never change; only the status does,
+//! and only from pending.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::ids::{AccountId, Program, Rail};
+use super::money::{Currency, Money, MoneyError};
+
+/// A ledger account ("book").
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(tag = "book", rename_all = "snake_case")]
+pub enum Book {
+    /// Earnings the referrer may withdraw as cash.
+    ReferrerCashable { account: AccountId, program: Program },
+    /// Earnings that stay on the platform as credit.
+    ReferrerCredit { account: AccountId, program: Program },
+    /// The platform's cost of the program (the other side of every commission).
+    CommissionExpense { program: Program },
+    /// Money that left the platform through a rail.
+    RailSettlement { rail: Rail },
+}
+
+impl Book {
+    /// The stored code of the book kind.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Book::ReferrerCashable { .. } => "referrer_cashable",
+            Book::ReferrerCredit { .. } => "referrer_credit",
+            Book::CommissionExpense { .. } => "commission_expense",
+            Book::RailSettlement { .. } => "rail_settlement",
+        }
+    }
+
+    pub fn holder(&self) -> Option<&AccountId> {
+        match self {
+            Book::ReferrerCashable { account, .. } | Book::ReferrerCredit { account, .. } => {
+                Some(account)
+            }
+            _ => None,
+        }
+    }
+
+    pub fn program(&self) -> Option<Program> {
+        match self {
+            Book::ReferrerCashable { program, .. }
+            | Book::ReferrerCredit { program, .. }
+            | Book::CommissionExpense { program } => Some(*program),
+            Book::RailSettlement { .. } => None,
+        }
+    }
+
+    pub fn rail(&self) -> Option<Rail> {
+        match self {
+            Book::RailSettlement { rail } => Some(*rail),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransactionKind {
+    /// A commission on a referred account's spend.
+    Accrual,
+    /// A refund taking back the commission it earned.
+    Clawback,
+    /// Money leaving through a payout (a hold until the provider confirms).
+    Payout,
+}
+
+impl TransactionKind {
+    pub fn code(self) -> &'static str {
+        match self {
+            TransactionKind::Accrual => "accrual",
+            TransactionKind::Clawback => "clawback",
+            TransactionKind::Payout => "payout",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransactionStatus {
+    Pending,
+    Posted,
+    Voided,
+}
+
+impl TransactionStatus {
+    pub fn code(self) -> &'static str {
+        match self {
+            TransactionStatus::Pending => "pending",
+            TransactionStatus::Posted => "posted",
+            TransactionStatus::Voided => "voided",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Posting {
+    pub book: Book,
+    pub amount: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerError {
+    #[error("a ledger transaction needs at least two postings")]
+    TooFewPostings,
+    #[error("postings in {currency} sum to {sum}, not zero")]
+    Unbalanced { currency: Currency, sum: Money },
+    #[error(transparent)]
+    Money(#[from] MoneyError),
+}
+
+/// Postings being assembled into one balanced transaction.
+#[derive(Debug, Clone)]
+pub struct TransactionDraft {
+    pub kind: TransactionKind,
+    pub status: TransactionStatus,
+    postings: Vec<Posting>,
+}
+
+/// A transaction whose postings are known to balance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BalancedTransaction {
+    pub kind: TransactionKind,
+    pub status: TransactionStatus,
+    pub postings: Vec<Posting>,
+}
+
+impl TransactionDraft {
+    pub fn new(kind: TransactionKind, status: TransactionStatus) -> Self {
+        TransactionDraft {
+            kind,
+            status,
+            postings: Vec::new(),
+        }
+    }
+
+    /// Adds a posting; zero amounts are skipped (they carry no information).
+    pub fn post(mut self, book: Book, amount: Money) -> Self {
+        if !amount.is_zero() {
+            self.postings.push(Posting { book, amount });
+        }
+        self
+    }
+
+    /// Moves `amount` from `from` to `to`: debits one book and credits the other.
+    pub fn transfer(self, from: Book, to: Book, amount: Money) -> Self {
+        self.post(from, amount.negate()).post(to, amount)
+    }
+
+    pub fn finish(self) -> Result<BalancedTransaction, LedgerError> {
+        check_balanced(&self.postings)?;
+        Ok(BalancedTransaction {
+            kind: self.kind,
+            status: self.status,
+            postings: self.postings,
+        })
+    }
+}
+
+/// The double-entry invariant: at least two postings, summing to zero in every currency.
+pub fn check_balanced(postings: &[Posting]) -> Result<(), LedgerError> {
+    if postings.len() < 2 {
+        return Err(LedgerError::TooFewPostings);
+    }
+    let mut sums: BTreeMap<Currency, Money> = BTreeMap::new();
+    for p in postings {
+        let currency = p.amount.currency();
+        let sum = sums.entry(currency).or_insert_with(|| Money::zero(currency));
+        *sum = sum.checked_add(&p.amount)?;
+    }
+    match sums.into_iter().find(|(_, sum)| !sum.is_zero()) {
+        Some((currency, sum)) => Err(LedgerError::Unbalanced { currency, sum }),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use rust_decimal::Decimal;
+
+    fn acct() -> AccountId {
+        AccountId::parse("alice").unwrap()
+    }
+
+    fn usd(cents: i64) -> Money {
+        Money::from_minor_units(cents, Currency::Usd)
+    }
+
+    #[test]
+    fn transfers_balance() {
+        let tx = TransactionDraft::new(TransactionKind::Payout, TransactionStatus::Pending)
+            .transfer(
+                Book::ReferrerCashable {
+                    account: acct(),
+                    program: Program::Vast,
+                },
+                Book::RailSettlement { rail: Rail::Stripe },
+                usd(1234),
+            )
+            .finish()
+            .unwrap();
+        assert_eq!(tx.postings.len(), 2);
+    }
+
+    #[test]
+    fn unbalanced_and_lonely_postings_are_rejected() {
+        let lonely = TransactionDraft::new(TransactionKind::Accrual, TransactionStatus::Posted)
+            .post(Book::CommissionExpense { program: Program::Vast }, usd(1));
+        assert_eq!(lonely.finish(), Err(LedgerError::TooFewPostings));
+        let off = TransactionDraft::new(TransactionKind::Accrual, TransactionStatus::Posted)
+            .post(Book::CommissionExpense { program: Program::Vast }, usd(-100))
+            .post(
+                Book::ReferrerCashable {
+                    account: acct(),
+                    program: Program::Vast,
+                },
+                usd(99),
+            );
+        assert!(matches!(off.finish(), Err(LedgerError::Unbalanced { .. })));
+    }
+
+    #[test]
+    fn currencies_balance_separately() {
+        let mixed = TransactionDraft::new(TransactionKind::Accrual, TransactionStatus::Posted)
+            .post(Book::CommissionExpense { program: Program::Vast }, usd(-100))
+            .post(
+                Book::ReferrerCashable {
+                    account: acct(),
+                    program: Program::Vast,
+                },
+                Money::from_minor_units(100, Currency::Eur),
+            );
+        assert!(matches!(mixed.finish(), Err(LedgerError::Unbalanced { .. })));
+    }
+
+    proptest! {
+        #[test]
+        fn any_chain_of_transfers_balances(amounts in proptest::collection::vec(1i64..10_000_000_000, 1..20)) {
+            let mut draft = TransactionDraft::new(TransactionKind::Accrual, TransactionStatus::Posted);
+            for a in &amounts {
+                draft = draft.transfer(
+                    Book::CommissionExpense { program: Program::Vast },
+                    Book::ReferrerCredit { account: acct(), program: Program::Vast },
+                    Money::new(Decimal::new(*a, 10), Currency::Usd),
+                );
+            }
+            prop_assert!(draft.finish().is_ok());
+        }
+    }
+}

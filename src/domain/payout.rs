@@ -1,0 +1,297 @@
+//! The payout state machine and retry policy (no I/O).
+//!
+//! The one rule that keeps money from leaving twice: a send whose outcome is unknown is never
+//! repeated blind. The payout moves to `outcome_unknown` and its next step is a lookup at the
+//! provider; only a lookup that proves nothing landed allows another send.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::ids::PayoutId;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PayoutStatus {
+    /// Created with its hold; no attempt has been made yet.
+    Queued,
+    /// An attempt's request may be on the wire. Found at the start of a job, it means the
+    /// previous worker stopped mid-send: the outcome is unknown.
+    Submitting,
+    /// The last attempt provably did not move money; another is scheduled.
+    RetryScheduled,
+    /// The last attempt may or may not have moved money; the next step is a lookup.
+    OutcomeUnknown,
+    /// The provider confirmed the transfer; the hold is posted. Final.
+    Paid,
+    /// The provider refused for good; the hold is voided. Final.
+    Failed,
+    /// Attempts are exhausted or the provider's records are inconsistent; an operator decides.
+    /// The hold stays in place so the money cannot be withdrawn again meanwhile.
+    NeedsOperator,
+}
+
+impl PayoutStatus {
+    pub const ALL: [PayoutStatus; 7] = [
+        PayoutStatus::Queued,
+        PayoutStatus::Submitting,
+        PayoutStatus::RetryScheduled,
+        PayoutStatus::OutcomeUnknown,
+        PayoutStatus::Paid,
+        PayoutStatus::Failed,
+        PayoutStatus::NeedsOperator,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            PayoutStatus::Queued => "queued",
+            PayoutStatus::Submitting => "submitting",
+            PayoutStatus::RetryScheduled => "retry_scheduled",
+            PayoutStatus::OutcomeUnknown => "outcome_unknown",
+            PayoutStatus::Paid => "paid",
+            PayoutStatus::Failed => "failed",
+            PayoutStatus::NeedsOperator => "needs_operator",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.code() == code)
+    }
+
+    /// Paid and failed never change again.
+    pub fn is_final(self) -> bool {
+        matches!(self, PayoutStatus::Paid | PayoutStatus::Failed)
+    }
+
+    /// States a worker acts on by itself.
+    pub fn is_active(self) -> bool {
+        matches!(
+            self,
+            PayoutStatus::Queued
+                | PayoutStatus::Submitting
+                | PayoutStatus::RetryScheduled
+                | PayoutStatus::OutcomeUnknown
+        )
+    }
+
+    /// Whether the previous attempt may have moved money, so a lookup must come first.
+    pub fn needs_lookup(self) -> bool {
+        matches!(self, PayoutStatus::Submitting | PayoutStatus::OutcomeUnknown)
+    }
+}
+
+impl fmt::Display for PayoutStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// What one send attempt's response means, decided by the rail's error table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendDecision {
+    /// Money moved; `provider_ref` is the provider's id for it.
+    Landed { provider_ref: String },
+    /// Provably nothing moved (refused before execution); safe to send again later.
+    Retry {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    /// The request may have executed; look it up before anything else.
+    Unknown { reason: String },
+    /// Refused for good; nothing moved.
+    Permanent { reason: String },
+}
+
+/// What a lookup at the provider found for a payout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LookupFinding {
+    /// Exactly one transfer exists for this payout.
+    Landed { provider_ref: String },
+    /// None exists: every earlier attempt provably did not land.
+    Absent,
+    /// More than one transfer exists for one payout: money left twice. Critical.
+    Duplicate { provider_refs: Vec<String> },
+}
+
+/// Retry and lookup timing. Delays are whole seconds at least: the job queue stores run times
+/// in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Sends allowed per payout before it waits for an operator.
+    pub max_attempts: u32,
+    /// Lookups allowed in a row that fail to reach the provider before an operator is asked.
+    pub max_lookup_failures: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    /// Minimum wait before looking up an unknown outcome, so a request still executing at the
+    /// provider has finished (at least the HTTP timeout).
+    pub settle_delay: Duration,
+    /// Upper bound on a provider's Retry-After we are willing to honour.
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 6,
+            max_lookup_failures: 10,
+            base_delay: Duration::from_secs(2),
+            max_delay: Duration::from_secs(300),
+            settle_delay: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(600),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Exponential backoff with "equal jitter": half fixed, half random, capped.
+    /// `jitter` is a number in `[0, 1)` supplied by the caller so this stays pure.
+    pub fn backoff(&self, attempt: u32, jitter: f64) -> Duration {
+        let exp = self
+            .base_delay
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+        let capped = exp.min(self.max_delay);
+        let half = capped / 2;
+        half + half.mul_f64(jitter.clamp(0.0, 1.0))
+    }
+
+    /// The delay before the next step after `decision` on attempt number `attempt`.
+    pub fn delay_after(&self, attempt: u32, decision: &SendDecision, jitter: f64) -> Duration {
+        let base = self.backoff(attempt, jitter);
+        match decision {
+            SendDecision::Retry {
+                retry_after: Some(after),
+                ..
+            } => base.max((*after).min(self.max_retry_after)),
+            SendDecision::Unknown { .. } => base.max(self.settle_delay),
+            _ => base,
+        }
+    }
+}
+
+/// Where a payout goes after one send attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextStep {
+    pub status: PayoutStatus,
+    pub delay: Option<Duration>,
+    pub reason: String,
+}
+
+/// Pure transition after a send attempt.
+pub fn step_after_send(
+    policy: &RetryPolicy,
+    attempt: u32,
+    decision: &SendDecision,
+    jitter: f64,
+) -> NextStep {
+    let delay = Some(policy.delay_after(attempt, decision, jitter));
+    match decision {
+        SendDecision::Landed { provider_ref } => NextStep {
+            status: PayoutStatus::Paid,
+            delay: None,
+            reason: format!("provider confirmed transfer {provider_ref} on attempt {attempt}"),
+        },
+        SendDecision::Permanent { reason } => NextStep {
+            status: PayoutStatus::Failed,
+            delay: None,
+            reason: format!("provider refused attempt {attempt}: {reason}"),
+        },
+        SendDecision::Unknown { reason } => NextStep {
+            status: PayoutStatus::OutcomeUnknown,
+            delay,
+            reason: format!(
+                "attempt {attempt} outcome unknown ({reason}); will look it up before any re-send"
+            ),
+        },
+        SendDecision::Retry { reason, .. } if attempt >= policy.max_attempts => NextStep {
+            status: PayoutStatus::NeedsOperator,
+            delay: None,
+            reason: format!(
+                "attempt {attempt} failed ({reason}) and all {} attempts are used; waiting for an operator",
+                policy.max_attempts
+            ),
+        },
+        SendDecision::Retry { reason, .. } => NextStep {
+            status: PayoutStatus::RetryScheduled,
+            delay,
+            reason: format!("attempt {attempt} did not go through ({reason}); retrying"),
+        },
+    }
+}
+
+/// The provider idempotency key of one attempt. Deterministic, so a crashed worker and its
+/// successor agree on it, and persisted before the request leaves.
+pub fn attempt_key(payout: &PayoutId, attempt: u32) -> String {
+    format!("{payout}-attempt-{attempt}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn codes_round_trip() {
+        for s in PayoutStatus::ALL {
+            assert_eq!(PayoutStatus::from_code(s.code()), Some(s));
+        }
+        assert!(PayoutStatus::Paid.is_final() && PayoutStatus::Failed.is_final());
+        assert!(!PayoutStatus::NeedsOperator.is_final() && !PayoutStatus::NeedsOperator.is_active());
+    }
+
+    #[test]
+    fn unknown_outcomes_wait_at_least_the_settle_delay() {
+        let p = RetryPolicy::default();
+        let next = step_after_send(&p, 1, &SendDecision::Unknown { reason: "reset".into() }, 0.0);
+        assert_eq!(next.status, PayoutStatus::OutcomeUnknown);
+        assert!(next.delay.unwrap() >= p.settle_delay);
+    }
+
+    #[test]
+    fn retry_after_is_honoured_but_capped() {
+        let p = RetryPolicy::default();
+        let d = SendDecision::Retry {
+            reason: "429".into(),
+            retry_after: Some(Duration::from_secs(45)),
+        };
+        assert!(p.delay_after(1, &d, 0.0) >= Duration::from_secs(45));
+        let huge = SendDecision::Retry {
+            reason: "429".into(),
+            retry_after: Some(Duration::from_secs(100_000)),
+        };
+        assert!(p.delay_after(1, &huge, 0.0) <= p.max_retry_after.max(p.max_delay));
+    }
+
+    #[test]
+    fn attempts_are_bounded() {
+        let p = RetryPolicy::default();
+        let d = SendDecision::Retry {
+            reason: "500".into(),
+            retry_after: None,
+        };
+        assert_eq!(step_after_send(&p, 1, &d, 0.5).status, PayoutStatus::RetryScheduled);
+        assert_eq!(
+            step_after_send(&p, p.max_attempts, &d, 0.5).status,
+            PayoutStatus::NeedsOperator
+        );
+    }
+
+    #[test]
+    fn attempt_keys_are_deterministic_and_distinct() {
+        let id = PayoutId::parse("po_1").unwrap();
+        assert_eq!(attempt_key(&id, 1), attempt_key(&id, 1));
+        assert_ne!(attempt_key(&id, 1), attempt_key(&id, 2));
+    }
+
+    proptest! {
+        #[test]
+        fn backoff_is_bounded_and_grows(attempt in 1u32..40, jitter in 0.0f64..1.0) {
+            let p = RetryPolicy::default();
+            let d = p.backoff(attempt, jitter);
+            prop_assert!(d <= p.max_delay);
+            prop_assert!(d >= p.backoff(attempt, 0.0));
+            prop_assert!(p.backoff(attempt + 1, 0.0) >= p.backoff(attempt, 0.0));
+        }
+    }
+}

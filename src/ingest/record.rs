@@ -1,0 +1,452 @@
+//! The NDJSON wire format of platform records and its parsing into trusted domain records.
+//!
+//! Amounts are decimal *strings*: a JSON number is rejected, because a float cannot carry
+//! money exactly. Unknown fields are rejected so a typo never silently drops data.
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::domain::ids::{AccountId, IdError, Program, Rail, RecordId, TemplateId};
+use crate::domain::money::{Currency, MAX_INPUT_DECIMALS, Money, MoneyError};
+
+/// One line of an ingest file, as written by a platform.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum WireRecord {
+    Account {
+        id: String,
+        created_at: DateTime<Utc>,
+        email: String,
+        #[serde(default)]
+        payment_fingerprint: Option<String>,
+        #[serde(default)]
+        country: Option<String>,
+        #[serde(default)]
+        hosted_machines: bool,
+    },
+    Referral {
+        program: String,
+        referrer: String,
+        referred: String,
+        at: DateTime<Utc>,
+        #[serde(default)]
+        template_id: Option<String>,
+    },
+    Usage {
+        id: String,
+        account: String,
+        at: DateTime<Utc>,
+        category: String,
+        amount: String,
+        currency: String,
+    },
+    Refund {
+        id: String,
+        usage_id: String,
+        amount: String,
+        #[serde(default)]
+        at: Option<DateTime<Utc>>,
+    },
+    Purchase {
+        id: String,
+        account: String,
+        at: DateTime<Utc>,
+        amount: String,
+        currency: String,
+    },
+    PayoutMethod {
+        account: String,
+        rail: String,
+        destination: String,
+    },
+    Link {
+        a: String,
+        b: String,
+        #[serde(default)]
+        reason: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountRecord {
+    pub id: AccountId,
+    pub created_at: DateTime<Utc>,
+    pub email: String,
+    pub payment_fingerprint: Option<String>,
+    pub country: Option<String>,
+    pub hosted_machines: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferralRecord {
+    pub program: Program,
+    pub referrer: AccountId,
+    pub referred: AccountId,
+    pub at: DateTime<Utc>,
+    pub template_id: Option<TemplateId>,
+}
+
+impl ReferralRecord {
+    /// A referred account can be referred once per program, so that pair is the record's id.
+    pub fn id(&self) -> String {
+        format!("{}:{}", self.program, self.referred)
+    }
+}
+
+/// What the spend was on. Every category is spend; purchases of credits are not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageCategory {
+    Instance,
+    Pod,
+    Serverless,
+    Storage,
+    Other,
+}
+
+impl UsageCategory {
+    fn parse(s: &str) -> Result<Self, RecordError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "instance" => Ok(UsageCategory::Instance),
+            "pod" => Ok(UsageCategory::Pod),
+            "serverless" => Ok(UsageCategory::Serverless),
+            "storage" => Ok(UsageCategory::Storage),
+            "other" => Ok(UsageCategory::Other),
+            other => Err(RecordError::Invalid(format!(
+                "unknown usage category {other:?}; expected instance, pod, serverless, storage or other"
+            ))),
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            UsageCategory::Instance => "instance",
+            UsageCategory::Pod => "pod",
+            UsageCategory::Serverless => "serverless",
+            UsageCategory::Storage => "storage",
+            UsageCategory::Other => "other",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRecord {
+    pub id: RecordId,
+    pub account: AccountId,
+    pub at: DateTime<Utc>,
+    pub category: UsageCategory,
+    pub amount: Money,
+}
+
+/// A refund names its usage; its currency is the usage's, resolved at storage time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundRecord {
+    pub id: RecordId,
+    pub usage_id: RecordId,
+    /// Validated decimal (positive, at most [`MAX_INPUT_DECIMALS`] places), currency-less
+    /// until the usage is known.
+    pub amount: rust_decimal::Decimal,
+    pub at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurchaseRecord {
+    pub id: RecordId,
+    pub account: AccountId,
+    pub at: DateTime<Utc>,
+    pub amount: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayoutMethodRecord {
+    pub account: AccountId,
+    pub rail: Rail,
+    pub destination: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkRecord {
+    /// The two accounts, ordered so (a, b) and (b, a) are the same link.
+    pub a: AccountId,
+    pub b: AccountId,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    Account(AccountRecord),
+    Referral(ReferralRecord),
+    Usage(UsageRecord),
+    Refund(RefundRecord),
+    Purchase(PurchaseRecord),
+    PayoutMethod(PayoutMethodRecord),
+    Link(LinkRecord),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("not a valid record: {0}")]
+    Json(String),
+    #[error(transparent)]
+    Id(#[from] IdError),
+    #[error(transparent)]
+    Money(#[from] MoneyError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Record {
+    /// Parses one NDJSON line.
+    pub fn parse_line(line: &str) -> Result<Record, RecordError> {
+        let wire: WireRecord =
+            serde_json::from_str(line).map_err(|e| RecordError::Json(json_message(&e)))?;
+        wire.into_record()
+    }
+
+    /// The record's type tag, for reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Record::Account(_) => "account",
+            Record::Referral(_) => "referral",
+            Record::Usage(_) => "usage",
+            Record::Refund(_) => "refund",
+            Record::Purchase(_) => "purchase",
+            Record::PayoutMethod(_) => "payout_method",
+            Record::Link(_) => "link",
+        }
+    }
+}
+
+/// serde_json's messages are good; this only makes the float case say what to do.
+fn json_message(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    if msg.contains("invalid type: floating point") || msg.contains("invalid type: integer") {
+        format!("{msg} (amounts must be decimal strings, e.g. \"12.34\")")
+    } else {
+        msg
+    }
+}
+
+fn input_money(amount: &str, currency: &str) -> Result<Money, RecordError> {
+    let currency: Currency = currency.parse()?;
+    let money = Money::parse(amount, currency, MAX_INPUT_DECIMALS)?;
+    if !money.is_positive() {
+        return Err(MoneyError::NotPositive(money.amount()).into());
+    }
+    Ok(money)
+}
+
+/// Checks that a destination has the shape its rail expects.
+pub fn validate_destination(rail: Rail, destination: &str) -> Result<String, RecordError> {
+    let d = destination.trim();
+    let ok = match rail {
+        Rail::Stripe => {
+            d.starts_with("acct_")
+                && d.len() > 5
+                && d.len() <= 64
+                && d[5..].chars().all(|c| c.is_ascii_alphanumeric())
+        }
+        Rail::Paypal => {
+            d.len() <= 127
+                && d.split_once('@')
+                    .is_some_and(|(l, r)| !l.is_empty() && r.contains('.'))
+        }
+        Rail::Wise => !d.is_empty() && d.len() <= 64 && d.chars().all(|c| c.is_ascii_digit()),
+        Rail::Partnerstack => {
+            !d.is_empty()
+                && d.len() <= 128
+                && d.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        }
+    };
+    if ok {
+        Ok(d.to_string())
+    } else {
+        let expected = match rail {
+            Rail::Stripe => "a connected account id such as acct_1A2b3C",
+            Rail::Paypal => "the payee's PayPal email address",
+            Rail::Wise => "a numeric Wise recipient account id",
+            Rail::Partnerstack => "a PartnerStack partner key",
+        };
+        Err(RecordError::Invalid(format!(
+            "{destination:?} is not a valid {rail} destination; expected {expected}"
+        )))
+    }
+}
+
+impl WireRecord {
+    fn into_record(self) -> Result<Record, RecordError> {
+        Ok(match self {
+            WireRecord::Account {
+                id,
+                created_at,
+                email,
+                payment_fingerprint,
+                country,
+                hosted_machines,
+            } => {
+                if !email.contains('@') {
+                    return Err(RecordError::Invalid(format!(
+                        "email {email:?} is not an email address"
+                    )));
+                }
+                Record::Account(AccountRecord {
+                    id: AccountId::parse(&id)?,
+                    created_at,
+                    email: email.trim().to_string(),
+                    payment_fingerprint: payment_fingerprint
+                        .map(|f| f.trim().to_string())
+                        .filter(|f| !f.is_empty()),
+                    country: country.map(|c| c.trim().to_ascii_uppercase()),
+                    hosted_machines,
+                })
+            }
+            WireRecord::Referral {
+                program,
+                referrer,
+                referred,
+                at,
+                template_id,
+            } => Record::Referral(ReferralRecord {
+                program: program.parse()?,
+                referrer: AccountId::parse(&referrer)?,
+                referred: AccountId::parse(&referred)?,
+                at,
+                template_id: template_id.as_deref().map(TemplateId::parse).transpose()?,
+            }),
+            WireRecord::Usage {
+                id,
+                account,
+                at,
+                category,
+                amount,
+                currency,
+            } => Record::Usage(UsageRecord {
+                id: RecordId::parse(&id)?,
+                account: AccountId::parse(&account)?,
+                at,
+                category: UsageCategory::parse(&category)?,
+                amount: input_money(&amount, &currency)?,
+            }),
+            WireRecord::Refund {
+                id,
+                usage_id,
+                amount,
+                at,
+            } => Record::Refund(RefundRecord {
+                id: RecordId::parse(&id)?,
+                usage_id: RecordId::parse(&usage_id)?,
+                // Validated against USD's rules here; the real currency comes from the usage.
+                amount: input_money(&amount, "USD")?.amount(),
+                at,
+            }),
+            WireRecord::Purchase {
+                id,
+                account,
+                at,
+                amount,
+                currency,
+            } => Record::Purchase(PurchaseRecord {
+                id: RecordId::parse(&id)?,
+                account: AccountId::parse(&account)?,
+                at,
+                amount: input_money(&amount, &currency)?,
+            }),
+            WireRecord::PayoutMethod {
+                account,
+                rail,
+                destination,
+            } => {
+                let rail: Rail = rail.parse()?;
+                Record::PayoutMethod(PayoutMethodRecord {
+                    account: AccountId::parse(&account)?,
+                    rail,
+                    destination: validate_destination(rail, &destination)?,
+                })
+            }
+            WireRecord::Link { a, b, reason } => {
+                let (a, b) = (AccountId::parse(&a)?, AccountId::parse(&b)?);
+                if a == b {
+                    return Err(RecordError::Invalid(format!(
+                        "a link needs two different accounts, got {a} twice"
+                    )));
+                }
+                let (a, b) = if a <= b { (a, b) } else { (b, a) };
+                Record::Link(LinkRecord { a, b, reason })
+            }
+        })
+    }
+}
+
+/// A stable fingerprint of a record's content: replaying the same record is a no-op, while
+/// the same id with other content is a conflict the platform must hear about.
+pub fn content_hash(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0x1f]);
+    }
+    hex::encode(&h.finalize()[..16])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_each_record_type() {
+        let lines = [
+            r#"{"type":"account","id":"a1","created_at":"2026-01-01T00:00:00Z","email":"a@x.com","payment_fingerprint":"fp","country":"us","hosted_machines":true}"#,
+            r#"{"type":"referral","program":"vast","referrer":"a1","referred":"b1","at":"2026-01-02T00:00:00Z","template_id":"t1"}"#,
+            r#"{"type":"usage","id":"u1","account":"b1","at":"2026-01-03T00:00:00Z","category":"instance","amount":"10.50","currency":"USD"}"#,
+            r#"{"type":"refund","id":"r1","usage_id":"u1","amount":"1.5"}"#,
+            r#"{"type":"purchase","id":"p1","account":"b1","at":"2026-01-03T00:00:00Z","amount":"100","currency":"USD"}"#,
+            r#"{"type":"payout_method","account":"a1","rail":"stripe","destination":"acct_123"}"#,
+            r#"{"type":"link","a":"b1","b":"a1","reason":"same device"}"#,
+        ];
+        let kinds: Vec<_> = lines
+            .iter()
+            .map(|l| Record::parse_line(l).unwrap().kind())
+            .collect();
+        assert_eq!(
+            kinds,
+            ["account", "referral", "usage", "refund", "purchase", "payout_method", "link"]
+        );
+        match Record::parse_line(lines[6]).unwrap() {
+            Record::Link(l) => assert_eq!((l.a.as_str(), l.b.as_str()), ("a1", "b1")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn rejects_float_amounts_with_advice() {
+        let err = Record::parse_line(
+            r#"{"type":"usage","id":"u1","account":"b1","at":"2026-01-03T00:00:00Z","category":"pod","amount":10.5,"currency":"USD"}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("decimal strings"), "{err}");
+    }
+
+    #[test]
+    fn rejects_bad_values_with_reasons() {
+        let cases = [
+            (r#"{"type":"usage","id":"u1","account":"b1","at":"2026-01-03T00:00:00Z","category":"pod","amount":"-1","currency":"USD"}"#, "greater than zero"),
+            (r#"{"type":"usage","id":"u1","account":"b1","at":"2026-01-03T00:00:00Z","category":"pod","amount":"1","currency":"DOGE"}"#, "unknown currency"),
+            (r#"{"type":"usage","id":"u1","account":"b1","at":"2026-01-03T00:00:00Z","category":"gpu","amount":"1","currency":"USD"}"#, "usage category"),
+            (r#"{"type":"payout_method","account":"a1","rail":"stripe","destination":"bank-123"}"#, "not a valid stripe destination"),
+            (r#"{"type":"account","id":"a 1","created_at":"2026-01-01T00:00:00Z","email":"a@x.com"}"#, "may only contain"),
+            (r#"{"type":"account","id":"a1","created_at":"2026-01-01T00:00:00Z","email":"a@x.com","color":"red"}"#, "unknown field"),
+            (r#"{"type":"bonus","id":"x"}"#, "unknown variant"),
+            (r#"not json"#, "not a valid record"),
+        ];
+        for (line, expected) in cases {
+            let err = Record::parse_line(line).unwrap_err().to_string();
+            assert!(err.contains(expected), "{line} -> {err}");
+        }
+    }
+
+    #[test]
+    fn content_hash_separates_fields() {
+        assert_ne!(content_hash(&["ab", "c"]), content_hash(&["a", "bc"]));
+        assert_eq!(content_hash(&["x"]), content_hash(&["x"]));
+    }
+}

@@ -1,0 +1,14 @@
+//! `payouts`: payout orchestration for the referral, affiliate and creator programs of GPU
+//! clouds.
+//!
+//! Layers, from the inside out:
+//! - [`domain`]: pure rules (money, programs, eligibility, ledger, payout state machine);
+//! - [`ingest`]: parsing platform records;
+//! - [`storage`]: the database (SQLite today), including the transactional job enqueue;
+//! - [`providers`]: HTTP adapters to payout rails, each with its wire types and a mock server;
+//! - [`jobs`]: the apalis worker that advances payouts;
+//! - [`app`]: use cases shared by the CLI (and later the HTTP API).
+
+pub mod domain;
+pub mod ingest;
+pub mod storage;

@@ -1,0 +1,183 @@
+//! Balances, derived from postings every time (never stored), with the eligibility verdict.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use sqlx::SqliteConnection;
+
+use super::{StoreError, StoreResult, parse_stored};
+use crate::domain::commission::ProgramTerms;
+use crate::domain::eligibility::{CashOutFacts, cash_out_eligibility, max_payable};
+use crate::domain::ids::{AccountId, Program};
+use crate::domain::money::{Currency, Money};
+use crate::domain::referral::Disqualification;
+
+/// One program's balance in one currency.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProgramBalance {
+    pub program: Program,
+    pub currency: Currency,
+    /// Lifetime referral earnings: cashable and credit parts, net of clawbacks.
+    pub earned: Money,
+    /// The cashable part of `earned`.
+    pub cashable: Money,
+    /// The part that stays on the platform as credit.
+    pub credit: Money,
+    /// Paid out (provider confirmed).
+    pub withdrawn: Money,
+    /// Held by payouts not yet confirmed.
+    pub pending: Money,
+    /// Cashable minus withdrawn minus pending, at full precision.
+    pub available: Money,
+    /// What a withdrawal may ask for now: `available` rounded down to the minor unit, or zero
+    /// when not eligible.
+    pub payable_now: Money,
+    pub lifetime_spend: Money,
+    pub eligible: bool,
+    /// Why not, when not eligible.
+    pub reason: Option<String>,
+}
+
+/// A referral that earns nothing, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReferralNote {
+    pub program: Program,
+    pub referred: String,
+    pub status: String,
+    pub template_id: Option<String>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccountBalance {
+    pub account: AccountId,
+    pub has_rented: bool,
+    pub hosted_machines: bool,
+    pub programs: Vec<ProgramBalance>,
+    /// Referrals by this account that do not earn (disqualified or still pending).
+    pub non_earning_referrals: Vec<ReferralNote>,
+}
+
+impl AccountBalance {
+    pub fn program(&self, program: Program, currency: Currency) -> Option<&ProgramBalance> {
+        self.programs
+            .iter()
+            .find(|p| p.program == program && p.currency == currency)
+    }
+}
+
+/// Loads an account's balance. Works on a pooled connection or inside a transaction.
+pub async fn load_balance(
+    conn: &mut SqliteConnection,
+    account: &AccountId,
+) -> StoreResult<AccountBalance> {
+    let known: Option<i64> = sqlx::query_scalar("SELECT hosted_machines FROM accounts WHERE id = $1")
+        .bind(account.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+    let sums: Vec<(String, String, i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT p.program, p.currency, \
+           COALESCE(SUM(CASE WHEN p.book = 'referrer_cashable' AND t.kind <> 'payout' THEN p.units END), 0), \
+           COALESCE(SUM(CASE WHEN p.book = 'referrer_credit' THEN p.units END), 0), \
+           COALESCE(SUM(CASE WHEN p.book = 'referrer_cashable' AND t.kind = 'payout' AND t.status = 'posted' THEN -p.units END), 0), \
+           COALESCE(SUM(CASE WHEN p.book = 'referrer_cashable' AND t.kind = 'payout' AND t.status = 'pending' THEN -p.units END), 0) \
+         FROM ledger_postings p JOIN ledger_transactions t ON t.id = p.txn_id \
+         WHERE p.holder = $1 AND t.status <> 'voided' \
+         GROUP BY p.program, p.currency ORDER BY p.program, p.currency",
+    )
+    .bind(account.as_str())
+    .fetch_all(&mut *conn)
+    .await?;
+    if known.is_none() && sums.is_empty() {
+        return Err(StoreError::UnknownAccount(account.to_string()));
+    }
+    let spend_rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT u.currency, SUM(u.units) - COALESCE(SUM(r.refunded), 0) FROM usage u \
+         LEFT JOIN (SELECT usage_id, SUM(units) AS refunded FROM refunds GROUP BY usage_id) r \
+           ON r.usage_id = u.id \
+         WHERE u.account_id = $1 GROUP BY u.currency",
+    )
+    .bind(account.as_str())
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut spend: BTreeMap<Currency, Money> = BTreeMap::new();
+    for (currency, units) in spend_rows {
+        let currency: Currency = parse_stored("currency", &currency)?;
+        spend.insert(currency, Money::from_units(units, currency));
+    }
+    let has_rented = !spend.is_empty();
+    let hosted_machines = known.unwrap_or(0) != 0;
+
+    let mut programs = Vec::with_capacity(sums.len());
+    for (program, currency, cashable, credit, withdrawn, pending) in sums {
+        let program: Program = parse_stored("program", &program)?;
+        let currency: Currency = parse_stored("currency", &currency)?;
+        let m = |u: i64| Money::from_units(u, currency);
+        let earned = m(cashable.checked_add(credit).ok_or_else(overflow)?);
+        let available = m(cashable
+            .checked_sub(withdrawn)
+            .and_then(|v| v.checked_sub(pending))
+            .ok_or_else(overflow)?);
+        let lifetime_spend = spend.get(&currency).copied().unwrap_or(Money::zero(currency));
+        let facts = CashOutFacts {
+            earned,
+            available,
+            lifetime_spend,
+            has_rented,
+            hosted_machines,
+        };
+        let verdict = cash_out_eligibility(&ProgramTerms::for_program(program), &facts);
+        programs.push(ProgramBalance {
+            program,
+            currency,
+            earned,
+            cashable: m(cashable),
+            credit: m(credit),
+            withdrawn: m(withdrawn),
+            pending: m(pending),
+            available,
+            payable_now: if verdict.is_ok() {
+                max_payable(&facts)
+            } else {
+                Money::zero(currency)
+            },
+            lifetime_spend,
+            eligible: verdict.is_ok(),
+            reason: verdict.err().map(|e| e.to_string()),
+        });
+    }
+
+    let notes: Vec<(String, String, String, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT program, referred_id, status, disqualification, template_id FROM referrals \
+         WHERE referrer_id = $1 AND status <> 'qualified' ORDER BY referred_at, id",
+    )
+    .bind(account.as_str())
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut non_earning_referrals = Vec::with_capacity(notes.len());
+    for (program, referred, status, reason, template_id) in notes {
+        let reason = match reason.as_deref().and_then(Disqualification::from_code) {
+            Some(d) => d.explain().to_string(),
+            None => "waiting for both accounts' records before the referral can be judged".into(),
+        };
+        non_earning_referrals.push(ReferralNote {
+            program: parse_stored("program", &program)?,
+            referred,
+            status,
+            template_id,
+            reason,
+        });
+    }
+
+    Ok(AccountBalance {
+        account: account.clone(),
+        has_rented,
+        hosted_machines,
+        programs,
+        non_earning_referrals,
+    })
+}
+
+fn overflow() -> StoreError {
+    StoreError::Corrupt("balance overflows the storable range".into())
+}

@@ -1,0 +1,510 @@
+//! Applying parsed records: batched multi-row statements in one transaction.
+//!
+//! Every record kind goes through the same three set-based steps: fetch the stored content
+//! hashes of the batch's keys, classify each row (new, unchanged, changed), then one multi-row
+//! INSERT per chunk. Facts that platforms correct (accounts, payout methods) are upserted;
+//! events (usage, refunds, purchases, referrals, links) are immutable, and a changed one is
+//! reported as a conflict instead of silently rewriting history.
+
+use std::collections::HashMap;
+
+use chrono::Utc;
+use sqlx::{QueryBuilder, Sqlite, Transaction};
+
+use super::{BATCH_ROWS, Store, StoreResult, to_millis};
+use crate::domain::money::{Currency, Money};
+use crate::domain::referral::normalize_email;
+use crate::ingest::record::{RefundRecord, content_hash};
+use crate::ingest::{IngestReport, LineError, Numbered, Record};
+
+/// A bindable column value.
+#[derive(Debug, Clone)]
+enum Val {
+    Text(String),
+    Int(i64),
+    Null,
+}
+
+impl From<String> for Val {
+    fn from(s: String) -> Self {
+        Val::Text(s)
+    }
+}
+impl From<&str> for Val {
+    fn from(s: &str) -> Self {
+        Val::Text(s.to_string())
+    }
+}
+impl From<i64> for Val {
+    fn from(i: i64) -> Self {
+        Val::Int(i)
+    }
+}
+impl From<Option<String>> for Val {
+    fn from(s: Option<String>) -> Self {
+        s.map_or(Val::Null, Val::Text)
+    }
+}
+
+/// How one record kind is stored.
+struct TableSpec {
+    kind: &'static str,
+    table: &'static str,
+    /// SQL expression of the record's key, matching [`Row::key`].
+    key_expr: &'static str,
+    /// Conflict target (the primary key columns).
+    key_cols: &'static str,
+    columns: &'static [&'static str],
+    /// Whether a changed record updates the stored one (true) or is a conflict (false).
+    mutable: bool,
+}
+
+struct Row {
+    line: usize,
+    key: String,
+    hash: String,
+    values: Vec<Val>,
+}
+
+const ACCOUNTS: TableSpec = TableSpec {
+    kind: "account",
+    table: "accounts",
+    key_expr: "id",
+    key_cols: "id",
+    columns: &[
+        "id",
+        "created_at",
+        "email",
+        "email_normalized",
+        "payment_fingerprint",
+        "country",
+        "hosted_machines",
+        "content_hash",
+    ],
+    mutable: true,
+};
+const LINKS: TableSpec = TableSpec {
+    kind: "link",
+    table: "account_links",
+    key_expr: "account_a || '|' || account_b",
+    key_cols: "account_a, account_b",
+    columns: &["account_a", "account_b", "reason", "content_hash"],
+    mutable: false,
+};
+const REFERRALS: TableSpec = TableSpec {
+    kind: "referral",
+    table: "referrals",
+    key_expr: "id",
+    key_cols: "id",
+    columns: &[
+        "id",
+        "program",
+        "referrer_id",
+        "referred_id",
+        "referred_at",
+        "template_id",
+        "content_hash",
+    ],
+    mutable: false,
+};
+const PAYOUT_METHODS: TableSpec = TableSpec {
+    kind: "payout_method",
+    table: "payout_methods",
+    key_expr: "account_id || '|' || rail",
+    key_cols: "account_id, rail",
+    columns: &["account_id", "rail", "destination", "content_hash", "updated_at"],
+    mutable: true,
+};
+const USAGE: TableSpec = TableSpec {
+    kind: "usage",
+    table: "usage",
+    key_expr: "id",
+    key_cols: "id",
+    columns: &["id", "account_id", "at", "category", "units", "currency", "content_hash"],
+    mutable: false,
+};
+const PURCHASES: TableSpec = TableSpec {
+    kind: "purchase",
+    table: "purchases",
+    key_expr: "id",
+    key_cols: "id",
+    columns: &["id", "account_id", "at", "units", "currency", "content_hash"],
+    mutable: false,
+};
+const REFUNDS: TableSpec = TableSpec {
+    kind: "refund",
+    table: "refunds",
+    key_expr: "id",
+    key_cols: "id",
+    columns: &["id", "usage_id", "at", "units", "content_hash"],
+    mutable: false,
+};
+
+impl Store {
+    /// Applies parsed records. Returns the rows rejected at this stage (conflicts, unknown
+    /// references); the caller decides whether to commit. Accruals are posted in the same
+    /// transaction, so a committed ingest and its ledger entries are never apart.
+    pub async fn apply_records(
+        tx: &mut Transaction<'static, Sqlite>,
+        records: &[Numbered],
+        report: &mut IngestReport,
+    ) -> StoreResult<Vec<LineError>> {
+        let mut errors = Vec::new();
+        let now = to_millis(Utc::now());
+        let mut by_kind: HashMap<&'static str, Vec<Row>> = HashMap::new();
+        let mut refunds: Vec<(usize, &RefundRecord)> = Vec::new();
+        for n in records {
+            let row = match &n.record {
+                Record::Refund(r) => {
+                    refunds.push((n.line, r));
+                    continue;
+                }
+                other => to_row(n.line, other, now)?,
+            };
+            by_kind.entry(n.record.kind()).or_default().push(row);
+        }
+        // Order matters only for refunds, which must see their usage.
+        for spec in [&ACCOUNTS, &LINKS, &REFERRALS, &PAYOUT_METHODS, &USAGE, &PURCHASES] {
+            let rows = by_kind.remove(spec.kind).unwrap_or_default();
+            apply_kind(tx, spec, rows, report, &mut errors).await?;
+        }
+        let refund_rows = refund_rows(tx, &refunds, &mut errors).await?;
+        apply_kind(tx, &REFUNDS, refund_rows, report, &mut errors).await?;
+
+        report.referrals_judged += Self::judge_pending_referrals(tx).await?;
+        report.accruals_posted += Self::post_pending_accruals(tx).await?;
+        errors.sort_by_key(|e| e.line);
+        Ok(errors)
+    }
+}
+
+fn to_row(line: usize, record: &Record, now: i64) -> StoreResult<Row> {
+    Ok(match record {
+        Record::Account(a) => {
+            let created = to_millis(a.created_at);
+            let hosted = i64::from(a.hosted_machines);
+            let hash = content_hash(&[
+                &created.to_string(),
+                &a.email,
+                a.payment_fingerprint.as_deref().unwrap_or(""),
+                a.country.as_deref().unwrap_or(""),
+                &hosted.to_string(),
+            ]);
+            Row {
+                line,
+                key: a.id.to_string(),
+                values: vec![
+                    a.id.as_str().into(),
+                    created.into(),
+                    a.email.clone().into(),
+                    normalize_email(&a.email).into(),
+                    a.payment_fingerprint.clone().into(),
+                    a.country.clone().into(),
+                    hosted.into(),
+                    hash.clone().into(),
+                ],
+                hash,
+            }
+        }
+        Record::Link(l) => {
+            let hash = content_hash(&[l.reason.as_deref().unwrap_or("")]);
+            Row {
+                line,
+                key: format!("{}|{}", l.a, l.b),
+                values: vec![
+                    l.a.as_str().into(),
+                    l.b.as_str().into(),
+                    l.reason.clone().into(),
+                    hash.clone().into(),
+                ],
+                hash,
+            }
+        }
+        Record::Referral(r) => {
+            let at = to_millis(r.at);
+            let template = r.template_id.as_ref().map(|t| t.to_string());
+            let hash = content_hash(&[
+                r.referrer.as_str(),
+                &at.to_string(),
+                template.as_deref().unwrap_or(""),
+            ]);
+            Row {
+                line,
+                key: r.id(),
+                values: vec![
+                    r.id().into(),
+                    r.program.as_str().into(),
+                    r.referrer.as_str().into(),
+                    r.referred.as_str().into(),
+                    at.into(),
+                    template.into(),
+                    hash.clone().into(),
+                ],
+                hash,
+            }
+        }
+        Record::PayoutMethod(m) => {
+            let hash = content_hash(&[&m.destination]);
+            Row {
+                line,
+                key: format!("{}|{}", m.account, m.rail),
+                values: vec![
+                    m.account.as_str().into(),
+                    m.rail.as_str().into(),
+                    m.destination.clone().into(),
+                    hash.clone().into(),
+                    now.into(),
+                ],
+                hash,
+            }
+        }
+        Record::Usage(u) => {
+            let at = to_millis(u.at);
+            let units = u.amount.to_units()?;
+            let hash = content_hash(&[
+                u.account.as_str(),
+                &at.to_string(),
+                u.category.code(),
+                &units.to_string(),
+                u.amount.currency().code(),
+            ]);
+            Row {
+                line,
+                key: u.id.to_string(),
+                values: vec![
+                    u.id.as_str().into(),
+                    u.account.as_str().into(),
+                    at.into(),
+                    u.category.code().into(),
+                    units.into(),
+                    u.amount.currency().code().into(),
+                    hash.clone().into(),
+                ],
+                hash,
+            }
+        }
+        Record::Purchase(p) => {
+            let at = to_millis(p.at);
+            let units = p.amount.to_units()?;
+            let hash = content_hash(&[
+                p.account.as_str(),
+                &at.to_string(),
+                &units.to_string(),
+                p.amount.currency().code(),
+            ]);
+            Row {
+                line,
+                key: p.id.to_string(),
+                values: vec![
+                    p.id.as_str().into(),
+                    p.account.as_str().into(),
+                    at.into(),
+                    units.into(),
+                    p.amount.currency().code().into(),
+                    hash.clone().into(),
+                ],
+                hash,
+            }
+        }
+        Record::Refund(_) => {
+            return Err(super::StoreError::Corrupt(
+                "refunds are prepared by refund_rows".into(),
+            ));
+        }
+    })
+}
+
+/// Refunds need their usage: its currency, and how much of it is already refunded. One query
+/// per chunk fetches both; a refund of unknown usage, or one that would refund more than was
+/// spent, is rejected with its line.
+async fn refund_rows(
+    tx: &mut Transaction<'static, Sqlite>,
+    refunds: &[(usize, &RefundRecord)],
+    errors: &mut Vec<LineError>,
+) -> StoreResult<Vec<Row>> {
+    let mut usage_state: HashMap<String, (i64, i64, String)> = HashMap::new();
+    for chunk in refunds.chunks(BATCH_ROWS) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT u.id, u.units, u.currency, \
+             COALESCE((SELECT SUM(r.units) FROM refunds r WHERE r.usage_id = u.id), 0) \
+             FROM usage u WHERE u.id IN (",
+        );
+        let mut sep = q.separated(", ");
+        for (_, r) in chunk {
+            sep.push_bind(r.usage_id.as_str());
+        }
+        q.push(")");
+        let rows: Vec<(String, i64, String, i64)> =
+            q.build_query_as().fetch_all(&mut **tx).await?;
+        for (id, units, currency, refunded) in rows {
+            usage_state.insert(id, (units, refunded, currency));
+        }
+    }
+    let existing = existing_hashes(tx, &REFUNDS, refunds.iter().map(|(_, r)| r.id.to_string())).await?;
+    let mut rows = Vec::new();
+    let mut seen_in_file = std::collections::HashSet::new();
+    for (line, r) in refunds {
+        let Some((units, refunded, currency)) = usage_state.get_mut(r.usage_id.as_str()) else {
+            errors.push(LineError {
+                line: *line,
+                message: format!(
+                    "refund {} names usage {} which has not been ingested; send the usage first",
+                    r.id, r.usage_id
+                ),
+            });
+            continue;
+        };
+        let currency: Currency = super::parse_stored("usage currency", currency)?;
+        let amount = Money::new(r.amount, currency);
+        let refund_units = amount.to_units()?;
+        let at = r.at.map(to_millis);
+        let hash = content_hash(&[
+            r.usage_id.as_str(),
+            &at.map(|a| a.to_string()).unwrap_or_default(),
+            &refund_units.to_string(),
+        ]);
+        // A replayed refund is already counted in `refunded`; only new ones consume room.
+        if !existing.contains_key(r.id.as_str()) && seen_in_file.insert(r.id.as_str()) {
+            if *refunded + refund_units > *units {
+                errors.push(LineError {
+                    line: *line,
+                    message: format!(
+                        "refund {} of {} would refund more than usage {} charged ({}; already refunded {})",
+                        r.id,
+                        amount,
+                        r.usage_id,
+                        Money::from_units(*units, currency),
+                        Money::from_units(*refunded, currency),
+                    ),
+                });
+                continue;
+            }
+            *refunded += refund_units;
+        }
+        rows.push(Row {
+            line: *line,
+            key: r.id.to_string(),
+            values: vec![
+                r.id.as_str().into(),
+                r.usage_id.as_str().into(),
+                at.map_or(Val::Null, Val::Int),
+                refund_units.into(),
+                hash.clone().into(),
+            ],
+            hash,
+        });
+    }
+    Ok(rows)
+}
+
+async fn existing_hashes(
+    tx: &mut Transaction<'static, Sqlite>,
+    spec: &TableSpec,
+    keys: impl Iterator<Item = String>,
+) -> StoreResult<HashMap<String, String>> {
+    let keys: Vec<String> = keys.collect();
+    let mut found = HashMap::new();
+    for chunk in keys.chunks(BATCH_ROWS) {
+        let mut q = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {key} AS k, content_hash FROM {table} WHERE {key} IN (",
+            key = spec.key_expr,
+            table = spec.table
+        ));
+        let mut sep = q.separated(", ");
+        for k in chunk {
+            sep.push_bind(k.as_str());
+        }
+        q.push(")");
+        let rows: Vec<(String, String)> = q.build_query_as().fetch_all(&mut **tx).await?;
+        found.extend(rows);
+    }
+    Ok(found)
+}
+
+async fn apply_kind(
+    tx: &mut Transaction<'static, Sqlite>,
+    spec: &TableSpec,
+    rows: Vec<Row>,
+    report: &mut IngestReport,
+    errors: &mut Vec<LineError>,
+) -> StoreResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    // The same record twice in one file: identical is harmless, different is a conflict.
+    let mut first_seen: HashMap<String, (usize, String)> = HashMap::new();
+    let mut unique = Vec::with_capacity(rows.len());
+    for row in rows {
+        match first_seen.get(&row.key) {
+            Some((_, hash)) if *hash == row.hash => report.counts(spec.kind).unchanged += 1,
+            Some((line, _)) => errors.push(LineError {
+                line: row.line,
+                message: format!(
+                    "{} {} also appears on line {line} with different content",
+                    spec.kind, row.key
+                ),
+            }),
+            None => {
+                first_seen.insert(row.key.clone(), (row.line, row.hash.clone()));
+                unique.push(row);
+            }
+        }
+    }
+
+    let existing = existing_hashes(tx, spec, unique.iter().map(|r| r.key.clone())).await?;
+    let mut to_write = Vec::with_capacity(unique.len());
+    for row in unique {
+        match existing.get(&row.key) {
+            None => {
+                report.counts(spec.kind).inserted += 1;
+                to_write.push(row);
+            }
+            Some(hash) if *hash == row.hash => report.counts(spec.kind).unchanged += 1,
+            Some(_) if spec.mutable => {
+                report.counts(spec.kind).updated += 1;
+                to_write.push(row);
+            }
+            Some(_) => errors.push(LineError {
+                line: row.line,
+                message: format!(
+                    "{} {} was already ingested with different content; {}s cannot change, send a new record instead",
+                    spec.kind, row.key, spec.kind
+                ),
+            }),
+        }
+    }
+
+    for chunk in to_write.chunks(BATCH_ROWS) {
+        let mut q = QueryBuilder::<Sqlite>::new(format!(
+            "INSERT INTO {} ({}) ",
+            spec.table,
+            spec.columns.join(", ")
+        ));
+        q.push_values(chunk, |mut b, row| {
+            for v in &row.values {
+                match v {
+                    Val::Text(s) => b.push_bind(s.clone()),
+                    Val::Int(i) => b.push_bind(*i),
+                    Val::Null => b.push_bind(None::<String>),
+                };
+            }
+        });
+        if spec.mutable {
+            let updates: Vec<String> = spec
+                .columns
+                .iter()
+                .filter(|c| !spec.key_cols.split(", ").any(|k| k == **c))
+                .map(|c| format!("{c} = excluded.{c}"))
+                .collect();
+            q.push(format!(
+                " ON CONFLICT ({}) DO UPDATE SET {}",
+                spec.key_cols,
+                updates.join(", ")
+            ));
+        } else {
+            q.push(format!(" ON CONFLICT ({}) DO NOTHING", spec.key_cols));
+        }
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}

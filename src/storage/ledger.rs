@@ -1,0 +1,198 @@
+//! Ledger persistence: batched writes of balanced transactions, hold resolution, and the
+//! invariant check that tests and the demo run after every scenario.
+
+use chrono::Utc;
+use serde::Serialize;
+use sqlx::{QueryBuilder, Sqlite, Transaction};
+
+use super::{BATCH_ROWS, Store, StoreError, StoreResult, to_millis};
+use crate::domain::ledger::{BalancedTransaction, TransactionStatus};
+
+/// Identity and provenance of a ledger transaction.
+#[derive(Debug, Clone)]
+pub struct TxnMeta {
+    pub id: String,
+    pub source_id: Option<String>,
+    pub referral_id: Option<String>,
+    pub payout_id: Option<String>,
+}
+
+/// Writes balanced transactions with two multi-row INSERTs per chunk.
+pub(crate) async fn insert_transactions(
+    tx: &mut Transaction<'static, Sqlite>,
+    items: &[(TxnMeta, BalancedTransaction)],
+) -> StoreResult<()> {
+    let now = to_millis(Utc::now());
+    for chunk in items.chunks(BATCH_ROWS) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO ledger_transactions \
+             (id, kind, status, source_id, referral_id, payout_id, created_at) ",
+        );
+        q.push_values(chunk, |mut b, (meta, txn)| {
+            b.push_bind(meta.id.clone())
+                .push_bind(txn.kind.code())
+                .push_bind(txn.status.code())
+                .push_bind(meta.source_id.clone())
+                .push_bind(meta.referral_id.clone())
+                .push_bind(meta.payout_id.clone())
+                .push_bind(now);
+        });
+        q.build().execute(&mut **tx).await?;
+
+        let mut postings = Vec::new();
+        for (meta, txn) in chunk {
+            for p in &txn.postings {
+                postings.push((meta.id.as_str(), p, p.amount.to_units()?));
+            }
+        }
+        for part in postings.chunks(BATCH_ROWS) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO ledger_postings (txn_id, book, holder, program, rail, currency, units) ",
+            );
+            q.push_values(part, |mut b, (txn_id, p, units)| {
+                b.push_bind(txn_id.to_string())
+                    .push_bind(p.book.code())
+                    .push_bind(p.book.holder().map(|h| h.to_string()))
+                    .push_bind(p.book.program().map(|x| x.as_str()))
+                    .push_bind(p.book.rail().map(|r| r.as_str()))
+                    .push_bind(p.amount.currency().code())
+                    .push_bind(*units);
+            });
+            q.build().execute(&mut **tx).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Posts or voids a pending hold. Fails if the hold is not pending, so a hold resolves once.
+pub(crate) async fn resolve_hold(
+    tx: &mut Transaction<'static, Sqlite>,
+    txn_id: &str,
+    to: TransactionStatus,
+) -> StoreResult<()> {
+    let done = sqlx::query(
+        "UPDATE ledger_transactions SET status = $1, resolved_at = $2 \
+         WHERE id = $3 AND status = 'pending'",
+    )
+    .bind(to.code())
+    .bind(to_millis(Utc::now()))
+    .bind(txn_id)
+    .execute(&mut **tx)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Err(StoreError::Corrupt(format!(
+            "hold {txn_id} is not pending; it cannot be {}",
+            to.code()
+        )));
+    }
+    Ok(())
+}
+
+/// The result of checking the ledger's invariants.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LedgerCheck {
+    pub transactions: i64,
+    pub postings: i64,
+    /// Every violation found, in words. Empty means the ledger is sound.
+    pub problems: Vec<String>,
+}
+
+impl LedgerCheck {
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+impl Store {
+    /// Checks, with set-based queries over the whole ledger:
+    /// - every transaction has at least two postings, summing to zero per currency;
+    /// - every payout has exactly one hold of its amount on the right books, and the hold's
+    ///   status matches the payout's (paid: posted, failed: voided, otherwise pending);
+    /// - no referrer was paid out more cash than it ever earned (clawbacks may still make a
+    ///   balance negative; payouts may not).
+    pub async fn check_ledger(&self) -> StoreResult<LedgerCheck> {
+        let pool = &self.pool;
+        let mut check = LedgerCheck {
+            transactions: sqlx::query_scalar("SELECT COUNT(*) FROM ledger_transactions")
+                .fetch_one(pool)
+                .await?,
+            postings: sqlx::query_scalar("SELECT COUNT(*) FROM ledger_postings")
+                .fetch_one(pool)
+                .await?,
+            problems: Vec::new(),
+        };
+
+        let unbalanced: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT txn_id, currency, SUM(units) FROM ledger_postings \
+             GROUP BY txn_id, currency HAVING SUM(units) <> 0",
+        )
+        .fetch_all(pool)
+        .await?;
+        for (txn, currency, units) in unbalanced {
+            check.problems.push(format!(
+                "transaction {txn} does not balance in {currency} (off by {units} units)"
+            ));
+        }
+
+        let thin: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT t.id, COUNT(p.id) FROM ledger_transactions t \
+             LEFT JOIN ledger_postings p ON p.txn_id = t.id \
+             GROUP BY t.id HAVING COUNT(p.id) < 2",
+        )
+        .fetch_all(pool)
+        .await?;
+        for (txn, n) in thin {
+            check
+                .problems
+                .push(format!("transaction {txn} has {n} posting(s); at least two are needed"));
+        }
+
+        let holds: Vec<(String, String, Option<String>, Option<String>, i64, i64)> =
+            sqlx::query_as(
+                "SELECT p.id, p.status, t.status, t.kind, p.units, \
+                        COALESCE((SELECT -SUM(q.units) FROM ledger_postings q \
+                                  WHERE q.txn_id = t.id AND q.book = 'referrer_cashable' \
+                                    AND q.holder = p.account_id AND q.currency = p.currency), 0) \
+                 FROM payouts p LEFT JOIN ledger_transactions t ON t.id = p.hold_txn_id",
+            )
+            .fetch_all(pool)
+            .await?;
+        for (payout, status, hold_status, hold_kind, units, held) in holds {
+            let expected = match status.as_str() {
+                "paid" => "posted",
+                "failed" => "voided",
+                _ => "pending",
+            };
+            match (hold_status.as_deref(), hold_kind.as_deref()) {
+                (None, _) => check
+                    .problems
+                    .push(format!("payout {payout} has no hold transaction")),
+                (Some(s), Some("payout")) if s == expected && held == units => {}
+                (Some(s), kind) => check.problems.push(format!(
+                    "payout {payout} is {status} with amount {units} units, but its hold is {s} \
+                     ({}) debiting {held} units; expected {expected}",
+                    kind.unwrap_or("?")
+                )),
+            }
+        }
+
+        let overdrawn: Vec<(String, String, String, i64)> = sqlx::query_as(
+            "SELECT p.holder, p.program, p.currency, \
+                    SUM(CASE WHEN t.kind IN ('accrual', 'payout') THEN p.units ELSE 0 END) \
+             FROM ledger_postings p \
+             JOIN ledger_transactions t ON t.id = p.txn_id \
+             WHERE p.book = 'referrer_cashable' AND t.status <> 'voided' \
+             GROUP BY p.holder, p.program, p.currency \
+             HAVING SUM(CASE WHEN t.kind IN ('accrual', 'payout') THEN p.units ELSE 0 END) < 0",
+        )
+        .fetch_all(pool)
+        .await?;
+        for (holder, program, currency, units) in overdrawn {
+            check.problems.push(format!(
+                "{holder} ({program}, {currency}) was paid out more than it ever earned \
+                 (earned minus paid: {units} units)"
+            ));
+        }
+        Ok(check)
+    }
+}

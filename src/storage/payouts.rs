@@ -1,0 +1,736 @@
+//! Payout persistence: withdrawals, fenced leases, attempts and the event history.
+//!
+//! Fencing: a worker *claims* a payout, which bumps its `fence` and sets a lease. Every later
+//! write names that fence in its WHERE clause, so a worker whose lease expired and was taken
+//! over changes nothing ([`StoreError`] `LeaseLost`), and the new holder starts with a lookup.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{Sqlite, Transaction};
+
+use super::balances::load_balance;
+use super::ledger::{TxnMeta, insert_transactions, resolve_hold};
+use super::queue::enqueue_payout_job;
+use super::{Store, StoreError, StoreResult, from_millis, parse_code, parse_stored, to_millis};
+use crate::domain::ids::{AccountId, IdempotencyKey, PayoutId, Program, Rail};
+use crate::domain::ledger::{Book, TransactionDraft, TransactionKind, TransactionStatus};
+use crate::domain::money::{Currency, Money};
+use crate::domain::payout::PayoutStatus;
+use crate::ingest::record::content_hash;
+
+/// A referrer's request to cash out.
+#[derive(Debug, Clone)]
+pub struct WithdrawalRequest {
+    pub account: AccountId,
+    pub program: Program,
+    pub rail: Rail,
+    pub amount: Money,
+    pub idempotency_key: IdempotencyKey,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WithdrawError {
+    #[error("account {0} is not known")]
+    UnknownAccount(AccountId),
+    #[error("{account} has no {rail} payout method; add one with a payout_method record")]
+    NoPayoutMethod { account: AccountId, rail: Rail },
+    #[error("{account} has no {program} balance in {currency}")]
+    NoBalance {
+        account: AccountId,
+        program: Program,
+        currency: Currency,
+    },
+    #[error("{account} may not cash out: {reason}")]
+    Ineligible { account: AccountId, reason: String },
+    #[error("requested {requested} but only {available} is available to cash out")]
+    InsufficientFunds { requested: Money, available: Money },
+    #[error(
+        "idempotency key {key:?} was already used for a different withdrawal ({existing}); use a new key for a new request"
+    )]
+    IdempotencyConflict { key: String, existing: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for WithdrawError {
+    fn from(e: sqlx::Error) -> Self {
+        WithdrawError::Store(e.into())
+    }
+}
+
+/// A payout as the outside world sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PayoutView {
+    pub id: PayoutId,
+    pub account: AccountId,
+    pub program: Program,
+    pub rail: Rail,
+    pub destination: String,
+    pub amount: Money,
+    pub status: PayoutStatus,
+    pub attempts: u32,
+    pub provider_ref: Option<String>,
+    pub last_error: Option<String>,
+    pub idempotency_key: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WithdrawalOutcome {
+    pub payout: PayoutView,
+    /// True when the idempotency key matched an earlier identical request.
+    pub replayed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PayoutEvent {
+    pub at: DateTime<Utc>,
+    pub from: Option<String>,
+    pub to: String,
+    pub attempt: Option<u32>,
+    pub worker: Option<String>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AttemptView {
+    pub attempt: u32,
+    pub provider_key: String,
+    pub outcome: String,
+    pub provider_ref: Option<String>,
+    pub detail: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PayoutDetail {
+    pub payout: PayoutView,
+    pub attempts: Vec<AttemptView>,
+    pub events: Vec<PayoutEvent>,
+}
+
+/// Proof of holding a payout's lease; every fenced write takes one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub payout_id: PayoutId,
+    pub owner: String,
+    pub fence: i64,
+}
+
+/// What a claim found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    Acquired { lease: Lease, payout: PayoutView },
+    /// Final or waiting for an operator: nothing to do.
+    Settled(PayoutStatus),
+    /// Another worker holds a live lease until this time.
+    Busy { until: DateTime<Utc> },
+    /// The next step is not due yet.
+    NotDue { at: DateTime<Utc> },
+}
+
+/// Everything one fenced step writes, in one transaction.
+#[derive(Debug, Clone)]
+pub struct StepRecord<'a> {
+    pub to: PayoutStatus,
+    pub reason: String,
+    pub attempt: Option<u32>,
+    /// Outcome code to store on the attempt row named by `attempt`, if any.
+    pub attempt_outcome: Option<(&'a str, Option<String>)>,
+    pub provider_ref: Option<String>,
+    pub last_error: Option<String>,
+    /// When to run the next step; None for final and operator states.
+    pub next_in: Option<Duration>,
+    pub lookup_failed: bool,
+}
+
+const PAYOUT_COLUMNS: &str = "id, account_id, program, rail, destination, currency, units, status, \
+     attempts, provider_ref, last_error, idempotency_key, created_at, updated_at";
+
+type PayoutRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    String,
+    i64,
+    Option<String>,
+    Option<String>,
+    String,
+    i64,
+    i64,
+);
+
+fn payout_view(row: PayoutRow) -> StoreResult<PayoutView> {
+    let (id, account, program, rail, destination, currency, units, status, attempts, r, e, key, c, u) =
+        row;
+    let currency: Currency = parse_stored("currency", &currency)?;
+    Ok(PayoutView {
+        id: parse_stored("payout id", &id)?,
+        account: parse_stored("account id", &account)?,
+        program: parse_stored("program", &program)?,
+        rail: parse_stored("rail", &rail)?,
+        destination,
+        amount: Money::from_units(units, currency),
+        status: parse_code("payout status", &status, PayoutStatus::from_code)?,
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        provider_ref: r,
+        last_error: e,
+        idempotency_key: key,
+        created_at: from_millis(c),
+        updated_at: from_millis(u),
+    })
+}
+
+async fn fetch_payout(
+    conn: &mut sqlx::SqliteConnection,
+    id: &str,
+) -> StoreResult<Option<PayoutView>> {
+    let sql = format!("SELECT {PAYOUT_COLUMNS} FROM payouts WHERE id = $1");
+    let row: Option<PayoutRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.map(payout_view).transpose()
+}
+
+async fn append_event(
+    tx: &mut Transaction<'static, Sqlite>,
+    payout: &PayoutId,
+    from: Option<PayoutStatus>,
+    to: PayoutStatus,
+    attempt: Option<u32>,
+    worker: Option<&str>,
+    reason: &str,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO payout_events (payout_id, at, from_status, to_status, attempt_no, worker, reason) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(payout.as_str())
+    .bind(to_millis(Utc::now()))
+    .bind(from.map(|s| s.code()))
+    .bind(to.code())
+    .bind(attempt.map(i64::from))
+    .bind(worker)
+    .bind(reason)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Creates a withdrawal: checks eligibility and availability, places the hold, creates the
+    /// payout and enqueues its job, all in one transaction. A repeated idempotency key with the
+    /// same request returns the first payout; with another request it is refused.
+    pub async fn create_withdrawal(
+        &self,
+        req: &WithdrawalRequest,
+    ) -> Result<WithdrawalOutcome, WithdrawError> {
+        let units = req.amount.to_units().map_err(StoreError::from)?;
+        let request_hash = content_hash(&[
+            req.program.as_str(),
+            req.rail.as_str(),
+            req.amount.currency().code(),
+            &units.to_string(),
+        ]);
+        let mut tx = self.begin_write().await?;
+
+        let existing: Option<(String, String)> = sqlx::query_as(
+            "SELECT id, request_hash FROM payouts WHERE account_id = $1 AND idempotency_key = $2",
+        )
+        .bind(req.account.as_str())
+        .bind(req.idempotency_key.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((id, hash)) = existing {
+            if hash != request_hash {
+                return Err(WithdrawError::IdempotencyConflict {
+                    key: req.idempotency_key.to_string(),
+                    existing: id,
+                });
+            }
+            let payout = fetch_payout(&mut tx, &id)
+                .await?
+                .ok_or(StoreError::UnknownPayout(id))?;
+            return Ok(WithdrawalOutcome {
+                payout,
+                replayed: true,
+            });
+        }
+
+        let destination: Option<String> = sqlx::query_scalar(
+            "SELECT destination FROM payout_methods WHERE account_id = $1 AND rail = $2",
+        )
+        .bind(req.account.as_str())
+        .bind(req.rail.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+
+        let balance = match load_balance(&mut tx, &req.account).await {
+            Err(StoreError::UnknownAccount(_)) => {
+                return Err(WithdrawError::UnknownAccount(req.account.clone()));
+            }
+            other => other?,
+        };
+        let Some(destination) = destination else {
+            return Err(WithdrawError::NoPayoutMethod {
+                account: req.account.clone(),
+                rail: req.rail,
+            });
+        };
+        let currency = req.amount.currency();
+        let program = balance
+            .program(req.program, currency)
+            .ok_or(WithdrawError::NoBalance {
+                account: req.account.clone(),
+                program: req.program,
+                currency,
+            })?;
+        if let Some(reason) = &program.reason {
+            return Err(WithdrawError::Ineligible {
+                account: req.account.clone(),
+                reason: reason.clone(),
+            });
+        }
+        if req.amount.amount() > program.payable_now.amount() {
+            return Err(WithdrawError::InsufficientFunds {
+                requested: req.amount,
+                available: program.payable_now,
+            });
+        }
+
+        let payout_id = PayoutId::generate();
+        let hold_id = format!("lt_{}", ulid::Ulid::generate());
+        let hold = TransactionDraft::new(TransactionKind::Payout, TransactionStatus::Pending)
+            .transfer(
+                Book::ReferrerCashable {
+                    account: req.account.clone(),
+                    program: req.program,
+                },
+                Book::RailSettlement { rail: req.rail },
+                req.amount,
+            )
+            .finish()
+            .map_err(StoreError::from)?;
+        insert_transactions(
+            &mut tx,
+            &[(
+                TxnMeta {
+                    id: hold_id.clone(),
+                    source_id: None,
+                    referral_id: None,
+                    payout_id: Some(payout_id.to_string()),
+                },
+                hold,
+            )],
+        )
+        .await?;
+        let now = to_millis(Utc::now());
+        sqlx::query(
+            "INSERT INTO payouts (id, account_id, program, rail, destination, currency, units, status, \
+               idempotency_key, request_hash, hold_txn_id, next_action_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $10, $11, $11, $11)",
+        )
+        .bind(payout_id.as_str())
+        .bind(req.account.as_str())
+        .bind(req.program.as_str())
+        .bind(req.rail.as_str())
+        .bind(&destination)
+        .bind(currency.code())
+        .bind(units)
+        .bind(req.idempotency_key.as_str())
+        .bind(&request_hash)
+        .bind(&hold_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        append_event(
+            &mut tx,
+            &payout_id,
+            None,
+            PayoutStatus::Queued,
+            None,
+            None,
+            &format!(
+                "withdrawal of {} to {} {destination} requested; {} held from an available {}",
+                req.amount, req.rail, req.amount, program.available
+            ),
+        )
+        .await?;
+        enqueue_payout_job(&mut tx, &payout_id, Duration::ZERO, "created").await?;
+        let payout = fetch_payout(&mut tx, payout_id.as_str())
+            .await?
+            .ok_or_else(|| StoreError::UnknownPayout(payout_id.to_string()))?;
+        tx.commit().await?;
+        Ok(WithdrawalOutcome {
+            payout,
+            replayed: false,
+        })
+    }
+
+    pub async fn payout(&self, id: &str) -> StoreResult<PayoutDetail> {
+        let mut conn = self.pool.acquire().await?;
+        let payout = fetch_payout(&mut conn, id)
+            .await?
+            .ok_or_else(|| StoreError::UnknownPayout(id.to_string()))?;
+        let attempts: Vec<(i64, String, String, Option<String>, Option<String>, i64, Option<i64>)> =
+            sqlx::query_as(
+                "SELECT attempt_no, provider_key, outcome, provider_ref, detail, started_at, finished_at \
+                 FROM payout_attempts WHERE payout_id = $1 ORDER BY attempt_no",
+            )
+            .bind(id)
+            .fetch_all(&mut *conn)
+            .await?;
+        let events: Vec<(i64, Option<String>, String, Option<i64>, Option<String>, String)> =
+            sqlx::query_as(
+                "SELECT at, from_status, to_status, attempt_no, worker, reason \
+                 FROM payout_events WHERE payout_id = $1 ORDER BY id",
+            )
+            .bind(id)
+            .fetch_all(&mut *conn)
+            .await?;
+        Ok(PayoutDetail {
+            payout,
+            attempts: attempts
+                .into_iter()
+                .map(|(n, key, outcome, r, detail, s, f)| AttemptView {
+                    attempt: u32::try_from(n).unwrap_or(u32::MAX),
+                    provider_key: key,
+                    outcome,
+                    provider_ref: r,
+                    detail,
+                    started_at: from_millis(s),
+                    finished_at: f.map(from_millis),
+                })
+                .collect(),
+            events: events
+                .into_iter()
+                .map(|(at, from, to, attempt, worker, reason)| PayoutEvent {
+                    at: from_millis(at),
+                    from,
+                    to,
+                    attempt: attempt.and_then(|a| u32::try_from(a).ok()),
+                    worker,
+                    reason,
+                })
+                .collect(),
+        })
+    }
+
+    /// Payouts, newest first, optionally for one account.
+    pub async fn list_payouts(&self, account: Option<&AccountId>) -> StoreResult<Vec<PayoutView>> {
+        let sql = format!(
+            "SELECT {PAYOUT_COLUMNS} FROM payouts WHERE ($1 IS NULL OR account_id = $1) \
+             ORDER BY created_at DESC, id DESC"
+        );
+        let rows: Vec<PayoutRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(account.map(|a| a.as_str()))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(payout_view).collect()
+    }
+
+    /// Counts of payouts per status, for progress and idle detection.
+    pub async fn payout_status_counts(&self) -> StoreResult<Vec<(PayoutStatus, i64)>> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM payouts GROUP BY status ORDER BY status")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter()
+            .map(|(s, n)| Ok((parse_code("payout status", &s, PayoutStatus::from_code)?, n)))
+            .collect()
+    }
+
+    /// Claims a payout for one step of work. See the module docs on fencing.
+    pub async fn claim(&self, id: &PayoutId, owner: &str, ttl: Duration) -> StoreResult<Claim> {
+        let now = Utc::now();
+        let now_ms = to_millis(now);
+        let expires = now_ms + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
+        let mut tx = self.begin_write().await?;
+        // The queue stores run times in whole seconds, so a job may start up to 1 s early.
+        let fence: Option<i64> = sqlx::query_scalar(
+            "UPDATE payouts SET lease_owner = $1, lease_expires_at = $2, fence = fence + 1, updated_at = $3 \
+             WHERE id = $4 \
+               AND status IN ('queued', 'submitting', 'retry_scheduled', 'outcome_unknown') \
+               AND (lease_expires_at IS NULL OR lease_expires_at < $3) \
+               AND (next_action_at IS NULL OR next_action_at <= $3 + 1000) \
+             RETURNING fence",
+        )
+        .bind(owner)
+        .bind(expires)
+        .bind(now_ms)
+        .bind(id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let claim = match fence {
+            Some(fence) => {
+                let payout = fetch_payout(&mut tx, id.as_str())
+                    .await?
+                    .ok_or_else(|| StoreError::UnknownPayout(id.to_string()))?;
+                Claim::Acquired {
+                    lease: Lease {
+                        payout_id: id.clone(),
+                        owner: owner.to_string(),
+                        fence,
+                    },
+                    payout,
+                }
+            }
+            None => {
+                let row: Option<(String, Option<i64>, Option<i64>)> = sqlx::query_as(
+                    "SELECT status, lease_expires_at, next_action_at FROM payouts WHERE id = $1",
+                )
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+                let (status, lease, next) =
+                    row.ok_or_else(|| StoreError::UnknownPayout(id.to_string()))?;
+                let status = parse_code("payout status", &status, PayoutStatus::from_code)?;
+                match (status.is_active(), lease, next) {
+                    (false, _, _) => Claim::Settled(status),
+                    (true, Some(until), _) if until >= now_ms => Claim::Busy {
+                        until: from_millis(until),
+                    },
+                    (true, _, Some(at)) => Claim::NotDue { at: from_millis(at) },
+                    (true, _, None) => Claim::NotDue { at: now },
+                }
+            }
+        };
+        tx.commit().await?;
+        Ok(claim)
+    }
+
+    /// When the last attempt started, for the settle delay before a lookup.
+    pub async fn last_attempt_started(&self, id: &PayoutId) -> StoreResult<Option<DateTime<Utc>>> {
+        let at: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(started_at) FROM payout_attempts WHERE payout_id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(at.map(from_millis))
+    }
+
+    /// Persists attempt `attempt` and its provider key, and moves the payout to `submitting`,
+    /// *before* the request leaves. Fails with `LeaseLost` if the lease was taken over.
+    pub async fn begin_attempt(
+        &self,
+        lease: &Lease,
+        from: PayoutStatus,
+        attempt: u32,
+        provider_key: &str,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let now = to_millis(Utc::now());
+        fenced_update(
+            &mut tx,
+            lease,
+            "status = 'submitting', attempts = $3, updated_at = $4",
+            i64::from(attempt),
+            now,
+        )
+        .await?;
+        sqlx::query(
+            "INSERT INTO payout_attempts (payout_id, attempt_no, provider_key, started_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(lease.payout_id.as_str())
+        .bind(i64::from(attempt))
+        .bind(provider_key)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        append_event(
+            &mut tx,
+            &lease.payout_id,
+            Some(from),
+            PayoutStatus::Submitting,
+            Some(attempt),
+            Some(&lease.owner),
+            &format!("sending attempt {attempt} with idempotency key {provider_key}"),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records the result of a step: the attempt's outcome, the payout's new state and why,
+    /// the ledger (post on paid, void on failed) and the follow-up job, in one transaction.
+    /// The lease is released.
+    pub async fn record_step(
+        &self,
+        lease: &Lease,
+        from: PayoutStatus,
+        step: &StepRecord<'_>,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let now = Utc::now();
+        let next_at = step.next_in.map(|d| {
+            to_millis(now) + i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
+        });
+        let done = sqlx::query(
+            "UPDATE payouts SET status = $1, next_action_at = $2, \
+               provider_ref = COALESCE($3, provider_ref), last_error = $4, \
+               lookup_failures = CASE WHEN $5 THEN lookup_failures + 1 ELSE 0 END, \
+               lease_owner = NULL, lease_expires_at = NULL, updated_at = $6 \
+             WHERE id = $7 AND fence = $8 AND lease_owner = $9",
+        )
+        .bind(step.to.code())
+        .bind(next_at)
+        .bind(step.provider_ref.as_deref())
+        .bind(step.last_error.as_deref())
+        .bind(step.lookup_failed)
+        .bind(to_millis(now))
+        .bind(lease.payout_id.as_str())
+        .bind(lease.fence)
+        .bind(&lease.owner)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(lease_lost(lease));
+        }
+        if let (Some(attempt), Some((outcome, detail))) = (step.attempt, &step.attempt_outcome) {
+            sqlx::query(
+                "UPDATE payout_attempts SET outcome = $1, detail = $2, \
+                   provider_ref = COALESCE($3, provider_ref), finished_at = $4 \
+                 WHERE payout_id = $5 AND attempt_no = $6",
+            )
+            .bind(*outcome)
+            .bind(detail.as_deref())
+            .bind(step.provider_ref.as_deref())
+            .bind(to_millis(now))
+            .bind(lease.payout_id.as_str())
+            .bind(i64::from(attempt))
+            .execute(&mut *tx)
+            .await?;
+        }
+        let hold: String = sqlx::query_scalar("SELECT hold_txn_id FROM payouts WHERE id = $1")
+            .bind(lease.payout_id.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        match step.to {
+            PayoutStatus::Paid => resolve_hold(&mut tx, &hold, TransactionStatus::Posted).await?,
+            PayoutStatus::Failed => resolve_hold(&mut tx, &hold, TransactionStatus::Voided).await?,
+            _ => {}
+        }
+        append_event(
+            &mut tx,
+            &lease.payout_id,
+            Some(from),
+            step.to,
+            step.attempt,
+            Some(&lease.owner),
+            &step.reason,
+        )
+        .await?;
+        if let Some(delay) = step.next_in {
+            enqueue_payout_job(
+                &mut tx,
+                &lease.payout_id,
+                delay,
+                &format!("fence-{}", lease.fence),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Gives a lease back without changing state, scheduling the next look after `delay`.
+    pub async fn release(&self, lease: &Lease, delay: Duration, why: &str) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let now = to_millis(Utc::now());
+        let next = now + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 4);
+        fenced_update(
+            &mut tx,
+            lease,
+            "lease_owner = NULL, lease_expires_at = NULL, next_action_at = $3, updated_at = $4",
+            next,
+            now,
+        )
+        .await?;
+        enqueue_payout_job(&mut tx, &lease.payout_id, delay, &format!("fence-{}-{why}", lease.fence))
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Enqueues a job for a payout whose job went missing (a crash between steps, a job that
+    /// ran too early). Deduplicated per due time, so calling it often is harmless.
+    pub async fn schedule_check(&self, id: &PayoutId, at: DateTime<Utc>) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let delay = (at - Utc::now()).to_std().unwrap_or_default();
+        enqueue_payout_job(&mut tx, id, delay, &format!("check-{}", to_millis(at))).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The safety net: active payouts whose next step is overdue and whose lease (if any) has
+    /// expired get a job. Returns how many.
+    pub async fn enqueue_overdue(&self, grace: Duration) -> StoreResult<usize> {
+        let now = to_millis(Utc::now());
+        let cutoff = now - i64::try_from(grace.as_millis()).unwrap_or(0);
+        let due: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT id, COALESCE(next_action_at, 0) FROM payouts \
+             WHERE status IN ('queued', 'submitting', 'retry_scheduled', 'outcome_unknown') \
+               AND (lease_expires_at IS NULL OR lease_expires_at < $1) \
+               AND COALESCE(next_action_at, 0) <= $2 \
+               AND COALESCE(lease_expires_at, 0) <= $2",
+        )
+        .bind(now)
+        .bind(cutoff)
+        .fetch_all(&self.pool)
+        .await?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.begin_write().await?;
+        for (id, at) in &due {
+            let id: PayoutId = parse_stored("payout id", id)?;
+            enqueue_payout_job(&mut tx, &id, Duration::ZERO, &format!("sweep-{at}")).await?;
+        }
+        tx.commit().await?;
+        Ok(due.len())
+    }
+}
+
+fn lease_lost(lease: &Lease) -> StoreError {
+    StoreError::LeaseLost {
+        payout: lease.payout_id.to_string(),
+        fence: lease.fence,
+    }
+}
+
+/// `UPDATE payouts SET <set> WHERE id AND fence AND owner`, with `$3`/`$4` bound to `a`/`b`.
+async fn fenced_update(
+    tx: &mut Transaction<'static, Sqlite>,
+    lease: &Lease,
+    set: &'static str,
+    a: i64,
+    b: i64,
+) -> StoreResult<()> {
+    let sql = format!(
+        "UPDATE payouts SET {set} WHERE id = $1 AND fence = $2 AND lease_owner = $5"
+    );
+    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(lease.payout_id.as_str())
+        .bind(lease.fence)
+        .bind(a)
+        .bind(b)
+        .bind(&lease.owner)
+        .execute(&mut **tx)
+        .await?;
+    if done.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(lease_lost(lease))
+    }
+}
