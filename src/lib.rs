@@ -11,4 +11,6 @@
 
 pub mod domain;
 pub mod ingest;
+pub mod jobs;
+pub mod providers;
 pub mod storage;

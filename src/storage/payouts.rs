@@ -508,6 +508,15 @@ impl Store {
         Ok(claim)
     }
 
+    /// Lookups in a row that could not reach the provider.
+    pub async fn lookup_failures(&self, id: &PayoutId) -> StoreResult<u32> {
+        let n: i64 = sqlx::query_scalar("SELECT lookup_failures FROM payouts WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
     /// When the last attempt started, for the settle delay before a lookup.
     pub async fn last_attempt_started(&self, id: &PayoutId) -> StoreResult<Option<DateTime<Utc>>> {
         let at: Option<i64> = sqlx::query_scalar(
@@ -527,9 +536,22 @@ impl Store {
         from: PayoutStatus,
         attempt: u32,
         provider_key: &str,
+        context: Option<&str>,
     ) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         let now = to_millis(Utc::now());
+        // An attempt still marked in flight belonged to a worker that stopped mid-send; the
+        // lookup that led here settled it.
+        sqlx::query(
+            "UPDATE payout_attempts SET outcome = 'unknown', finished_at = $1, \
+               detail = COALESCE(detail, $2) \
+             WHERE payout_id = $3 AND outcome = 'in_flight'",
+        )
+        .bind(now)
+        .bind(context.unwrap_or("outcome unknown; lookup found no transfer"))
+        .bind(lease.payout_id.as_str())
+        .execute(&mut *tx)
+        .await?;
         fenced_update(
             &mut tx,
             lease,
@@ -555,7 +577,10 @@ impl Store {
             PayoutStatus::Submitting,
             Some(attempt),
             Some(&lease.owner),
-            &format!("sending attempt {attempt} with idempotency key {provider_key}"),
+            &format!(
+                "{}sending attempt {attempt} with idempotency key {provider_key}",
+                context.map(|c| format!("{c}; ")).unwrap_or_default()
+            ),
         )
         .await?;
         tx.commit().await?;

@@ -1,0 +1,147 @@
+//! The apalis worker on the SQLite queue, with the settings apalis-notes §6 asks for: a
+//! unique name per process start, bounded concurrency with a batch at least as large, no
+//! `.timeout()` layer, explicit heartbeats, a 1 s poll, and retries scheduled by the payout
+//! state machine rather than by apalis (which re-runs failures at once).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use apalis::prelude::*;
+use apalis_sqlite::{Config as SqliteConfig, SqliteStorage};
+use tracing::{error, info};
+
+use super::payout_step::{PayoutDeps, advance_payout};
+use crate::domain::payout::PayoutStatus;
+use crate::storage::queue::{PAYOUT_QUEUE, PayoutJob};
+use crate::storage::{Store, StoreResult};
+
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    pub concurrency: usize,
+    /// Stop once no payout is waiting for a worker (all paid, failed, or with an operator).
+    pub until_idle: bool,
+    /// How often the safety-net sweep looks for payouts whose job went missing.
+    pub sweep_every: Duration,
+    /// How late a payout's step may be before the sweep re-enqueues it.
+    pub sweep_grace: Duration,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        WorkerOptions {
+            concurrency: 4,
+            until_idle: false,
+            sweep_every: Duration::from_secs(5),
+            sweep_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The apalis handler: advance the payout named by the job. A database error is returned so
+/// apalis re-runs the job (bounded by the task's max attempts); the sweep covers the rest.
+async fn handle(job: PayoutJob, deps: Data<Arc<PayoutDeps>>) -> Result<(), BoxDynError> {
+    let id = job.payout_id.parse().map_err(|e| {
+        error!(payout = %job.payout_id, error = %e, "job names an invalid payout id");
+        Box::new(e) as BoxDynError
+    })?;
+    advance_payout(&deps, &id).await?;
+    Ok(())
+}
+
+/// Counts of payouts a worker still has to act on, by status.
+pub async fn active_payouts(store: &Store) -> StoreResult<i64> {
+    Ok(store
+        .payout_status_counts()
+        .await?
+        .into_iter()
+        .filter(|(s, _)| s.is_active())
+        .map(|(_, n)| n)
+        .sum())
+}
+
+/// Runs the worker until `shutdown` resolves, or, with `until_idle`, until no payout is
+/// active. `on_progress` is called about twice a second with the status counts.
+pub async fn run_worker(
+    deps: Arc<PayoutDeps>,
+    options: WorkerOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_progress: impl Fn(&[(PayoutStatus, i64)]) + Send + Sync + 'static,
+) -> Result<(), WorkerError> {
+    let concurrency = options.concurrency.max(1);
+    let config = SqliteConfig::default()
+        .queue(PAYOUT_QUEUE)
+        .batch_size(concurrency.max(10))
+        .heartbeat_interval(Duration::from_secs(5))
+        .missed_heartbeats(3);
+    let backend = SqliteStorage::<PayoutJob>::new(deps.store.pool())
+        .with_config(config)
+        .poll_with_interval(Duration::from_millis(250));
+    let name = deps.worker_id.clone();
+    info!(worker = %name, concurrency, "worker starting");
+
+    let store = deps.store.clone();
+    let stop = async move {
+        let watch = async {
+            let mut last_sweep = tokio::time::Instant::now();
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                if last_sweep.elapsed() >= options.sweep_every {
+                    last_sweep = tokio::time::Instant::now();
+                    match store.enqueue_overdue(options.sweep_grace).await {
+                        Ok(0) => {}
+                        Ok(n) => info!(count = n, "re-enqueued overdue payouts"),
+                        Err(e) => error!(error = %e, "sweep failed"),
+                    }
+                }
+                match store.payout_status_counts().await {
+                    Ok(counts) => {
+                        on_progress(&counts);
+                        let active: i64 = counts.iter().filter(|(s, _)| s.is_active()).map(|(_, n)| n).sum();
+                        if options.until_idle && active == 0 {
+                            return;
+                        }
+                    }
+                    Err(e) => error!(error = %e, "cannot read payout progress"),
+                }
+            }
+        };
+        tokio::select! {
+            () = watch => info!("idle: no payout is waiting for a worker"),
+            () = shutdown => info!("shutdown requested; finishing jobs in hand"),
+        }
+        Ok::<(), std::io::Error>(())
+    };
+
+    WorkerBuilder::new(name)
+        .backend(backend)
+        .data(deps)
+        .concurrency(concurrency)
+        .build(handle)
+        .run_until(stop)
+        .await
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,55 @@
+//! Payout rails: one module per provider, each with its HTTP adapter, its wire types beside
+//! it, and a mock server that speaks the same wire format beside that.
+
+pub mod stripe;
+
+use std::time::Duration;
+
+use crate::domain::ids::PayoutId;
+use crate::domain::money::Money;
+
+/// The three classes every provider error falls into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Provably not executed: safe to send again.
+    Retry,
+    /// May have executed: look up before anything else.
+    Unknown,
+    /// Refused for good.
+    Permanent,
+}
+
+/// One request to move money.
+#[derive(Debug, Clone)]
+pub struct TransferRequest<'a> {
+    pub payout_id: &'a PayoutId,
+    pub destination: &'a str,
+    pub amount: Money,
+    /// Deterministic per attempt, persisted before the request leaves.
+    pub idempotency_key: &'a str,
+}
+
+/// A lookup or listing that could not be completed. Never a reason to re-send.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("could not reach the provider: {0}")]
+    Transport(String),
+    #[error("provider answered {status}: {message}")]
+    Status { status: u16, message: String },
+    #[error("provider answer was not understood: {0}")]
+    Decode(String),
+    #[error("invalid provider configuration: {0}")]
+    Config(String),
+}
+
+/// Parses a `Retry-After` header given in seconds.
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}

@@ -1,0 +1,583 @@
+//! A faithful mock of Stripe's transfer API (provider-contracts §1.9), for tests and the demo.
+//!
+//! It keeps its own record of every transfer it really made ([`MockStripe::transfers`]): the
+//! truth the tests compare our ledger against. Faults are injected from [`Faults`]:
+//! latency, 429s (rejected before the idempotency layer, so not stored), 500s (stored under
+//! the key and replayed, as Stripe does), and "commit, then drop the connection".
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use super::wire::{ErrorBody, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, List, REQUEST_ID, Transfer};
+use crate::domain::money::Currency;
+
+/// Fault injection settings. Rates are probabilities in `[0, 1]` per request.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// Delay before each POST executes (while its key is in flight).
+    pub latency_ms: u64,
+    /// 500 after the request reached execution, stored under its idempotency key.
+    pub error_rate: f64,
+    /// 429 before execution (not stored; the same key may be sent again).
+    pub rate_limit_rate: f64,
+    /// Commit the transfer, then drop the connection before the response.
+    pub drop_after_commit_rate: f64,
+    /// Commit-then-drop on the first request of every idempotency key.
+    pub drop_first_attempt: bool,
+    /// Seed for the fault dice, so a run can be repeated.
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone)]
+enum Idem {
+    InFlight { fingerprint: String },
+    Done { fingerprint: String, status: u16, body: String },
+}
+
+#[derive(Debug)]
+struct Inner {
+    api_key: String,
+    faults: Faults,
+    rng: StdRng,
+    transfers: Vec<Transfer>,
+    idempotency: HashMap<String, Idem>,
+    /// Available platform balance per lowercase currency, in minor units.
+    balance: BTreeMap<String, i64>,
+    default_balance: i64,
+    next_id: u64,
+    requests: u64,
+}
+
+/// Handle to a running mock. Dropping it does not stop the server; call [`MockStripe::stop`].
+#[derive(Debug, Clone)]
+pub struct MockStripe {
+    inner: Arc<Mutex<Inner>>,
+    addr: SocketAddr,
+    task: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+/// What the mock was configured with at start.
+#[derive(Debug, Clone)]
+pub struct MockConfig {
+    pub api_key: String,
+    pub faults: Faults,
+    /// Starting platform balance per currency, in minor units.
+    pub balance_minor: i64,
+}
+
+impl Default for MockConfig {
+    fn default() -> Self {
+        MockConfig {
+            api_key: "sk_test_mock".into(),
+            faults: Faults::default(),
+            balance_minor: 1_000_000_000,
+        }
+    }
+}
+
+fn lock(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
+    // A panic while holding the lock cannot leave money half-moved (each critical section is
+    // a single insert), so a poisoned lock is still safe to use.
+    inner.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl MockStripe {
+    /// Starts the mock on `addr` (use port 0 for an ephemeral port).
+    pub async fn start(addr: SocketAddr, config: MockConfig) -> std::io::Result<MockStripe> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let inner = Arc::new(Mutex::new(Inner {
+            api_key: config.api_key,
+            rng: StdRng::seed_from_u64(config.faults.seed),
+            faults: config.faults,
+            transfers: Vec::new(),
+            idempotency: HashMap::new(),
+            balance: BTreeMap::new(),
+            default_balance: config.balance_minor,
+            next_id: 1,
+            requests: 0,
+        }));
+        let app = router(inner.clone());
+        let task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "mock stripe server stopped");
+            }
+        });
+        Ok(MockStripe {
+            inner,
+            addr,
+            task: Arc::new(Mutex::new(Some(task))),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every transfer the mock really made, oldest first.
+    pub fn transfers(&self) -> Vec<Transfer> {
+        lock(&self.inner).transfers.clone()
+    }
+
+    /// How many transfers were made for one transfer group (our payout id).
+    pub fn transfers_for_group(&self, group: &str) -> usize {
+        lock(&self.inner)
+            .transfers
+            .iter()
+            .filter(|t| t.transfer_group.as_deref() == Some(group))
+            .count()
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        let mut inner = lock(&self.inner);
+        inner.rng = StdRng::seed_from_u64(faults.seed);
+        inner.faults = faults;
+    }
+
+    /// Sets the available platform balance for a currency, in minor units.
+    pub fn set_balance(&self, currency: Currency, minor: i64) {
+        lock(&self.inner)
+            .balance
+            .insert(currency.code().to_ascii_lowercase(), minor);
+    }
+
+    /// Makes a transfer nobody asked for (to test that our lookups notice duplicates).
+    pub fn inject_transfer(&self, group: &str, destination: &str, amount: i64, currency: &str) -> String {
+        let mut inner = lock(&self.inner);
+        let transfer = new_transfer(&mut inner, amount, currency, destination, Some(group), BTreeMap::new());
+        inner.transfers.push(transfer.clone());
+        transfer.id
+    }
+
+    pub fn requests(&self) -> u64 {
+        lock(&self.inner).requests
+    }
+
+    pub fn stop(&self) {
+        if let Some(task) = self
+            .task
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            task.abort();
+        }
+    }
+}
+
+fn router(inner: Arc<Mutex<Inner>>) -> Router {
+    Router::new()
+        .route("/v1/transfers", post(create_transfer).get(list_transfers))
+        .route("/v1/transfers/{id}", get(get_transfer))
+        .route("/v1/balance", get(get_balance))
+        .route("/__mock/transfers", get(truth))
+        .route("/__mock/faults", post(set_faults))
+        .fallback(unknown_route)
+        .with_state(inner)
+}
+
+fn stripe_error(status: StatusCode, kind: &str, code: Option<&str>, message: &str, param: Option<&str>) -> Response {
+    let mut response = (status, Json(ErrorBody::new(kind, code, message, param))).into_response();
+    response
+        .headers_mut()
+        .insert(REQUEST_ID, HeaderValue::from_static("req_mock"));
+    response
+}
+
+fn authorized(inner: &Mutex<Inner>, headers: &HeaderMap) -> Result<(), Response> {
+    let expected = lock(inner).api_key.clone();
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if given == Some(expected.as_str()) {
+        Ok(())
+    } else {
+        Err(stripe_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            None,
+            "Invalid API Key provided.",
+            None,
+        ))
+    }
+}
+
+fn new_transfer(
+    inner: &mut Inner,
+    amount: i64,
+    currency: &str,
+    destination: &str,
+    group: Option<&str>,
+    metadata: BTreeMap<String, String>,
+) -> Transfer {
+    let n = inner.next_id;
+    inner.next_id += 1;
+    let id = format!("tr_mock{n:010}");
+    Transfer {
+        object: "transfer".into(),
+        amount,
+        amount_reversed: 0,
+        balance_transaction: Some(format!("txn_mock{n:010}")),
+        created: chrono::Utc::now().timestamp(),
+        currency: currency.to_string(),
+        description: None,
+        destination: destination.to_string(),
+        destination_payment: Some(format!("py_mock{n:010}")),
+        livemode: false,
+        metadata,
+        reversed: false,
+        source_transaction: None,
+        source_type: Some("card".into()),
+        transfer_group: group.map(str::to_string),
+        id,
+    }
+}
+
+/// Parsed and validated parameters of POST /v1/transfers.
+struct CreateParams {
+    amount: i64,
+    currency: String,
+    destination: String,
+    transfer_group: Option<String>,
+    description: Option<String>,
+    metadata: BTreeMap<String, String>,
+    fingerprint: String,
+}
+
+fn parse_create(body: &Bytes) -> Result<CreateParams, Response> {
+    let bad = |code: &str, msg: String, param: &str| {
+        stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", Some(code), &msg, Some(param))
+    };
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
+        .map_err(|e| bad("parameter_invalid", format!("Invalid form body: {e}"), "body"))?;
+    let mut fields: BTreeMap<String, String> = BTreeMap::new();
+    let mut metadata = BTreeMap::new();
+    for (k, v) in &pairs {
+        if let Some(key) = k.strip_prefix("metadata[").and_then(|k| k.strip_suffix(']')) {
+            metadata.insert(key.to_string(), v.clone());
+        } else if matches!(
+            k.as_str(),
+            "amount" | "currency" | "destination" | "transfer_group" | "description" | "source_transaction" | "source_type" | "expand[]"
+        ) {
+            fields.insert(k.clone(), v.clone());
+        } else {
+            return Err(bad("parameter_unknown", format!("Received unknown parameter: {k}"), k));
+        }
+    }
+    let amount = match fields.get("amount") {
+        None => return Err(bad("parameter_missing", "Missing required param: amount.".into(), "amount")),
+        Some(a) => a
+            .parse::<i64>()
+            .ok()
+            .filter(|a| *a > 0)
+            .ok_or_else(|| bad("parameter_invalid_integer", format!("Invalid positive integer: {a}"), "amount"))?,
+    };
+    let currency = fields
+        .get("currency")
+        .ok_or_else(|| bad("parameter_missing", "Missing required param: currency.".into(), "currency"))?;
+    if currency.parse::<Currency>().is_err() || currency.to_ascii_lowercase() != *currency {
+        return Err(bad("parameter_invalid", format!("Invalid currency: {currency}"), "currency"));
+    }
+    let destination = fields
+        .get("destination")
+        .ok_or_else(|| bad("parameter_missing", "Missing required param: destination.".into(), "destination"))?;
+    if !destination.starts_with("acct_") {
+        return Err(stripe_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            Some("resource_missing"),
+            &format!("No such destination: '{destination}'"),
+            Some("destination"),
+        ));
+    }
+    let mut sorted = pairs.clone();
+    sorted.sort();
+    Ok(CreateParams {
+        amount,
+        currency: currency.clone(),
+        destination: destination.clone(),
+        transfer_group: fields.get("transfer_group").cloned(),
+        description: fields.get("description").cloned(),
+        metadata,
+        fingerprint: format!("POST /v1/transfers {sorted:?}"),
+    })
+}
+
+/// A response whose body fails mid-flight: the server committed, the client sees a broken
+/// connection instead of an answer.
+fn dropped_connection() -> Response {
+    let stream = futures::stream::once(async {
+        Err::<Bytes, std::io::Error>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "mock: connection dropped after commit",
+        ))
+    });
+    let mut response = Response::new(Body::from_stream(stream));
+    response
+        .headers_mut()
+        .insert(axum::http::header::CONTENT_LENGTH, HeaderValue::from_static("512"));
+    response
+}
+
+fn replay(status: u16, body: String, replayed: bool) -> Response {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(REQUEST_ID, HeaderValue::from_static("req_mock"));
+    if replayed {
+        headers.insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
+    response
+}
+
+async fn create_transfer(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> Response {
+    lock(&inner).requests += 1;
+    if let Err(r) = authorized(&inner, &headers) {
+        return r;
+    }
+    let params = match parse_create(&body) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let key = headers
+        .get(IDEMPOTENCY_KEY)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+
+    // Rate limiting runs before the idempotency layer: a 429 is never stored.
+    let (latency, first_seen) = {
+        let mut guard = lock(&inner);
+        let inner = &mut *guard;
+        let limited = inner.faults.rate_limit_rate > 0.0 && inner.rng.random_bool(inner.faults.rate_limit_rate.clamp(0.0, 1.0));
+        if limited {
+            let mut r = stripe_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "invalid_request_error",
+                Some("rate_limit"),
+                "Too many requests hit the API too quickly.",
+                None,
+            );
+            r.headers_mut().insert(axum::http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return r;
+        }
+        let mut first_seen = true;
+        if let Some(key) = &key {
+            match inner.idempotency.get(key) {
+                Some(Idem::Done { fingerprint, status, body }) if *fingerprint == params.fingerprint => {
+                    return replay(*status, body.clone(), true);
+                }
+                Some(Idem::InFlight { fingerprint }) if *fingerprint == params.fingerprint => {
+                    return stripe_error(
+                        StatusCode::CONFLICT,
+                        "idempotency_error",
+                        Some("idempotency_key_in_use"),
+                        "There is currently another in-progress request using this Stripe API key and idempotency key. Please try again later.",
+                        None,
+                    );
+                }
+                Some(_) => {
+                    return stripe_error(
+                        StatusCode::BAD_REQUEST,
+                        "idempotency_error",
+                        None,
+                        &format!("Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '{key}' if you meant to execute a different request."),
+                        None,
+                    );
+                }
+                None => {
+                    inner.idempotency.insert(key.clone(), Idem::InFlight { fingerprint: params.fingerprint.clone() });
+                }
+            }
+        } else {
+            first_seen = false;
+        }
+        (inner.faults.latency_ms, first_seen)
+    };
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+
+    let mut guard = lock(&inner);
+    let inner = &mut *guard;
+    let faults = inner.faults.clone();
+    let (status, body, drop) = if faults.error_rate > 0.0 && inner.rng.random_bool(faults.error_rate.clamp(0.0, 1.0)) {
+        let body = serde_json::to_string(&ErrorBody::new("api_error", None, "An unknown error occurred (mock).", None))
+            .unwrap_or_default();
+        (500, body, false)
+    } else {
+        let default = inner.default_balance;
+        let available = *inner.balance.entry(params.currency.clone()).or_insert(default);
+        if available < params.amount {
+            let body = serde_json::to_string(&ErrorBody::new(
+                "invalid_request_error",
+                Some("balance_insufficient"),
+                "You have insufficient available funds in your Stripe account.",
+                None,
+            ))
+            .unwrap_or_default();
+            (400, body, false)
+        } else {
+            inner.balance.insert(params.currency.clone(), available - params.amount);
+            let mut transfer = new_transfer(
+                inner,
+                params.amount,
+                &params.currency,
+                &params.destination,
+                params.transfer_group.as_deref(),
+                params.metadata.clone(),
+            );
+            transfer.description = params.description.clone();
+            inner.transfers.push(transfer.clone());
+            let drop = (faults.drop_first_attempt && first_seen)
+                || (faults.drop_after_commit_rate > 0.0
+                    && inner.rng.random_bool(faults.drop_after_commit_rate.clamp(0.0, 1.0)));
+            (200, serde_json::to_string(&transfer).unwrap_or_default(), drop)
+        }
+    };
+    if let Some(key) = key {
+        inner.idempotency.insert(
+            key,
+            Idem::Done {
+                fingerprint: params.fingerprint,
+                status,
+                body: body.clone(),
+            },
+        );
+    }
+    if drop {
+        return dropped_connection();
+    }
+    replay(status, body, false)
+}
+
+#[derive(Debug, Deserialize)]
+struct ListParams {
+    limit: Option<String>,
+    starting_after: Option<String>,
+    ending_before: Option<String>,
+    transfer_group: Option<String>,
+    destination: Option<String>,
+    #[serde(rename = "created[gte]")]
+    created_gte: Option<i64>,
+    #[serde(rename = "created[lte]")]
+    created_lte: Option<i64>,
+}
+
+async fn list_transfers(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    Query(params): Query<ListParams>,
+) -> Response {
+    if let Err(r) = authorized(&inner, &headers) {
+        return r;
+    }
+    let limit = match params.limit.as_deref().map(str::parse::<usize>) {
+        None => 10,
+        Some(Ok(n)) if (1..=100).contains(&n) => n,
+        Some(_) => {
+            return stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", Some("parameter_invalid_integer"), "limit must be between 1 and 100", Some("limit"));
+        }
+    };
+    if params.starting_after.is_some() && params.ending_before.is_some() {
+        return stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", None, "You may only specify one of these parameters: ending_before, starting_after.", None);
+    }
+    let guard = lock(&inner);
+    // Newest first.
+    let matching: Vec<&Transfer> = guard
+        .transfers
+        .iter()
+        .rev()
+        .filter(|t| params.transfer_group.as_ref().is_none_or(|g| t.transfer_group.as_ref() == Some(g)))
+        .filter(|t| params.destination.as_ref().is_none_or(|d| t.destination == *d))
+        .filter(|t| params.created_gte.is_none_or(|c| t.created >= c))
+        .filter(|t| params.created_lte.is_none_or(|c| t.created <= c))
+        .collect();
+    let window: Vec<&Transfer> = if let Some(after) = &params.starting_after {
+        match matching.iter().position(|t| t.id == *after) {
+            Some(i) => matching[i + 1..].to_vec(),
+            None => return stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", Some("resource_missing"), &format!("No such transfer: '{after}'"), Some("starting_after")),
+        }
+    } else if let Some(before) = &params.ending_before {
+        match matching.iter().position(|t| t.id == *before) {
+            Some(i) => matching[..i].iter().rev().take(limit).rev().copied().collect(),
+            None => return stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", Some("resource_missing"), &format!("No such transfer: '{before}'"), Some("ending_before")),
+        }
+    } else {
+        matching
+    };
+    let has_more = window.len() > limit;
+    let data: Vec<Transfer> = window.into_iter().take(limit).cloned().collect();
+    Json(List {
+        object: "list".into(),
+        data,
+        has_more,
+        url: "/v1/transfers".into(),
+    })
+    .into_response()
+}
+
+async fn get_transfer(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Err(r) = authorized(&inner, &headers) {
+        return r;
+    }
+    let found = lock(&inner).transfers.iter().find(|t| t.id == id).cloned();
+    match found {
+        Some(t) => Json(t).into_response(),
+        None => stripe_error(StatusCode::NOT_FOUND, "invalid_request_error", Some("resource_missing"), &format!("No such transfer: '{id}'"), Some("id")),
+    }
+}
+
+async fn get_balance(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorized(&inner, &headers) {
+        return r;
+    }
+    let guard = lock(&inner);
+    let available: Vec<serde_json::Value> = guard
+        .balance
+        .iter()
+        .map(|(c, a)| serde_json::json!({"amount": a, "currency": c}))
+        .collect();
+    Json(serde_json::json!({"object": "balance", "available": available, "pending": [], "livemode": false})).into_response()
+}
+
+async fn truth(State(inner): State<Arc<Mutex<Inner>>>) -> Response {
+    Json(lock(&inner).transfers.clone()).into_response()
+}
+
+async fn set_faults(State(inner): State<Arc<Mutex<Inner>>>, Json(faults): Json<Faults>) -> Response {
+    let mut guard = lock(&inner);
+    guard.rng = StdRng::seed_from_u64(faults.seed);
+    guard.faults = faults;
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn unknown_route(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    stripe_error(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        None,
+        &format!("Unrecognized request URL ({method}: {}).", uri.path()),
+        None,
+    )
+}

@@ -1,0 +1,226 @@
+//! Stripe Connect: transfers from the platform balance to a referrer's connected account.
+//!
+//! Exactly-once rests on two Stripe mechanisms: the `Idempotency-Key` header (one per
+//! attempt, replayed by Stripe for at least 24 h) and `transfer_group` set to our payout id,
+//! which lets a lookup list every transfer any attempt of the payout made.
+
+pub mod classify;
+pub mod mock;
+pub mod wire;
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use tracing::{debug, warn};
+
+use super::{Class, ProviderError, TransferRequest, retry_after};
+use crate::domain::ids::PayoutId;
+use crate::domain::payout::{LookupFinding, SendDecision};
+use wire::{ErrorBody, List, SHOULD_RETRY, Transfer};
+
+/// Where and how to reach Stripe. The key is a secret: it is never printed or logged.
+#[derive(Clone)]
+pub struct StripeConfig {
+    pub api_base: String,
+    pub secret_key: SecretString,
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for StripeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StripeConfig")
+            .field("api_base", &self.api_base)
+            .field("secret_key", &"[redacted]")
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StripeAdapter {
+    http: reqwest::Client,
+    config: StripeConfig,
+}
+
+impl StripeAdapter {
+    pub fn new(config: StripeConfig) -> Result<Self, ProviderError> {
+        if !config.api_base.starts_with("http://") && !config.api_base.starts_with("https://") {
+            return Err(ProviderError::Config(format!(
+                "STRIPE_API_BASE {:?} must start with http:// or https://",
+                config.api_base
+            )));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
+            .build()
+            .map_err(|e| ProviderError::Config(e.to_string()))?;
+        Ok(StripeAdapter { http, config })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.config.api_base.trim_end_matches('/'))
+    }
+
+    /// Sends one transfer attempt and decides what its response means.
+    pub async fn send(&self, req: &TransferRequest<'_>) -> SendDecision {
+        let minor = match req.amount.to_minor_units() {
+            Ok(m) => m,
+            Err(e) => {
+                return SendDecision::Permanent {
+                    reason: format!("amount cannot be sent: {e}"),
+                };
+            }
+        };
+        let form = [
+            ("amount", minor.to_string()),
+            ("currency", req.amount.currency().code().to_ascii_lowercase()),
+            ("destination", req.destination.to_string()),
+            ("transfer_group", req.payout_id.to_string()),
+            ("description", format!("Referral payout {}", req.payout_id)),
+            ("metadata[payout_id]", req.payout_id.to_string()),
+        ];
+        let sent = self
+            .http
+            .post(self.url("/v1/transfers"))
+            .bearer_auth(self.config.secret_key.expose_secret())
+            .header(wire::IDEMPOTENCY_KEY, req.idempotency_key)
+            .form(&form)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(r) => r,
+            // Connecting failed: the request never left, so nothing can have executed.
+            Err(e) if e.is_connect() => {
+                return SendDecision::Retry {
+                    reason: format!("could not connect: {}", error_chain(&e)),
+                    retry_after: None,
+                };
+            }
+            Err(e) => {
+                return SendDecision::Unknown {
+                    reason: format!("no response: {}", error_chain(&e)),
+                };
+            }
+        };
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = match response.bytes().await {
+            Ok(b) => b,
+            Err(e) => {
+                return SendDecision::Unknown {
+                    reason: format!("response cut off (HTTP {status}): {}", error_chain(&e)),
+                };
+            }
+        };
+        if (200..300).contains(&status) {
+            return match serde_json::from_slice::<Transfer>(&body) {
+                Ok(t) => SendDecision::Landed { provider_ref: t.id },
+                Err(e) => SendDecision::Unknown {
+                    reason: format!("HTTP {status} with an unreadable transfer: {e}"),
+                },
+            };
+        }
+        let error = serde_json::from_slice::<ErrorBody>(&body).ok();
+        let code = error.as_ref().and_then(|b| b.error.code.as_deref());
+        let kind = error.as_ref().map(|b| b.error.kind.as_str());
+        let (mut class, why) = classify::classify(status, code, kind);
+        // Stripe may steer: `false` never turns an unknown into a re-send; `true` upgrades a
+        // refusal to a retry (the lookup still guards anything uncertain).
+        let should_retry = headers.get(SHOULD_RETRY).and_then(|v| v.to_str().ok());
+        if should_retry == Some("true") && class == Class::Permanent {
+            class = Class::Retry;
+        }
+        let message = error
+            .as_ref()
+            .map(|b| b.error.message.clone())
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect());
+        let reason = format!(
+            "HTTP {status}{}: {message} ({why})",
+            code.map(|c| format!(" {c}")).unwrap_or_default()
+        );
+        debug!(status, ?code, ?class, "stripe transfer refused");
+        match class {
+            Class::Retry => SendDecision::Retry {
+                reason,
+                retry_after: retry_after(&headers),
+            },
+            Class::Unknown => SendDecision::Unknown { reason },
+            Class::Permanent => SendDecision::Permanent { reason },
+        }
+    }
+
+    /// Lists every transfer made for a payout, across all its attempts.
+    pub async fn lookup(&self, payout: &PayoutId) -> Result<LookupFinding, ProviderError> {
+        let transfers: Vec<Transfer> = self
+            .list_transfers(&[("transfer_group", payout.as_str())])
+            .await?
+            .into_iter()
+            // Defensive: only transfers that name this payout count.
+            .filter(|t| t.metadata.get("payout_id").is_none_or(|p| p == payout.as_str()))
+            .collect();
+        Ok(match transfers.as_slice() {
+            [] => LookupFinding::Absent,
+            [one] => LookupFinding::Landed {
+                provider_ref: one.id.clone(),
+            },
+            many => {
+                warn!(payout = %payout, count = many.len(), "more than one transfer for one payout");
+                LookupFinding::Duplicate {
+                    provider_refs: many.iter().map(|t| t.id.clone()).collect(),
+                }
+            }
+        })
+    }
+
+    /// Lists transfers matching `filters`, following pagination to the end.
+    pub async fn list_transfers(&self, filters: &[(&str, &str)]) -> Result<Vec<Transfer>, ProviderError> {
+        let mut all = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut query: Vec<(&str, &str)> = filters.to_vec();
+            query.push(("limit", "100"));
+            if let Some(c) = &cursor {
+                query.push(("starting_after", c));
+            }
+            let response = self
+                .http
+                .get(self.url("/v1/transfers"))
+                .bearer_auth(self.config.secret_key.expose_secret())
+                .query(&query)
+                .send()
+                .await
+                .map_err(|e| ProviderError::Transport(error_chain(&e)))?;
+            let status = response.status().as_u16();
+            let body = response
+                .bytes()
+                .await
+                .map_err(|e| ProviderError::Transport(error_chain(&e)))?;
+            if !(200..300).contains(&status) {
+                let message = serde_json::from_slice::<ErrorBody>(&body)
+                    .map(|b| b.error.message)
+                    .unwrap_or_else(|_| String::from_utf8_lossy(&body).chars().take(200).collect());
+                return Err(ProviderError::Status { status, message });
+            }
+            let page: List<Transfer> =
+                serde_json::from_slice(&body).map_err(|e| ProviderError::Decode(e.to_string()))?;
+            cursor = page.data.last().map(|t| t.id.clone());
+            all.extend(page.data);
+            if !page.has_more || cursor.is_none() {
+                return Ok(all);
+            }
+        }
+    }
+}
+
+/// reqwest's top-level message hides the cause ("error sending request"); show the chain.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
