@@ -9,6 +9,7 @@
 //! - [`jobs`]: the apalis worker that advances payouts;
 //! - [`app`]: use cases shared by the CLI (and later the HTTP API).
 
+pub mod app;
 pub mod domain;
 pub mod ingest;
 pub mod jobs;

@@ -181,3 +181,14 @@ pub async fn load_balance(
 fn overflow() -> StoreError {
     StoreError::Corrupt("balance overflows the storable range".into())
 }
+
+impl super::Store {
+    /// Every account that referred someone, in id order.
+    pub async fn referrers(&self) -> StoreResult<Vec<AccountId>> {
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT DISTINCT referrer_id FROM referrals ORDER BY referrer_id")
+                .fetch_all(self.pool())
+                .await?;
+        ids.iter().map(|id| parse_stored("account id", id)).collect()
+    }
+}

@@ -1,0 +1,99 @@
+//! Settings from the environment (documented in `.env.example`). Secrets stay in `secrecy`
+//! types from here on.
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::domain::payout::RetryPolicy;
+use crate::providers::stripe::StripeConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name} is not set; {hint}")]
+    Missing { name: &'static str, hint: &'static str },
+    #[error("{name}={value:?} is not valid: {why}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        why: String,
+    },
+}
+
+fn var(name: &'static str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn secs(name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+    match var(name) {
+        None => Ok(Duration::from_secs(default)),
+        Some(v) => v
+            .trim()
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|e| ConfigError::Invalid {
+                name,
+                value: v,
+                why: e.to_string(),
+            }),
+    }
+}
+
+/// How the worker talks to Stripe and paces retries.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub stripe: StripeConfig,
+    pub policy: RetryPolicy,
+    pub lease_ttl: Duration,
+}
+
+impl WorkerSettings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let secret_key = var("STRIPE_SECRET_KEY").ok_or(ConfigError::Missing {
+            name: "STRIPE_SECRET_KEY",
+            hint: "set it to your Stripe secret key (sk_live_… or sk_test_…); see .env.example",
+        })?;
+        let timeout = secs("PAYOUTS_HTTP_TIMEOUT_SECS", 10)?;
+        let max_attempts = match var("PAYOUTS_MAX_ATTEMPTS") {
+            None => 6,
+            Some(v) => v
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| ConfigError::Invalid {
+                    name: "PAYOUTS_MAX_ATTEMPTS",
+                    value: v,
+                    why: "must be a whole number of at least 1".into(),
+                })?,
+        };
+        let policy = RetryPolicy {
+            max_attempts,
+            base_delay: secs("PAYOUTS_RETRY_BASE_SECS", 2)?,
+            max_delay: secs("PAYOUTS_RETRY_MAX_SECS", 300)?,
+            // Never look up sooner than a request could still be running.
+            settle_delay: secs("PAYOUTS_SETTLE_DELAY_SECS", 30)?.max(timeout),
+            ..RetryPolicy::default()
+        };
+        let lease_ttl = secs("PAYOUTS_LEASE_TTL_SECS", 60)?;
+        if lease_ttl <= timeout {
+            return Err(ConfigError::Invalid {
+                name: "PAYOUTS_LEASE_TTL_SECS",
+                value: lease_ttl.as_secs().to_string(),
+                why: format!(
+                    "the lease must outlast the HTTP timeout ({} s), or two workers could send at once",
+                    timeout.as_secs()
+                ),
+            });
+        }
+        Ok(WorkerSettings {
+            stripe: StripeConfig {
+                api_base: var("STRIPE_API_BASE").unwrap_or_else(|| "https://api.stripe.com".into()),
+                secret_key: SecretString::from(secret_key),
+                timeout,
+            },
+            policy,
+            lease_ttl,
+        })
+    }
+}

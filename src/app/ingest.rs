@@ -1,0 +1,40 @@
+//! Ingest use case: parse, apply in one transaction, and decide what to keep.
+//!
+//! Default: good lines go in and bad ones are reported (with line numbers). `strict`: any bad
+//! line, at parse time or at apply time, rolls the whole file back.
+
+use std::io::BufRead;
+
+use crate::ingest::{IngestReport, parse_lines};
+use crate::storage::{Store, StoreResult};
+
+pub async fn ingest(store: &Store, input: impl BufRead, strict: bool) -> StoreResult<IngestReport> {
+    let (records, mut rejected) = parse_lines(input);
+    let mut report = IngestReport {
+        lines_read: records.len() + rejected.len(),
+        ..IngestReport::default()
+    };
+    if strict && !rejected.is_empty() {
+        report.rejected = rejected;
+        report.rolled_back = true;
+        return Ok(report);
+    }
+    let mut tx = store.begin_write().await?;
+    let apply_errors = Store::apply_records(&mut tx, &records, &mut report).await?;
+    rejected.extend(apply_errors);
+    rejected.sort_by_key(|e| e.line);
+    report.rejected = rejected;
+    if strict && !report.rejected.is_empty() {
+        tx.rollback().await?;
+        let lines_read = report.lines_read;
+        report = IngestReport {
+            lines_read,
+            rejected: report.rejected,
+            rolled_back: true,
+            ..IngestReport::default()
+        };
+        return Ok(report);
+    }
+    tx.commit().await?;
+    Ok(report)
+}

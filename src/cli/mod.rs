@@ -1,0 +1,341 @@
+//! The command line: argument parsing and one function per command.
+
+pub mod demo;
+pub mod render;
+
+use std::io::BufReader;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use payouts::app::config::WorkerSettings;
+use payouts::domain::ids::{AccountId, IdempotencyKey, Program, Rail};
+use payouts::domain::money::{Currency, Money};
+use payouts::jobs::{PayoutDeps, WorkerOptions, run_worker, shutdown_signal};
+use payouts::providers::stripe::StripeAdapter;
+use payouts::providers::stripe::mock::{Faults, MockConfig, MockStripe};
+use payouts::storage::Store;
+use payouts::storage::balances::load_balance;
+use payouts::storage::payouts::WithdrawalRequest;
+
+/// Payout orchestration for referral, affiliate and creator programs.
+///
+/// Accrues commissions from platform usage into a double-entry ledger, decides who may cash
+/// out, and pays through Stripe Connect exactly once, with retries driven by a job queue.
+#[derive(Debug, Parser)]
+#[command(name = "payouts", version, propagate_version = true)]
+pub struct Cli {
+    /// Database to use: a SQLite path or sqlite:// URL.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://payouts.db", global = true)]
+    pub database_url: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole flow on a temporary database against the mock Stripe, with faults on.
+    Demo,
+    /// Ingest NDJSON platform records (accounts, referrals, usage, refunds, ...).
+    ///
+    /// Idempotent by record id: the same file twice changes nothing. Bad lines are reported
+    /// with their line number; the rest goes in unless --strict. Exit status 2 when any line
+    /// was rejected.
+    Ingest {
+        /// The file to read, or - for standard input.
+        file: String,
+        /// All or nothing: any bad line rolls the whole file back.
+        #[arg(long)]
+        strict: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show an account's balance per program, with its cash-out eligibility.
+    Balance {
+        account: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Request a withdrawal: checks, holds the amount, and queues the payout, atomically.
+    Withdraw {
+        account: String,
+        /// Amount in the currency's major unit (e.g. 12.50), or "all" for everything payable.
+        #[arg(long)]
+        amount: String,
+        #[arg(long, default_value = "stripe")]
+        rail: String,
+        #[arg(long, default_value = "vast")]
+        program: String,
+        #[arg(long, default_value = "USD")]
+        currency: String,
+        /// Repeat a request safely: the same key returns the same payout.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inspect payouts.
+    Payouts {
+        #[command(subcommand)]
+        command: PayoutsCommand,
+    },
+    /// Check the ledger's invariants (balanced transactions, holds matching payouts).
+    LedgerCheck {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the payout worker (needs STRIPE_SECRET_KEY; see .env.example).
+    Work {
+        /// Exit once no payout is waiting for a worker.
+        #[arg(long)]
+        until_idle: bool,
+        /// Payouts worked on at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+    },
+    /// Run the mock Stripe server standalone (prints its address on the first line).
+    MockProviders {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        /// The secret key the mock accepts.
+        #[arg(long, env = "STRIPE_SECRET_KEY", default_value = "sk_test_mock", hide_env_values = true)]
+        api_key: String,
+        /// Fault injection as JSON, e.g. '{"drop_first_attempt":true,"error_rate":0.2}'.
+        #[arg(long)]
+        faults: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PayoutsCommand {
+    /// List payouts, newest first.
+    List {
+        #[arg(long)]
+        account: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one payout with its attempts and full event history.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Runs a command; returns the process exit code.
+pub async fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Demo => demo::run().await,
+        Command::MockProviders {
+            listen,
+            api_key,
+            faults,
+        } => mock_providers(listen, api_key, faults).await,
+        command => {
+            let store = Store::open(&cli.database_url)
+                .await
+                .with_context(|| format!("opening database {}", cli.database_url))?;
+            let code = run_with_store(&store, command).await;
+            store.close().await;
+            code
+        }
+    }
+}
+
+async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
+    match command {
+        Command::Ingest { file, strict, json } => {
+            let report = if file == "-" {
+                payouts::app::ingest::ingest(store, std::io::stdin().lock(), strict).await?
+            } else {
+                let f = std::fs::File::open(&file).with_context(|| format!("opening {file}"))?;
+                payouts::app::ingest::ingest(store, BufReader::new(f), strict).await?
+            };
+            if json {
+                print_json(&report)?;
+            } else {
+                for (kind, c) in &report.by_type {
+                    println!(
+                        "{kind:<14} {:>6} new  {:>6} updated  {:>6} unchanged",
+                        c.inserted, c.updated, c.unchanged
+                    );
+                }
+                println!(
+                    "referrals judged: {}, commission entries posted: {}",
+                    report.referrals_judged, report.accruals_posted
+                );
+                for e in &report.rejected {
+                    eprintln!("line {}: {}", e.line, e.message);
+                }
+                if report.rolled_back {
+                    eprintln!(
+                        "--strict: {} bad line(s); nothing was written",
+                        report.rejected.len()
+                    );
+                } else if !report.rejected.is_empty() {
+                    eprintln!(
+                        "{} line(s) rejected; the other {} went in",
+                        report.rejected.len(),
+                        report.lines_read - report.rejected.len()
+                    );
+                }
+            }
+            Ok(if report.rejected.is_empty() { 0 } else { 2 })
+        }
+        Command::Balance { account, json } => {
+            let account = AccountId::parse(&account)?;
+            let mut conn = store.pool().acquire().await?;
+            let balance = load_balance(&mut conn, &account).await?;
+            if json {
+                print_json(&balance)?;
+            } else {
+                print!("{}", render::balance(&balance));
+            }
+            Ok(0)
+        }
+        Command::Withdraw {
+            account,
+            amount,
+            rail,
+            program,
+            currency,
+            idempotency_key,
+            json,
+        } => {
+            let account = AccountId::parse(&account)?;
+            let program: Program = program.parse()?;
+            let rail: Rail = rail.parse()?;
+            let currency: Currency = currency.parse()?;
+            let amount = if amount.trim().eq_ignore_ascii_case("all") {
+                let mut conn = store.pool().acquire().await?;
+                let balance = load_balance(&mut conn, &account).await?;
+                match balance.program(program, currency) {
+                    Some(p) if p.eligible && p.payable_now.is_positive() => p.payable_now,
+                    Some(p) => bail!(
+                        "{account} has nothing payable: {}",
+                        p.reason.as_deref().unwrap_or("nothing available")
+                    ),
+                    None => bail!("{account} has no {program} balance in {currency}"),
+                }
+            } else {
+                Money::parse_payable(&amount, currency)?
+            };
+            let request = WithdrawalRequest {
+                account,
+                program,
+                rail,
+                amount,
+                idempotency_key: match idempotency_key {
+                    Some(k) => IdempotencyKey::parse(&k)?,
+                    None => IdempotencyKey::generate(),
+                },
+            };
+            let outcome = store.create_withdrawal(&request).await?;
+            if json {
+                print_json(&outcome)?;
+            } else {
+                println!(
+                    "{} payout {} of {} to {} via {} ({})",
+                    if outcome.replayed { "existing" } else { "created" },
+                    outcome.payout.id,
+                    outcome.payout.amount,
+                    outcome.payout.destination,
+                    outcome.payout.rail,
+                    outcome.payout.status
+                );
+            }
+            Ok(0)
+        }
+        Command::Payouts { command } => {
+            match command {
+                PayoutsCommand::List { account, json } => {
+                    let account = account.as_deref().map(AccountId::parse).transpose()?;
+                    let list = store.list_payouts(account.as_ref()).await?;
+                    if json {
+                        print_json(&list)?;
+                    } else {
+                        println!("{}", render::payouts(&list));
+                    }
+                }
+                PayoutsCommand::Show { id, json } => {
+                    let detail = store.payout(&id).await?;
+                    if json {
+                        print_json(&detail)?;
+                    } else {
+                        print!("{}", render::payout_detail(&detail));
+                    }
+                }
+            }
+            Ok(0)
+        }
+        Command::LedgerCheck { json } => {
+            let check = store.check_ledger().await?;
+            if json {
+                print_json(&check)?;
+            } else {
+                println!(
+                    "{} transactions, {} postings: {}",
+                    check.transactions,
+                    check.postings,
+                    if check.is_ok() { "balanced" } else { "PROBLEMS FOUND" }
+                );
+                for p in &check.problems {
+                    println!("  - {p}");
+                }
+            }
+            Ok(if check.is_ok() { 0 } else { 1 })
+        }
+        Command::Work {
+            until_idle,
+            concurrency,
+        } => {
+            let settings = WorkerSettings::from_env()?;
+            let deps = Arc::new(PayoutDeps {
+                store: store.clone(),
+                stripe: StripeAdapter::new(settings.stripe)?,
+                policy: settings.policy,
+                lease_ttl: settings.lease_ttl,
+                worker_id: format!("payouts-{}-{}", std::process::id(), ulid::Ulid::generate()),
+            });
+            let options = WorkerOptions {
+                concurrency,
+                until_idle,
+                ..WorkerOptions::default()
+            };
+            run_worker(deps, options, shutdown_signal(), |_| {}).await?;
+            Ok(0)
+        }
+        Command::Demo | Command::MockProviders { .. } => {
+            bail!("this command does not use a database; it is dispatched before one is opened")
+        }
+    }
+}
+
+async fn mock_providers(listen: SocketAddr, api_key: String, faults: Option<String>) -> Result<i32> {
+    let faults: Faults = match faults {
+        Some(json) => serde_json::from_str(&json).context("parsing --faults")?,
+        None => Faults::default(),
+    };
+    let mock = MockStripe::start(
+        listen,
+        MockConfig {
+            api_key,
+            faults,
+            ..MockConfig::default()
+        },
+    )
+    .await
+    .with_context(|| format!("binding {listen}"))?;
+    println!("mock stripe listening on {}", mock.base_url());
+    shutdown_signal().await;
+    mock.stop();
+    Ok(0)
+}
