@@ -11,7 +11,10 @@ use crate::providers::stripe::StripeConfig;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{name} is not set; {hint}")]
-    Missing { name: &'static str, hint: &'static str },
+    Missing {
+        name: &'static str,
+        hint: &'static str,
+    },
     #[error("{name}={value:?} is not valid: {why}")]
     Invalid {
         name: &'static str,

@@ -26,7 +26,10 @@ pub async fn run() -> Result<i32> {
 
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
     let db = dir.path().join("demo.db");
-    step(&format!("Creating a fresh SQLite database at {}", db.display()));
+    step(&format!(
+        "Creating a fresh SQLite database at {}",
+        db.display()
+    ));
     let store = Store::open_sqlite(&db).await?;
 
     let faults = Faults {
@@ -58,7 +61,11 @@ pub async fn run() -> Result<i32> {
     let first = payouts::app::ingest::ingest(&store, FIXTURE.as_bytes(), true).await?;
     let second = payouts::app::ingest::ingest(&store, FIXTURE.as_bytes(), true).await?;
     let inserted: usize = first.by_type.values().map(|c| c.inserted).sum();
-    let replay_new: usize = second.by_type.values().map(|c| c.inserted + c.updated).sum();
+    let replay_new: usize = second
+        .by_type
+        .values()
+        .map(|c| c.inserted + c.updated)
+        .sum();
     println!(
         "  first pass: {inserted} records, {} referrals judged, {} commission entries",
         first.referrals_judged, first.accruals_posted
@@ -99,7 +106,10 @@ pub async fn run() -> Result<i32> {
         };
         match store.create_withdrawal(&request).await {
             Ok(outcome) => {
-                println!("  {account}: payout {} of {} queued", outcome.payout.id, amount);
+                println!(
+                    "  {account}: payout {} of {} queued",
+                    outcome.payout.id, amount
+                );
                 // The same request again must return the same payout, not a second one.
                 let again = store.create_withdrawal(&request).await?;
                 anyhow::ensure!(
@@ -185,7 +195,16 @@ pub async fn run() -> Result<i32> {
     println!(
         "{}",
         render::table(
-            &["payout", "account", "amount", "final state", "attempts", "lookups", "transfers at mock", "check"],
+            &[
+                "payout",
+                "account",
+                "amount",
+                "final state",
+                "attempts",
+                "lookups",
+                "transfers at mock",
+                "check"
+            ],
             &rows
         )
     );
@@ -199,7 +218,10 @@ pub async fn run() -> Result<i32> {
 
     if let Some(p) = list.first() {
         step(&format!("Why payout {} is where it is", p.id));
-        print!("{}", render::payout_detail(&store.payout(p.id.as_str()).await?));
+        print!(
+            "{}",
+            render::payout_detail(&store.payout(p.id.as_str()).await?)
+        );
     }
 
     step("Ledger check");
@@ -208,7 +230,11 @@ pub async fn run() -> Result<i32> {
         "  {} transactions, {} postings: {}",
         check.transactions,
         check.postings,
-        if check.is_ok() { "every transaction balances; every hold matches its payout" } else { "PROBLEMS FOUND" }
+        if check.is_ok() {
+            "every transaction balances; every hold matches its payout"
+        } else {
+            "PROBLEMS FOUND"
+        }
     );
     for problem in &check.problems {
         println!("  - {problem}");

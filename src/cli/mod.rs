@@ -27,7 +27,12 @@ use payouts::storage::payouts::WithdrawalRequest;
 #[command(name = "payouts", version, propagate_version = true)]
 pub struct Cli {
     /// Database to use: a SQLite path or sqlite:// URL.
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://payouts.db", global = true)]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://payouts.db",
+        global = true
+    )]
     pub database_url: String,
 
     #[command(subcommand)]
@@ -100,7 +105,12 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
         /// The secret key the mock accepts.
-        #[arg(long, env = "STRIPE_SECRET_KEY", default_value = "sk_test_mock", hide_env_values = true)]
+        #[arg(
+            long,
+            env = "STRIPE_SECRET_KEY",
+            default_value = "sk_test_mock",
+            hide_env_values = true
+        )]
         api_key: String,
         /// Fault injection as JSON, e.g. '{"drop_first_attempt":true,"error_rate":0.2}'.
         #[arg(long)]
@@ -244,7 +254,11 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
             } else {
                 println!(
                     "{} payout {} of {} to {} via {} ({})",
-                    if outcome.replayed { "existing" } else { "created" },
+                    if outcome.replayed {
+                        "existing"
+                    } else {
+                        "created"
+                    },
                     outcome.payout.id,
                     outcome.payout.amount,
                     outcome.payout.destination,
@@ -285,7 +299,11 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
                     "{} transactions, {} postings: {}",
                     check.transactions,
                     check.postings,
-                    if check.is_ok() { "balanced" } else { "PROBLEMS FOUND" }
+                    if check.is_ok() {
+                        "balanced"
+                    } else {
+                        "PROBLEMS FOUND"
+                    }
                 );
                 for p in &check.problems {
                     println!("  - {p}");
@@ -319,7 +337,11 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
     }
 }
 
-async fn mock_providers(listen: SocketAddr, api_key: String, faults: Option<String>) -> Result<i32> {
+async fn mock_providers(
+    listen: SocketAddr,
+    api_key: String,
+    faults: Option<String>,
+) -> Result<i32> {
     let faults: Faults = match faults {
         Some(json) => serde_json::from_str(&json).context("parsing --faults")?,
         None => Faults::default(),

@@ -24,7 +24,15 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
             .to_string()
     };
     let mut out = vec![line(header.to_vec())];
-    out.push(line(widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().iter().map(String::as_str).collect()));
+    out.push(line(
+        widths
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(String::as_str)
+            .collect(),
+    ));
     for row in rows {
         out.push(line(row.iter().map(String::as_str).collect()));
     }
@@ -91,7 +99,15 @@ pub fn payouts(list: &[PayoutView]) -> String {
         })
         .collect();
     table(
-        &["payout", "account", "amount", "rail", "status", "attempts", "provider ref"],
+        &[
+            "payout",
+            "account",
+            "amount",
+            "rail",
+            "status",
+            "attempts",
+            "provider ref",
+        ],
         &rows,
     )
 }

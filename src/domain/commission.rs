@@ -98,7 +98,11 @@ mod tests {
         let t = ProgramTerms::vast();
         let earned = accrue(&t, &usd("500")).unwrap();
         let back = claw_back(&t, &usd("100")).unwrap();
-        let net = earned.total().unwrap().checked_add(&back.total().unwrap()).unwrap();
+        let net = earned
+            .total()
+            .unwrap()
+            .checked_add(&back.total().unwrap())
+            .unwrap();
         assert_eq!(net, usd("12"));
     }
 

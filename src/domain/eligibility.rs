@@ -99,10 +99,14 @@ mod tests {
     #[test]
     fn the_seed_example_is_not_payable() {
         // Vast's docs: $300 earned, $855 lifetime charges: cannot cash out.
-        let err = cash_out_eligibility(&ProgramTerms::vast(), &facts("300", "225", "855")).unwrap_err();
+        let err =
+            cash_out_eligibility(&ProgramTerms::vast(), &facts("300", "225", "855")).unwrap_err();
         assert!(matches!(err, Ineligible::SpendGate { .. }));
         let text = err.to_string();
-        assert!(text.contains("300.00 USD") && text.contains("855.00 USD"), "{text}");
+        assert!(
+            text.contains("300.00 USD") && text.contains("855.00 USD"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -126,7 +130,10 @@ mod tests {
         f.earned = usd("0");
         assert!(matches!(
             cash_out_eligibility(&ProgramTerms::vast(), &f),
-            Err(Ineligible::SpendGate { activity: "hosted machines", .. })
+            Err(Ineligible::SpendGate {
+                activity: "hosted machines",
+                ..
+            })
         ));
     }
 

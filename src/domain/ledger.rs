@@ -22,9 +22,15 @@ use super::money::{Currency, Money, MoneyError};
 #[serde(tag = "book", rename_all = "snake_case")]
 pub enum Book {
     /// Earnings the referrer may withdraw as cash.
-    ReferrerCashable { account: AccountId, program: Program },
+    ReferrerCashable {
+        account: AccountId,
+        program: Program,
+    },
     /// Earnings that stay on the platform as credit.
-    ReferrerCredit { account: AccountId, program: Program },
+    ReferrerCredit {
+        account: AccountId,
+        program: Program,
+    },
     /// The platform's cost of the program (the other side of every commission).
     CommissionExpense { program: Program },
     /// Money that left the platform through a rail.
@@ -179,7 +185,9 @@ pub fn check_balanced(postings: &[Posting]) -> Result<(), LedgerError> {
     let mut sums: BTreeMap<Currency, Money> = BTreeMap::new();
     for p in postings {
         let currency = p.amount.currency();
-        let sum = sums.entry(currency).or_insert_with(|| Money::zero(currency));
+        let sum = sums
+            .entry(currency)
+            .or_insert_with(|| Money::zero(currency));
         *sum = sum.checked_add(&p.amount)?;
     }
     match sums.into_iter().find(|(_, sum)| !sum.is_zero()) {
@@ -221,10 +229,20 @@ mod tests {
     #[test]
     fn unbalanced_and_lonely_postings_are_rejected() {
         let lonely = TransactionDraft::new(TransactionKind::Accrual, TransactionStatus::Posted)
-            .post(Book::CommissionExpense { program: Program::Vast }, usd(1));
+            .post(
+                Book::CommissionExpense {
+                    program: Program::Vast,
+                },
+                usd(1),
+            );
         assert_eq!(lonely.finish(), Err(LedgerError::TooFewPostings));
         let off = TransactionDraft::new(TransactionKind::Accrual, TransactionStatus::Posted)
-            .post(Book::CommissionExpense { program: Program::Vast }, usd(-100))
+            .post(
+                Book::CommissionExpense {
+                    program: Program::Vast,
+                },
+                usd(-100),
+            )
             .post(
                 Book::ReferrerCashable {
                     account: acct(),
@@ -238,7 +256,12 @@ mod tests {
     #[test]
     fn currencies_balance_separately() {
         let mixed = TransactionDraft::new(TransactionKind::Accrual, TransactionStatus::Posted)
-            .post(Book::CommissionExpense { program: Program::Vast }, usd(-100))
+            .post(
+                Book::CommissionExpense {
+                    program: Program::Vast,
+                },
+                usd(-100),
+            )
             .post(
                 Book::ReferrerCashable {
                     account: acct(),
@@ -246,7 +269,10 @@ mod tests {
                 },
                 Money::from_minor_units(100, Currency::Eur),
             );
-        assert!(matches!(mixed.finish(), Err(LedgerError::Unbalanced { .. })));
+        assert!(matches!(
+            mixed.finish(),
+            Err(LedgerError::Unbalanced { .. })
+        ));
     }
 
     proptest! {

@@ -240,9 +240,10 @@ impl Money {
     /// Rounds *down* (toward negative infinity) to the minor unit, returning the payable part
     /// and the residue left behind, which is always in `[0, one minor unit)`.
     pub fn round_down_to_minor(&self) -> (Money, Money) {
-        let payable = self
-            .amount
-            .round_dp_with_strategy(self.currency.minor_decimals(), RoundingStrategy::ToNegativeInfinity);
+        let payable = self.amount.round_dp_with_strategy(
+            self.currency.minor_decimals(),
+            RoundingStrategy::ToNegativeInfinity,
+        );
         let residue = self.amount - payable;
         (
             Money::new(payable, self.currency),
@@ -381,7 +382,11 @@ mod tests {
         let m = Money::new(dec!(0.0225), Currency::Usd);
         assert_eq!(m.to_units().unwrap(), 225_000_000);
         assert_eq!(Money::from_units(225_000_000, Currency::Usd), m);
-        assert!(Money::new(dec!(0.00000000001), Currency::Usd).to_units().is_err());
+        assert!(
+            Money::new(dec!(0.00000000001), Currency::Usd)
+                .to_units()
+                .is_err()
+        );
     }
 
     #[test]

@@ -77,7 +77,10 @@ impl PayoutStatus {
 
     /// Whether the previous attempt may have moved money, so a lookup must come first.
     pub fn needs_lookup(self) -> bool {
-        matches!(self, PayoutStatus::Submitting | PayoutStatus::OutcomeUnknown)
+        matches!(
+            self,
+            PayoutStatus::Submitting | PayoutStatus::OutcomeUnknown
+        )
     }
 }
 
@@ -237,13 +240,22 @@ mod tests {
             assert_eq!(PayoutStatus::from_code(s.code()), Some(s));
         }
         assert!(PayoutStatus::Paid.is_final() && PayoutStatus::Failed.is_final());
-        assert!(!PayoutStatus::NeedsOperator.is_final() && !PayoutStatus::NeedsOperator.is_active());
+        assert!(
+            !PayoutStatus::NeedsOperator.is_final() && !PayoutStatus::NeedsOperator.is_active()
+        );
     }
 
     #[test]
     fn unknown_outcomes_wait_at_least_the_settle_delay() {
         let p = RetryPolicy::default();
-        let next = step_after_send(&p, 1, &SendDecision::Unknown { reason: "reset".into() }, 0.0);
+        let next = step_after_send(
+            &p,
+            1,
+            &SendDecision::Unknown {
+                reason: "reset".into(),
+            },
+            0.0,
+        );
         assert_eq!(next.status, PayoutStatus::OutcomeUnknown);
         assert!(next.delay.unwrap() >= p.settle_delay);
     }
@@ -270,7 +282,10 @@ mod tests {
             reason: "500".into(),
             retry_after: None,
         };
-        assert_eq!(step_after_send(&p, 1, &d, 0.5).status, PayoutStatus::RetryScheduled);
+        assert_eq!(
+            step_after_send(&p, 1, &d, 0.5).status,
+            PayoutStatus::RetryScheduled
+        );
         assert_eq!(
             step_after_send(&p, p.max_attempts, &d, 0.5).status,
             PayoutStatus::NeedsOperator

@@ -255,7 +255,8 @@ pub fn validate_destination(rail: Rail, destination: &str) -> Result<String, Rec
         Rail::Partnerstack => {
             !d.is_empty()
                 && d.len() <= 128
-                && d.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                && d.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         }
     };
     if ok {
@@ -409,7 +410,15 @@ mod tests {
             .collect();
         assert_eq!(
             kinds,
-            ["account", "referral", "usage", "refund", "purchase", "payout_method", "link"]
+            [
+                "account",
+                "referral",
+                "usage",
+                "refund",
+                "purchase",
+                "payout_method",
+                "link"
+            ]
         );
         match Record::parse_line(lines[6]).unwrap() {
             Record::Link(l) => assert_eq!((l.a.as_str(), l.b.as_str()), ("a1", "b1")),
@@ -429,12 +438,30 @@ mod tests {
     #[test]
     fn rejects_bad_values_with_reasons() {
         let cases = [
-            (r#"{"type":"usage","id":"u1","account":"b1","at":"2026-01-03T00:00:00Z","category":"pod","amount":"-1","currency":"USD"}"#, "greater than zero"),
-            (r#"{"type":"usage","id":"u1","account":"b1","at":"2026-01-03T00:00:00Z","category":"pod","amount":"1","currency":"DOGE"}"#, "unknown currency"),
-            (r#"{"type":"usage","id":"u1","account":"b1","at":"2026-01-03T00:00:00Z","category":"gpu","amount":"1","currency":"USD"}"#, "usage category"),
-            (r#"{"type":"payout_method","account":"a1","rail":"stripe","destination":"bank-123"}"#, "not a valid stripe destination"),
-            (r#"{"type":"account","id":"a 1","created_at":"2026-01-01T00:00:00Z","email":"a@x.com"}"#, "may only contain"),
-            (r#"{"type":"account","id":"a1","created_at":"2026-01-01T00:00:00Z","email":"a@x.com","color":"red"}"#, "unknown field"),
+            (
+                r#"{"type":"usage","id":"u1","account":"b1","at":"2026-01-03T00:00:00Z","category":"pod","amount":"-1","currency":"USD"}"#,
+                "greater than zero",
+            ),
+            (
+                r#"{"type":"usage","id":"u1","account":"b1","at":"2026-01-03T00:00:00Z","category":"pod","amount":"1","currency":"DOGE"}"#,
+                "unknown currency",
+            ),
+            (
+                r#"{"type":"usage","id":"u1","account":"b1","at":"2026-01-03T00:00:00Z","category":"gpu","amount":"1","currency":"USD"}"#,
+                "usage category",
+            ),
+            (
+                r#"{"type":"payout_method","account":"a1","rail":"stripe","destination":"bank-123"}"#,
+                "not a valid stripe destination",
+            ),
+            (
+                r#"{"type":"account","id":"a 1","created_at":"2026-01-01T00:00:00Z","email":"a@x.com"}"#,
+                "may only contain",
+            ),
+            (
+                r#"{"type":"account","id":"a1","created_at":"2026-01-01T00:00:00Z","email":"a@x.com","color":"red"}"#,
+                "unknown field",
+            ),
             (r#"{"type":"bonus","id":"x"}"#, "unknown variant"),
             (r#"not json"#, "not a valid record"),
         ];

@@ -47,7 +47,11 @@ pub enum StepOutcome {
 pub async fn advance_payout(deps: &Arc<PayoutDeps>, id: &PayoutId) -> StoreResult<StepOutcome> {
     let span = info_span!("payout", payout = %id, worker = %deps.worker_id, attempt = tracing::field::Empty, rail = tracing::field::Empty);
     let result = async {
-        match deps.store.claim(id, &deps.worker_id, deps.lease_ttl).await? {
+        match deps
+            .store
+            .claim(id, &deps.worker_id, deps.lease_ttl)
+            .await?
+        {
             Claim::Settled(status) => Ok(StepOutcome::NothingToDo(status)),
             Claim::Busy { until } => {
                 deps.store
@@ -163,7 +167,9 @@ async fn run_step(
                         PayoutStatus::OutcomeUnknown
                     },
                     reason: if exhausted {
-                        format!("lookup failed {failures} times in a row ({e}); waiting for an operator")
+                        format!(
+                            "lookup failed {failures} times in a row ({e}); waiting for an operator"
+                        )
                     } else {
                         format!("lookup failed ({e}); will look again, never re-send blind")
                     },

@@ -97,7 +97,11 @@ pub async fn run_worker(
                 match store.payout_status_counts().await {
                     Ok(counts) => {
                         on_progress(&counts);
-                        let active: i64 = counts.iter().filter(|(s, _)| s.is_active()).map(|(_, n)| n).sum();
+                        let active: i64 = counts
+                            .iter()
+                            .filter(|(s, _)| s.is_active())
+                            .map(|(_, n)| n)
+                            .sum();
                         if options.until_idle && active == 0 {
                             return;
                         }

@@ -39,9 +39,22 @@ impl Store {
         tx: &mut Transaction<'static, Sqlite>,
     ) -> StoreResult<usize> {
         #[allow(clippy::type_complexity)]
-        let rows: Vec<(String, i64, String, i64, String, Option<String>, i64, String, i64, String, Option<String>, i64, i64)> =
-            sqlx::query_as(
-                "SELECT r.id, r.referred_at, \
+        let rows: Vec<(
+            String,
+            i64,
+            String,
+            i64,
+            String,
+            Option<String>,
+            i64,
+            String,
+            i64,
+            String,
+            Option<String>,
+            i64,
+            i64,
+        )> = sqlx::query_as(
+            "SELECT r.id, r.referred_at, \
                         a.id, a.created_at, a.email, a.payment_fingerprint, a.hosted_machines, \
                         b.id, b.created_at, b.email, b.payment_fingerprint, b.hosted_machines, \
                         EXISTS (SELECT 1 FROM account_links l \
@@ -51,9 +64,9 @@ impl Store {
                  JOIN accounts a ON a.id = r.referrer_id \
                  JOIN accounts b ON b.id = r.referred_id \
                  WHERE r.status = 'pending'",
-            )
-            .fetch_all(&mut **tx)
-            .await?;
+        )
+        .fetch_all(&mut **tx)
+        .await?;
 
         let mut verdicts: BTreeMap<(&'static str, Option<&'static str>), Vec<String>> =
             BTreeMap::new();

@@ -71,10 +71,11 @@ pub async fn load_balance(
     conn: &mut SqliteConnection,
     account: &AccountId,
 ) -> StoreResult<AccountBalance> {
-    let known: Option<i64> = sqlx::query_scalar("SELECT hosted_machines FROM accounts WHERE id = $1")
-        .bind(account.as_str())
-        .fetch_optional(&mut *conn)
-        .await?;
+    let known: Option<i64> =
+        sqlx::query_scalar("SELECT hosted_machines FROM accounts WHERE id = $1")
+            .bind(account.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
     let sums: Vec<(String, String, i64, i64, i64, i64)> = sqlx::query_as(
         "SELECT p.program, p.currency, \
            COALESCE(SUM(CASE WHEN p.book = 'referrer_cashable' AND t.kind <> 'payout' THEN p.units END), 0), \
@@ -118,7 +119,10 @@ pub async fn load_balance(
             .checked_sub(withdrawn)
             .and_then(|v| v.checked_sub(pending))
             .ok_or_else(overflow)?);
-        let lifetime_spend = spend.get(&currency).copied().unwrap_or(Money::zero(currency));
+        let lifetime_spend = spend
+            .get(&currency)
+            .copied()
+            .unwrap_or(Money::zero(currency));
         let facts = CashOutFacts {
             earned,
             available,
@@ -147,7 +151,7 @@ pub async fn load_balance(
         });
     }
 
-    let notes: Vec<(String, String, String, Option<String>, Option<String>)> = sqlx::query_as(
+    let notes: Vec<ReferralRow> = sqlx::query_as(
         "SELECT program, referred_id, status, disqualification, template_id FROM referrals \
          WHERE referrer_id = $1 AND status <> 'qualified' ORDER BY referred_at, id",
     )
@@ -178,6 +182,9 @@ pub async fn load_balance(
     })
 }
 
+/// program, referred, status, disqualification, template_id.
+type ReferralRow = (String, String, String, Option<String>, Option<String>);
+
 fn overflow() -> StoreError {
     StoreError::Corrupt("balance overflows the storable range".into())
 }
@@ -189,6 +196,8 @@ impl super::Store {
             sqlx::query_scalar("SELECT DISTINCT referrer_id FROM referrals ORDER BY referrer_id")
                 .fetch_all(self.pool())
                 .await?;
-        ids.iter().map(|id| parse_stored("account id", id)).collect()
+        ids.iter()
+            .map(|id| parse_stored("account id", id))
+            .collect()
     }
 }

@@ -112,7 +112,13 @@ const PAYOUT_METHODS: TableSpec = TableSpec {
     table: "payout_methods",
     key_expr: "account_id || '|' || rail",
     key_cols: "account_id, rail",
-    columns: &["account_id", "rail", "destination", "content_hash", "updated_at"],
+    columns: &[
+        "account_id",
+        "rail",
+        "destination",
+        "content_hash",
+        "updated_at",
+    ],
     mutable: true,
 };
 const USAGE: TableSpec = TableSpec {
@@ -120,7 +126,15 @@ const USAGE: TableSpec = TableSpec {
     table: "usage",
     key_expr: "id",
     key_cols: "id",
-    columns: &["id", "account_id", "at", "category", "units", "currency", "content_hash"],
+    columns: &[
+        "id",
+        "account_id",
+        "at",
+        "category",
+        "units",
+        "currency",
+        "content_hash",
+    ],
     mutable: false,
 };
 const PURCHASES: TableSpec = TableSpec {
@@ -128,7 +142,14 @@ const PURCHASES: TableSpec = TableSpec {
     table: "purchases",
     key_expr: "id",
     key_cols: "id",
-    columns: &["id", "account_id", "at", "units", "currency", "content_hash"],
+    columns: &[
+        "id",
+        "account_id",
+        "at",
+        "units",
+        "currency",
+        "content_hash",
+    ],
     mutable: false,
 };
 const REFUNDS: TableSpec = TableSpec {
@@ -164,7 +185,14 @@ impl Store {
             by_kind.entry(n.record.kind()).or_default().push(row);
         }
         // Order matters only for refunds, which must see their usage.
-        for spec in [&ACCOUNTS, &LINKS, &REFERRALS, &PAYOUT_METHODS, &USAGE, &PURCHASES] {
+        for spec in [
+            &ACCOUNTS,
+            &LINKS,
+            &REFERRALS,
+            &PAYOUT_METHODS,
+            &USAGE,
+            &PURCHASES,
+        ] {
             let rows = by_kind.remove(spec.kind).unwrap_or_default();
             apply_kind(tx, spec, rows, report, &mut errors).await?;
         }
@@ -334,13 +362,13 @@ async fn refund_rows(
             sep.push_bind(r.usage_id.as_str());
         }
         q.push(")");
-        let rows: Vec<(String, i64, String, i64)> =
-            q.build_query_as().fetch_all(&mut **tx).await?;
+        let rows: Vec<(String, i64, String, i64)> = q.build_query_as().fetch_all(&mut **tx).await?;
         for (id, units, currency, refunded) in rows {
             usage_state.insert(id, (units, refunded, currency));
         }
     }
-    let existing = existing_hashes(tx, &REFUNDS, refunds.iter().map(|(_, r)| r.id.to_string())).await?;
+    let existing =
+        existing_hashes(tx, &REFUNDS, refunds.iter().map(|(_, r)| r.id.to_string())).await?;
     let mut rows = Vec::new();
     let mut seen_in_file = std::collections::HashSet::new();
     for (line, r) in refunds {

@@ -88,6 +88,9 @@ pub(crate) async fn resolve_hold(
     Ok(())
 }
 
+/// payout id, payout status, hold status, hold kind, payout units, units the hold debits.
+type HoldRow = (String, String, Option<String>, Option<String>, i64, i64);
+
 /// The result of checking the ledger's invariants.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct LedgerCheck {
@@ -142,21 +145,20 @@ impl Store {
         .fetch_all(pool)
         .await?;
         for (txn, n) in thin {
-            check
-                .problems
-                .push(format!("transaction {txn} has {n} posting(s); at least two are needed"));
+            check.problems.push(format!(
+                "transaction {txn} has {n} posting(s); at least two are needed"
+            ));
         }
 
-        let holds: Vec<(String, String, Option<String>, Option<String>, i64, i64)> =
-            sqlx::query_as(
-                "SELECT p.id, p.status, t.status, t.kind, p.units, \
+        let holds: Vec<HoldRow> = sqlx::query_as(
+            "SELECT p.id, p.status, t.status, t.kind, p.units, \
                         COALESCE((SELECT -SUM(q.units) FROM ledger_postings q \
                                   WHERE q.txn_id = t.id AND q.book = 'referrer_cashable' \
                                     AND q.holder = p.account_id AND q.currency = p.currency), 0) \
                  FROM payouts p LEFT JOIN ledger_transactions t ON t.id = p.hold_txn_id",
-            )
-            .fetch_all(pool)
-            .await?;
+        )
+        .fetch_all(pool)
+        .await?;
         for (payout, status, hold_status, hold_kind, units, held) in holds {
             let expected = match status.as_str() {
                 "paid" => "posted",

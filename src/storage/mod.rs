@@ -137,7 +137,11 @@ pub fn from_millis(ms: i64) -> DateTime<Utc> {
 }
 
 /// Parses a stored enum code, turning an unknown one into a clear error.
-pub(crate) fn parse_code<T>(what: &str, code: &str, parse: impl Fn(&str) -> Option<T>) -> StoreResult<T> {
+pub(crate) fn parse_code<T>(
+    what: &str,
+    code: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> StoreResult<T> {
     parse(code).ok_or_else(|| StoreError::Corrupt(format!("unknown {what} {code:?}")))
 }
 

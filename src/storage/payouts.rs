@@ -124,7 +124,10 @@ pub struct Lease {
 /// What a claim found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
-    Acquired { lease: Lease, payout: PayoutView },
+    Acquired {
+        lease: Lease,
+        payout: Box<PayoutView>,
+    },
     /// Final or waiting for an operator: nothing to do.
     Settled(PayoutStatus),
     /// Another worker holds a live lease until this time.
@@ -168,9 +171,43 @@ type PayoutRow = (
     i64,
 );
 
+/// attempt_no, provider_key, outcome, provider_ref, detail, started_at, finished_at.
+type AttemptRow = (
+    i64,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+    Option<i64>,
+);
+/// at, from_status, to_status, attempt_no, worker, reason.
+type EventRow = (
+    i64,
+    Option<String>,
+    String,
+    Option<i64>,
+    Option<String>,
+    String,
+);
+
 fn payout_view(row: PayoutRow) -> StoreResult<PayoutView> {
-    let (id, account, program, rail, destination, currency, units, status, attempts, r, e, key, c, u) =
-        row;
+    let (
+        id,
+        account,
+        program,
+        rail,
+        destination,
+        currency,
+        units,
+        status,
+        attempts,
+        r,
+        e,
+        key,
+        c,
+        u,
+    ) = row;
     let currency: Currency = parse_stored("currency", &currency)?;
     Ok(PayoutView {
         id: parse_stored("payout id", &id)?,
@@ -381,7 +418,7 @@ impl Store {
         let payout = fetch_payout(&mut conn, id)
             .await?
             .ok_or_else(|| StoreError::UnknownPayout(id.to_string()))?;
-        let attempts: Vec<(i64, String, String, Option<String>, Option<String>, i64, Option<i64>)> =
+        let attempts: Vec<AttemptRow> =
             sqlx::query_as(
                 "SELECT attempt_no, provider_key, outcome, provider_ref, detail, started_at, finished_at \
                  FROM payout_attempts WHERE payout_id = $1 ORDER BY attempt_no",
@@ -389,14 +426,13 @@ impl Store {
             .bind(id)
             .fetch_all(&mut *conn)
             .await?;
-        let events: Vec<(i64, Option<String>, String, Option<i64>, Option<String>, String)> =
-            sqlx::query_as(
-                "SELECT at, from_status, to_status, attempt_no, worker, reason \
+        let events: Vec<EventRow> = sqlx::query_as(
+            "SELECT at, from_status, to_status, attempt_no, worker, reason \
                  FROM payout_events WHERE payout_id = $1 ORDER BY id",
-            )
-            .bind(id)
-            .fetch_all(&mut *conn)
-            .await?;
+        )
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await?;
         Ok(PayoutDetail {
             payout,
             attempts: attempts
@@ -481,7 +517,7 @@ impl Store {
                         owner: owner.to_string(),
                         fence,
                     },
-                    payout,
+                    payout: Box::new(payout),
                 }
             }
             None => {
@@ -499,7 +535,9 @@ impl Store {
                     (true, Some(until), _) if until >= now_ms => Claim::Busy {
                         until: from_millis(until),
                     },
-                    (true, _, Some(at)) => Claim::NotDue { at: from_millis(at) },
+                    (true, _, Some(at)) => Claim::NotDue {
+                        at: from_millis(at),
+                    },
                     (true, _, None) => Claim::NotDue { at: now },
                 }
             }
@@ -519,12 +557,11 @@ impl Store {
 
     /// When the last attempt started, for the settle delay before a lookup.
     pub async fn last_attempt_started(&self, id: &PayoutId) -> StoreResult<Option<DateTime<Utc>>> {
-        let at: Option<i64> = sqlx::query_scalar(
-            "SELECT MAX(started_at) FROM payout_attempts WHERE payout_id = $1",
-        )
-        .bind(id.as_str())
-        .fetch_one(&self.pool)
-        .await?;
+        let at: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(started_at) FROM payout_attempts WHERE payout_id = $1")
+                .bind(id.as_str())
+                .fetch_one(&self.pool)
+                .await?;
         Ok(at.map(from_millis))
     }
 
@@ -598,9 +635,9 @@ impl Store {
     ) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         let now = Utc::now();
-        let next_at = step.next_in.map(|d| {
-            to_millis(now) + i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
-        });
+        let next_at = step
+            .next_in
+            .map(|d| to_millis(now) + i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4));
         let done = sqlx::query(
             "UPDATE payouts SET status = $1, next_action_at = $2, \
                provider_ref = COALESCE($3, provider_ref), last_error = $4, \
@@ -682,8 +719,13 @@ impl Store {
             now,
         )
         .await?;
-        enqueue_payout_job(&mut tx, &lease.payout_id, delay, &format!("fence-{}-{why}", lease.fence))
-            .await?;
+        enqueue_payout_job(
+            &mut tx,
+            &lease.payout_id,
+            delay,
+            &format!("fence-{}-{why}", lease.fence),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -742,9 +784,7 @@ async fn fenced_update(
     a: i64,
     b: i64,
 ) -> StoreResult<()> {
-    let sql = format!(
-        "UPDATE payouts SET {set} WHERE id = $1 AND fence = $2 AND lease_owner = $5"
-    );
+    let sql = format!("UPDATE payouts SET {set} WHERE id = $1 AND fence = $2 AND lease_owner = $5");
     let done = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(lease.payout_id.as_str())
         .bind(lease.fence)

@@ -71,12 +71,32 @@ mod tests {
 
     #[test]
     fn table_decisions() {
-        assert_eq!(classify(400, Some("balance_insufficient"), Some("invalid_request_error")).0, Class::Retry);
-        assert_eq!(classify(400, None, Some("idempotency_error")).0, Class::Unknown);
-        assert_eq!(classify(400, Some("parameter_missing"), None).0, Class::Permanent);
+        assert_eq!(
+            classify(
+                400,
+                Some("balance_insufficient"),
+                Some("invalid_request_error")
+            )
+            .0,
+            Class::Retry
+        );
+        assert_eq!(
+            classify(400, None, Some("idempotency_error")).0,
+            Class::Unknown
+        );
+        assert_eq!(
+            classify(400, Some("parameter_missing"), None).0,
+            Class::Permanent
+        );
         assert_eq!(classify(401, None, None).0, Class::Permanent);
-        assert_eq!(classify(404, Some("resource_missing"), None).0, Class::Permanent);
-        assert_eq!(classify(409, Some("idempotency_key_in_use"), None).0, Class::Unknown);
+        assert_eq!(
+            classify(404, Some("resource_missing"), None).0,
+            Class::Permanent
+        );
+        assert_eq!(
+            classify(409, Some("idempotency_key_in_use"), None).0,
+            Class::Unknown
+        );
         assert_eq!(classify(429, Some("rate_limit"), None).0, Class::Retry);
         assert_eq!(classify(500, None, Some("api_error")).0, Class::Unknown);
         assert_eq!(classify(503, None, None).0, Class::Unknown);

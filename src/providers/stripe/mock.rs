@@ -45,8 +45,14 @@ pub struct Faults {
 
 #[derive(Debug, Clone)]
 enum Idem {
-    InFlight { fingerprint: String },
-    Done { fingerprint: String, status: u16, body: String },
+    InFlight {
+        fingerprint: String,
+    },
+    Done {
+        fingerprint: String,
+        status: u16,
+        body: String,
+    },
 }
 
 #[derive(Debug)]
@@ -161,9 +167,22 @@ impl MockStripe {
     }
 
     /// Makes a transfer nobody asked for (to test that our lookups notice duplicates).
-    pub fn inject_transfer(&self, group: &str, destination: &str, amount: i64, currency: &str) -> String {
+    pub fn inject_transfer(
+        &self,
+        group: &str,
+        destination: &str,
+        amount: i64,
+        currency: &str,
+    ) -> String {
         let mut inner = lock(&self.inner);
-        let transfer = new_transfer(&mut inner, amount, currency, destination, Some(group), BTreeMap::new());
+        let transfer = new_transfer(
+            &mut inner,
+            amount,
+            currency,
+            destination,
+            Some(group),
+            BTreeMap::new(),
+        );
         inner.transfers.push(transfer.clone());
         transfer.id
     }
@@ -173,12 +192,7 @@ impl MockStripe {
     }
 
     pub fn stop(&self) {
-        if let Some(task) = self
-            .task
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
+        if let Some(task) = self.task.lock().unwrap_or_else(|p| p.into_inner()).take() {
             task.abort();
         }
     }
@@ -195,7 +209,13 @@ fn router(inner: Arc<Mutex<Inner>>) -> Router {
         .with_state(inner)
 }
 
-fn stripe_error(status: StatusCode, kind: &str, code: Option<&str>, message: &str, param: Option<&str>) -> Response {
+fn stripe_error(
+    status: StatusCode,
+    kind: &str,
+    code: Option<&str>,
+    message: &str,
+    param: Option<&str>,
+) -> Response {
     let mut response = (status, Json(ErrorBody::new(kind, code, message, param))).into_response();
     response
         .headers_mut()
@@ -203,7 +223,7 @@ fn stripe_error(status: StatusCode, kind: &str, code: Option<&str>, message: &st
     response
 }
 
-fn authorized(inner: &Mutex<Inner>, headers: &HeaderMap) -> Result<(), Response> {
+fn authorized(inner: &Mutex<Inner>, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let expected = lock(inner).api_key.clone();
     let given = headers
         .get(axum::http::header::AUTHORIZATION)
@@ -212,13 +232,13 @@ fn authorized(inner: &Mutex<Inner>, headers: &HeaderMap) -> Result<(), Response>
     if given == Some(expected.as_str()) {
         Ok(())
     } else {
-        Err(stripe_error(
+        Err(Box::new(stripe_error(
             StatusCode::UNAUTHORIZED,
             "invalid_request_error",
             None,
             "Invalid API Key provided.",
             None,
-        ))
+        )))
     }
 }
 
@@ -264,51 +284,96 @@ struct CreateParams {
     fingerprint: String,
 }
 
-fn parse_create(body: &Bytes) -> Result<CreateParams, Response> {
+fn parse_create(body: &Bytes) -> Result<CreateParams, Box<Response>> {
     let bad = |code: &str, msg: String, param: &str| {
-        stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", Some(code), &msg, Some(param))
+        Box::new(stripe_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            Some(code),
+            &msg,
+            Some(param),
+        ))
     };
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
-        .map_err(|e| bad("parameter_invalid", format!("Invalid form body: {e}"), "body"))?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(|e| {
+        bad(
+            "parameter_invalid",
+            format!("Invalid form body: {e}"),
+            "body",
+        )
+    })?;
     let mut fields: BTreeMap<String, String> = BTreeMap::new();
     let mut metadata = BTreeMap::new();
     for (k, v) in &pairs {
-        if let Some(key) = k.strip_prefix("metadata[").and_then(|k| k.strip_suffix(']')) {
+        if let Some(key) = k
+            .strip_prefix("metadata[")
+            .and_then(|k| k.strip_suffix(']'))
+        {
             metadata.insert(key.to_string(), v.clone());
         } else if matches!(
             k.as_str(),
-            "amount" | "currency" | "destination" | "transfer_group" | "description" | "source_transaction" | "source_type" | "expand[]"
+            "amount"
+                | "currency"
+                | "destination"
+                | "transfer_group"
+                | "description"
+                | "source_transaction"
+                | "source_type"
+                | "expand[]"
         ) {
             fields.insert(k.clone(), v.clone());
         } else {
-            return Err(bad("parameter_unknown", format!("Received unknown parameter: {k}"), k));
+            return Err(bad(
+                "parameter_unknown",
+                format!("Received unknown parameter: {k}"),
+                k,
+            ));
         }
     }
     let amount = match fields.get("amount") {
-        None => return Err(bad("parameter_missing", "Missing required param: amount.".into(), "amount")),
-        Some(a) => a
-            .parse::<i64>()
-            .ok()
-            .filter(|a| *a > 0)
-            .ok_or_else(|| bad("parameter_invalid_integer", format!("Invalid positive integer: {a}"), "amount"))?,
+        None => {
+            return Err(bad(
+                "parameter_missing",
+                "Missing required param: amount.".into(),
+                "amount",
+            ));
+        }
+        Some(a) => a.parse::<i64>().ok().filter(|a| *a > 0).ok_or_else(|| {
+            bad(
+                "parameter_invalid_integer",
+                format!("Invalid positive integer: {a}"),
+                "amount",
+            )
+        })?,
     };
-    let currency = fields
-        .get("currency")
-        .ok_or_else(|| bad("parameter_missing", "Missing required param: currency.".into(), "currency"))?;
+    let currency = fields.get("currency").ok_or_else(|| {
+        bad(
+            "parameter_missing",
+            "Missing required param: currency.".into(),
+            "currency",
+        )
+    })?;
     if currency.parse::<Currency>().is_err() || currency.to_ascii_lowercase() != *currency {
-        return Err(bad("parameter_invalid", format!("Invalid currency: {currency}"), "currency"));
+        return Err(bad(
+            "parameter_invalid",
+            format!("Invalid currency: {currency}"),
+            "currency",
+        ));
     }
-    let destination = fields
-        .get("destination")
-        .ok_or_else(|| bad("parameter_missing", "Missing required param: destination.".into(), "destination"))?;
+    let destination = fields.get("destination").ok_or_else(|| {
+        bad(
+            "parameter_missing",
+            "Missing required param: destination.".into(),
+            "destination",
+        )
+    })?;
     if !destination.starts_with("acct_") {
-        return Err(stripe_error(
+        return Err(Box::new(stripe_error(
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
             Some("resource_missing"),
             &format!("No such destination: '{destination}'"),
             Some("destination"),
-        ));
+        )));
     }
     let mut sorted = pairs.clone();
     sorted.sort();
@@ -333,17 +398,22 @@ fn dropped_connection() -> Response {
         ))
     });
     let mut response = Response::new(Body::from_stream(stream));
-    response
-        .headers_mut()
-        .insert(axum::http::header::CONTENT_LENGTH, HeaderValue::from_static("512"));
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_LENGTH,
+        HeaderValue::from_static("512"),
+    );
     response
 }
 
 fn replay(status: u16, body: String, replayed: bool) -> Response {
     let mut response = Response::new(Body::from(body));
-    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers = response.headers_mut();
-    headers.insert(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     headers.insert(REQUEST_ID, HeaderValue::from_static("req_mock"));
     if replayed {
         headers.insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
@@ -351,14 +421,18 @@ fn replay(status: u16, body: String, replayed: bool) -> Response {
     response
 }
 
-async fn create_transfer(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn create_transfer(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     lock(&inner).requests += 1;
     if let Err(r) = authorized(&inner, &headers) {
-        return r;
+        return *r;
     }
     let params = match parse_create(&body) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let key = headers
         .get(IDEMPOTENCY_KEY)
@@ -369,7 +443,10 @@ async fn create_transfer(State(inner): State<Arc<Mutex<Inner>>>, headers: Header
     let (latency, first_seen) = {
         let mut guard = lock(&inner);
         let inner = &mut *guard;
-        let limited = inner.faults.rate_limit_rate > 0.0 && inner.rng.random_bool(inner.faults.rate_limit_rate.clamp(0.0, 1.0));
+        let limited = inner.faults.rate_limit_rate > 0.0
+            && inner
+                .rng
+                .random_bool(inner.faults.rate_limit_rate.clamp(0.0, 1.0));
         if limited {
             let mut r = stripe_error(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -378,13 +455,20 @@ async fn create_transfer(State(inner): State<Arc<Mutex<Inner>>>, headers: Header
                 "Too many requests hit the API too quickly.",
                 None,
             );
-            r.headers_mut().insert(axum::http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                HeaderValue::from_static("1"),
+            );
             return r;
         }
         let mut first_seen = true;
         if let Some(key) = &key {
             match inner.idempotency.get(key) {
-                Some(Idem::Done { fingerprint, status, body }) if *fingerprint == params.fingerprint => {
+                Some(Idem::Done {
+                    fingerprint,
+                    status,
+                    body,
+                }) if *fingerprint == params.fingerprint => {
                     return replay(*status, body.clone(), true);
                 }
                 Some(Idem::InFlight { fingerprint }) if *fingerprint == params.fingerprint => {
@@ -401,12 +485,19 @@ async fn create_transfer(State(inner): State<Arc<Mutex<Inner>>>, headers: Header
                         StatusCode::BAD_REQUEST,
                         "idempotency_error",
                         None,
-                        &format!("Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '{key}' if you meant to execute a different request."),
+                        &format!(
+                            "Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '{key}' if you meant to execute a different request."
+                        ),
                         None,
                     );
                 }
                 None => {
-                    inner.idempotency.insert(key.clone(), Idem::InFlight { fingerprint: params.fingerprint.clone() });
+                    inner.idempotency.insert(
+                        key.clone(),
+                        Idem::InFlight {
+                            fingerprint: params.fingerprint.clone(),
+                        },
+                    );
                 }
             }
         } else {
@@ -421,40 +512,57 @@ async fn create_transfer(State(inner): State<Arc<Mutex<Inner>>>, headers: Header
     let mut guard = lock(&inner);
     let inner = &mut *guard;
     let faults = inner.faults.clone();
-    let (status, body, drop) = if faults.error_rate > 0.0 && inner.rng.random_bool(faults.error_rate.clamp(0.0, 1.0)) {
-        let body = serde_json::to_string(&ErrorBody::new("api_error", None, "An unknown error occurred (mock).", None))
-            .unwrap_or_default();
-        (500, body, false)
-    } else {
-        let default = inner.default_balance;
-        let available = *inner.balance.entry(params.currency.clone()).or_insert(default);
-        if available < params.amount {
+    let (status, body, drop) =
+        if faults.error_rate > 0.0 && inner.rng.random_bool(faults.error_rate.clamp(0.0, 1.0)) {
             let body = serde_json::to_string(&ErrorBody::new(
-                "invalid_request_error",
-                Some("balance_insufficient"),
-                "You have insufficient available funds in your Stripe account.",
+                "api_error",
+                None,
+                "An unknown error occurred (mock).",
                 None,
             ))
             .unwrap_or_default();
-            (400, body, false)
+            (500, body, false)
         } else {
-            inner.balance.insert(params.currency.clone(), available - params.amount);
-            let mut transfer = new_transfer(
-                inner,
-                params.amount,
-                &params.currency,
-                &params.destination,
-                params.transfer_group.as_deref(),
-                params.metadata.clone(),
-            );
-            transfer.description = params.description.clone();
-            inner.transfers.push(transfer.clone());
-            let drop = (faults.drop_first_attempt && first_seen)
-                || (faults.drop_after_commit_rate > 0.0
-                    && inner.rng.random_bool(faults.drop_after_commit_rate.clamp(0.0, 1.0)));
-            (200, serde_json::to_string(&transfer).unwrap_or_default(), drop)
-        }
-    };
+            let default = inner.default_balance;
+            let available = *inner
+                .balance
+                .entry(params.currency.clone())
+                .or_insert(default);
+            if available < params.amount {
+                let body = serde_json::to_string(&ErrorBody::new(
+                    "invalid_request_error",
+                    Some("balance_insufficient"),
+                    "You have insufficient available funds in your Stripe account.",
+                    None,
+                ))
+                .unwrap_or_default();
+                (400, body, false)
+            } else {
+                inner
+                    .balance
+                    .insert(params.currency.clone(), available - params.amount);
+                let mut transfer = new_transfer(
+                    inner,
+                    params.amount,
+                    &params.currency,
+                    &params.destination,
+                    params.transfer_group.as_deref(),
+                    params.metadata.clone(),
+                );
+                transfer.description = params.description.clone();
+                inner.transfers.push(transfer.clone());
+                let drop = (faults.drop_first_attempt && first_seen)
+                    || (faults.drop_after_commit_rate > 0.0
+                        && inner
+                            .rng
+                            .random_bool(faults.drop_after_commit_rate.clamp(0.0, 1.0)));
+                (
+                    200,
+                    serde_json::to_string(&transfer).unwrap_or_default(),
+                    drop,
+                )
+            }
+        };
     if let Some(key) = key {
         inner.idempotency.insert(
             key,
@@ -490,17 +598,29 @@ async fn list_transfers(
     Query(params): Query<ListParams>,
 ) -> Response {
     if let Err(r) = authorized(&inner, &headers) {
-        return r;
+        return *r;
     }
     let limit = match params.limit.as_deref().map(str::parse::<usize>) {
         None => 10,
         Some(Ok(n)) if (1..=100).contains(&n) => n,
         Some(_) => {
-            return stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", Some("parameter_invalid_integer"), "limit must be between 1 and 100", Some("limit"));
+            return stripe_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                Some("parameter_invalid_integer"),
+                "limit must be between 1 and 100",
+                Some("limit"),
+            );
         }
     };
     if params.starting_after.is_some() && params.ending_before.is_some() {
-        return stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", None, "You may only specify one of these parameters: ending_before, starting_after.", None);
+        return stripe_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            None,
+            "You may only specify one of these parameters: ending_before, starting_after.",
+            None,
+        );
     }
     let guard = lock(&inner);
     // Newest first.
@@ -508,20 +628,52 @@ async fn list_transfers(
         .transfers
         .iter()
         .rev()
-        .filter(|t| params.transfer_group.as_ref().is_none_or(|g| t.transfer_group.as_ref() == Some(g)))
-        .filter(|t| params.destination.as_ref().is_none_or(|d| t.destination == *d))
+        .filter(|t| {
+            params
+                .transfer_group
+                .as_ref()
+                .is_none_or(|g| t.transfer_group.as_ref() == Some(g))
+        })
+        .filter(|t| {
+            params
+                .destination
+                .as_ref()
+                .is_none_or(|d| t.destination == *d)
+        })
         .filter(|t| params.created_gte.is_none_or(|c| t.created >= c))
         .filter(|t| params.created_lte.is_none_or(|c| t.created <= c))
         .collect();
     let window: Vec<&Transfer> = if let Some(after) = &params.starting_after {
         match matching.iter().position(|t| t.id == *after) {
             Some(i) => matching[i + 1..].to_vec(),
-            None => return stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", Some("resource_missing"), &format!("No such transfer: '{after}'"), Some("starting_after")),
+            None => {
+                return stripe_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    Some("resource_missing"),
+                    &format!("No such transfer: '{after}'"),
+                    Some("starting_after"),
+                );
+            }
         }
     } else if let Some(before) = &params.ending_before {
         match matching.iter().position(|t| t.id == *before) {
-            Some(i) => matching[..i].iter().rev().take(limit).rev().copied().collect(),
-            None => return stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", Some("resource_missing"), &format!("No such transfer: '{before}'"), Some("ending_before")),
+            Some(i) => matching[..i]
+                .iter()
+                .rev()
+                .take(limit)
+                .rev()
+                .copied()
+                .collect(),
+            None => {
+                return stripe_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    Some("resource_missing"),
+                    &format!("No such transfer: '{before}'"),
+                    Some("ending_before"),
+                );
+            }
         }
     } else {
         matching
@@ -537,20 +689,30 @@ async fn list_transfers(
     .into_response()
 }
 
-async fn get_transfer(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn get_transfer(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     if let Err(r) = authorized(&inner, &headers) {
-        return r;
+        return *r;
     }
     let found = lock(&inner).transfers.iter().find(|t| t.id == id).cloned();
     match found {
         Some(t) => Json(t).into_response(),
-        None => stripe_error(StatusCode::NOT_FOUND, "invalid_request_error", Some("resource_missing"), &format!("No such transfer: '{id}'"), Some("id")),
+        None => stripe_error(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            Some("resource_missing"),
+            &format!("No such transfer: '{id}'"),
+            Some("id"),
+        ),
     }
 }
 
 async fn get_balance(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> Response {
     if let Err(r) = authorized(&inner, &headers) {
-        return r;
+        return *r;
     }
     let guard = lock(&inner);
     let available: Vec<serde_json::Value> = guard
@@ -565,7 +727,10 @@ async fn truth(State(inner): State<Arc<Mutex<Inner>>>) -> Response {
     Json(lock(&inner).transfers.clone()).into_response()
 }
 
-async fn set_faults(State(inner): State<Arc<Mutex<Inner>>>, Json(faults): Json<Faults>) -> Response {
+async fn set_faults(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Json(faults): Json<Faults>,
+) -> Response {
     let mut guard = lock(&inner);
     guard.rng = StdRng::seed_from_u64(faults.seed);
     guard.faults = faults;

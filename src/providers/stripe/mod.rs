@@ -74,7 +74,10 @@ impl StripeAdapter {
         };
         let form = [
             ("amount", minor.to_string()),
-            ("currency", req.amount.currency().code().to_ascii_lowercase()),
+            (
+                "currency",
+                req.amount.currency().code().to_ascii_lowercase(),
+            ),
             ("destination", req.destination.to_string()),
             ("transfer_group", req.payout_id.to_string()),
             ("description", format!("Referral payout {}", req.payout_id)),
@@ -157,7 +160,11 @@ impl StripeAdapter {
             .await?
             .into_iter()
             // Defensive: only transfers that name this payout count.
-            .filter(|t| t.metadata.get("payout_id").is_none_or(|p| p == payout.as_str()))
+            .filter(|t| {
+                t.metadata
+                    .get("payout_id")
+                    .is_none_or(|p| p == payout.as_str())
+            })
             .collect();
         Ok(match transfers.as_slice() {
             [] => LookupFinding::Absent,
@@ -174,7 +181,10 @@ impl StripeAdapter {
     }
 
     /// Lists transfers matching `filters`, following pagination to the end.
-    pub async fn list_transfers(&self, filters: &[(&str, &str)]) -> Result<Vec<Transfer>, ProviderError> {
+    pub async fn list_transfers(
+        &self,
+        filters: &[(&str, &str)],
+    ) -> Result<Vec<Transfer>, ProviderError> {
         let mut all = Vec::new();
         let mut cursor: Option<String> = None;
         loop {

@@ -63,7 +63,12 @@ pub struct ErrorDetail {
 }
 
 impl ErrorBody {
-    pub fn new(kind: &str, code: Option<&str>, message: impl Into<String>, param: Option<&str>) -> Self {
+    pub fn new(
+        kind: &str,
+        code: Option<&str>,
+        message: impl Into<String>,
+        param: Option<&str>,
+    ) -> Self {
         ErrorBody {
             error: ErrorDetail {
                 kind: kind.to_string(),
