@@ -1,0 +1,191 @@
+//! Shared test harness: a fresh SQLite database in a temp dir, the mock Stripe on an ephemeral
+//! loopback port, and a worker wired to both.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use payouts::domain::ids::{AccountId, IdempotencyKey, Program, Rail};
+use payouts::domain::money::{Currency, Money};
+use payouts::domain::payout::{PayoutStatus, RetryPolicy};
+use payouts::ingest::IngestReport;
+use payouts::jobs::{PayoutDeps, WorkerOptions, run_worker};
+use payouts::providers::stripe::mock::{Faults, MockConfig, MockStripe};
+use payouts::providers::stripe::{StripeAdapter, StripeConfig};
+use payouts::storage::balances::load_balance;
+use payouts::storage::payouts::{WithdrawError, WithdrawalOutcome, WithdrawalRequest};
+use payouts::storage::{AccountBalance, Store};
+use secrecy::SecretString;
+
+pub const DEMO: &str = include_str!("../../fixtures/demo.ndjson");
+
+pub struct TestEnv {
+    pub store: Store,
+    pub mock: MockStripe,
+    _dir: tempfile::TempDir,
+}
+
+/// Retry timing that keeps tests quick (the queue's run times are whole seconds).
+pub fn fast_policy() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 8,
+        base_delay: Duration::from_secs(1),
+        max_delay: Duration::from_secs(2),
+        settle_delay: Duration::from_millis(500),
+        ..RetryPolicy::default()
+    }
+}
+
+impl TestEnv {
+    pub async fn new(faults: Faults) -> TestEnv {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open_sqlite(&dir.path().join("test.db"))
+            .await
+            .expect("open store");
+        let mock = MockStripe::start(
+            "127.0.0.1:0".parse().expect("addr"),
+            MockConfig {
+                faults,
+                ..MockConfig::default()
+            },
+        )
+        .await
+        .expect("start mock");
+        TestEnv {
+            store,
+            mock,
+            _dir: dir,
+        }
+    }
+
+    pub async fn ingest(&self, ndjson: &str) -> IngestReport {
+        payouts::app::ingest::ingest(&self.store, ndjson.as_bytes(), false)
+            .await
+            .expect("ingest")
+    }
+
+    pub fn deps_with(&self, api_key: &str, policy: RetryPolicy, worker: &str) -> Arc<PayoutDeps> {
+        Arc::new(PayoutDeps {
+            store: self.store.clone(),
+            stripe: StripeAdapter::new(StripeConfig {
+                api_base: self.mock.base_url(),
+                secret_key: SecretString::from(api_key.to_string()),
+                timeout: Duration::from_secs(5),
+            })
+            .expect("adapter"),
+            policy,
+            lease_ttl: Duration::from_secs(10),
+            worker_id: format!("{worker}-{}", ulid::Ulid::generate()),
+        })
+    }
+
+    pub fn deps(&self) -> Arc<PayoutDeps> {
+        self.deps_with("sk_test_mock", fast_policy(), "test-worker")
+    }
+
+    /// Runs a real apalis worker until no payout is active (or 60 s pass).
+    pub async fn work_until_idle(&self, deps: Arc<PayoutDeps>) {
+        run_worker(
+            deps,
+            WorkerOptions {
+                concurrency: 4,
+                until_idle: true,
+                sweep_every: Duration::from_secs(1),
+                sweep_grace: Duration::from_secs(2),
+            },
+            tokio::time::sleep(Duration::from_secs(60)),
+            |_| {},
+        )
+        .await
+        .expect("worker");
+    }
+
+    pub async fn balance(&self, account: &str) -> AccountBalance {
+        let mut conn = self.store.pool().acquire().await.expect("conn");
+        load_balance(&mut conn, &AccountId::parse(account).expect("id"))
+            .await
+            .expect("balance")
+    }
+
+    pub async fn payable(&self, account: &str) -> Money {
+        self.balance(account)
+            .await
+            .program(Program::Vast, Currency::Usd)
+            .map(|p| p.payable_now)
+            .unwrap_or(Money::zero(Currency::Usd))
+    }
+
+    pub async fn withdraw(
+        &self,
+        account: &str,
+        amount: Money,
+        key: &str,
+    ) -> Result<WithdrawalOutcome, WithdrawError> {
+        self.store
+            .create_withdrawal(&WithdrawalRequest {
+                account: AccountId::parse(account).expect("id"),
+                program: Program::Vast,
+                rail: Rail::Stripe,
+                amount,
+                idempotency_key: IdempotencyKey::parse(key).expect("key"),
+            })
+            .await
+    }
+
+    /// Withdraws everything payable for every eligible referrer; returns the payout ids.
+    pub async fn withdraw_all(&self) -> Vec<String> {
+        let mut ids = Vec::new();
+        for account in self.store.referrers().await.expect("referrers") {
+            let amount = self.payable(account.as_str()).await;
+            if amount.is_positive()
+                && let Ok(outcome) = self
+                    .withdraw(account.as_str(), amount, &format!("all-{account}"))
+                    .await
+            {
+                ids.push(outcome.payout.id.to_string());
+            }
+        }
+        ids
+    }
+
+    /// The core promise: every payout is paid, exactly one transfer exists for each at the
+    /// mock, the mock made no other transfer, and the ledger is sound.
+    pub async fn assert_paid_exactly_once(&self, ids: &[String]) {
+        for id in ids {
+            let detail = self.store.payout(id).await.expect("payout");
+            assert_eq!(
+                detail.payout.status,
+                PayoutStatus::Paid,
+                "payout {id} is not paid: {:#?}",
+                detail.events
+            );
+            assert_eq!(
+                self.mock.transfers_for_group(id),
+                1,
+                "payout {id} must have exactly one transfer at the provider"
+            );
+            let at_mock = self
+                .mock
+                .transfers()
+                .into_iter()
+                .find(|t| t.transfer_group.as_deref() == Some(id.as_str()))
+                .expect("transfer");
+            assert_eq!(Some(at_mock.id), detail.payout.provider_ref);
+            assert_eq!(
+                at_mock.amount,
+                detail.payout.amount.to_minor_units().expect("minor")
+            );
+        }
+        assert_eq!(self.mock.transfers().len(), ids.len(), "no stray transfers");
+        self.assert_ledger_sound().await;
+    }
+
+    pub async fn assert_ledger_sound(&self) {
+        let check = self.store.check_ledger().await.expect("check");
+        assert!(check.is_ok(), "ledger problems: {:#?}", check.problems);
+    }
+}
+
+pub fn usd(amount: &str) -> Money {
+    Money::parse(amount, Currency::Usd, 10).expect("amount")
+}
