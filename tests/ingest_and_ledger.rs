@@ -24,7 +24,12 @@ async fn ingesting_the_same_file_twice_changes_nothing() {
     let second = env.ingest(DEMO).await;
     assert!(second.rejected.is_empty());
     assert_eq!(second.accruals_posted, 0);
-    assert!(second.by_type.values().all(|c| c.inserted == 0 && c.updated == 0));
+    assert!(
+        second
+            .by_type
+            .values()
+            .all(|c| c.inserted == 0 && c.updated == 0)
+    );
     assert_eq!(ledger_counts(&env).await, ledger);
     assert_eq!(env.balance("ref-alice").await, alice);
     env.assert_ledger_sound().await;
@@ -41,7 +46,11 @@ async fn the_rules_hold_on_the_demo_data() {
     assert_eq!(v.earned, usd("48.915"));
     assert_eq!(v.cashable, usd("36.68625"));
     assert_eq!(v.credit, usd("12.22875"));
-    assert_eq!(v.payable_now, usd("36.68"), "rounded down; the residue stays");
+    assert_eq!(
+        v.payable_now,
+        usd("36.68"),
+        "rounded down; the residue stays"
+    );
     assert!(v.eligible);
 
     // dave: the seed's example, $300 earned against $855 spent.
@@ -56,13 +65,21 @@ async fn the_rules_hold_on_the_demo_data() {
     // ivan: self-referral, connected accounts and an old account: nothing, each explained.
     let ivan = env.balance("ref-ivan").await;
     assert!(ivan.programs.is_empty());
-    let reasons: Vec<&str> = ivan.non_earning_referrals.iter().map(|r| r.reason.as_str()).collect();
+    let reasons: Vec<&str> = ivan
+        .non_earning_referrals
+        .iter()
+        .map(|r| r.reason.as_str())
+        .collect();
     assert_eq!(reasons.len(), 5);
     assert!(reasons.iter().any(|r| r.contains("cannot refer itself")));
     assert!(reasons.iter().any(|r| r.contains("same email")));
     assert!(reasons.iter().any(|r| r.contains("same payment method")));
     assert!(reasons.iter().any(|r| r.contains("known to be connected")));
-    assert!(reasons.iter().any(|r| r.contains("only new accounts count")));
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("only new accounts count"))
+    );
 
     // lena's referred user only bought credits and then spent 900: the purchase earns nothing.
     let lena = env.balance("ref-lena").await;
@@ -77,7 +94,9 @@ async fn the_rules_hold_on_the_demo_data() {
 #[tokio::test]
 async fn bad_lines_are_reported_by_number_and_the_rest_goes_in() {
     let env = TestEnv::new(Faults::default()).await;
-    let report = env.ingest(include_str!("../fixtures/bad_lines.ndjson")).await;
+    let report = env
+        .ingest(include_str!("../fixtures/bad_lines.ndjson"))
+        .await;
     let lines: Vec<usize> = report.rejected.iter().map(|e| e.line).collect();
     assert_eq!(lines, vec![2, 3, 4, 5], "{:#?}", report.rejected);
     assert!(report.rejected[0].message.contains("decimal strings"));
@@ -135,7 +154,11 @@ async fn changed_immutable_records_are_conflicts_and_accounts_update() {
     );
     let report = env.ingest(lines).await;
     assert_eq!(report.rejected.len(), 1);
-    assert!(report.rejected[0].message.contains("already ingested with different content"));
+    assert!(
+        report.rejected[0]
+            .message
+            .contains("already ingested with different content")
+    );
     assert_eq!(report.by_type["account"].updated, 1);
     assert!(env.balance("ref-pat").await.hosted_machines);
 }

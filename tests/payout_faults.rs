@@ -27,11 +27,17 @@ async fn commit_then_drop_on_every_first_attempt_pays_exactly_once() {
     for id in &ids {
         let detail = env.store.payout(id).await.unwrap();
         assert!(
-            detail.events.iter().any(|e| e.reason.starts_with("lookup found transfer")),
+            detail
+                .events
+                .iter()
+                .any(|e| e.reason.starts_with("lookup found transfer")),
             "payout {id} should have been confirmed by a lookup: {:#?}",
             detail.events
         );
-        assert_eq!(detail.payout.attempts, 1, "the landed first attempt is never re-sent");
+        assert_eq!(
+            detail.payout.attempts, 1,
+            "the landed first attempt is never re-sent"
+        );
     }
 }
 
@@ -77,7 +83,9 @@ async fn two_workers_racing_on_the_same_payouts_pay_once() {
             let id: PayoutId = id.parse().unwrap();
             for deps in [a.clone(), b.clone()] {
                 let id = id.clone();
-                steps.push(tokio::spawn(async move { advance_payout(&deps, &id).await }));
+                steps.push(tokio::spawn(
+                    async move { advance_payout(&deps, &id).await },
+                ));
             }
         }
         for s in steps {
@@ -122,7 +130,10 @@ async fn a_worker_that_dies_mid_send_is_recovered_by_lookup() {
             idempotency_key: &key,
         })
         .await;
-    assert!(matches!(landed, payouts::domain::payout::SendDecision::Landed { .. }));
+    assert!(matches!(
+        landed,
+        payouts::domain::payout::SendDecision::Landed { .. }
+    ));
 
     // Another worker takes over once the lease expires: it must look up, not re-send.
     tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -150,7 +161,10 @@ async fn a_worker_that_dies_mid_send_is_recovered_by_lookup() {
             },
         )
         .await;
-    assert!(matches!(late, Err(payouts::storage::StoreError::LeaseLost { .. })));
+    assert!(matches!(
+        late,
+        Err(payouts::storage::StoreError::LeaseLost { .. })
+    ));
     env.assert_ledger_sound().await;
 }
 
@@ -166,7 +180,14 @@ async fn a_permanent_refusal_fails_the_payout_and_releases_the_hold() {
     env.work_until_idle(deps).await;
     let detail = env.store.payout(outcome.payout.id.as_str()).await.unwrap();
     assert_eq!(detail.payout.status, PayoutStatus::Failed);
-    assert!(detail.payout.last_error.as_deref().unwrap().contains("HTTP 401"));
+    assert!(
+        detail
+            .payout
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("HTTP 401")
+    );
     assert_eq!(env.mock.transfers().len(), 0);
     assert_eq!(env.payable("ref-nia").await, before, "the hold was voided");
     env.assert_ledger_sound().await;
@@ -185,13 +206,18 @@ async fn exhausted_attempts_wait_for_an_operator_with_the_hold_kept() {
         max_attempts: 2,
         ..fast_policy()
     };
-    env.work_until_idle(env.deps_with("sk_test_mock", policy, "w")).await;
+    env.work_until_idle(env.deps_with("sk_test_mock", policy, "w"))
+        .await;
     let detail = env.store.payout(outcome.payout.id.as_str()).await.unwrap();
     assert_eq!(detail.payout.status, PayoutStatus::NeedsOperator);
     assert_eq!(detail.payout.attempts, 2);
     assert_eq!(env.mock.transfers().len(), 0);
     let mo = env.balance("ref-mo").await;
-    assert_eq!(mo.programs[0].pending, usd("7.50"), "the hold stays until an operator decides");
+    assert_eq!(
+        mo.programs[0].pending,
+        usd("7.50"),
+        "the hold stays until an operator decides"
+    );
     env.assert_ledger_sound().await;
 }
 
@@ -203,7 +229,10 @@ async fn a_second_transfer_at_the_provider_is_flagged_critical() {
     })
     .await;
     env.ingest(DEMO).await;
-    let outcome = env.withdraw("ref-oli", usd("20.87"), "oli-1").await.unwrap();
+    let outcome = env
+        .withdraw("ref-oli", usd("20.87"), "oli-1")
+        .await
+        .unwrap();
     let id = outcome.payout.id.to_string();
     // Attempt 1 lands and its response is dropped; before the lookup, someone else's transfer
     // for the same payout appears at the provider.

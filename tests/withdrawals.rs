@@ -23,8 +23,14 @@ async fn refusals_are_clear_and_change_nothing() {
     assert!(matches!(err, WithdrawError::Ineligible { .. }), "{err}");
     assert!(err.to_string().contains("855.00 USD"));
 
-    let err = env.withdraw("ref-alice", usd("36.69"), "a1").await.unwrap_err();
-    assert!(matches!(err, WithdrawError::InsufficientFunds { .. }), "{err}");
+    let err = env
+        .withdraw("ref-alice", usd("36.69"), "a1")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, WithdrawError::InsufficientFunds { .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("36.68 USD"));
 
     let err = env.withdraw("ref-lena", usd("1"), "l1").await.unwrap_err();
@@ -56,8 +62,14 @@ async fn an_idempotency_key_returns_the_same_payout_and_refuses_other_requests()
     let again = env.withdraw("ref-alice", usd("10"), "key-1").await.unwrap();
     assert!(again.replayed);
     assert_eq!(again.payout.id, first.payout.id);
-    let other = env.withdraw("ref-alice", usd("11"), "key-1").await.unwrap_err();
-    assert!(matches!(other, WithdrawError::IdempotencyConflict { .. }), "{other}");
+    let other = env
+        .withdraw("ref-alice", usd("11"), "key-1")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(other, WithdrawError::IdempotencyConflict { .. }),
+        "{other}"
+    );
     assert_eq!(payout_count(&env).await, 1);
     assert_eq!(env.payable("ref-alice").await, usd("26.68"));
     env.assert_ledger_sound().await;
@@ -91,11 +103,15 @@ async fn concurrent_withdrawals_of_the_whole_balance_let_exactly_one_through() {
         for a in attempts {
             match a.await.unwrap() {
                 Ok(_) => ok += 1,
-                Err(WithdrawError::InsufficientFunds { .. } | WithdrawError::Ineligible { .. }) => {}
+                Err(WithdrawError::InsufficientFunds { .. } | WithdrawError::Ineligible { .. }) => {
+                }
                 Err(e) => panic!("unexpected error: {e}"),
             }
         }
-        assert_eq!(ok, 1, "{account}: exactly one withdrawal may take the balance");
+        assert_eq!(
+            ok, 1,
+            "{account}: exactly one withdrawal may take the balance"
+        );
         assert_eq!(env.payable(account).await, usd("0"));
     }
     env.assert_ledger_sound().await;

@@ -1,0 +1,169 @@
+//! The real binary: ingest, balance, withdraw, a standalone mock, the worker, and the ledger.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_payouts");
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn payouts(db: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env("DATABASE_URL", db)
+        .env_remove("STRIPE_SECRET_KEY");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run payouts")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn the_binary_runs_the_whole_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cli.db");
+    let db = db.to_str().unwrap();
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/demo.ndjson");
+
+    let out = payouts(db, &["ingest", fixture, "--json"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert!(report["accruals_posted"].as_u64().unwrap() > 0);
+
+    let out = payouts(db, &["balance", "ref-dave", "--json"], &[]);
+    let dave: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(dave["programs"][0]["eligible"], false);
+    assert_eq!(dave["programs"][0]["earned"]["amount"], "300");
+
+    let out = payouts(db, &["withdraw", "ref-dave", "--amount", "10"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("may cash out only while"));
+
+    let out = payouts(
+        db,
+        &[
+            "withdraw",
+            "ref-alice",
+            "--amount",
+            "all",
+            "--idempotency-key",
+            "cli-1",
+            "--json",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(created["payout"]["amount"]["amount"], "36.68");
+    let id = created["payout"]["id"].as_str().unwrap().to_string();
+
+    // The worker refuses to start without its secret, and says how to fix it.
+    let out = payouts(db, &["work", "--until-idle"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("STRIPE_SECRET_KEY"));
+
+    let mut mock = Killed(
+        Command::new(BIN)
+            .args([
+                "mock-providers",
+                "--faults",
+                r#"{"drop_first_attempt":true}"#,
+            ])
+            .env("STRIPE_SECRET_KEY", "sk_test_cli")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut first = String::new();
+    BufReader::new(mock.0.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let base = first.trim().rsplit(' ').next().unwrap().to_string();
+    assert!(base.starts_with("http://127.0.0.1:"), "{first}");
+
+    let worker_env = [
+        ("STRIPE_SECRET_KEY", "sk_test_cli"),
+        ("STRIPE_API_BASE", base.as_str()),
+        ("PAYOUTS_HTTP_TIMEOUT_SECS", "1"),
+        ("PAYOUTS_SETTLE_DELAY_SECS", "1"),
+        ("PAYOUTS_RETRY_BASE_SECS", "1"),
+        ("PAYOUTS_LEASE_TTL_SECS", "5"),
+    ];
+    let out = payouts(db, &["work", "--until-idle"], &worker_env);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = payouts(db, &["payouts", "show", &id, "--json"], &[]);
+    let detail: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(detail["payout"]["status"], "paid");
+    assert_eq!(detail["payout"]["attempts"], 1);
+
+    let truth: Vec<serde_json::Value> = reqwest_blocking_get(&format!("{base}/__mock/transfers"));
+    let for_payout = truth
+        .iter()
+        .filter(|t| t["transfer_group"] == id.as_str())
+        .count();
+    assert_eq!(for_payout, 1, "exactly one transfer at the provider");
+
+    let out = payouts(db, &["ledger-check"], &[]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).contains("balanced"));
+}
+
+#[test]
+fn bad_input_gets_line_numbers_and_exit_status_two() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("bad.db");
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/bad_lines.ndjson");
+    let out = payouts(db.to_str().unwrap(), &["ingest", fixture], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for line in ["line 2:", "line 3:", "line 4:", "line 5:"] {
+        assert!(err.contains(line), "{err}");
+    }
+    let out = payouts(
+        db.to_str().unwrap(),
+        &["withdraw", "ref-zed", "--amount=-5"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("greater than zero"));
+}
+
+/// A tiny HTTP GET over a raw socket, to read the mock's truth without an async runtime.
+fn reqwest_blocking_get(url: &str) -> Vec<serde_json::Value> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').unwrap();
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        stream,
+        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let body = response.split_once("\r\n\r\n").unwrap().1;
+    serde_json::from_str(body).unwrap()
+}
