@@ -226,19 +226,7 @@ pub async fn run() -> Result<i32> {
 
     step("Ledger check");
     let check = store.check_ledger().await?;
-    println!(
-        "  {} transactions, {} postings: {}",
-        check.transactions,
-        check.postings,
-        if check.is_ok() {
-            "every transaction balances; every hold matches its payout"
-        } else {
-            "PROBLEMS FOUND"
-        }
-    );
-    for problem in &check.problems {
-        println!("  - {problem}");
-    }
+    println!("  {}", render::ledger_check(&check));
     all_good &= check.is_ok();
     mock.stop();
     store.close().await;

@@ -295,19 +295,7 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
             if json {
                 print_json(&check)?;
             } else {
-                println!(
-                    "{} transactions, {} postings: {}",
-                    check.transactions,
-                    check.postings,
-                    if check.is_ok() {
-                        "balanced"
-                    } else {
-                        "PROBLEMS FOUND"
-                    }
-                );
-                for p in &check.problems {
-                    println!("  - {p}");
-                }
+                println!("{}", render::ledger_check(&check));
             }
             Ok(if check.is_ok() { 0 } else { 1 })
         }

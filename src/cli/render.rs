@@ -1,7 +1,7 @@
 //! Plain-text rendering for people: aligned tables and balance summaries.
 
-use payouts::storage::AccountBalance;
 use payouts::storage::payouts::{PayoutDetail, PayoutView};
+use payouts::storage::{AccountBalance, LedgerCheck};
 
 /// Renders rows under a header, each column as wide as its widest cell.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -140,6 +140,23 @@ pub fn payout_detail(d: &PayoutDetail) -> String {
             e.to,
             e.reason
         ));
+    }
+    out
+}
+
+pub fn ledger_check(check: &LedgerCheck) -> String {
+    let mut out = format!(
+        "{} transactions, {} postings: {}",
+        check.transactions,
+        check.postings,
+        if check.is_ok() {
+            "balanced; every hold matches its payout"
+        } else {
+            "PROBLEMS FOUND"
+        }
+    );
+    for p in &check.problems {
+        out.push_str(&format!("\n  - {p}"));
     }
     out
 }
