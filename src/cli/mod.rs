@@ -18,12 +18,13 @@ use payouts::providers::stripe::mock::{Faults, MockConfig, MockStripe};
 use payouts::storage::Store;
 use payouts::storage::balances::load_balance;
 use payouts::storage::payouts::WithdrawalRequest;
+use secrecy::SecretString;
 
 /// Payout orchestration for referral, affiliate and creator programs.
 ///
 /// Accrues commissions from platform usage into a double-entry ledger, decides who may cash
 /// out, and pays through Stripe Connect exactly once, with retries driven by a job queue.
-#[derive(Debug, Parser)]
+#[derive(Parser)]
 #[command(name = "payouts", version, propagate_version = true)]
 pub struct Cli {
     /// Database to use: a SQLite path or sqlite:// URL.
@@ -39,7 +40,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 pub enum Command {
     /// Run the whole flow on a temporary database against the mock Stripe, with faults on.
     Demo,
@@ -118,7 +119,7 @@ pub enum Command {
     },
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 pub enum PayoutsCommand {
     /// List payouts, newest first.
     List {
@@ -337,7 +338,7 @@ async fn mock_providers(
     let mock = MockStripe::start(
         listen,
         MockConfig {
-            api_key,
+            api_key: SecretString::from(api_key),
             faults,
             ..MockConfig::default()
         },

@@ -86,16 +86,10 @@ async fn run_step(
     payout: &PayoutView,
 ) -> StoreResult<StepOutcome> {
     if payout.rail != Rail::Stripe {
-        let step = StepRecord {
-            to: PayoutStatus::NeedsOperator,
-            reason: format!("the {} rail is not available in this build", payout.rail),
-            attempt: None,
-            attempt_outcome: None,
-            provider_ref: None,
-            last_error: Some(format!("rail {} not available", payout.rail)),
-            next_in: None,
-            lookup_failed: false,
-        };
+        let step = StepRecord::to_operator(
+            format!("the {} rail is not available in this build", payout.rail),
+            Some(format!("rail {} not available", payout.rail)),
+        );
         deps.store.record_step(lease, payout.status, &step).await?;
         return Ok(StepOutcome::Moved(PayoutStatus::NeedsOperator));
     }
@@ -197,20 +191,14 @@ async fn send_attempt(
     let attempt = payout.attempts + 1;
     tracing::Span::current().record("attempt", attempt);
     if attempt > deps.policy.max_attempts {
-        let step = StepRecord {
-            to: PayoutStatus::NeedsOperator,
-            reason: format!(
+        let step = StepRecord::to_operator(
+            format!(
                 "{}all {} attempts are used; waiting for an operator",
                 context.map(|c| format!("{c}; ")).unwrap_or_default(),
                 deps.policy.max_attempts
             ),
-            attempt: None,
-            attempt_outcome: None,
-            provider_ref: None,
-            last_error: payout.last_error.clone(),
-            next_in: None,
-            lookup_failed: false,
-        };
+            payout.last_error.clone(),
+        );
         deps.store.record_step(lease, payout.status, &step).await?;
         return Ok(StepOutcome::Moved(PayoutStatus::NeedsOperator));
     }

@@ -151,6 +151,22 @@ pub struct StepRecord<'a> {
     pub lookup_failed: bool,
 }
 
+impl StepRecord<'_> {
+    /// A step that hands the payout to an operator: no follow-up job, the hold stays.
+    pub fn to_operator(reason: String, last_error: Option<String>) -> Self {
+        StepRecord {
+            to: PayoutStatus::NeedsOperator,
+            reason,
+            attempt: None,
+            attempt_outcome: None,
+            provider_ref: None,
+            last_error,
+            next_in: None,
+            lookup_failed: false,
+        }
+    }
+}
+
 const PAYOUT_COLUMNS: &str = "id, account_id, program, rail, destination, currency, units, status, \
      attempts, provider_ref, last_error, idempotency_key, created_at, updated_at";
 
@@ -638,12 +654,13 @@ impl Store {
         let next_at = step
             .next_in
             .map(|d| to_millis(now) + i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4));
-        let done = sqlx::query(
+        let hold: Option<String> = sqlx::query_scalar(
             "UPDATE payouts SET status = $1, next_action_at = $2, \
                provider_ref = COALESCE($3, provider_ref), last_error = $4, \
                lookup_failures = CASE WHEN $5 THEN lookup_failures + 1 ELSE 0 END, \
                lease_owner = NULL, lease_expires_at = NULL, updated_at = $6 \
-             WHERE id = $7 AND fence = $8 AND lease_owner = $9",
+             WHERE id = $7 AND fence = $8 AND lease_owner = $9 \
+             RETURNING hold_txn_id",
         )
         .bind(step.to.code())
         .bind(next_at)
@@ -654,11 +671,11 @@ impl Store {
         .bind(lease.payout_id.as_str())
         .bind(lease.fence)
         .bind(&lease.owner)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
-        if done.rows_affected() != 1 {
+        let Some(hold) = hold else {
             return Err(lease_lost(lease));
-        }
+        };
         if let (Some(attempt), Some((outcome, detail))) = (step.attempt, &step.attempt_outcome) {
             sqlx::query(
                 "UPDATE payout_attempts SET outcome = $1, detail = $2, \
@@ -674,10 +691,6 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        let hold: String = sqlx::query_scalar("SELECT hold_txn_id FROM payouts WHERE id = $1")
-            .bind(lease.payout_id.as_str())
-            .fetch_one(&mut *tx)
-            .await?;
         match step.to {
             PayoutStatus::Paid => resolve_hold(&mut tx, &hold, TransactionStatus::Posted).await?,
             PayoutStatus::Failed => resolve_hold(&mut tx, &hold, TransactionStatus::Voided).await?,

@@ -18,6 +18,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -57,7 +58,7 @@ enum Idem {
 
 #[derive(Debug)]
 struct Inner {
-    api_key: String,
+    api_key: SecretString,
     faults: Faults,
     rng: StdRng,
     transfers: Vec<Transfer>,
@@ -80,7 +81,7 @@ pub struct MockStripe {
 /// What the mock was configured with at start.
 #[derive(Debug, Clone)]
 pub struct MockConfig {
-    pub api_key: String,
+    pub api_key: SecretString,
     pub faults: Faults,
     /// Starting platform balance per currency, in minor units.
     pub balance_minor: i64,
@@ -89,7 +90,7 @@ pub struct MockConfig {
 impl Default for MockConfig {
     fn default() -> Self {
         MockConfig {
-            api_key: "sk_test_mock".into(),
+            api_key: SecretString::from("sk_test_mock"),
             faults: Faults::default(),
             balance_minor: 1_000_000_000,
         }
@@ -224,12 +225,12 @@ fn stripe_error(
 }
 
 fn authorized(inner: &Mutex<Inner>, headers: &HeaderMap) -> Result<(), Box<Response>> {
-    let expected = lock(inner).api_key.clone();
+    let guard = lock(inner);
     let given = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if given == Some(expected.as_str()) {
+    if given == Some(guard.api_key.expose_secret()) {
         Ok(())
     } else {
         Err(Box::new(stripe_error(
