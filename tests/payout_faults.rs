@@ -50,6 +50,7 @@ async fn errors_rate_limits_latency_and_drops_together_still_pay_once() {
         drop_after_commit_rate: 0.3,
         drop_first_attempt: false,
         seed: 99,
+        ..Faults::default()
     })
     .await;
     env.ingest(DEMO).await;

@@ -39,6 +39,7 @@ pub async fn run() -> Result<i32> {
         drop_after_commit_rate: 0.0,
         drop_first_attempt: true,
         seed: 2026,
+        ..Faults::default()
     };
     let mock = MockStripe::start(
         "127.0.0.1:0".parse()?,

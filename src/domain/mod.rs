@@ -8,3 +8,4 @@ pub mod ledger;
 pub mod money;
 pub mod payout;
 pub mod referral;
+pub mod tracking;

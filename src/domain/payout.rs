@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::ids::PayoutId;
+use super::tracking::{Observation, RailState};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -23,8 +24,15 @@ pub enum PayoutStatus {
     RetryScheduled,
     /// The last attempt may or may not have moved money; the next step is a lookup.
     OutcomeUnknown,
-    /// The provider confirmed the transfer; the hold is posted. Final.
+    /// The provider accepted the payment but has not delivered it yet (PayPal PENDING or
+    /// UNCLAIMED, Wise processing). The hold stays; the payout is polled until it settles.
+    Processing,
+    /// The provider delivered the money; the hold is posted. Final, except that the money
+    /// can still come back (returned, reversed, bounced).
     Paid,
+    /// Delivered, then came back: the payout is reversed in the ledger and the amount is
+    /// available again. Final.
+    Returned,
     /// The provider refused for good; the hold is voided. Final.
     Failed,
     /// Attempts are exhausted or the provider's records are inconsistent; an operator decides.
@@ -33,12 +41,14 @@ pub enum PayoutStatus {
 }
 
 impl PayoutStatus {
-    pub const ALL: [PayoutStatus; 7] = [
+    pub const ALL: [PayoutStatus; 9] = [
         PayoutStatus::Queued,
         PayoutStatus::Submitting,
         PayoutStatus::RetryScheduled,
         PayoutStatus::OutcomeUnknown,
+        PayoutStatus::Processing,
         PayoutStatus::Paid,
+        PayoutStatus::Returned,
         PayoutStatus::Failed,
         PayoutStatus::NeedsOperator,
     ];
@@ -49,7 +59,9 @@ impl PayoutStatus {
             PayoutStatus::Submitting => "submitting",
             PayoutStatus::RetryScheduled => "retry_scheduled",
             PayoutStatus::OutcomeUnknown => "outcome_unknown",
+            PayoutStatus::Processing => "processing",
             PayoutStatus::Paid => "paid",
+            PayoutStatus::Returned => "returned",
             PayoutStatus::Failed => "failed",
             PayoutStatus::NeedsOperator => "needs_operator",
         }
@@ -59,9 +71,13 @@ impl PayoutStatus {
         Self::ALL.into_iter().find(|s| s.code() == code)
     }
 
-    /// Paid and failed never change again.
+    /// No worker step changes these again. (A paid payout can still be returned by the
+    /// provider; that arrives as an observation, see `domain::tracking::track`.)
     pub fn is_final(self) -> bool {
-        matches!(self, PayoutStatus::Paid | PayoutStatus::Failed)
+        matches!(
+            self,
+            PayoutStatus::Paid | PayoutStatus::Failed | PayoutStatus::Returned
+        )
     }
 
     /// States a worker acts on by itself.
@@ -72,6 +88,7 @@ impl PayoutStatus {
                 | PayoutStatus::Submitting
                 | PayoutStatus::RetryScheduled
                 | PayoutStatus::OutcomeUnknown
+                | PayoutStatus::Processing
         )
     }
 
@@ -93,8 +110,12 @@ impl fmt::Display for PayoutStatus {
 /// What one send attempt's response means, decided by the rail's error table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendDecision {
-    /// Money moved; `provider_ref` is the provider's id for it.
-    Landed { provider_ref: String },
+    /// The provider took the payment; `provider_ref` is its id for it and `observation` says
+    /// whether it is delivered yet.
+    Landed {
+        provider_ref: String,
+        observation: Observation,
+    },
     /// Provably nothing moved (refused before execution); safe to send again later.
     Retry {
         reason: String,
@@ -109,10 +130,19 @@ pub enum SendDecision {
 /// What a lookup at the provider found for a payout.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LookupFinding {
-    /// Exactly one transfer exists for this payout.
-    Landed { provider_ref: String },
+    /// Exactly one payment exists for this payout, in the state observed.
+    Landed {
+        provider_ref: String,
+        observation: Observation,
+    },
     /// None exists: every earlier attempt provably did not land.
     Absent,
+    /// The uncertain attempt was re-sent under its own token (the provider deduplicates it)
+    /// and refused for good: nothing moved.
+    Refused { reason: String },
+    /// Cannot be settled safely (e.g. the provider's dedupe window has passed and it offers no
+    /// listing); an operator must check the provider's dashboard.
+    Unprovable { reason: String },
     /// More than one transfer exists for one payout: money left twice. Critical.
     Duplicate { provider_refs: Vec<String> },
 }
@@ -132,6 +162,10 @@ pub struct RetryPolicy {
     pub settle_delay: Duration,
     /// Upper bound on a provider's Retry-After we are willing to honour.
     pub max_retry_after: Duration,
+    /// First wait before polling a payout the provider is still processing; doubles per poll.
+    pub poll_base: Duration,
+    /// Longest wait between two polls of one processing payout.
+    pub poll_max: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -143,6 +177,8 @@ impl Default for RetryPolicy {
             max_delay: Duration::from_secs(300),
             settle_delay: Duration::from_secs(30),
             max_retry_after: Duration::from_secs(600),
+            poll_base: Duration::from_secs(30),
+            poll_max: Duration::from_secs(6 * 3600),
         }
     }
 }
@@ -157,6 +193,15 @@ impl RetryPolicy {
         let capped = exp.min(self.max_delay);
         let half = capped / 2;
         half + half.mul_f64(jitter.clamp(0.0, 1.0))
+    }
+
+    /// The wait before the next poll of a processing payout already polled `polls` times.
+    /// No jitter needed: polls of different payouts start at different times anyway.
+    pub fn poll_delay(&self, polls: u32) -> Duration {
+        self.poll_base
+            .saturating_mul(1u32 << polls.min(20))
+            .min(self.poll_max)
+            .max(Duration::from_secs(1))
     }
 
     /// The delay before the next step after `decision` on attempt number `attempt`.
@@ -190,11 +235,15 @@ pub fn step_after_send(
 ) -> NextStep {
     let delay = Some(policy.delay_after(attempt, decision, jitter));
     match decision {
-        SendDecision::Landed { provider_ref } => NextStep {
-            status: PayoutStatus::Paid,
-            delay: None,
-            reason: format!("provider confirmed transfer {provider_ref} on attempt {attempt}"),
-        },
+        SendDecision::Landed {
+            provider_ref,
+            observation,
+        } => after_landing(
+            policy,
+            provider_ref,
+            observation,
+            &format!("attempt {attempt}"),
+        ),
         SendDecision::Permanent { reason } => NextStep {
             status: PayoutStatus::Failed,
             delay: None,
@@ -219,6 +268,40 @@ pub fn step_after_send(
             status: PayoutStatus::RetryScheduled,
             delay,
             reason: format!("attempt {attempt} did not go through ({reason}); retrying"),
+        },
+    }
+}
+
+/// Where a payout goes once the provider holds its payment (`how` says how we learned it).
+pub fn after_landing(
+    policy: &RetryPolicy,
+    provider_ref: &str,
+    observation: &Observation,
+    how: &str,
+) -> NextStep {
+    let seen = observation.describe();
+    match observation.state {
+        RailState::InFlight => NextStep {
+            status: PayoutStatus::Processing,
+            delay: Some(policy.poll_delay(0)),
+            reason: format!(
+                "provider accepted {provider_ref} ({how}); status {seen}, tracking until final"
+            ),
+        },
+        RailState::Paid => NextStep {
+            status: PayoutStatus::Paid,
+            delay: None,
+            reason: format!("provider confirmed {provider_ref} ({how}); status {seen}"),
+        },
+        RailState::Failed => NextStep {
+            status: PayoutStatus::Failed,
+            delay: None,
+            reason: format!("provider took {provider_ref} ({how}) but it failed: {seen}"),
+        },
+        RailState::Returned => NextStep {
+            status: PayoutStatus::Returned,
+            delay: None,
+            reason: format!("provider shows {provider_ref} ({how}) already returned: {seen}"),
         },
     }
 }

@@ -107,7 +107,7 @@ async fn run_step(
             }
         }
         match deps.stripe.lookup(&payout.id).await {
-            Ok(LookupFinding::Landed { provider_ref }) => {
+            Ok(LookupFinding::Landed { provider_ref, .. }) => {
                 let step = StepRecord {
                     to: PayoutStatus::Paid,
                     reason: format!(
@@ -141,6 +141,11 @@ async fn run_step(
                     next_in: None,
                     lookup_failed: false,
                 };
+                deps.store.record_step(lease, payout.status, &step).await?;
+                return Ok(StepOutcome::Moved(PayoutStatus::NeedsOperator));
+            }
+            Ok(LookupFinding::Refused { reason } | LookupFinding::Unprovable { reason }) => {
+                let step = StepRecord::to_operator(reason.clone(), Some(reason));
                 deps.store.record_step(lease, payout.status, &step).await?;
                 return Ok(StepOutcome::Moved(PayoutStatus::NeedsOperator));
             }
@@ -215,7 +220,7 @@ async fn send_attempt(
     let decision = deps.stripe.send(&request).await;
     let next = step_after_send(&deps.policy, attempt, &decision, rand::random::<f64>());
     let (outcome, provider_ref, error) = match &decision {
-        SendDecision::Landed { provider_ref } => ("landed", Some(provider_ref.clone()), None),
+        SendDecision::Landed { provider_ref, .. } => ("landed", Some(provider_ref.clone()), None),
         SendDecision::Retry { reason, .. } => ("retry", None, Some(reason.clone())),
         SendDecision::Unknown { reason } => ("unknown", None, Some(reason.clone())),
         SendDecision::Permanent { reason } => ("permanent", None, Some(reason.clone())),

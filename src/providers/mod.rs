@@ -1,7 +1,10 @@
 //! Payout rails: one module per provider, each with its HTTP adapter, its wire types beside
 //! it, and a mock server that speaks the same wire format beside that.
 
+pub mod mock_kit;
+pub mod rail;
 pub mod stripe;
+pub mod webhook;
 
 use std::time::Duration;
 
@@ -52,4 +55,16 @@ pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Durati
         .parse::<u64>()
         .ok()
         .map(Duration::from_secs)
+}
+
+/// reqwest's top-level message hides the cause ("error sending request"); show the chain.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -16,33 +16,16 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::wire::{ErrorBody, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, List, REQUEST_ID, Transfer};
 use crate::domain::money::Currency;
+use crate::providers::mock_kit::{Dice, dropped_connection, lock};
 
-/// Fault injection settings. Rates are probabilities in `[0, 1]` per request.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Faults {
-    /// Delay before each POST executes (while its key is in flight).
-    pub latency_ms: u64,
-    /// 500 after the request reached execution, stored under its idempotency key.
-    pub error_rate: f64,
-    /// 429 before execution (not stored; the same key may be sent again).
-    pub rate_limit_rate: f64,
-    /// Commit the transfer, then drop the connection before the response.
-    pub drop_after_commit_rate: f64,
-    /// Commit-then-drop on the first request of every idempotency key.
-    pub drop_first_attempt: bool,
-    /// Seed for the fault dice, so a run can be repeated.
-    pub seed: u64,
-}
+pub use crate::providers::mock_kit::Faults;
 
 #[derive(Debug, Clone)]
 enum Idem {
@@ -60,7 +43,7 @@ enum Idem {
 struct Inner {
     api_key: SecretString,
     faults: Faults,
-    rng: StdRng,
+    dice: Dice,
     transfers: Vec<Transfer>,
     idempotency: HashMap<String, Idem>,
     /// Available platform balance per lowercase currency, in minor units.
@@ -97,12 +80,6 @@ impl Default for MockConfig {
     }
 }
 
-fn lock(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
-    // A panic while holding the lock cannot leave money half-moved (each critical section is
-    // a single insert), so a poisoned lock is still safe to use.
-    inner.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl MockStripe {
     /// Starts the mock on `addr` (use port 0 for an ephemeral port).
     pub async fn start(addr: SocketAddr, config: MockConfig) -> std::io::Result<MockStripe> {
@@ -110,7 +87,7 @@ impl MockStripe {
         let addr = listener.local_addr()?;
         let inner = Arc::new(Mutex::new(Inner {
             api_key: config.api_key,
-            rng: StdRng::seed_from_u64(config.faults.seed),
+            dice: Dice::new(config.faults.seed),
             faults: config.faults,
             transfers: Vec::new(),
             idempotency: HashMap::new(),
@@ -156,7 +133,7 @@ impl MockStripe {
 
     pub fn set_faults(&self, faults: Faults) {
         let mut inner = lock(&self.inner);
-        inner.rng = StdRng::seed_from_u64(faults.seed);
+        inner.dice = Dice::new(faults.seed);
         inner.faults = faults;
     }
 
@@ -389,23 +366,6 @@ fn parse_create(body: &Bytes) -> Result<CreateParams, Box<Response>> {
     })
 }
 
-/// A response whose body fails mid-flight: the server committed, the client sees a broken
-/// connection instead of an answer.
-fn dropped_connection() -> Response {
-    let stream = futures::stream::once(async {
-        Err::<Bytes, std::io::Error>(std::io::Error::new(
-            std::io::ErrorKind::ConnectionReset,
-            "mock: connection dropped after commit",
-        ))
-    });
-    let mut response = Response::new(Body::from_stream(stream));
-    response.headers_mut().insert(
-        axum::http::header::CONTENT_LENGTH,
-        HeaderValue::from_static("512"),
-    );
-    response
-}
-
 fn replay(status: u16, body: String, replayed: bool) -> Response {
     let mut response = Response::new(Body::from(body));
     *response.status_mut() =
@@ -444,10 +404,7 @@ async fn create_transfer(
     let (latency, first_seen) = {
         let mut guard = lock(&inner);
         let inner = &mut *guard;
-        let limited = inner.faults.rate_limit_rate > 0.0
-            && inner
-                .rng
-                .random_bool(inner.faults.rate_limit_rate.clamp(0.0, 1.0));
+        let limited = inner.dice.roll(inner.faults.rate_limit_rate);
         if limited {
             let mut r = stripe_error(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -513,57 +470,53 @@ async fn create_transfer(
     let mut guard = lock(&inner);
     let inner = &mut *guard;
     let faults = inner.faults.clone();
-    let (status, body, drop) =
-        if faults.error_rate > 0.0 && inner.rng.random_bool(faults.error_rate.clamp(0.0, 1.0)) {
+    let (status, body, drop) = if inner.dice.roll(faults.error_rate) {
+        let body = serde_json::to_string(&ErrorBody::new(
+            "api_error",
+            None,
+            "An unknown error occurred (mock).",
+            None,
+        ))
+        .unwrap_or_default();
+        (500, body, false)
+    } else {
+        let default = inner.default_balance;
+        let available = *inner
+            .balance
+            .entry(params.currency.clone())
+            .or_insert(default);
+        if available < params.amount {
             let body = serde_json::to_string(&ErrorBody::new(
-                "api_error",
-                None,
-                "An unknown error occurred (mock).",
+                "invalid_request_error",
+                Some("balance_insufficient"),
+                "You have insufficient available funds in your Stripe account.",
                 None,
             ))
             .unwrap_or_default();
-            (500, body, false)
+            (400, body, false)
         } else {
-            let default = inner.default_balance;
-            let available = *inner
+            inner
                 .balance
-                .entry(params.currency.clone())
-                .or_insert(default);
-            if available < params.amount {
-                let body = serde_json::to_string(&ErrorBody::new(
-                    "invalid_request_error",
-                    Some("balance_insufficient"),
-                    "You have insufficient available funds in your Stripe account.",
-                    None,
-                ))
-                .unwrap_or_default();
-                (400, body, false)
-            } else {
-                inner
-                    .balance
-                    .insert(params.currency.clone(), available - params.amount);
-                let mut transfer = new_transfer(
-                    inner,
-                    params.amount,
-                    &params.currency,
-                    &params.destination,
-                    params.transfer_group.as_deref(),
-                    params.metadata.clone(),
-                );
-                transfer.description = params.description.clone();
-                inner.transfers.push(transfer.clone());
-                let drop = (faults.drop_first_attempt && first_seen)
-                    || (faults.drop_after_commit_rate > 0.0
-                        && inner
-                            .rng
-                            .random_bool(faults.drop_after_commit_rate.clamp(0.0, 1.0)));
-                (
-                    200,
-                    serde_json::to_string(&transfer).unwrap_or_default(),
-                    drop,
-                )
-            }
-        };
+                .insert(params.currency.clone(), available - params.amount);
+            let mut transfer = new_transfer(
+                inner,
+                params.amount,
+                &params.currency,
+                &params.destination,
+                params.transfer_group.as_deref(),
+                params.metadata.clone(),
+            );
+            transfer.description = params.description.clone();
+            inner.transfers.push(transfer.clone());
+            let drop = (faults.drop_first_attempt && first_seen)
+                || (inner.dice.roll(faults.drop_after_commit_rate));
+            (
+                200,
+                serde_json::to_string(&transfer).unwrap_or_default(),
+                drop,
+            )
+        }
+    };
     if let Some(key) = key {
         inner.idempotency.insert(
             key,
@@ -733,7 +686,7 @@ async fn set_faults(
     Json(faults): Json<Faults>,
 ) -> Response {
     let mut guard = lock(&inner);
-    guard.rng = StdRng::seed_from_u64(faults.seed);
+    guard.dice = Dice::new(faults.seed);
     guard.faults = faults;
     StatusCode::NO_CONTENT.into_response()
 }

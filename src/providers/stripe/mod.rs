@@ -13,9 +13,13 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use tracing::{debug, warn};
 
-use super::{Class, ProviderError, TransferRequest, retry_after};
-use crate::domain::ids::PayoutId;
+use chrono::{DateTime, Utc};
+
+use super::rail::{Checkpoints, PastAttempt, PayoutRail, RailFuture, Submission};
+use super::{Class, ProviderError, TransferRequest, error_chain, retry_after};
+use crate::domain::ids::{PayoutId, Rail};
 use crate::domain::payout::{LookupFinding, SendDecision};
+use crate::domain::tracking::{Observation, RailState};
 use wire::{ErrorBody, List, SHOULD_RETRY, Transfer};
 
 /// Where and how to reach Stripe. The key is a secret: it is never printed or logged.
@@ -118,7 +122,10 @@ impl StripeAdapter {
         };
         if (200..300).contains(&status) {
             return match serde_json::from_slice::<Transfer>(&body) {
-                Ok(t) => SendDecision::Landed { provider_ref: t.id },
+                Ok(t) => SendDecision::Landed {
+                    observation: observe(&t),
+                    provider_ref: t.id,
+                },
                 Err(e) => SendDecision::Unknown {
                     reason: format!("HTTP {status} with an unreadable transfer: {e}"),
                 },
@@ -170,6 +177,7 @@ impl StripeAdapter {
             [] => LookupFinding::Absent,
             [one] => LookupFinding::Landed {
                 provider_ref: one.id.clone(),
+                observation: observe(one),
             },
             many => {
                 warn!(payout = %payout, count = many.len(), "more than one transfer for one payout");
@@ -178,6 +186,24 @@ impl StripeAdapter {
                 }
             }
         })
+    }
+
+    /// Reads one transfer.
+    pub async fn transfer(&self, id: &str) -> Result<Transfer, ProviderError> {
+        if !id.starts_with("tr_") || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(ProviderError::Config(format!(
+                "{id:?} is not a Stripe transfer id"
+            )));
+        }
+        let response = self
+            .http
+            .get(self.url(&format!("/v1/transfers/{id}")))
+            .bearer_auth(self.config.secret_key.expose_secret())
+            .send()
+            .await
+            .map_err(|e| ProviderError::Transport(error_chain(&e)))?;
+        let body = read_ok(response).await?;
+        serde_json::from_slice(&body).map_err(|e| ProviderError::Decode(e.to_string()))
     }
 
     /// Lists transfers matching `filters`, following pagination to the end.
@@ -201,17 +227,7 @@ impl StripeAdapter {
                 .send()
                 .await
                 .map_err(|e| ProviderError::Transport(error_chain(&e)))?;
-            let status = response.status().as_u16();
-            let body = response
-                .bytes()
-                .await
-                .map_err(|e| ProviderError::Transport(error_chain(&e)))?;
-            if !(200..300).contains(&status) {
-                let message = serde_json::from_slice::<ErrorBody>(&body)
-                    .map(|b| b.error.message)
-                    .unwrap_or_else(|_| String::from_utf8_lossy(&body).chars().take(200).collect());
-                return Err(ProviderError::Status { status, message });
-            }
+            let body = read_ok(response).await?;
             let page: List<Transfer> =
                 serde_json::from_slice(&body).map_err(|e| ProviderError::Decode(e.to_string()))?;
             cursor = page.data.last().map(|t| t.id.clone());
@@ -223,14 +239,77 @@ impl StripeAdapter {
     }
 }
 
-/// reqwest's top-level message hides the cause ("error sending request"); show the chain.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
+/// The body of a 2xx answer, or the provider's error as a `ProviderError`.
+async fn read_ok(response: reqwest::Response) -> Result<axum::body::Bytes, ProviderError> {
+    let status = response.status().as_u16();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| ProviderError::Transport(error_chain(&e)))?;
+    if !(200..300).contains(&status) {
+        let message = serde_json::from_slice::<ErrorBody>(&body)
+            .map(|b| b.error.message)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&body).chars().take(200).collect());
+        return Err(ProviderError::Status { status, message });
     }
-    text
+    Ok(body)
+}
+
+/// A transfer has no status of its own: it exists (delivered to the connected account) until
+/// it is reversed in full, which is the money coming back.
+pub fn observe(t: &Transfer) -> Observation {
+    if t.reversed || (t.amount > 0 && t.amount_reversed >= t.amount) {
+        Observation::new(RailState::Returned, "reversed")
+    } else if t.amount_reversed > 0 {
+        Observation::new(RailState::Paid, "partially_reversed").with_detail(Some(format!(
+            "{} of {} minor units reversed",
+            t.amount_reversed, t.amount
+        )))
+    } else {
+        Observation::new(RailState::Paid, "transferred")
+    }
+}
+
+impl PayoutRail for StripeAdapter {
+    fn rail(&self) -> Rail {
+        Rail::Stripe
+    }
+
+    /// Stripe is resolved by listing the payout's transfer group, never by re-sending.
+    fn dedupe_window(&self) -> Option<Duration> {
+        None
+    }
+
+    fn submit<'a>(
+        &'a self,
+        submission: &'a Submission<'a>,
+        _checkpoints: &'a dyn Checkpoints,
+    ) -> RailFuture<'a, SendDecision> {
+        Box::pin(async move {
+            let request = TransferRequest {
+                payout_id: submission.payout_id,
+                destination: submission.destination,
+                amount: submission.amount,
+                idempotency_key: submission.idempotency_key,
+            };
+            self.send(&request).await
+        })
+    }
+
+    fn resolve<'a>(
+        &'a self,
+        last: &'a Submission<'a>,
+        _earlier: &'a [PastAttempt],
+        _last_started: DateTime<Utc>,
+        _checkpoints: &'a dyn Checkpoints,
+    ) -> RailFuture<'a, Result<LookupFinding, ProviderError>> {
+        Box::pin(self.lookup(last.payout_id))
+    }
+
+    fn status<'a>(
+        &'a self,
+        provider_ref: &'a str,
+    ) -> RailFuture<'a, Result<Observation, ProviderError>> {
+        Box::pin(async move { Ok(observe(&self.transfer(provider_ref).await?)) })
+    }
 }

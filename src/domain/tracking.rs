@@ -1,0 +1,248 @@
+//! What a provider says about money we sent, in our terms (no I/O).
+//!
+//! Every rail maps its own status vocabulary onto [`RailState`] with a table in its module;
+//! [`track`] then decides what a fresh observation does to a payout. Observations may arrive
+//! late, twice or out of order (webhooks and polls race), so the rule is monotonic: a payout
+//! only moves forward, and the one move allowed after success is the money coming back.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::payout::PayoutStatus;
+
+/// A provider status mapped to what it means for the money.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RailState {
+    /// Accepted, not yet delivered (pending, processing, unclaimed, on hold, bounced back).
+    InFlight,
+    /// Delivered to the payee.
+    Paid,
+    /// Never delivered and never will be; the money is (or stays) ours.
+    Failed,
+    /// Was delivered, then came back to us (returned, refunded, reversed, funds_refunded).
+    Returned,
+}
+
+/// One reading of a provider object's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observation {
+    pub state: RailState,
+    /// The provider's own word for it, e.g. `UNCLAIMED` or `outgoing_payment_sent`.
+    pub provider_status: String,
+    /// Failure code or other detail worth showing an operator.
+    pub detail: Option<String>,
+    /// When the provider says the state began, if it says.
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+impl Observation {
+    pub fn new(state: RailState, provider_status: impl Into<String>) -> Self {
+        Observation {
+            state,
+            provider_status: provider_status.into(),
+            detail: None,
+            occurred_at: None,
+        }
+    }
+
+    pub fn with_detail(mut self, detail: Option<String>) -> Self {
+        self.detail = detail;
+        self
+    }
+
+    pub fn at(mut self, occurred_at: Option<DateTime<Utc>>) -> Self {
+        self.occurred_at = occurred_at;
+        self
+    }
+
+    /// `UNCLAIMED (RECEIVER_UNREGISTERED)`-style text for events.
+    pub fn describe(&self) -> String {
+        match &self.detail {
+            Some(d) => format!("{} ({d})", self.provider_status),
+            None => self.provider_status.clone(),
+        }
+    }
+}
+
+/// What a fresh observation does to the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LedgerEffect {
+    None,
+    /// Delivered: the pending hold becomes a posted payout.
+    PostHold,
+    /// Never delivered: the pending hold is released.
+    VoidHold,
+    /// Delivered earlier, now back: a posted reversal credits the payee's balance again.
+    Reverse,
+}
+
+/// The decision [`track`] makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tracked {
+    /// Nothing to change: same state, a stale reading, or a payout a worker step owns.
+    Unchanged,
+    Move {
+        to: PayoutStatus,
+        ledger: LedgerEffect,
+        reason: String,
+    },
+    /// The provider contradicts a final state we already booked (e.g. paid after we recorded
+    /// a failure): the ledger no longer matches the money, so an operator must look.
+    Conflict { reason: String },
+}
+
+/// Applies an observation to a payout in `current`, whose last applied provider reading
+/// began at `last_seen_at`. Monotonic: readings older than the last one change nothing,
+/// and a final state only ever moves from paid to returned.
+pub fn track(
+    current: PayoutStatus,
+    last_seen_at: Option<DateTime<Utc>>,
+    obs: &Observation,
+) -> Tracked {
+    if let (Some(seen), Some(at)) = (last_seen_at, obs.occurred_at)
+        && at < seen
+    {
+        return Tracked::Unchanged;
+    }
+    let seen = obs.describe();
+    let moved = |to, ledger, reason: String| Tracked::Move { to, ledger, reason };
+    match (current, obs.state) {
+        (PayoutStatus::Processing, RailState::Paid) => moved(
+            PayoutStatus::Paid,
+            LedgerEffect::PostHold,
+            format!("provider delivered the payment: {seen}"),
+        ),
+        (PayoutStatus::Processing, RailState::Failed) => moved(
+            PayoutStatus::Failed,
+            LedgerEffect::VoidHold,
+            format!(
+                "provider could not deliver the payment: {seen}; the amount is available again"
+            ),
+        ),
+        // Returned before it was ever delivered (PayPal UNCLAIMED -> RETURNED): never paid.
+        (PayoutStatus::Processing, RailState::Returned) => moved(
+            PayoutStatus::Failed,
+            LedgerEffect::VoidHold,
+            format!("payment came back before delivery: {seen}; the amount is available again"),
+        ),
+        (PayoutStatus::Paid, RailState::Returned | RailState::Failed) => moved(
+            PayoutStatus::Returned,
+            LedgerEffect::Reverse,
+            format!("money came back after delivery: {seen}; the payout is reversed"),
+        ),
+        (PayoutStatus::Failed | PayoutStatus::Returned, RailState::Paid) => Tracked::Conflict {
+            reason: format!(
+                "CRITICAL: provider reports {seen} for a payout booked as {current}; the ledger does not match the money"
+            ),
+        },
+        _ => Tracked::Unchanged,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn obs(state: RailState) -> Observation {
+        Observation::new(state, format!("{state:?}"))
+    }
+
+    #[test]
+    fn processing_settles_with_the_right_ledger_effect() {
+        let cases = [
+            (RailState::InFlight, None),
+            (
+                RailState::Paid,
+                Some((PayoutStatus::Paid, LedgerEffect::PostHold)),
+            ),
+            (
+                RailState::Failed,
+                Some((PayoutStatus::Failed, LedgerEffect::VoidHold)),
+            ),
+            (
+                RailState::Returned,
+                Some((PayoutStatus::Failed, LedgerEffect::VoidHold)),
+            ),
+        ];
+        for (state, want) in cases {
+            let got = match track(PayoutStatus::Processing, None, &obs(state)) {
+                Tracked::Move { to, ledger, .. } => Some((to, ledger)),
+                Tracked::Unchanged => None,
+                Tracked::Conflict { reason } => panic!("unexpected conflict {reason}"),
+            };
+            assert_eq!(got, want, "{state:?}");
+        }
+    }
+
+    #[test]
+    fn only_a_return_moves_a_paid_payout() {
+        assert_eq!(
+            track(PayoutStatus::Paid, None, &obs(RailState::InFlight)),
+            Tracked::Unchanged
+        );
+        assert_eq!(
+            track(PayoutStatus::Paid, None, &obs(RailState::Paid)),
+            Tracked::Unchanged
+        );
+        assert!(matches!(
+            track(PayoutStatus::Paid, None, &obs(RailState::Returned)),
+            Tracked::Move {
+                to: PayoutStatus::Returned,
+                ledger: LedgerEffect::Reverse,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn paid_after_failure_is_a_conflict() {
+        assert!(matches!(
+            track(PayoutStatus::Failed, None, &obs(RailState::Paid)),
+            Tracked::Conflict { .. }
+        ));
+    }
+
+    #[test]
+    fn stale_readings_change_nothing() {
+        let now = Utc::now();
+        let old = obs(RailState::Returned).at(Some(now - chrono::Duration::seconds(5)));
+        assert_eq!(
+            track(PayoutStatus::Paid, Some(now), &old),
+            Tracked::Unchanged
+        );
+    }
+
+    fn any_state() -> impl Strategy<Value = RailState> {
+        prop_oneof![
+            Just(RailState::InFlight),
+            Just(RailState::Paid),
+            Just(RailState::Failed),
+            Just(RailState::Returned),
+        ]
+    }
+
+    proptest! {
+        /// Whatever order readings arrive in, the hold is resolved at most once and reversed
+        /// at most once, and only after it was posted.
+        #[test]
+        fn ledger_effects_stay_consistent(readings in proptest::collection::vec(any_state(), 0..12)) {
+            let mut status = PayoutStatus::Processing;
+            let (mut posted, mut voided, mut reversed) = (0, 0, 0);
+            for r in readings {
+                if let Tracked::Move { to, ledger, .. } = track(status, None, &obs(r)) {
+                    match ledger {
+                        LedgerEffect::PostHold => posted += 1,
+                        LedgerEffect::VoidHold => voided += 1,
+                        LedgerEffect::Reverse => { prop_assert_eq!(posted, 1); reversed += 1 }
+                        LedgerEffect::None => {}
+                    }
+                    status = to;
+                }
+            }
+            prop_assert!(posted + voided <= 1);
+            prop_assert!(reversed <= 1);
+        }
+    }
+}

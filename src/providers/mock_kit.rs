@@ -1,0 +1,242 @@
+//! What every provider mock shares: fault injection, a seeded dice, a connection that breaks
+//! after the server committed, server start-up, and a webhook outbox.
+//!
+//! Each mock keeps its own record of the money it really moved; this module holds only the
+//! plumbing, so the four mocks differ exactly where the providers differ.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::Response;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::domain::tracking::RailState;
+
+/// Fault injection settings, the same for every mock. Rates are probabilities in `[0, 1]`
+/// per money-moving request.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// Delay before each money-moving request executes.
+    pub latency_ms: u64,
+    /// 500 after the request reached execution (Stripe stores it under the key; others
+    /// answer 500 without committing).
+    pub error_rate: f64,
+    /// 429 with `Retry-After` before execution; nothing is stored.
+    pub rate_limit_rate: f64,
+    /// Commit the payment, then drop the connection before the response.
+    pub drop_after_commit_rate: f64,
+    /// Commit-then-drop on the first request of every idempotency token.
+    pub drop_first_attempt: bool,
+    /// Answer 500 *after* committing (the "we did it but said we failed" case).
+    pub error_after_commit_rate: f64,
+    /// How long the mock remembers idempotency tokens, in ms. 0 = for ever. Lets tests show
+    /// that an expired window still cannot make us pay twice.
+    pub key_ttl_ms: u64,
+    /// Seed for the fault dice, so a run can be repeated.
+    pub seed: u64,
+}
+
+/// One payment as a mock's own books see it: the truth tests compare our ledger against.
+/// Every mock lists these from `moved()`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MovedMoney {
+    /// Our payout id, as the request carried it (metadata, sender_item_id, reference, key).
+    pub payout_id: String,
+    /// The mock's id for the payment (tr_…, batch id, transfer id, reward key).
+    pub provider_ref: String,
+    /// ISO currency code, upper case.
+    pub currency: String,
+    pub minor: i64,
+    /// Where the money is now: only `Paid` counts as money that left and stayed out.
+    pub state: RailState,
+}
+
+/// Seeded randomness for fault decisions.
+#[derive(Debug)]
+pub struct Dice(StdRng);
+
+impl Dice {
+    pub fn new(seed: u64) -> Self {
+        Dice(StdRng::seed_from_u64(seed))
+    }
+
+    /// True with probability `p` (clamped to `[0, 1]`).
+    pub fn roll(&mut self, p: f64) -> bool {
+        p > 0.0 && self.0.random_bool(p.clamp(0.0, 1.0))
+    }
+
+    pub fn pick(&mut self, n: usize) -> usize {
+        if n == 0 { 0 } else { self.0.random_range(0..n) }
+    }
+}
+
+/// Locks a mock's state. Every critical section in the mocks is a handful of inserts that
+/// cannot leave money half-moved, so a poisoned lock is still safe to use.
+pub fn lock<T>(inner: &Mutex<T>) -> MutexGuard<'_, T> {
+    inner.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A response whose body fails mid-flight: the server committed, the client sees a broken
+/// connection instead of an answer.
+pub fn dropped_connection() -> Response {
+    let stream = futures::stream::once(async {
+        Err::<Bytes, std::io::Error>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "mock: connection dropped after commit",
+        ))
+    });
+    let mut response = Response::new(Body::from_stream(stream));
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_LENGTH,
+        HeaderValue::from_static("512"),
+    );
+    response
+}
+
+/// A JSON response with the given status.
+pub fn json_response(status: u16, body: impl Into<Body>) -> Response {
+    let mut response = Response::new(body.into());
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Adds `Retry-After: secs` to a response.
+pub fn with_retry_after(mut response: Response, secs: u64) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, v);
+    }
+    response
+}
+
+/// A running mock server.
+#[derive(Debug, Clone)]
+pub struct Running {
+    pub addr: SocketAddr,
+    task: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl Running {
+    /// Binds `addr` (port 0 for an ephemeral port) and serves `app` until stopped.
+    pub async fn start(addr: SocketAddr, app: Router, name: &'static str) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, mock = name, "mock server stopped");
+            }
+        });
+        Ok(Running {
+            addr,
+            task: Arc::new(Mutex::new(Some(task))),
+        })
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn stop(&self) {
+        if let Some(task) = lock(&self.task).take() {
+            task.abort();
+        }
+    }
+}
+
+/// Webhook deliveries from a mock to the system under test. Deliveries are sent in the
+/// background and never block or fail the API call that caused them.
+#[derive(Debug, Clone, Default)]
+pub struct Outbox {
+    target: Arc<Mutex<Option<String>>>,
+    delivered: Arc<Mutex<Vec<Delivery>>>,
+    http: reqwest::Client,
+}
+
+/// One webhook delivery as sent: kept so tests can replay or forge it.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// HTTP status the receiver answered, or None if unreachable / not yet answered.
+    pub answered: Option<u16>,
+}
+
+impl Outbox {
+    /// Sets (or clears) the URL deliveries go to.
+    pub fn set_target(&self, url: Option<String>) {
+        *lock(&self.target) = url;
+    }
+
+    pub fn target(&self) -> Option<String> {
+        lock(&self.target).clone()
+    }
+
+    /// Every delivery made so far, oldest first.
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        lock(&self.delivered).clone()
+    }
+
+    /// Posts `body` with `headers` to the target, if one is set; `delay` lets a mock deliver
+    /// out of order.
+    pub fn send(&self, headers: Vec<(String, String)>, body: Vec<u8>, delay: Duration) {
+        let Some(url) = self.target() else { return };
+        let http = self.http.clone();
+        let delivered = self.delivered.clone();
+        tokio::spawn(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let mut request = http
+                .post(&url)
+                .header("content-type", "application/json")
+                .timeout(Duration::from_secs(10))
+                .body(body.clone());
+            for (k, v) in &headers {
+                request = request.header(k.as_str(), v.as_str());
+            }
+            let answered = match request.send().await {
+                Ok(r) => Some(r.status().as_u16()),
+                Err(e) => {
+                    tracing::warn!(error = %e, url, "mock webhook delivery failed");
+                    None
+                }
+            };
+            lock(&delivered).push(Delivery {
+                headers,
+                body,
+                answered,
+            });
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dice_is_repeatable_and_respects_bounds() {
+        let mut a = Dice::new(7);
+        let mut b = Dice::new(7);
+        let ra: Vec<bool> = (0..32).map(|_| a.roll(0.5)).collect();
+        let rb: Vec<bool> = (0..32).map(|_| b.roll(0.5)).collect();
+        assert_eq!(ra, rb);
+        assert!(!(0..100).any(|_| a.roll(0.0)));
+        assert!((0..100).all(|_| a.roll(1.0)));
+    }
+}
