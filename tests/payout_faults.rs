@@ -8,7 +8,7 @@ use common::{DEMO, TestEnv, fast_policy, usd};
 use payouts::domain::ids::PayoutId;
 use payouts::domain::payout::{PayoutStatus, RetryPolicy, attempt_key};
 use payouts::jobs::advance_payout;
-use payouts::providers::TransferRequest;
+use payouts::providers::rail::{NoCheckpoints, Submission};
 use payouts::providers::stripe::mock::Faults;
 use payouts::storage::payouts::Claim;
 
@@ -30,7 +30,7 @@ async fn commit_then_drop_on_every_first_attempt_pays_exactly_once() {
             detail
                 .events
                 .iter()
-                .any(|e| e.reason.starts_with("lookup found transfer")),
+                .any(|e| e.source.as_deref() == Some("lookup") && e.to == "paid"),
             "payout {id} should have been confirmed by a lookup: {:#?}",
             detail.events
         );
@@ -122,14 +122,19 @@ async fn a_worker_that_dies_mid_send_is_recovered_by_lookup() {
         .begin_attempt(&lease, payout.status, 1, &key, None)
         .await
         .unwrap();
-    let landed = crashed
-        .stripe
-        .send(&TransferRequest {
-            payout_id: &id,
-            destination: &payout.destination,
-            amount: payout.amount,
-            idempotency_key: &key,
-        })
+    let rail = crashed.rails.get(payout.rail).expect("stripe rail");
+    let landed = rail
+        .submit(
+            &Submission {
+                payout_id: &id,
+                attempt: 1,
+                destination: &payout.destination,
+                amount: payout.amount,
+                idempotency_key: &key,
+                checkpoint: None,
+            },
+            &NoCheckpoints,
+        )
         .await;
     assert!(matches!(
         landed,
@@ -159,6 +164,9 @@ async fn a_worker_that_dies_mid_send_is_recovered_by_lookup() {
                 last_error: None,
                 next_in: None,
                 lookup_failed: false,
+                source: "test",
+                observation: None,
+                polled: false,
             },
         )
         .await;

@@ -1,12 +1,15 @@
 //! Settings from the environment (documented in `.env.example`). Secrets stay in `secrecy`
 //! types from here on.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::SecretString;
 
 use crate::domain::payout::RetryPolicy;
-use crate::providers::stripe::StripeConfig;
+use crate::providers::ProviderError;
+use crate::providers::rail::Rails;
+use crate::providers::stripe::{StripeAdapter, StripeConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -42,20 +45,18 @@ fn secs(name: &'static str, default: u64) -> Result<Duration, ConfigError> {
     }
 }
 
-/// How the worker talks to Stripe and paces retries.
+/// Which rails the worker pays through, how it reaches them, and how it paces retries.
+/// A rail is configured when its credentials are set; a payout on an unconfigured rail waits
+/// for an operator with that reason.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
-    pub stripe: StripeConfig,
+    pub stripe: Option<StripeConfig>,
     pub policy: RetryPolicy,
     pub lease_ttl: Duration,
 }
 
 impl WorkerSettings {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let secret_key = var("STRIPE_SECRET_KEY").ok_or(ConfigError::Missing {
-            name: "STRIPE_SECRET_KEY",
-            hint: "set it to your Stripe secret key (sk_live_… or sk_test_…); see .env.example",
-        })?;
         let timeout = secs("PAYOUTS_HTTP_TIMEOUT_SECS", 10)?;
         let max_attempts = match var("PAYOUTS_MAX_ATTEMPTS") {
             None => 6,
@@ -89,14 +90,33 @@ impl WorkerSettings {
                 ),
             });
         }
-        Ok(WorkerSettings {
-            stripe: StripeConfig {
-                api_base: var("STRIPE_API_BASE").unwrap_or_else(|| "https://api.stripe.com".into()),
-                secret_key: SecretString::from(secret_key),
-                timeout,
-            },
+        let stripe = var("STRIPE_SECRET_KEY").map(|key| StripeConfig {
+            api_base: var("STRIPE_API_BASE").unwrap_or_else(|| "https://api.stripe.com".into()),
+            secret_key: SecretString::from(key),
+            timeout,
+        });
+        let settings = WorkerSettings {
+            stripe,
             policy,
             lease_ttl,
-        })
+        };
+        if settings.stripe.is_none() {
+            return Err(ConfigError::Missing {
+                name: "STRIPE_SECRET_KEY",
+                hint: "no payout rail is configured; set the credentials of at least one rail \
+                       (STRIPE_SECRET_KEY, PAYPAL_CLIENT_ID/PAYPAL_CLIENT_SECRET, WISE_API_TOKEN, \
+                       PARTNERSTACK_PUBLIC_KEY/PARTNERSTACK_SECRET_KEY); see .env.example",
+            });
+        }
+        Ok(settings)
+    }
+
+    /// The adapters for every configured rail.
+    pub fn rails(&self) -> Result<Rails, ProviderError> {
+        let mut rails = Rails::default();
+        if let Some(c) = &self.stripe {
+            rails = rails.with(Arc::new(StripeAdapter::new(c.clone())?));
+        }
+        Ok(rails)
     }
 }

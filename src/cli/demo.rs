@@ -9,6 +9,7 @@ use payouts::domain::ids::{IdempotencyKey, Program, Rail};
 use payouts::domain::money::Currency;
 use payouts::domain::payout::{PayoutStatus, RetryPolicy};
 use payouts::jobs::{PayoutDeps, WorkerOptions, run_worker};
+use payouts::providers::rail::Rails;
 use payouts::providers::stripe::mock::{Faults, MockConfig, MockStripe};
 use payouts::providers::stripe::{StripeAdapter, StripeConfig};
 use payouts::storage::Store;
@@ -125,11 +126,11 @@ pub async fn run() -> Result<i32> {
     step("Running the payout worker until idle (retries, lookups and all)");
     let deps = Arc::new(PayoutDeps {
         store: store.clone(),
-        stripe: StripeAdapter::new(StripeConfig {
+        rails: Rails::default().with(Arc::new(StripeAdapter::new(StripeConfig {
             api_base: mock.base_url(),
             secret_key: SecretString::from("sk_test_mock"),
             timeout: Duration::from_secs(5),
-        })?,
+        })?)),
         policy: RetryPolicy {
             max_attempts: 8,
             base_delay: Duration::from_secs(1),

@@ -13,7 +13,6 @@ use payouts::app::config::WorkerSettings;
 use payouts::domain::ids::{AccountId, IdempotencyKey, Program, Rail};
 use payouts::domain::money::{Currency, Money};
 use payouts::jobs::{PayoutDeps, WorkerOptions, run_worker, shutdown_signal};
-use payouts::providers::stripe::StripeAdapter;
 use payouts::providers::stripe::mock::{Faults, MockConfig, MockStripe};
 use payouts::storage::Store;
 use payouts::storage::balances::load_balance;
@@ -307,7 +306,7 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
             let settings = WorkerSettings::from_env()?;
             let deps = Arc::new(PayoutDeps {
                 store: store.clone(),
-                stripe: StripeAdapter::new(settings.stripe)?,
+                rails: settings.rails()?,
                 policy: settings.policy,
                 lease_ttl: settings.lease_ttl,
                 worker_id: format!("payouts-{}-{}", std::process::id(), ulid::Ulid::generate()),

@@ -1,23 +1,27 @@
-//! One step of a payout: claim it, then either look up an uncertain earlier attempt or send a
-//! new one, and record the result with its follow-up job.
+//! One step of a payout: claim it, then either settle an uncertain earlier attempt, send a new
+//! one, or poll the provider for a payment it is still processing; record the result with its
+//! follow-up job.
 //!
 //! The step is safe to run any number of times, concurrently or after a crash: the claim
-//! fences out other workers, a payout whose last attempt may have left is looked up before
-//! anything is sent, and a lookup waits out the settle delay so a request still executing at
-//! the provider cannot be overtaken.
+//! fences out other workers, a payout whose last attempt may have left is resolved through its
+//! rail before anything is sent, and resolving waits out the settle delay so a request still
+//! executing at the provider cannot be overtaken.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use serde_json::Value;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::domain::ids::{PayoutId, Rail};
+use crate::domain::ids::PayoutId;
 use crate::domain::payout::{
-    LookupFinding, PayoutStatus, RetryPolicy, SendDecision, attempt_key, step_after_send,
+    LookupFinding, PayoutStatus, RetryPolicy, SendDecision, after_landing, attempt_key,
+    step_after_send,
 };
-use crate::providers::TransferRequest;
-use crate::providers::stripe::StripeAdapter;
+use crate::domain::tracking::{Tracked, track};
+use crate::providers::ProviderError;
+use crate::providers::rail::{Checkpoints, PayoutRail, RailFuture, Rails, Submission};
 use crate::storage::payouts::{Claim, Lease, PayoutView, StepRecord};
 use crate::storage::{Store, StoreError, StoreResult};
 
@@ -25,7 +29,7 @@ use crate::storage::{Store, StoreError, StoreResult};
 #[derive(Debug, Clone)]
 pub struct PayoutDeps {
     pub store: Store,
-    pub stripe: StripeAdapter,
+    pub rails: Rails,
     pub policy: RetryPolicy,
     /// How long a claim is exclusive. Longer than the HTTP timeout, so a live worker always
     /// finishes its request before anyone else may take the payout over.
@@ -80,115 +84,270 @@ pub async fn advance_payout(deps: &Arc<PayoutDeps>, id: &PayoutId) -> StoreResul
     }
 }
 
+/// Saves a rail's in-attempt progress under the step's lease.
+struct StepCheckpoints<'a> {
+    store: &'a Store,
+    lease: &'a Lease,
+    attempt: u32,
+}
+
+impl Checkpoints for StepCheckpoints<'_> {
+    fn save<'b>(&'b self, state: &'b Value) -> RailFuture<'b, Result<(), ProviderError>> {
+        Box::pin(async move {
+            self.store
+                .save_checkpoint(self.lease, self.attempt, state)
+                .await
+                .map_err(|e| ProviderError::Checkpoint(e.to_string()))
+        })
+    }
+}
+
 async fn run_step(
     deps: &Arc<PayoutDeps>,
     lease: &Lease,
     payout: &PayoutView,
 ) -> StoreResult<StepOutcome> {
-    if payout.rail != Rail::Stripe {
+    let Some(rail) = deps.rails.get(payout.rail).cloned() else {
         let step = StepRecord::to_operator(
-            format!("the {} rail is not available in this build", payout.rail),
-            Some(format!("rail {} not available", payout.rail)),
+            format!(
+                "the {} rail is not configured in this worker; configure it and retry",
+                payout.rail
+            ),
+            Some(format!("rail {} not configured", payout.rail)),
         );
         deps.store.record_step(lease, payout.status, &step).await?;
         return Ok(StepOutcome::Moved(PayoutStatus::NeedsOperator));
+    };
+    if payout.status == PayoutStatus::Processing {
+        return poll(deps, rail.as_ref(), lease, payout).await;
     }
     let mut context = None;
     if payout.status.needs_lookup() {
-        // Wait until a request of the last attempt can no longer be executing.
-        if let Some(started) = deps.store.last_attempt_started(&payout.id).await? {
-            let settle = chrono::Duration::from_std(deps.policy.settle_delay).unwrap_or_default();
-            let ready = started + settle;
-            let now = Utc::now();
-            if now < ready {
-                let wait = (ready - now).to_std().unwrap_or_default();
-                deps.store.release(lease, wait, "settle").await?;
-                return Ok(StepOutcome::Deferred);
-            }
-        }
-        match deps.stripe.lookup(&payout.id).await {
-            Ok(LookupFinding::Landed { provider_ref, .. }) => {
-                let step = StepRecord {
-                    to: PayoutStatus::Paid,
-                    reason: format!(
-                        "lookup found transfer {provider_ref} for this payout: attempt {} landed",
-                        payout.attempts
-                    ),
-                    attempt: Some(payout.attempts),
-                    attempt_outcome: Some(("landed", Some("confirmed by lookup".into()))),
-                    provider_ref: Some(provider_ref),
-                    last_error: None,
-                    next_in: None,
-                    lookup_failed: false,
-                };
-                deps.store.record_step(lease, payout.status, &step).await?;
-                info!("paid (confirmed by lookup)");
-                return Ok(StepOutcome::Moved(PayoutStatus::Paid));
-            }
-            Ok(LookupFinding::Duplicate { provider_refs }) => {
-                let reason = format!(
-                    "CRITICAL: the provider holds {} transfers for this one payout ({}); an operator must reverse the extra",
-                    provider_refs.len(),
-                    provider_refs.join(", ")
-                );
-                let step = StepRecord {
-                    to: PayoutStatus::NeedsOperator,
-                    last_error: Some(reason.clone()),
-                    reason,
-                    attempt: Some(payout.attempts),
-                    attempt_outcome: Some(("landed", Some("duplicate transfers found".into()))),
-                    provider_ref: provider_refs.first().cloned(),
-                    next_in: None,
-                    lookup_failed: false,
-                };
-                deps.store.record_step(lease, payout.status, &step).await?;
-                return Ok(StepOutcome::Moved(PayoutStatus::NeedsOperator));
-            }
-            Ok(LookupFinding::Refused { reason } | LookupFinding::Unprovable { reason }) => {
-                let step = StepRecord::to_operator(reason.clone(), Some(reason));
-                deps.store.record_step(lease, payout.status, &step).await?;
-                return Ok(StepOutcome::Moved(PayoutStatus::NeedsOperator));
-            }
-            Ok(LookupFinding::Absent) => {
-                context = Some(format!(
-                    "lookup proved attempt {} did not land",
-                    payout.attempts
-                ));
-            }
-            Err(e) => {
-                let failures = deps.store.lookup_failures(&payout.id).await? + 1;
-                let exhausted = failures >= deps.policy.max_lookup_failures;
-                let delay = deps.policy.backoff(failures, rand::random::<f64>());
-                let step = StepRecord {
-                    to: if exhausted {
-                        PayoutStatus::NeedsOperator
-                    } else {
-                        PayoutStatus::OutcomeUnknown
-                    },
-                    reason: if exhausted {
-                        format!(
-                            "lookup failed {failures} times in a row ({e}); waiting for an operator"
-                        )
-                    } else {
-                        format!("lookup failed ({e}); will look again, never re-send blind")
-                    },
-                    attempt: None,
-                    attempt_outcome: None,
-                    provider_ref: None,
-                    last_error: Some(e.to_string()),
-                    next_in: (!exhausted).then_some(delay),
-                    lookup_failed: true,
-                };
-                deps.store.record_step(lease, payout.status, &step).await?;
-                return Ok(StepOutcome::Moved(step.to));
-            }
+        match resolve(deps, rail.as_ref(), lease, payout).await? {
+            Resolved::Done(outcome) => return Ok(outcome),
+            Resolved::SendNew(why) => context = Some(why),
         }
     }
-    send_attempt(deps, lease, payout, context).await
+    send_attempt(deps, rail.as_ref(), lease, payout, context).await
+}
+
+enum Resolved {
+    Done(StepOutcome),
+    /// Proven that nothing landed: a new attempt may be sent.
+    SendNew(String),
+}
+
+/// Settles an attempt whose outcome is unknown, through the rail.
+async fn resolve(
+    deps: &Arc<PayoutDeps>,
+    rail: &dyn PayoutRail,
+    lease: &Lease,
+    payout: &PayoutView,
+) -> StoreResult<Resolved> {
+    let attempts = deps.store.past_attempts(&payout.id).await?;
+    let Some((last, earlier)) = attempts.split_last() else {
+        // Submitting without an attempt row cannot happen (both are written together);
+        // nothing can have left, so a first attempt is safe.
+        return Ok(Resolved::SendNew("no attempt was recorded".into()));
+    };
+    // Wait until a request of the last attempt can no longer be executing.
+    let settle = chrono::Duration::from_std(deps.policy.settle_delay).unwrap_or_default();
+    let ready = last.started_at + settle;
+    let now = Utc::now();
+    if now < ready {
+        let wait = (ready - now).to_std().unwrap_or_default();
+        deps.store.release(lease, wait, "settle").await?;
+        return Ok(Resolved::Done(StepOutcome::Deferred));
+    }
+    tracing::Span::current().record("attempt", last.attempt);
+    let submission = Submission {
+        payout_id: &payout.id,
+        attempt: last.attempt,
+        destination: &payout.destination,
+        amount: payout.amount,
+        idempotency_key: &last.idempotency_key,
+        checkpoint: last.checkpoint.clone(),
+    };
+    let checkpoints = StepCheckpoints {
+        store: &deps.store,
+        lease,
+        attempt: last.attempt,
+    };
+    let found = rail
+        .resolve(&submission, earlier, last.started_at, &checkpoints)
+        .await;
+    let n = last.attempt;
+    let step = match found {
+        Ok(LookupFinding::Absent) => {
+            return Ok(Resolved::SendNew(format!(
+                "the provider shows nothing for attempts 1..={n}: none landed"
+            )));
+        }
+        Ok(LookupFinding::Landed {
+            provider_ref,
+            observation,
+        }) => {
+            let next = after_landing(
+                &deps.policy,
+                &provider_ref,
+                &observation,
+                &format!("attempt {n}, found on lookup"),
+            );
+            let step = StepRecord {
+                to: next.status,
+                reason: next.reason,
+                attempt: Some(n),
+                attempt_outcome: Some(("landed", Some("confirmed by lookup".into()))),
+                provider_ref: Some(provider_ref),
+                last_error: None,
+                next_in: next.delay,
+                lookup_failed: false,
+                source: "lookup",
+                observation: Some(&observation),
+                polled: false,
+            };
+            deps.store.record_step(lease, payout.status, &step).await?;
+            info!(to = %next.status, "uncertain attempt resolved: it landed");
+            return Ok(Resolved::Done(StepOutcome::Moved(next.status)));
+        }
+        Ok(LookupFinding::Refused { reason }) => StepRecord {
+            to: PayoutStatus::Failed,
+            reason: format!("attempt {n} re-sent under its own token and refused: {reason}"),
+            attempt: Some(n),
+            attempt_outcome: Some(("permanent", Some(reason.clone()))),
+            provider_ref: None,
+            last_error: Some(reason),
+            next_in: None,
+            lookup_failed: false,
+            source: "lookup",
+            observation: None,
+            polled: false,
+        },
+        Ok(LookupFinding::Unprovable { reason }) => StepRecord {
+            source: "lookup",
+            ..StepRecord::to_operator(
+                format!("cannot prove what attempt {n} did: {reason}"),
+                Some(reason),
+            )
+        },
+        Ok(LookupFinding::Duplicate { provider_refs }) => {
+            let reason = format!(
+                "CRITICAL: the provider holds {} payments for this one payout ({}); an operator must reverse the extra",
+                provider_refs.len(),
+                provider_refs.join(", ")
+            );
+            StepRecord {
+                attempt: Some(n),
+                attempt_outcome: Some(("landed", Some("duplicate payments found".into()))),
+                provider_ref: provider_refs.first().cloned(),
+                source: "lookup",
+                ..StepRecord::to_operator(reason.clone(), Some(reason))
+            }
+        }
+        Err(e) => {
+            let failures = deps.store.lookup_failures(&payout.id).await? + 1;
+            let exhausted = failures >= deps.policy.max_lookup_failures;
+            let delay = deps.policy.backoff(failures, rand::random::<f64>());
+            StepRecord {
+                to: if exhausted {
+                    PayoutStatus::NeedsOperator
+                } else {
+                    PayoutStatus::OutcomeUnknown
+                },
+                reason: if exhausted {
+                    format!(
+                        "lookup failed {failures} times in a row ({e}); waiting for an operator"
+                    )
+                } else {
+                    format!("lookup failed ({e}); will look again, never re-send blind")
+                },
+                attempt: None,
+                attempt_outcome: None,
+                provider_ref: None,
+                last_error: Some(e.to_string()),
+                next_in: (!exhausted).then_some(delay),
+                lookup_failed: true,
+                source: "lookup",
+                observation: None,
+                polled: false,
+            }
+        }
+    };
+    deps.store.record_step(lease, payout.status, &step).await?;
+    Ok(Resolved::Done(StepOutcome::Moved(step.to)))
+}
+
+/// Reads the state of a payment the provider is still processing and moves the payout if it
+/// settled; otherwise polls again later, backing off.
+async fn poll(
+    deps: &Arc<PayoutDeps>,
+    rail: &dyn PayoutRail,
+    lease: &Lease,
+    payout: &PayoutView,
+) -> StoreResult<StepOutcome> {
+    let Some(provider_ref) = payout.provider_ref.as_deref() else {
+        let step = StepRecord::to_operator(
+            "processing without a provider reference; cannot poll".into(),
+            None,
+        );
+        deps.store.record_step(lease, payout.status, &step).await?;
+        return Ok(StepOutcome::Moved(PayoutStatus::NeedsOperator));
+    };
+    let observation = match rail.status(provider_ref).await {
+        Ok(o) => o,
+        Err(e) => {
+            warn!(error = %e, "status poll failed; will poll again");
+            let delay = deps.policy.poll_delay(payout.polls);
+            let step = StepRecord {
+                to: PayoutStatus::Processing,
+                reason: format!("status poll failed ({e})"),
+                attempt: None,
+                attempt_outcome: None,
+                provider_ref: None,
+                last_error: Some(e.to_string()),
+                next_in: Some(delay),
+                lookup_failed: false,
+                source: "poll",
+                observation: None,
+                polled: true,
+            };
+            deps.store.record_step(lease, payout.status, &step).await?;
+            return Ok(StepOutcome::Moved(PayoutStatus::Processing));
+        }
+    };
+    let (to, reason) = match track(payout.status, payout.provider_status_at, &observation) {
+        Tracked::Move { to, reason, .. } => (to, reason),
+        Tracked::Conflict { reason } => (PayoutStatus::NeedsOperator, reason),
+        Tracked::Unchanged => (
+            PayoutStatus::Processing,
+            format!("provider status {}", observation.describe()),
+        ),
+    };
+    let still = to == PayoutStatus::Processing;
+    let step = StepRecord {
+        to,
+        // A changed provider wording is worth an event even without a status change.
+        reason,
+        attempt: None,
+        attempt_outcome: None,
+        provider_ref: None,
+        last_error: None,
+        next_in: still.then(|| deps.policy.poll_delay(payout.polls + 1)),
+        lookup_failed: false,
+        source: "poll",
+        observation: Some(&observation),
+        polled: still && payout.provider_status.as_deref() == Some(&observation.provider_status),
+    };
+    deps.store.record_step(lease, payout.status, &step).await?;
+    if !still {
+        info!(to = %to, provider_status = %observation.provider_status, "payment settled at the provider");
+    }
+    Ok(StepOutcome::Moved(to))
 }
 
 async fn send_attempt(
     deps: &Arc<PayoutDeps>,
+    rail: &dyn PayoutRail,
     lease: &Lease,
     payout: &PayoutView,
     context: Option<String>,
@@ -211,19 +370,34 @@ async fn send_attempt(
     deps.store
         .begin_attempt(lease, payout.status, attempt, &key, context.as_deref())
         .await?;
-    let request = TransferRequest {
+    let submission = Submission {
         payout_id: &payout.id,
+        attempt,
         destination: &payout.destination,
         amount: payout.amount,
         idempotency_key: &key,
+        checkpoint: None,
     };
-    let decision = deps.stripe.send(&request).await;
+    let checkpoints = StepCheckpoints {
+        store: &deps.store,
+        lease,
+        attempt,
+    };
+    let decision = rail.submit(&submission, &checkpoints).await;
     let next = step_after_send(&deps.policy, attempt, &decision, rand::random::<f64>());
-    let (outcome, provider_ref, error) = match &decision {
-        SendDecision::Landed { provider_ref, .. } => ("landed", Some(provider_ref.clone()), None),
-        SendDecision::Retry { reason, .. } => ("retry", None, Some(reason.clone())),
-        SendDecision::Unknown { reason } => ("unknown", None, Some(reason.clone())),
-        SendDecision::Permanent { reason } => ("permanent", None, Some(reason.clone())),
+    let (outcome, provider_ref, error, observation) = match &decision {
+        SendDecision::Landed {
+            provider_ref,
+            observation,
+        } => (
+            "landed",
+            Some(provider_ref.clone()),
+            None,
+            Some(observation),
+        ),
+        SendDecision::Retry { reason, .. } => ("retry", None, Some(reason.clone()), None),
+        SendDecision::Unknown { reason } => ("unknown", None, Some(reason.clone()), None),
+        SendDecision::Permanent { reason } => ("permanent", None, Some(reason.clone()), None),
     };
     info!(attempt, outcome, to = %next.status, "attempt finished");
     let step = StepRecord {
@@ -235,6 +409,9 @@ async fn send_attempt(
         last_error: error,
         next_in: next.delay,
         lookup_failed: false,
+        source: "submit",
+        observation,
+        polled: false,
     };
     deps.store
         .record_step(lease, PayoutStatus::Submitting, &step)

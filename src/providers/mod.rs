@@ -43,6 +43,10 @@ pub enum ProviderError {
     Decode(String),
     #[error("invalid provider configuration: {0}")]
     Config(String),
+    /// Progress could not be saved; the submit stops before doing anything it could not
+    /// resume from.
+    #[error("could not save progress: {0}")]
+    Checkpoint(String),
 }
 
 /// Parses a `Retry-After` header given in seconds.

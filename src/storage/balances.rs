@@ -78,9 +78,9 @@ pub async fn load_balance(
             .await?;
     let sums: Vec<(String, String, i64, i64, i64, i64)> = sqlx::query_as(
         "SELECT p.program, p.currency, \
-           COALESCE(SUM(CASE WHEN p.book = 'referrer_cashable' AND t.kind <> 'payout' THEN p.units END), 0), \
+           COALESCE(SUM(CASE WHEN p.book = 'referrer_cashable' AND t.kind IN ('accrual', 'clawback') THEN p.units END), 0), \
            COALESCE(SUM(CASE WHEN p.book = 'referrer_credit' THEN p.units END), 0), \
-           COALESCE(SUM(CASE WHEN p.book = 'referrer_cashable' AND t.kind = 'payout' AND t.status = 'posted' THEN -p.units END), 0), \
+           COALESCE(SUM(CASE WHEN p.book = 'referrer_cashable' AND t.kind IN ('payout', 'payout_return') AND t.status = 'posted' THEN -p.units END), 0), \
            COALESCE(SUM(CASE WHEN p.book = 'referrer_cashable' AND t.kind = 'payout' AND t.status = 'pending' THEN -p.units END), 0) \
          FROM ledger_postings p JOIN ledger_transactions t ON t.id = p.txn_id \
          WHERE p.holder = $1 AND t.status <> 'voided' \

@@ -6,7 +6,9 @@ use serde::Serialize;
 use sqlx::{QueryBuilder, Sqlite, Transaction};
 
 use super::{BATCH_ROWS, Store, StoreError, StoreResult, to_millis};
+use crate::domain::ids::PayoutId;
 use crate::domain::ledger::{BalancedTransaction, TransactionStatus};
+use crate::domain::payout::PayoutStatus;
 
 /// Identity and provenance of a ledger transaction.
 #[derive(Debug, Clone)]
@@ -88,6 +90,67 @@ pub(crate) async fn resolve_hold(
     Ok(())
 }
 
+/// Makes the ledger follow a payout into status `to`: delivered posts the hold, failed voids
+/// it, returned (delivered, then back) posts it if it was still pending and adds the reversal.
+pub(crate) async fn settle_ledger(
+    tx: &mut Transaction<'static, Sqlite>,
+    payout: &PayoutId,
+    hold: &str,
+    to: PayoutStatus,
+) -> StoreResult<()> {
+    let hold_status: String =
+        sqlx::query_scalar("SELECT status FROM ledger_transactions WHERE id = $1")
+            .bind(hold)
+            .fetch_one(&mut **tx)
+            .await?;
+    match to {
+        PayoutStatus::Paid if hold_status == "pending" => {
+            resolve_hold(tx, hold, TransactionStatus::Posted).await
+        }
+        PayoutStatus::Failed if hold_status == "pending" => {
+            resolve_hold(tx, hold, TransactionStatus::Voided).await
+        }
+        PayoutStatus::Returned => {
+            if hold_status == "pending" {
+                resolve_hold(tx, hold, TransactionStatus::Posted).await?;
+            }
+            reverse_payout(tx, payout, hold).await
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Books money that came back after delivery: a posted `payout_return` whose postings mirror
+/// the hold's, so the payee's cashable balance is credited exactly what left. At most one per
+/// payout (unique index on kind and payout).
+async fn reverse_payout(
+    tx: &mut Transaction<'static, Sqlite>,
+    payout: &PayoutId,
+    hold: &str,
+) -> StoreResult<()> {
+    let id = format!("{payout}-return");
+    let now = to_millis(Utc::now());
+    sqlx::query(
+        "INSERT INTO ledger_transactions (id, kind, status, payout_id, created_at, resolved_at) \
+         VALUES ($1, 'payout_return', 'posted', $2, $3, $3)",
+    )
+    .bind(&id)
+    .bind(payout.as_str())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO ledger_postings (txn_id, book, holder, program, rail, currency, units) \
+         SELECT $1, book, holder, program, rail, currency, -units FROM ledger_postings \
+         WHERE txn_id = $2 ORDER BY id",
+    )
+    .bind(&id)
+    .bind(hold)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// payout id, payout status, hold status, hold kind, payout units, units the hold debits.
 type HoldRow = (String, String, Option<String>, Option<String>, i64, i64);
 
@@ -161,7 +224,7 @@ impl Store {
         .await?;
         for (payout, status, hold_status, hold_kind, units, held) in holds {
             let expected = match status.as_str() {
-                "paid" => "posted",
+                "paid" | "returned" => "posted",
                 "failed" => "voided",
                 _ => "pending",
             };
@@ -180,12 +243,12 @@ impl Store {
 
         let overdrawn: Vec<(String, String, String, i64)> = sqlx::query_as(
             "SELECT p.holder, p.program, p.currency, \
-                    SUM(CASE WHEN t.kind IN ('accrual', 'payout') THEN p.units ELSE 0 END) \
+                    SUM(CASE WHEN t.kind IN ('accrual', 'payout', 'payout_return') THEN p.units ELSE 0 END) \
              FROM ledger_postings p \
              JOIN ledger_transactions t ON t.id = p.txn_id \
              WHERE p.book = 'referrer_cashable' AND t.status <> 'voided' \
              GROUP BY p.holder, p.program, p.currency \
-             HAVING SUM(CASE WHEN t.kind IN ('accrual', 'payout') THEN p.units ELSE 0 END) < 0",
+             HAVING SUM(CASE WHEN t.kind IN ('accrual', 'payout', 'payout_return') THEN p.units ELSE 0 END) < 0",
         )
         .fetch_all(pool)
         .await?;
@@ -194,6 +257,31 @@ impl Store {
                 "{holder} ({program}, {currency}) was paid out more than it ever earned \
                  (earned minus paid: {units} units)"
             ));
+        }
+
+        // A return exists exactly for returned payouts, and mirrors the hold.
+        let returns: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
+            "SELECT p.id, p.status, p.units, \
+                    (SELECT COUNT(*) FROM ledger_transactions r \
+                      WHERE r.kind = 'payout_return' AND r.payout_id = p.id AND r.status = 'posted'), \
+                    COALESCE((SELECT SUM(q.units) FROM ledger_postings q \
+                      JOIN ledger_transactions r ON r.id = q.txn_id \
+                      WHERE r.kind = 'payout_return' AND r.payout_id = p.id \
+                        AND q.book = 'referrer_cashable'), 0) \
+             FROM payouts p \
+             WHERE p.status = 'returned' \
+                OR EXISTS (SELECT 1 FROM ledger_transactions r \
+                           WHERE r.kind = 'payout_return' AND r.payout_id = p.id)",
+        )
+        .fetch_all(pool)
+        .await?;
+        for (payout, status, units, n, credited) in returns {
+            if status != "returned" || n != 1 || credited != units {
+                check.problems.push(format!(
+                    "payout {payout} is {status} with {n} posted return(s) crediting {credited} \
+                     units; a returned payout needs exactly one return of {units} units"
+                ));
+            }
         }
         Ok(check)
     }

@@ -11,6 +11,7 @@ mod ingest;
 pub mod ledger;
 pub mod payouts;
 pub mod queue;
+pub mod tracking;
 
 use std::path::Path;
 use std::str::FromStr;

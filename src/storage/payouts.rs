@@ -11,13 +11,14 @@ use serde::Serialize;
 use sqlx::{Sqlite, Transaction};
 
 use super::balances::load_balance;
-use super::ledger::{TxnMeta, insert_transactions, resolve_hold};
+use super::ledger::{TxnMeta, insert_transactions, settle_ledger};
 use super::queue::enqueue_payout_job;
 use super::{Store, StoreError, StoreResult, from_millis, parse_code, parse_stored, to_millis};
 use crate::domain::ids::{AccountId, IdempotencyKey, PayoutId, Program, Rail};
 use crate::domain::ledger::{Book, TransactionDraft, TransactionKind, TransactionStatus};
 use crate::domain::money::{Currency, Money};
 use crate::domain::payout::PayoutStatus;
+use crate::domain::tracking::Observation;
 use crate::ingest::record::content_hash;
 
 /// A referrer's request to cash out.
@@ -72,6 +73,11 @@ pub struct PayoutView {
     pub status: PayoutStatus,
     pub attempts: u32,
     pub provider_ref: Option<String>,
+    /// The provider's own word for the payment's state, as last observed.
+    pub provider_status: Option<String>,
+    pub provider_status_at: Option<DateTime<Utc>>,
+    /// Polls of the provider while processing, for back-off.
+    pub polls: u32,
     pub last_error: Option<String>,
     pub idempotency_key: String,
     pub created_at: DateTime<Utc>,
@@ -93,6 +99,8 @@ pub struct PayoutEvent {
     pub attempt: Option<u32>,
     pub worker: Option<String>,
     pub reason: String,
+    /// Where the transition came from: submit, lookup, poll, webhook, worker.
+    pub source: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -149,6 +157,12 @@ pub struct StepRecord<'a> {
     /// When to run the next step; None for final and operator states.
     pub next_in: Option<Duration>,
     pub lookup_failed: bool,
+    /// How this step learned what it records: submit, lookup, poll, worker.
+    pub source: &'a str,
+    /// The provider's state as observed in this step, if one was.
+    pub observation: Option<&'a Observation>,
+    /// This step was a status poll (counts toward poll back-off).
+    pub polled: bool,
 }
 
 impl StepRecord<'_> {
@@ -163,29 +177,37 @@ impl StepRecord<'_> {
             last_error,
             next_in: None,
             lookup_failed: false,
+            source: "worker",
+            observation: None,
+            polled: false,
         }
     }
 }
 
 const PAYOUT_COLUMNS: &str = "id, account_id, program, rail, destination, currency, units, status, \
-     attempts, provider_ref, last_error, idempotency_key, created_at, updated_at";
+     attempts, provider_ref, provider_status, provider_status_at, polls, last_error, \
+     idempotency_key, created_at, updated_at";
 
-type PayoutRow = (
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    i64,
-    String,
-    i64,
-    Option<String>,
-    Option<String>,
-    String,
-    i64,
-    i64,
-);
+#[derive(sqlx::FromRow)]
+struct PayoutRow {
+    id: String,
+    account_id: String,
+    program: String,
+    rail: String,
+    destination: String,
+    currency: String,
+    units: i64,
+    status: String,
+    attempts: i64,
+    provider_ref: Option<String>,
+    provider_status: Option<String>,
+    provider_status_at: Option<i64>,
+    polls: i64,
+    last_error: Option<String>,
+    idempotency_key: String,
+    created_at: i64,
+    updated_at: i64,
+}
 
 /// attempt_no, provider_key, outcome, provider_ref, detail, started_at, finished_at.
 type AttemptRow = (
@@ -197,7 +219,7 @@ type AttemptRow = (
     i64,
     Option<i64>,
 );
-/// at, from_status, to_status, attempt_no, worker, reason.
+/// at, from_status, to_status, attempt_no, worker, reason, source.
 type EventRow = (
     i64,
     Option<String>,
@@ -205,44 +227,32 @@ type EventRow = (
     Option<i64>,
     Option<String>,
     String,
+    Option<String>,
 );
 
 fn payout_view(row: PayoutRow) -> StoreResult<PayoutView> {
-    let (
-        id,
-        account,
-        program,
-        rail,
-        destination,
-        currency,
-        units,
-        status,
-        attempts,
-        r,
-        e,
-        key,
-        c,
-        u,
-    ) = row;
-    let currency: Currency = parse_stored("currency", &currency)?;
+    let currency: Currency = parse_stored("currency", &row.currency)?;
     Ok(PayoutView {
-        id: parse_stored("payout id", &id)?,
-        account: parse_stored("account id", &account)?,
-        program: parse_stored("program", &program)?,
-        rail: parse_stored("rail", &rail)?,
-        destination,
-        amount: Money::from_units(units, currency),
-        status: parse_code("payout status", &status, PayoutStatus::from_code)?,
-        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-        provider_ref: r,
-        last_error: e,
-        idempotency_key: key,
-        created_at: from_millis(c),
-        updated_at: from_millis(u),
+        id: parse_stored("payout id", &row.id)?,
+        account: parse_stored("account id", &row.account_id)?,
+        program: parse_stored("program", &row.program)?,
+        rail: parse_stored("rail", &row.rail)?,
+        destination: row.destination,
+        amount: Money::from_units(row.units, currency),
+        status: parse_code("payout status", &row.status, PayoutStatus::from_code)?,
+        attempts: u32::try_from(row.attempts).unwrap_or(u32::MAX),
+        provider_ref: row.provider_ref,
+        provider_status: row.provider_status,
+        provider_status_at: row.provider_status_at.map(from_millis),
+        polls: u32::try_from(row.polls).unwrap_or(u32::MAX),
+        last_error: row.last_error,
+        idempotency_key: row.idempotency_key,
+        created_at: from_millis(row.created_at),
+        updated_at: from_millis(row.updated_at),
     })
 }
 
-async fn fetch_payout(
+pub(crate) async fn fetch_payout(
     conn: &mut sqlx::SqliteConnection,
     id: &str,
 ) -> StoreResult<Option<PayoutView>> {
@@ -254,26 +264,35 @@ async fn fetch_payout(
     row.map(payout_view).transpose()
 }
 
-async fn append_event(
+/// Who wrote an event and how they learned what it says.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Actor<'a> {
+    pub worker: Option<&'a str>,
+    pub source: &'a str,
+}
+
+pub(crate) async fn append_event(
     tx: &mut Transaction<'static, Sqlite>,
     payout: &PayoutId,
     from: Option<PayoutStatus>,
     to: PayoutStatus,
     attempt: Option<u32>,
-    worker: Option<&str>,
+    actor: Actor<'_>,
     reason: &str,
 ) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO payout_events (payout_id, at, from_status, to_status, attempt_no, worker, reason) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO payout_events \
+           (payout_id, at, from_status, to_status, attempt_no, worker, reason, source) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(payout.as_str())
     .bind(to_millis(Utc::now()))
     .bind(from.map(|s| s.code()))
     .bind(to.code())
     .bind(attempt.map(i64::from))
-    .bind(worker)
+    .bind(actor.worker)
     .bind(reason)
+    .bind(actor.source)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -411,7 +430,10 @@ impl Store {
             None,
             PayoutStatus::Queued,
             None,
-            None,
+            Actor {
+                worker: None,
+                source: "withdrawal",
+            },
             &format!(
                 "withdrawal of {} to {} {destination} requested; {} held from an available {}",
                 req.amount, req.rail, req.amount, program.available
@@ -443,7 +465,7 @@ impl Store {
             .fetch_all(&mut *conn)
             .await?;
         let events: Vec<EventRow> = sqlx::query_as(
-            "SELECT at, from_status, to_status, attempt_no, worker, reason \
+            "SELECT at, from_status, to_status, attempt_no, worker, reason, source \
                  FROM payout_events WHERE payout_id = $1 ORDER BY id",
         )
         .bind(id)
@@ -465,14 +487,17 @@ impl Store {
                 .collect(),
             events: events
                 .into_iter()
-                .map(|(at, from, to, attempt, worker, reason)| PayoutEvent {
-                    at: from_millis(at),
-                    from,
-                    to,
-                    attempt: attempt.and_then(|a| u32::try_from(a).ok()),
-                    worker,
-                    reason,
-                })
+                .map(
+                    |(at, from, to, attempt, worker, reason, source)| PayoutEvent {
+                        at: from_millis(at),
+                        from,
+                        to,
+                        attempt: attempt.and_then(|a| u32::try_from(a).ok()),
+                        worker,
+                        reason,
+                        source,
+                    },
+                )
                 .collect(),
         })
     }
@@ -511,7 +536,7 @@ impl Store {
         let fence: Option<i64> = sqlx::query_scalar(
             "UPDATE payouts SET lease_owner = $1, lease_expires_at = $2, fence = fence + 1, updated_at = $3 \
              WHERE id = $4 \
-               AND status IN ('queued', 'submitting', 'retry_scheduled', 'outcome_unknown') \
+               AND status IN ('queued', 'submitting', 'retry_scheduled', 'outcome_unknown', 'processing') \
                AND (lease_expires_at IS NULL OR lease_expires_at < $3) \
                AND (next_action_at IS NULL OR next_action_at <= $3 + 1000) \
              RETURNING fence",
@@ -629,7 +654,10 @@ impl Store {
             Some(from),
             PayoutStatus::Submitting,
             Some(attempt),
-            Some(&lease.owner),
+            Actor {
+                worker: Some(&lease.owner),
+                source: "submit",
+            },
             &format!(
                 "{}sending attempt {attempt} with idempotency key {provider_key}",
                 context.map(|c| format!("{c}; ")).unwrap_or_default()
@@ -658,6 +686,9 @@ impl Store {
             "UPDATE payouts SET status = $1, next_action_at = $2, \
                provider_ref = COALESCE($3, provider_ref), last_error = $4, \
                lookup_failures = CASE WHEN $5 THEN lookup_failures + 1 ELSE 0 END, \
+               provider_status = COALESCE($10, provider_status), \
+               provider_status_at = COALESCE($11, provider_status_at), \
+               polls = CASE WHEN $12 THEN polls + 1 ELSE 0 END, \
                lease_owner = NULL, lease_expires_at = NULL, updated_at = $6 \
              WHERE id = $7 AND fence = $8 AND lease_owner = $9 \
              RETURNING hold_txn_id",
@@ -671,6 +702,12 @@ impl Store {
         .bind(lease.payout_id.as_str())
         .bind(lease.fence)
         .bind(&lease.owner)
+        .bind(step.observation.map(|o| o.provider_status.as_str()))
+        .bind(
+            step.observation
+                .map(|o| to_millis(o.occurred_at.unwrap_or(now))),
+        )
+        .bind(step.polled)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(hold) = hold else {
@@ -691,21 +728,26 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        match step.to {
-            PayoutStatus::Paid => resolve_hold(&mut tx, &hold, TransactionStatus::Posted).await?,
-            PayoutStatus::Failed => resolve_hold(&mut tx, &hold, TransactionStatus::Voided).await?,
-            _ => {}
+        if from != step.to {
+            settle_ledger(&mut tx, &lease.payout_id, &hold, step.to).await?;
         }
-        append_event(
-            &mut tx,
-            &lease.payout_id,
-            Some(from),
-            step.to,
-            step.attempt,
-            Some(&lease.owner),
-            &step.reason,
-        )
-        .await?;
+        // A poll that saw nothing new leaves no event: the payout's row shows when it last
+        // looked, and a months-long UNCLAIMED would otherwise bury the history.
+        if from != step.to || !step.polled {
+            append_event(
+                &mut tx,
+                &lease.payout_id,
+                Some(from),
+                step.to,
+                step.attempt,
+                Actor {
+                    worker: Some(&lease.owner),
+                    source: step.source,
+                },
+                &step.reason,
+            )
+            .await?;
+        }
         if let Some(delay) = step.next_in {
             enqueue_payout_job(
                 &mut tx,
@@ -760,7 +802,7 @@ impl Store {
         let cutoff = now - i64::try_from(grace.as_millis()).unwrap_or(0);
         let due: Vec<(String, i64)> = sqlx::query_as(
             "SELECT id, COALESCE(next_action_at, 0) FROM payouts \
-             WHERE status IN ('queued', 'submitting', 'retry_scheduled', 'outcome_unknown') \
+             WHERE status IN ('queued', 'submitting', 'retry_scheduled', 'outcome_unknown', 'processing') \
                AND (lease_expires_at IS NULL OR lease_expires_at < $1) \
                AND COALESCE(next_action_at, 0) <= $2 \
                AND COALESCE(lease_expires_at, 0) <= $2",

@@ -10,6 +10,7 @@ use payouts::domain::money::{Currency, Money};
 use payouts::domain::payout::{PayoutStatus, RetryPolicy};
 use payouts::ingest::IngestReport;
 use payouts::jobs::{PayoutDeps, WorkerOptions, run_worker};
+use payouts::providers::rail::Rails;
 use payouts::providers::stripe::mock::{Faults, MockConfig, MockStripe};
 use payouts::providers::stripe::{StripeAdapter, StripeConfig};
 use payouts::storage::balances::load_balance;
@@ -67,12 +68,14 @@ impl TestEnv {
     pub fn deps_with(&self, api_key: &str, policy: RetryPolicy, worker: &str) -> Arc<PayoutDeps> {
         Arc::new(PayoutDeps {
             store: self.store.clone(),
-            stripe: StripeAdapter::new(StripeConfig {
-                api_base: self.mock.base_url(),
-                secret_key: SecretString::from(api_key.to_string()),
-                timeout: Duration::from_secs(5),
-            })
-            .expect("adapter"),
+            rails: Rails::default().with(Arc::new(
+                StripeAdapter::new(StripeConfig {
+                    api_base: self.mock.base_url(),
+                    secret_key: SecretString::from(api_key.to_string()),
+                    timeout: Duration::from_secs(5),
+                })
+                .expect("adapter"),
+            )),
             policy,
             lease_ttl: Duration::from_secs(10),
             worker_id: format!("{worker}-{}", ulid::Ulid::generate()),
