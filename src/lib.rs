@@ -11,6 +11,7 @@
 
 pub mod app;
 pub mod domain;
+pub mod http;
 pub mod ingest;
 pub mod jobs;
 pub mod providers;

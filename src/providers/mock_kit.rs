@@ -158,6 +158,9 @@ impl Running {
     }
 }
 
+/// Deliveries per event before a mock gives up (real providers keep trying for days).
+const REDELIVERIES: usize = 8;
+
 /// Webhook deliveries from a mock to the system under test. Deliveries are sent in the
 /// background and never block or fail the API call that caused them.
 #[derive(Debug, Clone, Default)]
@@ -201,26 +204,35 @@ impl Outbox {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            let mut request = http
-                .post(&url)
-                .header("content-type", "application/json")
-                .timeout(Duration::from_secs(10))
-                .body(body.clone());
-            for (k, v) in &headers {
-                request = request.header(k.as_str(), v.as_str());
-            }
-            let answered = match request.send().await {
-                Ok(r) => Some(r.status().as_u16()),
-                Err(e) => {
-                    tracing::warn!(error = %e, url, "mock webhook delivery failed");
-                    None
+            // Like every provider, redeliver until a 2xx, backing off (shortened for tests).
+            let mut wait = Duration::from_millis(100);
+            for _ in 0..REDELIVERIES {
+                let mut request = http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .timeout(Duration::from_secs(10))
+                    .body(body.clone());
+                for (k, v) in &headers {
+                    request = request.header(k.as_str(), v.as_str());
                 }
-            };
-            lock(&delivered).push(Delivery {
-                headers,
-                body,
-                answered,
-            });
+                let answered = match request.send().await {
+                    Ok(r) => Some(r.status().as_u16()),
+                    Err(e) => {
+                        tracing::warn!(error = %e, url, "mock webhook delivery failed");
+                        None
+                    }
+                };
+                lock(&delivered).push(Delivery {
+                    headers: headers.clone(),
+                    body: body.clone(),
+                    answered,
+                });
+                if answered.is_some_and(|s| (200..300).contains(&s)) {
+                    return;
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
         });
     }
 }

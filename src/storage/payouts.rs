@@ -703,10 +703,9 @@ impl Store {
         .bind(lease.fence)
         .bind(&lease.owner)
         .bind(step.observation.map(|o| o.provider_status.as_str()))
-        .bind(
-            step.observation
-                .map(|o| to_millis(o.occurred_at.unwrap_or(now))),
-        )
+        // Only the provider's own clock orders readings; ours would make a provider time with
+        // coarser resolution look stale.
+        .bind(step.observation.and_then(|o| o.occurred_at).map(to_millis))
         .bind(step.polled)
         .fetch_optional(&mut *tx)
         .await?;

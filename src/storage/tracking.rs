@@ -152,10 +152,11 @@ impl Store {
             return Ok(Applied::Deferred { status });
         }
         let now = Utc::now();
-        let at = observation.occurred_at.unwrap_or(now);
+        let at = observation.occurred_at;
         let applied = match track(status, payout.provider_status_at, observation) {
             Tracked::Unchanged => {
-                let stale = payout.provider_status_at.is_some_and(|seen| at < seen);
+                let stale =
+                    matches!((payout.provider_status_at, at), (Some(seen), Some(at)) if at < seen);
                 if !stale && payout.provider_status.as_deref() != Some(&observation.provider_status)
                 {
                     write_status(&mut tx, id, status, observation, at, now).await?;
@@ -241,11 +242,12 @@ async fn write_status(
     id: &PayoutId,
     to: PayoutStatus,
     observation: &Observation,
-    at: DateTime<Utc>,
+    at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
     sqlx::query(
-        "UPDATE payouts SET status = $1, provider_status = $2, provider_status_at = $3, \
+        "UPDATE payouts SET status = $1, provider_status = $2, \
+           provider_status_at = COALESCE($3, provider_status_at), \
            fence = fence + 1, lease_owner = NULL, lease_expires_at = NULL, \
            next_action_at = CASE WHEN $1 = 'processing' THEN next_action_at ELSE NULL END, \
            updated_at = $4 \
@@ -253,7 +255,7 @@ async fn write_status(
     )
     .bind(to.code())
     .bind(&observation.provider_status)
-    .bind(to_millis(at))
+    .bind(at.map(to_millis))
     .bind(to_millis(now))
     .bind(id.as_str())
     .execute(&mut **tx)

@@ -192,3 +192,32 @@ impl TestEnv {
 pub fn usd(amount: &str) -> Money {
     Money::parse(amount, Currency::Usd, 10).expect("amount")
 }
+
+/// Serves the webhook receivers on an ephemeral loopback port; returns their base URL.
+pub async fn serve_webhooks(state: payouts::http::WebhookState) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind webhooks");
+    let addr = listener.local_addr().expect("addr");
+    let app = payouts::http::router(state);
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.expect("webhook server");
+    });
+    format!("http://{addr}/webhooks")
+}
+
+/// Polls `check` every 50 ms until it is true or `secs` pass.
+pub async fn eventually<F, Fut>(secs: u64, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    check().await
+}

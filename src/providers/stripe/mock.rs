@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
@@ -21,9 +21,10 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use super::webhook::{SIGNATURE_HEADER, sign};
 use super::wire::{ErrorBody, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, List, REQUEST_ID, Transfer};
 use crate::domain::money::Currency;
-use crate::providers::mock_kit::{Dice, dropped_connection, lock};
+use crate::providers::mock_kit::{Dice, MovedMoney, Outbox, dropped_connection, lock};
 
 pub use crate::providers::mock_kit::Faults;
 
@@ -45,7 +46,14 @@ struct Inner {
     faults: Faults,
     dice: Dice,
     transfers: Vec<Transfer>,
-    idempotency: HashMap<String, Idem>,
+    /// Idempotency entries with the time they were stored (for `Faults::key_ttl_ms`).
+    idempotency: HashMap<String, (Instant, Idem)>,
+    outbox: Outbox,
+    webhook_secret: SecretString,
+    /// Seconds added to the signing clock, to test the receiver's 300 s tolerance.
+    webhook_skew_secs: i64,
+    late_after_ms: u64,
+    next_event: u64,
     /// Available platform balance per lowercase currency, in minor units.
     balance: BTreeMap<String, i64>,
     default_balance: i64,
@@ -68,6 +76,12 @@ pub struct MockConfig {
     pub faults: Faults,
     /// Starting platform balance per currency, in minor units.
     pub balance_minor: i64,
+    /// Signs webhook deliveries (`whsec_…`).
+    pub webhook_secret: SecretString,
+    /// Transfers to destinations starting `acct_bounce` are reversed this long after they
+    /// were made: the connected account's bank payout failed and the platform pulled the
+    /// money back (`transfer.reversed`).
+    pub late_after_ms: u64,
 }
 
 impl Default for MockConfig {
@@ -76,6 +90,8 @@ impl Default for MockConfig {
             api_key: SecretString::from("sk_test_mock"),
             faults: Faults::default(),
             balance_minor: 1_000_000_000,
+            webhook_secret: SecretString::from("whsec_mock"),
+            late_after_ms: 300,
         }
     }
 }
@@ -95,6 +111,11 @@ impl MockStripe {
             default_balance: config.balance_minor,
             next_id: 1,
             requests: 0,
+            outbox: Outbox::default(),
+            webhook_secret: config.webhook_secret,
+            webhook_skew_secs: 0,
+            late_after_ms: config.late_after_ms,
+            next_event: 1,
         }));
         let app = router(inner.clone());
         let task = tokio::spawn(async move {
@@ -165,6 +186,42 @@ impl MockStripe {
         transfer.id
     }
 
+    /// The mock's own books: one entry per transfer, paid unless reversed.
+    pub fn moved(&self) -> Vec<MovedMoney> {
+        lock(&self.inner)
+            .transfers
+            .iter()
+            .map(|t| MovedMoney {
+                payout_id: t
+                    .metadata
+                    .get("payout_id")
+                    .cloned()
+                    .or_else(|| t.transfer_group.clone())
+                    .unwrap_or_default(),
+                provider_ref: t.id.clone(),
+                currency: t.currency.to_ascii_uppercase(),
+                minor: t.amount - t.amount_reversed,
+                state: super::observe(t).state,
+            })
+            .collect()
+    }
+
+    /// Webhook deliveries: set a target to receive them.
+    pub fn outbox(&self) -> Outbox {
+        lock(&self.inner).outbox.clone()
+    }
+
+    /// Skews the clock webhook signatures are made with.
+    pub fn set_webhook_skew(&self, secs: i64) {
+        lock(&self.inner).webhook_skew_secs = secs;
+    }
+
+    /// Reverses a transfer in full, crediting the platform balance. False if unknown or
+    /// already reversed.
+    pub fn reverse(&self, id: &str) -> bool {
+        reverse_transfer(&self.inner, id)
+    }
+
     pub fn requests(&self) -> u64 {
         lock(&self.inner).requests
     }
@@ -183,6 +240,7 @@ fn router(inner: Arc<Mutex<Inner>>) -> Router {
         .route("/v1/balance", get(get_balance))
         .route("/__mock/transfers", get(truth))
         .route("/__mock/faults", post(set_faults))
+        .route("/__mock/transfers/{id}/reverse", post(reverse_route))
         .fallback(unknown_route)
         .with_state(inner)
 }
@@ -387,6 +445,7 @@ async fn create_transfer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let shared = Arc::clone(&inner);
     lock(&inner).requests += 1;
     if let Err(r) = authorized(&inner, &headers) {
         return *r;
@@ -421,7 +480,16 @@ async fn create_transfer(
         }
         let mut first_seen = true;
         if let Some(key) = &key {
-            match inner.idempotency.get(key) {
+            let ttl = inner.faults.key_ttl_ms;
+            if ttl > 0
+                && inner
+                    .idempotency
+                    .get(key)
+                    .is_some_and(|(at, _)| at.elapsed() > Duration::from_millis(ttl))
+            {
+                inner.idempotency.remove(key);
+            }
+            match inner.idempotency.get(key).map(|(_, idem)| idem) {
                 Some(Idem::Done {
                     fingerprint,
                     status,
@@ -452,9 +520,12 @@ async fn create_transfer(
                 None => {
                     inner.idempotency.insert(
                         key.clone(),
-                        Idem::InFlight {
-                            fingerprint: params.fingerprint.clone(),
-                        },
+                        (
+                            Instant::now(),
+                            Idem::InFlight {
+                                fingerprint: params.fingerprint.clone(),
+                            },
+                        ),
                     );
                 }
             }
@@ -508,6 +579,16 @@ async fn create_transfer(
             );
             transfer.description = params.description.clone();
             inner.transfers.push(transfer.clone());
+            emit(inner, "transfer.created", &transfer);
+            if transfer.destination.starts_with("acct_bounce") {
+                let later = Arc::clone(&shared);
+                let id = transfer.id.clone();
+                let after = Duration::from_millis(inner.late_after_ms);
+                tokio::spawn(async move {
+                    tokio::time::sleep(after).await;
+                    reverse_transfer(&later, &id);
+                });
+            }
             let drop = (faults.drop_first_attempt && first_seen)
                 || (inner.dice.roll(faults.drop_after_commit_rate));
             (
@@ -520,11 +601,14 @@ async fn create_transfer(
     if let Some(key) = key {
         inner.idempotency.insert(
             key,
-            Idem::Done {
-                fingerprint: params.fingerprint,
-                status,
-                body: body.clone(),
-            },
+            (
+                Instant::now(),
+                Idem::Done {
+                    fingerprint: params.fingerprint,
+                    status,
+                    body: body.clone(),
+                },
+            ),
         );
     }
     if drop {
@@ -699,4 +783,58 @@ async fn unknown_route(method: axum::http::Method, uri: axum::http::Uri) -> Resp
         &format!("Unrecognized request URL ({method}: {}).", uri.path()),
         None,
     )
+}
+
+/// Signs and sends a `transfer.*` event through the outbox.
+fn emit(inner: &mut Inner, kind: &str, transfer: &Transfer) {
+    let created = chrono::Utc::now().timestamp();
+    let event = serde_json::json!({
+        "id": format!("evt_mock{:06}", inner.next_event),
+        "object": "event",
+        "api_version": "2024-06-20",
+        "created": created,
+        "type": kind,
+        "livemode": false,
+        "pending_webhooks": 1,
+        "request": {"id": null, "idempotency_key": null},
+        "data": {"object": transfer},
+    });
+    inner.next_event += 1;
+    let body = event.to_string().into_bytes();
+    let signature = sign(
+        &inner.webhook_secret,
+        created + inner.webhook_skew_secs,
+        &body,
+    );
+    inner.outbox.send(
+        vec![(SIGNATURE_HEADER.to_string(), signature)],
+        body,
+        Duration::ZERO,
+    );
+}
+
+fn reverse_transfer(inner: &Mutex<Inner>, id: &str) -> bool {
+    let mut guard = lock(inner);
+    let inner = &mut *guard;
+    let Some(t) = inner.transfers.iter_mut().find(|t| t.id == id) else {
+        return false;
+    };
+    if t.reversed {
+        return false;
+    }
+    let back = t.amount - t.amount_reversed;
+    t.amount_reversed = t.amount;
+    t.reversed = true;
+    let transfer = t.clone();
+    *inner.balance.entry(transfer.currency.clone()).or_insert(0) += back;
+    emit(inner, "transfer.reversed", &transfer);
+    true
+}
+
+async fn reverse_route(State(inner): State<Arc<Mutex<Inner>>>, Path(id): Path<String>) -> Response {
+    if reverse_transfer(&inner, &id) {
+        StatusCode::OK.into_response()
+    } else {
+        StatusCode::NOT_FOUND.into_response()
+    }
 }

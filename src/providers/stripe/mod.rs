@@ -6,6 +6,7 @@
 
 pub mod classify;
 pub mod mock;
+pub mod webhook;
 pub mod wire;
 
 use std::time::Duration;

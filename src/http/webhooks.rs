@@ -1,0 +1,178 @@
+//! Webhook receivers, one route per provider. Each verifies the delivery with its provider's
+//! scheme (`providers::<rail>::webhook`), then hands the event to [`accept`], which is the
+//! same for all: de-duplicate by event id, find the payout, and apply the observation
+//! through `domain::tracking::track` (stale and repeated readings change nothing).
+//!
+//! Answers: 2xx once the delivery is recorded (also for duplicates and for events about no
+//! payout of ours, so the provider stops retrying); 409 while a worker step owns the payout
+//! (every provider redelivers non-2xx answers); 401 for a delivery that fails
+//! authentication; 400 for one that cannot be read; 503 when our database is unavailable,
+//! so the provider retries later.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use chrono::Utc;
+use secrecy::SecretString;
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::domain::ids::Rail;
+use crate::providers::rail::Rails;
+use crate::providers::stripe;
+use crate::providers::webhook::{InboundEvent, WebhookError};
+use crate::storage::Store;
+use crate::storage::tracking::Applied;
+
+/// What the receivers need: the store, the rails (to re-read a payment's state when an event
+/// does not carry it), and each provider's verification material.
+#[derive(Clone)]
+pub struct WebhookState {
+    pub store: Store,
+    pub rails: Rails,
+    /// Stripe endpoint secrets; more than one during a rotation.
+    pub stripe_secrets: Arc<Vec<SecretString>>,
+}
+
+impl std::fmt::Debug for WebhookState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookState")
+            .field(
+                "stripe_secrets",
+                &format!("[{} redacted]", self.stripe_secrets.len()),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+pub fn router(state: WebhookState) -> Router {
+    Router::new()
+        .route("/stripe", post(stripe_webhook))
+        .with_state(state)
+}
+
+async fn stripe_webhook(
+    State(state): State<WebhookState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let header = headers
+        .get(stripe::webhook::SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok());
+    let verified = stripe::webhook::verify(header, &body, &state.stripe_secrets, Utc::now());
+    accept(&state, Rail::Stripe, verified).await
+}
+
+/// The shared second half of every receiver.
+pub async fn accept(
+    state: &WebhookState,
+    rail: Rail,
+    verified: Result<InboundEvent, WebhookError>,
+) -> Response {
+    let event = match verified {
+        Ok(e) => e,
+        Err(e) => {
+            warn!(%rail, error = %e, "webhook delivery refused");
+            let status = match e {
+                WebhookError::Malformed(_) => StatusCode::BAD_REQUEST,
+                WebhookError::Unverifiable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::UNAUTHORIZED,
+            };
+            return (status, axum::Json(json!({"error": e.to_string()}))).into_response();
+        }
+    };
+    match apply(state, rail, &event).await {
+        Ok(Handled::Done(outcome)) => {
+            info!(%rail, event = %event.event_id, %outcome, "webhook applied");
+            (StatusCode::OK, axum::Json(json!({"result": outcome}))).into_response()
+        }
+        Ok(Handled::Later(why)) => {
+            info!(%rail, event = %event.event_id, %why, "webhook deferred; the provider will redeliver");
+            (StatusCode::CONFLICT, axum::Json(json!({"error": why}))).into_response()
+        }
+        Err(e) => {
+            warn!(%rail, event = %event.event_id, error = %e, "webhook could not be applied; the provider will retry");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({"error": "temporarily unable to process; retry later"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ApplyError {
+    #[error(transparent)]
+    Store(#[from] crate::storage::StoreError),
+    #[error("could not read the payment's state from the provider: {0}")]
+    Provider(#[from] crate::providers::ProviderError),
+}
+
+enum Handled {
+    Done(String),
+    /// Not recorded: answered with a non-2xx so the provider delivers it again.
+    Later(String),
+}
+
+async fn apply(
+    state: &WebhookState,
+    rail: Rail,
+    event: &InboundEvent,
+) -> Result<Handled, ApplyError> {
+    let store = &state.store;
+    if store.delivery_seen(rail, &event.event_id).await? {
+        return Ok(Handled::Done("duplicate delivery; already applied".into()));
+    }
+    let payout = store
+        .payout_for_event(
+            rail,
+            event.provider_ref.as_deref(),
+            event.our_token.as_deref(),
+        )
+        .await?;
+    let Some(payout) = payout else {
+        store
+            .record_delivery(rail, &event.event_id, None, "no matching payout")
+            .await?;
+        return Ok(Handled::Done("no matching payout".into()));
+    };
+    // An event that does not say the state (or whose provider cannot sign it) is a hint:
+    // the provider's API is asked instead.
+    let observation = match (
+        &event.observation,
+        &event.provider_ref,
+        state.rails.get(rail),
+    ) {
+        (Some(o), _, _) => o.clone(),
+        (None, Some(provider_ref), Some(adapter)) => adapter.status(provider_ref).await?,
+        (None, _, _) => {
+            store
+                .record_delivery(rail, &event.event_id, Some(&payout), "nothing to apply")
+                .await?;
+            return Ok(Handled::Done("nothing to apply".into()));
+        }
+    };
+    let applied = store
+        .apply_observation(&payout, &observation, "webhook")
+        .await?;
+    if let Applied::Deferred { status } = applied {
+        // A worker step owns the payout (it is being sent or resolved). Recording the event
+        // now would lose it if that step ends in a state this event should move on from.
+        return Ok(Handled::Later(format!(
+            "payout {payout} is {status} and being worked on; deliver again later"
+        )));
+    }
+    let outcome = serde_json::to_value(&applied)
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    store
+        .record_delivery(rail, &event.event_id, Some(&payout), &outcome)
+        .await?;
+    Ok(Handled::Done(outcome))
+}
