@@ -15,6 +15,9 @@ use crate::domain::payout::PayoutStatus;
 use crate::domain::tracking::{Observation, Tracked, track};
 use crate::providers::rail::PastAttempt;
 
+/// attempt_no, provider_key, started_at, provider_ref, checkpoint.
+type AttemptRow = (i64, String, i64, Option<String>, Option<String>);
+
 /// What an observation did to a payout.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "result")]
@@ -34,7 +37,7 @@ pub enum Applied {
 impl Store {
     /// Every attempt of a payout, oldest first.
     pub async fn past_attempts(&self, id: &PayoutId) -> StoreResult<Vec<PastAttempt>> {
-        let rows: Vec<(i64, String, i64, Option<String>, Option<String>)> = sqlx::query_as(
+        let rows: Vec<AttemptRow> = sqlx::query_as(
             "SELECT attempt_no, provider_key, started_at, provider_ref, checkpoint \
              FROM payout_attempts WHERE payout_id = $1 ORDER BY attempt_no",
         )
