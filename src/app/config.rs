@@ -120,3 +120,33 @@ impl WorkerSettings {
         Ok(rails)
     }
 }
+
+/// Verification material for inbound webhooks (see `http::webhooks`).
+#[derive(Clone, Default)]
+pub struct WebhookSettings {
+    /// `STRIPE_WEBHOOK_SECRETS`: comma-separated `whsec_…` values; several during a rotation.
+    pub stripe_secrets: Vec<SecretString>,
+}
+
+impl std::fmt::Debug for WebhookSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSettings")
+            .field("stripe_secrets", &format!("[{} redacted]", self.stripe_secrets.len()))
+            .finish()
+    }
+}
+
+impl WebhookSettings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let stripe_secrets = var("STRIPE_WEBHOOK_SECRETS")
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| SecretString::from(s.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(WebhookSettings { stripe_secrets })
+    }
+}

@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use payouts::app::config::WorkerSettings;
+use payouts::app::config::{WebhookSettings, WorkerSettings};
+use payouts::providers::rail::Rails;
 use payouts::domain::ids::{AccountId, IdempotencyKey, Program, Rail};
 use payouts::domain::money::{Currency, Money};
 use payouts::jobs::{PayoutDeps, WorkerOptions, run_worker, shutdown_signal};
@@ -90,6 +91,12 @@ pub enum Command {
     LedgerCheck {
         #[arg(long)]
         json: bool,
+    },
+    /// Serve the providers' webhook receivers at /webhooks/{stripe,paypal,wise,partnerstack}
+    /// (verification material from the environment; see .env.example).
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
     },
     /// Run the payout worker (needs STRIPE_SECRET_KEY; see .env.example).
     Work {
@@ -317,6 +324,31 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
                 ..WorkerOptions::default()
             };
             run_worker(deps, options, shutdown_signal(), |_| {}).await?;
+            Ok(0)
+        }
+        Command::Serve { listen } => {
+            let hooks = WebhookSettings::from_env()?;
+            // Rails are optional here: they are only used to re-read a payment's state when an
+            // event does not carry it.
+            let rails = match WorkerSettings::from_env() {
+                Ok(settings) => settings.rails()?,
+                Err(_) => Rails::default(),
+            };
+            let state = payouts::http::WebhookState {
+                store: store.clone(),
+                rails,
+                stripe_secrets: Arc::new(hooks.stripe_secrets),
+            };
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("binding {listen}"))?;
+            println!(
+                "serving webhooks on http://{}/webhooks/<rail>",
+                listener.local_addr()?
+            );
+            axum::serve(listener, payouts::http::router(state))
+                .with_graceful_shutdown(shutdown_signal())
+                .await?;
             Ok(0)
         }
         Command::Demo | Command::MockProviders { .. } => {

@@ -95,6 +95,7 @@ pub fn payouts(list: &[PayoutView]) -> String {
                 p.status.to_string(),
                 p.attempts.to_string(),
                 p.provider_ref.clone().unwrap_or_default(),
+                p.provider_status.clone().unwrap_or_default(),
             ]
         })
         .collect();
@@ -107,6 +108,7 @@ pub fn payouts(list: &[PayoutView]) -> String {
             "status",
             "attempts",
             "provider ref",
+            "provider status",
         ],
         &rows,
     )
@@ -123,10 +125,11 @@ pub fn payout_detail(d: &PayoutDetail) -> String {
         p.destination,
         p.status,
         p.attempts,
-        p.provider_ref
-            .as_ref()
-            .map(|r| format!(", provider ref {r}"))
-            .unwrap_or_default()
+        match (&p.provider_ref, &p.provider_status) {
+            (Some(r), Some(s)) => format!(", provider ref {r} ({s})"),
+            (Some(r), None) => format!(", provider ref {r}"),
+            _ => String::new(),
+        }
     );
     if let Some(e) = &p.last_error {
         out.push_str(&format!("  last error: {e}\n"));
@@ -134,10 +137,11 @@ pub fn payout_detail(d: &PayoutDetail) -> String {
     out.push_str("  history:\n");
     for e in &d.events {
         out.push_str(&format!(
-            "    {}  {} -> {}: {}\n",
+            "    {}  {} -> {} [{}]: {}\n",
             e.at.format("%Y-%m-%d %H:%M:%S%.3f"),
             e.from.as_deref().unwrap_or("-"),
             e.to,
+            e.source.as_deref().unwrap_or("-"),
             e.reason
         ));
     }
