@@ -12,7 +12,9 @@
 //! - `resolve` lists the partner's rewards (`GET /rewards?partner_key=…`, filter UNCONFIRMED;
 //!   matching is done on our side by `key`, so an ignored filter only costs pages) and counts
 //!   the rewards carrying any of the payout's attempt keys: one is Landed, none Absent, more
-//!   than one Duplicate.
+//!   than one Duplicate. A single match whose amount or currency differs from the payout is
+//!   Unprovable (an operator looks), never Landed on a guess. All attempts of one payout go
+//!   to the same partner key, so listing by the last attempt's destination covers them all.
 //! - `status` reads `GET /rewards/{key}` (UNCONFIRMED path). `payment_status` maps through
 //!   [`classify::STATUS_MAP`]: `available` and later count as paid, because the money is then
 //!   committed to the partner's PartnerStack balance and leaves through PartnerStack.
