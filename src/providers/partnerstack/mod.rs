@@ -1,0 +1,462 @@
+//! PartnerStack (vendor API v2): affiliate cash is recorded as a reward on the partner's
+//! PartnerStack account; PartnerStack pays the partner, who withdraws there.
+//!
+//! Exactly-once without trusting anything UNCONFIRMED:
+//! - Each attempt records one manual reward (`POST /rewards`, endpoint and schema UNCONFIRMED:
+//!   no public doc page) whose `key` is derived deterministically from the attempt's
+//!   idempotency key ([`reward_key`]), with our payout id in `metadata.payout_id`.
+//! - Whether PartnerStack rejects, upserts or duplicates a second reward with the same key is
+//!   UNCONFIRMED, so the adapter never relies on it: it never re-sends to resolve
+//!   (`dedupe_window() = None`). A 400/409 naming a duplicate key is treated as Unknown, so
+//!   `resolve` finds the existing reward.
+//! - `resolve` lists the partner's rewards (`GET /rewards?partner_key=…`, filter UNCONFIRMED;
+//!   matching is done on our side by `key`, so an ignored filter only costs pages) and counts
+//!   the rewards carrying any of the payout's attempt keys: one is Landed, none Absent, more
+//!   than one Duplicate. A single match whose amount or currency differs from the payout is
+//!   Unprovable (an operator looks), never Landed on a guess. All attempts of one payout go
+//!   to the same partner key, so listing by the last attempt's destination covers them all.
+//! - `status` reads `GET /rewards/{key}` (UNCONFIRMED path). `payment_status` maps through
+//!   [`classify::STATUS_MAP`]: `available` and later count as paid, because the money is then
+//!   committed to the partner's PartnerStack balance and leaves through PartnerStack.
+//! - Webhooks carry no signature (UNCONFIRMED): see [`webhook`]; a delivery is only a hint and
+//!   [`PartnerstackAdapter::confirm_event`] re-reads the reward from the API.
+//!
+//! Test and Production key pairs are separate worlds at PartnerStack: the adapter must list
+//! with the same pair it created with, which one config guarantees.
+
+pub mod classify;
+pub mod mock;
+pub mod webhook;
+pub mod wire;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use tracing::{debug, warn};
+
+use super::rail::{Checkpoints, PastAttempt, PayoutRail, RailFuture, Submission};
+use super::webhook::InboundEvent;
+use super::{Class, ProviderError, error_chain, retry_after};
+use crate::domain::ids::Rail;
+use crate::domain::payout::{LookupFinding, SendDecision};
+use crate::domain::tracking::Observation;
+use wire::{CreateReward, Envelope, ErrorBody, PAYOUT_ID, Page, Reward};
+
+/// The production API base.
+pub const DEFAULT_API_BASE: &str = "https://api.partnerstack.com/api/v2";
+
+/// How far before the earliest attempt `resolve` starts listing, to absorb clock skew
+/// between us and PartnerStack.
+const LIST_SLACK: chrono::Duration = chrono::Duration::hours(24);
+
+/// Upper bound on pages read by one listing, so a misbehaving cursor cannot loop for ever.
+const MAX_PAGES: usize = 10_000;
+
+/// Where and how to reach PartnerStack. The secret key is never printed or logged.
+#[derive(Clone)]
+pub struct PartnerstackConfig {
+    /// `https://api.partnerstack.com/api/v2`, or a mock's `base_url()`.
+    pub api_base: String,
+    pub public_key: String,
+    pub secret_key: SecretString,
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for PartnerstackConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartnerstackConfig")
+            .field("api_base", &self.api_base)
+            .field("public_key", &self.public_key)
+            .field("secret_key", &"[redacted]")
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PartnerstackAdapter {
+    http: reqwest::Client,
+    config: PartnerstackConfig,
+}
+
+/// The reward `key` of an attempt: the idempotency key itself when it fits PartnerStack's
+/// 4–255 characters and a plain character set, else a SHA-256 digest of it. Deterministic,
+/// so a crashed worker and its successor agree on it.
+pub fn reward_key(idempotency_key: &str) -> String {
+    let plain = idempotency_key
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    if plain && (wire::KEY_MIN..=wire::KEY_MAX).contains(&idempotency_key.len()) {
+        idempotency_key.to_string()
+    } else {
+        format!("payout-{}", hex::encode(Sha256::digest(idempotency_key)))
+    }
+}
+
+fn millis(ms: i64) -> Option<DateTime<Utc>> {
+    Utc.timestamp_millis_opt(ms).single()
+}
+
+/// A reward's state in our terms.
+pub fn observe(r: &Reward) -> Observation {
+    let state = classify::rail_state(&r.payment_status);
+    let detail = (!r.status.is_empty() && r.status != "approved")
+        .then(|| format!("reward status {}", r.status));
+    Observation::new(state, r.payment_status.clone())
+        .with_detail(detail)
+        .at(millis(r.updated_at.unwrap_or(r.created_at)))
+}
+
+impl PartnerstackAdapter {
+    pub fn new(config: PartnerstackConfig) -> Result<Self, ProviderError> {
+        if !config.api_base.starts_with("http://") && !config.api_base.starts_with("https://") {
+            return Err(ProviderError::Config(format!(
+                "PARTNERSTACK_API_BASE {:?} must start with http:// or https://",
+                config.api_base
+            )));
+        }
+        if config.public_key.trim().is_empty() {
+            return Err(ProviderError::Config(
+                "PARTNERSTACK_PUBLIC_KEY must not be empty".into(),
+            ));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
+            .build()
+            .map_err(|e| ProviderError::Config(e.to_string()))?;
+        Ok(PartnerstackAdapter { http, config })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.config.api_base.trim_end_matches('/'))
+    }
+
+    fn authed(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        request.basic_auth(
+            &self.config.public_key,
+            Some(self.config.secret_key.expose_secret()),
+        )
+    }
+
+    /// Records one attempt's reward and decides what the answer means.
+    pub async fn send(&self, submission: &Submission<'_>) -> SendDecision {
+        let minor = match submission.amount.to_minor_units() {
+            Ok(m) if m > 0 => m,
+            Ok(m) => {
+                return SendDecision::Permanent {
+                    reason: format!("amount {m} minor units is not positive"),
+                };
+            }
+            Err(e) => {
+                return SendDecision::Permanent {
+                    reason: format!("amount cannot be sent: {e}"),
+                };
+            }
+        };
+        let key = reward_key(submission.idempotency_key);
+        let body = CreateReward {
+            partner_key: submission.destination.to_string(),
+            amount: minor,
+            currency: submission.amount.currency().code().to_string(),
+            description: Some(format!("Affiliate payout {}", submission.payout_id)),
+            key: key.clone(),
+            metadata: [(PAYOUT_ID.to_string(), submission.payout_id.to_string())].into(),
+        };
+        let sent = self
+            .authed(self.http.post(self.url("/rewards")))
+            .json(&body)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(r) => r,
+            // Connecting failed: the request never left, so nothing can have executed.
+            Err(e) if e.is_connect() => {
+                return SendDecision::Retry {
+                    reason: format!("could not connect: {}", error_chain(&e)),
+                    retry_after: None,
+                };
+            }
+            Err(e) => {
+                return SendDecision::Unknown {
+                    reason: format!("no response: {}", error_chain(&e)),
+                };
+            }
+        };
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let raw = match response.bytes().await {
+            Ok(b) => b,
+            Err(e) => {
+                return SendDecision::Unknown {
+                    reason: format!("response cut off (HTTP {status}): {}", error_chain(&e)),
+                };
+            }
+        };
+        if (200..300).contains(&status) {
+            return match serde_json::from_slice::<Envelope<Reward>>(&raw) {
+                // Only a reward under our key and for our amount proves this attempt landed.
+                Ok(e) if e.data.key == key && e.data.amount == minor => SendDecision::Landed {
+                    observation: observe(&e.data),
+                    provider_ref: e.data.key,
+                },
+                Ok(e) => SendDecision::Unknown {
+                    reason: format!(
+                        "HTTP {status} answered with reward {:?} of {} minor units, not ours",
+                        e.data.key, e.data.amount
+                    ),
+                },
+                Err(e) => SendDecision::Unknown {
+                    reason: format!("HTTP {status} with an unreadable reward: {e}"),
+                },
+            };
+        }
+        let message = error_message(&raw);
+        let (class, why) = classify::classify(status, &message);
+        let reason = format!("HTTP {status}: {message} ({why})");
+        debug!(status, ?class, "partnerstack reward refused");
+        match class {
+            Class::Retry => SendDecision::Retry {
+                reason,
+                retry_after: retry_after(&headers),
+            },
+            Class::Unknown => SendDecision::Unknown { reason },
+            Class::Permanent => SendDecision::Permanent { reason },
+        }
+    }
+
+    /// Reads one reward by its key.
+    pub async fn reward(&self, key: &str) -> Result<Reward, ProviderError> {
+        if !(wire::KEY_MIN..=wire::KEY_MAX).contains(&key.len())
+            || !key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+        {
+            return Err(ProviderError::Config(format!(
+                "{key:?} is not a reward key this adapter makes"
+            )));
+        }
+        let response = self
+            .authed(self.http.get(self.url(&format!("/rewards/{key}"))))
+            .send()
+            .await
+            .map_err(|e| ProviderError::Transport(error_chain(&e)))?;
+        let body = read_ok(response).await?;
+        let envelope: Envelope<Reward> =
+            serde_json::from_slice(&body).map_err(|e| ProviderError::Decode(e.to_string()))?;
+        Ok(envelope.data)
+    }
+
+    /// Lists a partner's rewards created since `min_created`, following the cursor to the end.
+    pub async fn list_rewards(
+        &self,
+        partner_key: &str,
+        min_created: Option<DateTime<Utc>>,
+    ) -> Result<Vec<Reward>, ProviderError> {
+        let mut all = Vec::new();
+        let mut cursor: Option<String> = None;
+        let limit = wire::MAX_LIMIT.to_string();
+        let min = min_created.map(|t| t.timestamp_millis().to_string());
+        for _ in 0..MAX_PAGES {
+            let mut query: Vec<(&str, &str)> =
+                vec![("partner_key", partner_key), ("limit", &limit)];
+            if let Some(m) = &min {
+                query.push(("min_created", m));
+            }
+            if let Some(c) = &cursor {
+                query.push(("starting_after", c));
+            }
+            let response = self
+                .authed(self.http.get(self.url("/rewards")))
+                .query(&query)
+                .send()
+                .await
+                .map_err(|e| ProviderError::Transport(error_chain(&e)))?;
+            let body = read_ok(response).await?;
+            let page: Envelope<Page<Reward>> =
+                serde_json::from_slice(&body).map_err(|e| ProviderError::Decode(e.to_string()))?;
+            let next = page.data.items.last().map(|r| r.key.clone());
+            all.extend(page.data.items);
+            if !page.data.has_more {
+                return Ok(all);
+            }
+            if next.is_none() || next == cursor {
+                return Err(ProviderError::Decode(
+                    "listing says has_more but its cursor does not advance".into(),
+                ));
+            }
+            cursor = next;
+        }
+        Err(ProviderError::Decode(format!(
+            "listing did not end within {MAX_PAGES} pages"
+        )))
+    }
+
+    /// Settles a payout by counting the rewards under any of its attempt keys. Never sends.
+    pub async fn lookup(
+        &self,
+        last: &Submission<'_>,
+        earlier: &[PastAttempt],
+        last_started: DateTime<Utc>,
+    ) -> Result<LookupFinding, ProviderError> {
+        let mut keys: BTreeSet<String> = BTreeSet::new();
+        keys.insert(reward_key(last.idempotency_key));
+        for past in earlier {
+            keys.insert(reward_key(&past.idempotency_key));
+            if let Some(r) = &past.provider_ref {
+                keys.insert(r.clone());
+            }
+        }
+        let earliest = earlier
+            .iter()
+            .map(|p| p.started_at)
+            .chain(std::iter::once(last_started))
+            .min()
+            .unwrap_or(last_started);
+        let rewards: Vec<Reward> = self
+            .list_rewards(last.destination, Some(earliest - LIST_SLACK))
+            .await?
+            .into_iter()
+            .filter(|r| keys.contains(&r.key))
+            .collect();
+        let expected = last.amount.to_minor_units().ok();
+        let currency = last.amount.currency().code();
+        Ok(match rewards.as_slice() {
+            [] => LookupFinding::Absent,
+            [one]
+                if Some(one.amount) != expected || !one.currency.eq_ignore_ascii_case(currency) =>
+            {
+                LookupFinding::Unprovable {
+                    reason: format!(
+                        "reward {} under our key holds {} {} minor units, not {} {currency}",
+                        one.key,
+                        one.amount,
+                        one.currency,
+                        last.amount.display_amount()
+                    ),
+                }
+            }
+            [one] => LookupFinding::Landed {
+                provider_ref: one.key.clone(),
+                observation: observe(one),
+            },
+            many => {
+                warn!(payout = %last.payout_id, count = many.len(), "more than one reward for one payout");
+                LookupFinding::Duplicate {
+                    provider_refs: many.iter().map(|r| r.key.clone()).collect(),
+                }
+            }
+        })
+    }
+
+    /// Turns an unauthenticated webhook hint into an authoritative reading: the reward named
+    /// by the event is re-read from the API and the event's own content is ignored.
+    pub async fn confirm_event(&self, event: InboundEvent) -> Result<InboundEvent, ProviderError> {
+        let key = event
+            .provider_ref
+            .clone()
+            .ok_or_else(|| ProviderError::Decode("event names no reward".into()))?;
+        let observation = observe(&self.reward(&key).await?);
+        Ok(InboundEvent {
+            observation: Some(observation),
+            ..event
+        })
+    }
+}
+
+fn error_message(body: &[u8]) -> String {
+    serde_json::from_slice::<ErrorBody>(body)
+        .map(|b| b.message)
+        .unwrap_or_else(|_| String::from_utf8_lossy(body).chars().take(200).collect())
+}
+
+/// The body of a 2xx answer, or the provider's error as a `ProviderError`.
+async fn read_ok(response: reqwest::Response) -> Result<axum::body::Bytes, ProviderError> {
+    let status = response.status().as_u16();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| ProviderError::Transport(error_chain(&e)))?;
+    if !(200..300).contains(&status) {
+        return Err(ProviderError::Status {
+            status,
+            message: error_message(&body),
+        });
+    }
+    Ok(body)
+}
+
+impl PayoutRail for PartnerstackAdapter {
+    fn rail(&self) -> Rail {
+        Rail::Partnerstack
+    }
+
+    /// Duplicate-key handling is UNCONFIRMED, so resolve lists and never re-sends.
+    fn dedupe_window(&self) -> Option<Duration> {
+        None
+    }
+
+    fn submit<'a>(
+        &'a self,
+        submission: &'a Submission<'a>,
+        _checkpoints: &'a dyn Checkpoints,
+    ) -> RailFuture<'a, SendDecision> {
+        Box::pin(self.send(submission))
+    }
+
+    fn resolve<'a>(
+        &'a self,
+        last: &'a Submission<'a>,
+        earlier: &'a [PastAttempt],
+        last_started: DateTime<Utc>,
+        _checkpoints: &'a dyn Checkpoints,
+    ) -> RailFuture<'a, Result<LookupFinding, ProviderError>> {
+        Box::pin(self.lookup(last, earlier, last_started))
+    }
+
+    fn status<'a>(
+        &'a self,
+        provider_ref: &'a str,
+    ) -> RailFuture<'a, Result<Observation, ProviderError>> {
+        Box::pin(async move { Ok(observe(&self.reward(provider_ref).await?)) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reward_keys_are_deterministic_and_bounded() {
+        let k = "po_01JABCDEF-attempt-1";
+        assert_eq!(reward_key(k), k);
+        assert_eq!(reward_key(k), reward_key(k));
+        assert_ne!(reward_key(k), reward_key("po_01JABCDEF-attempt-2"));
+        let long = "x".repeat(300);
+        let hashed = reward_key(&long);
+        assert!(hashed.len() <= wire::KEY_MAX && hashed.len() >= wire::KEY_MIN);
+        assert_eq!(hashed, reward_key(&long));
+        assert!(reward_key("abc").starts_with("payout-"));
+        assert!(reward_key("a b+c@d").starts_with("payout-"));
+    }
+
+    #[test]
+    fn config_debug_redacts_the_secret() {
+        let c = PartnerstackConfig {
+            api_base: DEFAULT_API_BASE.into(),
+            public_key: "pub".into(),
+            secret_key: SecretString::from("very-secret"),
+            timeout: Duration::from_secs(5),
+        };
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("very-secret") && shown.contains("[redacted]"));
+        let bad = PartnerstackConfig {
+            api_base: "ftp://x".into(),
+            ..c
+        };
+        assert!(PartnerstackAdapter::new(bad).is_err());
+    }
+}
