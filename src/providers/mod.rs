@@ -5,6 +5,7 @@ pub mod mock_kit;
 pub mod rail;
 pub mod stripe;
 pub mod webhook;
+pub mod wise;
 
 use std::time::Duration;
 
