@@ -15,7 +15,7 @@ use payouts::providers::rail::{
 };
 use payouts::providers::webhook::WebhookError;
 use payouts::providers::wise::mock::{
-    Faults, FAILURE_CODE, MockWise, MockWiseConfig, RECIPIENT_BOUNCE, RECIPIENT_EUR,
+    FAILURE_CODE, Faults, MockWise, MockWiseConfig, RECIPIENT_BOUNCE, RECIPIENT_EUR,
     RECIPIENT_FAIL, RECIPIENT_USD, RepeatMode, sign_test_body,
 };
 use payouts::providers::wise::webhook::TEST_WEBHOOK_PUBLIC_KEY_PEM;
@@ -177,7 +177,11 @@ async fn success_reaches_paid_and_checkpoints_each_step() {
     assert_eq!(obs.state, RailState::InFlight);
     assert_eq!(obs.provider_status, "processing");
     assert_eq!(obs.detail, None, "same currency: no rate detail");
-    assert_eq!(rec.count(), 2, "saved after the quote and after the transfer");
+    assert_eq!(
+        rec.count(),
+        2,
+        "saved after the quote and after the transfer"
+    );
     let cp = rec.last().unwrap();
     for field in [
         "quote_id",
@@ -215,7 +219,11 @@ async fn non_usd_recipient_records_the_rate() {
         obs.detail.as_deref(),
         Some("rate 0.9210 USD\u{2192}EUR, recipient gets 92.10 EUR")
     );
-    assert_eq!(e.mock.moved()[0].minor, 10000, "moved() counts the source currency");
+    assert_eq!(
+        e.mock.moved()[0].minor,
+        10000,
+        "moved() counts the source currency"
+    );
 }
 
 #[tokio::test]
@@ -255,11 +263,19 @@ async fn server_error_is_unknown_then_resolve_settles_it() {
     assert!(matches!(d, SendDecision::Unknown { .. }), "{d:?}");
     e.mock.set_faults(Faults::default());
     // Without the quote checkpoint nothing is left to continue: proven absent.
-    let f = e.wise.resolve(&a.sub(), &[], Utc::now(), &rec).await.unwrap();
+    let f = e
+        .wise
+        .resolve(&a.sub(), &[], Utc::now(), &rec)
+        .await
+        .unwrap();
     assert_eq!(f, LookupFinding::Absent);
     // With the live quote saved, the attempt continues under the same token.
     a.checkpoint = rec.last();
-    let f = e.wise.resolve(&a.sub(), &[], Utc::now(), &rec).await.unwrap();
+    let f = e
+        .wise
+        .resolve(&a.sub(), &[], Utc::now(), &rec)
+        .await
+        .unwrap();
     found(&f);
     assert_eq!(e.mock.quotes_created(), 1);
     assert_eq!(e.mock.transfers().len(), 1);
@@ -270,7 +286,10 @@ async fn server_error_is_unknown_then_resolve_settles_it() {
 async fn refusals_are_permanent() {
     let e = env(fast()).await;
     let unknown_recipient = Attempt::new(&payout(), 1, 999_999, "10.00");
-    let d = e.wise.submit(&unknown_recipient.sub(), &NoCheckpoints).await;
+    let d = e
+        .wise
+        .submit(&unknown_recipient.sub(), &NoCheckpoints)
+        .await;
     assert!(
         matches!(&d, SendDecision::Permanent { reason } if reason.contains("404")),
         "{d:?}"
@@ -338,7 +357,12 @@ async fn drops_after_commit_on_create_and_on_funding_resolve_to_one_payment() {
     assert!(r.is_err(), "{r:?}");
     assert_eq!(e.mock.moved().len(), 1);
     e.mock.set_faults(Faults::default());
-    let (id, _) = found(&e.wise.resolve(&a.sub(), &[], Utc::now(), &rec).await.unwrap());
+    let (id, _) = found(
+        &e.wise
+            .resolve(&a.sub(), &[], Utc::now(), &rec)
+            .await
+            .unwrap(),
+    );
     assert_eq!(id, e.mock.transfers()[0].id.to_string());
     assert_eq!(e.mock.transfers().len(), 1);
     assert_eq!(e.mock.moved().len(), 1, "exactly one payment");
@@ -359,7 +383,12 @@ async fn error_after_commit_resolves_to_the_single_payment() {
     assert!(matches!(d, SendDecision::Unknown { .. }), "{d:?}");
     e.mock.set_faults(Faults::default());
     // No checkpoint was kept: the listing by customerTransactionId finds the transfer.
-    found(&e.wise.resolve(&a.sub(), &[], Utc::now(), &NoCheckpoints).await.unwrap());
+    found(
+        &e.wise
+            .resolve(&a.sub(), &[], Utc::now(), &NoCheckpoints)
+            .await
+            .unwrap(),
+    );
     assert_eq!(e.mock.transfers().len(), 1);
     assert_eq!(e.mock.moved().len(), 1);
 }
@@ -391,7 +420,12 @@ async fn expired_token_window_still_never_pays_twice() {
     // Re-submitting from the quote checkpoint: the quote is used, the token forgotten; the
     // adapter finds its transfer by listing instead of creating another.
     let (id1, _) = landed(&e.wise.submit(&a.sub(), &rec).await);
-    let (id2, _) = found(&e.wise.resolve(&a.sub(), &[], Utc::now(), &rec).await.unwrap());
+    let (id2, _) = found(
+        &e.wise
+            .resolve(&a.sub(), &[], Utc::now(), &rec)
+            .await
+            .unwrap(),
+    );
     assert_eq!(id1, id2);
     assert_eq!(e.mock.transfers().len(), 1);
     assert_eq!(e.mock.moved().len(), 1);
@@ -409,7 +443,10 @@ async fn crash_after_the_quote_checkpoint_resumes_without_a_second_quote_or_tran
     let d = e.wise.submit(&a.sub(), &crashing).await;
     assert!(matches!(d, SendDecision::Unknown { .. }), "{d:?}");
     assert_eq!(crashing.count(), 1);
-    assert!(e.mock.moved().is_empty(), "not funded before the transfer was saved");
+    assert!(
+        e.mock.moved().is_empty(),
+        "not funded before the transfer was saved"
+    );
     a.checkpoint = crashing.last();
     let rec = Recorder::default();
     landed(&e.wise.submit(&a.sub(), &rec).await);
@@ -527,14 +564,22 @@ async fn resolve_across_attempts_finds_landed_and_duplicates() {
             .await
             .unwrap(),
     );
-    assert_eq!(id, id1, "the earlier attempt's payment is found, nothing new sent");
+    assert_eq!(
+        id, id1,
+        "the earlier attempt's payment is found, nothing new sent"
+    );
     assert_eq!(e.mock.moved().len(), 1);
     // Money left twice (e.g. by hand): resolve must say so.
     let (id2, _) = landed(&e.wise.submit(&a2.sub(), &NoCheckpoints).await);
     let a3 = Attempt::new(&p, 3, RECIPIENT_USD, "10.00");
     match e
         .wise
-        .resolve(&a3.sub(), &[a1.past(None), a2.past(None)], Utc::now(), &NoCheckpoints)
+        .resolve(
+            &a3.sub(),
+            &[a1.past(None), a2.past(None)],
+            Utc::now(),
+            &NoCheckpoints,
+        )
         .await
         .unwrap()
     {
@@ -560,7 +605,11 @@ async fn late_outcomes_reach_the_right_state() {
     let refunded = wait_for(&e.wise, &id, RailState::Returned).await;
     assert_eq!(refunded.provider_status, "funds_refunded");
     assert_eq!(e.mock.moved()[0].state, RailState::Returned);
-    assert_eq!(e.mock.balance(Currency::Usd), 1_000_000_000, "money back in the balance");
+    assert_eq!(
+        e.mock.balance(Currency::Usd),
+        1_000_000_000,
+        "money back in the balance"
+    );
 
     let fail = Attempt::new(&payout(), 1, RECIPIENT_FAIL, "10.00");
     let (id, _) = landed(&e.wise.submit(&fail.sub(), &NoCheckpoints).await);
@@ -639,7 +688,8 @@ async fn signed_webhooks_accepted_forged_tampered_and_stale_rejected() {
     let text = String::from_utf8(tampered.clone()).unwrap();
     tampered = text.replacen(&id, "1", 1).into_bytes();
     assert_eq!(
-        e.wise.verify_webhook(&header_map(&d.headers), &tampered, now),
+        e.wise
+            .verify_webhook(&header_map(&d.headers), &tampered, now),
         Err(WebhookError::BadSignature)
     );
     let mut forged = d.headers.clone();
@@ -654,7 +704,8 @@ async fn signed_webhooks_accepted_forged_tampered_and_stale_rejected() {
     );
     let later: DateTime<Utc> = now + chrono::Duration::days(30);
     assert!(matches!(
-        e.wise.verify_webhook(&header_map(&d.headers), &d.body, later),
+        e.wise
+            .verify_webhook(&header_map(&d.headers), &d.body, later),
         Err(WebhookError::Stale { .. })
     ));
 }

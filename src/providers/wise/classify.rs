@@ -68,7 +68,9 @@ pub const RULES: &[Rule] = &[
 pub fn classify(status: u16, code: Option<&str>) -> (Class, &'static str) {
     RULES
         .iter()
-        .find(|r| (r.status.0..=r.status.1).contains(&status) && r.code.is_none_or(|c| Some(c) == code))
+        .find(|r| {
+            (r.status.0..=r.status.1).contains(&status) && r.code.is_none_or(|c| Some(c) == code)
+        })
         .map(|r| (r.class, r.why))
         .unwrap_or((Class::Unknown, "unexpected response"))
 }
@@ -112,7 +114,10 @@ mod tests {
 
     #[test]
     fn table_decisions() {
-        assert_eq!(classify(400, Some("error.route.not.supported")).0, Class::Permanent);
+        assert_eq!(
+            classify(400, Some("error.route.not.supported")).0,
+            Class::Permanent
+        );
         assert_eq!(classify(422, Some(QUOTE_EXPIRED)).0, Class::Retry);
         assert_eq!(classify(401, Some("invalid_token")).0, Class::Permanent);
         assert_eq!(classify(403, None).0, Class::Permanent);
@@ -120,7 +125,10 @@ mod tests {
         assert_eq!(classify(408, None).0, Class::Unknown);
         assert_eq!(classify(422, Some("NOT_VALID")).0, Class::Permanent);
         assert_eq!(classify(429, None).0, Class::Retry);
-        assert_eq!(classify(500, Some("Internal Server Error")).0, Class::Unknown);
+        assert_eq!(
+            classify(500, Some("Internal Server Error")).0,
+            Class::Unknown
+        );
         assert_eq!(classify(503, None).0, Class::Unknown);
         assert_eq!(classify(302, None).0, Class::Unknown);
     }

@@ -160,7 +160,10 @@ impl Api {
         self.send(self.http.put(self.url(path))).await
     }
 
-    async fn send<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Result<T, Failure> {
+    async fn send<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, Failure> {
         let sent = request.bearer_auth(self.token.expose_secret()).send().await;
         let response = match sent {
             Ok(r) => r,
@@ -170,7 +173,10 @@ impl Api {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = response.bytes().await.map_err(|e| {
-            Failure::NoResponse(format!("answer cut off (HTTP {status}): {}", error_chain(&e)))
+            Failure::NoResponse(format!(
+                "answer cut off (HTTP {status}): {}",
+                error_chain(&e)
+            ))
         })?;
         if (200..300).contains(&status) {
             return serde_json::from_slice(&body)

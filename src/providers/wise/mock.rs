@@ -201,7 +201,9 @@ pub struct MockWise {
 
 impl std::fmt::Debug for MockWise {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MockWise").field("addr", &self.running.addr).finish()
+        f.debug_struct("MockWise")
+            .field("addr", &self.running.addr)
+            .finish()
     }
 }
 
@@ -505,23 +507,23 @@ fn system(status: u16, error: &str, message: &str, path: &str) -> Response {
     body_of(status, &ErrorBody::system(status, error, message, path))
 }
 
-fn authorized(inner: &Inner, headers: &HeaderMap) -> Result<(), Response> {
+fn authorized(inner: &Inner, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let given = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     match given.and_then(|v| v.strip_prefix("Bearer ")) {
         Some(t) if t == inner.token.expose_secret() => Ok(()),
-        Some(_) => Err(body_of(
+        Some(_) => Err(Box::new(body_of(
             401,
             &ErrorBody::oauth("invalid_token", "Invalid token"),
-        )),
-        None => Err(body_of(
+        ))),
+        None => Err(Box::new(body_of(
             401,
             &ErrorBody::oauth(
                 "unauthorized",
                 "Full authentication is required to access this resource",
             ),
-        )),
+        ))),
     }
 }
 
@@ -540,7 +542,9 @@ fn rate(source: &str, target: &str) -> Option<Decimal> {
 }
 
 fn minor_decimals(code: &str) -> u32 {
-    Currency::from_str(code).map(|c| c.minor_decimals()).unwrap_or(2)
+    Currency::from_str(code)
+        .map(|c| c.minor_decimals())
+        .unwrap_or(2)
 }
 
 /// Fault decisions taken before a money-moving request executes.
@@ -588,7 +592,7 @@ fn after_commit(inner: &mut Inner, first: bool, ok: Response, path: &str) -> Res
 async fn profiles(State(shared): State<Shared>, headers: HeaderMap) -> Response {
     let inner = lock(&shared);
     if let Err(r) = authorized(&inner, &headers) {
-        return r;
+        return *r;
     }
     body_of(
         200,
@@ -612,7 +616,7 @@ async fn list_accounts(
 ) -> Response {
     let inner = lock(&shared);
     if let Err(r) = authorized(&inner, &headers) {
-        return r;
+        return *r;
     }
     let list: Vec<&Account> = inner
         .accounts
@@ -630,7 +634,7 @@ async fn get_account(
 ) -> Response {
     let inner = lock(&shared);
     if let Err(r) = authorized(&inner, &headers) {
-        return r;
+        return *r;
     }
     match inner.accounts.iter().find(|a| a.id.to_string() == id) {
         Some(a) => body_of(200, a),
@@ -652,7 +656,7 @@ async fn create_quote(
     let mut guard = lock(&shared);
     let inner = &mut *guard;
     if let Err(r) = authorized(inner, &headers) {
-        return r;
+        return *r;
     }
     if profile != inner.profile_id.to_string() {
         return validation(404, "PROFILE_NOT_FOUND", "Profile not found", None);
@@ -741,7 +745,10 @@ async fn create_quote(
         rate_type: "FIXED".into(),
         created_time: now.to_rfc3339_opts(SecondsFormat::Secs, true),
         expiration_time: expires.to_rfc3339_opts(SecondsFormat::Secs, true),
-        pay_out: req.pay_out.clone().unwrap_or_else(|| "BANK_TRANSFER".into()),
+        pay_out: req
+            .pay_out
+            .clone()
+            .unwrap_or_else(|| "BANK_TRANSFER".into()),
         profile: inner.profile_id,
         status: "PENDING".into(),
     };
@@ -764,7 +771,7 @@ async fn get_quote(
 ) -> Response {
     let inner = lock(&shared);
     if let Err(r) = authorized(&inner, &headers) {
-        return r;
+        return *r;
     }
     match inner.quotes.get(&id) {
         Some(q) => body_of(200, &q.quote),
@@ -775,7 +782,7 @@ async fn get_quote(
 async fn transfer_requirements(State(shared): State<Shared>, headers: HeaderMap) -> Response {
     let inner = lock(&shared);
     if let Err(r) = authorized(&inner, &headers) {
-        return r;
+        return *r;
     }
     // No extra fields are ever required by the mock.
     body_of(200, &Vec::<serde_json::Value>::new())
@@ -797,7 +804,7 @@ async fn create_transfer(
 ) -> Response {
     const PATH: &str = "/v1/transfers";
     if let Err(r) = authorized(&lock(&shared), &headers) {
-        return r;
+        return *r;
     }
     let req: TransferRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
@@ -847,7 +854,10 @@ async fn create_transfer(
             Some("quoteUuid"),
         );
     }
-    if quote.target_account.is_some_and(|a| a != req.target_account) {
+    if quote
+        .target_account
+        .is_some_and(|a| a != req.target_account)
+    {
         return validation(
             422,
             "NOT_VALID",
@@ -907,7 +917,7 @@ async fn list_transfers(
 ) -> Response {
     let inner = lock(&shared);
     if let Err(r) = authorized(&inner, &headers) {
-        return r;
+        return *r;
     }
     let limit = q.limit.unwrap_or(10);
     if !(1..=200).contains(&limit) {
@@ -960,7 +970,7 @@ async fn get_transfer(
 ) -> Response {
     let inner = lock(&shared);
     if let Err(r) = authorized(&inner, &headers) {
-        return r;
+        return *r;
     }
     match find(&inner, &id) {
         Some(i) => body_of(200, &inner.transfers[i].transfer),
@@ -976,7 +986,7 @@ async fn cancel_transfer(
     let mut guard = lock(&shared);
     let inner = &mut *guard;
     if let Err(r) = authorized(inner, &headers) {
-        return r;
+        return *r;
     }
     let Some(i) = find(inner, &id) else {
         return not_found(&id);
@@ -1007,7 +1017,7 @@ async fn fund_transfer(
     {
         let inner = lock(&shared);
         if let Err(r) = authorized(&inner, &headers) {
-            return r;
+            return *r;
         }
         if profile != inner.profile_id.to_string() {
             return validation(404, "PROFILE_NOT_FOUND", "Profile not found", None);

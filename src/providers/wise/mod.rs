@@ -113,7 +113,9 @@ impl WiseAdapter {
         let webhook_key = if config.webhook_public_key_pem.trim().is_empty() {
             None
         } else {
-            Some(webhook::WebhookKey::from_pem(&config.webhook_public_key_pem)?)
+            Some(webhook::WebhookKey::from_pem(
+                &config.webhook_public_key_pem,
+            )?)
         };
         Ok(WiseAdapter {
             http: http::Api::new(&config)?,
@@ -196,7 +198,10 @@ impl WiseAdapter {
     async fn quote(&self, sub: &Submission<'_>, recipient: u64) -> Result<Progress, SendDecision> {
         if !sub.amount.is_positive() || !sub.amount.is_whole_minor() {
             return Err(SendDecision::Permanent {
-                reason: format!("amount {} cannot be sent: not a positive whole minor amount", sub.amount),
+                reason: format!(
+                    "amount {} cannot be sent: not a positive whole minor amount",
+                    sub.amount
+                ),
             });
         }
         let account: wire::Account = self
@@ -212,12 +217,22 @@ impl WiseAdapter {
             source_amount: Some(Num(amount)),
             target_amount: None,
             target_account: Some(recipient),
-            pay_out: Some(if account.kind == "balance" { "BALANCE" } else { "BANK_TRANSFER" }.into()),
+            pay_out: Some(
+                if account.kind == "balance" {
+                    "BALANCE"
+                } else {
+                    "BANK_TRANSFER"
+                }
+                .into(),
+            ),
             preferred_pay_in: Some("BALANCE".into()),
         };
         let quote: wire::Quote = self
             .http
-            .post(&format!("/v3/profiles/{}/quotes", self.profile_id), &request)
+            .post(
+                &format!("/v3/profiles/{}/quotes", self.profile_id),
+                &request,
+            )
             .await
             .map_err(Failure::decision)?;
         let expires_at = DateTime::parse_from_rfc3339(&quote.expiration_time)
@@ -262,7 +277,11 @@ impl WiseAdapter {
                 reference: Some(sub.payout_id.to_string()),
             },
         };
-        match self.http.post::<_, Transfer>("/v1/transfers", &request).await {
+        match self
+            .http
+            .post::<_, Transfer>("/v1/transfers", &request)
+            .await
+        {
             Ok(t) if t.customer_transaction_id.as_deref() == Some(ctid) => Ok(t),
             Ok(t) => Err(SendDecision::Unknown {
                 reason: format!(
@@ -272,20 +291,25 @@ impl WiseAdapter {
             }),
             // A repeated customerTransactionId may be refused rather than replayed (which one
             // Wise does is UNCONFIRMED): if the transfer exists, the listing shows it.
-            Err(f @ Failure::Status { status: 409 | 422, .. }) => {
-                match self.transfers_by_ctid(&[ctid]).await {
-                    Ok(found) => match found.into_iter().next() {
-                        Some(t) => {
-                            info!(transfer = t.id, "repeated customerTransactionId: found the existing transfer");
-                            Ok(t)
-                        }
-                        None => Err(f.decision()),
-                    },
-                    Err(e) => Err(SendDecision::Unknown {
-                        reason: format!("transfer refused ({f:?}) and the listing failed: {e}"),
-                    }),
-                }
-            }
+            Err(
+                f @ Failure::Status {
+                    status: 409 | 422, ..
+                },
+            ) => match self.transfers_by_ctid(&[ctid]).await {
+                Ok(found) => match found.into_iter().next() {
+                    Some(t) => {
+                        info!(
+                            transfer = t.id,
+                            "repeated customerTransactionId: found the existing transfer"
+                        );
+                        Ok(t)
+                    }
+                    None => Err(f.decision()),
+                },
+                Err(e) => Err(SendDecision::Unknown {
+                    reason: format!("transfer refused ({f:?}) and the listing failed: {e}"),
+                }),
+            },
             Err(f) => Err(f.decision()),
         }
     }
@@ -299,7 +323,10 @@ impl WiseAdapter {
             Ok(t) => t,
             Err(f) => {
                 return SendDecision::Unknown {
-                    reason: format!("transfer {transfer_id} exists but could not be read: {}", f.provider_error()),
+                    reason: format!(
+                        "transfer {transfer_id} exists but could not be read: {}",
+                        f.provider_error()
+                    ),
                 };
             }
         };
@@ -307,13 +334,20 @@ impl WiseAdapter {
             // Funded by an earlier run of this attempt, or cancelled: report, never re-fund.
             return landed(&before);
         }
-        let path = format!("/v3/profiles/{}/transfers/{transfer_id}/payments", self.profile_id);
+        let path = format!(
+            "/v3/profiles/{}/transfers/{transfer_id}/payments",
+            self.profile_id
+        );
         let body = wire::FundRequest {
             kind: "BALANCE".into(),
         };
         match self.http.post::<_, wire::FundResponse>(&path, &body).await {
             Ok(r) if r.status == "COMPLETED" => {
-                match self.http.get::<Transfer>(&format!("/v1/transfers/{transfer_id}")).await {
+                match self
+                    .http
+                    .get::<Transfer>(&format!("/v1/transfers/{transfer_id}"))
+                    .await
+                {
                     Ok(after) => landed(&after),
                     // Funded for sure; the state is read again by status polling.
                     Err(_) => {
@@ -327,7 +361,9 @@ impl WiseAdapter {
                 let reason = format!(
                     "funding rejected: {}{}",
                     r.error_code.as_deref().unwrap_or("no error code"),
-                    r.error_message.map(|m| format!(" ({m})")).unwrap_or_default()
+                    r.error_message
+                        .map(|m| format!(" ({m})"))
+                        .unwrap_or_default()
                 );
                 if let Err(e) = self.cancel(transfer_id).await {
                     warn!(transfer = transfer_id, error = %e, "could not cancel the unfunded transfer");
@@ -443,9 +479,8 @@ impl WiseAdapter {
             .collect();
         known.extend(last_progress.as_ref().and_then(|p| p.transfer_id));
         for id in known {
-            if !found.contains_key(&id) {
-                let t = self.transfer(id).await?;
-                found.insert(id, t);
+            if let std::collections::btree_map::Entry::Vacant(slot) = found.entry(id) {
+                slot.insert(self.transfer(id).await?);
             }
         }
         let funded: Vec<&Transfer> = found
@@ -475,14 +510,15 @@ impl WiseAdapter {
         }
         let resume = match last_transfer {
             Some(t) if t.status == wire::WAITING => {
-                let mut p = last_progress.unwrap_or_else(|| Progress::placeholder());
+                let mut p = last_progress.unwrap_or_else(Progress::placeholder);
                 p.transfer_id = Some(t.id);
                 Some(p)
             }
             // The last attempt's transfer was cancelled unfunded: nothing moved under it.
             Some(_) => None,
-            None => last_progress
-                .filter(|p| p.transfer_id.is_none() && p.quote_is_live(Utc::now())),
+            None => {
+                last_progress.filter(|p| p.transfer_id.is_none() && p.quote_is_live(Utc::now()))
+            }
         };
         let Some(progress) = resume else {
             return Ok(LookupFinding::Absent);
@@ -573,7 +609,11 @@ impl PayoutRail for WiseAdapter {
         checkpoints: &'a dyn Checkpoints,
     ) -> RailFuture<'a, SendDecision> {
         Box::pin(async move {
-            let progress = match submission.checkpoint.as_ref().map(Progress::from_checkpoint) {
+            let progress = match submission
+                .checkpoint
+                .as_ref()
+                .map(Progress::from_checkpoint)
+            {
                 Some(Ok(p)) => Some(p),
                 // Something was made under this attempt that we cannot read: settle it.
                 Some(Err(reason)) => return SendDecision::Unknown { reason },

@@ -18,7 +18,9 @@ use rsa::signature::Verifier;
 use sha2::Sha256;
 
 use super::classify;
-use super::wire::{DELIVERY_ID_HEADER, SIGNATURE_HEADER, STATE_CHANGE, StateChange, WebhookEnvelope};
+use super::wire::{
+    DELIVERY_ID_HEADER, SIGNATURE_HEADER, STATE_CHANGE, StateChange, WebhookEnvelope,
+};
 use crate::providers::ProviderError;
 use crate::providers::webhook::{InboundEvent, WebhookError};
 
@@ -75,7 +77,11 @@ pub fn verify_at(
     Ok(event)
 }
 
-fn check_signature(headers: &HeaderMap, raw_body: &[u8], key: &WebhookKey) -> Result<(), WebhookError> {
+fn check_signature(
+    headers: &HeaderMap,
+    raw_body: &[u8],
+    key: &WebhookKey,
+) -> Result<(), WebhookError> {
     let signature = headers
         .get(SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -83,7 +89,8 @@ fn check_signature(headers: &HeaderMap, raw_body: &[u8], key: &WebhookKey) -> Re
     let bytes = STANDARD
         .decode(signature.trim())
         .map_err(|_| WebhookError::BadSignature)?;
-    let signature = Signature::try_from(bytes.as_slice()).map_err(|_| WebhookError::BadSignature)?;
+    let signature =
+        Signature::try_from(bytes.as_slice()).map_err(|_| WebhookError::BadSignature)?;
     key.0
         .verify(raw_body, &signature)
         .map_err(|_| WebhookError::BadSignature)
@@ -96,7 +103,10 @@ fn parse_time(text: &str, field: &str) -> Result<DateTime<Utc>, WebhookError> {
 }
 
 /// The event and its `sent_at`.
-fn read_event(headers: &HeaderMap, raw_body: &[u8]) -> Result<(InboundEvent, DateTime<Utc>), WebhookError> {
+fn read_event(
+    headers: &HeaderMap,
+    raw_body: &[u8],
+) -> Result<(InboundEvent, DateTime<Utc>), WebhookError> {
     let envelope: WebhookEnvelope =
         serde_json::from_slice(raw_body).map_err(|e| WebhookError::Malformed(e.to_string()))?;
     let sent_at = parse_time(&envelope.sent_at, "sent_at")?;
@@ -111,7 +121,8 @@ fn read_event(headers: &HeaderMap, raw_body: &[u8]) -> Result<(InboundEvent, Dat
             .pointer("/resource/id")
             .and_then(|v| v.as_u64())
             .map(|id| id.to_string());
-        let event_id = delivery.unwrap_or_else(|| format!("{}:{}", envelope.event_type, envelope.sent_at));
+        let event_id =
+            delivery.unwrap_or_else(|| format!("{}:{}", envelope.event_type, envelope.sent_at));
         return Ok((
             InboundEvent {
                 event_id,
@@ -130,7 +141,10 @@ fn read_event(headers: &HeaderMap, raw_body: &[u8]) -> Result<(InboundEvent, Dat
         InboundEvent {
             // The same change delivered twice (retries, one per subscription) has the same
             // id, whatever X-Delivery-Id says.
-            event_id: format!("{}:{}:{}", change.resource.id, change.current_state, change.occurred_at),
+            event_id: format!(
+                "{}:{}:{}",
+                change.resource.id, change.current_state, change.occurred_at
+            ),
             provider_ref: Some(change.resource.id.to_string()),
             our_token: None,
             observation: Some(observation),
@@ -169,11 +183,20 @@ mod tests {
         assert_eq!(event.provider_ref.as_deref(), Some("42"));
         let obs = event.observation.unwrap();
         assert_eq!(obs.state, RailState::Paid);
-        assert_eq!(obs.occurred_at, Some(parse_time("2026-01-02T03:04:05Z", "t").unwrap()));
+        assert_eq!(
+            obs.occurred_at,
+            Some(parse_time("2026-01-02T03:04:05Z", "t").unwrap())
+        );
 
         let tampered = body("funds_refunded", "2026-01-02T03:04:06Z");
-        assert_eq!(verify(&headers(&sig), &tampered, &key), Err(WebhookError::BadSignature));
-        assert_eq!(verify(&headers("bm90IGEgc2ln"), &good, &key), Err(WebhookError::BadSignature));
+        assert_eq!(
+            verify(&headers(&sig), &tampered, &key),
+            Err(WebhookError::BadSignature)
+        );
+        assert_eq!(
+            verify(&headers("bm90IGEgc2ln"), &good, &key),
+            Err(WebhookError::BadSignature)
+        );
         assert_eq!(
             verify(&HeaderMap::new(), &good, &key),
             Err(WebhookError::MissingHeader("X-Signature-SHA256"))
@@ -186,11 +209,17 @@ mod tests {
         ));
         let junk = b"not json".to_vec();
         let junk_sig = sign_test_body(&junk).unwrap();
-        assert!(matches!(verify(&headers(&junk_sig), &junk, &key), Err(WebhookError::Malformed(_))));
+        assert!(matches!(
+            verify(&headers(&junk_sig), &junk, &key),
+            Err(WebhookError::Malformed(_))
+        ));
     }
 
     #[test]
     fn bad_pem_is_a_config_error() {
-        assert!(WebhookKey::from_pem("-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----").is_err());
+        assert!(
+            WebhookKey::from_pem("-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----")
+                .is_err()
+        );
     }
 }
