@@ -439,6 +439,10 @@ impl WiseAdapter {
     }
 
     /// Settles an uncertain payout by listing, never by trusting a dedupe window.
+    ///
+    /// A transfer counts as funded when it is past `incoming_payment_waiting` and not
+    /// `cancelled`. A transfer cancelled after funding (a payout failure) therefore reads as
+    /// "nothing moved": true for the money, which Wise returns to the balance.
     async fn settle(
         &self,
         last: &Submission<'_>,
