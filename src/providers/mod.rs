@@ -6,6 +6,7 @@ pub mod partnerstack;
 pub mod rail;
 pub mod stripe;
 pub mod webhook;
+pub mod wise;
 
 use std::time::Duration;
 
