@@ -2,6 +2,7 @@
 //! it, and a mock server that speaks the same wire format beside that.
 
 pub mod mock_kit;
+pub mod paypal;
 pub mod rail;
 pub mod stripe;
 pub mod webhook;
