@@ -568,3 +568,83 @@ fn config_debug_redacts_the_secret_and_base_is_checked() {
     assert!(!format!("{c:?}").contains("super-secret-value"));
     assert!(PaypalAdapter::new(c).is_err());
 }
+
+#[tokio::test]
+async fn control_routes_drive_the_mock_over_http() {
+    let m = mock().await;
+    let a = adapter(&m);
+    let http = reqwest::Client::new();
+    let base = m.base_url();
+    let t = Attempt::new("ctl@example.com", "2.50", Currency::Usd);
+    let (batch, _) = landed(a.submit(&t.sub(), &NoCheckpoints).await);
+    let r = http
+        .post(format!("{base}/__mock/advance"))
+        .json(&serde_json::json!({"provider_ref": batch, "status": "BLOCKED"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let truth: Vec<payouts::providers::mock_kit::MovedMoney> = http
+        .get(format!("{base}/__mock/truth"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(truth.len(), 1);
+    assert_eq!(truth[0].state, RailState::Failed);
+    assert_eq!(a.status(&batch).await.unwrap().state, RailState::Failed);
+    let r = http
+        .post(format!("{base}/__mock/faults"))
+        .json(&serde_json::json!({"rate_limit_rate": 1.0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let again = Attempt::new("ctl@example.com", "2.50", Currency::Usd);
+    assert!(matches!(
+        a.submit(&again.sub(), &NoCheckpoints).await,
+        SendDecision::Retry { .. }
+    ));
+    let r = http
+        .post(format!("{base}/__mock/expire-tokens"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    a.status(&batch).await.unwrap();
+    assert_eq!(m.token_requests(), 2);
+    m.stop();
+}
+
+#[tokio::test]
+async fn out_of_order_deliveries_all_verify() {
+    let m = mock_with(MockPaypalConfig {
+        out_of_order_webhooks: true,
+        ..Default::default()
+    })
+    .await;
+    m.outbox().set_target(Some(sink().await));
+    let a = adapter(&m);
+    let t = Attempt::new("reverse-9@example.com", "1.00", Currency::Usd);
+    let (batch, _) = landed(a.submit(&t.sub(), &NoCheckpoints).await);
+    wait_state(&a, &batch, RailState::Returned, "REVERSED").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while m.outbox().deliveries().len() < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "deliveries missing");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let mut states = Vec::new();
+    for d in m.outbox().deliveries() {
+        let e = a
+            .verify_webhook(&header_map(&d.headers), &d.body)
+            .await
+            .unwrap();
+        if let Some(o) = e.observation {
+            states.push(o.state);
+        }
+    }
+    assert!(states.contains(&RailState::Paid) && states.contains(&RailState::Returned));
+    m.stop();
+}

@@ -94,7 +94,7 @@ pub fn classify(status: u16, name: Option<&str>, issues: &[&str]) -> (Class, &'s
         .find(|r| {
             (r.status.0..=r.status.1).contains(&status)
                 && r.name
-                    .is_none_or(|n| Some(n) == name || issues.iter().any(|i| *i == n))
+                    .is_none_or(|n| Some(n) == name || issues.contains(&n))
         })
         .map(|r| (r.class, r.why))
         .unwrap_or((Class::Unknown, "unexpected response"))

@@ -631,7 +631,6 @@ async fn create(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> R
     inner.batches.push(Batch {
         header: batch_header.clone(),
         items,
-        created: Instant::now(),
     });
     inner
         .sender_batch_ids
@@ -705,7 +704,6 @@ async fn get_batch(
         total_pages: wanted.then_some(total.div_ceil(size) as u64),
         links: vec![inner.self_link(&format!("/v1/payments/payouts/{id}"))],
     };
-    let _ = batch.created;
     json_response(200, serde_json::to_string(&out).unwrap_or_default())
 }
 

@@ -68,7 +68,6 @@ pub(crate) struct ItemState {
 pub(crate) struct Batch {
     pub header: BatchHeader,
     pub items: Vec<ItemState>,
-    pub created: Instant,
 }
 
 /// Timings and webhook options, fixed at start.
@@ -84,7 +83,6 @@ pub(crate) struct Timing {
 /// One webhook ready to go: headers, body, delay.
 pub(crate) type Outgoing = (Vec<(String, String)>, Vec<u8>, Duration);
 
-#[derive(Debug)]
 pub(crate) struct Inner {
     pub client_id: String,
     pub client_secret: SecretString,
@@ -108,6 +106,19 @@ pub(crate) struct Inner {
     pub balance: BTreeMap<Currency, i64>,
     pub default_balance: i64,
     pub next_id: u64,
+}
+
+/// Issued bearer tokens are secrets too: Debug shows only counts.
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("base_url", &self.base_url)
+            .field("faults", &self.faults)
+            .field("tokens", &self.tokens.len())
+            .field("batches", &self.batches.len())
+            .field("balance", &self.balance)
+            .finish_non_exhaustive()
+    }
 }
 
 pub(crate) fn now_text() -> String {

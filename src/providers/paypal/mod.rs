@@ -104,7 +104,7 @@ impl std::fmt::Debug for PaypalAdapter {
 
 /// What one create call came to, before the submit/resolve split.
 enum Sent {
-    Created(CreateResponse),
+    Created(Box<CreateResponse>),
     /// The sender_batch_id was used before: that earlier send landed.
     Duplicate {
         batch_id: Option<String>,
@@ -366,7 +366,7 @@ impl PaypalAdapter {
         };
         if (200..300).contains(&status) {
             return match serde_json::from_slice::<CreateResponse>(&bytes) {
-                Ok(c) => Sent::Created(c),
+                Ok(c) => Sent::Created(Box::new(c)),
                 Err(e) => failed(
                     Some(status),
                     SendDecision::Unknown {
@@ -584,7 +584,7 @@ impl PayoutRail for PaypalAdapter {
         Box::pin(async move {
             match self.create(submission).await {
                 Sent::Created(c) => {
-                    let (provider_ref, observation) = created(c);
+                    let (provider_ref, observation) = created(*c);
                     SendDecision::Landed {
                         provider_ref,
                         observation,
@@ -633,7 +633,7 @@ impl PayoutRail for PaypalAdapter {
             }
             match self.create(last).await {
                 Sent::Created(c) => {
-                    let (provider_ref, observation) = created(c);
+                    let (provider_ref, observation) = created(*c);
                     Ok(LookupFinding::Landed {
                         provider_ref,
                         observation,
