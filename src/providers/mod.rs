@@ -3,6 +3,7 @@
 
 pub mod mock_kit;
 pub mod partnerstack;
+pub mod paypal;
 pub mod rail;
 pub mod stripe;
 pub mod webhook;
