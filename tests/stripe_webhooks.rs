@@ -25,6 +25,10 @@ async fn setup() -> (TestEnv, String) {
         store: env.store.clone(),
         rails: env.deps().rails.clone(),
         stripe_secrets: Arc::new(vec![SecretString::from("whsec_mock")]),
+        paypal: None,
+        wise: None,
+        partnerstack: None,
+        partnerstack_token: None,
     })
     .await;
     env.mock.outbox().set_target(Some(format!("{url}/stripe")));

@@ -8,8 +8,11 @@ use secrecy::SecretString;
 
 use crate::domain::payout::RetryPolicy;
 use crate::providers::ProviderError;
+use crate::providers::partnerstack::{PartnerstackAdapter, PartnerstackConfig};
+use crate::providers::paypal::{PaypalAdapter, PaypalConfig};
 use crate::providers::rail::Rails;
 use crate::providers::stripe::{StripeAdapter, StripeConfig};
+use crate::providers::wise::{WiseAdapter, WiseConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -51,6 +54,9 @@ fn secs(name: &'static str, default: u64) -> Result<Duration, ConfigError> {
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
     pub stripe: Option<StripeConfig>,
+    pub paypal: Option<PaypalConfig>,
+    pub wise: Option<WiseConfig>,
+    pub partnerstack: Option<PartnerstackConfig>,
     pub policy: RetryPolicy,
     pub lease_ttl: Duration,
 }
@@ -77,6 +83,8 @@ impl WorkerSettings {
             max_delay: secs("PAYOUTS_RETRY_MAX_SECS", 300)?,
             // Never look up sooner than a request could still be running.
             settle_delay: secs("PAYOUTS_SETTLE_DELAY_SECS", 30)?.max(timeout),
+            poll_base: secs("PAYOUTS_POLL_BASE_SECS", 30)?,
+            poll_max: secs("PAYOUTS_POLL_MAX_SECS", 6 * 3600)?,
             ..RetryPolicy::default()
         };
         let lease_ttl = secs("PAYOUTS_LEASE_TTL_SECS", 60)?;
@@ -95,12 +103,67 @@ impl WorkerSettings {
             secret_key: SecretString::from(key),
             timeout,
         });
+        let paypal = match (var("PAYPAL_CLIENT_ID"), var("PAYPAL_CLIENT_SECRET")) {
+            (Some(id), Some(secret)) => Some(PaypalConfig {
+                timeout,
+                dedupe_window: Duration::from_secs(
+                    24 * 3600 * secs("PAYPAL_DEDUPE_WINDOW_DAYS", 30)?.as_secs(),
+                ),
+                ..PaypalConfig::new(
+                    var("PAYPAL_API_BASE").unwrap_or_else(|| "https://api-m.paypal.com".into()),
+                    id,
+                    SecretString::from(secret),
+                    var("PAYPAL_WEBHOOK_ID").unwrap_or_default(),
+                )
+            }),
+            _ => None,
+        };
+        let wise = match var("WISE_API_TOKEN") {
+            Some(token) => {
+                let profile = var("WISE_PROFILE_ID").ok_or(ConfigError::Missing {
+                    name: "WISE_PROFILE_ID",
+                    hint: "set it to the numeric id of the Wise business profile that pays",
+                })?;
+                Some(WiseConfig {
+                    api_base: var("WISE_API_BASE").unwrap_or_else(|| "https://api.wise.com".into()),
+                    api_token: SecretString::from(token),
+                    profile_id: profile.trim().parse().map_err(|_| ConfigError::Invalid {
+                        name: "WISE_PROFILE_ID",
+                        value: profile.clone(),
+                        why: "must be a number".into(),
+                    })?,
+                    timeout,
+                    webhook_public_key_pem: wise_public_key()?,
+                })
+            }
+            None => None,
+        };
+        let partnerstack = match (
+            var("PARTNERSTACK_PUBLIC_KEY"),
+            var("PARTNERSTACK_SECRET_KEY"),
+        ) {
+            (Some(public_key), Some(secret)) => Some(PartnerstackConfig {
+                api_base: var("PARTNERSTACK_API_BASE")
+                    .unwrap_or_else(|| "https://api.partnerstack.com/api/v2".into()),
+                public_key,
+                secret_key: SecretString::from(secret),
+                timeout,
+            }),
+            _ => None,
+        };
         let settings = WorkerSettings {
             stripe,
+            paypal,
+            wise,
+            partnerstack,
             policy,
             lease_ttl,
         };
-        if settings.stripe.is_none() {
+        if settings.stripe.is_none()
+            && settings.paypal.is_none()
+            && settings.wise.is_none()
+            && settings.partnerstack.is_none()
+        {
             return Err(ConfigError::Missing {
                 name: "STRIPE_SECRET_KEY",
                 hint: "no payout rail is configured; set the credentials of at least one rail \
@@ -117,7 +180,54 @@ impl WorkerSettings {
         if let Some(c) = &self.stripe {
             rails = rails.with(Arc::new(StripeAdapter::new(c.clone())?));
         }
+        if let Some(c) = &self.paypal {
+            rails = rails.with(Arc::new(PaypalAdapter::new(c.clone())?));
+        }
+        if let Some(c) = &self.wise {
+            rails = rails.with(Arc::new(WiseAdapter::new(c.clone())?));
+        }
+        if let Some(c) = &self.partnerstack {
+            rails = rails.with(Arc::new(PartnerstackAdapter::new(c.clone())?));
+        }
         Ok(rails)
+    }
+}
+
+impl WorkerSettings {
+    /// The webhook receivers' state for these rails and the given verification material.
+    pub fn webhook_state(
+        &self,
+        store: crate::storage::Store,
+        hooks: WebhookSettings,
+    ) -> Result<crate::http::WebhookState, ProviderError> {
+        Ok(crate::http::WebhookState {
+            store,
+            rails: self.rails()?,
+            stripe_secrets: Arc::new(hooks.stripe_secrets),
+            paypal: self.paypal.clone().map(PaypalAdapter::new).transpose()?,
+            wise: self.wise.clone().map(WiseAdapter::new).transpose()?,
+            partnerstack: self
+                .partnerstack
+                .clone()
+                .map(PartnerstackAdapter::new)
+                .transpose()?,
+            partnerstack_token: hooks.partnerstack_token,
+        })
+    }
+}
+
+/// `WISE_WEBHOOK_PUBLIC_KEY` (PEM text) or `WISE_WEBHOOK_PUBLIC_KEY_FILE` (a path to it).
+fn wise_public_key() -> Result<String, ConfigError> {
+    if let Some(pem) = var("WISE_WEBHOOK_PUBLIC_KEY") {
+        return Ok(pem);
+    }
+    match var("WISE_WEBHOOK_PUBLIC_KEY_FILE") {
+        Some(path) => std::fs::read_to_string(&path).map_err(|e| ConfigError::Invalid {
+            name: "WISE_WEBHOOK_PUBLIC_KEY_FILE",
+            value: path,
+            why: e.to_string(),
+        }),
+        None => Ok(String::new()),
     }
 }
 
@@ -126,12 +236,22 @@ impl WorkerSettings {
 pub struct WebhookSettings {
     /// `STRIPE_WEBHOOK_SECRETS`: comma-separated `whsec_…` values; several during a rotation.
     pub stripe_secrets: Vec<SecretString>,
+    /// `PARTNERSTACK_WEBHOOK_TOKEN`: our own shared secret in `X-Webhook-Token` (PartnerStack
+    /// signs nothing; its deliveries are re-read from its API regardless).
+    pub partnerstack_token: Option<SecretString>,
 }
 
 impl std::fmt::Debug for WebhookSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebhookSettings")
-            .field("stripe_secrets", &format!("[{} redacted]", self.stripe_secrets.len()))
+            .field(
+                "stripe_secrets",
+                &format!("[{} redacted]", self.stripe_secrets.len()),
+            )
+            .field(
+                "partnerstack_token",
+                &self.partnerstack_token.as_ref().map(|_| "[redacted]"),
+            )
             .finish()
     }
 }
@@ -147,6 +267,9 @@ impl WebhookSettings {
                     .collect()
             })
             .unwrap_or_default();
-        Ok(WebhookSettings { stripe_secrets })
+        Ok(WebhookSettings {
+            stripe_secrets,
+            partnerstack_token: var("PARTNERSTACK_WEBHOOK_TOKEN").map(SecretString::from),
+        })
     }
 }

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use payouts::app::config::{WebhookSettings, WorkerSettings};
-use payouts::providers::rail::Rails;
 use payouts::domain::ids::{AccountId, IdempotencyKey, Program, Rail};
 use payouts::domain::money::{Currency, Money};
 use payouts::jobs::{PayoutDeps, WorkerOptions, run_worker, shutdown_signal};
@@ -328,17 +327,7 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
         }
         Command::Serve { listen } => {
             let hooks = WebhookSettings::from_env()?;
-            // Rails are optional here: they are only used to re-read a payment's state when an
-            // event does not carry it.
-            let rails = match WorkerSettings::from_env() {
-                Ok(settings) => settings.rails()?,
-                Err(_) => Rails::default(),
-            };
-            let state = payouts::http::WebhookState {
-                store: store.clone(),
-                rails,
-                stripe_secrets: Arc::new(hooks.stripe_secrets),
-            };
+            let state = WorkerSettings::from_env()?.webhook_state(store.clone(), hooks)?;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;

@@ -23,9 +23,12 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::domain::ids::Rail;
+use crate::providers::partnerstack::{self, PartnerstackAdapter};
+use crate::providers::paypal::PaypalAdapter;
 use crate::providers::rail::Rails;
 use crate::providers::stripe;
 use crate::providers::webhook::{InboundEvent, WebhookError};
+use crate::providers::wise::WiseAdapter;
 use crate::storage::Store;
 use crate::storage::tracking::Applied;
 
@@ -37,6 +40,14 @@ pub struct WebhookState {
     pub rails: Rails,
     /// Stripe endpoint secrets; more than one during a rotation.
     pub stripe_secrets: Arc<Vec<SecretString>>,
+    /// Verifies by postback with our webhook id; `None`: PayPal deliveries are refused.
+    pub paypal: Option<PaypalAdapter>,
+    /// Holds Wise's public key; `None`: Wise deliveries are refused.
+    pub wise: Option<WiseAdapter>,
+    /// Re-reads the reward a delivery names; `None`: PartnerStack deliveries are refused.
+    pub partnerstack: Option<PartnerstackAdapter>,
+    /// Our own shared secret for PartnerStack deliveries, if set.
+    pub partnerstack_token: Option<SecretString>,
 }
 
 impl std::fmt::Debug for WebhookState {
@@ -53,7 +64,67 @@ impl std::fmt::Debug for WebhookState {
 pub fn router(state: WebhookState) -> Router {
     Router::new()
         .route("/stripe", post(stripe_webhook))
+        .route("/paypal", post(paypal_webhook))
+        .route("/wise", post(wise_webhook))
+        .route("/partnerstack", post(partnerstack_webhook))
         .with_state(state)
+}
+
+fn not_configured(rail: Rail) -> Result<InboundEvent, WebhookError> {
+    Err(WebhookError::Unverifiable(format!(
+        "{rail} webhooks are not configured on this server"
+    )))
+}
+
+async fn paypal_webhook(
+    State(state): State<WebhookState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let verified = match &state.paypal {
+        Some(adapter) => adapter.verify_webhook(&headers, &body).await,
+        None => not_configured(Rail::Paypal),
+    };
+    accept(&state, Rail::Paypal, verified).await
+}
+
+async fn wise_webhook(
+    State(state): State<WebhookState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let verified = match &state.wise {
+        Some(adapter) => adapter.verify_webhook(&headers, &body, Utc::now()),
+        None => not_configured(Rail::Wise),
+    };
+    accept(&state, Rail::Wise, verified).await
+}
+
+/// PartnerStack signs nothing: the delivery is checked against our token, then only the
+/// reward it names is used, read back from PartnerStack's API.
+async fn partnerstack_webhook(
+    State(state): State<WebhookState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let verified = match &state.partnerstack {
+        Some(adapter) => {
+            match partnerstack::webhook::verify(
+                &headers,
+                &body,
+                state.partnerstack_token.as_ref(),
+                Utc::now(),
+            ) {
+                Ok(hint) => adapter
+                    .confirm_event(hint)
+                    .await
+                    .map_err(|e| WebhookError::Unverifiable(e.to_string())),
+                Err(e) => Err(e),
+            }
+        }
+        None => not_configured(Rail::Partnerstack),
+    };
+    accept(&state, Rail::Partnerstack, verified).await
 }
 
 async fn stripe_webhook(

@@ -5,9 +5,10 @@ use chrono::Utc;
 use serde::Serialize;
 use sqlx::{QueryBuilder, Sqlite, Transaction};
 
-use super::{BATCH_ROWS, Store, StoreError, StoreResult, to_millis};
-use crate::domain::ids::PayoutId;
+use super::{BATCH_ROWS, Store, StoreError, StoreResult, parse_stored, to_millis};
+use crate::domain::ids::{PayoutId, Rail};
 use crate::domain::ledger::{BalancedTransaction, TransactionStatus};
+use crate::domain::money::{Currency, Money};
 use crate::domain::payout::PayoutStatus;
 
 /// Identity and provenance of a ledger transaction.
@@ -169,7 +170,38 @@ impl LedgerCheck {
     }
 }
 
+/// Money that left through one rail and stayed out: posted payouts minus returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RailTotal {
+    pub rail: Rail,
+    pub amount: Money,
+    pub payouts: i64,
+}
+
 impl Store {
+    /// Net money paid out per rail and currency, from the rail settlement books.
+    pub async fn paid_out_by_rail(&self) -> StoreResult<Vec<RailTotal>> {
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT p.rail, p.currency, SUM(p.units), COUNT(DISTINCT t.payout_id) \
+             FROM ledger_postings p JOIN ledger_transactions t ON t.id = p.txn_id \
+             WHERE p.book = 'rail_settlement' AND t.status = 'posted' \
+               AND t.kind IN ('payout', 'payout_return') \
+             GROUP BY p.rail, p.currency ORDER BY p.rail, p.currency",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(rail, currency, units, payouts)| {
+                let currency: Currency = parse_stored("currency", &currency)?;
+                Ok(RailTotal {
+                    rail: parse_stored("rail", &rail)?,
+                    amount: Money::from_units(units, currency),
+                    payouts,
+                })
+            })
+            .collect()
+    }
+
     /// Checks, with set-based queries over the whole ledger:
     /// - every transaction has at least two postings, summing to zero per currency;
     /// - every payout has exactly one hold of its amount on the right books, and the hold's

@@ -33,6 +33,8 @@ pub fn fast_policy() -> RetryPolicy {
         base_delay: Duration::from_secs(1),
         max_delay: Duration::from_secs(2),
         settle_delay: Duration::from_millis(500),
+        poll_base: Duration::from_secs(1),
+        poll_max: Duration::from_secs(2),
         ..RetryPolicy::default()
     }
 }
