@@ -92,12 +92,17 @@ fn the_binary_runs_the_whole_flow() {
             .spawn()
             .unwrap(),
     );
-    let mut first = String::new();
-    BufReader::new(mock.0.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let base = first.trim().rsplit(' ').next().unwrap().to_string();
-    assert!(base.starts_with("http://127.0.0.1:"), "{first}");
+    // One line per rail, Stripe first; keep draining the rest so the mock never blocks.
+    let mut lines = BufReader::new(mock.0.stdout.take().unwrap()).lines();
+    let mut urls = Vec::new();
+    for _ in 0..4 {
+        let line = lines.next().unwrap().unwrap();
+        assert!(line.starts_with("mock "), "{line}");
+        urls.push(line.rsplit(' ').next().unwrap().to_string());
+    }
+    std::thread::spawn(move || for _ in lines {});
+    let base = urls[0].clone();
+    assert!(base.starts_with("http://127.0.0.1:"), "{urls:?}");
 
     let worker_env = [
         ("STRIPE_SECRET_KEY", "sk_test_cli"),
@@ -125,6 +130,65 @@ fn the_binary_runs_the_whole_flow() {
         .filter(|t| t["transfer_group"] == id.as_str())
         .count();
     assert_eq!(for_payout, 1, "exactly one transfer at the provider");
+
+    // PayPal through the same binary: a destination the rail cannot take is refused with the
+    // reason; a PayPal email pays, once, against the mock's own books.
+    let out = payouts(
+        db,
+        &[
+            "withdraw", "ref-gina", "--amount", "all", "--rail", "paypal",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("paypal"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rails = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/rails.ndjson");
+    assert!(payouts(db, &["ingest", rails], &[]).status.success());
+    let out = payouts(
+        db,
+        &[
+            "withdraw", "ref-gina", "--amount", "all", "--rail", "paypal", "--json",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let gina = created["payout"]["id"].as_str().unwrap().to_string();
+    let paypal_env = [
+        ("PAYPAL_CLIENT_ID", "mock-client-id"),
+        ("PAYPAL_CLIENT_SECRET", "mock-client-secret"),
+        ("PAYPAL_API_BASE", urls[1].as_str()),
+        ("PAYOUTS_HTTP_TIMEOUT_SECS", "1"),
+        ("PAYOUTS_SETTLE_DELAY_SECS", "1"),
+        ("PAYOUTS_RETRY_BASE_SECS", "1"),
+        ("PAYOUTS_POLL_BASE_SECS", "1"),
+        ("PAYOUTS_POLL_MAX_SECS", "1"),
+        ("PAYOUTS_LEASE_TTL_SECS", "5"),
+    ];
+    let out = payouts(db, &["work", "--until-idle"], &paypal_env);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = payouts(db, &["payouts", "show", &gina, "--json"], &[]);
+    let detail: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(detail["payout"]["status"], "paid", "{detail:#}");
+    let truth: Vec<serde_json::Value> = reqwest_blocking_get(&format!("{}/__mock/truth", urls[1]));
+    let paid: Vec<_> = truth
+        .iter()
+        .filter(|m| m["payout_id"] == gina.as_str())
+        .collect();
+    assert_eq!(paid.len(), 1, "exactly one PayPal payment: {truth:#?}");
+    assert_eq!(paid[0]["minor"], 4500);
 
     let out = payouts(db, &["ledger-check"], &[]);
     assert!(out.status.success(), "{}", stdout(&out));

@@ -40,6 +40,8 @@ pub struct SandboxOptions {
     pub paypal_window: Duration,
     /// HTTP timeout of the adapters.
     pub timeout: Duration,
+    /// The secret key the Stripe mock accepts.
+    pub stripe_api_key: SecretString,
 }
 
 impl Default for SandboxOptions {
@@ -49,6 +51,7 @@ impl Default for SandboxOptions {
             ports: [0; 4],
             paypal_window: Duration::from_secs(30 * 24 * 3600),
             timeout: Duration::from_secs(5),
+            stripe_api_key: SecretString::from("sk_test_mock"),
         }
     }
 }
@@ -82,6 +85,7 @@ impl Sandbox {
         let stripe = MockStripe::start(
             loopback(options.ports[0]),
             MockStripeConfig {
+                api_key: options.stripe_api_key.clone(),
                 faults: faults.clone(),
                 webhook_secret: SecretString::from(STRIPE_WEBHOOK_SECRET),
                 ..MockStripeConfig::default()
@@ -125,7 +129,7 @@ impl Sandbox {
     pub fn stripe_config(&self) -> StripeConfig {
         StripeConfig {
             api_base: self.stripe.base_url(),
-            secret_key: SecretString::from("sk_test_mock"),
+            secret_key: self.options.stripe_api_key.clone(),
             timeout: self.options.timeout,
         }
     }

@@ -1,25 +1,36 @@
-//! `payouts demo`: the whole flow on a fresh temporary database against the mock Stripe with
-//! faults switched on, ending in a table that compares our payouts with the mock's own record.
+//! `payouts demo`: the whole flow on a fresh temporary database against the four provider mocks
+//! with faults switched on: ingest, balances, withdrawals on every rail, the worker with
+//! webhooks and polling, a late reversal, and a per-rail comparison of our ledger with each
+//! mock's own books.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use payouts::domain::ids::{IdempotencyKey, Program, Rail};
+use payouts::app::sandbox::{Sandbox, SandboxOptions};
+use payouts::domain::ids::{AccountId, IdempotencyKey, Program, Rail};
 use payouts::domain::money::Currency;
 use payouts::domain::payout::{PayoutStatus, RetryPolicy};
+use payouts::domain::tracking::RailState;
 use payouts::jobs::{PayoutDeps, WorkerOptions, run_worker};
-use payouts::providers::rail::Rails;
-use payouts::providers::stripe::mock::{Faults, MockConfig, MockStripe};
-use payouts::providers::stripe::{StripeAdapter, StripeConfig};
+use payouts::providers::mock_kit::Faults;
 use payouts::storage::Store;
 use payouts::storage::balances::load_balance;
 use payouts::storage::payouts::WithdrawalRequest;
-use secrecy::SecretString;
 
 use super::render;
 
 const FIXTURE: &str = include_str!("../../fixtures/demo.ndjson");
+const RAILS: &str = include_str!("../../fixtures/rails.ndjson");
+
+/// Which rail each referrer cashes out through in the demo.
+const PLAN: [(&str, Rail); 5] = [
+    ("ref-alice", Rail::Stripe),
+    ("ref-gina", Rail::Paypal),
+    ("ref-mo", Rail::Wise),
+    ("ref-nia", Rail::Partnerstack),
+    ("ref-oli", Rail::Wise),
+];
 
 pub async fn run() -> Result<i32> {
     let started = Instant::now();
@@ -35,32 +46,38 @@ pub async fn run() -> Result<i32> {
 
     let faults = Faults {
         latency_ms: 25,
-        error_rate: 0.2,
-        rate_limit_rate: 0.2,
-        drop_after_commit_rate: 0.0,
+        error_rate: 0.15,
+        rate_limit_rate: 0.15,
+        error_after_commit_rate: 0.1,
         drop_first_attempt: true,
         seed: 2026,
         ..Faults::default()
     };
-    let mock = MockStripe::start(
-        "127.0.0.1:0".parse()?,
-        MockConfig {
-            faults: faults.clone(),
-            ..MockConfig::default()
-        },
-    )
+    let sandbox = Sandbox::start(SandboxOptions {
+        faults: faults.clone(),
+        ..SandboxOptions::default()
+    })
     .await?;
+    let hooks = serve_webhooks(&sandbox, &store).await?;
+    sandbox.send_webhooks_to(Some(&hooks));
     step(&format!(
-        "Mock Stripe on {} with faults: every first attempt commits then drops the connection, \
-         {:.0}% 500s, {:.0}% 429s, {} ms latency",
-        mock.base_url(),
+        "Four mock providers with faults on every one: every first request commits then drops \
+         the connection, {:.0}% 500s, {:.0}% 500s after commit, {:.0}% 429s, {} ms latency",
         faults.error_rate * 100.0,
+        faults.error_after_commit_rate * 100.0,
         faults.rate_limit_rate * 100.0,
         faults.latency_ms
     ));
+    for rail in [Rail::Stripe, Rail::Paypal, Rail::Wise, Rail::Partnerstack] {
+        println!("  {rail:<12} {}", sandbox.base_url(rail));
+    }
+    println!("  webhooks     {hooks}/<rail> (signed; verified before anything is applied)");
 
-    step("Ingesting fixtures/demo.ndjson (twice: the second pass must change nothing)");
+    step(
+        "Ingesting fixtures/demo.ndjson and fixtures/rails.ndjson (twice: the second pass must change nothing)",
+    );
     let first = payouts::app::ingest::ingest(&store, FIXTURE.as_bytes(), true).await?;
+    payouts::app::ingest::ingest(&store, RAILS.as_bytes(), true).await?;
     let second = payouts::app::ingest::ingest(&store, FIXTURE.as_bytes(), true).await?;
     let inserted: usize = first.by_type.values().map(|c| c.inserted).sum();
     let replay_new: usize = second
@@ -78,64 +95,64 @@ pub async fn run() -> Result<i32> {
     );
 
     step("Balances of every referrer");
-    let referrers = store.referrers().await?;
-    let mut payable = Vec::new();
-    for account in &referrers {
+    for account in store.referrers().await? {
         let mut conn = store.pool().acquire().await?;
-        let balance = load_balance(&mut conn, account).await?;
+        let balance = load_balance(&mut conn, &account).await?;
         drop(conn);
         print!("{}", render::balance(&balance));
-        if let Some(p) = balance.program(Program::Vast, Currency::Usd) {
-            payable.push((account.clone(), p.payable_now, p.reason.clone()));
-        }
     }
 
-    step("Withdrawing everything payable, for every referrer");
-    for (account, amount, reason) in &payable {
-        if !amount.is_positive() {
+    step("Withdrawing everything payable, each referrer through its rail");
+    let mut ids = Vec::new();
+    for (account, rail) in PLAN {
+        let account = AccountId::parse(account)?;
+        let mut conn = store.pool().acquire().await?;
+        let balance = load_balance(&mut conn, &account).await?;
+        drop(conn);
+        let Some(program) = balance.program(Program::Vast, Currency::Usd) else {
+            continue;
+        };
+        if !program.payable_now.is_positive() {
             println!(
                 "  {account}: not withdrawn: {}",
-                reason.as_deref().unwrap_or("nothing available")
+                program.reason.as_deref().unwrap_or("nothing available")
             );
             continue;
         }
         let request = WithdrawalRequest {
             account: account.clone(),
             program: Program::Vast,
-            rail: Rail::Stripe,
-            amount: *amount,
+            rail,
+            amount: program.payable_now,
             idempotency_key: IdempotencyKey::parse(&format!("demo-{account}"))?,
         };
-        match store.create_withdrawal(&request).await {
-            Ok(outcome) => {
-                println!(
-                    "  {account}: payout {} of {} queued",
-                    outcome.payout.id, amount
-                );
-                // The same request again must return the same payout, not a second one.
-                let again = store.create_withdrawal(&request).await?;
-                anyhow::ensure!(
-                    again.replayed && again.payout.id == outcome.payout.id,
-                    "idempotent retry of a withdrawal created a second payout"
-                );
-            }
-            Err(e) => println!("  {account}: refused: {e}"),
-        }
+        let outcome = store.create_withdrawal(&request).await?;
+        // The same request again must return the same payout, not a second one.
+        let again = store.create_withdrawal(&request).await?;
+        anyhow::ensure!(
+            again.replayed && again.payout.id == outcome.payout.id,
+            "idempotent retry of a withdrawal created a second payout"
+        );
+        println!(
+            "  {account}: payout {} of {} via {rail} to {} queued (a repeated request returned the same payout)",
+            outcome.payout.id, outcome.payout.amount, outcome.payout.destination
+        );
+        ids.push(outcome.payout.id.to_string());
     }
 
-    step("Running the payout worker until idle (retries, lookups and all)");
+    step(
+        "Running the payout worker until every payout is final (retries, lookups, polls and webhooks)",
+    );
     let deps = Arc::new(PayoutDeps {
         store: store.clone(),
-        rails: Rails::default().with(Arc::new(StripeAdapter::new(StripeConfig {
-            api_base: mock.base_url(),
-            secret_key: SecretString::from("sk_test_mock"),
-            timeout: Duration::from_secs(5),
-        })?)),
+        rails: sandbox.rails()?,
         policy: RetryPolicy {
             max_attempts: 8,
             base_delay: Duration::from_secs(1),
             max_delay: Duration::from_secs(4),
             settle_delay: Duration::from_secs(1),
+            poll_base: Duration::from_secs(1),
+            poll_max: Duration::from_secs(2),
             ..RetryPolicy::default()
         },
         lease_ttl: Duration::from_secs(15),
@@ -155,7 +172,6 @@ pub async fn run() -> Result<i32> {
             *last = line;
         }
     };
-    let deadline = tokio::time::sleep(Duration::from_secs(120));
     run_worker(
         deps,
         WorkerOptions {
@@ -164,33 +180,80 @@ pub async fn run() -> Result<i32> {
             sweep_every: Duration::from_secs(2),
             sweep_grace: Duration::from_secs(3),
         },
-        deadline,
+        tokio::time::sleep(Duration::from_secs(120)),
         progress,
     )
     .await?;
 
-    step("Result: our payouts against the mock's own record of transfers");
-    let list = store.list_payouts(None).await?;
+    step("A late failure: PayPal reverses ref-gina's payout after it was delivered");
+    if let Some(gina) = find(&store, &ids, Rail::Paypal).await? {
+        let batch = gina.provider_ref.clone().unwrap_or_default();
+        sandbox.paypal.advance(&batch, "REVERSED");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline
+            && store.payout(gina.id.as_str()).await?.payout.status != PayoutStatus::Returned
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let detail = store.payout(gina.id.as_str()).await?;
+        let mut conn = store.pool().acquire().await?;
+        let balance = load_balance(&mut conn, &gina.account).await?;
+        drop(conn);
+        println!(
+            "  payout {} is now {}; {} can cash out {} again",
+            gina.id,
+            detail.payout.status,
+            gina.account,
+            balance
+                .program(Program::Vast, Currency::Usd)
+                .map(|p| p.available.to_string())
+                .unwrap_or_default()
+        );
+        print!("{}", render::payout_detail(&detail));
+    }
+
+    step("Result per payout: our state against each mock's own books");
     let mut all_good = true;
     let mut rows = Vec::new();
-    for p in list.iter().rev() {
-        let detail = store.payout(p.id.as_str()).await?;
-        let at_mock = mock.transfers_for_group(p.id.as_str());
-        let ok = p.status == PayoutStatus::Paid && at_mock == 1;
+    for id in &ids {
+        let detail = store.payout(id).await?;
+        let p = &detail.payout;
+        let at_mock: Vec<_> = sandbox
+            .moved(p.rail)
+            .into_iter()
+            .filter(|m| m.payout_id == *id)
+            .collect();
+        let delivered: i64 = at_mock
+            .iter()
+            .filter(|m| m.state == RailState::Paid)
+            .map(|m| m.minor)
+            .sum();
+        let expected = match p.status {
+            PayoutStatus::Paid => p.amount.to_minor_units()?,
+            _ => 0,
+        };
+        let ok = p.status.is_final() && at_mock.len() == 1 && delivered == expected;
         all_good &= ok;
         let lookups = detail
             .events
             .iter()
-            .filter(|e| e.reason.starts_with("lookup"))
+            .filter(|e| e.source.as_deref() == Some("lookup"))
+            .count();
+        let webhooks = detail
+            .events
+            .iter()
+            .filter(|e| e.source.as_deref() == Some("webhook"))
             .count();
         rows.push(vec![
-            p.id.to_string(),
             p.account.to_string(),
+            p.rail.to_string(),
             p.amount.to_string(),
             p.status.to_string(),
+            p.provider_status.clone().unwrap_or_default(),
             p.attempts.to_string(),
             lookups.to_string(),
-            at_mock.to_string(),
+            webhooks.to_string(),
+            at_mock.len().to_string(),
             if ok { "ok".into() } else { "MISMATCH".into() },
         ]);
     }
@@ -198,47 +261,105 @@ pub async fn run() -> Result<i32> {
         "{}",
         render::table(
             &[
-                "payout",
                 "account",
+                "rail",
                 "amount",
-                "final state",
+                "our state",
+                "provider says",
                 "attempts",
                 "lookups",
-                "transfers at mock",
+                "webhook moves",
+                "payments at mock",
                 "check"
             ],
             &rows
         )
     );
-    println!(
-        "  mock saw {} requests and made {} transfers for {} payouts",
-        mock.requests(),
-        mock.transfers().len(),
-        list.len()
-    );
-    all_good &= mock.transfers().len() == list.len();
 
-    if let Some(p) = list.first() {
-        step(&format!("Why payout {} is where it is", p.id));
-        print!(
-            "{}",
-            render::payout_detail(&store.payout(p.id.as_str()).await?)
-        );
+    step("Result per rail: money the mock moved against what our ledger says left");
+    let ledger = store.paid_out_by_rail().await?;
+    let mut rows = Vec::new();
+    for rail in [Rail::Stripe, Rail::Paypal, Rail::Wise, Rail::Partnerstack] {
+        let moved = sandbox.moved(rail);
+        let at_mock: i64 = moved
+            .iter()
+            .filter(|m| m.state == RailState::Paid)
+            .map(|m| m.minor)
+            .sum();
+        let ours: i64 = ledger
+            .iter()
+            .filter(|t| t.rail == rail)
+            .map(|t| t.amount.to_minor_units())
+            .sum::<Result<i64, _>>()?;
+        let ok = at_mock == ours;
+        all_good &= ok;
+        rows.push(vec![
+            rail.to_string(),
+            moved.len().to_string(),
+            cents(at_mock),
+            cents(ours),
+            if ok { "ok".into() } else { "MISMATCH".into() },
+        ]);
     }
+    println!(
+        "{}",
+        render::table(
+            &[
+                "rail",
+                "payments at mock",
+                "delivered (mock)",
+                "paid out (ledger)",
+                "check"
+            ],
+            &rows
+        )
+    );
 
     step("Ledger check");
     let check = store.check_ledger().await?;
     println!("  {}", render::ledger_check(&check));
     all_good &= check.is_ok();
-    mock.stop();
+    sandbox.stop();
     store.close().await;
     println!(
         "\n{}",
         if all_good {
-            "Demo complete: every payout paid exactly once despite the faults."
+            "Demo complete: every payout reached the provider's final state, each paid at most once, and every rail's books match the ledger to the cent."
         } else {
             "Demo FAILED: see the mismatches above."
         }
     );
     Ok(if all_good { 0 } else { 1 })
+}
+
+/// USD cents as dollars, for the per-rail table (all demo payouts are USD).
+fn cents(minor: i64) -> String {
+    format!("{}.{:02} USD", minor / 100, minor % 100)
+}
+
+async fn find(
+    store: &Store,
+    ids: &[String],
+    rail: Rail,
+) -> Result<Option<payouts::storage::payouts::PayoutView>> {
+    for id in ids {
+        let p = store.payout(id).await?.payout;
+        if p.rail == rail {
+            return Ok(Some(p));
+        }
+    }
+    Ok(None)
+}
+
+/// Serves the webhook receivers in-process on an ephemeral loopback port.
+async fn serve_webhooks(sandbox: &Sandbox, store: &Store) -> Result<String> {
+    let state = sandbox.webhook_state(store.clone())?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, payouts::http::router(state)).await {
+            tracing::error!(error = %e, "demo webhook server stopped");
+        }
+    });
+    Ok(format!("http://{addr}/webhooks"))
 }

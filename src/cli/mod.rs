@@ -10,10 +10,13 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use payouts::app::config::{WebhookSettings, WorkerSettings};
+use payouts::app::sandbox::{
+    PARTNERSTACK_WEBHOOK_TOKEN, STRIPE_WEBHOOK_SECRET, Sandbox, SandboxOptions,
+};
 use payouts::domain::ids::{AccountId, IdempotencyKey, Program, Rail};
 use payouts::domain::money::{Currency, Money};
 use payouts::jobs::{PayoutDeps, WorkerOptions, run_worker, shutdown_signal};
-use payouts::providers::stripe::mock::{Faults, MockConfig, MockStripe};
+use payouts::providers::mock_kit::Faults;
 use payouts::storage::Store;
 use payouts::storage::balances::load_balance;
 use payouts::storage::payouts::WithdrawalRequest;
@@ -106,7 +109,8 @@ pub enum Command {
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
     },
-    /// Run the mock Stripe server standalone (prints its address on the first line).
+    /// Run the four provider mocks (Stripe, PayPal, Wise, PartnerStack) on consecutive loopback
+    /// ports; prints one "mock <rail> listening on <url>" line each, Stripe first.
     MockProviders {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
@@ -121,6 +125,10 @@ pub enum Command {
         /// Fault injection as JSON, e.g. '{"drop_first_attempt":true,"error_rate":0.2}'.
         #[arg(long)]
         faults: Option<String>,
+        /// Where to send webhooks: the base URL of `payouts serve`'s receivers, e.g.
+        /// http://127.0.0.1:8080/webhooks (each rail posts to <url>/<rail>).
+        #[arg(long)]
+        webhook_url: Option<String>,
     },
 }
 
@@ -154,7 +162,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
             listen,
             api_key,
             faults,
-        } => mock_providers(listen, api_key, faults).await,
+            webhook_url,
+        } => mock_providers(listen, api_key, faults, webhook_url).await,
         command => {
             let store = Store::open(&cli.database_url)
                 .await
@@ -350,23 +359,56 @@ async fn mock_providers(
     listen: SocketAddr,
     api_key: String,
     faults: Option<String>,
+    webhook_url: Option<String>,
 ) -> Result<i32> {
     let faults: Faults = match faults {
         Some(json) => serde_json::from_str(&json).context("parsing --faults")?,
         None => Faults::default(),
     };
-    let mock = MockStripe::start(
-        listen,
-        MockConfig {
-            api_key: SecretString::from(api_key),
-            faults,
-            ..MockConfig::default()
-        },
-    )
+    if !listen.ip().is_loopback() {
+        bail!("the mocks listen on loopback only; use 127.0.0.1:<port>");
+    }
+    // Four consecutive ports from the one given, or four ephemeral ones for port 0.
+    let base = listen.port();
+    let port = |i: u16| if base == 0 { 0 } else { base.saturating_add(i) };
+    let sandbox = Sandbox::start(SandboxOptions {
+        faults,
+        ports: [port(0), port(1), port(2), port(3)],
+        stripe_api_key: SecretString::from(api_key),
+        ..SandboxOptions::default()
+    })
     .await
-    .with_context(|| format!("binding {listen}"))?;
-    println!("mock stripe listening on {}", mock.base_url());
+    .with_context(|| format!("binding four ports from {listen}"))?;
+    sandbox.send_webhooks_to(webhook_url.as_deref());
+    let mut out = String::new();
+    for rail in [Rail::Stripe, Rail::Paypal, Rail::Wise, Rail::Partnerstack] {
+        out.push_str(&format!(
+            "mock {rail} listening on {}\n",
+            sandbox.base_url(rail)
+        ));
+    }
+    out.push_str(&format!(
+        "credentials: PAYPAL_CLIENT_ID=mock-client-id PAYPAL_CLIENT_SECRET=mock-client-secret \
+         PAYPAL_WEBHOOK_ID={} WISE_API_TOKEN=wise_test_token WISE_PROFILE_ID={} \
+         PARTNERSTACK_PUBLIC_KEY=pk_live_mock PARTNERSTACK_SECRET_KEY=sk_live_mock \
+         STRIPE_WEBHOOK_SECRETS={STRIPE_WEBHOOK_SECRET} PARTNERSTACK_WEBHOOK_TOKEN={PARTNERSTACK_WEBHOOK_TOKEN}\n",
+        sandbox.paypal.webhook_id(),
+        payouts::providers::wise::mock::PROFILE_ID,
+    ));
+    out.push_str(&match &webhook_url {
+        Some(url) => format!("webhooks go to {url}/<rail>\n"),
+        None => "webhooks are off (pass --webhook-url to send them)\n".to_string(),
+    });
+    // Whoever started us may stop reading after the addresses; a closed pipe must not stop
+    // the mocks.
+    {
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout
+            .write_all(out.as_bytes())
+            .and_then(|()| stdout.flush());
+    }
     shutdown_signal().await;
-    mock.stop();
+    sandbox.stop();
     Ok(0)
 }

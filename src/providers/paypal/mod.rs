@@ -672,7 +672,15 @@ impl PayoutRail for PaypalAdapter {
                         status,
                         message: reason,
                     },
-                    (_, d) => ProviderError::Transport(format!("re-send inconclusive: {d:?}")),
+                    (
+                        None,
+                        SendDecision::Permanent { reason }
+                        | SendDecision::Retry { reason, .. }
+                        | SendDecision::Unknown { reason },
+                    ) => ProviderError::Transport(format!("re-send inconclusive: {reason}")),
+                    (_, SendDecision::Landed { provider_ref, .. }) => ProviderError::Decode(
+                        format!("re-send answered as landed ({provider_ref}) but was not read"),
+                    ),
                 }),
             }
         })
