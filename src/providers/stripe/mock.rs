@@ -3,7 +3,13 @@
 //! It keeps its own record of every transfer it really made ([`MockStripe::transfers`]): the
 //! truth the tests compare our ledger against. Faults are injected from [`Faults`]:
 //! latency, 429s (rejected before the idempotency layer, so not stored), 500s (stored under
-//! the key and replayed, as Stripe does), and "commit, then drop the connection".
+//! the key and replayed, as Stripe does), and "commit, then drop the connection";
+//! `key_ttl_ms` makes it forget idempotency keys early.
+//!
+//! Every transfer emits a signed `transfer.created` webhook through its outbox. A transfer to
+//! a destination starting `acct_bounce` is reversed in full `late_after_ms` later (the
+//! connected account's bank payout failed and the platform pulled the money back), emitting
+//! `transfer.reversed`; [`MockStripe::reverse`] does the same on demand.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
