@@ -2,13 +2,15 @@
 -- delivery, resumable multi-step submits, and webhook deliveries.
 
 -- A payout that was delivered and then came back (returned, reversed, bounced) is reversed by a
--- posted 'payout_return' transaction that mirrors its hold. SQLite cannot alter a CHECK, so the
+-- posted 'payout_return' transaction that mirrors its hold. When a provider later contradicts a
+-- failure or return we booked (it says paid), a posted 'payout_correction' takes the money out
+-- of the balance again until an operator decides. SQLite cannot alter a CHECK, so the
 -- table is rebuilt; foreign keys are checked at commit, when the new table carries the name.
 PRAGMA defer_foreign_keys = ON;
 
 CREATE TABLE ledger_transactions_new (
     id          TEXT PRIMARY KEY,
-    kind        TEXT NOT NULL CHECK (kind IN ('accrual', 'clawback', 'payout', 'payout_return')),
+    kind        TEXT NOT NULL CHECK (kind IN ('accrual', 'clawback', 'payout', 'payout_return', 'payout_correction')),
     status      TEXT NOT NULL CHECK (status IN ('pending', 'posted', 'voided')),
     source_id   TEXT,
     referral_id TEXT,
@@ -24,7 +26,7 @@ ALTER TABLE ledger_transactions_new RENAME TO ledger_transactions;
 
 CREATE UNIQUE INDEX ledger_source ON ledger_transactions (kind, source_id, referral_id)
     WHERE source_id IS NOT NULL;
--- One hold and at most one return per payout.
+-- One hold, at most one return and at most one correction per payout.
 CREATE UNIQUE INDEX ledger_payout ON ledger_transactions (kind, payout_id)
     WHERE payout_id IS NOT NULL;
 CREATE TRIGGER ledger_status_only_from_pending BEFORE UPDATE OF status ON ledger_transactions

@@ -424,3 +424,61 @@ mod randomized {
         }
     }
 }
+
+#[tokio::test]
+async fn a_provider_contradicting_a_failure_freezes_the_money_for_an_operator() {
+    // Wise cancels the transfer to recipient 1005 (failed; the hold is released), then says it
+    // was sent after all. The money must not be withdrawable twice while an operator looks.
+    let extra = r#"{"type":"payout_method","account":"ref-mo","rail":"wise","destination":"1005"}"#;
+    let env = Env::new(SandboxOptions::default(), true, extra).await;
+    let before = env.payable("ref-mo").await;
+    let id = env.withdraw("ref-mo", Rail::Wise).await;
+    env.work(fast_policy()).await;
+    assert_eq!(env.status(&id).await, PayoutStatus::Failed);
+    assert_eq!(env.payable("ref-mo").await, before, "released after the failure");
+
+    let transfer = env
+        .store
+        .payout(&id)
+        .await
+        .expect("payout")
+        .payout
+        .provider_ref
+        .expect("transfer id");
+    assert!(env.sandbox.wise.advance(&transfer, "outgoing_payment_sent"));
+    let frozen = eventually(10, || async {
+        env.status(&id).await == PayoutStatus::NeedsOperator
+    })
+    .await;
+    let detail = env.store.payout(&id).await.expect("payout");
+    assert!(frozen, "{:#?}", detail.events);
+    assert!(
+        detail.payout.last_error.as_deref().is_some_and(|e| e.contains("CRITICAL")),
+        "{:?}",
+        detail.payout.last_error
+    );
+    assert!(
+        !env.payable("ref-mo").await.is_positive(),
+        "the contradicted amount is held again"
+    );
+    // The books still agree: the mock delivered it and the ledger says it left.
+    let ledger: i64 = env
+        .store
+        .paid_out_by_rail()
+        .await
+        .expect("totals")
+        .iter()
+        .filter(|t| t.rail == Rail::Wise)
+        .map(|t| t.amount.to_minor_units().expect("cents"))
+        .sum();
+    let at_mock: i64 = env
+        .sandbox
+        .moved(Rail::Wise)
+        .iter()
+        .filter(|m| m.state == RailState::Paid)
+        .map(|m| m.minor)
+        .sum();
+    assert_eq!(ledger, at_mock);
+    let check = env.store.check_ledger().await.expect("check");
+    assert!(check.is_ok(), "{:#?}", check.problems);
+}

@@ -19,7 +19,7 @@ use crate::domain::payout::{
     LookupFinding, PayoutStatus, RetryPolicy, SendDecision, after_landing, attempt_key,
     step_after_send,
 };
-use crate::domain::tracking::{Tracked, track};
+use crate::domain::tracking::{Observation, Tracked, track};
 use crate::providers::ProviderError;
 use crate::providers::rail::{Checkpoints, PayoutRail, RailFuture, Rails, Submission};
 use crate::storage::payouts::{Claim, Lease, PayoutView, StepRecord};
@@ -294,28 +294,44 @@ async fn poll(
         return Ok(StepOutcome::Moved(PayoutStatus::NeedsOperator));
     };
     let observation = match rail.status(provider_ref).await {
-        Ok(o) => o,
+        // A poll reads the current state: it is never stale, and its time (another clock
+        // than the webhooks') is not kept for ordering.
+        Ok(o) => Observation {
+            occurred_at: None,
+            ..o
+        },
         Err(e) => {
-            warn!(error = %e, "status poll failed; will poll again");
-            let delay = deps.policy.poll_delay(payout.polls);
+            let failures = payout.lookup_failures + 1;
+            let exhausted = failures >= deps.policy.max_lookup_failures;
+            warn!(error = %e, failures, "status poll failed");
             let step = StepRecord {
-                to: PayoutStatus::Processing,
-                reason: format!("status poll failed ({e})"),
+                to: if exhausted {
+                    PayoutStatus::NeedsOperator
+                } else {
+                    PayoutStatus::Processing
+                },
+                reason: if exhausted {
+                    format!(
+                        "status poll failed {failures} times in a row ({e}); the provider holds the payment, an operator must check it"
+                    )
+                } else {
+                    format!("status poll failed ({e}); will poll again")
+                },
                 attempt: None,
                 attempt_outcome: None,
                 provider_ref: None,
                 last_error: Some(e.to_string()),
-                next_in: Some(delay),
-                lookup_failed: false,
+                next_in: (!exhausted).then(|| deps.policy.poll_delay(payout.polls)),
+                lookup_failed: true,
                 source: "poll",
                 observation: None,
-                polled: true,
+                polled: false,
             };
             deps.store.record_step(lease, payout.status, &step).await?;
-            return Ok(StepOutcome::Moved(PayoutStatus::Processing));
+            return Ok(StepOutcome::Moved(step.to));
         }
     };
-    let (to, reason) = match track(payout.status, payout.provider_status_at, &observation) {
+    let (to, reason) = match track(payout.status, None, &observation) {
         Tracked::Move { to, reason, .. } => (to, reason),
         Tracked::Conflict { reason } => (PayoutStatus::NeedsOperator, reason),
         Tracked::Unchanged => (

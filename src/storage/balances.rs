@@ -80,7 +80,7 @@ pub async fn load_balance(
         "SELECT p.program, p.currency, \
            COALESCE(SUM(CASE WHEN p.book = 'referrer_cashable' AND t.kind IN ('accrual', 'clawback') THEN p.units END), 0), \
            COALESCE(SUM(CASE WHEN p.book = 'referrer_credit' THEN p.units END), 0), \
-           COALESCE(SUM(CASE WHEN p.book = 'referrer_cashable' AND t.kind IN ('payout', 'payout_return') AND t.status = 'posted' THEN -p.units END), 0), \
+           COALESCE(SUM(CASE WHEN p.book = 'referrer_cashable' AND t.kind IN ('payout', 'payout_return', 'payout_correction') AND t.status = 'posted' THEN -p.units END), 0), \
            COALESCE(SUM(CASE WHEN p.book = 'referrer_cashable' AND t.kind = 'payout' AND t.status = 'pending' THEN -p.units END), 0) \
          FROM ledger_postings p JOIN ledger_transactions t ON t.id = p.txn_id \
          WHERE p.holder = $1 AND t.status <> 'voided' \

@@ -121,6 +121,51 @@ pub(crate) async fn settle_ledger(
     }
 }
 
+/// Books a provider's contradiction of a failure or return we recorded (it says paid): a
+/// posted `payout_correction` with the hold's postings takes the money out of the payee's
+/// balance again, so it cannot be withdrawn twice while an operator looks.
+pub(crate) async fn book_correction(
+    tx: &mut Transaction<'static, Sqlite>,
+    payout: &PayoutId,
+    hold: &str,
+) -> StoreResult<()> {
+    mirror_hold(tx, payout, hold, "payout_correction", "correction", 1).await
+}
+
+/// Inserts a posted transaction of `kind` whose postings are the hold's times `sign`.
+async fn mirror_hold(
+    tx: &mut Transaction<'static, Sqlite>,
+    payout: &PayoutId,
+    hold: &str,
+    kind: &str,
+    suffix: &str,
+    sign: i64,
+) -> StoreResult<()> {
+    let id = format!("{payout}-{suffix}");
+    let now = to_millis(Utc::now());
+    sqlx::query(
+        "INSERT INTO ledger_transactions (id, kind, status, payout_id, created_at, resolved_at) \
+         VALUES ($1, $2, 'posted', $3, $4, $4)",
+    )
+    .bind(&id)
+    .bind(kind)
+    .bind(payout.as_str())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO ledger_postings (txn_id, book, holder, program, rail, currency, units) \
+         SELECT $1, book, holder, program, rail, currency, $3 * units FROM ledger_postings \
+         WHERE txn_id = $2 ORDER BY id",
+    )
+    .bind(&id)
+    .bind(hold)
+    .bind(sign)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Books money that came back after delivery: a posted `payout_return` whose postings mirror
 /// the hold's, so the payee's cashable balance is credited exactly what left. At most one per
 /// payout (unique index on kind and payout).
@@ -129,31 +174,12 @@ async fn reverse_payout(
     payout: &PayoutId,
     hold: &str,
 ) -> StoreResult<()> {
-    let id = format!("{payout}-return");
-    let now = to_millis(Utc::now());
-    sqlx::query(
-        "INSERT INTO ledger_transactions (id, kind, status, payout_id, created_at, resolved_at) \
-         VALUES ($1, 'payout_return', 'posted', $2, $3, $3)",
-    )
-    .bind(&id)
-    .bind(payout.as_str())
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO ledger_postings (txn_id, book, holder, program, rail, currency, units) \
-         SELECT $1, book, holder, program, rail, currency, -units FROM ledger_postings \
-         WHERE txn_id = $2 ORDER BY id",
-    )
-    .bind(&id)
-    .bind(hold)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    mirror_hold(tx, payout, hold, "payout_return", "return", -1).await
 }
 
-/// payout id, payout status, hold status, hold kind, payout units, units the hold debits.
-type HoldRow = (String, String, Option<String>, Option<String>, i64, i64);
+/// payout id, payout status, hold status, hold kind, payout units, units the hold debits,
+/// whether a correction was booked.
+type HoldRow = (String, String, Option<String>, Option<String>, i64, i64, bool);
 
 /// The result of checking the ledger's invariants.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -185,7 +211,7 @@ impl Store {
             "SELECT p.rail, p.currency, SUM(p.units), COUNT(DISTINCT t.payout_id) \
              FROM ledger_postings p JOIN ledger_transactions t ON t.id = p.txn_id \
              WHERE p.book = 'rail_settlement' AND t.status = 'posted' \
-               AND t.kind IN ('payout', 'payout_return') \
+               AND t.kind IN ('payout', 'payout_return', 'payout_correction') \
              GROUP BY p.rail, p.currency ORDER BY p.rail, p.currency",
         )
         .fetch_all(&self.pool)
@@ -249,15 +275,19 @@ impl Store {
             "SELECT p.id, p.status, t.status, t.kind, p.units, \
                         COALESCE((SELECT -SUM(q.units) FROM ledger_postings q \
                                   WHERE q.txn_id = t.id AND q.book = 'referrer_cashable' \
-                                    AND q.holder = p.account_id AND q.currency = p.currency), 0) \
+                                    AND q.holder = p.account_id AND q.currency = p.currency), 0), \
+                    EXISTS (SELECT 1 FROM ledger_transactions c \
+                            WHERE c.kind = 'payout_correction' AND c.payout_id = p.id) \
                  FROM payouts p LEFT JOIN ledger_transactions t ON t.id = p.hold_txn_id",
         )
         .fetch_all(pool)
         .await?;
-        for (payout, status, hold_status, hold_kind, units, held) in holds {
-            let expected = match status.as_str() {
-                "paid" | "returned" => "posted",
-                "failed" => "voided",
+        for (payout, status, hold_status, hold_kind, units, held, corrected) in holds {
+            let expected = match (status.as_str(), corrected) {
+                ("paid" | "returned", _) => "posted",
+                ("failed", _) => "voided",
+                // A contradiction left the hold as it was when the provider changed its mind.
+                ("needs_operator", true) => hold_status.as_deref().unwrap_or("pending"),
                 _ => "pending",
             };
             match (hold_status.as_deref(), hold_kind.as_deref()) {
@@ -275,12 +305,12 @@ impl Store {
 
         let overdrawn: Vec<(String, String, String, i64)> = sqlx::query_as(
             "SELECT p.holder, p.program, p.currency, \
-                    SUM(CASE WHEN t.kind IN ('accrual', 'payout', 'payout_return') THEN p.units ELSE 0 END) \
+                    SUM(CASE WHEN t.kind IN ('accrual', 'payout', 'payout_return', 'payout_correction') THEN p.units ELSE 0 END) \
              FROM ledger_postings p \
              JOIN ledger_transactions t ON t.id = p.txn_id \
              WHERE p.book = 'referrer_cashable' AND t.status <> 'voided' \
              GROUP BY p.holder, p.program, p.currency \
-             HAVING SUM(CASE WHEN t.kind IN ('accrual', 'payout', 'payout_return') THEN p.units ELSE 0 END) < 0",
+             HAVING SUM(CASE WHEN t.kind IN ('accrual', 'payout', 'payout_return', 'payout_correction') THEN p.units ELSE 0 END) < 0",
         )
         .fetch_all(pool)
         .await?;
@@ -308,7 +338,9 @@ impl Store {
         .fetch_all(pool)
         .await?;
         for (payout, status, units, n, credited) in returns {
-            if status != "returned" || n != 1 || credited != units {
+            // A payout waiting for an operator after a contradiction keeps its return.
+            let status_ok = status == "returned" || (status == "needs_operator" && n == 1);
+            if !status_ok || n != 1 || credited != units {
                 check.problems.push(format!(
                     "payout {payout} is {status} with {n} posted return(s) crediting {credited} \
                      units; a returned payout needs exactly one return of {units} units"

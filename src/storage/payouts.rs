@@ -78,6 +78,8 @@ pub struct PayoutView {
     pub provider_status_at: Option<DateTime<Utc>>,
     /// Polls of the provider while processing, for back-off.
     pub polls: u32,
+    /// Lookups or polls in a row that could not reach the provider.
+    pub lookup_failures: u32,
     pub last_error: Option<String>,
     pub idempotency_key: String,
     pub created_at: DateTime<Utc>,
@@ -185,7 +187,7 @@ impl StepRecord<'_> {
 }
 
 const PAYOUT_COLUMNS: &str = "id, account_id, program, rail, destination, currency, units, status, \
-     attempts, provider_ref, provider_status, provider_status_at, polls, last_error, \
+     attempts, provider_ref, provider_status, provider_status_at, polls, lookup_failures, last_error, \
      idempotency_key, created_at, updated_at";
 
 #[derive(sqlx::FromRow)]
@@ -203,6 +205,7 @@ struct PayoutRow {
     provider_status: Option<String>,
     provider_status_at: Option<i64>,
     polls: i64,
+    lookup_failures: i64,
     last_error: Option<String>,
     idempotency_key: String,
     created_at: i64,
@@ -245,6 +248,7 @@ fn payout_view(row: PayoutRow) -> StoreResult<PayoutView> {
         provider_status: row.provider_status,
         provider_status_at: row.provider_status_at.map(from_millis),
         polls: u32::try_from(row.polls).unwrap_or(u32::MAX),
+        lookup_failures: u32::try_from(row.lookup_failures).unwrap_or(u32::MAX),
         last_error: row.last_error,
         idempotency_key: row.idempotency_key,
         created_at: from_millis(row.created_at),
@@ -687,7 +691,9 @@ impl Store {
                provider_ref = COALESCE($3, provider_ref), last_error = $4, \
                lookup_failures = CASE WHEN $5 THEN lookup_failures + 1 ELSE 0 END, \
                provider_status = COALESCE($10, provider_status), \
-               provider_status_at = COALESCE($11, provider_status_at), \
+               provider_status_at = CASE WHEN $11 IS NOT NULL AND \
+                 (provider_status_at IS NULL OR $11 > provider_status_at) \
+                 THEN $11 ELSE provider_status_at END, \
                polls = CASE WHEN $12 THEN polls + 1 ELSE 0 END, \
                lease_owner = NULL, lease_expires_at = NULL, updated_at = $6 \
              WHERE id = $7 AND fence = $8 AND lease_owner = $9 \

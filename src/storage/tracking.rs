@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::ledger::settle_ledger;
+use super::ledger::{book_correction, settle_ledger};
 use super::payouts::{Actor, Lease, append_event, fetch_payout};
 use super::queue::enqueue_payout_job;
 use super::{Store, StoreError, StoreResult, from_millis, parse_stored, to_millis};
@@ -134,11 +134,14 @@ impl Store {
             worker: None,
             source,
         };
+        // A payout waiting for an operator still records what the provider says (track
+        // leaves its status alone), so the operator decides with it.
         let tracked_states = [
             PayoutStatus::Processing,
             PayoutStatus::Paid,
             PayoutStatus::Failed,
             PayoutStatus::Returned,
+            PayoutStatus::NeedsOperator,
         ];
         if !tracked_states.contains(&status) {
             // Being sent or resolved: the worker's own lookup will see this state.
@@ -190,6 +193,14 @@ impl Store {
             Tracked::Conflict { reason } => {
                 let to = PayoutStatus::NeedsOperator;
                 write_status(&mut tx, id, to, observation, at, now).await?;
+                // The money left after all: take it out of the balance again at once, so it
+                // cannot be withdrawn a second time while an operator looks.
+                let hold: String =
+                    sqlx::query_scalar("SELECT hold_txn_id FROM payouts WHERE id = $1")
+                        .bind(id.as_str())
+                        .fetch_one(&mut *tx)
+                        .await?;
+                book_correction(&mut tx, id, &hold).await?;
                 sqlx::query("UPDATE payouts SET last_error = $1 WHERE id = $2")
                     .bind(&reason)
                     .bind(id.as_str())
@@ -250,7 +261,9 @@ async fn write_status(
 ) -> StoreResult<()> {
     sqlx::query(
         "UPDATE payouts SET status = $1, provider_status = $2, \
-           provider_status_at = COALESCE($3, provider_status_at), \
+           provider_status_at = CASE WHEN $3 IS NOT NULL AND \
+             (provider_status_at IS NULL OR $3 > provider_status_at) \
+             THEN $3 ELSE provider_status_at END, \
            fence = fence + 1, lease_owner = NULL, lease_expires_at = NULL, \
            next_action_at = CASE WHEN $1 = 'processing' THEN next_action_at ELSE NULL END, \
            updated_at = $4 \

@@ -169,6 +169,18 @@ pub fn empty_batch_state(batch_status: &str) -> RailState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_content_errors_prove_a_resend_could_not_have_landed() {
+        assert!(is_content_refusal(400, Some("VALIDATION_ERROR"), &["Receiver is invalid"]));
+        assert!(!is_content_refusal(400, Some("USER_BUSINESS_ERROR"), &[]));
+        assert!(!is_content_refusal(
+            400,
+            Some("VALIDATION_ERROR"),
+            &["Batch with given sender_batch_id already exists"]
+        ));
+        assert!(!is_content_refusal(403, Some("VALIDATION_ERROR"), &[]));
+    }
     use crate::providers::paypal::wire::{ErrorDetail, Link};
 
     #[test]
@@ -236,4 +248,15 @@ mod tests {
         assert_eq!(empty_batch_state("DENIED"), RailState::Failed);
         assert_eq!(empty_batch_state("PENDING"), RailState::InFlight);
     }
+}
+
+/// A refusal of the request's content (schema or field validation), which the identical
+/// earlier request would have met too. Anything naming the batch id or a duplicate is not.
+pub fn is_content_refusal(status: u16, name: Option<&str>, issues: &[&str]) -> bool {
+    let content = matches!(name, Some("VALIDATION_ERROR" | "INVALID_REQUEST"));
+    let about_batch = issues.iter().any(|i| {
+        let i = i.to_ascii_lowercase();
+        i.contains("duplicate") || i.contains("sender_batch") || i.contains("already")
+    });
+    matches!(status, 400 | 422) && content && !about_batch
 }

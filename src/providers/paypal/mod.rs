@@ -113,6 +113,9 @@ enum Sent {
     Failed {
         status: Option<u16>,
         decision: SendDecision,
+        /// PayPal refused the request's content (schema or field validation), which proves
+        /// the identical request could not have landed earlier either.
+        content_refused: bool,
     },
 }
 
@@ -297,7 +300,11 @@ impl PaypalAdapter {
 
     /// Sends the attempt's batch (same sender_batch_id and PayPal-Request-Id every time).
     async fn create(&self, sub: &Submission<'_>) -> Sent {
-        let failed = |status, decision| Sent::Failed { status, decision };
+        let failed = |status, decision| Sent::Failed {
+            status,
+            decision,
+            content_refused: false,
+        };
         let amount = match Amount::from_money(&sub.amount) {
             Ok(a) => a,
             Err(e) => {
@@ -432,7 +439,11 @@ impl PaypalAdapter {
             Class::Unknown => SendDecision::Unknown { reason },
             Class::Permanent => SendDecision::Permanent { reason },
         };
-        failed(Some(status), decision)
+        Sent::Failed {
+            status: Some(status),
+            decision,
+            content_refused: classify::is_content_refusal(status, name, &issues),
+        }
     }
 
     /// Reads the batch a duplicate refusal points to and checks it is ours.
@@ -655,11 +666,25 @@ impl PayoutRail for PaypalAdapter {
                     ),
                 }),
                 // Only a refusal of the request's content proves the same request could not
-                // have landed before; an auth or permission refusal proves nothing.
+                // have landed before. Any other refusal of a re-send (a business rule, an
+                // unrecognised duplicate wording, auth) proves nothing about the first send.
                 Sent::Failed {
-                    status: Some(400 | 422),
                     decision: SendDecision::Permanent { reason },
+                    content_refused: true,
+                    ..
                 } => Ok(LookupFinding::Refused { reason }),
+                Sent::Failed {
+                    status: Some(status @ (400..=499)),
+                    decision: SendDecision::Permanent { reason },
+                    ..
+                } if status != 401 && status != 403 && status != 404 => {
+                    Ok(LookupFinding::Unprovable {
+                        reason: format!(
+                            "re-sending sender_batch_id {} was refused ({reason}); that does not prove the first send failed: check the PayPal dashboard",
+                            last.idempotency_key
+                        ),
+                    })
+                }
                 Sent::Failed {
                     status, decision, ..
                 } => Err(match (status, decision) {

@@ -125,13 +125,6 @@ fn text(v: &Value, path: &[&str]) -> Option<String> {
     cur.as_str().map(str::to_string)
 }
 
-fn time(v: &Value, key: &str) -> Option<DateTime<Utc>> {
-    let s = text(v, &[key])?;
-    DateTime::parse_from_rfc3339(&s)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
-
 /// Turns a VERIFIED event into what the receiver applies. Item events carry the item (and so
 /// its state); batch events carry no item data, so only a denied batch says anything final.
 pub fn inbound(event: &WebhookEvent) -> Result<InboundEvent, WebhookError> {
@@ -147,7 +140,9 @@ pub fn inbound(event: &WebhookEvent) -> Result<InboundEvent, WebhookError> {
         });
         let observation = Observation::new(item_state(&status), status)
             .with_detail(text(r, &["errors", "name"]))
-            .at(time(r, "time_processed").or_else(|| parse_time(event.create_time.as_deref())));
+            // Events are ordered among themselves by their own clock; the item's
+            // time_processed is another clock and would make later events look stale.
+            .at(parse_time(event.create_time.as_deref()));
         return Ok(InboundEvent {
             event_id: event.id.clone(),
             provider_ref: Some(provider_ref),
