@@ -435,7 +435,11 @@ async fn a_provider_contradicting_a_failure_freezes_the_money_for_an_operator() 
     let id = env.withdraw("ref-mo", Rail::Wise).await;
     env.work(fast_policy()).await;
     assert_eq!(env.status(&id).await, PayoutStatus::Failed);
-    assert_eq!(env.payable("ref-mo").await, before, "released after the failure");
+    assert_eq!(
+        env.payable("ref-mo").await,
+        before,
+        "released after the failure"
+    );
 
     let transfer = env
         .store
@@ -453,7 +457,11 @@ async fn a_provider_contradicting_a_failure_freezes_the_money_for_an_operator() 
     let detail = env.store.payout(&id).await.expect("payout");
     assert!(frozen, "{:#?}", detail.events);
     assert!(
-        detail.payout.last_error.as_deref().is_some_and(|e| e.contains("CRITICAL")),
+        detail
+            .payout
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("CRITICAL")),
         "{:?}",
         detail.payout.last_error
     );

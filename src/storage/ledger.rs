@@ -179,7 +179,15 @@ async fn reverse_payout(
 
 /// payout id, payout status, hold status, hold kind, payout units, units the hold debits,
 /// whether a correction was booked.
-type HoldRow = (String, String, Option<String>, Option<String>, i64, i64, bool);
+type HoldRow = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+    i64,
+    bool,
+);
 
 /// The result of checking the ledger's invariants.
 #[derive(Debug, Clone, Default, Serialize)]

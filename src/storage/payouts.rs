@@ -805,8 +805,8 @@ impl Store {
     pub async fn enqueue_overdue(&self, grace: Duration) -> StoreResult<usize> {
         let now = to_millis(Utc::now());
         let cutoff = now - i64::try_from(grace.as_millis()).unwrap_or(0);
-        let due: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT id, COALESCE(next_action_at, 0) FROM payouts \
+        let due: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT id, COALESCE(next_action_at, 0), fence FROM payouts \
              WHERE status IN ('queued', 'submitting', 'retry_scheduled', 'outcome_unknown', 'processing') \
                AND (lease_expires_at IS NULL OR lease_expires_at < $1) \
                AND COALESCE(next_action_at, 0) <= $2 \
@@ -820,9 +820,12 @@ impl Store {
             return Ok(0);
         }
         let mut tx = self.begin_write().await?;
-        for (id, at) in &due {
+        // The fence is in the key: a payout swept again after a takeover gets a new job
+        // (queue keys are unique for ever).
+        for (id, at, fence) in &due {
             let id: PayoutId = parse_stored("payout id", id)?;
-            enqueue_payout_job(&mut tx, &id, Duration::ZERO, &format!("sweep-{at}")).await?;
+            enqueue_payout_job(&mut tx, &id, Duration::ZERO, &format!("sweep-{at}-{fence}"))
+                .await?;
         }
         tx.commit().await?;
         Ok(due.len())

@@ -172,7 +172,11 @@ mod tests {
 
     #[test]
     fn only_content_errors_prove_a_resend_could_not_have_landed() {
-        assert!(is_content_refusal(400, Some("VALIDATION_ERROR"), &["Receiver is invalid"]));
+        assert!(is_content_refusal(
+            400,
+            Some("VALIDATION_ERROR"),
+            &["Receiver is invalid"]
+        ));
         assert!(!is_content_refusal(400, Some("USER_BUSINESS_ERROR"), &[]));
         assert!(!is_content_refusal(
             400,

@@ -906,6 +906,9 @@ async fn create_transfer(
 struct ListQuery {
     profile: Option<u64>,
     status: Option<String>,
+    /// `YYYY-MM-DD`: transfers created on or after that day.
+    #[serde(rename = "createdDateStart")]
+    created_date_start: Option<String>,
     limit: Option<usize>,
     offset: Option<usize>,
 }
@@ -936,6 +939,12 @@ async fn list_transfers(
         .rev()
         .map(|t| &t.transfer)
         .filter(|t| q.profile.is_none_or(|p| t.business == Some(p)))
+        // `created` is "YYYY-MM-DD HH:MM:SS", so text order is time order.
+        .filter(|t| {
+            q.created_date_start
+                .as_deref()
+                .is_none_or(|d| t.created.as_str() >= d)
+        })
         .filter(|t| {
             statuses
                 .as_ref()

@@ -295,7 +295,7 @@ impl WiseAdapter {
                 f @ Failure::Status {
                     status: 409 | 422, ..
                 },
-            ) => match self.transfers_by_ctid(&[ctid]).await {
+            ) => match self.transfers_by_ctid(&[ctid], None).await {
                 Ok(found) => match found.into_iter().next() {
                     Some(t) => {
                         info!(
@@ -377,6 +377,25 @@ impl WiseAdapter {
                 Class::Unknown => f.decision(),
                 Class::Retry | Class::Permanent => {
                     let decision = f.clone().decision();
+                    // A refusal may be "already funded" by a request whose answer we lost:
+                    // read again, and only cancel what is provably still unfunded.
+                    match self
+                        .http
+                        .get::<Transfer>(&format!("/v1/transfers/{transfer_id}"))
+                        .await
+                    {
+                        Ok(now) if now.status != wire::WAITING => return landed(&now),
+                        Ok(_) => {}
+                        Err(e) => {
+                            return SendDecision::Unknown {
+                                reason: format!(
+                                    "funding refused ({}) and transfer {transfer_id} could not be read again: {}",
+                                    f.provider_error(),
+                                    e.provider_error()
+                                ),
+                            };
+                        }
+                    }
                     match self.cancel(transfer_id).await {
                         Ok(()) => decision,
                         Err(e) => SendDecision::Unknown {
@@ -410,16 +429,25 @@ impl WiseAdapter {
 
     /// Every transfer of the profile whose customerTransactionId is one of `ctids`, following
     /// offset pagination to the end.
-    pub async fn transfers_by_ctid(&self, ctids: &[&str]) -> Result<Vec<Transfer>, ProviderError> {
+    /// `since` bounds the listing to transfers created on or after that day, so a resolve
+    /// does not page through the profile's whole history.
+    pub async fn transfers_by_ctid(
+        &self,
+        ctids: &[&str],
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<Transfer>, ProviderError> {
         const PAGE: usize = 100;
         let mut found = Vec::new();
         let mut offset = 0usize;
         loop {
-            let query = [
+            let mut query = vec![
                 ("profile", self.profile_id.to_string()),
                 ("limit", PAGE.to_string()),
                 ("offset", offset.to_string()),
             ];
+            if let Some(since) = since {
+                query.push(("createdDateStart", since.format("%Y-%m-%d").to_string()));
+            }
             let page: Vec<Transfer> = self
                 .http
                 .get_query("/v1/transfers", &query)
@@ -447,8 +475,16 @@ impl WiseAdapter {
         &self,
         last: &Submission<'_>,
         earlier: &[PastAttempt],
+        last_started: DateTime<Utc>,
         checkpoints: &dyn Checkpoints,
     ) -> Result<LookupFinding, ProviderError> {
+        // A day of slack for clock differences between us and Wise.
+        let since = earlier
+            .iter()
+            .map(|a| a.started_at)
+            .chain([last_started])
+            .min()
+            .map(|t| t - chrono::Duration::days(1));
         let last_ctid = customer_transaction_id(last.idempotency_key).to_string();
         let mut ctids: Vec<String> = earlier
             .iter()
@@ -457,7 +493,7 @@ impl WiseAdapter {
         ctids.push(last_ctid.clone());
         let wanted: Vec<&str> = ctids.iter().map(String::as_str).collect();
         let mut found: BTreeMap<u64, Transfer> = self
-            .transfers_by_ctid(&wanted)
+            .transfers_by_ctid(&wanted, since)
             .await?
             .into_iter()
             .map(|t| (t.id, t))
@@ -631,10 +667,10 @@ impl PayoutRail for WiseAdapter {
         &'a self,
         last: &'a Submission<'a>,
         earlier: &'a [PastAttempt],
-        _last_started: DateTime<Utc>,
+        last_started: DateTime<Utc>,
         checkpoints: &'a dyn Checkpoints,
     ) -> RailFuture<'a, Result<LookupFinding, ProviderError>> {
-        Box::pin(self.settle(last, earlier, checkpoints))
+        Box::pin(self.settle(last, earlier, last_started, checkpoints))
     }
 
     fn status<'a>(
