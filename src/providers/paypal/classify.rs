@@ -166,6 +166,17 @@ pub fn empty_batch_state(batch_status: &str) -> RailState {
     }
 }
 
+/// A refusal of the request's content (schema or field validation), which the identical
+/// earlier request would have met too. Anything naming the batch id or a duplicate is not.
+pub fn is_content_refusal(status: u16, name: Option<&str>, issues: &[&str]) -> bool {
+    let content = matches!(name, Some("VALIDATION_ERROR" | "INVALID_REQUEST"));
+    let about_batch = issues.iter().any(|i| {
+        let i = i.to_ascii_lowercase();
+        i.contains("duplicate") || i.contains("sender_batch") || i.contains("already")
+    });
+    matches!(status, 400 | 422) && content && !about_batch
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,15 +263,4 @@ mod tests {
         assert_eq!(empty_batch_state("DENIED"), RailState::Failed);
         assert_eq!(empty_batch_state("PENDING"), RailState::InFlight);
     }
-}
-
-/// A refusal of the request's content (schema or field validation), which the identical
-/// earlier request would have met too. Anything naming the batch id or a duplicate is not.
-pub fn is_content_refusal(status: u16, name: Option<&str>, issues: &[&str]) -> bool {
-    let content = matches!(name, Some("VALIDATION_ERROR" | "INVALID_REQUEST"));
-    let about_batch = issues.iter().any(|i| {
-        let i = i.to_ascii_lowercase();
-        i.contains("duplicate") || i.contains("sender_batch") || i.contains("already")
-    });
-    matches!(status, 400 | 422) && content && !about_batch
 }
