@@ -39,6 +39,9 @@ ALTER TABLE payouts ADD COLUMN provider_status TEXT;
 ALTER TABLE payouts ADD COLUMN provider_status_at INTEGER;
 -- Polls of a processing payout so far, for back-off.
 ALTER TABLE payouts ADD COLUMN polls INTEGER NOT NULL DEFAULT 0;
+-- A paid payout is still polled until then (ms), slowly, so money that comes back after
+-- delivery (returned, reversed, bounced) is seen even when its webhook is lost.
+ALTER TABLE payouts ADD COLUMN watch_until INTEGER;
 
 -- Progress inside one attempt (Wise: quote, then transfer), saved after each provider call
 -- that created something, so a crash resumes instead of creating it twice.

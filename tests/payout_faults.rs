@@ -167,6 +167,7 @@ async fn a_worker_that_dies_mid_send_is_recovered_by_lookup() {
                 source: "test",
                 observation: None,
                 polled: false,
+                watch_for: None,
             },
         )
         .await;

@@ -243,7 +243,12 @@ async fn late_failures_after_success_reverse_the_ledger_on_every_rail() {
 {"type":"payout_method","account":"ref-gina","rail":"paypal","destination":"reverse-gina@example.com"}
 {"type":"payout_method","account":"ref-mo","rail":"wise","destination":"1004"}
 {"type":"payout_method","account":"ref-nia","rail":"partnerstack","destination":"expire_pk_carol"}"#;
-    let env = Env::new(SandboxOptions::default(), true, extra).await;
+    // Late enough that delivery is always seen first, whichever of webhook or poll sees it.
+    let options = SandboxOptions {
+        late_after_ms: 3000,
+        ..SandboxOptions::default()
+    };
+    let env = Env::new(options, true, extra).await;
     let before: Vec<Money> = {
         let mut v = Vec::new();
         for (account, _) in PLAN {
@@ -489,4 +494,68 @@ async fn a_provider_contradicting_a_failure_freezes_the_money_for_an_operator() 
     assert_eq!(ledger, at_mock);
     let check = env.store.check_ledger().await.expect("check");
     assert!(check.is_ok(), "{:#?}", check.problems);
+}
+
+#[tokio::test]
+async fn a_watched_paid_payout_sees_money_come_back_without_webhooks() {
+    // No webhooks at all. After delivery PayPal reverses one payout and Wise bounces another:
+    // only the watch polls of paid payouts can notice, and they must reverse the ledger.
+    let env = Env::new(SandboxOptions::default(), false, "").await;
+    let before = (env.payable("ref-gina").await, env.payable("ref-mo").await);
+    let ids = withdraw_plan(&env).await;
+    let policy = RetryPolicy {
+        watch_for: Duration::from_secs(60),
+        ..fast_policy()
+    };
+    env.work(policy).await;
+    let provider_ref = |i: usize| {
+        let store = env.store.clone();
+        let id = ids[i].clone();
+        async move {
+            let p = store.payout(&id).await.expect("payout").payout;
+            assert_eq!(p.status, PayoutStatus::Paid, "{id}");
+            p.provider_ref.expect("provider ref")
+        }
+    };
+    assert!(
+        env.sandbox
+            .paypal
+            .advance(&provider_ref(1).await, "REVERSED")
+    );
+    let transfer = provider_ref(2).await;
+    assert!(env.sandbox.wise.advance(&transfer, "bounced_back"));
+    assert!(env.sandbox.wise.advance(&transfer, "funds_refunded"));
+
+    let deps = env.deps(policy);
+    let watched = [ids[1].clone(), ids[2].clone()];
+    let back = eventually(30, || async {
+        let mut all = true;
+        for id in &watched {
+            let id = payouts::domain::ids::PayoutId::parse(id).expect("id");
+            payouts::jobs::advance_payout(&deps, &id)
+                .await
+                .expect("step");
+            all &= env.status(id.as_str()).await == PayoutStatus::Returned;
+        }
+        all
+    })
+    .await;
+    for id in &watched {
+        let d = env.store.payout(id).await.expect("payout");
+        assert!(
+            back,
+            "{id} via {} is {}: {:#?}",
+            d.payout.rail, d.payout.status, d.events
+        );
+        assert!(
+            d.events
+                .iter()
+                .any(|e| e.to == "returned" && e.source.as_deref() == Some("poll")),
+            "{:#?}",
+            d.events
+        );
+    }
+    assert_eq!(env.payable("ref-gina").await, before.0);
+    assert_eq!(env.payable("ref-mo").await, before.1);
+    env.assert_books_agree(&ids).await;
 }

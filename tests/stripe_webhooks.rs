@@ -29,6 +29,7 @@ async fn setup() -> (TestEnv, String) {
         wise: None,
         partnerstack: None,
         partnerstack_token: None,
+        watch_for: None,
     })
     .await;
     env.mock.outbox().set_target(Some(format!("{url}/stripe")));

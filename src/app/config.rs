@@ -85,6 +85,7 @@ impl WorkerSettings {
             settle_delay: secs("PAYOUTS_SETTLE_DELAY_SECS", 30)?.max(timeout),
             poll_base: secs("PAYOUTS_POLL_BASE_SECS", 30)?,
             poll_max: secs("PAYOUTS_POLL_MAX_SECS", 6 * 3600)?,
+            watch_for: Duration::from_secs(24 * 3600 * secs("PAYOUTS_WATCH_DAYS", 30)?.as_secs()),
             ..RetryPolicy::default()
         };
         let lease_ttl = secs("PAYOUTS_LEASE_TTL_SECS", 60)?;
@@ -212,6 +213,7 @@ impl WorkerSettings {
                 .map(PartnerstackAdapter::new)
                 .transpose()?,
             partnerstack_token: hooks.partnerstack_token,
+            watch_for: (!self.policy.watch_for.is_zero()).then_some(self.policy.watch_for),
         })
     }
 }

@@ -42,6 +42,9 @@ pub struct SandboxOptions {
     pub timeout: Duration,
     /// The secret key the Stripe mock accepts.
     pub stripe_api_key: SecretString,
+    /// How long after delivery the scripted late failures (bounces, reversals, expiries)
+    /// happen, on every mock.
+    pub late_after_ms: u64,
 }
 
 impl Default for SandboxOptions {
@@ -52,6 +55,7 @@ impl Default for SandboxOptions {
             paypal_window: Duration::from_secs(30 * 24 * 3600),
             timeout: Duration::from_secs(5),
             stripe_api_key: SecretString::from("sk_test_mock"),
+            late_after_ms: 600,
         }
     }
 }
@@ -88,6 +92,7 @@ impl Sandbox {
                 api_key: options.stripe_api_key.clone(),
                 faults: faults.clone(),
                 webhook_secret: SecretString::from(STRIPE_WEBHOOK_SECRET),
+                late_after_ms: options.late_after_ms,
                 ..MockStripeConfig::default()
             },
         )
@@ -96,6 +101,7 @@ impl Sandbox {
             loopback(options.ports[1]),
             MockPaypalConfig {
                 faults: paypal_faults,
+                late_after_ms: options.late_after_ms,
                 ..MockPaypalConfig::default()
             },
         )
@@ -104,6 +110,7 @@ impl Sandbox {
             loopback(options.ports[2]),
             MockWiseConfig {
                 faults: faults.clone(),
+                late_after_ms: options.late_after_ms,
                 ..MockWiseConfig::default()
             },
         )
@@ -113,6 +120,7 @@ impl Sandbox {
             MockPartnerstackConfig {
                 faults,
                 webhook_token: Some(SecretString::from(PARTNERSTACK_WEBHOOK_TOKEN)),
+                late_after_ms: options.late_after_ms,
                 ..MockPartnerstackConfig::default()
             },
         )
@@ -181,7 +189,8 @@ impl Sandbox {
             )?)))
     }
 
-    /// Webhook receivers that accept exactly what these mocks send.
+    /// Webhook receivers that accept exactly what these mocks send. Payouts they make paid
+    /// are not watched (the worker's policy decides that for the payouts it settles).
     pub fn webhook_state(&self, store: Store) -> Result<WebhookState, ProviderError> {
         Ok(WebhookState {
             store,
@@ -191,6 +200,7 @@ impl Sandbox {
             wise: Some(WiseAdapter::new(self.wise_config())?),
             partnerstack: Some(PartnerstackAdapter::new(self.partnerstack_config())?),
             partnerstack_token: Some(SecretString::from(PARTNERSTACK_WEBHOOK_TOKEN)),
+            watch_for: None,
         })
     }
 

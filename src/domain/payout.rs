@@ -166,6 +166,9 @@ pub struct RetryPolicy {
     pub poll_base: Duration,
     /// Longest wait between two polls of one processing payout.
     pub poll_max: Duration,
+    /// How long a paid payout is still polled for money coming back (returns, reversals,
+    /// bounces), in case the webhook saying so is lost. Zero: not at all.
+    pub watch_for: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -179,6 +182,7 @@ impl Default for RetryPolicy {
             max_retry_after: Duration::from_secs(600),
             poll_base: Duration::from_secs(30),
             poll_max: Duration::from_secs(6 * 3600),
+            watch_for: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -202,6 +206,11 @@ impl RetryPolicy {
             .saturating_mul(1u32 << polls.min(20))
             .min(self.poll_max)
             .max(Duration::from_secs(1))
+    }
+
+    /// The wait before the next watch poll of a paid payout, if it is watched at all.
+    pub fn watch_delay(&self, polls: u32) -> Option<Duration> {
+        (!self.watch_for.is_zero()).then(|| self.poll_delay(polls))
     }
 
     /// The delay before the next step after `decision` on attempt number `attempt`.
@@ -290,7 +299,7 @@ pub fn after_landing(
         },
         RailState::Paid => NextStep {
             status: PayoutStatus::Paid,
-            delay: None,
+            delay: policy.watch_delay(0),
             reason: format!("provider confirmed {provider_ref} ({how}); status {seen}"),
         },
         RailState::Failed => NextStep {

@@ -48,6 +48,8 @@ pub struct WebhookState {
     pub partnerstack: Option<PartnerstackAdapter>,
     /// Our own shared secret for PartnerStack deliveries, if set.
     pub partnerstack_token: Option<SecretString>,
+    /// How long a payout a webhook makes paid is still polled for returns.
+    pub watch_for: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for WebhookState {
@@ -230,7 +232,7 @@ async fn apply(
         }
     };
     let applied = store
-        .apply_observation(&payout, &observation, "webhook")
+        .apply_observation(&payout, &observation, "webhook", state.watch_for)
         .await?;
     if let Applied::Deferred { status } = applied {
         // A worker step owns the payout (it is being sent or resolved). Recording the event

@@ -102,6 +102,11 @@ impl Checkpoints for StepCheckpoints<'_> {
     }
 }
 
+/// How long a payout that becomes paid is still watched for money coming back.
+fn watch(deps: &PayoutDeps) -> Option<Duration> {
+    (!deps.policy.watch_for.is_zero()).then_some(deps.policy.watch_for)
+}
+
 async fn run_step(
     deps: &Arc<PayoutDeps>,
     lease: &Lease,
@@ -118,7 +123,7 @@ async fn run_step(
         deps.store.record_step(lease, payout.status, &step).await?;
         return Ok(StepOutcome::Moved(PayoutStatus::NeedsOperator));
     };
-    if payout.status == PayoutStatus::Processing {
+    if matches!(payout.status, PayoutStatus::Processing | PayoutStatus::Paid) {
         return poll(deps, rail.as_ref(), lease, payout).await;
     }
     let mut context = None;
@@ -205,6 +210,7 @@ async fn resolve(
                 source: "lookup",
                 observation: Some(&observation),
                 polled: false,
+                watch_for: watch(deps),
             };
             deps.store.record_step(lease, payout.status, &step).await?;
             info!(to = %next.status, "uncertain attempt resolved: it landed");
@@ -222,6 +228,7 @@ async fn resolve(
             source: "lookup",
             observation: None,
             polled: false,
+            watch_for: watch(deps),
         },
         Ok(LookupFinding::Unprovable { reason }) => StepRecord {
             source: "lookup",
@@ -270,6 +277,7 @@ async fn resolve(
                 source: "lookup",
                 observation: None,
                 polled: false,
+                watch_for: watch(deps),
             }
         }
     };
@@ -277,8 +285,9 @@ async fn resolve(
     Ok(Resolved::Done(StepOutcome::Moved(step.to)))
 }
 
-/// Reads the state of a payment the provider is still processing and moves the payout if it
-/// settled; otherwise polls again later, backing off.
+/// Reads the state of a payment the provider is still processing (or, for a paid payout
+/// under watch, whether the money came back) and moves the payout if it changed; otherwise
+/// polls again later, backing off.
 async fn poll(
     deps: &Arc<PayoutDeps>,
     rail: &dyn PayoutRail,
@@ -304,28 +313,44 @@ async fn poll(
             let failures = payout.lookup_failures + 1;
             let exhausted = failures >= deps.policy.max_lookup_failures;
             warn!(error = %e, failures, "status poll failed");
-            let step = StepRecord {
-                to: if exhausted {
-                    PayoutStatus::NeedsOperator
-                } else {
-                    PayoutStatus::Processing
-                },
-                reason: if exhausted {
+            let paid = payout.status == PayoutStatus::Paid;
+            let (to, reason) = match (paid, exhausted) {
+                // Delivered already: a failing watch never un-pays; it just stops, saying so.
+                (true, true) => (
+                    PayoutStatus::Paid,
+                    format!(
+                        "watch poll failed {failures} times in a row ({e}); no longer watching for returns"
+                    ),
+                ),
+                (false, true) => (
+                    PayoutStatus::NeedsOperator,
                     format!(
                         "status poll failed {failures} times in a row ({e}); the provider holds the payment, an operator must check it"
-                    )
-                } else {
-                    format!("status poll failed ({e}); will poll again")
-                },
+                    ),
+                ),
+                (_, false) => (
+                    payout.status,
+                    format!("status poll failed ({e}); will poll again"),
+                ),
+            };
+            let next_in = match (paid, exhausted) {
+                (_, true) => None,
+                (true, false) => deps.policy.watch_delay(payout.polls),
+                (false, false) => Some(deps.policy.poll_delay(payout.polls)),
+            };
+            let step = StepRecord {
+                to,
+                reason,
                 attempt: None,
                 attempt_outcome: None,
                 provider_ref: None,
                 last_error: Some(e.to_string()),
-                next_in: (!exhausted).then(|| deps.policy.poll_delay(payout.polls)),
+                next_in,
                 lookup_failed: true,
                 source: "poll",
                 observation: None,
                 polled: false,
+                watch_for: watch(deps),
             };
             deps.store.record_step(lease, payout.status, &step).await?;
             return Ok(StepOutcome::Moved(step.to));
@@ -335,24 +360,35 @@ async fn poll(
         Tracked::Move { to, reason, .. } => (to, reason),
         Tracked::Conflict { reason } => (PayoutStatus::NeedsOperator, reason),
         Tracked::Unchanged => (
-            PayoutStatus::Processing,
+            payout.status,
             format!("provider status {}", observation.describe()),
         ),
     };
-    let still = to == PayoutStatus::Processing;
+    let still = to == payout.status;
+    let next_in = match to {
+        PayoutStatus::Processing => Some(deps.policy.poll_delay(payout.polls + 1)),
+        // Newly paid: start the watch. Already paid: keep watching until the window ends.
+        PayoutStatus::Paid if !still => deps.policy.watch_delay(0),
+        PayoutStatus::Paid => payout
+            .watch_until
+            .filter(|until| *until > Utc::now())
+            .and_then(|_| deps.policy.watch_delay(payout.polls + 1)),
+        _ => None,
+    };
     let step = StepRecord {
         to,
-        // A changed provider wording is worth an event even without a status change.
         reason,
         attempt: None,
         attempt_outcome: None,
         provider_ref: None,
         last_error: None,
-        next_in: still.then(|| deps.policy.poll_delay(payout.polls + 1)),
+        next_in,
         lookup_failed: false,
         source: "poll",
         observation: Some(&observation),
+        // A changed provider wording is worth an event even without a status change.
         polled: still && payout.provider_status.as_deref() == Some(&observation.provider_status),
+        watch_for: watch(deps),
     };
     deps.store.record_step(lease, payout.status, &step).await?;
     if !still {
@@ -428,6 +464,7 @@ async fn send_attempt(
         source: "submit",
         observation,
         polled: false,
+        watch_for: watch(deps),
     };
     deps.store
         .record_step(lease, PayoutStatus::Submitting, &step)

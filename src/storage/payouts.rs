@@ -80,6 +80,8 @@ pub struct PayoutView {
     pub polls: u32,
     /// Lookups or polls in a row that could not reach the provider.
     pub lookup_failures: u32,
+    /// A paid payout is polled for money coming back until then.
+    pub watch_until: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub idempotency_key: String,
     pub created_at: DateTime<Utc>,
@@ -165,6 +167,8 @@ pub struct StepRecord<'a> {
     pub observation: Option<&'a Observation>,
     /// This step was a status poll (counts toward poll back-off).
     pub polled: bool,
+    /// On the move to paid: keep polling for money coming back this long.
+    pub watch_for: Option<Duration>,
 }
 
 impl StepRecord<'_> {
@@ -182,12 +186,14 @@ impl StepRecord<'_> {
             source: "worker",
             observation: None,
             polled: false,
+            watch_for: None,
         }
     }
 }
 
 const PAYOUT_COLUMNS: &str = "id, account_id, program, rail, destination, currency, units, status, \
-     attempts, provider_ref, provider_status, provider_status_at, polls, lookup_failures, last_error, \
+     attempts, provider_ref, provider_status, provider_status_at, polls, lookup_failures, \
+     watch_until, last_error, \
      idempotency_key, created_at, updated_at";
 
 #[derive(sqlx::FromRow)]
@@ -206,6 +212,7 @@ struct PayoutRow {
     provider_status_at: Option<i64>,
     polls: i64,
     lookup_failures: i64,
+    watch_until: Option<i64>,
     last_error: Option<String>,
     idempotency_key: String,
     created_at: i64,
@@ -249,6 +256,7 @@ fn payout_view(row: PayoutRow) -> StoreResult<PayoutView> {
         provider_status_at: row.provider_status_at.map(from_millis),
         polls: u32::try_from(row.polls).unwrap_or(u32::MAX),
         lookup_failures: u32::try_from(row.lookup_failures).unwrap_or(u32::MAX),
+        watch_until: row.watch_until.map(from_millis),
         last_error: row.last_error,
         idempotency_key: row.idempotency_key,
         created_at: from_millis(row.created_at),
@@ -540,7 +548,8 @@ impl Store {
         let fence: Option<i64> = sqlx::query_scalar(
             "UPDATE payouts SET lease_owner = $1, lease_expires_at = $2, fence = fence + 1, updated_at = $3 \
              WHERE id = $4 \
-               AND status IN ('queued', 'submitting', 'retry_scheduled', 'outcome_unknown', 'processing') \
+               AND (status IN ('queued', 'submitting', 'retry_scheduled', 'outcome_unknown', 'processing') \
+                    OR (status = 'paid' AND watch_until > $3 AND next_action_at IS NOT NULL)) \
                AND (lease_expires_at IS NULL OR lease_expires_at < $3) \
                AND (next_action_at IS NULL OR next_action_at <= $3 + 1000) \
              RETURNING fence",
@@ -566,16 +575,20 @@ impl Store {
                 }
             }
             None => {
-                let row: Option<(String, Option<i64>, Option<i64>)> = sqlx::query_as(
-                    "SELECT status, lease_expires_at, next_action_at FROM payouts WHERE id = $1",
+                let row: Option<(String, Option<i64>, Option<i64>, Option<i64>)> = sqlx::query_as(
+                    "SELECT status, lease_expires_at, next_action_at, watch_until \
+                         FROM payouts WHERE id = $1",
                 )
                 .bind(id.as_str())
                 .fetch_optional(&mut *tx)
                 .await?;
-                let (status, lease, next) =
+                let (status, lease, next, watch) =
                     row.ok_or_else(|| StoreError::UnknownPayout(id.to_string()))?;
                 let status = parse_code("payout status", &status, PayoutStatus::from_code)?;
-                match (status.is_active(), lease, next) {
+                let watched = status == PayoutStatus::Paid
+                    && next.is_some()
+                    && watch.is_some_and(|w| w > now_ms);
+                match (status.is_active() || watched, lease, next) {
                     (false, _, _) => Claim::Settled(status),
                     (true, Some(until), _) if until >= now_ms => Claim::Busy {
                         until: from_millis(until),
@@ -695,6 +708,8 @@ impl Store {
                  (provider_status_at IS NULL OR $11 > provider_status_at) \
                  THEN $11 ELSE provider_status_at END, \
                polls = CASE WHEN $12 THEN polls + 1 ELSE 0 END, \
+               watch_until = CASE WHEN $1 = 'paid' AND status <> 'paid' AND $2 IS NOT NULL \
+                 THEN $13 ELSE watch_until END, \
                lease_owner = NULL, lease_expires_at = NULL, updated_at = $6 \
              WHERE id = $7 AND fence = $8 AND lease_owner = $9 \
              RETURNING hold_txn_id",
@@ -713,6 +728,10 @@ impl Store {
         // coarser resolution look stale.
         .bind(step.observation.and_then(|o| o.occurred_at).map(to_millis))
         .bind(step.polled)
+        .bind(
+            step.watch_for
+                .map(|w| to_millis(now) + i64::try_from(w.as_millis()).unwrap_or(i64::MAX / 4)),
+        )
         .fetch_optional(&mut *tx)
         .await?;
         let Some(hold) = hold else {
@@ -807,7 +826,8 @@ impl Store {
         let cutoff = now - i64::try_from(grace.as_millis()).unwrap_or(0);
         let due: Vec<(String, i64, i64)> = sqlx::query_as(
             "SELECT id, COALESCE(next_action_at, 0), fence FROM payouts \
-             WHERE status IN ('queued', 'submitting', 'retry_scheduled', 'outcome_unknown', 'processing') \
+             WHERE (status IN ('queued', 'submitting', 'retry_scheduled', 'outcome_unknown', 'processing') \
+                    OR (status = 'paid' AND watch_until > $1 AND next_action_at IS NOT NULL)) \
                AND (lease_expires_at IS NULL OR lease_expires_at < $1) \
                AND COALESCE(next_action_at, 0) <= $2 \
                AND COALESCE(lease_expires_at, 0) <= $2",

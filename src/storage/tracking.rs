@@ -119,11 +119,13 @@ impl Store {
     /// Applies a provider observation that arrived outside a worker step (a webhook): moves
     /// the payout per `domain::tracking::track` and settles the ledger in one transaction.
     /// Takes over any lease (the fence moves), so a worker mid-poll cannot overwrite it.
+    /// A payout this makes paid is watched for `watch_for` (see `RetryPolicy::watch_for`).
     pub async fn apply_observation(
         &self,
         id: &PayoutId,
         observation: &Observation,
         source: &str,
+        watch_for: Option<std::time::Duration>,
     ) -> StoreResult<Applied> {
         let mut tx = self.begin_write().await?;
         let payout = fetch_payout(&mut tx, id.as_str())
@@ -159,13 +161,15 @@ impl Store {
         }
         let now = Utc::now();
         let at = observation.occurred_at;
+        let watch_until = watch_for
+            .map(|w| to_millis(now) + i64::try_from(w.as_millis()).unwrap_or(i64::MAX / 4));
         let applied = match track(status, payout.provider_status_at, observation) {
             Tracked::Unchanged => {
                 let stale =
                     matches!((payout.provider_status_at, at), (Some(seen), Some(at)) if at < seen);
                 if !stale && payout.provider_status.as_deref() != Some(&observation.provider_status)
                 {
-                    write_status(&mut tx, id, status, observation, at, now).await?;
+                    write_status(&mut tx, id, status, observation, at, now, watch_until).await?;
                     append_event(
                         &mut tx,
                         id,
@@ -180,7 +184,7 @@ impl Store {
                 Applied::Unchanged { status }
             }
             Tracked::Move { to, reason, .. } => {
-                write_status(&mut tx, id, to, observation, at, now).await?;
+                write_status(&mut tx, id, to, observation, at, now, watch_until).await?;
                 let hold: String =
                     sqlx::query_scalar("SELECT hold_txn_id FROM payouts WHERE id = $1")
                         .bind(id.as_str())
@@ -192,7 +196,7 @@ impl Store {
             }
             Tracked::Conflict { reason } => {
                 let to = PayoutStatus::NeedsOperator;
-                write_status(&mut tx, id, to, observation, at, now).await?;
+                write_status(&mut tx, id, to, observation, at, now, watch_until).await?;
                 // The money left after all: take it out of the balance again at once, so it
                 // cannot be withdrawn a second time while an operator looks.
                 let hold: String =
@@ -258,6 +262,7 @@ async fn write_status(
     observation: &Observation,
     at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
+    watch_until: Option<i64>,
 ) -> StoreResult<()> {
     sqlx::query(
         "UPDATE payouts SET status = $1, provider_status = $2, \
@@ -265,7 +270,11 @@ async fn write_status(
              (provider_status_at IS NULL OR $3 > provider_status_at) \
              THEN $3 ELSE provider_status_at END, \
            fence = fence + 1, lease_owner = NULL, lease_expires_at = NULL, \
-           next_action_at = CASE WHEN $1 = 'processing' THEN next_action_at ELSE NULL END, \
+           watch_until = CASE WHEN $1 = 'paid' AND status <> 'paid' THEN $6 ELSE watch_until END, \
+           next_action_at = CASE WHEN $1 = 'processing' THEN next_action_at \
+             WHEN $1 = 'paid' AND status = 'processing' AND $6 IS NOT NULL THEN next_action_at \
+             WHEN $1 = 'paid' AND status = 'paid' THEN next_action_at \
+             ELSE NULL END, \
            updated_at = $4 \
          WHERE id = $5",
     )
@@ -274,6 +283,7 @@ async fn write_status(
     .bind(at.map(to_millis))
     .bind(to_millis(now))
     .bind(id.as_str())
+    .bind(watch_until)
     .execute(&mut **tx)
     .await?;
     Ok(())
