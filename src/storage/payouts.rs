@@ -219,6 +219,9 @@ struct PayoutRow {
     updated_at: i64,
 }
 
+/// status, lease_expires_at, next_action_at, watch_until.
+type ClaimRow = (String, Option<i64>, Option<i64>, Option<i64>);
+
 /// attempt_no, provider_key, outcome, provider_ref, detail, started_at, finished_at.
 type AttemptRow = (
     i64,
@@ -575,7 +578,7 @@ impl Store {
                 }
             }
             None => {
-                let row: Option<(String, Option<i64>, Option<i64>, Option<i64>)> = sqlx::query_as(
+                let row: Option<ClaimRow> = sqlx::query_as(
                     "SELECT status, lease_expires_at, next_action_at, watch_until \
                          FROM payouts WHERE id = $1",
                 )
