@@ -254,3 +254,46 @@ async fn a_second_transfer_at_the_provider_is_flagged_critical() {
     assert_eq!(detail.payout.status, PayoutStatus::NeedsOperator);
     assert!(detail.payout.last_error.unwrap().starts_with("CRITICAL"));
 }
+
+#[tokio::test]
+async fn a_renewed_lease_keeps_others_out_and_a_released_one_cannot_be_renewed() {
+    let env = TestEnv::new(Faults::default()).await;
+    env.ingest(DEMO).await;
+    let id = env
+        .withdraw("ref-gina", usd("45"), "gina-lease")
+        .await
+        .unwrap()
+        .payout
+        .id;
+    let Claim::Acquired { lease, .. } = env
+        .store
+        .claim(&id, "slow-worker", Duration::from_millis(300))
+        .await
+        .unwrap()
+    else {
+        panic!("claim failed");
+    };
+    // A long step renews its lease past the original expiry: nobody else may take over.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    env.store
+        .extend_lease(&lease, Duration::from_secs(5))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(matches!(
+        env.store
+            .claim(&id, "other-worker", Duration::from_secs(1))
+            .await
+            .unwrap(),
+        Claim::Busy { .. }
+    ));
+    // Once released, the old lease cannot be renewed.
+    env.store
+        .release(&lease, Duration::ZERO, "test")
+        .await
+        .unwrap();
+    assert!(matches!(
+        env.store.extend_lease(&lease, Duration::from_secs(5)).await,
+        Err(payouts::storage::StoreError::LeaseLost { .. })
+    ));
+}

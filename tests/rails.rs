@@ -242,7 +242,7 @@ async fn late_failures_after_success_reverse_the_ledger_on_every_rail() {
     let extra = r#"{"type":"payout_method","account":"ref-alice","rail":"stripe","destination":"acct_bounceAlice"}
 {"type":"payout_method","account":"ref-gina","rail":"paypal","destination":"reverse-gina@example.com"}
 {"type":"payout_method","account":"ref-mo","rail":"wise","destination":"1004"}
-{"type":"payout_method","account":"ref-nia","rail":"partnerstack","destination":"expire_pk_carol"}"#;
+{"type":"payout_method","account":"ref-nia","rail":"partnerstack","destination":"refund_pk_erin"}"#;
     // Late enough that delivery is always seen first, whichever of webhook or poll sees it.
     let options = SandboxOptions {
         late_after_ms: 3000,
@@ -558,4 +558,28 @@ async fn a_watched_paid_payout_sees_money_come_back_without_webhooks() {
     assert_eq!(env.payable("ref-gina").await, before.0);
     assert_eq!(env.payable("ref-mo").await, before.1);
     env.assert_books_agree(&ids).await;
+}
+
+#[tokio::test]
+async fn an_expired_partnerstack_reward_waits_for_an_operator_with_the_money_held() {
+    // Whether an expired reward's money comes back to us is unconfirmed; crediting the
+    // referrer could pay twice, so the payout stops for an operator and the amount stays out.
+    let extra = r#"{"type":"payout_method","account":"ref-nia","rail":"partnerstack","destination":"expire_pk_carol"}"#;
+    let options = SandboxOptions {
+        late_after_ms: 1500,
+        ..SandboxOptions::default()
+    };
+    let env = Env::new(options, true, extra).await;
+    let id = env.withdraw("ref-nia", Rail::Partnerstack).await;
+    env.work(fast_policy()).await;
+    let stopped = eventually(15, || async {
+        env.status(&id).await == PayoutStatus::NeedsOperator
+    })
+    .await;
+    let detail = env.store.payout(&id).await.expect("payout");
+    assert!(stopped, "{:#?}", detail.events);
+    assert_eq!(detail.payout.provider_status.as_deref(), Some("expired"));
+    assert!(!env.payable("ref-nia").await.is_positive());
+    let check = env.store.check_ledger().await.expect("check");
+    assert!(check.is_ok(), "{:#?}", check.problems);
 }

@@ -307,6 +307,13 @@ pub fn after_landing(
             delay: None,
             reason: format!("provider took {provider_ref} ({how}) but it failed: {seen}"),
         },
+        RailState::Disputed => NextStep {
+            status: PayoutStatus::NeedsOperator,
+            delay: None,
+            reason: format!(
+                "provider took {provider_ref} ({how}) and reports {seen}, whose meaning for the money is unconfirmed; an operator must check"
+            ),
+        },
         RailState::Returned => NextStep {
             status: PayoutStatus::Returned,
             delay: None,

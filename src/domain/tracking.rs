@@ -22,6 +22,10 @@ pub enum RailState {
     Failed,
     /// Was delivered, then came back to us (returned, refunded, reversed, funds_refunded).
     Returned,
+    /// The provider reports a state whose meaning for the money is not confirmed (e.g.
+    /// PartnerStack `failed`): neither crediting the payee again nor calling it paid is safe,
+    /// so an operator decides, with the hold left as it is.
+    Disputed,
 }
 
 /// One reading of a provider object's state.
@@ -131,6 +135,14 @@ pub fn track(
             LedgerEffect::Reverse,
             format!("money came back after delivery: {seen}; the payout is reversed"),
         ),
+        (PayoutStatus::Processing | PayoutStatus::Paid, RailState::Disputed) => moved(
+            PayoutStatus::NeedsOperator,
+            LedgerEffect::None,
+            format!(
+                "provider reports {seen}, which may or may not mean the money came back; \
+                 the amount stays out of the balance until an operator checks"
+            ),
+        ),
         (PayoutStatus::Failed | PayoutStatus::Returned, RailState::Paid) => Tracked::Conflict {
             reason: format!(
                 "CRITICAL: provider reports {seen} for a payout booked as {current}; the ledger does not match the money"
@@ -220,6 +232,7 @@ mod tests {
             Just(RailState::Paid),
             Just(RailState::Failed),
             Just(RailState::Returned),
+            Just(RailState::Disputed),
         ]
     }
 

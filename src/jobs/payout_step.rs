@@ -69,7 +69,12 @@ pub async fn advance_payout(deps: &Arc<PayoutDeps>, id: &PayoutId) -> StoreResul
             }
             Claim::Acquired { lease, payout } => {
                 tracing::Span::current().record("rail", payout.rail.as_str());
-                run_step(deps, &lease, &payout).await
+                // A step may take several provider calls (Wise: up to eight); the lease is
+                // renewed while it runs, so no one takes over a live step.
+                let beat = heartbeat(Arc::clone(deps), lease.clone());
+                let result = run_step(deps, &lease, &payout).await;
+                beat.abort();
+                result
             }
         }
     }
@@ -82,6 +87,21 @@ pub async fn advance_payout(deps: &Arc<PayoutDeps>, id: &PayoutId) -> StoreResul
         }
         other => other,
     }
+}
+
+/// Renews `lease` every third of its life until aborted or lost.
+fn heartbeat(deps: Arc<PayoutDeps>, lease: Lease) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let every = (deps.lease_ttl / 3).max(Duration::from_millis(100));
+        loop {
+            tokio::time::sleep(every).await;
+            if let Err(e) = deps.store.extend_lease(&lease, deps.lease_ttl).await {
+                // Released by the step itself, or taken over: either way, stop renewing.
+                tracing::debug!(error = %e, "lease no longer renewed");
+                return;
+            }
+        }
+    })
 }
 
 /// Saves a rail's in-attempt progress under the step's lease.

@@ -291,11 +291,13 @@ impl Store {
         .fetch_all(pool)
         .await?;
         for (payout, status, hold_status, hold_kind, units, held, corrected) in holds {
-            let expected = match (status.as_str(), corrected) {
-                ("paid" | "returned", _) => "posted",
-                ("failed", _) => "voided",
-                // A contradiction left the hold as it was when the provider changed its mind.
-                ("needs_operator", true) => hold_status.as_deref().unwrap_or("pending"),
+            let expected = match (status.as_str(), corrected, hold_status.as_deref()) {
+                ("paid" | "returned", _, _) => "posted",
+                ("failed", _, _) => "voided",
+                // Waiting for an operator keeps the money out of the balance: a pending hold,
+                // a posted one (stopped after delivery), or any hold plus a correction.
+                ("needs_operator", true, Some(s)) => s,
+                ("needs_operator", false, Some("posted")) => "posted",
                 _ => "pending",
             };
             match (hold_status.as_deref(), hold_kind.as_deref()) {

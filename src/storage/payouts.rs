@@ -607,6 +607,27 @@ impl Store {
         Ok(claim)
     }
 
+    /// Pushes a held lease's expiry `ttl` from now. `LeaseLost` once it was released or taken
+    /// over.
+    pub async fn extend_lease(&self, lease: &Lease, ttl: Duration) -> StoreResult<()> {
+        let now = to_millis(Utc::now());
+        let done = sqlx::query(
+            "UPDATE payouts SET lease_expires_at = $1 \
+             WHERE id = $2 AND fence = $3 AND lease_owner = $4",
+        )
+        .bind(now + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 4))
+        .bind(lease.payout_id.as_str())
+        .bind(lease.fence)
+        .bind(&lease.owner)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(lease_lost(lease))
+        }
+    }
+
     /// Lookups in a row that could not reach the provider.
     pub async fn lookup_failures(&self, id: &PayoutId) -> StoreResult<u32> {
         let n: i64 = sqlx::query_scalar("SELECT lookup_failures FROM payouts WHERE id = $1")

@@ -94,9 +94,10 @@ pub fn classify(status: u16, message: &str) -> (Class, &'static str) {
 
 /// Reward `payment_status` to what it means for the money. Once a reward is `available` the
 /// amount sits in the partner's PartnerStack balance and is theirs to withdraw: from our
-/// side the money has left (PartnerStack pays out from there), so that is `Paid`. A reward
-/// that stops paying the partner (refunded, expired, failed) is `Returned`; if that happens
-/// before we saw it paid, `domain::tracking` books it as a failure.
+/// side the money has left (PartnerStack pays out from there), so that is `Paid`. A refunded
+/// reward (`paid_and_refunded`) is `Returned`. Whether an `expired` or `failed` reward's money
+/// comes back to us, or stays with PartnerStack to be paid again, is UNCONFIRMED: crediting
+/// the referrer could pay twice, so those are `Disputed` and wait for an operator.
 pub const STATUS_MAP: &[(&str, RailState)] = &[
     ("pending", RailState::InFlight),
     ("merging", RailState::InFlight),
@@ -105,8 +106,8 @@ pub const STATUS_MAP: &[(&str, RailState)] = &[
     ("withdrawn", RailState::Paid),
     ("paid_externally", RailState::Paid),
     ("paid_and_refunded", RailState::Returned),
-    ("expired", RailState::Returned),
-    ("failed", RailState::Returned),
+    ("expired", RailState::Disputed),
+    ("failed", RailState::Disputed),
 ];
 
 /// The state for a payment status; an unknown word is treated as still in flight, so it
@@ -146,8 +147,9 @@ mod tests {
         for s in ["available", "in_transit", "withdrawn", "paid_externally"] {
             assert_eq!(rail_state(s), RailState::Paid, "{s}");
         }
-        for s in ["paid_and_refunded", "expired", "failed"] {
-            assert_eq!(rail_state(s), RailState::Returned, "{s}");
+        assert_eq!(rail_state("paid_and_refunded"), RailState::Returned);
+        for s in ["expired", "failed"] {
+            assert_eq!(rail_state(s), RailState::Disputed, "{s}");
         }
         assert_eq!(rail_state("something_new"), RailState::InFlight);
     }
