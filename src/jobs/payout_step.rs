@@ -133,6 +133,13 @@ async fn run_step(
     payout: &PayoutView,
 ) -> StoreResult<StepOutcome> {
     let Some(rail) = deps.rails.get(payout.rail).cloned() else {
+        if payout.status == PayoutStatus::Paid {
+            // Delivered already: a worker without this rail simply cannot watch it now.
+            deps.store
+                .release(lease, deps.policy.poll_max, "rail-not-configured")
+                .await?;
+            return Ok(StepOutcome::Deferred);
+        }
         let step = StepRecord::to_operator(
             format!(
                 "the {} rail is not configured in this worker; configure it and retry",
