@@ -75,3 +75,64 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     }
     text
 }
+
+/// The one way adapters build their HTTP client: `api_base` must be http(s) (named by its
+/// environment variable in the error), connecting gets at most 5 s of the timeout.
+pub(crate) fn http_client(
+    api_base: &str,
+    variable: &str,
+    timeout: Duration,
+) -> Result<reqwest::Client, ProviderError> {
+    if !api_base.starts_with("http://") && !api_base.starts_with("https://") {
+        return Err(ProviderError::Config(format!(
+            "{variable} {api_base:?} must start with http:// or https://"
+        )));
+    }
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .build()
+        .map_err(|e| ProviderError::Config(e.to_string()))
+}
+
+/// An HTTP answer read to the end.
+pub(crate) struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: axum::body::Bytes,
+}
+
+/// Sends a money-moving request and reads the whole answer. Transport failures are already
+/// classified: a failed connect never left (retry); anything later may have executed
+/// (unknown).
+pub(crate) async fn exchange(
+    request: reqwest::RequestBuilder,
+) -> Result<Answer, crate::domain::payout::SendDecision> {
+    use crate::domain::payout::SendDecision;
+    let response = match request.send().await {
+        Ok(r) => r,
+        Err(e) if e.is_connect() => {
+            return Err(SendDecision::Retry {
+                reason: format!("could not connect: {}", error_chain(&e)),
+                retry_after: None,
+            });
+        }
+        Err(e) => {
+            return Err(SendDecision::Unknown {
+                reason: format!("no response: {}", error_chain(&e)),
+            });
+        }
+    };
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    match response.bytes().await {
+        Ok(body) => Ok(Answer {
+            status,
+            headers,
+            body,
+        }),
+        Err(e) => Err(SendDecision::Unknown {
+            reason: format!("response cut off (HTTP {status}): {}", error_chain(&e)),
+        }),
+    }
+}

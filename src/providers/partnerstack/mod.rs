@@ -39,7 +39,7 @@ use tracing::{debug, warn};
 
 use super::rail::{Checkpoints, PastAttempt, PayoutRail, RailFuture, Submission};
 use super::webhook::InboundEvent;
-use super::{Class, ProviderError, error_chain, retry_after};
+use super::{Answer, Class, ProviderError, error_chain, exchange, http_client, retry_after};
 use crate::domain::ids::Rail;
 use crate::domain::payout::{LookupFinding, SendDecision};
 use crate::domain::tracking::Observation;
@@ -112,22 +112,12 @@ pub fn observe(r: &Reward) -> Observation {
 
 impl PartnerstackAdapter {
     pub fn new(config: PartnerstackConfig) -> Result<Self, ProviderError> {
-        if !config.api_base.starts_with("http://") && !config.api_base.starts_with("https://") {
-            return Err(ProviderError::Config(format!(
-                "PARTNERSTACK_API_BASE {:?} must start with http:// or https://",
-                config.api_base
-            )));
-        }
+        let http = http_client(&config.api_base, "PARTNERSTACK_API_BASE", config.timeout)?;
         if config.public_key.trim().is_empty() {
             return Err(ProviderError::Config(
                 "PARTNERSTACK_PUBLIC_KEY must not be empty".into(),
             ));
         }
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
-            .build()
-            .map_err(|e| ProviderError::Config(e.to_string()))?;
         Ok(PartnerstackAdapter { http, config })
     }
 
@@ -166,35 +156,16 @@ impl PartnerstackAdapter {
             key: key.clone(),
             metadata: [(PAYOUT_ID.to_string(), submission.payout_id.to_string())].into(),
         };
-        let sent = self
+        let request = self
             .authed(self.http.post(self.url("/rewards")))
-            .json(&body)
-            .send()
-            .await;
-        let response = match sent {
-            Ok(r) => r,
-            // Connecting failed: the request never left, so nothing can have executed.
-            Err(e) if e.is_connect() => {
-                return SendDecision::Retry {
-                    reason: format!("could not connect: {}", error_chain(&e)),
-                    retry_after: None,
-                };
-            }
-            Err(e) => {
-                return SendDecision::Unknown {
-                    reason: format!("no response: {}", error_chain(&e)),
-                };
-            }
-        };
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let raw = match response.bytes().await {
-            Ok(b) => b,
-            Err(e) => {
-                return SendDecision::Unknown {
-                    reason: format!("response cut off (HTTP {status}): {}", error_chain(&e)),
-                };
-            }
+            .json(&body);
+        let Answer {
+            status,
+            headers,
+            body: raw,
+        } = match exchange(request).await {
+            Ok(a) => a,
+            Err(decision) => return decision,
         };
         if (200..300).contains(&status) {
             return match serde_json::from_slice::<Envelope<Reward>>(&raw) {

@@ -22,7 +22,7 @@ use tracing::{debug, warn};
 
 use super::rail::{Checkpoints, PastAttempt, PayoutRail, RailFuture, Submission};
 use super::webhook::{InboundEvent, WebhookError};
-use super::{Class, ProviderError, error_chain, retry_after};
+use super::{Class, ProviderError, error_chain, http_client, retry_after};
 use crate::domain::ids::Rail;
 use crate::domain::payout::{LookupFinding, SendDecision};
 use crate::domain::tracking::Observation;
@@ -128,20 +128,10 @@ enum Found {
 
 impl PaypalAdapter {
     pub fn new(config: PaypalConfig) -> Result<Self, ProviderError> {
-        if !config.api_base.starts_with("http://") && !config.api_base.starts_with("https://") {
-            return Err(ProviderError::Config(format!(
-                "PAYPAL_API_BASE {:?} must start with http:// or https://",
-                config.api_base
-            )));
-        }
+        let http = http_client(&config.api_base, "PAYPAL_API_BASE", config.timeout)?;
         if config.client_id.trim().is_empty() {
             return Err(ProviderError::Config("PAYPAL_CLIENT_ID is empty".into()));
         }
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
-            .build()
-            .map_err(|e| ProviderError::Config(e.to_string()))?;
         Ok(PaypalAdapter {
             http,
             config,

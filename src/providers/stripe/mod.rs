@@ -17,7 +17,9 @@ use tracing::{debug, warn};
 use chrono::{DateTime, Utc};
 
 use super::rail::{Checkpoints, PastAttempt, PayoutRail, RailFuture, Submission};
-use super::{Class, ProviderError, TransferRequest, error_chain, retry_after};
+use super::{
+    Answer, Class, ProviderError, TransferRequest, error_chain, exchange, http_client, retry_after,
+};
 use crate::domain::ids::{PayoutId, Rail};
 use crate::domain::payout::{LookupFinding, SendDecision};
 use crate::domain::tracking::{Observation, RailState};
@@ -49,17 +51,7 @@ pub struct StripeAdapter {
 
 impl StripeAdapter {
     pub fn new(config: StripeConfig) -> Result<Self, ProviderError> {
-        if !config.api_base.starts_with("http://") && !config.api_base.starts_with("https://") {
-            return Err(ProviderError::Config(format!(
-                "STRIPE_API_BASE {:?} must start with http:// or https://",
-                config.api_base
-            )));
-        }
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
-            .build()
-            .map_err(|e| ProviderError::Config(e.to_string()))?;
+        let http = http_client(&config.api_base, "STRIPE_API_BASE", config.timeout)?;
         Ok(StripeAdapter { http, config })
     }
 
@@ -88,38 +80,19 @@ impl StripeAdapter {
             ("description", format!("Referral payout {}", req.payout_id)),
             ("metadata[payout_id]", req.payout_id.to_string()),
         ];
-        let sent = self
+        let request = self
             .http
             .post(self.url("/v1/transfers"))
             .bearer_auth(self.config.secret_key.expose_secret())
             .header(wire::IDEMPOTENCY_KEY, req.idempotency_key)
-            .form(&form)
-            .send()
-            .await;
-        let response = match sent {
-            Ok(r) => r,
-            // Connecting failed: the request never left, so nothing can have executed.
-            Err(e) if e.is_connect() => {
-                return SendDecision::Retry {
-                    reason: format!("could not connect: {}", error_chain(&e)),
-                    retry_after: None,
-                };
-            }
-            Err(e) => {
-                return SendDecision::Unknown {
-                    reason: format!("no response: {}", error_chain(&e)),
-                };
-            }
-        };
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = match response.bytes().await {
-            Ok(b) => b,
-            Err(e) => {
-                return SendDecision::Unknown {
-                    reason: format!("response cut off (HTTP {status}): {}", error_chain(&e)),
-                };
-            }
+            .form(&form);
+        let Answer {
+            status,
+            headers,
+            body,
+        } = match exchange(request).await {
+            Ok(a) => a,
+            Err(decision) => return decision,
         };
         if (200..300).contains(&status) {
             return match serde_json::from_slice::<Transfer>(&body) {

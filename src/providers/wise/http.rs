@@ -11,7 +11,7 @@ use super::WiseConfig;
 use super::classify;
 use super::wire::ErrorBody;
 use crate::domain::payout::SendDecision;
-use crate::providers::{Class, ProviderError, error_chain, retry_after};
+use crate::providers::{Class, ProviderError, error_chain, http_client, retry_after};
 
 #[derive(Debug, Clone)]
 pub(super) struct Api {
@@ -106,17 +106,7 @@ impl Failure {
 
 impl Api {
     pub(super) fn new(config: &WiseConfig) -> Result<Self, ProviderError> {
-        if !config.api_base.starts_with("http://") && !config.api_base.starts_with("https://") {
-            return Err(ProviderError::Config(format!(
-                "WISE_API_BASE {:?} must start with http:// or https://",
-                config.api_base
-            )));
-        }
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
-            .build()
-            .map_err(|e| ProviderError::Config(e.to_string()))?;
+        let http = http_client(&config.api_base, "WISE_API_BASE", config.timeout)?;
         Ok(Api {
             http,
             base: config.api_base.trim_end_matches('/').to_string(),
