@@ -230,12 +230,14 @@ async fn read_ok(response: reqwest::Response) -> Result<axum::body::Bytes, Provi
 }
 
 /// A transfer has no status of its own: it exists (delivered to the connected account) until
-/// it is reversed in full, which is the money coming back.
+/// it is reversed in full, which is the money coming back. A partial reversal is disputed.
 pub fn observe(t: &Transfer) -> Observation {
     if t.reversed || (t.amount > 0 && t.amount_reversed >= t.amount) {
         Observation::new(RailState::Returned, "reversed")
     } else if t.amount_reversed > 0 {
-        Observation::new(RailState::Paid, "partially_reversed").with_detail(Some(format!(
+        // Part of the money came back: a payout is all or nothing here, so an operator books
+        // the part (the payee is not credited meanwhile, so nothing can be paid twice).
+        Observation::new(RailState::Disputed, "partially_reversed").with_detail(Some(format!(
             "{} of {} minor units reversed",
             t.amount_reversed, t.amount
         )))
