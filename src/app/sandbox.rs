@@ -9,6 +9,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use crate::domain::ids::Rail;
+use crate::domain::tracking::RailState;
 use crate::http::WebhookState;
 use crate::providers::ProviderError;
 use crate::providers::mock_kit::{Faults, MovedMoney};
@@ -67,6 +68,15 @@ pub struct Sandbox {
     pub wise: MockWise,
     pub partnerstack: MockPartnerstack,
     options: SandboxOptions,
+}
+
+/// Money that left and stayed out: only delivered payments count.
+fn delivered(moved: &[MovedMoney]) -> i64 {
+    moved
+        .iter()
+        .filter(|m| m.state == RailState::Paid)
+        .map(|m| m.minor)
+        .sum()
 }
 
 fn loopback(port: u16) -> SocketAddr {
@@ -228,6 +238,22 @@ impl Sandbox {
             Rail::Wise => self.wise.moved(),
             Rail::Partnerstack => self.partnerstack.moved(),
         }
+    }
+
+    /// One payout at its mock: how many payments it has there, and the minor units that were
+    /// delivered and stayed out.
+    pub fn payments_for(&self, rail: Rail, payout_id: &str) -> (usize, i64) {
+        let mine: Vec<MovedMoney> = self
+            .moved(rail)
+            .into_iter()
+            .filter(|m| m.payout_id == payout_id)
+            .collect();
+        (mine.len(), delivered(&mine))
+    }
+
+    /// Minor units a mock delivered and kept out, over all its payments.
+    pub fn delivered_total(&self, rail: Rail) -> i64 {
+        delivered(&self.moved(rail))
     }
 
     pub fn base_url(&self, rail: Rail) -> String {

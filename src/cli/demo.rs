@@ -11,7 +11,6 @@ use payouts::app::sandbox::{Sandbox, SandboxOptions};
 use payouts::domain::ids::{AccountId, IdempotencyKey, Program, Rail};
 use payouts::domain::money::Currency;
 use payouts::domain::payout::{PayoutStatus, RetryPolicy};
-use payouts::domain::tracking::RailState;
 use payouts::jobs::{PayoutDeps, WorkerOptions, run_worker};
 use payouts::providers::mock_kit::Faults;
 use payouts::storage::Store;
@@ -218,21 +217,12 @@ pub async fn run() -> Result<i32> {
     for id in &ids {
         let detail = store.payout(id).await?;
         let p = &detail.payout;
-        let at_mock: Vec<_> = sandbox
-            .moved(p.rail)
-            .into_iter()
-            .filter(|m| m.payout_id == *id)
-            .collect();
-        let delivered: i64 = at_mock
-            .iter()
-            .filter(|m| m.state == RailState::Paid)
-            .map(|m| m.minor)
-            .sum();
+        let (payments, delivered) = sandbox.payments_for(p.rail, id);
         let expected = match p.status {
             PayoutStatus::Paid => p.amount.to_minor_units()?,
             _ => 0,
         };
-        let ok = p.status.is_final() && at_mock.len() == 1 && delivered == expected;
+        let ok = p.status.is_final() && payments == 1 && delivered == expected;
         all_good &= ok;
         let lookups = detail
             .events
@@ -253,7 +243,7 @@ pub async fn run() -> Result<i32> {
             p.attempts.to_string(),
             lookups.to_string(),
             webhooks.to_string(),
-            at_mock.len().to_string(),
+            payments.to_string(),
             if ok { "ok".into() } else { "MISMATCH".into() },
         ]);
     }
@@ -280,12 +270,8 @@ pub async fn run() -> Result<i32> {
     let ledger = store.paid_out_by_rail().await?;
     let mut rows = Vec::new();
     for rail in [Rail::Stripe, Rail::Paypal, Rail::Wise, Rail::Partnerstack] {
-        let moved = sandbox.moved(rail);
-        let at_mock: i64 = moved
-            .iter()
-            .filter(|m| m.state == RailState::Paid)
-            .map(|m| m.minor)
-            .sum();
+        let payments = sandbox.moved(rail).len();
+        let at_mock = sandbox.delivered_total(rail);
         let ours: i64 = ledger
             .iter()
             .filter(|t| t.rail == rail)
@@ -295,7 +281,7 @@ pub async fn run() -> Result<i32> {
         all_good &= ok;
         rows.push(vec![
             rail.to_string(),
-            moved.len().to_string(),
+            payments.to_string(),
             cents(at_mock),
             cents(ours),
             if ok { "ok".into() } else { "MISMATCH".into() },
