@@ -128,7 +128,8 @@ pub fn with_retry_after(mut response: Response, secs: u64) -> Response {
 #[derive(Debug, Clone)]
 pub struct Running {
     pub addr: SocketAddr,
-    task: Arc<Mutex<Option<JoinHandle<()>>>>,
+    /// The server, then any background task the mock runs (its progression ticker).
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
 impl Running {
@@ -143,7 +144,7 @@ impl Running {
         });
         Ok(Running {
             addr,
-            task: Arc::new(Mutex::new(Some(task))),
+            tasks: Arc::new(Mutex::new(vec![task])),
         })
     }
 
@@ -151,8 +152,13 @@ impl Running {
         format!("http://{}", self.addr)
     }
 
+    /// Ties a background task to the server: `stop` ends both.
+    pub fn also_stops(&self, task: JoinHandle<()>) {
+        lock(&self.tasks).push(task);
+    }
+
     pub fn stop(&self) {
-        if let Some(task) = lock(&self.task).take() {
+        for task in lock(&self.tasks).drain(..) {
             task.abort();
         }
     }

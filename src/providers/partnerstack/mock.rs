@@ -37,7 +37,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use tokio::task::JoinHandle;
 
 use super::wire::{
     CreateReward, Envelope, ErrorBody, KEY_MAX, KEY_MIN, MAX_LIMIT, PAYOUT_ID, Page, Reward,
@@ -196,7 +195,6 @@ type Pending = (Vec<(String, String)>, Vec<u8>, Duration);
 pub struct MockPartnerstack {
     shared: Arc<Shared>,
     running: Running,
-    ticker: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 impl std::fmt::Debug for MockPartnerstack {
@@ -390,11 +388,8 @@ impl MockPartnerstack {
                 flush(&ticking.outbox, pending);
             }
         });
-        Ok(MockPartnerstack {
-            shared,
-            running,
-            ticker: Arc::new(Mutex::new(Some(ticker))),
-        })
+        running.also_stops(ticker);
+        Ok(MockPartnerstack { shared, running })
     }
 
     /// The API base to configure the adapter with (`http://addr/api/v2`).
@@ -409,9 +404,6 @@ impl MockPartnerstack {
 
     pub fn stop(&self) {
         self.running.stop();
-        if let Some(t) = lock(&self.ticker).take() {
-            t.abort();
-        }
     }
 
     pub fn set_faults(&self, faults: Faults) {

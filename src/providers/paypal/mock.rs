@@ -37,7 +37,6 @@ use rust_decimal::Decimal;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::task::JoinHandle;
 
 use super::mock_engine::{Batch, Inner, ItemState, Outgoing, Script, Timing, now_text};
 use super::wire::{
@@ -119,7 +118,6 @@ pub struct MockPaypal {
     inner: Shared,
     running: Running,
     outbox: Outbox,
-    ticker: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 impl MockPaypal {
@@ -172,11 +170,11 @@ impl MockPaypal {
                 deliver(&out, sends);
             }
         });
+        running.also_stops(ticker);
         Ok(MockPaypal {
             inner,
             running,
             outbox,
-            ticker: Arc::new(Mutex::new(Some(ticker))),
         })
     }
 
@@ -185,9 +183,6 @@ impl MockPaypal {
     }
 
     pub fn stop(&self) {
-        if let Some(t) = lock(&self.ticker).take() {
-            t.abort();
-        }
         self.running.stop();
     }
 

@@ -42,7 +42,6 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
-use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::classify::QUOTE_EXPIRED;
@@ -196,7 +195,6 @@ pub struct MockWise {
     inner: Shared,
     running: Running,
     outbox: Outbox,
-    ticker: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 impl std::fmt::Debug for MockWise {
@@ -277,11 +275,11 @@ impl MockWise {
                 progress_due(&mut lock(&ticking), Instant::now());
             }
         });
+        running.also_stops(ticker);
         Ok(MockWise {
             inner,
             running,
             outbox,
-            ticker: Arc::new(Mutex::new(Some(ticker))),
         })
     }
 
@@ -291,9 +289,6 @@ impl MockWise {
 
     pub fn stop(&self) {
         self.running.stop();
-        if let Some(t) = lock(&self.ticker).take() {
-            t.abort();
-        }
     }
 
     pub fn outbox(&self) -> &Outbox {
