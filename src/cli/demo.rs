@@ -8,27 +8,32 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use payouts::app::sandbox::{Sandbox, SandboxOptions};
-use payouts::domain::ids::{AccountId, IdempotencyKey, Program, Rail};
+use payouts::domain::ids::{AccountId, IdempotencyKey, ProgramId, Rail};
+use payouts::domain::program::ProgramSet;
 use payouts::domain::money::Currency;
 use payouts::domain::payout::{PayoutStatus, RetryPolicy};
 use payouts::jobs::{PayoutDeps, WorkerOptions, run_worker};
 use payouts::providers::mock_kit::Faults;
 use payouts::storage::Store;
-use payouts::storage::balances::load_balance;
 use payouts::storage::payouts::WithdrawalRequest;
 
 use super::render;
 
 const FIXTURE: &str = include_str!("../../fixtures/demo.ndjson");
 const RAILS: &str = include_str!("../../fixtures/rails.ndjson");
+const RUNPOD: &str = include_str!("../../fixtures/runpod.ndjson");
 
-/// Which rail each referrer cashes out through in the demo.
-const PLAN: [(&str, Rail); 5] = [
-    ("ref-alice", Rail::Stripe),
-    ("ref-gina", Rail::Paypal),
-    ("ref-mo", Rail::Wise),
-    ("ref-nia", Rail::Partnerstack),
-    ("ref-oli", Rail::Wise),
+/// The bonus seed the demo uses when RUNPOD_BONUS_SEED is not set. It is public, so bonuses
+/// drawn with it are predictable: never use it outside the demo.
+const DEMO_BONUS_SEED: &str = "demo-seed-public-never-use-in-production";
+
+/// Which program and rail each referrer cashes out through in the demo.
+const PLAN: [(&str, &str, Rail); 5] = [
+    ("ref-alice", "vast", Rail::Stripe),
+    ("ref-gina", "vast", Rail::Paypal),
+    ("ref-mo", "vast", Rail::Wise),
+    ("ref-oli", "vast", Rail::Wise),
+    ("rp-nia", "runpod-affiliate", Rail::Partnerstack),
 ];
 
 pub async fn run() -> Result<i32> {
@@ -41,7 +46,14 @@ pub async fn run() -> Result<i32> {
         "Creating a fresh SQLite database at {}",
         db.display()
     ));
-    let store = Store::open_sqlite(&db).await?;
+    let programs = ProgramSet::load(&["vast".into(), "runpod".into()], &|name| {
+        std::env::var(name)
+            .ok()
+            .or_else(|| (name == "RUNPOD_BONUS_SEED").then(|| DEMO_BONUS_SEED.to_string()))
+    })?;
+    let store = Store::open_sqlite(&db, Arc::new(programs)).await?;
+    step("Programs (presets vast and runpod; see programs/*.toml)");
+    print!("{}", render::programs(store.programs()));
 
     let faults = Faults {
         latency_ms: 25,
@@ -73,11 +85,34 @@ pub async fn run() -> Result<i32> {
     println!("  webhooks     {hooks}/<rail> (signed; verified before anything is applied)");
 
     step(
-        "Ingesting fixtures/demo.ndjson and fixtures/rails.ndjson (twice: the second pass must change nothing)",
+        "Ingesting fixtures/demo.ndjson (Vast), rails.ndjson and runpod.ndjson (Runpod), then demo.ndjson \
+         and runpod.ndjson again: the second pass must change nothing",
     );
-    let first = payouts::app::ingest::ingest(&store, FIXTURE.as_bytes(), true).await?;
+    let mut first = payouts::app::ingest::ingest(&store, FIXTURE.as_bytes(), true).await?;
     payouts::app::ingest::ingest(&store, RAILS.as_bytes(), true).await?;
-    let second = payouts::app::ingest::ingest(&store, FIXTURE.as_bytes(), true).await?;
+    let runpod = payouts::app::ingest::ingest(&store, RUNPOD.as_bytes(), true).await?;
+    anyhow::ensure!(
+        runpod.rejected.is_empty(),
+        "fixtures/runpod.ndjson was rejected: {:?}",
+        runpod.rejected
+    );
+    for (kind, c) in runpod.by_type {
+        first.counts(kind).inserted += c.inserted;
+    }
+    first.referrals_judged += runpod.referrals_judged;
+    first.accruals_posted += runpod.accruals_posted;
+    let mut second = payouts::app::ingest::ingest(&store, FIXTURE.as_bytes(), true).await?;
+    let again = payouts::app::ingest::ingest(&store, RUNPOD.as_bytes(), true).await?;
+    for (kind, c) in again.by_type {
+        second.counts(kind).inserted += c.inserted;
+        second.counts(kind).updated += c.updated;
+    }
+    second.accruals_posted += again.accruals_posted;
+    anyhow::ensure!(
+        second.accruals_posted == 0,
+        "a replayed ingest posted {} ledger entries",
+        second.accruals_posted
+    );
     let inserted: usize = first.by_type.values().map(|c| c.inserted).sum();
     let replay_new: usize = second
         .by_type
@@ -95,20 +130,19 @@ pub async fn run() -> Result<i32> {
 
     step("Balances of every referrer");
     for account in store.referrers().await? {
-        let mut conn = store.pool().acquire().await?;
-        let balance = load_balance(&mut conn, &account).await?;
-        drop(conn);
-        print!("{}", render::balance(&balance));
+        print!("{}", render::balance(&store.balance(&account).await?));
     }
+    print!("{}", render::balance(&store.balance(&AccountId::parse("rp-n02")?).await?));
+
+    step("Templates: Vast template referral links and Runpod creator earnings");
+    print!("{}", render::templates(&store.template_report().await?));
 
     step("Withdrawing everything payable, each referrer through its rail");
     let mut ids = Vec::new();
-    for (account, rail) in PLAN {
+    for (account, program_id, rail) in PLAN {
         let account = AccountId::parse(account)?;
-        let mut conn = store.pool().acquire().await?;
-        let balance = load_balance(&mut conn, &account).await?;
-        drop(conn);
-        let Some(program) = balance.program(Program::Vast, Currency::Usd) else {
+        let balance = store.balance(&account).await?;
+        let Some(program) = balance.program(program_id, Currency::Usd) else {
             continue;
         };
         if !program.payable_now.is_positive() {
@@ -120,7 +154,7 @@ pub async fn run() -> Result<i32> {
         }
         let request = WithdrawalRequest {
             account: account.clone(),
-            program: Program::Vast,
+            program: ProgramId::parse(program_id)?,
             rail,
             amount: program.payable_now,
             idempotency_key: IdempotencyKey::parse(&format!("demo-{account}"))?,
@@ -195,16 +229,14 @@ pub async fn run() -> Result<i32> {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let detail = store.payout(gina.id.as_str()).await?;
-        let mut conn = store.pool().acquire().await?;
-        let balance = load_balance(&mut conn, &gina.account).await?;
-        drop(conn);
+        let balance = store.balance(&gina.account).await?;
         println!(
             "  payout {} is now {}; {} can cash out {} again",
             gina.id,
             detail.payout.status,
             gina.account,
             balance
-                .program(Program::Vast, Currency::Usd)
+                .program("vast", Currency::Usd)
                 .map(|p| p.available.to_string())
                 .unwrap_or_default()
         );

@@ -1,6 +1,8 @@
 //! The command line: argument parsing and one function per command.
 
+pub mod bench;
 pub mod demo;
+pub mod programs;
 pub mod render;
 
 use std::io::BufReader;
@@ -13,12 +15,12 @@ use payouts::app::config::{WebhookSettings, WorkerSettings};
 use payouts::app::sandbox::{
     PARTNERSTACK_WEBHOOK_TOKEN, STRIPE_WEBHOOK_SECRET, Sandbox, SandboxOptions,
 };
-use payouts::domain::ids::{AccountId, IdempotencyKey, Program, Rail};
+use payouts::domain::ids::{AccountId, IdempotencyKey, Rail};
+use payouts::domain::program::ProgramSet;
 use payouts::domain::money::{Currency, Money};
 use payouts::jobs::{PayoutDeps, WorkerOptions, run_worker, shutdown_signal};
 use payouts::providers::mock_kit::Faults;
 use payouts::storage::Store;
-use payouts::storage::balances::load_balance;
 use payouts::storage::payouts::WithdrawalRequest;
 use secrecy::SecretString;
 
@@ -37,6 +39,17 @@ pub struct Cli {
         global = true
     )]
     pub database_url: String,
+
+    /// Program configuration: preset names (vast, runpod) and/or paths to TOML files, comma
+    /// separated. The format is in programs/README.md.
+    #[arg(
+        long,
+        env = "PAYOUTS_PROGRAMS",
+        default_value = "vast,runpod",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub programs: Vec<String>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -74,8 +87,9 @@ pub enum Command {
         amount: String,
         #[arg(long, default_value = "stripe")]
         rail: String,
-        #[arg(long, default_value = "vast")]
-        program: String,
+        /// The program to cash out; by default the one program with money payable now.
+        #[arg(long)]
+        program: Option<String>,
         #[arg(long, default_value = "USD")]
         currency: String,
         /// Repeat a request safely: the same key returns the same payout.
@@ -83,6 +97,26 @@ pub enum Command {
         idempotency_key: Option<String>,
         #[arg(long)]
         json: bool,
+    },
+    /// Affiliate upgrades: opt in (permanent).
+    Affiliate {
+        #[command(subcommand)]
+        command: programs::AffiliateCommand,
+    },
+    /// Show the loaded programs' terms.
+    Programs {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Referrals and creator earnings per template.
+    Templates {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure throughput (figures, not pass/fail): `bench accrual`.
+    Bench {
+        #[command(subcommand)]
+        command: programs::BenchCommand,
     },
     /// Inspect payouts.
     Payouts {
@@ -164,8 +198,11 @@ pub async fn run(cli: Cli) -> Result<i32> {
             faults,
             webhook_url,
         } => mock_providers(listen, api_key, faults, webhook_url).await,
+        Command::Bench { command } => programs::bench(command).await,
         command => {
-            let store = Store::open(&cli.database_url)
+            let programs = ProgramSet::load(&cli.programs, &|k| std::env::var(k).ok())
+                .context("loading program configuration")?;
+            let store = Store::open(&cli.database_url, Arc::new(programs))
                 .await
                 .with_context(|| format!("opening database {}", cli.database_url))?;
             let code = run_with_store(&store, command).await;
@@ -217,8 +254,7 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
         }
         Command::Balance { account, json } => {
             let account = AccountId::parse(&account)?;
-            let mut conn = store.pool().acquire().await?;
-            let balance = load_balance(&mut conn, &account).await?;
+            let balance = store.balance(&account).await?;
             if json {
                 print_json(&balance)?;
             } else {
@@ -236,13 +272,12 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
             json,
         } => {
             let account = AccountId::parse(&account)?;
-            let program: Program = program.parse()?;
             let rail: Rail = rail.parse()?;
             let currency: Currency = currency.parse()?;
+            let balance = store.balance(&account).await?;
+            let program = programs::choose_program(&balance, program.as_deref(), currency)?;
             let amount = if amount.trim().eq_ignore_ascii_case("all") {
-                let mut conn = store.pool().acquire().await?;
-                let balance = load_balance(&mut conn, &account).await?;
-                match balance.program(program, currency) {
+                match balance.program(program.as_str(), currency) {
                     Some(p) if p.eligible && p.payable_now.is_positive() => p.payable_now,
                     Some(p) => bail!(
                         "{account} has nothing payable: {}",
@@ -283,6 +318,9 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
             }
             Ok(0)
         }
+        Command::Affiliate { command } => programs::affiliate(store, command).await,
+        Command::Programs { json } => programs::show_programs(store, json),
+        Command::Templates { json } => programs::templates(store, json).await,
         Command::Payouts { command } => {
             match command {
                 PayoutsCommand::List { account, json } => {
@@ -349,7 +387,7 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
                 .await?;
             Ok(0)
         }
-        Command::Demo | Command::MockProviders { .. } => {
+        Command::Demo | Command::MockProviders { .. } | Command::Bench { .. } => {
             bail!("this command does not use a database; it is dispatched before one is opened")
         }
     }

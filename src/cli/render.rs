@@ -1,6 +1,8 @@
 //! Plain-text rendering for people: aligned tables and balance summaries.
 
+use payouts::domain::program::{ProgramKind, ProgramSet, Window};
 use payouts::storage::payouts::{PayoutDetail, PayoutView};
+use payouts::storage::templates::TemplateReport;
 use payouts::storage::{AccountBalance, LedgerCheck};
 
 /// Renders rows under a header, each column as wide as its widest cell.
@@ -56,8 +58,15 @@ pub fn balance(b: &AccountBalance) -> String {
         out.push_str("  no referral earnings yet\n");
     }
     for p in &b.programs {
+        let what = match (p.kind, p.reward) {
+            (Some(kind), Some(reward)) => format!("{kind}, pays {}", match reward {
+                payouts::domain::program::RewardKind::Credit => "credit",
+                payouts::domain::program::RewardKind::Cash => "cash",
+            }),
+            _ => "not configured".to_string(),
+        };
         out.push_str(&format!(
-            "  {} ({}):\n    earned          {}\n    cashable        {}\n    platform credit {}\n    withdrawn       {}\n    pending (held)  {}\n    available now   {}\n    payable now     {}\n    lifetime spend  {}\n    eligible        {}\n",
+            "  {} ({what}, {}):\n    earned          {}\n    cashable        {}\n    platform credit {}\n    withdrawn       {}\n    pending (held)  {}\n    available now   {}\n    payable now     {}\n    lifetime spend  {}\n    eligible        {}\n",
             p.program,
             p.currency,
             p.earned,
@@ -72,6 +81,12 @@ pub fn balance(b: &AccountBalance) -> String {
                 None => "yes".to_string(),
                 Some(r) => format!("no: {r}"),
             }
+        ));
+    }
+    for a in &b.affiliate {
+        out.push_str(&format!(
+            "  affiliate {} ({} paying referred users of {} needed): {}\n",
+            a.program, a.required, a.referral_program, a.note
         ));
     }
     for r in &b.non_earning_referrals {
@@ -162,5 +177,115 @@ pub fn ledger_check(check: &LedgerCheck) -> String {
     for p in &check.problems {
         out.push_str(&format!("\n  - {p}"));
     }
+    out
+}
+
+fn window(w: Window) -> String {
+    match w {
+        Window::Lifetime => "lifetime".into(),
+        Window::Months(m) => format!("{m} months from signup"),
+    }
+}
+
+fn rates(r: &payouts::domain::program::Rates) -> String {
+    r.0.iter()
+        .map(|(c, rate)| format!("{c} {}%", (*rate * rust_decimal::Decimal::ONE_HUNDRED).normalize()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The loaded programs' terms, one block each.
+pub fn programs(set: &ProgramSet) -> String {
+    let mut out = String::new();
+    for p in set.iter() {
+        out.push_str(&format!("{} ({}, {}): {}\n", p.id, p.kind.code(), p.currency, p.name));
+        let cash = &p.cash_out;
+        out.push_str(&format!(
+            "  pays {}; cashable {}%{}{}\n",
+            match p.reward {
+                payouts::domain::program::RewardKind::Credit => "credit",
+                payouts::domain::program::RewardKind::Cash => "cash",
+            },
+            (cash.cashable_fraction * rust_decimal::Decimal::ONE_HUNDRED).normalize(),
+            if cash.rails.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " via {} (minimum {})",
+                    cash.rails.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", "),
+                    cash.minimum_payout
+                )
+            },
+            if cash.spend_gate { "; spend gate on" } else { "" }
+        ));
+        match &p.kind {
+            ProgramKind::Referral(t) => {
+                out.push_str(&format!("  {} for {}\n", rates(&t.rates), window(t.window)));
+                for c in &t.cohorts {
+                    out.push_str(&format!(
+                        "  cohort {}: referred before {}: {}\n",
+                        c.name,
+                        c.referred_before.to_rfc3339(),
+                        window(c.window)
+                    ));
+                }
+            }
+            ProgramKind::Affiliate(t) => out.push_str(&format!(
+                "  upgrades {} for referrers with {} paying referred users: {} for {}, then the referral terms\n",
+                t.referral_program,
+                t.min_paying_referrals,
+                rates(&t.rates),
+                window(t.window)
+            )),
+            ProgramKind::Creator(t) => out.push_str(&format!(
+                "  {} of runs from a template with at least {} h of runtime ({})\n",
+                rates(&t.rates),
+                t.min_template_runtime_secs / 3600,
+                if t.count_spend_before_threshold {
+                    "earlier spend counts once reached"
+                } else {
+                    "spend before that does not count"
+                }
+            )),
+            ProgramKind::Bonus(t) => out.push_str(&format!(
+                "  once a referred user of {} spends {}: one draw of {} to {} each for the {} (mean {}, seed from {})\n",
+                t.referral_program,
+                t.spend_threshold,
+                t.distribution.min(),
+                t.distribution.max(),
+                t.recipients.iter().map(|r| r.code()).collect::<Vec<_>>().join(" and "),
+                t.distribution.mean().round_dp(2),
+                t.seed_env
+            )),
+        }
+    }
+    out
+}
+
+/// Per-template referrals and creator earnings.
+pub fn templates(report: &[TemplateReport]) -> String {
+    if report.is_empty() {
+        return "no templates yet\n".into();
+    }
+    let opt = |m: &Option<payouts::domain::money::Money>| m.map(|m| m.to_string()).unwrap_or_else(|| "-".into());
+    let rows: Vec<Vec<String>> = report
+        .iter()
+        .map(|t| {
+            vec![
+                t.template.clone(),
+                format!("{}/{}", t.qualified_referrals, t.referrals),
+                opt(&t.referred_spend),
+                opt(&t.referral_commission),
+                t.creator.clone().unwrap_or_else(|| "-".into()),
+                format!("{:.1} h", t.runtime_secs as f64 / 3600.0),
+                opt(&t.creator_earned),
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &["template", "referrals (qualified/all)", "referred spend", "referral commission", "creator", "runtime", "creator earned"],
+        &rows,
+    );
+    out.push('\n');
     out
 }

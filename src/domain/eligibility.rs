@@ -2,8 +2,8 @@
 
 use serde::Serialize;
 
-use super::commission::ProgramTerms;
 use super::money::Money;
+use super::program::Program;
 
 /// The balance figures the cash-out rules look at, all in one currency.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,10 +38,18 @@ pub enum Ineligible {
     NegativeBalance { available: Money },
     #[error("nothing is available to cash out")]
     NothingAvailable,
+    #[error("this program pays platform credits, which cannot be withdrawn as cash; spend them on the platform")]
+    CreditOnly,
+    #[error("the available {available} is below this program's minimum payout of {minimum}")]
+    BelowMinimum { available: Money, minimum: Money },
 }
 
-/// Whether the account may cash out at all under `terms`.
-pub fn cash_out_eligibility(terms: &ProgramTerms, facts: &CashOutFacts) -> Result<(), Ineligible> {
+/// Whether the account may cash out at all under `program`'s terms.
+pub fn cash_out_eligibility(program: &Program, facts: &CashOutFacts) -> Result<(), Ineligible> {
+    let terms = &program.cash_out;
+    if terms.cashable_fraction.is_zero() {
+        return Err(Ineligible::CreditOnly);
+    }
     if terms.spend_gate && (facts.has_rented || facts.hosted_machines) {
         let activity = match (facts.has_rented, facts.hosted_machines) {
             (true, true) => "rented instances and hosted machines",
@@ -61,8 +69,15 @@ pub fn cash_out_eligibility(terms: &ProgramTerms, facts: &CashOutFacts) -> Resul
             available: facts.available,
         });
     }
-    if facts.available.round_down_to_minor().0.is_zero() {
+    let payable = facts.available.round_down_to_minor().0;
+    if payable.is_zero() {
         return Err(Ineligible::NothingAvailable);
+    }
+    if payable.amount() < terms.minimum_payout.amount() {
+        return Err(Ineligible::BelowMinimum {
+            available: payable,
+            minimum: terms.minimum_payout,
+        });
     }
     Ok(())
 }
@@ -79,6 +94,15 @@ pub fn max_payable(facts: &CashOutFacts) -> Money {
 mod tests {
     use super::*;
     use crate::domain::money::Currency;
+    use crate::domain::program::ProgramSet;
+
+    fn vast() -> Program {
+        ProgramSet::load(&["vast".into()], &|_| None)
+            .unwrap()
+            .get_str("vast")
+            .unwrap()
+            .clone()
+    }
     use proptest::prelude::*;
     use rust_decimal::Decimal;
 
@@ -100,7 +124,7 @@ mod tests {
     fn the_seed_example_is_not_payable() {
         // Vast's docs: $300 earned, $855 lifetime charges: cannot cash out.
         let err =
-            cash_out_eligibility(&ProgramTerms::vast(), &facts("300", "225", "855")).unwrap_err();
+            cash_out_eligibility(&vast(), &facts("300", "225", "855")).unwrap_err();
         assert!(matches!(err, Ineligible::SpendGate { .. }));
         let text = err.to_string();
         assert!(
@@ -111,14 +135,14 @@ mod tests {
 
     #[test]
     fn earnings_must_strictly_exceed_spend() {
-        let t = ProgramTerms::vast();
+        let t = vast();
         assert!(cash_out_eligibility(&t, &facts("855", "600", "855")).is_err());
         assert!(cash_out_eligibility(&t, &facts("855.01", "600", "855")).is_ok());
     }
 
     #[test]
     fn a_dedicated_referral_account_is_never_gated() {
-        assert!(cash_out_eligibility(&ProgramTerms::vast(), &facts("10", "7.5", "0")).is_ok());
+        assert!(cash_out_eligibility(&vast(), &facts("10", "7.5", "0")).is_ok());
     }
 
     #[test]
@@ -126,10 +150,10 @@ mod tests {
         let mut f = facts("10", "7.5", "0");
         f.hosted_machines = true;
         // Earnings 10 > spend 0, so still eligible; with nothing earned, not.
-        assert!(cash_out_eligibility(&ProgramTerms::vast(), &f).is_ok());
+        assert!(cash_out_eligibility(&vast(), &f).is_ok());
         f.earned = usd("0");
         assert!(matches!(
-            cash_out_eligibility(&ProgramTerms::vast(), &f),
+            cash_out_eligibility(&vast(), &f),
             Err(Ineligible::SpendGate {
                 activity: "hosted machines",
                 ..
@@ -139,7 +163,7 @@ mod tests {
 
     #[test]
     fn negative_and_sub_cent_balances_do_not_pay() {
-        let t = ProgramTerms::vast();
+        let t = vast();
         assert!(matches!(
             cash_out_eligibility(&t, &facts("1", "-0.5", "0")),
             Err(Ineligible::NegativeBalance { .. })
@@ -150,6 +174,21 @@ mod tests {
         ));
         assert_eq!(max_payable(&facts("1", "0.009", "0")), usd("0"));
         assert_eq!(max_payable(&facts("1", "28.125", "0")), usd("28.12"));
+    }
+
+    #[test]
+    fn credits_never_cash_out_and_minimums_wait() {
+        let set = ProgramSet::load(&["runpod".into()], &|_| Some("seed-for-unit-tests".into())).unwrap();
+        let credits = set.get_str("runpod").unwrap();
+        assert!(matches!(
+            cash_out_eligibility(credits, &facts("100", "100", "0")),
+            Err(Ineligible::CreditOnly)
+        ));
+        let mut cash = set.get_str("runpod-affiliate").unwrap().clone();
+        assert!(cash_out_eligibility(&cash, &facts("100", "100", "500")).is_ok(), "no spend gate");
+        cash.cash_out.minimum_payout = usd("50");
+        let err = cash_out_eligibility(&cash, &facts("100", "49.999", "0")).unwrap_err();
+        assert!(err.to_string().contains("49.99 USD") && err.to_string().contains("50.00 USD"), "{err}");
     }
 
     proptest! {

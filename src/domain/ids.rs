@@ -115,6 +115,13 @@ token_id!(
     128
 );
 token_id!(
+    /// A program's id as configured (`vast`, `runpod`, `runpod-affiliate`, ...). Which ids
+    /// exist is decided by the loaded configuration ([`crate::domain::program::ProgramSet`]).
+    ProgramId,
+    "program id",
+    64
+);
+token_id!(
     /// Our payout id (`po_` + ULID); also the Stripe `transfer_group`.
     PayoutId,
     "payout id",
@@ -138,42 +145,6 @@ impl IdempotencyKey {
     /// A fresh random key, for callers that did not supply one.
     pub fn generate() -> Self {
         IdempotencyKey(format!("auto-{}", uuid::Uuid::new_v4()))
-    }
-}
-
-/// The program a referral belongs to. Issue 4 turns programs into configuration; until then
-/// the Vast terms are the only ones the engine knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Program {
-    Vast,
-}
-
-impl Program {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Program::Vast => "vast",
-        }
-    }
-}
-
-impl FromStr for Program {
-    type Err = IdError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "vast" => Ok(Program::Vast),
-            _ => Err(IdError::Unknown {
-                kind: "program",
-                value: s.to_string(),
-                expected: "vast",
-            }),
-        }
-    }
-}
-
-impl fmt::Display for Program {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -243,7 +214,6 @@ mod tests {
     fn rails_and_programs_parse_case_insensitively() {
         assert_eq!("Stripe".parse::<Rail>().unwrap(), Rail::Stripe);
         assert!("venmo".parse::<Rail>().is_err());
-        assert_eq!("VAST".parse::<Program>().unwrap(), Program::Vast);
     }
 
     #[test]

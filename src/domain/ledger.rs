@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::ids::{AccountId, Program, Rail};
+use super::ids::{AccountId, ProgramId, Rail};
 use super::money::{Currency, Money, MoneyError};
 
 /// A ledger account ("book").
@@ -24,15 +24,15 @@ pub enum Book {
     /// Earnings the referrer may withdraw as cash.
     ReferrerCashable {
         account: AccountId,
-        program: Program,
+        program: ProgramId,
     },
     /// Earnings that stay on the platform as credit.
     ReferrerCredit {
         account: AccountId,
-        program: Program,
+        program: ProgramId,
     },
     /// The platform's cost of the program (the other side of every commission).
-    CommissionExpense { program: Program },
+    CommissionExpense { program: ProgramId },
     /// Money that left the platform through a rail.
     RailSettlement { rail: Rail },
 }
@@ -57,11 +57,11 @@ impl Book {
         }
     }
 
-    pub fn program(&self) -> Option<Program> {
+    pub fn program(&self) -> Option<&ProgramId> {
         match self {
             Book::ReferrerCashable { program, .. }
             | Book::ReferrerCredit { program, .. }
-            | Book::CommissionExpense { program } => Some(*program),
+            | Book::CommissionExpense { program } => Some(program),
             Book::RailSettlement { .. } => None,
         }
     }
@@ -199,6 +199,10 @@ pub fn check_balanced(postings: &[Posting]) -> Result<(), LedgerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn vast() -> ProgramId {
+        ProgramId::parse("vast").unwrap()
+    }
     use proptest::prelude::*;
     use rust_decimal::Decimal;
 
@@ -216,7 +220,7 @@ mod tests {
             .transfer(
                 Book::ReferrerCashable {
                     account: acct(),
-                    program: Program::Vast,
+                    program: vast(),
                 },
                 Book::RailSettlement { rail: Rail::Stripe },
                 usd(1234),
@@ -231,7 +235,7 @@ mod tests {
         let lonely = TransactionDraft::new(TransactionKind::Accrual, TransactionStatus::Posted)
             .post(
                 Book::CommissionExpense {
-                    program: Program::Vast,
+                    program: vast(),
                 },
                 usd(1),
             );
@@ -239,14 +243,14 @@ mod tests {
         let off = TransactionDraft::new(TransactionKind::Accrual, TransactionStatus::Posted)
             .post(
                 Book::CommissionExpense {
-                    program: Program::Vast,
+                    program: vast(),
                 },
                 usd(-100),
             )
             .post(
                 Book::ReferrerCashable {
                     account: acct(),
-                    program: Program::Vast,
+                    program: vast(),
                 },
                 usd(99),
             );
@@ -258,14 +262,14 @@ mod tests {
         let mixed = TransactionDraft::new(TransactionKind::Accrual, TransactionStatus::Posted)
             .post(
                 Book::CommissionExpense {
-                    program: Program::Vast,
+                    program: vast(),
                 },
                 usd(-100),
             )
             .post(
                 Book::ReferrerCashable {
                     account: acct(),
-                    program: Program::Vast,
+                    program: vast(),
                 },
                 Money::from_minor_units(100, Currency::Eur),
             );
@@ -281,8 +285,8 @@ mod tests {
             let mut draft = TransactionDraft::new(TransactionKind::Accrual, TransactionStatus::Posted);
             for a in &amounts {
                 draft = draft.transfer(
-                    Book::CommissionExpense { program: Program::Vast },
-                    Book::ReferrerCredit { account: acct(), program: Program::Vast },
+                    Book::CommissionExpense { program: vast() },
+                    Book::ReferrerCredit { account: acct(), program: vast() },
                     Money::new(Decimal::new(*a, 10), Currency::Usd),
                 );
             }

@@ -1,11 +1,12 @@
 //! Pure domain rules: money, identifiers, program rules, the ledger and the payout state
 //! machine. Nothing in here performs I/O, so every rule is unit- and property-tested directly.
 
-pub mod commission;
 pub mod eligibility;
 pub mod ids;
 pub mod ledger;
 pub mod money;
 pub mod payout;
+pub mod program;
 pub mod referral;
 pub mod tracking;
+pub mod usage;

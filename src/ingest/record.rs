@@ -7,8 +7,9 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::domain::ids::{AccountId, IdError, Program, Rail, RecordId, TemplateId};
+use crate::domain::ids::{AccountId, IdError, ProgramId, Rail, RecordId, TemplateId};
 use crate::domain::money::{Currency, MAX_INPUT_DECIMALS, Money, MoneyError};
+pub use crate::domain::usage::UsageCategory;
 
 /// One line of an ingest file, as written by a platform.
 #[derive(Debug, Deserialize)]
@@ -40,6 +41,10 @@ enum WireRecord {
         category: String,
         amount: String,
         currency: String,
+        #[serde(default)]
+        template_id: Option<String>,
+        #[serde(default)]
+        runtime_secs: Option<u64>,
     },
     Refund {
         id: String,
@@ -66,6 +71,16 @@ enum WireRecord {
         #[serde(default)]
         reason: Option<String>,
     },
+    Template {
+        id: String,
+        program: String,
+        creator: String,
+    },
+    AffiliateOptIn {
+        program: String,
+        account: String,
+        at: DateTime<Utc>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +95,7 @@ pub struct AccountRecord {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReferralRecord {
-    pub program: Program,
+    pub program: ProgramId,
     pub referrer: AccountId,
     pub referred: AccountId,
     pub at: DateTime<Utc>,
@@ -94,41 +109,6 @@ impl ReferralRecord {
     }
 }
 
-/// What the spend was on. Every category is spend; purchases of credits are not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UsageCategory {
-    Instance,
-    Pod,
-    Serverless,
-    Storage,
-    Other,
-}
-
-impl UsageCategory {
-    fn parse(s: &str) -> Result<Self, RecordError> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "instance" => Ok(UsageCategory::Instance),
-            "pod" => Ok(UsageCategory::Pod),
-            "serverless" => Ok(UsageCategory::Serverless),
-            "storage" => Ok(UsageCategory::Storage),
-            "other" => Ok(UsageCategory::Other),
-            other => Err(RecordError::Invalid(format!(
-                "unknown usage category {other:?}; expected instance, pod, serverless, storage or other"
-            ))),
-        }
-    }
-
-    pub fn code(self) -> &'static str {
-        match self {
-            UsageCategory::Instance => "instance",
-            UsageCategory::Pod => "pod",
-            UsageCategory::Serverless => "serverless",
-            UsageCategory::Storage => "storage",
-            UsageCategory::Other => "other",
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageRecord {
     pub id: RecordId,
@@ -136,6 +116,10 @@ pub struct UsageRecord {
     pub at: DateTime<Utc>,
     pub category: UsageCategory,
     pub amount: Money,
+    /// The template the charged pod ran from (creator programs).
+    pub template_id: Option<TemplateId>,
+    /// Seconds of runtime this charge covers (counts toward a template's threshold).
+    pub runtime_secs: u64,
 }
 
 /// A refund names its usage; its currency is the usage's, resolved at storage time.
@@ -164,6 +148,22 @@ pub struct PayoutMethodRecord {
     pub destination: String,
 }
 
+/// A template and its creator, under a creator program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateRecord {
+    pub id: TemplateId,
+    pub program: ProgramId,
+    pub creator: AccountId,
+}
+
+/// A referrer's permanent choice of an affiliate program (cash instead of credits).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptInRecord {
+    pub program: ProgramId,
+    pub account: AccountId,
+    pub at: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkRecord {
     /// The two accounts, ordered so (a, b) and (b, a) are the same link.
@@ -181,6 +181,8 @@ pub enum Record {
     Purchase(PurchaseRecord),
     PayoutMethod(PayoutMethodRecord),
     Link(LinkRecord),
+    Template(TemplateRecord),
+    AffiliateOptIn(OptInRecord),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -213,6 +215,8 @@ impl Record {
             Record::Purchase(_) => "purchase",
             Record::PayoutMethod(_) => "payout_method",
             Record::Link(_) => "link",
+            Record::Template(_) => "template",
+            Record::AffiliateOptIn(_) => "affiliate_opt_in",
         }
     }
 }
@@ -308,7 +312,7 @@ impl WireRecord {
                 at,
                 template_id,
             } => Record::Referral(ReferralRecord {
-                program: program.parse()?,
+                program: ProgramId::parse(&program)?,
                 referrer: AccountId::parse(&referrer)?,
                 referred: AccountId::parse(&referred)?,
                 at,
@@ -321,13 +325,29 @@ impl WireRecord {
                 category,
                 amount,
                 currency,
-            } => Record::Usage(UsageRecord {
-                id: RecordId::parse(&id)?,
-                account: AccountId::parse(&account)?,
-                at,
-                category: UsageCategory::parse(&category)?,
-                amount: input_money(&amount, &currency)?,
-            }),
+                template_id,
+                runtime_secs,
+            } => {
+                let runtime_secs = runtime_secs.unwrap_or(0);
+                if runtime_secs > i64::MAX as u64 {
+                    return Err(RecordError::Invalid(format!(
+                        "runtime_secs {runtime_secs} is out of range"
+                    )));
+                }
+                Record::Usage(UsageRecord {
+                    id: RecordId::parse(&id)?,
+                    account: AccountId::parse(&account)?,
+                    at,
+                    category: category
+                        .parse()
+                        .map_err(|e: crate::domain::usage::UnknownCategory| {
+                            RecordError::Invalid(e.to_string())
+                        })?,
+                    amount: input_money(&amount, &currency)?,
+                    template_id: template_id.as_deref().map(TemplateId::parse).transpose()?,
+                    runtime_secs,
+                })
+            }
             WireRecord::Refund {
                 id,
                 usage_id,
@@ -374,6 +394,24 @@ impl WireRecord {
                 let (a, b) = if a <= b { (a, b) } else { (b, a) };
                 Record::Link(LinkRecord { a, b, reason })
             }
+            WireRecord::Template {
+                id,
+                program,
+                creator,
+            } => Record::Template(TemplateRecord {
+                id: TemplateId::parse(&id)?,
+                program: ProgramId::parse(&program)?,
+                creator: AccountId::parse(&creator)?,
+            }),
+            WireRecord::AffiliateOptIn {
+                program,
+                account,
+                at,
+            } => Record::AffiliateOptIn(OptInRecord {
+                program: ProgramId::parse(&program)?,
+                account: AccountId::parse(&account)?,
+                at,
+            }),
         })
     }
 }

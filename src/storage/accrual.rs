@@ -1,25 +1,35 @@
-//! Turning facts into ledger entries: judge referrals, post commissions and clawbacks.
+//! Turning facts into ledger entries: judge referrals, then true up every earning stream whose
+//! facts changed.
 //!
-//! Both steps are set-based: one query finds everything not yet done (an anti-join against
-//! the ledger), the pure rules decide, and batched inserts write the result. Each source
-//! record posts at most once per referral (unique index `ledger_source`), so re-running is a
-//! no-op and a referral that arrives after its usage still collects it.
+//! An ingest marks what it touched in `accrual_scope` (referred accounts and templates). For
+//! those, one streaming pass over their usage (and one over their refunds) folds every charge
+//! into per-stream tallies with the pure rules of `domain::program::earnings`; the ledger's
+//! posted totals for the same streams come from one grouped query; `domain::program::trueup`
+//! gives the difference, which is written as a few batched transactions. Replays post nothing,
+//! late referrals and opt-ins collect what they are owed, and a refund claws back exactly what
+//! its charge earned, even after that was withdrawn.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::Utc;
-use sqlx::{QueryBuilder, Sqlite, Transaction};
+use futures::TryStreamExt;
+use rust_decimal::Decimal;
+use secrecy::ExposeSecret;
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use super::ledger::{TxnMeta, insert_transactions};
-use super::{BATCH_ROWS, Store, StoreResult, from_millis, parse_stored, to_millis};
-use crate::domain::commission::{Accrual, ProgramTerms, accrue, claw_back};
-use crate::domain::ids::{AccountId, Program};
+use super::{BATCH_ROWS, Store, StoreError, StoreResult, from_millis, parse_stored, to_millis};
+use crate::domain::ids::{AccountId, ProgramId};
 use crate::domain::ledger::{Book, TransactionDraft, TransactionKind, TransactionStatus};
-use crate::domain::money::{Currency, Money};
+use crate::domain::money::{Currency, Money, UNIT_SCALE};
+use crate::domain::program::bonus::draw;
+use crate::domain::program::earnings::{
+    BonusState, ReferralFacts, ReferralPlan, Stream, TemplateRun, bonus_state, template_earnings,
+};
+use crate::domain::program::trueup::{StreamTotals, true_up};
+use crate::domain::program::{Program, ProgramSet};
 use crate::domain::referral::{AccountFacts, judge_referral};
-
-/// Rows handled per accrual pass, bounding memory on very large ingests.
-const ACCRUAL_PAGE: i64 = 5_000;
+use crate::domain::usage::UsageCategory;
 
 type AccountCols = (String, i64, String, Option<String>, i64);
 
@@ -31,6 +41,62 @@ fn facts((id, created, email, fingerprint, hosted): AccountCols) -> StoreResult<
         payment_fingerprint: fingerprint,
         hosted_machines: hosted != 0,
     })
+}
+
+/// Exact decimal of stored units.
+fn dec(units: i128) -> Decimal {
+    Decimal::from_i128_with_scale(units, UNIT_SCALE)
+}
+
+const CATEGORIES: usize = UsageCategory::ALL.len();
+
+/// From this many referred accounts in scope on, accrual scans the whole usage table.
+const FULL_SCAN_ACCOUNTS: usize = 20_000;
+
+fn category_index(code: &str) -> Option<usize> {
+    UsageCategory::ALL.iter().position(|c| c.code() == code)
+}
+
+/// Per-category spend, split by the stream it earned for.
+#[derive(Debug, Default, Clone, Copy)]
+struct Tally {
+    referral: [i128; CATEGORIES],
+    affiliate: [i128; CATEGORIES],
+}
+
+impl Tally {
+    fn add(&mut self, stream: Stream, category: usize, units: i128) {
+        match stream {
+            Stream::Affiliate => self.affiliate[category] += units,
+            _ => self.referral[category] += units,
+        }
+    }
+}
+
+/// Everything accrual folds for one referral.
+struct ReferralAcc<'a> {
+    id: String,
+    referrer: AccountId,
+    referred: AccountId,
+    qualified: bool,
+    /// When the referral was made (ms); earlier spend earns nothing.
+    since_ms: i64,
+    currency: Currency,
+    plan: Option<ReferralPlan<'a>>,
+    bonus: Option<&'a Program>,
+    spend: Tally,
+    refunded: Tally,
+    /// All of the referred account's spend since the referral, for the bonus threshold.
+    gross_units: i128,
+    refunded_units: i128,
+}
+
+/// What one stream should hold, and who it belongs to.
+struct Expected<'a> {
+    program: &'a Program,
+    beneficiary: AccountId,
+    totals: StreamTotals,
+    note: String,
 }
 
 impl Store {
@@ -101,100 +167,519 @@ impl Store {
         Ok(count)
     }
 
-    /// Posts commissions for usage and clawbacks for refunds not yet in the ledger.
-    pub(super) async fn post_pending_accruals(
+    /// Marks referred accounts (`kind` "account") or templates ("template") for accrual.
+    pub(super) async fn scope(
         tx: &mut Transaction<'static, Sqlite>,
+        kind: &'static str,
+        ids: impl IntoIterator<Item = String>,
+    ) -> StoreResult<()> {
+        let ids: Vec<String> = ids.into_iter().collect();
+        for chunk in ids.chunks(BATCH_ROWS) {
+            let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO accrual_scope (kind, id) ");
+            q.push_values(chunk, |mut b, id| {
+                b.push_bind(kind).push_bind(id.clone());
+            });
+            q.push(" ON CONFLICT DO NOTHING");
+            q.build().execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Scopes with a query: `select` yields (kind, id) rows.
+    pub(super) async fn scope_query(
+        tx: &mut Transaction<'static, Sqlite>,
+        select: &str,
+        binds: &[&str],
+    ) -> StoreResult<()> {
+        let sql = format!("INSERT INTO accrual_scope (kind, id) {select} ON CONFLICT DO NOTHING");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for b in binds {
+            q = q.bind(*b);
+        }
+        q.execute(&mut **tx).await?;
+        Ok(())
+    }
+
+    /// Re-accrues every stream under the loaded programs, in one transaction: after a change
+    /// of configuration, or to check the ledger against the rules. Posts only differences, so
+    /// on an up-to-date ledger it posts nothing. Returns the transactions posted.
+    pub async fn reaccrue_all(&self) -> StoreResult<usize> {
+        let mut tx = self.begin_write().await?;
+        Self::scope_query(
+            &mut tx,
+            "SELECT DISTINCT 'account', referred_id FROM referrals WHERE status <> 'pending'",
+            &[],
+        )
+        .await?;
+        Self::scope_query(&mut tx, "SELECT 'template', id FROM templates WHERE true", &[]).await?;
+        let posted = Self::accrue_scope(&mut tx, &self.programs).await?;
+        tx.commit().await?;
+        Ok(posted)
+    }
+
+    /// Trues up every stream in scope and empties the scope. Returns the transactions posted.
+    pub(super) async fn accrue_scope(
+        tx: &mut Transaction<'static, Sqlite>,
+        programs: &ProgramSet,
     ) -> StoreResult<usize> {
-        let mut posted = 0;
-        // Accruals first: a refund only claws back a commission that was posted.
-        for kind in [TransactionKind::Accrual, TransactionKind::Clawback] {
-            loop {
-                let sql = match kind {
-                    TransactionKind::Accrual => {
-                        "SELECT u.id, u.units, u.currency, r.id, r.referrer_id, r.program \
-                         FROM usage u \
-                         JOIN referrals r ON r.referred_id = u.account_id AND r.status = 'qualified' \
-                         WHERE u.at >= r.referred_at \
-                           AND NOT EXISTS (SELECT 1 FROM ledger_transactions t \
-                                           WHERE t.kind = 'accrual' AND t.source_id = u.id \
-                                             AND t.referral_id = r.id) \
-                         LIMIT $1"
-                    }
-                    _ => {
-                        "SELECT f.id, f.units, u.currency, r.id, r.referrer_id, r.program \
-                         FROM refunds f \
-                         JOIN usage u ON u.id = f.usage_id \
-                         JOIN referrals r ON r.referred_id = u.account_id AND r.status = 'qualified' \
-                         WHERE EXISTS (SELECT 1 FROM ledger_transactions t \
-                                       WHERE t.kind = 'accrual' AND t.source_id = u.id \
-                                         AND t.referral_id = r.id) \
-                           AND NOT EXISTS (SELECT 1 FROM ledger_transactions t \
-                                           WHERE t.kind = 'clawback' AND t.source_id = f.id \
-                                             AND t.referral_id = r.id) \
-                         LIMIT $1"
-                    }
+        let mut expected: HashMap<(Stream, String), Expected<'_>> = HashMap::new();
+        Self::referral_streams(tx, programs, &mut expected).await?;
+        Self::creator_streams(tx, programs, &mut expected).await?;
+        let posted = Self::posted_in_scope(tx).await?;
+        let posted_count = Self::post_true_ups(tx, programs, expected, posted).await?;
+        sqlx::query("DELETE FROM accrual_scope")
+            .execute(&mut **tx)
+            .await?;
+        Ok(posted_count)
+    }
+
+    async fn referral_streams<'p>(
+        tx: &mut Transaction<'static, Sqlite>,
+        programs: &'p ProgramSet,
+        expected: &mut HashMap<(Stream, String), Expected<'p>>,
+    ) -> StoreResult<()> {
+        let enrollments: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT program, account_id, opted_in_at FROM affiliate_enrollments")
+                .fetch_all(&mut **tx)
+                .await?;
+        let opted: HashMap<(&str, &str), i64> = enrollments
+            .iter()
+            .map(|(p, a, at)| ((p.as_str(), a.as_str()), *at))
+            .collect();
+
+        let rows: Vec<(String, String, String, String, i64, i64, String)> = sqlx::query_as(
+            "SELECT r.id, r.program, r.referrer_id, r.referred_id, r.referred_at, a.created_at, r.status \
+             FROM accrual_scope s \
+             JOIN referrals r ON r.referred_id = s.id \
+             JOIN accounts a ON a.id = r.referred_id \
+             WHERE s.kind = 'account' AND r.status <> 'pending'",
+        )
+        .fetch_all(&mut **tx)
+        .await?;
+        let mut accs: Vec<ReferralAcc<'p>> = Vec::with_capacity(rows.len());
+        // referred account -> indexes into accs (one per program it was referred in)
+        let mut by_referred: HashMap<String, Vec<usize>> = HashMap::with_capacity(rows.len());
+        for (id, program_id, referrer, referred, referred_at, signup, status) in rows {
+            let Some(program) = programs.get_str(&program_id).filter(|p| p.referral().is_some())
+            else {
+                // A referral of a program no longer configured earns nothing new; what it
+                // earned stays in the ledger.
+                continue;
+            };
+            let affiliate = programs.affiliate_of(&program.id);
+            let opted_in_at = affiliate
+                .and_then(|a| opted.get(&(a.id.as_str(), referrer.as_str())))
+                .map(|ms| from_millis(*ms));
+            let facts = ReferralFacts {
+                referred_at: from_millis(referred_at),
+                signup: from_millis(signup),
+                opted_in_at,
+            };
+            by_referred
+                .entry(referred.clone())
+                .or_default()
+                .push(accs.len());
+            accs.push(ReferralAcc {
+                id,
+                referrer: parse_stored("account id", &referrer)?,
+                referred: parse_stored("account id", &referred)?,
+                qualified: status == "qualified",
+                since_ms: referred_at,
+                currency: program.currency,
+                plan: ReferralPlan::new(programs, program, &facts),
+                bonus: programs.bonus_of(&program.id),
+                spend: Tally::default(),
+                refunded: Tally::default(),
+                gross_units: 0,
+                refunded_units: 0,
+            });
+        }
+        if accs.is_empty() {
+            return Ok(());
+        }
+
+        // Charges and refunds of the accounts in scope. A refund counts against the charge it
+        // refunds: same time, same category, so it claws back at the rate the charge earned.
+        // A large scope reads the usage table in storage order instead of account by account:
+        // one sequential pass beats millions of index probes, and rows of accounts out of
+        // scope are skipped by the map lookup.
+        let sequential = by_referred.len() >= FULL_SCAN_ACCOUNTS;
+        for refunds in [false, true] {
+            let sql = match (refunds, sequential) {
+                (true, false) => {
+                    "SELECT u.account_id, u.at, u.category, u.currency, f.units \
+                     FROM accrual_scope s JOIN usage u ON u.account_id = s.id \
+                     JOIN refunds f ON f.usage_id = u.id WHERE s.kind = 'account'"
+                }
+                (true, true) => {
+                    "SELECT u.account_id, u.at, u.category, u.currency, f.units \
+                     FROM refunds f JOIN usage u ON u.id = f.usage_id"
+                }
+                (false, false) => {
+                    "SELECT u.account_id, u.at, u.category, u.currency, u.units \
+                     FROM accrual_scope s JOIN usage u ON u.account_id = s.id WHERE s.kind = 'account'"
+                }
+                (false, true) => "SELECT account_id, at, category, currency, units FROM usage",
+            };
+            let mut stream = sqlx::query(sql).fetch(&mut **tx);
+            while let Some(row) = stream.try_next().await? {
+                let account: &str = row.try_get(0)?;
+                let Some(idxs) = by_referred.get(account) else {
+                    continue;
                 };
-                let rows: Vec<(String, i64, String, String, String, String)> = sqlx::query_as(sql)
-                    .bind(ACCRUAL_PAGE)
-                    .fetch_all(&mut **tx)
-                    .await?;
-                if rows.is_empty() {
-                    break;
+                let at_ms: i64 = row.try_get(1)?;
+                let category: &str = row.try_get(2)?;
+                let currency: &str = row.try_get(3)?;
+                let units = i128::from(row.try_get::<i64, _>(4)?);
+                let cat = category_index(category).ok_or_else(|| {
+                    StoreError::Corrupt(format!("unknown usage category {category:?}"))
+                })?;
+                let at = from_millis(at_ms);
+                for &i in idxs {
+                    let acc = &mut accs[i];
+                    if !acc.qualified || acc.currency.code() != currency {
+                        continue;
+                    }
+                    let Some(plan) = &acc.plan else { continue };
+                    // Spend before the referral does not count: it had no referrer yet.
+                    if at_ms < acc.since_ms {
+                        continue;
+                    }
+                    if refunds {
+                        acc.refunded_units += units;
+                    } else {
+                        acc.gross_units += units;
+                    }
+                    if let Some(stream) = plan.stream_at(at) {
+                        let tally = if refunds {
+                            &mut acc.refunded
+                        } else {
+                            &mut acc.spend
+                        };
+                        tally.add(stream, cat, units);
+                    }
                 }
-                let mut batch = Vec::with_capacity(rows.len());
-                for (source_id, units, currency, referral_id, referrer, program) in rows {
-                    let currency: Currency = parse_stored("currency", &currency)?;
-                    let program: Program = parse_stored("program", &program)?;
-                    let referrer: AccountId = parse_stored("account id", &referrer)?;
-                    let terms = ProgramTerms::for_program(program);
-                    let amount = Money::from_units(units, currency);
-                    let split = match kind {
-                        TransactionKind::Accrual => accrue(&terms, &amount)?,
-                        _ => claw_back(&terms, &amount)?,
+            }
+        }
+
+        for acc in &accs {
+            let Some(plan) = &acc.plan else { continue };
+            for stream in [Stream::Referral, Stream::Affiliate] {
+                let program = match stream {
+                    Stream::Affiliate => match plan.affiliate {
+                        Some(p) => p,
+                        None => continue,
+                    },
+                    _ => plan.referral,
+                };
+                let (spend, refunded) = match stream {
+                    Stream::Affiliate => (&acc.spend.affiliate, &acc.refunded.affiliate),
+                    _ => (&acc.spend.referral, &acc.refunded.referral),
+                };
+                let mut totals = StreamTotals::default();
+                let mut earning = Decimal::ZERO;
+                for (i, c) in UsageCategory::ALL.iter().enumerate() {
+                    let rate = plan.rate(stream, *c);
+                    totals.earned += dec(spend[i]) * rate;
+                    totals.clawed += dec(refunded[i]) * rate;
+                    if !rate.is_zero() {
+                        earning += dec(spend[i]);
+                    }
+                }
+                expected.insert(
+                    (stream, acc.id.clone()),
+                    Expected {
+                        program,
+                        beneficiary: acc.referrer.clone(),
+                        totals,
+                        note: format!(
+                            "{} of {}'s spend earns {} under {}",
+                            Money::new(earning, program.currency),
+                            acc.referred,
+                            stream.code(),
+                            program.id
+                        ),
+                    },
+                );
+            }
+            if let Some(bonus_program) = acc.bonus
+                && let Some(terms) = bonus_program.bonus()
+            {
+                let gross = dec(acc.gross_units);
+                let net = dec(acc.gross_units - acc.refunded_units);
+                let state = bonus_state(terms.spend_threshold, gross, net);
+                for role in &terms.recipients {
+                    let d = draw(
+                        terms.seed.expose_secret().as_bytes(),
+                        bonus_program.id.as_str(),
+                        acc.referred.as_str(),
+                        *role,
+                        &terms.distribution,
+                    );
+                    let (stream, beneficiary) = match role {
+                        crate::domain::program::BonusRole::Referrer => {
+                            (Stream::BonusReferrer, acc.referrer.clone())
+                        }
+                        crate::domain::program::BonusRole::Referred => {
+                            (Stream::BonusReferred, acc.referred.clone())
+                        }
                     };
-                    let txn = commission_transaction(kind, &referrer, program, &split)?;
-                    batch.push((
-                        TxnMeta {
-                            id: format!("lt_{}", ulid::Ulid::generate()),
-                            source_id: Some(source_id),
-                            referral_id: Some(referral_id),
-                            payout_id: None,
+                    let totals = match state {
+                        BonusState::NotReached => StreamTotals::default(),
+                        BonusState::Granted => StreamTotals {
+                            earned: d.amount,
+                            clawed: Decimal::ZERO,
                         },
-                        txn,
-                    ));
+                        BonusState::Revoked => StreamTotals {
+                            earned: d.amount,
+                            clawed: d.amount,
+                        },
+                    };
+                    expected.insert(
+                        (stream, acc.id.clone()),
+                        Expected {
+                            program: bonus_program,
+                            beneficiary,
+                            totals,
+                            note: format!(
+                                "bonus draw {} ({} of {} slots, HMAC {}) for the {}; {} spent {} ({})",
+                                Money::new(d.amount, bonus_program.currency),
+                                d.slot,
+                                d.slots,
+                                &d.digest[..16],
+                                role.code(),
+                                acc.referred,
+                                Money::new(gross, bonus_program.currency),
+                                match state {
+                                    BonusState::NotReached => "threshold not reached",
+                                    BonusState::Granted => "threshold reached",
+                                    BonusState::Revoked => "refunded below the threshold",
+                                }
+                            ),
+                        },
+                    );
                 }
-                posted += batch.len();
-                insert_transactions(tx, &batch).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn creator_streams<'p>(
+        tx: &mut Transaction<'static, Sqlite>,
+        programs: &'p ProgramSet,
+        expected: &mut HashMap<(Stream, String), Expected<'p>>,
+    ) -> StoreResult<()> {
+        let templates: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT t.id, t.program, t.creator_id FROM accrual_scope s \
+             JOIN templates t ON t.id = s.id WHERE s.kind = 'template'",
+        )
+        .fetch_all(&mut **tx)
+        .await?;
+        for (template, program_id, creator) in templates {
+            let Some(program) = programs.get_str(&program_id) else {
+                continue;
+            };
+            let Some(terms) = program.creator() else {
+                continue;
+            };
+            #[allow(clippy::type_complexity)]
+            let rows: Vec<(String, i64, String, i64, i64, i64)> = sqlx::query_as(
+                "SELECT u.account_id, u.at, u.category, u.units, u.runtime_secs, \
+                   COALESCE((SELECT SUM(f.units) FROM refunds f WHERE f.usage_id = u.id), 0) \
+                 FROM usage u WHERE u.template_id = $1 AND u.currency = $2 ORDER BY u.at, u.id",
+            )
+            .bind(&template)
+            .bind(program.currency.code())
+            .fetch_all(&mut **tx)
+            .await?;
+            let mut runs = Vec::with_capacity(rows.len());
+            for (account, at, category, units, runtime, refunded) in &rows {
+                runs.push(TemplateRun {
+                    account: account.as_str(),
+                    at: from_millis(*at),
+                    category: parse_stored("usage category", category)?,
+                    amount: dec(i128::from(*units)),
+                    refunded: dec(i128::from(*refunded)),
+                    runtime_secs: u64::try_from(*runtime).unwrap_or(0),
+                });
+            }
+            let e = template_earnings(terms, &creator, &runs);
+            let hours = Decimal::from(e.runtime_secs) / Decimal::from(3600);
+            expected.insert(
+                (Stream::Creator, template.clone()),
+                Expected {
+                    program,
+                    beneficiary: parse_stored("account id", &creator)?,
+                    totals: StreamTotals {
+                        earned: e.earned,
+                        clawed: e.clawed,
+                    },
+                    note: format!(
+                        "template {template}: {} h of runtime{}; {} of spend earns",
+                        hours.round_dp(2),
+                        e.qualified_at
+                            .map(|t| format!(", qualified at {}", t.to_rfc3339()))
+                            .unwrap_or_else(|| ", below the threshold".into()),
+                        Money::new(e.earning_spend, program.currency),
+                    ),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// What the ledger holds for every stream in scope: (stream, subject) -> totals, with the
+    /// program and beneficiary of the postings.
+    async fn posted_in_scope(
+        tx: &mut Transaction<'static, Sqlite>,
+    ) -> StoreResult<HashMap<(Stream, String), Posted>> {
+        let rows: Vec<(String, String, String, String, i64)> = sqlx::query_as(
+            "SELECT t.stream, t.subject, t.kind, p.program, -SUM(p.units) \
+             FROM accrual_scope s \
+             JOIN referrals r ON r.referred_id = s.id \
+             JOIN ledger_transactions t ON t.subject = r.id \
+             JOIN ledger_postings p ON p.txn_id = t.id AND p.book = 'commission_expense' \
+             WHERE s.kind = 'account' AND t.stream IS NOT NULL \
+             GROUP BY t.stream, t.subject, t.kind, p.program \
+             UNION ALL \
+             SELECT t.stream, t.subject, t.kind, p.program, -SUM(p.units) \
+             FROM accrual_scope s \
+             JOIN ledger_transactions t ON t.subject = s.id AND t.stream = 'creator' \
+             JOIN ledger_postings p ON p.txn_id = t.id AND p.book = 'commission_expense' \
+             WHERE s.kind = 'template' \
+             GROUP BY t.stream, t.subject, t.kind, p.program",
+        )
+        .fetch_all(&mut **tx)
+        .await?;
+        let mut posted: HashMap<(Stream, String), Posted> = HashMap::new();
+        for (stream, subject, kind, program, units) in rows {
+            let stream = Stream::from_code(&stream)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown stream {stream:?}")))?;
+            let entry = posted.entry((stream, subject)).or_insert_with(|| Posted {
+                program: program.clone(),
+                totals: StreamTotals::default(),
+            });
+            match kind.as_str() {
+                "accrual" => entry.totals.earned += dec(i128::from(units)),
+                _ => entry.totals.clawed -= dec(i128::from(units)),
             }
         }
         Ok(posted)
     }
+
+    async fn post_true_ups(
+        tx: &mut Transaction<'static, Sqlite>,
+        programs: &ProgramSet,
+        mut expected: HashMap<(Stream, String), Expected<'_>>,
+        posted: HashMap<(Stream, String), Posted>,
+    ) -> StoreResult<usize> {
+        // Streams posted before but no longer expected (a referral disqualified later, a
+        // program whose terms changed) are trued down to zero with their own beneficiary.
+        let orphans: Vec<(Stream, String)> = posted
+            .keys()
+            .filter(|k| !expected.contains_key(*k))
+            .cloned()
+            .collect();
+        for key in orphans {
+            let Some(p) = posted.get(&key) else { continue };
+            let Some(program) = programs.get_str(&p.program) else {
+                continue;
+            };
+            let Some(beneficiary) = Self::beneficiary_of(tx, &key).await? else {
+                continue;
+            };
+            expected.insert(
+                key,
+                Expected {
+                    program,
+                    beneficiary,
+                    totals: StreamTotals::default(),
+                    note: "the facts no longer earn this stream anything".into(),
+                },
+            );
+        }
+
+        let mut batch = Vec::new();
+        let mut keys: Vec<&(Stream, String)> = expected.keys().collect();
+        keys.sort();
+        for key in keys {
+            let e = &expected[key];
+            let before = posted.get(key).map(|p| p.totals).unwrap_or_default();
+            let delta = true_up(before, e.totals);
+            for (kind, amount) in [
+                (TransactionKind::Accrual, delta.earned),
+                (TransactionKind::Clawback, -delta.clawed),
+            ] {
+                if amount.is_zero() {
+                    continue;
+                }
+                let txn = commission_transaction(kind, &e.beneficiary, e.program, amount)?;
+                batch.push((
+                    TxnMeta {
+                        id: format!("lt_{}", ulid::Ulid::generate()),
+                        source_id: None,
+                        referral_id: (key.0 != Stream::Creator).then(|| key.1.clone()),
+                        payout_id: None,
+                        stream: Some(key.0.code()),
+                        subject: Some(key.1.clone()),
+                        note: Some(e.note.clone()),
+                    },
+                    txn,
+                ));
+            }
+        }
+        insert_transactions(tx, &batch).await?;
+        Ok(batch.len())
+    }
+
+    async fn beneficiary_of(
+        tx: &mut Transaction<'static, Sqlite>,
+        (stream, subject): &(Stream, String),
+    ) -> StoreResult<Option<AccountId>> {
+        let sql = match stream {
+            Stream::Creator => "SELECT creator_id FROM templates WHERE id = $1",
+            Stream::BonusReferred => "SELECT referred_id FROM referrals WHERE id = $1",
+            _ => "SELECT referrer_id FROM referrals WHERE id = $1",
+        };
+        let id: Option<String> = sqlx::query_scalar(sql)
+            .bind(subject)
+            .fetch_optional(&mut **tx)
+            .await?;
+        id.map(|i| parse_stored("account id", &i)).transpose()
+    }
 }
 
-/// The balanced postings of one commission (or clawback): the referrer's cashable and credit
-/// books against the program's expense.
+struct Posted {
+    program: String,
+    totals: StreamTotals,
+}
+
+/// The balanced postings of one commission (or clawback, when `amount` is negative): the
+/// beneficiary's cashable and credit books against the program's expense.
 fn commission_transaction(
     kind: TransactionKind,
-    referrer: &AccountId,
-    program: Program,
-    split: &Accrual,
+    beneficiary: &AccountId,
+    program: &Program,
+    amount: Decimal,
 ) -> StoreResult<crate::domain::ledger::BalancedTransaction> {
-    let total = split.total()?;
+    let (cashable, credit) = program.split(amount);
+    let m = |a: Decimal| Money::new(a, program.currency);
+    let id: ProgramId = program.id.clone();
     Ok(TransactionDraft::new(kind, TransactionStatus::Posted)
         .post(
             Book::ReferrerCashable {
-                account: referrer.clone(),
-                program,
+                account: beneficiary.clone(),
+                program: id.clone(),
             },
-            split.cashable,
+            m(cashable),
         )
         .post(
             Book::ReferrerCredit {
-                account: referrer.clone(),
-                program,
+                account: beneficiary.clone(),
+                program: id.clone(),
             },
-            split.credit,
+            m(credit),
         )
-        .post(Book::CommissionExpense { program }, total.negate())
+        .post(Book::CommissionExpense { program: id }, m(-amount))
         .finish()?)
 }

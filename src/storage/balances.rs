@@ -5,17 +5,22 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use sqlx::SqliteConnection;
 
-use super::{StoreError, StoreResult, parse_stored};
-use crate::domain::commission::ProgramTerms;
+use super::affiliate::paying_referrals;
+use super::{StoreError, StoreResult, from_millis, parse_stored};
 use crate::domain::eligibility::{CashOutFacts, cash_out_eligibility, max_payable};
-use crate::domain::ids::{AccountId, Program};
+use crate::domain::ids::{AccountId, ProgramId, Rail};
 use crate::domain::money::{Currency, Money};
+use crate::domain::program::{ProgramSet, RewardKind};
 use crate::domain::referral::Disqualification;
 
 /// One program's balance in one currency.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ProgramBalance {
-    pub program: Program,
+    pub program: ProgramId,
+    /// referral, affiliate, creator or bonus; `None` when the program is no longer configured.
+    pub kind: Option<&'static str>,
+    /// Whether the program pays credit or cash.
+    pub reward: Option<RewardKind>,
     pub currency: Currency,
     /// Lifetime referral earnings: cashable and credit parts, net of clawbacks.
     pub earned: Money,
@@ -36,12 +41,28 @@ pub struct ProgramBalance {
     pub eligible: bool,
     /// Why not, when not eligible.
     pub reason: Option<String>,
+    /// The rails that may pay this program's cash.
+    pub rails: Vec<Rail>,
+}
+
+/// Where a referrer stands with an affiliate upgrade.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AffiliateStatus {
+    pub program: ProgramId,
+    pub referral_program: ProgramId,
+    /// Referred users with positive spend, now (or when the opt-in was accepted).
+    pub paying_referrals: u32,
+    pub required: u32,
+    pub opted_in_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub can_opt_in: bool,
+    /// The state in words.
+    pub note: String,
 }
 
 /// A referral that earns nothing, with the reason.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReferralNote {
-    pub program: Program,
+    pub program: ProgramId,
     pub referred: String,
     pub status: String,
     pub template_id: Option<String>,
@@ -54,21 +75,24 @@ pub struct AccountBalance {
     pub has_rented: bool,
     pub hosted_machines: bool,
     pub programs: Vec<ProgramBalance>,
+    /// Affiliate upgrades open to this account (it refers in their referral program).
+    pub affiliate: Vec<AffiliateStatus>,
     /// Referrals by this account that do not earn (disqualified or still pending).
     pub non_earning_referrals: Vec<ReferralNote>,
 }
 
 impl AccountBalance {
-    pub fn program(&self, program: Program, currency: Currency) -> Option<&ProgramBalance> {
+    pub fn program(&self, program: &str, currency: Currency) -> Option<&ProgramBalance> {
         self.programs
             .iter()
-            .find(|p| p.program == program && p.currency == currency)
+            .find(|p| p.program.as_str() == program && p.currency == currency)
     }
 }
 
 /// Loads an account's balance. Works on a pooled connection or inside a transaction.
 pub async fn load_balance(
     conn: &mut SqliteConnection,
+    programs: &ProgramSet,
     account: &AccountId,
 ) -> StoreResult<AccountBalance> {
     let known: Option<i64> =
@@ -109,10 +133,11 @@ pub async fn load_balance(
     let has_rented = !spend.is_empty();
     let hosted_machines = known.unwrap_or(0) != 0;
 
-    let mut programs = Vec::with_capacity(sums.len());
+    let mut balances = Vec::with_capacity(sums.len());
     for (program, currency, cashable, credit, withdrawn, pending) in sums {
-        let program: Program = parse_stored("program", &program)?;
+        let program: ProgramId = parse_stored("program", &program)?;
         let currency: Currency = parse_stored("currency", &currency)?;
+        let terms = programs.get(&program);
         let m = |u: i64| Money::from_units(u, currency);
         let earned = m(cashable.checked_add(credit).ok_or_else(overflow)?);
         let available = m(cashable
@@ -130,8 +155,17 @@ pub async fn load_balance(
             has_rented,
             hosted_machines,
         };
-        let verdict = cash_out_eligibility(&ProgramTerms::for_program(program), &facts);
-        programs.push(ProgramBalance {
+        let verdict = match terms {
+            Some(t) => cash_out_eligibility(t, &facts).map_err(|e| e.to_string()),
+            None => Err(format!(
+                "program {program} is not in the loaded configuration ({}); its balance is kept but cannot be paid until it is",
+                programs.ids()
+            )),
+        };
+        balances.push(ProgramBalance {
+            kind: terms.map(|t| t.kind.code()),
+            reward: terms.map(|t| t.reward),
+            rails: terms.map(|t| t.cash_out.rails.clone()).unwrap_or_default(),
             program,
             currency,
             earned,
@@ -147,7 +181,7 @@ pub async fn load_balance(
             },
             lifetime_spend,
             eligible: verdict.is_ok(),
-            reason: verdict.err().map(|e| e.to_string()),
+            reason: verdict.err(),
         });
     }
 
@@ -173,13 +207,86 @@ pub async fn load_balance(
         });
     }
 
+    let affiliate = affiliate_statuses(conn, programs, account).await?;
     Ok(AccountBalance {
         account: account.clone(),
         has_rented,
         hosted_machines,
-        programs,
+        programs: balances,
+        affiliate,
         non_earning_referrals,
     })
+}
+
+/// The affiliate upgrades of every referral program this account refers in.
+async fn affiliate_statuses(
+    conn: &mut SqliteConnection,
+    programs: &ProgramSet,
+    account: &AccountId,
+) -> StoreResult<Vec<AffiliateStatus>> {
+    let referring: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT program FROM referrals WHERE referrer_id = $1")
+            .bind(account.as_str())
+            .fetch_all(&mut *conn)
+            .await?;
+    let mut out = Vec::new();
+    for referral_program in referring {
+        let Some(affiliate) = programs
+            .get_str(&referral_program)
+            .and_then(|p| programs.affiliate_of(&p.id))
+        else {
+            continue;
+        };
+        let Some(terms) = affiliate.affiliate() else {
+            continue;
+        };
+        let enrolled: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT opted_in_at, paying_referrals FROM affiliate_enrollments              WHERE program = $1 AND account_id = $2",
+        )
+        .bind(affiliate.id.as_str())
+        .bind(account.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+        let now = chrono::Utc::now();
+        let count = paying_referrals(conn, &referral_program, account.as_str(), now).await?;
+        let required = terms.min_paying_referrals;
+        let (opted_in_at, can_opt_in, note) = match enrolled {
+            Some((at, _)) => {
+                let at = from_millis(at);
+                (
+                    Some(at),
+                    false,
+                    format!(
+                        "opted in at {}: spend within each referred user's window earns {} cash (permanent)",
+                        at.to_rfc3339(),
+                        affiliate.id
+                    ),
+                )
+            }
+            None if count >= required => (
+                None,
+                true,
+                format!(
+                    "may opt in: {count} paying referred users (needs {required}); `payouts affiliate opt-in {account}`; the choice is permanent"
+                ),
+            ),
+            None => (
+                None,
+                false,
+                format!("cannot opt in yet: {count} paying referred users, needs {required}"),
+            ),
+        };
+        out.push(AffiliateStatus {
+            program: affiliate.id.clone(),
+            referral_program: parse_stored("program", &referral_program)?,
+            paying_referrals: count,
+            required,
+            opted_in_at,
+            can_opt_in,
+            note,
+        });
+    }
+    Ok(out)
 }
 
 /// program, referred, status, disqualification, template_id.
@@ -190,6 +297,15 @@ fn overflow() -> StoreError {
 }
 
 impl super::Store {
+    /// An account's balance under the loaded programs.
+    pub async fn balance(
+        &self,
+        account: &crate::domain::ids::AccountId,
+    ) -> StoreResult<AccountBalance> {
+        let mut conn = self.pool().acquire().await?;
+        load_balance(&mut conn, self.programs(), account).await
+    }
+
     /// Every account that referred someone, in id order.
     pub async fn referrers(&self) -> StoreResult<Vec<AccountId>> {
         let ids: Vec<String> =

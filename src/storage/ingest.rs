@@ -11,10 +11,13 @@ use std::collections::HashMap;
 use chrono::Utc;
 use sqlx::{QueryBuilder, Sqlite, Transaction};
 
+use super::affiliate::enroll;
 use super::{BATCH_ROWS, Store, StoreResult, to_millis};
+use crate::domain::ids::ProgramId;
 use crate::domain::money::{Currency, Money};
+use crate::domain::program::ProgramSet;
 use crate::domain::referral::normalize_email;
-use crate::ingest::record::{RefundRecord, content_hash};
+use crate::ingest::record::{OptInRecord, RefundRecord, content_hash};
 use crate::ingest::{IngestReport, LineError, Numbered, Record};
 
 /// A bindable column value.
@@ -133,6 +136,8 @@ const USAGE: TableSpec = TableSpec {
         "category",
         "units",
         "currency",
+        "template_id",
+        "runtime_secs",
         "content_hash",
     ],
     mutable: false,
@@ -152,6 +157,14 @@ const PURCHASES: TableSpec = TableSpec {
     ],
     mutable: false,
 };
+const TEMPLATES: TableSpec = TableSpec {
+    kind: "template",
+    table: "templates",
+    key_expr: "id",
+    key_cols: "id",
+    columns: &["id", "program", "creator_id", "content_hash"],
+    mutable: false,
+};
 const REFUNDS: TableSpec = TableSpec {
     kind: "refund",
     table: "refunds",
@@ -167,6 +180,7 @@ impl Store {
     /// transaction, so a committed ingest and its ledger entries are never apart.
     pub async fn apply_records(
         tx: &mut Transaction<'static, Sqlite>,
+        programs: &ProgramSet,
         records: &[Numbered],
         report: &mut IngestReport,
     ) -> StoreResult<Vec<LineError>> {
@@ -174,10 +188,34 @@ impl Store {
         let now = to_millis(Utc::now());
         let mut by_kind: HashMap<&'static str, Vec<Row>> = HashMap::new();
         let mut refunds: Vec<(usize, &RefundRecord)> = Vec::new();
+        let mut opt_ins: Vec<(usize, &OptInRecord)> = Vec::new();
+        let mut accounts: Vec<String> = Vec::new();
+        let mut templates: Vec<String> = Vec::new();
         for n in records {
+            if let Err(message) = check_program(programs, &n.record) {
+                errors.push(LineError {
+                    line: n.line,
+                    message,
+                });
+                continue;
+            }
+            match &n.record {
+                Record::Account(a) => accounts.push(a.id.to_string()),
+                Record::Referral(r) => accounts.push(r.referred.to_string()),
+                Record::Usage(u) => {
+                    accounts.push(u.account.to_string());
+                    templates.extend(u.template_id.as_ref().map(|t| t.to_string()));
+                }
+                Record::Template(t) => templates.push(t.id.to_string()),
+                _ => {}
+            }
             let row = match &n.record {
                 Record::Refund(r) => {
                     refunds.push((n.line, r));
+                    continue;
+                }
+                Record::AffiliateOptIn(o) => {
+                    opt_ins.push((n.line, o));
                     continue;
                 }
                 other => to_row(n.line, other, now)?,
@@ -190,6 +228,7 @@ impl Store {
             &LINKS,
             &REFERRALS,
             &PAYOUT_METHODS,
+            &TEMPLATES,
             &USAGE,
             &PURCHASES,
         ] {
@@ -200,9 +239,69 @@ impl Store {
         apply_kind(tx, &REFUNDS, refund_rows, report, &mut errors).await?;
 
         report.referrals_judged += Self::judge_pending_referrals(tx).await?;
-        report.accruals_posted += Self::post_pending_accruals(tx).await?;
+        // What changed is re-accrued: the accounts and templates the records touch, and the
+        // accounts and templates of refunded charges.
+        accounts.sort_unstable();
+        accounts.dedup();
+        templates.sort_unstable();
+        templates.dedup();
+        Self::scope(tx, "account", accounts).await?;
+        Self::scope(tx, "template", templates).await?;
+        let refunded: Vec<&str> = refunds.iter().map(|(_, r)| r.usage_id.as_str()).collect();
+        for chunk in refunded.chunks(BATCH_ROWS) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO accrual_scope (kind, id) \
+                 SELECT 'account', account_id FROM usage WHERE id IN (",
+            );
+            let mut sep = q.separated(", ");
+            for id in chunk {
+                sep.push_bind(*id);
+            }
+            q.push(") UNION SELECT 'template', template_id FROM usage WHERE template_id IS NOT NULL AND id IN (");
+            let mut sep = q.separated(", ");
+            for id in chunk {
+                sep.push_bind(*id);
+            }
+            q.push(") ON CONFLICT DO NOTHING");
+            q.build().execute(&mut **tx).await?;
+        }
+        // Opt-ins last: they count paying referrals, which the other records may add.
+        for (line, o) in opt_ins {
+            match enroll(tx, programs, &o.program, &o.account, o.at).await {
+                Ok(e) if e.replayed => report.counts("affiliate_opt_in").unchanged += 1,
+                Ok(_) => report.counts("affiliate_opt_in").inserted += 1,
+                Err(super::affiliate::OptInError::Store(e)) => return Err(e),
+                Err(e) => errors.push(LineError {
+                    line,
+                    message: e.to_string(),
+                }),
+            }
+        }
+        report.accruals_posted += Self::accrue_scope(tx, programs).await?;
         errors.sort_by_key(|e| e.line);
         Ok(errors)
+    }
+}
+
+/// A record that names a program must name a configured one of the right kind.
+fn check_program(programs: &ProgramSet, record: &Record) -> Result<(), String> {
+    let (id, wanted): (&ProgramId, &str) = match record {
+        Record::Referral(r) => (&r.program, "referral"),
+        Record::Template(t) => (&t.program, "creator"),
+        Record::AffiliateOptIn(o) => (&o.program, "affiliate"),
+        _ => return Ok(()),
+    };
+    match programs.get(id) {
+        None => Err(format!(
+            "unknown program {id}; configured programs: {}",
+            programs.ids()
+        )),
+        Some(p) if p.kind.code() != wanted => Err(format!(
+            "{id} is a {} program; a {} record needs a {wanted} program",
+            p.kind.code(),
+            record.kind()
+        )),
+        Some(_) => Ok(()),
     }
 }
 
@@ -289,13 +388,21 @@ fn to_row(line: usize, record: &Record, now: i64) -> StoreResult<Row> {
         Record::Usage(u) => {
             let at = to_millis(u.at);
             let units = u.amount.to_units()?;
-            let hash = content_hash(&[
-                u.account.as_str(),
-                &at.to_string(),
-                u.category.code(),
-                &units.to_string(),
-                u.amount.currency().code(),
-            ]);
+            let template = u.template_id.as_ref().map(|t| t.to_string());
+            let runtime = i64::try_from(u.runtime_secs).unwrap_or(i64::MAX);
+            let mut parts = vec![
+                u.account.to_string(),
+                at.to_string(),
+                u.category.code().to_string(),
+                units.to_string(),
+                u.amount.currency().code().to_string(),
+            ];
+            // Only present fields join the hash, so records from before they existed replay.
+            if template.is_some() || runtime != 0 {
+                parts.push(template.clone().unwrap_or_default());
+                parts.push(runtime.to_string());
+            }
+            let hash = content_hash(&parts.iter().map(String::as_str).collect::<Vec<_>>());
             Row {
                 line,
                 key: u.id.to_string(),
@@ -306,6 +413,8 @@ fn to_row(line: usize, record: &Record, now: i64) -> StoreResult<Row> {
                     u.category.code().into(),
                     units.into(),
                     u.amount.currency().code().into(),
+                    template.into(),
+                    runtime.into(),
                     hash.clone().into(),
                 ],
                 hash,
@@ -334,9 +443,23 @@ fn to_row(line: usize, record: &Record, now: i64) -> StoreResult<Row> {
                 hash,
             }
         }
-        Record::Refund(_) => {
+        Record::Template(t) => {
+            let hash = content_hash(&[t.program.as_str(), t.creator.as_str()]);
+            Row {
+                line,
+                key: t.id.to_string(),
+                values: vec![
+                    t.id.as_str().into(),
+                    t.program.as_str().into(),
+                    t.creator.as_str().into(),
+                    hash.clone().into(),
+                ],
+                hash,
+            }
+        }
+        Record::Refund(_) | Record::AffiliateOptIn(_) => {
             return Err(super::StoreError::Corrupt(
-                "refunds are prepared by refund_rows".into(),
+                "refunds and opt-ins are applied on their own".into(),
             ));
         }
     })

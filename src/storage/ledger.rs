@@ -18,6 +18,27 @@ pub struct TxnMeta {
     pub source_id: Option<String>,
     pub referral_id: Option<String>,
     pub payout_id: Option<String>,
+    /// The earning stream (`domain::program::earnings::Stream`) of a commission.
+    pub stream: Option<&'static str>,
+    /// The stream's subject: a referral id or a template id.
+    pub subject: Option<String>,
+    /// Why it was posted, in words.
+    pub note: Option<String>,
+}
+
+impl TxnMeta {
+    /// A transaction that belongs to a payout.
+    pub fn for_payout(id: String, payout_id: String) -> Self {
+        TxnMeta {
+            id,
+            source_id: None,
+            referral_id: None,
+            payout_id: Some(payout_id),
+            stream: None,
+            subject: None,
+            note: None,
+        }
+    }
 }
 
 /// Writes balanced transactions with two multi-row INSERTs per chunk.
@@ -29,7 +50,7 @@ pub(crate) async fn insert_transactions(
     for chunk in items.chunks(BATCH_ROWS) {
         let mut q = QueryBuilder::<Sqlite>::new(
             "INSERT INTO ledger_transactions \
-             (id, kind, status, source_id, referral_id, payout_id, created_at) ",
+             (id, kind, status, source_id, referral_id, payout_id, stream, subject, note, created_at) ",
         );
         q.push_values(chunk, |mut b, (meta, txn)| {
             b.push_bind(meta.id.clone())
@@ -38,6 +59,9 @@ pub(crate) async fn insert_transactions(
                 .push_bind(meta.source_id.clone())
                 .push_bind(meta.referral_id.clone())
                 .push_bind(meta.payout_id.clone())
+                .push_bind(meta.stream)
+                .push_bind(meta.subject.clone())
+                .push_bind(meta.note.clone())
                 .push_bind(now);
         });
         q.build().execute(&mut **tx).await?;
@@ -56,7 +80,7 @@ pub(crate) async fn insert_transactions(
                 b.push_bind(txn_id.to_string())
                     .push_bind(p.book.code())
                     .push_bind(p.book.holder().map(|h| h.to_string()))
-                    .push_bind(p.book.program().map(|x| x.as_str()))
+                    .push_bind(p.book.program().map(|x| x.to_string()))
                     .push_bind(p.book.rail().map(|r| r.as_str()))
                     .push_bind(p.amount.currency().code())
                     .push_bind(*units);

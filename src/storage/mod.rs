@@ -6,15 +6,18 @@
 //! that knows how each backend serialises writers.
 
 mod accrual;
+pub mod affiliate;
 pub mod balances;
 mod ingest;
 pub mod ledger;
 pub mod payouts;
 pub mod queue;
+pub mod templates;
 pub mod tracking;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -23,6 +26,7 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use crate::domain::ledger::LedgerError;
 use crate::domain::money::MoneyError;
+use crate::domain::program::ProgramSet;
 
 pub use balances::{AccountBalance, ProgramBalance, ReferralNote};
 pub use ledger::LedgerCheck;
@@ -51,10 +55,11 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Handle to the database. Cheap to clone.
+/// Handle to the database and the programs whose rules it accrues. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: SqlitePool,
+    programs: Arc<ProgramSet>,
 }
 
 /// The table our own migrations are tracked in, apart from apalis's `_sqlx_migrations`.
@@ -63,7 +68,7 @@ const MIGRATIONS_TABLE: &str = "_payouts_migrations";
 impl Store {
     /// Opens (creating if needed) the SQLite database at `path` and brings its schema up to
     /// date: the job queue's tables first, then ours.
-    pub async fn open_sqlite(path: &Path) -> StoreResult<Store> {
+    pub async fn open_sqlite(path: &Path, programs: Arc<ProgramSet>) -> StoreResult<Store> {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -71,6 +76,8 @@ impl Store {
             // Money: a committed transaction must survive a power cut.
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(15))
+            // 64 MiB of page cache per connection: accrual reads whole tables.
+            .pragma("cache_size", "-65536")
             .foreign_keys(true);
 
         // apalis's setup() switches `synchronous` OFF on whatever connection it uses, so it
@@ -93,11 +100,11 @@ impl Store {
         let mut migrator = sqlx::migrate!("./migrations");
         migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
         migrator.run(&pool).await?;
-        Ok(Store { pool })
+        Ok(Store { pool, programs })
     }
 
     /// Opens a database from a URL such as `sqlite://payouts.db` or a plain path.
-    pub async fn open(url: &str) -> StoreResult<Store> {
+    pub async fn open(url: &str, programs: Arc<ProgramSet>) -> StoreResult<Store> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             return Err(StoreError::Corrupt(
                 "PostgreSQL is not supported yet; use a sqlite:// URL or a file path".into(),
@@ -108,11 +115,16 @@ impl Store {
             .or_else(|| url.strip_prefix("sqlite:"))
             .unwrap_or(url);
         let path = path.split('?').next().unwrap_or(path);
-        Store::open_sqlite(Path::new(path)).await
+        Store::open_sqlite(Path::new(path), programs).await
     }
 
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// The programs this store accrues and pays by.
+    pub fn programs(&self) -> &ProgramSet {
+        &self.programs
     }
 
     /// Starts a transaction that will write. On SQLite it takes the write lock up front

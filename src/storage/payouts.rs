@@ -14,7 +14,7 @@ use super::balances::load_balance;
 use super::ledger::{TxnMeta, insert_transactions, settle_ledger};
 use super::queue::enqueue_payout_job;
 use super::{Store, StoreError, StoreResult, from_millis, parse_code, parse_stored, to_millis};
-use crate::domain::ids::{AccountId, IdempotencyKey, PayoutId, Program, Rail};
+use crate::domain::ids::{AccountId, IdempotencyKey, PayoutId, ProgramId, Rail};
 use crate::domain::ledger::{Book, TransactionDraft, TransactionKind, TransactionStatus};
 use crate::domain::money::{Currency, Money};
 use crate::domain::payout::PayoutStatus;
@@ -25,7 +25,7 @@ use crate::ingest::record::content_hash;
 #[derive(Debug, Clone)]
 pub struct WithdrawalRequest {
     pub account: AccountId,
-    pub program: Program,
+    pub program: ProgramId,
     pub rail: Rail,
     pub amount: Money,
     pub idempotency_key: IdempotencyKey,
@@ -40,8 +40,14 @@ pub enum WithdrawError {
     #[error("{account} has no {program} balance in {currency}")]
     NoBalance {
         account: AccountId,
-        program: Program,
+        program: ProgramId,
         currency: Currency,
+    },
+    #[error("{program} pays through {allowed}, not {rail}")]
+    RailNotAllowed {
+        program: ProgramId,
+        rail: Rail,
+        allowed: String,
     },
     #[error("{account} may not cash out: {reason}")]
     Ineligible { account: AccountId, reason: String },
@@ -66,7 +72,7 @@ impl From<sqlx::Error> for WithdrawError {
 pub struct PayoutView {
     pub id: PayoutId,
     pub account: AccountId,
-    pub program: Program,
+    pub program: ProgramId,
     pub rail: Rail,
     pub destination: String,
     pub amount: Money,
@@ -361,32 +367,44 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
 
-        let balance = match load_balance(&mut tx, &req.account).await {
+        let balance = match load_balance(&mut tx, &self.programs, &req.account).await {
             Err(StoreError::UnknownAccount(_)) => {
                 return Err(WithdrawError::UnknownAccount(req.account.clone()));
             }
             other => other?,
         };
-        let Some(destination) = destination else {
-            return Err(WithdrawError::NoPayoutMethod {
-                account: req.account.clone(),
-                rail: req.rail,
-            });
-        };
         let currency = req.amount.currency();
         let program = balance
-            .program(req.program, currency)
-            .ok_or(WithdrawError::NoBalance {
+            .program(req.program.as_str(), currency)
+            .ok_or_else(|| WithdrawError::NoBalance {
                 account: req.account.clone(),
-                program: req.program,
+                program: req.program.clone(),
                 currency,
             })?;
+        if program.reason.is_none() && !program.rails.contains(&req.rail) {
+            return Err(WithdrawError::RailNotAllowed {
+                program: req.program.clone(),
+                rail: req.rail,
+                allowed: program
+                    .rails
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
         if let Some(reason) = &program.reason {
             return Err(WithdrawError::Ineligible {
                 account: req.account.clone(),
                 reason: reason.clone(),
             });
         }
+        let Some(destination) = destination else {
+            return Err(WithdrawError::NoPayoutMethod {
+                account: req.account.clone(),
+                rail: req.rail,
+            });
+        };
         if req.amount.amount() > program.payable_now.amount() {
             return Err(WithdrawError::InsufficientFunds {
                 requested: req.amount,
@@ -400,7 +418,7 @@ impl Store {
             .transfer(
                 Book::ReferrerCashable {
                     account: req.account.clone(),
-                    program: req.program,
+                    program: req.program.clone(),
                 },
                 Book::RailSettlement { rail: req.rail },
                 req.amount,
@@ -410,12 +428,7 @@ impl Store {
         insert_transactions(
             &mut tx,
             &[(
-                TxnMeta {
-                    id: hold_id.clone(),
-                    source_id: None,
-                    referral_id: None,
-                    payout_id: Some(payout_id.to_string()),
-                },
+                TxnMeta::for_payout(hold_id.clone(), payout_id.to_string()),
                 hold,
             )],
         )
