@@ -17,6 +17,8 @@ fn payouts(db: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(BIN);
     cmd.args(args)
         .env("DATABASE_URL", db)
+        .env("RUNPOD_BONUS_SEED", "cli-test-seed-0123456789")
+        .env_remove("PAYOUTS_PROGRAMS")
         .env_remove("STRIPE_SECRET_KEY");
     for (k, v) in env {
         cmd.env(k, v);

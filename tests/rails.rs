@@ -10,13 +10,12 @@ use std::time::Duration;
 
 use common::{DEMO, eventually, fast_policy, serve_webhooks};
 use payouts::app::sandbox::{Sandbox, SandboxOptions};
-use payouts::domain::ids::{AccountId, IdempotencyKey, Program, Rail};
+use payouts::domain::ids::{AccountId, IdempotencyKey, Rail};
 use payouts::domain::money::{Currency, Money};
 use payouts::domain::payout::{PayoutStatus, RetryPolicy};
 use payouts::jobs::{PayoutDeps, WorkerOptions, run_worker};
 use payouts::providers::mock_kit::Faults;
 use payouts::storage::Store;
-use payouts::storage::balances::load_balance;
 use payouts::storage::payouts::WithdrawalRequest;
 
 const RAILS_FIXTURE: &str = include_str!("../fixtures/rails.ndjson");
@@ -39,7 +38,7 @@ struct Env {
 impl Env {
     async fn new(options: SandboxOptions, webhooks: bool, extra: &str) -> Env {
         let dir = tempfile::tempdir().expect("dir");
-        let store = Store::open_sqlite(&dir.path().join("rails.db"))
+        let store = Store::open_sqlite(&dir.path().join("rails.db"), common::all_rails_programs())
             .await
             .expect("store");
         for text in [DEMO, RAILS_FIXTURE, extra] {
@@ -87,11 +86,11 @@ impl Env {
     }
 
     async fn payable(&self, account: &str) -> Money {
-        let mut conn = self.store.pool().acquire().await.expect("conn");
-        load_balance(&mut conn, &AccountId::parse(account).expect("id"))
+        self.store
+            .balance(&AccountId::parse(account).expect("id"))
             .await
             .expect("balance")
-            .program(Program::Vast, Currency::Usd)
+            .program("vast", Currency::Usd)
             .map(|p| p.payable_now)
             .unwrap_or(Money::zero(Currency::Usd))
     }
@@ -101,7 +100,7 @@ impl Env {
         self.store
             .create_withdrawal(&WithdrawalRequest {
                 account: AccountId::parse(account).expect("id"),
-                program: Program::Vast,
+                program: common::vast(),
                 rail,
                 amount,
                 idempotency_key: IdempotencyKey::parse(&format!("t-{account}")).expect("key"),

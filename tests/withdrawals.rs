@@ -90,7 +90,7 @@ async fn concurrent_withdrawals_of_the_whole_balance_let_exactly_one_through() {
                     store
                         .create_withdrawal(&payouts::storage::payouts::WithdrawalRequest {
                             account: account.parse().unwrap(),
-                            program: payouts::domain::ids::Program::Vast,
+                            program: common::vast(),
                             rail: payouts::domain::ids::Rail::Stripe,
                             amount: all,
                             idempotency_key: key.parse().unwrap(),

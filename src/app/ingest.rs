@@ -20,7 +20,8 @@ pub async fn ingest(store: &Store, input: impl BufRead, strict: bool) -> StoreRe
         return Ok(report);
     }
     let mut tx = store.begin_write().await?;
-    let apply_errors = Store::apply_records(&mut tx, store.programs(), &records, &mut report).await?;
+    let apply_errors =
+        Store::apply_records(&mut tx, store.programs(), &records, &mut report).await?;
     rejected.extend(apply_errors);
     rejected.sort_by_key(|e| e.line);
     report.rejected = rejected;

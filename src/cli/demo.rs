@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use payouts::app::sandbox::{Sandbox, SandboxOptions};
 use payouts::domain::ids::{AccountId, IdempotencyKey, ProgramId, Rail};
-use payouts::domain::program::ProgramSet;
 use payouts::domain::money::Currency;
 use payouts::domain::payout::{PayoutStatus, RetryPolicy};
+use payouts::domain::program::ProgramSet;
 use payouts::jobs::{PayoutDeps, WorkerOptions, run_worker};
 use payouts::providers::mock_kit::Faults;
 use payouts::storage::Store;
@@ -132,7 +132,10 @@ pub async fn run() -> Result<i32> {
     for account in store.referrers().await? {
         print!("{}", render::balance(&store.balance(&account).await?));
     }
-    print!("{}", render::balance(&store.balance(&AccountId::parse("rp-n02")?).await?));
+    print!(
+        "{}",
+        render::balance(&store.balance(&AccountId::parse("rp-n02")?).await?)
+    );
 
     step("Templates: Vast template referral links and Runpod creator earnings");
     print!("{}", render::templates(&store.template_report().await?));

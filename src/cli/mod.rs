@@ -16,8 +16,8 @@ use payouts::app::sandbox::{
     PARTNERSTACK_WEBHOOK_TOKEN, STRIPE_WEBHOOK_SECRET, Sandbox, SandboxOptions,
 };
 use payouts::domain::ids::{AccountId, IdempotencyKey, Rail};
-use payouts::domain::program::ProgramSet;
 use payouts::domain::money::{Currency, Money};
+use payouts::domain::program::ProgramSet;
 use payouts::jobs::{PayoutDeps, WorkerOptions, run_worker, shutdown_signal};
 use payouts::providers::mock_kit::Faults;
 use payouts::storage::Store;
@@ -274,19 +274,24 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
             let account = AccountId::parse(&account)?;
             let rail: Rail = rail.parse()?;
             let currency: Currency = currency.parse()?;
+            // A malformed amount is the caller's first problem; say so before anything else.
+            let exact = if amount.trim().eq_ignore_ascii_case("all") {
+                None
+            } else {
+                Some(Money::parse_payable(&amount, currency)?)
+            };
             let balance = store.balance(&account).await?;
             let program = programs::choose_program(&balance, program.as_deref(), currency)?;
-            let amount = if amount.trim().eq_ignore_ascii_case("all") {
-                match balance.program(program.as_str(), currency) {
+            let amount = match exact {
+                Some(amount) => amount,
+                None => match balance.program(program.as_str(), currency) {
                     Some(p) if p.eligible && p.payable_now.is_positive() => p.payable_now,
                     Some(p) => bail!(
                         "{account} has nothing payable: {}",
                         p.reason.as_deref().unwrap_or("nothing available")
                     ),
                     None => bail!("{account} has no {program} balance in {currency}"),
-                }
-            } else {
-                Money::parse_payable(&amount, currency)?
+                },
             };
             let request = WithdrawalRequest {
                 account,

@@ -8,8 +8,8 @@ use payouts::domain::ids::{AccountId, ProgramId};
 use payouts::domain::money::Currency;
 use payouts::storage::{AccountBalance, Store};
 
-use super::{print_json, render};
 pub use super::bench::{BenchCommand, bench};
+use super::{print_json, render};
 
 #[derive(Subcommand)]
 pub enum AffiliateCommand {
@@ -46,7 +46,10 @@ pub async fn affiliate(store: &Store, command: AffiliateCommand) -> Result<i32> 
                 .collect();
             match affiliates.as_slice() {
                 [one] => one.id.clone(),
-                [] => bail!("no affiliate program is configured ({})", store.programs().ids()),
+                [] => bail!(
+                    "no affiliate program is configured ({})",
+                    store.programs().ids()
+                ),
                 _ => bail!(
                     "several affiliate programs are configured; pass --program ({})",
                     affiliates

@@ -59,10 +59,13 @@ pub fn balance(b: &AccountBalance) -> String {
     }
     for p in &b.programs {
         let what = match (p.kind, p.reward) {
-            (Some(kind), Some(reward)) => format!("{kind}, pays {}", match reward {
-                payouts::domain::program::RewardKind::Credit => "credit",
-                payouts::domain::program::RewardKind::Cash => "cash",
-            }),
+            (Some(kind), Some(reward)) => format!(
+                "{kind}, pays {}",
+                match reward {
+                    payouts::domain::program::RewardKind::Credit => "credit",
+                    payouts::domain::program::RewardKind::Cash => "cash",
+                }
+            ),
             _ => "not configured".to_string(),
         };
         out.push_str(&format!(
@@ -189,7 +192,12 @@ fn window(w: Window) -> String {
 
 fn rates(r: &payouts::domain::program::Rates) -> String {
     r.0.iter()
-        .map(|(c, rate)| format!("{c} {}%", (*rate * rust_decimal::Decimal::ONE_HUNDRED).normalize()))
+        .map(|(c, rate)| {
+            format!(
+                "{c} {}%",
+                (*rate * rust_decimal::Decimal::ONE_HUNDRED).normalize()
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -198,7 +206,13 @@ fn rates(r: &payouts::domain::program::Rates) -> String {
 pub fn programs(set: &ProgramSet) -> String {
     let mut out = String::new();
     for p in set.iter() {
-        out.push_str(&format!("{} ({}, {}): {}\n", p.id, p.kind.code(), p.currency, p.name));
+        out.push_str(&format!(
+            "{} ({}, {}): {}\n",
+            p.id,
+            p.kind.code(),
+            p.currency,
+            p.name
+        ));
         let cash = &p.cash_out;
         out.push_str(&format!(
             "  pays {}; cashable {}%{}{}\n",
@@ -212,11 +226,19 @@ pub fn programs(set: &ProgramSet) -> String {
             } else {
                 format!(
                     " via {} (minimum {})",
-                    cash.rails.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", "),
+                    cash.rails
+                        .iter()
+                        .map(|r| r.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     cash.minimum_payout
                 )
             },
-            if cash.spend_gate { "; spend gate on" } else { "" }
+            if cash.spend_gate {
+                "; spend gate on"
+            } else {
+                ""
+            }
         ));
         match &p.kind {
             ProgramKind::Referral(t) => {
@@ -267,7 +289,9 @@ pub fn templates(report: &[TemplateReport]) -> String {
     if report.is_empty() {
         return "no templates yet\n".into();
     }
-    let opt = |m: &Option<payouts::domain::money::Money>| m.map(|m| m.to_string()).unwrap_or_else(|| "-".into());
+    let opt = |m: &Option<payouts::domain::money::Money>| {
+        m.map(|m| m.to_string()).unwrap_or_else(|| "-".into())
+    };
     let rows: Vec<Vec<String>> = report
         .iter()
         .map(|t| {
@@ -283,7 +307,15 @@ pub fn templates(report: &[TemplateReport]) -> String {
         })
         .collect();
     let mut out = table(
-        &["template", "referrals (qualified/all)", "referred spend", "referral commission", "creator", "runtime", "creator earned"],
+        &[
+            "template",
+            "referrals (qualified/all)",
+            "referred spend",
+            "referral commission",
+            "creator",
+            "runtime",
+            "creator earned",
+        ],
         &rows,
     );
     out.push('\n');

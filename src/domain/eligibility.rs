@@ -38,7 +38,9 @@ pub enum Ineligible {
     NegativeBalance { available: Money },
     #[error("nothing is available to cash out")]
     NothingAvailable,
-    #[error("this program pays platform credits, which cannot be withdrawn as cash; spend them on the platform")]
+    #[error(
+        "this program pays platform credits, which cannot be withdrawn as cash; spend them on the platform"
+    )]
     CreditOnly,
     #[error("the available {available} is below this program's minimum payout of {minimum}")]
     BelowMinimum { available: Money, minimum: Money },
@@ -123,8 +125,7 @@ mod tests {
     #[test]
     fn the_seed_example_is_not_payable() {
         // Vast's docs: $300 earned, $855 lifetime charges: cannot cash out.
-        let err =
-            cash_out_eligibility(&vast(), &facts("300", "225", "855")).unwrap_err();
+        let err = cash_out_eligibility(&vast(), &facts("300", "225", "855")).unwrap_err();
         assert!(matches!(err, Ineligible::SpendGate { .. }));
         let text = err.to_string();
         assert!(
@@ -178,17 +179,24 @@ mod tests {
 
     #[test]
     fn credits_never_cash_out_and_minimums_wait() {
-        let set = ProgramSet::load(&["runpod".into()], &|_| Some("seed-for-unit-tests".into())).unwrap();
+        let set =
+            ProgramSet::load(&["runpod".into()], &|_| Some("seed-for-unit-tests".into())).unwrap();
         let credits = set.get_str("runpod").unwrap();
         assert!(matches!(
             cash_out_eligibility(credits, &facts("100", "100", "0")),
             Err(Ineligible::CreditOnly)
         ));
         let mut cash = set.get_str("runpod-affiliate").unwrap().clone();
-        assert!(cash_out_eligibility(&cash, &facts("100", "100", "500")).is_ok(), "no spend gate");
+        assert!(
+            cash_out_eligibility(&cash, &facts("100", "100", "500")).is_ok(),
+            "no spend gate"
+        );
         cash.cash_out.minimum_payout = usd("50");
         let err = cash_out_eligibility(&cash, &facts("100", "49.999", "0")).unwrap_err();
-        assert!(err.to_string().contains("49.99 USD") && err.to_string().contains("50.00 USD"), "{err}");
+        assert!(
+            err.to_string().contains("49.99 USD") && err.to_string().contains("50.00 USD"),
+            "{err}"
+        );
     }
 
     proptest! {

@@ -233,20 +233,10 @@ mod tests {
     #[test]
     fn unbalanced_and_lonely_postings_are_rejected() {
         let lonely = TransactionDraft::new(TransactionKind::Accrual, TransactionStatus::Posted)
-            .post(
-                Book::CommissionExpense {
-                    program: vast(),
-                },
-                usd(1),
-            );
+            .post(Book::CommissionExpense { program: vast() }, usd(1));
         assert_eq!(lonely.finish(), Err(LedgerError::TooFewPostings));
         let off = TransactionDraft::new(TransactionKind::Accrual, TransactionStatus::Posted)
-            .post(
-                Book::CommissionExpense {
-                    program: vast(),
-                },
-                usd(-100),
-            )
+            .post(Book::CommissionExpense { program: vast() }, usd(-100))
             .post(
                 Book::ReferrerCashable {
                     account: acct(),
@@ -260,12 +250,7 @@ mod tests {
     #[test]
     fn currencies_balance_separately() {
         let mixed = TransactionDraft::new(TransactionKind::Accrual, TransactionStatus::Posted)
-            .post(
-                Book::CommissionExpense {
-                    program: vast(),
-                },
-                usd(-100),
-            )
+            .post(Book::CommissionExpense { program: vast() }, usd(-100))
             .post(
                 Book::ReferrerCashable {
                     account: acct(),

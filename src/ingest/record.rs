@@ -338,11 +338,11 @@ impl WireRecord {
                     id: RecordId::parse(&id)?,
                     account: AccountId::parse(&account)?,
                     at,
-                    category: category
-                        .parse()
-                        .map_err(|e: crate::domain::usage::UnknownCategory| {
+                    category: category.parse().map_err(
+                        |e: crate::domain::usage::UnknownCategory| {
                             RecordError::Invalid(e.to_string())
-                        })?,
+                        },
+                    )?,
                     amount: input_money(&amount, &currency)?,
                     template_id: template_id.as_deref().map(TemplateId::parse).transpose()?,
                     runtime_secs,

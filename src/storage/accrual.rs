@@ -211,7 +211,12 @@ impl Store {
             &[],
         )
         .await?;
-        Self::scope_query(&mut tx, "SELECT 'template', id FROM templates WHERE true", &[]).await?;
+        Self::scope_query(
+            &mut tx,
+            "SELECT 'template', id FROM templates WHERE true",
+            &[],
+        )
+        .await?;
         let posted = Self::accrue_scope(&mut tx, &self.programs).await?;
         tx.commit().await?;
         Ok(posted)
@@ -260,7 +265,9 @@ impl Store {
         // referred account -> indexes into accs (one per program it was referred in)
         let mut by_referred: HashMap<String, Vec<usize>> = HashMap::with_capacity(rows.len());
         for (id, program_id, referrer, referred, referred_at, signup, status) in rows {
-            let Some(program) = programs.get_str(&program_id).filter(|p| p.referral().is_some())
+            let Some(program) = programs
+                .get_str(&program_id)
+                .filter(|p| p.referral().is_some())
             else {
                 // A referral of a program no longer configured earns nothing new; what it
                 // earned stays in the ledger.

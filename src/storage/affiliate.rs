@@ -135,7 +135,7 @@ pub(super) async fn enroll(
             replayed: true,
         });
     }
-    let count = paying_referrals(&mut **tx, terms.referral_program.as_str(), account.as_str(), at).await?;
+    let count = paying_referrals(tx, terms.referral_program.as_str(), account.as_str(), at).await?;
     if count < terms.min_paying_referrals {
         return Err(OptInError::TooFewPayingReferrals {
             account: account.clone(),

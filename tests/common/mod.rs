@@ -5,20 +5,52 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use payouts::domain::ids::{AccountId, IdempotencyKey, Program, Rail};
+use payouts::domain::ids::{AccountId, IdempotencyKey, ProgramId, Rail};
 use payouts::domain::money::{Currency, Money};
 use payouts::domain::payout::{PayoutStatus, RetryPolicy};
+use payouts::domain::program::ProgramSet;
+use payouts::domain::program::config::PRESETS;
 use payouts::ingest::IngestReport;
 use payouts::jobs::{PayoutDeps, WorkerOptions, run_worker};
 use payouts::providers::rail::Rails;
 use payouts::providers::stripe::mock::{Faults, MockConfig, MockStripe};
 use payouts::providers::stripe::{StripeAdapter, StripeConfig};
-use payouts::storage::balances::load_balance;
 use payouts::storage::payouts::{WithdrawError, WithdrawalOutcome, WithdrawalRequest};
 use payouts::storage::{AccountBalance, Store};
 use secrecy::SecretString;
 
 pub const DEMO: &str = include_str!("../../fixtures/demo.ndjson");
+
+/// The bonus seed tests use (a secret in production; fixed here so draws are reproducible).
+pub const TEST_SEED: &str = "integration-test-seed-0001";
+
+fn test_env(name: &str) -> Option<String> {
+    (name == "RUNPOD_BONUS_SEED").then(|| TEST_SEED.to_string())
+}
+
+/// Both presets, as shipped.
+pub fn programs() -> Arc<ProgramSet> {
+    Arc::new(ProgramSet::load(&["vast".into(), "runpod".into()], &test_env).expect("presets load"))
+}
+
+/// Vast's terms with PartnerStack as a fourth rail, so the rail tests can pay one program's
+/// referrers through all four rails (a platform may configure exactly that).
+pub fn all_rails_programs() -> Arc<ProgramSet> {
+    let vast = PRESETS[0].1.replace(
+        r#"rails = ["stripe", "paypal", "wise"]"#,
+        r#"rails = ["stripe", "paypal", "wise", "partnerstack"]"#,
+    );
+    assert_ne!(vast, PRESETS[0].1, "the vast preset's rails line moved");
+    let set = ProgramSet::from_toml("vast with partnerstack", &vast, &test_env)
+        .expect("vast variant")
+        .merge(ProgramSet::from_toml("runpod", PRESETS[1].1, &test_env).expect("runpod"))
+        .expect("merge");
+    Arc::new(set)
+}
+
+pub fn vast() -> ProgramId {
+    ProgramId::parse("vast").expect("id")
+}
 
 pub struct TestEnv {
     pub store: Store,
@@ -42,7 +74,7 @@ pub fn fast_policy() -> RetryPolicy {
 impl TestEnv {
     pub async fn new(faults: Faults) -> TestEnv {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open_sqlite(&dir.path().join("test.db"))
+        let store = Store::open_sqlite(&dir.path().join("test.db"), programs())
             .await
             .expect("open store");
         let mock = MockStripe::start(
@@ -106,8 +138,8 @@ impl TestEnv {
     }
 
     pub async fn balance(&self, account: &str) -> AccountBalance {
-        let mut conn = self.store.pool().acquire().await.expect("conn");
-        load_balance(&mut conn, &AccountId::parse(account).expect("id"))
+        self.store
+            .balance(&AccountId::parse(account).expect("id"))
             .await
             .expect("balance")
     }
@@ -115,7 +147,7 @@ impl TestEnv {
     pub async fn payable(&self, account: &str) -> Money {
         self.balance(account)
             .await
-            .program(Program::Vast, Currency::Usd)
+            .program("vast", Currency::Usd)
             .map(|p| p.payable_now)
             .unwrap_or(Money::zero(Currency::Usd))
     }
@@ -129,7 +161,7 @@ impl TestEnv {
         self.store
             .create_withdrawal(&WithdrawalRequest {
                 account: AccountId::parse(account).expect("id"),
-                program: Program::Vast,
+                program: vast(),
                 rail: Rail::Stripe,
                 amount,
                 idempotency_key: IdempotencyKey::parse(key).expect("key"),

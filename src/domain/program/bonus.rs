@@ -235,13 +235,37 @@ mod tests {
 
     #[test]
     fn a_draw_is_reproducible_and_depends_on_seed_account_and_role() {
-        let a = draw(b"seed-one", "runpod-bonus", "u1", BonusRole::Referred, &uniform());
-        let again = draw(b"seed-one", "runpod-bonus", "u1", BonusRole::Referred, &uniform());
+        let a = draw(
+            b"seed-one",
+            "runpod-bonus",
+            "u1",
+            BonusRole::Referred,
+            &uniform(),
+        );
+        let again = draw(
+            b"seed-one",
+            "runpod-bonus",
+            "u1",
+            BonusRole::Referred,
+            &uniform(),
+        );
         assert_eq!(a, again);
         assert_eq!(a.message, "bonus/v1/runpod-bonus/u1/referred");
         assert_eq!(a.slots, 496);
-        let other_seed = draw(b"seed-two", "runpod-bonus", "u1", BonusRole::Referred, &uniform());
-        let other_role = draw(b"seed-one", "runpod-bonus", "u1", BonusRole::Referrer, &uniform());
+        let other_seed = draw(
+            b"seed-two",
+            "runpod-bonus",
+            "u1",
+            BonusRole::Referred,
+            &uniform(),
+        );
+        let other_role = draw(
+            b"seed-one",
+            "runpod-bonus",
+            "u1",
+            BonusRole::Referrer,
+            &uniform(),
+        );
         assert_ne!(a.digest, other_seed.digest);
         assert_ne!(a.digest, other_role.digest);
     }
@@ -265,8 +289,14 @@ mod tests {
     fn table_weights_shape_the_draws() {
         let table = BonusDistribution::Table {
             outcomes: vec![
-                Outcome { amount: d("5"), weight: 90 },
-                Outcome { amount: d("500"), weight: 10 },
+                Outcome {
+                    amount: d("5"),
+                    weight: 90,
+                },
+                Outcome {
+                    amount: d("500"),
+                    weight: 10,
+                },
             ],
         };
         table.validate().unwrap();
@@ -278,20 +308,34 @@ mod tests {
             })
             .count();
         // Expected 400; a fair draw lands within 4 standard deviations (±76).
-        assert!((324..=476).contains(&big), "{big} of {n} drew the top prize");
+        assert!(
+            (324..=476).contains(&big),
+            "{big} of {n} drew the top prize"
+        );
         assert_eq!(table.mean(), d("54.5"));
     }
 
     #[test]
     fn bad_distributions_say_what_to_fix() {
-        let e = BonusDistribution::Uniform { min: d("5"), max: d("4"), step: d("1") };
+        let e = BonusDistribution::Uniform {
+            min: d("5"),
+            max: d("4"),
+            step: d("1"),
+        };
         assert!(e.validate().unwrap_err().contains("max (4)"));
-        let e = BonusDistribution::Uniform { min: d("5"), max: d("10"), step: d("3") };
+        let e = BonusDistribution::Uniform {
+            min: d("5"),
+            max: d("10"),
+            step: d("3"),
+        };
         assert!(e.validate().unwrap_err().contains("whole number of steps"));
         let e = BonusDistribution::Table { outcomes: vec![] };
         assert!(e.validate().is_err());
         let e = BonusDistribution::Table {
-            outcomes: vec![Outcome { amount: d("5"), weight: 0 }],
+            outcomes: vec![Outcome {
+                amount: d("5"),
+                weight: 0,
+            }],
         };
         assert!(e.validate().unwrap_err().contains("positive weight"));
     }

@@ -43,7 +43,9 @@ pub enum ConfigError {
         field: String,
         message: String,
     },
-    #[error("unknown program preset {0:?}; presets are vast and runpod, or give a path to a .toml file")]
+    #[error(
+        "unknown program preset {0:?}; presets are vast and runpod, or give a path to a .toml file"
+    )]
     UnknownPreset(String),
     #[error("cannot read program file {path}: {message}")]
     Read { path: String, message: String },
@@ -188,13 +190,19 @@ impl ProgramSet {
             if let ProgramKind::Affiliate(a) = &p.kind {
                 let twice = self
                     .iter()
-                    .filter(|o| o.affiliate().is_some_and(|b| b.referral_program == a.referral_program))
+                    .filter(|o| {
+                        o.affiliate()
+                            .is_some_and(|b| b.referral_program == a.referral_program)
+                    })
                     .count();
                 if twice > 1 {
                     return Err(ConfigError::field(
                         format!("{source_name}: program {}", p.id),
                         "referral_program",
-                        format!("{} already has an affiliate program; one upgrade per referral program", a.referral_program),
+                        format!(
+                            "{} already has an affiliate program; one upgrade per referral program",
+                            a.referral_program
+                        ),
                     ));
                 }
             }
@@ -253,7 +261,9 @@ fn duration_secs(at: &str, field: &str, value: &str) -> Result<u64, ConfigError>
         ConfigError::field(
             at.to_string(),
             field,
-            format!("{value:?} is not a duration; write e.g. \"1 day\", \"24 hours\" or \"90 minutes\""),
+            format!(
+                "{value:?} is not a duration; write e.g. \"1 day\", \"24 hours\" or \"90 minutes\""
+            ),
         )
     };
     let v = value.trim().to_ascii_lowercase();
@@ -319,7 +329,8 @@ impl ProgramWire {
         if cashable_fraction > Decimal::ZERO && rails.is_empty() {
             return Err(field(
                 "rails",
-                "a program whose earnings are (partly) cashable must list the rails that pay them".into(),
+                "a program whose earnings are (partly) cashable must list the rails that pay them"
+                    .into(),
             ));
         }
         if cashable_fraction.is_zero() && !rails.is_empty() {
@@ -350,13 +361,30 @@ impl ProgramWire {
         // Which optional fields each kind reads; any other one present is a mistake.
         let used: &[&str] = match kind.as_str() {
             "referral" => &["rates", "window", "cohort"],
-            "affiliate" => &["rates", "window", "referral_program", "min_paying_referrals"],
-            "creator" => &["rates", "min_template_runtime", "count_spend_before_threshold"],
-            "bonus" => &["referral_program", "spend_threshold", "recipients", "seed_env", "distribution"],
+            "affiliate" => &[
+                "rates",
+                "window",
+                "referral_program",
+                "min_paying_referrals",
+            ],
+            "creator" => &[
+                "rates",
+                "min_template_runtime",
+                "count_spend_before_threshold",
+            ],
+            "bonus" => &[
+                "referral_program",
+                "spend_threshold",
+                "recipients",
+                "seed_env",
+                "distribution",
+            ],
             other => {
                 return Err(field(
                     "kind",
-                    format!("{other:?} is not a program kind; expected referral, affiliate, creator or bonus"),
+                    format!(
+                        "{other:?} is not a program kind; expected referral, affiliate, creator or bonus"
+                    ),
                 ));
             }
         };
@@ -367,7 +395,10 @@ impl ProgramWire {
             ("referral_program", self.referral_program.is_some()),
             ("min_paying_referrals", self.min_paying_referrals.is_some()),
             ("min_template_runtime", self.min_template_runtime.is_some()),
-            ("count_spend_before_threshold", self.count_spend_before_threshold.is_some()),
+            (
+                "count_spend_before_threshold",
+                self.count_spend_before_threshold.is_some(),
+            ),
             ("spend_threshold", self.spend_threshold.is_some()),
             ("recipients", self.recipients.is_some()),
             ("seed_env", self.seed_env.is_some()),
@@ -375,7 +406,10 @@ impl ProgramWire {
         ];
         for (name, is_set) in present {
             if is_set && !used.contains(&name) {
-                return Err(field(name, format!("is not used by a {kind} program; remove it")));
+                return Err(field(
+                    name,
+                    format!("is not used by a {kind} program; remove it"),
+                ));
             }
         }
         let required = |name: &str| field(name, format!("is required for a {kind} program"));
@@ -385,7 +419,11 @@ impl ProgramWire {
         };
         let program_kind = match kind.as_str() {
             "referral" => {
-                let window = window(at, "window", self.window.as_deref().ok_or_else(|| required("window"))?)?;
+                let window = window(
+                    at,
+                    "window",
+                    self.window.as_deref().ok_or_else(|| required("window"))?,
+                )?;
                 let mut cohorts = Vec::new();
                 for (i, c) in self.cohort.unwrap_or_default().into_iter().enumerate() {
                     let f = format!("cohort[{i}].window");
@@ -404,7 +442,11 @@ impl ProgramWire {
             "affiliate" => ProgramKind::Affiliate(AffiliateTerms {
                 referral_program: referral_program(at, self.referral_program.as_deref())?,
                 rates: rates.ok_or_else(|| required("rates"))?,
-                window: window(at, "window", self.window.as_deref().ok_or_else(|| required("window"))?)?,
+                window: window(
+                    at,
+                    "window",
+                    self.window.as_deref().ok_or_else(|| required("window"))?,
+                )?,
                 min_paying_referrals: self
                     .min_paying_referrals
                     .ok_or_else(|| required("min_paying_referrals"))?,
@@ -426,7 +468,9 @@ impl ProgramWire {
                 let threshold = decimal(
                     at,
                     "spend_threshold",
-                    self.spend_threshold.as_deref().ok_or_else(|| required("spend_threshold"))?,
+                    self.spend_threshold
+                        .as_deref()
+                        .ok_or_else(|| required("spend_threshold"))?,
                 )?;
                 if threshold <= Decimal::ZERO {
                     return Err(field("spend_threshold", "must be positive".into()));
@@ -445,7 +489,10 @@ impl ProgramWire {
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 if recipients.is_empty() {
-                    return Err(field("recipients", "must name at least one recipient".into()));
+                    return Err(field(
+                        "recipients",
+                        "must name at least one recipient".into(),
+                    ));
                 }
                 let seed_env = self.seed_env.ok_or_else(|| required("seed_env"))?;
                 let seed = env(&seed_env).unwrap_or_default();
@@ -454,12 +501,18 @@ impl ProgramWire {
                         "seed_env",
                         format!(
                             "environment variable {seed_env} must hold the bonus seed, a secret of at least {MIN_SEED_CHARS} characters ({})",
-                            if seed.is_empty() { "it is not set" } else { "it is too short" }
+                            if seed.is_empty() {
+                                "it is not set"
+                            } else {
+                                "it is too short"
+                            }
                         ),
                     ));
                 }
-                let distribution =
-                    distribution(at, self.distribution.ok_or_else(|| required("distribution"))?)?;
+                let distribution = distribution(
+                    at,
+                    self.distribution.ok_or_else(|| required("distribution"))?,
+                )?;
                 if (distribution.max() * cashable_fraction).normalize().scale() > UNIT_SCALE {
                     return Err(field("cashable_fraction", "has too many decimals".into()));
                 }
@@ -486,22 +539,34 @@ impl ProgramWire {
 
 fn referral_program(at: &str, value: Option<&str>) -> Result<ProgramId, ConfigError> {
     let v = value.ok_or_else(|| {
-        ConfigError::field(at.to_string(), "referral_program", "is required: the id of the referral program this builds on")
+        ConfigError::field(
+            at.to_string(),
+            "referral_program",
+            "is required: the id of the referral program this builds on",
+        )
     })?;
-    ProgramId::parse(v).map_err(|e| ConfigError::field(at.to_string(), "referral_program", e.to_string()))
+    ProgramId::parse(v)
+        .map_err(|e| ConfigError::field(at.to_string(), "referral_program", e.to_string()))
 }
 
 /// Rates must multiply out exactly at the ledger's scale: spend has up to
 /// [`MAX_INPUT_DECIMALS`] decimals, so a rate and the cashable fraction together may use the
 /// remaining `UNIT_SCALE - MAX_INPUT_DECIMALS` (4) decimals.
-fn rates(at: &str, wire: &BTreeMap<String, String>, cashable: Decimal) -> Result<Rates, ConfigError> {
+fn rates(
+    at: &str,
+    wire: &BTreeMap<String, String>,
+    cashable: Decimal,
+) -> Result<Rates, ConfigError> {
     let room = UNIT_SCALE - MAX_INPUT_DECIMALS;
     let mut out = BTreeMap::new();
     for (category, value) in wire {
         let f = format!("rates.{category}");
-        let cat: UsageCategory = category
-            .parse()
-            .map_err(|e: crate::domain::usage::UnknownCategory| ConfigError::field(at.to_string(), &f, e.to_string()))?;
+        let cat: UsageCategory =
+            category
+                .parse()
+                .map_err(|e: crate::domain::usage::UnknownCategory| {
+                    ConfigError::field(at.to_string(), &f, e.to_string())
+                })?;
         let rate = fraction(at, &f, value)?;
         if rate.scale() + cashable.scale() > room {
             return Err(ConfigError::field(
@@ -516,7 +581,11 @@ fn rates(at: &str, wire: &BTreeMap<String, String>, cashable: Decimal) -> Result
         out.insert(cat, rate);
     }
     if out.values().all(|r| r.is_zero()) {
-        return Err(ConfigError::field(at.to_string(), "rates", "must give at least one category a positive rate"));
+        return Err(ConfigError::field(
+            at.to_string(),
+            "rates",
+            "must give at least one category a positive rate",
+        ));
     }
     Ok(Rates(out))
 }
@@ -587,7 +656,10 @@ mod tests {
         }
         assert_eq!(vast.cash_out.cashable_fraction, d("0.75"));
         assert!(vast.cash_out.spend_gate);
-        assert_eq!(vast.cash_out.rails, vec![Rail::Stripe, Rail::Paypal, Rail::Wise]);
+        assert_eq!(
+            vast.cash_out.rails,
+            vec![Rail::Stripe, Rail::Paypal, Rail::Wise]
+        );
 
         let runpod = set.get_str("runpod").unwrap();
         let t = runpod.referral().unwrap();
@@ -613,7 +685,10 @@ mod tests {
         assert_eq!(bonus.spend_threshold, d("10"));
         assert_eq!(bonus.distribution.min(), d("5"));
         assert_eq!(bonus.distribution.max(), d("500"));
-        assert_eq!(bonus.recipients, vec![BonusRole::Referrer, BonusRole::Referred]);
+        assert_eq!(
+            bonus.recipients,
+            vec![BonusRole::Referrer, BonusRole::Referred]
+        );
 
         let creator = set.get_str("runpod-creator").unwrap().creator().unwrap();
         assert_eq!(creator.rates.rate(UsageCategory::Pod), d("0.01"));
@@ -631,7 +706,9 @@ mod tests {
     }
 
     fn err(text: &str) -> String {
-        ProgramSet::from_toml("t.toml", text, &env).unwrap_err().to_string()
+        ProgramSet::from_toml("t.toml", text, &env)
+            .unwrap_err()
+            .to_string()
     }
 
     const OK: &str = r#"
@@ -651,19 +728,31 @@ window = "lifetime"
         let e = err(&OK.replace("\"0.03\"", "0.03"));
         assert!(e.contains("t.toml") && e.contains("rates"), "{e}");
         let e = err(&OK.replace("\"0.03\"", "\"3\""));
-        assert!(e.contains("program[0] (p).rates.pod") && e.contains("between 0 and 1"), "{e}");
+        assert!(
+            e.contains("program[0] (p).rates.pod") && e.contains("between 0 and 1"),
+            "{e}"
+        );
         let e = err(&OK.replace("pod =", "gpu ="));
-        assert!(e.contains("rates.gpu") && e.contains("unknown usage category"), "{e}");
+        assert!(
+            e.contains("rates.gpu") && e.contains("unknown usage category"),
+            "{e}"
+        );
         let e = err(&OK.replace("\"lifetime\"", "\"forever\""));
         assert!(e.contains(".window") && e.contains("6 months"), "{e}");
         let e = err(&OK.replace("rails = [\"stripe\"]", "rails = [\"venmo\"]"));
         assert!(e.contains(".rails") && e.contains("venmo"), "{e}");
         let e = err(&OK.replace("rails = [\"stripe\"]\n", ""));
-        assert!(e.contains(".rails") && e.contains("must list the rails"), "{e}");
+        assert!(
+            e.contains(".rails") && e.contains("must list the rails"),
+            "{e}"
+        );
         let e = err(&OK.replace("kind = \"referral\"", "kind = \"pyramid\""));
         assert!(e.contains(".kind") && e.contains("pyramid"), "{e}");
         let e = err(&format!("{OK}spend_threshold = \"10\"\n"));
-        assert!(e.contains(".spend_threshold") && e.contains("not used by a referral"), "{e}");
+        assert!(
+            e.contains(".spend_threshold") && e.contains("not used by a referral"),
+            "{e}"
+        );
         let e = err(&OK.replace("\"0.03\"", "\"0.00003\""));
         assert!(e.contains("rates.pod") && e.contains("exact"), "{e}");
         let e = err(&format!("{OK}colour = \"red\"\n"));

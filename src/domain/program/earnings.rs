@@ -218,7 +218,10 @@ pub fn template_earnings(
     creator: &str,
     runs: &[TemplateRun<'_>],
 ) -> TemplateEarnings {
-    let total: u64 = runs.iter().map(|r| r.runtime_secs).fold(0, u64::saturating_add);
+    let total: u64 = runs
+        .iter()
+        .map(|r| r.runtime_secs)
+        .fold(0, u64::saturating_add);
     let reached = total >= terms.min_template_runtime_secs;
     let mut out = TemplateEarnings {
         runtime_secs: total,
@@ -257,8 +260,10 @@ mod tests {
     use chrono::TimeZone;
 
     fn set() -> ProgramSet {
-        ProgramSet::from_toml("runpod", PRESETS[1].1, &|_| Some("seed-for-unit-tests".into()))
-            .unwrap()
+        ProgramSet::from_toml("runpod", PRESETS[1].1, &|_| {
+            Some("seed-for-unit-tests".into())
+        })
+        .unwrap()
     }
 
     fn t(y: i32, m: u32, d: u32) -> DateTime<Utc> {
@@ -269,59 +274,107 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn share(set: &ProgramSet, f: &ReferralFacts, at: DateTime<Utc>, c: UsageCategory) -> Option<(Stream, Decimal)> {
+    fn share(
+        set: &ProgramSet,
+        f: &ReferralFacts,
+        at: DateTime<Utc>,
+        c: UsageCategory,
+    ) -> Option<(Stream, Decimal)> {
         let referral = set.get_str("runpod").unwrap();
         referral_share(set, referral, f, at, c).map(|s| (s.stream, s.rate))
     }
 
-    const STANDARD: ReferralFacts = ReferralFacts {
-        referred_at: Utc.with_ymd_and_hms(2025, 7, 1, 0, 0, 0).unwrap(),
-        signup: Utc.with_ymd_and_hms(2025, 7, 1, 0, 0, 0).unwrap(),
-        opted_in_at: None,
-    };
+    fn standard() -> ReferralFacts {
+        ReferralFacts {
+            referred_at: Utc.with_ymd_and_hms(2025, 7, 1, 0, 0, 0).unwrap(),
+            signup: Utc.with_ymd_and_hms(2025, 7, 1, 0, 0, 0).unwrap(),
+            opted_in_at: None,
+        }
+    }
 
     #[test]
     fn runpod_referral_pays_credits_for_six_months_unless_beta() {
         let s = set();
-        assert_eq!(share(&s, &STANDARD, t(2025, 8, 15), UsageCategory::Pod), Some((Stream::Referral, d("0.03"))));
-        assert_eq!(share(&s, &STANDARD, t(2025, 8, 15), UsageCategory::Serverless), Some((Stream::Referral, d("0.05"))));
-        assert_eq!(share(&s, &STANDARD, t(2025, 8, 15), UsageCategory::Storage), None);
-        assert_eq!(share(&s, &STANDARD, t(2026, 2, 15), UsageCategory::Pod), None, "month 8");
+        assert_eq!(
+            share(&s, &standard(), t(2025, 8, 15), UsageCategory::Pod),
+            Some((Stream::Referral, d("0.03")))
+        );
+        assert_eq!(
+            share(&s, &standard(), t(2025, 8, 15), UsageCategory::Serverless),
+            Some((Stream::Referral, d("0.05")))
+        );
+        assert_eq!(
+            share(&s, &standard(), t(2025, 8, 15), UsageCategory::Storage),
+            None
+        );
+        assert_eq!(
+            share(&s, &standard(), t(2026, 2, 15), UsageCategory::Pod),
+            None,
+            "month 8"
+        );
         let beta = ReferralFacts {
             referred_at: t(2025, 6, 20),
             signup: t(2025, 6, 20),
             opted_in_at: None,
         };
-        assert_eq!(share(&s, &beta, t(2027, 2, 15), UsageCategory::Pod), Some((Stream::Referral, d("0.03"))));
+        assert_eq!(
+            share(&s, &beta, t(2027, 2, 15), UsageCategory::Pod),
+            Some((Stream::Referral, d("0.03")))
+        );
     }
 
     #[test]
     fn affiliates_earn_cash_in_the_window_and_fall_back_to_referral_terms_after() {
         let s = set();
-        let opted = ReferralFacts { opted_in_at: Some(t(2025, 8, 1)), ..STANDARD };
-        assert_eq!(share(&s, &opted, t(2025, 7, 20), UsageCategory::Pod), Some((Stream::Referral, d("0.03"))), "before the opt-in");
-        assert_eq!(share(&s, &opted, t(2025, 8, 20), UsageCategory::Pod), Some((Stream::Affiliate, d("0.10"))));
-        assert_eq!(share(&s, &opted, t(2026, 2, 20), UsageCategory::Pod), None, "standard: nothing after 6 months");
+        let opted = ReferralFacts {
+            opted_in_at: Some(t(2025, 8, 1)),
+            ..standard()
+        };
+        assert_eq!(
+            share(&s, &opted, t(2025, 7, 20), UsageCategory::Pod),
+            Some((Stream::Referral, d("0.03"))),
+            "before the opt-in"
+        );
+        assert_eq!(
+            share(&s, &opted, t(2025, 8, 20), UsageCategory::Pod),
+            Some((Stream::Affiliate, d("0.10")))
+        );
+        assert_eq!(
+            share(&s, &opted, t(2026, 2, 20), UsageCategory::Pod),
+            None,
+            "standard: nothing after 6 months"
+        );
         let beta = ReferralFacts {
             referred_at: t(2025, 6, 1),
             signup: t(2025, 6, 1),
             opted_in_at: Some(t(2025, 7, 1)),
         };
-        assert_eq!(share(&s, &beta, t(2025, 8, 1), UsageCategory::Serverless), Some((Stream::Affiliate, d("0.10"))));
-        assert_eq!(share(&s, &beta, t(2026, 3, 1), UsageCategory::Serverless), Some((Stream::Referral, d("0.05"))), "beta: back to credits");
+        assert_eq!(
+            share(&s, &beta, t(2025, 8, 1), UsageCategory::Serverless),
+            Some((Stream::Affiliate, d("0.10")))
+        );
+        assert_eq!(
+            share(&s, &beta, t(2026, 3, 1), UsageCategory::Serverless),
+            Some((Stream::Referral, d("0.05"))),
+            "beta: back to credits"
+        );
     }
 
     #[test]
     fn the_bonus_needs_ten_dollars_of_spend_and_is_revoked_by_refunds_below_it() {
-        assert_eq!(bonus_state(d("10"), d("9.99"), d("9.99")), BonusState::NotReached);
+        assert_eq!(
+            bonus_state(d("10"), d("9.99"), d("9.99")),
+            BonusState::NotReached
+        );
         assert_eq!(bonus_state(d("10"), d("10"), d("10")), BonusState::Granted);
         assert_eq!(bonus_state(d("10"), d("12"), d("8")), BonusState::Revoked);
     }
 
-    fn run(account: &str, hour: u32, runtime_secs: u64, amount: &str) -> TemplateRun<'_> {
+    fn run<'a>(account: &'a str, hour: u32, runtime_secs: u64, amount: &str) -> TemplateRun<'a> {
         TemplateRun {
             account,
-            at: Utc.with_ymd_and_hms(2025, 9, 1, 0, 0, 0).unwrap() + chrono::Duration::hours(hour.into()),
+            at: Utc.with_ymd_and_hms(2025, 9, 1, 0, 0, 0).unwrap()
+                + chrono::Duration::hours(hour.into()),
             category: UsageCategory::Pod,
             amount: d(amount),
             refunded: Decimal::ZERO,
@@ -338,14 +391,27 @@ mod tests {
         assert_eq!(e.earned, Decimal::ZERO);
         assert_eq!(e.qualified_at, None);
 
-        let runs = [run("u1", 0, 23 * 3600, "100"), run("u2", 30, 3600, "50"), run("u3", 40, 600, "200"), run("creator", 41, 600, "80")];
+        let runs = [
+            run("u1", 0, 23 * 3600, "100"),
+            run("u2", 30, 3600, "50"),
+            run("u3", 40, 600, "200"),
+            run("creator", 41, 600, "80"),
+        ];
         let e = template_earnings(terms, "creator", &runs);
         assert_eq!(e.qualified_at, Some(runs[1].at));
-        assert_eq!(e.earned, d("2"), "only the run after the day is complete: 1% of 200");
+        assert_eq!(
+            e.earned,
+            d("2"),
+            "only the run after the day is complete: 1% of 200"
+        );
 
         let mut generous = terms.clone();
         generous.count_spend_before_threshold = true;
         let e = template_earnings(&generous, "creator", &runs);
-        assert_eq!(e.earned, d("3.5"), "1% of 100 + 50 + 200, never the creator's own 80");
+        assert_eq!(
+            e.earned,
+            d("3.5"),
+            "1% of 100 + 50 + 200, never the creator's own 80"
+        );
     }
 }
