@@ -103,6 +103,9 @@ pub enum Command {
         #[command(subcommand)]
         command: programs::AffiliateCommand,
     },
+    /// Re-accrue every earning stream under the loaded programs (after a configuration
+    /// change): posts only the differences, so an up-to-date ledger gets nothing.
+    Accrue,
     /// Show the loaded programs' terms.
     Programs {
         #[arg(long)]
@@ -324,6 +327,11 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
             Ok(0)
         }
         Command::Affiliate { command } => programs::affiliate(store, command).await,
+        Command::Accrue => {
+            let posted = store.reaccrue_all().await?;
+            println!("re-accrued every stream: {posted} ledger transaction(s) posted");
+            Ok(0)
+        }
         Command::Programs { json } => programs::show_programs(store, json),
         Command::Templates { json } => programs::templates(store, json).await,
         Command::Payouts { command } => {

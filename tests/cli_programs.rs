@@ -1,0 +1,182 @@
+//! The real binary with program configuration: presets, custom files, bad files rejected at
+//! start, affiliate opt-in, balances with affiliate state, the template report, re-accrual.
+
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_payouts");
+const SEED: &str = "cli-programs-seed-0123456789";
+
+fn payouts(db: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env("DATABASE_URL", db)
+        .env("RUNPOD_BONUS_SEED", SEED)
+        .env_remove("PAYOUTS_PROGRAMS");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run payouts")
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `n` paying referred users of `nia` (each $20 of pods), as NDJSON.
+fn referrals(n: usize) -> String {
+    let mut lines = vec![
+        r#"{"type":"account","id":"nia","created_at":"2025-01-01T00:00:00Z","email":"nia@x.com"}"#
+            .to_string(),
+    ];
+    for i in 0..n {
+        lines.push(format!(
+            r#"{{"type":"account","id":"u{i}","created_at":"2025-07-01T00:00:00Z","email":"u{i}@x.com"}}"#
+        ));
+        lines.push(format!(
+            r#"{{"type":"referral","program":"runpod","referrer":"nia","referred":"u{i}","at":"2025-07-01T00:00:00Z"}}"#
+        ));
+        lines.push(format!(
+            r#"{{"type":"usage","id":"c{i}","account":"u{i}","at":"2025-07-05T00:00:00Z","category":"pod","amount":"20","currency":"USD"}}"#
+        ));
+    }
+    lines.join("\n")
+}
+
+#[test]
+fn affiliate_opt_in_is_refused_with_the_count_then_accepted_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("aff.db");
+    let file = dir.path().join("refs.ndjson");
+    std::fs::write(&file, referrals(24)).unwrap();
+    let o = payouts(&db, &["ingest", file.to_str().unwrap()], &[]);
+    assert!(o.status.success(), "{}", err(&o));
+
+    let o = payouts(&db, &["affiliate", "opt-in", "nia"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err(&o).contains("24 paying referred users") && err(&o).contains("at least 25"),
+        "{}",
+        err(&o)
+    );
+
+    std::fs::write(&file, referrals(25)).unwrap();
+    assert!(
+        payouts(&db, &["ingest", file.to_str().unwrap()], &[])
+            .status
+            .success()
+    );
+    let o = payouts(&db, &["balance", "nia", "--json"], &[]);
+    let b: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    assert_eq!(b["affiliate"][0]["paying_referrals"], 25);
+    assert_eq!(b["affiliate"][0]["can_opt_in"], true);
+
+    let o = payouts(
+        &db,
+        &["affiliate", "opt-in", "nia", "--at", "2025-08-01T00:00:00Z"],
+        &[],
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains("permanent"), "{}", out(&o));
+    let o = payouts(&db, &["affiliate", "opt-in", "nia"], &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a second opt-in at another time is refused"
+    );
+    assert!(
+        err(&o).contains("already opted into runpod-affiliate"),
+        "{}",
+        err(&o)
+    );
+
+    let o = payouts(&db, &["balance", "nia"], &[]);
+    assert!(out(&o).contains("opted in at 2025-08-01"), "{}", out(&o));
+    assert!(
+        out(&o).contains("runpod (referral, pays credit"),
+        "{}",
+        out(&o)
+    );
+    // Re-accruing an up-to-date ledger posts nothing.
+    let o = payouts(&db, &["accrue"], &[]);
+    assert!(
+        out(&o).contains("0 ledger transaction(s) posted"),
+        "{}",
+        out(&o)
+    );
+}
+
+#[test]
+fn bad_configuration_is_rejected_at_start_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cfg.db");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[program]]\nid = \"acme\"\nkind = \"referral\"\nreward = \"credit\"\ncashable_fraction = \"0\"\nwindow = \"6 months\"\nrates = { pod = \"1.5\" }\n",
+    )
+    .unwrap();
+    let o = payouts(
+        &db,
+        &["balance", "x"],
+        &[("PAYOUTS_PROGRAMS", bad.to_str().unwrap())],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err(&o).contains("program[0] (acme).rates.pod") && err(&o).contains("between 0 and 1"),
+        "{}",
+        err(&o)
+    );
+
+    let o = payouts(&db, &["programs"], &[("RUNPOD_BONUS_SEED", "")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err(&o).contains("seed_env") && err(&o).contains("RUNPOD_BONUS_SEED"),
+        "{}",
+        err(&o)
+    );
+    assert!(!err(&o).contains(SEED));
+
+    // A platform's own file works alongside a preset.
+    let good = dir.path().join("acme.toml");
+    std::fs::write(
+        &good,
+        "[[program]]\nid = \"acme\"\nkind = \"referral\"\nreward = \"cash\"\nrails = [\"wise\"]\nwindow = \"12 months\"\nrates = { pod = \"0.02\" }\n",
+    )
+    .unwrap();
+    let spec = format!("vast,{}", good.display());
+    let o = payouts(&db, &["programs", "--json"], &[("PAYOUTS_PROGRAMS", &spec)]);
+    assert!(o.status.success(), "{}", err(&o));
+    let set: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    let ids: Vec<&str> = set["programs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["vast", "acme"]);
+}
+
+#[test]
+fn the_template_report_lists_links_and_creator_earnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tpl.db");
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/runpod.ndjson");
+    let o = payouts(&db, &["ingest", fixture], &[]);
+    assert!(o.status.success(), "{}", err(&o));
+    let o = payouts(&db, &["templates", "--json"], &[]);
+    let report: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    let t = report
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["template"] == "tpl-comfyui")
+        .unwrap();
+    assert_eq!(t["creator"], "rp-cid");
+    assert_eq!(t["runtime_secs"], 34 * 3600);
+    // Only the $100 run after the first day earns: 1%.
+    assert_eq!(t["creator_earned"]["amount"], "1");
+}
