@@ -27,7 +27,7 @@ use crate::domain::program::earnings::{
     BonusState, ReferralFacts, ReferralPlan, Stream, TemplateRun, bonus_state, template_earnings,
 };
 use crate::domain::program::trueup::{StreamTotals, true_up};
-use crate::domain::program::{Program, ProgramSet};
+use crate::domain::program::{BonusRole, Program, ProgramSet};
 use crate::domain::referral::{AccountFacts, judge_referral};
 use crate::domain::usage::UsageCategory;
 
@@ -424,12 +424,8 @@ impl Store {
                         &terms.distribution,
                     );
                     let (stream, beneficiary) = match role {
-                        crate::domain::program::BonusRole::Referrer => {
-                            (Stream::BonusReferrer, acc.referrer.clone())
-                        }
-                        crate::domain::program::BonusRole::Referred => {
-                            (Stream::BonusReferred, acc.referred.clone())
-                        }
+                        BonusRole::Referrer => (Stream::BonusReferrer, acc.referrer.clone()),
+                        BonusRole::Referred => (Stream::BonusReferred, acc.referred.clone()),
                     };
                     let totals = match state {
                         BonusState::NotReached => StreamTotals::default(),

@@ -36,15 +36,15 @@ impl Store {
                 .get_str(program)
                 .map_or(Currency::Usd, |p| p.currency)
         };
-        let entry = |out: &mut BTreeMap<String, TemplateReport>, t: &str| {
-            out.entry(t.to_string())
-                .or_insert_with(|| TemplateReport {
-                    template: t.to_string(),
-                    ..TemplateReport::default()
-                })
-                .template
-                .clone()
-        };
+        fn entry<'a>(
+            out: &'a mut BTreeMap<String, TemplateReport>,
+            t: &str,
+        ) -> &'a mut TemplateReport {
+            out.entry(t.to_string()).or_insert_with(|| TemplateReport {
+                template: t.to_string(),
+                ..TemplateReport::default()
+            })
+        }
 
         let rows: Vec<(String, String, i64, i64, i64, i64)> = sqlx::query_as(
             "SELECT r.template_id, r.program, COUNT(*), \
@@ -61,14 +61,12 @@ impl Store {
         .fetch_all(self.pool())
         .await?;
         for (template, program, n, qualified, spend, commission) in rows {
-            let key = entry(&mut out, &template);
             let currency = currency_of(&program);
-            if let Some(r) = out.get_mut(&key) {
-                r.referrals += u64::try_from(n).unwrap_or(0);
-                r.qualified_referrals += u64::try_from(qualified).unwrap_or(0);
-                r.referred_spend = Some(Money::from_units(spend, currency));
-                r.referral_commission = Some(Money::from_units(commission, currency));
-            }
+            let r = entry(&mut out, &template);
+            r.referrals += u64::try_from(n).unwrap_or(0);
+            r.qualified_referrals += u64::try_from(qualified).unwrap_or(0);
+            r.referred_spend = Some(Money::from_units(spend, currency));
+            r.referral_commission = Some(Money::from_units(commission, currency));
         }
 
         let rows: Vec<(String, String, String, i64, i64, i64)> = sqlx::query_as(
@@ -83,15 +81,13 @@ impl Store {
         .fetch_all(self.pool())
         .await?;
         for (template, program, creator, runs, runtime, earned) in rows {
-            let key = entry(&mut out, &template);
             let currency = currency_of(&program);
-            if let Some(r) = out.get_mut(&key) {
-                r.creator_program = Some(program);
-                r.creator = Some(creator);
-                r.runs = u64::try_from(runs).unwrap_or(0);
-                r.runtime_secs = u64::try_from(runtime).unwrap_or(0);
-                r.creator_earned = Some(Money::from_units(earned, currency));
-            }
+            let r = entry(&mut out, &template);
+            r.creator_program = Some(program);
+            r.creator = Some(creator);
+            r.runs = u64::try_from(runs).unwrap_or(0);
+            r.runtime_secs = u64::try_from(runtime).unwrap_or(0);
+            r.creator_earned = Some(Money::from_units(earned, currency));
         }
         Ok(out.into_values().collect())
     }
