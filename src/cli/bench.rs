@@ -1,16 +1,750 @@
 //! Throughput benchmarks, printed as figures (never pass/fail: these machines are noisy).
+//!
+//! `bench accrual` builds a synthetic data set on a fresh SQLite database: referrers, referred
+//! accounts with their referrals (through the normal ingest path), a few creator templates,
+//! and many usage events generated deterministically in bounded chunks. The same usage rows
+//! are bulk inserted twice with the same method (multi-row INSERTs in large transactions):
+//! first into `usage_raw`, a copy of the `usage` table with the same columns and indexes, as
+//! the baseline, then into `usage` itself. Then `Store::reaccrue_all` is timed over all of
+//! it, twice (the second pass must post nothing), and its rate is set beside the baseline.
 
-use anyhow::Result;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use chrono::{SecondsFormat, TimeZone, Utc};
 use clap::Subcommand;
+use payouts::domain::money::UNIT_SCALE;
+use payouts::domain::program::ProgramSet;
+use payouts::ingest::record::content_hash;
+use payouts::storage::{Store, from_millis, to_millis};
+use sqlx::{QueryBuilder, Sqlite};
+
+use super::render;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
     /// Accrual over a synthetic data set, beside a plain bulk insert of the same rows.
-    Accrual,
+    Accrual {
+        /// Referred accounts (each referred once, under vast or runpod).
+        #[arg(long, default_value_t = 100_000)]
+        accounts: usize,
+        /// Usage events spread over the referred accounts.
+        #[arg(long, default_value_t = 10_000_000)]
+        events: usize,
+        /// Referrers the referrals are spread over.
+        #[arg(long, default_value_t = 1_000)]
+        referrers: usize,
+        /// Directory for the database file (bench.db); by default a temporary directory that
+        /// is removed afterwards.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Print the figures as one JSON object (progress goes to standard error).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn bench(command: BenchCommand) -> Result<i32> {
     match command {
-        BenchCommand::Accrual => anyhow::bail!("not built yet"),
+        BenchCommand::Accrual {
+            accounts,
+            events,
+            referrers,
+            dir,
+            json,
+        } => {
+            accrual(AccrualOptions {
+                accounts,
+                events,
+                referrers,
+                dir,
+                json,
+            })
+            .await
+        }
     }
+}
+
+/// The bonus seed used when RUNPOD_BONUS_SEED is not set. Public: bench data only.
+const BENCH_BONUS_SEED: &str = "bench-seed-public-never-use-in-production";
+
+/// Rows per multi-row INSERT, as `storage::BATCH_ROWS` (500) for ingest.
+const STATEMENT_ROWS: usize = 500;
+/// Rows generated, and inserted in one transaction, at a time: memory stays bounded.
+const CHUNK_ROWS: usize = 100_000;
+/// Progress is printed every this many rows.
+const PROGRESS_ROWS: usize = 1_000_000;
+/// Referred accounts (with their referrals) per ingest call during setup.
+const SETUP_CHUNK: usize = 10_000;
+/// Creator templates, capped by the number of referrers (their creators).
+const TEMPLATES: usize = 50;
+/// Seed of the usage generator: every run generates the same rows.
+const USAGE_SEED: u64 = 0x5eed_2026_acc2_0a11;
+
+const DAY_MS: i64 = 86_400_000;
+/// Stored units per micro-dollar (amounts are generated with six decimals).
+const UNITS_PER_MICRO: i64 = 10_i64.pow(UNIT_SCALE - 6);
+
+/// The same columns and indexes as `usage` after every migration (core, then programs).
+const RAW_DDL: [&str; 3] = [
+    "CREATE TABLE usage_raw (
+        id           TEXT PRIMARY KEY,
+        account_id   TEXT NOT NULL,
+        at           INTEGER NOT NULL,
+        category     TEXT NOT NULL,
+        units        INTEGER NOT NULL CHECK (units > 0),
+        currency     TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        template_id  TEXT,
+        runtime_secs INTEGER NOT NULL DEFAULT 0 CHECK (runtime_secs >= 0)
+    )",
+    "CREATE INDEX usage_raw_account ON usage_raw (account_id)",
+    "CREATE INDEX usage_raw_template ON usage_raw (template_id, at) WHERE template_id IS NOT NULL",
+];
+
+struct AccrualOptions {
+    accounts: usize,
+    events: usize,
+    referrers: usize,
+    dir: Option<PathBuf>,
+    json: bool,
+}
+
+/// Prints progress: to standard output, or to standard error when stdout carries JSON.
+struct Progress {
+    started: Instant,
+    to_stderr: bool,
+}
+
+impl Progress {
+    fn say(&self, text: &str) {
+        let line = format!("[{:>7.1}s] {text}", self.started.elapsed().as_secs_f64());
+        if self.to_stderr {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    }
+}
+
+/// SplitMix64: small, fast and deterministic; good enough to spread synthetic rows.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform-enough in `0..n` (n > 0).
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// The time frame of the synthetic data, in ms.
+#[derive(Clone, Copy)]
+struct Frame {
+    /// Referred accounts sign up over 2025.
+    signup_start: i64,
+    signup_span: i64,
+    /// Usage runs until the end of June 2026, so 6-month windows close for many accounts.
+    usage_end: i64,
+    /// Referrers' own accounts are older.
+    referrer_created: i64,
+}
+
+impl Frame {
+    fn new() -> Result<Frame> {
+        let ms = |y, m, d| {
+            Utc.with_ymd_and_hms(y, m, d, 0, 0, 0)
+                .single()
+                .map(to_millis)
+                .context("building a benchmark date")
+        };
+        let signup_start = ms(2025, 1, 1)?;
+        Ok(Frame {
+            signup_start,
+            signup_span: ms(2026, 1, 1)? - signup_start,
+            usage_end: ms(2026, 7, 1)?,
+            referrer_created: ms(2024, 6, 1)?,
+        })
+    }
+
+    /// Referred account `i`'s signup (and referral) time: spread evenly over 2025 with a
+    /// jitter of up to a day, whole seconds.
+    fn signup(&self, i: usize, accounts: usize) -> i64 {
+        let slot = self.signup_span / i64::try_from(accounts.max(1)).unwrap_or(i64::MAX);
+        let base = self.signup_start + slot * i64::try_from(i).unwrap_or(0);
+        let jitter = i64::try_from((i as u64).wrapping_mul(0x9e37_79b9) % 86_400).unwrap_or(0);
+        (base + jitter * 1000).min(self.signup_start + self.signup_span - DAY_MS)
+    }
+}
+
+fn referrer_id(i: usize) -> String {
+    format!("bench-r{i:05}")
+}
+
+fn referred_id(i: usize) -> String {
+    format!("bench-a{i:06}")
+}
+
+fn template_id(i: usize) -> String {
+    format!("bench-tpl-{i:03}")
+}
+
+fn rfc3339(ms: i64) -> String {
+    from_millis(ms).to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// One usage row, as stored.
+struct UsageRow {
+    id: String,
+    account: String,
+    at: i64,
+    category: &'static str,
+    units: i64,
+    content_hash: String,
+    template: Option<String>,
+    runtime_secs: i64,
+}
+
+/// Generates the usage rows, chunk by chunk, the same on every run.
+struct UsageGen {
+    rng: Rng,
+    next_id: usize,
+    total: usize,
+    accounts: usize,
+    templates: usize,
+    frame: Frame,
+    /// Signup time per referred account.
+    signups: Vec<i64>,
+}
+
+impl UsageGen {
+    fn new(accounts: usize, total: usize, templates: usize, frame: Frame) -> UsageGen {
+        UsageGen {
+            rng: Rng(USAGE_SEED),
+            next_id: 0,
+            total,
+            accounts,
+            templates,
+            frame,
+            signups: (0..accounts).map(|i| frame.signup(i, accounts)).collect(),
+        }
+    }
+
+    /// The next chunk of at most `CHUNK_ROWS` rows, or an empty one at the end.
+    fn chunk(&mut self) -> Vec<UsageRow> {
+        let n = CHUNK_ROWS.min(self.total - self.next_id);
+        let mut rows = Vec::with_capacity(n);
+        for _ in 0..n {
+            rows.push(self.row());
+        }
+        rows
+    }
+
+    fn row(&mut self) -> UsageRow {
+        let r = &mut self.rng;
+        let n = self.next_id;
+        self.next_id += 1;
+        let a = usize::try_from(r.below(self.accounts as u64)).unwrap_or(0);
+        let signup = self.signups[a];
+        // Most spend follows the signup; one row in twenty falls anywhere in the frame, so
+        // some of it predates the referral and must earn nothing.
+        let at = if r.below(20) == 0 {
+            let start = self.frame.signup_start;
+            start
+                + i64::try_from(r.below(u64::try_from(self.frame.usage_end - start).unwrap_or(1)))
+                    .unwrap_or(0)
+        } else {
+            let span = u64::try_from(self.frame.usage_end - signup).unwrap_or(1);
+            signup + i64::try_from(r.below(span)).unwrap_or(0)
+        };
+        let category = match r.below(100) {
+            0..40 => "pod",
+            40..60 => "serverless",
+            60..85 => "instance",
+            _ => "storage",
+        };
+        // $0.001 to $2.001 with six decimals, stored as integer units.
+        let micros = i64::try_from(r.below(2_000_001)).unwrap_or(0) + 1_000;
+        let units = micros * UNITS_PER_MICRO;
+        let (template, runtime_secs) =
+            if self.templates > 0 && category == "pod" && r.below(20) == 0 {
+                let t = usize::try_from(r.below(self.templates as u64)).unwrap_or(0);
+                (
+                    Some(template_id(t)),
+                    i64::try_from(r.below(7_200)).unwrap_or(0) + 60,
+                )
+            } else {
+                (None, 0)
+            };
+        let account = referred_id(a);
+        // The content hash ingest would store for this record.
+        let (at_s, units_s) = (at.to_string(), units.to_string());
+        let mut parts = vec![
+            account.as_str(),
+            at_s.as_str(),
+            category,
+            units_s.as_str(),
+            "USD",
+        ];
+        let runtime_s = runtime_secs.to_string();
+        if let Some(t) = &template {
+            parts.push(t.as_str());
+            parts.push(runtime_s.as_str());
+        }
+        let content_hash = content_hash(&parts);
+        UsageRow {
+            id: format!("bench-u{n:09}"),
+            account,
+            at,
+            category,
+            units,
+            content_hash,
+            template,
+            runtime_secs,
+        }
+    }
+}
+
+/// Inserts one chunk in one write transaction, `STATEMENT_ROWS` rows per INSERT.
+async fn insert_chunk(store: &Store, table: &str, rows: &[UsageRow]) -> Result<()> {
+    let mut tx = store.begin_write().await?;
+    for part in rows.chunks(STATEMENT_ROWS) {
+        let mut q = QueryBuilder::<Sqlite>::new(format!(
+            "INSERT INTO {table} \
+             (id, account_id, at, category, units, currency, content_hash, template_id, runtime_secs) "
+        ));
+        q.push_values(part, |mut b, r| {
+            b.push_bind(r.id.as_str())
+                .push_bind(r.account.as_str())
+                .push_bind(r.at)
+                .push_bind(r.category)
+                .push_bind(r.units)
+                .push_bind("USD")
+                .push_bind(r.content_hash.as_str())
+                .push_bind(r.template.as_deref())
+                .push_bind(r.runtime_secs);
+        });
+        q.build()
+            .execute(&mut *tx)
+            .await
+            .with_context(|| format!("inserting into {table}"))?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Time spent generating and inserting.
+struct LoadTimes {
+    generate: Duration,
+    insert: Duration,
+}
+
+/// Generates all usage rows and inserts them into `table`; only the inserts are timed as
+/// insert time.
+async fn load(
+    store: &Store,
+    table: &str,
+    label: &str,
+    opts: &AccrualOptions,
+    templates: usize,
+    frame: Frame,
+    progress: &Progress,
+) -> Result<LoadTimes> {
+    let mut usage = UsageGen::new(opts.accounts, opts.events, templates, frame);
+    let mut times = LoadTimes {
+        generate: Duration::ZERO,
+        insert: Duration::ZERO,
+    };
+    let mut done = 0;
+    let mut next_report = PROGRESS_ROWS.min(opts.events);
+    while done < opts.events {
+        let t = Instant::now();
+        let rows = usage.chunk();
+        times.generate += t.elapsed();
+        let t = Instant::now();
+        insert_chunk(store, table, &rows).await?;
+        times.insert += t.elapsed();
+        done += rows.len();
+        if done >= next_report {
+            progress.say(&format!(
+                "{label}: {} / {} rows, {:.1} s inserting, {} rows/s",
+                group(done as u64),
+                group(opts.events as u64),
+                times.insert.as_secs_f64(),
+                group(rate(done, times.insert) as u64),
+            ));
+            next_report = (next_report + PROGRESS_ROWS).min(opts.events);
+        }
+    }
+    Ok(times)
+}
+
+/// Ingests referrers, templates, referred accounts and their referrals through the normal
+/// ingest path. Returns the number of templates.
+async fn setup(store: &Store, opts: &AccrualOptions, frame: Frame) -> Result<usize> {
+    let templates = TEMPLATES.min(opts.referrers);
+    let mut ndjson = String::new();
+    let created = rfc3339(frame.referrer_created);
+    for i in 0..opts.referrers {
+        ndjson.push_str(&format!(
+            "{{\"type\":\"account\",\"id\":\"{}\",\"created_at\":\"{created}\",\"email\":\"r{i}@referrers.bench.example\"}}\n",
+            referrer_id(i)
+        ));
+    }
+    for t in 0..templates {
+        ndjson.push_str(&format!(
+            "{{\"type\":\"template\",\"id\":\"{}\",\"program\":\"runpod-creator\",\"creator\":\"{}\"}}\n",
+            template_id(t),
+            referrer_id(t)
+        ));
+    }
+    ingest_strict(store, &ndjson).await?;
+
+    let mut rng = Rng(USAGE_SEED ^ 0xacc0_0475);
+    let mut start = 0;
+    while start < opts.accounts {
+        let end = (start + SETUP_CHUNK).min(opts.accounts);
+        let mut ndjson = String::new();
+        for i in start..end {
+            let id = referred_id(i);
+            let at = rfc3339(frame.signup(i, opts.accounts));
+            let referrer = referrer_id(usize::try_from(rng.below(opts.referrers as u64))?);
+            // Half under vast (lifetime), half under runpod (beta cohort before 2025-06-26
+            // lifetime, the rest 6 months).
+            let program = if i % 2 == 0 { "vast" } else { "runpod" };
+            ndjson.push_str(&format!(
+                "{{\"type\":\"account\",\"id\":\"{id}\",\"created_at\":\"{at}\",\"email\":\"a{i}@users.bench.example\"}}\n\
+                 {{\"type\":\"referral\",\"program\":\"{program}\",\"referrer\":\"{referrer}\",\"referred\":\"{id}\",\"at\":\"{at}\"}}\n"
+            ));
+        }
+        ingest_strict(store, &ndjson).await?;
+        start = end;
+    }
+    Ok(templates)
+}
+
+async fn ingest_strict(store: &Store, ndjson: &str) -> Result<()> {
+    let report = payouts::app::ingest::ingest(store, ndjson.as_bytes(), true).await?;
+    anyhow::ensure!(
+        report.rejected.is_empty() && !report.rolled_back,
+        "the synthetic records were rejected: {:?}",
+        report.rejected.iter().take(3).collect::<Vec<_>>()
+    );
+    Ok(())
+}
+
+/// Peak resident set size so far (VmHWM), in KiB.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn rss_text(kib: Option<u64>) -> String {
+    kib.map_or_else(
+        || "n/a".into(),
+        |k| format!("{} MiB", group(k.div_ceil(1024))),
+    )
+}
+
+/// Bytes of the database file and its WAL.
+fn db_bytes(db: &Path) -> u64 {
+    let wal = db.with_extension("db-wal");
+    [db, wal.as_path()]
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+fn rate(rows: usize, took: Duration) -> f64 {
+    let secs = took.as_secs_f64();
+    if secs > 0.0 { rows as f64 / secs } else { 0.0 }
+}
+
+/// 1234567 -> "1,234,567".
+fn group(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+async fn accrual(opts: AccrualOptions) -> Result<i32> {
+    anyhow::ensure!(opts.accounts > 0, "--accounts must be at least 1");
+    anyhow::ensure!(opts.referrers > 0, "--referrers must be at least 1");
+    anyhow::ensure!(opts.events > 0, "--events must be at least 1");
+    let progress = Progress {
+        started: Instant::now(),
+        to_stderr: opts.json,
+    };
+
+    // A temporary directory lives until the end of this function and is removed then.
+    let (_temp, dir) = match &opts.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+            (None, d.clone())
+        }
+        None => {
+            let t = tempfile::tempdir().context("creating a temporary directory")?;
+            let p = t.path().to_path_buf();
+            (Some(t), p)
+        }
+    };
+    let db = dir.join("bench.db");
+    anyhow::ensure!(
+        !db.exists(),
+        "{} already exists; the benchmark needs a fresh database (remove it or pick another --dir)",
+        db.display()
+    );
+
+    let programs = ProgramSet::load(&["vast".into(), "runpod".into()], &|name| {
+        std::env::var(name)
+            .ok()
+            .or_else(|| (name == "RUNPOD_BONUS_SEED").then(|| BENCH_BONUS_SEED.to_string()))
+    })
+    .context("loading the vast and runpod presets")?;
+    let store = Store::open_sqlite(&db, Arc::new(programs))
+        .await
+        .with_context(|| format!("opening {}", db.display()))?;
+    progress.say(&format!(
+        "bench accrual: {} referred accounts, {} referrers, {} usage events; database {}",
+        group(opts.accounts as u64),
+        group(opts.referrers as u64),
+        group(opts.events as u64),
+        db.display()
+    ));
+
+    let frame = Frame::new()?;
+    let t = Instant::now();
+    let templates = setup(&store, &opts, frame).await?;
+    let setup_time = t.elapsed();
+    let statuses: Vec<(String, i64)> =
+        sqlx::query_as("SELECT status, COUNT(*) FROM referrals GROUP BY status ORDER BY status")
+            .fetch_all(store.pool())
+            .await?;
+    let qualified = statuses
+        .iter()
+        .find(|(s, _)| s == "qualified")
+        .map_or(0, |(_, n)| *n);
+    progress.say(&format!(
+        "setup (ingest): {} accounts, {} referrals ({}), {templates} templates in {:.1} s",
+        group((opts.accounts + opts.referrers) as u64),
+        group(opts.accounts as u64),
+        statuses
+            .iter()
+            .map(|(s, n)| format!("{} {s}", group(u64::try_from(*n).unwrap_or(0))))
+            .collect::<Vec<_>>()
+            .join(", "),
+        setup_time.as_secs_f64()
+    ));
+
+    for ddl in RAW_DDL {
+        sqlx::query(ddl)
+            .execute(store.pool())
+            .await
+            .context("creating usage_raw")?;
+    }
+    let raw = load(
+        &store,
+        "usage_raw",
+        "raw insert (usage_raw)",
+        &opts,
+        templates,
+        frame,
+        &progress,
+    )
+    .await?;
+    let rss_after_raw = peak_rss_kib();
+    let loaded = load(
+        &store,
+        "usage",
+        "load (usage)",
+        &opts,
+        templates,
+        frame,
+        &progress,
+    )
+    .await?;
+    let rss_after_load = peak_rss_kib();
+
+    progress.say("accrual: reaccrue_all over every referral and template");
+    let t = Instant::now();
+    let posted = store.reaccrue_all().await.context("accrual")?;
+    let accrual_time = t.elapsed();
+    let rss_after_accrual = peak_rss_kib();
+    progress.say(&format!(
+        "accrual: {} transactions posted in {:.1} s",
+        group(posted as u64),
+        accrual_time.as_secs_f64()
+    ));
+
+    progress.say("second pass: reaccrue_all again (must post nothing)");
+    let t = Instant::now();
+    let posted_again = store.reaccrue_all().await.context("second accrual pass")?;
+    let second_time = t.elapsed();
+    progress.say(&format!(
+        "second pass: {} transactions posted in {:.1} s",
+        group(posted_again as u64),
+        second_time.as_secs_f64()
+    ));
+
+    let check = store.check_ledger().await.context("checking the ledger")?;
+    let size = db_bytes(&db);
+    store.close().await;
+    let total = progress.started.elapsed();
+    // VmHWM only grows, but its per-thread counters are synced lazily: keep the largest reading.
+    let peak = [
+        peak_rss_kib(),
+        rss_after_raw,
+        rss_after_load,
+        rss_after_accrual,
+    ]
+    .into_iter()
+    .flatten()
+    .max();
+
+    let raw_rate = rate(opts.events, raw.insert);
+    let load_rate = rate(opts.events, loaded.insert);
+    let accrual_rate = rate(opts.events, accrual_time);
+    let ratio = if raw_rate > 0.0 {
+        accrual_rate / raw_rate
+    } else {
+        0.0
+    };
+    let generate = raw.generate + loaded.generate;
+
+    if opts.json {
+        let figures = serde_json::json!({
+            "accounts": opts.accounts,
+            "referrers": opts.referrers,
+            "events": opts.events,
+            "templates": templates,
+            "qualified_referrals": qualified,
+            "setup_secs": setup_time.as_secs_f64(),
+            "generate_secs": generate.as_secs_f64(),
+            "raw_insert_secs": raw.insert.as_secs_f64(),
+            "raw_insert_rows_per_sec": raw_rate,
+            "load_secs": loaded.insert.as_secs_f64(),
+            "load_rows_per_sec": load_rate,
+            "accrual_secs": accrual_time.as_secs_f64(),
+            "accrual_events_per_sec": accrual_rate,
+            "ratio": ratio,
+            "target_ratio": 0.5,
+            "transactions_posted": posted,
+            "second_pass_secs": second_time.as_secs_f64(),
+            "second_pass_transactions_posted": posted_again,
+            "ledger_transactions": check.transactions,
+            "ledger_postings": check.postings,
+            "ledger_problems": check.problems.len(),
+            "peak_rss_kib": peak,
+            "peak_rss_kib_after_raw_insert": rss_after_raw,
+            "peak_rss_kib_after_load": rss_after_load,
+            "peak_rss_kib_after_accrual": rss_after_accrual,
+            "database_bytes": size,
+            "total_secs": total.as_secs_f64(),
+        });
+        println!("{}", serde_json::to_string_pretty(&figures)?);
+        return Ok(0);
+    }
+
+    let secs = |d: Duration| format!("{:.2} s", d.as_secs_f64());
+    let per_sec = |r: f64| group(r as u64);
+    let rows = vec![
+        vec![
+            "setup: ingest accounts + referrals".into(),
+            secs(setup_time),
+            format!(
+                "{} accounts, {} qualified referrals, {templates} templates",
+                group((opts.accounts + opts.referrers) as u64),
+                group(u64::try_from(qualified).unwrap_or(0))
+            ),
+        ],
+        vec![
+            "generate usage rows (x2, untimed below)".into(),
+            secs(generate),
+            format!("{} rows each pass", group(opts.events as u64)),
+        ],
+        vec![
+            "raw insert into usage_raw".into(),
+            secs(raw.insert),
+            format!("{} rows/s", per_sec(raw_rate)),
+        ],
+        vec![
+            "load into usage".into(),
+            secs(loaded.insert),
+            format!("{} rows/s", per_sec(load_rate)),
+        ],
+        vec![
+            "accrual (reaccrue_all)".into(),
+            secs(accrual_time),
+            format!(
+                "{} events/s, {} transactions posted",
+                per_sec(accrual_rate),
+                group(posted as u64)
+            ),
+        ],
+        vec![
+            "ratio accrual / raw insert".into(),
+            String::new(),
+            format!("{ratio:.3} (target >= 0.5)"),
+        ],
+        vec![
+            "second pass (reaccrue_all)".into(),
+            secs(second_time),
+            format!(
+                "{} events/s, {} transactions posted",
+                per_sec(rate(opts.events, second_time)),
+                group(posted_again as u64)
+            ),
+        ],
+        vec![
+            "ledger check".into(),
+            String::new(),
+            format!(
+                "{} transactions, {} postings, {}",
+                group(u64::try_from(check.transactions).unwrap_or(0)),
+                group(u64::try_from(check.postings).unwrap_or(0)),
+                if check.is_ok() {
+                    "balanced".to_string()
+                } else {
+                    format!("{} problems", check.problems.len())
+                }
+            ),
+        ],
+        vec![
+            "peak RSS (VmHWM)".into(),
+            String::new(),
+            format!(
+                "{} (after raw insert {}, after load {}, after accrual {})",
+                rss_text(peak),
+                rss_text(rss_after_raw),
+                rss_text(rss_after_load),
+                rss_text(rss_after_accrual)
+            ),
+        ],
+        vec![
+            "database size".into(),
+            String::new(),
+            format!("{} MiB (both usage tables)", group(size / (1024 * 1024))),
+        ],
+        vec!["total".into(), secs(total), String::new()],
+    ];
+    println!();
+    println!("{}", render::table(&["phase", "time", "figures"], &rows));
+    Ok(0)
 }
