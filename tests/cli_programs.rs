@@ -180,3 +180,31 @@ fn the_template_report_lists_links_and_creator_earnings() {
     // Only the $100 run after the first day earns: 1%.
     assert_eq!(t["creator_earned"]["amount"], "1");
 }
+
+#[test]
+fn the_accrual_benchmark_runs_small_and_reports_an_idempotent_second_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = payouts(
+        &dir.path().join("unused.db"),
+        &[
+            "bench",
+            "accrual",
+            "--accounts",
+            "60",
+            "--events",
+            "3000",
+            "--referrers",
+            "5",
+            "--json",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    let figures: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    assert_eq!(figures["events"], 3000);
+    assert_eq!(figures["qualified_referrals"], 60);
+    assert!(figures["transactions_posted"].as_u64().unwrap() > 0);
+    assert_eq!(figures["second_pass_transactions_posted"], 0);
+    assert_eq!(figures["ledger_problems"], 0);
+    assert!(figures["ratio"].as_f64().unwrap() > 0.0);
+}
