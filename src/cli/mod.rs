@@ -103,6 +103,19 @@ pub enum Command {
         #[command(subcommand)]
         command: programs::AffiliateCommand,
     },
+    /// Pay every payee whose cashable balance is payable, through the first of its program's
+    /// rails with automatic payouts on, in one pass. Idempotent by period: a second run for
+    /// the same period creates nothing and shows the first run's report.
+    RunPayouts {
+        /// The period this run pays for; default today (UTC), e.g. 2026-11-21.
+        #[arg(long)]
+        period: Option<String>,
+        /// Show what would be paid and skipped, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Re-accrue every earning stream under the loaded programs (after a configuration
     /// change): posts only the differences, so an up-to-date ledger gets nothing.
     Accrue,
@@ -327,6 +340,23 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
             Ok(0)
         }
         Command::Affiliate { command } => programs::affiliate(store, command).await,
+        Command::RunPayouts {
+            period,
+            dry_run,
+            json,
+        } => {
+            let period = match period {
+                Some(p) => payouts::domain::payout_run::RunPeriod::parse(&p)?,
+                None => payouts::domain::payout_run::RunPeriod::today(),
+            };
+            let report = store.run_payouts(&period, dry_run).await?;
+            if json {
+                print_json(&report)?;
+            } else {
+                print!("{}", render::run_report(&report));
+            }
+            Ok(0)
+        }
         Command::Accrue => {
             let posted = store.reaccrue_all().await?;
             println!("re-accrued every stream: {posted} ledger transaction(s) posted");

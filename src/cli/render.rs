@@ -321,3 +321,44 @@ pub fn templates(report: &[TemplateReport]) -> String {
     out.push('\n');
     out
 }
+
+/// A payout run's report.
+pub fn run_report(r: &payouts::domain::payout_run::RunReport) -> String {
+    let mut out = format!(
+        "payout run {}{}{}\n  considered {} payee balance(s): {} eligible, {} payout(s) created\n",
+        r.period.as_str(),
+        if r.dry_run {
+            " (dry run: nothing changed)"
+        } else {
+            ""
+        },
+        if r.already_ran {
+            " (already ran: nothing new was created; the first run's figures)"
+        } else {
+            ""
+        },
+        r.considered,
+        r.eligible,
+        r.created
+    );
+    for (why, n) in &r.skipped {
+        out.push_str(&format!("  skipped {n}: {}\n", why.code()));
+    }
+    if !r.totals.is_empty() {
+        let rows: Vec<Vec<String>> = r
+            .totals
+            .iter()
+            .map(|t| {
+                vec![
+                    t.rail.to_string(),
+                    t.currency.to_string(),
+                    t.payouts.to_string(),
+                    t.amount.to_string(),
+                ]
+            })
+            .collect();
+        out.push_str(&table(&["rail", "currency", "payouts", "amount"], &rows));
+        out.push('\n');
+    }
+    out
+}

@@ -99,11 +99,7 @@ mod tests {
     use crate::domain::program::ProgramSet;
 
     fn vast() -> Program {
-        ProgramSet::load(&["vast".into()], &|_| None)
-            .unwrap()
-            .get_str("vast")
-            .unwrap()
-            .clone()
+        crate::domain::program::preset_program("vast")
     }
     use proptest::prelude::*;
     use rust_decimal::Decimal;

@@ -6,6 +6,7 @@ pub mod ids;
 pub mod ledger;
 pub mod money;
 pub mod payout;
+pub mod payout_run;
 pub mod program;
 pub mod referral;
 pub mod tracking;

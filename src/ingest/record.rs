@@ -64,6 +64,8 @@ enum WireRecord {
         account: String,
         rail: String,
         destination: String,
+        #[serde(default)]
+        auto_payout: bool,
     },
     Link {
         a: String,
@@ -146,6 +148,8 @@ pub struct PayoutMethodRecord {
     pub account: AccountId,
     pub rail: Rail,
     pub destination: String,
+    /// Whether scheduled payout runs may pay this account through this method.
+    pub auto_payout: bool,
 }
 
 /// A template and its creator, under a creator program.
@@ -376,12 +380,14 @@ impl WireRecord {
                 account,
                 rail,
                 destination,
+                auto_payout,
             } => {
                 let rail: Rail = rail.parse()?;
                 Record::PayoutMethod(PayoutMethodRecord {
                     account: AccountId::parse(&account)?,
                     rail,
                     destination: validate_destination(rail, &destination)?,
+                    auto_payout,
                 })
             }
             WireRecord::Link { a, b, reason } => {

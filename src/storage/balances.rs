@@ -7,7 +7,7 @@ use sqlx::SqliteConnection;
 
 use super::affiliate::paying_referrals;
 use super::{StoreError, StoreResult, from_millis, parse_stored};
-use crate::domain::eligibility::{CashOutFacts, cash_out_eligibility, max_payable};
+use crate::domain::eligibility::{CashOutFacts, Ineligible, cash_out_eligibility, max_payable};
 use crate::domain::ids::{AccountId, ProgramId, Rail};
 use crate::domain::money::{Currency, Money};
 use crate::domain::program::{ProgramSet, RewardKind};
@@ -100,19 +100,16 @@ pub async fn load_balance(
             .bind(account.as_str())
             .fetch_optional(&mut *conn)
             .await?;
-    let sums: Vec<(String, String, i64, i64, i64, i64)> = sqlx::query_as(
-        "SELECT p.program, p.currency, \
-           COALESCE(SUM(CASE WHEN p.book = 'referrer_cashable' AND t.kind IN ('accrual', 'clawback') THEN p.units END), 0), \
-           COALESCE(SUM(CASE WHEN p.book = 'referrer_credit' THEN p.units END), 0), \
-           COALESCE(SUM(CASE WHEN p.book = 'referrer_cashable' AND t.kind IN ('payout', 'payout_return', 'payout_correction') AND t.status = 'posted' THEN -p.units END), 0), \
-           COALESCE(SUM(CASE WHEN p.book = 'referrer_cashable' AND t.kind = 'payout' AND t.status = 'pending' THEN -p.units END), 0) \
-         FROM ledger_postings p JOIN ledger_transactions t ON t.id = p.txn_id \
-         WHERE p.holder = $1 AND t.status <> 'voided' \
-         GROUP BY p.program, p.currency ORDER BY p.program, p.currency",
+    let rows: Vec<(String, String, String, i64, i64, i64, i64)> = sqlx::query_as(
+        sqlx::AssertSqlSafe(BOOK_SUMS.replace("{filter}", "AND p.holder = $1")),
     )
     .bind(account.as_str())
     .fetch_all(&mut *conn)
     .await?;
+    let sums: Vec<(String, String, i64, i64, i64, i64)> = rows
+        .into_iter()
+        .map(|(_, p, c, a, b, w, h)| (p, c, a, b, w, h))
+        .collect();
     if known.is_none() && sums.is_empty() {
         return Err(StoreError::UnknownAccount(account.to_string()));
     }
@@ -137,52 +134,26 @@ pub async fn load_balance(
     for (program, currency, cashable, credit, withdrawn, pending) in sums {
         let program: ProgramId = parse_stored("program", &program)?;
         let currency: Currency = parse_stored("currency", &currency)?;
-        let terms = programs.get(&program);
-        let m = |u: i64| Money::from_units(u, currency);
-        let earned = m(cashable.checked_add(credit).ok_or_else(overflow)?);
-        let available = m(cashable
-            .checked_sub(withdrawn)
-            .and_then(|v| v.checked_sub(pending))
-            .ok_or_else(overflow)?);
         let lifetime_spend = spend
             .get(&currency)
             .copied()
             .unwrap_or(Money::zero(currency));
-        let facts = CashOutFacts {
-            earned,
-            available,
+        let sums = BookSums {
+            cashable,
+            credit,
+            withdrawn,
+            pending,
+        };
+        let (balance, _) = assess(
+            programs,
+            program,
+            currency,
+            sums,
             lifetime_spend,
             has_rented,
             hosted_machines,
-        };
-        let verdict = match terms {
-            Some(t) => cash_out_eligibility(t, &facts).map_err(|e| e.to_string()),
-            None => Err(format!(
-                "program {program} is not in the loaded configuration ({}); its balance is kept but cannot be paid until it is",
-                programs.ids()
-            )),
-        };
-        balances.push(ProgramBalance {
-            kind: terms.map(|t| t.kind.code()),
-            reward: terms.map(|t| t.reward),
-            rails: terms.map(|t| t.cash_out.rails.clone()).unwrap_or_default(),
-            program,
-            currency,
-            earned,
-            cashable: m(cashable),
-            credit: m(credit),
-            withdrawn: m(withdrawn),
-            pending: m(pending),
-            available,
-            payable_now: if verdict.is_ok() {
-                max_payable(&facts)
-            } else {
-                Money::zero(currency)
-            },
-            lifetime_spend,
-            eligible: verdict.is_ok(),
-            reason: verdict.err(),
-        });
+        )?;
+        balances.push(balance);
     }
 
     let notes: Vec<ReferralRow> = sqlx::query_as(
@@ -287,6 +258,88 @@ async fn affiliate_statuses(
         });
     }
     Ok(out)
+}
+
+/// A payee's book totals in one program and currency, in stored units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct BookSums {
+    pub cashable: i64,
+    pub credit: i64,
+    pub withdrawn: i64,
+    pub pending: i64,
+}
+
+/// The SQL that sums a payee's books per program and currency; `{filter}` narrows it.
+pub(crate) const BOOK_SUMS: &str = "SELECT p.holder, p.program, p.currency, \
+   COALESCE(SUM(CASE WHEN p.book = 'referrer_cashable' AND t.kind IN ('accrual', 'clawback') THEN p.units END), 0), \
+   COALESCE(SUM(CASE WHEN p.book = 'referrer_credit' THEN p.units END), 0), \
+   COALESCE(SUM(CASE WHEN p.book = 'referrer_cashable' AND t.kind IN ('payout', 'payout_return', 'payout_correction') AND t.status = 'posted' THEN -p.units END), 0), \
+   COALESCE(SUM(CASE WHEN p.book = 'referrer_cashable' AND t.kind = 'payout' AND t.status = 'pending' THEN -p.units END), 0) \
+ FROM ledger_postings p JOIN ledger_transactions t ON t.id = p.txn_id \
+ WHERE p.holder IS NOT NULL AND t.status <> 'voided' {filter} \
+ GROUP BY p.holder, p.program, p.currency ORDER BY p.holder, p.program, p.currency";
+
+/// One program balance and its cash-out verdict (`None`: the program is not configured).
+pub(crate) fn assess(
+    programs: &ProgramSet,
+    program: ProgramId,
+    currency: Currency,
+    sums: BookSums,
+    lifetime_spend: Money,
+    has_rented: bool,
+    hosted_machines: bool,
+) -> StoreResult<(ProgramBalance, Option<Result<(), Ineligible>>)> {
+    let terms = programs.get(&program);
+    let m = |u: i64| Money::from_units(u, currency);
+    let earned = m(sums
+        .cashable
+        .checked_add(sums.credit)
+        .ok_or_else(overflow)?);
+    let available = m(sums
+        .cashable
+        .checked_sub(sums.withdrawn)
+        .and_then(|v| v.checked_sub(sums.pending))
+        .ok_or_else(overflow)?);
+    let facts = CashOutFacts {
+        earned,
+        available,
+        lifetime_spend,
+        has_rented,
+        hosted_machines,
+    };
+    let verdict = terms.map(|t| cash_out_eligibility(t, &facts));
+    let reason = match &verdict {
+        Some(v) => v.as_ref().err().map(|e| e.to_string()),
+        None => Some(format!(
+            "program {program} is not in the loaded configuration ({}); its balance is kept but cannot be paid until it is",
+            programs.ids()
+        )),
+    };
+    let eligible = reason.is_none();
+    Ok((
+        ProgramBalance {
+            kind: terms.map(|t| t.kind.code()),
+            reward: terms.map(|t| t.reward),
+            rails: terms.map(|t| t.cash_out.rails.clone()).unwrap_or_default(),
+            program,
+            currency,
+            earned,
+            cashable: m(sums.cashable),
+            credit: m(sums.credit),
+            withdrawn: m(sums.withdrawn),
+            pending: m(sums.pending),
+            available,
+            payable_now: if eligible {
+                max_payable(&facts)
+            } else {
+                Money::zero(currency)
+            },
+            lifetime_spend,
+            eligible,
+            reason,
+        },
+        verdict,
+    ))
 }
 
 /// program, referred, status, disqualification, template_id.

@@ -119,6 +119,7 @@ const PAYOUT_METHODS: TableSpec = TableSpec {
         "account_id",
         "rail",
         "destination",
+        "auto_payout",
         "content_hash",
         "updated_at",
     ],
@@ -371,7 +372,12 @@ fn to_row(line: usize, record: &Record, now: i64) -> StoreResult<Row> {
             }
         }
         Record::PayoutMethod(m) => {
-            let hash = content_hash(&[&m.destination]);
+            // The flag joins the hash only when set, so records from before it existed replay.
+            let hash = if m.auto_payout {
+                content_hash(&[&m.destination, "auto"])
+            } else {
+                content_hash(&[&m.destination])
+            };
             Row {
                 line,
                 key: format!("{}|{}", m.account, m.rail),
@@ -379,6 +385,7 @@ fn to_row(line: usize, record: &Record, now: i64) -> StoreResult<Row> {
                     m.account.as_str().into(),
                     m.rail.as_str().into(),
                     m.destination.clone().into(),
+                    i64::from(m.auto_payout).into(),
                     hash.clone().into(),
                     now.into(),
                 ],

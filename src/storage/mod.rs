@@ -10,6 +10,7 @@ pub mod affiliate;
 pub mod balances;
 mod ingest;
 pub mod ledger;
+pub mod payout_runs;
 pub mod payouts;
 pub mod queue;
 pub mod templates;

@@ -34,6 +34,17 @@ pub(crate) async fn enqueue_payout_job(
     delay: Duration,
     dedupe: &str,
 ) -> StoreResult<()> {
+    let task = payout_task(payout, delay, dedupe)?;
+    apalis_sqlite::queries::push_tasks(&mut **tx, PAYOUT_QUEUE, &[task]).await?;
+    Ok(())
+}
+
+/// The job that advances `payout` after `delay`, for callers that push many at once.
+pub(crate) fn payout_task(
+    payout: &PayoutId,
+    delay: Duration,
+    dedupe: &str,
+) -> StoreResult<apalis_sqlite::SqliteTask> {
     let payload = serde_json::to_vec(&PayoutJob {
         payout_id: payout.to_string(),
     })
@@ -45,6 +56,5 @@ pub(crate) async fn enqueue_payout_job(
         .run_after(Duration::from_secs(secs))
         .idempotency_key(format!("payout:{payout}:{dedupe}"))
         .build();
-    apalis_sqlite::queries::push_tasks(&mut **tx, PAYOUT_QUEUE, &[task]).await?;
-    Ok(())
+    Ok(task)
 }

@@ -282,6 +282,16 @@ impl ProgramSet {
     }
 }
 
+/// A shipped preset's program by id, for unit tests (the bonus seed is a test value).
+#[cfg(test)]
+pub(crate) fn preset_program(id: &str) -> Program {
+    let set = ProgramSet::load(&["vast".into(), "runpod".into()], &|_| {
+        Some("seed-for-unit-tests".into())
+    })
+    .unwrap();
+    set.get_str(id).unwrap().clone()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,234 @@
+//! Scheduled payout runs: who is paid, through which rail, and why the others are not.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::eligibility::Ineligible;
+use super::ids::{IdError, Rail};
+use super::money::{Currency, Money, MoneyError};
+use super::program::Program;
+
+/// The period a run pays for (`2026-11-21`, `2026-W47`, `2026-11`): a run is idempotent by it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunPeriod(String);
+
+impl RunPeriod {
+    pub fn parse(value: &str) -> Result<RunPeriod, IdError> {
+        let v = value.trim();
+        if v.is_empty() {
+            return Err(IdError::Empty { kind: "run period" });
+        }
+        if v.len() > 32 || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(IdError::BadCharacter {
+                kind: "run period",
+                value: v.to_string(),
+            });
+        }
+        Ok(RunPeriod(v.to_string()))
+    }
+
+    /// Today's period (UTC), for daily runs.
+    pub fn today() -> RunPeriod {
+        RunPeriod(chrono::Utc::now().format("%Y-%m-%d").to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Why a payee with a cashable balance is not paid by a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Skip {
+    /// The balance is below the program's minimum payout.
+    BelowMinimum,
+    /// Nothing (or less than one minor unit) is available.
+    NothingAvailable,
+    /// Clawbacks left the balance negative; future earnings repay it first.
+    NegativeBalance,
+    /// Earnings do not exceed the account's own spend (Vast's rule).
+    SpendGate,
+    /// No payout method for any rail the program pays through.
+    NoMethod,
+    /// A payout method exists, but automatic payouts are off for it.
+    AutoPayoutOff,
+    /// The balance belongs to a program that is no longer configured.
+    NotConfigured,
+}
+
+impl Skip {
+    pub fn code(self) -> &'static str {
+        match self {
+            Skip::BelowMinimum => "below_minimum",
+            Skip::NothingAvailable => "nothing_available",
+            Skip::NegativeBalance => "negative_balance",
+            Skip::SpendGate => "spend_gate",
+            Skip::NoMethod => "no_method",
+            Skip::AutoPayoutOff => "auto_payout_off",
+            Skip::NotConfigured => "not_configured",
+        }
+    }
+
+    pub fn from_ineligible(reason: &Ineligible) -> Skip {
+        match reason {
+            Ineligible::SpendGate { .. } => Skip::SpendGate,
+            Ineligible::NegativeBalance { .. } => Skip::NegativeBalance,
+            Ineligible::BelowMinimum { .. } => Skip::BelowMinimum,
+            Ineligible::NothingAvailable | Ineligible::CreditOnly => Skip::NothingAvailable,
+        }
+    }
+}
+
+/// One of a payee's payout methods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Method {
+    pub rail: Rail,
+    pub destination: String,
+    pub auto_payout: bool,
+}
+
+/// The rail and destination a run pays an eligible payee through: the first of the program's
+/// rails (in configured order) with a method that has automatic payouts on.
+pub fn choose_method<'m>(program: &Program, methods: &'m [Method]) -> Result<&'m Method, Skip> {
+    let allowed: Vec<&Method> = program
+        .cash_out
+        .rails
+        .iter()
+        .filter_map(|rail| methods.iter().find(|m| m.rail == *rail))
+        .collect();
+    if allowed.is_empty() {
+        return Err(Skip::NoMethod);
+    }
+    allowed
+        .into_iter()
+        .find(|m| m.auto_payout)
+        .ok_or(Skip::AutoPayoutOff)
+}
+
+/// Money a run moves through one rail in one currency.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RailTotal {
+    pub rail: Rail,
+    pub currency: Currency,
+    pub payouts: u64,
+    pub amount: Money,
+}
+
+/// What a run did (or, dry, would do).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunReport {
+    pub period: RunPeriod,
+    pub dry_run: bool,
+    /// True when this period had already run: nothing new was created, and the figures are
+    /// the first run's.
+    pub already_ran: bool,
+    /// Payee balances looked at (account, program, currency) in cash-paying programs.
+    pub considered: u64,
+    pub eligible: u64,
+    /// Payouts created (zero on a dry run).
+    pub created: u64,
+    pub skipped: BTreeMap<Skip, u64>,
+    pub totals: Vec<RailTotal>,
+}
+
+impl RunReport {
+    pub fn new(period: RunPeriod, dry_run: bool) -> Self {
+        RunReport {
+            period,
+            dry_run,
+            already_ran: false,
+            considered: 0,
+            eligible: 0,
+            created: 0,
+            skipped: BTreeMap::new(),
+            totals: Vec::new(),
+        }
+    }
+
+    pub fn skip(&mut self, why: Skip) {
+        *self.skipped.entry(why).or_default() += 1;
+    }
+
+    /// Counts one eligible payout into the per-rail totals.
+    pub fn pay(&mut self, rail: Rail, amount: Money) -> Result<(), MoneyError> {
+        self.eligible += 1;
+        match self
+            .totals
+            .iter_mut()
+            .find(|t| t.rail == rail && t.currency == amount.currency())
+        {
+            Some(t) => {
+                t.payouts += 1;
+                t.amount = t.amount.checked_add(&amount)?;
+            }
+            None => self.totals.push(RailTotal {
+                rail,
+                currency: amount.currency(),
+                payouts: 1,
+                amount,
+            }),
+        }
+        self.totals.sort_by_key(|t| (t.rail, t.currency));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vast() -> Program {
+        crate::domain::program::preset_program("vast")
+    }
+
+    fn method(rail: Rail, auto: bool) -> Method {
+        Method {
+            rail,
+            destination: format!("{rail}-dest"),
+            auto_payout: auto,
+        }
+    }
+
+    #[test]
+    fn the_first_allowed_rail_with_auto_payout_is_chosen() {
+        let p = vast();
+        let methods = [
+            method(Rail::Partnerstack, true),
+            method(Rail::Paypal, false),
+            method(Rail::Wise, true),
+        ];
+        assert_eq!(choose_method(&p, &methods).unwrap().rail, Rail::Wise);
+        assert_eq!(
+            choose_method(&p, &methods[..2]).unwrap_err(),
+            Skip::AutoPayoutOff
+        );
+        assert_eq!(
+            choose_method(&p, &methods[..1]).unwrap_err(),
+            Skip::NoMethod
+        );
+    }
+
+    #[test]
+    fn periods_are_short_plain_tokens() {
+        assert!(RunPeriod::parse("2026-11-21").is_ok());
+        assert!(RunPeriod::parse("2026 11").is_err());
+        assert!(RunPeriod::parse("").is_err());
+        assert_eq!(RunPeriod::today().as_str().len(), 10);
+    }
+
+    #[test]
+    fn totals_add_up_per_rail_and_currency() {
+        let mut r = RunReport::new(RunPeriod::today(), false);
+        let usd = |s: &str| Money::parse(s, Currency::Usd, 2).unwrap();
+        r.pay(Rail::Wise, usd("10.50")).unwrap();
+        r.pay(Rail::Stripe, usd("1")).unwrap();
+        r.pay(Rail::Wise, usd("0.25")).unwrap();
+        r.skip(Skip::NoMethod);
+        assert_eq!(r.eligible, 3);
+        assert_eq!(r.totals[0].rail, Rail::Stripe);
+        assert_eq!((r.totals[1].payouts, r.totals[1].amount), (2, usd("10.75")));
+        assert_eq!(r.skipped[&Skip::NoMethod], 1);
+    }
+}

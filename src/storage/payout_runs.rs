@@ -1,0 +1,279 @@
+//! Scheduled payout runs: one set-based pass over every payee's books, then every payout of
+//! the run (holds, payouts, first events, jobs) written in batches in the same transaction.
+//!
+//! A run is idempotent by its period: the `payout_runs` row (unique period) is written in the
+//! transaction that creates the payouts, so a second run for the period, from this process or
+//! another, creates nothing and returns the first run's report. Each payout's idempotency key
+//! is also derived from the period, as a second guard. A dry run reads the same state and
+//! writes nothing.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use chrono::Utc;
+use sqlx::{QueryBuilder, Sqlite};
+
+use super::balances::{BOOK_SUMS, BookSums, assess};
+use super::ledger::{TxnMeta, insert_transactions};
+use super::queue::{PAYOUT_QUEUE, payout_task};
+use super::{BATCH_ROWS, Store, StoreError, StoreResult, parse_stored, to_millis};
+use crate::domain::ids::{AccountId, PayoutId, ProgramId, Rail};
+use crate::domain::ledger::{Book, TransactionDraft, TransactionKind, TransactionStatus};
+use crate::domain::money::{Currency, Money};
+use crate::domain::payout::PayoutStatus;
+use crate::domain::payout_run::{Method, RunPeriod, RunReport, Skip, choose_method};
+use crate::ingest::record::content_hash;
+
+/// A payout the run will create.
+struct Planned {
+    id: PayoutId,
+    hold_id: String,
+    account: AccountId,
+    program: ProgramId,
+    rail: Rail,
+    destination: String,
+    amount: Money,
+    available: Money,
+}
+
+impl Store {
+    /// Runs (or, with `dry_run`, plans) the payouts of `period`.
+    pub async fn run_payouts(&self, period: &RunPeriod, dry_run: bool) -> StoreResult<RunReport> {
+        let mut tx = self.begin_write().await?;
+        let done: Option<String> =
+            sqlx::query_scalar("SELECT report FROM payout_runs WHERE period = $1")
+                .bind(period.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some(report) = done {
+            let mut report: RunReport = serde_json::from_str(&report).map_err(|e| {
+                StoreError::Corrupt(format!("stored report of run {}: {e}", period.as_str()))
+            })?;
+            report.already_ran = true;
+            report.dry_run = dry_run;
+            return Ok(report);
+        }
+
+        // Every payee's books, spend, hosting and payout methods: four set-based queries.
+        let rows: Vec<(String, String, String, i64, i64, i64, i64)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(BOOK_SUMS.replace("{filter}", "")))
+                .fetch_all(&mut *tx)
+                .await?;
+        let spend: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT u.account_id, u.currency, \
+               SUM(u.units) - COALESCE(SUM((SELECT SUM(f.units) FROM refunds f WHERE f.usage_id = u.id)), 0) \
+             FROM usage u \
+             WHERE u.account_id IN (SELECT DISTINCT holder FROM ledger_postings WHERE holder IS NOT NULL) \
+             GROUP BY u.account_id, u.currency",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let spend: HashMap<(String, String), i64> = spend
+            .into_iter()
+            .map(|(a, c, units)| ((a, c), units))
+            .collect();
+        let rented: HashSet<&str> = spend.keys().map(|(a, _)| a.as_str()).collect();
+        let hosted: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM accounts WHERE hosted_machines <> 0")
+                .fetch_all(&mut *tx)
+                .await?;
+        let hosted: HashSet<String> = hosted.into_iter().collect();
+        let method_rows: Vec<(String, String, String, i64)> =
+            sqlx::query_as("SELECT account_id, rail, destination, auto_payout FROM payout_methods")
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut methods: HashMap<String, Vec<Method>> = HashMap::new();
+        for (account, rail, destination, auto) in method_rows {
+            methods.entry(account).or_default().push(Method {
+                rail: parse_stored("rail", &rail)?,
+                destination,
+                auto_payout: auto != 0,
+            });
+        }
+
+        let mut report = RunReport::new(period.clone(), dry_run);
+        let mut planned = Vec::new();
+        for (holder, program_id, currency, cashable, credit, withdrawn, pending) in rows {
+            let program: ProgramId = parse_stored("program", &program_id)?;
+            let currency_code: Currency = parse_stored("currency", &currency)?;
+            // Programs that pay only credits have no payees.
+            if self
+                .programs()
+                .get(&program)
+                .is_some_and(|p| p.cash_out.cashable_fraction.is_zero())
+            {
+                continue;
+            }
+            report.considered += 1;
+            let spent = spend
+                .get(&(holder.clone(), currency.clone()))
+                .copied()
+                .unwrap_or(0);
+            let (balance, verdict) = assess(
+                self.programs(),
+                program.clone(),
+                currency_code,
+                BookSums {
+                    cashable,
+                    credit,
+                    withdrawn,
+                    pending,
+                },
+                Money::from_units(spent, currency_code),
+                rented.contains(holder.as_str()),
+                hosted.contains(&holder),
+            )?;
+            let Some(verdict) = verdict else {
+                report.skip(Skip::NotConfigured);
+                continue;
+            };
+            if let Err(why) = verdict {
+                report.skip(Skip::from_ineligible(&why));
+                continue;
+            }
+            let Some(terms) = self.programs().get(&program) else {
+                report.skip(Skip::NotConfigured);
+                continue;
+            };
+            let own = methods.get(&holder).map(Vec::as_slice).unwrap_or(&[]);
+            let method = match choose_method(terms, own) {
+                Ok(m) => m,
+                Err(why) => {
+                    report.skip(why);
+                    continue;
+                }
+            };
+            report.pay(method.rail, balance.payable_now)?;
+            planned.push(Planned {
+                id: PayoutId::generate(),
+                hold_id: format!("lt_{}", ulid::Ulid::generate()),
+                account: parse_stored("account id", &holder)?,
+                program,
+                rail: method.rail,
+                destination: method.destination.clone(),
+                amount: balance.payable_now,
+                available: balance.available,
+            });
+        }
+        if dry_run {
+            tx.rollback().await?;
+            return Ok(report);
+        }
+
+        create_payouts(&mut tx, period, &planned).await?;
+        report.created = u64::try_from(planned.len()).unwrap_or(u64::MAX);
+        let json = serde_json::to_string(&report)
+            .map_err(|e| StoreError::Corrupt(format!("cannot encode the run report: {e}")))?;
+        sqlx::query(
+            "INSERT INTO payout_runs (id, period, created_at, payouts, report) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(format!("run_{}", ulid::Ulid::generate()))
+        .bind(period.as_str())
+        .bind(to_millis(Utc::now()))
+        .bind(i64::try_from(planned.len()).unwrap_or(i64::MAX))
+        .bind(&json)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(report)
+    }
+}
+
+/// Holds, payouts, their first events and their jobs, in batches.
+async fn create_payouts(
+    tx: &mut sqlx::Transaction<'static, Sqlite>,
+    period: &RunPeriod,
+    planned: &[Planned],
+) -> StoreResult<()> {
+    let mut holds = Vec::with_capacity(planned.len());
+    for p in planned {
+        let hold = TransactionDraft::new(TransactionKind::Payout, TransactionStatus::Pending)
+            .transfer(
+                Book::ReferrerCashable {
+                    account: p.account.clone(),
+                    program: p.program.clone(),
+                },
+                Book::RailSettlement { rail: p.rail },
+                p.amount,
+            )
+            .finish()?;
+        holds.push((
+            TxnMeta::for_payout(p.hold_id.clone(), p.id.to_string()),
+            hold,
+        ));
+    }
+    insert_transactions(tx, &holds).await?;
+
+    let now = to_millis(Utc::now());
+    let mut rows = Vec::with_capacity(planned.len());
+    for p in planned {
+        let units = p.amount.to_units()?;
+        let key = format!(
+            "run-{}-{}-{}",
+            period.as_str(),
+            p.program,
+            p.amount.currency()
+        );
+        let hash = content_hash(&[
+            p.program.as_str(),
+            p.rail.as_str(),
+            p.amount.currency().code(),
+            &units.to_string(),
+        ]);
+        rows.push((p, units, key, hash));
+    }
+    for chunk in rows.chunks(BATCH_ROWS / 2) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO payouts (id, account_id, program, rail, destination, currency, units, \
+             status, idempotency_key, request_hash, hold_txn_id, next_action_at, created_at, updated_at) ",
+        );
+        q.push_values(chunk, |mut b, (p, units, key, hash)| {
+            b.push_bind(p.id.to_string())
+                .push_bind(p.account.to_string())
+                .push_bind(p.program.to_string())
+                .push_bind(p.rail.as_str())
+                .push_bind(p.destination.clone())
+                .push_bind(p.amount.currency().code())
+                .push_bind(*units)
+                .push_bind(PayoutStatus::Queued.code())
+                .push_bind(key.clone())
+                .push_bind(hash.clone())
+                .push_bind(p.hold_id.clone())
+                .push_bind(now)
+                .push_bind(now)
+                .push_bind(now);
+        });
+        q.build().execute(&mut **tx).await?;
+
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO payout_events (payout_id, at, from_status, to_status, attempt_no, worker, reason, source) ",
+        );
+        q.push_values(chunk, |mut b, (p, _, _, _)| {
+            b.push_bind(p.id.to_string())
+                .push_bind(now)
+                .push_bind(None::<String>)
+                .push_bind(PayoutStatus::Queued.code())
+                .push_bind(None::<i64>)
+                .push_bind(None::<String>)
+                .push_bind(format!(
+                    "payout run {}: {} to {} {}; {} held from an available {}",
+                    period.as_str(),
+                    p.amount,
+                    p.rail,
+                    p.destination,
+                    p.amount,
+                    p.available
+                ))
+                .push_bind("payout_run");
+        });
+        q.build().execute(&mut **tx).await?;
+
+        let tasks = chunk
+            .iter()
+            .map(|(p, _, _, _)| payout_task(&p.id, Duration::ZERO, "created"))
+            .collect::<StoreResult<Vec<_>>>()?;
+        apalis_sqlite::queries::push_tasks(&mut **tx, PAYOUT_QUEUE, &tasks).await?;
+    }
+    Ok(())
+}

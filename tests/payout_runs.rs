@@ -1,0 +1,238 @@
+//! Scheduled payout runs: one pass over every payee, skipped ones with their reason, totals per
+//! rail, idempotent by period, dry runs that change nothing, and payouts the worker then pays
+//! exactly once.
+
+mod common;
+
+use common::{TestEnv, usd};
+use payouts::domain::ids::Rail;
+use payouts::domain::money::Currency;
+use payouts::domain::payout_run::{RunPeriod, Skip};
+use payouts::providers::stripe::mock::Faults;
+
+/// A referrer `r` whose referred account spends `spend` on instances (Vast: 3%, 75% cashable).
+fn earner(r: &str, spend: &str) -> String {
+    [
+        format!(r#"{{"type":"account","id":"{r}","created_at":"2025-01-01T00:00:00Z","email":"{r}@x.com"}}"#),
+        format!(r#"{{"type":"account","id":"{r}-u","created_at":"2025-02-01T00:00:00Z","email":"{r}-u@x.com"}}"#),
+        format!(r#"{{"type":"referral","program":"vast","referrer":"{r}","referred":"{r}-u","at":"2025-02-01T00:00:00Z"}}"#),
+        format!(r#"{{"type":"usage","id":"{r}-c1","account":"{r}-u","at":"2025-03-01T00:00:00Z","category":"instance","amount":"{spend}","currency":"USD"}}"#),
+    ]
+    .join("\n")
+}
+
+fn method(r: &str, auto: bool) -> String {
+    let id: String = r.chars().filter(char::is_ascii_alphanumeric).collect();
+    format!(
+        r#"{{"type":"payout_method","account":"{r}","rail":"stripe","destination":"acct_1{id}","auto_payout":{auto}}}"#
+    )
+}
+
+fn period(p: &str) -> RunPeriod {
+    RunPeriod::parse(p).unwrap()
+}
+
+async fn population(env: &TestEnv) {
+    let lines = [
+        earner("r-pay", "1000"),
+        method("r-pay", true),
+        earner("r-pay2", "2000"),
+        method("r-pay2", true),
+        earner("r-manual", "1000"),
+        method("r-manual", false),
+        earner("r-nomethod", "1000"),
+        earner("r-gated", "1000"),
+        method("r-gated", true),
+        // r-gated rents too: $5,000 of its own spend outweighs $30 of earnings.
+        r#"{"type":"usage","id":"gated-own","account":"r-gated","at":"2025-03-01T00:00:00Z","category":"instance","amount":"5000","currency":"USD"}"#.into(),
+        earner("r-tiny", "0.10"),
+        method("r-tiny", true),
+    ];
+    let report = env.ingest(&lines.join("\n")).await;
+    assert!(report.rejected.is_empty(), "{:#?}", report.rejected);
+}
+
+#[tokio::test]
+async fn a_run_pays_every_eligible_payee_once_and_says_why_it_skipped_the_others() {
+    let env = TestEnv::new(Faults::default()).await;
+    population(&env).await;
+    // A withdrawn balance later refunded leaves a debt: not paid.
+    env.ingest(&[earner("r-debt", "1000"), method("r-debt", true)].join("\n"))
+        .await;
+    env.withdraw("r-debt", usd("22.50"), "debt").await.unwrap();
+    env.ingest(r#"{"type":"refund","id":"debt-f","usage_id":"r-debt-c1","amount":"1000"}"#)
+        .await;
+
+    let dry = env
+        .store
+        .run_payouts(&period("2026-11-21"), true)
+        .await
+        .unwrap();
+    assert!(dry.dry_run);
+    assert_eq!(dry.created, 0);
+    assert_eq!(
+        env.store.list_payouts(None).await.unwrap().len(),
+        1,
+        "a dry run creates nothing"
+    );
+
+    let run = env
+        .store
+        .run_payouts(&period("2026-11-21"), false)
+        .await
+        .unwrap();
+    assert_eq!((run.considered, run.eligible, run.created), (7, 2, 2));
+    let skipped = |s: Skip| run.skipped.get(&s).copied().unwrap_or(0);
+    assert_eq!(skipped(Skip::AutoPayoutOff), 1);
+    assert_eq!(skipped(Skip::NoMethod), 1);
+    assert_eq!(skipped(Skip::SpendGate), 1);
+    assert_eq!(skipped(Skip::NothingAvailable), 1);
+    assert_eq!(skipped(Skip::NegativeBalance), 1);
+    assert_eq!(run.totals.len(), 1);
+    assert_eq!(
+        (run.totals[0].rail, run.totals[0].currency),
+        (Rail::Stripe, Currency::Usd)
+    );
+    assert_eq!(
+        (run.totals[0].payouts, run.totals[0].amount),
+        (2, usd("67.50")),
+        "22.50 + 45"
+    );
+    // The dry run said exactly what the run then did.
+    assert_eq!(
+        (dry.considered, &dry.skipped, &dry.totals),
+        (run.considered, &run.skipped, &run.totals)
+    );
+
+    // Idempotent by period: again, and from "another process", nothing new.
+    let again = env
+        .store
+        .run_payouts(&period("2026-11-21"), false)
+        .await
+        .unwrap();
+    assert!(again.already_ran);
+    assert_eq!(again.totals, run.totals);
+    assert_eq!(env.store.list_payouts(None).await.unwrap().len(), 3);
+    assert!(
+        env.payable("r-pay").await.is_zero(),
+        "the run's hold is in place"
+    );
+
+    // The worker pays them exactly once.
+    env.work_until_idle(env.deps()).await;
+    let ids: Vec<String> = env
+        .store
+        .list_payouts(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.id.to_string())
+        .collect();
+    env.assert_paid_exactly_once(&ids).await;
+    let by_run = env
+        .store
+        .list_payouts(Some(
+            &payouts::domain::ids::AccountId::parse("r-pay").unwrap(),
+        ))
+        .await
+        .unwrap();
+    let detail = env.store.payout(by_run[0].id.as_str()).await.unwrap();
+    assert!(
+        detail.events[0]
+            .reason
+            .starts_with("payout run 2026-11-21: 22.50 USD to stripe acct_1rpay"),
+        "{:#?}",
+        detail.events
+    );
+    assert_eq!(by_run[0].idempotency_key, "run-2026-11-21-vast-USD");
+
+    // Next period: only what was earned since.
+    env.ingest(r#"{"type":"usage","id":"r-pay-c2","account":"r-pay-u","at":"2025-04-01T00:00:00Z","category":"instance","amount":"100","currency":"USD"}"#).await;
+    let next = env
+        .store
+        .run_payouts(&period("2026-11-22"), false)
+        .await
+        .unwrap();
+    assert_eq!(next.created, 1);
+    assert_eq!(next.totals[0].amount, usd("2.25"));
+}
+
+#[tokio::test]
+async fn balances_below_the_programs_minimum_wait() {
+    let text = payouts::domain::program::config::PRESETS[0]
+        .1
+        .replace(r#"minimum_payout = "0.01""#, r#"minimum_payout = "25""#);
+    let set =
+        payouts::domain::program::ProgramSet::from_toml("vast-min-25", &text, &|_| None).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        payouts::storage::Store::open_sqlite(&dir.path().join("m.db"), std::sync::Arc::new(set))
+            .await
+            .unwrap();
+    let lines = [
+        earner("r-small", "1000"),
+        method("r-small", true),
+        earner("r-big", "2000"),
+        method("r-big", true),
+    ];
+    payouts::app::ingest::ingest(&store, lines.join("\n").as_bytes(), true)
+        .await
+        .unwrap();
+    let run = store.run_payouts(&period("2026-11"), false).await.unwrap();
+    assert_eq!(run.skipped.get(&Skip::BelowMinimum), Some(&1), "22.50 < 25");
+    assert_eq!((run.created, run.totals[0].amount), (1, usd("45")));
+}
+
+#[test]
+fn the_binary_runs_payouts_dry_then_for_real_then_not_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let file = dir.path().join("in.ndjson");
+    std::fs::write(
+        &file,
+        [earner("r-bin", "1000"), method("r-bin", true)].join("\n"),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_payouts"))
+            .args(args)
+            .env("DATABASE_URL", &db)
+            .env("RUNPOD_BONUS_SEED", common::TEST_SEED)
+            .env_remove("PAYOUTS_PROGRAMS")
+            .output()
+            .unwrap()
+    };
+    assert!(run(&["ingest", file.to_str().unwrap()]).status.success());
+    let dry = run(&[
+        "run-payouts",
+        "--period",
+        "2026-11-21",
+        "--dry-run",
+        "--json",
+    ]);
+    assert!(
+        dry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
+    assert_eq!(
+        (report["dry_run"].as_bool(), report["eligible"].as_u64()),
+        (Some(true), Some(1))
+    );
+    assert_eq!(report["totals"][0]["amount"]["amount"], "22.5");
+    let real = run(&["run-payouts", "--period", "2026-11-21"]);
+    let text = String::from_utf8_lossy(&real.stdout);
+    assert!(
+        text.contains("1 eligible, 1 payout(s) created") && text.contains("22.50 USD"),
+        "{text}"
+    );
+    let again = run(&["run-payouts", "--period", "2026-11-21"]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already ran"));
+    let list = run(&["payouts", "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let bad = run(&["run-payouts", "--period", "next week"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("run period"));
+}
