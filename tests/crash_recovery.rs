@@ -51,14 +51,13 @@ fn transfers_for(base: &str, payout: &str) -> usize {
     all.iter().filter(|t| t["transfer_group"] == payout).count()
 }
 
-#[test]
-fn a_worker_killed_mid_send_is_taken_over_and_the_payout_is_paid_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("crash.db");
+/// A database with one queued payout for ref-alice, and the mocks answering every
+/// money-moving request after `latency_ms`. Returns the payout id, the mock and its Stripe URL.
+fn one_queued_payout(db: &Path, latency_ms: u64) -> (String, Killed, String) {
     let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/demo.ndjson");
-    assert!(payouts(&db, &["ingest", fixture], &[]).status.success());
+    assert!(payouts(db, &["ingest", fixture], &[]).status.success());
     let out = payouts(
-        &db,
+        db,
         &[
             "withdraw",
             "ref-alice",
@@ -78,10 +77,10 @@ fn a_worker_killed_mid_send_is_taken_over_and_the_payout_is_paid_once() {
     let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let id = created["payout"]["id"].as_str().unwrap().to_string();
 
-    // Every money-moving request takes 3 s at the mock: long enough to kill the sender.
+    let faults = format!(r#"{{"latency_ms":{latency_ms}}}"#);
     let mut mock = Killed(
         Command::new(BIN)
-            .args(["mock-providers", "--faults", r#"{"latency_ms":3000}"#])
+            .args(["mock-providers", "--faults", &faults])
             .env("STRIPE_SECRET_KEY", "sk_test_crash")
             .stdout(Stdio::piped())
             .spawn()
@@ -97,47 +96,67 @@ fn a_worker_killed_mid_send_is_taken_over_and_the_payout_is_paid_once() {
         .unwrap()
         .to_string();
     std::thread::spawn(move || for _ in lines {});
+    (id, mock, base)
+}
 
-    let worker_env = [
+fn worker_env(base: &str) -> [(&'static str, &str); 6] {
+    [
         ("STRIPE_SECRET_KEY", "sk_test_crash"),
-        ("STRIPE_API_BASE", base.as_str()),
+        ("STRIPE_API_BASE", base),
         ("PAYOUTS_HTTP_TIMEOUT_SECS", "4"),
         ("PAYOUTS_SETTLE_DELAY_SECS", "1"),
         ("PAYOUTS_RETRY_BASE_SECS", "1"),
         // The lease must outlast the HTTP timeout (the worker refuses to start otherwise).
         ("PAYOUTS_LEASE_TTL_SECS", "5"),
-    ];
-    let mut first = Command::new(BIN);
-    first
-        .args(["work"])
-        .env("DATABASE_URL", &db)
+    ]
+}
+
+/// Starts `payouts work` in the background, its standard error going to `log`.
+fn spawn_worker(db: &Path, base: &str, log: &Path) -> Killed {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["work"])
+        .env("DATABASE_URL", db)
         .env("RUNPOD_BONUS_SEED", "crash-test-seed-0123456789")
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("first.log")).unwrap());
-    for (k, v) in worker_env {
-        first.env(k, v);
+        .stderr(std::fs::File::create(log).unwrap());
+    for (k, v) in worker_env(base) {
+        cmd.env(k, v);
     }
-    let mut first = Killed(first.spawn().unwrap());
+    Killed(cmd.spawn().unwrap())
+}
 
-    // Wait until the first worker has the request in flight, then SIGKILL it.
+/// Waits until `worker` has the payout's request in flight.
+fn wait_for_send(db: &Path, id: &str, worker: &mut Killed, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Ok(Some(status)) = first.0.try_wait() {
+        if let Ok(Some(status)) = worker.0.try_wait() {
             panic!(
-                "the first worker exited ({status}): {}",
-                std::fs::read_to_string(dir.path().join("first.log")).unwrap_or_default()
+                "the worker exited ({status}): {}",
+                std::fs::read_to_string(log).unwrap_or_default()
             );
         }
-        let p = show(&db, &id);
+        let p = show(db, id);
         if p["payout"]["status"] == "submitting" {
-            break;
+            return;
         }
         assert!(
             Instant::now() < deadline,
-            "the first worker never started sending: {p:#}"
+            "the worker never started sending: {p:#}\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn a_worker_killed_mid_send_is_taken_over_and_the_payout_is_paid_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("crash.db");
+    // Every money-moving request takes 3 s at the mock: long enough to kill the sender.
+    let (id, _mock, base) = one_queued_payout(&db, 3000);
+    let log = dir.path().join("first.log");
+    let mut first = spawn_worker(&db, &base, &log);
+    wait_for_send(&db, &id, &mut first, &log);
     first.0.kill().unwrap();
     first.0.wait().unwrap();
     assert_eq!(
@@ -147,7 +166,7 @@ fn a_worker_killed_mid_send_is_taken_over_and_the_payout_is_paid_once() {
     );
 
     // A second worker process finishes the job.
-    let out = payouts(&db, &["work", "--until-idle"], &worker_env);
+    let out = payouts(&db, &["work", "--until-idle"], &worker_env(&base));
     assert!(
         out.status.success(),
         "{}",
@@ -183,4 +202,40 @@ fn a_worker_killed_mid_send_is_taken_over_and_the_payout_is_paid_once() {
         1,
         "exactly one payment at the provider"
     );
+}
+
+#[test]
+fn sigterm_finishes_the_send_in_hand_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("term.db");
+    let (id, _mock, base) = one_queued_payout(&db, 1500);
+    let log = dir.path().join("worker.log");
+    let mut worker = spawn_worker(&db, &base, &log);
+    wait_for_send(&db, &id, &mut worker, &log);
+    let sent = Command::new("kill")
+        .args(["-TERM", &worker.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = worker.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker did not stop within 15 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    // The send in hand was finished, not abandoned: paid, once.
+    let detail = show(&db, &id);
+    assert_eq!(detail["payout"]["status"], "paid", "{detail:#}");
+    assert_eq!(transfers_for(&base, &id), 1);
 }
