@@ -236,3 +236,120 @@ fn the_binary_runs_payouts_dry_then_for_real_then_not_again() {
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("run period"));
 }
+
+/// Three `payouts work` processes share a run of 300 payouts on one database, against a
+/// Stripe mock that drops every first request after committing it and throws 500s and 429s:
+/// every payout is paid, exactly one transfer each, none stray.
+#[test]
+fn three_worker_processes_pay_a_run_of_three_hundred_exactly_once() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::process::{Command, Stdio};
+
+    let bin = env!("CARGO_BIN_EXE_payouts");
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("many.db");
+    let file = dir.path().join("in.ndjson");
+    let n = 300;
+    let lines: Vec<String> = (0..n)
+        .flat_map(|i| {
+            [
+                earner(&format!("m{i:03}"), "1000"),
+                method(&format!("m{i:03}"), true),
+            ]
+        })
+        .collect();
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let cmd = |args: &[&str]| {
+        let mut c = Command::new(bin);
+        c.args(args)
+            .env("DATABASE_URL", &db)
+            .env("RUNPOD_BONUS_SEED", common::TEST_SEED)
+            .env_remove("PAYOUTS_PROGRAMS");
+        c
+    };
+    assert!(
+        cmd(&["ingest", file.to_str().unwrap()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let run = cmd(&["run-payouts", "--period", "p1", "--json"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(report["created"], n);
+
+    let mut mock = cmd(&[
+        "mock-providers",
+        "--faults",
+        r#"{"drop_first_attempt":true,"error_rate":0.1,"rate_limit_rate":0.1,"seed":7}"#,
+    ])
+    .env("STRIPE_SECRET_KEY", "sk_test_many")
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut out = BufReader::new(mock.stdout.take().unwrap()).lines();
+    let base = out
+        .next()
+        .unwrap()
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    std::thread::spawn(move || for _ in out {});
+
+    let workers: Vec<_> = (0..3)
+        .map(|_| {
+            cmd(&["work", "--until-idle"])
+                .env("STRIPE_SECRET_KEY", "sk_test_many")
+                .env("STRIPE_API_BASE", &base)
+                .env("PAYOUTS_HTTP_TIMEOUT_SECS", "2")
+                .env("PAYOUTS_SETTLE_DELAY_SECS", "2")
+                .env("PAYOUTS_RETRY_BASE_SECS", "1")
+                .env("PAYOUTS_RETRY_MAX_SECS", "2")
+                .env("PAYOUTS_LEASE_TTL_SECS", "10")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for w in workers {
+        let o = w.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+
+    let list = cmd(&["payouts", "list", "--json"]).output().unwrap();
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(list.len(), n);
+    assert!(list.iter().all(|p| p["status"] == "paid"), "all paid");
+
+    let host = base.strip_prefix("http://").unwrap();
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        stream,
+        "GET /__mock/transfers HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let transfers: Vec<serde_json::Value> =
+        serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1).unwrap();
+    assert_eq!(transfers.len(), n, "one transfer per payout, none stray");
+    let mut groups: Vec<&str> = transfers
+        .iter()
+        .map(|t| t["transfer_group"].as_str().unwrap())
+        .collect();
+    groups.sort_unstable();
+    groups.dedup();
+    assert_eq!(groups.len(), n, "no payout was paid twice");
+    let _ = mock.kill();
+    let _ = mock.wait();
+    let check = cmd(&["ledger-check"]).output().unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+}
