@@ -353,3 +353,116 @@ fn three_worker_processes_pay_a_run_of_three_hundred_exactly_once() {
         String::from_utf8_lossy(&check.stdout)
     );
 }
+
+/// Two worker processes on the same cron schedule: both tick every second, and every tick
+/// makes one run, never one per process; every payee is paid once.
+#[test]
+fn scheduled_runs_in_two_processes_make_one_run_per_tick() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let bin = env!("CARGO_BIN_EXE_payouts");
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cron.db");
+    let file = dir.path().join("in.ndjson");
+    let n = 20;
+    let lines: Vec<String> = (0..n)
+        .flat_map(|i| {
+            [
+                earner(&format!("c{i:02}"), "1000"),
+                method(&format!("c{i:02}"), true),
+            ]
+        })
+        .collect();
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let cmd = |args: &[&str]| {
+        let mut c = Command::new(bin);
+        c.args(args)
+            .env("DATABASE_URL", &db)
+            .env("RUNPOD_BONUS_SEED", common::TEST_SEED)
+            .env_remove("PAYOUTS_PROGRAMS");
+        c
+    };
+    assert!(
+        cmd(&["ingest", file.to_str().unwrap()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut mock = cmd(&["mock-providers"])
+        .env("STRIPE_SECRET_KEY", "sk_test_cron")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(mock.stdout.take().unwrap()).lines();
+    let base = out
+        .next()
+        .unwrap()
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    std::thread::spawn(move || for _ in out {});
+
+    let logs: Vec<_> = (0..2)
+        .map(|i| dir.path().join(format!("w{i}.log")))
+        .collect();
+    let mut workers: Vec<_> = logs
+        .iter()
+        .map(|log| {
+            cmd(&["work"])
+                .env("STRIPE_SECRET_KEY", "sk_test_cron")
+                .env("STRIPE_API_BASE", &base)
+                .env("PAYOUTS_RUN_SCHEDULE", "* * * * * *")
+                .env("PAYOUTS_LOG", "payouts=info")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(log).unwrap())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // Wait until every payee's payout is paid, and a few more ticks have passed.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let list = cmd(&["payouts", "list", "--json"]).output().unwrap();
+        let list: Vec<serde_json::Value> = serde_json::from_slice(&list.stdout).unwrap();
+        if list.len() == n && list.iter().all(|p| p["status"] == "paid") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not all paid: {list:#?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    for w in &mut workers {
+        Command::new("kill")
+            .args(["-TERM", &w.id().to_string()])
+            .status()
+            .unwrap();
+    }
+    for w in &mut workers {
+        assert!(w.wait().unwrap().success());
+    }
+    let _ = mock.kill();
+    let _ = mock.wait();
+
+    let list = cmd(&["payouts", "list", "--json"]).output().unwrap();
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(
+        list.len(),
+        n,
+        "one payout per payee, however many ticks and processes"
+    );
+    let text: String = logs
+        .iter()
+        .map(|l| std::fs::read_to_string(l).unwrap())
+        .collect();
+    let made = text.matches("scheduled payout run made").count();
+    let deduped = text.matches("already made by another worker").count();
+    assert!(made >= 3, "several ticks ran: {text}");
+    assert!(
+        deduped >= 1,
+        "both processes ticked and one run was made per tick: {text}"
+    );
+}

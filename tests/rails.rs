@@ -77,6 +77,7 @@ impl Env {
                 until_idle: true,
                 sweep_every: Duration::from_secs(1),
                 sweep_grace: Duration::from_secs(2),
+                schedule: None,
             },
             tokio::time::sleep(Duration::from_secs(90)),
             |_| {},

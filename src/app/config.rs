@@ -59,6 +59,9 @@ pub struct WorkerSettings {
     pub partnerstack: Option<PartnerstackConfig>,
     pub policy: RetryPolicy,
     pub lease_ttl: Duration,
+    /// `PAYOUTS_RUN_SCHEDULE`: a cron expression (seconds first, UTC) on which the worker makes
+    /// payout runs; unset, it makes none.
+    pub run_schedule: Option<cron::Schedule>,
 }
 
 impl WorkerSettings {
@@ -87,6 +90,16 @@ impl WorkerSettings {
             poll_max: secs("PAYOUTS_POLL_MAX_SECS", 6 * 3600)?,
             watch_for: Duration::from_secs(24 * 3600 * secs("PAYOUTS_WATCH_DAYS", 30)?.as_secs()),
             ..RetryPolicy::default()
+        };
+        let run_schedule = match var("PAYOUTS_RUN_SCHEDULE") {
+            None => None,
+            Some(v) => Some(v.trim().parse::<cron::Schedule>().map_err(|e| ConfigError::Invalid {
+                name: "PAYOUTS_RUN_SCHEDULE",
+                value: v.clone(),
+                why: format!(
+                    "is not a cron expression ({e}); write six fields, seconds first, e.g. \"0 0 6 * * *\" for 06:00 UTC daily"
+                ),
+            })?),
         };
         let lease_ttl = secs("PAYOUTS_LEASE_TTL_SECS", 60)?;
         if lease_ttl <= timeout {
@@ -159,6 +172,7 @@ impl WorkerSettings {
             partnerstack,
             policy,
             lease_ttl,
+            run_schedule,
         };
         if settings.stripe.is_none()
             && settings.paypal.is_none()

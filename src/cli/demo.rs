@@ -215,6 +215,7 @@ pub async fn run() -> Result<i32> {
             until_idle: true,
             sweep_every: Duration::from_secs(2),
             sweep_grace: Duration::from_secs(3),
+            schedule: None,
         },
         tokio::time::sleep(Duration::from_secs(120)),
         progress,

@@ -410,6 +410,7 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
             let options = WorkerOptions {
                 concurrency,
                 until_idle,
+                schedule: settings.run_schedule.clone(),
                 ..WorkerOptions::default()
             };
             run_worker(deps, options, shutdown_signal(), |_| {}).await?;

@@ -1,6 +1,7 @@
 //! Background work: the payout step and the apalis worker that runs it.
 
 pub mod payout_step;
+pub mod schedule;
 pub mod worker;
 
 pub use payout_step::{PayoutDeps, StepOutcome, advance_payout};

@@ -25,6 +25,8 @@ pub struct WorkerOptions {
     pub sweep_every: Duration,
     /// How late a payout's step may be before the sweep re-enqueues it.
     pub sweep_grace: Duration,
+    /// When set, payout runs are made on this cron schedule (see `jobs::schedule`).
+    pub schedule: Option<cron::Schedule>,
 }
 
 impl Default for WorkerOptions {
@@ -34,6 +36,7 @@ impl Default for WorkerOptions {
             until_idle: false,
             sweep_every: Duration::from_secs(5),
             sweep_grace: Duration::from_secs(10),
+            schedule: None,
         }
     }
 }
@@ -81,6 +84,10 @@ pub async fn run_worker(
     info!(worker = %name, concurrency, "worker starting");
 
     let store = deps.store.clone();
+    let schedule_store = deps.store.clone();
+    // Both workers (payouts, and the schedule when configured) stop on the same signal.
+    let (stopped, on_stop) = tokio::sync::watch::channel(false);
+    let schedule = options.schedule.clone();
     let stop = async move {
         let watch = async {
             let mut last_sweep = tokio::time::Instant::now();
@@ -114,16 +121,34 @@ pub async fn run_worker(
             () = watch => info!("idle: no payout is waiting for a worker"),
             () = shutdown => info!("shutdown requested; finishing jobs in hand"),
         }
+        let _ = stopped.send(true);
         Ok::<(), std::io::Error>(())
     };
 
-    WorkerBuilder::new(name)
+    let payouts = WorkerBuilder::new(name.clone())
         .backend(backend)
         .data(deps)
         .concurrency(concurrency)
         .build(handle)
-        .run_until(stop)
-        .await
+        .run_until(stop);
+    let Some(schedule) = schedule else {
+        return payouts.await;
+    };
+    let mut on_stop = on_stop;
+    let schedule_stop = async move {
+        let _ = on_stop.wait_for(|stopped| *stopped).await;
+        Ok::<(), std::io::Error>(())
+    };
+    let (paid, ticked) = tokio::join!(
+        payouts,
+        super::schedule::run_schedule(
+            schedule_store,
+            schedule,
+            format!("{name}-schedule"),
+            schedule_stop
+        )
+    );
+    paid.and(ticked)
 }
 
 /// Resolves on SIGINT or SIGTERM.

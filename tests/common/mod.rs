@@ -129,6 +129,7 @@ impl TestEnv {
                 until_idle: true,
                 sweep_every: Duration::from_secs(1),
                 sweep_grace: Duration::from_secs(2),
+                schedule: None,
             },
             tokio::time::sleep(Duration::from_secs(60)),
             |_| {},
