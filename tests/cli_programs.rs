@@ -208,3 +208,56 @@ fn the_accrual_benchmark_runs_small_and_reports_an_idempotent_second_pass() {
     assert_eq!(figures["ledger_problems"], 0);
     assert!(figures["ratio"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn the_payout_run_and_execution_benchmarks_run_small() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = payouts(
+        &dir.path().join("unused.db"),
+        &["bench", "run", "--payees", "200", "--json"],
+        &[],
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    let figures: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    assert_eq!(figures["payees"], 200);
+    // One in five is skipped, ten for each of four reasons.
+    assert_eq!(figures["eligible"], 160);
+    assert_eq!(figures["created"], 160);
+    assert_eq!(figures["payouts_in_db"], 160);
+    for reason in [
+        "auto_payout_off",
+        "no_method",
+        "nothing_available",
+        "spend_gate",
+    ] {
+        assert_eq!(figures["skipped"][reason], 10, "{reason}");
+    }
+    assert_eq!(figures["matches_fixture"], true);
+
+    let o = payouts(
+        &dir.path().join("unused.db"),
+        &[
+            "bench",
+            "execution",
+            "--payouts",
+            "20",
+            "--workers",
+            "1,2",
+            "--json",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    let figures: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    let results = figures["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    for (r, workers) in results.iter().zip([1, 2]) {
+        assert_eq!(r["workers"], workers);
+        assert_eq!(r["paid"], 20);
+        assert_eq!(r["transfers"], 20);
+        assert_eq!(r["exactly_one_transfer_each"], true);
+        assert_eq!(r["ledger_problems"], 0);
+        assert!(r["commits_per_payout"].as_f64().unwrap() > 0.0);
+        assert_eq!(r["commit_loop_hooked"], r["commit_loop_commits"]);
+    }
+}

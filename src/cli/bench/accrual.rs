@@ -1,0 +1,418 @@
+//! `bench accrual`: accrual over a synthetic data set, beside a plain bulk insert of the same
+//! rows (see the module documentation of `bench`).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use payouts::storage::Store;
+use sqlx::{QueryBuilder, Sqlite};
+
+use super::fixture::{BenchDir, fresh_store};
+use super::synthetic::{
+    Frame, Rng, USAGE_SEED, UsageGen, UsageRow, referred_id, referrer_id, rfc3339, template_id,
+};
+use super::{Progress, db_bytes, group, peak_rss_kib, rate, render, rss_text};
+
+/// Rows per multi-row INSERT, as `storage::BATCH_ROWS` (500) for ingest.
+const STATEMENT_ROWS: usize = 500;
+/// Progress is printed every this many rows.
+const PROGRESS_ROWS: usize = 1_000_000;
+/// Referred accounts (with their referrals) per ingest call during setup.
+const SETUP_CHUNK: usize = 10_000;
+/// Creator templates, capped by the number of referrers (their creators).
+const TEMPLATES: usize = 50;
+
+/// The same columns and indexes as `usage` after every migration (core, then programs).
+const RAW_DDL: [&str; 3] = [
+    "CREATE TABLE usage_raw (
+        id           TEXT PRIMARY KEY,
+        account_id   TEXT NOT NULL,
+        at           INTEGER NOT NULL,
+        category     TEXT NOT NULL,
+        units        INTEGER NOT NULL CHECK (units > 0),
+        currency     TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        template_id  TEXT,
+        runtime_secs INTEGER NOT NULL DEFAULT 0 CHECK (runtime_secs >= 0)
+    )",
+    "CREATE INDEX usage_raw_account ON usage_raw (account_id)",
+    "CREATE INDEX usage_raw_template ON usage_raw (template_id, at) WHERE template_id IS NOT NULL",
+];
+
+pub(super) struct AccrualOptions {
+    pub(super) accounts: usize,
+    pub(super) events: usize,
+    pub(super) referrers: usize,
+    pub(super) dir: Option<PathBuf>,
+    pub(super) json: bool,
+}
+
+/// Inserts one chunk in one write transaction, `STATEMENT_ROWS` rows per INSERT.
+async fn insert_chunk(store: &Store, table: &str, rows: &[UsageRow]) -> Result<()> {
+    let mut tx = store.begin_write().await?;
+    for part in rows.chunks(STATEMENT_ROWS) {
+        let mut q = QueryBuilder::<Sqlite>::new(format!(
+            "INSERT INTO {table} \
+             (id, account_id, at, category, units, currency, content_hash, template_id, runtime_secs) "
+        ));
+        q.push_values(part, |mut b, r| {
+            b.push_bind(r.id.as_str())
+                .push_bind(r.account.as_str())
+                .push_bind(r.at)
+                .push_bind(r.category)
+                .push_bind(r.units)
+                .push_bind("USD")
+                .push_bind(r.content_hash.as_str())
+                .push_bind(r.template.as_deref())
+                .push_bind(r.runtime_secs);
+        });
+        q.build()
+            .execute(&mut *tx)
+            .await
+            .with_context(|| format!("inserting into {table}"))?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Time spent generating and inserting.
+struct LoadTimes {
+    generate: Duration,
+    insert: Duration,
+}
+
+/// Generates all usage rows and inserts them into `table`; only the inserts are timed as
+/// insert time.
+async fn load(
+    store: &Store,
+    table: &str,
+    label: &str,
+    opts: &AccrualOptions,
+    templates: usize,
+    frame: Frame,
+    progress: &Progress,
+) -> Result<LoadTimes> {
+    let mut usage = UsageGen::new(opts.accounts, opts.events, templates, frame);
+    let mut times = LoadTimes {
+        generate: Duration::ZERO,
+        insert: Duration::ZERO,
+    };
+    let mut done = 0;
+    let mut next_report = PROGRESS_ROWS.min(opts.events);
+    while done < opts.events {
+        let t = Instant::now();
+        let rows = usage.chunk();
+        times.generate += t.elapsed();
+        let t = Instant::now();
+        insert_chunk(store, table, &rows).await?;
+        times.insert += t.elapsed();
+        done += rows.len();
+        if done >= next_report {
+            progress.say(&format!(
+                "{label}: {} / {} rows, {:.1} s inserting, {} rows/s",
+                group(done as u64),
+                group(opts.events as u64),
+                times.insert.as_secs_f64(),
+                group(rate(done, times.insert) as u64),
+            ));
+            next_report = (next_report + PROGRESS_ROWS).min(opts.events);
+        }
+    }
+    Ok(times)
+}
+
+/// Ingests referrers, templates, referred accounts and their referrals through the normal
+/// ingest path. Returns the number of templates.
+async fn setup(store: &Store, opts: &AccrualOptions, frame: Frame) -> Result<usize> {
+    let templates = TEMPLATES.min(opts.referrers);
+    let mut ndjson = String::new();
+    let created = rfc3339(frame.referrer_created);
+    for i in 0..opts.referrers {
+        ndjson.push_str(&format!(
+            "{{\"type\":\"account\",\"id\":\"{}\",\"created_at\":\"{created}\",\"email\":\"r{i}@referrers.bench.example\"}}\n",
+            referrer_id(i)
+        ));
+    }
+    for t in 0..templates {
+        ndjson.push_str(&format!(
+            "{{\"type\":\"template\",\"id\":\"{}\",\"program\":\"runpod-creator\",\"creator\":\"{}\"}}\n",
+            template_id(t),
+            referrer_id(t)
+        ));
+    }
+    ingest_strict(store, &ndjson).await?;
+
+    let mut rng = Rng(USAGE_SEED ^ 0xacc0_0475);
+    let mut start = 0;
+    while start < opts.accounts {
+        let end = (start + SETUP_CHUNK).min(opts.accounts);
+        let mut ndjson = String::new();
+        for i in start..end {
+            let id = referred_id(i);
+            let at = rfc3339(frame.signup(i, opts.accounts));
+            let referrer = referrer_id(usize::try_from(rng.below(opts.referrers as u64))?);
+            // Half under vast (lifetime), half under runpod (beta cohort before 2025-06-26
+            // lifetime, the rest 6 months).
+            let program = if i % 2 == 0 { "vast" } else { "runpod" };
+            ndjson.push_str(&format!(
+                "{{\"type\":\"account\",\"id\":\"{id}\",\"created_at\":\"{at}\",\"email\":\"a{i}@users.bench.example\"}}\n\
+                 {{\"type\":\"referral\",\"program\":\"{program}\",\"referrer\":\"{referrer}\",\"referred\":\"{id}\",\"at\":\"{at}\"}}\n"
+            ));
+        }
+        ingest_strict(store, &ndjson).await?;
+        start = end;
+    }
+    Ok(templates)
+}
+
+async fn ingest_strict(store: &Store, ndjson: &str) -> Result<()> {
+    let report = payouts::app::ingest::ingest(store, ndjson.as_bytes(), true).await?;
+    anyhow::ensure!(
+        report.rejected.is_empty() && !report.rolled_back,
+        "the synthetic records were rejected: {:?}",
+        report.rejected.iter().take(3).collect::<Vec<_>>()
+    );
+    Ok(())
+}
+
+pub(super) async fn accrual(opts: AccrualOptions) -> Result<i32> {
+    anyhow::ensure!(opts.accounts > 0, "--accounts must be at least 1");
+    anyhow::ensure!(opts.referrers > 0, "--referrers must be at least 1");
+    anyhow::ensure!(opts.events > 0, "--events must be at least 1");
+    let progress = Progress {
+        started: Instant::now(),
+        to_stderr: opts.json,
+    };
+
+    // A temporary directory lives until the end of this function and is removed then.
+    let dir = BenchDir::new(opts.dir.as_ref())?;
+    let db = dir.path.join("bench.db");
+    let store = fresh_store(&db).await?;
+    progress.say(&format!(
+        "bench accrual: {} referred accounts, {} referrers, {} usage events; database {}",
+        group(opts.accounts as u64),
+        group(opts.referrers as u64),
+        group(opts.events as u64),
+        db.display()
+    ));
+
+    let frame = Frame::new()?;
+    let t = Instant::now();
+    let templates = setup(&store, &opts, frame).await?;
+    let setup_time = t.elapsed();
+    let statuses: Vec<(String, i64)> =
+        sqlx::query_as("SELECT status, COUNT(*) FROM referrals GROUP BY status ORDER BY status")
+            .fetch_all(store.pool())
+            .await?;
+    let qualified = statuses
+        .iter()
+        .find(|(s, _)| s == "qualified")
+        .map_or(0, |(_, n)| *n);
+    progress.say(&format!(
+        "setup (ingest): {} accounts, {} referrals ({}), {templates} templates in {:.1} s",
+        group((opts.accounts + opts.referrers) as u64),
+        group(opts.accounts as u64),
+        statuses
+            .iter()
+            .map(|(s, n)| format!("{} {s}", group(u64::try_from(*n).unwrap_or(0))))
+            .collect::<Vec<_>>()
+            .join(", "),
+        setup_time.as_secs_f64()
+    ));
+
+    for ddl in RAW_DDL {
+        sqlx::query(ddl)
+            .execute(store.pool())
+            .await
+            .context("creating usage_raw")?;
+    }
+    let raw = load(
+        &store,
+        "usage_raw",
+        "raw insert (usage_raw)",
+        &opts,
+        templates,
+        frame,
+        &progress,
+    )
+    .await?;
+    let rss_after_raw = peak_rss_kib();
+    let loaded = load(
+        &store,
+        "usage",
+        "load (usage)",
+        &opts,
+        templates,
+        frame,
+        &progress,
+    )
+    .await?;
+    let rss_after_load = peak_rss_kib();
+
+    progress.say("accrual: reaccrue_all over every referral and template");
+    let t = Instant::now();
+    let posted = store.reaccrue_all().await.context("accrual")?;
+    let accrual_time = t.elapsed();
+    let rss_after_accrual = peak_rss_kib();
+    progress.say(&format!(
+        "accrual: {} transactions posted in {:.1} s",
+        group(posted as u64),
+        accrual_time.as_secs_f64()
+    ));
+
+    progress.say("second pass: reaccrue_all again (must post nothing)");
+    let t = Instant::now();
+    let posted_again = store.reaccrue_all().await.context("second accrual pass")?;
+    let second_time = t.elapsed();
+    progress.say(&format!(
+        "second pass: {} transactions posted in {:.1} s",
+        group(posted_again as u64),
+        second_time.as_secs_f64()
+    ));
+
+    let check = store.check_ledger().await.context("checking the ledger")?;
+    let size = db_bytes(&db);
+    store.close().await;
+    let total = progress.started.elapsed();
+    // VmHWM only grows, but its per-thread counters are synced lazily: keep the largest reading.
+    let peak = [
+        peak_rss_kib(),
+        rss_after_raw,
+        rss_after_load,
+        rss_after_accrual,
+    ]
+    .into_iter()
+    .flatten()
+    .max();
+
+    let raw_rate = rate(opts.events, raw.insert);
+    let load_rate = rate(opts.events, loaded.insert);
+    let accrual_rate = rate(opts.events, accrual_time);
+    let ratio = if raw_rate > 0.0 {
+        accrual_rate / raw_rate
+    } else {
+        0.0
+    };
+    let generate = raw.generate + loaded.generate;
+
+    if opts.json {
+        let figures = serde_json::json!({
+            "accounts": opts.accounts,
+            "referrers": opts.referrers,
+            "events": opts.events,
+            "templates": templates,
+            "qualified_referrals": qualified,
+            "setup_secs": setup_time.as_secs_f64(),
+            "generate_secs": generate.as_secs_f64(),
+            "raw_insert_secs": raw.insert.as_secs_f64(),
+            "raw_insert_rows_per_sec": raw_rate,
+            "load_secs": loaded.insert.as_secs_f64(),
+            "load_rows_per_sec": load_rate,
+            "accrual_secs": accrual_time.as_secs_f64(),
+            "accrual_events_per_sec": accrual_rate,
+            "ratio": ratio,
+            "target_ratio": 0.5,
+            "transactions_posted": posted,
+            "second_pass_secs": second_time.as_secs_f64(),
+            "second_pass_transactions_posted": posted_again,
+            "ledger_transactions": check.transactions,
+            "ledger_postings": check.postings,
+            "ledger_problems": check.problems.len(),
+            "peak_rss_kib": peak,
+            "peak_rss_kib_after_raw_insert": rss_after_raw,
+            "peak_rss_kib_after_load": rss_after_load,
+            "peak_rss_kib_after_accrual": rss_after_accrual,
+            "database_bytes": size,
+            "total_secs": total.as_secs_f64(),
+        });
+        println!("{}", serde_json::to_string_pretty(&figures)?);
+        return Ok(0);
+    }
+
+    let secs = |d: Duration| format!("{:.2} s", d.as_secs_f64());
+    let per_sec = |r: f64| group(r as u64);
+    let rows = vec![
+        vec![
+            "setup: ingest accounts + referrals".into(),
+            secs(setup_time),
+            format!(
+                "{} accounts, {} qualified referrals, {templates} templates",
+                group((opts.accounts + opts.referrers) as u64),
+                group(u64::try_from(qualified).unwrap_or(0))
+            ),
+        ],
+        vec![
+            "generate usage rows (x2, untimed below)".into(),
+            secs(generate),
+            format!("{} rows each pass", group(opts.events as u64)),
+        ],
+        vec![
+            "raw insert into usage_raw".into(),
+            secs(raw.insert),
+            format!("{} rows/s", per_sec(raw_rate)),
+        ],
+        vec![
+            "load into usage".into(),
+            secs(loaded.insert),
+            format!("{} rows/s", per_sec(load_rate)),
+        ],
+        vec![
+            "accrual (reaccrue_all)".into(),
+            secs(accrual_time),
+            format!(
+                "{} events/s, {} transactions posted",
+                per_sec(accrual_rate),
+                group(posted as u64)
+            ),
+        ],
+        vec![
+            "ratio accrual / raw insert".into(),
+            String::new(),
+            format!("{ratio:.3} (target >= 0.5)"),
+        ],
+        vec![
+            "second pass (reaccrue_all)".into(),
+            secs(second_time),
+            format!(
+                "{} events/s, {} transactions posted",
+                per_sec(rate(opts.events, second_time)),
+                group(posted_again as u64)
+            ),
+        ],
+        vec![
+            "ledger check".into(),
+            String::new(),
+            format!(
+                "{} transactions, {} postings, {}",
+                group(u64::try_from(check.transactions).unwrap_or(0)),
+                group(u64::try_from(check.postings).unwrap_or(0)),
+                if check.is_ok() {
+                    "balanced".to_string()
+                } else {
+                    format!("{} problems", check.problems.len())
+                }
+            ),
+        ],
+        vec![
+            "peak RSS (VmHWM)".into(),
+            String::new(),
+            format!(
+                "{} (after raw insert {}, after load {}, after accrual {})",
+                rss_text(peak),
+                rss_text(rss_after_raw),
+                rss_text(rss_after_load),
+                rss_text(rss_after_accrual)
+            ),
+        ],
+        vec![
+            "database size".into(),
+            String::new(),
+            format!("{} MiB (both usage tables)", group(size / (1024 * 1024))),
+        ],
+        vec!["total".into(), secs(total), String::new()],
+    ];
+    println!();
+    println!("{}", render::table(&["phase", "time", "figures"], &rows));
+    Ok(0)
+}
