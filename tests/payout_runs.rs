@@ -237,67 +237,90 @@ fn the_binary_runs_payouts_dry_then_for_real_then_not_again() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("run period"));
 }
 
+/// A database of `n` payees (`{prefix}000`, ...), each with $22.50 payable through Stripe and
+/// automatic payouts on, and the binary run against it.
+struct Payees {
+    dir: tempfile::TempDir,
+    db: std::path::PathBuf,
+}
+
+impl Payees {
+    fn new(prefix: &str, n: usize) -> Payees {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("payees.db");
+        let file = dir.path().join("in.ndjson");
+        let lines: Vec<String> = (0..n)
+            .flat_map(|i| {
+                let id = format!("{prefix}{i:03}");
+                [earner(&id, "1000"), method(&id, true)]
+            })
+            .collect();
+        std::fs::write(&file, lines.join("\n")).unwrap();
+        let payees = Payees { dir, db };
+        let ingest = payees
+            .cmd(&["ingest", file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            ingest.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ingest.stderr)
+        );
+        payees
+    }
+
+    fn cmd(&self, args: &[&str]) -> std::process::Command {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_payouts"));
+        c.args(args)
+            .env("DATABASE_URL", &self.db)
+            .env("RUNPOD_BONUS_SEED", common::TEST_SEED)
+            .env_remove("PAYOUTS_PROGRAMS");
+        c
+    }
+
+    /// Starts the provider mocks with `faults`; returns the child and the Stripe URL.
+    fn mock(&self, key: &str, faults: &str) -> (std::process::Child, String) {
+        use std::io::{BufRead, BufReader};
+        let mut mock = self
+            .cmd(&["mock-providers", "--faults", faults])
+            .env("STRIPE_SECRET_KEY", key)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(mock.stdout.take().unwrap()).lines();
+        let first = out.next().unwrap().unwrap();
+        let base = first.rsplit(' ').next().unwrap().to_string();
+        std::thread::spawn(move || for _ in out {});
+        (mock, base)
+    }
+
+    fn payouts(&self) -> Vec<serde_json::Value> {
+        let list = self.cmd(&["payouts", "list", "--json"]).output().unwrap();
+        serde_json::from_slice(&list.stdout).unwrap()
+    }
+}
+
 /// Three `payouts work` processes share a run of 300 payouts on one database, against a
 /// Stripe mock that drops every first request after committing it and throws 500s and 429s:
 /// every payout is paid, exactly one transfer each, none stray.
 #[test]
 fn three_worker_processes_pay_a_run_of_three_hundred_exactly_once() {
-    use std::io::{BufRead, BufReader, Read, Write};
-    use std::process::{Command, Stdio};
+    use std::io::{Read, Write};
+    use std::process::Stdio;
 
-    let bin = env!("CARGO_BIN_EXE_payouts");
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("many.db");
-    let file = dir.path().join("in.ndjson");
     let n = 300;
-    let lines: Vec<String> = (0..n)
-        .flat_map(|i| {
-            [
-                earner(&format!("m{i:03}"), "1000"),
-                method(&format!("m{i:03}"), true),
-            ]
-        })
-        .collect();
-    std::fs::write(&file, lines.join("\n")).unwrap();
-    let cmd = |args: &[&str]| {
-        let mut c = Command::new(bin);
-        c.args(args)
-            .env("DATABASE_URL", &db)
-            .env("RUNPOD_BONUS_SEED", common::TEST_SEED)
-            .env_remove("PAYOUTS_PROGRAMS");
-        c
-    };
-    assert!(
-        cmd(&["ingest", file.to_str().unwrap()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    let payees = Payees::new("m", n);
+    let cmd = |args: &[&str]| payees.cmd(args);
     let run = cmd(&["run-payouts", "--period", "p1", "--json"])
         .output()
         .unwrap();
     let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
     assert_eq!(report["created"], n);
 
-    let mut mock = cmd(&[
-        "mock-providers",
-        "--faults",
+    let (mut mock, base) = payees.mock(
+        "sk_test_many",
         r#"{"drop_first_attempt":true,"error_rate":0.1,"rate_limit_rate":0.1,"seed":7}"#,
-    ])
-    .env("STRIPE_SECRET_KEY", "sk_test_many")
-    .stdout(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let mut out = BufReader::new(mock.stdout.take().unwrap()).lines();
-    let base = out
-        .next()
-        .unwrap()
-        .unwrap()
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .to_string();
-    std::thread::spawn(move || for _ in out {});
+    );
 
     let workers: Vec<_> = (0..3)
         .map(|_| {
@@ -320,8 +343,7 @@ fn three_worker_processes_pay_a_run_of_three_hundred_exactly_once() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
 
-    let list = cmd(&["payouts", "list", "--json"]).output().unwrap();
-    let list: Vec<serde_json::Value> = serde_json::from_slice(&list.stdout).unwrap();
+    let list = payees.payouts();
     assert_eq!(list.len(), n);
     assert!(list.iter().all(|p| p["status"] == "paid"), "all paid");
 
@@ -358,53 +380,14 @@ fn three_worker_processes_pay_a_run_of_three_hundred_exactly_once() {
 /// makes one run, never one per process; every payee is paid once.
 #[test]
 fn scheduled_runs_in_two_processes_make_one_run_per_tick() {
-    use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
-    let bin = env!("CARGO_BIN_EXE_payouts");
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("cron.db");
-    let file = dir.path().join("in.ndjson");
     let n = 20;
-    let lines: Vec<String> = (0..n)
-        .flat_map(|i| {
-            [
-                earner(&format!("c{i:02}"), "1000"),
-                method(&format!("c{i:02}"), true),
-            ]
-        })
-        .collect();
-    std::fs::write(&file, lines.join("\n")).unwrap();
-    let cmd = |args: &[&str]| {
-        let mut c = Command::new(bin);
-        c.args(args)
-            .env("DATABASE_URL", &db)
-            .env("RUNPOD_BONUS_SEED", common::TEST_SEED)
-            .env_remove("PAYOUTS_PROGRAMS");
-        c
-    };
-    assert!(
-        cmd(&["ingest", file.to_str().unwrap()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let mut mock = cmd(&["mock-providers"])
-        .env("STRIPE_SECRET_KEY", "sk_test_cron")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(mock.stdout.take().unwrap()).lines();
-    let base = out
-        .next()
-        .unwrap()
-        .unwrap()
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .to_string();
-    std::thread::spawn(move || for _ in out {});
+    let payees = Payees::new("c", n);
+    let cmd = |args: &[&str]| payees.cmd(args);
+    let (mut mock, base) = payees.mock("sk_test_cron", "{}");
+    let dir = &payees.dir;
 
     let logs: Vec<_> = (0..2)
         .map(|i| dir.path().join(format!("w{i}.log")))
@@ -426,8 +409,7 @@ fn scheduled_runs_in_two_processes_make_one_run_per_tick() {
     // Wait until every payee's payout is paid, and a few more ticks have passed.
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
-        let list = cmd(&["payouts", "list", "--json"]).output().unwrap();
-        let list: Vec<serde_json::Value> = serde_json::from_slice(&list.stdout).unwrap();
+        let list = payees.payouts();
         if list.len() == n && list.iter().all(|p| p["status"] == "paid") {
             break;
         }
@@ -447,8 +429,7 @@ fn scheduled_runs_in_two_processes_make_one_run_per_tick() {
     let _ = mock.kill();
     let _ = mock.wait();
 
-    let list = cmd(&["payouts", "list", "--json"]).output().unwrap();
-    let list: Vec<serde_json::Value> = serde_json::from_slice(&list.stdout).unwrap();
+    let list = payees.payouts();
     assert_eq!(
         list.len(),
         n,
