@@ -70,7 +70,7 @@ mod tests {
 
     #[test]
     fn a_tick_names_its_period_to_the_second() {
-        assert_eq!(period_of(1_795_305_600).as_str(), "2026-11-21T000000Z");
-        assert_eq!(period_of(1_795_305_601).as_str(), "2026-11-21T000001Z");
+        assert_eq!(period_of(1_795_219_200).as_str(), "2026-11-21T000000Z");
+        assert_eq!(period_of(1_795_219_201).as_str(), "2026-11-21T000001Z");
     }
 }
