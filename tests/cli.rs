@@ -1,5 +1,7 @@
 //! The real binary: ingest, balance, withdraw, a standalone mock, the worker, and the ledger.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 
@@ -32,9 +34,8 @@ fn stdout(o: &Output) -> String {
 
 #[test]
 fn the_binary_runs_the_whole_flow() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("cli.db");
-    let db = db.to_str().unwrap();
+    let tdb = common::TestDb::blocking("cli");
+    let db = tdb.url.as_str();
     let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/demo.ndjson");
 
     let out = payouts(db, &["ingest", fixture, "--json"], &[]);
@@ -199,8 +200,8 @@ fn the_binary_runs_the_whole_flow() {
 
 #[test]
 fn bad_input_gets_line_numbers_and_exit_status_two() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("bad.db");
+    let tdb = common::TestDb::blocking("bad");
+    let db = std::path::PathBuf::from(&tdb.url);
     let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/bad_lines.ndjson");
     let out = payouts(db.to_str().unwrap(), &["ingest", fixture], &[]);
     assert_eq!(out.status.code(), Some(2));

@@ -1,6 +1,8 @@
 //! The real binary with program configuration: presets, custom files, bad files rejected at
 //! start, affiliate opt-in, balances with affiliate state, the template report, re-accrual.
 
+mod common;
+
 use std::process::{Command, Output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_payouts");
@@ -48,8 +50,9 @@ fn referrals(n: usize) -> String {
 
 #[test]
 fn affiliate_opt_in_is_refused_with_the_count_then_accepted_for_good() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("aff.db");
+    let tdb = common::TestDb::blocking("aff");
+    let dir = &tdb.dir;
+    let db = std::path::PathBuf::from(&tdb.url);
     let file = dir.path().join("refs.ndjson");
     std::fs::write(&file, referrals(24)).unwrap();
     let o = payouts(&db, &["ingest", file.to_str().unwrap()], &[]);
@@ -111,8 +114,9 @@ fn affiliate_opt_in_is_refused_with_the_count_then_accepted_for_good() {
 
 #[test]
 fn bad_configuration_is_rejected_at_start_naming_the_field() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("cfg.db");
+    let tdb = common::TestDb::blocking("cfg");
+    let dir = &tdb.dir;
+    let db = std::path::PathBuf::from(&tdb.url);
     let bad = dir.path().join("bad.toml");
     std::fs::write(
         &bad,
@@ -162,8 +166,8 @@ fn bad_configuration_is_rejected_at_start_naming_the_field() {
 
 #[test]
 fn the_template_report_lists_links_and_creator_earnings() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("tpl.db");
+    let tdb = common::TestDb::blocking("tpl");
+    let db = std::path::PathBuf::from(&tdb.url);
     let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/runpod.ndjson");
     let o = payouts(&db, &["ingest", fixture], &[]);
     assert!(o.status.success(), "{}", err(&o));

@@ -2,6 +2,8 @@
 //! the payout over once the lease expires, treats the attempt as outcome-unknown, looks it up
 //! at the provider before anything else, and the provider ends up with exactly one payment.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -150,8 +152,9 @@ fn wait_for_send(db: &Path, id: &str, worker: &mut Killed, log: &Path) {
 
 #[test]
 fn a_worker_killed_mid_send_is_taken_over_and_the_payout_is_paid_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("crash.db");
+    let tdb = common::TestDb::blocking("crash");
+    let dir = &tdb.dir;
+    let db = std::path::PathBuf::from(&tdb.url);
     // Every money-moving request takes 3 s at the mock: long enough to kill the sender.
     let (id, _mock, base) = one_queued_payout(&db, 3000);
     let log = dir.path().join("first.log");
@@ -206,8 +209,9 @@ fn a_worker_killed_mid_send_is_taken_over_and_the_payout_is_paid_once() {
 
 #[test]
 fn sigterm_finishes_the_send_in_hand_and_exits_zero() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("term.db");
+    let tdb = common::TestDb::blocking("term");
+    let dir = &tdb.dir;
+    let db = std::path::PathBuf::from(&tdb.url);
     let (id, _mock, base) = one_queued_payout(&db, 1500);
     let log = dir.path().join("worker.log");
     let mut worker = spawn_worker(&db, &base, &log);

@@ -116,10 +116,7 @@ async fn strict_mode_writes_nothing_when_any_line_is_bad() {
     .await
     .unwrap();
     assert!(report.rolled_back);
-    let accounts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts")
-        .fetch_one(env.store.pool())
-        .await
-        .unwrap();
+    let accounts: i64 = common::scalar(&env.store, "SELECT COUNT(*) FROM accounts").await;
     assert_eq!(accounts, 0);
 
     // Apply-time problems (here: a refund larger than its usage) roll back too.
@@ -134,10 +131,7 @@ async fn strict_mode_writes_nothing_when_any_line_is_bad() {
         .unwrap();
     assert!(report.rolled_back);
     assert!(report.rejected[0].message.contains("would refund more"));
-    let usage: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM usage")
-        .fetch_one(env.store.pool())
-        .await
-        .unwrap();
+    let usage: i64 = common::scalar(&env.store, "SELECT COUNT(*) FROM usage").await;
     assert_eq!(usage, 0);
 }
 
@@ -172,10 +166,7 @@ async fn a_referral_arriving_after_its_usage_still_earns_and_refunds_claw_back()
         r#"{"type":"payout_method","account":"r","rail":"stripe","destination":"acct_1R"}"#, "\n",
     ))
     .await;
-    let none: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ledger_transactions")
-        .fetch_one(env.store.pool())
-        .await
-        .unwrap();
+    let none: i64 = common::scalar(&env.store, "SELECT COUNT(*) FROM ledger_transactions").await;
     assert_eq!(none, 0);
     env.ingest(concat!(
         r#"{"type":"referral","program":"vast","referrer":"r","referred":"n","at":"2026-01-05T00:00:00Z","template_id":"tmpl-1"}"#,

@@ -164,11 +164,8 @@ async fn balances_below_the_programs_minimum_wait() {
         .replace(r#"minimum_payout = "0.01""#, r#"minimum_payout = "25""#);
     let set =
         payouts::domain::program::ProgramSet::from_toml("vast-min-25", &text, &|_| None).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store =
-        payouts::storage::Store::open_sqlite(&dir.path().join("m.db"), std::sync::Arc::new(set))
-            .await
-            .unwrap();
+    let db = common::TestDb::named("m").await;
+    let store = db.open(std::sync::Arc::new(set)).await;
     let lines = [
         earner("r-small", "1000"),
         method("r-small", true),
@@ -185,8 +182,9 @@ async fn balances_below_the_programs_minimum_wait() {
 
 #[test]
 fn the_binary_runs_payouts_dry_then_for_real_then_not_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("runs.db");
+    let tdb = common::TestDb::blocking("runs");
+    let dir = &tdb.dir;
+    let db = std::path::PathBuf::from(&tdb.url);
     let file = dir.path().join("in.ndjson");
     std::fs::write(
         &file,
@@ -240,15 +238,15 @@ fn the_binary_runs_payouts_dry_then_for_real_then_not_again() {
 /// A database of `n` payees (`{prefix}000`, ...), each with $22.50 payable through Stripe and
 /// automatic payouts on, and the binary run against it.
 struct Payees {
-    dir: tempfile::TempDir,
+    tdb: common::TestDb,
     db: std::path::PathBuf,
 }
 
 impl Payees {
     fn new(prefix: &str, n: usize) -> Payees {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("payees.db");
-        let file = dir.path().join("in.ndjson");
+        let tdb = common::TestDb::blocking("payees");
+        let db = std::path::PathBuf::from(&tdb.url);
+        let file = tdb.dir.path().join("in.ndjson");
         let lines: Vec<String> = (0..n)
             .flat_map(|i| {
                 let id = format!("{prefix}{i:03}");
@@ -256,7 +254,7 @@ impl Payees {
             })
             .collect();
         std::fs::write(&file, lines.join("\n")).unwrap();
-        let payees = Payees { dir, db };
+        let payees = Payees { tdb, db };
         let ingest = payees
             .cmd(&["ingest", file.to_str().unwrap()])
             .output()
@@ -387,7 +385,7 @@ fn scheduled_runs_in_two_processes_make_one_run_per_tick() {
     let payees = Payees::new("c", n);
     let cmd = |args: &[&str]| payees.cmd(args);
     let (mut mock, base) = payees.mock("sk_test_cron", "{}");
-    let dir = &payees.dir;
+    let dir = &payees.tdb.dir;
 
     let logs: Vec<_> = (0..2)
         .map(|i| dir.path().join(format!("w{i}.log")))

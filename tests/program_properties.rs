@@ -155,10 +155,10 @@ fn programs() -> Arc<ProgramSet> {
     Arc::new(set)
 }
 
-async fn store(dir: &tempfile::TempDir, name: &str) -> Store {
-    Store::open_sqlite(&dir.path().join(name), programs())
-        .await
-        .unwrap()
+async fn store(name: &str) -> (common::TestDb, Store) {
+    let db = common::TestDb::named(name).await;
+    let store = db.open(programs()).await;
+    (db, store)
 }
 
 async fn ingest(store: &Store, lines: &[String]) -> payouts::ingest::IngestReport {
@@ -169,12 +169,12 @@ async fn ingest(store: &Store, lines: &[String]) -> payouts::ingest::IngestRepor
 
 /// Every account's (program -> earned) as the balances report it.
 async fn earnings(store: &Store) -> BTreeMap<(String, String), Decimal> {
-    let ids: Vec<String> = sqlx::query_scalar(
+    let ids: Vec<String> = payouts::on_backend!(store, s => sqlx::query_scalar(
         "SELECT DISTINCT holder FROM ledger_postings WHERE holder IS NOT NULL ORDER BY holder",
     )
-    .fetch_all(store.pool())
+    .fetch_all(s.pool())
     .await
-    .unwrap();
+    .unwrap());
     let mut out = BTreeMap::new();
     for id in ids {
         let b = store
@@ -189,12 +189,11 @@ async fn earnings(store: &Store) -> BTreeMap<(String, String), Decimal> {
 }
 
 async fn check(h: History) -> Result<(), TestCaseError> {
-    let dir = tempfile::tempdir().unwrap();
     let lines = h.lines();
 
     // In batches, cut where the history says (a cut never separates a refund from its
     // charge's earlier batch in a way ingest forbids: refunds always follow their usage).
-    let a = store(&dir, "batched.db").await;
+    let (_a_db, a) = store("batched").await;
     let mut cuts: Vec<usize> = h.cuts.iter().map(|c| c % (lines.len() + 1)).collect();
     cuts.sort_unstable();
     let mut from = 0;
@@ -207,7 +206,7 @@ async fn check(h: History) -> Result<(), TestCaseError> {
         from = cut.max(from);
     }
     // The whole file at once into another database.
-    let b = store(&dir, "whole.db").await;
+    let (_b_db, b) = store("whole").await;
     ingest(&b, &lines).await;
 
     // A replay changes nothing, and neither does a full re-accrual.
@@ -219,41 +218,32 @@ async fn check(h: History) -> Result<(), TestCaseError> {
 
     // Opt-in timing aside (a refused opt-in in a small batch is retried in the replay), the
     // batching does not change what is earned when the opt-in was accepted in both.
-    let enrolled = |s: &Store| {
-        let pool = s.pool().clone();
-        async move {
-            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM affiliate_enrollments")
-                .fetch_one(&pool)
-                .await
-                .unwrap()
-        }
-    };
-    if enrolled(&a).await == enrolled(&b).await {
+    let enrolled = "SELECT COUNT(*) FROM affiliate_enrollments";
+    if common::scalar(&a, enrolled).await == common::scalar(&b, enrolled).await {
         prop_assert_eq!(&earnings(&b).await, &before);
     }
 
     for s in [&a, &b] {
         // Commissions never negative, clawbacks never positive (the expense side mirrors).
-        let wrong: i64 = sqlx::query_scalar(
+        let wrong = common::scalar(
+            s,
             "SELECT COUNT(*) FROM ledger_transactions t JOIN ledger_postings p ON p.txn_id = t.id \
              WHERE p.book = 'commission_expense' \
                AND ((t.kind = 'accrual' AND p.units > 0) OR (t.kind = 'clawback' AND p.units < 0))",
         )
-        .fetch_one(s.pool())
-        .await
-        .unwrap();
+        .await;
         prop_assert_eq!(wrong, 0);
 
         // Never above the highest configured rate: runpod referral or affiliate 10%, vast 3%.
-        let per_referral: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT r.referred_id, COALESCE(-SUM(p.units), 0) FROM referrals r \
+        let per_referral: Vec<(String, i64)> = payouts::on_backend!(s, s => sqlx::query_as(
+            "SELECT r.referred_id, CAST(COALESCE(-SUM(p.units), 0) AS BIGINT) FROM referrals r \
              JOIN ledger_transactions t ON t.subject = r.id AND t.stream IN ('referral', 'affiliate') \
              JOIN ledger_postings p ON p.txn_id = t.id AND p.book = 'commission_expense' \
              GROUP BY r.referred_id",
         )
         .fetch_all(s.pool())
         .await
-        .unwrap();
+        .unwrap());
         let spend = h.spend();
         for (referred, units) in per_referral {
             let earned = Decimal::from_i128_with_scale(units.into(), 10);
@@ -271,13 +261,13 @@ async fn check(h: History) -> Result<(), TestCaseError> {
         }
 
         // The balances, summed over programs, are exactly the ledger's postings.
-        let by_program: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT program, -SUM(units) FROM ledger_postings \
+        let by_program: Vec<(String, i64)> = payouts::on_backend!(s, s => sqlx::query_as(
+            "SELECT program, CAST(-SUM(units) AS BIGINT) FROM ledger_postings \
              WHERE book = 'commission_expense' GROUP BY program",
         )
         .fetch_all(s.pool())
         .await
-        .unwrap();
+        .unwrap());
         let balances = earnings(s).await;
         for (program, units) in by_program {
             let ledger = Decimal::from_i128_with_scale(units.into(), 10);

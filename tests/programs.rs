@@ -545,11 +545,8 @@ async fn a_platform_may_count_spend_before_the_threshold_once_it_is_reached() {
     let set = ProgramSet::from_toml("runpod-lookback", &text, &|_| Some(TEST_SEED.into())).unwrap();
     let creator = set.get_str("runpod-creator").unwrap().creator().unwrap();
     assert!(creator.count_spend_before_threshold);
-    let dir = tempfile::tempdir().unwrap();
-    let store =
-        payouts::storage::Store::open_sqlite(&dir.path().join("t.db"), std::sync::Arc::new(set))
-            .await
-            .unwrap();
+    let db = common::TestDb::named("t").await;
+    let store = db.open(std::sync::Arc::new(set)).await;
     let lines = [
         account("creator", "2025-01-01T00:00:00Z"),
         account("a", "2025-01-01T00:00:00Z"),

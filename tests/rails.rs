@@ -32,15 +32,13 @@ const PLAN: [(&str, Rail); 5] = [
 struct Env {
     store: Store,
     sandbox: Sandbox,
-    _dir: tempfile::TempDir,
+    _db: common::TestDb,
 }
 
 impl Env {
     async fn new(options: SandboxOptions, webhooks: bool, extra: &str) -> Env {
-        let dir = tempfile::tempdir().expect("dir");
-        let store = Store::open_sqlite(&dir.path().join("rails.db"), common::all_rails_programs())
-            .await
-            .expect("store");
+        let db = common::TestDb::named("rails").await;
+        let store = db.open(common::all_rails_programs()).await;
         for text in [DEMO, RAILS_FIXTURE, extra] {
             payouts::app::ingest::ingest(&store, text.as_bytes(), true)
                 .await
@@ -55,7 +53,7 @@ impl Env {
         Env {
             store,
             sandbox,
-            _dir: dir,
+            _db: db,
         }
     }
 
@@ -361,10 +359,7 @@ async fn forged_webhooks_are_refused_on_every_rail() {
             "{rail}: a forged delivery got {status}"
         );
     }
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries")
-        .fetch_one(env.store.pool())
-        .await
-        .expect("count");
+    let n: i64 = common::scalar(&env.store, "SELECT COUNT(*) FROM webhook_deliveries").await;
     assert_eq!(n, 0, "nothing about a forged delivery is recorded");
 }
 

@@ -8,10 +8,7 @@ use payouts::providers::stripe::mock::Faults;
 use payouts::storage::payouts::WithdrawError;
 
 async fn payout_count(env: &TestEnv) -> i64 {
-    sqlx::query_scalar("SELECT COUNT(*) FROM payouts")
-        .fetch_one(env.store.pool())
-        .await
-        .unwrap()
+    common::scalar(&env.store, "SELECT COUNT(*) FROM payouts").await
 }
 
 #[tokio::test]

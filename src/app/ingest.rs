@@ -19,14 +19,11 @@ pub async fn ingest(store: &Store, input: impl BufRead, strict: bool) -> StoreRe
         report.rolled_back = true;
         return Ok(report);
     }
-    let mut tx = store.begin_write().await?;
-    let apply_errors =
-        Store::apply_records(&mut tx, store.programs(), &records, &mut report).await?;
+    let apply_errors = store.ingest_batch(&records, &mut report, strict).await?;
     rejected.extend(apply_errors);
     rejected.sort_by_key(|e| e.line);
     report.rejected = rejected;
     if strict && !report.rejected.is_empty() {
-        tx.rollback().await?;
         let lines_read = report.lines_read;
         report = IngestReport {
             lines_read,
@@ -36,6 +33,5 @@ pub async fn ingest(store: &Store, input: impl BufRead, strict: bool) -> StoreRe
         };
         return Ok(report);
     }
-    tx.commit().await?;
     Ok(report)
 }

@@ -1,13 +1,16 @@
-//! The apalis worker on the SQLite queue, with the settings apalis-notes §6 asks for: a
-//! unique name per process start, bounded concurrency with a batch at least as large, no
-//! `.timeout()` layer, explicit heartbeats, a 1 s poll, and retries scheduled by the payout
-//! state machine rather than by apalis (which re-runs failures at once).
+//! The apalis worker on the store's queue (SQLite or PostgreSQL), with the settings
+//! apalis-notes §6 asks for: a unique name per process start, bounded concurrency with a batch
+//! at least as large, no `.timeout()` layer, explicit heartbeats (a dead process's jobs go back
+//! to the queue after 3 missed 5 s beats), a short poll (plus LISTEN/NOTIFY on PostgreSQL),
+//! and retries scheduled by the payout state machine rather than by apalis (which re-runs
+//! failures at once).
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use apalis::prelude::*;
+use apalis_postgres::{Config as PgConfig, PostgresStorage};
 use apalis_sqlite::{Config as SqliteConfig, SqliteStorage};
 use tracing::{error, info};
 
@@ -15,6 +18,11 @@ use super::payout_step::{PayoutDeps, advance_payout};
 use crate::domain::payout::PayoutStatus;
 use crate::storage::queue::{PAYOUT_QUEUE, PayoutJob};
 use crate::storage::{Store, StoreResult};
+
+/// How often a worker tells the queue it is alive, and how many beats it may miss before
+/// the queue hands its jobs to another worker.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+const MISSED_HEARTBEATS: usize = 3;
 
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
@@ -72,14 +80,7 @@ pub async fn run_worker(
     on_progress: impl Fn(&[(PayoutStatus, i64)]) + Send + Sync + 'static,
 ) -> Result<(), WorkerError> {
     let concurrency = options.concurrency.max(1);
-    let config = SqliteConfig::default()
-        .queue(PAYOUT_QUEUE)
-        .batch_size(concurrency.max(10))
-        .heartbeat_interval(Duration::from_secs(5))
-        .missed_heartbeats(3);
-    let backend = SqliteStorage::<PayoutJob>::new(deps.store.pool())
-        .with_config(config)
-        .poll_with_interval(Duration::from_millis(250));
+    let batch = concurrency.max(10);
     let name = deps.worker_id.clone();
     info!(worker = %name, concurrency, "worker starting");
 
@@ -125,12 +126,48 @@ pub async fn run_worker(
         Ok::<(), std::io::Error>(())
     };
 
-    let payouts = WorkerBuilder::new(name.clone())
-        .backend(backend)
-        .data(deps)
-        .concurrency(concurrency)
-        .build(handle)
-        .run_until(stop);
+    let queue_store = deps.store.clone();
+    let worker = WorkerBuilder::new(name.clone());
+    let payouts = async move {
+        match &queue_store {
+            Store::Sqlite(s) => {
+                let config = SqliteConfig::default()
+                    .queue(PAYOUT_QUEUE)
+                    .batch_size(batch)
+                    .heartbeat_interval(HEARTBEAT)
+                    .missed_heartbeats(MISSED_HEARTBEATS);
+                let backend = SqliteStorage::<PayoutJob>::new(s.pool())
+                    .with_config(config)
+                    .poll_with_interval(Duration::from_millis(250));
+                worker
+                    .backend(backend)
+                    .data(deps)
+                    .concurrency(concurrency)
+                    .build(handle)
+                    .run_until(stop)
+                    .await
+            }
+            Store::Postgres(s) => {
+                let config = PgConfig::default()
+                    .queue(PAYOUT_QUEUE)
+                    .batch_size(batch)
+                    .heartbeat_interval(HEARTBEAT)
+                    .missed_heartbeats(MISSED_HEARTBEATS);
+                // NOTIFY wakes a worker at once for new jobs; the poll picks up delayed ones.
+                let backend = PostgresStorage::<PayoutJob>::new(s.pool())
+                    .with_config(config)
+                    .with_pubsub()
+                    .poll_with_strategy(Strategy::new().interval(Duration::from_millis(500)));
+                worker
+                    .backend(backend)
+                    .data(deps)
+                    .concurrency(concurrency)
+                    .build(handle)
+                    .run_until(stop)
+                    .await
+            }
+        }
+    };
     let Some(schedule) = schedule else {
         return payouts.await;
     };

@@ -1,18 +1,17 @@
 //! Storage: the only module that speaks SQL.
 //!
-//! Today the backend is embedded SQLite. The PostgreSQL backend (issue 5) fits behind the same
-//! [`Store`] methods: queries use `$N` placeholders, `ON CONFLICT` and `RETURNING`, which both
-//! databases accept, and write transactions go through [`Store::begin_write`], the one place
-//! that knows how each backend serialises writers.
+//! Two backends sit behind one [`Store`]: embedded SQLite (the default: one file, one
+//! machine) and PostgreSQL (several worker processes on several machines). Their queries are
+//! one set of files, `sql/`, compiled once per backend by `sqlite.rs` and `postgres.rs`; the
+//! types callers see (balances, payouts, reports) live beside this file and are shared.
 
-mod accrual;
 pub mod affiliate;
 pub mod balances;
-mod ingest;
 pub mod ledger;
-pub mod payout_runs;
 pub mod payouts;
+pub mod postgres;
 pub mod queue;
+pub mod sqlite;
 pub mod templates;
 pub mod tracking;
 
@@ -22,15 +21,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use serde_json::Value;
 
+use crate::domain::ids::{AccountId, PayoutId, ProgramId, Rail};
 use crate::domain::ledger::LedgerError;
 use crate::domain::money::MoneyError;
+use crate::domain::payout::PayoutStatus;
+use crate::domain::payout_run::{RunPeriod, RunReport};
 use crate::domain::program::ProgramSet;
+use crate::domain::tracking::Observation;
+use crate::ingest::{IngestReport, LineError, Numbered};
+use crate::providers::rail::PastAttempt;
 
+pub use affiliate::{Enrollment, OptInError};
 pub use balances::{AccountBalance, ProgramBalance, ReferralNote};
-pub use ledger::LedgerCheck;
+pub use ledger::{LedgerCheck, RailTotal};
+pub use payouts::{
+    Claim, Lease, PayoutDetail, PayoutView, StepRecord, WithdrawError, WithdrawalOutcome,
+    WithdrawalRequest,
+};
+pub use templates::TemplateReport;
+pub use tracking::Applied;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -40,6 +51,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("job queue error: {0}")]
     Queue(#[from] apalis_sqlite::Error),
+    #[error("job queue error: {0}")]
+    QueuePg(#[from] apalis_postgres::Error),
     #[error(transparent)]
     Money(#[from] MoneyError),
     #[error(transparent)]
@@ -56,60 +69,72 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Handle to the database and the programs whose rules it accrues. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct Store {
-    pool: SqlitePool,
-    programs: Arc<ProgramSet>,
-}
-
-/// The table our own migrations are tracked in, apart from apalis's `_sqlx_migrations`.
+/// The table our own migrations are tracked in, apart from apalis's.
 const MIGRATIONS_TABLE: &str = "_payouts_migrations";
 
+/// Which other writers a write transaction must exclude. SQLite has one writer and ignores
+/// this; PostgreSQL takes the matching advisory locks (`postgres.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteLock<'a> {
+    /// Ingest and accrual: they read posted commissions and post the difference.
+    Accrual,
+    /// A payout run: it reads every balance, so it excludes every withdrawal.
+    Run,
+    /// One account's withdrawal: exclusive per account, shared with other accounts.
+    Account(&'a str),
+    /// One payout's state: claims, steps and observations, in order.
+    Payout(&'a str),
+    /// The overdue sweep: one sweeper at a time, so two processes do not race on its jobs.
+    Sweep,
+}
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    Sqlite,
+    Postgres,
+}
+
+/// Handle to the database and the programs whose rules it accrues. Cheap to clone.
+#[derive(Debug, Clone)]
+pub enum Store {
+    Sqlite(sqlite::Store),
+    Postgres(postgres::Store),
+}
+
+/// Runs the same code against whichever backend a [`Store`] holds: the expression is compiled
+/// once per backend, so `$s.pool()` and `$s.begin_write(..)` have that backend's types. Used
+/// by the delegating methods below, the benchmarks and tests that read tables directly.
+#[macro_export]
+macro_rules! on_backend {
+    ($store:expr, $s:ident => $body:expr) => {
+        match $store {
+            $crate::storage::Store::Sqlite($s) => $body,
+            $crate::storage::Store::Postgres($s) => $body,
+        }
+    };
+}
+
+/// Public methods that simply run the backend's copy of the same code.
+macro_rules! delegate {
+    ($( $(#[$doc:meta])* fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty; )*) => {
+        impl Store {
+            $(
+                $(#[$doc])*
+                pub async fn $name(&self $(, $arg: $ty)*) -> $ret {
+                    on_backend!(self, s => s.$name($($arg),*).await)
+                }
+            )*
+        }
+    };
+}
+
 impl Store {
-    /// Opens (creating if needed) the SQLite database at `path` and brings its schema up to
-    /// date: the job queue's tables first, then ours.
-    pub async fn open_sqlite(path: &Path, programs: Arc<ProgramSet>) -> StoreResult<Store> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // Money: a committed transaction must survive a power cut.
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(15))
-            // 64 MiB of page cache per connection: accrual reads whole tables.
-            .pragma("cache_size", "-65536")
-            .foreign_keys(true);
-
-        // apalis's setup() switches `synchronous` OFF on whatever connection it uses, so it
-        // runs on a throwaway pool and never on a connection that later writes money.
-        let setup_pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone())
-            .await?;
-        apalis_sqlite::SqliteStorage::setup(&setup_pool).await?;
-        // The stock LIdx index makes every ack scan all jobs a worker ever ran (apalis notes §3).
-        sqlx::query("DROP INDEX IF EXISTS LIdx")
-            .execute(&setup_pool)
-            .await?;
-        setup_pool.close().await;
-
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await?;
-        let mut migrator = sqlx::migrate!("./migrations");
-        migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
-        migrator.run(&pool).await?;
-        Ok(Store { pool, programs })
-    }
-
-    /// Opens a database from a URL such as `sqlite://payouts.db` or a plain path.
+    /// Opens a database from a URL: `postgres://…` for PostgreSQL, otherwise `sqlite://…`,
+    /// `sqlite:…` or a plain file path for SQLite.
     pub async fn open(url: &str, programs: Arc<ProgramSet>) -> StoreResult<Store> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Err(StoreError::Corrupt(
-                "PostgreSQL is not supported yet; use a sqlite:// URL or a file path".into(),
-            ));
+            return Ok(Store::Postgres(postgres::open(url, programs).await?));
         }
         let path = url
             .strip_prefix("sqlite://")
@@ -119,25 +144,71 @@ impl Store {
         Store::open_sqlite(Path::new(path), programs).await
     }
 
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+    /// Opens (creating if needed) the SQLite database at `path`.
+    pub async fn open_sqlite(path: &Path, programs: Arc<ProgramSet>) -> StoreResult<Store> {
+        Ok(Store::Sqlite(sqlite::open(path, programs).await?))
+    }
+
+    pub fn kind(&self) -> BackendKind {
+        match self {
+            Store::Sqlite(_) => BackendKind::Sqlite,
+            Store::Postgres(_) => BackendKind::Postgres,
+        }
     }
 
     /// The programs this store accrues and pays by.
     pub fn programs(&self) -> &ProgramSet {
-        &self.programs
-    }
-
-    /// Starts a transaction that will write. On SQLite it takes the write lock up front
-    /// (`BEGIN IMMEDIATE`), so a transaction that reads a balance and then writes a hold can
-    /// never be overtaken by another writer in between.
-    pub async fn begin_write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        on_backend!(self, s => s.programs())
     }
 
     pub async fn close(&self) {
-        self.pool.close().await;
+        on_backend!(self, s => s.close().await)
     }
+
+    /// Applies parsed records in one transaction with their accruals. Returns the rows
+    /// rejected at this stage (conflicts, unknown references); with `strict`, any rejection
+    /// rolls the whole batch back.
+    pub async fn ingest_batch(
+        &self,
+        records: &[Numbered],
+        report: &mut IngestReport,
+        strict: bool,
+    ) -> StoreResult<Vec<LineError>> {
+        on_backend!(self, s => s.ingest_batch(records, report, strict).await)
+    }
+}
+
+delegate! {
+    /// Re-derives every commission from the facts (after a change of program terms).
+    fn reaccrue_all(&self) -> StoreResult<usize>;
+    fn opt_in(&self, program: &ProgramId, account: &AccountId, at: DateTime<Utc>) -> Result<Enrollment, OptInError>;
+    /// An account's balance under the loaded programs.
+    fn balance(&self, account: &AccountId) -> StoreResult<AccountBalance>;
+    /// Every account that referred someone, in id order.
+    fn referrers(&self) -> StoreResult<Vec<AccountId>>;
+    fn paid_out_by_rail(&self) -> StoreResult<Vec<RailTotal>>;
+    fn check_ledger(&self) -> StoreResult<LedgerCheck>;
+    fn run_payouts(&self, period: &RunPeriod, dry_run: bool) -> StoreResult<RunReport>;
+    fn create_withdrawal(&self, req: &WithdrawalRequest) -> Result<WithdrawalOutcome, WithdrawError>;
+    fn payout(&self, id: &str) -> StoreResult<PayoutDetail>;
+    fn list_payouts(&self, account: Option<&AccountId>) -> StoreResult<Vec<PayoutView>>;
+    fn payout_status_counts(&self) -> StoreResult<Vec<(PayoutStatus, i64)>>;
+    fn claim(&self, id: &PayoutId, owner: &str, ttl: Duration) -> StoreResult<Claim>;
+    fn extend_lease(&self, lease: &Lease, ttl: Duration) -> StoreResult<()>;
+    fn lookup_failures(&self, id: &PayoutId) -> StoreResult<u32>;
+    fn last_attempt_started(&self, id: &PayoutId) -> StoreResult<Option<DateTime<Utc>>>;
+    fn begin_attempt(&self, lease: &Lease, from: PayoutStatus, attempt: u32, provider_key: &str, context: Option<&str>) -> StoreResult<()>;
+    fn record_step(&self, lease: &Lease, from: PayoutStatus, step: &StepRecord<'_>) -> StoreResult<()>;
+    fn release(&self, lease: &Lease, delay: Duration, why: &str) -> StoreResult<()>;
+    fn schedule_check(&self, id: &PayoutId, at: DateTime<Utc>) -> StoreResult<()>;
+    fn enqueue_overdue(&self, grace: Duration) -> StoreResult<usize>;
+    fn template_report(&self) -> StoreResult<Vec<TemplateReport>>;
+    fn past_attempts(&self, id: &PayoutId) -> StoreResult<Vec<PastAttempt>>;
+    fn save_checkpoint(&self, lease: &Lease, attempt: u32, state: &Value) -> StoreResult<()>;
+    fn payout_for_event(&self, rail: Rail, provider_ref: Option<&str>, our_token: Option<&str>) -> StoreResult<Option<PayoutId>>;
+    fn apply_observation(&self, id: &PayoutId, observation: &Observation, source: &str, watch_for: Option<Duration>) -> StoreResult<Applied>;
+    fn record_delivery(&self, provider: Rail, event_id: &str, payout: Option<&PayoutId>, outcome: &str) -> StoreResult<bool>;
+    fn delivery_seen(&self, provider: Rail, event_id: &str) -> StoreResult<bool>;
 }
 
 /// Milliseconds since the epoch, the stored form of a time.

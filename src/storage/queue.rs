@@ -1,13 +1,13 @@
-//! Transactional enqueue onto the apalis SQLite queue.
+//! The payout job and its queue, shared by both backends.
 //!
-//! A payout's job is written in the same transaction as the state change that calls for it,
-//! so there is never a payout without its next job, nor a job for a change that rolled back.
+//! A payout's job is written in the same transaction as the state change that calls for it
+//! (each backend's `push_tasks`), so there is never a payout without its next job, nor a job
+//! for a change that rolled back.
 
 use std::time::Duration;
 
-use apalis::prelude::TaskBuilder;
+use apalis::prelude::{Task, TaskBuilder};
 use serde::{Deserialize, Serialize};
-use sqlx::{Sqlite, Transaction};
 
 use super::StoreResult;
 use crate::domain::ids::PayoutId;
@@ -26,30 +26,21 @@ pub struct PayoutJob {
     pub payout_id: String,
 }
 
-/// Enqueues a job to advance `payout` after `delay`. `dedupe` names the reason; the queue
-/// drops a second job with the same name, so a step never schedules its follow-up twice.
-pub(crate) async fn enqueue_payout_job(
-    tx: &mut Transaction<'static, Sqlite>,
-    payout: &PayoutId,
-    delay: Duration,
-    dedupe: &str,
-) -> StoreResult<()> {
-    let task = payout_task(payout, delay, dedupe)?;
-    apalis_sqlite::queries::push_tasks(&mut **tx, PAYOUT_QUEUE, &[task]).await?;
-    Ok(())
-}
+/// A job as both queues store it: the JSON payload and apalis's bookkeeping.
+pub(crate) type QueuedTask = Task<Vec<u8>>;
 
-/// The job that advances `payout` after `delay`, for callers that push many at once.
+/// The job that advances `payout` after `delay`. Its idempotency key names the payout and the
+/// reason, so the queue keeps one job per step.
 pub(crate) fn payout_task(
     payout: &PayoutId,
     delay: Duration,
     dedupe: &str,
-) -> StoreResult<apalis_sqlite::SqliteTask> {
+) -> StoreResult<QueuedTask> {
     let payload = serde_json::to_vec(&PayoutJob {
         payout_id: payout.to_string(),
     })
     .map_err(|e| super::StoreError::Corrupt(format!("cannot encode job: {e}")))?;
-    // The queue stores run times in whole seconds: round the delay up, never down.
+    // The queues store run times in whole seconds: round the delay up, never down.
     let secs = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
     let task = TaskBuilder::new(payload)
         .max_attempts(JOB_MAX_ATTEMPTS)
@@ -57,4 +48,9 @@ pub(crate) fn payout_task(
         .idempotency_key(format!("payout:{payout}:{dedupe}"))
         .build();
     Ok(task)
+}
+
+/// The idempotency key a task was built with.
+pub(crate) fn task_key(task: &QueuedTask) -> Option<&str> {
+    task.ctx().idempotency_key()
 }

@@ -1,5 +1,6 @@
-//! Shared test harness: a fresh SQLite database in a temp dir, the mock Stripe on an ephemeral
-//! loopback port, and a worker wired to both.
+//! Shared test harness: a fresh database (SQLite in a temp dir, or a new PostgreSQL database
+//! when `PAYOUTS_TEST_BACKEND=postgres`), the mock Stripe on an ephemeral loopback port, and a
+//! worker wired to both.
 #![allow(dead_code)]
 
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use payouts::providers::rail::Rails;
 use payouts::providers::stripe::mock::{Faults, MockConfig, MockStripe};
 use payouts::providers::stripe::{StripeAdapter, StripeConfig};
 use payouts::storage::payouts::{WithdrawError, WithdrawalOutcome, WithdrawalRequest};
-use payouts::storage::{AccountBalance, Store};
+use payouts::storage::{AccountBalance, BackendKind, Store};
 use secrecy::SecretString;
 
 pub const DEMO: &str = include_str!("../../fixtures/demo.ndjson");
@@ -52,10 +53,131 @@ pub fn vast() -> ProgramId {
     ProgramId::parse("vast").expect("id")
 }
 
+/// The backend the suite runs on: `PAYOUTS_TEST_BACKEND` = `sqlite` (default) or `postgres`.
+/// The test script runs the whole suite once per backend.
+pub fn backend() -> BackendKind {
+    match std::env::var("PAYOUTS_TEST_BACKEND").as_deref() {
+        Err(_) | Ok("") | Ok("sqlite") => BackendKind::Sqlite,
+        Ok("postgres") => BackendKind::Postgres,
+        Ok(other) => panic!("PAYOUTS_TEST_BACKEND={other:?}: use sqlite or postgres"),
+    }
+}
+
+/// The PostgreSQL server tests create their databases on (`PAYOUTS_TEST_PG`, default the local
+/// server with trust auth).
+fn pg_server() -> String {
+    std::env::var("PAYOUTS_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_string())
+}
+
+/// A fresh, empty database for one test: a file in a temp dir, or a new PostgreSQL database
+/// that is dropped when the value is.
+pub struct TestDb {
+    /// What `DATABASE_URL` / `Store::open` take.
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    pg_name: Option<String>,
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        Self::named("test").await
+    }
+
+    /// `name` is the SQLite file's name; on PostgreSQL it prefixes the database's.
+    pub async fn named(name: &str) -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        match backend() {
+            BackendKind::Sqlite => TestDb {
+                url: dir.path().join(format!("{name}.db")).display().to_string(),
+                dir,
+                pg_name: None,
+            },
+            BackendKind::Postgres => {
+                let db = format!(
+                    "payouts_test_{}_{}",
+                    name.replace(|c: char| !c.is_ascii_alphanumeric(), "_"),
+                    ulid::Ulid::generate().to_string().to_lowercase()
+                );
+                let server = pg_server();
+                let mut admin = connect_admin(&server).await;
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+                    .execute(&mut admin)
+                    .await
+                    .expect("create test database");
+                TestDb {
+                    url: format!("{server}/{db}"),
+                    dir,
+                    pg_name: Some(db),
+                }
+            }
+        }
+    }
+
+    /// For synchronous tests (those that drive the binary).
+    pub fn blocking(name: &str) -> TestDb {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(Self::named(name))
+    }
+
+    pub async fn open(&self, programs: Arc<ProgramSet>) -> Store {
+        Store::open(&self.url, programs).await.expect("open store")
+    }
+}
+
+async fn connect_admin(server: &str) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    match sqlx::PgConnection::connect(&format!("{server}/postgres")).await {
+        Ok(c) => c,
+        Err(e) => panic!(
+            "PAYOUTS_TEST_BACKEND=postgres needs a PostgreSQL server at {server} (user postgres, \
+             trust auth): {e}. Start one (e.g. `sudo service postgresql start` or \
+             `pg_ctlcluster 15 main start`), or point PAYOUTS_TEST_PG at another server."
+        ),
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(db) = self.pg_name.take() else {
+            return;
+        };
+        let server = pg_server();
+        // Drop runs inside the test's runtime, so the cleanup gets a runtime of its own.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            rt.block_on(async {
+                use sqlx::Connection;
+                if let Ok(mut admin) =
+                    sqlx::PgConnection::connect(&format!("{server}/postgres")).await
+                {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
+                    )))
+                    .execute(&mut admin)
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// `SELECT COUNT(*)`-style queries that tests run against the tables directly.
+pub async fn scalar(store: &Store, sql: &'static str) -> i64 {
+    payouts::on_backend!(store, s => sqlx::query_scalar(sql).fetch_one(s.pool()).await)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
 pub struct TestEnv {
     pub store: Store,
     pub mock: MockStripe,
-    _dir: tempfile::TempDir,
+    pub db: TestDb,
 }
 
 /// Retry timing that keeps tests quick (the queue's run times are whole seconds).
@@ -73,10 +195,8 @@ pub fn fast_policy() -> RetryPolicy {
 
 impl TestEnv {
     pub async fn new(faults: Faults) -> TestEnv {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open_sqlite(&dir.path().join("test.db"), programs())
-            .await
-            .expect("open store");
+        let db = TestDb::new().await;
+        let store = db.open(programs()).await;
         let mock = MockStripe::start(
             "127.0.0.1:0".parse().expect("addr"),
             MockConfig {
@@ -86,11 +206,7 @@ impl TestEnv {
         )
         .await
         .expect("start mock");
-        TestEnv {
-            store,
-            mock,
-            _dir: dir,
-        }
+        TestEnv { store, mock, db }
     }
 
     pub async fn ingest(&self, ndjson: &str) -> IngestReport {

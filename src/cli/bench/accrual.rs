@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use payouts::storage::Store;
-use sqlx::{QueryBuilder, Sqlite};
+use payouts::on_backend;
+use payouts::storage::WriteLock;
+use sqlx::QueryBuilder;
 
 use super::fixture::{BenchDir, fresh_store};
 use super::synthetic::{
@@ -50,9 +52,10 @@ pub(super) struct AccrualOptions {
 
 /// Inserts one chunk in one write transaction, `STATEMENT_ROWS` rows per INSERT.
 async fn insert_chunk(store: &Store, table: &str, rows: &[UsageRow]) -> Result<()> {
-    let mut tx = store.begin_write().await?;
+    on_backend!(store, s => {
+    let mut tx = s.begin_write(WriteLock::Accrual).await?;
     for part in rows.chunks(STATEMENT_ROWS) {
-        let mut q = QueryBuilder::<Sqlite>::new(format!(
+        let mut q = QueryBuilder::new(format!(
             "INSERT INTO {table} \
              (id, account_id, at, category, units, currency, content_hash, template_id, runtime_secs) "
         ));
@@ -74,6 +77,7 @@ async fn insert_chunk(store: &Store, table: &str, rows: &[UsageRow]) -> Result<(
     }
     tx.commit().await?;
     Ok(())
+    })
 }
 
 /// Time spent generating and inserting.
@@ -201,10 +205,11 @@ pub(super) async fn accrual(opts: AccrualOptions) -> Result<i32> {
     let t = Instant::now();
     let templates = setup(&store, &opts, frame).await?;
     let setup_time = t.elapsed();
-    let statuses: Vec<(String, i64)> =
+    let statuses: Vec<(String, i64)> = on_backend!(&store, s => {
         sqlx::query_as("SELECT status, COUNT(*) FROM referrals GROUP BY status ORDER BY status")
-            .fetch_all(store.pool())
-            .await?;
+            .fetch_all(s.pool())
+            .await
+    })?;
     let qualified = statuses
         .iter()
         .find(|(s, _)| s == "qualified")
@@ -222,9 +227,7 @@ pub(super) async fn accrual(opts: AccrualOptions) -> Result<i32> {
     ));
 
     for ddl in RAW_DDL {
-        sqlx::query(ddl)
-            .execute(store.pool())
-            .await
+        on_backend!(&store, s => sqlx::query(ddl).execute(s.pool()).await.map(drop))
             .context("creating usage_raw")?;
     }
     let raw = load(

@@ -21,7 +21,8 @@ use payouts::jobs::{PayoutDeps, WorkerOptions, run_worker};
 use payouts::providers::rail::Rails;
 use payouts::providers::stripe::mock::{MockConfig, MockStripe};
 use payouts::providers::stripe::{StripeAdapter, StripeConfig};
-use payouts::storage::{Store, to_millis};
+use payouts::on_backend;
+use payouts::storage::{Store, WriteLock, to_millis};
 use secrecy::SecretString;
 use serde::Serialize;
 
@@ -79,6 +80,7 @@ struct Measured {
 /// Counts committed write transactions into `counter` on every connection of the store's
 /// pool, and marks each with a temporary table (temporary tables are per connection).
 async fn count_commits(store: &Store, counter: &Arc<AtomicU64>) -> Result<()> {
+    let store = sqlite_only(store)?;
     let max = store.pool().options().get_max_connections();
     let mut held = Vec::new();
     for _ in 0..max {
@@ -100,6 +102,7 @@ async fn count_commits(store: &Store, counter: &Arc<AtomicU64>) -> Result<()> {
 /// How many of the pool's connections carry the hook (the pool replaces a connection whose
 /// query was cancelled, and the new one has none): (hooked, all).
 async fn hooked_connections(store: &Store) -> Result<(u32, u32)> {
+    let store = sqlite_only(store)?;
     let max = store.pool().options().get_max_connections();
     let mut held = Vec::new();
     let mut hooked = 0;
@@ -118,16 +121,17 @@ async fn hooked_connections(store: &Store) -> Result<(u32, u32)> {
 
 /// Trivial single-row write transactions for `COMMIT_LOOP`: (commits, seconds).
 async fn commit_loop(store: &Store) -> Result<(u64, f64)> {
-    sqlx::query("CREATE TABLE bench_commit (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)")
-        .execute(store.pool())
+    on_backend!(store, s => {
+    sqlx::query("CREATE TABLE bench_commit (id BIGINT PRIMARY KEY, n BIGINT NOT NULL)")
+        .execute(s.pool())
         .await?;
     sqlx::query("INSERT INTO bench_commit (id, n) VALUES (1, 0)")
-        .execute(store.pool())
+        .execute(s.pool())
         .await?;
     let t = Instant::now();
     let mut commits = 0u64;
     while t.elapsed() < COMMIT_LOOP {
-        let mut tx = store.begin_write().await?;
+        let mut tx = s.begin_write(WriteLock::Accrual).await?;
         sqlx::query("UPDATE bench_commit SET n = n + 1 WHERE id = 1")
             .execute(&mut *tx)
             .await?;
@@ -135,6 +139,14 @@ async fn commit_loop(store: &Store) -> Result<(u64, f64)> {
         commits += 1;
     }
     Ok((commits, t.elapsed().as_secs_f64()))
+    })
+}
+
+fn sqlite_only(store: &Store) -> Result<&payouts::storage::sqlite::Store> {
+    match store {
+        Store::Sqlite(s) => Ok(s),
+        Store::Postgres(_) => anyhow::bail!("commit counting needs SQLite"),
+    }
 }
 
 async fn one(payouts: usize, workers: usize, progress: &Progress) -> Result<Measured> {
@@ -199,18 +211,20 @@ async fn one(payouts: usize, workers: usize, progress: &Progress) -> Result<Meas
     let worker_secs = t.elapsed().as_secs_f64();
     let commits = counter.load(Ordering::Relaxed) - before;
 
-    let (paid, last_paid, events, attempts): (i64, Option<i64>, i64, i64) = sqlx::query_as(
+    let (paid, last_paid, events, attempts): (i64, Option<i64>, i64, i64) = on_backend!(&store, s => sqlx::query_as(
         "SELECT (SELECT COUNT(*) FROM payouts WHERE status = 'paid'), \
                 (SELECT MAX(updated_at) FROM payouts WHERE status = 'paid'), \
                 (SELECT COUNT(*) FROM payout_events WHERE source IS NOT 'payout_run'), \
                 (SELECT COUNT(*) FROM payout_attempts)",
     )
-    .fetch_one(store.pool())
-    .await?;
+    .fetch_one(s.pool())
+    .await)?;
     let paid_secs = last_paid.map_or(worker_secs, |ms| (ms - start_ms) as f64 / 1000.0);
-    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM payouts")
-        .fetch_all(store.pool())
-        .await?;
+    let ids: Vec<String> = on_backend!(&store, s => {
+        sqlx::query_scalar("SELECT id FROM payouts")
+            .fetch_all(s.pool())
+            .await
+    })?;
     let transfers = mock.transfers();
     let mut per_group: HashMap<&str, usize> = HashMap::new();
     for t in &transfers {

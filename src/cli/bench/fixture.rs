@@ -143,7 +143,8 @@ pub(super) async fn bulk_payees(
     let mut start = 0;
     while start < payees {
         let end = (start + PAYEE_CHUNK).min(payees);
-        let mut tx = store.begin_write().await?;
+        payouts::on_backend!(store, s => {
+        let mut tx = s.begin_write(payouts::storage::WriteLock::Accrual).await?;
         for sql in PAYEE_SQL {
             let body = sql
                 .replace("{mix}", mix)
@@ -161,6 +162,8 @@ pub(super) async fn bulk_payees(
                 .with_context(|| format!("writing payees {start}..{end}"))?;
         }
         tx.commit().await?;
+        anyhow::Ok(())
+        })?;
         start = end;
         if end == payees || end.is_multiple_of(PAYEE_CHUNK * 5) {
             progress.say(&format!(

@@ -81,9 +81,11 @@ pub(super) async fn run(opts: RunOptions) -> Result<i32> {
         group(run.created),
         run_time.as_secs_f64()
     ));
-    let payouts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM payouts")
-        .fetch_one(store.pool())
-        .await?;
+    let payouts: i64 = payouts::on_backend!(&store, s => {
+        sqlx::query_scalar("SELECT COUNT(*) FROM payouts")
+            .fetch_one(s.pool())
+            .await
+    })?;
     let size = db_bytes(&db);
     store.close().await;
     let peak = peak_rss_kib();

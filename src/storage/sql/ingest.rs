@@ -9,10 +9,11 @@
 use std::collections::HashMap;
 
 use chrono::Utc;
-use sqlx::{QueryBuilder, Sqlite, Transaction};
+use sqlx::QueryBuilder;
+use super::{Db, Tx};
 
 use super::affiliate::enroll;
-use super::{BATCH_ROWS, Store, StoreResult, to_millis};
+use super::{BATCH_ROWS, Store, StoreResult, WriteLock, to_millis};
 use crate::domain::ids::ProgramId;
 use crate::domain::money::{Currency, Money};
 use crate::domain::program::ProgramSet;
@@ -176,11 +177,29 @@ const REFUNDS: TableSpec = TableSpec {
 };
 
 impl Store {
+    /// Applies a batch in one write transaction, committed unless `strict` and a row was
+    /// rejected.
+    pub async fn ingest_batch(
+        &self,
+        records: &[Numbered],
+        report: &mut IngestReport,
+        strict: bool,
+    ) -> StoreResult<Vec<LineError>> {
+        let mut tx = self.begin_write(WriteLock::Accrual).await?;
+        let errors = Self::apply_records(&mut tx, self.programs(), records, report).await?;
+        if strict && !errors.is_empty() {
+            tx.rollback().await?;
+        } else {
+            tx.commit().await?;
+        }
+        Ok(errors)
+    }
+
     /// Applies parsed records. Returns the rows rejected at this stage (conflicts, unknown
     /// references); the caller decides whether to commit. Accruals are posted in the same
     /// transaction, so a committed ingest and its ledger entries are never apart.
-    pub async fn apply_records(
-        tx: &mut Transaction<'static, Sqlite>,
+    async fn apply_records(
+        tx: &mut Tx,
         programs: &ProgramSet,
         records: &[Numbered],
         report: &mut IngestReport,
@@ -250,7 +269,7 @@ impl Store {
         Self::scope(tx, "template", templates).await?;
         let refunded: Vec<&str> = refunds.iter().map(|(_, r)| r.usage_id.as_str()).collect();
         for chunk in refunded.chunks(BATCH_ROWS) {
-            let mut q = QueryBuilder::<Sqlite>::new(
+            let mut q = QueryBuilder::<Db>::new(
                 "INSERT INTO accrual_scope (kind, id) \
                  SELECT 'account', account_id FROM usage WHERE id IN (",
             );
@@ -476,13 +495,13 @@ fn to_row(line: usize, record: &Record, now: i64) -> StoreResult<Row> {
 /// per chunk fetches both; a refund of unknown usage, or one that would refund more than was
 /// spent, is rejected with its line.
 async fn refund_rows(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Tx,
     refunds: &[(usize, &RefundRecord)],
     errors: &mut Vec<LineError>,
 ) -> StoreResult<Vec<Row>> {
     let mut usage_state: HashMap<String, (i64, i64, String)> = HashMap::new();
     for chunk in refunds.chunks(BATCH_ROWS) {
-        let mut q = QueryBuilder::<Sqlite>::new(
+        let mut q = QueryBuilder::<Db>::new(
             "SELECT u.id, u.units, u.currency, \
              COALESCE((SELECT SUM(r.units) FROM refunds r WHERE r.usage_id = u.id), 0) \
              FROM usage u WHERE u.id IN (",
@@ -556,14 +575,14 @@ async fn refund_rows(
 }
 
 async fn existing_hashes(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Tx,
     spec: &TableSpec,
     keys: impl Iterator<Item = String>,
 ) -> StoreResult<HashMap<String, String>> {
     let keys: Vec<String> = keys.collect();
     let mut found = HashMap::new();
     for chunk in keys.chunks(BATCH_ROWS) {
-        let mut q = QueryBuilder::<Sqlite>::new(format!(
+        let mut q = QueryBuilder::<Db>::new(format!(
             "SELECT {key} AS k, content_hash FROM {table} WHERE {key} IN (",
             key = spec.key_expr,
             table = spec.table
@@ -580,7 +599,7 @@ async fn existing_hashes(
 }
 
 async fn apply_kind(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Tx,
     spec: &TableSpec,
     rows: Vec<Row>,
     report: &mut IngestReport,
@@ -633,7 +652,7 @@ async fn apply_kind(
     }
 
     for chunk in to_write.chunks(BATCH_ROWS) {
-        let mut q = QueryBuilder::<Sqlite>::new(format!(
+        let mut q = QueryBuilder::<Db>::new(format!(
             "INSERT INTO {} ({}) ",
             spec.table,
             spec.columns.join(", ")

@@ -15,10 +15,13 @@ use chrono::Utc;
 use futures::TryStreamExt;
 use rust_decimal::Decimal;
 use secrecy::ExposeSecret;
-use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Row};
+use super::{Db, Tx};
 
 use super::ledger::{TxnMeta, insert_transactions};
-use super::{BATCH_ROWS, Store, StoreError, StoreResult, from_millis, parse_stored, to_millis};
+use super::{
+    BATCH_ROWS, Store, StoreError, StoreResult, WriteLock, from_millis, parse_stored, to_millis,
+};
 use crate::domain::ids::{AccountId, ProgramId};
 use crate::domain::ledger::{Book, TransactionDraft, TransactionKind, TransactionStatus};
 use crate::domain::money::{Currency, Money, UNIT_SCALE};
@@ -102,7 +105,7 @@ struct Expected<'a> {
 impl Store {
     /// Judges every pending referral whose two accounts are both known. Returns how many.
     pub(super) async fn judge_pending_referrals(
-        tx: &mut Transaction<'static, Sqlite>,
+        tx: &mut Tx,
     ) -> StoreResult<usize> {
         #[allow(clippy::type_complexity)]
         let rows: Vec<(
@@ -149,7 +152,7 @@ impl Store {
         let now = to_millis(Utc::now());
         for ((status, reason), ids) in verdicts {
             for chunk in ids.chunks(BATCH_ROWS) {
-                let mut q = QueryBuilder::<Sqlite>::new("UPDATE referrals SET status = ");
+                let mut q = QueryBuilder::<Db>::new("UPDATE referrals SET status = ");
                 q.push_bind(status)
                     .push(", disqualification = ")
                     .push_bind(reason)
@@ -169,13 +172,13 @@ impl Store {
 
     /// Marks referred accounts (`kind` "account") or templates ("template") for accrual.
     pub(super) async fn scope(
-        tx: &mut Transaction<'static, Sqlite>,
+        tx: &mut Tx,
         kind: &'static str,
         ids: impl IntoIterator<Item = String>,
     ) -> StoreResult<()> {
         let ids: Vec<String> = ids.into_iter().collect();
         for chunk in ids.chunks(BATCH_ROWS) {
-            let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO accrual_scope (kind, id) ");
+            let mut q = QueryBuilder::<Db>::new("INSERT INTO accrual_scope (kind, id) ");
             q.push_values(chunk, |mut b, id| {
                 b.push_bind(kind).push_bind(id.clone());
             });
@@ -187,7 +190,7 @@ impl Store {
 
     /// Scopes with a query: `select` yields (kind, id) rows.
     pub(super) async fn scope_query(
-        tx: &mut Transaction<'static, Sqlite>,
+        tx: &mut Tx,
         select: &str,
         binds: &[&str],
     ) -> StoreResult<()> {
@@ -204,7 +207,7 @@ impl Store {
     /// of configuration, or to check the ledger against the rules. Posts only differences, so
     /// on an up-to-date ledger it posts nothing. Returns the transactions posted.
     pub async fn reaccrue_all(&self) -> StoreResult<usize> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_write(WriteLock::Accrual).await?;
         Self::scope_query(
             &mut tx,
             "SELECT DISTINCT 'account', referred_id FROM referrals WHERE status <> 'pending'",
@@ -224,7 +227,7 @@ impl Store {
 
     /// Trues up every stream in scope and empties the scope. Returns the transactions posted.
     pub(super) async fn accrue_scope(
-        tx: &mut Transaction<'static, Sqlite>,
+        tx: &mut Tx,
         programs: &ProgramSet,
     ) -> StoreResult<usize> {
         let mut expected: HashMap<(Stream, String), Expected<'_>> = HashMap::new();
@@ -239,7 +242,7 @@ impl Store {
     }
 
     async fn referral_streams<'p>(
-        tx: &mut Transaction<'static, Sqlite>,
+        tx: &mut Tx,
         programs: &'p ProgramSet,
         expected: &mut HashMap<(Stream, String), Expected<'p>>,
     ) -> StoreResult<()> {
@@ -468,7 +471,7 @@ impl Store {
     }
 
     async fn creator_streams<'p>(
-        tx: &mut Transaction<'static, Sqlite>,
+        tx: &mut Tx,
         programs: &'p ProgramSet,
         expected: &mut HashMap<(Stream, String), Expected<'p>>,
     ) -> StoreResult<()> {
@@ -534,7 +537,7 @@ impl Store {
     /// What the ledger holds for every stream in scope: (stream, subject) -> totals, with the
     /// program and beneficiary of the postings.
     async fn posted_in_scope(
-        tx: &mut Transaction<'static, Sqlite>,
+        tx: &mut Tx,
     ) -> StoreResult<HashMap<(Stream, String), Posted>> {
         let rows: Vec<(String, String, String, String, i64)> = sqlx::query_as(
             "SELECT t.stream, t.subject, t.kind, p.program, -SUM(p.units) \
@@ -571,7 +574,7 @@ impl Store {
     }
 
     async fn post_true_ups(
-        tx: &mut Transaction<'static, Sqlite>,
+        tx: &mut Tx,
         programs: &ProgramSet,
         mut expected: HashMap<(Stream, String), Expected<'_>>,
         posted: HashMap<(Stream, String), Posted>,
@@ -636,7 +639,7 @@ impl Store {
     }
 
     async fn beneficiary_of(
-        tx: &mut Transaction<'static, Sqlite>,
+        tx: &mut Tx,
         (stream, subject): &(Stream, String),
     ) -> StoreResult<Option<AccountId>> {
         let sql = match stream {

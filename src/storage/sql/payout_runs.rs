@@ -11,12 +11,13 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::Utc;
-use sqlx::{QueryBuilder, Sqlite};
+use sqlx::QueryBuilder;
+use super::{Db, Tx};
 
 use super::balances::{BOOK_SUMS, BookSums, assess};
 use super::ledger::{TxnMeta, insert_transactions};
-use super::queue::{PAYOUT_QUEUE, payout_task};
-use super::{BATCH_ROWS, Store, StoreError, StoreResult, parse_stored, to_millis};
+use crate::storage::queue::payout_task;
+use super::{BATCH_ROWS, Store, StoreError, StoreResult, WriteLock, parse_stored, to_millis};
 use crate::domain::ids::{AccountId, PayoutId, ProgramId, Rail};
 use crate::domain::ledger::{Book, TransactionDraft, TransactionKind, TransactionStatus};
 use crate::domain::money::{Currency, Money};
@@ -39,7 +40,7 @@ struct Planned {
 impl Store {
     /// Runs (or, with `dry_run`, plans) the payouts of `period`.
     pub async fn run_payouts(&self, period: &RunPeriod, dry_run: bool) -> StoreResult<RunReport> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_write(WriteLock::Run).await?;
         let done: Option<String> =
             sqlx::query_scalar("SELECT report FROM payout_runs WHERE period = $1")
                 .bind(period.as_str())
@@ -182,7 +183,7 @@ impl Store {
 
 /// Holds, payouts, their first events and their jobs, in batches.
 async fn create_payouts(
-    tx: &mut sqlx::Transaction<'static, Sqlite>,
+    tx: &mut Tx,
     period: &RunPeriod,
     planned: &[Planned],
 ) -> StoreResult<()> {
@@ -224,7 +225,7 @@ async fn create_payouts(
         rows.push((p, units, key, hash));
     }
     for chunk in rows.chunks(BATCH_ROWS / 2) {
-        let mut q = QueryBuilder::<Sqlite>::new(
+        let mut q = QueryBuilder::<Db>::new(
             "INSERT INTO payouts (id, account_id, program, rail, destination, currency, units, \
              status, idempotency_key, request_hash, hold_txn_id, next_action_at, created_at, updated_at) ",
         );
@@ -246,7 +247,7 @@ async fn create_payouts(
         });
         q.build().execute(&mut **tx).await?;
 
-        let mut q = QueryBuilder::<Sqlite>::new(
+        let mut q = QueryBuilder::<Db>::new(
             "INSERT INTO payout_events (payout_id, at, from_status, to_status, attempt_no, worker, reason, source) ",
         );
         q.push_values(chunk, |mut b, (p, _, _, _)| {
@@ -273,7 +274,7 @@ async fn create_payouts(
             .iter()
             .map(|(p, _, _, _)| payout_task(&p.id, Duration::ZERO, "created"))
             .collect::<StoreResult<Vec<_>>>()?;
-        apalis_sqlite::queries::push_tasks(&mut **tx, PAYOUT_QUEUE, &tasks).await?;
+        super::push_tasks(tx, tasks).await?;
     }
     Ok(())
 }

@@ -1,0 +1,116 @@
+//! The PostgreSQL backend: several worker processes on several machines share one database.
+//!
+//! PostgreSQL runs writers concurrently, so each [`WriteLock`] becomes transaction-scoped
+//! advisory locks: what SQLite gets from its single writer, taken here only where two writers
+//! could otherwise both read a balance and both spend it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Acquire, ConnectOptions};
+
+use super::queue::{PAYOUT_QUEUE, QueuedTask, task_key};
+use super::{MIGRATIONS_TABLE, StoreError, StoreResult, WriteLock};
+use crate::domain::program::ProgramSet;
+
+pub(crate) type Db = sqlx::Postgres;
+pub(crate) type Pool = sqlx::PgPool;
+pub(crate) type Conn = sqlx::PgConnection;
+pub(crate) type Tx = sqlx::Transaction<'static, Db>;
+
+#[path = "sql/mod.rs"]
+pub(crate) mod sql;
+pub use sql::Store;
+
+/// Connections per process: workers, the sweep, the cron and the HTTP edge share them.
+const MAX_CONNECTIONS: u32 = 16;
+
+/// Connects to `url` and brings the schema up to date: apalis's `apalis` schema first, then
+/// ours. Both migrators take a database-wide lock, so processes starting together are safe.
+pub(crate) async fn open(url: &str, programs: Arc<ProgramSet>) -> StoreResult<Store> {
+    let options: PgConnectOptions = url.parse()?;
+    let options = options
+        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(5))
+        .application_name("payouts");
+    let pool = PgPoolOptions::new()
+        .max_connections(MAX_CONNECTIONS)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect_with(options)
+        .await?;
+    apalis_postgres::PostgresStorage::setup(&pool).await?;
+    let mut migrator = sqlx::migrate!("./migrations/postgres");
+    migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
+    migrator.run(&pool).await?;
+    Ok(Store::new(pool, programs))
+}
+
+/// Takes the advisory locks `lock` names, for the life of the transaction.
+pub(crate) async fn begin_write(pool: &Pool, lock: WriteLock<'_>) -> StoreResult<Tx> {
+    let mut tx = pool.begin().await?;
+    let (shared, exclusive): (Option<&str>, Option<String>) = match lock {
+        WriteLock::Accrual => (None, Some("payouts:accrual".into())),
+        WriteLock::Run => (None, Some("payouts:balances".into())),
+        WriteLock::Account(id) => (Some("payouts:balances"), Some(format!("account:{id}"))),
+        WriteLock::Payout(id) => (None, Some(format!("payout:{id}"))),
+        WriteLock::Sweep => (None, Some("payouts:sweep".into())),
+    };
+    // Always shared before exclusive, so two lockers never wait on each other in a cycle.
+    if let Some(key) = shared {
+        sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))")
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
+    }
+    if let Some(key) = exclusive {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(tx)
+}
+
+/// Enqueues in the caller's transaction, dropping tasks whose idempotency key the queue
+/// already holds (as SQLite's queue does). PostgreSQL would abort the whole transaction on the
+/// duplicate, so the keys are checked first and the insert runs under a savepoint: a racing
+/// transaction that commits the same key in between costs a retry, never the caller's work.
+pub(crate) async fn push_tasks(tx: &mut Tx, tasks: Vec<QueuedTask>) -> StoreResult<()> {
+    let mut tasks = tasks;
+    for _ in 0..3 {
+        let keys: Vec<String> = tasks
+            .iter()
+            .filter_map(|t| task_key(t).map(str::to_owned))
+            .collect();
+        let held: Vec<String> = sqlx::query_scalar(
+            "SELECT idempotency_key FROM apalis.jobs \
+             WHERE job_type = $1 AND idempotency_key = ANY($2)",
+        )
+        .bind(PAYOUT_QUEUE)
+        .bind(&keys)
+        .fetch_all(&mut **tx)
+        .await?;
+        tasks.retain(|t| task_key(t).is_none_or(|k| !held.iter().any(|h| h == k)));
+        if tasks.is_empty() {
+            return Ok(());
+        }
+        let mut savepoint = tx.begin().await?;
+        match apalis_postgres::queries::push_tasks(&mut *savepoint, PAYOUT_QUEUE, tasks.clone())
+            .await
+        {
+            Ok(()) => {
+                savepoint.commit().await?;
+                return Ok(());
+            }
+            Err(e) if is_unique_violation(&e) => savepoint.rollback().await?,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StoreError::Corrupt(
+        "job queue kept reporting duplicate keys for new jobs".into(),
+    ))
+}
+
+fn is_unique_violation(e: &apalis_postgres::Error) -> bool {
+    matches!(e, apalis_postgres::Error::Database(sqlx::Error::Database(db)) if db.is_unique_violation())
+}

@@ -1,0 +1,334 @@
+//! Ledger persistence: batched writes of balanced transactions, hold resolution, and the
+//! invariant check that tests and the demo run after every scenario.
+
+pub(crate) use crate::storage::ledger::*;
+use chrono::Utc;
+use sqlx::QueryBuilder;
+use super::{Db, Tx};
+
+use super::{BATCH_ROWS, Store, StoreError, StoreResult, parse_stored, to_millis};
+use crate::domain::ids::PayoutId;
+use crate::domain::ledger::{BalancedTransaction, TransactionStatus};
+use crate::domain::money::{Currency, Money};
+use crate::domain::payout::PayoutStatus;
+
+/// Writes balanced transactions with two multi-row INSERTs per chunk.
+pub(crate) async fn insert_transactions(
+    tx: &mut Tx,
+    items: &[(TxnMeta, BalancedTransaction)],
+) -> StoreResult<()> {
+    let now = to_millis(Utc::now());
+    for chunk in items.chunks(BATCH_ROWS) {
+        let mut q = QueryBuilder::<Db>::new(
+            "INSERT INTO ledger_transactions \
+             (id, kind, status, source_id, referral_id, payout_id, stream, subject, note, created_at) ",
+        );
+        q.push_values(chunk, |mut b, (meta, txn)| {
+            b.push_bind(meta.id.clone())
+                .push_bind(txn.kind.code())
+                .push_bind(txn.status.code())
+                .push_bind(meta.source_id.clone())
+                .push_bind(meta.referral_id.clone())
+                .push_bind(meta.payout_id.clone())
+                .push_bind(meta.stream)
+                .push_bind(meta.subject.clone())
+                .push_bind(meta.note.clone())
+                .push_bind(now);
+        });
+        q.build().execute(&mut **tx).await?;
+
+        let mut postings = Vec::new();
+        for (meta, txn) in chunk {
+            for p in &txn.postings {
+                postings.push((meta.id.as_str(), p, p.amount.to_units()?));
+            }
+        }
+        for part in postings.chunks(BATCH_ROWS) {
+            let mut q = QueryBuilder::<Db>::new(
+                "INSERT INTO ledger_postings (txn_id, book, holder, program, rail, currency, units) ",
+            );
+            q.push_values(part, |mut b, (txn_id, p, units)| {
+                b.push_bind(txn_id.to_string())
+                    .push_bind(p.book.code())
+                    .push_bind(p.book.holder().map(|h| h.to_string()))
+                    .push_bind(p.book.program().map(|x| x.to_string()))
+                    .push_bind(p.book.rail().map(|r| r.as_str()))
+                    .push_bind(p.amount.currency().code())
+                    .push_bind(*units);
+            });
+            q.build().execute(&mut **tx).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Posts or voids a pending hold. Fails if the hold is not pending, so a hold resolves once.
+pub(crate) async fn resolve_hold(
+    tx: &mut Tx,
+    txn_id: &str,
+    to: TransactionStatus,
+) -> StoreResult<()> {
+    let done = sqlx::query(
+        "UPDATE ledger_transactions SET status = $1, resolved_at = $2 \
+         WHERE id = $3 AND status = 'pending'",
+    )
+    .bind(to.code())
+    .bind(to_millis(Utc::now()))
+    .bind(txn_id)
+    .execute(&mut **tx)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Err(StoreError::Corrupt(format!(
+            "hold {txn_id} is not pending; it cannot be {}",
+            to.code()
+        )));
+    }
+    Ok(())
+}
+
+/// Makes the ledger follow a payout into status `to`: delivered posts the hold, failed voids
+/// it, returned (delivered, then back) posts it if it was still pending and adds the reversal.
+pub(crate) async fn settle_ledger(
+    tx: &mut Tx,
+    payout: &PayoutId,
+    hold: &str,
+    to: PayoutStatus,
+) -> StoreResult<()> {
+    let hold_status: String =
+        sqlx::query_scalar("SELECT status FROM ledger_transactions WHERE id = $1")
+            .bind(hold)
+            .fetch_one(&mut **tx)
+            .await?;
+    match to {
+        PayoutStatus::Paid if hold_status == "pending" => {
+            resolve_hold(tx, hold, TransactionStatus::Posted).await
+        }
+        PayoutStatus::Failed if hold_status == "pending" => {
+            resolve_hold(tx, hold, TransactionStatus::Voided).await
+        }
+        PayoutStatus::Returned => {
+            if hold_status == "pending" {
+                resolve_hold(tx, hold, TransactionStatus::Posted).await?;
+            }
+            reverse_payout(tx, payout, hold).await
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Books a provider's contradiction of a failure or return we recorded (it says paid): a
+/// posted `payout_correction` with the hold's postings takes the money out of the payee's
+/// balance again, so it cannot be withdrawn twice while an operator looks.
+pub(crate) async fn book_correction(
+    tx: &mut Tx,
+    payout: &PayoutId,
+    hold: &str,
+) -> StoreResult<()> {
+    mirror_hold(tx, payout, hold, "payout_correction", "correction", 1).await
+}
+
+/// Inserts a posted transaction of `kind` whose postings are the hold's times `sign`.
+async fn mirror_hold(
+    tx: &mut Tx,
+    payout: &PayoutId,
+    hold: &str,
+    kind: &str,
+    suffix: &str,
+    sign: i64,
+) -> StoreResult<()> {
+    let id = format!("{payout}-{suffix}");
+    let now = to_millis(Utc::now());
+    sqlx::query(
+        "INSERT INTO ledger_transactions (id, kind, status, payout_id, created_at, resolved_at) \
+         VALUES ($1, $2, 'posted', $3, $4, $4)",
+    )
+    .bind(&id)
+    .bind(kind)
+    .bind(payout.as_str())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO ledger_postings (txn_id, book, holder, program, rail, currency, units) \
+         SELECT $1, book, holder, program, rail, currency, $3 * units FROM ledger_postings \
+         WHERE txn_id = $2 ORDER BY id",
+    )
+    .bind(&id)
+    .bind(hold)
+    .bind(sign)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Books money that came back after delivery: a posted `payout_return` whose postings mirror
+/// the hold's, so the payee's cashable balance is credited exactly what left. At most one per
+/// payout (unique index on kind and payout).
+async fn reverse_payout(
+    tx: &mut Tx,
+    payout: &PayoutId,
+    hold: &str,
+) -> StoreResult<()> {
+    mirror_hold(tx, payout, hold, "payout_return", "return", -1).await
+}
+
+/// payout id, payout status, hold status, hold kind, payout units, units the hold debits,
+/// whether a correction was booked.
+type HoldRow = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+    i64,
+    bool,
+);
+
+impl Store {
+    /// Net money paid out per rail and currency, from the rail settlement books.
+    pub async fn paid_out_by_rail(&self) -> StoreResult<Vec<RailTotal>> {
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT p.rail, p.currency, SUM(p.units), COUNT(DISTINCT t.payout_id) \
+             FROM ledger_postings p JOIN ledger_transactions t ON t.id = p.txn_id \
+             WHERE p.book = 'rail_settlement' AND t.status = 'posted' \
+               AND t.kind IN ('payout', 'payout_return', 'payout_correction') \
+             GROUP BY p.rail, p.currency ORDER BY p.rail, p.currency",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(rail, currency, units, payouts)| {
+                let currency: Currency = parse_stored("currency", &currency)?;
+                Ok(RailTotal {
+                    rail: parse_stored("rail", &rail)?,
+                    amount: Money::from_units(units, currency),
+                    payouts,
+                })
+            })
+            .collect()
+    }
+
+    /// Checks, with set-based queries over the whole ledger:
+    /// - every transaction has at least two postings, summing to zero per currency;
+    /// - every payout has exactly one hold of its amount on the right books, and the hold's
+    ///   status matches the payout's (paid: posted, failed: voided, otherwise pending);
+    /// - no referrer was paid out more cash than it ever earned (clawbacks may still make a
+    ///   balance negative; payouts may not).
+    pub async fn check_ledger(&self) -> StoreResult<LedgerCheck> {
+        let pool = &self.pool;
+        let mut check = LedgerCheck {
+            transactions: sqlx::query_scalar("SELECT COUNT(*) FROM ledger_transactions")
+                .fetch_one(pool)
+                .await?,
+            postings: sqlx::query_scalar("SELECT COUNT(*) FROM ledger_postings")
+                .fetch_one(pool)
+                .await?,
+            problems: Vec::new(),
+        };
+
+        let unbalanced: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT txn_id, currency, SUM(units) FROM ledger_postings \
+             GROUP BY txn_id, currency HAVING SUM(units) <> 0",
+        )
+        .fetch_all(pool)
+        .await?;
+        for (txn, currency, units) in unbalanced {
+            check.problems.push(format!(
+                "transaction {txn} does not balance in {currency} (off by {units} units)"
+            ));
+        }
+
+        let thin: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT t.id, COUNT(p.id) FROM ledger_transactions t \
+             LEFT JOIN ledger_postings p ON p.txn_id = t.id \
+             GROUP BY t.id HAVING COUNT(p.id) < 2",
+        )
+        .fetch_all(pool)
+        .await?;
+        for (txn, n) in thin {
+            check.problems.push(format!(
+                "transaction {txn} has {n} posting(s); at least two are needed"
+            ));
+        }
+
+        let holds: Vec<HoldRow> = sqlx::query_as(
+            "SELECT p.id, p.status, t.status, t.kind, p.units, \
+                        COALESCE((SELECT -SUM(q.units) FROM ledger_postings q \
+                                  WHERE q.txn_id = t.id AND q.book = 'referrer_cashable' \
+                                    AND q.holder = p.account_id AND q.currency = p.currency), 0), \
+                    EXISTS (SELECT 1 FROM ledger_transactions c \
+                            WHERE c.kind = 'payout_correction' AND c.payout_id = p.id) \
+                 FROM payouts p LEFT JOIN ledger_transactions t ON t.id = p.hold_txn_id",
+        )
+        .fetch_all(pool)
+        .await?;
+        for (payout, status, hold_status, hold_kind, units, held, corrected) in holds {
+            let expected = match (status.as_str(), corrected, hold_status.as_deref()) {
+                ("paid" | "returned", _, _) => "posted",
+                ("failed", _, _) => "voided",
+                // Waiting for an operator keeps the money out of the balance: a pending hold,
+                // a posted one (stopped after delivery), or any hold plus a correction.
+                ("needs_operator", true, Some(s)) => s,
+                ("needs_operator", false, Some("posted")) => "posted",
+                _ => "pending",
+            };
+            match (hold_status.as_deref(), hold_kind.as_deref()) {
+                (None, _) => check
+                    .problems
+                    .push(format!("payout {payout} has no hold transaction")),
+                (Some(s), Some("payout")) if s == expected && held == units => {}
+                (Some(s), kind) => check.problems.push(format!(
+                    "payout {payout} is {status} with amount {units} units, but its hold is {s} \
+                     ({}) debiting {held} units; expected {expected}",
+                    kind.unwrap_or("?")
+                )),
+            }
+        }
+
+        let overdrawn: Vec<(String, String, String, i64)> = sqlx::query_as(
+            "SELECT p.holder, p.program, p.currency, \
+                    SUM(CASE WHEN t.kind IN ('accrual', 'payout', 'payout_return', 'payout_correction') THEN p.units ELSE 0 END) \
+             FROM ledger_postings p \
+             JOIN ledger_transactions t ON t.id = p.txn_id \
+             WHERE p.book = 'referrer_cashable' AND t.status <> 'voided' \
+             GROUP BY p.holder, p.program, p.currency \
+             HAVING SUM(CASE WHEN t.kind IN ('accrual', 'payout', 'payout_return', 'payout_correction') THEN p.units ELSE 0 END) < 0",
+        )
+        .fetch_all(pool)
+        .await?;
+        for (holder, program, currency, units) in overdrawn {
+            check.problems.push(format!(
+                "{holder} ({program}, {currency}) was paid out more than it ever earned \
+                 (earned minus paid: {units} units)"
+            ));
+        }
+
+        // A return exists exactly for returned payouts, and mirrors the hold.
+        let returns: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
+            "SELECT p.id, p.status, p.units, \
+                    (SELECT COUNT(*) FROM ledger_transactions r \
+                      WHERE r.kind = 'payout_return' AND r.payout_id = p.id AND r.status = 'posted'), \
+                    COALESCE((SELECT SUM(q.units) FROM ledger_postings q \
+                      JOIN ledger_transactions r ON r.id = q.txn_id \
+                      WHERE r.kind = 'payout_return' AND r.payout_id = p.id \
+                        AND q.book = 'referrer_cashable'), 0) \
+             FROM payouts p \
+             WHERE p.status = 'returned' \
+                OR EXISTS (SELECT 1 FROM ledger_transactions r \
+                           WHERE r.kind = 'payout_return' AND r.payout_id = p.id)",
+        )
+        .fetch_all(pool)
+        .await?;
+        for (payout, status, units, n, credited) in returns {
+            // A payout waiting for an operator after a contradiction keeps its return.
+            let status_ok = status == "returned" || (status == "needs_operator" && n == 1);
+            if !status_ok || n != 1 || credited != units {
+                check.problems.push(format!(
+                    "payout {payout} is {status} with {n} posted return(s) crediting {credited} \
+                     units; a returned payout needs exactly one return of {units} units"
+                ));
+            }
+        }
+        Ok(check)
+    }
+}

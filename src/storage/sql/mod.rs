@@ -1,0 +1,71 @@
+//! The queries, written once and compiled once per backend.
+//!
+//! `sqlite.rs` and `postgres.rs` each include this directory as a module after defining the
+//! backend's types (`Db`, `Pool`, `Conn`, `Tx`) and its few dialect functions: how a write
+//! transaction serialises ([`WriteLock`]) and how jobs are enqueued. The SQL text itself is
+//! shared: `$N` placeholders, `ON CONFLICT`, `RETURNING` and `CAST(.. AS BIGINT)` mean the
+//! same on both, so a behaviour test that passes on one backend exercises the same statements
+//! on the other.
+
+mod accrual;
+pub mod affiliate;
+pub mod balances;
+mod ingest;
+pub mod ledger;
+pub mod payout_runs;
+pub mod payouts;
+pub mod templates;
+pub mod tracking;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub(crate) use super::{Conn, Db, Pool, Tx, push_tasks};
+pub(crate) use crate::storage::{
+    BATCH_ROWS, StoreError, StoreResult, WriteLock, from_millis, parse_code, parse_stored,
+    to_millis,
+};
+use crate::domain::ids::PayoutId;
+use crate::domain::program::ProgramSet;
+use crate::storage::queue::payout_task;
+
+/// One backend's handle: its pool and the programs it accrues by.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: Pool,
+    programs: Arc<ProgramSet>,
+}
+
+impl Store {
+    pub(crate) fn new(pool: Pool, programs: Arc<ProgramSet>) -> Store {
+        Store { pool, programs }
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    pub fn programs(&self) -> &ProgramSet {
+        &self.programs
+    }
+
+    /// Starts a transaction that will write, serialised against the writers named by `lock`.
+    pub async fn begin_write(&self, lock: WriteLock<'_>) -> StoreResult<Tx> {
+        super::begin_write(&self.pool, lock).await
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Enqueues a job to advance `payout` after `delay`. `dedupe` names the reason; the queue
+/// drops a second job with the same name, so a step never schedules its follow-up twice.
+pub(crate) async fn enqueue_payout_job(
+    tx: &mut Tx,
+    payout: &PayoutId,
+    delay: Duration,
+    dedupe: &str,
+) -> StoreResult<()> {
+    super::push_tasks(tx, vec![payout_task(payout, delay, dedupe)?]).await
+}

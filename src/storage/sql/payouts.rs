@@ -1,0 +1,744 @@
+//! Payout persistence: withdrawals, fenced leases, attempts and the event history.
+//!
+//! Fencing: a worker *claims* a payout, which bumps its `fence` and sets a lease. Every later
+//! write names that fence in its WHERE clause, so a worker whose lease expired and was taken
+//! over changes nothing ([`StoreError`] `LeaseLost`), and the new holder starts with a lookup.
+
+pub(crate) use crate::storage::payouts::*;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use super::{Conn, Tx};
+use crate::storage::payouts::lease_lost;
+
+use super::balances::load_balance;
+use super::ledger::{TxnMeta, insert_transactions, settle_ledger};
+use super::enqueue_payout_job;
+use crate::storage::queue::payout_task;
+use super::{
+    Store, StoreError, StoreResult, WriteLock, from_millis, parse_code, parse_stored, to_millis,
+};
+use crate::domain::ids::{AccountId, PayoutId};
+use crate::domain::ledger::{Book, TransactionDraft, TransactionKind, TransactionStatus};
+use crate::domain::money::{Currency, Money};
+use crate::domain::payout::PayoutStatus;
+use crate::ingest::record::content_hash;
+
+const PAYOUT_COLUMNS: &str = "id, account_id, program, rail, destination, currency, units, status, \
+     attempts, provider_ref, provider_status, provider_status_at, polls, lookup_failures, \
+     watch_until, last_error, \
+     idempotency_key, created_at, updated_at";
+
+#[derive(sqlx::FromRow)]
+struct PayoutRow {
+    id: String,
+    account_id: String,
+    program: String,
+    rail: String,
+    destination: String,
+    currency: String,
+    units: i64,
+    status: String,
+    attempts: i64,
+    provider_ref: Option<String>,
+    provider_status: Option<String>,
+    provider_status_at: Option<i64>,
+    polls: i64,
+    lookup_failures: i64,
+    watch_until: Option<i64>,
+    last_error: Option<String>,
+    idempotency_key: String,
+    created_at: i64,
+    updated_at: i64,
+}
+
+/// status, lease_expires_at, next_action_at, watch_until.
+type ClaimRow = (String, Option<i64>, Option<i64>, Option<i64>);
+
+/// attempt_no, provider_key, outcome, provider_ref, detail, started_at, finished_at.
+type AttemptRow = (
+    i64,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+    Option<i64>,
+);
+/// at, from_status, to_status, attempt_no, worker, reason, source.
+type EventRow = (
+    i64,
+    Option<String>,
+    String,
+    Option<i64>,
+    Option<String>,
+    String,
+    Option<String>,
+);
+
+fn payout_view(row: PayoutRow) -> StoreResult<PayoutView> {
+    let currency: Currency = parse_stored("currency", &row.currency)?;
+    Ok(PayoutView {
+        id: parse_stored("payout id", &row.id)?,
+        account: parse_stored("account id", &row.account_id)?,
+        program: parse_stored("program", &row.program)?,
+        rail: parse_stored("rail", &row.rail)?,
+        destination: row.destination,
+        amount: Money::from_units(row.units, currency),
+        status: parse_code("payout status", &row.status, PayoutStatus::from_code)?,
+        attempts: u32::try_from(row.attempts).unwrap_or(u32::MAX),
+        provider_ref: row.provider_ref,
+        provider_status: row.provider_status,
+        provider_status_at: row.provider_status_at.map(from_millis),
+        polls: u32::try_from(row.polls).unwrap_or(u32::MAX),
+        lookup_failures: u32::try_from(row.lookup_failures).unwrap_or(u32::MAX),
+        watch_until: row.watch_until.map(from_millis),
+        last_error: row.last_error,
+        idempotency_key: row.idempotency_key,
+        created_at: from_millis(row.created_at),
+        updated_at: from_millis(row.updated_at),
+    })
+}
+
+pub(crate) async fn fetch_payout(
+    conn: &mut Conn,
+    id: &str,
+) -> StoreResult<Option<PayoutView>> {
+    let sql = format!("SELECT {PAYOUT_COLUMNS} FROM payouts WHERE id = $1");
+    let row: Option<PayoutRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.map(payout_view).transpose()
+}
+
+/// Who wrote an event and how they learned what it says.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Actor<'a> {
+    pub worker: Option<&'a str>,
+    pub source: &'a str,
+}
+
+pub(crate) async fn append_event(
+    tx: &mut Tx,
+    payout: &PayoutId,
+    from: Option<PayoutStatus>,
+    to: PayoutStatus,
+    attempt: Option<u32>,
+    actor: Actor<'_>,
+    reason: &str,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO payout_events \
+           (payout_id, at, from_status, to_status, attempt_no, worker, reason, source) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(payout.as_str())
+    .bind(to_millis(Utc::now()))
+    .bind(from.map(|s| s.code()))
+    .bind(to.code())
+    .bind(attempt.map(i64::from))
+    .bind(actor.worker)
+    .bind(reason)
+    .bind(actor.source)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Creates a withdrawal: checks eligibility and availability, places the hold, creates the
+    /// payout and enqueues its job, all in one transaction. A repeated idempotency key with the
+    /// same request returns the first payout; with another request it is refused.
+    pub async fn create_withdrawal(
+        &self,
+        req: &WithdrawalRequest,
+    ) -> Result<WithdrawalOutcome, WithdrawError> {
+        let units = req.amount.to_units().map_err(StoreError::from)?;
+        let request_hash = content_hash(&[
+            req.program.as_str(),
+            req.rail.as_str(),
+            req.amount.currency().code(),
+            &units.to_string(),
+        ]);
+        let mut tx = self.begin_write(WriteLock::Account(req.account.as_str())).await?;
+
+        let existing: Option<(String, String)> = sqlx::query_as(
+            "SELECT id, request_hash FROM payouts WHERE account_id = $1 AND idempotency_key = $2",
+        )
+        .bind(req.account.as_str())
+        .bind(req.idempotency_key.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((id, hash)) = existing {
+            if hash != request_hash {
+                return Err(WithdrawError::IdempotencyConflict {
+                    key: req.idempotency_key.to_string(),
+                    existing: id,
+                });
+            }
+            let payout = fetch_payout(&mut tx, &id)
+                .await?
+                .ok_or(StoreError::UnknownPayout(id))?;
+            return Ok(WithdrawalOutcome {
+                payout,
+                replayed: true,
+            });
+        }
+
+        let destination: Option<String> = sqlx::query_scalar(
+            "SELECT destination FROM payout_methods WHERE account_id = $1 AND rail = $2",
+        )
+        .bind(req.account.as_str())
+        .bind(req.rail.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+
+        let balance = match load_balance(&mut tx, &self.programs, &req.account).await {
+            Err(StoreError::UnknownAccount(_)) => {
+                return Err(WithdrawError::UnknownAccount(req.account.clone()));
+            }
+            other => other?,
+        };
+        let currency = req.amount.currency();
+        let program = balance
+            .program(req.program.as_str(), currency)
+            .ok_or_else(|| WithdrawError::NoBalance {
+                account: req.account.clone(),
+                program: req.program.clone(),
+                currency,
+            })?;
+        if program.reason.is_none() && !program.rails.contains(&req.rail) {
+            return Err(WithdrawError::RailNotAllowed {
+                program: req.program.clone(),
+                rail: req.rail,
+                allowed: program
+                    .rails
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        if let Some(reason) = &program.reason {
+            return Err(WithdrawError::Ineligible {
+                account: req.account.clone(),
+                reason: reason.clone(),
+            });
+        }
+        let Some(destination) = destination else {
+            return Err(WithdrawError::NoPayoutMethod {
+                account: req.account.clone(),
+                rail: req.rail,
+            });
+        };
+        if req.amount.amount() > program.payable_now.amount() {
+            return Err(WithdrawError::InsufficientFunds {
+                requested: req.amount,
+                available: program.payable_now,
+            });
+        }
+
+        let payout_id = PayoutId::generate();
+        let hold_id = format!("lt_{}", ulid::Ulid::generate());
+        let hold = TransactionDraft::new(TransactionKind::Payout, TransactionStatus::Pending)
+            .transfer(
+                Book::ReferrerCashable {
+                    account: req.account.clone(),
+                    program: req.program.clone(),
+                },
+                Book::RailSettlement { rail: req.rail },
+                req.amount,
+            )
+            .finish()
+            .map_err(StoreError::from)?;
+        insert_transactions(
+            &mut tx,
+            &[(
+                TxnMeta::for_payout(hold_id.clone(), payout_id.to_string()),
+                hold,
+            )],
+        )
+        .await?;
+        let now = to_millis(Utc::now());
+        sqlx::query(
+            "INSERT INTO payouts (id, account_id, program, rail, destination, currency, units, status, \
+               idempotency_key, request_hash, hold_txn_id, next_action_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $10, $11, $11, $11)",
+        )
+        .bind(payout_id.as_str())
+        .bind(req.account.as_str())
+        .bind(req.program.as_str())
+        .bind(req.rail.as_str())
+        .bind(&destination)
+        .bind(currency.code())
+        .bind(units)
+        .bind(req.idempotency_key.as_str())
+        .bind(&request_hash)
+        .bind(&hold_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        append_event(
+            &mut tx,
+            &payout_id,
+            None,
+            PayoutStatus::Queued,
+            None,
+            Actor {
+                worker: None,
+                source: "withdrawal",
+            },
+            &format!(
+                "withdrawal of {} to {} {destination} requested; {} held from an available {}",
+                req.amount, req.rail, req.amount, program.available
+            ),
+        )
+        .await?;
+        enqueue_payout_job(&mut tx, &payout_id, Duration::ZERO, "created").await?;
+        let payout = fetch_payout(&mut tx, payout_id.as_str())
+            .await?
+            .ok_or_else(|| StoreError::UnknownPayout(payout_id.to_string()))?;
+        tx.commit().await?;
+        Ok(WithdrawalOutcome {
+            payout,
+            replayed: false,
+        })
+    }
+
+    pub async fn payout(&self, id: &str) -> StoreResult<PayoutDetail> {
+        let mut conn = self.pool.acquire().await?;
+        let payout = fetch_payout(&mut conn, id)
+            .await?
+            .ok_or_else(|| StoreError::UnknownPayout(id.to_string()))?;
+        let attempts: Vec<AttemptRow> =
+            sqlx::query_as(
+                "SELECT attempt_no, provider_key, outcome, provider_ref, detail, started_at, finished_at \
+                 FROM payout_attempts WHERE payout_id = $1 ORDER BY attempt_no",
+            )
+            .bind(id)
+            .fetch_all(&mut *conn)
+            .await?;
+        let events: Vec<EventRow> = sqlx::query_as(
+            "SELECT at, from_status, to_status, attempt_no, worker, reason, source \
+                 FROM payout_events WHERE payout_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await?;
+        Ok(PayoutDetail {
+            payout,
+            attempts: attempts
+                .into_iter()
+                .map(|(n, key, outcome, r, detail, s, f)| AttemptView {
+                    attempt: u32::try_from(n).unwrap_or(u32::MAX),
+                    provider_key: key,
+                    outcome,
+                    provider_ref: r,
+                    detail,
+                    started_at: from_millis(s),
+                    finished_at: f.map(from_millis),
+                })
+                .collect(),
+            events: events
+                .into_iter()
+                .map(
+                    |(at, from, to, attempt, worker, reason, source)| PayoutEvent {
+                        at: from_millis(at),
+                        from,
+                        to,
+                        attempt: attempt.and_then(|a| u32::try_from(a).ok()),
+                        worker,
+                        reason,
+                        source,
+                    },
+                )
+                .collect(),
+        })
+    }
+
+    /// Payouts, newest first, optionally for one account.
+    pub async fn list_payouts(&self, account: Option<&AccountId>) -> StoreResult<Vec<PayoutView>> {
+        let sql = format!(
+            "SELECT {PAYOUT_COLUMNS} FROM payouts WHERE ($1 IS NULL OR account_id = $1) \
+             ORDER BY created_at DESC, id DESC"
+        );
+        let rows: Vec<PayoutRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(account.map(|a| a.as_str()))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(payout_view).collect()
+    }
+
+    /// Counts of payouts per status, for progress and idle detection.
+    pub async fn payout_status_counts(&self) -> StoreResult<Vec<(PayoutStatus, i64)>> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM payouts GROUP BY status ORDER BY status")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter()
+            .map(|(s, n)| Ok((parse_code("payout status", &s, PayoutStatus::from_code)?, n)))
+            .collect()
+    }
+
+    /// Claims a payout for one step of work. See the module docs on fencing.
+    pub async fn claim(&self, id: &PayoutId, owner: &str, ttl: Duration) -> StoreResult<Claim> {
+        let now = Utc::now();
+        let now_ms = to_millis(now);
+        let expires = now_ms + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
+        let mut tx = self.begin_write(WriteLock::Payout(id.as_str())).await?;
+        // The queue stores run times in whole seconds, so a job may start up to 1 s early.
+        let fence: Option<i64> = sqlx::query_scalar(
+            "UPDATE payouts SET lease_owner = $1, lease_expires_at = $2, fence = fence + 1, updated_at = $3 \
+             WHERE id = $4 \
+               AND (status IN ('queued', 'submitting', 'retry_scheduled', 'outcome_unknown', 'processing') \
+                    OR (status = 'paid' AND watch_until > $3 AND next_action_at IS NOT NULL)) \
+               AND (lease_expires_at IS NULL OR lease_expires_at < $3) \
+               AND (next_action_at IS NULL OR next_action_at <= $3 + 1000) \
+             RETURNING fence",
+        )
+        .bind(owner)
+        .bind(expires)
+        .bind(now_ms)
+        .bind(id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let claim = match fence {
+            Some(fence) => {
+                let payout = fetch_payout(&mut tx, id.as_str())
+                    .await?
+                    .ok_or_else(|| StoreError::UnknownPayout(id.to_string()))?;
+                Claim::Acquired {
+                    lease: Lease {
+                        payout_id: id.clone(),
+                        owner: owner.to_string(),
+                        fence,
+                    },
+                    payout: Box::new(payout),
+                }
+            }
+            None => {
+                let row: Option<ClaimRow> = sqlx::query_as(
+                    "SELECT status, lease_expires_at, next_action_at, watch_until \
+                         FROM payouts WHERE id = $1",
+                )
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+                let (status, lease, next, watch) =
+                    row.ok_or_else(|| StoreError::UnknownPayout(id.to_string()))?;
+                let status = parse_code("payout status", &status, PayoutStatus::from_code)?;
+                let watched = status == PayoutStatus::Paid
+                    && next.is_some()
+                    && watch.is_some_and(|w| w > now_ms);
+                match (status.is_active() || watched, lease, next) {
+                    (false, _, _) => Claim::Settled(status),
+                    (true, Some(until), _) if until >= now_ms => Claim::Busy {
+                        until: from_millis(until),
+                    },
+                    (true, _, Some(at)) => Claim::NotDue {
+                        at: from_millis(at),
+                    },
+                    (true, _, None) => Claim::NotDue { at: now },
+                }
+            }
+        };
+        tx.commit().await?;
+        Ok(claim)
+    }
+
+    /// Pushes a held lease's expiry `ttl` from now. `LeaseLost` once it was released or taken
+    /// over.
+    pub async fn extend_lease(&self, lease: &Lease, ttl: Duration) -> StoreResult<()> {
+        let now = to_millis(Utc::now());
+        let done = sqlx::query(
+            "UPDATE payouts SET lease_expires_at = $1 \
+             WHERE id = $2 AND fence = $3 AND lease_owner = $4",
+        )
+        .bind(now + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 4))
+        .bind(lease.payout_id.as_str())
+        .bind(lease.fence)
+        .bind(&lease.owner)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(lease_lost(lease))
+        }
+    }
+
+    /// Lookups in a row that could not reach the provider.
+    pub async fn lookup_failures(&self, id: &PayoutId) -> StoreResult<u32> {
+        let n: i64 = sqlx::query_scalar("SELECT lookup_failures FROM payouts WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    /// When the last attempt started, for the settle delay before a lookup.
+    pub async fn last_attempt_started(&self, id: &PayoutId) -> StoreResult<Option<DateTime<Utc>>> {
+        let at: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(started_at) FROM payout_attempts WHERE payout_id = $1")
+                .bind(id.as_str())
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(at.map(from_millis))
+    }
+
+    /// Persists attempt `attempt` and its provider key, and moves the payout to `submitting`,
+    /// *before* the request leaves. Fails with `LeaseLost` if the lease was taken over.
+    pub async fn begin_attempt(
+        &self,
+        lease: &Lease,
+        from: PayoutStatus,
+        attempt: u32,
+        provider_key: &str,
+        context: Option<&str>,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write(WriteLock::Payout(lease.payout_id.as_str())).await?;
+        let now = to_millis(Utc::now());
+        // An attempt still marked in flight belonged to a worker that stopped mid-send; the
+        // lookup that led here settled it.
+        sqlx::query(
+            "UPDATE payout_attempts SET outcome = 'unknown', finished_at = $1, \
+               detail = COALESCE(detail, $2) \
+             WHERE payout_id = $3 AND outcome = 'in_flight'",
+        )
+        .bind(now)
+        .bind(context.unwrap_or("outcome unknown; lookup found no transfer"))
+        .bind(lease.payout_id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        fenced_update(
+            &mut tx,
+            lease,
+            "status = 'submitting', attempts = $3, updated_at = $4",
+            i64::from(attempt),
+            now,
+        )
+        .await?;
+        sqlx::query(
+            "INSERT INTO payout_attempts (payout_id, attempt_no, provider_key, started_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(lease.payout_id.as_str())
+        .bind(i64::from(attempt))
+        .bind(provider_key)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        append_event(
+            &mut tx,
+            &lease.payout_id,
+            Some(from),
+            PayoutStatus::Submitting,
+            Some(attempt),
+            Actor {
+                worker: Some(&lease.owner),
+                source: "submit",
+            },
+            &format!(
+                "{}sending attempt {attempt} with idempotency key {provider_key}",
+                context.map(|c| format!("{c}; ")).unwrap_or_default()
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records the result of a step: the attempt's outcome, the payout's new state and why,
+    /// the ledger (post on paid, void on failed) and the follow-up job, in one transaction.
+    /// The lease is released.
+    pub async fn record_step(
+        &self,
+        lease: &Lease,
+        from: PayoutStatus,
+        step: &StepRecord<'_>,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write(WriteLock::Payout(lease.payout_id.as_str())).await?;
+        let now = Utc::now();
+        let next_at = step
+            .next_in
+            .map(|d| to_millis(now) + i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4));
+        let hold: Option<String> = sqlx::query_scalar(
+            "UPDATE payouts SET status = $1, next_action_at = $2, \
+               provider_ref = COALESCE($3, provider_ref), last_error = $4, \
+               lookup_failures = CASE WHEN $5 THEN lookup_failures + 1 ELSE 0 END, \
+               provider_status = COALESCE($10, provider_status), \
+               provider_status_at = CASE WHEN $11 IS NOT NULL AND \
+                 (provider_status_at IS NULL OR $11 > provider_status_at) \
+                 THEN $11 ELSE provider_status_at END, \
+               polls = CASE WHEN $12 THEN polls + 1 ELSE 0 END, \
+               watch_until = CASE WHEN $1 = 'paid' AND status <> 'paid' AND $2 IS NOT NULL \
+                 THEN $13 ELSE watch_until END, \
+               lease_owner = NULL, lease_expires_at = NULL, updated_at = $6 \
+             WHERE id = $7 AND fence = $8 AND lease_owner = $9 \
+             RETURNING hold_txn_id",
+        )
+        .bind(step.to.code())
+        .bind(next_at)
+        .bind(step.provider_ref.as_deref())
+        .bind(step.last_error.as_deref())
+        .bind(step.lookup_failed)
+        .bind(to_millis(now))
+        .bind(lease.payout_id.as_str())
+        .bind(lease.fence)
+        .bind(&lease.owner)
+        .bind(step.observation.map(|o| o.provider_status.as_str()))
+        // Only the provider's own clock orders readings; ours would make a provider time with
+        // coarser resolution look stale.
+        .bind(step.observation.and_then(|o| o.occurred_at).map(to_millis))
+        .bind(step.polled)
+        .bind(
+            step.watch_for
+                .map(|w| to_millis(now) + i64::try_from(w.as_millis()).unwrap_or(i64::MAX / 4)),
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(hold) = hold else {
+            return Err(lease_lost(lease));
+        };
+        if let (Some(attempt), Some((outcome, detail))) = (step.attempt, &step.attempt_outcome) {
+            sqlx::query(
+                "UPDATE payout_attempts SET outcome = $1, detail = $2, \
+                   provider_ref = COALESCE($3, provider_ref), finished_at = $4 \
+                 WHERE payout_id = $5 AND attempt_no = $6",
+            )
+            .bind(*outcome)
+            .bind(detail.as_deref())
+            .bind(step.provider_ref.as_deref())
+            .bind(to_millis(now))
+            .bind(lease.payout_id.as_str())
+            .bind(i64::from(attempt))
+            .execute(&mut *tx)
+            .await?;
+        }
+        if from != step.to {
+            settle_ledger(&mut tx, &lease.payout_id, &hold, step.to).await?;
+        }
+        // A poll that saw nothing new leaves no event: the payout's row shows when it last
+        // looked, and a months-long UNCLAIMED would otherwise bury the history.
+        if from != step.to || !step.polled {
+            append_event(
+                &mut tx,
+                &lease.payout_id,
+                Some(from),
+                step.to,
+                step.attempt,
+                Actor {
+                    worker: Some(&lease.owner),
+                    source: step.source,
+                },
+                &step.reason,
+            )
+            .await?;
+        }
+        if let Some(delay) = step.next_in {
+            enqueue_payout_job(
+                &mut tx,
+                &lease.payout_id,
+                delay,
+                &format!("fence-{}", lease.fence),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Gives a lease back without changing state, scheduling the next look after `delay`.
+    pub async fn release(&self, lease: &Lease, delay: Duration, why: &str) -> StoreResult<()> {
+        let mut tx = self.begin_write(WriteLock::Payout(lease.payout_id.as_str())).await?;
+        let now = to_millis(Utc::now());
+        let next = now + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 4);
+        fenced_update(
+            &mut tx,
+            lease,
+            "lease_owner = NULL, lease_expires_at = NULL, next_action_at = $3, updated_at = $4",
+            next,
+            now,
+        )
+        .await?;
+        enqueue_payout_job(
+            &mut tx,
+            &lease.payout_id,
+            delay,
+            &format!("fence-{}-{why}", lease.fence),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Enqueues a job for a payout whose job went missing (a crash between steps, a job that
+    /// ran too early). Deduplicated per due time, so calling it often is harmless.
+    pub async fn schedule_check(&self, id: &PayoutId, at: DateTime<Utc>) -> StoreResult<()> {
+        let mut tx = self.begin_write(WriteLock::Payout(id.as_str())).await?;
+        let delay = (at - Utc::now()).to_std().unwrap_or_default();
+        enqueue_payout_job(&mut tx, id, delay, &format!("check-{}", to_millis(at))).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The safety net: active payouts whose next step is overdue and whose lease (if any) has
+    /// expired get a job. Returns how many.
+    pub async fn enqueue_overdue(&self, grace: Duration) -> StoreResult<usize> {
+        let now = to_millis(Utc::now());
+        let cutoff = now - i64::try_from(grace.as_millis()).unwrap_or(0);
+        let due: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT id, COALESCE(next_action_at, 0), fence FROM payouts \
+             WHERE (status IN ('queued', 'submitting', 'retry_scheduled', 'outcome_unknown', 'processing') \
+                    OR (status = 'paid' AND watch_until > $1 AND next_action_at IS NOT NULL)) \
+               AND (lease_expires_at IS NULL OR lease_expires_at < $1) \
+               AND COALESCE(next_action_at, 0) <= $2 \
+               AND COALESCE(lease_expires_at, 0) <= $2",
+        )
+        .bind(now)
+        .bind(cutoff)
+        .fetch_all(&self.pool)
+        .await?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        // The fence is in the key: a payout swept again after a takeover gets a new job
+        // (queue keys are unique for ever).
+        let tasks = due
+            .iter()
+            .map(|(id, at, fence)| {
+                let id: PayoutId = parse_stored("payout id", id)?;
+                payout_task(&id, Duration::ZERO, &format!("sweep-{at}-{fence}"))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        let mut tx = self.begin_write(WriteLock::Sweep).await?;
+        super::push_tasks(&mut tx, tasks).await?;
+        tx.commit().await?;
+        Ok(due.len())
+    }
+}
+
+/// `UPDATE payouts SET <set> WHERE id AND fence AND owner`, with `$3`/`$4` bound to `a`/`b`.
+async fn fenced_update(
+    tx: &mut Tx,
+    lease: &Lease,
+    set: &'static str,
+    a: i64,
+    b: i64,
+) -> StoreResult<()> {
+    let sql = format!("UPDATE payouts SET {set} WHERE id = $1 AND fence = $2 AND lease_owner = $5");
+    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(lease.payout_id.as_str())
+        .bind(lease.fence)
+        .bind(a)
+        .bind(b)
+        .bind(&lease.owner)
+        .execute(&mut **tx)
+        .await?;
+    if done.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(lease_lost(lease))
+    }
+}

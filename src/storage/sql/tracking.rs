@@ -1,0 +1,275 @@
+//! Status tracking writes: the attempts a rail needs to resolve an uncertain payout, its
+//! in-attempt checkpoints, observations from webhooks (which hold no lease), and the record of
+//! webhook deliveries.
+
+pub(crate) use crate::storage::tracking::*;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::Tx;
+use super::ledger::{book_correction, settle_ledger};
+use super::payouts::{Actor, Lease, append_event, fetch_payout};
+use super::enqueue_payout_job;
+use super::{Store, StoreError, StoreResult, WriteLock, from_millis, parse_stored, to_millis};
+use crate::domain::ids::{PayoutId, Rail};
+use crate::domain::payout::PayoutStatus;
+use crate::domain::tracking::{Observation, Tracked, track};
+use crate::providers::rail::PastAttempt;
+
+/// attempt_no, provider_key, started_at, provider_ref, checkpoint.
+type AttemptRow = (i64, String, i64, Option<String>, Option<String>);
+
+impl Store {
+    /// Every attempt of a payout, oldest first.
+    pub async fn past_attempts(&self, id: &PayoutId) -> StoreResult<Vec<PastAttempt>> {
+        let rows: Vec<AttemptRow> = sqlx::query_as(
+            "SELECT attempt_no, provider_key, started_at, provider_ref, checkpoint \
+             FROM payout_attempts WHERE payout_id = $1 ORDER BY attempt_no",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(n, key, started, provider_ref, checkpoint)| {
+                Ok(PastAttempt {
+                    attempt: u32::try_from(n).unwrap_or(u32::MAX),
+                    idempotency_key: key,
+                    started_at: from_millis(started),
+                    provider_ref,
+                    checkpoint: checkpoint
+                        .map(|c| {
+                            serde_json::from_str(&c).map_err(|e| {
+                                StoreError::Corrupt(format!("checkpoint of attempt {n}: {e}"))
+                            })
+                        })
+                        .transpose()?,
+                })
+            })
+            .collect()
+    }
+
+    /// Saves progress inside attempt `attempt`, fenced by the lease like every step write.
+    pub async fn save_checkpoint(
+        &self,
+        lease: &Lease,
+        attempt: u32,
+        state: &Value,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write(WriteLock::Payout(lease.payout_id.as_str())).await?;
+        let done = sqlx::query(
+            "UPDATE payout_attempts SET checkpoint = $1 \
+             WHERE payout_id = $2 AND attempt_no = $3 \
+               AND EXISTS (SELECT 1 FROM payouts WHERE id = $2 AND fence = $4 AND lease_owner = $5)",
+        )
+        .bind(state.to_string())
+        .bind(lease.payout_id.as_str())
+        .bind(i64::from(attempt))
+        .bind(lease.fence)
+        .bind(&lease.owner)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::LeaseLost {
+                payout: lease.payout_id.to_string(),
+                fence: lease.fence,
+            });
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The payout a provider event is about: by the provider's id for the payment, or by our
+    /// own token echoed back (an attempt key, or the payout id itself).
+    pub async fn payout_for_event(
+        &self,
+        rail: Rail,
+        provider_ref: Option<&str>,
+        our_token: Option<&str>,
+    ) -> StoreResult<Option<PayoutId>> {
+        let found: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM payouts WHERE rail = $1 AND provider_ref = $2 \
+             UNION SELECT a.payout_id FROM payout_attempts a JOIN payouts p ON p.id = a.payout_id \
+               WHERE p.rail = $1 AND (a.provider_ref = $2 OR a.provider_key = $3) \
+             UNION SELECT id FROM payouts WHERE rail = $1 AND id = $3 \
+             LIMIT 1",
+        )
+        .bind(rail.as_str())
+        .bind(provider_ref)
+        .bind(our_token)
+        .fetch_optional(&self.pool)
+        .await?;
+        found.map(|id| parse_stored("payout id", &id)).transpose()
+    }
+
+    /// Applies a provider observation that arrived outside a worker step (a webhook): moves
+    /// the payout per `domain::tracking::track` and settles the ledger in one transaction.
+    /// Takes over any lease (the fence moves), so a worker mid-poll cannot overwrite it.
+    /// A payout this makes paid is watched for `watch_for` (see `RetryPolicy::watch_for`).
+    pub async fn apply_observation(
+        &self,
+        id: &PayoutId,
+        observation: &Observation,
+        source: &str,
+        watch_for: Option<std::time::Duration>,
+    ) -> StoreResult<Applied> {
+        let mut tx = self.begin_write(WriteLock::Payout(id.as_str())).await?;
+        let payout = fetch_payout(&mut tx, id.as_str())
+            .await?
+            .ok_or_else(|| StoreError::UnknownPayout(id.to_string()))?;
+        let status = payout.status;
+        let actor = Actor {
+            worker: None,
+            source,
+        };
+        // A payout waiting for an operator still records what the provider says (track
+        // leaves its status alone), so the operator decides with it.
+        let tracked_states = [
+            PayoutStatus::Processing,
+            PayoutStatus::Paid,
+            PayoutStatus::Failed,
+            PayoutStatus::Returned,
+            PayoutStatus::NeedsOperator,
+        ];
+        if !tracked_states.contains(&status) {
+            // Being sent or resolved: the worker's own lookup will see this state.
+            if status.is_active() {
+                enqueue_payout_job(
+                    &mut tx,
+                    id,
+                    std::time::Duration::ZERO,
+                    &format!("{source}-{}", to_millis(Utc::now())),
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            return Ok(Applied::Deferred { status });
+        }
+        let now = Utc::now();
+        let at = observation.occurred_at;
+        let watch_until = watch_for
+            .map(|w| to_millis(now) + i64::try_from(w.as_millis()).unwrap_or(i64::MAX / 4));
+        let applied = match track(status, payout.provider_status_at, observation) {
+            Tracked::Unchanged => {
+                let stale =
+                    matches!((payout.provider_status_at, at), (Some(seen), Some(at)) if at < seen);
+                if !stale && payout.provider_status.as_deref() != Some(&observation.provider_status)
+                {
+                    write_status(&mut tx, id, status, observation, at, now, watch_until).await?;
+                    append_event(
+                        &mut tx,
+                        id,
+                        Some(status),
+                        status,
+                        None,
+                        actor,
+                        &format!("provider status now {}", observation.describe()),
+                    )
+                    .await?;
+                }
+                Applied::Unchanged { status }
+            }
+            Tracked::Move { to, reason, .. } => {
+                write_status(&mut tx, id, to, observation, at, now, watch_until).await?;
+                let hold: String =
+                    sqlx::query_scalar("SELECT hold_txn_id FROM payouts WHERE id = $1")
+                        .bind(id.as_str())
+                        .fetch_one(&mut *tx)
+                        .await?;
+                settle_ledger(&mut tx, id, &hold, to).await?;
+                append_event(&mut tx, id, Some(status), to, None, actor, &reason).await?;
+                Applied::Moved { from: status, to }
+            }
+            Tracked::Conflict { reason } => {
+                let to = PayoutStatus::NeedsOperator;
+                write_status(&mut tx, id, to, observation, at, now, watch_until).await?;
+                // The money left after all: take it out of the balance again at once, so it
+                // cannot be withdrawn a second time while an operator looks.
+                let hold: String =
+                    sqlx::query_scalar("SELECT hold_txn_id FROM payouts WHERE id = $1")
+                        .bind(id.as_str())
+                        .fetch_one(&mut *tx)
+                        .await?;
+                book_correction(&mut tx, id, &hold).await?;
+                sqlx::query("UPDATE payouts SET last_error = $1 WHERE id = $2")
+                    .bind(&reason)
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                append_event(&mut tx, id, Some(status), to, None, actor, &reason).await?;
+                Applied::Moved { from: status, to }
+            }
+        };
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    /// Records a webhook delivery once. False if this event was already received.
+    pub async fn record_delivery(
+        &self,
+        provider: Rail,
+        event_id: &str,
+        payout: Option<&PayoutId>,
+        outcome: &str,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "INSERT INTO webhook_deliveries (provider, event_id, received_at, payout_id, outcome) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (provider, event_id) DO NOTHING",
+        )
+        .bind(provider.as_str())
+        .bind(event_id)
+        .bind(to_millis(Utc::now()))
+        .bind(payout.map(PayoutId::as_str))
+        .bind(outcome)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Whether a webhook event was already received.
+    pub async fn delivery_seen(&self, provider: Rail, event_id: &str) -> StoreResult<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM webhook_deliveries WHERE provider = $1 AND event_id = $2",
+        )
+        .bind(provider.as_str())
+        .bind(event_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n > 0)
+    }
+}
+
+/// Writes a tracked status and takes over any lease: the fence moves, so a worker that was
+/// polling this payout finds its lease lost instead of overwriting a newer state.
+async fn write_status(
+    tx: &mut Tx,
+    id: &PayoutId,
+    to: PayoutStatus,
+    observation: &Observation,
+    at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    watch_until: Option<i64>,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE payouts SET status = $1, provider_status = $2, \
+           provider_status_at = CASE WHEN $3 IS NOT NULL AND \
+             (provider_status_at IS NULL OR $3 > provider_status_at) \
+             THEN $3 ELSE provider_status_at END, \
+           fence = fence + 1, lease_owner = NULL, lease_expires_at = NULL, \
+           watch_until = CASE WHEN $1 = 'paid' AND status <> 'paid' THEN $6 ELSE watch_until END, \
+           next_action_at = CASE WHEN $1 = 'processing' THEN next_action_at \
+             WHEN $1 = 'paid' AND status = 'processing' AND $6 IS NOT NULL THEN next_action_at \
+             WHEN $1 = 'paid' AND status = 'paid' THEN next_action_at \
+             ELSE NULL END, \
+           updated_at = $4 \
+         WHERE id = $5",
+    )
+    .bind(to.code())
+    .bind(&observation.provider_status)
+    .bind(at.map(to_millis))
+    .bind(to_millis(now))
+    .bind(id.as_str())
+    .bind(watch_until)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

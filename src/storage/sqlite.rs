@@ -1,0 +1,73 @@
+//! The embedded SQLite backend: one file, one machine, the default.
+//!
+//! SQLite has a single writer, so `BEGIN IMMEDIATE` (take the write lock up front) is all
+//! the serialisation any [`WriteLock`] needs: a transaction that reads a balance and then
+//! writes a hold can never be overtaken by another writer in between.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use super::queue::{PAYOUT_QUEUE, QueuedTask};
+use super::{MIGRATIONS_TABLE, StoreResult, WriteLock};
+use crate::domain::program::ProgramSet;
+
+pub(crate) type Db = sqlx::Sqlite;
+pub(crate) type Pool = sqlx::SqlitePool;
+pub(crate) type Conn = sqlx::SqliteConnection;
+pub(crate) type Tx = sqlx::Transaction<'static, Db>;
+
+#[path = "sql/mod.rs"]
+pub(crate) mod sql;
+pub use sql::Store;
+
+/// Opens (creating if needed) the database at `path` and brings its schema up to date: the
+/// job queue's tables first, then ours.
+pub(crate) async fn open(path: &Path, programs: Arc<ProgramSet>) -> StoreResult<Store> {
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // Money: a committed transaction must survive a power cut.
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(15))
+        // 64 MiB of page cache per connection: accrual reads whole tables.
+        .pragma("cache_size", "-65536")
+        .foreign_keys(true);
+
+    // apalis's setup() switches `synchronous` OFF on whatever connection it uses, so it runs
+    // on a throwaway pool and never on a connection that later writes money.
+    let setup_pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options.clone())
+        .await?;
+    apalis_sqlite::SqliteStorage::setup(&setup_pool).await?;
+    // The stock LIdx index makes every ack scan all jobs a worker ever ran (apalis notes §3).
+    sqlx::query("DROP INDEX IF EXISTS LIdx")
+        .execute(&setup_pool)
+        .await?;
+    setup_pool.close().await;
+
+    let pool = SqlitePoolOptions::new()
+        .max_connections(8)
+        .connect_with(options)
+        .await?;
+    let mut migrator = sqlx::migrate!("./migrations/sqlite");
+    migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
+    migrator.run(&pool).await?;
+    Ok(Store::new(pool, programs))
+}
+
+/// SQLite serialises every writer: the lock's scope does not matter.
+pub(crate) async fn begin_write(pool: &Pool, _lock: WriteLock<'_>) -> StoreResult<Tx> {
+    Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
+}
+
+/// Enqueues in the caller's transaction. The queue silently drops a task whose idempotency
+/// key it already holds.
+pub(crate) async fn push_tasks(tx: &mut Tx, tasks: Vec<QueuedTask>) -> StoreResult<()> {
+    apalis_sqlite::queries::push_tasks(&mut **tx, PAYOUT_QUEUE, &tasks).await?;
+    Ok(())
+}
