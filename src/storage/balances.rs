@@ -96,10 +96,10 @@ pub(crate) struct BookSums {
 
 /// The SQL that sums a payee's books per program and currency; `{filter}` narrows it.
 pub(crate) const BOOK_SUMS: &str = "SELECT p.holder, p.program, p.currency, \
-   COALESCE(SUM(CASE WHEN p.book = 'referrer_cashable' AND t.kind IN ('accrual', 'clawback') THEN p.units END), 0), \
-   COALESCE(SUM(CASE WHEN p.book = 'referrer_credit' THEN p.units END), 0), \
-   COALESCE(SUM(CASE WHEN p.book = 'referrer_cashable' AND t.kind IN ('payout', 'payout_return', 'payout_correction') AND t.status = 'posted' THEN -p.units END), 0), \
-   COALESCE(SUM(CASE WHEN p.book = 'referrer_cashable' AND t.kind = 'payout' AND t.status = 'pending' THEN -p.units END), 0) \
+   CAST(COALESCE(SUM(CASE WHEN p.book = 'referrer_cashable' AND t.kind IN ('accrual', 'clawback') THEN p.units END), 0) AS BIGINT), \
+   CAST(COALESCE(SUM(CASE WHEN p.book = 'referrer_credit' THEN p.units END), 0) AS BIGINT), \
+   CAST(COALESCE(SUM(CASE WHEN p.book = 'referrer_cashable' AND t.kind IN ('payout', 'payout_return', 'payout_correction') AND t.status = 'posted' THEN -p.units END), 0) AS BIGINT), \
+   CAST(COALESCE(SUM(CASE WHEN p.book = 'referrer_cashable' AND t.kind = 'payout' AND t.status = 'pending' THEN -p.units END), 0) AS BIGINT) \
  FROM ledger_postings p JOIN ledger_transactions t ON t.id = p.txn_id \
  WHERE p.holder IS NOT NULL AND t.status <> 'voided' {filter} \
  GROUP BY p.holder, p.program, p.currency ORDER BY p.holder, p.program, p.currency";

@@ -126,9 +126,10 @@ impl Store {
             "SELECT r.id, r.referred_at, \
                         a.id, a.created_at, a.email, a.payment_fingerprint, a.hosted_machines, \
                         b.id, b.created_at, b.email, b.payment_fingerprint, b.hosted_machines, \
-                        EXISTS (SELECT 1 FROM account_links l \
+                        CASE WHEN EXISTS (SELECT 1 FROM account_links l \
                                 WHERE (l.account_a = a.id AND l.account_b = b.id) \
                                    OR (l.account_a = b.id AND l.account_b = a.id)) \
+                        THEN CAST(1 AS BIGINT) ELSE 0 END \
                  FROM referrals r \
                  JOIN accounts a ON a.id = r.referrer_id \
                  JOIN accounts b ON b.id = r.referred_id \
@@ -317,19 +318,19 @@ impl Store {
         for refunds in [false, true] {
             let sql = match (refunds, sequential) {
                 (true, false) => {
-                    "SELECT u.account_id, u.at, u.category, u.currency, f.units \
+                    "SELECT u.account_id, u.at, u.category, u.currency, CAST(f.units AS BIGINT) \
                      FROM accrual_scope s JOIN usage u ON u.account_id = s.id \
                      JOIN refunds f ON f.usage_id = u.id WHERE s.kind = 'account'"
                 }
                 (true, true) => {
-                    "SELECT u.account_id, u.at, u.category, u.currency, f.units \
+                    "SELECT u.account_id, u.at, u.category, u.currency, CAST(f.units AS BIGINT) \
                      FROM refunds f JOIN usage u ON u.id = f.usage_id"
                 }
                 (false, false) => {
-                    "SELECT u.account_id, u.at, u.category, u.currency, u.units \
+                    "SELECT u.account_id, u.at, u.category, u.currency, CAST(u.units AS BIGINT) \
                      FROM accrual_scope s JOIN usage u ON u.account_id = s.id WHERE s.kind = 'account'"
                 }
-                (false, true) => "SELECT account_id, at, category, currency, units FROM usage",
+                (false, true) => "SELECT account_id, at, category, currency, CAST(units AS BIGINT) FROM usage",
             };
             let mut stream = sqlx::query(sql).fetch(&mut **tx);
             while let Some(row) = stream.try_next().await? {
@@ -490,8 +491,8 @@ impl Store {
             };
             #[allow(clippy::type_complexity)]
             let rows: Vec<(String, i64, String, i64, i64, i64)> = sqlx::query_as(
-                "SELECT u.account_id, u.at, u.category, u.units, u.runtime_secs, \
-                   COALESCE((SELECT SUM(f.units) FROM refunds f WHERE f.usage_id = u.id), 0) \
+                "SELECT u.account_id, u.at, u.category, CAST(u.units AS BIGINT), u.runtime_secs, \
+                   CAST(COALESCE((SELECT SUM(f.units) FROM refunds f WHERE f.usage_id = u.id), 0) AS BIGINT) \
                  FROM usage u WHERE u.template_id = $1 AND u.currency = $2 ORDER BY u.at, u.id",
             )
             .bind(&template)
@@ -540,7 +541,7 @@ impl Store {
         tx: &mut Tx,
     ) -> StoreResult<HashMap<(Stream, String), Posted>> {
         let rows: Vec<(String, String, String, String, i64)> = sqlx::query_as(
-            "SELECT t.stream, t.subject, t.kind, p.program, -SUM(p.units) \
+            "SELECT t.stream, t.subject, t.kind, p.program, CAST(-SUM(p.units) AS BIGINT) \
              FROM accrual_scope s \
              JOIN referrals r ON r.referred_id = s.id \
              JOIN ledger_transactions t ON t.subject = r.id \
@@ -548,7 +549,7 @@ impl Store {
              WHERE s.kind = 'account' AND t.stream IS NOT NULL \
              GROUP BY t.stream, t.subject, t.kind, p.program \
              UNION ALL \
-             SELECT t.stream, t.subject, t.kind, p.program, -SUM(p.units) \
+             SELECT t.stream, t.subject, t.kind, p.program, CAST(-SUM(p.units) AS BIGINT) \
              FROM accrual_scope s \
              JOIN ledger_transactions t ON t.subject = s.id AND t.stream = 'creator' \
              JOIN ledger_postings p ON p.txn_id = t.id AND p.book = 'commission_expense' \

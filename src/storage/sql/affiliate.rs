@@ -52,7 +52,7 @@ pub(super) async fn enroll(
         program: program.to_string(),
         kind: p.kind.code(),
     })?;
-    let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM accounts WHERE id = $1")
+    let known: Option<i64> = sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM accounts WHERE id = $1")
         .bind(account.as_str())
         .fetch_optional(&mut **tx)
         .await?;

@@ -36,7 +36,7 @@ pub async fn load_balance(
         return Err(StoreError::UnknownAccount(account.to_string()));
     }
     let spend_rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT u.currency, SUM(u.units) - COALESCE(SUM(r.refunded), 0) FROM usage u \
+        "SELECT u.currency, CAST(SUM(u.units) - COALESCE(SUM(r.refunded), 0) AS BIGINT) FROM usage u \
          LEFT JOIN (SELECT usage_id, SUM(units) AS refunded FROM refunds GROUP BY usage_id) r \
            ON r.usage_id = u.id \
          WHERE u.account_id = $1 GROUP BY u.currency",

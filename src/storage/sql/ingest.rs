@@ -26,7 +26,10 @@ use crate::ingest::{IngestReport, LineError, Numbered, Record};
 enum Val {
     Text(String),
     Int(i64),
+    /// NULL in a text column.
     Null,
+    /// NULL in an integer column: PostgreSQL will not put a text-typed NULL there.
+    NullInt,
 }
 
 impl From<String> for Val {
@@ -502,8 +505,8 @@ async fn refund_rows(
     let mut usage_state: HashMap<String, (i64, i64, String)> = HashMap::new();
     for chunk in refunds.chunks(BATCH_ROWS) {
         let mut q = QueryBuilder::<Db>::new(
-            "SELECT u.id, u.units, u.currency, \
-             COALESCE((SELECT SUM(r.units) FROM refunds r WHERE r.usage_id = u.id), 0) \
+            "SELECT u.id, CAST(u.units AS BIGINT), u.currency, \
+             CAST(COALESCE((SELECT SUM(r.units) FROM refunds r WHERE r.usage_id = u.id), 0) AS BIGINT) \
              FROM usage u WHERE u.id IN (",
         );
         let mut sep = q.separated(", ");
@@ -564,7 +567,7 @@ async fn refund_rows(
             values: vec![
                 r.id.as_str().into(),
                 r.usage_id.as_str().into(),
-                at.map_or(Val::Null, Val::Int),
+                at.map_or(Val::NullInt, Val::Int),
                 refund_units.into(),
                 hash.clone().into(),
             ],
@@ -663,6 +666,7 @@ async fn apply_kind(
                     Val::Text(s) => b.push_bind(s.clone()),
                     Val::Int(i) => b.push_bind(*i),
                     Val::Null => b.push_bind(None::<String>),
+                    Val::NullInt => b.push_bind(None::<i64>),
                 };
             }
         });

@@ -188,7 +188,7 @@ impl Store {
     /// Net money paid out per rail and currency, from the rail settlement books.
     pub async fn paid_out_by_rail(&self) -> StoreResult<Vec<RailTotal>> {
         let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
-            "SELECT p.rail, p.currency, SUM(p.units), COUNT(DISTINCT t.payout_id) \
+            "SELECT p.rail, p.currency, CAST(SUM(p.units) AS BIGINT), COUNT(DISTINCT t.payout_id) \
              FROM ledger_postings p JOIN ledger_transactions t ON t.id = p.txn_id \
              WHERE p.book = 'rail_settlement' AND t.status = 'posted' \
                AND t.kind IN ('payout', 'payout_return', 'payout_correction') \
@@ -227,7 +227,7 @@ impl Store {
         };
 
         let unbalanced: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT txn_id, currency, SUM(units) FROM ledger_postings \
+            "SELECT txn_id, currency, CAST(SUM(units) AS BIGINT) FROM ledger_postings \
              GROUP BY txn_id, currency HAVING SUM(units) <> 0",
         )
         .fetch_all(pool)
@@ -252,10 +252,10 @@ impl Store {
         }
 
         let holds: Vec<HoldRow> = sqlx::query_as(
-            "SELECT p.id, p.status, t.status, t.kind, p.units, \
-                        COALESCE((SELECT -SUM(q.units) FROM ledger_postings q \
+            "SELECT p.id, p.status, t.status, t.kind, CAST(p.units AS BIGINT), \
+                        CAST(COALESCE((SELECT -SUM(q.units) FROM ledger_postings q \
                                   WHERE q.txn_id = t.id AND q.book = 'referrer_cashable' \
-                                    AND q.holder = p.account_id AND q.currency = p.currency), 0), \
+                                    AND q.holder = p.account_id AND q.currency = p.currency), 0) AS BIGINT), \
                     EXISTS (SELECT 1 FROM ledger_transactions c \
                             WHERE c.kind = 'payout_correction' AND c.payout_id = p.id) \
                  FROM payouts p LEFT JOIN ledger_transactions t ON t.id = p.hold_txn_id",
@@ -287,7 +287,7 @@ impl Store {
 
         let overdrawn: Vec<(String, String, String, i64)> = sqlx::query_as(
             "SELECT p.holder, p.program, p.currency, \
-                    SUM(CASE WHEN t.kind IN ('accrual', 'payout', 'payout_return', 'payout_correction') THEN p.units ELSE 0 END) \
+                    CAST(SUM(CASE WHEN t.kind IN ('accrual', 'payout', 'payout_return', 'payout_correction') THEN p.units ELSE 0 END) AS BIGINT) \
              FROM ledger_postings p \
              JOIN ledger_transactions t ON t.id = p.txn_id \
              WHERE p.book = 'referrer_cashable' AND t.status <> 'voided' \
@@ -305,13 +305,13 @@ impl Store {
 
         // A return exists exactly for returned payouts, and mirrors the hold.
         let returns: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
-            "SELECT p.id, p.status, p.units, \
+            "SELECT p.id, p.status, CAST(p.units AS BIGINT), \
                     (SELECT COUNT(*) FROM ledger_transactions r \
                       WHERE r.kind = 'payout_return' AND r.payout_id = p.id AND r.status = 'posted'), \
-                    COALESCE((SELECT SUM(q.units) FROM ledger_postings q \
+                    CAST(COALESCE((SELECT SUM(q.units) FROM ledger_postings q \
                       JOIN ledger_transactions r ON r.id = q.txn_id \
                       WHERE r.kind = 'payout_return' AND r.payout_id = p.id \
-                        AND q.book = 'referrer_cashable'), 0) \
+                        AND q.book = 'referrer_cashable'), 0) AS BIGINT) \
              FROM payouts p \
              WHERE p.status = 'returned' \
                 OR EXISTS (SELECT 1 FROM ledger_transactions r \

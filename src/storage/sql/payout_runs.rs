@@ -62,7 +62,7 @@ impl Store {
                 .await?;
         let spend: Vec<(String, String, i64)> = sqlx::query_as(
             "SELECT u.account_id, u.currency, \
-               SUM(u.units) - COALESCE(SUM((SELECT SUM(f.units) FROM refunds f WHERE f.usage_id = u.id)), 0) \
+               CAST(SUM(u.units) - COALESCE(SUM((SELECT SUM(f.units) FROM refunds f WHERE f.usage_id = u.id)), 0) AS BIGINT) \
              FROM usage u \
              WHERE u.account_id IN (SELECT DISTINCT holder FROM ledger_postings WHERE holder IS NOT NULL) \
              GROUP BY u.account_id, u.currency",

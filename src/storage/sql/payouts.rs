@@ -24,7 +24,7 @@ use crate::domain::money::{Currency, Money};
 use crate::domain::payout::PayoutStatus;
 use crate::ingest::record::content_hash;
 
-const PAYOUT_COLUMNS: &str = "id, account_id, program, rail, destination, currency, units, status, \
+const PAYOUT_COLUMNS: &str = "id, account_id, program, rail, destination, currency, CAST(units AS BIGINT) AS units, status, \
      attempts, provider_ref, provider_status, provider_status_at, polls, lookup_failures, \
      watch_until, last_error, \
      idempotency_key, created_at, updated_at";

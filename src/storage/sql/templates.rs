@@ -28,13 +28,13 @@ impl Store {
 
         let rows: Vec<(String, String, i64, i64, i64, i64)> = sqlx::query_as(
             "SELECT r.template_id, r.program, COUNT(*), \
-               SUM(CASE WHEN r.status = 'qualified' THEN 1 ELSE 0 END), \
-               COALESCE(SUM(CASE WHEN r.status = 'qualified' THEN \
+               CAST(SUM(CASE WHEN r.status = 'qualified' THEN 1 ELSE 0 END) AS BIGINT), \
+               CAST(COALESCE(SUM(CASE WHEN r.status = 'qualified' THEN \
                  (SELECT SUM(u.units) FROM usage u \
-                  WHERE u.account_id = r.referred_id AND u.at >= r.referred_at) END), 0), \
-               COALESCE(SUM((SELECT -SUM(p.units) FROM ledger_transactions t \
+                  WHERE u.account_id = r.referred_id AND u.at >= r.referred_at) END), 0) AS BIGINT), \
+               CAST(COALESCE(SUM((SELECT -SUM(p.units) FROM ledger_transactions t \
                   JOIN ledger_postings p ON p.txn_id = t.id AND p.book = 'commission_expense' \
-                  WHERE t.subject = r.id AND t.stream IN ('referral', 'affiliate'))), 0) \
+                  WHERE t.subject = r.id AND t.stream IN ('referral', 'affiliate'))), 0) AS BIGINT) \
              FROM referrals r WHERE r.template_id IS NOT NULL \
              GROUP BY r.template_id, r.program",
         )
@@ -52,10 +52,10 @@ impl Store {
         let rows: Vec<(String, String, String, i64, i64, i64)> = sqlx::query_as(
             "SELECT t.id, t.program, t.creator_id, \
                (SELECT COUNT(*) FROM usage u WHERE u.template_id = t.id), \
-               (SELECT COALESCE(SUM(u.runtime_secs), 0) FROM usage u WHERE u.template_id = t.id), \
-               COALESCE((SELECT -SUM(p.units) FROM ledger_transactions x \
+               CAST((SELECT COALESCE(SUM(u.runtime_secs), 0) FROM usage u WHERE u.template_id = t.id) AS BIGINT), \
+               CAST(COALESCE((SELECT -SUM(p.units) FROM ledger_transactions x \
                   JOIN ledger_postings p ON p.txn_id = x.id AND p.book = 'commission_expense' \
-                  WHERE x.subject = t.id AND x.stream = 'creator'), 0) \
+                  WHERE x.subject = t.id AND x.stream = 'creator'), 0) AS BIGINT) \
              FROM templates t",
         )
         .fetch_all(self.pool())
