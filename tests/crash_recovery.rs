@@ -115,8 +115,14 @@ fn worker_env(base: &str) -> [(&'static str, &str); 6] {
 
 /// Starts `payouts work` in the background, its standard error going to `log`.
 fn spawn_worker(db: &Path, base: &str, log: &Path) -> Killed {
+    spawn_worker_with(db, base, log, &[])
+}
+
+fn spawn_worker_with(db: &Path, base: &str, log: &Path, args: &[&str]) -> Killed {
     let mut cmd = Command::new(BIN);
-    cmd.args(["work"])
+    cmd.arg("work")
+        .args(args)
+        .env("PAYOUTS_LOG", "info")
         .env("DATABASE_URL", db)
         .env("RUNPOD_BONUS_SEED", "crash-test-seed-0123456789")
         .stdout(Stdio::null())
@@ -205,6 +211,42 @@ fn a_worker_killed_mid_send_is_taken_over_and_the_payout_is_paid_once() {
         1,
         "exactly one payment at the provider"
     );
+}
+
+#[test]
+fn two_worker_processes_running_the_same_payout_job_send_it_once() {
+    let tdb = common::TestDb::blocking("same_job");
+    let dir = &tdb.dir;
+    let db = std::path::PathBuf::from(&tdb.url);
+    let (id, _mock, base) = one_queued_payout(&db, 2000);
+    let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    let mut a = spawn_worker_with(&db, &base, &log_a, &["--concurrency", "1"]);
+    wait_for_send(&db, &id, &mut a, &log_a);
+    // While the first worker's request is in flight, a second job for the same payout, as a
+    // queue that rescued a "stuck" job would leave it, goes to a second process.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = tdb.open(common::programs()).await;
+        let payout = id.parse().unwrap();
+        store.schedule_check(&payout, chrono::Utc::now()).await.unwrap();
+        store.close().await;
+    });
+    let _b = spawn_worker_with(&db, &base, &log_b, &["--concurrency", "1"]);
+
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while show(&db, &id)["payout"]["status"] != "paid" {
+        assert!(Instant::now() < deadline, "not paid: {:#}", show(&db, &id));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(transfers_for(&base, &id), 1, "exactly one payment at the provider");
+    let logs = [&log_a, &log_b].map(|l| std::fs::read_to_string(l).unwrap_or_default());
+    assert!(
+        logs[1].contains("leased by another worker"),
+        "the second process ran the job and was fenced out by the lease:\n{}",
+        logs[1]
+    );
+    let ledger = payouts(&db, &["ledger-check"], &[]);
+    assert!(ledger.status.success(), "{}", String::from_utf8_lossy(&ledger.stdout));
 }
 
 #[test]

@@ -76,6 +76,7 @@ impl Env {
                 sweep_every: Duration::from_secs(1),
                 sweep_grace: Duration::from_secs(2),
                 schedule: None,
+                ..WorkerOptions::default()
             },
             tokio::time::sleep(Duration::from_secs(90)),
             |_| {},

@@ -62,6 +62,8 @@ pub struct WorkerSettings {
     /// `PAYOUTS_RUN_SCHEDULE`: a cron expression (seconds first, UTC) on which the worker makes
     /// payout runs; unset, it makes none.
     pub run_schedule: Option<cron::Schedule>,
+    /// After SIGTERM/SIGINT, how long jobs in hand may take (`PAYOUTS_SHUTDOWN_DEADLINE_SECS`).
+    pub shutdown_deadline: Duration,
 }
 
 impl WorkerSettings {
@@ -101,6 +103,7 @@ impl WorkerSettings {
                 ),
             })?),
         };
+        let shutdown_deadline = secs("PAYOUTS_SHUTDOWN_DEADLINE_SECS", 30)?;
         let lease_ttl = secs("PAYOUTS_LEASE_TTL_SECS", 60)?;
         if lease_ttl <= timeout {
             return Err(ConfigError::Invalid {
@@ -173,6 +176,7 @@ impl WorkerSettings {
             policy,
             lease_ttl,
             run_schedule,
+            shutdown_deadline,
         };
         if settings.stripe.is_none()
             && settings.paypal.is_none()

@@ -216,6 +216,7 @@ pub async fn run() -> Result<i32> {
             sweep_every: Duration::from_secs(2),
             sweep_grace: Duration::from_secs(3),
             schedule: None,
+            ..WorkerOptions::default()
         },
         tokio::time::sleep(Duration::from_secs(120)),
         progress,

@@ -411,6 +411,7 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
                 concurrency,
                 until_idle,
                 schedule: settings.run_schedule.clone(),
+                shutdown_deadline: settings.shutdown_deadline,
                 ..WorkerOptions::default()
             };
             run_worker(deps, options, shutdown_signal(), |_| {}).await?;

@@ -58,6 +58,7 @@ pub async fn advance_payout(deps: &Arc<PayoutDeps>, id: &PayoutId) -> StoreResul
         {
             Claim::Settled(status) => Ok(StepOutcome::NothingToDo(status)),
             Claim::Busy { until } => {
+                info!(%until, "payout is leased by another worker; checking again after its lease");
                 deps.store
                     .schedule_check(id, until + chrono::Duration::seconds(1))
                     .await?;

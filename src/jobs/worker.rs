@@ -12,7 +12,7 @@ use std::time::Duration;
 use apalis::prelude::*;
 use apalis_postgres::{Config as PgConfig, PostgresStorage};
 use apalis_sqlite::{Config as SqliteConfig, SqliteStorage};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use super::payout_step::{PayoutDeps, advance_payout};
 use crate::domain::payout::PayoutStatus;
@@ -35,6 +35,9 @@ pub struct WorkerOptions {
     pub sweep_grace: Duration,
     /// When set, payout runs are made on this cron schedule (see `jobs::schedule`).
     pub schedule: Option<cron::Schedule>,
+    /// After a shutdown signal, how long jobs in hand may take to finish. Past it the worker
+    /// exits anyway: their leases expire and whoever takes them over looks up first.
+    pub shutdown_deadline: Duration,
 }
 
 impl Default for WorkerOptions {
@@ -45,6 +48,7 @@ impl Default for WorkerOptions {
             sweep_every: Duration::from_secs(5),
             sweep_grace: Duration::from_secs(10),
             schedule: None,
+            shutdown_deadline: Duration::from_secs(30),
         }
     }
 }
@@ -165,6 +169,21 @@ pub async fn run_worker(
                     .build(handle)
                     .run_until(stop)
                     .await
+            }
+        }
+    };
+    // Jobs in hand get until the deadline once the stop signal came.
+    let mut deadline_watch = on_stop.clone();
+    let deadline = options.shutdown_deadline;
+    let payouts = async move {
+        tokio::select! {
+            finished = payouts => finished,
+            () = async {
+                let _ = deadline_watch.wait_for(|stopped| *stopped).await;
+                tokio::time::sleep(deadline).await;
+            } => {
+                warn!(?deadline, "shutdown deadline passed with jobs in hand; their leases will expire and the next holder looks them up first");
+                Ok(())
             }
         }
     };

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Acquire, ConnectOptions};
+use sqlx::ConnectOptions;
 
 use super::queue::{PAYOUT_QUEUE, QueuedTask, task_key};
-use super::{MIGRATIONS_TABLE, StoreError, StoreResult, WriteLock};
+use super::{MIGRATIONS_TABLE, StoreResult, WriteLock};
 use crate::domain::program::ProgramSet;
 
 pub(crate) type Db = sqlx::Postgres;
@@ -72,45 +72,29 @@ pub(crate) async fn begin_write(pool: &Pool, lock: WriteLock<'_>) -> StoreResult
 }
 
 /// Enqueues in the caller's transaction, dropping tasks whose idempotency key the queue
-/// already holds (as SQLite's queue does). PostgreSQL would abort the whole transaction on the
-/// duplicate, so the keys are checked first and the insert runs under a savepoint: a racing
-/// transaction that commits the same key in between costs a retry, never the caller's work.
-pub(crate) async fn push_tasks(tx: &mut Tx, tasks: Vec<QueuedTask>) -> StoreResult<()> {
-    let mut tasks = tasks;
-    for _ in 0..3 {
-        let keys: Vec<String> = tasks
-            .iter()
-            .filter_map(|t| task_key(t).map(str::to_owned))
-            .collect();
-        let held: Vec<String> = sqlx::query_scalar(
-            "SELECT idempotency_key FROM apalis.jobs \
-             WHERE job_type = $1 AND idempotency_key = ANY($2)",
-        )
-        .bind(PAYOUT_QUEUE)
-        .bind(&keys)
-        .fetch_all(&mut **tx)
-        .await?;
-        tasks.retain(|t| task_key(t).is_none_or(|k| !held.iter().any(|h| h == k)));
-        if tasks.is_empty() {
-            return Ok(());
-        }
-        let mut savepoint = tx.begin().await?;
-        match apalis_postgres::queries::push_tasks(&mut *savepoint, PAYOUT_QUEUE, tasks.clone())
-            .await
-        {
-            Ok(()) => {
-                savepoint.commit().await?;
-                return Ok(());
-            }
-            Err(e) if is_unique_violation(&e) => savepoint.rollback().await?,
-            Err(e) => return Err(e.into()),
-        }
+/// already holds (as SQLite's queue does; PostgreSQL's would abort the transaction instead).
+///
+/// The check cannot race: a job key names its payout and its reason, and every transaction
+/// that enqueues for a payout holds that payout's lock (steps, checks), or the sweep's lock
+/// (sweep keys), or creates the payout (runs, withdrawals). If that discipline were ever
+/// broken, the duplicate makes the whole transaction fail loudly and roll back: nothing is
+/// half-written and nothing is paid twice.
+pub(crate) async fn push_tasks(tx: &mut Tx, mut tasks: Vec<QueuedTask>) -> StoreResult<()> {
+    let keys: Vec<String> = tasks
+        .iter()
+        .filter_map(|t| task_key(t).map(str::to_owned))
+        .collect();
+    let held: Vec<String> = sqlx::query_scalar(
+        "SELECT idempotency_key FROM apalis.jobs \
+         WHERE job_type = $1 AND idempotency_key = ANY($2)",
+    )
+    .bind(PAYOUT_QUEUE)
+    .bind(&keys)
+    .fetch_all(&mut **tx)
+    .await?;
+    tasks.retain(|t| task_key(t).is_none_or(|k| !held.iter().any(|h| h == k)));
+    if !tasks.is_empty() {
+        apalis_postgres::queries::push_tasks(&mut **tx, PAYOUT_QUEUE, tasks).await?;
     }
-    Err(StoreError::Corrupt(
-        "job queue kept reporting duplicate keys for new jobs".into(),
-    ))
-}
-
-fn is_unique_violation(e: &apalis_postgres::Error) -> bool {
-    matches!(e, apalis_postgres::Error::Database(sqlx::Error::Database(db)) if db.is_unique_violation())
+    Ok(())
 }

@@ -246,6 +246,7 @@ impl TestEnv {
                 sweep_every: Duration::from_secs(1),
                 sweep_grace: Duration::from_secs(2),
                 schedule: None,
+                ..WorkerOptions::default()
             },
             tokio::time::sleep(Duration::from_secs(60)),
             |_| {},

@@ -10,11 +10,11 @@ use payouts::on_backend;
 use payouts::storage::WriteLock;
 use sqlx::QueryBuilder;
 
-use super::fixture::{BenchDir, fresh_store};
+use super::fixture::BenchDb;
 use super::synthetic::{
     Frame, Rng, USAGE_SEED, UsageGen, UsageRow, referred_id, referrer_id, rfc3339, template_id,
 };
-use super::{Progress, db_bytes, group, peak_rss_kib, rate, render, rss_text};
+use super::{Progress, group, peak_rss_kib, rate, render, rss_text};
 
 /// Rows per multi-row INSERT, as `storage::BATCH_ROWS` (500) for ingest.
 const STATEMENT_ROWS: usize = 500;
@@ -190,15 +190,14 @@ pub(super) async fn accrual(opts: AccrualOptions) -> Result<i32> {
     };
 
     // A temporary directory lives until the end of this function and is removed then.
-    let dir = BenchDir::new(opts.dir.as_ref())?;
-    let db = dir.path.join("bench.db");
-    let store = fresh_store(&db).await?;
+    let bench_db = BenchDb::create(opts.dir.as_ref(), None).await?;
+    let store = bench_db.open().await?;
     progress.say(&format!(
         "bench accrual: {} referred accounts, {} referrers, {} usage events; database {}",
         group(opts.accounts as u64),
         group(opts.referrers as u64),
         group(opts.events as u64),
-        db.display()
+        bench_db.describe()
     ));
 
     let frame = Frame::new()?;
@@ -275,7 +274,7 @@ pub(super) async fn accrual(opts: AccrualOptions) -> Result<i32> {
     ));
 
     let check = store.check_ledger().await.context("checking the ledger")?;
-    let size = db_bytes(&db);
+    let size = bench_db.size_bytes(&store).await;
     store.close().await;
     let total = progress.started.elapsed();
     // VmHWM only grows, but its per-thread counters are synced lazily: keep the largest reading.

@@ -1,13 +1,17 @@
 //! `bench execution`: payouts paid end to end (job pickup, lease, attempt, provider call to the
 //! loopback Stripe mock with no latency and no faults, result, ledger post) by the real apalis
-//! worker, once per worker count, each on a fresh SQLite database; beside the raw commit rate
-//! of the same database and the write transactions each payout costs.
+//! worker, once per worker count, each on a fresh database (SQLite, or PostgreSQL with
+//! `--postgres`); beside the raw commit rate of the same database and the write transactions
+//! each payout costs.
 //!
-//! Commits are counted with SQLite's commit hook, set on every connection of the store's pool
-//! before the worker starts: it fires once per committed write transaction (explicit or
-//! autocommit) on that pool, whoever ran it: payout steps and the queue's fetch, ack and
-//! heartbeat writes alike; reads are not counted. The same hook also counts the commit-rate
-//! loop, as a check that it sees every commit.
+//! Write transactions are counted without touching the code under test. On SQLite, with the
+//! commit hook set on every connection of the store's pool before the worker starts: it fires
+//! once per committed write transaction (explicit or autocommit) on that pool, whoever ran it:
+//! payout steps and the queue's fetch, ack and heartbeat writes alike; reads are not counted.
+//! On PostgreSQL, with the server's next transaction id (`pg_snapshot_xmax`), which advances
+//! once for every transaction that writes (reads take none), the queue's included; the bench
+//! database is the only one being written. The same counter also counts the commit-rate loop,
+//! as a check that it sees every commit.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,12 +30,13 @@ use payouts::storage::{Store, WriteLock, to_millis};
 use secrecy::SecretString;
 use serde::Serialize;
 
-use super::fixture::{BenchDir, bulk_payees, fresh_store};
+use super::fixture::{BenchDb, bulk_payees};
 use super::{Progress, group, render};
 
 pub(super) struct ExecutionOptions {
     pub(super) payouts: usize,
     pub(super) workers: Vec<usize>,
+    pub(super) postgres: Option<String>,
     pub(super) json: bool,
 }
 
@@ -40,9 +45,9 @@ const COMMIT_LOOP: Duration = Duration::from_secs(2);
 /// The issue's target for payouts/s against what the commit rate allows.
 const TARGET_RATIO: f64 = 0.30;
 /// Exactly what `commits_per_payout` counts, printed with the figures.
-const COMMITS_COUNT: &str = "write transactions committed on the store's connection pool \
-    while the worker ran (SQLite commit hook on every pooled connection: payout steps and the \
-    job queue's fetch/ack/heartbeat writes alike), divided by the payouts paid";
+const COMMITS_COUNT: &str = "write transactions committed while the worker ran (SQLite: commit \
+    hook on every pooled connection; PostgreSQL: transaction ids assigned), payout steps and the \
+    job queue's fetch/ack/heartbeat writes alike, divided by the payouts paid";
 
 /// The figures of one worker count.
 #[derive(Debug, Serialize)]
@@ -80,7 +85,9 @@ struct Measured {
 /// Counts committed write transactions into `counter` on every connection of the store's
 /// pool, and marks each with a temporary table (temporary tables are per connection).
 async fn count_commits(store: &Store, counter: &Arc<AtomicU64>) -> Result<()> {
-    let store = sqlite_only(store)?;
+    let Store::Sqlite(store) = store else {
+        return Ok(());
+    };
     let max = store.pool().options().get_max_connections();
     let mut held = Vec::new();
     for _ in 0..max {
@@ -102,7 +109,9 @@ async fn count_commits(store: &Store, counter: &Arc<AtomicU64>) -> Result<()> {
 /// How many of the pool's connections carry the hook (the pool replaces a connection whose
 /// query was cancelled, and the new one has none): (hooked, all).
 async fn hooked_connections(store: &Store) -> Result<(u32, u32)> {
-    let store = sqlite_only(store)?;
+    let Store::Sqlite(store) = store else {
+        return Ok((0, 0));
+    };
     let max = store.pool().options().get_max_connections();
     let mut held = Vec::new();
     let mut hooked = 0;
@@ -142,16 +151,29 @@ async fn commit_loop(store: &Store) -> Result<(u64, f64)> {
     })
 }
 
-fn sqlite_only(store: &Store) -> Result<&payouts::storage::sqlite::Store> {
+/// Write transactions so far: the hook's count, or PostgreSQL's next transaction id.
+async fn commits_now(store: &Store, counter: &Arc<AtomicU64>) -> Result<u64> {
     match store {
-        Store::Sqlite(s) => Ok(s),
-        Store::Postgres(_) => anyhow::bail!("commit counting needs SQLite"),
+        Store::Sqlite(_) => Ok(counter.load(Ordering::Relaxed)),
+        Store::Postgres(s) => {
+            // xid8 has no Rust decoder; its text form is the number.
+            let next: String =
+                sqlx::query_scalar("SELECT CAST(pg_snapshot_xmax(pg_current_snapshot()) AS TEXT)")
+                    .fetch_one(s.pool())
+                    .await?;
+            Ok(next.parse()?)
+        }
     }
 }
 
-async fn one(payouts: usize, workers: usize, progress: &Progress) -> Result<Measured> {
-    let dir = BenchDir::new(None)?;
-    let store = fresh_store(&dir.path.join("bench.db")).await?;
+async fn one(
+    payouts: usize,
+    workers: usize,
+    postgres: Option<&str>,
+    progress: &Progress,
+) -> Result<Measured> {
+    let db = BenchDb::create(None, postgres).await?;
+    let store = db.open().await?;
     let t = Instant::now();
     bulk_payees(&store, payouts, false, progress).await?;
     let setup_secs = t.elapsed().as_secs_f64();
@@ -190,7 +212,7 @@ async fn one(payouts: usize, workers: usize, progress: &Progress) -> Result<Meas
         group(payouts as u64)
     ));
 
-    let before = counter.load(Ordering::Relaxed);
+    let before = commits_now(&store, &counter).await?;
     let start_ms = to_millis(chrono::Utc::now());
     let t = Instant::now();
     // The sweep (a safety net for lost jobs) is kept out of the way: every job is in the queue.
@@ -202,6 +224,7 @@ async fn one(payouts: usize, workers: usize, progress: &Progress) -> Result<Meas
             sweep_every: Duration::from_secs(3600),
             sweep_grace: Duration::from_secs(3600),
             schedule: None,
+            ..WorkerOptions::default()
         },
         tokio::time::sleep(Duration::from_secs(1800)),
         |_| {},
@@ -209,12 +232,12 @@ async fn one(payouts: usize, workers: usize, progress: &Progress) -> Result<Meas
     .await
     .map_err(|e| anyhow::anyhow!("the worker: {e}"))?;
     let worker_secs = t.elapsed().as_secs_f64();
-    let commits = counter.load(Ordering::Relaxed) - before;
+    let commits = commits_now(&store, &counter).await?.saturating_sub(before);
 
     let (paid, last_paid, events, attempts): (i64, Option<i64>, i64, i64) = on_backend!(&store, s => sqlx::query_as(
         "SELECT (SELECT COUNT(*) FROM payouts WHERE status = 'paid'), \
                 (SELECT MAX(updated_at) FROM payouts WHERE status = 'paid'), \
-                (SELECT COUNT(*) FROM payout_events WHERE source IS NOT 'payout_run'), \
+                (SELECT COUNT(*) FROM payout_events WHERE source IS DISTINCT FROM 'payout_run'), \
                 (SELECT COUNT(*) FROM payout_attempts)",
     )
     .fetch_one(s.pool())
@@ -242,11 +265,15 @@ async fn one(payouts: usize, workers: usize, progress: &Progress) -> Result<Meas
     let (hooked, connections) = hooked_connections(&store).await?;
     // Connections replaced at the worker's shutdown carry no hook: hook them again.
     count_commits(&store, &counter).await?;
-    let hooked_before = counter.load(Ordering::Relaxed);
+    let hooked_before = commits_now(&store, &counter).await?;
     let (loop_commits, loop_secs) = commit_loop(&store).await?;
     // Two setup statements (CREATE, INSERT) commit before the loop.
-    let commit_loop_hooked = (counter.load(Ordering::Relaxed) - hooked_before).saturating_sub(2);
+    let commit_loop_hooked = commits_now(&store, &counter)
+        .await?
+        .saturating_sub(hooked_before)
+        .saturating_sub(2);
     store.close().await;
+    db.remove().await?;
 
     let n = payouts as f64;
     let payouts_per_sec = if paid_secs > 0.0 { n / paid_secs } else { 0.0 };
@@ -305,18 +332,24 @@ pub(super) async fn execution(opts: ExecutionOptions) -> Result<i32> {
         started: Instant::now(),
         to_stderr: opts.json,
     };
+    let backend = if opts.postgres.is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
     progress.say(&format!(
-        "bench execution: {} payouts per run, workers {:?}",
+        "bench execution on {backend}: {} payouts per run, workers {:?}",
         group(opts.payouts as u64),
         opts.workers
     ));
     let mut results = Vec::new();
     for &w in &opts.workers {
-        results.push(one(opts.payouts, w, &progress).await?);
+        results.push(one(opts.payouts, w, opts.postgres.as_deref(), &progress).await?);
     }
 
     if opts.json {
         let figures = serde_json::json!({
+            "backend": backend,
             "payouts": opts.payouts,
             "commits_per_payout_counts": COMMITS_COUNT,
             "ratio_is": "payouts_per_sec / (commits_per_sec / commits_per_payout)",

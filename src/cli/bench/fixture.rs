@@ -76,22 +76,114 @@ impl BenchDir {
     }
 }
 
-/// Opens a fresh store (the file must not exist yet) under both presets.
-pub(super) async fn fresh_store(db: &std::path::Path) -> Result<Store> {
-    anyhow::ensure!(
-        !db.exists(),
-        "{} already exists; the benchmark needs a fresh database (remove it or pick another --dir)",
-        db.display()
-    );
+/// A benchmark's fresh database: a SQLite file (in `--dir` or a temporary directory), or a
+/// new database on the PostgreSQL server given with `--postgres`, dropped by [`BenchDb::remove`].
+pub(super) enum BenchDb {
+    Sqlite { _dir: BenchDir, path: PathBuf },
+    Postgres { server: String, name: String },
+}
+
+impl BenchDb {
+    pub(super) async fn create(dir: Option<&PathBuf>, postgres: Option<&str>) -> Result<BenchDb> {
+        let Some(server) = postgres else {
+            let dir = BenchDir::new(dir)?;
+            let path = dir.path.join("bench.db");
+            anyhow::ensure!(
+                !path.exists(),
+                "{} already exists; the benchmark needs a fresh database (remove it or pick another --dir)",
+                path.display()
+            );
+            return Ok(BenchDb::Sqlite { _dir: dir, path });
+        };
+        let server = server.trim_end_matches('/').to_string();
+        let name = format!(
+            "payouts_bench_{}",
+            ulid::Ulid::generate().to_string().to_lowercase()
+        );
+        let mut admin = admin(&server).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .with_context(|| format!("creating database {name} on {server}"))?;
+        Ok(BenchDb::Postgres { server, name })
+    }
+
+    /// Where the data is, for the report.
+    pub(super) fn describe(&self) -> String {
+        match self {
+            BenchDb::Sqlite { path, .. } => format!("SQLite {}", path.display()),
+            BenchDb::Postgres { server, name } => {
+                let host = server.rsplit('@').next().unwrap_or(server);
+                format!("PostgreSQL {host}/{name}")
+            }
+        }
+    }
+
+    pub(super) fn backend(&self) -> &'static str {
+        match self {
+            BenchDb::Sqlite { .. } => "sqlite",
+            BenchDb::Postgres { .. } => "postgres",
+        }
+    }
+
+    pub(super) async fn open(&self) -> Result<Store> {
+        match self {
+            BenchDb::Sqlite { path, .. } => open_store(&path.display().to_string()).await,
+            BenchDb::Postgres { server, name } => open_store(&format!("{server}/{name}")).await,
+        }
+    }
+
+    /// Bytes on disk: the SQLite file and its WAL, or `pg_database_size`.
+    pub(super) async fn size_bytes(&self, store: &Store) -> u64 {
+        match (self, store) {
+            (BenchDb::Sqlite { path, .. }, _) => super::db_bytes(path),
+            (BenchDb::Postgres { .. }, Store::Postgres(s)) => {
+                sqlx::query_scalar::<_, i64>("SELECT pg_database_size(current_database())")
+                    .fetch_one(s.pool())
+                    .await
+                    .ok()
+                    .and_then(|n| u64::try_from(n).ok())
+                    .unwrap_or(0)
+            }
+            _ => 0,
+        }
+    }
+
+    /// Drops a PostgreSQL bench database (a SQLite temporary directory goes on drop).
+    pub(super) async fn remove(self) -> Result<()> {
+        if let BenchDb::Postgres { server, name } = self {
+            let mut admin = admin(&server).await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut admin)
+            .await
+            .with_context(|| format!("dropping database {name}"))?;
+        }
+        Ok(())
+    }
+}
+
+async fn admin(server: &str) -> Result<sqlx::PgConnection> {
+    use sqlx::Connection;
+    sqlx::PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .with_context(|| {
+            format!("connecting to PostgreSQL at {server} (pass a server URL such as postgres://postgres@127.0.0.1:5432)")
+        })
+}
+
+/// Opens the store under both presets.
+async fn open_store(url: &str) -> Result<Store> {
     let programs = ProgramSet::load(&["vast".into(), "runpod".into()], &|name| {
         std::env::var(name)
             .ok()
             .or_else(|| (name == "RUNPOD_BONUS_SEED").then(|| BENCH_BONUS_SEED.to_string()))
     })
     .context("loading the vast and runpod presets")?;
-    Store::open_sqlite(db, Arc::new(programs))
+    Store::open(url, Arc::new(programs))
         .await
-        .with_context(|| format!("opening {}", db.display()))
+        .with_context(|| format!("opening {url}"))
 }
 
 /// The statements that write payees `lo..hi` (`seq` yields `i` from `$1` to `$2` - 1 and the
@@ -99,29 +191,32 @@ pub(super) async fn fresh_store(db: &std::path::Path) -> Result<Store> {
 /// cashable, 1/4 credit, and the commission expense the negated sum, so every accrual balances.
 const PAYEE_SQL: [&str; 7] = [
     "INSERT INTO accounts (id, created_at, email, email_normalized, content_hash) \
-     SELECT printf('bench-p%07d', i), now, printf('p%d@payees.bench.example', i), \
-            printf('p%d@payees.bench.example', i), 'bench' FROM seq",
+     SELECT 'bench-p' || {n7}, now, 'p' || {n7} || '@payees.bench.example', \
+            'p' || {n7} || '@payees.bench.example', 'bench' FROM seq",
     "INSERT INTO payout_methods (account_id, rail, destination, content_hash, updated_at, auto_payout) \
-     SELECT printf('bench-p%07d', i), 'stripe', printf('acct_1bench%07d', i), 'bench', now, \
+     SELECT 'bench-p' || {n7}, 'stripe', 'acct_1bench' || {n7}, 'bench', now, \
             CASE WHEN {mix} AND i % 20 = 0 THEN 0 ELSE 1 END \
      FROM seq WHERE NOT ({mix} AND i % 20 = 1)",
     "INSERT INTO ledger_transactions \
        (id, kind, status, referral_id, stream, subject, note, created_at, resolved_at) \
-     SELECT printf('bench-lt%07d', i), 'accrual', 'posted', printf('bench-ref%07d', i), \
-            'referral', printf('bench-ref%07d', i), 'bench fixture', now, now FROM seq",
+     SELECT 'bench-lt' || {n7}, 'accrual', 'posted', 'bench-ref' || {n7}, \
+            'referral', 'bench-ref' || {n7}, 'bench fixture', now, now FROM seq",
     "INSERT INTO ledger_postings (txn_id, book, holder, program, currency, units) \
-     SELECT printf('bench-lt%07d', i), 'referrer_cashable', printf('bench-p%07d', i), 'vast', 'USD', \
+     SELECT 'bench-lt' || {n7}, 'referrer_cashable', 'bench-p' || {n7}, 'vast', 'USD', \
             E * 3 / 4 FROM amounts",
     "INSERT INTO ledger_postings (txn_id, book, holder, program, currency, units) \
-     SELECT printf('bench-lt%07d', i), 'referrer_credit', printf('bench-p%07d', i), 'vast', 'USD', \
+     SELECT 'bench-lt' || {n7}, 'referrer_credit', 'bench-p' || {n7}, 'vast', 'USD', \
             E - E * 3 / 4 FROM amounts",
     "INSERT INTO ledger_postings (txn_id, book, holder, program, currency, units) \
-     SELECT printf('bench-lt%07d', i), 'commission_expense', NULL, 'vast', 'USD', -E FROM amounts",
+     SELECT 'bench-lt' || {n7}, 'commission_expense', NULL, 'vast', 'USD', -E FROM amounts",
     // $5,000 of its own spend: more than any payee here earns.
     "INSERT INTO usage (id, account_id, at, category, units, currency, content_hash) \
-     SELECT printf('bench-pu%07d', i), printf('bench-p%07d', i), now, 'instance', \
-            5000 * 100 * {cent}, 'USD', 'bench' FROM seq WHERE {mix} AND i % 20 = 3",
+     SELECT 'bench-pu' || {n7}, 'bench-p' || {n7}, now, 'instance', \
+            CAST(5000 AS BIGINT) * 100 * {cent}, 'USD', 'bench' FROM seq WHERE {mix} AND i % 20 = 3",
 ];
+
+/// `i` as seven zero-padded digits, in SQL both SQLite and PostgreSQL accept.
+const N7: &str = "substr(CAST(10000000 + i AS TEXT), 2)";
 
 /// Writes `payees` payees on `store`, `PAYEE_CHUNK` per transaction.
 pub(super) async fn bulk_payees(
@@ -131,7 +226,7 @@ pub(super) async fn bulk_payees(
     progress: &Progress,
 ) -> Result<()> {
     let now = to_millis(chrono::Utc::now());
-    let mix = if mixed { "1" } else { "0" };
+    let mix = if mixed { "TRUE" } else { "FALSE" };
     // Earned: $10.00 to $19.99 (a multiple of 4 units, so the 3/4 split is exact); payees
     // under 2 (mixed) earned $0.004, so $0.003 is cashable: less than a cent.
     let amounts = format!(
@@ -147,6 +242,7 @@ pub(super) async fn bulk_payees(
         let mut tx = s.begin_write(payouts::storage::WriteLock::Accrual).await?;
         for sql in PAYEE_SQL {
             let body = sql
+                .replace("{n7}", N7)
                 .replace("{mix}", mix)
                 .replace("{cent}", &UNITS_PER_CENT.to_string());
             let full = format!(

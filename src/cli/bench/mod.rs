@@ -56,6 +56,10 @@ pub enum BenchCommand {
         /// is removed afterwards.
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Run on PostgreSQL instead: a server URL such as postgres://postgres@127.0.0.1:5432,
+        /// on which a fresh database is created and dropped afterwards.
+        #[arg(long)]
+        postgres: Option<String>,
         /// Print the figures as one JSON object (progress goes to standard error).
         #[arg(long)]
         json: bool,
@@ -69,6 +73,10 @@ pub enum BenchCommand {
         /// Worker concurrencies to measure, each on a fresh database.
         #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 4])]
         workers: Vec<usize>,
+        /// Run on PostgreSQL instead: a server URL such as postgres://postgres@127.0.0.1:5432,
+        /// on which a fresh database per worker count is created and dropped afterwards.
+        #[arg(long)]
+        postgres: Option<String>,
         /// Print the figures as one JSON object (progress goes to standard error).
         #[arg(long)]
         json: bool,
@@ -93,17 +101,30 @@ pub async fn bench(command: BenchCommand) -> Result<i32> {
             })
             .await
         }
-        BenchCommand::Run { payees, dir, json } => {
-            run::run(run::RunOptions { payees, dir, json }).await
+        BenchCommand::Run {
+            payees,
+            dir,
+            postgres,
+            json,
+        } => {
+            run::run(run::RunOptions {
+                payees,
+                dir,
+                postgres,
+                json,
+            })
+            .await
         }
         BenchCommand::Execution {
             payouts,
             workers,
+            postgres,
             json,
         } => {
             execution::execution(execution::ExecutionOptions {
                 payouts,
                 workers,
+                postgres,
                 json,
             })
             .await

@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use payouts::domain::payout_run::{RunPeriod, RunReport, Skip};
 
-use super::fixture::{BenchDir, Expected, bulk_payees, fresh_store};
-use super::{Progress, db_bytes, group, peak_rss_kib, rate, render, rss_text};
+use super::fixture::{BenchDb, Expected, bulk_payees};
+use super::{Progress, group, peak_rss_kib, rate, render, rss_text};
 
 pub(super) struct RunOptions {
     pub(super) payees: usize,
     pub(super) dir: Option<PathBuf>,
+    pub(super) postgres: Option<String>,
     pub(super) json: bool,
 }
 
@@ -46,13 +47,12 @@ pub(super) async fn run(opts: RunOptions) -> Result<i32> {
         started: Instant::now(),
         to_stderr: opts.json,
     };
-    let dir = BenchDir::new(opts.dir.as_ref())?;
-    let db = dir.path.join("bench.db");
-    let store = fresh_store(&db).await?;
+    let db = BenchDb::create(opts.dir.as_ref(), opts.postgres.as_deref()).await?;
+    let store = db.open().await?;
     progress.say(&format!(
         "bench run: {} payees; database {}",
         group(opts.payees as u64),
-        db.display()
+        db.describe()
     ));
 
     let t = Instant::now();
@@ -86,8 +86,10 @@ pub(super) async fn run(opts: RunOptions) -> Result<i32> {
             .fetch_one(s.pool())
             .await
     })?;
-    let size = db_bytes(&db);
+    let size = db.size_bytes(&store).await;
     store.close().await;
+    let backend = db.backend();
+    db.remove().await?;
     let peak = peak_rss_kib();
     let total = progress.started.elapsed();
 
@@ -104,6 +106,7 @@ pub(super) async fn run(opts: RunOptions) -> Result<i32> {
 
     if opts.json {
         let figures = serde_json::json!({
+            "backend": backend,
             "payees": opts.payees,
             "setup_secs": setup_time.as_secs_f64(),
             "considered": run.considered,
