@@ -228,7 +228,10 @@ fn two_worker_processes_running_the_same_payout_job_send_it_once() {
     rt.block_on(async {
         let store = tdb.open(common::programs()).await;
         let payout = id.parse().unwrap();
-        store.schedule_check(&payout, chrono::Utc::now()).await.unwrap();
+        store
+            .schedule_check(&payout, chrono::Utc::now())
+            .await
+            .unwrap();
         store.close().await;
     });
     let _b = spawn_worker_with(&db, &base, &log_b, &["--concurrency", "1"]);
@@ -238,7 +241,11 @@ fn two_worker_processes_running_the_same_payout_job_send_it_once() {
         assert!(Instant::now() < deadline, "not paid: {:#}", show(&db, &id));
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(transfers_for(&base, &id), 1, "exactly one payment at the provider");
+    assert_eq!(
+        transfers_for(&base, &id),
+        1,
+        "exactly one payment at the provider"
+    );
     let logs = [&log_a, &log_b].map(|l| std::fs::read_to_string(l).unwrap_or_default());
     assert!(
         logs[1].contains("leased by another worker"),
@@ -246,7 +253,11 @@ fn two_worker_processes_running_the_same_payout_job_send_it_once() {
         logs[1]
     );
     let ledger = payouts(&db, &["ledger-check"], &[]);
-    assert!(ledger.status.success(), "{}", String::from_utf8_lossy(&ledger.stdout));
+    assert!(
+        ledger.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ledger.stdout)
+    );
 }
 
 #[test]

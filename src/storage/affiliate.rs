@@ -1,8 +1,8 @@
 //! Affiliate opt-in outcomes, shared by both storage backends.
 
-use chrono::{DateTime, Utc};
 use crate::domain::ids::{AccountId, ProgramId};
 use crate::storage::StoreError;
+use chrono::{DateTime, Utc};
 
 use serde::Serialize;
 
@@ -56,4 +56,3 @@ pub struct Enrollment {
     /// True when this opt-in had already been recorded (a replay).
     pub replayed: bool,
 }
-

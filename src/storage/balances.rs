@@ -1,12 +1,12 @@
 //! Balances as the outside world sees them, and the one rule that turns book sums into a
 //! balance with its cash-out verdict. Shared by both storage backends.
 
-use serde::Serialize;
 use crate::domain::eligibility::{CashOutFacts, Ineligible, cash_out_eligibility, max_payable};
 use crate::domain::ids::{AccountId, ProgramId, Rail};
 use crate::domain::money::{Currency, Money};
 use crate::domain::program::{ProgramSet, RewardKind};
 use crate::storage::{StoreError, StoreResult};
+use serde::Serialize;
 
 /// One program's balance in one currency.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -169,4 +169,3 @@ pub(crate) fn assess(
 fn overflow() -> StoreError {
     StoreError::Corrupt("balance overflows the storable range".into())
 }
-

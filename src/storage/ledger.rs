@@ -1,8 +1,8 @@
 //! Ledger types shared by both storage backends.
 
-use serde::Serialize;
 use crate::domain::ids::Rail;
 use crate::domain::money::Money;
+use serde::Serialize;
 
 /// Identity and provenance of a ledger transaction.
 #[derive(Debug, Clone)]
@@ -56,4 +56,3 @@ pub struct RailTotal {
     pub amount: Money,
     pub payouts: i64,
 }
-

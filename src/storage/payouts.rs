@@ -1,13 +1,13 @@
 //! Payout types shared by both storage backends.
 
-use std::time::Duration;
-use chrono::{DateTime, Utc};
-use serde::Serialize;
 use crate::domain::ids::{AccountId, IdempotencyKey, PayoutId, ProgramId, Rail};
 use crate::domain::money::{Currency, Money};
 use crate::domain::payout::PayoutStatus;
 use crate::domain::tracking::Observation;
 use crate::storage::StoreError;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::time::Duration;
 
 /// A referrer's request to cash out.
 #[derive(Debug, Clone)]
@@ -191,4 +191,3 @@ pub(crate) fn lease_lost(lease: &Lease) -> StoreError {
         fence: lease.fence,
     }
 }
-

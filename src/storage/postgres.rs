@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::ConnectOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use super::queue::{PAYOUT_QUEUE, QueuedTask, task_key};
 use super::{MIGRATIONS_TABLE, StoreResult, WriteLock};
@@ -19,6 +19,9 @@ pub(crate) type Pool = sqlx::PgPool;
 pub(crate) type Conn = sqlx::PgConnection;
 pub(crate) type Tx = sqlx::Transaction<'static, Db>;
 
+// The same queries as the other backend, compiled with this one's types (see sql/mod.rs):
+// loading the file twice is the point.
+#[allow(clippy::duplicate_mod)]
 #[path = "sql/mod.rs"]
 pub(crate) mod sql;
 pub use sql::Store;

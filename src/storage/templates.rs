@@ -1,7 +1,7 @@
 //! The per-template report, shared by both storage backends.
 
-use serde::Serialize;
 use crate::domain::money::Money;
+use serde::Serialize;
 
 /// One template's figures. Amounts are in the program's currency.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
@@ -22,4 +22,3 @@ pub struct TemplateReport {
     /// What the template earned its creator so far.
     pub creator_earned: Option<Money>,
 }
-

@@ -1,7 +1,7 @@
 //! What applying an observation did, shared by both storage backends.
 
-use serde::Serialize;
 use crate::domain::payout::PayoutStatus;
+use serde::Serialize;
 
 /// What an observation did to a payout.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -18,4 +18,3 @@ pub enum Applied {
     /// to look again instead.
     Deferred { status: PayoutStatus },
 }
-

@@ -148,7 +148,10 @@ impl Drop for TestDb {
         let server = pg_server();
         // Drop runs inside the test's runtime, so the cleanup gets a runtime of its own.
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             rt.block_on(async {

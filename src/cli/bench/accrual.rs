@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use payouts::storage::Store;
 use payouts::on_backend;
+use payouts::storage::Store;
 use payouts::storage::WriteLock;
 use sqlx::QueryBuilder;
 

@@ -11,12 +11,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::{Db, Tx};
 use chrono::Utc;
 use futures::TryStreamExt;
 use rust_decimal::Decimal;
 use secrecy::ExposeSecret;
 use sqlx::{QueryBuilder, Row};
-use super::{Db, Tx};
 
 use super::ledger::{TxnMeta, insert_transactions};
 use super::{
@@ -104,9 +104,7 @@ struct Expected<'a> {
 
 impl Store {
     /// Judges every pending referral whose two accounts are both known. Returns how many.
-    pub(super) async fn judge_pending_referrals(
-        tx: &mut Tx,
-    ) -> StoreResult<usize> {
+    pub(super) async fn judge_pending_referrals(tx: &mut Tx) -> StoreResult<usize> {
         #[allow(clippy::type_complexity)]
         let rows: Vec<(
             String,
@@ -190,11 +188,7 @@ impl Store {
     }
 
     /// Scopes with a query: `select` yields (kind, id) rows.
-    pub(super) async fn scope_query(
-        tx: &mut Tx,
-        select: &str,
-        binds: &[&str],
-    ) -> StoreResult<()> {
+    pub(super) async fn scope_query(tx: &mut Tx, select: &str, binds: &[&str]) -> StoreResult<()> {
         let sql = format!("INSERT INTO accrual_scope (kind, id) {select} ON CONFLICT DO NOTHING");
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for b in binds {
@@ -227,10 +221,7 @@ impl Store {
     }
 
     /// Trues up every stream in scope and empties the scope. Returns the transactions posted.
-    pub(super) async fn accrue_scope(
-        tx: &mut Tx,
-        programs: &ProgramSet,
-    ) -> StoreResult<usize> {
+    pub(super) async fn accrue_scope(tx: &mut Tx, programs: &ProgramSet) -> StoreResult<usize> {
         let mut expected: HashMap<(Stream, String), Expected<'_>> = HashMap::new();
         Self::referral_streams(tx, programs, &mut expected).await?;
         Self::creator_streams(tx, programs, &mut expected).await?;
@@ -330,7 +321,9 @@ impl Store {
                     "SELECT u.account_id, u.at, u.category, u.currency, CAST(u.units AS BIGINT) \
                      FROM accrual_scope s JOIN usage u ON u.account_id = s.id WHERE s.kind = 'account'"
                 }
-                (false, true) => "SELECT account_id, at, category, currency, CAST(units AS BIGINT) FROM usage",
+                (false, true) => {
+                    "SELECT account_id, at, category, currency, CAST(units AS BIGINT) FROM usage"
+                }
             };
             let mut stream = sqlx::query(sql).fetch(&mut **tx);
             while let Some(row) = stream.try_next().await? {
@@ -537,9 +530,7 @@ impl Store {
 
     /// What the ledger holds for every stream in scope: (stream, subject) -> totals, with the
     /// program and beneficiary of the postings.
-    async fn posted_in_scope(
-        tx: &mut Tx,
-    ) -> StoreResult<HashMap<(Stream, String), Posted>> {
+    async fn posted_in_scope(tx: &mut Tx) -> StoreResult<HashMap<(Stream, String), Posted>> {
         let rows: Vec<(String, String, String, String, i64)> = sqlx::query_as(
             "SELECT t.stream, t.subject, t.kind, p.program, CAST(-SUM(p.units) AS BIGINT) \
              FROM accrual_scope s \

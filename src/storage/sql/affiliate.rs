@@ -1,8 +1,8 @@
 //! Affiliate opt-ins: counted, refused with the count, or recorded for good.
 
+use super::{Conn, Tx};
 pub(crate) use crate::storage::affiliate::*;
 use chrono::{DateTime, Utc};
-use super::{Conn, Tx};
 
 use super::{Store, StoreError, WriteLock, from_millis, to_millis};
 use crate::domain::ids::{AccountId, ProgramId};
@@ -52,10 +52,11 @@ pub(super) async fn enroll(
         program: program.to_string(),
         kind: p.kind.code(),
     })?;
-    let known: Option<i64> = sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM accounts WHERE id = $1")
-        .bind(account.as_str())
-        .fetch_optional(&mut **tx)
-        .await?;
+    let known: Option<i64> =
+        sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM accounts WHERE id = $1")
+            .bind(account.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
     if known.is_none() {
         return Err(OptInError::UnknownAccount(account.clone()));
     }

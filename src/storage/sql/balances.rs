@@ -182,7 +182,6 @@ async fn affiliate_statuses(
     Ok(out)
 }
 
-
 /// program, referred, status, disqualification, template_id.
 type ReferralRow = (String, String, String, Option<String>, Option<String>);
 

@@ -8,9 +8,9 @@
 
 use std::collections::HashMap;
 
+use super::{Db, Tx};
 use chrono::Utc;
 use sqlx::QueryBuilder;
-use super::{Db, Tx};
 
 use super::affiliate::enroll;
 use super::{BATCH_ROWS, Store, StoreResult, WriteLock, to_millis};

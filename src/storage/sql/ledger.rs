@@ -1,10 +1,10 @@
 //! Ledger persistence: batched writes of balanced transactions, hold resolution, and the
 //! invariant check that tests and the demo run after every scenario.
 
+use super::{Db, Tx};
 pub(crate) use crate::storage::ledger::*;
 use chrono::Utc;
 use sqlx::QueryBuilder;
-use super::{Db, Tx};
 
 use super::{BATCH_ROWS, Store, StoreError, StoreResult, parse_stored, to_millis};
 use crate::domain::ids::PayoutId;
@@ -119,11 +119,7 @@ pub(crate) async fn settle_ledger(
 /// Books a provider's contradiction of a failure or return we recorded (it says paid): a
 /// posted `payout_correction` with the hold's postings takes the money out of the payee's
 /// balance again, so it cannot be withdrawn twice while an operator looks.
-pub(crate) async fn book_correction(
-    tx: &mut Tx,
-    payout: &PayoutId,
-    hold: &str,
-) -> StoreResult<()> {
+pub(crate) async fn book_correction(tx: &mut Tx, payout: &PayoutId, hold: &str) -> StoreResult<()> {
     mirror_hold(tx, payout, hold, "payout_correction", "correction", 1).await
 }
 
@@ -164,11 +160,7 @@ async fn mirror_hold(
 /// Books money that came back after delivery: a posted `payout_return` whose postings mirror
 /// the hold's, so the payee's cashable balance is credited exactly what left. At most one per
 /// payout (unique index on kind and payout).
-async fn reverse_payout(
-    tx: &mut Tx,
-    payout: &PayoutId,
-    hold: &str,
-) -> StoreResult<()> {
+async fn reverse_payout(tx: &mut Tx, payout: &PayoutId, hold: &str) -> StoreResult<()> {
     mirror_hold(tx, payout, hold, "payout_return", "return", -1).await
 }
 

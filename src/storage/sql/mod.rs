@@ -21,13 +21,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) use super::{Conn, Db, Pool, Tx, push_tasks};
+use crate::domain::ids::PayoutId;
+use crate::domain::program::ProgramSet;
+use crate::storage::queue::payout_task;
 pub(crate) use crate::storage::{
     BATCH_ROWS, StoreError, StoreResult, WriteLock, from_millis, parse_code, parse_stored,
     to_millis,
 };
-use crate::domain::ids::PayoutId;
-use crate::domain::program::ProgramSet;
-use crate::storage::queue::payout_task;
 
 /// One backend's handle: its pool and the programs it accrues by.
 #[derive(Debug, Clone)]

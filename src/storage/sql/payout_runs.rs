@@ -10,13 +10,12 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use super::{Db, Tx};
 use chrono::Utc;
 use sqlx::QueryBuilder;
-use super::{Db, Tx};
 
 use super::balances::{BOOK_SUMS, BookSums, assess};
 use super::ledger::{TxnMeta, insert_transactions};
-use crate::storage::queue::payout_task;
 use super::{BATCH_ROWS, Store, StoreError, StoreResult, WriteLock, parse_stored, to_millis};
 use crate::domain::ids::{AccountId, PayoutId, ProgramId, Rail};
 use crate::domain::ledger::{Book, TransactionDraft, TransactionKind, TransactionStatus};
@@ -24,6 +23,7 @@ use crate::domain::money::{Currency, Money};
 use crate::domain::payout::PayoutStatus;
 use crate::domain::payout_run::{Method, RunPeriod, RunReport, Skip, choose_method};
 use crate::ingest::record::content_hash;
+use crate::storage::queue::payout_task;
 
 /// A payout the run will create.
 struct Planned {
@@ -182,11 +182,7 @@ impl Store {
 }
 
 /// Holds, payouts, their first events and their jobs, in batches.
-async fn create_payouts(
-    tx: &mut Tx,
-    period: &RunPeriod,
-    planned: &[Planned],
-) -> StoreResult<()> {
+async fn create_payouts(tx: &mut Tx, period: &RunPeriod, planned: &[Planned]) -> StoreResult<()> {
     let mut holds = Vec::with_capacity(planned.len());
     for p in planned {
         let hold = TransactionDraft::new(TransactionKind::Payout, TransactionStatus::Pending)

@@ -7,14 +7,13 @@
 pub(crate) use crate::storage::payouts::*;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use super::{Conn, Tx};
 use crate::storage::payouts::lease_lost;
+use chrono::{DateTime, Utc};
 
 use super::balances::load_balance;
-use super::ledger::{TxnMeta, insert_transactions, settle_ledger};
 use super::enqueue_payout_job;
-use crate::storage::queue::payout_task;
+use super::ledger::{TxnMeta, insert_transactions, settle_ledger};
 use super::{
     Store, StoreError, StoreResult, WriteLock, from_millis, parse_code, parse_stored, to_millis,
 };
@@ -23,6 +22,7 @@ use crate::domain::ledger::{Book, TransactionDraft, TransactionKind, Transaction
 use crate::domain::money::{Currency, Money};
 use crate::domain::payout::PayoutStatus;
 use crate::ingest::record::content_hash;
+use crate::storage::queue::payout_task;
 
 const PAYOUT_COLUMNS: &str = "id, account_id, program, rail, destination, currency, CAST(units AS BIGINT) AS units, status, \
      attempts, provider_ref, provider_status, provider_status_at, polls, lookup_failures, \
@@ -100,10 +100,7 @@ fn payout_view(row: PayoutRow) -> StoreResult<PayoutView> {
     })
 }
 
-pub(crate) async fn fetch_payout(
-    conn: &mut Conn,
-    id: &str,
-) -> StoreResult<Option<PayoutView>> {
+pub(crate) async fn fetch_payout(conn: &mut Conn, id: &str) -> StoreResult<Option<PayoutView>> {
     let sql = format!("SELECT {PAYOUT_COLUMNS} FROM payouts WHERE id = $1");
     let row: Option<PayoutRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(id)
@@ -161,7 +158,9 @@ impl Store {
             req.amount.currency().code(),
             &units.to_string(),
         ]);
-        let mut tx = self.begin_write(WriteLock::Account(req.account.as_str())).await?;
+        let mut tx = self
+            .begin_write(WriteLock::Account(req.account.as_str()))
+            .await?;
 
         let existing: Option<(String, String)> = sqlx::query_as(
             "SELECT id, request_hash FROM payouts WHERE account_id = $1 AND idempotency_key = $2",
@@ -497,7 +496,9 @@ impl Store {
         provider_key: &str,
         context: Option<&str>,
     ) -> StoreResult<()> {
-        let mut tx = self.begin_write(WriteLock::Payout(lease.payout_id.as_str())).await?;
+        let mut tx = self
+            .begin_write(WriteLock::Payout(lease.payout_id.as_str()))
+            .await?;
         let now = to_millis(Utc::now());
         // An attempt still marked in flight belonged to a worker that stopped mid-send; the
         // lookup that led here settled it.
@@ -558,7 +559,9 @@ impl Store {
         from: PayoutStatus,
         step: &StepRecord<'_>,
     ) -> StoreResult<()> {
-        let mut tx = self.begin_write(WriteLock::Payout(lease.payout_id.as_str())).await?;
+        let mut tx = self
+            .begin_write(WriteLock::Payout(lease.payout_id.as_str()))
+            .await?;
         let now = Utc::now();
         let next_at = step
             .next_in
@@ -651,7 +654,9 @@ impl Store {
 
     /// Gives a lease back without changing state, scheduling the next look after `delay`.
     pub async fn release(&self, lease: &Lease, delay: Duration, why: &str) -> StoreResult<()> {
-        let mut tx = self.begin_write(WriteLock::Payout(lease.payout_id.as_str())).await?;
+        let mut tx = self
+            .begin_write(WriteLock::Payout(lease.payout_id.as_str()))
+            .await?;
         let now = to_millis(Utc::now());
         let next = now + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 4);
         fenced_update(

@@ -4,7 +4,6 @@
 pub(crate) use crate::storage::templates::*;
 use std::collections::BTreeMap;
 
-
 use super::{Store, StoreResult};
 use crate::domain::money::{Currency, Money};
 

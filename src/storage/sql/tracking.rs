@@ -7,9 +7,9 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::Tx;
+use super::enqueue_payout_job;
 use super::ledger::{book_correction, settle_ledger};
 use super::payouts::{Actor, Lease, append_event, fetch_payout};
-use super::enqueue_payout_job;
 use super::{Store, StoreError, StoreResult, WriteLock, from_millis, parse_stored, to_millis};
 use crate::domain::ids::{PayoutId, Rail};
 use crate::domain::payout::PayoutStatus;
@@ -55,7 +55,9 @@ impl Store {
         attempt: u32,
         state: &Value,
     ) -> StoreResult<()> {
-        let mut tx = self.begin_write(WriteLock::Payout(lease.payout_id.as_str())).await?;
+        let mut tx = self
+            .begin_write(WriteLock::Payout(lease.payout_id.as_str()))
+            .await?;
         let done = sqlx::query(
             "UPDATE payout_attempts SET checkpoint = $1 \
              WHERE payout_id = $2 AND attempt_no = $3 \
