@@ -149,19 +149,48 @@ impl BenchDb {
         }
     }
 
-    /// Drops a PostgreSQL bench database (a SQLite temporary directory goes on drop).
-    pub(super) async fn remove(self) -> Result<()> {
-        if let BenchDb::Postgres { server, name } = self {
-            let mut admin = admin(&server).await?;
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-            )))
-            .execute(&mut admin)
-            .await
-            .with_context(|| format!("dropping database {name}"))?;
+    /// Drops the database now (a SQLite temporary directory goes with its `BenchDir`).
+    pub(super) async fn remove(mut self) -> Result<()> {
+        if let BenchDb::Postgres { server, name } = &mut self {
+            let name = std::mem::take(name);
+            drop_database(server, &name).await?;
         }
         Ok(())
     }
+}
+
+/// A bench that fails or is interrupted still drops its PostgreSQL database.
+impl Drop for BenchDb {
+    fn drop(&mut self) {
+        let BenchDb::Postgres { server, name } = self else {
+            return;
+        };
+        if name.is_empty() {
+            return;
+        }
+        let (server, name) = (server.clone(), std::mem::take(name));
+        // Drop may run inside the runtime, so the cleanup gets a runtime of its own.
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                let _ = rt.block_on(drop_database(&server, &name));
+            }
+        })
+        .join();
+    }
+}
+
+async fn drop_database(server: &str, name: &str) -> Result<()> {
+    let mut admin = admin(server).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .with_context(|| format!("dropping database {name}"))?;
+    Ok(())
 }
 
 async fn admin(server: &str) -> Result<sqlx::PgConnection> {

@@ -60,6 +60,9 @@ pub enum BenchCommand {
         /// on which a fresh database is created and dropped afterwards.
         #[arg(long)]
         postgres: Option<String>,
+        /// Time the eligibility pass only; skip creating the payouts.
+        #[arg(long)]
+        dry_run_only: bool,
         /// Print the figures as one JSON object (progress goes to standard error).
         #[arg(long)]
         json: bool,
@@ -105,12 +108,14 @@ pub async fn bench(command: BenchCommand) -> Result<i32> {
             payees,
             dir,
             postgres,
+            dry_run_only,
             json,
         } => {
             run::run(run::RunOptions {
                 payees,
                 dir,
                 postgres,
+                dry_run_only,
                 json,
             })
             .await

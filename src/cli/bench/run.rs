@@ -19,6 +19,7 @@ pub(super) struct RunOptions {
     pub(super) payees: usize,
     pub(super) dir: Option<PathBuf>,
     pub(super) postgres: Option<String>,
+    pub(super) dry_run_only: bool,
     pub(super) json: bool,
 }
 
@@ -72,15 +73,21 @@ pub(super) async fn run(opts: RunOptions) -> Result<i32> {
         dry_time.as_secs_f64()
     ));
 
-    progress.say("run: run_payouts(period, dry_run = false), creating every payout");
-    let t = Instant::now();
-    let run = store.run_payouts(&period, false).await.context("run")?;
-    let run_time = t.elapsed();
-    progress.say(&format!(
-        "run: {} payouts created in {:.2} s",
-        group(run.created),
-        run_time.as_secs_f64()
-    ));
+    let (run, run_time) = if opts.dry_run_only {
+        progress.say("run: skipped (--dry-run-only)");
+        (dry.clone(), Duration::ZERO)
+    } else {
+        progress.say("run: run_payouts(period, dry_run = false), creating every payout");
+        let t = Instant::now();
+        let run = store.run_payouts(&period, false).await.context("run")?;
+        let run_time = t.elapsed();
+        progress.say(&format!(
+            "run: {} payouts created in {:.2} s",
+            group(run.created),
+            run_time.as_secs_f64()
+        ));
+        (run, run_time)
+    };
     let payouts: i64 = payouts::on_backend!(&store, s => {
         sqlx::query_scalar("SELECT COUNT(*) FROM payouts")
             .fetch_one(s.pool())
@@ -95,8 +102,8 @@ pub(super) async fn run(opts: RunOptions) -> Result<i32> {
 
     let matches = dry.eligible == expected.eligible
         && run.eligible == expected.eligible
-        && run.created == expected.eligible
-        && u64::try_from(payouts).unwrap_or(0) == expected.eligible
+        && (opts.dry_run_only || run.created == expected.eligible)
+        && (opts.dry_run_only || u64::try_from(payouts).unwrap_or(0) == expected.eligible)
         && skipped(&run, Skip::AutoPayoutOff) == expected.auto_payout_off
         && skipped(&run, Skip::NoMethod) == expected.no_method
         && skipped(&run, Skip::NothingAvailable) == expected.nothing_available
