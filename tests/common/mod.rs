@@ -70,6 +70,14 @@ fn pg_server() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_string())
 }
 
+/// `--postgres SERVER` for the benchmark commands on the PostgreSQL pass, nothing on SQLite.
+pub fn pg_bench_args() -> Vec<String> {
+    match backend() {
+        BackendKind::Sqlite => Vec::new(),
+        BackendKind::Postgres => vec!["--postgres".into(), pg_server()],
+    }
+}
+
 /// A fresh, empty database for one test: a file in a temp dir, or a new PostgreSQL database
 /// that is dropped when the value is.
 pub struct TestDb {
