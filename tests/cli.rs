@@ -234,3 +234,44 @@ fn reqwest_blocking_get(url: &str) -> Vec<serde_json::Value> {
     let body = response.split_once("\r\n\r\n").unwrap().1;
     serde_json::from_str(body).unwrap()
 }
+
+#[test]
+fn api_keys_are_created_once_shown_and_refused_when_the_grant_is_wrong() {
+    let tdb = common::TestDb::blocking("keys");
+    let db = tdb.url.as_str();
+    let out = payouts(
+        db,
+        &["keys", "create", "--name", "console", "--scope", "referrer"],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("give --account"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = payouts(
+        db,
+        &[
+            "keys",
+            "create",
+            "--name",
+            "console",
+            "--scope",
+            "referrer",
+            "--account",
+            "ref-alice",
+            "--json",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(created["scope"], "referrer");
+    assert_eq!(created["account"], "ref-alice");
+    assert!(created["key"].as_str().unwrap().starts_with("pk_"));
+}

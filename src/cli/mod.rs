@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod demo;
+pub mod keys;
 pub mod programs;
 pub mod render;
 
@@ -98,6 +99,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// API keys for the HTTP API (`payouts serve`).
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
     /// Affiliate upgrades: opt in (permanent).
     Affiliate {
         #[command(subcommand)]
@@ -145,7 +151,8 @@ pub enum Command {
         json: bool,
     },
     /// Serve the providers' webhook receivers at /webhooks/{stripe,paypal,wise,partnerstack}
-    /// (verification material from the environment; see .env.example).
+    /// (verification material from the environment; see .env.example) and the JSON API
+    /// under /v1 (API keys from `payouts keys create`).
     Serve {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
@@ -340,6 +347,7 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
             Ok(0)
         }
         Command::Affiliate { command } => programs::affiliate(store, command).await,
+        Command::Keys { command } => keys::keys(store, command).await,
         Command::RunPayouts {
             period,
             dry_run,

@@ -1,6 +1,7 @@
 //! Pure domain rules: money, identifiers, program rules, the ledger and the payout state
 //! machine. Nothing in here performs I/O, so every rule is unit- and property-tested directly.
 
+pub mod api_key;
 pub mod eligibility;
 pub mod ids;
 pub mod ledger;

@@ -1,6 +1,6 @@
-//! The HTTP edge. For now it hosts the providers' webhooks (and a health check); the full API
-//! comes later and mounts beside them.
+//! The HTTP edge: the providers' webhooks, and the versioned API under `/v1` beside them.
 
+pub mod api;
 pub mod webhooks;
 
 use axum::Router;
@@ -10,7 +10,11 @@ pub use webhooks::WebhookState;
 
 /// The router the `serve` command (and tests) run.
 pub fn router(webhooks: WebhookState) -> Router {
+    let api = api::ApiState {
+        store: webhooks.store.clone(),
+    };
     Router::new()
         .route("/health", get(|| async { "ok" }))
         .nest("/webhooks", webhooks::router(webhooks))
+        .nest("/v1", api::router(api))
 }

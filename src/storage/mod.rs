@@ -23,6 +23,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
 
+use crate::domain::api_key::{Principal, Scope};
 use crate::domain::ids::{AccountId, PayoutId, ProgramId, Rail};
 use crate::domain::ledger::LedgerError;
 use crate::domain::money::MoneyError;
@@ -209,6 +210,12 @@ delegate! {
     fn apply_observation(&self, id: &PayoutId, observation: &Observation, source: &str, watch_for: Option<Duration>) -> StoreResult<Applied>;
     fn record_delivery(&self, provider: Rail, event_id: &str, payout: Option<&PayoutId>, outcome: &str) -> StoreResult<bool>;
     fn delivery_seen(&self, provider: Rail, event_id: &str) -> StoreResult<bool>;
+    /// Creates an API key: (id, the key's text, shown once).
+    fn create_api_key(&self, name: &str, scope: Scope, account: Option<&AccountId>) -> StoreResult<(String, String)>;
+    /// The caller a presented API key identifies.
+    fn principal(&self, presented: &str) -> StoreResult<Option<Principal>>;
+    /// Whether the database answers.
+    fn ping(&self) -> StoreResult<()>;
 }
 
 /// Milliseconds since the epoch, the stored form of a time.

@@ -9,6 +9,7 @@
 
 mod accrual;
 pub mod affiliate;
+mod api_keys;
 pub mod balances;
 mod ingest;
 pub mod ledger;

@@ -1,0 +1,54 @@
+//! `payouts keys create`: API keys for the HTTP API, shown once and stored hashed.
+
+use anyhow::Result;
+use clap::Subcommand;
+use payouts::domain::api_key::check_grant;
+use payouts::domain::ids::AccountId;
+use payouts::storage::Store;
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Create a key. Its text is printed once; only its SHA-256 is stored.
+    Create {
+        /// What the key is for, e.g. "console (production)".
+        #[arg(long)]
+        name: String,
+        /// ingest, referrer, operator or finance.
+        #[arg(long)]
+        scope: String,
+        /// The one account a referrer key acts for.
+        #[arg(long)]
+        account: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn keys(store: &Store, command: KeysCommand) -> Result<i32> {
+    match command {
+        KeysCommand::Create {
+            name,
+            scope,
+            account,
+            json,
+        } => {
+            let account = account.as_deref().map(AccountId::parse).transpose()?;
+            let scope = check_grant(&scope, account.as_ref())?;
+            let (id, key) = store.create_api_key(&name, scope, account.as_ref()).await?;
+            if json {
+                super::print_json(&serde_json::json!({
+                    "id": id,
+                    "name": name,
+                    "scope": scope,
+                    "account": account,
+                    "key": key,
+                }))?;
+            } else {
+                println!("created {id} ({}, scope {})", name, scope.code());
+                println!("key: {key}");
+                println!("this is the only time the key is shown: store it now");
+            }
+            Ok(0)
+        }
+    }
+}
