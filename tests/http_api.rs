@@ -96,6 +96,30 @@ async fn no_key_or_an_unknown_key_is_refused_with_401() {
 }
 
 #[tokio::test]
+async fn a_revoked_key_is_refused() {
+    let api = Api::start().await;
+    let (id, key) = api
+        .env
+        .store
+        .create_api_key("ops", Scope::Operator, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        api.get("/v1/accounts/ref-alice/balance", Some(&key))
+            .await
+            .0,
+        200
+    );
+    assert!(api.env.store.revoke_api_key(&id).await.unwrap());
+    assert!(
+        !api.env.store.revoke_api_key(&id).await.unwrap(),
+        "revoked once"
+    );
+    let (status, body) = api.get("/v1/accounts/ref-alice/balance", Some(&key)).await;
+    assert_eq!((status, code(&body)), (401, "invalid_api_key"));
+}
+
+#[tokio::test]
 async fn scopes_decide_whose_balance_a_key_reads() {
     let api = Api::start().await;
     let operator = api.key(Scope::Operator, None).await;

@@ -22,6 +22,8 @@ pub enum KeysCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Revoke a key by its id (`key_...`): every request with it is refused from now on.
+    Revoke { id: String },
 }
 
 pub async fn keys(store: &Store, command: KeysCommand) -> Result<i32> {
@@ -49,6 +51,15 @@ pub async fn keys(store: &Store, command: KeysCommand) -> Result<i32> {
                 println!("this is the only time the key is shown: store it now");
             }
             Ok(0)
+        }
+        KeysCommand::Revoke { id } => {
+            if store.revoke_api_key(&id).await? {
+                println!("revoked {id}");
+                Ok(0)
+            } else {
+                eprintln!("error: no live API key {id}");
+                Ok(1)
+            }
         }
     }
 }

@@ -212,6 +212,8 @@ delegate! {
     fn delivery_seen(&self, provider: Rail, event_id: &str) -> StoreResult<bool>;
     /// Creates an API key: (id, the key's text, shown once).
     fn create_api_key(&self, name: &str, scope: Scope, account: Option<&AccountId>) -> StoreResult<(String, String)>;
+    /// Revokes an API key for good; `false` when no such live key exists.
+    fn revoke_api_key(&self, id: &str) -> StoreResult<bool>;
     /// The caller a presented API key identifies.
     fn principal(&self, presented: &str) -> StoreResult<Option<Principal>>;
     /// Whether the database answers.

@@ -53,6 +53,17 @@ impl Store {
         .transpose()
     }
 
+    /// Revokes a key for good; `false` when no such live key exists.
+    pub async fn revoke_api_key(&self, id: &str) -> StoreResult<bool> {
+        let done =
+            sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(to_millis(Utc::now()))
+                .bind(id)
+                .execute(self.pool())
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Whether the database answers: the readiness check.
     pub async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(self.pool()).await?;
