@@ -184,7 +184,11 @@ async fn earnings(store: &Store) -> BTreeMap<(String, String), Decimal> {
         // A program whose postings net to nothing (credits moved to affiliate cash by a
         // backdated opt-in) earned nothing: whether its zero row exists depends only on
         // batching, so it is not compared.
-        for p in b.programs.into_iter().filter(|p| !p.earned.amount().is_zero()) {
+        for p in b
+            .programs
+            .into_iter()
+            .filter(|p| !p.earned.amount().is_zero())
+        {
             out.insert((id.clone(), p.program.to_string()), p.earned.amount());
         }
     }
