@@ -293,3 +293,48 @@ impl WebhookSettings {
         })
     }
 }
+
+fn count(name: &'static str, default: u32) -> Result<u32, ConfigError> {
+    match var(name) {
+        None => Ok(default),
+        Some(v) => v.trim().parse::<u32>().map_err(|e| ConfigError::Invalid {
+            name,
+            value: v,
+            why: e.to_string(),
+        }),
+    }
+}
+
+/// `PAYOUTS_METHOD_COOLING_OFF_HOURS` (default 72; 0 turns the hold off).
+pub fn safeguards_from_env() -> Result<crate::domain::cooling_off::Safeguards, ConfigError> {
+    let hours = count("PAYOUTS_METHOD_COOLING_OFF_HOURS", 72)?;
+    Ok(crate::domain::cooling_off::Safeguards {
+        method_cooling_off: Duration::from_secs(u64::from(hours) * 3600),
+    })
+}
+
+/// The HTTP API's keys and limits (`PAYOUTS_API_*`).
+pub fn api_settings_from_env() -> Result<crate::http::ApiSettings, ConfigError> {
+    let defaults = crate::http::ApiSettings::default();
+    let configured_keys = match var("PAYOUTS_API_KEYS") {
+        None => Vec::new(),
+        Some(v) => {
+            crate::domain::api_key::parse_configured_keys(&v).map_err(|e| ConfigError::Invalid {
+                name: "PAYOUTS_API_KEYS",
+                value: "(not shown)".into(),
+                why: e.to_string(),
+            })?
+        }
+    };
+    let rate_per_second = count("PAYOUTS_API_RATE_PER_SEC", defaults.rate_per_second)?;
+    Ok(crate::http::ApiSettings {
+        configured_keys,
+        rate_per_second,
+        rate_burst: count("PAYOUTS_API_RATE_BURST", rate_per_second.saturating_mul(2))?,
+        request_timeout: secs(
+            "PAYOUTS_API_TIMEOUT_SECS",
+            defaults.request_timeout.as_secs(),
+        )?,
+        ..defaults
+    })
+}

@@ -5,11 +5,22 @@
 
 use std::io::BufRead;
 
-use crate::ingest::{IngestReport, parse_lines};
+use crate::ingest::{IngestReport, LineError, Numbered, parse_lines};
 use crate::storage::{Store, StoreResult};
 
 pub async fn ingest(store: &Store, input: impl BufRead, strict: bool) -> StoreResult<IngestReport> {
-    let (records, mut rejected) = parse_lines(input);
+    let (records, rejected) = parse_lines(input);
+    apply(store, records, rejected, strict).await
+}
+
+/// Applies parsed records beside the ones that failed to parse (a file's lines or an API
+/// batch's records, numbered from 1).
+pub async fn apply(
+    store: &Store,
+    records: Vec<Numbered>,
+    mut rejected: Vec<LineError>,
+    strict: bool,
+) -> StoreResult<IngestReport> {
     let mut report = IngestReport {
         lines_read: records.len() + rejected.len(),
         ..IngestReport::default()

@@ -24,6 +24,21 @@ pub enum KeysCommand {
     },
     /// Revoke a key by its id (`key_...`): every request with it is refused from now on.
     Revoke { id: String },
+    /// Print the SHA-256 of a key read from standard input, for PAYOUTS_API_KEYS: generate the
+    /// key yourself (e.g. `openssl rand -base64 32`), keep it secret, configure only the hash.
+    Hash,
+}
+
+/// `keys hash`: needs no database.
+pub fn hash() -> Result<i32> {
+    let mut key = String::new();
+    std::io::stdin().read_line(&mut key)?;
+    let key = key.trim();
+    if key.is_empty() {
+        anyhow::bail!("no key on standard input; e.g. `echo \"$KEY\" | payouts keys hash`");
+    }
+    println!("{}", payouts::domain::api_key::key_hash(key));
+    Ok(0)
 }
 
 pub async fn keys(store: &Store, command: KeysCommand) -> Result<i32> {
@@ -52,6 +67,7 @@ pub async fn keys(store: &Store, command: KeysCommand) -> Result<i32> {
             }
             Ok(0)
         }
+        KeysCommand::Hash => hash(),
         KeysCommand::Revoke { id } => {
             if store.revoke_api_key(&id).await? {
                 println!("revoked {id}");

@@ -156,6 +156,13 @@ pub enum Command {
     Serve {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// Also run the payout worker in this process (needs rail credentials; see
+        /// .env.example). Without it, run `payouts work` apart.
+        #[arg(long)]
+        worker: bool,
+        /// Payouts the in-process worker works on at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
     },
     /// Run the payout worker (needs STRIPE_SECRET_KEY; see .env.example).
     Work {
@@ -222,12 +229,17 @@ pub async fn run(cli: Cli) -> Result<i32> {
             webhook_url,
         } => mock_providers(listen, api_key, faults, webhook_url).await,
         Command::Bench { command } => programs::bench(command).await,
+        Command::Keys {
+            command: keys::KeysCommand::Hash,
+        } => keys::hash(),
         command => {
             let programs = ProgramSet::load(&cli.programs, &|k| std::env::var(k).ok())
                 .context("loading program configuration")?;
+            let safeguards = payouts::app::config::safeguards_from_env()?;
             let store = Store::open(&cli.database_url, Arc::new(programs))
                 .await
-                .with_context(|| format!("opening database {}", cli.database_url))?;
+                .with_context(|| format!("opening database {}", cli.database_url))?
+                .with_safeguards(safeguards);
             let code = run_with_store(&store, command).await;
             store.close().await;
             code
@@ -407,43 +419,61 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
             until_idle,
             concurrency,
         } => {
-            let settings = WorkerSettings::from_env()?;
-            let deps = Arc::new(PayoutDeps {
-                store: store.clone(),
-                rails: settings.rails()?,
-                policy: settings.policy,
-                lease_ttl: settings.lease_ttl,
-                worker_id: format!("payouts-{}-{}", std::process::id(), ulid::Ulid::generate()),
-            });
-            let options = WorkerOptions {
-                concurrency,
-                until_idle,
-                schedule: settings.run_schedule.clone(),
-                shutdown_deadline: settings.shutdown_deadline,
-                ..WorkerOptions::default()
-            };
-            run_worker(deps, options, shutdown_signal(), |_| {}).await?;
+            work(store, concurrency, until_idle).await?;
             Ok(0)
         }
-        Command::Serve { listen } => {
+        Command::Serve {
+            listen,
+            worker,
+            concurrency,
+        } => {
             let hooks = WebhookSettings::from_env()?;
             let state = WorkerSettings::from_env()?.webhook_state(store.clone(), hooks)?;
+            let api = payouts::app::config::api_settings_from_env()?;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
-            println!(
-                "serving webhooks on http://{}/webhooks/<rail>",
-                listener.local_addr()?
-            );
-            axum::serve(listener, payouts::http::router(state))
+            let addr = listener.local_addr()?;
+            println!("serving the API on http://{addr}/v1 (document: http://{addr}/openapi.json)");
+            println!("serving webhooks on http://{addr}/v1/webhooks/<rail>");
+            let server = axum::serve(listener, payouts::http::app(state, api))
                 .with_graceful_shutdown(shutdown_signal())
-                .await?;
+                .into_future();
+            if worker {
+                println!("running the payout worker in this process");
+                let (served, worked) = tokio::join!(server, work(store, concurrency, false));
+                served?;
+                worked?;
+            } else {
+                server.await?;
+            }
             Ok(0)
         }
         Command::Demo | Command::MockProviders { .. } | Command::Bench { .. } => {
             bail!("this command does not use a database; it is dispatched before one is opened")
         }
     }
+}
+
+/// The payout worker, until SIGTERM/SIGINT (or, with `until_idle`, until nothing waits).
+async fn work(store: &Store, concurrency: usize, until_idle: bool) -> Result<()> {
+    let settings = WorkerSettings::from_env()?;
+    let deps = Arc::new(PayoutDeps {
+        store: store.clone(),
+        rails: settings.rails()?,
+        policy: settings.policy,
+        lease_ttl: settings.lease_ttl,
+        worker_id: format!("payouts-{}-{}", std::process::id(), ulid::Ulid::generate()),
+    });
+    let options = WorkerOptions {
+        concurrency,
+        until_idle,
+        schedule: settings.run_schedule.clone(),
+        shutdown_deadline: settings.shutdown_deadline,
+        ..WorkerOptions::default()
+    };
+    run_worker(deps, options, shutdown_signal(), |_| {}).await?;
+    Ok(())
 }
 
 async fn mock_providers(

@@ -53,6 +53,8 @@ pub enum KeyError {
     ReferrerNeedsAccount,
     #[error("only a referrer key names an account")]
     AccountOnlyForReferrer,
+    #[error("PAYOUTS_API_KEYS entry {entry:?}: {why}")]
+    BadConfiguredKey { entry: String, why: String },
 }
 
 /// The caller a valid key identifies.
@@ -64,13 +66,58 @@ pub struct Principal {
     pub account: Option<AccountId>,
 }
 
+/// Something a caller asks to do. Each API route names exactly one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action<'a> {
+    /// Read an account's balance, payout methods and payouts.
+    ReadAccount(&'a AccountId),
+    /// Change what an account owns: payout methods, withdrawals, affiliate opt-ins.
+    ActForAccount(&'a AccountId),
+    /// Feed platform records.
+    Ingest,
+    /// Read payout runs' reports and service metrics.
+    ReadOperations,
+    /// Start a payout run.
+    RunPayouts,
+}
+
+/// Why a caller may not do something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    /// The key's scope never allows this.
+    Forbidden,
+    /// A referrer key asked about another account: answered as if it did not exist, so keys
+    /// cannot probe which accounts do.
+    Hidden,
+}
+
 impl Principal {
     /// Whether this caller may read `account`'s balance and payouts.
     pub fn may_read_account(&self, account: &AccountId) -> bool {
-        match self.scope {
-            Scope::Operator | Scope::Finance => true,
-            Scope::Referrer => self.account.as_ref() == Some(account),
-            Scope::Ingest => false,
+        self.authorize(Action::ReadAccount(account)).is_ok()
+    }
+
+    /// Whether this caller may read any account at all (a referrer key: its own).
+    pub fn reads_accounts(&self) -> bool {
+        !matches!(self.scope, Scope::Ingest)
+    }
+
+    /// The one table of who may do what.
+    pub fn authorize(&self, action: Action<'_>) -> Result<(), Denied> {
+        let own = |account: &AccountId| {
+            if self.account.as_ref() == Some(account) {
+                Ok(())
+            } else {
+                Err(Denied::Hidden)
+            }
+        };
+        match (self.scope, action) {
+            (Scope::Operator, _) => Ok(()),
+            (Scope::Referrer, Action::ReadAccount(a) | Action::ActForAccount(a)) => own(a),
+            // The platform's feed sets payout methods and opt-ins as records, too.
+            (Scope::Ingest, Action::Ingest | Action::ActForAccount(_)) => Ok(()),
+            (Scope::Finance, Action::ReadAccount(_) | Action::ReadOperations) => Ok(()),
+            _ => Err(Denied::Forbidden),
         }
     }
 }
@@ -83,6 +130,55 @@ pub fn check_grant(scope: &str, account: Option<&AccountId>) -> Result<Scope, Ke
         (Scope::Referrer, Some(_)) | (_, None) => Ok(scope),
         (_, Some(_)) => Err(KeyError::AccountOnlyForReferrer),
     }
+}
+
+/// A key given in configuration (`PAYOUTS_API_KEYS`) rather than created in the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfiguredKey {
+    /// SHA-256 of the key, hex: configuration never holds a working key.
+    pub hash: String,
+    pub principal: Principal,
+}
+
+/// Parses `name:scope[:account]=sha256hex`, comma separated (see `.env.example`).
+pub fn parse_configured_keys(text: &str) -> Result<Vec<ConfiguredKey>, KeyError> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            let bad = |why: &str| KeyError::BadConfiguredKey {
+                entry: entry.split('=').next().unwrap_or_default().to_string(),
+                why: why.to_string(),
+            };
+            let (grant, hash) = entry
+                .rsplit_once('=')
+                .ok_or_else(|| bad("expected name:scope[:account]=sha256hex"))?;
+            let hash = hash.trim().to_ascii_lowercase();
+            if hash.len() != 64 || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(bad("the hash must be 64 hex digits (`payouts keys hash`)"));
+            }
+            let mut parts = grant.splitn(3, ':');
+            let name = parts.next().unwrap_or_default().trim();
+            if name.is_empty() {
+                return Err(bad("the key needs a name"));
+            }
+            let scope = parts.next().ok_or_else(|| bad("the key needs a scope"))?;
+            let account = parts
+                .next()
+                .map(AccountId::parse)
+                .transpose()
+                .map_err(|e| bad(&e.to_string()))?;
+            let scope = check_grant(scope.trim(), account.as_ref())?;
+            Ok(ConfiguredKey {
+                hash,
+                principal: Principal {
+                    key_id: format!("config:{name}"),
+                    scope,
+                    account,
+                },
+            })
+        })
+        .collect()
 }
 
 /// What is stored for a presented key.
@@ -156,5 +252,91 @@ mod tests {
         assert_eq!(key_hash(&a), key_hash(&a));
         assert_ne!(key_hash(&a), key_hash(&b));
         assert_eq!(key_hash(&a).len(), 64);
+    }
+
+    fn principal(scope: Scope, account: Option<&str>) -> Principal {
+        Principal {
+            key_id: "k".into(),
+            scope,
+            account: account.map(acct),
+        }
+    }
+
+    #[test]
+    fn authorization_table() {
+        let (a, b) = (acct("a"), acct("b"));
+        let referrer = principal(Scope::Referrer, Some("a"));
+        assert_eq!(referrer.authorize(Action::ReadAccount(&a)), Ok(()));
+        assert_eq!(referrer.authorize(Action::ActForAccount(&a)), Ok(()));
+        assert_eq!(
+            referrer.authorize(Action::ReadAccount(&b)),
+            Err(Denied::Hidden)
+        );
+        assert_eq!(
+            referrer.authorize(Action::ActForAccount(&b)),
+            Err(Denied::Hidden)
+        );
+        assert_eq!(referrer.authorize(Action::Ingest), Err(Denied::Forbidden));
+        assert_eq!(
+            referrer.authorize(Action::RunPayouts),
+            Err(Denied::Forbidden)
+        );
+
+        let ingest = principal(Scope::Ingest, None);
+        assert_eq!(ingest.authorize(Action::Ingest), Ok(()));
+        assert_eq!(ingest.authorize(Action::ActForAccount(&a)), Ok(()));
+        assert_eq!(
+            ingest.authorize(Action::ReadAccount(&a)),
+            Err(Denied::Forbidden)
+        );
+        assert_eq!(
+            ingest.authorize(Action::ReadOperations),
+            Err(Denied::Forbidden)
+        );
+
+        let finance = principal(Scope::Finance, None);
+        assert_eq!(finance.authorize(Action::ReadAccount(&b)), Ok(()));
+        assert_eq!(finance.authorize(Action::ReadOperations), Ok(()));
+        assert_eq!(
+            finance.authorize(Action::ActForAccount(&b)),
+            Err(Denied::Forbidden)
+        );
+        assert_eq!(
+            finance.authorize(Action::RunPayouts),
+            Err(Denied::Forbidden)
+        );
+
+        let operator = principal(Scope::Operator, None);
+        for action in [
+            Action::ReadAccount(&a),
+            Action::ActForAccount(&b),
+            Action::Ingest,
+            Action::ReadOperations,
+            Action::RunPayouts,
+        ] {
+            assert_eq!(operator.authorize(action), Ok(()));
+        }
+    }
+
+    #[test]
+    fn configured_keys_hold_hashes_with_their_grants() {
+        let h = key_hash("pk_secret");
+        let keys = parse_configured_keys(&format!("platform:ingest={h}, console:referrer:a:b={h}"))
+            .unwrap();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys[0].principal.key_id, "config:platform");
+        assert_eq!(keys[0].principal.scope, Scope::Ingest);
+        assert_eq!(keys[1].principal.account, Some(acct("a:b")));
+        assert_eq!(keys[1].hash, h);
+        for bad in [
+            "platform:ingest=short",
+            "platform:ingest",
+            ":ingest=0000000000000000000000000000000000000000000000000000000000000000",
+            "x:god=0000000000000000000000000000000000000000000000000000000000000000",
+            "x:referrer=0000000000000000000000000000000000000000000000000000000000000000",
+        ] {
+            assert!(parse_configured_keys(bad).is_err(), "{bad}");
+        }
+        assert!(parse_configured_keys("").unwrap().is_empty());
     }
 }

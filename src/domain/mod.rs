@@ -2,6 +2,7 @@
 //! machine. Nothing in here performs I/O, so every rule is unit- and property-tested directly.
 
 pub mod api_key;
+pub mod cooling_off;
 pub mod eligibility;
 pub mod ids;
 pub mod ledger;

@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::ids::PayoutId;
 use super::tracking::{Observation, RailState};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PayoutStatus {
     /// Created with its hold; no attempt has been made yet.

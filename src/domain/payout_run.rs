@@ -39,7 +39,9 @@ impl RunPeriod {
 }
 
 /// Why a payee with a cashable balance is not paid by a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Skip {
     /// The balance is below the program's minimum payout.
@@ -54,6 +56,8 @@ pub enum Skip {
     NoMethod,
     /// A payout method exists, but automatic payouts are off for it.
     AutoPayoutOff,
+    /// The method the run would pay through changed recently (cooling-off).
+    MethodCoolingOff,
     /// The balance belongs to a program that is no longer configured.
     NotConfigured,
 }
@@ -67,6 +71,7 @@ impl Skip {
             Skip::SpendGate => "spend_gate",
             Skip::NoMethod => "no_method",
             Skip::AutoPayoutOff => "auto_payout_off",
+            Skip::MethodCoolingOff => "method_cooling_off",
             Skip::NotConfigured => "not_configured",
         }
     }
@@ -87,6 +92,8 @@ pub struct Method {
     pub rail: Rail,
     pub destination: String,
     pub auto_payout: bool,
+    /// Set while a recent change holds payouts through this method.
+    pub cooling_off: bool,
 }
 
 /// The rail and destination a run pays an eligible payee through: the first of the program's
@@ -101,14 +108,19 @@ pub fn choose_method<'m>(program: &Program, methods: &'m [Method]) -> Result<&'m
     if allowed.is_empty() {
         return Err(Skip::NoMethod);
     }
-    allowed
+    let method = allowed
         .into_iter()
         .find(|m| m.auto_payout)
-        .ok_or(Skip::AutoPayoutOff)
+        .ok_or(Skip::AutoPayoutOff)?;
+    if method.cooling_off {
+        // Not the next method along: the owner chose this one, and the change may not be theirs.
+        return Err(Skip::MethodCoolingOff);
+    }
+    Ok(method)
 }
 
 /// Money a run moves through one rail in one currency.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RailTotal {
     pub rail: Rail,
     pub currency: Currency,
@@ -117,7 +129,7 @@ pub struct RailTotal {
 }
 
 /// What a run did (or, dry, would do).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunReport {
     pub period: RunPeriod,
     pub dry_run: bool,
@@ -188,6 +200,7 @@ mod tests {
             rail,
             destination: format!("{rail}-dest"),
             auto_payout: auto,
+            cooling_off: false,
         }
     }
 
@@ -207,6 +220,19 @@ mod tests {
         assert_eq!(
             choose_method(&p, &methods[..1]).unwrap_err(),
             Skip::NoMethod
+        );
+    }
+
+    #[test]
+    fn a_cooling_off_method_skips_the_payee_rather_than_falling_through() {
+        let p = vast();
+        // PayPal comes before Wise in Vast's rails.
+        let mut paypal = method(Rail::Paypal, true);
+        paypal.cooling_off = true;
+        let methods = [method(Rail::Wise, true), paypal];
+        assert_eq!(
+            choose_method(&p, &methods).map(|m| m.rail),
+            Err(Skip::MethodCoolingOff)
         );
     }
 

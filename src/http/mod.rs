@@ -1,20 +1,61 @@
-//! The HTTP edge: the providers' webhooks, and the versioned API under `/v1` beside them.
+//! The HTTP edge: the versioned API under `/v1`, the providers' webhooks beside it, and the
+//! OpenAPI document of both at `/openapi.json`.
 
 pub mod api;
+pub mod telemetry;
 pub mod webhooks;
 
-use axum::Router;
-use axum::routing::get;
+use std::sync::Arc;
 
+use axum::Json;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+pub use api::{ApiSettings, ApiState};
 pub use webhooks::WebhookState;
 
-/// The router the `serve` command (and tests) run.
+use api::error::ApiError;
+
+/// The router `serve` runs, with default API settings (tests and the demo).
 pub fn router(webhooks: WebhookState) -> Router {
-    let api = api::ApiState {
-        store: webhooks.store.clone(),
-    };
-    Router::new()
+    app(webhooks, ApiSettings::default())
+}
+
+/// The whole server: `/v1/...` (API and webhooks), `/openapi.json`, and the webhook receivers'
+/// first home, `/webhooks/<rail>`, kept for providers configured before `/v1` existed.
+pub fn app(webhooks: WebhookState, settings: ApiSettings) -> Router {
+    let api = ApiState::new(webhooks.store.clone(), settings);
+    let (router, doc) = openapi_router(api, webhooks.clone()).split_for_parts();
+    let doc = Arc::new(doc);
+    router
+        .route(
+            "/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move { Json(doc.as_ref().clone()) }
+            }),
+        )
         .route("/health", get(|| async { "ok" }))
-        .nest("/webhooks", webhooks::router(webhooks))
-        .nest("/v1", api::router(api))
+        .nest("/webhooks", webhooks::router(webhooks).split_for_parts().0)
+        .fallback(|| async {
+            ApiError::not_found("not_found", "no such endpoint; see /openapi.json")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take that method; see /openapi.json",
+            )
+        })
+}
+
+/// Every documented route, under `/v1`.
+pub fn openapi_router(api: ApiState, webhooks: WebhookState) -> OpenApiRouter {
+    OpenApiRouter::with_openapi(api::ApiDoc::openapi()).nest(
+        "/v1",
+        api::router(api).nest("/webhooks", webhooks::router(webhooks)),
+    )
 }

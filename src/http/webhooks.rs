@@ -11,16 +11,16 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use chrono::Utc;
 use secrecy::SecretString;
 use serde_json::json;
 use tracing::{info, warn};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::domain::ids::Rail;
 use crate::providers::partnerstack::{self, PartnerstackAdapter};
@@ -63,13 +63,21 @@ impl std::fmt::Debug for WebhookState {
     }
 }
 
-pub fn router(state: WebhookState) -> Router {
-    Router::new()
-        .route("/stripe", post(stripe_webhook))
-        .route("/paypal", post(paypal_webhook))
-        .route("/wise", post(wise_webhook))
-        .route("/partnerstack", post(partnerstack_webhook))
+/// The receivers with their OpenAPI description, relative to where they are nested.
+pub fn router(state: WebhookState) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(stripe_webhook))
+        .routes(routes!(paypal_webhook))
+        .routes(routes!(wise_webhook))
+        .routes(routes!(partnerstack_webhook))
         .with_state(state)
+}
+
+/// What a receiver answers; the body is for people reading delivery logs.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct WebhookAnswer {
+    pub result: Option<String>,
+    pub error: Option<String>,
 }
 
 fn not_configured(rail: Rail) -> Result<InboundEvent, WebhookError> {
@@ -78,6 +86,18 @@ fn not_configured(rail: Rail) -> Result<InboundEvent, WebhookError> {
     )))
 }
 
+#[utoipa::path(
+    post, path = "/paypal", tag = "webhooks",
+    summary = "PayPal Payouts webhook",
+    request_body(content = String, description = "The provider's event, verified by a postback to PayPal's verify-webhook-signature", content_type = "application/json"),
+    responses(
+        (status = 200, body = WebhookAnswer, description = "Recorded (also duplicates and events about no payout of ours)"),
+        (status = 400, body = WebhookAnswer, description = "Unreadable delivery"),
+        (status = 401, body = WebhookAnswer, description = "Failed the provider's authentication"),
+        (status = 409, body = WebhookAnswer, description = "A worker step owns the payout; deliver again later"),
+        (status = 503, body = WebhookAnswer, description = "Cannot verify or store now; deliver again later"),
+    )
+)]
 async fn paypal_webhook(
     State(state): State<WebhookState>,
     headers: HeaderMap,
@@ -90,6 +110,18 @@ async fn paypal_webhook(
     accept(&state, Rail::Paypal, verified).await
 }
 
+#[utoipa::path(
+    post, path = "/wise", tag = "webhooks",
+    summary = "Wise webhook",
+    request_body(content = String, description = "The provider's event, verified by Wise's RSA signature (X-Signature-SHA256)", content_type = "application/json"),
+    responses(
+        (status = 200, body = WebhookAnswer, description = "Recorded (also duplicates and events about no payout of ours)"),
+        (status = 400, body = WebhookAnswer, description = "Unreadable delivery"),
+        (status = 401, body = WebhookAnswer, description = "Failed the provider's authentication"),
+        (status = 409, body = WebhookAnswer, description = "A worker step owns the payout; deliver again later"),
+        (status = 503, body = WebhookAnswer, description = "Cannot verify or store now; deliver again later"),
+    )
+)]
 async fn wise_webhook(
     State(state): State<WebhookState>,
     headers: HeaderMap,
@@ -104,6 +136,18 @@ async fn wise_webhook(
 
 /// PartnerStack signs nothing: the delivery is checked against our token, then only the
 /// reward it names is used, read back from PartnerStack's API.
+#[utoipa::path(
+    post, path = "/partnerstack", tag = "webhooks",
+    summary = "PartnerStack webhook",
+    request_body(content = String, description = "The provider's event, verified by our shared token, then re-read from PartnerStack's API", content_type = "application/json"),
+    responses(
+        (status = 200, body = WebhookAnswer, description = "Recorded (also duplicates and events about no payout of ours)"),
+        (status = 400, body = WebhookAnswer, description = "Unreadable delivery"),
+        (status = 401, body = WebhookAnswer, description = "Failed the provider's authentication"),
+        (status = 409, body = WebhookAnswer, description = "A worker step owns the payout; deliver again later"),
+        (status = 503, body = WebhookAnswer, description = "Cannot verify or store now; deliver again later"),
+    )
+)]
 async fn partnerstack_webhook(
     State(state): State<WebhookState>,
     headers: HeaderMap,
@@ -129,6 +173,18 @@ async fn partnerstack_webhook(
     accept(&state, Rail::Partnerstack, verified).await
 }
 
+#[utoipa::path(
+    post, path = "/stripe", tag = "webhooks",
+    summary = "Stripe Connect webhook",
+    request_body(content = String, description = "The provider's event, verified by the Stripe-Signature HMAC", content_type = "application/json"),
+    responses(
+        (status = 200, body = WebhookAnswer, description = "Recorded (also duplicates and events about no payout of ours)"),
+        (status = 400, body = WebhookAnswer, description = "Unreadable delivery"),
+        (status = 401, body = WebhookAnswer, description = "Failed the provider's authentication"),
+        (status = 409, body = WebhookAnswer, description = "A worker step owns the payout; deliver again later"),
+        (status = 503, body = WebhookAnswer, description = "Cannot verify or store now; deliver again later"),
+    )
+)]
 async fn stripe_webhook(
     State(state): State<WebhookState>,
     headers: HeaderMap,
@@ -151,11 +207,12 @@ pub async fn accept(
         Ok(e) => e,
         Err(e) => {
             warn!(%rail, error = %e, "webhook delivery refused");
-            let status = match e {
-                WebhookError::Malformed(_) => StatusCode::BAD_REQUEST,
-                WebhookError::Unverifiable(_) => StatusCode::SERVICE_UNAVAILABLE,
-                _ => StatusCode::UNAUTHORIZED,
+            let (status, reason) = match e {
+                WebhookError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed"),
+                WebhookError::Unverifiable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unverifiable"),
+                _ => (StatusCode::UNAUTHORIZED, "unauthenticated"),
             };
+            super::telemetry::webhook_rejected(rail, reason);
             return (status, axum::Json(json!({"error": e.to_string()}))).into_response();
         }
     };

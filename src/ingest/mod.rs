@@ -12,7 +12,7 @@ use serde::Serialize;
 pub use record::{Record, RecordError};
 
 /// A line that could not be taken, with the reason.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LineError {
     pub line: usize,
     pub message: String,
@@ -59,7 +59,7 @@ pub fn parse_lines(input: impl BufRead) -> (Vec<Numbered>, Vec<LineError>) {
 }
 
 /// Counts for one record type.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct KindCounts {
     pub inserted: usize,
     pub updated: usize,
@@ -67,7 +67,7 @@ pub struct KindCounts {
 }
 
 /// What an ingest did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct IngestReport {
     pub lines_read: usize,
     pub by_type: std::collections::BTreeMap<&'static str, KindCounts>,

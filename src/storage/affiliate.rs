@@ -46,7 +46,7 @@ impl From<sqlx::Error> for OptInError {
 }
 
 /// A recorded opt-in.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Enrollment {
     pub program: ProgramId,
     pub account: AccountId,

@@ -9,7 +9,7 @@ use crate::storage::{StoreError, StoreResult};
 use serde::Serialize;
 
 /// One program's balance in one currency.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ProgramBalance {
     pub program: ProgramId,
     /// referral, affiliate, creator or bonus; `None` when the program is no longer configured.
@@ -41,7 +41,7 @@ pub struct ProgramBalance {
 }
 
 /// Where a referrer stands with an affiliate upgrade.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AffiliateStatus {
     pub program: ProgramId,
     pub referral_program: ProgramId,
@@ -55,7 +55,7 @@ pub struct AffiliateStatus {
 }
 
 /// A referral that earns nothing, with the reason.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ReferralNote {
     pub program: ProgramId,
     pub referred: String,
@@ -64,7 +64,7 @@ pub struct ReferralNote {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AccountBalance {
     pub account: AccountId,
     pub has_rented: bool,

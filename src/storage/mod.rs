@@ -7,7 +7,10 @@
 
 pub mod affiliate;
 pub mod balances;
+pub mod idempotency;
 pub mod ledger;
+pub mod methods;
+pub mod metrics;
 pub mod payouts;
 pub mod postgres;
 pub mod queue;
@@ -24,6 +27,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
 
 use crate::domain::api_key::{Principal, Scope};
+use crate::domain::cooling_off::Safeguards;
 use crate::domain::ids::{AccountId, PayoutId, ProgramId, Rail};
 use crate::domain::ledger::LedgerError;
 use crate::domain::money::MoneyError;
@@ -36,10 +40,13 @@ use crate::providers::rail::PastAttempt;
 
 pub use affiliate::{Enrollment, OptInError};
 pub use balances::{AccountBalance, ProgramBalance, ReferralNote};
+pub use idempotency::IdempotencyBegin;
 pub use ledger::{LedgerCheck, RailTotal};
+pub use methods::PayoutMethodView;
+pub use metrics::MetricsSnapshot;
 pub use payouts::{
-    Claim, Lease, PayoutDetail, PayoutView, StepRecord, WithdrawError, WithdrawalOutcome,
-    WithdrawalRequest,
+    Claim, Lease, PayoutCursor, PayoutDetail, PayoutPage, PayoutView, StepRecord, WithdrawError,
+    WithdrawalOutcome, WithdrawalRequest,
 };
 pub use templates::TemplateReport;
 pub use tracking::Applied;
@@ -150,6 +157,16 @@ impl Store {
         Ok(Store::Sqlite(sqlite::open(path, programs).await?))
     }
 
+    /// The same store with other safety settings (cooling-off after method changes).
+    pub fn with_safeguards(mut self, safeguards: Safeguards) -> Store {
+        on_backend!(&mut self, s => s.set_safeguards(safeguards));
+        self
+    }
+
+    pub fn safeguards(&self) -> Safeguards {
+        on_backend!(self, s => s.safeguards())
+    }
+
     pub fn kind(&self) -> BackendKind {
         match self {
             Store::Sqlite(_) => BackendKind::Sqlite,
@@ -193,6 +210,18 @@ delegate! {
     fn create_withdrawal(&self, req: &WithdrawalRequest) -> Result<WithdrawalOutcome, WithdrawError>;
     fn payout(&self, id: &str) -> StoreResult<PayoutDetail>;
     fn list_payouts(&self, account: Option<&AccountId>) -> StoreResult<Vec<PayoutView>>;
+    /// One page of an account's payouts, newest first.
+    fn payouts_page(&self, account: &AccountId, cursor: Option<&PayoutCursor>, limit: u32) -> StoreResult<PayoutPage>;
+    /// An account's payout methods, with any cooling-off hold.
+    fn payout_methods(&self, account: &AccountId) -> StoreResult<Vec<PayoutMethodView>>;
+    /// The stored report of a payout run.
+    fn run_report(&self, period: &RunPeriod) -> StoreResult<Option<RunReport>>;
+    /// Counts for the metrics endpoint.
+    fn metrics_snapshot(&self) -> StoreResult<MetricsSnapshot>;
+    /// Claims an Idempotency-Key for one request (see `sql/idempotency.rs`).
+    fn idempotency_begin(&self, scope: &str, key: &str, request_hash: &str, stale_after: Duration) -> StoreResult<IdempotencyBegin>;
+    fn idempotency_complete(&self, scope: &str, key: &str, status: u16, body: &str) -> StoreResult<()>;
+    fn idempotency_abandon(&self, scope: &str, key: &str) -> StoreResult<()>;
     fn payout_status_counts(&self) -> StoreResult<Vec<(PayoutStatus, i64)>>;
     fn claim(&self, id: &PayoutId, owner: &str, ttl: Duration) -> StoreResult<Claim>;
     fn extend_lease(&self, lease: &Lease, ttl: Duration) -> StoreResult<()>;

@@ -56,7 +56,7 @@ impl From<sqlx::Error> for WithdrawError {
 }
 
 /// A payout as the outside world sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PayoutView {
     pub id: PayoutId,
     pub account: AccountId,
@@ -80,16 +80,19 @@ pub struct PayoutView {
     pub idempotency_key: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// When the worker will next act on it (a cooling-off hold, a retry or a poll); none
+    /// once final or waiting for an operator.
+    pub next_step_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct WithdrawalOutcome {
     pub payout: PayoutView,
     /// True when the idempotency key matched an earlier identical request.
     pub replayed: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PayoutEvent {
     pub at: DateTime<Utc>,
     pub from: Option<String>,
@@ -101,7 +104,7 @@ pub struct PayoutEvent {
     pub source: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AttemptView {
     pub attempt: u32,
     pub provider_key: String,
@@ -112,9 +115,11 @@ pub struct AttemptView {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PayoutDetail {
     pub payout: PayoutView,
+    /// Why the payout is in its current state: the reason its last event gave.
+    pub status_reason: Option<String>,
     pub attempts: Vec<AttemptView>,
     pub events: Vec<PayoutEvent>,
 }
@@ -189,5 +194,60 @@ pub(crate) fn lease_lost(lease: &Lease) -> StoreError {
     StoreError::LeaseLost {
         payout: lease.payout_id.to_string(),
         fence: lease.fence,
+    }
+}
+
+/// Where a page of an account's payouts (newest first) ended. Opaque to API callers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayoutCursor {
+    pub created_at: i64,
+    pub id: String,
+}
+
+impl PayoutCursor {
+    pub fn encode(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(format!("{}.{}", self.created_at, self.id))
+    }
+
+    /// `None` for anything [`PayoutCursor::encode`] did not make.
+    pub fn decode(text: &str) -> Option<PayoutCursor> {
+        use base64::Engine;
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .ok()?;
+        let raw = String::from_utf8(raw).ok()?;
+        let (at, id) = raw.split_once('.')?;
+        let id = crate::domain::ids::PayoutId::parse(id).ok()?;
+        Some(PayoutCursor {
+            created_at: at.parse().ok()?,
+            id: id.to_string(),
+        })
+    }
+}
+
+/// One page of an account's payouts, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct PayoutPage {
+    pub payouts: Vec<PayoutView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_refuse_anything_else() {
+        let c = PayoutCursor {
+            created_at: 1_763_000_000_123,
+            id: "po_01JZ".into(),
+        };
+        assert_eq!(PayoutCursor::decode(&c.encode()), Some(c));
+        for bad in ["", "not base64!", "bm9kb3Q", "eC5wb18x"] {
+            assert_eq!(PayoutCursor::decode(bad), None, "{bad}");
+        }
     }
 }

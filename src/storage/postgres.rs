@@ -17,6 +17,8 @@ use crate::domain::program::ProgramSet;
 pub(crate) type Db = sqlx::Postgres;
 pub(crate) type Pool = sqlx::PgPool;
 pub(crate) type Conn = sqlx::PgConnection;
+/// The job queue's table (apalis).
+pub(crate) const JOBS_TABLE: &str = "apalis.jobs";
 pub(crate) type Tx = sqlx::Transaction<'static, Db>;
 
 // The same queries as the other backend, compiled with this one's types (see sql/mod.rs):

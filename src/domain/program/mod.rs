@@ -24,7 +24,7 @@ pub use bonus::{BonusDistribution, BonusRole};
 pub use config::ConfigError;
 
 /// What a program's earnings are, as the platform names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RewardKind {
     /// Platform credit (a `cashable_fraction` of it may still leave as cash, as on Vast).

@@ -1,5 +1,6 @@
-//! The caller, from `Authorization: Bearer <key>`. Every /v1 route but health takes a
-//! [`Caller`], so a request without a valid key never reaches a handler.
+//! The caller, from `Authorization: Bearer <key>`: keys from configuration first, then the
+//! database's. Every /v1 route but health and webhooks takes a [`Caller`], so a request
+//! without a valid key, or over its key's rate, never reaches a handler.
 
 use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
@@ -8,34 +9,47 @@ use axum::http::request::Parts;
 
 use super::ApiState;
 use super::error::ApiError;
-use crate::domain::api_key::{Principal, Scope};
-use crate::domain::ids::AccountId;
+use crate::domain::api_key::{Action, Denied, Principal, key_hash};
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Caller(pub Principal);
 
 impl Caller {
-    /// Refuses callers that may not read `account`. A referrer asking about another account
-    /// gets the same answer as for an account that does not exist, so keys cannot probe ids.
-    pub fn may_read(&self, account: &AccountId) -> Result<(), ApiError> {
-        if self.0.may_read_account(account) {
-            return Ok(());
+    /// Allows `action` or answers why not. A referrer key asking about another account is
+    /// told `hidden` (a 404 with that code), as if the thing did not exist.
+    pub fn allow(
+        &self,
+        action: Action<'_>,
+        hidden: impl FnOnce() -> ApiError,
+    ) -> Result<(), ApiError> {
+        match self.0.authorize(action) {
+            Ok(()) => Ok(()),
+            Err(Denied::Hidden) => Err(hidden()),
+            Err(Denied::Forbidden) => Err(self.forbidden()),
         }
-        if self.0.scope == Scope::Referrer {
-            return Err(ApiError::not_found(
-                "unknown_account",
-                format!("account {account} is not known"),
-            ));
-        }
-        Err(ApiError::new(
+    }
+
+    pub fn forbidden(&self) -> ApiError {
+        ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
             format!(
-                "a key with scope {} cannot read accounts",
+                "a key with scope {} may not do this; ask an operator for a key with the right scope",
                 self.0.scope.code()
             ),
-        ))
+        )
+    }
+
+    /// [`Caller::allow`] for an action on one account.
+    pub fn allow_account(&self, action: Action<'_>) -> Result<(), ApiError> {
+        let account = match action {
+            Action::ReadAccount(a) | Action::ActForAccount(a) => a.to_string(),
+            _ => String::new(),
+        };
+        self.allow(action, || {
+            ApiError::not_found("unknown_account", format!("account {account} is not known"))
+        })
     }
 }
 
@@ -66,12 +80,32 @@ impl FromRequestParts<ApiState> for Caller {
                     "the Authorization header must be `Bearer <key>`",
                 )
             })?;
-        match state.store.principal(key).await? {
-            Some(principal) => Ok(Caller(principal)),
-            None => Err(unauthorized(
-                "invalid_api_key",
-                "this API key is not known or was revoked",
-            )),
+        let configured = state
+            .settings
+            .configured_keys
+            .iter()
+            .find(|k| k.hash == key_hash(key))
+            .map(|k| k.principal.clone());
+        let principal = match configured {
+            Some(p) => p,
+            None => state.store.principal(key).await?.ok_or_else(|| {
+                unauthorized(
+                    "invalid_api_key",
+                    "this API key is not known or was revoked",
+                )
+            })?,
+        };
+        if let Err(wait) = state.limiter.check(&principal.key_id) {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "this key is over its rate of {} requests per second; retry after {wait} s",
+                    state.limiter.per_second()
+                ),
+            )
+            .retry_after(wait));
         }
+        Ok(Caller(principal))
     }
 }

@@ -1,46 +1,189 @@
-//! The versioned JSON API under `/v1`. Every route but health needs an API key
-//! ([`auth::Caller`]); errors share one shape ([`error::ApiError`]).
+//! The versioned JSON API under `/v1`. Every route but health (and the providers' webhooks)
+//! needs an API key ([`auth::Caller`]); errors share one shape ([`error::ApiError`]); request
+//! bodies are strict ([`extract::ApiJson`]). Routes are registered with their OpenAPI
+//! description ([`utoipa_axum::routes!`]), so the document served at `/openapi.json` is built
+//! from the very handlers the server runs.
 
 pub mod accounts;
+pub mod affiliate;
 pub mod auth;
 pub mod error;
+pub mod extract;
+pub mod ingest;
+pub mod limits;
+pub mod methods;
+pub mod metrics;
+pub mod runs;
+pub mod schema;
+pub mod withdrawals;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
-use axum::Router;
-use axum::extract::State;
-use axum::routing::get;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use serde::Serialize;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use crate::domain::api_key::ConfiguredKey;
 use crate::storage::Store;
-use error::ApiError;
+use error::{ApiError, ErrorBody};
+use limits::RateLimiter;
+
+/// How the API guards itself. `Default` suits tests and the demo; `serve` reads the
+/// environment (`app::config::ApiSettings::from_env`).
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// Keys from configuration (`PAYOUTS_API_KEYS`), beside the database's.
+    pub configured_keys: Vec<ConfiguredKey>,
+    /// Requests per second per key; 0 turns limiting off.
+    pub rate_per_second: u32,
+    /// Requests a quiet key may send at once.
+    pub rate_burst: u32,
+    /// A request taking longer is abandoned with 503 `timeout`.
+    pub request_timeout: Duration,
+    /// Largest request body, except ingest's.
+    pub body_limit: usize,
+    pub ingest_body_limit: usize,
+    /// An Idempotency-Key claimed this long ago with no response is taken over by a retry.
+    pub idempotency_stale_after: Duration,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            configured_keys: Vec::new(),
+            rate_per_second: 50,
+            rate_burst: 100,
+            request_timeout: Duration::from_secs(30),
+            body_limit: 64 * 1024,
+            ingest_body_limit: 16 * 1024 * 1024,
+            idempotency_stale_after: Duration::from_secs(60),
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct ApiState {
     pub store: Store,
+    pub settings: Arc<ApiSettings>,
+    pub limiter: Arc<RateLimiter>,
 }
 
-pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/health/live", get(live))
-        .route("/health/ready", get(ready))
-        .route("/accounts/{account}/balance", get(accounts::balance))
-        .route("/payouts/{payout}", get(accounts::payout))
+impl ApiState {
+    pub fn new(store: Store, settings: ApiSettings) -> ApiState {
+        let limiter = RateLimiter::new(settings.rate_per_second, settings.rate_burst);
+        ApiState {
+            store,
+            settings: Arc::new(settings),
+            limiter: Arc::new(limiter),
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "payouts",
+        description = "Payout orchestration for the referral, affiliate and creator programs of GPU clouds: \
+                       ingest platform events, read balances, withdraw, run payouts, receive provider webhooks.",
+    ),
+    modifiers(&BearerKeys),
+    tags(
+        (name = "ingest", description = "The platform's records"),
+        (name = "accounts", description = "Balances, payout methods and opt-ins"),
+        (name = "payouts", description = "Withdrawals and payouts"),
+        (name = "runs", description = "Scheduled payout runs"),
+        (name = "operations", description = "Health and metrics"),
+        (name = "webhooks", description = "Provider callbacks, authenticated by each provider's own scheme"),
+    )
+)]
+pub struct ApiDoc;
+
+/// API keys travel as bearer tokens.
+struct BearerKeys;
+
+impl utoipa::Modify for BearerKeys {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API key from `payouts keys create` or PAYOUTS_API_KEYS",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The API's routes with their OpenAPI description, relative to `/v1`.
+pub fn router(state: ApiState) -> OpenApiRouter {
+    let settings = state.settings.clone();
+    let ingest = OpenApiRouter::new()
+        .routes(routes!(ingest::ingest))
+        .layer(DefaultBodyLimit::max(settings.ingest_body_limit));
+    OpenApiRouter::new()
+        .routes(routes!(live))
+        .routes(routes!(ready))
+        .routes(routes!(metrics::metrics))
+        .routes(routes!(accounts::balance))
+        .routes(routes!(methods::list))
+        .routes(routes!(methods::set))
+        .routes(routes!(accounts::payouts, withdrawals::create))
+        .routes(routes!(accounts::payout))
+        .routes(routes!(affiliate::opt_in))
+        .routes(routes!(runs::start))
+        .routes(routes!(runs::report))
+        .layer(DefaultBodyLimit::max(settings.body_limit))
+        .merge(ingest)
+        .layer(axum::middleware::from_fn_with_state(
+            settings.request_timeout,
+            limits::deadline,
+        ))
         .with_state(state)
 }
 
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Health {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
+
 /// The process answers.
-async fn live() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok" }))
+#[utoipa::path(
+    get, path = "/health/live", tag = "operations",
+    summary = "Liveness: the process answers (no key needed)",
+    responses((status = 200, body = Health))
+)]
+async fn live() -> Json<Health> {
+    Json(Health { status: "ok" })
 }
 
 /// The process answers and its database does.
-async fn ready(State(state): State<ApiState>) -> Result<Json<serde_json::Value>, ApiError> {
+#[utoipa::path(
+    get, path = "/health/ready", tag = "operations",
+    summary = "Readiness: the database answers too (no key needed)",
+    responses(
+        (status = 200, body = Health),
+        (status = 503, body = ErrorBody, description = "The database does not answer"),
+    )
+)]
+async fn ready(State(state): State<ApiState>) -> Result<Json<Health>, ApiError> {
     state.store.ping().await.map_err(|e| {
         tracing::warn!(error = %e, "readiness: the database does not answer");
         ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::SERVICE_UNAVAILABLE,
             "database_unavailable",
             "the database does not answer",
         )
     })?;
-    Ok(Json(serde_json::json!({ "status": "ready" })))
+    Ok(Json(Health { status: "ready" }))
 }

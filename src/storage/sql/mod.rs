@@ -11,8 +11,11 @@ mod accrual;
 pub mod affiliate;
 mod api_keys;
 pub mod balances;
+mod idempotency;
 mod ingest;
 pub mod ledger;
+mod metrics;
+pub mod payout_methods;
 pub mod payout_runs;
 pub mod payouts;
 pub mod templates;
@@ -21,7 +24,8 @@ pub mod tracking;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub(crate) use super::{Conn, Db, Pool, Tx, push_tasks};
+pub(crate) use super::{Conn, Db, JOBS_TABLE, Pool, Tx, push_tasks};
+use crate::domain::cooling_off::Safeguards;
 use crate::domain::ids::PayoutId;
 use crate::domain::program::ProgramSet;
 use crate::storage::queue::payout_task;
@@ -35,11 +39,24 @@ pub(crate) use crate::storage::{
 pub struct Store {
     pool: Pool,
     programs: Arc<ProgramSet>,
+    safeguards: Safeguards,
 }
 
 impl Store {
     pub(crate) fn new(pool: Pool, programs: Arc<ProgramSet>) -> Store {
-        Store { pool, programs }
+        Store {
+            pool,
+            programs,
+            safeguards: Safeguards::default(),
+        }
+    }
+
+    pub fn set_safeguards(&mut self, safeguards: Safeguards) {
+        self.safeguards = safeguards;
+    }
+
+    pub fn safeguards(&self) -> Safeguards {
+        self.safeguards
     }
 
     pub fn pool(&self) -> &Pool {

@@ -16,7 +16,10 @@ use sqlx::QueryBuilder;
 
 use super::balances::{BOOK_SUMS, BookSums, assess};
 use super::ledger::{TxnMeta, insert_transactions};
-use super::{BATCH_ROWS, Store, StoreError, StoreResult, WriteLock, parse_stored, to_millis};
+use super::{
+    BATCH_ROWS, Store, StoreError, StoreResult, WriteLock, from_millis, parse_stored, to_millis,
+};
+use crate::domain::cooling_off::held_until;
 use crate::domain::ids::{AccountId, PayoutId, ProgramId, Rail};
 use crate::domain::ledger::{Book, TransactionDraft, TransactionKind, TransactionStatus};
 use crate::domain::money::{Currency, Money};
@@ -38,6 +41,22 @@ struct Planned {
 }
 
 impl Store {
+    /// The report of the run for `period`, if it ran.
+    pub async fn run_report(&self, period: &RunPeriod) -> StoreResult<Option<RunReport>> {
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT report FROM payout_runs WHERE period = $1")
+                .bind(period.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        stored
+            .map(|report| {
+                serde_json::from_str(&report).map_err(|e| {
+                    StoreError::Corrupt(format!("stored report of run {}: {e}", period.as_str()))
+                })
+            })
+            .transpose()
+    }
+
     /// Runs (or, with `dry_run`, plans) the payouts of `period`.
     pub async fn run_payouts(&self, period: &RunPeriod, dry_run: bool) -> StoreResult<RunReport> {
         let mut tx = self.begin_write(WriteLock::Run).await?;
@@ -79,16 +98,20 @@ impl Store {
                 .fetch_all(&mut *tx)
                 .await?;
         let hosted: HashSet<String> = hosted.into_iter().collect();
-        let method_rows: Vec<(String, String, String, i64)> =
-            sqlx::query_as("SELECT account_id, rail, destination, auto_payout FROM payout_methods")
-                .fetch_all(&mut *tx)
-                .await?;
+        let method_rows: Vec<(String, String, String, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT account_id, rail, destination, auto_payout, changed_at FROM payout_methods",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let now = Utc::now();
+        let cooling_off = self.safeguards.method_cooling_off;
         let mut methods: HashMap<String, Vec<Method>> = HashMap::new();
-        for (account, rail, destination, auto) in method_rows {
+        for (account, rail, destination, auto, changed_at) in method_rows {
             methods.entry(account).or_default().push(Method {
                 rail: parse_stored("rail", &rail)?,
                 destination,
                 auto_payout: auto != 0,
+                cooling_off: held_until(changed_at.map(from_millis), cooling_off, now).is_some(),
             });
         }
 

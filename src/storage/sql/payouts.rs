@@ -17,6 +17,7 @@ use super::ledger::{TxnMeta, insert_transactions, settle_ledger};
 use super::{
     Store, StoreError, StoreResult, WriteLock, from_millis, parse_code, parse_stored, to_millis,
 };
+use crate::domain::cooling_off::held_until;
 use crate::domain::ids::{AccountId, PayoutId};
 use crate::domain::ledger::{Book, TransactionDraft, TransactionKind, TransactionStatus};
 use crate::domain::money::{Currency, Money};
@@ -27,7 +28,7 @@ use crate::storage::queue::payout_task;
 const PAYOUT_COLUMNS: &str = "id, account_id, program, rail, destination, currency, CAST(units AS BIGINT) AS units, status, \
      attempts, provider_ref, provider_status, provider_status_at, polls, lookup_failures, \
      watch_until, last_error, \
-     idempotency_key, created_at, updated_at";
+     idempotency_key, created_at, updated_at, next_action_at";
 
 #[derive(sqlx::FromRow)]
 struct PayoutRow {
@@ -50,6 +51,7 @@ struct PayoutRow {
     idempotency_key: String,
     created_at: i64,
     updated_at: i64,
+    next_action_at: Option<i64>,
 }
 
 /// status, lease_expires_at, next_action_at, watch_until.
@@ -97,6 +99,7 @@ fn payout_view(row: PayoutRow) -> StoreResult<PayoutView> {
         idempotency_key: row.idempotency_key,
         created_at: from_millis(row.created_at),
         updated_at: from_millis(row.updated_at),
+        next_step_at: row.next_action_at.map(from_millis),
     })
 }
 
@@ -185,8 +188,8 @@ impl Store {
             });
         }
 
-        let destination: Option<String> = sqlx::query_scalar(
-            "SELECT destination FROM payout_methods WHERE account_id = $1 AND rail = $2",
+        let method: Option<(String, Option<i64>)> = sqlx::query_as(
+            "SELECT destination, changed_at FROM payout_methods WHERE account_id = $1 AND rail = $2",
         )
         .bind(req.account.as_str())
         .bind(req.rail.as_str())
@@ -225,7 +228,7 @@ impl Store {
                 reason: reason.clone(),
             });
         }
-        let Some(destination) = destination else {
+        let Some((destination, changed_at)) = method else {
             return Err(WithdrawError::NoPayoutMethod {
                 account: req.account.clone(),
                 rail: req.rail,
@@ -259,11 +262,14 @@ impl Store {
             )],
         )
         .await?;
-        let now = to_millis(Utc::now());
+        let now_at = Utc::now();
+        let now = to_millis(now_at);
+        let changed_at = changed_at.map(from_millis);
+        let held = held_until(changed_at, self.safeguards.method_cooling_off, now_at);
         sqlx::query(
             "INSERT INTO payouts (id, account_id, program, rail, destination, currency, units, status, \
                idempotency_key, request_hash, hold_txn_id, next_action_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $10, $11, $11, $11)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $10, $12, $11, $11)",
         )
         .bind(payout_id.as_str())
         .bind(req.account.as_str())
@@ -276,8 +282,21 @@ impl Store {
         .bind(&request_hash)
         .bind(&hold_id)
         .bind(now)
+        .bind(held.map_or(now, to_millis))
         .execute(&mut *tx)
         .await?;
+        let mut reason = format!(
+            "withdrawal of {} to {} {destination} requested; {} held from an available {}",
+            req.amount, req.rail, req.amount, program.available
+        );
+        if let (Some(until), Some(changed)) = (held, changed_at) {
+            reason.push_str(&format!(
+                "; on cooling-off hold until {} because the {} payout method changed at {}",
+                until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                req.rail,
+                changed.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            ));
+        }
         append_event(
             &mut tx,
             &payout_id,
@@ -288,13 +307,13 @@ impl Store {
                 worker: None,
                 source: "withdrawal",
             },
-            &format!(
-                "withdrawal of {} to {} {destination} requested; {} held from an available {}",
-                req.amount, req.rail, req.amount, program.available
-            ),
+            &reason,
         )
         .await?;
-        enqueue_payout_job(&mut tx, &payout_id, Duration::ZERO, "created").await?;
+        let delay = held
+            .and_then(|until| (until - now_at).to_std().ok())
+            .unwrap_or(Duration::ZERO);
+        enqueue_payout_job(&mut tx, &payout_id, delay, "created").await?;
         let payout = fetch_payout(&mut tx, payout_id.as_str())
             .await?
             .ok_or_else(|| StoreError::UnknownPayout(payout_id.to_string()))?;
@@ -327,6 +346,7 @@ impl Store {
         .await?;
         Ok(PayoutDetail {
             payout,
+            status_reason: events.last().map(|e| e.5.clone()),
             attempts: attempts
                 .into_iter()
                 .map(|(n, key, outcome, r, detail, s, f)| AttemptView {
@@ -367,6 +387,61 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.into_iter().map(payout_view).collect()
+    }
+
+    /// One page of an account's payouts, newest first, after `cursor` (keyset pagination, so
+    /// a page costs the same however deep it is and new payouts never shift later pages).
+    pub async fn payouts_page(
+        &self,
+        account: &AccountId,
+        cursor: Option<&PayoutCursor>,
+        limit: u32,
+    ) -> StoreResult<PayoutPage> {
+        let mut conn = self.pool.acquire().await?;
+        let known: Option<i64> =
+            sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM accounts WHERE id = $1")
+                .bind(account.as_str())
+                .fetch_optional(&mut *conn)
+                .await?;
+        if known.is_none() {
+            return Err(StoreError::UnknownAccount(account.to_string()));
+        }
+        let (after_at, after_id) = match cursor {
+            Some(c) => (c.created_at, c.id.as_str()),
+            // Past every real row: ids sort after "", times before i64::MAX.
+            None => (i64::MAX, ""),
+        };
+        let sql = format!(
+            "SELECT {PAYOUT_COLUMNS} FROM payouts WHERE account_id = $1 \
+               AND (created_at < $2 OR (created_at = $2 AND id < $3) OR $3 = '') \
+             ORDER BY created_at DESC, id DESC LIMIT $4"
+        );
+        let mut rows: Vec<PayoutRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(account.as_str())
+            .bind(after_at)
+            .bind(after_id)
+            .bind(i64::from(limit) + 1)
+            .fetch_all(&mut *conn)
+            .await?;
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next_cursor = match rows.last() {
+            Some(last) if more => Some(
+                PayoutCursor {
+                    created_at: last.created_at,
+                    id: last.id.clone(),
+                }
+                .encode(),
+            ),
+            _ => None,
+        };
+        Ok(PayoutPage {
+            payouts: rows
+                .into_iter()
+                .map(payout_view)
+                .collect::<StoreResult<_>>()?,
+            next_cursor,
+        })
     }
 
     /// Counts of payouts per status, for progress and idle detection.
