@@ -139,7 +139,7 @@ pub async fn create(
 
 /// What makes two withdrawal requests the same: the parsed values, so `"25.0"` and `"25.00"`
 /// are one request.
-fn request_hash(r: &WithdrawalRequest) -> String {
+pub fn request_hash(r: &WithdrawalRequest) -> String {
     content_hash(&[
         r.account.as_str(),
         r.program.as_str(),

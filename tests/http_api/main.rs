@@ -1,42 +1,65 @@
 //! The /v1 API over real HTTP: the server's router on an ephemeral loopback port against a
 //! fresh database, keys created as `payouts keys create` does, every answer checked.
 
+#[path = "../common/mod.rs"]
 mod common;
+
+mod abuse;
+mod flows;
+mod operations;
+mod withdrawals;
 
 use std::sync::Arc;
 
 use common::{TestEnv, usd};
 use payouts::domain::api_key::Scope;
 use payouts::domain::ids::AccountId;
-use payouts::http::WebhookState;
+use payouts::http::{ApiSettings, WebhookState};
 use payouts::providers::rail::Rails;
 use payouts::providers::stripe::mock::Faults;
 use serde_json::Value;
 
-struct Api {
-    env: TestEnv,
-    base: String,
-    http: reqwest::Client,
+pub struct Api {
+    pub env: TestEnv,
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+/// (status, headers, body) of one answer.
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
 }
 
 impl Api {
-    async fn start() -> Api {
+    /// The server on a fresh database holding the demo fixture, with default settings.
+    pub async fn start() -> Api {
+        Api::start_with(ApiSettings {
+            // Tests fire requests in bursts; the limiter has its own test.
+            rate_per_second: 0,
+            ..ApiSettings::default()
+        })
+        .await
+    }
+
+    pub async fn start_with(settings: ApiSettings) -> Api {
         let env = TestEnv::new(Faults::default()).await;
         env.ingest(common::DEMO).await;
         let state = WebhookState {
             store: env.store.clone(),
             rails: Rails::default(),
-            stripe_secrets: Arc::new(Vec::new()),
+            stripe_secrets: Arc::new(vec![secrecy::SecretString::from("whsec_test".to_string())]),
             paypal: None,
             wise: None,
             partnerstack: None,
             partnerstack_token: None,
             watch_for: None,
         };
-        let base = common::serve_webhooks(state)
-            .await
-            .trim_end_matches("/webhooks")
-            .to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let app = payouts::http::app(state, settings);
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Api {
             env,
             base,
@@ -44,7 +67,7 @@ impl Api {
         }
     }
 
-    async fn key(&self, scope: Scope, account: Option<&str>) -> String {
+    pub async fn key(&self, scope: Scope, account: Option<&str>) -> String {
         let account = account.map(|a| AccountId::parse(a).unwrap());
         self.env
             .store
@@ -55,18 +78,74 @@ impl Api {
     }
 
     /// GET `path` with `key`: (status, body).
-    async fn get(&self, path: &str, key: Option<&str>) -> (u16, Value) {
+    pub async fn get(&self, path: &str, key: Option<&str>) -> (u16, Value) {
         let mut req = self.http.get(format!("{}{path}", self.base));
         if let Some(k) = key {
             req = req.bearer_auth(k);
         }
-        let res = req.send().await.unwrap();
-        let status = res.status().as_u16();
-        (status, res.json().await.unwrap_or(Value::Null))
+        let a = answer(req).await;
+        (a.status, a.body)
+    }
+
+    /// A JSON request with `key` and extra headers.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: &str,
+        headers: &[(&str, &str)],
+        body: &Value,
+    ) -> Answer {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(key)
+            .json(body);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        answer(req).await
+    }
+
+    pub async fn post(&self, path: &str, key: &str, body: &Value) -> Answer {
+        self.send(reqwest::Method::POST, path, key, &[], body).await
+    }
+
+    pub async fn put(&self, path: &str, key: &str, body: &Value) -> Answer {
+        self.send(reqwest::Method::PUT, path, key, &[], body).await
+    }
+
+    /// POST a withdrawal for `account` with an Idempotency-Key.
+    pub async fn withdraw(&self, account: &str, key: &str, idem: &str, body: &Value) -> Answer {
+        self.send(
+            reqwest::Method::POST,
+            &format!("/v1/accounts/{account}/withdrawals"),
+            key,
+            &[("Idempotency-Key", idem)],
+            body,
+        )
+        .await
     }
 }
 
-fn code(body: &Value) -> &str {
+pub async fn answer(req: reqwest::RequestBuilder) -> Answer {
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let text = res.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub fn withdrawal(amount: &str) -> Value {
+    serde_json::json!({"program": "vast", "rail": "stripe", "amount": amount, "currency": "USD"})
+}
+
+pub fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("")
 }
 

@@ -1,0 +1,271 @@
+//! Withdrawals over HTTP: creation, the Idempotency-Key contract, reading one with its
+//! history, and an account's payouts a page at a time.
+
+use std::collections::HashSet;
+
+use payouts::domain::api_key::Scope;
+use serde_json::json;
+
+use super::{Api, code, common, usd, withdrawal};
+
+#[tokio::test]
+async fn a_withdrawal_is_created_once_and_replayed_for_the_same_key_and_body() {
+    let api = Api::start().await;
+    let alice = api.key(Scope::Referrer, Some("ref-alice")).await;
+
+    let first = api
+        .withdraw("ref-alice", &alice, "w-1", &withdrawal("10.00"))
+        .await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    assert_eq!(first.body["status"], "queued");
+    assert_eq!(
+        first.body["amount"],
+        json!({"amount": "10", "currency": "USD"})
+    );
+    assert_eq!(first.body["destination"], "acct_1Alice");
+    assert!(first.headers.get("idempotent-replayed").is_none());
+
+    // "10" and "10.00" are the same request.
+    let again = api
+        .withdraw("ref-alice", &alice, "w-1", &withdrawal("10"))
+        .await;
+    assert_eq!(again.status, 201);
+    assert_eq!(again.body, first.body, "the same response");
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+
+    let other = api
+        .withdraw("ref-alice", &alice, "w-1", &withdrawal("11.00"))
+        .await;
+    assert_eq!(
+        (other.status, code(&other.body)),
+        (422, "idempotency_key_reused")
+    );
+
+    let id = first.body["id"].as_str().unwrap();
+    let payouts = common_count(&api, id).await;
+    assert_eq!(payouts, 1, "one payout for one key");
+
+    // The payout reads with its history and the reason for its state.
+    let (status, detail) = api.get(&format!("/v1/payouts/{id}"), Some(&alice)).await;
+    assert_eq!(status, 200, "{detail}");
+    assert_eq!(detail["payout"]["id"], id);
+    let reason = detail["status_reason"].as_str().unwrap();
+    assert!(reason.contains("withdrawal of 10.00 USD"), "{reason}");
+    assert_eq!(detail["events"][0]["to"], "queued");
+}
+
+async fn common_count(api: &Api, id: &str) -> i64 {
+    let account = api.env.store.payout(id).await.unwrap().payout.account;
+    api.env
+        .store
+        .list_payouts(Some(&account))
+        .await
+        .unwrap()
+        .len() as i64
+}
+
+#[tokio::test]
+async fn a_key_in_flight_gets_409_and_concurrent_repeats_make_one_payout() {
+    let api = Api::start().await;
+    let alice = api.key(Scope::Referrer, Some("ref-alice")).await;
+
+    // A request with the key is being handled (claimed, no response yet).
+    let request = payouts::storage::WithdrawalRequest {
+        account: payouts::domain::ids::AccountId::parse("ref-alice").unwrap(),
+        program: common::vast(),
+        rail: payouts::domain::ids::Rail::Stripe,
+        amount: usd("5.00"),
+        idempotency_key: payouts::domain::ids::IdempotencyKey::parse("busy-1").unwrap(),
+    };
+    let hash = payouts::http::api::withdrawals::request_hash(&request);
+    let claim = api
+        .env
+        .store
+        .idempotency_begin(
+            "withdrawal:ref-alice",
+            "busy-1",
+            &hash,
+            std::time::Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    assert_eq!(claim, payouts::storage::IdempotencyBegin::Started);
+    let busy = api
+        .withdraw("ref-alice", &alice, "busy-1", &withdrawal("5.00"))
+        .await;
+    assert_eq!(
+        (busy.status, code(&busy.body)),
+        (409, "idempotency_key_in_use")
+    );
+    let other = api
+        .withdraw("ref-alice", &alice, "busy-1", &withdrawal("6.00"))
+        .await;
+    assert_eq!(
+        (other.status, code(&other.body)),
+        (422, "idempotency_key_reused")
+    );
+
+    // Eight identical requests at once: one payout; every answer is that payout or a 409.
+    let body = withdrawal("5.00");
+    let answers = futures::future::join_all(
+        (0..8).map(|_| api.withdraw("ref-alice", &alice, "race-1", &body)),
+    )
+    .await;
+    let mut bodies = HashSet::new();
+    for a in &answers {
+        match a.status {
+            201 => {
+                bodies.insert(a.body.to_string());
+            }
+            409 => {
+                assert_eq!(code(&a.body), "idempotency_key_in_use");
+                assert_eq!(a.headers["retry-after"], "1");
+            }
+            other => panic!("unexpected {other}: {}", a.body),
+        }
+    }
+    assert_eq!(bodies.len(), 1, "every 201 is the same payout");
+    let payouts = api
+        .env
+        .store
+        .list_payouts(Some(
+            &payouts::domain::ids::AccountId::parse("ref-alice").unwrap(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(payouts.len(), 1, "{payouts:#?}");
+
+    // Once the first answer is stored, a repeat replays it rather than conflicting.
+    let late = api
+        .withdraw("ref-alice", &alice, "race-1", &withdrawal("5.00"))
+        .await;
+    assert_eq!(late.status, 201);
+    assert_eq!(late.headers["idempotent-replayed"], "true");
+}
+
+#[tokio::test]
+async fn refusals_are_stored_and_replayed_too_and_say_why() {
+    let api = Api::start().await;
+    let ops = api.key(Scope::Operator, None).await;
+    let too_much = api
+        .withdraw("ref-alice", &ops, "big-1", &withdrawal("5000.00"))
+        .await;
+    assert_eq!(
+        (too_much.status, code(&too_much.body)),
+        (422, "insufficient_funds")
+    );
+    let again = api
+        .withdraw("ref-alice", &ops, "big-1", &withdrawal("5000.00"))
+        .await;
+    assert_eq!(again.body, too_much.body);
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+
+    let paypal = json!({"program": "vast", "rail": "paypal", "amount": "1.00", "currency": "USD"});
+    let a = api.withdraw("ref-alice", &ops, "pp-1", &paypal).await;
+    assert_eq!(
+        (a.status, code(&a.body)),
+        (422, "no_payout_method"),
+        "{}",
+        a.body
+    );
+    let a = api
+        .withdraw("ref-nobody", &ops, "n-1", &withdrawal("1.00"))
+        .await;
+    assert_eq!((a.status, code(&a.body)), (404, "unknown_account"));
+    let a = api
+        .withdraw(
+            "ref-alice",
+            &ops,
+            "eur-1",
+            &json!({"program": "vast", "rail": "stripe", "amount": "1.00", "currency": "EUR"}),
+        )
+        .await;
+    assert_eq!((a.status, code(&a.body)), (422, "no_balance"));
+
+    // No key header: nothing happens without one.
+    let a = api
+        .send(
+            reqwest::Method::POST,
+            "/v1/accounts/ref-alice/withdrawals",
+            &ops,
+            &[],
+            &withdrawal("1.00"),
+        )
+        .await;
+    assert_eq!((a.status, code(&a.body)), (400, "missing_idempotency_key"));
+    let a = api
+        .withdraw("ref-alice", &ops, "bad key!", &withdrawal("1.00"))
+        .await;
+    assert_eq!((a.status, code(&a.body)), (400, "invalid_idempotency_key"));
+}
+
+#[tokio::test]
+async fn keys_withdraw_only_for_their_own_account() {
+    let api = Api::start().await;
+    let alice = api.key(Scope::Referrer, Some("ref-alice")).await;
+    let a = api
+        .withdraw("ref-dave", &alice, "x-1", &withdrawal("1.00"))
+        .await;
+    assert_eq!((a.status, code(&a.body)), (404, "unknown_account"));
+    let finance = api.key(Scope::Finance, None).await;
+    let a = api
+        .withdraw("ref-dave", &finance, "x-2", &withdrawal("1.00"))
+        .await;
+    assert_eq!((a.status, code(&a.body)), (403, "forbidden"));
+    let (_, balance) = api
+        .get("/v1/accounts/ref-dave/balance", Some(&finance))
+        .await;
+    assert_eq!(
+        balance["programs"][0]["pending"]["amount"], "0",
+        "nothing held"
+    );
+}
+
+#[tokio::test]
+async fn an_accounts_payouts_come_newest_first_a_page_at_a_time() {
+    let api = Api::start().await;
+    let alice = api.key(Scope::Referrer, Some("ref-alice")).await;
+    let mut created = Vec::new();
+    for i in 0..5 {
+        let a = api
+            .withdraw("ref-alice", &alice, &format!("p-{i}"), &withdrawal("1.00"))
+            .await;
+        assert_eq!(a.status, 201, "{}", a.body);
+        created.push(a.body["id"].as_str().unwrap().to_string());
+    }
+    let mut seen = Vec::new();
+    let mut path = "/v1/accounts/ref-alice/payouts?limit=2".to_string();
+    let mut pages = 0;
+    loop {
+        let (status, page) = api.get(&path, Some(&alice)).await;
+        assert_eq!(status, 200, "{page}");
+        pages += 1;
+        for p in page["payouts"].as_array().unwrap() {
+            seen.push(p["id"].as_str().unwrap().to_string());
+        }
+        match page["next_cursor"].as_str() {
+            Some(cursor) => {
+                path = format!("/v1/accounts/ref-alice/payouts?limit=2&cursor={cursor}")
+            }
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    created.reverse();
+    assert_eq!(seen, created, "newest first, each once");
+
+    let (status, body) = api
+        .get("/v1/accounts/ref-alice/payouts?limit=0", Some(&alice))
+        .await;
+    assert_eq!((status, code(&body)), (400, "invalid_limit"));
+    let (status, body) = api
+        .get("/v1/accounts/ref-alice/payouts?cursor=forged", Some(&alice))
+        .await;
+    assert_eq!((status, code(&body)), (400, "invalid_cursor"));
+    let (status, body) = api
+        .get("/v1/accounts/ref-alice/payouts?page=2", Some(&alice))
+        .await;
+    assert_eq!((status, code(&body)), (400, "invalid_query"));
+    let (status, body) = api.get("/v1/accounts/ref-dave/payouts", Some(&alice)).await;
+    assert_eq!((status, code(&body)), (404, "unknown_account"));
+}
