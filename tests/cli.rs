@@ -275,3 +275,135 @@ fn api_keys_are_created_once_shown_and_refused_when_the_grant_is_wrong() {
     assert_eq!(created["account"], "ref-alice");
     assert!(created["key"].as_str().unwrap().starts_with("pk_"));
 }
+
+/// `payouts serve --worker`, the real binary: the platform feeds records and a referrer
+/// withdraws over HTTP, the in-process worker pays through the standalone mock, and the
+/// payout, its history and the metrics read back over HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_the_api_and_the_worker_in_one_process() {
+    let tdb = common::TestDb::named("serve").await;
+    let db = tdb.url.clone();
+    let out = payouts(
+        &db,
+        &[
+            "keys", "create", "--name", "ops", "--scope", "operator", "--json",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let key = created["key"].as_str().unwrap().to_string();
+
+    let mut mock = Killed(
+        Command::new(BIN)
+            .args(["mock-providers"])
+            .env("STRIPE_SECRET_KEY", "sk_test_serve")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(mock.0.stdout.take().unwrap()).lines();
+    let stripe = lines
+        .next()
+        .unwrap()
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    std::thread::spawn(move || for _ in lines {});
+
+    let mut server = Killed(
+        Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--worker"])
+            .env("DATABASE_URL", &db)
+            .env("RUNPOD_BONUS_SEED", "cli-test-seed-0123456789")
+            .env_remove("PAYOUTS_PROGRAMS")
+            .env("STRIPE_SECRET_KEY", "sk_test_serve")
+            .env("STRIPE_API_BASE", &stripe)
+            .env("PAYOUTS_HTTP_TIMEOUT_SECS", "1")
+            .env("PAYOUTS_SETTLE_DELAY_SECS", "1")
+            .env("PAYOUTS_LEASE_TTL_SECS", "5")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(server.0.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let base = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .trim_end_matches("/v1")
+        .to_string();
+    std::thread::spawn(move || for _ in lines {});
+
+    let http = reqwest::Client::new();
+    let records: Vec<serde_json::Value> = common::DEMO
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let res = http
+        .post(format!("{base}/v1/ingest"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({ "records": records }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let ingested: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(ingested["rejected"], 0, "{ingested}");
+
+    let res = http
+        .post(format!("{base}/v1/accounts/ref-alice/withdrawals"))
+        .bearer_auth(&key)
+        .header("Idempotency-Key", "serve-1")
+        .json(&serde_json::json!({"program": "vast", "rail": "stripe", "amount": "36.68", "currency": "USD"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let payout: serde_json::Value = res.json().await.unwrap();
+    let id = payout["id"].as_str().unwrap().to_string();
+
+    let paid = common::eventually(30, || async {
+        let detail: serde_json::Value = http
+            .get(format!("{base}/v1/payouts/{id}"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        detail["payout"]["status"] == "paid"
+    })
+    .await;
+    assert!(paid, "the in-process worker paid the withdrawal");
+    let metrics = http
+        .get(format!("{base}/v1/metrics"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("payouts{rail=\"stripe\",status=\"paid\"} 1"),
+        "{metrics}"
+    );
+    let truth: Vec<serde_json::Value> = reqwest_blocking_get(&format!("{stripe}/__mock/transfers"));
+    assert_eq!(
+        truth
+            .iter()
+            .filter(|t| t["transfer_group"] == id.as_str())
+            .count(),
+        1
+    );
+}
