@@ -135,6 +135,8 @@ async fn unknown_routes_methods_and_ids_answer_in_the_error_shape() {
     )
     .await;
     assert_eq!((a.status, code(&a.body)), (405, "method_not_allowed"));
+    let (status, body) = api.get("/v1/accounts/%FF%FE/balance", Some(&ops)).await;
+    assert_eq!((status, code(&body)), (400, "invalid_path"), "{body}");
     let (status, body) = api.get("/v1/runs/not%20a%20period", Some(&ops)).await;
     assert_eq!((status, code(&body)), (400, "invalid_period"));
     let a = api

@@ -2,13 +2,13 @@
 //! page, and one payout with its whole history.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::Deserialize;
 
 use super::ApiState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiQuery, account_id};
+use super::extract::{ApiPath, ApiQuery, account_id};
 use crate::domain::api_key::Action;
 use crate::storage::{AccountBalance, PayoutCursor, PayoutDetail, PayoutPage};
 
@@ -26,7 +26,7 @@ use crate::storage::{AccountBalance, PayoutCursor, PayoutDetail, PayoutPage};
 pub async fn balance(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(account): Path<String>,
+    ApiPath(account): ApiPath<String>,
 ) -> Result<Json<AccountBalance>, ApiError> {
     let account = account_id(&account)?;
     caller.allow_account(Action::ReadAccount(&account))?;
@@ -60,7 +60,7 @@ pub const MAX_PAGE: u32 = 200;
 pub async fn payouts(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(account): Path<String>,
+    ApiPath(account): ApiPath<String>,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<PayoutPage>, ApiError> {
     let account = account_id(&account)?;
@@ -106,7 +106,7 @@ pub async fn payouts(
 pub async fn payout(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<PayoutDetail>, ApiError> {
     let hidden = || ApiError::not_found("unknown_payout", format!("payout {id} does not exist"));
     // Scopes that may read no account learn nothing, not even whether the payout exists.

@@ -1,7 +1,7 @@
 //! Affiliate opt-in: a referrer's permanent switch from credits to cash commissions.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Utc;
 use serde::Deserialize;
@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::ApiState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiJson, account_id, id_error};
+use super::extract::{ApiJson, ApiPath, account_id, id_error};
 use crate::domain::api_key::Action;
 use crate::domain::ids::ProgramId;
 use crate::storage::{Enrollment, OptInError};
@@ -39,7 +39,7 @@ pub struct OptInBody {
 pub async fn opt_in(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(account): Path<String>,
+    ApiPath(account): ApiPath<String>,
     ApiJson(body): ApiJson<OptInBody>,
 ) -> Result<(StatusCode, Json<Enrollment>), ApiError> {
     let account = account_id(&account)?;

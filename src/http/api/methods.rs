@@ -3,13 +3,13 @@
 //! the same way and a change starts the same cooling-off.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
 use super::ApiState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiJson, account_id};
+use super::extract::{ApiJson, ApiPath, account_id};
 use crate::domain::api_key::Action;
 use crate::domain::ids::Rail;
 use crate::ingest::record::{PayoutMethodRecord, validate_destination};
@@ -47,7 +47,7 @@ pub struct SetPayoutMethod {
 pub async fn list(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(account): Path<String>,
+    ApiPath(account): ApiPath<String>,
 ) -> Result<Json<PayoutMethods>, ApiError> {
     let account = account_id(&account)?;
     caller.allow_account(Action::ReadAccount(&account))?;
@@ -76,7 +76,7 @@ pub async fn list(
 pub async fn set(
     State(state): State<ApiState>,
     caller: Caller,
-    Path((account, rail)): Path<(String, String)>,
+    ApiPath((account, rail)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<SetPayoutMethod>,
 ) -> Result<Json<PayoutMethodView>, ApiError> {
     let account = account_id(&account)?;

@@ -1,14 +1,14 @@
 //! Payout runs over HTTP: start one (or a dry run) and read a run's report.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 
 use super::ApiState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiJson, id_error};
+use super::extract::{ApiJson, ApiPath, id_error};
 use crate::domain::api_key::Action;
 use crate::domain::payout_run::{RunPeriod, RunReport};
 
@@ -68,7 +68,7 @@ pub async fn start(
 pub async fn report(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(period): Path<String>,
+    ApiPath(period): ApiPath<String>,
 ) -> Result<Json<RunReport>, ApiError> {
     caller.allow(Action::ReadOperations, || caller.forbidden())?;
     let period = RunPeriod::parse(&period).map_err(id_error("invalid_period"))?;

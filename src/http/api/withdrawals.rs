@@ -7,7 +7,7 @@
 //! between commit and storage cannot turn into a second payout.
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde::Deserialize;
@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::ApiState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiJson, account_id, id_error, payable_amount};
+use super::extract::{ApiJson, ApiPath, account_id, id_error, payable_amount};
 use crate::domain::api_key::Action;
 use crate::domain::ids::{AccountId, IdempotencyKey, ProgramId, Rail};
 use crate::ingest::record::content_hash;
@@ -61,7 +61,7 @@ pub struct WithdrawalBody {
 pub async fn create(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(account): Path<String>,
+    ApiPath(account): ApiPath<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<WithdrawalBody>,
 ) -> Result<Response, ApiError> {
