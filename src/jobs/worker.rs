@@ -117,6 +117,18 @@ pub async fn run_worker(
                         if options.until_idle && active == 0 {
                             return;
                         }
+                        if options.until_idle {
+                            // Payouts on a cooling-off hold are due in hours or days: nothing
+                            // a worker waiting for idleness should wait for.
+                            match store.held_payouts().await {
+                                Ok(held) if held == active => {
+                                    info!(held, "only payouts on a cooling-off hold remain");
+                                    return;
+                                }
+                                Ok(_) => {}
+                                Err(e) => error!(error = %e, "cannot count held payouts"),
+                            }
+                        }
                     }
                     Err(e) => error!(error = %e, "cannot read payout progress"),
                 }

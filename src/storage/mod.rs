@@ -223,6 +223,8 @@ delegate! {
     fn idempotency_complete(&self, scope: &str, key: &str, status: u16, body: &str) -> StoreResult<()>;
     fn idempotency_abandon(&self, scope: &str, key: &str) -> StoreResult<()>;
     fn payout_status_counts(&self) -> StoreResult<Vec<(PayoutStatus, i64)>>;
+    /// Queued payouts waiting out a cooling-off hold.
+    fn held_payouts(&self) -> StoreResult<i64>;
     fn claim(&self, id: &PayoutId, owner: &str, ttl: Duration) -> StoreResult<Claim>;
     fn extend_lease(&self, lease: &Lease, ttl: Duration) -> StoreResult<()>;
     fn lookup_failures(&self, id: &PayoutId) -> StoreResult<u32>;

@@ -97,16 +97,47 @@ async fn keys_from_configuration_work_beside_the_databases() {
 }
 
 #[tokio::test]
-async fn a_request_past_its_deadline_is_abandoned_with_503() {
+async fn a_request_past_its_deadline_is_abandoned_with_503_and_a_retry_goes_through() {
     let api = Api::start_with(ApiSettings {
-        request_timeout: Duration::ZERO,
+        request_timeout: Duration::from_millis(500),
         rate_per_second: 0,
         ..ApiSettings::default()
     })
     .await;
-    let ops = api.key(Scope::Operator, None).await;
-    let (status, body) = api.get("/v1/accounts/ref-alice/balance", Some(&ops)).await;
-    assert_eq!((status, code(&body)), (503, "timeout"));
+    let alice = api.key(Scope::Referrer, Some("ref-alice")).await;
+    // A payout run's lock is held: the withdrawal waits for it past its deadline.
+    let abandoned = payouts::on_backend!(&api.env.store, s => {
+        let tx = s.begin_write(payouts::storage::WriteLock::Run).await.unwrap();
+        let a = api.withdraw("ref-alice", &alice, "slow-1", &withdrawal("3.00")).await;
+        tx.rollback().await.unwrap();
+        a
+    });
+    assert_eq!(
+        (abandoned.status, code(&abandoned.body)),
+        (503, "timeout"),
+        "{}",
+        abandoned.body
+    );
+    assert_eq!(abandoned.headers["retry-after"], "1");
+
+    // Nothing was written, and the key was released: the retry does the work, once.
+    let mut retried = None;
+    for _ in 0..20 {
+        let a = api
+            .withdraw("ref-alice", &alice, "slow-1", &withdrawal("3.00"))
+            .await;
+        if a.status != 409 {
+            retried = Some(a);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let retried = retried.expect("the abandoned claim was released");
+    assert_eq!(retried.status, 201, "{}", retried.body);
+    let (_, page) = api
+        .get("/v1/accounts/ref-alice/payouts", Some(&alice))
+        .await;
+    assert_eq!(page["payouts"].as_array().unwrap().len(), 1);
 }
 
 /// The OpenAPI document the server serves is the one checked in (`openapi.json`; regenerate

@@ -112,6 +112,14 @@ pub async fn create(
         }
         IdempotencyBegin::Mismatch => return Err(key_reused(key)),
     }
+    // If this request is abandoned from here on (its deadline passed, the client went away),
+    // the claim is released so that a retry proceeds at once instead of meeting a 409.
+    let mut claim = Claim {
+        store: store.clone(),
+        scope: scope.clone(),
+        key: key.to_string(),
+        settled: false,
+    };
 
     let (status, body) = match store.create_withdrawal(&request).await {
         Ok(outcome) => (StatusCode::CREATED, serde_json::to_string(&outcome.payout)),
@@ -134,7 +142,33 @@ pub async fn create(
         // A failure of ours: release the key so a retry does the work.
         _ => store.idempotency_abandon(&scope, key).await?,
     }
+    claim.settled = true;
     Ok(json_response(status, body?, false))
+}
+
+/// A claimed Idempotency-Key whose request has not settled it yet.
+struct Claim {
+    store: crate::storage::Store,
+    scope: String,
+    key: String,
+    settled: bool,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let (store, scope, key) = (self.store.clone(), self.scope.clone(), self.key.clone());
+        // Dropped inside the server's runtime (a handler future), so a task can be spawned.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = store.idempotency_abandon(&scope, &key).await {
+                    tracing::warn!(error = %e, %key, "could not release an abandoned Idempotency-Key; it frees itself when stale");
+                }
+            });
+        }
+    }
 }
 
 /// What makes two withdrawal requests the same: the parsed values, so `"25.0"` and `"25.00"`

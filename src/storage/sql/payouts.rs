@@ -444,6 +444,17 @@ impl Store {
         })
     }
 
+    /// Queued payouts not due yet: held by a cooling-off. A worker waiting for work to be
+    /// done does not wait for these.
+    pub async fn held_payouts(&self) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM payouts WHERE status = 'queued' AND next_action_at > $1",
+        )
+        .bind(to_millis(Utc::now()))
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     /// Counts of payouts per status, for progress and idle detection.
     pub async fn payout_status_counts(&self) -> StoreResult<Vec<(PayoutStatus, i64)>> {
         let rows: Vec<(String, i64)> =
