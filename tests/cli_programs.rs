@@ -283,3 +283,51 @@ fn the_payout_run_and_execution_benchmarks_run_small() {
         }
     }
 }
+
+#[test]
+fn the_http_benchmark_runs_small_and_every_created_withdrawal_is_a_payout() {
+    let dir = tempfile::tempdir().unwrap();
+    // On the PostgreSQL pass the benchmark makes (and drops) its own database there.
+    let pg = common::pg_bench_args();
+    let pg: Vec<&str> = pg.iter().map(String::as_str).collect();
+    let o = payouts(
+        &dir.path().join("unused.db"),
+        &[
+            &[
+                "bench",
+                "http",
+                "--connections",
+                "4",
+                "--requests",
+                "200",
+                "--withdrawals",
+                "50",
+                "--payees",
+                "100",
+                "--json",
+            ][..],
+            &pg,
+        ]
+        .concat(),
+        &[],
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    let figures: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    let backend = if pg.is_empty() { "sqlite" } else { "postgres" };
+    assert_eq!(figures["backend"], backend);
+    assert_eq!(figures["connections"], 4);
+    for (phase, requests) in [("reads", 200), ("withdrawals", 50)] {
+        let p = &figures[phase];
+        assert_eq!(p["requests"], requests, "{phase}");
+        // Every payee is eligible and can pay its one $1.00 withdrawal.
+        assert_eq!(p["ok"], requests, "{phase}: {p}");
+        assert_eq!(p["non_2xx"], serde_json::json!({}), "{phase}");
+        assert_eq!(p["transport_errors"], 0, "{phase}");
+        assert!(p["requests_per_sec"].as_f64().unwrap() > 0.0, "{phase}");
+        let (p50, p99) = (p["p50_ms"].as_f64().unwrap(), p["p99_ms"].as_f64().unwrap());
+        assert!(p50 > 0.0 && p50 <= p99, "{phase}: p50 {p50}, p99 {p99}");
+    }
+    assert_eq!(figures["withdrawals"]["created"], 50);
+    assert_eq!(figures["payouts_in_db"], figures["withdrawals"]["created"]);
+    assert_eq!(figures["payouts_match_created"], true);
+}

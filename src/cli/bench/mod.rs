@@ -10,7 +10,9 @@
 //!
 //! `bench run` (run.rs) times a scheduled payout run's eligibility pass over many payees
 //! written with bulk SQL (fixture.rs); `bench execution` (execution.rs) times payouts paid end
-//! to end by the worker against the Stripe mock, beside the database's raw commit rate.
+//! to end by the worker against the Stripe mock, beside the database's raw commit rate; `bench
+//! http` (http.rs) times balance reads and withdrawals through the HTTP API served in process,
+//! under concurrent load from a loopback client.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -23,6 +25,7 @@ use super::render;
 mod accrual;
 mod execution;
 mod fixture;
+mod http;
 mod run;
 mod synthetic;
 
@@ -84,6 +87,33 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The HTTP API under concurrent load from a loopback client in the same process: balance
+    /// reads, then withdrawals, each phase's requests/s and latencies (client and server share
+    /// the machine's cores).
+    Http {
+        /// Concurrent client tasks, each sending its next request once the last is answered,
+        /// over one shared HTTP client with a connection per task.
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// Balance reads (`GET /v1/accounts/{account}/balance`), spread over the payees.
+        #[arg(long, default_value_t = 50_000)]
+        requests: usize,
+        /// Withdrawals of $1.00 (`POST /v1/accounts/{account}/withdrawals`), each with a new
+        /// Idempotency-Key, spread over the payees (at most 7 per payee: the poorest can
+        /// cash out $7.50).
+        #[arg(long, default_value_t = 5_000)]
+        withdrawals: usize,
+        /// Payees written with bulk SQL, every one eligible to withdraw.
+        #[arg(long, default_value_t = 10_000)]
+        payees: usize,
+        /// Run on PostgreSQL instead: a server URL such as postgres://postgres@127.0.0.1:5432,
+        /// on which a fresh database is created and dropped afterwards.
+        #[arg(long)]
+        postgres: Option<String>,
+        /// Print the figures as one JSON object (progress goes to standard error).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn bench(command: BenchCommand) -> Result<i32> {
@@ -129,6 +159,24 @@ pub async fn bench(command: BenchCommand) -> Result<i32> {
             execution::execution(execution::ExecutionOptions {
                 payouts,
                 workers,
+                postgres,
+                json,
+            })
+            .await
+        }
+        BenchCommand::Http {
+            connections,
+            requests,
+            withdrawals,
+            payees,
+            postgres,
+            json,
+        } => {
+            http::http(http::HttpOptions {
+                connections,
+                requests,
+                withdrawals,
+                payees,
                 postgres,
                 json,
             })
