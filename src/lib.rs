@@ -7,6 +7,7 @@
 //! - [`storage`]: the database (SQLite today), including the transactional job enqueue;
 //! - [`providers`]: HTTP adapters to payout rails, each with its wire types and a mock server;
 //! - [`jobs`]: the apalis worker that advances payouts;
+//! - [`reconcile`]: finance's check of every provider record against our payouts;
 //! - [`app`]: use cases shared by the CLI (and later the HTTP API).
 
 pub mod app;
@@ -15,4 +16,5 @@ pub mod http;
 pub mod ingest;
 pub mod jobs;
 pub mod providers;
+pub mod reconcile;
 pub mod storage;

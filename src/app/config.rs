@@ -313,6 +313,44 @@ pub fn safeguards_from_env() -> Result<crate::domain::cooling_off::Safeguards, C
     })
 }
 
+/// Reconciliation settings (`PAYOUTS_RECON_*`).
+#[derive(Debug, Clone)]
+pub struct ReconSettings {
+    pub tolerances: crate::domain::reconcile::Tolerances,
+    /// When the worker reconciles the previous UTC day; `None` when turned off.
+    pub daily: Option<cron::Schedule>,
+}
+
+/// The default daily reconciliation: 02:30 UTC, once the previous day's webhooks are in.
+pub const DEFAULT_RECONCILE_SCHEDULE: &str = "0 30 2 * * *";
+
+/// `PAYOUTS_RECON_AMOUNT_TOLERANCE_MINOR` (default 0), `PAYOUTS_RECON_DATE_TOLERANCE_HOURS`
+/// (default 72) and `PAYOUTS_RECONCILE_SCHEDULE` (cron, default 02:30 UTC daily; `off`).
+pub fn recon_settings_from_env() -> Result<ReconSettings, ConfigError> {
+    let amount = count("PAYOUTS_RECON_AMOUNT_TOLERANCE_MINOR", 0)?;
+    let hours = count("PAYOUTS_RECON_DATE_TOLERANCE_HOURS", 72)?;
+    let schedule = var("PAYOUTS_RECONCILE_SCHEDULE")
+        .unwrap_or_else(|| DEFAULT_RECONCILE_SCHEDULE.to_string());
+    let daily = if schedule.trim().eq_ignore_ascii_case("off") {
+        None
+    } else {
+        Some(schedule.trim().parse::<cron::Schedule>().map_err(|e| ConfigError::Invalid {
+            name: "PAYOUTS_RECONCILE_SCHEDULE",
+            value: schedule.clone(),
+            why: format!(
+                "is not a cron expression ({e}); write six fields, seconds first, e.g. \"0 30 2 * * *\", or off"
+            ),
+        })?)
+    };
+    Ok(ReconSettings {
+        tolerances: crate::domain::reconcile::Tolerances {
+            amount_minor: i64::from(amount),
+            date: chrono::Duration::hours(i64::from(hours)),
+        },
+        daily,
+    })
+}
+
 /// The HTTP API's keys and limits (`PAYOUTS_API_*`).
 pub fn api_settings_from_env() -> Result<crate::http::ApiSettings, ConfigError> {
     let defaults = crate::http::ApiSettings::default();

@@ -3,7 +3,9 @@
 pub mod bench;
 pub mod demo;
 pub mod keys;
+pub mod ledger;
 pub mod programs;
+pub mod reconcile;
 pub mod render;
 
 use std::io::BufReader;
@@ -145,6 +147,17 @@ pub enum Command {
         #[command(subcommand)]
         command: PayoutsCommand,
     },
+    /// Accounting exports for finance: a trial balance at a date and the journal of a period,
+    /// as CSV in debits and credits, balanced to the cent.
+    Ledger {
+        #[command(subcommand)]
+        command: ledger::LedgerCommand,
+    },
+    /// Reconcile a period: every provider record against our payouts, read from each rail's
+    /// API or from a statement file (`--statement FILE --rail R`). Exceptions can be
+    /// resolved with a note (`reconcile resolve ID --note ...`). Exit status 3 when open
+    /// exceptions remain.
+    Reconcile(reconcile::ReconcileArgs),
     /// Check the ledger's invariants (balanced transactions, holds matching payouts).
     LedgerCheck {
         #[arg(long)]
@@ -360,6 +373,8 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
         }
         Command::Affiliate { command } => programs::affiliate(store, command).await,
         Command::Keys { command } => keys::keys(store, command).await,
+        Command::Ledger { command } => ledger::run(store, command).await,
+        Command::Reconcile(args) => reconcile::run(store, args).await,
         Command::RunPayouts {
             period,
             dry_run,
@@ -458,6 +473,7 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
 /// The payout worker, until SIGTERM/SIGINT (or, with `until_idle`, until nothing waits).
 async fn work(store: &Store, concurrency: usize, until_idle: bool) -> Result<()> {
     let settings = WorkerSettings::from_env()?;
+    let recon = payouts::app::config::recon_settings_from_env()?;
     let deps = Arc::new(PayoutDeps {
         store: store.clone(),
         rails: settings.rails()?,
@@ -469,6 +485,7 @@ async fn work(store: &Store, concurrency: usize, until_idle: bool) -> Result<()>
         concurrency,
         until_idle,
         schedule: settings.run_schedule.clone(),
+        reconcile: recon.daily.map(|daily| (daily, recon.tolerances)),
         shutdown_deadline: settings.shutdown_deadline,
         ..WorkerOptions::default()
     };

@@ -1,6 +1,7 @@
 //! Pure domain rules: money, identifiers, program rules, the ledger and the payout state
 //! machine. Nothing in here performs I/O, so every rule is unit- and property-tested directly.
 
+pub mod accounting;
 pub mod api_key;
 pub mod cooling_off;
 pub mod eligibility;
@@ -10,6 +11,7 @@ pub mod money;
 pub mod payout;
 pub mod payout_run;
 pub mod program;
+pub mod reconcile;
 pub mod referral;
 pub mod tracking;
 pub mod usage;

@@ -81,6 +81,11 @@ impl Currency {
         (Currency::Krw, "KRW", 0),
     ];
 
+    /// Every currency this system knows.
+    pub fn all() -> impl Iterator<Item = Currency> {
+        Self::ALL.iter().map(|(c, _, _)| *c)
+    }
+
     fn entry(self) -> (Currency, &'static str, u32) {
         // Every variant is listed in ALL (checked by a unit test), so the fallback is unreachable.
         Self::ALL

@@ -28,6 +28,31 @@ pub enum RailState {
     Disputed,
 }
 
+impl RailState {
+    pub const ALL: [RailState; 5] = [
+        RailState::InFlight,
+        RailState::Paid,
+        RailState::Failed,
+        RailState::Returned,
+        RailState::Disputed,
+    ];
+
+    /// The stored code (also the serde name).
+    pub fn code(self) -> &'static str {
+        match self {
+            RailState::InFlight => "in_flight",
+            RailState::Paid => "paid",
+            RailState::Failed => "failed",
+            RailState::Returned => "returned",
+            RailState::Disputed => "disputed",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.code() == code)
+    }
+}
+
 /// One reading of a provider object's state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Observation {

@@ -35,6 +35,8 @@ pub struct WorkerOptions {
     pub sweep_grace: Duration,
     /// When set, payout runs are made on this cron schedule (see `jobs::schedule`).
     pub schedule: Option<cron::Schedule>,
+    /// When set, the previous day is reconciled on this schedule (see `reconcile::schedule`).
+    pub reconcile: Option<(cron::Schedule, crate::domain::reconcile::Tolerances)>,
     /// After a shutdown signal, how long jobs in hand may take to finish. Past it the worker
     /// exits anyway: their leases expire and whoever takes them over looks up first.
     pub shutdown_deadline: Duration,
@@ -48,6 +50,7 @@ impl Default for WorkerOptions {
             sweep_every: Duration::from_secs(5),
             sweep_grace: Duration::from_secs(10),
             schedule: None,
+            reconcile: None,
             shutdown_deadline: Duration::from_secs(30),
         }
     }
@@ -93,6 +96,9 @@ pub async fn run_worker(
     // Both workers (payouts, and the schedule when configured) stop on the same signal.
     let (stopped, on_stop) = tokio::sync::watch::channel(false);
     let schedule = options.schedule.clone();
+    let reconcile = options.reconcile.clone();
+    let reconcile_store = deps.store.clone();
+    let reconcile_rails = deps.rails.clone();
     let stop = async move {
         let watch = async {
             let mut last_sweep = tokio::time::Instant::now();
@@ -199,24 +205,41 @@ pub async fn run_worker(
             }
         }
     };
-    let Some(schedule) = schedule else {
-        return payouts.await;
+    // The schedules stop with the payout worker.
+    let ticking = |suffix: &str| {
+        let mut on_stop = on_stop.clone();
+        let name = format!("{name}-{suffix}");
+        let stop = async move {
+            let _ = on_stop.wait_for(|stopped| *stopped).await;
+            Ok::<(), std::io::Error>(())
+        };
+        (name, stop)
     };
-    let mut on_stop = on_stop;
-    let schedule_stop = async move {
-        let _ = on_stop.wait_for(|stopped| *stopped).await;
-        Ok::<(), std::io::Error>(())
+    let runs = async {
+        match schedule {
+            Some(schedule) => {
+                let (name, stop) = ticking("schedule");
+                super::schedule::run_schedule(schedule_store, schedule, name, stop).await
+            }
+            None => Ok(()),
+        }
     };
-    let (paid, ticked) = tokio::join!(
-        payouts,
-        super::schedule::run_schedule(
-            schedule_store,
-            schedule,
-            format!("{name}-schedule"),
-            schedule_stop
-        )
-    );
-    paid.and(ticked)
+    let reconciliations = async {
+        match reconcile {
+            Some((schedule, tolerances)) => {
+                let (name, stop) = ticking("reconcile");
+                let daily = crate::reconcile::schedule::DailyReconciliation {
+                    store: reconcile_store,
+                    rails: reconcile_rails,
+                    tolerances,
+                };
+                crate::reconcile::schedule::run_daily(daily, schedule, name, stop).await
+            }
+            None => Ok(()),
+        }
+    };
+    let (paid, ticked, reconciled) = tokio::join!(payouts, runs, reconciliations);
+    paid.and(ticked).and(reconciled)
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -5,6 +5,7 @@ pub mod mock_kit;
 pub mod partnerstack;
 pub mod paypal;
 pub mod rail;
+pub mod records;
 pub mod stripe;
 pub mod webhook;
 pub mod wise;

@@ -67,7 +67,8 @@ impl Checkpoints for NoCheckpoints {
     }
 }
 
-pub trait PayoutRail: Send + Sync + Debug {
+/// Every rail can also list what it moved ([`RecordSource`]), for reconciliation.
+pub trait PayoutRail: super::records::RecordSource + Send + Sync + Debug {
     fn rail(&self) -> Rail;
 
     /// How long the provider is known to deduplicate a token. Past it, re-sending the same
@@ -111,11 +112,16 @@ pub struct Rails {
 
 impl Rails {
     pub fn with(mut self, rail: std::sync::Arc<dyn PayoutRail>) -> Self {
-        self.by_rail.insert(rail.rail(), rail);
+        self.by_rail.insert(PayoutRail::rail(&*rail), rail);
         self
     }
 
     pub fn get(&self, rail: Rail) -> Option<&std::sync::Arc<dyn PayoutRail>> {
         self.by_rail.get(&rail)
+    }
+
+    /// The rails configured, in order.
+    pub fn configured(&self) -> Vec<Rail> {
+        self.by_rail.keys().copied().collect()
     }
 }

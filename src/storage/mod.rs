@@ -5,6 +5,7 @@
 //! one set of files, `sql/`, compiled once per backend by `sqlite.rs` and `postgres.rs`; the
 //! types callers see (balances, payouts, reports) live beside this file and are shared.
 
+pub mod accounting;
 pub mod affiliate;
 pub mod balances;
 pub mod idempotency;
@@ -14,6 +15,7 @@ pub mod metrics;
 pub mod payouts;
 pub mod postgres;
 pub mod queue;
+pub mod reconcile;
 pub mod sqlite;
 pub mod templates;
 pub mod tracking;
@@ -33,11 +35,13 @@ use crate::domain::ledger::LedgerError;
 use crate::domain::money::MoneyError;
 use crate::domain::payout::PayoutStatus;
 use crate::domain::payout_run::{RunPeriod, RunReport};
+use crate::domain::reconcile::{Exception, ExceptionId, ProviderRecord, Resolution};
 use crate::domain::program::ProgramSet;
 use crate::domain::tracking::Observation;
 use crate::ingest::{IngestReport, LineError, Numbered};
 use crate::providers::rail::PastAttempt;
 
+pub use accounting::{BookBalance, JournalEntry, JournalLine, TrialBalance};
 pub use affiliate::{Enrollment, OptInError};
 pub use balances::{AccountBalance, ProgramBalance, ReferralNote};
 pub use idempotency::IdempotencyBegin;
@@ -48,6 +52,7 @@ pub use payouts::{
     Claim, Lease, PayoutCursor, PayoutDetail, PayoutPage, PayoutView, StepRecord, WithdrawError,
     WithdrawalOutcome, WithdrawalRequest,
 };
+pub use reconcile::{NewRun, RailTotals, ReconRun, Trigger};
 pub use templates::TemplateReport;
 pub use tracking::Applied;
 
@@ -206,6 +211,8 @@ delegate! {
     fn referrers(&self) -> StoreResult<Vec<AccountId>>;
     fn paid_out_by_rail(&self) -> StoreResult<Vec<RailTotal>>;
     fn check_ledger(&self) -> StoreResult<LedgerCheck>;
+    /// The ledger as of an instant (exclusive), for finance (see `storage/accounting.rs`).
+    fn trial_balance(&self, until: DateTime<Utc>) -> StoreResult<TrialBalance>;
     fn run_payouts(&self, period: &RunPeriod, dry_run: bool) -> StoreResult<RunReport>;
     fn create_withdrawal(&self, req: &WithdrawalRequest) -> Result<WithdrawalOutcome, WithdrawError>;
     fn payout(&self, id: &str) -> StoreResult<PayoutDetail>;
@@ -249,6 +256,21 @@ delegate! {
     fn principal(&self, presented: &str) -> StoreResult<Option<Principal>>;
     /// Whether the database answers.
     fn ping(&self) -> StoreResult<()>;
+    /// Reconciliation (`sql/reconcile.rs`): a run reads provider records in batches, then
+    /// matches them against our payouts in one go.
+    fn recon_begin(&self, run: &NewRun) -> StoreResult<()>;
+    fn recon_add_records(&self, run_id: &str, first_seq: i64, records: &[ProviderRecord]) -> StoreResult<()>;
+    fn recon_match(&self, run: &NewRun) -> StoreResult<()>;
+    fn recon_fail(&self, run_id: &str, error: &str) -> StoreResult<()>;
+    fn recon_run(&self, run_id: &str) -> StoreResult<Option<ReconRun>>;
+    /// The latest reconciliation runs, newest first.
+    fn recon_runs(&self, limit: i64) -> StoreResult<Vec<ReconRun>>;
+    fn recon_exceptions(&self, run_id: &str, open_only: bool) -> StoreResult<Vec<Exception>>;
+    /// Resolves an exception in every run, present and future; `None` if no run found it.
+    fn recon_resolve(&self, id: &ExceptionId, note: &str, by: &str) -> StoreResult<Option<Resolution>>;
+    fn recon_backfill_references(&self) -> StoreResult<u64>;
+    /// Claims the daily reconciliation of a day; `false` when another worker has it.
+    fn recon_claim_day(&self, day: chrono::NaiveDate) -> StoreResult<bool>;
 }
 
 /// Milliseconds since the epoch, the stored form of a time.

@@ -76,3 +76,36 @@ pub(crate) async fn push_tasks(tx: &mut Tx, tasks: Vec<QueuedTask>) -> StoreResu
     apalis_sqlite::queries::push_tasks(&mut **tx, PAYOUT_QUEUE, &tasks).await?;
     Ok(())
 }
+
+/// Stores reconciliation records with multi-row INSERTs (14 values a row, well under
+/// SQLite's bound-parameter limit per statement).
+pub(crate) async fn insert_recon_records(
+    conn: &mut Conn,
+    run_id: &str,
+    rows: &[sql::reconcile::RecordRow],
+) -> StoreResult<()> {
+    for chunk in rows.chunks(2000) {
+        let mut insert = sqlx::QueryBuilder::<Db>::new(
+            "INSERT INTO recon_records (run_id, seq, rail, kind, record_id, reference, \
+             payout_hint, group_id, payee, currency, units, state, provider_status, created_at) ",
+        );
+        insert.push_values(chunk, |mut b, r| {
+            b.push_bind(run_id)
+                .push_bind(r.seq)
+                .push_bind(r.rail)
+                .push_bind(r.kind)
+                .push_bind(&r.record_id)
+                .push_bind(&r.reference)
+                .push_bind(&r.payout_hint)
+                .push_bind(&r.group_id)
+                .push_bind(&r.payee)
+                .push_bind(r.currency)
+                .push_bind(r.units)
+                .push_bind(r.state)
+                .push_bind(&r.provider_status)
+                .push_bind(r.created_at);
+        });
+        insert.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}

@@ -23,6 +23,8 @@
 //! - A webhook (name `webhook_event`, default `reward.updated`) through the [`Outbox`] on every
 //!   change, with our `X-Webhook-Token` header when configured; duplicate and out-of-order
 //!   delivery on request.
+//! - Its records side (rewards export, silent tamper/forget controls) is in
+//!   `mock_records.rs`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -33,7 +35,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -48,6 +50,9 @@ use crate::providers::mock_kit::{
 };
 
 pub use crate::providers::mock_kit::Faults;
+
+#[path = "mock_records.rs"]
+mod mock_records;
 
 /// What a repeated reward `key` gets, until PartnerStack's real behaviour is confirmed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -489,6 +494,9 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/__mock/rewards", get(control_truth))
         .route("/__mock/advance", post(control_advance))
         .route("/__mock/duplicate_key", post(control_duplicate_key))
+        .route("/__mock/statement.csv", get(mock_records::statement_csv))
+        .route("/__mock/tamper", post(mock_records::tamper))
+        .route("/__mock/rewards/{key}", delete(mock_records::forget))
         .fallback(unknown_route)
         .with_state(shared)
 }

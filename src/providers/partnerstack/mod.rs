@@ -26,6 +26,8 @@
 
 pub mod classify;
 pub mod mock;
+pub mod records;
+pub mod statement;
 pub mod webhook;
 pub mod wire;
 
@@ -34,7 +36,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use secrecy::{ExposeSecret, SecretString};
-use sha2::{Digest, Sha256};
 use tracing::{debug, warn};
 
 use super::rail::{Checkpoints, PastAttempt, PayoutRail, RailFuture, Submission};
@@ -82,19 +83,7 @@ pub struct PartnerstackAdapter {
     config: PartnerstackConfig,
 }
 
-/// The reward `key` of an attempt: the idempotency key itself when it fits PartnerStack's
-/// 4–255 characters and a plain character set, else a SHA-256 digest of it. Deterministic,
-/// so a crashed worker and its successor agree on it.
-pub fn reward_key(idempotency_key: &str) -> String {
-    let plain = idempotency_key
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
-    if plain && (wire::KEY_MIN..=wire::KEY_MAX).contains(&idempotency_key.len()) {
-        idempotency_key.to_string()
-    } else {
-        format!("payout-{}", hex::encode(Sha256::digest(idempotency_key)))
-    }
-}
+pub use crate::domain::reconcile::reward_key;
 
 fn millis(ms: i64) -> Option<DateTime<Utc>> {
     Utc.timestamp_millis_opt(ms).single()

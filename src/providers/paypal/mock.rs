@@ -20,6 +20,12 @@
 //!   recomputes the mock's HMAC signature and answers SUCCESS or FAILURE.
 //! - Faults ([`Faults`]): 429 `RATE_LIMIT_REACHED` with Retry-After and 500 `INTERNAL_ERROR`
 //!   before execution; 500 after commit; connection dropped after commit.
+//! - Reporting (`mock_records.rs`): `GET /v1/reporting/transactions` lists one `T0001` row per
+//!   batch created in the window; `GET /__mock/statement.csv?from&to` exports the payouts
+//!   report of those batches' items.
+
+#[path = "mock_records.rs"]
+mod records;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -279,6 +285,7 @@ fn router(state: AppState) -> Router {
         .route("/v1/payments/payouts/{id}", get(get_batch))
         .route("/v1/payments/payouts-item/{id}", get(get_item))
         .route("/v1/payments/payouts-item/{id}/cancel", post(cancel_item))
+        .route("/v1/reporting/transactions", get(records::search))
         .route(
             "/v1/notifications/verify-webhook-signature",
             post(verify_signature),
@@ -287,6 +294,7 @@ fn router(state: AppState) -> Router {
         .route("/__mock/faults", post(set_faults))
         .route("/__mock/advance", post(advance_route))
         .route("/__mock/expire-tokens", post(expire_route))
+        .route("/__mock/statement.csv", get(records::statement))
         .fallback(unknown_route)
         .with_state(state)
 }

@@ -9,6 +9,8 @@
 pub mod classify;
 pub mod mock;
 mod mock_engine;
+pub mod records;
+pub mod statement;
 pub mod webhook;
 pub mod wire;
 

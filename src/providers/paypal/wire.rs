@@ -205,6 +205,74 @@ pub struct PayoutBatch {
     pub links: Vec<Link>,
 }
 
+/// An amount as the reporting API writes it: signed (money out is negative).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportAmount {
+    pub currency_code: String,
+    pub value: String,
+}
+
+/// One transaction of `GET /v1/reporting/transactions`. A payout batch appears with its
+/// `payout_batch_id` as `paypal_reference_id` (event code `T0001`, Mass Payment; the exact
+/// reference type PayPal writes for payouts is UNCONFIRMED).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TransactionInfo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paypal_reference_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paypal_reference_id_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_event_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_initiation_date: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_updated_date: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_amount: Option<ReportAmount>,
+    /// `S` success, `P` pending, `D` denied, `V` reversed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_status: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransactionDetail {
+    pub transaction_info: TransactionInfo,
+}
+
+/// Answer of `GET /v1/reporting/transactions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransactionSearch {
+    #[serde(default)]
+    pub transaction_details: Vec<TransactionDetail>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_date: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_date: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_refreshed_datetime: Option<String>,
+    #[serde(default)]
+    pub page: u64,
+    #[serde(default)]
+    pub total_items: u64,
+    #[serde(default)]
+    pub total_pages: u64,
+    #[serde(default)]
+    pub links: Vec<Link>,
+}
+
+/// Event code of a Mass Payment (payouts) transaction.
+pub const PAYOUT_EVENT_CODE: &str = "T0001";
+/// The transaction search spans at most this many days per request.
+pub const SEARCH_MAX_DAYS: i64 = 31;
+/// The transaction search's largest page.
+pub const SEARCH_PAGE_SIZE: u32 = 500;
+/// The batch read's largest page of items.
+pub const BATCH_PAGE_SIZE: u32 = 1000;
+
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ErrorDetail {
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -10,6 +10,14 @@
 //! a destination starting `acct_bounce` is reversed in full `late_after_ms` later (the
 //! connected account's bank payout failed and the platform pulled the money back), emitting
 //! `transfer.reversed`; [`MockStripe::reverse`] does the same on demand.
+//!
+//! For reconciliation (see `mock_records.rs`): transfer and payout lists honour
+//! `created[gt|gte|lt|lte]` and pagination; `POST /v1/payouts` makes a platform bank payout
+//! (`pending`, then `paid` `late_after_ms` later); test-control routes tamper with or forget a
+//! transfer silently, move the mock's clock, and export the dashboard's transfers CSV.
+
+#[path = "mock_records.rs"]
+mod records;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -17,22 +25,22 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::webhook::{SIGNATURE_HEADER, sign};
-use super::wire::{ErrorBody, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, List, REQUEST_ID, Transfer};
+use super::wire::{ErrorBody, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, Payout, REQUEST_ID, Transfer};
 use crate::domain::money::Currency;
 use crate::providers::mock_kit::{Dice, MovedMoney, Outbox, dropped_connection, lock};
 
 pub use crate::providers::mock_kit::Faults;
+pub use records::Tamper;
 
 #[derive(Debug, Clone)]
 enum Idem {
@@ -52,6 +60,10 @@ struct Inner {
     faults: Faults,
     dice: Dice,
     transfers: Vec<Transfer>,
+    /// Platform payouts to the platform's own bank, oldest first.
+    payouts: Vec<Payout>,
+    /// Seconds added to `created` of new objects, so tests can make them on other days.
+    clock_offset_secs: i64,
     /// Idempotency entries with the time they were stored (for `Faults::key_ttl_ms`).
     idempotency: HashMap<String, (Instant, Idem)>,
     outbox: Outbox,
@@ -112,6 +124,8 @@ impl MockStripe {
             dice: Dice::new(config.faults.seed),
             faults: config.faults,
             transfers: Vec::new(),
+            payouts: Vec::new(),
+            clock_offset_secs: 0,
             idempotency: HashMap::new(),
             balance: BTreeMap::new(),
             default_balance: config.balance_minor,
@@ -147,6 +161,28 @@ impl MockStripe {
     /// Every transfer the mock really made, oldest first.
     pub fn transfers(&self) -> Vec<Transfer> {
         lock(&self.inner).transfers.clone()
+    }
+
+    /// Every platform payout the mock made, oldest first.
+    pub fn payouts(&self) -> Vec<Payout> {
+        lock(&self.inner).payouts.clone()
+    }
+
+    /// Moves the clock that stamps `created` on new transfers and payouts by `secs` (e.g.
+    /// `-86_400` to make "yesterday's" transfers). Webhook signing keeps the real clock.
+    pub fn set_clock_offset(&self, secs: i64) {
+        lock(&self.inner).clock_offset_secs = secs;
+    }
+
+    /// Silently changes a stored transfer (no webhook): the provider's books now disagree with
+    /// what it told us. False if unknown.
+    pub fn tamper(&self, change: &Tamper) -> bool {
+        records::tamper(&self.inner, change)
+    }
+
+    /// Silently forgets a transfer (no webhook). False if unknown.
+    pub fn forget(&self, id: &str) -> bool {
+        records::forget(&self.inner, id)
     }
 
     /// How many transfers were made for one transfer group (our payout id).
@@ -241,12 +277,24 @@ impl MockStripe {
 
 fn router(inner: Arc<Mutex<Inner>>) -> Router {
     Router::new()
-        .route("/v1/transfers", post(create_transfer).get(list_transfers))
+        .route(
+            "/v1/transfers",
+            post(create_transfer).get(records::list_transfers),
+        )
         .route("/v1/transfers/{id}", get(get_transfer))
+        .route(
+            "/v1/payouts",
+            post(records::create_payout).get(records::list_payouts),
+        )
+        .route("/v1/payouts/{id}", get(records::get_payout))
         .route("/v1/balance", get(get_balance))
         .route("/__mock/transfers", get(truth))
         .route("/__mock/faults", post(set_faults))
         .route("/__mock/transfers/{id}/reverse", post(reverse_route))
+        .route("/__mock/transfers/{id}", delete(records::forget_route))
+        .route("/__mock/tamper", post(records::tamper_route))
+        .route("/__mock/clock", post(records::clock_route))
+        .route("/__mock/statement.csv", get(records::statement_route))
         .fallback(unknown_route)
         .with_state(inner)
 }
@@ -300,7 +348,7 @@ fn new_transfer(
         amount,
         amount_reversed: 0,
         balance_transaction: Some(format!("txn_mock{n:010}")),
-        created: chrono::Utc::now().timestamp(),
+        created: chrono::Utc::now().timestamp() + inner.clock_offset_secs,
         currency: currency.to_string(),
         description: None,
         destination: destination.to_string(),
@@ -621,116 +669,6 @@ async fn create_transfer(
         return dropped_connection();
     }
     replay(status, body, false)
-}
-
-#[derive(Debug, Deserialize)]
-struct ListParams {
-    limit: Option<String>,
-    starting_after: Option<String>,
-    ending_before: Option<String>,
-    transfer_group: Option<String>,
-    destination: Option<String>,
-    #[serde(rename = "created[gte]")]
-    created_gte: Option<i64>,
-    #[serde(rename = "created[lte]")]
-    created_lte: Option<i64>,
-}
-
-async fn list_transfers(
-    State(inner): State<Arc<Mutex<Inner>>>,
-    headers: HeaderMap,
-    Query(params): Query<ListParams>,
-) -> Response {
-    if let Err(r) = authorized(&inner, &headers) {
-        return *r;
-    }
-    let limit = match params.limit.as_deref().map(str::parse::<usize>) {
-        None => 10,
-        Some(Ok(n)) if (1..=100).contains(&n) => n,
-        Some(_) => {
-            return stripe_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                Some("parameter_invalid_integer"),
-                "limit must be between 1 and 100",
-                Some("limit"),
-            );
-        }
-    };
-    if params.starting_after.is_some() && params.ending_before.is_some() {
-        return stripe_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            None,
-            "You may only specify one of these parameters: ending_before, starting_after.",
-            None,
-        );
-    }
-    let guard = lock(&inner);
-    // Newest first.
-    let matching: Vec<&Transfer> = guard
-        .transfers
-        .iter()
-        .rev()
-        .filter(|t| {
-            params
-                .transfer_group
-                .as_ref()
-                .is_none_or(|g| t.transfer_group.as_ref() == Some(g))
-        })
-        .filter(|t| {
-            params
-                .destination
-                .as_ref()
-                .is_none_or(|d| t.destination == *d)
-        })
-        .filter(|t| params.created_gte.is_none_or(|c| t.created >= c))
-        .filter(|t| params.created_lte.is_none_or(|c| t.created <= c))
-        .collect();
-    let window: Vec<&Transfer> = if let Some(after) = &params.starting_after {
-        match matching.iter().position(|t| t.id == *after) {
-            Some(i) => matching[i + 1..].to_vec(),
-            None => {
-                return stripe_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request_error",
-                    Some("resource_missing"),
-                    &format!("No such transfer: '{after}'"),
-                    Some("starting_after"),
-                );
-            }
-        }
-    } else if let Some(before) = &params.ending_before {
-        match matching.iter().position(|t| t.id == *before) {
-            Some(i) => matching[..i]
-                .iter()
-                .rev()
-                .take(limit)
-                .rev()
-                .copied()
-                .collect(),
-            None => {
-                return stripe_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request_error",
-                    Some("resource_missing"),
-                    &format!("No such transfer: '{before}'"),
-                    Some("ending_before"),
-                );
-            }
-        }
-    } else {
-        matching
-    };
-    let has_more = window.len() > limit;
-    let data: Vec<Transfer> = window.into_iter().take(limit).cloned().collect();
-    Json(List {
-        object: "list".into(),
-        data,
-        has_more,
-        url: "/v1/transfers".into(),
-    })
-    .into_response()
 }
 
 async fn get_transfer(

@@ -6,6 +6,8 @@
 
 pub mod classify;
 pub mod mock;
+pub mod records;
+pub mod statement;
 pub mod webhook;
 pub mod wire;
 
@@ -188,28 +190,41 @@ impl StripeAdapter {
         let mut all = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
-            let mut query: Vec<(&str, &str)> = filters.to_vec();
-            query.push(("limit", "100"));
-            if let Some(c) = &cursor {
-                query.push(("starting_after", c));
-            }
-            let response = self
-                .http
-                .get(self.url("/v1/transfers"))
-                .bearer_auth(self.config.secret_key.expose_secret())
-                .query(&query)
-                .send()
-                .await
-                .map_err(|e| ProviderError::Transport(error_chain(&e)))?;
-            let body = read_ok(response).await?;
-            let page: List<Transfer> =
-                serde_json::from_slice(&body).map_err(|e| ProviderError::Decode(e.to_string()))?;
+            let page: List<Transfer> = self
+                .list_page("/v1/transfers", filters, cursor.as_deref())
+                .await?;
             cursor = page.data.last().map(|t| t.id.clone());
             all.extend(page.data);
             if !page.has_more || cursor.is_none() {
                 return Ok(all);
             }
         }
+    }
+
+    /// One page (at most 100, newest first) of a list endpoint such as `/v1/transfers` or
+    /// `/v1/payouts`, after the object `starting_after` if given.
+    pub async fn list_page<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        filters: &[(&str, &str)],
+        starting_after: Option<&str>,
+    ) -> Result<List<T>, ProviderError> {
+        let mut query: Vec<(&str, &str)> = filters.to_vec();
+        query.push(("limit", "100"));
+        if let Some(c) = starting_after {
+            query.push(("starting_after", c));
+        }
+        let response = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(self.config.secret_key.expose_secret())
+            .query(&query)
+            .send()
+            .await
+            .map_err(|e| ProviderError::Transport(error_chain(&e)))?;
+        let body = read_ok(response).await?;
+        serde_json::from_slice(&body)
+            .map_err(|e| ProviderError::Decode(format!("{path} list page: {e}")))
     }
 }
 
@@ -232,14 +247,18 @@ async fn read_ok(response: reqwest::Response) -> Result<axum::body::Bytes, Provi
 /// A transfer has no status of its own: it exists (delivered to the connected account) until
 /// it is reversed in full, which is the money coming back. A partial reversal is disputed.
 pub fn observe(t: &Transfer) -> Observation {
-    if t.reversed || (t.amount > 0 && t.amount_reversed >= t.amount) {
+    observe_reversal(t.amount, t.amount_reversed, t.reversed)
+}
+
+/// [`observe`] from a transfer's amounts alone (minor units), as a statement row gives them.
+pub fn observe_reversal(amount: i64, amount_reversed: i64, reversed: bool) -> Observation {
+    if reversed || (amount > 0 && amount_reversed >= amount) {
         Observation::new(RailState::Returned, "reversed")
-    } else if t.amount_reversed > 0 {
+    } else if amount_reversed > 0 {
         // Part of the money came back: a payout is all or nothing here, so an operator books
         // the part (the payee is not credited meanwhile, so nothing can be paid twice).
         Observation::new(RailState::Disputed, "partially_reversed").with_detail(Some(format!(
-            "{} of {} minor units reversed",
-            t.amount_reversed, t.amount
+            "{amount_reversed} of {amount} minor units reversed"
         )))
     } else {
         Observation::new(RailState::Paid, "transferred")

@@ -36,6 +36,45 @@ pub struct Transfer {
     pub transfer_group: Option<String>,
 }
 
+/// A Stripe Payout object (`po_…`): money leaving a Stripe balance for a bank account or
+/// card. Platform payouts to the platform's own bank are counted in reconciliation totals but
+/// never matched to a referral payout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payout {
+    pub id: String,
+    pub object: String,
+    pub amount: i64,
+    #[serde(default)]
+    pub arrival_date: Option<i64>,
+    #[serde(default)]
+    pub automatic: bool,
+    #[serde(default)]
+    pub balance_transaction: Option<String>,
+    pub created: i64,
+    pub currency: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// `ba_…` or `card_…`.
+    #[serde(default)]
+    pub destination: Option<String>,
+    #[serde(default)]
+    pub failure_code: Option<String>,
+    #[serde(default)]
+    pub failure_message: Option<String>,
+    #[serde(default)]
+    pub livemode: bool,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    #[serde(default)]
+    pub method: Option<String>,
+    #[serde(default)]
+    pub statement_descriptor: Option<String>,
+    /// `pending`, `in_transit`, `paid`, `failed` or `canceled`.
+    pub status: String,
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+}
+
 /// Stripe's list envelope.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct List<T> {

@@ -16,7 +16,9 @@
 //! - [`RECIPIENT_FAIL`] 1005 (USD): `processing → cancelled` with payout-failure code
 //!   `WRONG_ACCOUNT_NUMBER` (money back into the balance).
 //!
-//! Its own record of the money is [`MockWise::moved`]: one entry per funded transfer.
+//! Its own record of the money is [`MockWise::moved`]: one entry per funded transfer. Its
+//! records side (date-range listing, balance statement export, silent tamper/forget controls)
+//! is in `mock_records.rs`.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -29,7 +31,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -56,6 +58,9 @@ use crate::providers::mock_kit::{
 };
 
 pub use crate::providers::mock_kit::Faults;
+
+#[path = "mock_records.rs"]
+mod mock_records;
 
 /// TEST ONLY: the private key the mock signs webhooks with. It is public in this repository,
 /// so it proves nothing outside tests.
@@ -486,6 +491,9 @@ fn router(inner: Shared) -> Router {
         .route("/__mock/faults", post(set_faults))
         .route("/__mock/advance", post(control_advance))
         .route("/__mock/clock", post(control_clock))
+        .route("/__mock/statement.csv", get(mock_records::statement_csv))
+        .route("/__mock/tamper", post(mock_records::tamper))
+        .route("/__mock/transfers/{id}", delete(mock_records::forget))
         .fallback(unknown_route)
         .with_state(inner)
 }
@@ -871,6 +879,7 @@ async fn create_transfer(
         source_account: None,
         quote_uuid: Some(q.id.clone()),
         status: WAITING.into(),
+        reference: None,
         rate: q.rate,
         created: Utc::now().format("%Y-%m-%d %H:%M:%S").to_string(),
         business: Some(inner.profile_id),
@@ -901,9 +910,11 @@ async fn create_transfer(
 struct ListQuery {
     profile: Option<u64>,
     status: Option<String>,
-    /// `YYYY-MM-DD`: transfers created on or after that day.
+    /// `YYYY-MM-DD` (inclusive) or an ISO 8601 time: see `mock_records::CreatedRange`.
     #[serde(rename = "createdDateStart")]
     created_date_start: Option<String>,
+    #[serde(rename = "createdDateEnd")]
+    created_date_end: Option<String>,
     limit: Option<usize>,
     offset: Option<usize>,
 }
@@ -926,6 +937,13 @@ async fn list_transfers(
             Some("limit"),
         );
     }
+    let created = match mock_records::CreatedRange::parse(
+        q.created_date_start.as_deref(),
+        q.created_date_end.as_deref(),
+    ) {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
     let statuses: Option<Vec<&str>> = q.status.as_deref().map(|s| s.split(',').collect());
     // Newest first.
     let page: Vec<&Transfer> = inner
@@ -934,12 +952,7 @@ async fn list_transfers(
         .rev()
         .map(|t| &t.transfer)
         .filter(|t| q.profile.is_none_or(|p| t.business == Some(p)))
-        // `created` is "YYYY-MM-DD HH:MM:SS", so text order is time order.
-        .filter(|t| {
-            q.created_date_start
-                .as_deref()
-                .is_none_or(|d| t.created.as_str() >= d)
-        })
+        .filter(|t| created.contains(&t.created))
         .filter(|t| {
             statuses
                 .as_ref()

@@ -13,6 +13,8 @@
 
 pub mod classify;
 pub mod mock;
+pub mod records;
+pub mod statement;
 pub mod webhook;
 pub mod wire;
 
@@ -26,7 +28,6 @@ use rust_decimal::Decimal;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
-use uuid::Uuid;
 
 use super::rail::{Checkpoints, PastAttempt, PayoutRail, RailFuture, Submission};
 use super::webhook::{InboundEvent, WebhookError};
@@ -37,19 +38,10 @@ use crate::domain::tracking::Observation;
 use http::Failure;
 use wire::{Num, Transfer};
 
-/// Namespace of the UUID v5 `customerTransactionId`s. Fixed for ever: changing it would make
-/// every pending attempt look new to Wise.
-pub const CUSTOMER_TRANSACTION_NAMESPACE: Uuid =
-    Uuid::from_u128(0xf796c599_2c3e_4c1e_a12e_83d88548fbb7);
+pub use crate::domain::reconcile::customer_transaction_id;
 
 /// Quotes closer than this to their expiry are not used for a new transfer.
 const QUOTE_MARGIN: chrono::Duration = chrono::Duration::minutes(2);
-
-/// The `customerTransactionId` of an attempt: deterministic, so every retry of the attempt
-/// (and every resolve) names the same transfer.
-pub fn customer_transaction_id(idempotency_key: &str) -> Uuid {
-    Uuid::new_v5(&CUSTOMER_TRANSACTION_NAMESPACE, idempotency_key.as_bytes())
-}
 
 /// Where and how to reach Wise. The token is a secret: it is never printed or logged.
 #[derive(Clone)]

@@ -127,6 +127,9 @@ pub struct Transfer {
     #[serde(default)]
     pub quote_uuid: Option<String>,
     pub status: String,
+    /// Deprecated top-level reference (older transfers); ours is in `details.reference`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
     pub rate: Num,
     /// `YYYY-MM-DD HH:MM:SS`, UTC.
     pub created: String,

@@ -7,6 +7,7 @@
 //! same on both, so a behaviour test that passes on one backend exercises the same statements
 //! on the other.
 
+pub mod accounting;
 mod accrual;
 pub mod affiliate;
 mod api_keys;
@@ -18,13 +19,14 @@ mod metrics;
 pub mod payout_methods;
 pub mod payout_runs;
 pub mod payouts;
+pub mod reconcile;
 pub mod templates;
 pub mod tracking;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-pub(crate) use super::{Conn, Db, JOBS_TABLE, Pool, Tx, push_tasks};
+pub(crate) use super::{Conn, Db, JOBS_TABLE, Pool, Tx, insert_recon_records, push_tasks};
 use crate::domain::cooling_off::Safeguards;
 use crate::domain::ids::PayoutId;
 use crate::domain::program::ProgramSet;

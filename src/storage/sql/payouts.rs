@@ -18,10 +18,11 @@ use super::{
     Store, StoreError, StoreResult, WriteLock, from_millis, parse_code, parse_stored, to_millis,
 };
 use crate::domain::cooling_off::held_until;
-use crate::domain::ids::{AccountId, PayoutId};
+use crate::domain::ids::{AccountId, PayoutId, Rail};
 use crate::domain::ledger::{Book, TransactionDraft, TransactionKind, TransactionStatus};
 use crate::domain::money::{Currency, Money};
 use crate::domain::payout::PayoutStatus;
+use crate::domain::reconcile::rail_reference;
 use crate::ingest::record::content_hash;
 use crate::storage::queue::payout_task;
 
@@ -606,14 +607,24 @@ impl Store {
             now,
         )
         .await?;
+        let rail: String = sqlx::query_scalar("SELECT rail FROM payouts WHERE id = $1")
+            .bind(lease.payout_id.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        let rail_ref = rail_reference(
+            parse_stored::<Rail>("payout rail", &rail)?,
+            &lease.payout_id,
+            provider_key,
+        );
         sqlx::query(
-            "INSERT INTO payout_attempts (payout_id, attempt_no, provider_key, started_at) \
-             VALUES ($1, $2, $3, $4)",
+            "INSERT INTO payout_attempts (payout_id, attempt_no, provider_key, started_at, rail_ref) \
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(lease.payout_id.as_str())
         .bind(i64::from(attempt))
         .bind(provider_key)
         .bind(now)
+        .bind(rail_ref)
         .execute(&mut *tx)
         .await?;
         append_event(
