@@ -437,7 +437,7 @@ async fn the_binary_writes_csv_that_loads_and_balances() {
     let table = ok(&run_async(&db, &["ledger", "trial-balance", "--at", &today]).await);
     assert!(table.contains("debits = credits"), "{table}");
     assert!(
-        table.contains("Referrer payable (cashable) / ref-gina / vast"),
+        table.contains("Referrer payable (cashable) / ref-dave / vast"),
         "{table}"
     );
     let json: serde_json::Value = serde_json::from_str(&ok(&run_async(

@@ -331,3 +331,61 @@ fn the_http_benchmark_runs_small_and_every_created_withdrawal_is_a_payout() {
     assert_eq!(figures["payouts_in_db"], figures["withdrawals"]["created"]);
     assert_eq!(figures["payouts_match_created"], true);
 }
+
+#[test]
+fn the_reconcile_benchmark_runs_small_and_finds_exactly_every_injected_discrepancy() {
+    let dir = tempfile::tempdir().unwrap();
+    // On the PostgreSQL pass the benchmark makes (and drops) its own database there.
+    let pg = common::pg_bench_args();
+    let pg: Vec<&str> = pg.iter().map(String::as_str).collect();
+    let o = payouts(
+        &dir.path().join("unused.db"),
+        &[
+            &[
+                "bench",
+                "reconcile",
+                "--payouts",
+                "700",
+                "--rate",
+                "0.01",
+                "--json",
+            ][..],
+            &pg,
+        ]
+        .concat(),
+        &[],
+    );
+    assert!(o.status.success(), "{}\n{}", err(&o), out(&o));
+    let figures: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    let backend = if pg.is_empty() { "sqlite" } else { "postgres" };
+    assert_eq!(figures["backend"], backend);
+    assert_eq!(figures["injected_per_kind"], 7);
+    // One record per payout, less the missing, plus the duplicates and the unknown ones.
+    assert_eq!(figures["statement_records"], 707);
+    let kinds = figures["kinds"].as_object().unwrap();
+    assert_eq!(kinds.len(), 7, "{kinds:?}");
+    for (kind, k) in kinds {
+        // A duplicated payout is reported once per record.
+        let expected = if kind == "duplicate_at_provider" {
+            14
+        } else {
+            7
+        };
+        assert_eq!(k["expected"], expected, "{kind}");
+        assert_eq!(k["found"], expected, "{kind}: {k}");
+        assert_eq!(k["missed"], 0, "{kind}");
+        assert_eq!(k["unexpected"], 0, "{kind}");
+    }
+    assert_eq!(figures["exceptions"], 7 * 6 + 14);
+    assert_eq!(figures["all_found"], true);
+    assert_eq!(figures["nothing_unexpected"], true);
+    // Both links are exercised; only the unknown records stay unlinked.
+    assert_eq!(
+        figures["matched_by"]["none"], 7,
+        "{}",
+        figures["matched_by"]
+    );
+    assert!(figures["matched_by"]["payout_id"].as_i64().unwrap() > 0);
+    assert!(figures["matched_by"]["reference"].as_i64().unwrap() > 0);
+    assert!(figures["records_per_sec"].as_f64().unwrap() > 0.0);
+}

@@ -54,6 +54,7 @@ impl Paid {
             from,
             trigger: Trigger::Cli,
             tolerances,
+            run_id: None,
         };
         reconcile(&self.env.store, &rails, &request, &Quiet)
             .await
@@ -288,6 +289,7 @@ async fn a_statement_file_reconciles_like_the_api_and_amounts_match_within_toler
         from: from_file(),
         trigger: Trigger::Cli,
         tolerances: Tolerances::default(),
+        run_id: None,
     };
     let err = reconcile(&paid.env.store, &rails, &request, &Quiet)
         .await

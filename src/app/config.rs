@@ -366,6 +366,7 @@ pub fn api_settings_from_env() -> Result<crate::http::ApiSettings, ConfigError> 
     };
     let rate_per_second = count("PAYOUTS_API_RATE_PER_SEC", defaults.rate_per_second)?;
     Ok(crate::http::ApiSettings {
+        recon_tolerances: recon_settings_from_env()?.tolerances,
         configured_keys,
         rate_per_second,
         rate_burst: count("PAYOUTS_API_RATE_BURST", rate_per_second.saturating_mul(2))?,

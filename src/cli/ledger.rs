@@ -293,11 +293,13 @@ fn summary_lines(report: &TrialBalanceReport) -> String {
     out
 }
 
-fn blank_zero(amount: &str) -> String {
-    if amount.chars().all(|c| c == '0' || c == '.') {
-        String::new()
-    } else {
-        amount.to_string()
+/// The table shows only the side a balance is on (both when it rounds to zero).
+fn sides(row: &TbRow) -> [String; 2] {
+    let zero = |a: &str| a.chars().all(|c| c == '0' || c == '.');
+    match (zero(&row.debit), zero(&row.credit)) {
+        (true, false) => [String::new(), row.credit.clone()],
+        (false, true) => [row.debit.clone(), String::new()],
+        _ => [row.debit.clone(), row.credit.clone()],
     }
 }
 
@@ -306,12 +308,13 @@ fn render_trial_balance(report: &TrialBalanceReport) -> String {
     let rows = |rows: &[TbRow]| -> Vec<Vec<String>> {
         rows.iter()
             .map(|r| {
+                let [debit, credit] = sides(r);
                 vec![
                     r.account_code.clone(),
                     r.account_name.clone(),
                     r.currency.clone(),
-                    blank_zero(&r.debit),
-                    blank_zero(&r.credit),
+                    debit,
+                    credit,
                 ]
             })
             .collect()

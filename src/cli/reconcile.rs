@@ -156,6 +156,7 @@ pub async fn reconcile_period(store: &Store, rails: &Rails, args: RunArgs) -> Re
         from,
         trigger: Trigger::Cli,
         tolerances: recon_settings_from_env()?.tolerances,
+        run_id: None,
     };
     let run = reconcile(store, rails, &request, &Stderr).await?;
     show(store, run, &args.output).await

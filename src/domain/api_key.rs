@@ -79,6 +79,8 @@ pub enum Action<'a> {
     ReadOperations,
     /// Start a payout run.
     RunPayouts,
+    /// Start a reconciliation and resolve its exceptions (finance's own work).
+    Reconcile,
 }
 
 /// Why a caller may not do something.
@@ -116,7 +118,10 @@ impl Principal {
             (Scope::Referrer, Action::ReadAccount(a) | Action::ActForAccount(a)) => own(a),
             // The platform's feed sets payout methods and opt-ins as records, too.
             (Scope::Ingest, Action::Ingest | Action::ActForAccount(_)) => Ok(()),
-            (Scope::Finance, Action::ReadAccount(_) | Action::ReadOperations) => Ok(()),
+            (
+                Scope::Finance,
+                Action::ReadAccount(_) | Action::ReadOperations | Action::Reconcile,
+            ) => Ok(()),
             _ => Err(Denied::Forbidden),
         }
     }
@@ -305,6 +310,12 @@ mod tests {
             finance.authorize(Action::RunPayouts),
             Err(Denied::Forbidden)
         );
+        assert_eq!(finance.authorize(Action::Reconcile), Ok(()));
+        assert_eq!(
+            referrer.authorize(Action::Reconcile),
+            Err(Denied::Forbidden)
+        );
+        assert_eq!(ingest.authorize(Action::Reconcile), Err(Denied::Forbidden));
 
         let operator = principal(Scope::Operator, None);
         for action in [
@@ -313,6 +324,7 @@ mod tests {
             Action::Ingest,
             Action::ReadOperations,
             Action::RunPayouts,
+            Action::Reconcile,
         ] {
             assert_eq!(operator.authorize(action), Ok(()));
         }

@@ -27,7 +27,7 @@ pub fn router(webhooks: WebhookState) -> Router {
 /// The whole server: `/v1/...` (API and webhooks), `/openapi.json`, and the webhook receivers'
 /// first home, `/webhooks/<rail>`, kept for providers configured before `/v1` existed.
 pub fn app(webhooks: WebhookState, settings: ApiSettings) -> Router {
-    let api = ApiState::new(webhooks.store.clone(), settings);
+    let api = ApiState::new(webhooks.store.clone(), webhooks.rails.clone(), settings);
     let (router, doc) = openapi_router(api, webhooks.clone()).split_for_parts();
     let doc = Arc::new(doc);
     router

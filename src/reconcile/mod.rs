@@ -39,6 +39,14 @@ pub struct ReconcileRequest {
     pub from: RecordsFrom,
     pub trigger: Trigger,
     pub tolerances: Tolerances,
+    /// The run's id, when the caller needs it before the run ends (the API answers with it
+    /// at once); `None` makes one.
+    pub run_id: Option<String>,
+}
+
+/// A new reconciliation run id.
+pub fn new_run_id() -> String {
+    format!("rr_{}", ulid::Ulid::generate())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,38 +95,26 @@ pub async fn reconcile(
     request: &ReconcileRequest,
     progress: &dyn Progress,
 ) -> Result<ReconRun, ReconcileError> {
-    let run_rails = match &request.from {
-        RecordsFrom::Api => {
-            let wanted = if request.rails.is_empty() {
-                rails.configured()
-            } else {
-                request.rails.clone()
-            };
-            if wanted.is_empty() {
-                return Err(ReconcileError::NoRails);
-            }
-            if let Some(missing) = wanted.iter().find(|r| rails.get(**r).is_none()) {
-                return Err(ReconcileError::RailNotConfigured { rail: *missing });
-            }
-            wanted
-        }
-        RecordsFrom::Statement { rail, .. } => {
-            if request.rails.iter().any(|r| r != rail) {
-                return Err(ReconcileError::StatementRail {
-                    statement: *rail,
-                    asked: request
-                        .rails
-                        .iter()
-                        .map(|r| r.as_str())
-                        .collect::<Vec<_>>()
-                        .join(","),
-                });
-            }
-            vec![*rail]
-        }
-    };
+    let run = begin(store, rails, request).await?;
+    finish(store, rails, &run, progress).await
+}
+
+/// A run that is stored (as running) and has yet to read its records.
+#[derive(Debug, Clone)]
+pub struct StartedRun {
+    pub run: NewRun,
+    from: RecordsFrom,
+}
+
+/// Checks the request and stores the run as running, so it can be polled at once.
+pub async fn begin(
+    store: &Store,
+    rails: &Rails,
+    request: &ReconcileRequest,
+) -> Result<StartedRun, ReconcileError> {
+    let run_rails = rails_to_read(rails, request)?;
     let run = NewRun {
-        id: format!("rr_{}", ulid::Ulid::generate()),
+        id: request.run_id.clone().unwrap_or_else(new_run_id),
         period: request.period,
         rails: run_rails,
         source: match &request.from {
@@ -133,21 +129,35 @@ pub async fn reconcile(
         trigger: request.trigger,
         tolerances: request.tolerances,
     };
+    store.recon_backfill_references().await?;
+    store.recon_begin(&run).await?;
+    Ok(StartedRun {
+        run,
+        from: request.from.clone(),
+    })
+}
+
+/// Reads the records of a started run, matches them and stores the result.
+pub async fn finish(
+    store: &Store,
+    rails: &Rails,
+    started: &StartedRun,
+    progress: &dyn Progress,
+) -> Result<ReconRun, ReconcileError> {
+    let run = &started.run;
     let span = info_span!("reconcile", run = %run.id, period = %run.period);
     async {
-        store.recon_backfill_references().await?;
-        store.recon_begin(&run).await?;
-        let read = match &request.from {
-            RecordsFrom::Api => read_apis(store, rails, &run, progress).await,
+        let read = match &started.from {
+            RecordsFrom::Api => read_apis(store, rails, run, progress).await,
             RecordsFrom::Statement { rail, path } => {
-                read_file(store, &run, *rail, path.clone(), progress).await
+                read_file(store, run, *rail, path.clone(), progress).await
             }
         };
         let outcome = match read {
             Ok(total) => {
                 progress.matching(total);
                 info!(records = total, "matching");
-                store.recon_match(&run).await.map_err(ReconcileError::from)
+                store.recon_match(run).await.map_err(ReconcileError::from)
             }
             Err(e) => Err(e),
         };
@@ -168,6 +178,41 @@ pub async fn reconcile(
     }
     .instrument(span)
     .await
+}
+
+/// The rails a request reads, checked against what this process can read: errors here are
+/// the caller's, found before any run is stored.
+pub fn rails_to_read(rails: &Rails, request: &ReconcileRequest) -> Result<Vec<Rail>, ReconcileError> {
+    match &request.from {
+        RecordsFrom::Api => {
+            let wanted = if request.rails.is_empty() {
+                rails.configured()
+            } else {
+                request.rails.clone()
+            };
+            if wanted.is_empty() {
+                return Err(ReconcileError::NoRails);
+            }
+            if let Some(missing) = wanted.iter().find(|r| rails.get(**r).is_none()) {
+                return Err(ReconcileError::RailNotConfigured { rail: *missing });
+            }
+            Ok(wanted)
+        }
+        RecordsFrom::Statement { rail, .. } => {
+            if request.rails.iter().any(|r| r != rail) {
+                return Err(ReconcileError::StatementRail {
+                    statement: *rail,
+                    asked: request
+                        .rails
+                        .iter()
+                        .map(|r| r.as_str())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                });
+            }
+            Ok(vec![*rail])
+        }
+    }
 }
 
 /// Reads every rail's API page by page into the run.

@@ -43,6 +43,7 @@ async fn on_tick(tick: Tick, daily: Data<DailyReconciliation>) -> Result<(), Box
         from: RecordsFrom::Api,
         trigger: Trigger::Schedule,
         tolerances: daily.tolerances,
+        run_id: None,
     };
     match reconcile(&daily.store, &daily.rails, &request, &Quiet).await {
         Ok(run) if run.exceptions.open_critical > 0 => {

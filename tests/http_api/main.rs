@@ -7,6 +7,7 @@ mod common;
 mod abuse;
 mod flows;
 mod operations;
+mod reconciliation;
 mod withdrawals;
 
 use std::sync::Arc;
@@ -15,7 +16,6 @@ use common::{TestEnv, usd};
 use payouts::domain::api_key::Scope;
 use payouts::domain::ids::AccountId;
 use payouts::http::{ApiSettings, WebhookState};
-use payouts::providers::rail::Rails;
 use payouts::providers::stripe::mock::Faults;
 use serde_json::Value;
 
@@ -50,7 +50,8 @@ impl Api {
         env.ingest(common::DEMO).await;
         let state = WebhookState {
             store: env.store.clone(),
-            rails: Rails::default(),
+            // The mock Stripe's adapter: reconciliations started over HTTP read it.
+            rails: env.deps().rails.clone(),
             stripe_secrets: Arc::new(vec![secrecy::SecretString::from("whsec_test".to_string())]),
             paypal: None,
             wise: None,

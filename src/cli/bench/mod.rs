@@ -26,6 +26,7 @@ mod accrual;
 mod execution;
 mod fixture;
 mod http;
+mod reconcile;
 mod run;
 mod synthetic;
 
@@ -114,6 +115,33 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// One reconciliation of a Stripe statement against a day of paid payouts, every kind of
+    /// discrepancy injected: records/s, peak memory, and whether exactly the injected ones
+    /// were found (the command fails otherwise).
+    Reconcile {
+        /// Paid Stripe payouts written with bulk SQL, created over today; the statement holds
+        /// one transfer per payout, discrepancies aside.
+        #[arg(long, default_value_t = 1_000_000)]
+        payouts: usize,
+        /// Fraction of the payouts given each kind of discrepancy (seven kinds, each on
+        /// payouts of its own).
+        #[arg(long, default_value_t = 0.001)]
+        rate: f64,
+        /// Directory for the statement file (and the SQLite database, bench.db); by default a
+        /// temporary directory that is removed afterwards.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Run on PostgreSQL instead: a server URL such as postgres://postgres@127.0.0.1:5432,
+        /// on which a fresh database is created and dropped afterwards.
+        #[arg(long)]
+        postgres: Option<String>,
+        /// Keep the database and the statement afterwards (for EXPLAIN), and say where.
+        #[arg(long)]
+        keep: bool,
+        /// Print the figures as one JSON object (progress goes to standard error).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn bench(command: BenchCommand) -> Result<i32> {
@@ -178,6 +206,24 @@ pub async fn bench(command: BenchCommand) -> Result<i32> {
                 withdrawals,
                 payees,
                 postgres,
+                json,
+            })
+            .await
+        }
+        BenchCommand::Reconcile {
+            payouts,
+            rate,
+            dir,
+            postgres,
+            keep,
+            json,
+        } => {
+            reconcile::reconcile_bench(reconcile::ReconcileOptions {
+                payouts,
+                rate,
+                dir,
+                postgres,
+                keep,
                 json,
             })
             .await

@@ -13,6 +13,7 @@ pub mod ingest;
 pub mod limits;
 pub mod methods;
 pub mod metrics;
+pub mod reconciliations;
 pub mod runs;
 pub mod schema;
 pub mod withdrawals;
@@ -51,6 +52,8 @@ pub struct ApiSettings {
     pub ingest_body_limit: usize,
     /// An Idempotency-Key claimed this long ago with no response is taken over by a retry.
     pub idempotency_stale_after: Duration,
+    /// How far a provider record may differ from a payout in reconciliations started here.
+    pub recon_tolerances: crate::domain::reconcile::Tolerances,
 }
 
 impl Default for ApiSettings {
@@ -63,6 +66,7 @@ impl Default for ApiSettings {
             body_limit: 64 * 1024,
             ingest_body_limit: 16 * 1024 * 1024,
             idempotency_stale_after: Duration::from_secs(60),
+            recon_tolerances: crate::domain::reconcile::Tolerances::default(),
         }
     }
 }
@@ -70,15 +74,18 @@ impl Default for ApiSettings {
 #[derive(Debug, Clone)]
 pub struct ApiState {
     pub store: Store,
+    /// The rails reconciliations read from (the same adapters the webhooks use).
+    pub rails: crate::providers::rail::Rails,
     pub settings: Arc<ApiSettings>,
     pub limiter: Arc<RateLimiter>,
 }
 
 impl ApiState {
-    pub fn new(store: Store, settings: ApiSettings) -> ApiState {
+    pub fn new(store: Store, rails: crate::providers::rail::Rails, settings: ApiSettings) -> ApiState {
         let limiter = RateLimiter::new(settings.rate_per_second, settings.rate_burst);
         ApiState {
             store,
+            rails,
             settings: Arc::new(settings),
             limiter: Arc::new(limiter),
         }
@@ -98,6 +105,7 @@ impl ApiState {
         (name = "accounts", description = "Balances, payout methods and opt-ins"),
         (name = "payouts", description = "Withdrawals and payouts"),
         (name = "runs", description = "Scheduled payout runs"),
+        (name = "reconciliation", description = "Finance: every provider record against our payouts"),
         (name = "operations", description = "Health and metrics"),
         (name = "webhooks", description = "Provider callbacks, authenticated by each provider's own scheme"),
     )
@@ -142,6 +150,11 @@ pub fn router(state: ApiState) -> OpenApiRouter {
         .routes(routes!(affiliate::opt_in))
         .routes(routes!(runs::start))
         .routes(routes!(runs::report))
+        .routes(routes!(reconciliations::start, reconciliations::list))
+        .routes(routes!(reconciliations::show))
+        .routes(routes!(reconciliations::exceptions))
+        .routes(routes!(reconciliations::html))
+        .routes(routes!(reconciliations::resolve))
         .layer(DefaultBodyLimit::max(settings.body_limit))
         .merge(ingest)
         .layer(axum::middleware::from_fn_with_state(
