@@ -348,6 +348,8 @@ pub async fn run() -> Result<i32> {
     let check = store.check_ledger().await?;
     println!("  {}", render::ledger_check(&check));
     all_good &= check.is_ok();
+
+    all_good &= reconcile_demo(&store, &sandbox, &step).await?;
     sandbox.stop();
     store.close().await;
     println!(
@@ -359,6 +361,67 @@ pub async fn run() -> Result<i32> {
         }
     );
     Ok(if all_good { 0 } else { 1 })
+}
+
+/// Finance's view: reconcile today against every mock's own records (all must match), then
+/// have someone send money at Stripe that no payout asked for, and catch it as critical.
+async fn reconcile_demo(store: &Store, sandbox: &Sandbox, step: &dyn Fn(&str)) -> Result<bool> {
+    use payouts::domain::reconcile::{ExceptionKind, Period, Severity, Tolerances};
+    use payouts::reconcile::report::Report;
+    use payouts::reconcile::{Quiet, ReconcileRequest, RecordsFrom, reconcile};
+    use secrecy::ExposeSecret;
+
+    // Finance reads once the storm is over: the listings are not what the faults test.
+    sandbox.set_faults(Faults::default());
+    let rails = sandbox.rails()?;
+    let request = ReconcileRequest {
+        period: Period::day(chrono::Utc::now().date_naive()),
+        rails: Vec::new(),
+        from: RecordsFrom::Api,
+        trigger: payouts::storage::Trigger::Cli,
+        tolerances: Tolerances::default(),
+        run_id: None,
+    };
+    step("Reconciliation: every record at the four providers against our payouts");
+    let clean = reconcile(store, &rails, &request, &Quiet).await?;
+    print!(
+        "{}",
+        super::reconcile::text(&Report::new(clean.clone(), Vec::new()))
+    );
+    let clean_ok = clean.all_matched() && clean.exceptions.total == 0;
+
+    step("Someone with the Stripe key sends 250.00 USD that no payout asked for");
+    let stripe = sandbox.stripe_config();
+    let sent = reqwest::Client::new()
+        .post(format!("{}/v1/transfers", sandbox.base_url(Rail::Stripe)))
+        .bearer_auth(stripe.secret_key.expose_secret())
+        .form(&[
+            ("amount", "25000"),
+            ("currency", "usd"),
+            ("destination", "acct_unknown_payee"),
+            ("description", "manual transfer from the dashboard"),
+        ])
+        .send()
+        .await?;
+    if !sent.status().is_success() {
+        anyhow::bail!("the mock refused the injected transfer: {}", sent.text().await?);
+    }
+    let caught = reconcile(store, &rails, &request, &Quiet).await?;
+    let exceptions = store.recon_exceptions(&caught.id, false).await?;
+    let report = Report::new(caught, exceptions);
+    print!("{}", super::reconcile::text(&report));
+    let caught_ok = matches!(report.exceptions.as_slice(), [one]
+        if one.exception.kind == ExceptionKind::UnknownAtProvider
+            && one.exception.severity == Severity::Critical);
+    println!(
+        "  {}",
+        match (clean_ok, caught_ok) {
+            (true, true) => "every payout matched its provider record, and the stray transfer was caught as critical",
+            (false, _) => "RECONCILIATION FAILED: the first run should have matched everything",
+            (true, false) => "RECONCILIATION FAILED: the stray transfer was not caught as one critical exception",
+        }
+    );
+    Ok(clean_ok && caught_ok)
 }
 
 /// USD cents as dollars, for the per-rail table (all demo payouts are USD).
