@@ -31,7 +31,11 @@ async fn paid_demo() -> Paid {
     let mut payouts = Vec::new();
     for id in ids {
         let detail = env.store.payout(&id).await.expect("payout");
-        let transfer = detail.payout.provider_ref.clone().expect("paid payouts have a transfer");
+        let transfer = detail
+            .payout
+            .provider_ref
+            .clone()
+            .expect("paid payouts have a transfer");
         payouts.push((id, transfer));
     }
     Paid {
@@ -139,7 +143,10 @@ async fn everything_paid_matches_and_every_discrepancy_is_caught() {
     assert_eq!(clean.status, "completed");
     assert!(clean.all_matched(), "{:?}", clean.exceptions);
     let stripe = &clean.totals[0];
-    assert_eq!((stripe.provider_records, stripe.linked, stripe.matched), (5, 5, 5));
+    assert_eq!(
+        (stripe.provider_records, stripe.linked, stripe.matched),
+        (5, 5, 5)
+    );
     assert_eq!(stripe.payouts_expected, 5);
     assert_eq!(stripe.provider_amount, stripe.payouts_amount);
 
@@ -148,10 +155,30 @@ async fn everything_paid_matches_and_every_discrepancy_is_caught() {
     // Money no payout asked for; a second transfer for payout 0; and four quiet changes.
     paid.transfer(777, &stranger, "not-ours", None).await;
     paid.transfer(1234, &stranger, &p[0].0, Some(&p[0].0)).await;
-    paid.mock(reqwest::Method::POST, "/__mock/tamper", Some(json!({"id": p[1].1, "amount": 1}))).await;
-    paid.mock(reqwest::Method::POST, "/__mock/tamper", Some(json!({"id": p[2].1, "currency": "eur"}))).await;
-    paid.mock(reqwest::Method::POST, "/__mock/tamper", Some(json!({"id": p[3].1, "destination": "acct_someone_else"}))).await;
-    paid.mock(reqwest::Method::DELETE, &format!("/__mock/transfers/{}", p[4].1), None).await;
+    paid.mock(
+        reqwest::Method::POST,
+        "/__mock/tamper",
+        Some(json!({"id": p[1].1, "amount": 1})),
+    )
+    .await;
+    paid.mock(
+        reqwest::Method::POST,
+        "/__mock/tamper",
+        Some(json!({"id": p[2].1, "currency": "eur"})),
+    )
+    .await;
+    paid.mock(
+        reqwest::Method::POST,
+        "/__mock/tamper",
+        Some(json!({"id": p[3].1, "destination": "acct_someone_else"})),
+    )
+    .await;
+    paid.mock(
+        reqwest::Method::DELETE,
+        &format!("/__mock/transfers/{}", p[4].1),
+        None,
+    )
+    .await;
 
     let run = paid.run().await;
     let found = paid.exceptions(&run).await;
@@ -168,7 +195,10 @@ async fn everything_paid_matches_and_every_discrepancy_is_caught() {
     assert_eq!(kinds(&found), expected, "{found:#?}");
     // Both of payout 0's transfers are named; the unknown one is critical and explained.
     assert_eq!(
-        found.iter().filter(|e| e.kind == ExceptionKind::DuplicateAtProvider).count(),
+        found
+            .iter()
+            .filter(|e| e.kind == ExceptionKind::DuplicateAtProvider)
+            .count(),
         2
     );
     let unknown = found
@@ -176,7 +206,15 @@ async fn everything_paid_matches_and_every_discrepancy_is_caught() {
         .find(|e| e.kind == ExceptionKind::UnknownAtProvider)
         .expect("unknown transfer");
     assert_eq!(unknown.severity, Severity::Critical);
-    assert_eq!(unknown.theirs.as_ref().expect("record").amount.display_amount(), "7.77");
+    assert_eq!(
+        unknown
+            .theirs
+            .as_ref()
+            .expect("record")
+            .amount
+            .display_amount(),
+        "7.77"
+    );
     assert!(payouts::domain::reconcile::explain(unknown).contains("no payout of ours"));
     assert_eq!(run.exceptions.open_critical, 3);
     assert_eq!(run.totals[0].matched, 0, "{:?}", run.totals);
@@ -185,29 +223,63 @@ async fn everything_paid_matches_and_every_discrepancy_is_caught() {
     let resolution = paid
         .env
         .store
-        .recon_resolve(&unknown.id, "test transfer by finance, reversed by hand", "alice")
+        .recon_resolve(
+            &unknown.id,
+            "test transfer by finance, reversed by hand",
+            "alice",
+        )
         .await
         .expect("resolve")
         .expect("the exception exists");
     assert_eq!(resolution.by, "alice");
     let again = paid.run().await;
     let later = paid.exceptions(&again).await;
-    let same = later.iter().find(|e| e.id == unknown.id).expect("found again");
-    assert_eq!(same.resolution.as_ref().map(|r| r.note.as_str()), Some("test transfer by finance, reversed by hand"));
+    let same = later
+        .iter()
+        .find(|e| e.id == unknown.id)
+        .expect("found again");
+    assert_eq!(
+        same.resolution.as_ref().map(|r| r.note.as_str()),
+        Some("test transfer by finance, reversed by hand")
+    );
     assert_eq!(again.exceptions.open, run.exceptions.open - 1);
     assert_eq!(again.exceptions.open_critical, 2);
-    let unknown_id = payouts::domain::reconcile::ExceptionId::parse("rx_00000000000000000000").expect("id");
-    assert!(paid.env.store.recon_resolve(&unknown_id, "x", "y").await.expect("query").is_none());
+    let unknown_id =
+        payouts::domain::reconcile::ExceptionId::parse("rx_00000000000000000000").expect("id");
+    assert!(
+        paid.env
+            .store
+            .recon_resolve(&unknown_id, "x", "y")
+            .await
+            .expect("query")
+            .is_none()
+    );
 
     // Status: put payout 1's amount back and reverse its transfer behind our back.
-    paid.mock(reqwest::Method::POST, "/__mock/tamper", Some(json!({"id": p[1].1, "amount": amount_minor(&paid, &p[1].0).await}))).await;
-    paid.mock(reqwest::Method::POST, &format!("/__mock/transfers/{}/reverse", p[1].1), None).await;
+    paid.mock(
+        reqwest::Method::POST,
+        "/__mock/tamper",
+        Some(json!({"id": p[1].1, "amount": amount_minor(&paid, &p[1].0).await})),
+    )
+    .await;
+    paid.mock(
+        reqwest::Method::POST,
+        &format!("/__mock/transfers/{}/reverse", p[1].1),
+        None,
+    )
+    .await;
     let run = paid.run().await;
     let found = paid.exceptions(&run).await;
-    let for_p1: Vec<_> = found.iter().filter(|e| e.payout_id.as_deref() == Some(&p[1].0)).collect();
+    let for_p1: Vec<_> = found
+        .iter()
+        .filter(|e| e.payout_id.as_deref() == Some(&p[1].0))
+        .collect();
     assert_eq!(for_p1.len(), 1, "{for_p1:#?}");
     assert_eq!(for_p1[0].kind, ExceptionKind::StatusMismatch);
-    assert_eq!(for_p1[0].theirs.as_ref().expect("record").status, "reversed");
+    assert_eq!(
+        for_p1[0].theirs.as_ref().expect("record").status,
+        "reversed"
+    );
     assert_eq!(for_p1[0].ours.as_ref().expect("payout").status, "paid");
 }
 
@@ -229,12 +301,20 @@ async fn a_statement_file_reconciles_like_the_api_and_amounts_match_within_toler
     let p = &paid.payouts;
     // One cent off on payout 1.
     let original = amount_minor(&paid, &p[1].0).await;
-    paid.mock(reqwest::Method::POST, "/__mock/tamper", Some(json!({"id": p[1].1, "amount": original + 1}))).await;
+    paid.mock(
+        reqwest::Method::POST,
+        "/__mock/tamper",
+        Some(json!({"id": p[1].1, "amount": original + 1})),
+    )
+    .await;
 
     let day = Utc::now().date_naive();
     let csv = paid
         .http
-        .get(format!("{}/__mock/statement.csv?from={day}&to={day}", paid.env.mock.base_url()))
+        .get(format!(
+            "{}/__mock/statement.csv?from={day}&to={day}",
+            paid.env.mock.base_url()
+        ))
         .send()
         .await
         .expect("statement")
@@ -253,7 +333,12 @@ async fn a_statement_file_reconciles_like_the_api_and_amounts_match_within_toler
     assert_eq!(exact.source, "statement:stripe-transfers.csv");
     assert_eq!(exact.totals[0].provider_records, 5);
     let found = paid.exceptions(&exact).await;
-    assert_eq!(kinds(&found), [(ExceptionKind::AmountMismatch, Some(p[1].0.clone()))].into_iter().collect());
+    assert_eq!(
+        kinds(&found),
+        [(ExceptionKind::AmountMismatch, Some(p[1].0.clone()))]
+            .into_iter()
+            .collect()
+    );
 
     let lenient = Tolerances {
         amount_minor: 1,
@@ -277,7 +362,11 @@ async fn a_statement_file_reconciles_like_the_api_and_amounts_match_within_toler
     }
     std::fs::write(&path, stripped).expect("write statement");
     let by_amount = paid.run_with(from_file(), lenient).await;
-    assert!(by_amount.all_matched(), "{:?}", paid.exceptions(&by_amount).await);
+    assert!(
+        by_amount.all_matched(),
+        "{:?}",
+        paid.exceptions(&by_amount).await
+    );
     assert_eq!(by_amount.totals[0].linked, 5);
 
     // A file in the wrong format says which columns it needs.

@@ -329,8 +329,8 @@ pub const DEFAULT_RECONCILE_SCHEDULE: &str = "0 30 2 * * *";
 pub fn recon_settings_from_env() -> Result<ReconSettings, ConfigError> {
     let amount = count("PAYOUTS_RECON_AMOUNT_TOLERANCE_MINOR", 0)?;
     let hours = count("PAYOUTS_RECON_DATE_TOLERANCE_HOURS", 72)?;
-    let schedule = var("PAYOUTS_RECONCILE_SCHEDULE")
-        .unwrap_or_else(|| DEFAULT_RECONCILE_SCHEDULE.to_string());
+    let schedule =
+        var("PAYOUTS_RECONCILE_SCHEDULE").unwrap_or_else(|| DEFAULT_RECONCILE_SCHEDULE.to_string());
     let daily = if schedule.trim().eq_ignore_ascii_case("off") {
         None
     } else {

@@ -404,7 +404,10 @@ async fn reconcile_demo(store: &Store, sandbox: &Sandbox, step: &dyn Fn(&str)) -
         .send()
         .await?;
     if !sent.status().is_success() {
-        anyhow::bail!("the mock refused the injected transfer: {}", sent.text().await?);
+        anyhow::bail!(
+            "the mock refused the injected transfer: {}",
+            sent.text().await?
+        );
     }
     let caught = reconcile(store, &rails, &request, &Quiet).await?;
     let exceptions = store.recon_exceptions(&caught.id, false).await?;
@@ -416,9 +419,11 @@ async fn reconcile_demo(store: &Store, sandbox: &Sandbox, step: &dyn Fn(&str)) -
     println!(
         "  {}",
         match (clean_ok, caught_ok) {
-            (true, true) => "every payout matched its provider record, and the stray transfer was caught as critical",
+            (true, true) =>
+                "every payout matched its provider record, and the stray transfer was caught as critical",
             (false, _) => "RECONCILIATION FAILED: the first run should have matched everything",
-            (true, false) => "RECONCILIATION FAILED: the stray transfer was not caught as one critical exception",
+            (true, false) =>
+                "RECONCILIATION FAILED: the stray transfer was not caught as one critical exception",
         }
     );
     Ok(clean_ok && caught_ok)

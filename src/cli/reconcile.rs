@@ -167,10 +167,14 @@ async fn show(store: &Store, run: ReconRun, output: &Output) -> Result<i32> {
     let open = run.exceptions.open;
     let report = Report::new(run, exceptions);
     if let Some(path) = &output.csv {
-        let file = std::fs::File::create(path)
-            .with_context(|| format!("creating {}", path.display()))?;
+        let file =
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
         report::write_csv(&report, std::io::BufWriter::new(file))?;
-        eprintln!("wrote {} exception(s) to {}", report.exceptions.len(), path.display());
+        eprintln!(
+            "wrote {} exception(s) to {}",
+            report.exceptions.len(),
+            path.display()
+        );
     }
     if let Some(path) = &output.html {
         std::fs::write(path, report::html(&report))
@@ -239,7 +243,11 @@ pub fn text(report: &Report) -> String {
         let x = &e.exception;
         out.push_str(&format!(
             "  [{}] {} {} {}\n      {}\n",
-            if x.severity == Severity::Critical { "CRITICAL" } else { "high" },
+            if x.severity == Severity::Critical {
+                "CRITICAL"
+            } else {
+                "high"
+            },
             x.id,
             x.kind.code(),
             x.rail.as_str(),
@@ -256,7 +264,12 @@ async fn resolve(store: &Store, id: &str, note: &str, by: &str) -> Result<i32> {
     }
     match store.recon_resolve(&id, note.trim(), by).await? {
         Some(r) => {
-            println!("{id} resolved by {} at {}: {}", r.by, r.at.to_rfc3339(), r.note);
+            println!(
+                "{id} resolved by {} at {}: {}",
+                r.by,
+                r.at.to_rfc3339(),
+                r.note
+            );
             Ok(0)
         }
         None => bail!("no reconciliation run has found an exception {id}"),

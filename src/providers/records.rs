@@ -32,9 +32,7 @@ pub trait RecordSource: Send + Sync {
 pub enum StatementError {
     #[error("line {line}: not valid CSV: {message}")]
     Csv { line: u64, message: String },
-    #[error(
-        "the statement has no {column:?} column; a {format} has the columns: {expected}"
-    )]
+    #[error("the statement has no {column:?} column; a {format} has the columns: {expected}")]
     MissingColumn {
         column: &'static str,
         format: &'static str,
@@ -138,7 +136,8 @@ impl Row<'_> {
 
     /// A cell that must be there.
     pub fn require(&self, column: &'static str) -> Result<&str, StatementError> {
-        self.get(column).ok_or_else(|| self.bad(column, "", "is empty"))
+        self.get(column)
+            .ok_or_else(|| self.bad(column, "", "is empty"))
     }
 
     /// A typed error about one cell.

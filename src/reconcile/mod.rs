@@ -182,7 +182,10 @@ pub async fn finish(
 
 /// The rails a request reads, checked against what this process can read: errors here are
 /// the caller's, found before any run is stored.
-pub fn rails_to_read(rails: &Rails, request: &ReconcileRequest) -> Result<Vec<Rail>, ReconcileError> {
+pub fn rails_to_read(
+    rails: &Rails,
+    request: &ReconcileRequest,
+) -> Result<Vec<Rail>, ReconcileError> {
     match &request.from {
         RecordsFrom::Api => {
             let wanted = if request.rails.is_empty() {
@@ -230,20 +233,25 @@ async fn read_apis(
             .ok_or(ReconcileError::RailNotConfigured { rail: *rail })?;
         let mut pages = adapter.record_pages(from, to);
         let mut read = 0u64;
-        while let Some(page) = pages
-            .try_next()
-            .await
-            .map_err(|source| ReconcileError::Provider {
-                rail: *rail,
-                source,
-            })?
+        while let Some(page) =
+            pages
+                .try_next()
+                .await
+                .map_err(|source| ReconcileError::Provider {
+                    rail: *rail,
+                    source,
+                })?
         {
             store.recon_add_records(&run.id, seq, &page).await?;
             seq += page.len() as i64;
             read += page.len() as u64;
             progress.records_read(*rail, read);
         }
-        info!(rail = rail.as_str(), records = read, "provider records read");
+        info!(
+            rail = rail.as_str(),
+            records = read,
+            "provider records read"
+        );
     }
     Ok(seq as u64)
 }
@@ -267,9 +275,8 @@ async fn read_file(
         let file = std::fs::File::open(&path)?;
         read_statement(rail, std::io::BufReader::new(file), BATCH, |batch| {
             // The receiver only goes away when storing failed; that error is the one reported.
-            tx.blocking_send(batch).map_err(|_| {
-                StatementError::Io(std::io::Error::other("reconciliation stopped"))
-            })
+            tx.blocking_send(batch)
+                .map_err(|_| StatementError::Io(std::io::Error::other("reconciliation stopped")))
         })
     });
     let mut seq = 0i64;

@@ -84,7 +84,9 @@ pub fn write_csv<W: std::io::Write>(report: &Report, out: W) -> Result<(), csv::
             ours.map(|s| s.amount.currency().code()).unwrap_or(""),
             ours.map(|s| s.payee.as_str()).unwrap_or(""),
             ours.map(|s| s.status.as_str()).unwrap_or(""),
-            &theirs.map(|s| s.amount.display_amount()).unwrap_or_default(),
+            &theirs
+                .map(|s| s.amount.display_amount())
+                .unwrap_or_default(),
             theirs.map(|s| s.amount.currency().code()).unwrap_or(""),
             theirs.map(|s| s.payee.as_str()).unwrap_or(""),
             theirs.map(|s| s.status.as_str()).unwrap_or(""),
@@ -142,13 +144,12 @@ pub fn html(report: &Report) -> String {
         id = esc(&run.id),
         trigger = run.trigger.code(),
         source = esc(&run.source),
-        rails = esc(
-            &run.rails
-                .iter()
-                .map(|r| r.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        rails = esc(&run
+            .rails
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")),
         started = run.started_at.format("%Y-%m-%d %H:%M UTC"),
         tol = run.amount_tolerance_minor,
         hours = run.date_tolerance_hours,
@@ -201,7 +202,9 @@ pub fn html(report: &Report) -> String {
         );
     }
     if run.totals.is_empty() {
-        page.push_str("<tr><td colspan=\"7\">No provider records and no payouts in this period.</td></tr>");
+        page.push_str(
+            "<tr><td colspan=\"7\">No provider records and no payouts in this period.</td></tr>",
+        );
     }
     page.push_str("</table><h2>Exceptions by kind</h2><table><tr><th>Kind</th><th>Count</th></tr>");
     for kind in ExceptionKind::ALL {
@@ -251,10 +254,7 @@ pub fn html(report: &Report) -> String {
                     );
                 }
                 None => {
-                    let _ = write!(
-                        page,
-                        "<tr><th>{who}</th><td colspan=\"5\">none</td></tr>"
-                    );
+                    let _ = write!(page, "<tr><th>{who}</th><td colspan=\"5\">none</td></tr>");
                 }
             }
         }

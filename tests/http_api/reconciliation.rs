@@ -11,12 +11,19 @@ use crate::Api;
 async fn reconcile_today(api: &Api, key: &str) -> Value {
     let today = Utc::now().date_naive().to_string();
     let started = api
-        .post("/v1/reconciliations", key, &json!({"from": today, "to": today}))
+        .post(
+            "/v1/reconciliations",
+            key,
+            &json!({"from": today, "to": today}),
+        )
         .await;
     assert_eq!(started.status, 202, "{}", started.body);
     let href = started.body["href"].as_str().expect("href").to_string();
     assert_eq!(
-        started.headers.get("location").and_then(|v| v.to_str().ok()),
+        started
+            .headers
+            .get("location")
+            .and_then(|v| v.to_str().ok()),
         Some(href.as_str())
     );
     for _ in 0..200 {
@@ -49,7 +56,16 @@ async fn finance_reconciles_finds_an_unknown_transfer_and_resolves_it() {
     let settled = {
         let mut n = 0;
         for id in &paid {
-            if api.env.store.payout(id).await.expect("payout").payout.provider_ref.is_some() {
+            if api
+                .env
+                .store
+                .payout(id)
+                .await
+                .expect("payout")
+                .payout
+                .provider_ref
+                .is_some()
+            {
                 n += 1;
             }
         }
@@ -63,17 +79,28 @@ async fn finance_reconciles_finds_an_unknown_transfer_and_resolves_it() {
         .http
         .post(format!("{}/v1/transfers", api.env.mock.base_url()))
         .bearer_auth("sk_test_mock")
-        .form(&[("amount", "4200"), ("currency", "usd"), ("destination", "acct_stranger")])
+        .form(&[
+            ("amount", "4200"),
+            ("currency", "usd"),
+            ("destination", "acct_stranger"),
+        ])
         .send()
         .await
         .expect("mock");
-    assert!(response.status().is_success(), "{:?}", response.text().await);
+    assert!(
+        response.status().is_success(),
+        "{:?}",
+        response.text().await
+    );
 
     let run = reconcile_today(&api, &finance).await;
     assert_eq!(run["exceptions"]["open_critical"], 1, "{run}");
     let id = run["id"].as_str().expect("id");
     let (status, open) = api
-        .get(&format!("/v1/reconciliations/{id}/exceptions?open=true"), Some(&finance))
+        .get(
+            &format!("/v1/reconciliations/{id}/exceptions?open=true"),
+            Some(&finance),
+        )
         .await;
     assert_eq!(status, 200);
     let open = open.as_array().expect("list").clone();
@@ -81,7 +108,12 @@ async fn finance_reconciles_finds_an_unknown_transfer_and_resolves_it() {
     assert_eq!(open[0]["kind"], "unknown_at_provider");
     assert_eq!(open[0]["severity"], "critical");
     assert_eq!(open[0]["theirs"]["payee"], "acct_stranger");
-    assert!(open[0]["explanation"].as_str().expect("text").contains("no payout of ours"));
+    assert!(
+        open[0]["explanation"]
+            .as_str()
+            .expect("text")
+            .contains("no payout of ours")
+    );
     let exception = open[0]["id"].as_str().expect("id").to_string();
 
     // The report is one HTML page naming the exception.
@@ -93,19 +125,38 @@ async fn finance_reconciles_finds_an_unknown_transfer_and_resolves_it() {
         .await
         .expect("report");
     assert_eq!(
-        html.headers().get("content-type").and_then(|v| v.to_str().ok()),
+        html.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
         Some("text/html; charset=utf-8")
     );
     let page = html.text().await.expect("page");
-    assert!(page.contains(&exception) && page.contains("<table>"), "{page}");
+    assert!(
+        page.contains(&exception) && page.contains("<table>"),
+        "{page}"
+    );
 
     // Only finance and operators resolve; a note is required.
     let path = format!("/v1/reconciliation-exceptions/{exception}/resolution");
     let referrer = api.key(Scope::Referrer, Some("alice")).await;
-    assert_eq!(api.post(&path, &referrer, &json!({"note": "x"})).await.status, 403);
-    assert_eq!(api.post(&path, &finance, &json!({"note": "  "})).await.status, 422);
+    assert_eq!(
+        api.post(&path, &referrer, &json!({"note": "x"}))
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        api.post(&path, &finance, &json!({"note": "  "}))
+            .await
+            .status,
+        422
+    );
     let resolved = api
-        .post(&path, &finance, &json!({"note": "our own test transfer; reversed"}))
+        .post(
+            &path,
+            &finance,
+            &json!({"note": "our own test transfer; reversed"}),
+        )
         .await;
     assert_eq!(resolved.status, 200, "{}", resolved.body);
     assert_eq!(resolved.body["note"], "our own test transfer; reversed");
@@ -124,9 +175,16 @@ async fn bad_reconciliation_requests_say_what_is_wrong() {
     let finance = api.key(Scope::Finance, None).await;
     let ingest = api.key(Scope::Ingest, None).await;
     let bad = api
-        .post("/v1/reconciliations", &finance, &json!({"from": "2026-11-02", "to": "2026-11-01"}))
+        .post(
+            "/v1/reconciliations",
+            &finance,
+            &json!({"from": "2026-11-02", "to": "2026-11-01"}),
+        )
         .await;
-    assert_eq!((bad.status, bad.body["error"]["code"].as_str()), (400, Some("invalid_period")));
+    assert_eq!(
+        (bad.status, bad.body["error"]["code"].as_str()),
+        (400, Some("invalid_period"))
+    );
     let unconfigured = api
         .post(
             "/v1/reconciliations",
@@ -136,11 +194,18 @@ async fn bad_reconciliation_requests_say_what_is_wrong() {
         .await;
     assert_eq!(unconfigured.status, 422, "{}", unconfigured.body);
     let forbidden = api
-        .post("/v1/reconciliations", &ingest, &json!({"from": "2026-11-01", "to": "2026-11-01"}))
+        .post(
+            "/v1/reconciliations",
+            &ingest,
+            &json!({"from": "2026-11-01", "to": "2026-11-01"}),
+        )
         .await;
     assert_eq!(forbidden.status, 403);
     let (status, body) = api.get("/v1/reconciliations/rr_nope", Some(&finance)).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("unknown_reconciliation")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("unknown_reconciliation"))
+    );
     let missing = api
         .post(
             "/v1/reconciliation-exceptions/rx_00000000000000000000/resolution",
@@ -150,7 +215,11 @@ async fn bad_reconciliation_requests_say_what_is_wrong() {
         .await;
     assert_eq!(missing.status, 404);
     let malformed = api
-        .post("/v1/reconciliation-exceptions/nope/resolution", &finance, &json!({"note": "n"}))
+        .post(
+            "/v1/reconciliation-exceptions/nope/resolution",
+            &finance,
+            &json!({"note": "n"}),
+        )
         .await;
     assert_eq!(malformed.status, 400);
 }

@@ -8,7 +8,19 @@ use sha2::{Digest, Sha256};
 use crate::domain::ids::Rail;
 use crate::domain::money::Money;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     /// Money may have left twice or without us knowing: stop and look today.
@@ -32,7 +44,19 @@ impl Severity {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ExceptionKind {
     /// The provider moved money no payout of ours asked for.
@@ -238,7 +262,11 @@ pub fn explain(e: &Exception) -> String {
              {} than our ledger says.",
             money(&o.amount),
             money(&t.amount),
-            if t.amount.amount() > o.amount.amount() { "more" } else { "less" }
+            if t.amount.amount() > o.amount.amount() {
+                "more"
+            } else {
+                "less"
+            }
         ),
         (ExceptionKind::CurrencyMismatch, Some(o), Some(t)) => format!(
             "Payout {payout} was in {} but {provider} record {record} moved {}. The ledger and \
@@ -285,9 +313,24 @@ mod tests {
 
     #[test]
     fn ids_are_stable_and_parse_back() {
-        let a = ExceptionId::derive(ExceptionKind::AmountMismatch, Rail::Wise, Some("po_1"), Some("9"));
-        let b = ExceptionId::derive(ExceptionKind::AmountMismatch, Rail::Wise, Some("po_1"), Some("9"));
-        let c = ExceptionId::derive(ExceptionKind::PayeeMismatch, Rail::Wise, Some("po_1"), Some("9"));
+        let a = ExceptionId::derive(
+            ExceptionKind::AmountMismatch,
+            Rail::Wise,
+            Some("po_1"),
+            Some("9"),
+        );
+        let b = ExceptionId::derive(
+            ExceptionKind::AmountMismatch,
+            Rail::Wise,
+            Some("po_1"),
+            Some("9"),
+        );
+        let c = ExceptionId::derive(
+            ExceptionKind::PayeeMismatch,
+            Rail::Wise,
+            Some("po_1"),
+            Some("9"),
+        );
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_eq!(ExceptionId::parse(a.as_str()), Ok(a.clone()));
@@ -321,7 +364,12 @@ mod tests {
             assert!(!text.contains("{"), "{kind:?}: {text}");
         }
         let unknown = Exception {
-            id: ExceptionId::derive(ExceptionKind::UnknownAtProvider, Rail::Paypal, None, Some("it_9")),
+            id: ExceptionId::derive(
+                ExceptionKind::UnknownAtProvider,
+                Rail::Paypal,
+                None,
+                Some("it_9"),
+            ),
             kind: ExceptionKind::UnknownAtProvider,
             severity: Severity::Critical,
             rail: Rail::Paypal,

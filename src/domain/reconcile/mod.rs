@@ -112,7 +112,10 @@ pub fn status_agrees(ours: PayoutStatus, theirs: RailState) -> bool {
 /// Whether a provider record in this state means money is (or is on its way to being) with
 /// the payee. Two such records for one payout are a duplicate payment.
 pub fn money_left(state: RailState) -> bool {
-    matches!(state, RailState::Paid | RailState::InFlight | RailState::Disputed)
+    matches!(
+        state,
+        RailState::Paid | RailState::InFlight | RailState::Disputed
+    )
 }
 
 /// Whether we believe a payout reached the provider, so a provider record must exist for it.

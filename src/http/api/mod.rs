@@ -81,7 +81,11 @@ pub struct ApiState {
 }
 
 impl ApiState {
-    pub fn new(store: Store, rails: crate::providers::rail::Rails, settings: ApiSettings) -> ApiState {
+    pub fn new(
+        store: Store,
+        rails: crate::providers::rail::Rails,
+        settings: ApiSettings,
+    ) -> ApiState {
         let limiter = RateLimiter::new(settings.rate_per_second, settings.rate_burst);
         ApiState {
             store,

@@ -67,7 +67,14 @@ pub async fn start(
     State(state): State<ApiState>,
     caller: Caller,
     ApiJson(body): ApiJson<StartReconciliation>,
-) -> Result<(StatusCode, [(header::HeaderName, HeaderValue); 1], Json<Started>), ApiError> {
+) -> Result<
+    (
+        StatusCode,
+        [(header::HeaderName, HeaderValue); 1],
+        Json<Started>,
+    ),
+    ApiError,
+> {
     caller.allow(Action::Reconcile, || caller.forbidden())?;
     let period = Period::parse(&body.from, &body.to)
         .map_err(|e| ApiError::bad_request("invalid_period", e.to_string()))?;
@@ -219,11 +226,7 @@ pub async fn html(
         .ok_or_else(|| unknown_run(&id))?;
     let found = state.store.recon_exceptions(&id, false).await?;
     let page = report::html(&Report::new(run, found));
-    Ok((
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        page,
-    )
-        .into_response())
+    Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response())
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

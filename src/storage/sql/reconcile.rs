@@ -13,8 +13,8 @@ use crate::domain::ids::Rail;
 use crate::domain::money::{Currency, Money};
 use crate::domain::payout::PayoutStatus;
 use crate::domain::reconcile::{
-    Exception, ExceptionId, ExceptionKind, ProviderRecord, Resolution, Severity, Side,
-    Tolerances, money_left, status_agrees, status_severity,
+    Exception, ExceptionId, ExceptionKind, ProviderRecord, Resolution, Severity, Side, Tolerances,
+    money_left, status_agrees, status_severity,
 };
 use crate::domain::tracking::RailState;
 use crate::storage::reconcile::{ExceptionCounts, NewRun, RailTotals, ReconRun, Trigger};
@@ -127,7 +127,13 @@ impl Store {
         .bind(to_millis(Utc::now()))
         .bind(run.period.from.to_string())
         .bind(run.period.to.to_string())
-        .bind(run.rails.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(","))
+        .bind(
+            run.rails
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+        )
         .bind(&run.source)
         .bind(run.trigger.code())
         .bind(run.tolerances.amount_minor)
@@ -280,13 +286,10 @@ impl Store {
                 let kind = ExceptionKind::from_code(&f.kind);
                 let rail = f.rail.parse::<Rail>().ok();
                 let exception_id = match (kind, rail) {
-                    (Some(k), Some(r)) => ExceptionId::derive(
-                        k,
-                        r,
-                        f.payout_id.as_deref(),
-                        f.record_id.as_deref(),
-                    )
-                    .to_string(),
+                    (Some(k), Some(r)) => {
+                        ExceptionId::derive(k, r, f.payout_id.as_deref(), f.record_id.as_deref())
+                            .to_string()
+                    }
                     // Our own SQL produced the codes; an unknown one is kept visible.
                     _ => format!("rx_invalid_{}_{}", f.kind, f.seq.unwrap_or(-1)),
                 };
@@ -446,7 +449,9 @@ impl Store {
                     amount_tolerance_minor: row.try_get("amount_tolerance_minor")?,
                     date_tolerance_hours: row.try_get("date_tolerance_hours")?,
                     started_at: from_millis(row.try_get("started_at")?),
-                    finished_at: row.try_get::<Option<i64>, _>("finished_at")?.map(from_millis),
+                    finished_at: row
+                        .try_get::<Option<i64>, _>("finished_at")?
+                        .map(from_millis),
                     error: row.try_get("error")?,
                     totals: summary.totals,
                     exceptions: ExceptionCounts {
@@ -536,11 +541,12 @@ impl Store {
         by: &str,
     ) -> StoreResult<Option<Resolution>> {
         let mut tx = self.pool.begin().await?;
-        let known: Option<i64> =
-            sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM recon_exceptions WHERE id = $1 LIMIT 1")
-                .bind(id.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
+        let known: Option<i64> = sqlx::query_scalar(
+            "SELECT CAST(1 AS BIGINT) FROM recon_exceptions WHERE id = $1 LIMIT 1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
         if known.is_none() {
             return Ok(None);
         }
