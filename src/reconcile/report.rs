@@ -282,3 +282,90 @@ pub fn html(report: &Report) -> String {
     page.push_str("</body></html>\n");
     page
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ids::Rail;
+    use crate::domain::money::{Currency, Money};
+    use crate::domain::reconcile::{ExceptionId, Side};
+    use crate::storage::reconcile::{ExceptionCounts, Trigger};
+
+    fn run(open: u64) -> ReconRun {
+        ReconRun {
+            id: "rr_1".into(),
+            status: "completed".into(),
+            trigger: Trigger::Cli,
+            period_from: chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(),
+            period_to: chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(),
+            rails: vec![Rail::Stripe],
+            source: "api".into(),
+            amount_tolerance_minor: 0,
+            date_tolerance_hours: 72,
+            started_at: chrono::DateTime::from_timestamp(1_795_000_000, 0).unwrap(),
+            finished_at: None,
+            error: None,
+            totals: Vec::new(),
+            exceptions: ExceptionCounts {
+                total: open,
+                open,
+                open_critical: open,
+                ..ExceptionCounts::default()
+            },
+        }
+    }
+
+    fn unknown(payee: &str) -> Exception {
+        Exception {
+            id: ExceptionId::derive(
+                ExceptionKind::UnknownAtProvider,
+                Rail::Stripe,
+                None,
+                Some("tr_9"),
+            ),
+            kind: ExceptionKind::UnknownAtProvider,
+            severity: Severity::Critical,
+            rail: Rail::Stripe,
+            payout_id: None,
+            record_id: Some("tr_9".into()),
+            ours: None,
+            theirs: Some(Side {
+                amount: Money::from_minor_units(777, Currency::Usd),
+                payee: payee.into(),
+                status: "transferred".into(),
+                at: chrono::DateTime::from_timestamp(1_795_000_000, 0).unwrap(),
+            }),
+            resolution: None,
+        }
+    }
+
+    #[test]
+    fn a_clean_run_says_everything_matched() {
+        let page = html(&Report::new(run(0), Vec::new()));
+        assert!(page.starts_with("<!DOCTYPE html>") && page.contains("Everything matched"));
+        assert!(
+            !page.contains("<script") && !page.contains("http://") && !page.contains("https://")
+        );
+    }
+
+    #[test]
+    fn provider_text_is_escaped_and_every_exception_is_shown_with_how_to_close_it() {
+        let report = Report::new(run(1), vec![unknown("<img src=x onerror=alert(1)>")]);
+        let page = html(&report);
+        assert!(!page.contains("<img"), "{page}");
+        assert!(page.contains("&lt;img src=x onerror=alert(1)&gt;"));
+        assert!(page.contains("payouts reconcile resolve rx_"));
+        assert!(page.contains("1 open exception(s), 1 critical"));
+        let mut csv = Vec::new();
+        write_csv(&report, &mut csv).unwrap();
+        let text = String::from_utf8(csv).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(lines.next().unwrap(), CSV_COLUMNS.join(","));
+        let row = lines.next().unwrap();
+        assert!(
+            row.contains("unknown_at_provider") && row.contains("7.77"),
+            "{row}"
+        );
+        assert!(lines.next().is_none());
+    }
+}
