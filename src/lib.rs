@@ -10,6 +10,10 @@
 //! - [`reconcile`]: finance's check of every provider record against our payouts;
 //! - [`app`]: use cases shared by the CLI (and later the HTTP API).
 
+// The worker joins three apalis workers (payouts, payout runs, reconciliations); their
+// nested futures pass the default type-depth limit in release builds.
+#![recursion_limit = "256"]
+
 pub mod app;
 pub mod domain;
 pub mod http;

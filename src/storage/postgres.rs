@@ -20,6 +20,10 @@ pub(crate) type Conn = sqlx::PgConnection;
 /// The job queue's table (apalis).
 pub(crate) const JOBS_TABLE: &str = "apalis.jobs";
 pub(crate) type Tx = sqlx::Transaction<'static, Db>;
+/// Run before matching, in its transaction: statistics for the records just copied in (the
+/// planner would otherwise expect a few thousand rows and pick a million index probes over
+/// hash joins), and sort memory for the classification's window functions.
+pub(crate) const RECON_PREPARE: &[&str] = &["SET LOCAL work_mem = '64MB'", "ANALYZE recon_records"];
 
 // The same queries as the other backend, compiled with this one's types (see sql/mod.rs):
 // loading the file twice is the point.

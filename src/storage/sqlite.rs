@@ -17,6 +17,8 @@ use crate::domain::program::ProgramSet;
 pub(crate) type Db = sqlx::Sqlite;
 pub(crate) type Pool = sqlx::SqlitePool;
 pub(crate) type Conn = sqlx::SqliteConnection;
+/// Nothing to prepare before matching: SQLite's planner uses the indexes as they are.
+pub(crate) const RECON_PREPARE: &[&str] = &[];
 /// The job queue's table (apalis).
 pub(crate) const JOBS_TABLE: &str = "Jobs";
 pub(crate) type Tx = sqlx::Transaction<'static, Db>;

@@ -267,7 +267,9 @@ const PAYOUT_SQL: [&str; 3] = [
 ];
 
 /// Writes the plan's payouts, `CHUNK` per transaction; then gives PostgreSQL's planner its
-/// statistics, as autovacuum would on a live server within a minute of such a load.
+/// statistics on the loaded tables, as autovacuum would on a live server within a minute of
+/// such a load. `recon_records` is left as a fresh database has it: what the run stores is
+/// for the run itself to deal with.
 async fn seed(store: &Store, plan: &Plan, progress: &Progress) -> Result<()> {
     let seq = match store {
         Store::Postgres(_) => {
@@ -311,7 +313,7 @@ async fn seed(store: &Store, plan: &Plan, progress: &Progress) -> Result<()> {
         }
     }
     if let Store::Postgres(s) = store {
-        sqlx::query("ANALYZE")
+        sqlx::query("ANALYZE ledger_transactions, payouts, payout_attempts")
             .execute(s.pool())
             .await
             .context("ANALYZE after the bulk load")?;

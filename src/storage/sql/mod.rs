@@ -26,7 +26,9 @@ pub mod tracking;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub(crate) use super::{Conn, Db, JOBS_TABLE, Pool, Tx, insert_recon_records, push_tasks};
+pub(crate) use super::{
+    Conn, Db, JOBS_TABLE, Pool, RECON_PREPARE, Tx, insert_recon_records, push_tasks,
+};
 use crate::domain::cooling_off::Safeguards;
 use crate::domain::ids::PayoutId;
 use crate::domain::program::ProgramSet;

@@ -162,6 +162,9 @@ impl Store {
     /// Links records to payouts and classifies every disagreement; marks the run completed.
     pub async fn recon_match(&self, run: &NewRun) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
+        for statement in super::RECON_PREPARE {
+            sqlx::query(*statement).execute(&mut *tx).await?;
+        }
         let id = run.id.as_str();
         let tables = rule_tables(&run.tolerances);
         let money = money_left_states();
@@ -197,7 +200,7 @@ impl Store {
                    ORDER BY ABS(r.created_at - p.created_at), r.seq) AS rn_p \
                FROM recon_records r \
                JOIN tol t ON t.currency = r.currency \
-               JOIN payouts p ON p.rail = r.rail AND lower(p.destination) = r.payee \
+               JOIN payouts p ON p.rail = r.rail AND lower(p.destination) = lower(r.payee) \
                  AND p.currency = r.currency \
                WHERE r.run_id = $1 AND r.payout_id IS NULL AND r.kind <> 'bank_payout' \
                  AND ABS(CAST(p.units AS BIGINT) - CAST(r.units AS BIGINT)) <= t.units \
@@ -310,10 +313,13 @@ impl Store {
         let record_totals = sqlx::query(
             "SELECT r.rail, r.currency, COUNT(*), CAST(SUM(r.units) AS BIGINT), \
                SUM(CASE WHEN r.payout_id IS NOT NULL THEN 1 ELSE 0 END), \
-               SUM(CASE WHEN r.payout_id IS NOT NULL AND NOT EXISTS ( \
-                     SELECT 1 FROM recon_exceptions e \
-                      WHERE e.run_id = r.run_id AND e.record_seq = r.seq) THEN 1 ELSE 0 END) \
-             FROM recon_records r WHERE r.run_id = $1 GROUP BY r.rail, r.currency",
+               SUM(CASE WHEN r.payout_id IS NOT NULL AND x.record_seq IS NULL \
+                   THEN 1 ELSE 0 END) \
+             FROM recon_records r \
+             LEFT JOIN (SELECT DISTINCT record_seq FROM recon_exceptions \
+                         WHERE run_id = $1 AND record_seq IS NOT NULL) x \
+               ON x.record_seq = r.seq \
+             WHERE r.run_id = $1 GROUP BY r.rail, r.currency",
         )
         .bind(id)
         .fetch_all(&mut *tx)
