@@ -223,3 +223,17 @@ pub fn read_statement<R: std::io::Read>(
     }
     Ok(total)
 }
+
+/// Writes records as a rail's statement and reads them back: the formats' round-trip tests.
+#[cfg(test)]
+pub(crate) fn round_trip(rail: Rail, records: &[ProviderRecord]) -> Vec<ProviderRecord> {
+    let mut out = Vec::new();
+    let format = statement_format(rail);
+    write_statement(format, records.iter().map(statement_row), &mut out).unwrap();
+    let mut reader = StatementReader::new(format, out.as_slice()).unwrap();
+    let mut back = Vec::new();
+    while let Some(row) = reader.next_row() {
+        back.push(parse_statement_row(rail, &row.unwrap()).unwrap());
+    }
+    back
+}

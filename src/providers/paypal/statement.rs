@@ -120,7 +120,7 @@ pub fn to_row(record: &ProviderRecord) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::domain::tracking::RailState;
-    use crate::providers::records::{StatementReader, write_statement};
+    use crate::providers::records::StatementReader;
     use proptest::prelude::*;
 
     fn record(minor: i64, currency: Currency, status: &str) -> ProviderRecord {
@@ -140,14 +140,7 @@ mod tests {
     }
 
     fn round_trip(records: &[ProviderRecord]) -> Vec<ProviderRecord> {
-        let mut out = Vec::new();
-        write_statement(&FORMAT, records.iter().map(to_row), &mut out).unwrap();
-        let mut reader = StatementReader::new(&FORMAT, out.as_slice()).unwrap();
-        let mut back = Vec::new();
-        while let Some(row) = reader.next_row() {
-            back.push(parse_row(&row.unwrap()).unwrap());
-        }
-        back
+        crate::providers::records::round_trip(Rail::Paypal, records)
     }
 
     #[test]

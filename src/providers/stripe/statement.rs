@@ -160,7 +160,7 @@ pub(crate) fn parse_date(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::records::{StatementReader, write_statement};
+    use crate::providers::records::StatementReader;
     use proptest::prelude::*;
 
     fn record(minor: i64, currency: Currency, state: RailState) -> ProviderRecord {
@@ -185,14 +185,7 @@ mod tests {
     }
 
     fn round_trip(records: &[ProviderRecord]) -> Vec<ProviderRecord> {
-        let mut out = Vec::new();
-        write_statement(&FORMAT, records.iter().map(to_row), &mut out).unwrap();
-        let mut reader = StatementReader::new(&FORMAT, out.as_slice()).unwrap();
-        let mut back = Vec::new();
-        while let Some(row) = reader.next_row() {
-            back.push(parse_row(&row.unwrap()).unwrap());
-        }
-        back
+        crate::providers::records::round_trip(Rail::Stripe, records)
     }
 
     #[test]
