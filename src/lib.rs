@@ -4,11 +4,17 @@
 //! Layers, from the inside out:
 //! - [`domain`]: pure rules (money, programs, eligibility, ledger, payout state machine);
 //! - [`ingest`]: parsing platform records;
-//! - [`storage`]: the database (SQLite today), including the transactional job enqueue;
-//! - [`providers`]: HTTP adapters to payout rails, each with its wire types and a mock server;
+//! - [`storage`]: the database (embedded SQLite by default, PostgreSQL for many workers on many
+//!   machines), including the transactional job enqueue;
+//! - [`providers`]: HTTP adapters to payout rails, one folder per rail with its wire types;
 //! - [`jobs`]: the apalis worker that advances payouts;
 //! - [`reconcile`]: finance's check of every provider record against our payouts;
-//! - [`app`]: use cases shared by the CLI (and later the HTTP API).
+//! - [`http`]: the JSON API and the webhook receivers;
+//! - [`app`]: use cases shared by the CLI and the HTTP API.
+//!
+//! Apart from those, behind the default-on `simulators` feature: [`sim`], the provider
+//! simulators the tests, the demo and the benchmarks run against. A production build leaves
+//! it out.
 
 // The worker joins three apalis workers (payouts, payout runs, reconciliations); their
 // nested futures pass the default type-depth limit in release builds.
@@ -21,4 +27,6 @@ pub mod ingest;
 pub mod jobs;
 pub mod providers;
 pub mod reconcile;
+#[cfg(feature = "simulators")]
+pub mod sim;
 pub mod storage;

@@ -1,12 +1,12 @@
 //! The command line: argument parsing and one function per command.
 
-pub mod bench;
-pub mod demo;
 pub mod keys;
 pub mod ledger;
 pub mod programs;
 pub mod reconcile;
 pub mod render;
+#[cfg(feature = "simulators")]
+mod sim;
 
 use std::io::BufReader;
 use std::net::SocketAddr;
@@ -15,17 +15,12 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use payouts::app::config::{WebhookSettings, WorkerSettings};
-use payouts::app::sandbox::{
-    PARTNERSTACK_WEBHOOK_TOKEN, STRIPE_WEBHOOK_SECRET, Sandbox, SandboxOptions,
-};
 use payouts::domain::ids::{AccountId, IdempotencyKey, Rail};
 use payouts::domain::money::{Currency, Money};
 use payouts::domain::program::ProgramSet;
 use payouts::jobs::{PayoutDeps, WorkerOptions, run_worker, shutdown_signal};
-use payouts::providers::mock_kit::Faults;
 use payouts::storage::Store;
 use payouts::storage::payouts::WithdrawalRequest;
-use secrecy::SecretString;
 
 /// Payout orchestration for referral, affiliate and creator programs.
 ///
@@ -60,8 +55,10 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Run the whole flow on a temporary database against the mock Stripe, with faults on.
-    Demo,
+    /// The simulators' commands: demo, bench, mock-providers (not in a production build).
+    #[cfg(feature = "simulators")]
+    #[command(flatten)]
+    Sim(sim::SimCommand),
     /// Ingest NDJSON platform records (accounts, referrals, usage, refunds, ...).
     ///
     /// Idempotent by record id: the same file twice changes nothing. Bad lines are reported
@@ -137,11 +134,6 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Measure throughput (figures, not pass/fail): `bench accrual`.
-    Bench {
-        #[command(subcommand)]
-        command: programs::BenchCommand,
-    },
     /// Inspect payouts.
     Payouts {
         #[command(subcommand)]
@@ -186,27 +178,6 @@ pub enum Command {
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
     },
-    /// Run the four provider mocks (Stripe, PayPal, Wise, PartnerStack) on consecutive loopback
-    /// ports; prints one "mock <rail> listening on <url>" line each, Stripe first.
-    MockProviders {
-        #[arg(long, default_value = "127.0.0.1:0")]
-        listen: SocketAddr,
-        /// The secret key the mock accepts.
-        #[arg(
-            long,
-            env = "STRIPE_SECRET_KEY",
-            default_value = "sk_test_mock",
-            hide_env_values = true
-        )]
-        api_key: String,
-        /// Fault injection as JSON, e.g. '{"drop_first_attempt":true,"error_rate":0.2}'.
-        #[arg(long)]
-        faults: Option<String>,
-        /// Where to send webhooks: the base URL of `payouts serve`'s receivers, e.g.
-        /// http://127.0.0.1:8080/webhooks (each rail posts to <url>/<rail>).
-        #[arg(long)]
-        webhook_url: Option<String>,
-    },
 }
 
 #[derive(Subcommand)]
@@ -234,14 +205,8 @@ fn print_json(value: &impl serde::Serialize) -> Result<()> {
 /// Runs a command; returns the process exit code.
 pub async fn run(cli: Cli) -> Result<i32> {
     match cli.command {
-        Command::Demo => demo::run().await,
-        Command::MockProviders {
-            listen,
-            api_key,
-            faults,
-            webhook_url,
-        } => mock_providers(listen, api_key, faults, webhook_url).await,
-        Command::Bench { command } => programs::bench(command).await,
+        #[cfg(feature = "simulators")]
+        Command::Sim(command) => sim::run(command).await,
         Command::Keys {
             command: keys::KeysCommand::Hash,
         } => keys::hash(),
@@ -464,7 +429,8 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
             }
             Ok(0)
         }
-        Command::Demo | Command::MockProviders { .. } | Command::Bench { .. } => {
+        #[cfg(feature = "simulators")]
+        Command::Sim(_) => {
             bail!("this command does not use a database; it is dispatched before one is opened")
         }
     }
@@ -491,62 +457,4 @@ async fn work(store: &Store, concurrency: usize, until_idle: bool) -> Result<()>
     };
     run_worker(deps, options, shutdown_signal(), |_| {}).await?;
     Ok(())
-}
-
-async fn mock_providers(
-    listen: SocketAddr,
-    api_key: String,
-    faults: Option<String>,
-    webhook_url: Option<String>,
-) -> Result<i32> {
-    let faults: Faults = match faults {
-        Some(json) => serde_json::from_str(&json).context("parsing --faults")?,
-        None => Faults::default(),
-    };
-    if !listen.ip().is_loopback() {
-        bail!("the mocks listen on loopback only; use 127.0.0.1:<port>");
-    }
-    // Four consecutive ports from the one given, or four ephemeral ones for port 0.
-    let base = listen.port();
-    let port = |i: u16| if base == 0 { 0 } else { base.saturating_add(i) };
-    let sandbox = Sandbox::start(SandboxOptions {
-        faults,
-        ports: [port(0), port(1), port(2), port(3)],
-        stripe_api_key: SecretString::from(api_key),
-        ..SandboxOptions::default()
-    })
-    .await
-    .with_context(|| format!("binding four ports from {listen}"))?;
-    sandbox.send_webhooks_to(webhook_url.as_deref());
-    let mut out = String::new();
-    for rail in [Rail::Stripe, Rail::Paypal, Rail::Wise, Rail::Partnerstack] {
-        out.push_str(&format!(
-            "mock {rail} listening on {}\n",
-            sandbox.base_url(rail)
-        ));
-    }
-    out.push_str(&format!(
-        "credentials: PAYPAL_CLIENT_ID=mock-client-id PAYPAL_CLIENT_SECRET=mock-client-secret \
-         PAYPAL_WEBHOOK_ID={} WISE_API_TOKEN=wise_test_token WISE_PROFILE_ID={} \
-         PARTNERSTACK_PUBLIC_KEY=pk_live_mock PARTNERSTACK_SECRET_KEY=sk_live_mock \
-         STRIPE_WEBHOOK_SECRETS={STRIPE_WEBHOOK_SECRET} PARTNERSTACK_WEBHOOK_TOKEN={PARTNERSTACK_WEBHOOK_TOKEN}\n",
-        sandbox.paypal.webhook_id(),
-        payouts::providers::wise::mock::PROFILE_ID,
-    ));
-    out.push_str(&match &webhook_url {
-        Some(url) => format!("webhooks go to {url}/<rail>\n"),
-        None => "webhooks are off (pass --webhook-url to send them)\n".to_string(),
-    });
-    // Whoever started us may stop reading after the addresses; a closed pipe must not stop
-    // the mocks.
-    {
-        use std::io::Write;
-        let mut stdout = std::io::stdout().lock();
-        let _ = stdout
-            .write_all(out.as_bytes())
-            .and_then(|()| stdout.flush());
-    }
-    shutdown_signal().await;
-    sandbox.stop();
-    Ok(0)
 }

@@ -8,7 +8,6 @@ use payouts::domain::ids::{AccountId, ProgramId};
 use payouts::domain::money::Currency;
 use payouts::storage::{AccountBalance, Store};
 
-pub use super::bench::{BenchCommand, bench};
 use super::{print_json, render};
 
 #[derive(Subcommand)]

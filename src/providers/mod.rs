@@ -1,7 +1,6 @@
 //! Payout rails: one module per provider, each with its HTTP adapter, its wire types beside
 //! it, and a mock server that speaks the same wire format beside that.
 
-pub mod mock_kit;
 pub mod partnerstack;
 pub mod paypal;
 pub mod rail;

@@ -16,7 +16,7 @@ use common::{TestEnv, usd};
 use payouts::domain::api_key::Scope;
 use payouts::domain::ids::AccountId;
 use payouts::http::{ApiSettings, WebhookState};
-use payouts::providers::stripe::mock::Faults;
+use payouts::sim::stripe::Faults;
 use serde_json::Value;
 
 pub struct Api {

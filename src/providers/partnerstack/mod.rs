@@ -25,7 +25,6 @@
 //! with the same pair it created with, which one config guarantees.
 
 pub mod classify;
-pub mod mock;
 pub mod records;
 pub mod statement;
 pub mod webhook;

@@ -7,8 +7,6 @@
 //! the dedupe window may have passed nothing can be proven and an operator must look.
 
 pub mod classify;
-pub mod mock;
-mod mock_engine;
 pub mod records;
 pub mod statement;
 pub mod webhook;

@@ -5,7 +5,6 @@
 //! which lets a lookup list every transfer any attempt of the payout made.
 
 pub mod classify;
-pub mod mock;
 pub mod records;
 pub mod statement;
 pub mod webhook;

@@ -12,7 +12,6 @@
 //! the profile's transfers and matches the `customerTransactionId` of every attempt.
 
 pub mod classify;
-pub mod mock;
 pub mod records;
 pub mod statement;
 pub mod webhook;

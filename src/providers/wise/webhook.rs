@@ -24,10 +24,6 @@ use super::wire::{
 use crate::providers::ProviderError;
 use crate::providers::webhook::{InboundEvent, WebhookError};
 
-/// TEST ONLY: the public half of the key pair our mock signs with. Never configure it in
-/// production; Wise publishes its own (different for sandbox and production).
-pub const TEST_WEBHOOK_PUBLIC_KEY_PEM: &str = include_str!("test_webhook_public_key.pem");
-
 /// Deliveries whose `sent_at` is older than this are refused as stale.
 pub const MAX_AGE: chrono::Duration = chrono::Duration::days(15);
 
@@ -153,11 +149,12 @@ fn read_event(
     ))
 }
 
-#[cfg(test)]
+// The signatures come from the Wise simulator's key pair.
+#[cfg(all(test, feature = "simulators"))]
 mod tests {
     use super::*;
     use crate::domain::tracking::RailState;
-    use crate::providers::wise::mock::sign_test_body;
+    use crate::sim::wise::{TEST_WEBHOOK_PUBLIC_KEY_PEM, sign_test_body};
 
     fn body(state: &str, sent_at: &str) -> Vec<u8> {
         format!(

@@ -1,0 +1,785 @@
+//! A faithful mock of Stripe's transfer API (provider-contracts §1.9), for tests and the demo.
+//!
+//! It keeps its own record of every transfer it really made ([`MockStripe::transfers`]): the
+//! truth the tests compare our ledger against. Faults are injected from [`Faults`]:
+//! latency, 429s (rejected before the idempotency layer, so not stored), 500s (stored under
+//! the key and replayed, as Stripe does), and "commit, then drop the connection";
+//! `key_ttl_ms` makes it forget idempotency keys early.
+//!
+//! Every transfer emits a signed `transfer.created` webhook through its outbox. A transfer to
+//! a destination starting `acct_bounce` is reversed in full `late_after_ms` later (the
+//! connected account's bank payout failed and the platform pulled the money back), emitting
+//! `transfer.reversed`; [`MockStripe::reverse`] does the same on demand.
+//!
+//! For reconciliation (see `mock_records.rs`): transfer and payout lists honour
+//! `created[gt|gte|lt|lte]` and pagination; `POST /v1/payouts` makes a platform bank payout
+//! (`pending`, then `paid` `late_after_ms` later); test-control routes tamper with or forget a
+//! transfer silently, move the mock's clock, and export the dashboard's transfers CSV.
+
+mod records;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::domain::money::Currency;
+use crate::providers::stripe::webhook::{SIGNATURE_HEADER, sign};
+use crate::providers::stripe::wire::{
+    ErrorBody, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, Payout, REQUEST_ID, Transfer,
+};
+use crate::sim::kit::{Dice, MovedMoney, Outbox, dropped_connection, lock};
+
+pub use crate::sim::kit::Faults;
+pub use records::Tamper;
+
+#[derive(Debug, Clone)]
+enum Idem {
+    InFlight {
+        fingerprint: String,
+    },
+    Done {
+        fingerprint: String,
+        status: u16,
+        body: String,
+    },
+}
+
+#[derive(Debug)]
+struct Inner {
+    api_key: SecretString,
+    faults: Faults,
+    dice: Dice,
+    transfers: Vec<Transfer>,
+    /// Platform payouts to the platform's own bank, oldest first.
+    payouts: Vec<Payout>,
+    /// Seconds added to `created` of new objects, so tests can make them on other days.
+    clock_offset_secs: i64,
+    /// Idempotency entries with the time they were stored (for `Faults::key_ttl_ms`).
+    idempotency: HashMap<String, (Instant, Idem)>,
+    outbox: Outbox,
+    webhook_secret: SecretString,
+    /// Seconds added to the signing clock, to test the receiver's 300 s tolerance.
+    webhook_skew_secs: i64,
+    late_after_ms: u64,
+    next_event: u64,
+    /// Available platform balance per lowercase currency, in minor units.
+    balance: BTreeMap<String, i64>,
+    default_balance: i64,
+    next_id: u64,
+    requests: u64,
+}
+
+/// Handle to a running mock. Dropping it does not stop the server; call [`MockStripe::stop`].
+#[derive(Debug, Clone)]
+pub struct MockStripe {
+    inner: Arc<Mutex<Inner>>,
+    addr: SocketAddr,
+    task: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+/// What the mock was configured with at start.
+#[derive(Debug, Clone)]
+pub struct MockConfig {
+    pub api_key: SecretString,
+    pub faults: Faults,
+    /// Starting platform balance per currency, in minor units.
+    pub balance_minor: i64,
+    /// Signs webhook deliveries (`whsec_…`).
+    pub webhook_secret: SecretString,
+    /// Transfers to destinations starting `acct_bounce` are reversed this long after they
+    /// were made: the connected account's bank payout failed and the platform pulled the
+    /// money back (`transfer.reversed`).
+    pub late_after_ms: u64,
+}
+
+impl Default for MockConfig {
+    fn default() -> Self {
+        MockConfig {
+            api_key: SecretString::from("sk_test_mock"),
+            faults: Faults::default(),
+            balance_minor: 1_000_000_000,
+            webhook_secret: SecretString::from("whsec_mock"),
+            late_after_ms: 300,
+        }
+    }
+}
+
+impl MockStripe {
+    /// Starts the mock on `addr` (use port 0 for an ephemeral port).
+    pub async fn start(addr: SocketAddr, config: MockConfig) -> std::io::Result<MockStripe> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let inner = Arc::new(Mutex::new(Inner {
+            api_key: config.api_key,
+            dice: Dice::new(config.faults.seed),
+            faults: config.faults,
+            transfers: Vec::new(),
+            payouts: Vec::new(),
+            clock_offset_secs: 0,
+            idempotency: HashMap::new(),
+            balance: BTreeMap::new(),
+            default_balance: config.balance_minor,
+            next_id: 1,
+            requests: 0,
+            outbox: Outbox::default(),
+            webhook_secret: config.webhook_secret,
+            webhook_skew_secs: 0,
+            late_after_ms: config.late_after_ms,
+            next_event: 1,
+        }));
+        let app = router(inner.clone());
+        let task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "mock stripe server stopped");
+            }
+        });
+        Ok(MockStripe {
+            inner,
+            addr,
+            task: Arc::new(Mutex::new(Some(task))),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every transfer the mock really made, oldest first.
+    pub fn transfers(&self) -> Vec<Transfer> {
+        lock(&self.inner).transfers.clone()
+    }
+
+    /// Every platform payout the mock made, oldest first.
+    pub fn payouts(&self) -> Vec<Payout> {
+        lock(&self.inner).payouts.clone()
+    }
+
+    /// Moves the clock that stamps `created` on new transfers and payouts by `secs` (e.g.
+    /// `-86_400` to make "yesterday's" transfers). Webhook signing keeps the real clock.
+    pub fn set_clock_offset(&self, secs: i64) {
+        lock(&self.inner).clock_offset_secs = secs;
+    }
+
+    /// Silently changes a stored transfer (no webhook): the provider's books now disagree with
+    /// what it told us. False if unknown.
+    pub fn tamper(&self, change: &Tamper) -> bool {
+        records::tamper(&self.inner, change)
+    }
+
+    /// Silently forgets a transfer (no webhook). False if unknown.
+    pub fn forget(&self, id: &str) -> bool {
+        records::forget(&self.inner, id)
+    }
+
+    /// How many transfers were made for one transfer group (our payout id).
+    pub fn transfers_for_group(&self, group: &str) -> usize {
+        lock(&self.inner)
+            .transfers
+            .iter()
+            .filter(|t| t.transfer_group.as_deref() == Some(group))
+            .count()
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        let mut inner = lock(&self.inner);
+        inner.dice = Dice::new(faults.seed);
+        inner.faults = faults;
+    }
+
+    /// Sets the available platform balance for a currency, in minor units.
+    pub fn set_balance(&self, currency: Currency, minor: i64) {
+        lock(&self.inner)
+            .balance
+            .insert(currency.code().to_ascii_lowercase(), minor);
+    }
+
+    /// Makes a transfer nobody asked for (to test that our lookups notice duplicates).
+    pub fn inject_transfer(
+        &self,
+        group: &str,
+        destination: &str,
+        amount: i64,
+        currency: &str,
+    ) -> String {
+        let mut inner = lock(&self.inner);
+        let transfer = new_transfer(
+            &mut inner,
+            amount,
+            currency,
+            destination,
+            Some(group),
+            BTreeMap::new(),
+        );
+        inner.transfers.push(transfer.clone());
+        transfer.id
+    }
+
+    /// The mock's own books: one entry per transfer, paid unless reversed.
+    pub fn moved(&self) -> Vec<MovedMoney> {
+        lock(&self.inner)
+            .transfers
+            .iter()
+            .map(|t| MovedMoney {
+                payout_id: t
+                    .metadata
+                    .get("payout_id")
+                    .cloned()
+                    .or_else(|| t.transfer_group.clone())
+                    .unwrap_or_default(),
+                provider_ref: t.id.clone(),
+                currency: t.currency.to_ascii_uppercase(),
+                minor: t.amount - t.amount_reversed,
+                state: crate::providers::stripe::observe(t).state,
+            })
+            .collect()
+    }
+
+    /// Webhook deliveries: set a target to receive them.
+    pub fn outbox(&self) -> Outbox {
+        lock(&self.inner).outbox.clone()
+    }
+
+    /// Skews the clock webhook signatures are made with.
+    pub fn set_webhook_skew(&self, secs: i64) {
+        lock(&self.inner).webhook_skew_secs = secs;
+    }
+
+    /// Reverses a transfer in full, crediting the platform balance. False if unknown or
+    /// already reversed.
+    pub fn reverse(&self, id: &str) -> bool {
+        reverse_transfer(&self.inner, id)
+    }
+
+    pub fn requests(&self) -> u64 {
+        lock(&self.inner).requests
+    }
+
+    pub fn stop(&self) {
+        if let Some(task) = self.task.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            task.abort();
+        }
+    }
+}
+
+fn router(inner: Arc<Mutex<Inner>>) -> Router {
+    Router::new()
+        .route(
+            "/v1/transfers",
+            post(create_transfer).get(records::list_transfers),
+        )
+        .route("/v1/transfers/{id}", get(get_transfer))
+        .route(
+            "/v1/payouts",
+            post(records::create_payout).get(records::list_payouts),
+        )
+        .route("/v1/payouts/{id}", get(records::get_payout))
+        .route("/v1/balance", get(get_balance))
+        .route("/__mock/transfers", get(truth))
+        .route("/__mock/faults", post(set_faults))
+        .route("/__mock/transfers/{id}/reverse", post(reverse_route))
+        .route("/__mock/transfers/{id}", delete(records::forget_route))
+        .route("/__mock/tamper", post(records::tamper_route))
+        .route("/__mock/clock", post(records::clock_route))
+        .route("/__mock/statement.csv", get(records::statement_route))
+        .fallback(unknown_route)
+        .with_state(inner)
+}
+
+fn stripe_error(
+    status: StatusCode,
+    kind: &str,
+    code: Option<&str>,
+    message: &str,
+    param: Option<&str>,
+) -> Response {
+    let mut response = (status, Json(ErrorBody::new(kind, code, message, param))).into_response();
+    response
+        .headers_mut()
+        .insert(REQUEST_ID, HeaderValue::from_static("req_mock"));
+    response
+}
+
+fn authorized(inner: &Mutex<Inner>, headers: &HeaderMap) -> Result<(), Box<Response>> {
+    let guard = lock(inner);
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if given == Some(guard.api_key.expose_secret()) {
+        Ok(())
+    } else {
+        Err(Box::new(stripe_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            None,
+            "Invalid API Key provided.",
+            None,
+        )))
+    }
+}
+
+fn new_transfer(
+    inner: &mut Inner,
+    amount: i64,
+    currency: &str,
+    destination: &str,
+    group: Option<&str>,
+    metadata: BTreeMap<String, String>,
+) -> Transfer {
+    let n = inner.next_id;
+    inner.next_id += 1;
+    let id = format!("tr_mock{n:010}");
+    Transfer {
+        object: "transfer".into(),
+        amount,
+        amount_reversed: 0,
+        balance_transaction: Some(format!("txn_mock{n:010}")),
+        created: chrono::Utc::now().timestamp() + inner.clock_offset_secs,
+        currency: currency.to_string(),
+        description: None,
+        destination: destination.to_string(),
+        destination_payment: Some(format!("py_mock{n:010}")),
+        livemode: false,
+        metadata,
+        reversed: false,
+        source_transaction: None,
+        source_type: Some("card".into()),
+        transfer_group: group.map(str::to_string),
+        id,
+    }
+}
+
+/// Parsed and validated parameters of POST /v1/transfers.
+struct CreateParams {
+    amount: i64,
+    currency: String,
+    destination: String,
+    transfer_group: Option<String>,
+    description: Option<String>,
+    metadata: BTreeMap<String, String>,
+    fingerprint: String,
+}
+
+fn parse_create(body: &Bytes) -> Result<CreateParams, Box<Response>> {
+    let bad = |code: &str, msg: String, param: &str| {
+        Box::new(stripe_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            Some(code),
+            &msg,
+            Some(param),
+        ))
+    };
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(|e| {
+        bad(
+            "parameter_invalid",
+            format!("Invalid form body: {e}"),
+            "body",
+        )
+    })?;
+    let mut fields: BTreeMap<String, String> = BTreeMap::new();
+    let mut metadata = BTreeMap::new();
+    for (k, v) in &pairs {
+        if let Some(key) = k
+            .strip_prefix("metadata[")
+            .and_then(|k| k.strip_suffix(']'))
+        {
+            metadata.insert(key.to_string(), v.clone());
+        } else if matches!(
+            k.as_str(),
+            "amount"
+                | "currency"
+                | "destination"
+                | "transfer_group"
+                | "description"
+                | "source_transaction"
+                | "source_type"
+                | "expand[]"
+        ) {
+            fields.insert(k.clone(), v.clone());
+        } else {
+            return Err(bad(
+                "parameter_unknown",
+                format!("Received unknown parameter: {k}"),
+                k,
+            ));
+        }
+    }
+    let amount = match fields.get("amount") {
+        None => {
+            return Err(bad(
+                "parameter_missing",
+                "Missing required param: amount.".into(),
+                "amount",
+            ));
+        }
+        Some(a) => a.parse::<i64>().ok().filter(|a| *a > 0).ok_or_else(|| {
+            bad(
+                "parameter_invalid_integer",
+                format!("Invalid positive integer: {a}"),
+                "amount",
+            )
+        })?,
+    };
+    let currency = fields.get("currency").ok_or_else(|| {
+        bad(
+            "parameter_missing",
+            "Missing required param: currency.".into(),
+            "currency",
+        )
+    })?;
+    if currency.parse::<Currency>().is_err() || currency.to_ascii_lowercase() != *currency {
+        return Err(bad(
+            "parameter_invalid",
+            format!("Invalid currency: {currency}"),
+            "currency",
+        ));
+    }
+    let destination = fields.get("destination").ok_or_else(|| {
+        bad(
+            "parameter_missing",
+            "Missing required param: destination.".into(),
+            "destination",
+        )
+    })?;
+    if !destination.starts_with("acct_") {
+        return Err(Box::new(stripe_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            Some("resource_missing"),
+            &format!("No such destination: '{destination}'"),
+            Some("destination"),
+        )));
+    }
+    let mut sorted = pairs.clone();
+    sorted.sort();
+    Ok(CreateParams {
+        amount,
+        currency: currency.clone(),
+        destination: destination.clone(),
+        transfer_group: fields.get("transfer_group").cloned(),
+        description: fields.get("description").cloned(),
+        metadata,
+        fingerprint: format!("POST /v1/transfers {sorted:?}"),
+    })
+}
+
+fn replay(status: u16, body: String, replayed: bool) -> Response {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(REQUEST_ID, HeaderValue::from_static("req_mock"));
+    if replayed {
+        headers.insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
+    response
+}
+
+async fn create_transfer(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let shared = Arc::clone(&inner);
+    lock(&inner).requests += 1;
+    if let Err(r) = authorized(&inner, &headers) {
+        return *r;
+    }
+    let params = match parse_create(&body) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    let key = headers
+        .get(IDEMPOTENCY_KEY)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+
+    // Rate limiting runs before the idempotency layer: a 429 is never stored.
+    let (latency, first_seen) = {
+        let mut guard = lock(&inner);
+        let inner = &mut *guard;
+        let limited = inner.dice.roll(inner.faults.rate_limit_rate);
+        if limited {
+            let mut r = stripe_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "invalid_request_error",
+                Some("rate_limit"),
+                "Too many requests hit the API too quickly.",
+                None,
+            );
+            r.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                HeaderValue::from_static("1"),
+            );
+            return r;
+        }
+        let mut first_seen = true;
+        if let Some(key) = &key {
+            let ttl = inner.faults.key_ttl_ms;
+            if ttl > 0
+                && inner
+                    .idempotency
+                    .get(key)
+                    .is_some_and(|(at, _)| at.elapsed() > Duration::from_millis(ttl))
+            {
+                inner.idempotency.remove(key);
+            }
+            match inner.idempotency.get(key).map(|(_, idem)| idem) {
+                Some(Idem::Done {
+                    fingerprint,
+                    status,
+                    body,
+                }) if *fingerprint == params.fingerprint => {
+                    return replay(*status, body.clone(), true);
+                }
+                Some(Idem::InFlight { fingerprint }) if *fingerprint == params.fingerprint => {
+                    return stripe_error(
+                        StatusCode::CONFLICT,
+                        "idempotency_error",
+                        Some("idempotency_key_in_use"),
+                        "There is currently another in-progress request using this Stripe API key and idempotency key. Please try again later.",
+                        None,
+                    );
+                }
+                Some(_) => {
+                    return stripe_error(
+                        StatusCode::BAD_REQUEST,
+                        "idempotency_error",
+                        None,
+                        &format!(
+                            "Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '{key}' if you meant to execute a different request."
+                        ),
+                        None,
+                    );
+                }
+                None => {
+                    inner.idempotency.insert(
+                        key.clone(),
+                        (
+                            Instant::now(),
+                            Idem::InFlight {
+                                fingerprint: params.fingerprint.clone(),
+                            },
+                        ),
+                    );
+                }
+            }
+        } else {
+            first_seen = false;
+        }
+        (inner.faults.latency_ms, first_seen)
+    };
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+
+    let mut guard = lock(&inner);
+    let inner = &mut *guard;
+    let faults = inner.faults.clone();
+    let (status, body, drop) = if inner.dice.roll(faults.error_rate) {
+        let body = serde_json::to_string(&ErrorBody::new(
+            "api_error",
+            None,
+            "An unknown error occurred (mock).",
+            None,
+        ))
+        .unwrap_or_default();
+        (500, body, false)
+    } else {
+        let default = inner.default_balance;
+        let available = *inner
+            .balance
+            .entry(params.currency.clone())
+            .or_insert(default);
+        if available < params.amount {
+            let body = serde_json::to_string(&ErrorBody::new(
+                "invalid_request_error",
+                Some("balance_insufficient"),
+                "You have insufficient available funds in your Stripe account.",
+                None,
+            ))
+            .unwrap_or_default();
+            (400, body, false)
+        } else {
+            inner
+                .balance
+                .insert(params.currency.clone(), available - params.amount);
+            let mut transfer = new_transfer(
+                inner,
+                params.amount,
+                &params.currency,
+                &params.destination,
+                params.transfer_group.as_deref(),
+                params.metadata.clone(),
+            );
+            transfer.description = params.description.clone();
+            inner.transfers.push(transfer.clone());
+            emit(inner, "transfer.created", &transfer);
+            if transfer.destination.starts_with("acct_bounce") {
+                let later = Arc::clone(&shared);
+                let id = transfer.id.clone();
+                let after = Duration::from_millis(inner.late_after_ms);
+                tokio::spawn(async move {
+                    tokio::time::sleep(after).await;
+                    reverse_transfer(&later, &id);
+                });
+            }
+            let drop = (faults.drop_first_attempt && first_seen)
+                || (inner.dice.roll(faults.drop_after_commit_rate));
+            (
+                200,
+                serde_json::to_string(&transfer).unwrap_or_default(),
+                drop,
+            )
+        }
+    };
+    if let Some(key) = key {
+        inner.idempotency.insert(
+            key,
+            (
+                Instant::now(),
+                Idem::Done {
+                    fingerprint: params.fingerprint,
+                    status,
+                    body: body.clone(),
+                },
+            ),
+        );
+    }
+    if drop {
+        return dropped_connection();
+    }
+    replay(status, body, false)
+}
+
+async fn get_transfer(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = authorized(&inner, &headers) {
+        return *r;
+    }
+    let found = lock(&inner).transfers.iter().find(|t| t.id == id).cloned();
+    match found {
+        Some(t) => Json(t).into_response(),
+        None => stripe_error(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            Some("resource_missing"),
+            &format!("No such transfer: '{id}'"),
+            Some("id"),
+        ),
+    }
+}
+
+async fn get_balance(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorized(&inner, &headers) {
+        return *r;
+    }
+    let guard = lock(&inner);
+    let available: Vec<serde_json::Value> = guard
+        .balance
+        .iter()
+        .map(|(c, a)| serde_json::json!({"amount": a, "currency": c}))
+        .collect();
+    Json(serde_json::json!({"object": "balance", "available": available, "pending": [], "livemode": false})).into_response()
+}
+
+async fn truth(State(inner): State<Arc<Mutex<Inner>>>) -> Response {
+    Json(lock(&inner).transfers.clone()).into_response()
+}
+
+async fn set_faults(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Json(faults): Json<Faults>,
+) -> Response {
+    let mut guard = lock(&inner);
+    guard.dice = Dice::new(faults.seed);
+    guard.faults = faults;
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn unknown_route(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    stripe_error(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        None,
+        &format!("Unrecognized request URL ({method}: {}).", uri.path()),
+        None,
+    )
+}
+
+/// Signs and sends a `transfer.*` event through the outbox.
+fn emit(inner: &mut Inner, kind: &str, transfer: &Transfer) {
+    let created = chrono::Utc::now().timestamp();
+    let event = serde_json::json!({
+        "id": format!("evt_mock{:06}", inner.next_event),
+        "object": "event",
+        "api_version": "2024-06-20",
+        "created": created,
+        "type": kind,
+        "livemode": false,
+        "pending_webhooks": 1,
+        "request": {"id": null, "idempotency_key": null},
+        "data": {"object": transfer},
+    });
+    inner.next_event += 1;
+    let body = event.to_string().into_bytes();
+    let signature = sign(
+        &inner.webhook_secret,
+        created + inner.webhook_skew_secs,
+        &body,
+    );
+    inner.outbox.send(
+        vec![(SIGNATURE_HEADER.to_string(), signature)],
+        body,
+        Duration::ZERO,
+    );
+}
+
+fn reverse_transfer(inner: &Mutex<Inner>, id: &str) -> bool {
+    let mut guard = lock(inner);
+    let inner = &mut *guard;
+    let Some(t) = inner.transfers.iter_mut().find(|t| t.id == id) else {
+        return false;
+    };
+    if t.reversed {
+        return false;
+    }
+    let back = t.amount - t.amount_reversed;
+    t.amount_reversed = t.amount;
+    t.reversed = true;
+    let transfer = t.clone();
+    *inner.balance.entry(transfer.currency.clone()).or_insert(0) += back;
+    emit(inner, "transfer.reversed", &transfer);
+    true
+}
+
+async fn reverse_route(State(inner): State<Arc<Mutex<Inner>>>, Path(id): Path<String>) -> Response {
+    if reverse_transfer(&inner, &id) {
+        StatusCode::OK.into_response()
+    } else {
+        StatusCode::NOT_FOUND.into_response()
+    }
+}

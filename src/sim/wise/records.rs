@@ -1,0 +1,258 @@
+//! The mock Wise's records side: the `createdDateStart`/`createdDateEnd` filter of the
+//! transfer listing, the balance statement export, and test controls that change the mock's
+//! own records silently (no webhook, no balance movement), so reconciliation has something
+//! to find.
+//!
+//! - `GET /__mock/statement.csv?from=YYYY-MM-DD&to=YYYY-MM-DD`: the balance statement
+//!   ([`crate::providers::wise::statement::FORMAT`]) of the funded transfers created on those UTC days,
+//!   both inclusive (either bound may be left out). Unfunded transfers never took money from
+//!   the balance, so a balance statement does not show them.
+//! - `POST /__mock/tamper` `{"id": 50000001, "source_value": "12.34", "source_currency": "EUR",
+//!   "target_account": 1002, "status": "funds_refunded"}` (every field but `id` optional):
+//!   overwrites those fields of the transfer; a new status also stops its script. 200 with the
+//!   transfer, 404 if unknown.
+//! - `DELETE /__mock/transfers/{id}`: the mock forgets the transfer. 204, 404 if unknown.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use serde::Deserialize;
+
+use super::{Shared, body_of, find, lock, not_found, validation};
+use crate::providers::records::write_statement;
+use crate::providers::wise::records::{CREATED_FORMAT, transfer_record};
+use crate::providers::wise::statement;
+use crate::providers::wise::wire::{Num, Transfer};
+
+/// One end of a `createdDateStart`/`createdDateEnd` filter, comparable with `created` text.
+#[derive(Debug, Clone)]
+enum Bound {
+    /// A whole UTC day (`YYYY-MM-DD`), inclusive.
+    Day(String),
+    /// An instant, as `YYYY-MM-DD HH:MM:SS` text, inclusive.
+    At(String),
+}
+
+fn bound(text: &str) -> Option<Bound> {
+    let text = text.trim();
+    if let Ok(day) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Some(Bound::Day(day.format("%Y-%m-%d").to_string()));
+    }
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| Bound::At(t.with_timezone(&Utc).format(CREATED_FORMAT).to_string()))
+}
+
+/// Which transfers a listing's date range keeps. `created` is `YYYY-MM-DD HH:MM:SS`, so text
+/// order is time order. Days are inclusive at both ends, like Wise's.
+#[derive(Debug, Clone, Default)]
+pub(super) struct CreatedRange {
+    start: Option<Bound>,
+    end: Option<Bound>,
+}
+
+impl CreatedRange {
+    /// The range of `createdDateStart`/`createdDateEnd`, or the 400 naming the bad one.
+    pub(super) fn parse(start: Option<&str>, end: Option<&str>) -> Result<Self, Box<Response>> {
+        let read = |name: &str, value: Option<&str>| match value {
+            None => Ok(None),
+            Some(v) => bound(v).map(Some).ok_or_else(|| {
+                Box::new(validation(
+                    400,
+                    "NOT_VALID",
+                    &format!("{name} must be a date (YYYY-MM-DD) or an ISO 8601 time"),
+                    Some(name),
+                ))
+            }),
+        };
+        Ok(CreatedRange {
+            start: read("createdDateStart", start)?,
+            end: read("createdDateEnd", end)?,
+        })
+    }
+
+    pub(super) fn contains(&self, created: &str) -> bool {
+        let day = created.get(..10).unwrap_or(created);
+        let after_start = match &self.start {
+            None => true,
+            Some(Bound::Day(d)) => day >= d.as_str(),
+            Some(Bound::At(t)) => created >= t.as_str(),
+        };
+        let before_end = match &self.end {
+            None => true,
+            Some(Bound::Day(d)) => day <= d.as_str(),
+            Some(Bound::At(t)) => created <= t.as_str(),
+        };
+        after_start && before_end
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct StatementQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+fn csv_response(bytes: Vec<u8>) -> Response {
+    let mut response = Response::new(Body::from(bytes));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    response
+}
+
+/// `GET /__mock/statement.csv?from=&to=`.
+pub(super) async fn statement_csv(
+    State(shared): State<Shared>,
+    Query(q): Query<StatementQuery>,
+) -> Response {
+    let day = |name: &'static str, v: &Option<String>| match v.as_deref() {
+        None | Some("") => Ok(None),
+        Some(v) => NaiveDate::parse_from_str(v.trim(), "%Y-%m-%d")
+            .map(|d| Some(Bound::Day(d.format("%Y-%m-%d").to_string())))
+            .map_err(|_| name),
+    };
+    let range = match (day("from", &q.from), day("to", &q.to)) {
+        (Ok(start), Ok(end)) => CreatedRange { start, end },
+        (Err(name), _) | (_, Err(name)) => {
+            return validation(400, "NOT_VALID", "use YYYY-MM-DD", Some(name));
+        }
+    };
+    let payee_name = statement::FORMAT
+        .columns
+        .iter()
+        .position(|c| *c == statement::PAYEE_NAME);
+    let rows = {
+        let inner = lock(&shared);
+        let mut rows = Vec::new();
+        for t in inner
+            .transfers
+            .iter()
+            .filter(|t| t.funded_minor.is_some() && range.contains(&t.transfer.created))
+        {
+            let record = match transfer_record(&t.transfer) {
+                Ok(r) => r,
+                Err(e) => {
+                    return validation(500, "error.statement", &e.to_string(), None);
+                }
+            };
+            let mut row = statement::to_row(&record);
+            let holder = inner
+                .accounts
+                .iter()
+                .find(|a| a.id == t.transfer.target_account);
+            if let (Some(i), Some(a)) = (payee_name, holder)
+                && let Some(cell) = row.get_mut(i)
+            {
+                cell.clone_from(&a.account_holder_name);
+            }
+            rows.push(row);
+        }
+        rows
+    };
+    let mut csv = Vec::new();
+    match write_statement(&statement::FORMAT, rows, &mut csv) {
+        Ok(()) => csv_response(csv),
+        Err(e) => validation(500, "error.statement", &e.to_string(), None),
+    }
+}
+
+/// A transfer id as a JSON number or string.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum IdValue {
+    Number(u64),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Tamper {
+    id: IdValue,
+    source_value: Option<String>,
+    source_currency: Option<String>,
+    target_account: Option<u64>,
+    status: Option<String>,
+}
+
+/// `POST /__mock/tamper`.
+pub(super) async fn tamper(State(shared): State<Shared>, body: Bytes) -> Response {
+    let t: Tamper = match serde_json::from_slice(&body) {
+        Ok(t) => t,
+        Err(e) => return validation(400, "NOT_VALID", &e.to_string(), None),
+    };
+    let id = match t.id {
+        IdValue::Number(n) => n.to_string(),
+        IdValue::Text(s) => s.trim().to_string(),
+    };
+    let value = match t.source_value.as_deref().map(str::trim) {
+        None => None,
+        Some(v) => match Decimal::from_str_exact(v) {
+            Ok(d) if d > Decimal::ZERO => Some(d),
+            _ => {
+                return validation(
+                    400,
+                    "NOT_VALID",
+                    "source_value must be a positive decimal string",
+                    Some("source_value"),
+                );
+            }
+        },
+    };
+    let mut inner = lock(&shared);
+    let Some(i) = find(&inner, &id) else {
+        return not_found(&id);
+    };
+    let entry = &mut inner.transfers[i];
+    let transfer: &mut Transfer = &mut entry.transfer;
+    if let Some(v) = value {
+        transfer.source_value = Num(v);
+    }
+    if let Some(c) = t.source_currency {
+        transfer.source_currency = c.trim().to_ascii_uppercase();
+    }
+    if let Some(a) = t.target_account {
+        transfer.target_account = a;
+    }
+    if let Some(s) = t.status {
+        transfer.status = s.trim().to_string();
+        entry.script.clear();
+    }
+    body_of(200, &entry.transfer)
+}
+
+/// `DELETE /__mock/transfers/{id}`.
+pub(super) async fn forget(State(shared): State<Shared>, Path(id): Path<String>) -> Response {
+    let mut inner = lock(&shared);
+    match find(&inner, &id) {
+        Some(i) => {
+            inner.transfers.remove(i);
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = axum::http::StatusCode::NO_CONTENT;
+            response
+        }
+        None => not_found(&id),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn created_ranges_take_days_and_instants() {
+        let days = CreatedRange::parse(Some("2025-03-01"), Some("2025-03-02")).unwrap();
+        assert!(days.contains("2025-03-01 00:00:00"));
+        assert!(days.contains("2025-03-02 23:59:59"));
+        assert!(!days.contains("2025-03-03 00:00:00"));
+        assert!(!days.contains("2025-02-28 23:59:59"));
+        let at = CreatedRange::parse(Some("2025-03-01T10:00:00Z"), None).unwrap();
+        assert!(at.contains("2025-03-01 10:00:00"));
+        assert!(!at.contains("2025-03-01 09:59:59"));
+        assert!(CreatedRange::parse(Some("March"), None).is_err());
+    }
+}

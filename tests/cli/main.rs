@@ -1,0 +1,10 @@
+//! The real `payouts` binary run as a user runs it: commands, program configuration, the
+//! benchmarks' smoke tests, and worker processes killed or stopped mid-send. One binary, one
+//! module per topic, sharing `common`.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod commands;
+mod crash_recovery;
+mod programs;

@@ -1,0 +1,387 @@
+//! Reconciliation through the real Stripe adapter and mock: pay the demo, check everything
+//! matches, then make every kind of discrepancy happen at the mock and check each is caught,
+//! classified, explained, resolvable, and resolved for good.
+
+use std::collections::BTreeSet;
+
+use crate::common::{DEMO, TestEnv};
+use chrono::Utc;
+use payouts::domain::ids::Rail;
+use payouts::domain::reconcile::{Exception, ExceptionKind, Period, Severity, Tolerances};
+use payouts::reconcile::{Quiet, ReconcileRequest, RecordsFrom, reconcile};
+use payouts::sim::kit::Faults;
+use payouts::storage::{ReconRun, Trigger};
+use serde_json::json;
+
+struct Paid {
+    env: TestEnv,
+    /// (payout id, transfer id), in withdrawal order.
+    payouts: Vec<(String, String)>,
+    http: reqwest::Client,
+}
+
+async fn paid_demo() -> Paid {
+    let env = TestEnv::new(Faults::default()).await;
+    env.ingest(DEMO).await;
+    let ids = env.withdraw_all().await;
+    assert_eq!(ids.len(), 5, "the demo pays five referrers");
+    env.work_until_idle(env.deps()).await;
+    let mut payouts = Vec::new();
+    for id in ids {
+        let detail = env.store.payout(&id).await.expect("payout");
+        let transfer = detail
+            .payout
+            .provider_ref
+            .clone()
+            .expect("paid payouts have a transfer");
+        payouts.push((id, transfer));
+    }
+    Paid {
+        env,
+        payouts,
+        http: reqwest::Client::new(),
+    }
+}
+
+fn today() -> Period {
+    Period::day(Utc::now().date_naive())
+}
+
+impl Paid {
+    async fn run_with(&self, from: RecordsFrom, tolerances: Tolerances) -> ReconRun {
+        let rails = self.env.deps().rails.clone();
+        let request = ReconcileRequest {
+            period: today(),
+            rails: vec![Rail::Stripe],
+            from,
+            trigger: Trigger::Cli,
+            tolerances,
+            run_id: None,
+        };
+        reconcile(&self.env.store, &rails, &request, &Quiet)
+            .await
+            .expect("reconcile")
+    }
+
+    async fn run(&self) -> ReconRun {
+        self.run_with(RecordsFrom::Api, Tolerances::default()).await
+    }
+
+    async fn exceptions(&self, run: &ReconRun) -> Vec<Exception> {
+        self.env
+            .store
+            .recon_exceptions(&run.id, false)
+            .await
+            .expect("exceptions")
+    }
+
+    async fn mock(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.env.mock.base_url()));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("mock answers");
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.text().await.unwrap_or_default()
+        );
+    }
+
+    /// A transfer made straight at Stripe, as someone with the key could.
+    async fn transfer(&self, amount: i64, destination: &str, group: &str, payout_id: Option<&str>) {
+        let mut form = vec![
+            ("amount", amount.to_string()),
+            ("currency", "usd".to_string()),
+            ("destination", destination.to_string()),
+            ("transfer_group", group.to_string()),
+        ];
+        if let Some(p) = payout_id {
+            form.push(("metadata[payout_id]", p.to_string()));
+        }
+        let response = self
+            .http
+            .post(format!("{}/v1/transfers", self.env.mock.base_url()))
+            .bearer_auth("sk_test_mock")
+            .form(&form)
+            .send()
+            .await
+            .expect("mock answers");
+        assert!(
+            response.status().is_success(),
+            "{}",
+            response.text().await.unwrap_or_default()
+        );
+    }
+
+    async fn destination(&self, payout: &str) -> String {
+        self.env
+            .store
+            .payout(payout)
+            .await
+            .expect("payout")
+            .payout
+            .destination
+    }
+}
+
+fn kinds(exceptions: &[Exception]) -> BTreeSet<(ExceptionKind, Option<String>)> {
+    exceptions
+        .iter()
+        .map(|e| (e.kind, e.payout_id.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn everything_paid_matches_and_every_discrepancy_is_caught() {
+    let paid = paid_demo().await;
+    let clean = paid.run().await;
+    assert_eq!(clean.status, "completed");
+    assert!(clean.all_matched(), "{:?}", clean.exceptions);
+    let stripe = &clean.totals[0];
+    assert_eq!(
+        (stripe.provider_records, stripe.linked, stripe.matched),
+        (5, 5, 5)
+    );
+    assert_eq!(stripe.payouts_expected, 5);
+    assert_eq!(stripe.provider_amount, stripe.payouts_amount);
+
+    let p = &paid.payouts;
+    let stranger = paid.destination(&p[0].0).await;
+    // Money no payout asked for; a second transfer for payout 0; and four quiet changes.
+    paid.transfer(777, &stranger, "not-ours", None).await;
+    paid.transfer(1234, &stranger, &p[0].0, Some(&p[0].0)).await;
+    paid.mock(
+        reqwest::Method::POST,
+        "/__mock/tamper",
+        Some(json!({"id": p[1].1, "amount": 1})),
+    )
+    .await;
+    paid.mock(
+        reqwest::Method::POST,
+        "/__mock/tamper",
+        Some(json!({"id": p[2].1, "currency": "eur"})),
+    )
+    .await;
+    paid.mock(
+        reqwest::Method::POST,
+        "/__mock/tamper",
+        Some(json!({"id": p[3].1, "destination": "acct_someone_else"})),
+    )
+    .await;
+    paid.mock(
+        reqwest::Method::DELETE,
+        &format!("/__mock/transfers/{}", p[4].1),
+        None,
+    )
+    .await;
+
+    let run = paid.run().await;
+    let found = paid.exceptions(&run).await;
+    let expected: BTreeSet<_> = [
+        (ExceptionKind::UnknownAtProvider, None),
+        (ExceptionKind::DuplicateAtProvider, Some(p[0].0.clone())),
+        (ExceptionKind::AmountMismatch, Some(p[1].0.clone())),
+        (ExceptionKind::CurrencyMismatch, Some(p[2].0.clone())),
+        (ExceptionKind::PayeeMismatch, Some(p[3].0.clone())),
+        (ExceptionKind::MissingAtProvider, Some(p[4].0.clone())),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(kinds(&found), expected, "{found:#?}");
+    // Both of payout 0's transfers are named; the unknown one is critical and explained.
+    assert_eq!(
+        found
+            .iter()
+            .filter(|e| e.kind == ExceptionKind::DuplicateAtProvider)
+            .count(),
+        2
+    );
+    let unknown = found
+        .iter()
+        .find(|e| e.kind == ExceptionKind::UnknownAtProvider)
+        .expect("unknown transfer");
+    assert_eq!(unknown.severity, Severity::Critical);
+    assert_eq!(
+        unknown
+            .theirs
+            .as_ref()
+            .expect("record")
+            .amount
+            .display_amount(),
+        "7.77"
+    );
+    assert!(payouts::domain::reconcile::explain(unknown).contains("no payout of ours"));
+    assert_eq!(run.exceptions.open_critical, 3);
+    assert_eq!(run.totals[0].matched, 0, "{:?}", run.totals);
+
+    // Resolving the unknown transfer holds in every later run; the rest stay open.
+    let resolution = paid
+        .env
+        .store
+        .recon_resolve(
+            &unknown.id,
+            "test transfer by finance, reversed by hand",
+            "alice",
+        )
+        .await
+        .expect("resolve")
+        .expect("the exception exists");
+    assert_eq!(resolution.by, "alice");
+    let again = paid.run().await;
+    let later = paid.exceptions(&again).await;
+    let same = later
+        .iter()
+        .find(|e| e.id == unknown.id)
+        .expect("found again");
+    assert_eq!(
+        same.resolution.as_ref().map(|r| r.note.as_str()),
+        Some("test transfer by finance, reversed by hand")
+    );
+    assert_eq!(again.exceptions.open, run.exceptions.open - 1);
+    assert_eq!(again.exceptions.open_critical, 2);
+    let unknown_id =
+        payouts::domain::reconcile::ExceptionId::parse("rx_00000000000000000000").expect("id");
+    assert!(
+        paid.env
+            .store
+            .recon_resolve(&unknown_id, "x", "y")
+            .await
+            .expect("query")
+            .is_none()
+    );
+
+    // Status: put payout 1's amount back and reverse its transfer behind our back.
+    paid.mock(
+        reqwest::Method::POST,
+        "/__mock/tamper",
+        Some(json!({"id": p[1].1, "amount": amount_minor(&paid, &p[1].0).await})),
+    )
+    .await;
+    paid.mock(
+        reqwest::Method::POST,
+        &format!("/__mock/transfers/{}/reverse", p[1].1),
+        None,
+    )
+    .await;
+    let run = paid.run().await;
+    let found = paid.exceptions(&run).await;
+    let for_p1: Vec<_> = found
+        .iter()
+        .filter(|e| e.payout_id.as_deref() == Some(&p[1].0))
+        .collect();
+    assert_eq!(for_p1.len(), 1, "{for_p1:#?}");
+    assert_eq!(for_p1[0].kind, ExceptionKind::StatusMismatch);
+    assert_eq!(
+        for_p1[0].theirs.as_ref().expect("record").status,
+        "reversed"
+    );
+    assert_eq!(for_p1[0].ours.as_ref().expect("payout").status, "paid");
+}
+
+async fn amount_minor(paid: &Paid, payout: &str) -> i64 {
+    paid.env
+        .store
+        .payout(payout)
+        .await
+        .expect("payout")
+        .payout
+        .amount
+        .to_minor_units()
+        .expect("whole cents")
+}
+
+#[tokio::test]
+async fn a_statement_file_reconciles_like_the_api_and_amounts_match_within_tolerance() {
+    let paid = paid_demo().await;
+    let p = &paid.payouts;
+    // One cent off on payout 1.
+    let original = amount_minor(&paid, &p[1].0).await;
+    paid.mock(
+        reqwest::Method::POST,
+        "/__mock/tamper",
+        Some(json!({"id": p[1].1, "amount": original + 1})),
+    )
+    .await;
+
+    let day = Utc::now().date_naive();
+    let csv = paid
+        .http
+        .get(format!(
+            "{}/__mock/statement.csv?from={day}&to={day}",
+            paid.env.mock.base_url()
+        ))
+        .send()
+        .await
+        .expect("statement")
+        .text()
+        .await
+        .expect("body");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("stripe-transfers.csv");
+    std::fs::write(&path, &csv).expect("write statement");
+    let from_file = || RecordsFrom::Statement {
+        rail: Rail::Stripe,
+        path: path.clone(),
+    };
+
+    let exact = paid.run_with(from_file(), Tolerances::default()).await;
+    assert_eq!(exact.source, "statement:stripe-transfers.csv");
+    assert_eq!(exact.totals[0].provider_records, 5);
+    let found = paid.exceptions(&exact).await;
+    assert_eq!(
+        kinds(&found),
+        [(ExceptionKind::AmountMismatch, Some(p[1].0.clone()))]
+            .into_iter()
+            .collect()
+    );
+
+    let lenient = Tolerances {
+        amount_minor: 1,
+        ..Tolerances::default()
+    };
+    let within = paid.run_with(from_file(), lenient).await;
+    assert!(within.all_matched(), "{:?}", paid.exceptions(&within).await);
+    assert_eq!(within.totals[0].matched, 5);
+
+    // A statement without our references still matches, by payee, amount and date.
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+    let keep: Vec<usize> = (0..header.len())
+        .filter(|i| !matches!(header[*i], "Transfer Group" | "payout_id (metadata)"))
+        .collect();
+    let mut stripped = String::new();
+    for line in std::iter::once(header.join(",").as_str()).chain(lines) {
+        let cells: Vec<&str> = line.split(',').collect();
+        stripped.push_str(&keep.iter().map(|i| cells[*i]).collect::<Vec<_>>().join(","));
+        stripped.push('\n');
+    }
+    std::fs::write(&path, stripped).expect("write statement");
+    let by_amount = paid.run_with(from_file(), lenient).await;
+    assert!(
+        by_amount.all_matched(),
+        "{:?}",
+        paid.exceptions(&by_amount).await
+    );
+    assert_eq!(by_amount.totals[0].linked, 5);
+
+    // A file in the wrong format says which columns it needs.
+    std::fs::write(&path, "date,amount\n2026-11-01,3\n").expect("write");
+    let rails = paid.env.deps().rails.clone();
+    let request = ReconcileRequest {
+        period: today(),
+        rails: vec![Rail::Stripe],
+        from: from_file(),
+        trigger: Trigger::Cli,
+        tolerances: Tolerances::default(),
+        run_id: None,
+    };
+    let err = reconcile(&paid.env.store, &rails, &request, &Quiet)
+        .await
+        .expect_err("not a Stripe export");
+    assert!(err.to_string().contains("column"), "{err}");
+    let failed = paid.env.store.recon_runs(1).await.expect("runs");
+    assert_eq!(failed[0].status, "failed");
+}
