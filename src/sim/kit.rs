@@ -25,7 +25,8 @@ use crate::domain::tracking::RailState;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Faults {
-    /// Delay before each money-moving request executes.
+    /// Delay before each money-moving request executes. For a test that must act while a
+    /// request is in flight, hold the mock's [`Gate`] instead: a delay is a guess.
     pub latency_ms: u64,
     /// 500 after the request reached execution (Stripe stores it under the key; others
     /// answer 500 without committing).
@@ -161,6 +162,91 @@ impl Running {
         for task in lock(&self.tasks).drain(..) {
             task.abort();
         }
+    }
+}
+
+/// A barrier for money-moving requests, so a test can act while a request is in flight at
+/// the provider (kill the sender, start a rival, send SIGTERM) without guessing a latency.
+///
+/// Closed, it holds every money-moving request before it executes; `release` lets them go.
+/// `in_flight` counts requests between arrival and their answer (held ones included), so a test
+/// can wait for "a request reached the provider" and "every request has finished" as events.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    open: Arc<tokio::sync::watch::Sender<bool>>,
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate {
+            open: Arc::new(tokio::sync::watch::Sender::new(true)),
+            in_flight: Arc::default(),
+        }
+    }
+}
+
+/// One request's passage through a [`Gate`]: counted in flight until dropped.
+#[derive(Debug)]
+pub struct Passage(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Passage {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Gate {
+    /// Counts the request in flight and waits while the gate is closed. Keep the passage
+    /// until the request is answered.
+    pub async fn pass(&self) -> Passage {
+        self.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let passage = Passage(Arc::clone(&self.in_flight));
+        let mut open = self.open.subscribe();
+        // The sender lives as long as the gate, so waiting cannot fail; if it somehow did,
+        // letting the request through is what an open gate would do.
+        let _ = open.wait_for(|open| *open).await;
+        passage
+    }
+
+    pub fn hold(&self) {
+        self.open.send_replace(false);
+    }
+
+    pub fn release(&self) {
+        self.open.send_replace(true);
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// `POST /__mock/gate/hold`, `POST /__mock/gate/release` and `GET /__mock/gate`
+    /// (`{"held": bool, "in_flight": n}`), to merge into a mock's router.
+    pub fn routes(&self) -> Router {
+        use axum::extract::State;
+        use axum::routing::{get, post};
+        async fn status(State(gate): State<Gate>) -> Response {
+            let held = !*gate.open.borrow();
+            json_response(
+                200,
+                serde_json::json!({ "held": held, "in_flight": gate.in_flight() }).to_string(),
+            )
+        }
+        async fn hold(State(gate): State<Gate>) -> Response {
+            gate.hold();
+            status(State(gate)).await
+        }
+        async fn release(State(gate): State<Gate>) -> Response {
+            gate.release();
+            status(State(gate)).await
+        }
+        Router::new()
+            .route("/__mock/gate", get(status))
+            .route("/__mock/gate/hold", post(hold))
+            .route("/__mock/gate/release", post(release))
+            .with_state(self.clone())
     }
 }
 

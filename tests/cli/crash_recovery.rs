@@ -36,26 +36,52 @@ fn show(db: &Path, id: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("payout json")
 }
 
-/// Transfers the mock made for one payout, from its own books.
-fn transfers_for(base: &str, payout: &str) -> usize {
+/// One request to the mock's own control routes; the JSON body of its answer.
+fn mock_call(base: &str, method: &str, path: &str) -> serde_json::Value {
     use std::io::{Read, Write};
     let rest = base.strip_prefix("http://").expect("http");
     let mut stream = std::net::TcpStream::connect(rest).expect("connect mock");
     write!(
         stream,
-        "GET /__mock/transfers HTTP/1.1\r\nHost: {rest}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {rest}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .expect("request");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("response");
     let body = response.split_once("\r\n\r\n").expect("body").1;
-    let all: Vec<serde_json::Value> = serde_json::from_str(body).expect("transfers json");
+    serde_json::from_str(body).expect("mock json")
+}
+
+/// Transfers the mock made for one payout, from its own books.
+fn transfers_for(base: &str, payout: &str) -> usize {
+    let all = mock_call(base, "GET", "/__mock/transfers");
+    let all = all.as_array().expect("transfers");
     all.iter().filter(|t| t["transfer_group"] == payout).count()
 }
 
-/// A database with one queued payout for ref-alice, and the mocks answering every
-/// money-moving request after `latency_ms`. Returns the payout id, the mock and its Stripe URL.
-fn one_queued_payout(db: &Path, latency_ms: u64) -> (String, Killed, String) {
+/// Waits, polling at most `secs` (a bound for a hung test, never a timing assumption), until
+/// `done` holds.
+fn wait_until(secs: u64, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(Instant::now() < deadline, "gave up waiting: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Releases the mock's gate and waits until no request is in flight there any more: every
+/// request a worker sent has been executed and answered (or abandoned by the mock).
+fn release_and_drain(base: &str) {
+    mock_call(base, "POST", "/__mock/gate/release");
+    wait_until(120, "the mock to finish its requests", || {
+        mock_call(base, "GET", "/__mock/gate")["in_flight"] == 0
+    });
+}
+
+/// A database with one queued payout for ref-alice, and the mocks holding every money-moving
+/// request at their gate until the test releases it. Returns the payout id, the mock and its
+/// Stripe URL.
+fn one_queued_payout(db: &Path) -> (String, Killed, String) {
     let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/demo.ndjson");
     assert!(payouts(db, &["ingest", fixture], &[]).status.success());
     let out = payouts(
@@ -79,10 +105,9 @@ fn one_queued_payout(db: &Path, latency_ms: u64) -> (String, Killed, String) {
     let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let id = created["payout"]["id"].as_str().unwrap().to_string();
 
-    let faults = format!(r#"{{"latency_ms":{latency_ms}}}"#);
     let mut mock = Killed(
         Command::new(BIN)
-            .args(["mock-providers", "--faults", &faults])
+            .args(["mock-providers"])
             .env("STRIPE_SECRET_KEY", "sk_test_crash")
             .stdout(Stdio::piped())
             .spawn()
@@ -98,27 +123,41 @@ fn one_queued_payout(db: &Path, latency_ms: u64) -> (String, Killed, String) {
         .unwrap()
         .to_string();
     std::thread::spawn(move || for _ in lines {});
+    assert_eq!(mock_call(&base, "POST", "/__mock/gate/hold")["held"], true);
     (id, mock, base)
 }
 
-fn worker_env(base: &str) -> [(&'static str, &str); 6] {
+/// How long a worker waits for the provider, and how long its lease lasts (the lease must
+/// outlast the timeout: the worker refuses to start otherwise). A takeover waits for the
+/// lease; a test that never takes over uses long ones so that no load can expire them.
+#[derive(Clone, Copy)]
+struct Patience {
+    timeout_secs: &'static str,
+    lease_secs: &'static str,
+}
+
+const TAKEOVER: Patience = Patience {
+    timeout_secs: "10",
+    lease_secs: "12",
+};
+const NO_TAKEOVER: Patience = Patience {
+    timeout_secs: "60",
+    lease_secs: "90",
+};
+
+fn worker_env(base: &str, patience: Patience) -> [(&'static str, &str); 6] {
     [
         ("STRIPE_SECRET_KEY", "sk_test_crash"),
         ("STRIPE_API_BASE", base),
-        ("PAYOUTS_HTTP_TIMEOUT_SECS", "4"),
+        ("PAYOUTS_HTTP_TIMEOUT_SECS", patience.timeout_secs),
         ("PAYOUTS_SETTLE_DELAY_SECS", "1"),
         ("PAYOUTS_RETRY_BASE_SECS", "1"),
-        // The lease must outlast the HTTP timeout (the worker refuses to start otherwise).
-        ("PAYOUTS_LEASE_TTL_SECS", "5"),
+        ("PAYOUTS_LEASE_TTL_SECS", patience.lease_secs),
     ]
 }
 
 /// Starts `payouts work` in the background, its standard error going to `log`.
-fn spawn_worker(db: &Path, base: &str, log: &Path) -> Killed {
-    spawn_worker_with(db, base, log, &[])
-}
-
-fn spawn_worker_with(db: &Path, base: &str, log: &Path, args: &[&str]) -> Killed {
+fn spawn_worker(db: &Path, base: &str, log: &Path, patience: Patience, args: &[&str]) -> Killed {
     let mut cmd = Command::new(BIN);
     cmd.arg("work")
         .args(args)
@@ -127,33 +166,27 @@ fn spawn_worker_with(db: &Path, base: &str, log: &Path, args: &[&str]) -> Killed
         .env("RUNPOD_BONUS_SEED", "crash-test-seed-0123456789")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap());
-    for (k, v) in worker_env(base) {
+    for (k, v) in worker_env(base, patience) {
         cmd.env(k, v);
     }
     Killed(cmd.spawn().unwrap())
 }
 
-/// Waits until `worker` has the payout's request in flight.
-fn wait_for_send(db: &Path, id: &str, worker: &mut Killed, log: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+fn log_of(log: &Path) -> String {
+    std::fs::read_to_string(log).unwrap_or_default()
+}
+
+/// Waits until `worker`'s request for the payout is held at the mock's gate: it reached the
+/// provider and cannot finish until the test releases it.
+fn wait_for_send(db: &Path, id: &str, base: &str, worker: &mut Killed, log: &Path) {
+    wait_until(120, "the worker to send", || {
         if let Ok(Some(status)) = worker.0.try_wait() {
-            panic!(
-                "the worker exited ({status}): {}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
+            panic!("the worker exited ({status}): {}", log_of(log));
         }
-        let p = show(db, id);
-        if p["payout"]["status"] == "submitting" {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the worker never started sending: {p:#}\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        mock_call(base, "GET", "/__mock/gate")["in_flight"] == 1
+    });
+    let p = show(db, id);
+    assert_eq!(p["payout"]["status"], "submitting", "{p:#}\n{}", log_of(log));
 }
 
 #[test]
@@ -161,11 +194,10 @@ fn a_worker_killed_mid_send_is_taken_over_and_the_payout_is_paid_once() {
     let tdb = common::TestDb::blocking("crash");
     let dir = &tdb.dir;
     let db = std::path::PathBuf::from(&tdb.url);
-    // Every money-moving request takes 3 s at the mock: long enough to kill the sender.
-    let (id, _mock, base) = one_queued_payout(&db, 3000);
+    let (id, _mock, base) = one_queued_payout(&db);
     let log = dir.path().join("first.log");
-    let mut first = spawn_worker(&db, &base, &log);
-    wait_for_send(&db, &id, &mut first, &log);
+    let mut first = spawn_worker(&db, &base, &log, TAKEOVER, &[]);
+    wait_for_send(&db, &id, &base, &mut first, &log);
     first.0.kill().unwrap();
     first.0.wait().unwrap();
     assert_eq!(
@@ -173,9 +205,12 @@ fn a_worker_killed_mid_send_is_taken_over_and_the_payout_is_paid_once() {
         "submitting",
         "killed mid-send"
     );
+    // Whatever the dead worker left at the provider executes now (or was abandoned with its
+    // connection): the takeover below meets a provider that has settled.
+    release_and_drain(&base);
 
-    // A second worker process finishes the job.
-    let out = payouts(&db, &["work", "--until-idle"], &worker_env(&base));
+    // A second worker process finishes the job once the dead one's lease expires.
+    let out = payouts(&db, &["work", "--until-idle"], &worker_env(&base, TAKEOVER));
     assert!(
         out.status.success(),
         "{}",
@@ -204,8 +239,7 @@ fn a_worker_killed_mid_send_is_taken_over_and_the_payout_is_paid_once() {
                 .starts_with("the provider shows nothing for attempts 1..=1"),
         "the takeover looked the attempt up first: {events:#?}"
     );
-    // Let any request the killed worker left in flight finish at the mock, then count.
-    std::thread::sleep(Duration::from_secs(4));
+    release_and_drain(&base);
     assert_eq!(
         transfers_for(&base, &id),
         1,
@@ -218,12 +252,12 @@ fn two_worker_processes_running_the_same_payout_job_send_it_once() {
     let tdb = common::TestDb::blocking("same_job");
     let dir = &tdb.dir;
     let db = std::path::PathBuf::from(&tdb.url);
-    let (id, _mock, base) = one_queued_payout(&db, 2000);
+    let (id, _mock, base) = one_queued_payout(&db);
     let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
-    let mut a = spawn_worker_with(&db, &base, &log_a, &["--concurrency", "1"]);
-    wait_for_send(&db, &id, &mut a, &log_a);
-    // While the first worker's request is in flight, a second job for the same payout, as a
-    // queue that rescued a "stuck" job would leave it, goes to a second process.
+    let mut a = spawn_worker(&db, &base, &log_a, NO_TAKEOVER, &["--concurrency", "1"]);
+    wait_for_send(&db, &id, &base, &mut a, &log_a);
+    // While the first worker's request is held at the provider, a second job for the same
+    // payout, as a queue that rescued a "stuck" job would leave it, goes to a second process.
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let store = tdb.open(common::programs()).await;
@@ -234,23 +268,24 @@ fn two_worker_processes_running_the_same_payout_job_send_it_once() {
             .unwrap();
         store.close().await;
     });
-    let _b = spawn_worker_with(&db, &base, &log_b, &["--concurrency", "1"]);
+    let mut b = spawn_worker(&db, &base, &log_b, NO_TAKEOVER, &["--concurrency", "1"]);
+    wait_until(120, "the second process to run the job", || {
+        if let Ok(Some(status)) = b.0.try_wait() {
+            panic!("the second worker exited ({status}): {}", log_of(&log_b));
+        }
+        log_of(&log_b).contains("leased by another worker")
+    });
+    // The second process was fenced out by the lease without sending anything.
+    assert_eq!(mock_call(&base, "GET", "/__mock/gate")["in_flight"], 1);
+    release_and_drain(&base);
 
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while show(&db, &id)["payout"]["status"] != "paid" {
-        assert!(Instant::now() < deadline, "not paid: {:#}", show(&db, &id));
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(120, "the payout to be paid", || {
+        show(&db, &id)["payout"]["status"] == "paid"
+    });
     assert_eq!(
         transfers_for(&base, &id),
         1,
         "exactly one payment at the provider"
-    );
-    let logs = [&log_a, &log_b].map(|l| std::fs::read_to_string(l).unwrap_or_default());
-    assert!(
-        logs[1].contains("leased by another worker"),
-        "the second process ran the job and was fenced out by the lease:\n{}",
-        logs[1]
     );
     let ledger = payouts(&db, &["ledger-check"], &[]);
     assert!(
@@ -265,31 +300,32 @@ fn sigterm_finishes_the_send_in_hand_and_exits_zero() {
     let tdb = common::TestDb::blocking("term");
     let dir = &tdb.dir;
     let db = std::path::PathBuf::from(&tdb.url);
-    let (id, _mock, base) = one_queued_payout(&db, 1500);
+    let (id, _mock, base) = one_queued_payout(&db);
     let log = dir.path().join("worker.log");
-    let mut worker = spawn_worker(&db, &base, &log);
-    wait_for_send(&db, &id, &mut worker, &log);
+    let mut worker = spawn_worker(&db, &base, &log, NO_TAKEOVER, &[]);
+    wait_for_send(&db, &id, &base, &mut worker, &log);
     let sent = Command::new("kill")
         .args(["-TERM", &worker.0.id().to_string()])
         .status()
         .unwrap();
     assert!(sent.success());
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(status) = worker.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the worker did not stop within 15 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    // The worker has taken the signal while its request is still held at the provider; only
+    // then does the provider answer.
+    wait_until(120, "the worker to take SIGTERM", || {
+        log_of(&log).contains("shutdown requested")
+    });
+    assert_eq!(mock_call(&base, "GET", "/__mock/gate")["in_flight"], 1);
+    release_and_drain(&base);
+    let mut status = None;
+    wait_until(120, "the worker to exit", || {
+        status = worker.0.try_wait().unwrap();
+        status.is_some()
+    });
     assert_eq!(
-        status.code(),
+        status.and_then(|s| s.code()),
         Some(0),
         "{}",
-        std::fs::read_to_string(&log).unwrap_or_default()
+        log_of(&log)
     );
     // The send in hand was finished, not abandoned: paid, once.
     let detail = show(&db, &id);

@@ -38,7 +38,7 @@ use crate::providers::stripe::webhook::{SIGNATURE_HEADER, sign};
 use crate::providers::stripe::wire::{
     ErrorBody, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, Payout, REQUEST_ID, Transfer,
 };
-use crate::sim::kit::{Dice, MovedMoney, Outbox, dropped_connection, lock};
+use crate::sim::kit::{Dice, Gate, MovedMoney, Outbox, dropped_connection, lock};
 
 pub use crate::sim::kit::Faults;
 pub use records::Tamper;
@@ -60,6 +60,8 @@ struct Inner {
     api_key: SecretString,
     faults: Faults,
     dice: Dice,
+    /// Holds transfer creations in flight while a test acts (see [`Gate`]).
+    gate: Gate,
     transfers: Vec<Transfer>,
     /// Platform payouts to the platform's own bank, oldest first.
     payouts: Vec<Payout>,
@@ -124,6 +126,7 @@ impl MockStripe {
             api_key: config.api_key,
             dice: Dice::new(config.faults.seed),
             faults: config.faults,
+            gate: Gate::default(),
             transfers: Vec::new(),
             payouts: Vec::new(),
             clock_offset_secs: 0,
@@ -193,6 +196,11 @@ impl MockStripe {
             .iter()
             .filter(|t| t.transfer_group.as_deref() == Some(group))
             .count()
+    }
+
+    /// The gate transfer creations pass: hold it to keep requests in flight.
+    pub fn gate(&self) -> Gate {
+        lock(&self.inner).gate.clone()
     }
 
     pub fn set_faults(&self, faults: Faults) {
@@ -277,6 +285,7 @@ impl MockStripe {
 }
 
 fn router(inner: Arc<Mutex<Inner>>) -> Router {
+    let gate = lock(&inner).gate.clone();
     Router::new()
         .route(
             "/v1/transfers",
@@ -298,6 +307,7 @@ fn router(inner: Arc<Mutex<Inner>>) -> Router {
         .route("/__mock/statement.csv", get(records::statement_route))
         .fallback(unknown_route)
         .with_state(inner)
+        .merge(gate.routes())
 }
 
 fn stripe_error(
@@ -515,7 +525,7 @@ async fn create_transfer(
         .map(str::to_string);
 
     // Rate limiting runs before the idempotency layer: a 429 is never stored.
-    let (latency, first_seen) = {
+    let (latency, gate, first_seen) = {
         let mut guard = lock(&inner);
         let inner = &mut *guard;
         let limited = inner.dice.roll(inner.faults.rate_limit_rate);
@@ -587,8 +597,9 @@ async fn create_transfer(
         } else {
             first_seen = false;
         }
-        (inner.faults.latency_ms, first_seen)
+        (inner.faults.latency_ms, inner.gate.clone(), first_seen)
     };
+    let _passage = gate.pass().await;
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
