@@ -34,7 +34,7 @@ pub struct PayoutDeps {
     /// How long a claim is exclusive. Longer than the HTTP timeout, so a live worker always
     /// finishes its request before anyone else may take the payout over.
     pub lease_ttl: Duration,
-    /// Unique per process start (apalis notes §6.2).
+    /// Unique per process start (docs/apalis.md, "Workers").
     pub worker_id: String,
 }
 

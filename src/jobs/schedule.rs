@@ -1,8 +1,8 @@
 //! Scheduled payout runs inside the worker: every `payouts work` process ticks on the
 //! configured cron schedule (`PAYOUTS_RUN_SCHEDULE`, apalis-cron) and asks for that tick's run.
 //! A run is idempotent by its period, which is the tick's time, so however many processes
-//! tick, the first creates the run and the others find it done (apalis-notes §5.9: every
-//! process running a scheduler gets every tick).
+//! tick, the first creates the run and the others find it done (docs/apalis.md, "Cron":
+//! every process running a scheduler gets every tick).
 
 use std::future::Future;
 

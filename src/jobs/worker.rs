@@ -1,8 +1,9 @@
 //! The apalis worker on the store's queue (SQLite or PostgreSQL), with the settings
-//! apalis-notes §6 asks for: a unique name per process start, bounded concurrency with a batch
-//! at least as large, no `.timeout()` layer, explicit heartbeats (a dead process's jobs go back
-//! to the queue after 3 missed 5 s beats), a short poll (plus LISTEN/NOTIFY on PostgreSQL),
-//! and retries scheduled by the payout state machine rather than by apalis (which re-runs
+//! docs/apalis.md asks for ("Workers", "Polling", "Heartbeats and crashed workers", "Retries
+//! and attempts"): a unique name per process start, bounded concurrency with a batch at least
+//! as large, no `.timeout()` layer, explicit heartbeats (a dead process's jobs go back to the
+//! queue after 3 missed 5 s beats), a short poll (plus LISTEN/NOTIFY on PostgreSQL), and
+//! retries scheduled by the payout state machine rather than by apalis (which re-runs
 //! failures at once).
 
 use std::future::Future;

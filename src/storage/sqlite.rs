@@ -51,7 +51,8 @@ pub(crate) async fn open(path: &Path, programs: Arc<ProgramSet>) -> StoreResult<
         .connect_with(options.clone())
         .await?;
     apalis_sqlite::SqliteStorage::setup(&setup_pool).await?;
-    // The stock LIdx index makes every ack scan all jobs a worker ever ran (apalis notes §3).
+    // The stock LIdx index makes every ack scan all jobs a worker ever ran (docs/apalis.md,
+    // "SQLite backend").
     sqlx::query("DROP INDEX IF EXISTS LIdx")
         .execute(&setup_pool)
         .await?;

@@ -52,7 +52,7 @@ async fn the_rules_hold_on_the_demo_data() {
     );
     assert!(v.eligible);
 
-    // dave: the seed's example, $300 earned against $855 spent.
+    // dave: the Vast docs' example (docs/programs.md, "Vast"), $300 earned against $855 spent.
     let dave = env.balance("ref-dave").await;
     let v = dave.program("vast", Currency::Usd).unwrap();
     assert_eq!(v.earned, usd("300"));

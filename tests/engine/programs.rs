@@ -1,5 +1,5 @@
-//! Every rule of the seeds, on the shipped presets, with figures worked by hand: the real
-//! store, the real ingest path, the real accrual engine.
+//! Every rule of the programs' published terms (docs/programs.md), on the shipped presets,
+//! with figures worked by hand: the real store, the real ingest path, the real accrual engine.
 
 use crate::common;
 
@@ -86,7 +86,7 @@ async fn runpod_referral_pays_5_and_3_percent_credits_for_six_months() {
             // Month 2: $1,000 of pods earns $30 of credits; $200 of serverless earns $10.
             usage("pod-m2", "u1", "2025-08-15T00:00:00Z", "pod", "1000"),
             usage("sls-m2", "u1", "2025-08-16T00:00:00Z", "serverless", "200"),
-            // Storage is not referral spend under the seeds: nothing.
+            // Storage is not referral spend under Runpod's terms (docs/programs.md): nothing.
             usage("sto-m2", "u1", "2025-08-17T00:00:00Z", "storage", "500"),
             // The last instant of the window still earns; its end does not.
             usage("pod-last", "u1", "2026-01-01T11:59:59Z", "pod", "100"),

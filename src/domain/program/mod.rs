@@ -2,8 +2,8 @@
 //! for how long, and how it may leave as cash.
 //!
 //! A platform describes its programs in TOML ([`config`]); the shipped presets `vast` and
-//! `runpod` reproduce the seeds. The engine only ever reads a [`ProgramSet`]: no program is
-//! written into the rules.
+//! `runpod` reproduce the programs' published terms (docs/programs.md). The engine only ever
+//! reads a [`ProgramSet`]: no program is written into the rules.
 
 pub mod bonus;
 pub mod config;

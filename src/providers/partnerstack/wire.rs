@@ -1,7 +1,7 @@
-//! PartnerStack vendor API v2 wire format, as far as this system uses it (provider-contracts
-//! §4). Every answer is an envelope `{data, message, status}`; lists page with
-//! `{has_more, items}`; amounts are integer minor units with an upper-case currency; times are
-//! epoch milliseconds.
+//! PartnerStack vendor API v2 wire format, as far as this system uses it
+//! (docs/providers/partnerstack.md, "Basics"). Every answer is an envelope
+//! `{data, message, status}`; lists page with `{has_more, items}`; amounts are integer minor
+//! units with an upper-case currency; times are epoch milliseconds.
 
 use std::collections::BTreeMap;
 

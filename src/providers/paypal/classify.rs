@@ -1,4 +1,5 @@
-//! PayPal's error table and status map, as data (provider-contracts §2.4, §2.5).
+//! PayPal's error table and status map, as data (docs/providers/paypal.md, "Status map"
+//! and "Errors").
 //!
 //! First matching row wins. A duplicate `sender_batch_id` is NOT in this table: it means an
 //! earlier send landed, so the adapter recognises it ([`is_duplicate_batch`]) before asking

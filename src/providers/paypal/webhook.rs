@@ -1,4 +1,5 @@
-//! PayPal webhook deliveries: the pure half of verification (provider-contracts §2.6).
+//! PayPal webhook deliveries: the pure half of verification (docs/providers/paypal.md,
+//! "Webhooks").
 //!
 //! PayPal signs with an RSA certificate; we verify by postback (Option A): the adapter sends
 //! the transmission headers, our webhook id and the event to

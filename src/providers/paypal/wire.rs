@@ -1,4 +1,5 @@
-//! PayPal Payouts v1 wire format (provider-contracts §2), as far as this system uses it.
+//! PayPal Payouts v1 wire format (docs/providers/paypal.md, "Request and response fields"),
+//! as far as this system uses it.
 //! Field names follow the API exactly; amounts are decimal strings with the currency's minor
 //! decimals (`"12.30"` USD, `"1230"` JPY). Optional fields default so that a richer real
 //! answer still parses.

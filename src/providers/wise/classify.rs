@@ -1,4 +1,5 @@
-//! Wise's error table and status map, as data (provider-contracts §3.4, §3.5).
+//! Wise's error table and status map, as data (docs/providers/wise.md, "Status map" and
+//! "Errors").
 //!
 //! First matching error row wins; anything unlisted falls to the safe default of its class:
 //! an unlisted 4xx is permanent, anything else unknown (it may have executed).

@@ -1,5 +1,5 @@
-//! A mock of PartnerStack's vendor API v2 reward endpoints (provider-contracts §4.7), for
-//! tests and the demo. Routes live under `/api/v2` like the real host, so
+//! A mock of PartnerStack's vendor API v2 reward endpoints (docs/providers/partnerstack.md,
+//! "Simulator"), for tests and the demo. Routes live under `/api/v2` like the real host, so
 //! [`MockPartnerstack::base_url`] is what `PartnerstackConfig::api_base` takes; control
 //! routes live under `/__mock`.
 //!

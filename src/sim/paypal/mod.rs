@@ -1,4 +1,5 @@
-//! A faithful mock of PayPal Payouts v1 (provider-contracts §2.7), for tests and the demo.
+//! A faithful mock of PayPal Payouts v1 (docs/providers/paypal.md, "Simulator"), for tests
+//! and the demo.
 //!
 //! - `POST /v1/oauth2/token` (Basic `client_id:secret`) issues bearer tokens that expire
 //!   after `token_ttl` (or at once via [`MockPaypal::expire_tokens`]); API calls with an

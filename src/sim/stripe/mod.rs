@@ -1,4 +1,5 @@
-//! A faithful mock of Stripe's transfer API (provider-contracts §1.9), for tests and the demo.
+//! A faithful mock of Stripe's transfer API (docs/providers/stripe.md, "Simulator"), for tests
+//! and the demo.
 //!
 //! It keeps its own record of every transfer it really made ([`MockStripe::transfers`]): the
 //! truth the tests compare our ledger against. Faults are injected from [`Faults`]:

@@ -1,4 +1,5 @@
-//! A faithful mock of Wise's payout API (provider-contracts §3.7), for tests and the demo.
+//! A faithful mock of Wise's payout API (docs/providers/wise.md, "Simulator"), for tests and
+//! the demo.
 //!
 //! Speaks the real paths and JSON shapes: Bearer auth (401 OAuth-style body), profiles,
 //! recipients, quotes (30-minute expiry on a clock tests can shift), one transfer per quote,
