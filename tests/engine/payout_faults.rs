@@ -265,19 +265,20 @@ async fn a_renewed_lease_keeps_others_out_and_a_released_one_cannot_be_renewed()
         .id;
     let Claim::Acquired { lease, .. } = env
         .store
-        .claim(&id, "slow-worker", Duration::from_millis(300))
+        .claim(&id, "slow-worker", Duration::from_secs(1))
         .await
         .unwrap()
     else {
         panic!("claim failed");
     };
-    // A long step renews its lease past the original expiry: nobody else may take over.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A long step renews its lease (at once, so no load can let the first one lapse first),
+    // then runs past the original expiry: nobody else may take over. The sleep only ever
+    // makes the original lease more expired, so a slow machine cannot change the outcome.
     env.store
-        .extend_lease(&lease, Duration::from_secs(5))
+        .extend_lease(&lease, Duration::from_secs(120))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert!(matches!(
         env.store
             .claim(&id, "other-worker", Duration::from_secs(1))
