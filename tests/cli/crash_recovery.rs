@@ -186,7 +186,12 @@ fn wait_for_send(db: &Path, id: &str, base: &str, worker: &mut Killed, log: &Pat
         mock_call(base, "GET", "/__mock/gate")["in_flight"] == 1
     });
     let p = show(db, id);
-    assert_eq!(p["payout"]["status"], "submitting", "{p:#}\n{}", log_of(log));
+    assert_eq!(
+        p["payout"]["status"],
+        "submitting",
+        "{p:#}\n{}",
+        log_of(log)
+    );
 }
 
 #[test]
@@ -321,12 +326,7 @@ fn sigterm_finishes_the_send_in_hand_and_exits_zero() {
         status = worker.0.try_wait().unwrap();
         status.is_some()
     });
-    assert_eq!(
-        status.and_then(|s| s.code()),
-        Some(0),
-        "{}",
-        log_of(&log)
-    );
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", log_of(&log));
     // The send in hand was finished, not abandoned: paid, once.
     let detail = show(&db, &id);
     assert_eq!(detail["payout"]["status"], "paid", "{detail:#}");
