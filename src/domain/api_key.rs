@@ -71,8 +71,12 @@ pub struct Principal {
 pub enum Action<'a> {
     /// Read an account's balance, payout methods and payouts.
     ReadAccount(&'a AccountId),
-    /// Change what an account owns: payout methods, withdrawals, affiliate opt-ins.
-    ActForAccount(&'a AccountId),
+    /// Set an account's payout method for a rail (where its money goes).
+    SetPayoutMethod(&'a AccountId),
+    /// Take money out of an account: a withdrawal.
+    Withdraw(&'a AccountId),
+    /// Switch an account to affiliate cash (permanent).
+    OptIn(&'a AccountId),
     /// Feed platform records.
     Ingest,
     /// Read payout runs' reports and service metrics.
@@ -81,6 +85,57 @@ pub enum Action<'a> {
     RunPayouts,
     /// Start a reconciliation and resolve its exceptions (finance's own work).
     Reconcile,
+}
+
+/// How far a scope may do one kind of action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// Never: 403.
+    No,
+    /// For the key's own account only; any other answers as if it did not exist (404).
+    Own,
+    /// For any account.
+    Any,
+}
+
+impl Action<'_> {
+    /// The account the action is about, if it is about one.
+    pub fn account(&self) -> Option<&AccountId> {
+        match *self {
+            Action::ReadAccount(a)
+            | Action::SetPayoutMethod(a)
+            | Action::Withdraw(a)
+            | Action::OptIn(a) => Some(a),
+            Action::Ingest | Action::ReadOperations | Action::RunPayouts | Action::Reconcile => {
+                None
+            }
+        }
+    }
+
+    /// The one table of who may do what (the README's access table is its contract).
+    ///
+    /// Money leaves only at the account's own request or an operator's: the platform's feed
+    /// (ingest) may set payout methods and opt-ins, as its records do, but never withdraw, so
+    /// a leaked feed key cannot cash anyone out.
+    pub fn grant(&self, scope: Scope) -> Grant {
+        use Grant::{Any, No, Own};
+        let [ingest, referrer, operator, finance] = match self {
+            Action::ReadAccount(_) => [No, Own, Any, Any],
+            Action::SetPayoutMethod(_) => [Any, Own, Any, No],
+            Action::Withdraw(_) => [No, Own, Any, No],
+            Action::OptIn(_) => [Any, Own, Any, No],
+            Action::Ingest => [Any, No, Any, No],
+            Action::ReadOperations => [No, No, Any, Any],
+            Action::RunPayouts => [No, No, Any, No],
+            Action::Reconcile => [No, No, Any, Any],
+        };
+        match scope {
+            Scope::Ingest => ingest,
+            Scope::Referrer => referrer,
+            Scope::Operator => operator,
+            Scope::Finance => finance,
+        }
+    }
 }
 
 /// Why a caller may not do something.
@@ -104,25 +159,17 @@ impl Principal {
         !matches!(self.scope, Scope::Ingest)
     }
 
-    /// The one table of who may do what.
+    /// Checks `action` against [`Action::grant`].
     pub fn authorize(&self, action: Action<'_>) -> Result<(), Denied> {
-        let own = |account: &AccountId| {
-            if self.account.as_ref() == Some(account) {
-                Ok(())
-            } else {
-                Err(Denied::Hidden)
-            }
-        };
-        match (self.scope, action) {
-            (Scope::Operator, _) => Ok(()),
-            (Scope::Referrer, Action::ReadAccount(a) | Action::ActForAccount(a)) => own(a),
-            // The platform's feed sets payout methods and opt-ins as records, too.
-            (Scope::Ingest, Action::Ingest | Action::ActForAccount(_)) => Ok(()),
-            (
-                Scope::Finance,
-                Action::ReadAccount(_) | Action::ReadOperations | Action::Reconcile,
-            ) => Ok(()),
-            _ => Err(Denied::Forbidden),
+        match action.grant(self.scope) {
+            Grant::Any => Ok(()),
+            Grant::No => Err(Denied::Forbidden),
+            Grant::Own => match action.account() {
+                Some(account) if self.account.as_ref() == Some(account) => Ok(()),
+                Some(_) => Err(Denied::Hidden),
+                // An own-account grant on an action about no account cannot be satisfied.
+                None => Err(Denied::Forbidden),
+            },
         }
     }
 }
@@ -271,25 +318,45 @@ mod tests {
     fn authorization_table() {
         let (a, b) = (acct("a"), acct("b"));
         let referrer = principal(Scope::Referrer, Some("a"));
-        assert_eq!(referrer.authorize(Action::ReadAccount(&a)), Ok(()));
-        assert_eq!(referrer.authorize(Action::ActForAccount(&a)), Ok(()));
+        let ingest = principal(Scope::Ingest, None);
+        let finance = principal(Scope::Finance, None);
+        let operator = principal(Scope::Operator, None);
+        for action in [
+            Action::ReadAccount(&a),
+            Action::SetPayoutMethod(&a),
+            Action::Withdraw(&a),
+            Action::OptIn(&a),
+        ] {
+            assert_eq!(referrer.authorize(action), Ok(()));
+            assert_eq!(operator.authorize(action), Ok(()));
+        }
+        for action in [
+            Action::ReadAccount(&b),
+            Action::SetPayoutMethod(&b),
+            Action::Withdraw(&b),
+            Action::OptIn(&b),
+        ] {
+            assert_eq!(referrer.authorize(action), Err(Denied::Hidden));
+            assert_eq!(operator.authorize(action), Ok(()));
+        }
+        for action in [
+            Action::Ingest,
+            Action::ReadOperations,
+            Action::RunPayouts,
+            Action::Reconcile,
+        ] {
+            assert_eq!(referrer.authorize(action), Err(Denied::Forbidden));
+            assert_eq!(operator.authorize(action), Ok(()));
+        }
+
+        // The feed sets methods and opt-ins as its records do, and never takes money out.
+        assert_eq!(ingest.authorize(Action::Ingest), Ok(()));
+        assert_eq!(ingest.authorize(Action::SetPayoutMethod(&a)), Ok(()));
+        assert_eq!(ingest.authorize(Action::OptIn(&a)), Ok(()));
         assert_eq!(
-            referrer.authorize(Action::ReadAccount(&b)),
-            Err(Denied::Hidden)
-        );
-        assert_eq!(
-            referrer.authorize(Action::ActForAccount(&b)),
-            Err(Denied::Hidden)
-        );
-        assert_eq!(referrer.authorize(Action::Ingest), Err(Denied::Forbidden));
-        assert_eq!(
-            referrer.authorize(Action::RunPayouts),
+            ingest.authorize(Action::Withdraw(&a)),
             Err(Denied::Forbidden)
         );
-
-        let ingest = principal(Scope::Ingest, None);
-        assert_eq!(ingest.authorize(Action::Ingest), Ok(()));
-        assert_eq!(ingest.authorize(Action::ActForAccount(&a)), Ok(()));
         assert_eq!(
             ingest.authorize(Action::ReadAccount(&a)),
             Err(Denied::Forbidden)
@@ -298,36 +365,23 @@ mod tests {
             ingest.authorize(Action::ReadOperations),
             Err(Denied::Forbidden)
         );
+        assert_eq!(ingest.authorize(Action::Reconcile), Err(Denied::Forbidden));
 
-        let finance = principal(Scope::Finance, None);
+        // Finance reads everything and reconciles; it never changes an account.
         assert_eq!(finance.authorize(Action::ReadAccount(&b)), Ok(()));
         assert_eq!(finance.authorize(Action::ReadOperations), Ok(()));
-        assert_eq!(
-            finance.authorize(Action::ActForAccount(&b)),
-            Err(Denied::Forbidden)
-        );
+        assert_eq!(finance.authorize(Action::Reconcile), Ok(()));
+        for action in [
+            Action::SetPayoutMethod(&b),
+            Action::Withdraw(&b),
+            Action::OptIn(&b),
+        ] {
+            assert_eq!(finance.authorize(action), Err(Denied::Forbidden));
+        }
         assert_eq!(
             finance.authorize(Action::RunPayouts),
             Err(Denied::Forbidden)
         );
-        assert_eq!(finance.authorize(Action::Reconcile), Ok(()));
-        assert_eq!(
-            referrer.authorize(Action::Reconcile),
-            Err(Denied::Forbidden)
-        );
-        assert_eq!(ingest.authorize(Action::Reconcile), Err(Denied::Forbidden));
-
-        let operator = principal(Scope::Operator, None);
-        for action in [
-            Action::ReadAccount(&a),
-            Action::ActForAccount(&b),
-            Action::Ingest,
-            Action::ReadOperations,
-            Action::RunPayouts,
-            Action::Reconcile,
-        ] {
-            assert_eq!(operator.authorize(action), Ok(()));
-        }
     }
 
     #[test]

@@ -128,7 +128,8 @@ token_id!(
     64
 );
 token_id!(
-    /// A caller-supplied key that makes a withdrawal request safe to repeat.
+    /// A caller-supplied key that makes a withdrawal request safe to repeat. Its characters
+    /// never include `/`: keys the system derives always do, so the two cannot collide.
     IdempotencyKey,
     "idempotency key",
     255

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::eligibility::Ineligible;
-use super::ids::{IdError, Rail};
+use super::ids::{IdError, ProgramId, Rail};
 use super::money::{Currency, Money, MoneyError};
 use super::program::Program;
 
@@ -36,6 +36,16 @@ impl RunPeriod {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// The key a run's payout is unique by, per account.
+///
+/// Payouts are unique by (account, key), and callers choose keys too (a withdrawal's
+/// `Idempotency-Key`). A derived key always contains `/`, which no caller's key may
+/// ([`super::ids::IdempotencyKey`] refuses it), so the two namespaces cannot meet: no caller can
+/// take the key a run will derive and make the run fail for everyone.
+pub fn run_key(period: &RunPeriod, program: &ProgramId, currency: Currency) -> String {
+    format!("run/{}/{}/{}", period.as_str(), program, currency.code())
 }
 
 /// Why a payee with a cashable balance is not paid by a run.
@@ -189,6 +199,21 @@ impl RunReport {
 
 #[cfg(test)]
 mod tests {
+    use crate::domain::ids::IdempotencyKey;
+
+    #[test]
+    fn a_run_key_is_no_callers_key() {
+        let key = run_key(
+            &RunPeriod::parse("2026-11-23").unwrap(),
+            &ProgramId::parse("vast").unwrap(),
+            Currency::Usd,
+        );
+        assert_eq!(key, "run/2026-11-23/vast/USD");
+        assert!(IdempotencyKey::parse(&key).is_err());
+        // The old shape is a valid caller key, which is why it could collide.
+        assert!(IdempotencyKey::parse("run-2026-11-23-vast-USD").is_ok());
+    }
+
     use super::*;
 
     fn vast() -> Program {

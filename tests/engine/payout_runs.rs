@@ -144,7 +144,7 @@ async fn a_run_pays_every_eligible_payee_once_and_says_why_it_skipped_the_others
         "{:#?}",
         detail.events
     );
-    assert_eq!(by_run[0].idempotency_key, "run-2026-11-21-vast-USD");
+    assert_eq!(by_run[0].idempotency_key, "run/2026-11-21/vast/USD");
 
     // Next period: only what was earned since.
     env.ingest(r#"{"type":"usage","id":"r-pay-c2","account":"r-pay-u","at":"2025-04-01T00:00:00Z","category":"instance","amount":"100","currency":"USD"}"#).await;
@@ -443,5 +443,36 @@ fn scheduled_runs_in_two_processes_make_one_run_per_tick() {
     assert!(
         deduped >= 1,
         "both processes ticked and one run was made per tick: {text}"
+    );
+}
+
+/// A referrer who withdraws with the key a run would derive for its payout cannot stop the
+/// run for anyone: keys callers choose and keys the system derives never meet.
+#[tokio::test]
+async fn a_caller_key_shaped_like_a_run_key_cannot_block_the_run() {
+    let env = TestEnv::new(Faults::default()).await;
+    population(&env).await;
+    env.withdraw("r-pay", usd("1.00"), "run-2026-11-23-vast-USD")
+        .await
+        .expect("any well-formed key is the caller's to choose");
+
+    let run = env
+        .store
+        .run_payouts(&period("2026-11-23"), false)
+        .await
+        .expect("the run goes through for everyone");
+    assert_eq!(run.created, 2, "r-pay and r-pay2 are paid: {run:#?}");
+    let r_pay: Vec<_> = env
+        .store
+        .list_payouts(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.account.as_str() == "r-pay")
+        .collect();
+    assert_eq!(
+        r_pay.len(),
+        2,
+        "the withdrawal and the run's payout: {r_pay:#?}"
     );
 }

@@ -8,6 +8,7 @@ mod abuse;
 mod flows;
 mod operations;
 mod reconciliation;
+mod scopes;
 mod withdrawals;
 
 use std::sync::Arc;

@@ -43,7 +43,7 @@ pub async fn opt_in(
     ApiJson(body): ApiJson<OptInBody>,
 ) -> Result<(StatusCode, Json<Enrollment>), ApiError> {
     let account = account_id(&account)?;
-    caller.allow_account(Action::ActForAccount(&account))?;
+    caller.allow_account(Action::OptIn(&account))?;
     let program = ProgramId::parse(&body.program).map_err(id_error("invalid_program"))?;
     match state.store.opt_in(&program, &account, Utc::now()).await {
         Ok(enrollment) => Ok((StatusCode::CREATED, Json(enrollment))),

@@ -43,10 +43,10 @@ impl Caller {
 
     /// [`Caller::allow`] for an action on one account.
     pub fn allow_account(&self, action: Action<'_>) -> Result<(), ApiError> {
-        let account = match action {
-            Action::ReadAccount(a) | Action::ActForAccount(a) => a.to_string(),
-            _ => String::new(),
-        };
+        let account = action
+            .account()
+            .map(ToString::to_string)
+            .unwrap_or_default();
         self.allow(action, || {
             ApiError::not_found("unknown_account", format!("account {account} is not known"))
         })

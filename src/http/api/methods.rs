@@ -80,7 +80,7 @@ pub async fn set(
     ApiJson(body): ApiJson<SetPayoutMethod>,
 ) -> Result<Json<PayoutMethodView>, ApiError> {
     let account = account_id(&account)?;
-    caller.allow_account(Action::ActForAccount(&account))?;
+    caller.allow_account(Action::SetPayoutMethod(&account))?;
     let rail: Rail = rail.parse().map_err(|e: crate::domain::ids::IdError| {
         ApiError::bad_request("invalid_rail", e.to_string())
     })?;

@@ -66,7 +66,7 @@ pub async fn create(
     ApiJson(body): ApiJson<WithdrawalBody>,
 ) -> Result<Response, ApiError> {
     let account = account_id(&account)?;
-    caller.allow_account(Action::ActForAccount(&account))?;
+    caller.allow_account(Action::Withdraw(&account))?;
     let key = headers
         .get(IDEMPOTENCY_KEY)
         .ok_or_else(|| {

@@ -24,7 +24,7 @@ use crate::domain::ids::{AccountId, PayoutId, ProgramId, Rail};
 use crate::domain::ledger::{Book, TransactionDraft, TransactionKind, TransactionStatus};
 use crate::domain::money::{Currency, Money};
 use crate::domain::payout::PayoutStatus;
-use crate::domain::payout_run::{Method, RunPeriod, RunReport, Skip, choose_method};
+use crate::domain::payout_run::{Method, RunPeriod, RunReport, Skip, choose_method, run_key};
 use crate::ingest::record::content_hash;
 use crate::storage::queue::payout_task;
 
@@ -229,12 +229,7 @@ async fn create_payouts(tx: &mut Tx, period: &RunPeriod, planned: &[Planned]) ->
     let mut rows = Vec::with_capacity(planned.len());
     for p in planned {
         let units = p.amount.to_units()?;
-        let key = format!(
-            "run-{}-{}-{}",
-            period.as_str(),
-            p.program,
-            p.amount.currency()
-        );
+        let key = run_key(period, &p.program, p.amount.currency());
         let hash = content_hash(&[
             p.program.as_str(),
             p.rail.as_str(),
