@@ -37,7 +37,7 @@ pub fn hash() -> Result<i32> {
     if key.is_empty() {
         anyhow::bail!("no key on standard input; e.g. `echo \"$KEY\" | payouts keys hash`");
     }
-    println!("{}", payouts::domain::api_key::key_hash(key));
+    outln!("{}", payouts::domain::api_key::key_hash(key));
     Ok(0)
 }
 
@@ -61,16 +61,16 @@ pub async fn keys(store: &Store, command: KeysCommand) -> Result<i32> {
                     "key": key,
                 }))?;
             } else {
-                println!("created {id} ({}, scope {})", name, scope.code());
-                println!("key: {key}");
-                println!("this is the only time the key is shown: store it now");
+                outln!("created {id} ({}, scope {})", name, scope.code());
+                outln!("key: {key}");
+                outln!("this is the only time the key is shown: store it now");
             }
             Ok(0)
         }
         KeysCommand::Hash => hash(),
         KeysCommand::Revoke { id } => {
             if store.revoke_api_key(&id).await? {
-                println!("revoked {id}");
+                outln!("revoked {id}");
                 Ok(0)
             } else {
                 eprintln!("error: no live API key {id}");

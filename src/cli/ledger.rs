@@ -259,7 +259,7 @@ async fn trial_balance(
     } else if json {
         super::print_json(&report)?;
     } else {
-        print!("{}", render_trial_balance(&report));
+        out!("{}", render_trial_balance(&report));
     }
     Ok(if report.balanced { 0 } else { 1 })
 }

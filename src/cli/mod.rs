@@ -1,5 +1,24 @@
 //! The command line: argument parsing and one function per command.
 
+/// `println!` for command output. A reader that went away (`payouts ... --json | head`) ends
+/// the program quietly with status 0, as a tool stopped by SIGPIPE would, instead of the
+/// panic `println!` gives.
+macro_rules! outln {
+    () => {
+        $crate::cli::write_stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` for command output; see [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!($($arg)*))
+    };
+}
+
 pub mod keys;
 pub mod ledger;
 pub mod programs;
@@ -25,11 +44,13 @@ use payouts::storage::payouts::WithdrawalRequest;
 /// Payout orchestration for referral, affiliate and creator programs.
 ///
 /// Accrues commissions from platform usage into a double-entry ledger, decides who may cash
-/// out, and pays through Stripe Connect exactly once, with retries driven by a job queue.
+/// out, and pays through Stripe Connect, PayPal Payouts, Wise and PartnerStack exactly once,
+/// with retries driven by a job queue.
 #[derive(Parser)]
 #[command(name = "payouts", version, propagate_version = true)]
 pub struct Cli {
-    /// Database to use: a SQLite path or sqlite:// URL.
+    /// Database to use: a SQLite path or sqlite:// URL (one machine), or a postgres:// URL
+    /// (many workers on many machines sharing one database).
     #[arg(
         long,
         env = "DATABASE_URL",
@@ -85,8 +106,9 @@ pub enum Command {
         /// Amount in the currency's major unit (e.g. 12.50), or "all" for everything payable.
         #[arg(long)]
         amount: String,
-        #[arg(long, default_value = "stripe")]
-        rail: String,
+        /// The rail to pay through; by default the program's only rail, when it has one.
+        #[arg(long, value_parser = ["stripe", "paypal", "wise", "partnerstack"])]
+        rail: Option<String>,
         /// The program to cash out; by default the one program with money payable now.
         #[arg(long)]
         program: Option<String>,
@@ -198,8 +220,22 @@ pub enum PayoutsCommand {
 }
 
 fn print_json(value: &impl serde::Serialize) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
+}
+
+/// Writes command output to standard output; see [`outln!`]. Any other write error is as
+/// fatal as it is for `println!`, but reported as a message rather than a panic.
+pub fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing to standard output: {e}");
+        std::process::exit(1);
+    }
 }
 
 /// Runs a command; returns the process exit code.
@@ -238,14 +274,17 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
                 print_json(&report)?;
             } else {
                 for (kind, c) in &report.by_type {
-                    println!(
+                    outln!(
                         "{kind:<14} {:>6} new  {:>6} updated  {:>6} unchanged",
-                        c.inserted, c.updated, c.unchanged
+                        c.inserted,
+                        c.updated,
+                        c.unchanged
                     );
                 }
-                println!(
+                outln!(
                     "referrals judged: {}, commission entries posted: {}",
-                    report.referrals_judged, report.accruals_posted
+                    report.referrals_judged,
+                    report.accruals_posted
                 );
                 for e in &report.rejected {
                     eprintln!("line {}: {}", e.line, e.message);
@@ -271,7 +310,7 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
             if json {
                 print_json(&balance)?;
             } else {
-                print!("{}", render::balance(&balance));
+                out!("{}", render::balance(&balance));
             }
             Ok(0)
         }
@@ -285,7 +324,6 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
             json,
         } => {
             let account = AccountId::parse(&account)?;
-            let rail: Rail = rail.parse()?;
             let currency: Currency = currency.parse()?;
             // A malformed amount is the caller's first problem; say so before anything else.
             let exact = if amount.trim().eq_ignore_ascii_case("all") {
@@ -295,6 +333,14 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
             };
             let balance = store.balance(&account).await?;
             let program = programs::choose_program(&balance, program.as_deref(), currency)?;
+            let methods: Vec<Rail> = store
+                .payout_methods(&account)
+                .await?
+                .iter()
+                .map(|m| m.rail)
+                .collect();
+            let rail =
+                programs::choose_rail(store.programs(), &program, &methods, rail.as_deref())?;
             let amount = match exact {
                 Some(amount) => amount,
                 None => match balance.program(program.as_str(), currency) {
@@ -320,7 +366,7 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
             if json {
                 print_json(&outcome)?;
             } else {
-                println!(
+                outln!(
                     "{} payout {} of {} to {} via {} ({})",
                     if outcome.replayed {
                         "existing"
@@ -353,13 +399,13 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
             if json {
                 print_json(&report)?;
             } else {
-                print!("{}", render::run_report(&report));
+                out!("{}", render::run_report(&report));
             }
             Ok(0)
         }
         Command::Accrue => {
             let posted = store.reaccrue_all().await?;
-            println!("re-accrued every stream: {posted} ledger transaction(s) posted");
+            outln!("re-accrued every stream: {posted} ledger transaction(s) posted");
             Ok(0)
         }
         Command::Programs { json } => programs::show_programs(store, json),
@@ -372,7 +418,7 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
                     if json {
                         print_json(&list)?;
                     } else {
-                        println!("{}", render::payouts(&list));
+                        outln!("{}", render::payouts(&list));
                     }
                 }
                 PayoutsCommand::Show { id, json } => {
@@ -380,7 +426,7 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
                     if json {
                         print_json(&detail)?;
                     } else {
-                        print!("{}", render::payout_detail(&detail));
+                        out!("{}", render::payout_detail(&detail));
                     }
                 }
             }
@@ -391,7 +437,7 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
             if json {
                 print_json(&check)?;
             } else {
-                println!("{}", render::ledger_check(&check));
+                outln!("{}", render::ledger_check(&check));
             }
             Ok(if check.is_ok() { 0 } else { 1 })
         }
@@ -414,13 +460,13 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
                 .await
                 .with_context(|| format!("binding {listen}"))?;
             let addr = listener.local_addr()?;
-            println!("serving the API on http://{addr}/v1 (document: http://{addr}/openapi.json)");
-            println!("serving webhooks on http://{addr}/v1/webhooks/<rail>");
+            outln!("serving the API on http://{addr}/v1 (document: http://{addr}/openapi.json)");
+            outln!("serving webhooks on http://{addr}/v1/webhooks/<rail>");
             let server = axum::serve(listener, payouts::http::app(state, api))
                 .with_graceful_shutdown(shutdown_signal())
                 .into_future();
             if worker {
-                println!("running the payout worker in this process");
+                outln!("running the payout worker in this process");
                 let (served, worked) = tokio::join!(server, work(store, concurrency, false));
                 served?;
                 worked?;

@@ -4,8 +4,9 @@
 use anyhow::{Result, bail};
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
-use payouts::domain::ids::{AccountId, ProgramId};
+use payouts::domain::ids::{AccountId, ProgramId, Rail};
 use payouts::domain::money::Currency;
+use payouts::domain::program::ProgramSet;
 use payouts::storage::{AccountBalance, Store};
 
 use super::{print_json, render};
@@ -66,7 +67,7 @@ pub async fn affiliate(store: &Store, command: AffiliateCommand) -> Result<i32> 
     if json {
         print_json(&enrollment)?;
     } else {
-        println!(
+        outln!(
             "{} {account} into {program} at {} ({} paying referred users); the choice is permanent",
             if enrollment.replayed {
                 "already opted"
@@ -84,7 +85,7 @@ pub fn show_programs(store: &Store, json: bool) -> Result<i32> {
     if json {
         print_json(store.programs())?;
     } else {
-        print!("{}", render::programs(store.programs()));
+        out!("{}", render::programs(store.programs()));
     }
     Ok(0)
 }
@@ -94,9 +95,42 @@ pub async fn templates(store: &Store, json: bool) -> Result<i32> {
     if json {
         print_json(&report)?;
     } else {
-        print!("{}", render::templates(&report));
+        out!("{}", render::templates(&report));
     }
     Ok(0)
+}
+
+/// The rail a withdrawal pays through: the one asked for; else the program's only rail; else
+/// the only one of the program's rails the account has a payout method for.
+pub fn choose_rail(
+    programs: &ProgramSet,
+    program: &ProgramId,
+    methods: &[Rail],
+    asked: Option<&str>,
+) -> Result<Rail> {
+    if let Some(rail) = asked {
+        return Ok(rail.parse()?);
+    }
+    let Some(terms) = programs.get(program) else {
+        bail!("program {program} is not loaded")
+    };
+    let rails = &terms.cash_out.rails;
+    let set_up: Vec<Rail> = rails
+        .iter()
+        .copied()
+        .filter(|r| methods.contains(r))
+        .collect();
+    match (rails.as_slice(), set_up.as_slice()) {
+        ([], _) => bail!("program {program} pays through no rail: it pays credits only"),
+        ([only], _) | (_, [only]) => Ok(*only),
+        _ => {
+            let names: Vec<&str> = rails.iter().map(|r| r.as_str()).collect();
+            bail!(
+                "program {program} pays through {}: choose one with --rail",
+                names.join(", ")
+            )
+        }
+    }
 }
 
 /// The program a withdrawal draws on: the one asked for, or the only one with money payable

@@ -182,9 +182,9 @@ async fn show(store: &Store, run: ReconRun, output: &Output) -> Result<i32> {
         eprintln!("wrote the report to {}", path.display());
     }
     if output.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", text(&report));
+        out!("{}", text(&report));
     }
     Ok(if open == 0 { 0 } else { OPEN_EXCEPTIONS })
 }
@@ -264,7 +264,7 @@ async fn resolve(store: &Store, id: &str, note: &str, by: &str) -> Result<i32> {
     }
     match store.recon_resolve(&id, note.trim(), by).await? {
         Some(r) => {
-            println!(
+            outln!(
                 "{id} resolved by {} at {}: {}",
                 r.by,
                 r.at.to_rfc3339(),
@@ -279,14 +279,14 @@ async fn resolve(store: &Store, id: &str, note: &str, by: &str) -> Result<i32> {
 async fn runs(store: &Store, limit: i64, json: bool) -> Result<i32> {
     let runs = store.recon_runs(limit.clamp(1, 1000)).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&runs)?);
+        outln!("{}", serde_json::to_string_pretty(&runs)?);
         return Ok(0);
     }
     if runs.is_empty() {
-        println!("no reconciliation runs yet; `payouts reconcile --from D --to D` makes one");
+        outln!("no reconciliation runs yet; `payouts reconcile --from D --to D` makes one");
     }
     for r in runs {
-        println!(
+        outln!(
             "{}  {}  {:<10} {:<9} {:<8} open {:>5}  critical {:>4}",
             r.id,
             r.started_at.format("%Y-%m-%d %H:%M"),

@@ -71,13 +71,20 @@ pub fn cash_out_eligibility(program: &Program, facts: &CashOutFacts) -> Result<(
             available: facts.available,
         });
     }
-    let payable = facts.available.round_down_to_minor().0;
-    if payable.is_zero() {
+    if facts.available.is_zero() {
         return Err(Ineligible::NothingAvailable);
     }
-    if payable.amount() < terms.minimum_payout.amount() {
+    // A residue below one minor unit is money the payee has, too small to move: it waits for
+    // the minimum like any other small balance (and says so), rather than reading as nothing.
+    let payable = facts.available.round_down_to_minor().0;
+    if payable.is_zero() || payable.amount() < terms.minimum_payout.amount() {
         return Err(Ineligible::BelowMinimum {
-            available: payable,
+            // What could move (49.99 of 49.999), or the residue itself when nothing can.
+            available: if payable.is_zero() {
+                facts.available
+            } else {
+                payable
+            },
             minimum: terms.minimum_payout,
         });
     }
@@ -165,8 +172,19 @@ mod tests {
             cash_out_eligibility(&t, &facts("1", "-0.5", "0")),
             Err(Ineligible::NegativeBalance { .. })
         ));
+        // A sub-cent residue is below the minimum, and says so with its amount.
+        let residue = cash_out_eligibility(&t, &facts("1", "0.009", "0")).unwrap_err();
+        assert!(
+            matches!(residue, Ineligible::BelowMinimum { .. }),
+            "{residue:?}"
+        );
+        assert!(
+            residue
+                .to_string()
+                .contains("below this program's minimum payout")
+        );
         assert!(matches!(
-            cash_out_eligibility(&t, &facts("1", "0.009", "0")),
+            cash_out_eligibility(&t, &facts("1", "0", "0")),
             Err(Ineligible::NothingAvailable)
         ));
         assert_eq!(max_payable(&facts("1", "0.009", "0")), usd("0"));

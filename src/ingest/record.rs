@@ -17,6 +17,7 @@ pub use crate::domain::usage::UsageCategory;
 enum WireRecord {
     Account {
         id: String,
+        #[serde(deserialize_with = "created_at")]
         created_at: DateTime<Utc>,
         email: String,
         #[serde(default)]
@@ -30,6 +31,7 @@ enum WireRecord {
         program: String,
         referrer: String,
         referred: String,
+        #[serde(deserialize_with = "at")]
         at: DateTime<Utc>,
         #[serde(default)]
         template_id: Option<String>,
@@ -37,6 +39,7 @@ enum WireRecord {
     Usage {
         id: String,
         account: String,
+        #[serde(deserialize_with = "at")]
         at: DateTime<Utc>,
         category: String,
         amount: String,
@@ -50,12 +53,13 @@ enum WireRecord {
         id: String,
         usage_id: String,
         amount: String,
-        #[serde(default)]
+        #[serde(default, deserialize_with = "optional_at")]
         at: Option<DateTime<Utc>>,
     },
     Purchase {
         id: String,
         account: String,
+        #[serde(deserialize_with = "at")]
         at: DateTime<Utc>,
         amount: String,
         currency: String,
@@ -81,6 +85,7 @@ enum WireRecord {
     AffiliateOptIn {
         program: String,
         account: String,
+        #[serde(deserialize_with = "at")]
         at: DateTime<Utc>,
     },
 }
@@ -226,6 +231,42 @@ impl Record {
 }
 
 /// serde_json's messages are good; this only makes the float case say what to do.
+/// Reads an RFC 3339 timestamp; a bad one is refused naming its field and the format, since
+/// "invalid characters" alone does not tell a platform engineer what to fix.
+fn timestamp<'de, D: serde::Deserializer<'de>>(
+    field: &str,
+    d: D,
+) -> Result<DateTime<Utc>, D::Error> {
+    parse_timestamp::<D>(field, &String::deserialize(d)?)
+}
+
+fn parse_timestamp<'de, D: serde::Deserializer<'de>>(
+    field: &str,
+    text: &str,
+) -> Result<DateTime<Utc>, D::Error> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            serde::de::Error::custom(format!(
+                "{field}: {text:?} is not an RFC 3339 timestamp; write e.g. \"2026-01-02T03:04:05Z\""
+            ))
+        })
+}
+
+fn created_at<'de, D: serde::Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+    timestamp("created_at", d)
+}
+
+fn at<'de, D: serde::Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+    timestamp("at", d)
+}
+
+fn optional_at<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+    Option::<String>::deserialize(d)?
+        .map(|text| parse_timestamp::<D>("at", &text))
+        .transpose()
+}
+
 fn json_message(e: &serde_json::Error) -> String {
     let msg = e.to_string();
     if msg.contains("invalid type: floating point") || msg.contains("invalid type: integer") {
@@ -519,5 +560,24 @@ mod tests {
     fn content_hash_separates_fields() {
         assert_ne!(content_hash(&["ab", "c"]), content_hash(&["a", "bc"]));
         assert_eq!(content_hash(&["x"]), content_hash(&["x"]));
+    }
+
+    #[test]
+    fn a_bad_timestamp_names_its_field_and_the_format() {
+        let e = Record::parse_line(
+            r#"{"type":"account","id":"a1","created_at":"yesterday","email":"a@x.com"}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("created_at") && e.contains("RFC 3339") && e.contains("yesterday"),
+            "{e}"
+        );
+        let e = Record::parse_line(
+            r#"{"type":"purchase","id":"p1","account":"b1","at":"2026-13-01","amount":"1","currency":"USD"}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("at:") && e.contains("RFC 3339"), "{e}");
     }
 }

@@ -8,6 +8,8 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::time::Duration;
 
 use apalis::prelude::*;
@@ -59,13 +61,92 @@ impl Default for WorkerOptions {
 
 /// The apalis handler: advance the payout named by the job. A database error is returned so
 /// apalis re-runs the job (bounded by the task's max attempts); the sweep covers the rest.
-async fn handle(job: PayoutJob, deps: Data<Arc<PayoutDeps>>) -> Result<(), BoxDynError> {
+///
+/// The step runs in a task of its own, counted in `in_hand`: the queue may let go of a job's
+/// future when it stops, and a step cut off between the provider's answer and our record of it
+/// would leave a payment unrecorded until a takeover looks it up. Shutdown waits for the count
+/// instead (see [`InHand`]).
+async fn handle(
+    job: PayoutJob,
+    deps: Data<Arc<PayoutDeps>>,
+    in_hand: Data<InHand>,
+) -> Result<(), BoxDynError> {
     let id = job.payout_id.parse().map_err(|e| {
         error!(payout = %job.payout_id, error = %e, "job names an invalid payout id");
         Box::new(e) as BoxDynError
     })?;
-    advance_payout(&deps, &id).await?;
+    let Some(guard) = in_hand.enter() else {
+        // Shutting down: the step is left to the next worker (the sweep finds the payout due).
+        return Err("worker shutting down: this payout's step is left for another worker".into());
+    };
+    let deps = Arc::clone(&deps);
+    tokio::spawn(async move {
+        let _guard = guard;
+        advance_payout(&deps, &id).await.map(|_| ())
+    })
+    .await??;
     Ok(())
+}
+
+/// Payout steps in hand, counted by the worker itself rather than by the queue's bookkeeping.
+///
+/// Shutdown first stops taking steps and waits for these to finish, and only then stops the
+/// queue: on SQLite the queue's own bookkeeping writes share the database's one write lock,
+/// and a queue stopped first can leave such a write unfinished (its future no longer polled)
+/// while a step waits behind it for the lock.
+#[derive(Debug, Clone, Default)]
+pub struct InHand(Arc<InHandState>);
+
+#[derive(Debug, Default)]
+pub struct InHandState {
+    count: AtomicUsize,
+    stopping: AtomicBool,
+    changed: tokio::sync::Notify,
+}
+
+/// One step in hand; dropping it (however the step ends) counts it out.
+#[derive(Debug)]
+pub struct InHandGuard(InHand);
+
+impl InHand {
+    /// Counts a step in, unless the worker is stopping. Counted before the flag is read, so a
+    /// step either sees the stop or is seen by [`InHand::stop_and_drain`].
+    pub fn enter(&self) -> Option<InHandGuard> {
+        self.0.count.fetch_add(1, SeqCst);
+        let guard = InHandGuard(self.clone());
+        (!self.0.stopping.load(SeqCst)).then_some(guard)
+    }
+
+    pub fn count(&self) -> usize {
+        self.0.count.load(SeqCst)
+    }
+
+    /// Refuses new steps from now on and resolves once none is in hand.
+    pub async fn stop_and_drain(&self) {
+        self.0.stopping.store(true, SeqCst);
+        self.drained().await;
+    }
+
+    /// Resolves once no step is in hand.
+    pub async fn drained(&self) {
+        loop {
+            let notified = self.0.changed.notified();
+            tokio::pin!(notified);
+            // Registered before the count is read, so a step ending in between still wakes us.
+            notified.as_mut().enable();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for InHandGuard {
+    fn drop(&mut self) {
+        (self.0).0.count.fetch_sub(1, SeqCst);
+        (self.0).0.changed.notify_waiters();
+    }
 }
 
 /// Counts of payouts a worker still has to act on, by status.
@@ -100,6 +181,9 @@ pub async fn run_worker(
     let reconcile = options.reconcile.clone();
     let reconcile_store = deps.store.clone();
     let reconcile_rails = deps.rails.clone();
+    let in_hand = InHand::default();
+    let draining = in_hand.clone();
+    let deadline = options.shutdown_deadline;
     let stop = async move {
         let watch = async {
             let mut last_sweep = tokio::time::Instant::now();
@@ -145,11 +229,22 @@ pub async fn run_worker(
             () = watch => info!("idle: no payout is waiting for a worker"),
             () = shutdown => info!("shutdown requested; finishing jobs in hand"),
         }
+        // Steps in hand finish while the queue still runs; then the queue stops.
+        if tokio::time::timeout(deadline, draining.stop_and_drain())
+            .await
+            .is_err()
+        {
+            warn!(
+                ?deadline,
+                "shutdown deadline passed with jobs in hand; their leases will expire and the next holder looks them up first"
+            );
+        }
         let _ = stopped.send(true);
         Ok::<(), std::io::Error>(())
     };
 
     let queue_store = deps.store.clone();
+    let waiting = in_hand.clone();
     let worker = WorkerBuilder::new(name.clone());
     let payouts = async move {
         match &queue_store {
@@ -165,6 +260,7 @@ pub async fn run_worker(
                 worker
                     .backend(backend)
                     .data(deps)
+                    .data(in_hand)
                     .concurrency(concurrency)
                     .build(handle)
                     .run_until(stop)
@@ -184,6 +280,7 @@ pub async fn run_worker(
                 worker
                     .backend(backend)
                     .data(deps)
+                    .data(in_hand)
                     .concurrency(concurrency)
                     .build(handle)
                     .run_until(stop)
@@ -193,10 +290,14 @@ pub async fn run_worker(
     };
     // Jobs in hand get until the deadline once the stop signal came.
     let mut deadline_watch = on_stop.clone();
-    let deadline = options.shutdown_deadline;
     let payouts = async move {
         tokio::select! {
-            finished = payouts => finished,
+            finished = async {
+                let finished = payouts.await;
+                // The queue has stopped; the steps it started finish and record what they did.
+                waiting.drained().await;
+                finished
+            } => finished,
             () = async {
                 let _ = deadline_watch.wait_for(|stopped| *stopped).await;
                 tokio::time::sleep(deadline).await;

@@ -410,3 +410,79 @@ async fn serve_runs_the_api_and_the_worker_in_one_process() {
         1
     );
 }
+
+/// `payouts ... --json | head`: a reader that went away ends the program quietly, never with
+/// a panic (exit 101).
+#[test]
+fn output_into_a_closed_pipe_exits_quietly() {
+    let tdb = common::TestDb::blocking("pipe");
+    // The reading end is closed before the program starts, so its first write fails.
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let out = Command::new(BIN)
+        .args(["programs", "--json"])
+        .env("DATABASE_URL", &tdb.url)
+        .env("RUNPOD_BONUS_SEED", "cli-test-seed-0123456789")
+        .env_remove("PAYOUTS_PROGRAMS")
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run payouts");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// The help describes what the program is (four rails, two databases), lists the rails, and
+/// `withdraw` picks the rail when only one can be meant.
+#[test]
+fn help_and_rail_choice_say_what_there_is() {
+    let help = Command::new(BIN).arg("--help").output().expect("help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    for word in ["PayPal", "Wise", "PartnerStack", "postgres://"] {
+        assert!(help.contains(word), "--help lacks {word}:\n{help}");
+    }
+    let help = Command::new(BIN)
+        .args(["withdraw", "--help"])
+        .output()
+        .expect("help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("stripe, paypal, wise, partnerstack"),
+        "withdraw --help lists no rails:\n{help}"
+    );
+
+    let tdb = common::TestDb::blocking("rails");
+    let db = tdb.url.as_str();
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/demo.ndjson");
+    assert!(payouts(db, &["ingest", fixture], &[]).status.success());
+    // Alice's only method among Vast's rails is Stripe: no --rail needed.
+    let out = payouts(
+        db,
+        &[
+            "withdraw",
+            "ref-alice",
+            "--amount",
+            "1",
+            "--program",
+            "vast",
+            "--json",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(created["payout"]["rail"], "stripe");
+    // A rail that does not exist is refused with the list.
+    let out = payouts(
+        db,
+        &["withdraw", "ref-alice", "--amount", "1", "--rail", "venmo"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("partnerstack"));
+}

@@ -161,7 +161,10 @@ fn spawn_worker(db: &Path, base: &str, log: &Path, patience: Patience, args: &[&
     let mut cmd = Command::new(BIN);
     cmd.arg("work")
         .args(args)
-        .env("PAYOUTS_LOG", "info")
+        .env(
+            "PAYOUTS_LOG",
+            "info,payouts=trace,apalis_core=debug,apalis_sqlite=debug",
+        )
         .env("DATABASE_URL", db)
         .env("RUNPOD_BONUS_SEED", "crash-test-seed-0123456789")
         .stdout(Stdio::null())
@@ -329,6 +332,11 @@ fn sigterm_finishes_the_send_in_hand_and_exits_zero() {
     assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", log_of(&log));
     // The send in hand was finished, not abandoned: paid, once.
     let detail = show(&db, &id);
-    assert_eq!(detail["payout"]["status"], "paid", "{detail:#}");
+    assert_eq!(
+        detail["payout"]["status"],
+        "paid",
+        "{detail:#}\n{}",
+        log_of(&log)
+    );
     assert_eq!(transfers_for(&base, &id), 1);
 }

@@ -86,7 +86,9 @@ async fn a_run_pays_every_eligible_payee_once_and_says_why_it_skipped_the_others
     assert_eq!(skipped(Skip::AutoPayoutOff), 1);
     assert_eq!(skipped(Skip::NoMethod), 1);
     assert_eq!(skipped(Skip::SpendGate), 1);
-    assert_eq!(skipped(Skip::NothingAvailable), 1);
+    // r-tiny's sub-cent residue waits for the minimum, and the report says so.
+    assert_eq!(skipped(Skip::BelowMinimum), 1);
+    assert_eq!(skipped(Skip::NothingAvailable), 0);
     assert_eq!(skipped(Skip::NegativeBalance), 1);
     assert_eq!(run.totals.len(), 1);
     assert_eq!(

@@ -38,7 +38,7 @@ const PLAN: [(&str, &str, Rail); 5] = [
 
 pub async fn run() -> Result<i32> {
     let started = Instant::now();
-    let step = |text: &str| println!("\n[{:>5.1}s] {text}", started.elapsed().as_secs_f64());
+    let step = |text: &str| outln!("\n[{:>5.1}s] {text}", started.elapsed().as_secs_f64());
 
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
     let db = dir.path().join("demo.db");
@@ -59,7 +59,7 @@ pub async fn run() -> Result<i32> {
             method_cooling_off: std::time::Duration::ZERO,
         });
     step("Programs (presets vast and runpod; see programs/*.toml)");
-    print!("{}", render::programs(store.programs()));
+    out!("{}", render::programs(store.programs()));
 
     let faults = Faults {
         latency_ms: 25,
@@ -86,9 +86,9 @@ pub async fn run() -> Result<i32> {
         faults.latency_ms
     ));
     for rail in [Rail::Stripe, Rail::Paypal, Rail::Wise, Rail::Partnerstack] {
-        println!("  {rail:<12} {}", sandbox.base_url(rail));
+        outln!("  {rail:<12} {}", sandbox.base_url(rail));
     }
-    println!("  webhooks     {hooks}/<rail> (signed; verified before anything is applied)");
+    outln!("  webhooks     {hooks}/<rail> (signed; verified before anything is applied)");
 
     step(
         "Ingesting fixtures/demo.ndjson (Vast), rails.ndjson and runpod.ndjson (Runpod), then demo.ndjson \
@@ -125,26 +125,27 @@ pub async fn run() -> Result<i32> {
         .values()
         .map(|c| c.inserted + c.updated)
         .sum();
-    println!(
+    outln!(
         "  first pass: {inserted} records, {} referrals judged, {} commission entries",
-        first.referrals_judged, first.accruals_posted
+        first.referrals_judged,
+        first.accruals_posted
     );
-    println!(
+    outln!(
         "  second pass: {replay_new} new records, {} commission entries (idempotent)",
         second.accruals_posted
     );
 
     step("Balances of every referrer");
     for account in store.referrers().await? {
-        print!("{}", render::balance(&store.balance(&account).await?));
+        out!("{}", render::balance(&store.balance(&account).await?));
     }
-    print!(
+    out!(
         "{}",
         render::balance(&store.balance(&AccountId::parse("rp-n02")?).await?)
     );
 
     step("Templates: Vast template referral links and Runpod creator earnings");
-    print!("{}", render::templates(&store.template_report().await?));
+    out!("{}", render::templates(&store.template_report().await?));
 
     step("Withdrawing everything payable, each referrer through its rail");
     let mut ids = Vec::new();
@@ -155,7 +156,7 @@ pub async fn run() -> Result<i32> {
             continue;
         };
         if !program.payable_now.is_positive() {
-            println!(
+            outln!(
                 "  {account}: not withdrawn: {}",
                 program.reason.as_deref().unwrap_or("nothing available")
             );
@@ -175,9 +176,11 @@ pub async fn run() -> Result<i32> {
             again.replayed && again.payout.id == outcome.payout.id,
             "idempotent retry of a withdrawal created a second payout"
         );
-        println!(
+        outln!(
             "  {account}: payout {} of {} via {rail} to {} queued (a repeated request returned the same payout)",
-            outcome.payout.id, outcome.payout.amount, outcome.payout.destination
+            outcome.payout.id,
+            outcome.payout.amount,
+            outcome.payout.destination
         );
         ids.push(outcome.payout.id.to_string());
     }
@@ -210,7 +213,7 @@ pub async fn run() -> Result<i32> {
             .join(", ");
         let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
         if *last != line {
-            println!("  [{:>4.1}s] {line}", clock.elapsed().as_secs_f64());
+            outln!("  [{:>4.1}s] {line}", clock.elapsed().as_secs_f64());
             *last = line;
         }
     };
@@ -241,7 +244,7 @@ pub async fn run() -> Result<i32> {
         }
         let detail = store.payout(gina.id.as_str()).await?;
         let balance = store.balance(&gina.account).await?;
-        println!(
+        outln!(
             "  payout {} is now {}; {} can cash out {} again",
             gina.id,
             detail.payout.status,
@@ -251,7 +254,7 @@ pub async fn run() -> Result<i32> {
                 .map(|p| p.available.to_string())
                 .unwrap_or_default()
         );
-        print!("{}", render::payout_detail(&detail));
+        out!("{}", render::payout_detail(&detail));
     }
 
     step("Result per payout: our state against each mock's own books");
@@ -290,7 +293,7 @@ pub async fn run() -> Result<i32> {
             if ok { "ok".into() } else { "MISMATCH".into() },
         ]);
     }
-    println!(
+    outln!(
         "{}",
         render::table(
             &[
@@ -330,7 +333,7 @@ pub async fn run() -> Result<i32> {
             if ok { "ok".into() } else { "MISMATCH".into() },
         ]);
     }
-    println!(
+    outln!(
         "{}",
         render::table(
             &[
@@ -346,13 +349,13 @@ pub async fn run() -> Result<i32> {
 
     step("Ledger check");
     let check = store.check_ledger().await?;
-    println!("  {}", render::ledger_check(&check));
+    outln!("  {}", render::ledger_check(&check));
     all_good &= check.is_ok();
 
     all_good &= reconcile_demo(&store, &sandbox, &step).await?;
     sandbox.stop();
     store.close().await;
-    println!(
+    outln!(
         "\n{}",
         if all_good {
             "Demo complete: every payout reached the provider's final state, each paid at most once, and every rail's books match the ledger to the cent."
@@ -384,7 +387,7 @@ async fn reconcile_demo(store: &Store, sandbox: &Sandbox, step: &dyn Fn(&str)) -
     };
     step("Reconciliation: every record at the four providers against our payouts");
     let clean = reconcile(store, &rails, &request, &Quiet).await?;
-    print!(
+    out!(
         "{}",
         crate::cli::reconcile::text(&Report::new(clean.clone(), Vec::new()))
     );
@@ -412,11 +415,11 @@ async fn reconcile_demo(store: &Store, sandbox: &Sandbox, step: &dyn Fn(&str)) -
     let caught = reconcile(store, &rails, &request, &Quiet).await?;
     let exceptions = store.recon_exceptions(&caught.id, false).await?;
     let report = Report::new(caught, exceptions);
-    print!("{}", crate::cli::reconcile::text(&report));
+    out!("{}", crate::cli::reconcile::text(&report));
     let caught_ok = matches!(report.exceptions.as_slice(), [one]
         if one.exception.kind == ExceptionKind::UnknownAtProvider
             && one.exception.severity == Severity::Critical);
-    println!(
+    outln!(
         "  {}",
         match (clean_ok, caught_ok) {
             (true, true) =>

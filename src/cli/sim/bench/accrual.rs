@@ -328,7 +328,7 @@ pub(super) async fn accrual(opts: AccrualOptions) -> Result<i32> {
             "database_bytes": size,
             "total_secs": total.as_secs_f64(),
         });
-        println!("{}", serde_json::to_string_pretty(&figures)?);
+        outln!("{}", serde_json::to_string_pretty(&figures)?);
         return Ok(0);
     }
 
@@ -414,7 +414,7 @@ pub(super) async fn accrual(opts: AccrualOptions) -> Result<i32> {
         ],
         vec!["total".into(), secs(total), String::new()],
     ];
-    println!();
-    println!("{}", render::table(&["phase", "time", "figures"], &rows));
+    outln!();
+    outln!("{}", render::table(&["phase", "time", "figures"], &rows));
     Ok(0)
 }

@@ -356,7 +356,7 @@ pub(super) async fn execution(opts: ExecutionOptions) -> Result<i32> {
             "target_ratio": TARGET_RATIO,
             "results": results,
         });
-        println!("{}", serde_json::to_string_pretty(&figures)?);
+        outln!("{}", serde_json::to_string_pretty(&figures)?);
         return Ok(0);
     }
 
@@ -389,8 +389,8 @@ pub(super) async fn execution(opts: ExecutionOptions) -> Result<i32> {
             ]
         })
         .collect();
-    println!();
-    println!(
+    outln!();
+    outln!(
         "{}",
         render::table(
             &[
@@ -405,11 +405,11 @@ pub(super) async fn execution(opts: ExecutionOptions) -> Result<i32> {
             &rows
         )
     );
-    println!();
-    println!("commits/payout counts {COMMITS_COUNT}.");
-    println!("ratio = payouts/s / (commits/s / commits per payout).");
+    outln!();
+    outln!("commits/payout counts {COMMITS_COUNT}.");
+    outln!("ratio = payouts/s / (commits/s / commits per payout).");
     for m in &results {
-        println!(
+        outln!(
             "{} worker(s): run_payouts {:.2} s; worker wall time {:.2} s; {:.2} payout events and \
              {:.2} attempts per payout; commit loop {} commits in {:.2} s ({} seen by the hook); \
              hook still on {} of {} pool connections after the worker",

@@ -28,7 +28,7 @@ pub(super) struct Expected {
     pub(super) eligible: u64,
     pub(super) auto_payout_off: u64,
     pub(super) no_method: u64,
-    pub(super) nothing_available: u64,
+    pub(super) below_minimum: u64,
     pub(super) spend_gate: u64,
 }
 
@@ -39,7 +39,7 @@ impl Expected {
             match (mixed, i % 20) {
                 (true, 0) => e.auto_payout_off += 1,
                 (true, 1) => e.no_method += 1,
-                (true, 2) => e.nothing_available += 1,
+                (true, 2) => e.below_minimum += 1,
                 (true, 3) => e.spend_gate += 1,
                 _ => e.eligible += 1,
             }

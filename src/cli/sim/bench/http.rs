@@ -488,10 +488,10 @@ pub(super) async fn http(opts: HttpOptions) -> Result<i32> {
         payouts_match_created,
     };
     if opts.json {
-        println!("{}", serde_json::to_string_pretty(&figures)?);
+        outln!("{}", serde_json::to_string_pretty(&figures)?);
     } else {
-        println!();
-        println!("{}", report(&figures));
+        outln!();
+        outln!("{}", report(&figures));
     }
     Ok(0)
 }

@@ -246,7 +246,7 @@ impl Progress {
         if self.to_stderr {
             eprintln!("{line}");
         } else {
-            println!("{line}");
+            outln!("{line}");
         }
     }
 }

@@ -526,10 +526,10 @@ pub(super) async fn reconcile_bench(opts: ReconcileOptions) -> Result<i32> {
         total_secs: progress.started.elapsed().as_secs_f64(),
     };
     if opts.json {
-        println!("{}", serde_json::to_string_pretty(&figures)?);
+        outln!("{}", serde_json::to_string_pretty(&figures)?);
     } else {
-        println!();
-        println!("{}", report(&figures));
+        outln!();
+        outln!("{}", report(&figures));
     }
     if all_found && nothing_unexpected {
         Ok(0)

@@ -106,7 +106,7 @@ pub(super) async fn run(opts: RunOptions) -> Result<i32> {
         && (opts.dry_run_only || u64::try_from(payouts).unwrap_or(0) == expected.eligible)
         && skipped(&run, Skip::AutoPayoutOff) == expected.auto_payout_off
         && skipped(&run, Skip::NoMethod) == expected.no_method
-        && skipped(&run, Skip::NothingAvailable) == expected.nothing_available
+        && skipped(&run, Skip::BelowMinimum) == expected.below_minimum
         && skipped(&run, Skip::SpendGate) == expected.spend_gate
         && dry.skipped == run.skipped;
     let target_secs = TARGET_SECS_PER_MILLION * opts.payees as f64 / 1e6;
@@ -132,7 +132,7 @@ pub(super) async fn run(opts: RunOptions) -> Result<i32> {
             "database_bytes": size,
             "total_secs": total.as_secs_f64(),
         });
-        println!("{}", serde_json::to_string_pretty(&figures)?);
+        outln!("{}", serde_json::to_string_pretty(&figures)?);
         return Ok(0);
     }
 
@@ -178,11 +178,11 @@ pub(super) async fn run(opts: RunOptions) -> Result<i32> {
                 format!("yes ({} eligible expected)", group(expected.eligible))
             } else {
                 format!(
-                    "NO: expected {} eligible, {} auto_payout_off, {} no_method, {} nothing_available, {} spend_gate",
+                    "NO: expected {} eligible, {} auto_payout_off, {} no_method, {} below_minimum, {} spend_gate",
                     group(expected.eligible),
                     group(expected.auto_payout_off),
                     group(expected.no_method),
-                    group(expected.nothing_available),
+                    group(expected.below_minimum),
                     group(expected.spend_gate)
                 )
             },
@@ -195,7 +195,7 @@ pub(super) async fn run(opts: RunOptions) -> Result<i32> {
         ],
         vec!["total".into(), secs(total), String::new()],
     ];
-    println!();
-    println!("{}", render::table(&["phase", "time", "figures"], &rows));
+    outln!();
+    outln!("{}", render::table(&["phase", "time", "figures"], &rows));
     Ok(0)
 }
