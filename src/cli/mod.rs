@@ -34,7 +34,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use payouts::app::config::{WebhookSettings, WorkerSettings};
-use payouts::domain::ids::{AccountId, IdempotencyKey, Rail};
+use payouts::domain::ids::{AccountId, IdempotencyKey, PayoutId, Rail};
 use payouts::domain::money::{Currency, Money};
 use payouts::domain::program::ProgramSet;
 use payouts::jobs::{PayoutDeps, WorkerOptions, run_worker, shutdown_signal};
@@ -214,6 +214,15 @@ pub enum PayoutsCommand {
     /// Show one payout with its attempts and full event history.
     Show {
         id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Provider objects that named a payout but were not its payment: possible duplicate
+    /// payments to check at the provider, newest first.
+    Duplicates {
+        /// Only this payout's.
+        #[arg(long)]
+        payout: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -427,6 +436,15 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
                         print_json(&detail)?;
                     } else {
                         out!("{}", render::payout_detail(&detail));
+                    }
+                }
+                PayoutsCommand::Duplicates { payout, json } => {
+                    let payout = payout.as_deref().map(PayoutId::parse).transpose()?;
+                    let found = store.payout_duplicates(payout.as_ref()).await?;
+                    if json {
+                        print_json(&found)?;
+                    } else {
+                        println!("{}", render::duplicates(&found));
                     }
                 }
             }

@@ -3,7 +3,7 @@
 use payouts::domain::program::{ProgramKind, ProgramSet, Window};
 use payouts::storage::payouts::{PayoutDetail, PayoutView};
 use payouts::storage::templates::TemplateReport;
-use payouts::storage::{AccountBalance, LedgerCheck};
+use payouts::storage::{AccountBalance, DuplicateEvidence, LedgerCheck};
 
 /// Renders rows under a header, each column as wide as its widest cell.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -127,6 +127,37 @@ pub fn payouts(list: &[PayoutView]) -> String {
             "attempts",
             "provider ref",
             "provider status",
+        ],
+        &rows,
+    )
+}
+
+/// Possible duplicate payments, one row per provider object.
+pub fn duplicates(list: &[DuplicateEvidence]) -> String {
+    if list.is_empty() {
+        return "no provider object named a payout without being its payment".into();
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|d| {
+            vec![
+                d.payout_id.clone(),
+                d.rail.clone(),
+                d.object_ref.clone(),
+                format!("{} ({})", d.state, d.provider_status),
+                d.first_seen_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                d.last_seen_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "payout",
+            "rail",
+            "other object",
+            "last state",
+            "first seen",
+            "last seen",
         ],
         &rows,
     )

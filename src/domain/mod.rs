@@ -8,6 +8,7 @@ pub mod eligibility;
 pub mod ids;
 pub mod ledger;
 pub mod money;
+pub mod object_match;
 pub mod payout;
 pub mod payout_run;
 pub mod program;

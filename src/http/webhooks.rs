@@ -1,7 +1,9 @@
 //! Webhook receivers, one route per provider. Each verifies the delivery with its provider's
 //! scheme (`providers::<rail>::webhook`), then hands the event to [`accept`], which is the
 //! same for all: de-duplicate by event id, find the payout, and apply the observation
-//! through `domain::tracking::track` (stale and repeated readings change nothing).
+//! through `domain::tracking::track` (stale and repeated readings change nothing) when it is
+//! about the payment the payout rests on; an event about another object that names the payout
+//! is kept as duplicate evidence and changes nothing (`domain::object_match`).
 //!
 //! Answers: 2xx once the delivery is recorded (also for duplicates and for events about no
 //! payout of ours, so the provider stops retrying); 409 while a worker step owns the payout
@@ -23,6 +25,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::domain::ids::Rail;
+use crate::domain::object_match::Reading;
 use crate::providers::partnerstack::{self, PartnerstackAdapter};
 use crate::providers::paypal::PaypalAdapter;
 use crate::providers::rail::Rails;
@@ -288,9 +291,18 @@ async fn apply(
             return Ok(Handled::Done("nothing to apply".into()));
         }
     };
+    // Applied only if it is about the payment the payout rests on; a reading about another
+    // object naming the payout is kept as duplicate evidence (`domain::object_match`).
+    let reading = Reading {
+        provider_ref: event.provider_ref.as_deref(),
+        our_token: event.our_token.as_deref(),
+    };
     let applied = store
-        .apply_observation(&payout, &observation, "webhook", state.watch_for)
+        .apply_observation(&payout, reading, &observation, "webhook", state.watch_for)
         .await?;
+    if let Applied::Duplicate { object, .. } = &applied {
+        warn!(%rail, event = %event.event_id, %payout, %object, "provider event about another object naming the payout: possible duplicate payment, recorded for an operator");
+    }
     if let Applied::Deferred { status } = applied {
         // A worker step owns the payout (it is being sent or resolved). Recording the event
         // now would lose it if that step ends in a state this event should move on from.

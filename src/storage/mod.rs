@@ -33,6 +33,7 @@ use crate::domain::cooling_off::Safeguards;
 use crate::domain::ids::{AccountId, PayoutId, ProgramId, Rail};
 use crate::domain::ledger::LedgerError;
 use crate::domain::money::MoneyError;
+use crate::domain::object_match::Reading;
 use crate::domain::payout::PayoutStatus;
 use crate::domain::payout_run::{RunPeriod, RunReport};
 use crate::domain::program::ProgramSet;
@@ -54,7 +55,7 @@ pub use payouts::{
 };
 pub use reconcile::{NewRun, RailTotals, ReconRun, Trigger};
 pub use templates::TemplateReport;
-pub use tracking::Applied;
+pub use tracking::{Applied, DuplicateEvidence};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -245,7 +246,9 @@ delegate! {
     fn past_attempts(&self, id: &PayoutId) -> StoreResult<Vec<PastAttempt>>;
     fn save_checkpoint(&self, lease: &Lease, attempt: u32, state: &Value) -> StoreResult<()>;
     fn payout_for_event(&self, rail: Rail, provider_ref: Option<&str>, our_token: Option<&str>) -> StoreResult<Option<PayoutId>>;
-    fn apply_observation(&self, id: &PayoutId, observation: &Observation, source: &str, watch_for: Option<Duration>) -> StoreResult<Applied>;
+    fn apply_observation(&self, id: &PayoutId, reading: Reading<'_>, observation: &Observation, source: &str, watch_for: Option<Duration>) -> StoreResult<Applied>;
+    /// Provider objects that named a payout but were not its payment (possible duplicates).
+    fn payout_duplicates(&self, id: Option<&PayoutId>) -> StoreResult<Vec<DuplicateEvidence>>;
     fn record_delivery(&self, provider: Rail, event_id: &str, payout: Option<&PayoutId>, outcome: &str) -> StoreResult<bool>;
     fn delivery_seen(&self, provider: Rail, event_id: &str) -> StoreResult<bool>;
     /// Creates an API key: (id, the key's text, shown once).

@@ -248,6 +248,12 @@ pub fn explain(e: &Exception) -> String {
             t.payee,
             t.status
         ),
+        (ExceptionKind::DuplicateAtProvider, _, None) => format!(
+            "{provider} told us about {record}, which names payout {payout} but is not the \
+             payment the payout is booked against. The payee may have been paid twice. Check \
+             {record} in {provider}'s dashboard, recover or reverse any extra payment, then \
+             resolve this with a note."
+        ),
         (ExceptionKind::MissingAtProvider, Some(o), _) => format!(
             "Our books say payout {payout} ({} to {}) reached {provider} on {} and is {}, but \
              {provider} has no record of it in this period. The payee may not have been paid. \
@@ -382,5 +388,16 @@ mod tests {
         let text = explain(&unknown);
         assert!(text.contains("no payout of ours"), "{text}");
         assert!(text.contains("40.00 USD"), "{text}");
+        // A duplicate a webhook showed, with no record of this run behind it.
+        let seen = Exception {
+            kind: ExceptionKind::DuplicateAtProvider,
+            payout_id: Some("po_1".into()),
+            record_id: Some("tr_1".into()),
+            theirs: None,
+            ..unknown
+        };
+        let text = explain(&seen);
+        assert!(text.contains("tr_1") && text.contains("po_1"), "{text}");
+        assert!(text.contains("paid twice"), "{text}");
     }
 }

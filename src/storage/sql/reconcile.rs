@@ -216,7 +216,9 @@ impl Store {
         .bind(run.tolerances.date.num_milliseconds())
         .execute(&mut *tx)
         .await?;
-        // 4. Classify. One row per disagreement; ids are derived below.
+        // 4. Classify. One row per disagreement; ids are derived below. Objects a webhook
+        //    showed naming a payout without being its payment (payout_duplicates) are
+        //    duplicates too, whether or not this run's records still carry money for them.
         let rails = rail_list(&run.rails);
         let found: Vec<Found> = sqlx::query(sqlx::AssertSqlSafe(format!(
             "WITH {tables}, linked AS ( \
@@ -258,6 +260,10 @@ impl Store {
                  AND NOT EXISTS (SELECT 1 FROM recon_records r \
                                   WHERE r.run_id = $1 AND r.payout_id = p.id) \
              UNION ALL \
+             SELECT 'duplicate_at_provider', 'critical', d.rail, d.payout_id, \
+               CAST(NULL AS BIGINT), d.object_ref FROM payout_duplicates d \
+               WHERE d.rail IN ({rails}) AND d.first_seen_at >= $2 AND d.first_seen_at < $3 \
+             UNION ALL \
              SELECT 'unknown_at_provider', 'critical', r.rail, CAST(NULL AS TEXT), r.seq, \
                r.record_id \
                FROM recon_records r \
@@ -283,7 +289,7 @@ impl Store {
         for chunk in found.chunks(super::BATCH_ROWS) {
             let mut insert = sqlx::QueryBuilder::<super::Db>::new(
                 "INSERT INTO recon_exceptions (run_id, id, kind, severity, rail, payout_id, \
-                 record_seq) ",
+                 record_seq, record_id) ",
             );
             insert.push_values(chunk, |mut b, f| {
                 let kind = ExceptionKind::from_code(&f.kind);
@@ -303,7 +309,8 @@ impl Store {
                     .push_bind(&f.severity)
                     .push_bind(&f.rail)
                     .push_bind(&f.payout_id)
-                    .push_bind(f.seq);
+                    .push_bind(f.seq)
+                    .push_bind(&f.record_id);
             });
             // Two rules can describe one pair twice only through a bug; keep the first.
             insert.push(" ON CONFLICT (run_id, id) DO NOTHING");
@@ -480,7 +487,8 @@ impl Store {
         open_only: bool,
     ) -> StoreResult<Vec<Exception>> {
         let rows = sqlx::query(
-            "SELECT e.id, e.kind, e.severity, e.rail, e.payout_id, r.record_id, \
+            "SELECT e.id, e.kind, e.severity, e.rail, e.payout_id, \
+               COALESCE(r.record_id, e.record_id) AS record_id, \
                CAST(p.units AS BIGINT) AS p_units, p.currency AS p_currency, \
                p.destination AS p_payee, p.status AS p_status, p.created_at AS p_at, \
                CAST(r.units AS BIGINT) AS r_units, r.currency AS r_currency, \

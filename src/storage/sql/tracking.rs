@@ -9,9 +9,12 @@ use serde_json::Value;
 use super::Tx;
 use super::enqueue_payout_job;
 use super::ledger::{book_correction, settle_ledger};
-use super::payouts::{Actor, Lease, append_event, fetch_payout};
+use super::payouts::{Actor, Lease, PayoutView, append_event, fetch_payout};
 use super::{Store, StoreError, StoreResult, WriteLock, from_millis, parse_stored, to_millis};
 use crate::domain::ids::{PayoutId, Rail};
+use crate::domain::object_match::{
+    Anchor, AttemptTokens, Evidence, ObjectMatch, Reading, match_reading,
+};
 use crate::domain::payout::PayoutStatus;
 use crate::domain::tracking::{Observation, Tracked, track};
 use crate::providers::rail::PastAttempt;
@@ -88,12 +91,16 @@ impl Store {
         provider_ref: Option<&str>,
         our_token: Option<&str>,
     ) -> StoreResult<Option<PayoutId>> {
+        // The payout whose own payment it is comes first; whether the event may change it is
+        // decided when it is applied (`domain::object_match`).
         let found: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM payouts WHERE rail = $1 AND provider_ref = $2 \
-             UNION SELECT a.payout_id FROM payout_attempts a JOIN payouts p ON p.id = a.payout_id \
-               WHERE p.rail = $1 AND (a.provider_ref = $2 OR a.provider_key = $3) \
-             UNION SELECT id FROM payouts WHERE rail = $1 AND id = $3 \
-             LIMIT 1",
+            "SELECT id FROM ( \
+               SELECT id, 0 AS rank FROM payouts WHERE rail = $1 AND provider_ref = $2 \
+               UNION ALL SELECT a.payout_id, 1 FROM payout_attempts a \
+                 JOIN payouts p ON p.id = a.payout_id \
+                 WHERE p.rail = $1 AND (a.provider_ref = $2 OR a.provider_key = $3) \
+               UNION ALL SELECT id, 2 FROM payouts WHERE rail = $1 AND id = $3) m \
+             ORDER BY rank LIMIT 1",
         )
         .bind(rail.as_str())
         .bind(provider_ref)
@@ -107,9 +114,14 @@ impl Store {
     /// the payout per `domain::tracking::track` and settles the ledger in one transaction.
     /// Takes over any lease (the fence moves), so a worker mid-poll cannot overwrite it.
     /// A payout this makes paid is watched for `watch_for` (see `RetryPolicy::watch_for`).
+    ///
+    /// Only a reading about the object the payout rests on is applied
+    /// (`domain::object_match`); a reading about another object that names the payout is
+    /// recorded as duplicate evidence and changes neither the payout nor the ledger.
     pub async fn apply_observation(
         &self,
         id: &PayoutId,
+        reading: Reading<'_>,
         observation: &Observation,
         source: &str,
         watch_for: Option<std::time::Duration>,
@@ -119,10 +131,6 @@ impl Store {
             .await?
             .ok_or_else(|| StoreError::UnknownPayout(id.to_string()))?;
         let status = payout.status;
-        let actor = Actor {
-            worker: None,
-            source,
-        };
         // A payout waiting for an operator still records what the provider says (track
         // leaves its status alone), so the operator decides with it.
         let tracked_states = [
@@ -133,7 +141,8 @@ impl Store {
             PayoutStatus::NeedsOperator,
         ];
         if !tracked_states.contains(&status) {
-            // Being sent or resolved: the worker's own lookup will see this state.
+            // Being sent or resolved: the worker's own lookup will see this state (and tell
+            // its own payment from any other).
             if status.is_active() {
                 enqueue_payout_job(
                     &mut tx,
@@ -146,63 +155,65 @@ impl Store {
             tx.commit().await?;
             return Ok(Applied::Deferred { status });
         }
-        let now = Utc::now();
-        let at = observation.occurred_at;
-        let watch_until = watch_for
-            .map(|w| to_millis(now) + i64::try_from(w.as_millis()).unwrap_or(i64::MAX / 4));
-        let applied = match track(status, payout.provider_status_at, observation) {
-            Tracked::Unchanged => {
-                let stale =
-                    matches!((payout.provider_status_at, at), (Some(seen), Some(at)) if at < seen);
-                if !stale && payout.provider_status.as_deref() != Some(&observation.provider_status)
-                {
-                    write_status(&mut tx, id, status, observation, at, now, watch_until).await?;
-                    append_event(
-                        &mut tx,
-                        id,
-                        Some(status),
-                        status,
-                        None,
-                        actor,
-                        &format!("provider status now {}", observation.describe()),
-                    )
-                    .await?;
+        let attempts = attempt_tokens(&mut tx, id).await?;
+        let anchor = Anchor {
+            payout_id: id.as_str(),
+            provider_ref: payout.provider_ref.as_deref(),
+            attempts: &attempts,
+        };
+        let actor = Actor {
+            worker: None,
+            source,
+        };
+        let applied = match match_reading(&anchor, &reading) {
+            ObjectMatch::Applies => {
+                let watch_until = watch_for.map(|w| {
+                    to_millis(Utc::now()) + i64::try_from(w.as_millis()).unwrap_or(i64::MAX / 4)
+                });
+                apply_tracked(&mut tx, &payout, observation, actor, watch_until).await?
+            }
+            ObjectMatch::Duplicate(evidence) => {
+                record_duplicate(&mut tx, &payout, &evidence, observation, actor).await?;
+                Applied::Duplicate {
+                    status,
+                    object: evidence.object,
                 }
-                Applied::Unchanged { status }
             }
-            Tracked::Move { to, reason, .. } => {
-                write_status(&mut tx, id, to, observation, at, now, watch_until).await?;
-                let hold: String =
-                    sqlx::query_scalar("SELECT hold_txn_id FROM payouts WHERE id = $1")
-                        .bind(id.as_str())
-                        .fetch_one(&mut *tx)
-                        .await?;
-                settle_ledger(&mut tx, id, &hold, to).await?;
-                append_event(&mut tx, id, Some(status), to, None, actor, &reason).await?;
-                Applied::Moved { from: status, to }
-            }
-            Tracked::Conflict { reason } => {
-                let to = PayoutStatus::NeedsOperator;
-                write_status(&mut tx, id, to, observation, at, now, watch_until).await?;
-                // The money left after all: take it out of the balance again at once, so it
-                // cannot be withdrawn a second time while an operator looks.
-                let hold: String =
-                    sqlx::query_scalar("SELECT hold_txn_id FROM payouts WHERE id = $1")
-                        .bind(id.as_str())
-                        .fetch_one(&mut *tx)
-                        .await?;
-                book_correction(&mut tx, id, &hold).await?;
-                sqlx::query("UPDATE payouts SET last_error = $1 WHERE id = $2")
-                    .bind(&reason)
-                    .bind(id.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                append_event(&mut tx, id, Some(status), to, None, actor, &reason).await?;
-                Applied::Moved { from: status, to }
-            }
+            // Found by a name this payout does not carry: nothing of ours to change.
+            ObjectMatch::Unrelated => Applied::Unchanged { status },
         };
         tx.commit().await?;
         Ok(applied)
+    }
+
+    /// Provider objects that named a payout (or any payout) but were not its payment, newest
+    /// first: what an operator checks for duplicate payments.
+    pub async fn payout_duplicates(
+        &self,
+        id: Option<&PayoutId>,
+    ) -> StoreResult<Vec<DuplicateEvidence>> {
+        let rows: Vec<DuplicateRow> = sqlx::query_as(
+            "SELECT payout_id, rail, object_ref, state, provider_status, source, \
+               first_seen_at, last_seen_at \
+             FROM payout_duplicates WHERE CAST($1 AS TEXT) IS NULL OR payout_id = $1 \
+             ORDER BY first_seen_at DESC, payout_id, object_ref",
+        )
+        .bind(id.map(PayoutId::as_str))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| DuplicateEvidence {
+                payout_id: r.0,
+                rail: r.1,
+                object_ref: r.2,
+                state: r.3,
+                provider_status: r.4,
+                source: r.5,
+                first_seen_at: from_millis(r.6),
+                last_seen_at: from_millis(r.7),
+            })
+            .collect())
     }
 
     /// Records a webhook delivery once. False if this event was already received.
@@ -273,5 +284,135 @@ async fn write_status(
     .bind(watch_until)
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+/// payout_id, rail, object_ref, state, provider_status, source, first_seen_at, last_seen_at.
+type DuplicateRow = (String, String, String, String, String, String, i64, i64);
+
+/// What every attempt of a payout is known by, oldest first.
+async fn attempt_tokens(tx: &mut Tx, id: &PayoutId) -> StoreResult<Vec<AttemptTokens>> {
+    let rows: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT provider_key, rail_ref, provider_ref FROM payout_attempts \
+         WHERE payout_id = $1 ORDER BY attempt_no",
+    )
+    .bind(id.as_str())
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(key, rail_ref, provider_ref)| AttemptTokens {
+            key,
+            rail_ref,
+            provider_ref,
+        })
+        .collect())
+}
+
+/// Applies a reading about the payout's own payment per `domain::tracking::track`.
+async fn apply_tracked(
+    tx: &mut Tx,
+    payout: &PayoutView,
+    observation: &Observation,
+    actor: Actor<'_>,
+    watch_until: Option<i64>,
+) -> StoreResult<Applied> {
+    let (id, status) = (&payout.id, payout.status);
+    let now = Utc::now();
+    let at = observation.occurred_at;
+    Ok(
+        match track(status, payout.provider_status_at, observation) {
+            Tracked::Unchanged => {
+                let stale =
+                    matches!((payout.provider_status_at, at), (Some(seen), Some(at)) if at < seen);
+                if !stale && payout.provider_status.as_deref() != Some(&observation.provider_status)
+                {
+                    write_status(tx, id, status, observation, at, now, watch_until).await?;
+                    append_event(
+                        tx,
+                        id,
+                        Some(status),
+                        status,
+                        None,
+                        actor,
+                        &format!("provider status now {}", observation.describe()),
+                    )
+                    .await?;
+                }
+                Applied::Unchanged { status }
+            }
+            Tracked::Move { to, reason, .. } => {
+                write_status(tx, id, to, observation, at, now, watch_until).await?;
+                let hold = hold_of(tx, id).await?;
+                settle_ledger(tx, id, &hold, to).await?;
+                append_event(tx, id, Some(status), to, None, actor, &reason).await?;
+                Applied::Moved { from: status, to }
+            }
+            Tracked::Conflict { reason } => {
+                let to = PayoutStatus::NeedsOperator;
+                write_status(tx, id, to, observation, at, now, watch_until).await?;
+                // The money left after all: take it out of the balance again at once, so it
+                // cannot be withdrawn a second time while an operator looks.
+                let hold = hold_of(tx, id).await?;
+                book_correction(tx, id, &hold).await?;
+                sqlx::query("UPDATE payouts SET last_error = $1 WHERE id = $2")
+                    .bind(&reason)
+                    .bind(id.as_str())
+                    .execute(&mut **tx)
+                    .await?;
+                append_event(tx, id, Some(status), to, None, actor, &reason).await?;
+                Applied::Moved { from: status, to }
+            }
+        },
+    )
+}
+
+async fn hold_of(tx: &mut Tx, id: &PayoutId) -> StoreResult<String> {
+    Ok(
+        sqlx::query_scalar("SELECT hold_txn_id FROM payouts WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_one(&mut **tx)
+            .await?,
+    )
+}
+
+/// Keeps a reading about another object that names the payout, once per object, and says so
+/// on the payout (its status unchanged) whenever the object is new or its state changed.
+/// Reconciliation reports every row as `duplicate_at_provider`.
+async fn record_duplicate(
+    tx: &mut Tx,
+    payout: &PayoutView,
+    evidence: &Evidence,
+    observation: &Observation,
+    actor: Actor<'_>,
+) -> StoreResult<()> {
+    let now = to_millis(Utc::now());
+    let before: Option<String> = sqlx::query_scalar(
+        "SELECT provider_status FROM payout_duplicates WHERE payout_id = $1 AND object_ref = $2",
+    )
+    .bind(payout.id.as_str())
+    .bind(&evidence.object)
+    .fetch_optional(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO payout_duplicates (payout_id, rail, object_ref, state, provider_status, \
+           source, first_seen_at, last_seen_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
+         ON CONFLICT (payout_id, object_ref) DO UPDATE SET state = excluded.state, \
+           provider_status = excluded.provider_status, last_seen_at = excluded.last_seen_at",
+    )
+    .bind(payout.id.as_str())
+    .bind(payout.rail.as_str())
+    .bind(&evidence.object)
+    .bind(observation.state.code())
+    .bind(&observation.provider_status)
+    .bind(actor.source)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    if before.as_deref() != Some(observation.provider_status.as_str()) {
+        let status = payout.status;
+        let reason = evidence.reason(&observation.describe());
+        append_event(tx, &payout.id, Some(status), status, None, actor, &reason).await?;
+    }
     Ok(())
 }
