@@ -38,8 +38,8 @@ use payouts::domain::ids::{AccountId, IdempotencyKey, PayoutId, Rail};
 use payouts::domain::money::{Currency, Money};
 use payouts::domain::program::ProgramSet;
 use payouts::jobs::{PayoutDeps, WorkerOptions, run_worker, shutdown_signal};
-use payouts::storage::Store;
 use payouts::storage::payouts::WithdrawalRequest;
+use payouts::storage::{DatabaseUrl, Store};
 
 /// Payout orchestration for referral, affiliate and creator programs.
 ///
@@ -50,14 +50,16 @@ use payouts::storage::payouts::WithdrawalRequest;
 #[command(name = "payouts", version, propagate_version = true)]
 pub struct Cli {
     /// Database to use: a SQLite path or sqlite:// URL (one machine), or a postgres:// URL
-    /// (many workers on many machines sharing one database).
+    /// (many workers on many machines sharing one database). Shown only with its password
+    /// hidden.
     #[arg(
         long,
         env = "DATABASE_URL",
+        hide_env_values = true,
         default_value = "sqlite://payouts.db",
         global = true
     )]
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
 
     /// Program configuration: preset names (vast, runpod) and/or paths to TOML files, comma
     /// separated. The format is in programs/README.md.
@@ -261,6 +263,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             let safeguards = payouts::app::config::safeguards_from_env()?;
             let store = Store::open(&cli.database_url, Arc::new(programs))
                 .await
+                // Display is the redacted form: the password never reaches a message.
                 .with_context(|| format!("opening database {}", cli.database_url))?
                 .with_safeguards(safeguards);
             let code = run_with_store(&store, command).await;

@@ -205,6 +205,16 @@ impl fmt::Display for Rail {
     }
 }
 
+/// A Wise recipient (target account) id, as Wise's API types it: an unsigned 64-bit integer
+/// (`target_account` in `providers/wise/wire.rs`), written in decimal digits and nothing else.
+/// `None` for anything a transfer could not carry.
+pub fn wise_recipient_id(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,7 +25,10 @@ pub const MAX_INPUT_DECIMALS: u32 = 6;
 pub enum MoneyError {
     #[error("unknown currency {0:?}: use an ISO 4217 code such as USD, EUR or GBP")]
     UnknownCurrency(String),
-    #[error("{0:?} is not a decimal amount (write it as a string such as \"12.34\")")]
+    #[error(
+        "{0:?} is not a decimal amount: write digits with at most one decimal point between \
+         digits, and nothing else (no spaces, signs, exponents or separators), e.g. \"12.34\""
+    )]
     NotADecimal(String),
     #[error("amount {amount} has {got} decimal places; at most {max} are accepted here")]
     TooManyDecimals { amount: Decimal, got: u32, max: u32 },
@@ -33,6 +36,8 @@ pub enum MoneyError {
     NotPositive(Decimal),
     #[error("amount {0} is too large to store")]
     Overflow(Decimal),
+    #[error("amount {0} is too large to be an amount")]
+    TooLarge(String),
     #[error("cannot combine {left} with {right}")]
     CurrencyMismatch { left: Currency, right: Currency },
 }
@@ -137,6 +142,37 @@ impl fmt::Display for Currency {
     }
 }
 
+/// The one grammar for amounts from outside (platform records, the API, the command line,
+/// provider exports): an optional leading `-`, ASCII digits, and at most one decimal point
+/// with digits on both sides and at most `max_decimals` digits after it. Nothing else: no
+/// whitespace, `+`, exponent, digit separator (`1_000`, `1,000`), `1.` or `.5`. Callers that
+/// move money reject negatives and zero themselves ([`Money::parse_payable`]).
+pub fn parse_decimal(text: &str, max_decimals: u32) -> Result<Decimal, MoneyError> {
+    let malformed = || MoneyError::NotADecimal(text.to_string());
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let unsigned = text.strip_prefix('-').unwrap_or(text);
+    let (whole, fraction) = match unsigned.split_once('.') {
+        Some((whole, fraction)) => (whole, fraction),
+        None => (unsigned, ""),
+    };
+    if !digits(whole) || (unsigned.contains('.') && !digits(fraction)) {
+        return Err(malformed());
+    }
+    // Only digits, a sign and a point are left, so parsing fails only on size.
+    let too_large = |_| MoneyError::TooLarge(text.to_string());
+    let got = u32::try_from(fraction.len()).unwrap_or(u32::MAX);
+    if got > max_decimals {
+        return Err(MoneyError::TooManyDecimals {
+            amount: Decimal::from_str(text).map_err(too_large)?,
+            got,
+            max: max_decimals,
+        });
+    }
+    Ok(Decimal::from_str_exact(text)
+        .map_err(too_large)?
+        .normalize())
+}
+
 /// Integer fixed-point amount at [`UNIT_SCALE`], the form money takes in the database.
 pub type Units = i64;
 
@@ -160,19 +196,10 @@ impl Money {
         Money::new(Decimal::ZERO, currency)
     }
 
-    /// Parses a decimal string, rejecting more decimals than `max_decimals`.
+    /// Parses an amount written by someone else (see [`parse_decimal`] for the grammar),
+    /// rejecting more than `max_decimals` written decimals.
     pub fn parse(amount: &str, currency: Currency, max_decimals: u32) -> Result<Self, MoneyError> {
-        let value = Decimal::from_str_exact(amount.trim())
-            .map_err(|_| MoneyError::NotADecimal(amount.to_string()))?
-            .normalize();
-        if value.scale() > max_decimals {
-            return Err(MoneyError::TooManyDecimals {
-                amount: value,
-                got: value.scale(),
-                max: max_decimals,
-            });
-        }
-        Ok(Money::new(value, currency))
+        Ok(Money::new(parse_decimal(amount, max_decimals)?, currency))
     }
 
     /// Parses an amount that is about to move: positive and in whole minor units.
@@ -355,6 +382,67 @@ mod tests {
         assert_eq!(
             Money::parse("10.50", Currency::Usd, 6).unwrap().amount(),
             dec!(10.5)
+        );
+    }
+
+    /// Parses as every outside amount is parsed.
+    fn outside(text: &str, max_decimals: u32) -> Result<Decimal, MoneyError> {
+        Money::parse(text, Currency::Usd, max_decimals).map(|m| m.amount())
+    }
+
+    #[test]
+    fn amounts_from_outside_are_plain_decimal_strings() {
+        for good in ["0.5", "12", "12.50", "0", "-3.25", "007"] {
+            assert!(outside(good, 2).is_ok(), "{good:?} is refused");
+        }
+        assert_eq!(outside("12.50", 2), Ok(dec!(12.5)));
+        for bad in [
+            "1_000", " 1", "1 ", "+1", "1.", ".5", "1e3", "1E3", "", "-", "1.2.3", "1,000", "--1",
+            "- 1", "0x10", "\u{0661}", "NaN", "inf", ".", "1._5", "_1",
+        ] {
+            assert_eq!(
+                outside(bad, 6),
+                Err(MoneyError::NotADecimal(bad.to_string())),
+                "{bad:?} is accepted"
+            );
+        }
+        assert!(matches!(
+            outside("12.500", 2),
+            Err(MoneyError::TooManyDecimals { got: 3, max: 2, .. })
+        ));
+        assert!(matches!(
+            outside("10.0", 0),
+            Err(MoneyError::TooManyDecimals { got: 1, max: 0, .. })
+        ));
+        assert!(outside("99999999999999999999999999999999", 2).is_err());
+    }
+
+    #[test]
+    fn payable_amounts_refuse_what_the_grammar_refuses() {
+        for bad in ["1_000", " 1", "+1", "1.", ".5", "1e3"] {
+            assert!(
+                matches!(
+                    Money::parse_payable(bad, Currency::Usd),
+                    Err(MoneyError::NotADecimal(_))
+                ),
+                "{bad:?} is accepted"
+            );
+        }
+        assert!(matches!(
+            Money::parse_payable("-1", Currency::Usd),
+            Err(MoneyError::NotPositive(_))
+        ));
+        assert!(matches!(
+            Money::parse_payable("12.500", Currency::Usd),
+            Err(MoneyError::TooManyDecimals { .. })
+        ));
+        assert!(matches!(
+            Money::parse_payable("1000.0", Currency::Jpy),
+            Err(MoneyError::TooManyDecimals { .. })
+        ));
+        assert_eq!(
+            Money::parse_payable("0.5", Currency::Usd).map(|m| m.amount()),
+            Ok(dec!(0.5))
         );
     }
 

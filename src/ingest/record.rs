@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::domain::ids::{AccountId, IdError, ProgramId, Rail, RecordId, TemplateId};
+use crate::domain::ids::{
+    AccountId, IdError, ProgramId, Rail, RecordId, TemplateId, wise_recipient_id,
+};
 use crate::domain::money::{Currency, MAX_INPUT_DECIMALS, Money, MoneyError};
 pub use crate::domain::usage::UsageCategory;
 
@@ -300,7 +302,7 @@ pub fn validate_destination(rail: Rail, destination: &str) -> Result<String, Rec
                 && d.split_once('@')
                     .is_some_and(|(l, r)| !l.is_empty() && r.contains('.'))
         }
-        Rail::Wise => !d.is_empty() && d.len() <= 64 && d.chars().all(|c| c.is_ascii_digit()),
+        Rail::Wise => wise_recipient_id(d).is_some(),
         Rail::Partnerstack => {
             !d.is_empty()
                 && d.len() <= 128
@@ -314,7 +316,7 @@ pub fn validate_destination(rail: Rail, destination: &str) -> Result<String, Rec
         let expected = match rail {
             Rail::Stripe => "a connected account id such as acct_1A2b3C",
             Rail::Paypal => "the payee's PayPal email address",
-            Rail::Wise => "a numeric Wise recipient account id",
+            Rail::Wise => "a numeric Wise recipient account id, at most 18446744073709551615",
             Rail::Partnerstack => "a PartnerStack partner key",
         };
         Err(RecordError::Invalid(format!(
@@ -553,6 +555,24 @@ mod tests {
         for (line, expected) in cases {
             let err = Record::parse_line(line).unwrap_err().to_string();
             assert!(err.contains(expected), "{line} -> {err}");
+        }
+    }
+
+    #[test]
+    fn wise_recipient_ids_must_fit_the_providers_integer() {
+        // Wise's recipient (target account) ids are u64 on the wire (providers/wise/wire.rs).
+        assert!(validate_destination(Rail::Wise, "18446744073709551615").is_ok());
+        assert!(validate_destination(Rail::Wise, "12345678").is_ok());
+        for too_big in ["18446744073709551616", &"9".repeat(64)] {
+            let Err(err) = validate_destination(Rail::Wise, too_big) else {
+                panic!("{too_big} is accepted");
+            };
+            let err = err.to_string();
+            assert!(err.contains("not a valid wise destination"), "{err}");
+            let line = format!(
+                r#"{{"type":"payout_method","account":"a1","rail":"wise","destination":"{too_big}"}}"#
+            );
+            assert!(Record::parse_line(&line).is_err(), "{line} is accepted");
         }
     }
 

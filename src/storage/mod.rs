@@ -8,6 +8,7 @@
 pub mod accounting;
 pub mod affiliate;
 pub mod balances;
+pub mod database_url;
 pub mod idempotency;
 pub mod ledger;
 pub mod methods;
@@ -45,6 +46,7 @@ use crate::providers::rail::PastAttempt;
 pub use accounting::{BookBalance, JournalEntry, JournalLine, TrialBalance};
 pub use affiliate::{Enrollment, OptInError};
 pub use balances::{AccountBalance, ProgramBalance, ReferralNote};
+pub use database_url::DatabaseUrl;
 pub use idempotency::IdempotencyBegin;
 pub use ledger::{LedgerCheck, RailTotal};
 pub use methods::PayoutMethodView;
@@ -145,8 +147,9 @@ macro_rules! delegate {
 
 impl Store {
     /// Opens a database from a URL: `postgres://…` for PostgreSQL, otherwise `sqlite://…`,
-    /// `sqlite:…` or a plain file path for SQLite.
-    pub async fn open(url: &str, programs: Arc<ProgramSet>) -> StoreResult<Store> {
+    /// `sqlite:…` or a plain file path for SQLite. The URL is a secret: errors never carry it.
+    pub async fn open(url: &DatabaseUrl, programs: Arc<ProgramSet>) -> StoreResult<Store> {
+        let url = url.expose();
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             return Ok(Store::Postgres(postgres::open(url, programs).await?));
         }

@@ -15,7 +15,7 @@ impl Drop for Killed {
     }
 }
 
-fn payouts(db: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) fn payouts(db: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(BIN);
     cmd.args(args)
         .env("DATABASE_URL", db)

@@ -7,4 +7,5 @@ mod common;
 
 mod commands;
 mod crash_recovery;
+mod edges;
 mod programs;

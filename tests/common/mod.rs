@@ -134,7 +134,7 @@ impl TestDb {
     pub async fn open(&self, programs: Arc<ProgramSet>) -> Store {
         // Most suites onboard payees in several batches a moment apart, which a cooling-off
         // would hold; the HTTP suite turns it back on to test it.
-        Store::open(&self.url, programs)
+        Store::open(&self.url.as_str().into(), programs)
             .await
             .expect("open store")
             .with_safeguards(payouts::domain::cooling_off::Safeguards {

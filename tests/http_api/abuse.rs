@@ -39,6 +39,20 @@ async fn amounts_must_be_positive_decimal_strings_in_known_currencies() {
             "decimal places",
         ),
         (body(json!("ten"), "USD"), "invalid_amount", "not a decimal"),
+        (
+            body(json!("1_000"), "USD"),
+            "invalid_amount",
+            "not a decimal",
+        ),
+        (body(json!(" 1"), "USD"), "invalid_amount", "not a decimal"),
+        (body(json!("+1"), "USD"), "invalid_amount", "not a decimal"),
+        (body(json!("1."), "USD"), "invalid_amount", "not a decimal"),
+        (body(json!(".5"), "USD"), "invalid_amount", "not a decimal"),
+        (
+            body(json!("1.000"), "USD"),
+            "invalid_amount",
+            "decimal places",
+        ),
         (body(json!("1e2"), "USD"), "invalid_amount", "not a decimal"),
         (
             body(json!("99999999999999999999999999"), "USD"),
@@ -144,6 +158,20 @@ async fn unknown_routes_methods_and_ids_answer_in_the_error_shape() {
             "/v1/accounts/ref-alice/payout-methods/stripe",
             &ops,
             &json!({"destination": "not-an-account"}),
+        )
+        .await;
+    assert_eq!(
+        (a.status, code(&a.body)),
+        (400, "invalid_destination"),
+        "{}",
+        a.body
+    );
+    // A Wise recipient id that Wise's integer type cannot hold is refused when set.
+    let a = api
+        .put(
+            "/v1/accounts/ref-alice/payout-methods/wise",
+            &ops,
+            &json!({"destination": "18446744073709551616"}),
         )
         .await;
     assert_eq!(

@@ -223,3 +223,33 @@ async fn bad_reconciliation_requests_say_what_is_wrong() {
         .await;
     assert_eq!(malformed.status, 400);
 }
+
+#[tokio::test]
+async fn periods_outside_a_sane_range_are_a_400_and_start_nothing() {
+    let api = Api::start().await;
+    let finance = api.key(Scope::Finance, None).await;
+    for (from, to) in [
+        ("+262142-01-01", "+262142-12-31"),
+        ("+262142-12-31", "+262142-12-31"),
+        ("1999-12-31", "2000-01-01"),
+        ("2101-01-01", "2101-01-01"),
+    ] {
+        let a = api
+            .post(
+                "/v1/reconciliations",
+                &finance,
+                &json!({"from": from, "to": to}),
+            )
+            .await;
+        assert_eq!(
+            (a.status, a.body["error"]["code"].as_str()),
+            (400, Some("invalid_period")),
+            "{from} to {to}: {}",
+            a.body
+        );
+        let message = a.body["error"]["message"].as_str().unwrap_or("");
+        assert!(message.contains("2100-12-31"), "{message}");
+    }
+    let (status, runs) = api.get("/v1/reconciliations", Some(&finance)).await;
+    assert_eq!((status, runs), (200, json!([])), "no run was started");
+}

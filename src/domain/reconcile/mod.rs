@@ -7,7 +7,7 @@ mod period;
 mod reference;
 
 pub use exception::{Exception, ExceptionId, ExceptionKind, Resolution, Severity, Side, explain};
-pub use period::{Period, PeriodError, Tolerances};
+pub use period::{FIRST_DAY, LAST_DAY, Period, PeriodError, Tolerances};
 pub use reference::{customer_transaction_id, rail_reference, reward_key};
 
 use chrono::{DateTime, Utc};

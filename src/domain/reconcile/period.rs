@@ -11,6 +11,26 @@ pub enum PeriodError {
     NotADate(String),
     #[error("--to {to} is before --from {from}")]
     Backwards { from: NaiveDate, to: NaiveDate },
+    #[error(
+        "{0} is outside the days a reconciliation can cover: use days from {first} to {last}",
+        first = FIRST_DAY,
+        last = LAST_DAY
+    )]
+    OutOfRange(NaiveDate),
+}
+
+/// The first day a period may cover: no payout of ours is older.
+pub const FIRST_DAY: NaiveDate = const_day(2000, 1, 1);
+/// The last day a period may cover: far enough out for any real run, and far from the
+/// calendar's end, where the day after and the date tolerance would overflow.
+pub const LAST_DAY: NaiveDate = const_day(2100, 12, 31);
+
+/// A day known at compile time (an invalid one fails the build's constant evaluation).
+const fn const_day(year: i32, month: u32, day: u32) -> NaiveDate {
+    match NaiveDate::from_ymd_opt(year, month, day) {
+        Some(d) => d,
+        None => panic!("not a date"),
+    }
 }
 
 /// Calendar days from `from` to `to`, both included, in UTC.
@@ -30,6 +50,11 @@ impl Period {
     }
 
     pub fn new(from: NaiveDate, to: NaiveDate) -> Result<Self, PeriodError> {
+        for day in [from, to] {
+            if !(FIRST_DAY..=LAST_DAY).contains(&day) {
+                return Err(PeriodError::OutOfRange(day));
+            }
+        }
         if to < from {
             return Err(PeriodError::Backwards { from, to });
         }
@@ -46,9 +71,13 @@ impl Period {
         self.from.and_time(chrono::NaiveTime::MIN).and_utc()
     }
 
-    /// First instant after the period.
+    /// First instant after the period (the calendar's last instant for a period built by
+    /// hand that ends on its last day; [`Period::new`] keeps periods far from it).
     pub fn end(&self) -> DateTime<Utc> {
-        self.to.and_time(chrono::NaiveTime::MIN).and_utc() + Duration::days(1)
+        match self.to.succ_opt() {
+            Some(next) => next.and_time(chrono::NaiveTime::MIN).and_utc(),
+            None => DateTime::<Utc>::MAX_UTC,
+        }
     }
 
     pub fn contains(&self, at: DateTime<Utc>) -> bool {
@@ -57,8 +86,16 @@ impl Period {
 
     /// The span to read from a provider: the period widened by the date tolerance on both
     /// sides, so a payment recorded just across midnight from our send is still seen.
+    /// A tolerance reaching past the calendar's ends stops there.
     pub fn fetch_window(&self, tolerances: &Tolerances) -> (DateTime<Utc>, DateTime<Utc>) {
-        (self.start() - tolerances.date, self.end() + tolerances.date)
+        (
+            self.start()
+                .checked_sub_signed(tolerances.date)
+                .unwrap_or(DateTime::<Utc>::MIN_UTC),
+            self.end()
+                .checked_add_signed(tolerances.date)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
+        )
     }
 }
 
@@ -136,6 +173,35 @@ mod tests {
         );
         let err = Period::parse("2026-11-02", "2026-11-01").unwrap_err();
         assert!(err.to_string().contains("before"), "{err}");
+    }
+
+    #[test]
+    fn periods_outside_a_sane_range_are_refused_not_a_panic_later() {
+        for (from, to) in [
+            ("+262142-01-01", "+262142-12-31"),
+            ("+262142-12-31", "+262142-12-31"),
+            ("1999-12-31", "2000-01-01"),
+            ("2100-12-31", "2101-01-01"),
+            ("0001-01-01", "0001-01-02"),
+        ] {
+            let Err(err) = Period::parse(from, to) else {
+                panic!("{from} to {to} is accepted");
+            };
+            let said = err.to_string();
+            assert!(
+                said.contains("2000-01-01") && said.contains("2100-12-31"),
+                "{from} to {to}: {said}"
+            );
+        }
+        let widest = Period::parse("2000-01-01", "2100-12-31").unwrap();
+        assert_eq!(widest.end().to_rfc3339(), "2101-01-01T00:00:00+00:00");
+        // A date tolerance beyond the calendar's range widens the window, never panics.
+        let huge = Tolerances {
+            date: Duration::hours(i64::from(u32::MAX)),
+            ..Tolerances::default()
+        };
+        let (from, to) = widest.fetch_window(&huge);
+        assert!(from < widest.start() && to > widest.end());
     }
 
     #[test]

@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use payouts::domain::program::ProgramSet;
-use payouts::storage::{Store, to_millis};
+use payouts::storage::database_url::redact;
+use payouts::storage::{DatabaseUrl, Store, to_millis};
 
 use super::{BENCH_BONUS_SEED, Progress, group};
 
@@ -104,7 +105,7 @@ impl BenchDb {
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut admin)
             .await
-            .with_context(|| format!("creating database {name} on {server}"))?;
+            .with_context(|| format!("creating database {name} on {}", redact(&server)))?;
         Ok(BenchDb::Postgres { server, name })
     }
 
@@ -198,7 +199,7 @@ async fn admin(server: &str) -> Result<sqlx::PgConnection> {
     sqlx::PgConnection::connect(&format!("{server}/postgres"))
         .await
         .with_context(|| {
-            format!("connecting to PostgreSQL at {server} (pass a server URL such as postgres://postgres@127.0.0.1:5432)")
+            format!("connecting to PostgreSQL at {} (pass a server URL such as postgres://postgres@127.0.0.1:5432)", redact(server))
         })
 }
 
@@ -210,7 +211,8 @@ async fn open_store(url: &str) -> Result<Store> {
             .or_else(|| (name == "RUNPOD_BONUS_SEED").then(|| BENCH_BONUS_SEED.to_string()))
     })
     .context("loading the vast and runpod presets")?;
-    Store::open(url, Arc::new(programs))
+    let url = DatabaseUrl::from(url);
+    Store::open(&url, Arc::new(programs))
         .await
         .with_context(|| format!("opening {url}"))
 }
