@@ -230,3 +230,35 @@ async fn an_amount_over_the_cap_is_one_rejected_line_and_the_rest_goes_in() {
     let capped = balance(&env, "capped").await;
     assert!(capped.has_rented);
 }
+
+/// A late referral to an account that already spent 41,400,000,000 owes 1,242,000,000 of
+/// commission at once: more than one posting can hold. It is posted in pieces under the cap,
+/// and the referral line goes in like any other.
+#[tokio::test]
+async fn a_commission_over_the_cap_is_posted_in_pieces_and_the_file_goes_in() {
+    let env = TestEnv::new(Faults::default()).await;
+    let mut first = vec![
+        account("r-late", "2025-01-01"),
+        account("late-u", "2025-02-01"),
+        method("r-late"),
+    ];
+    first.extend((0..45).map(|i| usage(&format!("late-{i}"), "late-u", "920000000")));
+    ingest_clean(&env, &first).await;
+
+    let mut second = ordinary_payee();
+    second.push(referral("vast", "r-late", "late-u"));
+    let report = payouts::app::ingest::ingest(&env.store, second.join("\n").as_bytes(), false)
+        .await
+        .unwrap_or_else(|e| panic!("the file failed as a whole: {e}"));
+    assert!(report.rejected.is_empty(), "{:#?}", report.rejected);
+    let late = balance(&env, "r-late").await;
+    let v = late.program("vast", Currency::Usd).unwrap();
+    assert_eq!(v.earned, usd("1242000000"));
+    assert_eq!(v.cashable, usd("931500000"));
+    assert_eq!(balance(&env, "r-pay").await.programs[0].earned, usd("30"));
+    env.assert_ledger_sound().await;
+
+    // Replaying the file posts nothing more.
+    let again = env.ingest(&second.join("\n")).await;
+    assert_eq!(again.accruals_posted, 0);
+}

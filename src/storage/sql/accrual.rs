@@ -613,22 +613,22 @@ impl Store {
                 (TransactionKind::Accrual, delta.earned),
                 (TransactionKind::Clawback, -delta.clawed),
             ] {
-                if amount.is_zero() {
-                    continue;
+                // One posting holds at most the per-amount cap: a larger one goes in pieces.
+                for piece in pieces_under_cap(amount) {
+                    let txn = commission_transaction(kind, &e.beneficiary, e.program, piece)?;
+                    batch.push((
+                        TxnMeta {
+                            id: format!("lt_{}", ulid::Ulid::generate()),
+                            source_id: None,
+                            referral_id: (key.0 != Stream::Creator).then(|| key.1.clone()),
+                            payout_id: None,
+                            stream: Some(key.0.code()),
+                            subject: Some(key.1.clone()),
+                            note: Some(e.note.clone()),
+                        },
+                        txn,
+                    ));
                 }
-                let txn = commission_transaction(kind, &e.beneficiary, e.program, amount)?;
-                batch.push((
-                    TxnMeta {
-                        id: format!("lt_{}", ulid::Ulid::generate()),
-                        source_id: None,
-                        referral_id: (key.0 != Stream::Creator).then(|| key.1.clone()),
-                        payout_id: None,
-                        stream: Some(key.0.code()),
-                        subject: Some(key.1.clone()),
-                        note: Some(e.note.clone()),
-                    },
-                    txn,
-                ));
             }
         }
         insert_transactions(tx, &batch).await?;
@@ -655,6 +655,23 @@ impl Store {
 struct Posted {
     program: String,
     totals: StreamTotals,
+}
+
+/// `amount` as pieces of at most the per-amount cap (whole units, so splitting a piece into
+/// its cashable and credit parts adds no decimals), summing to it exactly; none when zero.
+fn pieces_under_cap(amount: Decimal) -> Vec<Decimal> {
+    let max = Money::max_single_amount().trunc();
+    let mut left = amount;
+    let mut pieces = Vec::new();
+    while left.abs() > max {
+        let piece = if left.is_sign_negative() { -max } else { max };
+        pieces.push(piece);
+        left -= piece;
+    }
+    if !left.is_zero() {
+        pieces.push(left);
+    }
+    pieces
 }
 
 /// The balanced postings of one commission (or clawback, when `amount` is negative): the
