@@ -375,6 +375,12 @@ pub fn run_report(r: &payouts::domain::payout_run::RunReport) -> String {
     for (why, n) in &r.skipped {
         out.push_str(&format!("  skipped {n}: {}\n", why.code()));
     }
+    for p in &r.problems {
+        out.push_str(&format!(
+            "  cannot compute {} ({}, {}): {}\n",
+            p.account, p.program, p.currency, p.reason
+        ));
+    }
     if !r.totals.is_empty() {
         let rows: Vec<Vec<String>> = r
             .totals

@@ -38,6 +38,10 @@ pub enum MoneyError {
     Overflow(Decimal),
     #[error("amount {0} is too large to be an amount")]
     TooLarge(String),
+    #[error("amount {amount} is over the largest single amount accepted ({max})")]
+    OverCap { amount: Decimal, max: Decimal },
+    #[error("a total of {0} stored units is beyond the exact decimal range")]
+    TotalOutOfRange(i128),
     #[error("cannot combine {left} with {right}")]
     CurrencyMismatch { left: Currency, right: Currency },
 }
@@ -325,6 +329,30 @@ impl Money {
         Money::new(Decimal::new(units, UNIT_SCALE), currency)
     }
 
+    /// A total of stored units (a sum of many [`Units`], kept as `i128` so it cannot overflow).
+    pub fn from_total_units(units: i128, currency: Currency) -> Result<Money, MoneyError> {
+        Decimal::try_from_i128_with_scale(units, UNIT_SCALE)
+            .map(|amount| Money::new(amount, currency))
+            .map_err(|_| MoneyError::TotalOutOfRange(units))
+    }
+
+    /// The largest single amount that can be stored (about 922 million): the per-amount cap.
+    pub fn max_single_amount() -> Decimal {
+        Decimal::new(Units::MAX, UNIT_SCALE)
+    }
+
+    /// Fails with [`MoneyError::OverCap`] when the amount (either sign) is over the cap.
+    pub fn check_cap(&self) -> Result<(), MoneyError> {
+        let max = Money::max_single_amount();
+        if self.amount.abs() > max {
+            return Err(MoneyError::OverCap {
+                amount: self.amount,
+                max: max.normalize(),
+            });
+        }
+        Ok(())
+    }
+
     /// Fixed two-or-more decimal rendering for people: `12.50 USD`, `0.0225 USD`.
     pub fn display_amount(&self) -> String {
         let minor = self.currency.minor_decimals();
@@ -480,6 +508,27 @@ mod tests {
                 .to_units()
                 .is_err()
         );
+    }
+
+    #[test]
+    fn the_cap_is_the_largest_storable_amount_and_totals_go_past_it() {
+        let max = Money::new(Money::max_single_amount(), Currency::Usd);
+        assert!(max.check_cap().is_ok());
+        assert_eq!(max.to_units().unwrap(), Units::MAX);
+        let over = Money::new(dec!(922337203.6854775808), Currency::Usd);
+        assert!(matches!(over.check_cap(), Err(MoneyError::OverCap { .. })));
+        assert!(over.to_units().is_err());
+        let total = i128::from(Units::MAX) * 3;
+        assert_eq!(
+            Money::from_total_units(total, Currency::Usd)
+                .unwrap()
+                .amount(),
+            max.amount() * Decimal::from(3)
+        );
+        assert!(matches!(
+            Money::from_total_units(i128::MAX, Currency::Usd),
+            Err(MoneyError::TotalOutOfRange(_))
+        ));
     }
 
     #[test]

@@ -70,6 +70,9 @@ pub enum Skip {
     MethodCoolingOff,
     /// The balance belongs to a program that is no longer configured.
     NotConfigured,
+    /// The payee's figures could not be computed, or the amount cannot move as one payout;
+    /// the report's `problems` name the payee and the reason. Never fails the run for others.
+    CannotCompute,
 }
 
 impl Skip {
@@ -83,6 +86,7 @@ impl Skip {
             Skip::AutoPayoutOff => "auto_payout_off",
             Skip::MethodCoolingOff => "method_cooling_off",
             Skip::NotConfigured => "not_configured",
+            Skip::CannotCompute => "cannot_compute",
         }
     }
 
@@ -138,6 +142,16 @@ pub struct RailTotal {
     pub amount: Money,
 }
 
+/// A payee balance the run skipped because its figures could not be computed, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RunProblem {
+    /// The payee's account, program and currency as stored.
+    pub account: String,
+    pub program: String,
+    pub currency: String,
+    pub reason: String,
+}
+
 /// What a run did (or, dry, would do).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunReport {
@@ -153,6 +167,9 @@ pub struct RunReport {
     pub created: u64,
     pub skipped: BTreeMap<Skip, u64>,
     pub totals: Vec<RailTotal>,
+    /// The payees skipped as `cannot_compute`, each with its reason.
+    #[serde(default)]
+    pub problems: Vec<RunProblem>,
 }
 
 impl RunReport {
@@ -166,24 +183,30 @@ impl RunReport {
             created: 0,
             skipped: BTreeMap::new(),
             totals: Vec::new(),
+            problems: Vec::new(),
         }
+    }
+
+    /// Skips a payee whose figures could not be computed, keeping the reason.
+    pub fn cannot_compute(&mut self, problem: RunProblem) {
+        self.skip(Skip::CannotCompute);
+        self.problems.push(problem);
     }
 
     pub fn skip(&mut self, why: Skip) {
         *self.skipped.entry(why).or_default() += 1;
     }
 
-    /// Counts one eligible payout into the per-rail totals.
+    /// Counts one eligible payout into the per-rail totals (or, on an error, changes nothing).
     pub fn pay(&mut self, rail: Rail, amount: Money) -> Result<(), MoneyError> {
-        self.eligible += 1;
         match self
             .totals
             .iter_mut()
             .find(|t| t.rail == rail && t.currency == amount.currency())
         {
             Some(t) => {
-                t.payouts += 1;
                 t.amount = t.amount.checked_add(&amount)?;
+                t.payouts += 1;
             }
             None => self.totals.push(RailTotal {
                 rail,
@@ -193,6 +216,7 @@ impl RunReport {
             }),
         }
         self.totals.sort_by_key(|t| (t.rail, t.currency));
+        self.eligible += 1;
         Ok(())
     }
 }
@@ -281,5 +305,23 @@ mod tests {
         assert_eq!(r.totals[0].rail, Rail::Stripe);
         assert_eq!((r.totals[1].payouts, r.totals[1].amount), (2, usd("10.75")));
         assert_eq!(r.skipped[&Skip::NoMethod], 1);
+    }
+
+    #[test]
+    fn a_payee_that_cannot_be_computed_is_counted_and_named() {
+        let mut r = RunReport::new(RunPeriod::today(), true);
+        r.cannot_compute(RunProblem {
+            account: "a".into(),
+            program: "vast".into(),
+            currency: "USD".into(),
+            reason: "too large".into(),
+        });
+        assert_eq!(r.skipped[&Skip::CannotCompute], 1);
+        assert_eq!(r.problems[0].reason, "too large");
+        // Reports stored before `problems` existed still read.
+        let mut old = serde_json::to_value(&r).unwrap();
+        old.as_object_mut().unwrap().remove("problems");
+        let back: RunReport = serde_json::from_value(old).unwrap();
+        assert!(back.problems.is_empty());
     }
 }

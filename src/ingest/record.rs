@@ -284,6 +284,8 @@ fn input_money(amount: &str, currency: &str) -> Result<Money, RecordError> {
     if !money.is_positive() {
         return Err(MoneyError::NotPositive(money.amount()).into());
     }
+    // The per-amount cap: a larger amount cannot be stored, so it is this line's problem.
+    money.check_cap()?;
     Ok(money)
 }
 
@@ -548,6 +550,14 @@ mod tests {
             (
                 r#"{"type":"account","id":"a1","created_at":"2026-01-01T00:00:00Z","email":"a@x.com","color":"red"}"#,
                 "unknown field",
+            ),
+            (
+                r#"{"type":"usage","id":"u1","account":"b1","at":"2026-01-03T00:00:00Z","category":"pod","amount":"1000000000","currency":"USD"}"#,
+                "over the largest single amount",
+            ),
+            (
+                r#"{"type":"refund","id":"r1","usage_id":"u1","amount":"922337204"}"#,
+                "over the largest single amount",
             ),
             (r#"{"type":"bonus","id":"x"}"#, "unknown variant"),
             (r#"not json"#, "not a valid record"),

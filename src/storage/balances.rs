@@ -5,6 +5,7 @@ use crate::domain::eligibility::{CashOutFacts, Ineligible, cash_out_eligibility,
 use crate::domain::ids::{AccountId, ProgramId, Rail};
 use crate::domain::money::{Currency, Money};
 use crate::domain::program::{ProgramSet, RewardKind};
+use crate::storage::sums::{join, wide_sum};
 use crate::storage::{StoreError, StoreResult};
 use serde::Serialize;
 
@@ -84,25 +85,63 @@ impl AccountBalance {
     }
 }
 
-/// Loads an account's balance. Works on a pooled connection or inside a transaction.
-/// A payee's book totals in one program and currency, in stored units.
+/// A payee's book totals in one program and currency, in stored units (totals of many stored
+/// amounts, so wider than one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct BookSums {
-    pub cashable: i64,
-    pub credit: i64,
-    pub withdrawn: i64,
-    pub pending: i64,
+    pub cashable: i128,
+    pub credit: i128,
+    pub withdrawn: i128,
+    pub pending: i128,
 }
 
-/// The SQL that sums a payee's books per program and currency; `{filter}` narrows it.
-pub(crate) const BOOK_SUMS: &str = "SELECT p.holder, p.program, p.currency, \
-   CAST(COALESCE(SUM(CASE WHEN p.book = 'referrer_cashable' AND t.kind IN ('accrual', 'clawback') THEN p.units END), 0) AS BIGINT), \
-   CAST(COALESCE(SUM(CASE WHEN p.book = 'referrer_credit' THEN p.units END), 0) AS BIGINT), \
-   CAST(COALESCE(SUM(CASE WHEN p.book = 'referrer_cashable' AND t.kind IN ('payout', 'payout_return', 'payout_correction') AND t.status = 'posted' THEN -p.units END), 0) AS BIGINT), \
-   CAST(COALESCE(SUM(CASE WHEN p.book = 'referrer_cashable' AND t.kind = 'payout' AND t.status = 'pending' THEN -p.units END), 0) AS BIGINT) \
- FROM ledger_postings p JOIN ledger_transactions t ON t.id = p.txn_id \
- WHERE p.holder IS NOT NULL AND t.status <> 'voided' {filter} \
- GROUP BY p.holder, p.program, p.currency ORDER BY p.holder, p.program, p.currency";
+/// A row of [`book_sums`]: holder, program, currency, then each total as two halves.
+pub(crate) type BookRow = (
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+);
+
+/// The SQL that sums payees' books per program and currency, exactly (see `sums`); `filter`
+/// narrows it (`AND p.holder = $1`, or nothing for every payee).
+pub(crate) fn book_sums(filter: &str) -> String {
+    let cashable = wide_sum(
+        "CASE WHEN p.book = 'referrer_cashable' AND t.kind IN ('accrual', 'clawback') THEN p.units END",
+    );
+    let credit = wide_sum("CASE WHEN p.book = 'referrer_credit' THEN p.units END");
+    let withdrawn = wide_sum(
+        "CASE WHEN p.book = 'referrer_cashable' AND t.kind IN ('payout', 'payout_return', 'payout_correction') AND t.status = 'posted' THEN -p.units END",
+    );
+    let pending = wide_sum(
+        "CASE WHEN p.book = 'referrer_cashable' AND t.kind = 'payout' AND t.status = 'pending' THEN -p.units END",
+    );
+    format!(
+        "SELECT p.holder, p.program, p.currency, {cashable}, {credit}, {withdrawn}, {pending} \
+         FROM ledger_postings p JOIN ledger_transactions t ON t.id = p.txn_id \
+         WHERE p.holder IS NOT NULL AND t.status <> 'voided' {filter} \
+         GROUP BY p.holder, p.program, p.currency ORDER BY p.holder, p.program, p.currency"
+    )
+}
+
+/// Splits a [`BookRow`] into holder, program, currency and the joined totals.
+pub(crate) fn split_book_row(row: BookRow) -> (String, String, String, BookSums) {
+    let (holder, program, currency, c1, c2, r1, r2, w1, w2, p1, p2) = row;
+    let sums = BookSums {
+        cashable: join(c1, c2),
+        credit: join(r1, r2),
+        withdrawn: join(w1, w2),
+        pending: join(p1, p2),
+    };
+    (holder, program, currency, sums)
+}
 
 /// One program balance and its cash-out verdict (`None`: the program is not configured).
 pub(crate) fn assess(
@@ -115,16 +154,16 @@ pub(crate) fn assess(
     hosted_machines: bool,
 ) -> StoreResult<(ProgramBalance, Option<Result<(), Ineligible>>)> {
     let terms = programs.get(&program);
-    let m = |u: i64| Money::from_units(u, currency);
+    let m = |u: i128| Money::from_total_units(u, currency);
     let earned = m(sums
         .cashable
         .checked_add(sums.credit)
-        .ok_or_else(overflow)?);
+        .ok_or_else(overflow)?)?;
     let available = m(sums
         .cashable
         .checked_sub(sums.withdrawn)
         .and_then(|v| v.checked_sub(sums.pending))
-        .ok_or_else(overflow)?);
+        .ok_or_else(overflow)?)?;
     let facts = CashOutFacts {
         earned,
         available,
@@ -149,10 +188,10 @@ pub(crate) fn assess(
             program,
             currency,
             earned,
-            cashable: m(sums.cashable),
-            credit: m(sums.credit),
-            withdrawn: m(sums.withdrawn),
-            pending: m(sums.pending),
+            cashable: m(sums.cashable)?,
+            credit: m(sums.credit)?,
+            withdrawn: m(sums.withdrawn)?,
+            pending: m(sums.pending)?,
             available,
             payable_now: if eligible {
                 max_payable(&facts)
@@ -166,6 +205,7 @@ pub(crate) fn assess(
         verdict,
     ))
 }
+
 fn overflow() -> StoreError {
     StoreError::Corrupt("balance overflows the storable range".into())
 }

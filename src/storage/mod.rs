@@ -18,6 +18,7 @@ pub mod postgres;
 pub mod queue;
 pub mod reconcile;
 pub mod sqlite;
+pub(crate) mod sums;
 pub mod templates;
 pub mod tracking;
 

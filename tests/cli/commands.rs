@@ -221,6 +221,97 @@ fn bad_input_gets_line_numbers_and_exit_status_two() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("greater than zero"));
 }
 
+/// Issue 16 A5: an amount over the per-amount cap is one rejected line (exit status 2), and
+/// the rest of the file goes in.
+#[test]
+fn an_amount_over_the_cap_is_one_rejected_line_with_exit_status_two() {
+    let tdb = common::TestDb::blocking("cap");
+    let db = tdb.url.as_str();
+    let file = tdb.dir.path().join("cap.ndjson");
+    let lines = [
+        r#"{"type":"account","id":"capped","created_at":"2025-01-01T00:00:00Z","email":"c@x.com"}"#,
+        r#"{"type":"usage","id":"cap-1","account":"capped","at":"2025-03-01T00:00:00Z","category":"pod","amount":"1000000000","currency":"USD"}"#,
+        r#"{"type":"usage","id":"cap-2","account":"capped","at":"2025-03-01T00:00:00Z","category":"pod","amount":"10","currency":"USD"}"#,
+    ];
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let out = payouts(db, &["ingest", file.to_str().unwrap()], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("line 2: amount 1000000000 is over the largest single amount"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("line 1:") && !err.contains("line 3:"),
+        "{err}"
+    );
+    let out = payouts(db, &["balance", "capped", "--json"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let balance: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(balance["has_rented"], true, "the other usage went in");
+}
+
+/// Issue 16 A5: two charges of 500,000,000 on one referred account (each under the cap, their
+/// sum over it) leave every balance readable, and the run still pays the other payees.
+#[test]
+fn a_billion_of_one_accounts_spend_leaves_balances_and_runs_working() {
+    let tdb = common::TestDb::blocking("whale");
+    let db = tdb.url.as_str();
+    let file = tdb.dir.path().join("whale.ndjson");
+    let lines = [
+        r#"{"type":"account","id":"r-vast","created_at":"2025-01-01T00:00:00Z","email":"v@x.com"}"#,
+        r#"{"type":"account","id":"r-rp","created_at":"2025-01-01T00:00:00Z","email":"r@x.com"}"#,
+        r#"{"type":"account","id":"whale","created_at":"2025-02-01T00:00:00Z","email":"w@x.com"}"#,
+        r#"{"type":"referral","program":"vast","referrer":"r-vast","referred":"whale","at":"2025-02-01T00:00:00Z"}"#,
+        r#"{"type":"referral","program":"runpod","referrer":"r-rp","referred":"whale","at":"2025-02-01T00:00:00Z"}"#,
+        r#"{"type":"usage","id":"whale-1","account":"whale","at":"2025-03-01T00:00:00Z","category":"pod","amount":"500000000","currency":"USD"}"#,
+        r#"{"type":"usage","id":"whale-2","account":"whale","at":"2025-03-02T00:00:00Z","category":"pod","amount":"500000000","currency":"USD"}"#,
+        r#"{"type":"payout_method","account":"r-vast","rail":"stripe","destination":"acct_1Vast","auto_payout":true}"#,
+    ];
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let out = payouts(db, &["ingest", file.to_str().unwrap()], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    for account in ["whale", "r-rp", "r-vast"] {
+        let out = payouts(db, &["balance", account, "--json"], &[]);
+        assert!(
+            out.status.success(),
+            "balance {account}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = payouts(db, &["balance", "whale", "--json"], &[]);
+    let whale: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        whale["programs"][0]["lifetime_spend"]["amount"],
+        "1000000000"
+    );
+
+    for dry in [true, false] {
+        let mut args = vec!["run-payouts", "--period", "2026-12-01", "--json"];
+        if dry {
+            args.push("--dry-run");
+        }
+        let out = payouts(db, &args, &[]);
+        assert!(
+            out.status.success(),
+            "run (dry: {dry}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        assert_eq!(report["eligible"], 1, "{report:#}");
+        assert_eq!(report["created"], if dry { 0 } else { 1 }, "{report:#}");
+    }
+}
+
 /// A tiny HTTP GET over a raw socket, to read the mock's truth without an async runtime.
 fn reqwest_blocking_get(url: &str) -> Vec<serde_json::Value> {
     use std::io::{Read, Write};

@@ -7,6 +7,7 @@ mod common;
 
 mod accounting_exports;
 mod ingest_and_ledger;
+mod large_totals;
 mod object_match;
 mod payout_faults;
 mod payout_runs;

@@ -10,6 +10,7 @@ use super::{Store, StoreError, StoreResult, from_millis, parse_stored, to_millis
 use crate::domain::accounting::{book_from_parts, gl_account};
 use crate::domain::ledger::Book;
 use crate::domain::money::{Currency, Money};
+use crate::storage::sums::{join, wide_sum};
 
 /// A transaction is *posted at* `$1` when it is posted and took effect before `$1`; it is
 /// *pending at* `$1` when it existed then and was not yet resolved (still pending, or resolved
@@ -17,15 +18,16 @@ use crate::domain::money::{Currency, Money};
 const POSTED_AT: &str = "t.status = 'posted' AND COALESCE(t.resolved_at, t.created_at) < $1";
 const PENDING_AT: &str = "t.created_at < $1 AND (t.status = 'pending' OR t.resolved_at >= $1)";
 
-/// Posted and pending sums per book in one statement, so both come from the same snapshot.
+/// Posted and pending sums per book in one statement, so both come from the same snapshot;
+/// each summed exactly (see `storage::sums`), as a book's total can pass one amount's cap.
 fn trial_balance_sql() -> String {
     format!(
-        "SELECT p.book, p.holder, p.program, p.rail, p.currency, \
-                CAST(COALESCE(SUM(CASE WHEN {POSTED_AT} THEN p.units END), 0) AS BIGINT), \
-                CAST(COALESCE(SUM(CASE WHEN {PENDING_AT} THEN p.units END), 0) AS BIGINT) \
+        "SELECT p.book, p.holder, p.program, p.rail, p.currency, {}, {} \
          FROM ledger_postings p JOIN ledger_transactions t ON t.id = p.txn_id \
          WHERE t.created_at < $1 \
-         GROUP BY p.book, p.holder, p.program, p.rail, p.currency"
+         GROUP BY p.book, p.holder, p.program, p.rail, p.currency",
+        wide_sum(&format!("CASE WHEN {POSTED_AT} THEN p.units END")),
+        wide_sum(&format!("CASE WHEN {PENDING_AT} THEN p.units END")),
     )
 }
 
@@ -40,13 +42,15 @@ const JOURNAL_SQL: &str = "SELECT t.id AS txn_id, t.kind, \
        AND COALESCE(t.resolved_at, t.created_at) < $2 \
      ORDER BY effective, t.id, p.id";
 
-/// book, holder, program, rail, currency, posted units, pending units.
+/// book, holder, program, rail, currency, posted units and pending units (each in halves).
 type BookRow = (
     String,
     Option<String>,
     Option<String>,
     Option<String>,
     String,
+    i64,
+    i64,
     i64,
     i64,
 );
@@ -138,7 +142,11 @@ impl Store {
 
         let mut posted = Vec::new();
         let mut pending = Vec::new();
-        for (code, holder, program, rail, currency, posted_units, pending_units) in rows {
+        for (code, holder, program, rail, currency, posted_hi, posted_lo, pending_hi, pending_lo) in
+            rows
+        {
+            let (posted_units, pending_units) =
+                (join(posted_hi, posted_lo), join(pending_hi, pending_lo));
             let book = stored_book(
                 &code,
                 holder.as_deref(),
@@ -149,13 +157,13 @@ impl Store {
             if posted_units != 0 {
                 posted.push(BookBalance {
                     book: book.clone(),
-                    balance: Money::from_units(posted_units, currency),
+                    balance: Money::from_total_units(posted_units, currency)?,
                 });
             }
             if pending_units != 0 {
                 pending.push(BookBalance {
                     book,
-                    balance: Money::from_units(pending_units, currency),
+                    balance: Money::from_total_units(pending_units, currency)?,
                 });
             }
         }

@@ -33,6 +33,7 @@ use crate::domain::program::trueup::{StreamTotals, true_up};
 use crate::domain::program::{BonusRole, Program, ProgramSet};
 use crate::domain::referral::{AccountFacts, judge_referral};
 use crate::domain::usage::UsageCategory;
+use crate::storage::sums::{join, wide_sum};
 
 type AccountCols = (String, i64, String, Option<String>, i64);
 
@@ -531,8 +532,10 @@ impl Store {
     /// What the ledger holds for every stream in scope: (stream, subject) -> totals, with the
     /// program and beneficiary of the postings.
     async fn posted_in_scope(tx: &mut Tx) -> StoreResult<HashMap<(Stream, String), Posted>> {
-        let rows: Vec<(String, String, String, String, i64)> = sqlx::query_as(
-            "SELECT t.stream, t.subject, t.kind, p.program, CAST(-SUM(p.units) AS BIGINT) \
+        // A stream's lifetime total can pass what one stored amount holds: summed exactly.
+        let rows: Vec<(String, String, String, String, i64, i64)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT t.stream, t.subject, t.kind, p.program, {sum} \
              FROM accrual_scope s \
              JOIN referrals r ON r.referred_id = s.id \
              JOIN ledger_transactions t ON t.subject = r.id \
@@ -540,17 +543,19 @@ impl Store {
              WHERE s.kind = 'account' AND t.stream IS NOT NULL \
              GROUP BY t.stream, t.subject, t.kind, p.program \
              UNION ALL \
-             SELECT t.stream, t.subject, t.kind, p.program, CAST(-SUM(p.units) AS BIGINT) \
+             SELECT t.stream, t.subject, t.kind, p.program, {sum} \
              FROM accrual_scope s \
              JOIN ledger_transactions t ON t.subject = s.id AND t.stream = 'creator' \
              JOIN ledger_postings p ON p.txn_id = t.id AND p.book = 'commission_expense' \
              WHERE s.kind = 'template' \
              GROUP BY t.stream, t.subject, t.kind, p.program",
-        )
-        .fetch_all(&mut **tx)
-        .await?;
+                sum = wide_sum("-p.units")
+            )))
+            .fetch_all(&mut **tx)
+            .await?;
         let mut posted: HashMap<(Stream, String), Posted> = HashMap::new();
-        for (stream, subject, kind, program, units) in rows {
+        for (stream, subject, kind, program, high, low) in rows {
+            let units = join(high, low);
             let stream = Stream::from_code(&stream)
                 .ok_or_else(|| StoreError::Corrupt(format!("unknown stream {stream:?}")))?;
             let entry = posted.entry((stream, subject)).or_insert_with(|| Posted {
@@ -558,8 +563,8 @@ impl Store {
                 totals: StreamTotals::default(),
             });
             match kind.as_str() {
-                "accrual" => entry.totals.earned += dec(i128::from(units)),
-                _ => entry.totals.clawed -= dec(i128::from(units)),
+                "accrual" => entry.totals.earned += dec(units),
+                _ => entry.totals.clawed -= dec(units),
             }
         }
         Ok(posted)
@@ -608,22 +613,22 @@ impl Store {
                 (TransactionKind::Accrual, delta.earned),
                 (TransactionKind::Clawback, -delta.clawed),
             ] {
-                if amount.is_zero() {
-                    continue;
+                // One posting holds at most the per-amount cap: a larger one goes in pieces.
+                for piece in pieces_under_cap(amount) {
+                    let txn = commission_transaction(kind, &e.beneficiary, e.program, piece)?;
+                    batch.push((
+                        TxnMeta {
+                            id: format!("lt_{}", ulid::Ulid::generate()),
+                            source_id: None,
+                            referral_id: (key.0 != Stream::Creator).then(|| key.1.clone()),
+                            payout_id: None,
+                            stream: Some(key.0.code()),
+                            subject: Some(key.1.clone()),
+                            note: Some(e.note.clone()),
+                        },
+                        txn,
+                    ));
                 }
-                let txn = commission_transaction(kind, &e.beneficiary, e.program, amount)?;
-                batch.push((
-                    TxnMeta {
-                        id: format!("lt_{}", ulid::Ulid::generate()),
-                        source_id: None,
-                        referral_id: (key.0 != Stream::Creator).then(|| key.1.clone()),
-                        payout_id: None,
-                        stream: Some(key.0.code()),
-                        subject: Some(key.1.clone()),
-                        note: Some(e.note.clone()),
-                    },
-                    txn,
-                ));
             }
         }
         insert_transactions(tx, &batch).await?;
@@ -650,6 +655,23 @@ impl Store {
 struct Posted {
     program: String,
     totals: StreamTotals,
+}
+
+/// `amount` as pieces of at most the per-amount cap (whole units, so splitting a piece into
+/// its cashable and credit parts adds no decimals), summing to it exactly; none when zero.
+fn pieces_under_cap(amount: Decimal) -> Vec<Decimal> {
+    let max = Money::max_single_amount().trunc();
+    let mut left = amount;
+    let mut pieces = Vec::new();
+    while left.abs() > max {
+        let piece = if left.is_sign_negative() { -max } else { max };
+        pieces.push(piece);
+        left -= piece;
+    }
+    if !left.is_zero() {
+        pieces.push(left);
+    }
+    pieces
 }
 
 /// The balanced postings of one commission (or clawback, when `amount` is negative): the

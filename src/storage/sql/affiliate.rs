@@ -10,7 +10,9 @@ use crate::domain::program::ProgramSet;
 use crate::ingest::record::content_hash;
 
 /// Referred users of `referrer` in `referral_program` (qualified referrals) whose spend since
-/// the referral, up to `as_of` and net of refunds, is positive.
+/// the referral, up to `as_of` and net of refunds, is positive. A charge's refunds never
+/// exceed it, so that is: some charge in the window is not wholly refunded. (No sum over the
+/// account's charges, which could overflow.)
 pub async fn paying_referrals(
     conn: &mut Conn,
     referral_program: &str,
@@ -20,10 +22,10 @@ pub async fn paying_referrals(
     let n: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM referrals r \
          WHERE r.referrer_id = $1 AND r.program = $2 AND r.status = 'qualified' \
-           AND (SELECT COALESCE(SUM(u.units - COALESCE( \
-                    (SELECT SUM(f.units) FROM refunds f WHERE f.usage_id = u.id), 0)), 0) \
-                FROM usage u \
-                WHERE u.account_id = r.referred_id AND u.at >= r.referred_at AND u.at <= $3) > 0",
+           AND EXISTS (SELECT 1 FROM usage u \
+                WHERE u.account_id = r.referred_id AND u.at >= r.referred_at AND u.at <= $3 \
+                  AND u.units > COALESCE( \
+                    (SELECT SUM(f.units) FROM refunds f WHERE f.usage_id = u.id), 0))",
     )
     .bind(referrer)
     .bind(referral_program)

@@ -4,6 +4,7 @@ pub(crate) use crate::storage::balances::*;
 use std::collections::BTreeMap;
 
 use super::Conn;
+use crate::storage::sums::{join, wide_sum};
 
 use super::affiliate::paying_referrals;
 use super::{StoreError, StoreResult, from_millis, parse_stored};
@@ -22,50 +23,44 @@ pub async fn load_balance(
             .bind(account.as_str())
             .fetch_optional(&mut *conn)
             .await?;
-    let rows: Vec<(String, String, String, i64, i64, i64, i64)> = sqlx::query_as(
-        sqlx::AssertSqlSafe(BOOK_SUMS.replace("{filter}", "AND p.holder = $1")),
-    )
-    .bind(account.as_str())
-    .fetch_all(&mut *conn)
-    .await?;
-    let sums: Vec<(String, String, i64, i64, i64, i64)> = rows
-        .into_iter()
-        .map(|(_, p, c, a, b, w, h)| (p, c, a, b, w, h))
-        .collect();
-    if known.is_none() && sums.is_empty() {
+    let rows: Vec<BookRow> = sqlx::query_as(sqlx::AssertSqlSafe(book_sums("AND p.holder = $1")))
+        .bind(account.as_str())
+        .fetch_all(&mut *conn)
+        .await?;
+    if known.is_none() && rows.is_empty() {
         return Err(StoreError::UnknownAccount(account.to_string()));
     }
-    let spend_rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT u.currency, CAST(SUM(u.units) - COALESCE(SUM(r.refunded), 0) AS BIGINT) FROM usage u \
+    // Net of refunds per charge (a charge's refunds never exceed it), then summed exactly.
+    let spend_rows: Vec<(String, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT u.currency, {} FROM usage u \
          LEFT JOIN (SELECT usage_id, SUM(units) AS refunded FROM refunds GROUP BY usage_id) r \
            ON r.usage_id = u.id \
          WHERE u.account_id = $1 GROUP BY u.currency",
-    )
+        wide_sum("u.units - COALESCE(r.refunded, 0)")
+    )))
     .bind(account.as_str())
     .fetch_all(&mut *conn)
     .await?;
     let mut spend: BTreeMap<Currency, Money> = BTreeMap::new();
-    for (currency, units) in spend_rows {
+    for (currency, high, low) in spend_rows {
         let currency: Currency = parse_stored("currency", &currency)?;
-        spend.insert(currency, Money::from_units(units, currency));
+        spend.insert(
+            currency,
+            Money::from_total_units(join(high, low), currency)?,
+        );
     }
     let has_rented = !spend.is_empty();
     let hosted_machines = known.unwrap_or(0) != 0;
 
-    let mut balances = Vec::with_capacity(sums.len());
-    for (program, currency, cashable, credit, withdrawn, pending) in sums {
+    let mut balances = Vec::with_capacity(rows.len());
+    for row in rows {
+        let (_, program, currency, sums) = split_book_row(row);
         let program: ProgramId = parse_stored("program", &program)?;
         let currency: Currency = parse_stored("currency", &currency)?;
         let lifetime_spend = spend
             .get(&currency)
             .copied()
             .unwrap_or(Money::zero(currency));
-        let sums = BookSums {
-            cashable,
-            credit,
-            withdrawn,
-            pending,
-        };
         let (balance, _) = assess(
             programs,
             program,

@@ -13,7 +13,7 @@ use chrono::Utc;
 use sqlx::QueryBuilder;
 
 use super::affiliate::enroll;
-use super::{BATCH_ROWS, Store, StoreResult, WriteLock, to_millis};
+use super::{BATCH_ROWS, Store, StoreError, StoreResult, WriteLock, to_millis};
 use crate::domain::ids::ProgramId;
 use crate::domain::money::{Currency, Money};
 use crate::domain::program::ProgramSet;
@@ -241,7 +241,18 @@ impl Store {
                     opt_ins.push((n.line, o));
                     continue;
                 }
-                other => to_row(n.line, other, now)?,
+                other => match to_row(n.line, other, now) {
+                    Ok(row) => row,
+                    // An amount storage cannot hold is that line's problem, not the file's.
+                    Err(StoreError::Money(e)) => {
+                        errors.push(LineError {
+                            line: n.line,
+                            message: e.to_string(),
+                        });
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                },
             };
             by_kind.entry(n.record.kind()).or_default().push(row);
         }
@@ -487,7 +498,7 @@ fn to_row(line: usize, record: &Record, now: i64) -> StoreResult<Row> {
             }
         }
         Record::Refund(_) | Record::AffiliateOptIn(_) => {
-            return Err(super::StoreError::Corrupt(
+            return Err(StoreError::Corrupt(
                 "refunds and opt-ins are applied on their own".into(),
             ));
         }
@@ -545,7 +556,7 @@ async fn refund_rows(
         ]);
         // A replayed refund is already counted in `refunded`; only new ones consume room.
         if !existing.contains_key(r.id.as_str()) && seen_in_file.insert(r.id.as_str()) {
-            if *refunded + refund_units > *units {
+            if i128::from(*refunded) + i128::from(refund_units) > i128::from(*units) {
                 errors.push(LineError {
                     line: *line,
                     message: format!(

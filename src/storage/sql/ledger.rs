@@ -11,6 +11,7 @@ use crate::domain::ids::PayoutId;
 use crate::domain::ledger::{BalancedTransaction, TransactionStatus};
 use crate::domain::money::{Currency, Money};
 use crate::domain::payout::PayoutStatus;
+use crate::storage::sums::{join, wide_sum};
 
 /// Writes balanced transactions with two multi-row INSERTs per chunk.
 pub(crate) async fn insert_transactions(
@@ -179,21 +180,23 @@ type HoldRow = (
 impl Store {
     /// Net money paid out per rail and currency, from the rail settlement books.
     pub async fn paid_out_by_rail(&self) -> StoreResult<Vec<RailTotal>> {
-        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
-            "SELECT p.rail, p.currency, CAST(SUM(p.units) AS BIGINT), COUNT(DISTINCT t.payout_id) \
+        let rows: Vec<(String, String, i64, i64, i64)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT p.rail, p.currency, {}, COUNT(DISTINCT t.payout_id) \
              FROM ledger_postings p JOIN ledger_transactions t ON t.id = p.txn_id \
              WHERE p.book = 'rail_settlement' AND t.status = 'posted' \
                AND t.kind IN ('payout', 'payout_return', 'payout_correction') \
              GROUP BY p.rail, p.currency ORDER BY p.rail, p.currency",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+                wide_sum("p.units")
+            )))
+            .fetch_all(&self.pool)
+            .await?;
         rows.into_iter()
-            .map(|(rail, currency, units, payouts)| {
+            .map(|(rail, currency, high, low, payouts)| {
                 let currency: Currency = parse_stored("currency", &currency)?;
                 Ok(RailTotal {
                     rail: parse_stored("rail", &rail)?,
-                    amount: Money::from_units(units, currency),
+                    amount: Money::from_total_units(join(high, low), currency)?,
                     payouts,
                 })
             })
@@ -277,23 +280,7 @@ impl Store {
             }
         }
 
-        let overdrawn: Vec<(String, String, String, i64)> = sqlx::query_as(
-            "SELECT p.holder, p.program, p.currency, \
-                    CAST(SUM(CASE WHEN t.kind IN ('accrual', 'payout', 'payout_return', 'payout_correction') THEN p.units ELSE 0 END) AS BIGINT) \
-             FROM ledger_postings p \
-             JOIN ledger_transactions t ON t.id = p.txn_id \
-             WHERE p.book = 'referrer_cashable' AND t.status <> 'voided' \
-             GROUP BY p.holder, p.program, p.currency \
-             HAVING SUM(CASE WHEN t.kind IN ('accrual', 'payout', 'payout_return', 'payout_correction') THEN p.units ELSE 0 END) < 0",
-        )
-        .fetch_all(pool)
-        .await?;
-        for (holder, program, currency, units) in overdrawn {
-            check.problems.push(format!(
-                "{holder} ({program}, {currency}) was paid out more than it ever earned \
-                 (earned minus paid: {units} units)"
-            ));
-        }
+        check.problems.extend(overdrawn_payees(pool).await?);
 
         // A return exists exactly for returned payouts, and mirrors the hold.
         let returns: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
@@ -323,4 +310,33 @@ impl Store {
         }
         Ok(check)
     }
+}
+
+/// Payees paid out more cash than they ever earned. Earned minus paid is summed exactly (a
+/// lifetime total can pass what one stored amount holds) and judged here.
+async fn overdrawn_payees(pool: &super::Pool) -> StoreResult<Vec<String>> {
+    let rows: Vec<(String, String, String, i64, i64)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT p.holder, p.program, p.currency, {} \
+             FROM ledger_postings p \
+             JOIN ledger_transactions t ON t.id = p.txn_id \
+             WHERE p.book = 'referrer_cashable' AND t.status <> 'voided' \
+             GROUP BY p.holder, p.program, p.currency",
+            wide_sum(
+                "CASE WHEN t.kind IN ('accrual', 'payout', 'payout_return', 'payout_correction') THEN p.units ELSE 0 END"
+            )
+        )))
+        .fetch_all(pool)
+        .await?;
+    let mut problems = Vec::new();
+    for (holder, program, currency, high, low) in rows {
+        let units = join(high, low);
+        if units < 0 {
+            problems.push(format!(
+                "{holder} ({program}, {currency}) was paid out more than it ever earned \
+                 (earned minus paid: {units} units)"
+            ));
+        }
+    }
+    Ok(problems)
 }

@@ -14,7 +14,7 @@ use super::{Db, Tx};
 use chrono::Utc;
 use sqlx::QueryBuilder;
 
-use super::balances::{BOOK_SUMS, BookSums, assess};
+use super::balances::{BookRow, BookSums, assess, book_sums, split_book_row};
 use super::ledger::{TxnMeta, insert_transactions};
 use super::{
     BATCH_ROWS, Store, StoreError, StoreResult, WriteLock, from_millis, parse_stored, to_millis,
@@ -24,9 +24,12 @@ use crate::domain::ids::{AccountId, PayoutId, ProgramId, Rail};
 use crate::domain::ledger::{Book, TransactionDraft, TransactionKind, TransactionStatus};
 use crate::domain::money::{Currency, Money};
 use crate::domain::payout::PayoutStatus;
-use crate::domain::payout_run::{Method, RunPeriod, RunReport, Skip, choose_method, run_key};
+use crate::domain::payout_run::{
+    Method, RunPeriod, RunProblem, RunReport, Skip, choose_method, run_key,
+};
 use crate::ingest::record::content_hash;
 use crate::storage::queue::payout_task;
+use crate::storage::sums::{join, wide_sum};
 
 /// A payout the run will create.
 struct Planned {
@@ -75,109 +78,36 @@ impl Store {
         }
 
         // Every payee's books, spend, hosting and payout methods: four set-based queries.
-        let rows: Vec<(String, String, String, i64, i64, i64, i64)> =
-            sqlx::query_as(sqlx::AssertSqlSafe(BOOK_SUMS.replace("{filter}", "")))
-                .fetch_all(&mut *tx)
-                .await?;
-        let spend: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT u.account_id, u.currency, \
-               CAST(SUM(u.units) - COALESCE(SUM((SELECT SUM(f.units) FROM refunds f WHERE f.usage_id = u.id)), 0) AS BIGINT) \
-             FROM usage u \
-             WHERE u.account_id IN (SELECT DISTINCT holder FROM ledger_postings WHERE holder IS NOT NULL) \
-             GROUP BY u.account_id, u.currency",
-        )
-        .fetch_all(&mut *tx)
-        .await?;
-        let spend: HashMap<(String, String), i64> = spend
-            .into_iter()
-            .map(|(a, c, units)| ((a, c), units))
-            .collect();
-        let rented: HashSet<&str> = spend.keys().map(|(a, _)| a.as_str()).collect();
-        let hosted: Vec<String> =
-            sqlx::query_scalar("SELECT id FROM accounts WHERE hosted_machines <> 0")
-                .fetch_all(&mut *tx)
-                .await?;
-        let hosted: HashSet<String> = hosted.into_iter().collect();
-        let method_rows: Vec<(String, String, String, i64, Option<i64>)> = sqlx::query_as(
-            "SELECT account_id, rail, destination, auto_payout, changed_at FROM payout_methods",
-        )
-        .fetch_all(&mut *tx)
-        .await?;
-        let now = Utc::now();
-        let cooling_off = self.safeguards.method_cooling_off;
-        let mut methods: HashMap<String, Vec<Method>> = HashMap::new();
-        for (account, rail, destination, auto, changed_at) in method_rows {
-            methods.entry(account).or_default().push(Method {
-                rail: parse_stored("rail", &rail)?,
-                destination,
-                auto_payout: auto != 0,
-                cooling_off: held_until(changed_at.map(from_millis), cooling_off, now).is_some(),
-            });
-        }
+        let rows: Vec<BookRow> = sqlx::query_as(sqlx::AssertSqlSafe(book_sums("")))
+            .fetch_all(&mut *tx)
+            .await?;
+        let payees = self.payees(&mut tx).await?;
 
+        // One payee's figures never fail the run for the others: whatever cannot be computed
+        // is skipped, with the payee and the reason in the report.
         let mut report = RunReport::new(period.clone(), dry_run);
         let mut planned = Vec::new();
-        for (holder, program_id, currency, cashable, credit, withdrawn, pending) in rows {
-            let program: ProgramId = parse_stored("program", &program_id)?;
-            let currency_code: Currency = parse_stored("currency", &currency)?;
-            // Programs that pay only credits have no payees.
-            if self
-                .programs()
-                .get(&program)
-                .is_some_and(|p| p.cash_out.cashable_fraction.is_zero())
-            {
-                continue;
+        for row in rows {
+            let (holder, program, currency, sums) = split_book_row(row);
+            let problem = |reason: String| RunProblem {
+                account: holder.clone(),
+                program: program.clone(),
+                currency: currency.clone(),
+                reason,
+            };
+            let decision = self.plan(&payees, &holder, &program, &currency, sums);
+            if !matches!(decision, Ok(Decision::NotAPayee)) {
+                report.considered += 1;
             }
-            report.considered += 1;
-            let spent = spend
-                .get(&(holder.clone(), currency.clone()))
-                .copied()
-                .unwrap_or(0);
-            let (balance, verdict) = assess(
-                self.programs(),
-                program.clone(),
-                currency_code,
-                BookSums {
-                    cashable,
-                    credit,
-                    withdrawn,
-                    pending,
+            match decision {
+                Ok(Decision::NotAPayee) => {}
+                Ok(Decision::Skip(why)) => report.skip(why),
+                Ok(Decision::Pay(plan)) => match report.pay(plan.rail, plan.amount) {
+                    Ok(()) => planned.push(*plan),
+                    Err(e) => report.cannot_compute(problem(e.to_string())),
                 },
-                Money::from_units(spent, currency_code),
-                rented.contains(holder.as_str()),
-                hosted.contains(&holder),
-            )?;
-            let Some(verdict) = verdict else {
-                report.skip(Skip::NotConfigured);
-                continue;
-            };
-            if let Err(why) = verdict {
-                report.skip(Skip::from_ineligible(&why));
-                continue;
+                Err(e) => report.cannot_compute(problem(e.to_string())),
             }
-            let Some(terms) = self.programs().get(&program) else {
-                report.skip(Skip::NotConfigured);
-                continue;
-            };
-            let own = methods.get(&holder).map(Vec::as_slice).unwrap_or(&[]);
-            let method = match choose_method(terms, own) {
-                Ok(m) => m,
-                Err(why) => {
-                    report.skip(why);
-                    continue;
-                }
-            };
-            report.pay(method.rail, balance.payable_now)?;
-            planned.push(Planned {
-                id: PayoutId::generate(),
-                hold_id: format!("lt_{}", ulid::Ulid::generate()),
-                account: parse_stored("account id", &holder)?,
-                program,
-                rail: method.rail,
-                destination: method.destination.clone(),
-                amount: balance.payable_now,
-                available: balance.available,
-            });
         }
         if dry_run {
             tx.rollback().await?;
@@ -201,6 +131,133 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(report)
+    }
+}
+
+/// What the run knows about every payee beside its books.
+struct Payees {
+    /// Lifetime spend net of refunds, per (account, currency), in stored units.
+    spend: HashMap<(String, String), i128>,
+    rented: HashSet<String>,
+    hosted: HashSet<String>,
+    methods: HashMap<String, Vec<Method>>,
+}
+
+/// What the run does with one payee balance.
+enum Decision {
+    /// A balance in a program that pays only credit: not a payee.
+    NotAPayee,
+    Skip(Skip),
+    Pay(Box<Planned>),
+}
+
+impl Store {
+    /// Spend, hosting and payout methods of every payee: three set-based queries.
+    async fn payees(&self, tx: &mut Tx) -> StoreResult<Payees> {
+        let spend: Vec<(String, String, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT u.account_id, u.currency, {} \
+             FROM usage u \
+             WHERE u.account_id IN (SELECT DISTINCT holder FROM ledger_postings WHERE holder IS NOT NULL) \
+             GROUP BY u.account_id, u.currency",
+            wide_sum(
+                "u.units - COALESCE((SELECT SUM(f.units) FROM refunds f WHERE f.usage_id = u.id), 0)"
+            )
+        )))
+        .fetch_all(&mut **tx)
+        .await?;
+        let spend: HashMap<(String, String), i128> = spend
+            .into_iter()
+            .map(|(a, c, high, low)| ((a, c), join(high, low)))
+            .collect();
+        let rented = spend.keys().map(|(a, _)| a.clone()).collect();
+        let hosted: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM accounts WHERE hosted_machines <> 0")
+                .fetch_all(&mut **tx)
+                .await?;
+        let method_rows: Vec<(String, String, String, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT account_id, rail, destination, auto_payout, changed_at FROM payout_methods",
+        )
+        .fetch_all(&mut **tx)
+        .await?;
+        let now = Utc::now();
+        let cooling_off = self.safeguards.method_cooling_off;
+        let mut methods: HashMap<String, Vec<Method>> = HashMap::new();
+        for (account, rail, destination, auto, changed_at) in method_rows {
+            methods.entry(account).or_default().push(Method {
+                rail: parse_stored("rail", &rail)?,
+                destination,
+                auto_payout: auto != 0,
+                cooling_off: held_until(changed_at.map(from_millis), cooling_off, now).is_some(),
+            });
+        }
+        Ok(Payees {
+            spend,
+            rented,
+            hosted: hosted.into_iter().collect(),
+            methods,
+        })
+    }
+
+    /// Decides one payee balance. An error means its figures cannot be computed (or its
+    /// payable amount cannot move as one payout): the caller skips it with the reason.
+    fn plan(
+        &self,
+        payees: &Payees,
+        holder: &str,
+        program_id: &str,
+        currency: &str,
+        sums: BookSums,
+    ) -> StoreResult<Decision> {
+        let program: ProgramId = parse_stored("program", program_id)?;
+        let currency_code: Currency = parse_stored("currency", currency)?;
+        // Programs that pay only credits have no payees.
+        if self
+            .programs()
+            .get(&program)
+            .is_some_and(|p| p.cash_out.cashable_fraction.is_zero())
+        {
+            return Ok(Decision::NotAPayee);
+        }
+        let spent = payees
+            .spend
+            .get(&(holder.to_string(), currency.to_string()))
+            .copied()
+            .unwrap_or(0);
+        let (balance, verdict) = assess(
+            self.programs(),
+            program.clone(),
+            currency_code,
+            sums,
+            Money::from_total_units(spent, currency_code)?,
+            payees.rented.contains(holder),
+            payees.hosted.contains(holder),
+        )?;
+        let Some(verdict) = verdict else {
+            return Ok(Decision::Skip(Skip::NotConfigured));
+        };
+        if let Err(why) = verdict {
+            return Ok(Decision::Skip(Skip::from_ineligible(&why)));
+        }
+        let Some(terms) = self.programs().get(&program) else {
+            return Ok(Decision::Skip(Skip::NotConfigured));
+        };
+        let own = payees.methods.get(holder).map(Vec::as_slice).unwrap_or(&[]);
+        let method = match choose_method(terms, own) {
+            Ok(m) => m,
+            Err(why) => return Ok(Decision::Skip(why)),
+        };
+        // One payout moves at most the per-amount cap.
+        balance.payable_now.check_cap()?;
+        Ok(Decision::Pay(Box::new(Planned {
+            id: PayoutId::generate(),
+            hold_id: format!("lt_{}", ulid::Ulid::generate()),
+            account: parse_stored("account id", holder)?,
+            program,
+            rail: method.rail,
+            destination: method.destination.clone(),
+            amount: balance.payable_now,
+            available: balance.available,
+        })))
     }
 }
 

@@ -18,6 +18,7 @@ use crate::domain::reconcile::{
 };
 use crate::domain::tracking::RailState;
 use crate::storage::reconcile::{ExceptionCounts, NewRun, RailTotals, ReconRun, Trigger};
+use crate::storage::sums::{join, wide_sum};
 
 /// One provider record in its stored form.
 pub(crate) struct RecordRow {
@@ -317,8 +318,9 @@ impl Store {
             insert.build().execute(&mut *tx).await?;
         }
         // 5. Totals per rail and currency.
-        let record_totals = sqlx::query(
-            "SELECT r.rail, r.currency, COUNT(*), CAST(SUM(r.units) AS BIGINT), \
+        // Money totals summed exactly (see `storage::sums`): a period's can pass the cap.
+        let record_totals = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT r.rail, r.currency, COUNT(*), {}, \
                SUM(CASE WHEN r.payout_id IS NOT NULL THEN 1 ELSE 0 END), \
                SUM(CASE WHEN r.payout_id IS NOT NULL AND x.record_seq IS NULL \
                    THEN 1 ELSE 0 END) \
@@ -327,16 +329,18 @@ impl Store {
                          WHERE run_id = $1 AND record_seq IS NOT NULL) x \
                ON x.record_seq = r.seq \
              WHERE r.run_id = $1 GROUP BY r.rail, r.currency",
-        )
+            wide_sum("r.units")
+        )))
         .bind(id)
         .fetch_all(&mut *tx)
         .await?;
         let payout_totals = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT p.rail, p.currency, COUNT(*), CAST(SUM(p.units) AS BIGINT) \
+            "SELECT p.rail, p.currency, COUNT(*), {} \
              FROM payouts p \
              WHERE p.rail IN ({rails}) AND p.status IN ('processing', 'paid', 'returned') \
                AND p.created_at >= $1 AND p.created_at < $2 \
-             GROUP BY p.rail, p.currency"
+             GROUP BY p.rail, p.currency",
+            wide_sum("p.units")
         )))
         .bind(to_millis(run.period.start()))
         .bind(to_millis(run.period.end()))
@@ -347,15 +351,15 @@ impl Store {
             let key = (row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?);
             let acc = totals.entry(key).or_default();
             acc.records = row.try_get::<i64, _>(2)?;
-            acc.record_units = row.try_get::<Option<i64>, _>(3)?.unwrap_or(0);
-            acc.linked = row.try_get::<Option<i64>, _>(4)?.unwrap_or(0);
-            acc.matched = row.try_get::<Option<i64>, _>(5)?.unwrap_or(0);
+            acc.record_units = join(row.try_get(3)?, row.try_get(4)?);
+            acc.linked = row.try_get::<Option<i64>, _>(5)?.unwrap_or(0);
+            acc.matched = row.try_get::<Option<i64>, _>(6)?.unwrap_or(0);
         }
         for row in payout_totals {
             let key = (row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?);
             let acc = totals.entry(key).or_default();
             acc.payouts = row.try_get::<i64, _>(2)?;
-            acc.payout_units = row.try_get::<Option<i64>, _>(3)?.unwrap_or(0);
+            acc.payout_units = join(row.try_get(3)?, row.try_get(4)?);
         }
         let totals = totals
             .into_iter()
@@ -634,26 +638,26 @@ struct Summary {
 #[derive(Default)]
 struct RailTotalsAcc {
     records: i64,
-    record_units: i64,
+    record_units: i128,
     linked: i64,
     matched: i64,
     payouts: i64,
-    payout_units: i64,
+    payout_units: i128,
 }
 
 impl RailTotalsAcc {
     fn finish(self, rail: &str, currency: &str) -> StoreResult<RailTotals> {
         let currency: Currency = parse_stored("currency", currency)?;
-        let amount = |u| Money::from_units(u, currency).display_amount();
+        let amount = |u| Money::from_total_units(u, currency).map(|m| m.display_amount());
         Ok(RailTotals {
             rail: parse_stored("rail", rail)?,
             currency,
             provider_records: self.records as u64,
-            provider_amount: amount(self.record_units),
+            provider_amount: amount(self.record_units)?,
             linked: self.linked as u64,
             matched: self.matched as u64,
             payouts_expected: self.payouts as u64,
-            payouts_amount: amount(self.payout_units),
+            payouts_amount: amount(self.payout_units)?,
         })
     }
 }
