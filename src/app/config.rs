@@ -232,6 +232,10 @@ impl WorkerSettings {
                 .transpose()?,
             partnerstack_token: hooks.partnerstack_token,
             watch_for: (!self.policy.watch_for.is_zero()).then_some(self.policy.watch_for),
+            verify_limit: Arc::new(crate::http::api::limits::RateLimiter::new(
+                hooks.verify_per_second,
+                hooks.verify_per_second.saturating_mul(2),
+            )),
         })
     }
 }
@@ -259,6 +263,9 @@ pub struct WebhookSettings {
     /// `PARTNERSTACK_WEBHOOK_TOKEN`: our own shared secret in `X-Webhook-Token` (PartnerStack
     /// signs nothing; its deliveries are re-read from its API regardless).
     pub partnerstack_token: Option<SecretString>,
+    /// `PAYOUTS_WEBHOOK_VERIFY_PER_SEC`: calls to a provider that deliveries may make us send
+    /// to be believed, per rail per second (burst twice that); 0 turns the bound off.
+    pub verify_per_second: u32,
 }
 
 impl std::fmt::Debug for WebhookSettings {
@@ -290,6 +297,10 @@ impl WebhookSettings {
         Ok(WebhookSettings {
             stripe_secrets,
             partnerstack_token: var("PARTNERSTACK_WEBHOOK_TOKEN").map(SecretString::from),
+            verify_per_second: count(
+                "PAYOUTS_WEBHOOK_VERIFY_PER_SEC",
+                crate::http::webhooks::VERIFY_PER_SECOND,
+            )?,
         })
     }
 }

@@ -27,8 +27,11 @@ pub enum IdError {
     },
 }
 
+/// The characters of every id, as the OpenAPI document publishes them (`schema.rs`); a unit
+/// test keeps it equal to [`check_token`]. No trimming: `" a"` is not the id `a`.
+pub const TOKEN_PATTERN: &str = "^[A-Za-z0-9._:@+-]+$";
+
 fn check_token(kind: &'static str, value: &str, max: usize) -> Result<String, IdError> {
-    let value = value.trim();
     if value.is_empty() {
         return Err(IdError::Empty { kind });
     }
@@ -60,6 +63,9 @@ macro_rules! token_id {
         pub struct $name(String);
 
         impl $name {
+            /// The longest id accepted, in characters.
+            pub const MAX_LEN: usize = $max;
+
             pub fn parse(value: &str) -> Result<Self, IdError> {
                 check_token($kind, value, $max).map(Self)
             }
@@ -222,7 +228,14 @@ mod tests {
     #[test]
     fn ids_reject_empty_spaces_and_overlong() {
         assert!(AccountId::parse("acct-1").is_ok());
-        assert!(matches!(AccountId::parse("  "), Err(IdError::Empty { .. })));
+        assert!(matches!(AccountId::parse(""), Err(IdError::Empty { .. })));
+        // No trimming: a padded id is not the id (the API documents the exact grammar).
+        for padded in ["  ", " acct-1", "acct-1 "] {
+            assert!(matches!(
+                AccountId::parse(padded),
+                Err(IdError::BadCharacter { .. })
+            ));
+        }
         assert!(matches!(
             AccountId::parse("a b"),
             Err(IdError::BadCharacter { .. })

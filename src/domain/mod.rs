@@ -4,6 +4,7 @@
 pub mod accounting;
 pub mod api_key;
 pub mod cooling_off;
+pub mod destination;
 pub mod eligibility;
 pub mod ids;
 pub mod ledger;

@@ -14,8 +14,11 @@ use super::program::Program;
 pub struct RunPeriod(String);
 
 impl RunPeriod {
+    /// The grammar [`RunPeriod::parse`] accepts, as the OpenAPI document publishes it.
+    pub const PATTERN: &'static str = "^[A-Za-z0-9-]{1,32}$";
+
     pub fn parse(value: &str) -> Result<RunPeriod, IdError> {
-        let v = value.trim();
+        let v = value;
         if v.is_empty() {
             return Err(IdError::Empty { kind: "run period" });
         }

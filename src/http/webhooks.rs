@@ -14,8 +14,8 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use secrecy::SecretString;
@@ -26,6 +26,8 @@ use utoipa_axum::routes;
 
 use crate::domain::ids::Rail;
 use crate::domain::object_match::Reading;
+use crate::http::api::limits::RateLimiter;
+use crate::providers::ProviderError;
 use crate::providers::partnerstack::{self, PartnerstackAdapter};
 use crate::providers::paypal::PaypalAdapter;
 use crate::providers::rail::Rails;
@@ -53,6 +55,18 @@ pub struct WebhookState {
     pub partnerstack_token: Option<SecretString>,
     /// How long a payout a webhook makes paid is still polled for returns.
     pub watch_for: Option<std::time::Duration>,
+    /// Bounds the calls unauthenticated deliveries can make us send to a provider (PayPal's
+    /// verification postback, PartnerStack's reward read), per rail.
+    pub verify_limit: Arc<RateLimiter>,
+}
+
+/// Outbound verifications per second and burst, per rail, unless configured
+/// (`PAYOUTS_WEBHOOK_VERIFY_PER_SEC`). Real providers deliver far below this.
+pub const VERIFY_PER_SECOND: u32 = 20;
+
+/// The limiter receivers use when nothing else is configured.
+pub fn default_verify_limit() -> Arc<RateLimiter> {
+    Arc::new(RateLimiter::new(VERIFY_PER_SECOND, VERIFY_PER_SECOND * 2))
 }
 
 impl std::fmt::Debug for WebhookState {
@@ -97,19 +111,27 @@ fn not_configured(rail: Rail) -> Result<InboundEvent, WebhookError> {
         (status = 200, body = WebhookAnswer, description = "Recorded (also duplicates and events about no payout of ours)"),
         (status = 400, body = WebhookAnswer, description = "Unreadable delivery"),
         (status = 401, body = WebhookAnswer, description = "Failed the provider's authentication"),
+        (status = 413, body = WebhookAnswer, description = "Larger than any delivery the provider sends"),
         (status = 409, body = WebhookAnswer, description = "A worker step owns the payout; deliver again later"),
-        (status = 503, body = WebhookAnswer, description = "Cannot verify or store now; deliver again later"),
+        (status = 503, body = WebhookAnswer, description = "Cannot verify or store now, or too many deliveries to verify; deliver again later"),
     )
 )]
 async fn paypal_webhook(
     State(state): State<WebhookState>,
     headers: HeaderMap,
-    body: Bytes,
+    WebhookBody(body): WebhookBody,
 ) -> Response {
-    let verified = match &state.paypal {
-        Some(adapter) => adapter.verify_webhook(&headers, &body).await,
-        None => not_configured(Rail::Paypal),
+    let Some(adapter) = &state.paypal else {
+        return accept(&state, Rail::Paypal, not_configured(Rail::Paypal)).await;
     };
+    let hint = match adapter.webhook_hint(&headers, &body) {
+        Ok(hint) => hint,
+        Err(e) => return refused(Rail::Paypal, e),
+    };
+    if let Some(answer) = before_calling_out(&state, Rail::Paypal, &hint).await {
+        return answer;
+    }
+    let verified = adapter.verify_webhook(&headers, &body).await;
     accept(&state, Rail::Paypal, verified).await
 }
 
@@ -121,14 +143,15 @@ async fn paypal_webhook(
         (status = 200, body = WebhookAnswer, description = "Recorded (also duplicates and events about no payout of ours)"),
         (status = 400, body = WebhookAnswer, description = "Unreadable delivery"),
         (status = 401, body = WebhookAnswer, description = "Failed the provider's authentication"),
+        (status = 413, body = WebhookAnswer, description = "Larger than any delivery the provider sends"),
         (status = 409, body = WebhookAnswer, description = "A worker step owns the payout; deliver again later"),
-        (status = 503, body = WebhookAnswer, description = "Cannot verify or store now; deliver again later"),
+        (status = 503, body = WebhookAnswer, description = "Cannot verify or store now, or too many deliveries to verify; deliver again later"),
     )
 )]
 async fn wise_webhook(
     State(state): State<WebhookState>,
     headers: HeaderMap,
-    body: Bytes,
+    WebhookBody(body): WebhookBody,
 ) -> Response {
     let verified = match &state.wise {
         Some(adapter) => adapter.verify_webhook(&headers, &body, Utc::now()),
@@ -147,33 +170,46 @@ async fn wise_webhook(
         (status = 200, body = WebhookAnswer, description = "Recorded (also duplicates and events about no payout of ours)"),
         (status = 400, body = WebhookAnswer, description = "Unreadable delivery"),
         (status = 401, body = WebhookAnswer, description = "Failed the provider's authentication"),
+        (status = 413, body = WebhookAnswer, description = "Larger than any delivery the provider sends"),
         (status = 409, body = WebhookAnswer, description = "A worker step owns the payout; deliver again later"),
-        (status = 503, body = WebhookAnswer, description = "Cannot verify or store now; deliver again later"),
+        (status = 503, body = WebhookAnswer, description = "Cannot verify or store now, or too many deliveries to verify; deliver again later"),
     )
 )]
 async fn partnerstack_webhook(
     State(state): State<WebhookState>,
     headers: HeaderMap,
-    body: Bytes,
+    WebhookBody(body): WebhookBody,
 ) -> Response {
-    let verified = match &state.partnerstack {
-        Some(adapter) => {
-            match partnerstack::webhook::verify(
-                &headers,
-                &body,
-                state.partnerstack_token.as_ref(),
-                Utc::now(),
-            ) {
-                Ok(hint) => adapter
-                    .confirm_event(hint)
-                    .await
-                    .map_err(|e| WebhookError::Unverifiable(e.to_string())),
-                Err(e) => Err(e),
-            }
-        }
-        None => not_configured(Rail::Partnerstack),
+    let rail = Rail::Partnerstack;
+    let Some(adapter) = &state.partnerstack else {
+        return accept(&state, rail, not_configured(rail)).await;
     };
-    accept(&state, Rail::Partnerstack, verified).await
+    let token = state.partnerstack_token.as_ref();
+    let hint = match partnerstack::webhook::verify(&headers, &body, token, Utc::now()) {
+        Ok(hint) => hint,
+        Err(e) => return refused(rail, e),
+    };
+    if let Some(answer) = before_calling_out(&state, rail, &hint).await {
+        return answer;
+    }
+    match adapter.confirm_event(hint).await {
+        // Recorded under what was read, not under the caller's event id: repeated
+        // deliveries about one reward state make one row, whatever ids they carry.
+        Ok(event) => {
+            accept(
+                &state,
+                rail,
+                Ok(partnerstack::webhook::keyed_by_reading(event)),
+            )
+            .await
+        }
+        Err(ProviderError::Status { status: 404, .. }) => answer(
+            StatusCode::OK,
+            "result",
+            "PartnerStack has no such reward; nothing applied",
+        ),
+        Err(e) => accept(&state, rail, Err(WebhookError::Unverifiable(e.to_string()))).await,
+    }
 }
 
 #[utoipa::path(
@@ -184,14 +220,15 @@ async fn partnerstack_webhook(
         (status = 200, body = WebhookAnswer, description = "Recorded (also duplicates and events about no payout of ours)"),
         (status = 400, body = WebhookAnswer, description = "Unreadable delivery"),
         (status = 401, body = WebhookAnswer, description = "Failed the provider's authentication"),
+        (status = 413, body = WebhookAnswer, description = "Larger than any delivery the provider sends"),
         (status = 409, body = WebhookAnswer, description = "A worker step owns the payout; deliver again later"),
-        (status = 503, body = WebhookAnswer, description = "Cannot verify or store now; deliver again later"),
+        (status = 503, body = WebhookAnswer, description = "Cannot verify or store now, or too many deliveries to verify; deliver again later"),
     )
 )]
 async fn stripe_webhook(
     State(state): State<WebhookState>,
     headers: HeaderMap,
-    body: Bytes,
+    WebhookBody(body): WebhookBody,
 ) -> Response {
     let header = headers
         .get(stripe::webhook::SIGNATURE_HEADER)
@@ -208,16 +245,7 @@ pub async fn accept(
 ) -> Response {
     let event = match verified {
         Ok(e) => e,
-        Err(e) => {
-            warn!(%rail, error = %e, "webhook delivery refused");
-            let (status, reason) = match e {
-                WebhookError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed"),
-                WebhookError::Unverifiable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unverifiable"),
-                _ => (StatusCode::UNAUTHORIZED, "unauthenticated"),
-            };
-            super::telemetry::webhook_rejected(rail, reason);
-            return (status, axum::Json(json!({"error": e.to_string()}))).into_response();
-        }
+        Err(e) => return refused(rail, e),
     };
     match apply(state, rail, &event).await {
         Ok(Handled::Done(outcome)) => {
@@ -236,6 +264,90 @@ pub async fn accept(
             )
                 .into_response()
         }
+    }
+}
+
+/// A delivery that failed verification, answered so the provider's log says why.
+fn refused(rail: Rail, e: WebhookError) -> Response {
+    warn!(%rail, error = %e, "webhook delivery refused");
+    let (status, reason) = match e {
+        WebhookError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed"),
+        WebhookError::Unverifiable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unverifiable"),
+        _ => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+    };
+    super::telemetry::webhook_rejected(rail, reason);
+    answer(status, "error", &e.to_string())
+}
+
+fn answer(status: StatusCode, field: &str, text: &str) -> Response {
+    (status, axum::Json(json!({ field: text }))).into_response()
+}
+
+/// Gates the call a delivery would make us send to its provider to be believed: only a
+/// delivery about a payout of ours is worth one (anything else could change nothing, so it
+/// is answered 200 and not recorded), and only as many per second as [`VERIFY_PER_SECOND`]
+/// (beyond that 503 with Retry-After; providers redeliver). `None`: go ahead.
+async fn before_calling_out(
+    state: &WebhookState,
+    rail: Rail,
+    hint: &InboundEvent,
+) -> Option<Response> {
+    let ours = state
+        .store
+        .payout_for_event(
+            rail,
+            hint.provider_ref.as_deref(),
+            hint.our_token.as_deref(),
+        )
+        .await;
+    match ours {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            super::telemetry::webhook_rejected(rail, "not_ours");
+            return Some(answer(StatusCode::OK, "result", "no matching payout"));
+        }
+        Err(e) => {
+            warn!(%rail, error = %e, "webhook: cannot look the payout up; the provider will retry");
+            return Some(answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "error",
+                "temporarily unable to process; retry later",
+            ));
+        }
+    }
+    let wait = state.verify_limit.check(rail.as_str()).err()?;
+    super::telemetry::webhook_rejected(rail, "verify_rate");
+    let mut response = answer(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "error",
+        "too many deliveries to verify at once; deliver again later",
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(wait.max(1)));
+    Some(response)
+}
+
+/// A webhook's raw body; a body over the limit or unreadable is answered in the receivers'
+/// JSON shape, like every other answer they give.
+pub struct WebhookBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for WebhookBody {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state)
+            .await
+            .map(WebhookBody)
+            .map_err(|e| {
+                let status = e.status();
+                let text = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    "the delivery is larger than any this receiver accepts".to_string()
+                } else {
+                    e.body_text()
+                };
+                answer(status, "error", &text)
+            })
     }
 }
 

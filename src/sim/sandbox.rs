@@ -211,6 +211,7 @@ impl Sandbox {
             partnerstack: Some(PartnerstackAdapter::new(self.partnerstack_config())?),
             partnerstack_token: Some(SecretString::from(PARTNERSTACK_WEBHOOK_TOKEN)),
             watch_for: None,
+            verify_limit: crate::http::webhooks::default_verify_limit(),
         })
     }
 

@@ -256,21 +256,7 @@ impl TestEnv {
 
     /// Runs a real apalis worker until no payout is active (or 60 s pass).
     pub async fn work_until_idle(&self, deps: Arc<PayoutDeps>) {
-        run_worker(
-            deps,
-            WorkerOptions {
-                concurrency: 4,
-                until_idle: true,
-                sweep_every: Duration::from_secs(1),
-                sweep_grace: Duration::from_secs(2),
-                schedule: None,
-                ..WorkerOptions::default()
-            },
-            tokio::time::sleep(Duration::from_secs(60)),
-            |_| {},
-        )
-        .await
-        .expect("worker");
+        run_until_idle(deps, 4).await;
     }
 
     pub async fn balance(&self, account: &str) -> AccountBalance {
@@ -357,6 +343,25 @@ impl TestEnv {
         let check = self.store.check_ledger().await.expect("check");
         assert!(check.is_ok(), "ledger problems: {:#?}", check.problems);
     }
+}
+
+/// Runs a real apalis worker on `deps` until no payout is active (or 60 s pass).
+pub async fn run_until_idle(deps: Arc<PayoutDeps>, concurrency: usize) {
+    run_worker(
+        deps,
+        WorkerOptions {
+            concurrency,
+            until_idle: true,
+            sweep_every: Duration::from_secs(1),
+            sweep_grace: Duration::from_secs(2),
+            schedule: None,
+            ..WorkerOptions::default()
+        },
+        tokio::time::sleep(Duration::from_secs(60)),
+        |_| {},
+    )
+    .await
+    .expect("worker");
 }
 
 pub fn usd(amount: &str) -> Money {

@@ -56,6 +56,7 @@ async fn busy_ledger() -> (TestEnv, Marks) {
         partnerstack: None,
         partnerstack_token: None,
         watch_for: None,
+        verify_limit: payouts::http::webhooks::default_verify_limit(),
     })
     .await;
     env.mock.outbox().set_target(Some(format!("{url}/stripe")));

@@ -21,4 +21,5 @@ mod rail_wise;
 mod rails;
 mod reconcile;
 mod stripe_webhooks;
+mod webhook_bounds;
 mod withdrawals;

@@ -13,7 +13,7 @@ use payouts::domain::money::Currency;
 use payouts::domain::payout::PayoutStatus;
 use payouts::domain::reconcile::{ExceptionKind, Period, Tolerances};
 use payouts::http::WebhookState;
-use payouts::jobs::{PayoutDeps, WorkerOptions, run_worker};
+use payouts::jobs::PayoutDeps;
 use payouts::reconcile::{Quiet, ReconcileRequest, RecordsFrom, reconcile};
 use payouts::sim::sandbox::{Sandbox, SandboxOptions};
 use payouts::sim::stripe::Faults;
@@ -57,6 +57,7 @@ async fn reversing_a_duplicate_stripe_transfer_leaves_the_paid_payout_alone() {
         partnerstack: None,
         partnerstack_token: None,
         watch_for: None,
+        verify_limit: payouts::http::webhooks::default_verify_limit(),
     })
     .await;
     env.mock.outbox().set_target(Some(format!("{url}/stripe")));
@@ -157,23 +158,7 @@ fn spawn_worker(store: &Store, sandbox: &Sandbox) -> tokio::task::JoinHandle<()>
         lease_ttl: Duration::from_secs(10),
         worker_id: format!("object-match-{}", ulid::Ulid::generate()),
     });
-    tokio::spawn(async move {
-        run_worker(
-            deps,
-            WorkerOptions {
-                concurrency: 2,
-                until_idle: true,
-                sweep_every: Duration::from_secs(1),
-                sweep_grace: Duration::from_secs(2),
-                schedule: None,
-                ..WorkerOptions::default()
-            },
-            tokio::time::sleep(Duration::from_secs(60)),
-            |_| {},
-        )
-        .await
-        .expect("worker");
-    })
+    tokio::spawn(run_until_idle(deps, 2))
 }
 
 #[tokio::test]

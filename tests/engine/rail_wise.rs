@@ -17,7 +17,7 @@ use payouts::providers::webhook::WebhookError;
 use payouts::providers::wise::{WiseAdapter, WiseConfig, customer_transaction_id};
 use payouts::sim::wise::TEST_WEBHOOK_PUBLIC_KEY_PEM;
 use payouts::sim::wise::{
-    FAILURE_CODE, Faults, MockWise, MockWiseConfig, RECIPIENT_BOUNCE, RECIPIENT_EUR,
+    FAILURE_CODE, Faults, FundingQuirks, MockWise, MockWiseConfig, RECIPIENT_BOUNCE, RECIPIENT_EUR,
     RECIPIENT_FAIL, RECIPIENT_USD, RepeatMode, sign_test_body,
 };
 use serde_json::Value;
@@ -334,6 +334,43 @@ async fn funding_rejected_is_permanent_and_the_transfer_cancelled() {
     assert_eq!(e.mock.transfers()[0].status, "cancelled");
     assert!(e.mock.moved().is_empty());
     assert_eq!(e.mock.balance(Currency::Usd), 500);
+}
+
+/// Issue 16, B7: a `REJECTED` funding answer is not proof that nothing moved. The transfer is
+/// read again; one that moved on is reported as what it is.
+#[tokio::test]
+async fn a_rejected_funding_that_funded_anyway_is_read_back_not_failed() {
+    let e = env(fast()).await;
+    e.mock.set_funding_quirks(FundingQuirks {
+        reject_after_funding: true,
+        ..FundingQuirks::default()
+    });
+    let a = Attempt::new(&payout(), 1, RECIPIENT_USD, "10.00");
+    let d = e.wise.submit(&a.sub(), &NoCheckpoints).await;
+    let (id, _) = landed(&d);
+    assert_eq!(id, e.mock.transfers()[0].id.to_string());
+    assert_ne!(e.mock.transfers()[0].status, "cancelled");
+    wait_for(&e.wise, &id, RailState::Paid).await;
+    assert_eq!(e.mock.moved().len(), 1);
+}
+
+/// Issue 16, B7: when the unfunded transfer cannot be cancelled it could still be funded
+/// later, so the outcome is unknown, never a failure that would free the money.
+#[tokio::test]
+async fn a_rejected_funding_whose_cancel_fails_is_unknown() {
+    let e = env(fast()).await;
+    e.mock.set_balance(Currency::Usd, 500);
+    e.mock.set_funding_quirks(FundingQuirks {
+        cancel_fails: true,
+        ..FundingQuirks::default()
+    });
+    let a = Attempt::new(&payout(), 1, RECIPIENT_USD, "10.00");
+    let d = e.wise.submit(&a.sub(), &NoCheckpoints).await;
+    assert!(
+        matches!(&d, SendDecision::Unknown { reason } if reason.contains("could not be cancelled")),
+        "{d:?}"
+    );
+    assert!(e.mock.moved().is_empty());
 }
 
 #[tokio::test]

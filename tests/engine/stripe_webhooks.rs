@@ -28,6 +28,7 @@ async fn setup() -> (TestEnv, String) {
         partnerstack: None,
         partnerstack_token: None,
         watch_for: None,
+        verify_limit: payouts::http::webhooks::default_verify_limit(),
     })
     .await;
     env.mock.outbox().set_target(Some(format!("{url}/stripe")));

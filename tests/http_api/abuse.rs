@@ -15,64 +15,85 @@ fn body(amount: Value, currency: &str) -> Value {
 async fn amounts_must_be_positive_decimal_strings_in_known_currencies() {
     let api = Api::start().await;
     let ops = api.key(Scope::Operator, None).await;
+    // 400: the amount breaks the document's grammar; 422: it is a decimal the rules refuse.
+    let grammar = "not a plain decimal";
     let cases = [
-        (body(json!(10.5), "USD"), "invalid_amount", "decimal string"),
-        (body(json!(10), "USD"), "invalid_amount", "decimal string"),
         (
-            body(json!("-1.00"), "USD"),
+            body(json!(10.5), "USD"),
+            400,
             "invalid_amount",
-            "greater than zero",
+            "decimal string",
         ),
         (
+            body(json!(10), "USD"),
+            400,
+            "invalid_amount",
+            "decimal string",
+        ),
+        (body(json!("-1.00"), "USD"), 400, "invalid_amount", grammar),
+        (
             body(json!("0"), "USD"),
+            422,
             "invalid_amount",
             "greater than zero",
         ),
         (
             body(json!("0.00"), "USD"),
+            422,
             "invalid_amount",
             "greater than zero",
         ),
         (
             body(json!("1.001"), "USD"),
+            422,
             "invalid_amount",
             "decimal places",
         ),
-        (body(json!("ten"), "USD"), "invalid_amount", "not a decimal"),
-        (
-            body(json!("1_000"), "USD"),
-            "invalid_amount",
-            "not a decimal",
-        ),
-        (body(json!(" 1"), "USD"), "invalid_amount", "not a decimal"),
-        (body(json!("+1"), "USD"), "invalid_amount", "not a decimal"),
-        (body(json!("1."), "USD"), "invalid_amount", "not a decimal"),
-        (body(json!(".5"), "USD"), "invalid_amount", "not a decimal"),
+        (body(json!("ten"), "USD"), 400, "invalid_amount", grammar),
+        (body(json!("1_000"), "USD"), 400, "invalid_amount", grammar),
+        (body(json!(" 1"), "USD"), 400, "invalid_amount", grammar),
+        (body(json!("+1"), "USD"), 400, "invalid_amount", grammar),
+        (body(json!("1."), "USD"), 400, "invalid_amount", grammar),
+        (body(json!(".5"), "USD"), 400, "invalid_amount", grammar),
         (
             body(json!("1.000"), "USD"),
+            422,
             "invalid_amount",
             "decimal places",
         ),
-        (body(json!("1e2"), "USD"), "invalid_amount", "not a decimal"),
+        (body(json!("1e2"), "USD"), 400, "invalid_amount", grammar),
         (
             body(json!("99999999999999999999999999"), "USD"),
+            422,
             "invalid_amount",
             "",
         ),
         (
             body(json!("1.00"), "DOGE"),
+            400,
             "unknown_currency",
             "unknown currency",
         ),
-        (body(json!(null), "USD"), "invalid_amount", "decimal string"),
+        (
+            body(json!("1.00"), "usd"),
+            400,
+            "unknown_currency",
+            "unknown currency",
+        ),
+        (
+            body(json!(null), "USD"),
+            400,
+            "invalid_amount",
+            "decimal string",
+        ),
     ];
-    for (i, (request, expected, words)) in cases.into_iter().enumerate() {
+    for (i, (request, status, expected, words)) in cases.into_iter().enumerate() {
         let a = api
             .withdraw("ref-alice", &ops, &format!("bad-{i}"), &request)
             .await;
         assert_eq!(
             (a.status, code(&a.body)),
-            (400, expected),
+            (status, expected),
             "{request} -> {}",
             a.body
         );
@@ -149,6 +170,16 @@ async fn unknown_routes_methods_and_ids_answer_in_the_error_shape() {
     )
     .await;
     assert_eq!((a.status, code(&a.body)), (405, "method_not_allowed"));
+    // Only what the document lists is served: withdrawals are created, never listed here
+    // (an account's payouts are), and payouts are listed, never posted.
+    let (status, body) = api
+        .get("/v1/accounts/ref-alice/withdrawals", Some(&ops))
+        .await;
+    assert_eq!((status, code(&body)), (405, "method_not_allowed"), "{body}");
+    let a = api
+        .post("/v1/accounts/ref-alice/payouts", &ops, &json!({}))
+        .await;
+    assert_eq!((a.status, code(&a.body)), (405, "method_not_allowed"));
     let (status, body) = api.get("/v1/accounts/%FF%FE/balance", Some(&ops)).await;
     assert_eq!((status, code(&body)), (400, "invalid_path"), "{body}");
     let (status, body) = api.get("/v1/runs/not%20a%20period", Some(&ops)).await;
@@ -187,7 +218,8 @@ async fn unknown_routes_methods_and_ids_answer_in_the_error_shape() {
             &json!({"destination": "x"}),
         )
         .await;
-    assert_eq!((a.status, code(&a.body)), (400, "invalid_rail"));
+    // One route per rail: a rail that does not exist is a path that does not either.
+    assert_eq!((a.status, code(&a.body)), (404, "not_found"));
     // A header that is not text, a key of garbage bytes.
     let a = answer(
         api.http

@@ -59,6 +59,7 @@ impl Api {
             partnerstack: None,
             partnerstack_token: None,
             watch_for: None,
+            verify_limit: payouts::http::webhooks::default_verify_limit(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

@@ -181,9 +181,10 @@ async fn bad_reconciliation_requests_say_what_is_wrong() {
             &json!({"from": "2026-11-02", "to": "2026-11-01"}),
         )
         .await;
+    // Two real dates the wrong way round: well-formed, refused by the rules.
     assert_eq!(
         (bad.status, bad.body["error"]["code"].as_str()),
-        (400, Some("invalid_period"))
+        (422, Some("invalid_period"))
     );
     let unconfigured = api
         .post(
@@ -225,14 +226,15 @@ async fn bad_reconciliation_requests_say_what_is_wrong() {
 }
 
 #[tokio::test]
-async fn periods_outside_a_sane_range_are_a_400_and_start_nothing() {
+async fn periods_outside_a_sane_range_are_refused_and_start_nothing() {
     let api = Api::start().await;
     let finance = api.key(Scope::Finance, None).await;
-    for (from, to) in [
-        ("+262142-01-01", "+262142-12-31"),
-        ("+262142-12-31", "+262142-12-31"),
-        ("1999-12-31", "2000-01-01"),
-        ("2101-01-01", "2101-01-01"),
+    // Not YYYY-MM-DD at all: 400. A real day outside the range: 422, naming the range.
+    for (from, to, status, words) in [
+        ("+262142-01-01", "+262142-12-31", 400, "not a date"),
+        ("+262142-12-31", "+262142-12-31", 400, "not a date"),
+        ("1999-12-31", "2000-01-01", 422, "2100-12-31"),
+        ("2101-01-01", "2101-01-01", 422, "2100-12-31"),
     ] {
         let a = api
             .post(
@@ -243,12 +245,12 @@ async fn periods_outside_a_sane_range_are_a_400_and_start_nothing() {
             .await;
         assert_eq!(
             (a.status, a.body["error"]["code"].as_str()),
-            (400, Some("invalid_period")),
+            (status, Some("invalid_period")),
             "{from} to {to}: {}",
             a.body
         );
         let message = a.body["error"]["message"].as_str().unwrap_or("");
-        assert!(message.contains("2100-12-31"), "{message}");
+        assert!(message.contains(words), "{message}");
     }
     let (status, runs) = api.get("/v1/reconciliations", Some(&finance)).await;
     assert_eq!((status, runs), (200, json!([])), "no run was started");

@@ -38,7 +38,7 @@ const CALLERS: [&str; 5] = [
 fn table(payout: &str, run: &str) -> Vec<(&'static str, &'static str, String, Value, [Expect; 5])> {
     let withdrawal =
         json!({"program": "vast", "rail": "stripe", "amount": "1.00", "currency": "USD"});
-    let method = json!({"destination": "acct_1Matrix"});
+    let method = |destination: &str| json!({ "destination": destination });
     let record = json!({"records": [{"type": "account", "id": "matrix-new", "created_at": "2026-01-01T00:00:00Z", "email": "m@example.com"}]});
     let day = json!({"from": "2026-11-01", "to": "2026-11-01"});
     let run_body = json!({"period": "2026-11-01", "dry_run": true});
@@ -80,9 +80,30 @@ fn table(payout: &str, run: &str) -> Vec<(&'static str, &'static str, String, Va
         ),
         (
             "PUT",
-            "/v1/accounts/{account}/payout-methods/{rail}",
+            "/v1/accounts/{account}/payout-methods/stripe",
             "/v1/accounts/ref-alice/payout-methods/stripe".into(),
-            method,
+            method("acct_1Matrix"),
+            [A, H, A, A, F],
+        ),
+        (
+            "PUT",
+            "/v1/accounts/{account}/payout-methods/paypal",
+            "/v1/accounts/ref-alice/payout-methods/paypal".into(),
+            method("alice@example.com"),
+            [A, H, A, A, F],
+        ),
+        (
+            "PUT",
+            "/v1/accounts/{account}/payout-methods/wise",
+            "/v1/accounts/ref-alice/payout-methods/wise".into(),
+            method("1234"),
+            [A, H, A, A, F],
+        ),
+        (
+            "PUT",
+            "/v1/accounts/{account}/payout-methods/partnerstack",
+            "/v1/accounts/ref-alice/payout-methods/partnerstack".into(),
+            method("pk_alice"),
             [A, H, A, A, F],
         ),
         (

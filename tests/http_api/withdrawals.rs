@@ -261,7 +261,7 @@ async fn an_accounts_payouts_come_newest_first_a_page_at_a_time() {
     let (status, body) = api
         .get("/v1/accounts/ref-alice/payouts?cursor=forged", Some(&alice))
         .await;
-    assert_eq!((status, code(&body)), (400, "invalid_cursor"));
+    assert_eq!((status, code(&body)), (422, "invalid_cursor"));
     let (status, body) = api
         .get("/v1/accounts/ref-alice/payouts?page=2", Some(&alice))
         .await;

@@ -147,12 +147,15 @@ impl ExceptionId {
         ExceptionId(format!("rx_{}", &hex::encode(digest)[..20]))
     }
 
-    /// Accepts what `derive` produces: `rx_` and 20 lowercase hex digits.
+    /// What `derive` produces, as the OpenAPI document publishes it.
+    pub const PATTERN: &'static str = "^rx_[0-9a-f]{20}$";
+
+    /// Accepts exactly what `derive` produces: `rx_` and 20 lowercase hex digits.
     pub fn parse(value: &str) -> Result<Self, String> {
-        let v = value.trim();
-        match v.strip_prefix("rx_") {
-            Some(hex) if hex.len() == 20 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
-                Ok(ExceptionId(v.to_ascii_lowercase()))
+        let lower_hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+        match value.strip_prefix("rx_") {
+            Some(hex) if hex.len() == 20 && hex.bytes().all(lower_hex) => {
+                Ok(ExceptionId(value.to_string()))
             }
             _ => Err(format!(
                 "{value:?} is not an exception id: they look like rx_ followed by 20 hex digits \

@@ -42,9 +42,19 @@ pub struct Period {
 
 impl Period {
     pub fn parse(from: &str, to: &str) -> Result<Self, PeriodError> {
+        // Exactly YYYY-MM-DD (RFC 3339's full-date): no spaces, no one-digit months, no signs.
+        let shaped = |s: &str| {
+            s.len() == 10
+                && s.bytes().enumerate().all(|(i, b)| match i {
+                    4 | 7 => b == b'-',
+                    _ => b.is_ascii_digit(),
+                })
+        };
         let date = |s: &str| {
-            NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
-                .map_err(|_| PeriodError::NotADate(s.to_string()))
+            shaped(s)
+                .then(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+                .flatten()
+                .ok_or_else(|| PeriodError::NotADate(s.to_string()))
         };
         Self::new(date(from)?, date(to)?)
     }
@@ -180,6 +190,16 @@ mod tests {
         for (from, to) in [
             ("+262142-01-01", "+262142-12-31"),
             ("+262142-12-31", "+262142-12-31"),
+            (" 2026-11-01", "2026-11-01"),
+            ("2026-1-01", "2026-11-01"),
+        ] {
+            assert_eq!(
+                Period::parse(from, to),
+                Err(PeriodError::NotADate(from.to_string())),
+                "only YYYY-MM-DD is a date"
+            );
+        }
+        for (from, to) in [
             ("1999-12-31", "2000-01-01"),
             ("2100-12-31", "2101-01-01"),
             ("0001-01-01", "0001-01-02"),

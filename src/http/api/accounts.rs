@@ -16,7 +16,7 @@ use crate::storage::{AccountBalance, PayoutCursor, PayoutDetail, PayoutPage};
 #[utoipa::path(
     get, path = "/accounts/{account}/balance", tag = "accounts",
     summary = "An account's balance per program, with why it may or may not cash out",
-    params(("account" = String, Path, description = "The account id")),
+    params(("account" = crate::domain::ids::AccountId, Path, description = "The account id")),
     responses(
         (status = 200, body = AccountBalance),
         (status = "4XX", body = ErrorBody, description = "Bad id, bad key, or unknown account"),
@@ -39,8 +39,11 @@ pub async fn balance(
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Payouts per page, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of the previous page (opaque; one this API did not give out is
+    /// refused with 422).
+    #[param(pattern = "^[A-Za-z0-9_-]+$", max_length = 512)]
     cursor: Option<String>,
 }
 
@@ -50,7 +53,7 @@ pub const MAX_PAGE: u32 = 200;
 #[utoipa::path(
     get, path = "/accounts/{account}/payouts", tag = "payouts",
     summary = "An account's payouts, newest first, a page at a time",
-    params(("account" = String, Path, description = "The account id"), PageQuery),
+    params(("account" = crate::domain::ids::AccountId, Path, description = "The account id"), PageQuery),
     responses(
         (status = 200, body = PayoutPage),
         (status = "4XX", body = ErrorBody, description = "Bad id, cursor or limit, bad key, or unknown account"),
@@ -77,7 +80,7 @@ pub async fn payouts(
         .as_deref()
         .map(|c| {
             PayoutCursor::decode(c).ok_or_else(|| {
-                ApiError::bad_request(
+                ApiError::unprocessable(
                     "invalid_cursor",
                     "cursor is not one this API gave out; pass a page's next_cursor unchanged",
                 )
@@ -96,7 +99,7 @@ pub async fn payouts(
 #[utoipa::path(
     get, path = "/payouts/{payout}", tag = "payouts",
     summary = "One payout: its state, the reason for it, every attempt and every event",
-    params(("payout" = String, Path, description = "The payout id")),
+    params(("payout" = crate::domain::ids::PayoutId, Path, description = "The payout id")),
     responses(
         (status = 200, body = PayoutDetail),
         (status = "4XX", body = ErrorBody, description = "Bad key or unknown payout"),

@@ -18,7 +18,7 @@ use crate::storage::{Enrollment, OptInError};
 #[serde(deny_unknown_fields)]
 pub struct OptInBody {
     /// The affiliate program to join.
-    #[schema(example = "runpod-affiliate")]
+    #[schema(value_type = crate::domain::ids::ProgramId, example = "runpod-affiliate")]
     pub program: String,
 }
 
@@ -26,7 +26,7 @@ pub struct OptInBody {
 #[utoipa::path(
     post, path = "/accounts/{account}/affiliate-opt-ins", tag = "accounts",
     summary = "Opt an account into an affiliate program (permanent)",
-    params(("account" = String, Path, description = "The account id")),
+    params(("account" = crate::domain::ids::AccountId, Path, description = "The account id")),
     request_body = OptInBody,
     responses(
         (status = 201, body = Enrollment),

@@ -101,7 +101,7 @@ impl From<StoreError> for ApiError {
                 ApiError::not_found("unknown_payout", format!("payout {p} does not exist"))
             }
             // Amounts beyond what the books can store are the caller's to fix.
-            StoreError::Money(e) => ApiError::bad_request("invalid_amount", e.to_string()),
+            StoreError::Money(e) => ApiError::unprocessable("invalid_amount", e.to_string()),
             other => {
                 tracing::error!(error = %other, "request failed on storage");
                 ApiError::internal()

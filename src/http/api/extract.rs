@@ -102,9 +102,17 @@ pub fn id_error(code: &'static str) -> impl Fn(IdError) -> ApiError {
 /// An amount that is about to move: a decimal string, positive, in whole minor units of a
 /// currency we handle. A JSON number is refused, since a float cannot carry money exactly.
 pub fn payable_amount(amount: &serde_json::Value, currency: &str) -> Result<Money, ApiError> {
+    // Codes exactly as the document lists them (upper case).
     let currency: Currency = currency
         .parse()
-        .map_err(|e: MoneyError| ApiError::bad_request("unknown_currency", e.to_string()))?;
+        .ok()
+        .filter(|c: &Currency| c.code() == currency)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "unknown_currency",
+                MoneyError::UnknownCurrency(currency.to_string()).to_string(),
+            )
+        })?;
     let text = match amount {
         serde_json::Value::String(s) => s,
         serde_json::Value::Number(n) => {
@@ -123,8 +131,21 @@ pub fn payable_amount(amount: &serde_json::Value, currency: &str) -> Result<Mone
             ));
         }
     };
+    // Digits with at most one point between digits is the document's grammar (400 when
+    // broken); positive, in whole minor units and under the cap are rules (422).
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let grammatical = match text.split_once('.') {
+        Some((whole, fraction)) => digits(whole) && digits(fraction),
+        None => digits(text),
+    };
+    if !grammatical {
+        return Err(ApiError::bad_request(
+            "invalid_amount",
+            format!("amount {text:?} is not a plain decimal string such as \"12.50\""),
+        ));
+    }
     Money::parse_payable(text, currency)
-        .map_err(|e| ApiError::bad_request("invalid_amount", e.to_string()))
+        .map_err(|e| ApiError::unprocessable("invalid_amount", e.to_string()))
 }
 
 #[cfg(test)]

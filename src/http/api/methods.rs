@@ -2,15 +2,21 @@
 //! same path as an ingested `payout_method` record, so the destination is validated per rail
 //! the same way and a change starts the same cooling-off.
 
+use std::borrow::Cow;
+
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, SchemaType, Type};
+use utoipa::openapi::{RefOr, Schema};
+use utoipa::{PartialSchema, ToSchema};
 
 use super::ApiState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, account_id};
 use crate::domain::api_key::Action;
+use crate::domain::destination;
 use crate::domain::ids::Rail;
 use crate::ingest::record::{PayoutMethodRecord, validate_destination};
 use crate::ingest::{IngestReport, Numbered, Record};
@@ -21,23 +27,66 @@ pub struct PayoutMethods {
     pub methods: Vec<PayoutMethodView>,
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SetPayoutMethod {
-    /// Stripe: a connected account (acct_…); PayPal: an email; Wise: a numeric recipient id;
-    /// PartnerStack: a partner key.
-    #[schema(example = "acct_1A2b3C")]
-    pub destination: String,
-    /// Whether scheduled runs may pay through this method (default false).
-    #[serde(default)]
-    pub auto_payout: bool,
+/// A payout method's body on one rail. One type per rail, so the document can say exactly
+/// what a destination looks like on it (`domain::destination`).
+macro_rules! method_body {
+    ($($name:ident => $rail:expr, $example:literal;)*) => {$(
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            pub destination: String,
+            /// Whether scheduled runs may pay through this method (default false).
+            #[serde(default)]
+            pub auto_payout: bool,
+        }
+
+        impl PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                method_schema($rail, $example)
+            }
+        }
+
+        impl ToSchema for $name {
+            fn name() -> Cow<'static, str> {
+                Cow::Borrowed(stringify!($name))
+            }
+        }
+    )*};
+}
+
+method_body! {
+    SetStripeMethod => Rail::Stripe, "acct_1A2b3C";
+    SetPaypalMethod => Rail::Paypal, "gina@example.com";
+    SetWiseMethod => Rail::Wise, "12345678";
+    SetPartnerstackMethod => Rail::Partnerstack, "pk_alice";
+}
+
+fn method_schema(rail: Rail, example: &str) -> RefOr<Schema> {
+    let destination = ObjectBuilder::new()
+        .schema_type(SchemaType::Type(Type::String))
+        .description(Some(destination::expected(rail)))
+        .pattern(Some(destination::pattern(rail)))
+        .min_length(Some(1))
+        .max_length(Some(destination::max_len(rail)))
+        .examples([serde_json::Value::from(example)]);
+    let auto_payout = ObjectBuilder::new()
+        .schema_type(SchemaType::Type(Type::Boolean))
+        .description(Some(
+            "Whether scheduled runs may pay through this method (default false)",
+        ));
+    ObjectBuilder::new()
+        .property("destination", destination)
+        .required("destination")
+        .property("auto_payout", auto_payout)
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        .into()
 }
 
 /// `GET /v1/accounts/{account}/payout-methods`
 #[utoipa::path(
     get, path = "/accounts/{account}/payout-methods", tag = "accounts",
     summary = "An account's payout methods, with any cooling-off hold",
-    params(("account" = String, Path, description = "The account id")),
+    params(("account" = crate::domain::ids::AccountId, Path, description = "The account id")),
     responses(
         (status = 200, body = PayoutMethods),
         (status = "4XX", body = ErrorBody, description = "Bad id, bad key, or unknown account"),
@@ -56,35 +105,53 @@ pub async fn list(
     }))
 }
 
-/// `PUT /v1/accounts/{account}/payout-methods/{rail}`
-#[utoipa::path(
-    put, path = "/accounts/{account}/payout-methods/{rail}", tag = "accounts",
-    summary = "Set the account's payout method on one rail",
-    description = "Replacing a destination, or adding a method beside an existing one, holds \
-                   new payouts through it for the configured cooling-off (an account-takeover defence).",
-    params(
-        ("account" = String, Path, description = "The account id"),
-        ("rail" = Rail, Path, description = "stripe, paypal, wise or partnerstack"),
-    ),
-    request_body = SetPayoutMethod,
-    responses(
-        (status = 200, body = PayoutMethodView),
-        (status = "4XX", body = ErrorBody, description = "Bad destination for the rail, bad key, or unknown account"),
-    ),
-    security(("api_key" = []))
-)]
-pub async fn set(
-    State(state): State<ApiState>,
+/// `PUT /v1/accounts/{account}/payout-methods/{stripe|paypal|wise|partnerstack}`: one
+/// route per rail, each documenting its own destination grammar.
+macro_rules! set_method {
+    ($($handler:ident, $path:literal, $body:ident, $rail:expr;)*) => {$(
+        #[utoipa::path(
+            put, path = $path, tag = "accounts",
+            summary = "Set the account's payout method on this rail",
+            description = "Replacing a destination, or adding a method beside an existing one, \
+                           holds new payouts through it for the configured cooling-off (an \
+                           account-takeover defence).",
+            params(("account" = crate::domain::ids::AccountId, Path, description = "The account id")),
+            request_body = $body,
+            responses(
+                (status = 200, body = PayoutMethodView),
+                (status = "4XX", body = ErrorBody, description = "Bad destination for the rail, bad key, or unknown account"),
+            ),
+            security(("api_key" = []))
+        )]
+        pub async fn $handler(
+            State(state): State<ApiState>,
+            caller: Caller,
+            ApiPath(account): ApiPath<String>,
+            ApiJson(body): ApiJson<$body>,
+        ) -> Result<Json<PayoutMethodView>, ApiError> {
+            set(state, caller, &account, $rail, &body.destination, body.auto_payout).await
+        }
+    )*};
+}
+
+set_method! {
+    set_stripe, "/accounts/{account}/payout-methods/stripe", SetStripeMethod, Rail::Stripe;
+    set_paypal, "/accounts/{account}/payout-methods/paypal", SetPaypalMethod, Rail::Paypal;
+    set_wise, "/accounts/{account}/payout-methods/wise", SetWiseMethod, Rail::Wise;
+    set_partnerstack, "/accounts/{account}/payout-methods/partnerstack", SetPartnerstackMethod, Rail::Partnerstack;
+}
+
+async fn set(
+    state: ApiState,
     caller: Caller,
-    ApiPath((account, rail)): ApiPath<(String, String)>,
-    ApiJson(body): ApiJson<SetPayoutMethod>,
+    account: &str,
+    rail: Rail,
+    destination: &str,
+    auto_payout: bool,
 ) -> Result<Json<PayoutMethodView>, ApiError> {
-    let account = account_id(&account)?;
+    let account = account_id(account)?;
     caller.allow_account(Action::SetPayoutMethod(&account))?;
-    let rail: Rail = rail.parse().map_err(|e: crate::domain::ids::IdError| {
-        ApiError::bad_request("invalid_rail", e.to_string())
-    })?;
-    let destination = validate_destination(rail, &body.destination)
+    let destination = validate_destination(rail, destination)
         .map_err(|e| ApiError::bad_request("invalid_destination", e.to_string()))?;
     // Unknown accounts are a 404 before anything is written.
     state.store.payout_methods(&account).await?;
@@ -94,7 +161,7 @@ pub async fn set(
             account: account.clone(),
             rail,
             destination,
-            auto_payout: body.auto_payout,
+            auto_payout,
         }),
     };
     let mut report = IngestReport::default();

@@ -14,7 +14,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::domain::api_key::Action;
 use crate::domain::ids::Rail;
-use crate::domain::reconcile::{ExceptionId, Period, Resolution};
+use crate::domain::reconcile::{ExceptionId, Period, PeriodError, Resolution};
 use crate::reconcile::report::{self, ExplainedException, Report};
 use crate::reconcile::{
     Quiet, ReconcileError, ReconcileRequest, RecordsFrom, begin, finish, new_run_id, rails_to_read,
@@ -25,10 +25,10 @@ use crate::storage::{ReconRun, Trigger};
 #[serde(deny_unknown_fields)]
 pub struct StartReconciliation {
     /// First day, UTC.
-    #[schema(example = "2026-11-01")]
+    #[schema(value_type = chrono::NaiveDate, example = "2026-11-01")]
     pub from: String,
     /// Last day, included.
-    #[schema(example = "2026-11-30")]
+    #[schema(value_type = chrono::NaiveDate, example = "2026-11-30")]
     pub to: String,
     /// Rails to read; default every rail this server is configured for.
     #[serde(default)]
@@ -76,8 +76,12 @@ pub async fn start(
     ApiError,
 > {
     caller.allow(Action::Reconcile, || caller.forbidden())?;
-    let period = Period::parse(&body.from, &body.to)
-        .map_err(|e| ApiError::bad_request("invalid_period", e.to_string()))?;
+    // A malformed date breaks the document (400); a real date outside the rules is refused
+    // by them (422).
+    let period = Period::parse(&body.from, &body.to).map_err(|e| match e {
+        PeriodError::NotADate(_) => ApiError::bad_request("invalid_period", e.to_string()),
+        _ => ApiError::unprocessable("invalid_period", e.to_string()),
+    })?;
     let id = new_run_id();
     let request = ReconcileRequest {
         period,
@@ -121,8 +125,10 @@ pub async fn start(
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListRuns {
     /// At most this many, newest first (1–200, default 20).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
 }
 
@@ -174,6 +180,7 @@ pub async fn show(
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ExceptionFilter {
     /// Only the exceptions nobody has resolved yet.
     #[serde(default)]
@@ -233,7 +240,10 @@ pub async fn html(
 #[serde(deny_unknown_fields)]
 pub struct Resolve {
     /// What was done about it, for whoever reads the books later.
-    #[schema(example = "Test transfer by finance; reversed in the Stripe dashboard")]
+    #[schema(
+        min_length = 1,
+        example = "Test transfer by finance; reversed in the Stripe dashboard"
+    )]
     pub note: String,
 }
 
@@ -241,7 +251,7 @@ pub struct Resolve {
 #[utoipa::path(
     post, path = "/reconciliation-exceptions/{id}/resolution", tag = "reconciliation",
     summary = "Resolve an exception with a note; it stays resolved in later runs",
-    params(("id" = String, Path, description = "The exception id (rx_…)")),
+    params(("id" = inline(super::schema::ExceptionIdText), Path, description = "The exception id (rx_…)")),
     request_body = Resolve,
     responses((status = 200, body = Resolution), (status = "4XX", body = ErrorBody)),
     security(("api_key" = []))

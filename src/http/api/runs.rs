@@ -16,7 +16,7 @@ use crate::domain::payout_run::{RunPeriod, RunReport};
 #[serde(deny_unknown_fields)]
 pub struct StartRun {
     /// The period the run pays for (default: today, UTC). One run per period.
-    #[schema(example = "2026-11-21")]
+    #[schema(value_type = Option<crate::domain::payout_run::RunPeriod>, example = "2026-11-21")]
     pub period: Option<String>,
     /// Plan only: report what would be paid and skipped, change nothing.
     #[serde(default)]
@@ -58,7 +58,7 @@ pub async fn start(
 #[utoipa::path(
     get, path = "/runs/{period}", tag = "runs",
     summary = "The report of a period's payout run",
-    params(("period" = String, Path, description = "The run's period, e.g. 2026-11-21")),
+    params(("period" = crate::domain::payout_run::RunPeriod, Path, description = "The run's period, e.g. 2026-11-21")),
     responses(
         (status = 200, body = RunReport),
         (status = "4XX", body = ErrorBody, description = "Bad period or key, or no run for the period"),

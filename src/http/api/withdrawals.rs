@@ -29,15 +29,16 @@ pub const REPLAYED: &str = "idempotent-replayed";
 #[serde(deny_unknown_fields)]
 pub struct WithdrawalBody {
     /// The program whose balance to cash out.
-    #[schema(example = "vast")]
+    #[schema(value_type = ProgramId, example = "vast")]
     pub program: String,
     /// The rail to pay through; the account needs a payout method on it.
-    #[schema(example = "stripe")]
+    #[schema(value_type = Rail, example = "stripe")]
     pub rail: String,
-    /// A decimal string in whole minor units, greater than zero.
-    #[schema(value_type = String, example = "25.00")]
+    /// A decimal string; greater than zero and in whole minor units of the currency (both
+    /// checked against the rules: 422 when not).
+    #[schema(value_type = String, pattern = "^[0-9]+(\\.[0-9]+)?$", max_length = 40, example = "25.00")]
     pub amount: serde_json::Value,
-    #[schema(example = "USD")]
+    #[schema(value_type = crate::domain::money::Currency, example = "USD")]
     pub currency: String,
 }
 
@@ -46,8 +47,8 @@ pub struct WithdrawalBody {
     post, path = "/accounts/{account}/withdrawals", tag = "payouts",
     summary = "Cash out: check, hold the amount and queue the payout, atomically",
     params(
-        ("account" = String, Path, description = "The account id"),
-        ("Idempotency-Key" = String, Header, description = "Unique per withdrawal; reuse it to retry safely"),
+        ("account" = crate::domain::ids::AccountId, Path, description = "The account id"),
+        ("Idempotency-Key" = inline(IdempotencyKey), Header, description = "Unique per withdrawal; reuse it to retry safely"),
     ),
     request_body = WithdrawalBody,
     responses(
@@ -82,10 +83,20 @@ pub async fn create(
         .and_then(|k| IdempotencyKey::parse(k).map_err(id_error("invalid_idempotency_key")))?;
     let request = WithdrawalRequest {
         program: ProgramId::parse(&body.program).map_err(id_error("invalid_program"))?,
+        // Exactly as the document's enum spells it (people at a terminal get leniency; an API
+        // client gets the contract).
         rail: body
             .rail
             .parse::<Rail>()
-            .map_err(|e| ApiError::bad_request("invalid_rail", e.to_string()))?,
+            .map_err(|e| ApiError::bad_request("invalid_rail", e.to_string()))
+            .and_then(|r| {
+                (r.as_str() == body.rail).then_some(r).ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_rail",
+                        format!("rail {:?}: use {:?}", body.rail, r.as_str()),
+                    )
+                })
+            })?,
         amount: payable_amount(&body.amount, &body.currency)?,
         account,
         idempotency_key: key,

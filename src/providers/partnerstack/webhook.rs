@@ -98,6 +98,20 @@ fn parse(body: &[u8], now: DateTime<Utc>) -> Result<InboundEvent, WebhookError> 
     })
 }
 
+/// A confirmed event, named by the reward and the state read back rather than by the id
+/// the delivery carried: a delivery is only a hint and its id is the caller's to choose, so
+/// keying by it would let anyone add a row per made-up id. Two deliveries about the same
+/// reward state are then one delivery.
+pub fn keyed_by_reading(event: InboundEvent) -> InboundEvent {
+    let (Some(key), Some(observation)) = (&event.provider_ref, &event.observation) else {
+        return event;
+    };
+    InboundEvent {
+        event_id: format!("reward:{key}:{}", observation.provider_status),
+        ..event
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -496,6 +496,19 @@ impl PaypalAdapter {
         })
     }
 
+    /// What can be checked without calling PayPal: the transmission headers, their age, and
+    /// the event's shape. The receiver uses the result only to decide whether a postback is
+    /// worth making (see [`Self::verify_webhook`]); it is not authenticated.
+    pub fn webhook_hint(
+        &self,
+        headers: &axum::http::HeaderMap,
+        raw_body: &[u8],
+    ) -> Result<InboundEvent, WebhookError> {
+        webhook::transmission(headers, Utc::now(), webhook::DEFAULT_TOLERANCE_SECS)?;
+        let (_, event) = webhook::parse_body(raw_body)?;
+        webhook::inbound(&event)
+    }
+
     /// Verifies a webhook delivery by postback and turns it into an event. Stale or
     /// malformed deliveries are refused before any call is made.
     pub async fn verify_webhook(

@@ -356,10 +356,8 @@ impl WiseAdapter {
                         .map(|m| format!(" ({m})"))
                         .unwrap_or_default()
                 );
-                if let Err(e) = self.cancel(transfer_id).await {
-                    warn!(transfer = transfer_id, error = %e, "could not cancel the unfunded transfer");
-                }
-                SendDecision::Permanent { reason }
+                self.after_refusal(transfer_id, SendDecision::Permanent { reason })
+                    .await
             }
             Ok(r) => SendDecision::Unknown {
                 reason: format!("funding answered status {:?}", r.status),
@@ -367,36 +365,46 @@ impl WiseAdapter {
             Err(f) => match f.class() {
                 Class::Unknown => f.decision(),
                 Class::Retry | Class::Permanent => {
-                    let decision = f.clone().decision();
-                    // A refusal may be "already funded" by a request whose answer we lost:
-                    // read again, and only cancel what is provably still unfunded.
-                    match self
-                        .http
-                        .get::<Transfer>(&format!("/v1/transfers/{transfer_id}"))
-                        .await
-                    {
-                        Ok(now) if now.status != wire::WAITING => return landed(&now),
-                        Ok(_) => {}
-                        Err(e) => {
-                            return SendDecision::Unknown {
-                                reason: format!(
-                                    "funding refused ({}) and transfer {transfer_id} could not be read again: {}",
-                                    f.provider_error(),
-                                    e.provider_error()
-                                ),
-                            };
-                        }
-                    }
-                    match self.cancel(transfer_id).await {
-                        Ok(()) => decision,
-                        Err(e) => SendDecision::Unknown {
-                            reason: format!(
-                                "funding refused ({}) and the unfunded transfer {transfer_id} could not be cancelled: {e}",
-                                f.provider_error()
-                            ),
-                        },
-                    }
+                    self.after_refusal(transfer_id, f.decision()).await
                 }
+            },
+        }
+    }
+
+    /// A refused funding proves nothing by itself: the refusal may be "already funded" by a
+    /// request whose answer we lost, or a provider that took the money and said no. The
+    /// transfer is read again; one that moved on is reported as it is. Only a transfer still
+    /// provably unfunded is cancelled, and only once it is cancelled (it can then never be
+    /// funded later) does the refusal stand; anything unproven is `Unknown`.
+    async fn after_refusal(&self, transfer_id: u64, refusal: SendDecision) -> SendDecision {
+        let why = match &refusal {
+            SendDecision::Permanent { reason }
+            | SendDecision::Unknown { reason }
+            | SendDecision::Retry { reason, .. } => reason.clone(),
+            SendDecision::Landed { provider_ref, .. } => provider_ref.clone(),
+        };
+        match self
+            .http
+            .get::<Transfer>(&format!("/v1/transfers/{transfer_id}"))
+            .await
+        {
+            Ok(now) if now.status != wire::WAITING => return landed(&now),
+            Ok(_) => {}
+            Err(e) => {
+                return SendDecision::Unknown {
+                    reason: format!(
+                        "funding refused ({why}) and transfer {transfer_id} could not be read again: {}",
+                        e.provider_error()
+                    ),
+                };
+            }
+        }
+        match self.cancel(transfer_id).await {
+            Ok(()) => refusal,
+            Err(e) => SendDecision::Unknown {
+                reason: format!(
+                    "funding refused ({why}) and the unfunded transfer {transfer_id} could not be cancelled: {e}"
+                ),
             },
         }
     }

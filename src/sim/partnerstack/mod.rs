@@ -184,6 +184,7 @@ struct Inner {
     seen: HashSet<(Mode, String)>,
     next_event: u64,
     posts: u64,
+    reads: u64,
 }
 
 struct Shared {
@@ -377,6 +378,7 @@ impl MockPartnerstack {
             seen: HashSet::new(),
             next_event: 0,
             posts: 0,
+            reads: 0,
         };
         let shared = Arc::new(Shared {
             inner: Mutex::new(inner),
@@ -442,6 +444,11 @@ impl MockPartnerstack {
     /// How many `POST /rewards` requests arrived (any outcome).
     pub fn posts(&self) -> u64 {
         lock(&self.shared.inner).posts
+    }
+
+    /// How many `GET /rewards/{key}` requests arrived (any outcome).
+    pub fn reads(&self) -> u64 {
+        lock(&self.shared.inner).reads
     }
 
     /// One entry per reward recorded (test-mode rewards included; they are tagged in the API).
@@ -740,7 +747,8 @@ async fn get_reward(
     headers: HeaderMap,
     Path(key): Path<String>,
 ) -> Response {
-    let inner = lock(&shared.inner);
+    let mut inner = lock(&shared.inner);
+    inner.reads += 1;
     let Some(mode) = inner.mode(&headers) else {
         return unauthorized();
     };

@@ -98,6 +98,7 @@ pub(crate) struct Inner {
     pub tokens: HashMap<String, Instant>,
     pub token_requests: u64,
     pub payout_requests: u64,
+    pub verify_requests: u64,
     pub batches: Vec<Batch>,
     /// sender_batch_id → (batch id, when first used).
     pub sender_batch_ids: HashMap<String, (String, Instant)>,

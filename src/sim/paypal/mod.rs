@@ -150,6 +150,7 @@ impl MockPaypal {
             tokens: HashMap::new(),
             token_requests: 0,
             payout_requests: 0,
+            verify_requests: 0,
             batches: Vec::new(),
             sender_batch_ids: HashMap::new(),
             request_ids: HashMap::new(),
@@ -230,6 +231,11 @@ impl MockPaypal {
     /// How many create-payout requests arrived (including refused ones).
     pub fn payout_requests(&self) -> u64 {
         lock(&self.inner).payout_requests
+    }
+
+    /// How many verify-webhook-signature postbacks arrived (authorized or not).
+    pub fn verify_requests(&self) -> u64 {
+        lock(&self.inner).verify_requests
     }
 
     /// The sender balance for a currency, in minor units.
@@ -766,7 +772,8 @@ async fn cancel_item(
 }
 
 async fn verify_signature(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let inner = lock(&s.inner);
+    let mut inner = lock(&s.inner);
+    inner.verify_requests += 1;
     if let Err(r) = authorized(&inner, &headers) {
         return *r;
     }

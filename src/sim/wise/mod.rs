@@ -176,6 +176,15 @@ struct MockTransfer {
     ctid_at: Instant,
 }
 
+/// Answers that do not say what happened, for tests of what the client believes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FundingQuirks {
+    /// Funding takes the money and moves the transfer on, but answers `REJECTED`.
+    pub reject_after_funding: bool,
+    /// Cancelling answers 500 and leaves the transfer as it was.
+    pub cancel_fails: bool,
+}
+
 struct Inner {
     token: SecretString,
     profile_id: u64,
@@ -190,6 +199,7 @@ struct Inner {
     process_after: Duration,
     late_after: Duration,
     repeat_mode: RepeatMode,
+    funding_quirks: FundingQuirks,
     duplicate_webhooks: bool,
     out_of_order_webhooks: bool,
     signer: SigningKey<Sha256>,
@@ -269,6 +279,7 @@ impl MockWise {
             process_after: Duration::from_millis(config.process_after_ms),
             late_after: Duration::from_millis(config.late_after_ms),
             repeat_mode: config.repeat_mode,
+            funding_quirks: FundingQuirks::default(),
             duplicate_webhooks: config.duplicate_webhooks,
             out_of_order_webhooks: config.out_of_order_webhooks,
             signer: signer_from_pem(&config.webhook_private_key_pem)?,
@@ -308,6 +319,11 @@ impl MockWise {
         let mut inner = lock(&self.inner);
         inner.dice = Dice::new(faults.seed);
         inner.faults = faults;
+    }
+
+    /// Funding and cancelling misbehaving in ways a client must not trust blindly.
+    pub fn set_funding_quirks(&self, quirks: FundingQuirks) {
+        lock(&self.inner).funding_quirks = quirks;
     }
 
     pub fn set_repeat_mode(&self, mode: RepeatMode) {
@@ -1012,6 +1028,9 @@ async fn cancel_transfer(
     let Some(i) = find(inner, &id) else {
         return not_found(&id);
     };
+    if inner.funding_quirks.cancel_fails {
+        return validation(500, "INTERNAL_ERROR", "cancellation failed", None);
+    }
     match inner.transfers[i].transfer.status.as_str() {
         WAITING => {
             inner.transfers[i].script.clear();
@@ -1119,16 +1138,24 @@ async fn fund_transfer(
     set_status(inner, i, "processing");
     let balance_transaction_id = inner.next_id;
     inner.next_id += 1;
-    let ok = body_of(
-        201,
-        &FundResponse {
+    let answer = if inner.funding_quirks.reject_after_funding {
+        FundResponse {
+            kind: "BALANCE".into(),
+            status: "REJECTED".into(),
+            error_code: Some("payment.failed".into()),
+            error_message: Some("Payment could not be processed".into()),
+            balance_transaction_id: None,
+        }
+    } else {
+        FundResponse {
             kind: "BALANCE".into(),
             status: "COMPLETED".into(),
             error_code: None,
             error_message: None,
             balance_transaction_id: Some(balance_transaction_id),
-        },
-    );
+        }
+    };
+    let ok = body_of(201, &answer);
     after_commit(inner, true, ok, &path)
 }
 

@@ -284,6 +284,7 @@ impl Served {
             partnerstack: None,
             partnerstack_token: None,
             watch_for: None,
+            verify_limit: payouts::http::webhooks::default_verify_limit(),
         };
         // Rate limiting off: the bench measures the server, not the per-key limiter.
         let settings = ApiSettings {
