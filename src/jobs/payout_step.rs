@@ -94,15 +94,24 @@ pub async fn advance_payout(deps: &Arc<PayoutDeps>, id: &PayoutId) -> StoreResul
 fn heartbeat(deps: Arc<PayoutDeps>, lease: Lease) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let every = (deps.lease_ttl / 3).max(Duration::from_millis(100));
-        loop {
-            tokio::time::sleep(every).await;
-            if let Err(e) = deps.store.extend_lease(&lease, deps.lease_ttl).await {
-                // Released by the step itself, or taken over: either way, stop renewing.
-                tracing::debug!(error = %e, "lease no longer renewed");
-                return;
-            }
-        }
+        keep_renewing(every, || deps.store.extend_lease(&lease, deps.lease_ttl)).await;
     })
+}
+
+/// Calls `renew` every `every` until it fails.
+pub(crate) async fn keep_renewing<F, Fut>(every: Duration, mut renew: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = StoreResult<()>>,
+{
+    loop {
+        tokio::time::sleep(every).await;
+        if let Err(e) = renew().await {
+            // Released by the step itself, or taken over: either way, stop renewing.
+            tracing::debug!(error = %e, "lease no longer renewed");
+            return;
+        }
+    }
 }
 
 /// Saves a rail's in-attempt progress under the step's lease.
@@ -498,4 +507,54 @@ async fn send_attempt(
         .record_step(lease, PayoutStatus::Submitting, &step)
         .await?;
     Ok(StepOutcome::Moved(next.status))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn transient() -> StoreError {
+        StoreError::Sqlx(sqlx::Error::PoolTimedOut)
+    }
+
+    #[tokio::test]
+    async fn the_heartbeat_keeps_renewing_after_a_transient_error() {
+        let calls = AtomicU32::new(0);
+        let (third, mut on_third) = tokio::sync::mpsc::unbounded_channel();
+        let beat = keep_renewing(Duration::from_millis(1), || {
+            let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+            let third = third.clone();
+            async move {
+                if n == 3 {
+                    let _ = third.send(());
+                }
+                // The first two renewals hit a database hiccup; later ones go through.
+                if n <= 2 { Err(transient()) } else { Ok(()) }
+            }
+        });
+        tokio::select! {
+            () = beat => panic!(
+                "the heartbeat stopped after {} renewal(s): a transient error must not end it",
+                calls.load(Ordering::SeqCst)
+            ),
+            _ = on_third.recv() => {}
+        }
+    }
+
+    #[tokio::test]
+    async fn the_heartbeat_stops_once_the_lease_is_lost() {
+        let calls = AtomicU32::new(0);
+        keep_renewing(Duration::from_millis(1), || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async {
+                Err(StoreError::LeaseLost {
+                    payout: "po_1".into(),
+                    fence: 1,
+                })
+            }
+        })
+        .await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
 }

@@ -9,7 +9,7 @@ use apalis_cron::{CronScheduler, Tick};
 use chrono::{Duration, TimeZone, Utc};
 use tracing::{error, info};
 
-use super::{Quiet, ReconcileRequest, RecordsFrom, reconcile};
+use super::{Quiet, ReconcileError, ReconcileRequest, RecordsFrom, reconcile};
 use crate::domain::reconcile::{Period, Tolerances};
 use crate::providers::rail::Rails;
 use crate::storage::{Store, Trigger};
@@ -32,7 +32,17 @@ pub fn day_before(timestamp: u64) -> Period {
 }
 
 async fn on_tick(tick: Tick, daily: Data<DailyReconciliation>) -> Result<(), BoxDynError> {
-    let period = day_before(tick.get_timestamp());
+    reconcile_day(&daily, tick.get_timestamp()).await?;
+    Ok(())
+}
+
+/// What a tick at `timestamp` (seconds) does: reconciles the day before, unless another
+/// worker has claimed it.
+pub async fn reconcile_day(
+    daily: &DailyReconciliation,
+    timestamp: u64,
+) -> Result<(), ReconcileError> {
+    let period = day_before(timestamp);
     if !daily.store.recon_claim_day(period.from).await? {
         info!(%period, "daily reconciliation already made by another worker");
         return Ok(());
@@ -54,7 +64,7 @@ async fn on_tick(tick: Tick, daily: Data<DailyReconciliation>) -> Result<(), Box
             "daily reconciliation done"),
         Err(e) => {
             error!(%period, error = %e, "daily reconciliation failed");
-            return Err(Box::new(e));
+            return Err(e);
         }
     }
     Ok(())
