@@ -419,7 +419,8 @@ impl WiseAdapter {
     }
 
     /// Every transfer of the profile whose customerTransactionId is one of `ctids`, following
-    /// offset pagination to the end.
+    /// offset pagination to the end: an empty page, never merely a short one (Wise may answer
+    /// fewer than asked for before the end, and a transfer missed here reads as absent).
     /// `since` bounds the listing to transfers created on or after that day, so a resolve
     /// does not page through the profile's whole history.
     pub async fn transfers_by_ctid(
@@ -430,7 +431,7 @@ impl WiseAdapter {
         const PAGE: usize = 100;
         let mut found = Vec::new();
         let mut offset = 0usize;
-        loop {
+        for _ in 0..records::MAX_PAGES {
             let mut query = vec![
                 ("profile", self.profile_id.to_string()),
                 ("limit", PAGE.to_string()),
@@ -445,16 +446,20 @@ impl WiseAdapter {
                 .await
                 .map_err(Failure::provider_error)?;
             let n = page.len();
+            if n == 0 {
+                return Ok(found);
+            }
             found.extend(page.into_iter().filter(|t| {
                 t.customer_transaction_id
                     .as_deref()
                     .is_some_and(|c| ctids.contains(&c))
             }));
-            if n < PAGE {
-                return Ok(found);
-            }
             offset += n;
         }
+        Err(ProviderError::Decode(format!(
+            "transfer listing did not end within {} pages",
+            records::MAX_PAGES
+        )))
     }
 
     /// Settles an uncertain payout by listing, never by trusting a dedupe window.
