@@ -6,12 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::{TestEnv, eventually};
+use payouts::domain::ids::Rail;
 use payouts::domain::reconcile::Tolerances;
 use payouts::providers::rail::Rails;
 use payouts::providers::stripe::{StripeAdapter, StripeConfig};
 use payouts::reconcile::schedule::{DailyReconciliation, day_before, reconcile_day};
 use payouts::sim::stripe::Faults;
-use payouts::storage::{ReconRun, Store};
+use payouts::storage::{NewRun, ReconRun, Store, Trigger};
 use secrecy::SecretString;
 
 /// 2026-11-21T02:30:00Z, the default schedule's tick.
@@ -115,4 +116,60 @@ async fn a_daily_reconciliation_whose_task_dies_is_marked_failed_and_retried() {
         "the day was not retried: {:?}",
         statuses(&runs)
     );
+}
+
+#[tokio::test]
+async fn a_claim_left_by_a_killed_process_lapses_and_its_run_is_marked_failed() {
+    let env = TestEnv::new(Faults::default()).await;
+    let period = day_before(TICK);
+    let up = daily(&env.store, env.mock.base_url());
+    // A process claimed the day and started its run; then it was killed, so nothing gave the
+    // claim back.
+    assert!(
+        env.store
+            .recon_claim_day(period.from, "rr_killed", Duration::from_secs(3600))
+            .await
+            .unwrap()
+    );
+    env.store
+        .recon_begin(&NewRun {
+            id: "rr_killed".into(),
+            period,
+            rails: vec![Rail::Stripe],
+            source: "api".into(),
+            trigger: Trigger::Schedule,
+            tolerances: Tolerances::default(),
+        })
+        .await
+        .unwrap();
+    // While its claim is live, the day stays with it: no second run starts.
+    reconcile_day(&up, TICK).await.unwrap();
+    assert_eq!(statuses(&runs_of(&env.store, TICK).await), ["running"]);
+    // The claim lapses; the next tick takes the day over and the dead run is marked failed.
+    payouts::on_backend!(&env.store, s => sqlx::query("UPDATE recon_daily SET expires_at = 1")
+        .execute(s.pool())
+        .await
+        .map(|_| ()))
+    .unwrap();
+    reconcile_day(&up, TICK).await.unwrap();
+    let runs = runs_of(&env.store, TICK).await;
+    let killed = runs.iter().find(|r| r.id == "rr_killed").unwrap();
+    assert_eq!(killed.status, "failed");
+    assert!(
+        killed
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("stopped"),
+        "{killed:?}"
+    );
+    assert!(
+        runs.iter().any(|r| r.status == "completed"),
+        "{:?}",
+        statuses(&runs)
+    );
+    // Completed: later ticks leave the day alone.
+    reconcile_day(&up, TICK).await.unwrap();
+    reconcile_day(&up, TICK + DAY).await.unwrap();
+    assert_eq!(runs_of(&env.store, TICK).await.len(), runs.len());
 }

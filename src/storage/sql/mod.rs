@@ -19,6 +19,7 @@ mod metrics;
 pub mod payout_methods;
 pub mod payout_runs;
 pub mod payouts;
+pub mod recon_daily;
 pub mod reconcile;
 pub mod templates;
 pub mod tracking;
