@@ -785,13 +785,19 @@ impl Store {
         Ok(())
     }
 
-    /// The safety net: active payouts whose next step is overdue and whose lease (if any) has
-    /// expired get a job. Returns how many.
+    /// The safety net: active payouts whose next step is overdue, whose lease (if any) has
+    /// expired and that hold no job a worker will fetch get a fresh one. Returns how many.
+    ///
+    /// It never relies on a job key being free: keys stay taken for as long as their job's
+    /// row exists, finished or not, so a key derived from the payout's state could already be
+    /// burnt. It reads which payouts hold a runnable job and gives each of the others a job
+    /// under a key nothing else makes (a new ULID).
     pub async fn enqueue_overdue(&self, grace: Duration) -> StoreResult<usize> {
         let now = to_millis(Utc::now());
         let cutoff = now - i64::try_from(grace.as_millis()).unwrap_or(0);
-        let due: Vec<(String, i64, i64)> = sqlx::query_as(
-            "SELECT id, COALESCE(next_action_at, 0), fence FROM payouts \
+        let mut tx = self.begin_write(WriteLock::Sweep).await?;
+        let due: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM payouts \
              WHERE (status IN ('queued', 'submitting', 'retry_scheduled', 'outcome_unknown', 'processing') \
                     OR (status = 'paid' AND watch_until > $1 AND next_action_at IS NOT NULL)) \
                AND (lease_expires_at IS NULL OR lease_expires_at < $1) \
@@ -800,28 +806,58 @@ impl Store {
         )
         .bind(now)
         .bind(cutoff)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
         if due.is_empty() {
             return Ok(0);
         }
-        // The fence is in the key: a payout swept again after a takeover gets a new job
-        // (queue keys are unique for ever).
+        let covered = super::runnable_job_payouts(&mut tx).await?;
         let tasks = due
             .iter()
-            .map(|(id, at, fence)| {
+            .filter(|id| !covered.contains(id.as_str()))
+            .map(|id| {
                 let id: PayoutId = parse_stored("payout id", id)?;
-                payout_task(&id, Duration::ZERO, &format!("sweep-{at}-{fence}"))
+                payout_task(
+                    &id,
+                    Duration::ZERO,
+                    &format!("sweep-{}", ulid::Ulid::generate()),
+                )
             })
             .collect::<StoreResult<Vec<_>>>()?;
-        let mut tx = self.begin_write(WriteLock::Sweep).await?;
-        super::push_tasks(&mut tx, tasks).await?;
+        let count = tasks.len();
+        if count > 0 {
+            super::push_tasks(&mut tx, tasks).await?;
+        }
         tx.commit().await?;
-        Ok(due.len())
+        Ok(count)
     }
 }
 
-/// `UPDATE payouts SET <set> WHERE id AND fence AND owner`, with `$3`/`$4` bound to `a`/`b`.
+/// Proves, inside `tx`, that `lease` is still ours and unexpired, and renews it for its full
+/// life: the write that precedes a provider call, so the call ends before anyone may take
+/// the payout over. `LeaseLost` otherwise.
+pub(crate) async fn prove_lease(tx: &mut Tx, lease: &Lease) -> StoreResult<()> {
+    let now = to_millis(Utc::now());
+    let done = sqlx::query(
+        "UPDATE payouts SET lease_expires_at = $1 \
+         WHERE id = $2 AND fence = $3 AND lease_owner = $4 AND lease_expires_at > $5",
+    )
+    .bind(now + i64::try_from(lease.ttl.as_millis()).unwrap_or(i64::MAX / 4))
+    .bind(lease.payout_id.as_str())
+    .bind(lease.fence)
+    .bind(&lease.owner)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    if done.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(lease_lost(lease))
+    }
+}
+
+/// `UPDATE payouts SET <set> WHERE id AND fence AND owner AND unexpired`, with `$3`/`$4`
+/// bound to `a`/`b`.
 async fn fenced_update(
     tx: &mut Tx,
     lease: &Lease,
