@@ -17,7 +17,7 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::domain::ids::PayoutId;
 use crate::domain::payout::{
     LookupFinding, PayoutStatus, RetryPolicy, SendDecision, after_landing, attempt_key,
-    step_after_send,
+    outcome_code, step_after_send, uses_an_attempt,
 };
 use crate::domain::tracking::{Observation, Tracked, track};
 use crate::providers::ProviderError;
@@ -98,18 +98,34 @@ fn heartbeat(deps: Arc<PayoutDeps>, lease: Lease) -> tokio::task::JoinHandle<()>
     })
 }
 
-/// Calls `renew` every `every` until it fails.
+/// Calls `renew` every `every` until the lease is lost. A renewal that fails for another
+/// reason (a database hiccup) is tried again sooner, backing off up to `every`: giving up
+/// would let a live step's lease lapse. Should the lease lapse anyway, the step's own fenced
+/// writes fail and it stops before sending or recording anything.
 pub(crate) async fn keep_renewing<F, Fut>(every: Duration, mut renew: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = StoreResult<()>>,
 {
+    let first_retry = (every / 8).max(Duration::from_millis(1));
+    let mut wait = every;
     loop {
-        tokio::time::sleep(every).await;
-        if let Err(e) = renew().await {
-            // Released by the step itself, or taken over: either way, stop renewing.
-            tracing::debug!(error = %e, "lease no longer renewed");
-            return;
+        tokio::time::sleep(wait).await;
+        match renew().await {
+            Ok(()) => wait = every,
+            Err(e @ StoreError::LeaseLost { .. }) => {
+                // Released by the step itself, or taken over: either way, stop renewing.
+                tracing::debug!(error = %e, "lease no longer renewed");
+                return;
+            }
+            Err(e) => {
+                wait = if wait >= every {
+                    first_retry
+                } else {
+                    (wait * 2).min(every)
+                };
+                warn!(error = %e, retry_in = ?wait, "lease renewal failed; trying again");
+            }
         }
     }
 }
@@ -215,6 +231,9 @@ async fn resolve(
         lease,
         attempt: last.attempt,
     };
+    // A resolve may continue the uncertain attempt (Wise funds a transfer it finds unfunded):
+    // prove the lease, renewed for its full life, before the rail calls out.
+    deps.store.extend_lease(lease, deps.lease_ttl).await?;
     let found = rail
         .resolve(&submission, earlier, last.started_at, &checkpoints)
         .await;
@@ -443,7 +462,9 @@ async fn send_attempt(
 ) -> StoreResult<StepOutcome> {
     let attempt = payout.attempts + 1;
     tracing::Span::current().record("attempt", attempt);
-    if attempt > deps.policy.max_attempts {
+    // Rate-limited and cut-off sends are numbered like any other but do not count.
+    let used = deps.store.attempts_used(&payout.id).await?;
+    if used >= deps.policy.max_attempts {
         let step = StepRecord::to_operator(
             format!(
                 "{}all {} attempts are used; waiting for an operator",
@@ -473,20 +494,24 @@ async fn send_attempt(
         attempt,
     };
     let decision = rail.submit(&submission, &checkpoints).await;
-    let next = step_after_send(&deps.policy, attempt, &decision, rand::random::<f64>());
-    let (outcome, provider_ref, error, observation) = match &decision {
+    let outcome = outcome_code(&decision);
+    let used = used + u32::from(uses_an_attempt(outcome));
+    let next = step_after_send(
+        &deps.policy,
+        attempt,
+        used,
+        &decision,
+        rand::random::<f64>(),
+    );
+    let (provider_ref, error, observation) = match &decision {
         SendDecision::Landed {
             provider_ref,
             observation,
-        } => (
-            "landed",
-            Some(provider_ref.clone()),
-            None,
-            Some(observation),
-        ),
-        SendDecision::Retry { reason, .. } => ("retry", None, Some(reason.clone()), None),
-        SendDecision::Unknown { reason } => ("unknown", None, Some(reason.clone()), None),
-        SendDecision::Permanent { reason } => ("permanent", None, Some(reason.clone()), None),
+        } => (Some(provider_ref.clone()), None, Some(observation)),
+        SendDecision::Retry { reason, .. }
+        | SendDecision::Throttled { reason, .. }
+        | SendDecision::Unknown { reason }
+        | SendDecision::Permanent { reason } => (None, Some(reason.clone()), None),
     };
     info!(attempt, outcome, to = %next.status, "attempt finished");
     let step = StepRecord {

@@ -240,6 +240,8 @@ delegate! {
     fn claim(&self, id: &PayoutId, owner: &str, ttl: Duration) -> StoreResult<Claim>;
     fn extend_lease(&self, lease: &Lease, ttl: Duration) -> StoreResult<()>;
     fn lookup_failures(&self, id: &PayoutId) -> StoreResult<u32>;
+    /// Attempts that used up one of the payout's `max_attempts`.
+    fn attempts_used(&self, id: &PayoutId) -> StoreResult<u32>;
     fn last_attempt_started(&self, id: &PayoutId) -> StoreResult<Option<DateTime<Utc>>>;
     fn begin_attempt(&self, lease: &Lease, from: PayoutStatus, attempt: u32, provider_key: &str, context: Option<&str>) -> StoreResult<()>;
     fn record_step(&self, lease: &Lease, from: PayoutStatus, step: &StepRecord<'_>) -> StoreResult<()>;

@@ -366,7 +366,7 @@ impl WiseAdapter {
             },
             Err(f) => match f.class() {
                 Class::Unknown => f.decision(),
-                Class::Retry | Class::Permanent => {
+                Class::Retry | Class::Throttled | Class::Permanent => {
                     let decision = f.clone().decision();
                     // A refusal may be "already funded" by a request whose answer we lost:
                     // read again, and only cancel what is provably still unfunded.
@@ -572,7 +572,7 @@ impl WiseAdapter {
             },
             SendDecision::Permanent { reason } => LookupFinding::Refused { reason },
             // Nothing was created, or the unfunded transfer was cancelled: nothing exists.
-            SendDecision::Retry { .. } => LookupFinding::Absent,
+            SendDecision::Retry { .. } | SendDecision::Throttled { .. } => LookupFinding::Absent,
             SendDecision::Unknown { reason } => return Err(ProviderError::Transport(reason)),
         })
     }

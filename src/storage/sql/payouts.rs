@@ -21,7 +21,7 @@ use crate::domain::cooling_off::held_until;
 use crate::domain::ids::{AccountId, PayoutId, Rail};
 use crate::domain::ledger::{Book, TransactionDraft, TransactionKind, TransactionStatus};
 use crate::domain::money::{Currency, Money};
-use crate::domain::payout::PayoutStatus;
+use crate::domain::payout::{INTERRUPTED, PayoutStatus};
 use crate::domain::reconcile::rail_reference;
 use crate::ingest::record::content_hash;
 use crate::storage::queue::payout_task;
@@ -499,6 +499,7 @@ impl Store {
                         payout_id: id.clone(),
                         owner: owner.to_string(),
                         fence,
+                        ttl,
                     },
                     payout: Box::new(payout),
                 }
@@ -539,12 +540,13 @@ impl Store {
         let now = to_millis(Utc::now());
         let done = sqlx::query(
             "UPDATE payouts SET lease_expires_at = $1 \
-             WHERE id = $2 AND fence = $3 AND lease_owner = $4",
+             WHERE id = $2 AND fence = $3 AND lease_owner = $4 AND lease_expires_at > $5",
         )
         .bind(now + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 4))
         .bind(lease.payout_id.as_str())
         .bind(lease.fence)
         .bind(&lease.owner)
+        .bind(now)
         .execute(&self.pool)
         .await?;
         if done.rows_affected() == 1 {
@@ -574,7 +576,8 @@ impl Store {
     }
 
     /// Persists attempt `attempt` and its provider key, and moves the payout to `submitting`,
-    /// *before* the request leaves. Fails with `LeaseLost` if the lease was taken over.
+    /// *before* the request leaves. Fails with `LeaseLost` if the lease was taken over or has
+    /// lapsed; otherwise the lease is renewed for its full life, which outlasts the request.
     pub async fn begin_attempt(
         &self,
         lease: &Lease,
@@ -586,17 +589,19 @@ impl Store {
         let mut tx = self
             .begin_write(WriteLock::Payout(lease.payout_id.as_str()))
             .await?;
+        prove_lease(&mut tx, lease).await?;
         let now = to_millis(Utc::now());
         // An attempt still marked in flight belonged to a worker that stopped mid-send; the
-        // lookup that led here settled it.
+        // lookup that led here proved it did not land. It does not use up an attempt.
         sqlx::query(
-            "UPDATE payout_attempts SET outcome = 'unknown', finished_at = $1, \
+            "UPDATE payout_attempts SET outcome = $4, finished_at = $1, \
                detail = COALESCE(detail, $2) \
              WHERE payout_id = $3 AND outcome = 'in_flight'",
         )
         .bind(now)
-        .bind(context.unwrap_or("outcome unknown; lookup found no transfer"))
+        .bind(context.unwrap_or("cut off mid-send; lookup found no transfer"))
         .bind(lease.payout_id.as_str())
+        .bind(INTERRUPTED)
         .execute(&mut *tx)
         .await?;
         fenced_update(
@@ -675,7 +680,7 @@ impl Store {
                watch_until = CASE WHEN $1 = 'paid' AND status <> 'paid' AND $2 IS NOT NULL \
                  THEN $13 ELSE watch_until END, \
                lease_owner = NULL, lease_expires_at = NULL, updated_at = $6 \
-             WHERE id = $7 AND fence = $8 AND lease_owner = $9 \
+             WHERE id = $7 AND fence = $8 AND lease_owner = $9 AND lease_expires_at > $6 \
              RETURNING hold_txn_id",
         )
         .bind(step.to.code())
@@ -865,13 +870,17 @@ async fn fenced_update(
     a: i64,
     b: i64,
 ) -> StoreResult<()> {
-    let sql = format!("UPDATE payouts SET {set} WHERE id = $1 AND fence = $2 AND lease_owner = $5");
+    let sql = format!(
+        "UPDATE payouts SET {set} \
+         WHERE id = $1 AND fence = $2 AND lease_owner = $5 AND lease_expires_at > $6"
+    );
     let done = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(lease.payout_id.as_str())
         .bind(lease.fence)
         .bind(a)
         .bind(b)
         .bind(&lease.owner)
+        .bind(to_millis(Utc::now()))
         .execute(&mut **tx)
         .await?;
     if done.rows_affected() == 1 {
