@@ -121,6 +121,12 @@ pub enum SendDecision {
         reason: String,
         retry_after: Option<Duration>,
     },
+    /// Rate limited before execution: provably nothing moved, and the provider never took the
+    /// payment up, so the attempt does not count toward `max_attempts`.
+    Throttled {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
     /// The request may have executed; look it up before anything else.
     Unknown { reason: String },
     /// Refused for good; nothing moved.
@@ -220,6 +226,10 @@ impl RetryPolicy {
             SendDecision::Retry {
                 retry_after: Some(after),
                 ..
+            }
+            | SendDecision::Throttled {
+                retry_after: Some(after),
+                ..
             } => base.max((*after).min(self.max_retry_after)),
             SendDecision::Unknown { .. } => base.max(self.settle_delay),
             _ => base,
@@ -235,10 +245,35 @@ pub struct NextStep {
     pub reason: String,
 }
 
-/// Pure transition after a send attempt.
+/// The outcome stored on an attempt's row for a send decision.
+pub fn outcome_code(decision: &SendDecision) -> &'static str {
+    match decision {
+        SendDecision::Landed { .. } => "landed",
+        SendDecision::Retry { .. } => "retry",
+        SendDecision::Throttled { .. } => "throttled",
+        SendDecision::Unknown { .. } => "unknown",
+        SendDecision::Permanent { .. } => "permanent",
+    }
+}
+
+/// The outcome stored on an attempt that was cut off before its answer was recorded (the
+/// worker stopped mid-send) and that a lookup then proved did not land.
+pub const INTERRUPTED: &str = "interrupted";
+
+/// Whether an attempt with this stored outcome used up one of `max_attempts`. Only a send
+/// that may have reached the provider and failed there counts: a rate limit was refused
+/// before execution, and an interrupted send failed on our side, so neither says anything
+/// about the payment that an operator should look at.
+pub fn uses_an_attempt(outcome: &str) -> bool {
+    !matches!(outcome, "throttled" | INTERRUPTED | "in_flight")
+}
+
+/// Pure transition after a send attempt. `used` counts the attempts that used up one of
+/// `max_attempts` (see [`uses_an_attempt`]), this one included if it does.
 pub fn step_after_send(
     policy: &RetryPolicy,
     attempt: u32,
+    used: u32,
     decision: &SendDecision,
     jitter: f64,
 ) -> NextStep {
@@ -265,11 +300,19 @@ pub fn step_after_send(
                 "attempt {attempt} outcome unknown ({reason}); will look it up before any re-send"
             ),
         },
-        SendDecision::Retry { reason, .. } if attempt >= policy.max_attempts => NextStep {
+        SendDecision::Retry { reason, .. } if used >= policy.max_attempts => NextStep {
             status: PayoutStatus::NeedsOperator,
             delay: None,
             reason: format!(
                 "attempt {attempt} failed ({reason}) and all {} attempts are used; waiting for an operator",
+                policy.max_attempts
+            ),
+        },
+        SendDecision::Throttled { reason, .. } => NextStep {
+            status: PayoutStatus::RetryScheduled,
+            delay,
+            reason: format!(
+                "attempt {attempt} was rate limited before execution ({reason}); retrying, it does not count toward the {} attempts",
                 policy.max_attempts
             ),
         },
@@ -350,6 +393,7 @@ mod tests {
         let next = step_after_send(
             &p,
             1,
+            1,
             &SendDecision::Unknown {
                 reason: "reset".into(),
             },
@@ -382,13 +426,35 @@ mod tests {
             retry_after: None,
         };
         assert_eq!(
-            step_after_send(&p, 1, &d, 0.5).status,
+            step_after_send(&p, 1, 1, &d, 0.5).status,
             PayoutStatus::RetryScheduled
         );
         assert_eq!(
-            step_after_send(&p, p.max_attempts, &d, 0.5).status,
+            step_after_send(&p, p.max_attempts, p.max_attempts, &d, 0.5).status,
             PayoutStatus::NeedsOperator
         );
+        // Many attempts, few of which counted: not exhausted.
+        assert_eq!(
+            step_after_send(&p, p.max_attempts + 5, 1, &d, 0.5).status,
+            PayoutStatus::RetryScheduled
+        );
+    }
+
+    #[test]
+    fn rate_limits_never_exhaust_attempts() {
+        let p = RetryPolicy::default();
+        let d = SendDecision::Throttled {
+            reason: "429".into(),
+            retry_after: Some(Duration::from_secs(3)),
+        };
+        let next = step_after_send(&p, p.max_attempts * 3, p.max_attempts, &d, 0.5);
+        assert_eq!(next.status, PayoutStatus::RetryScheduled);
+        assert!(next.delay.unwrap() >= Duration::from_secs(3));
+        assert!(!uses_an_attempt(outcome_code(&d)));
+        assert!(!uses_an_attempt(INTERRUPTED));
+        for counted in ["retry", "unknown", "permanent", "landed"] {
+            assert!(uses_an_attempt(counted), "{counted}");
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::domain::ids::PayoutId;
 use crate::domain::payout::{
     LookupFinding, PayoutStatus, RetryPolicy, SendDecision, after_landing, attempt_key,
-    step_after_send,
+    outcome_code, step_after_send, uses_an_attempt,
 };
 use crate::domain::tracking::{Observation, Tracked, track};
 use crate::providers::ProviderError;
@@ -94,15 +94,40 @@ pub async fn advance_payout(deps: &Arc<PayoutDeps>, id: &PayoutId) -> StoreResul
 fn heartbeat(deps: Arc<PayoutDeps>, lease: Lease) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let every = (deps.lease_ttl / 3).max(Duration::from_millis(100));
-        loop {
-            tokio::time::sleep(every).await;
-            if let Err(e) = deps.store.extend_lease(&lease, deps.lease_ttl).await {
+        keep_renewing(every, || deps.store.extend_lease(&lease, deps.lease_ttl)).await;
+    })
+}
+
+/// Calls `renew` every `every` until the lease is lost. A renewal that fails for another
+/// reason (a database hiccup) is tried again sooner, backing off up to `every`: giving up
+/// would let a live step's lease lapse. Should the lease lapse anyway, the step's own fenced
+/// writes fail and it stops before sending or recording anything.
+pub(crate) async fn keep_renewing<F, Fut>(every: Duration, mut renew: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = StoreResult<()>>,
+{
+    let first_retry = (every / 8).max(Duration::from_millis(1));
+    let mut wait = every;
+    loop {
+        tokio::time::sleep(wait).await;
+        match renew().await {
+            Ok(()) => wait = every,
+            Err(e @ StoreError::LeaseLost { .. }) => {
                 // Released by the step itself, or taken over: either way, stop renewing.
                 tracing::debug!(error = %e, "lease no longer renewed");
                 return;
             }
+            Err(e) => {
+                wait = if wait >= every {
+                    first_retry
+                } else {
+                    (wait * 2).min(every)
+                };
+                warn!(error = %e, retry_in = ?wait, "lease renewal failed; trying again");
+            }
         }
-    })
+    }
 }
 
 /// Saves a rail's in-attempt progress under the step's lease.
@@ -206,6 +231,9 @@ async fn resolve(
         lease,
         attempt: last.attempt,
     };
+    // A resolve may continue the uncertain attempt (Wise funds a transfer it finds unfunded):
+    // prove the lease, renewed for its full life, before the rail calls out.
+    deps.store.extend_lease(lease, deps.lease_ttl).await?;
     let found = rail
         .resolve(&submission, earlier, last.started_at, &checkpoints)
         .await;
@@ -434,7 +462,9 @@ async fn send_attempt(
 ) -> StoreResult<StepOutcome> {
     let attempt = payout.attempts + 1;
     tracing::Span::current().record("attempt", attempt);
-    if attempt > deps.policy.max_attempts {
+    // Rate-limited and cut-off sends are numbered like any other but do not count.
+    let used = deps.store.attempts_used(&payout.id).await?;
+    if used >= deps.policy.max_attempts {
         let step = StepRecord::to_operator(
             format!(
                 "{}all {} attempts are used; waiting for an operator",
@@ -464,20 +494,24 @@ async fn send_attempt(
         attempt,
     };
     let decision = rail.submit(&submission, &checkpoints).await;
-    let next = step_after_send(&deps.policy, attempt, &decision, rand::random::<f64>());
-    let (outcome, provider_ref, error, observation) = match &decision {
+    let outcome = outcome_code(&decision);
+    let used = used + u32::from(uses_an_attempt(outcome));
+    let next = step_after_send(
+        &deps.policy,
+        attempt,
+        used,
+        &decision,
+        rand::random::<f64>(),
+    );
+    let (provider_ref, error, observation) = match &decision {
         SendDecision::Landed {
             provider_ref,
             observation,
-        } => (
-            "landed",
-            Some(provider_ref.clone()),
-            None,
-            Some(observation),
-        ),
-        SendDecision::Retry { reason, .. } => ("retry", None, Some(reason.clone()), None),
-        SendDecision::Unknown { reason } => ("unknown", None, Some(reason.clone()), None),
-        SendDecision::Permanent { reason } => ("permanent", None, Some(reason.clone()), None),
+        } => (Some(provider_ref.clone()), None, Some(observation)),
+        SendDecision::Retry { reason, .. }
+        | SendDecision::Throttled { reason, .. }
+        | SendDecision::Unknown { reason }
+        | SendDecision::Permanent { reason } => (None, Some(reason.clone()), None),
     };
     info!(attempt, outcome, to = %next.status, "attempt finished");
     let step = StepRecord {
@@ -498,4 +532,54 @@ async fn send_attempt(
         .record_step(lease, PayoutStatus::Submitting, &step)
         .await?;
     Ok(StepOutcome::Moved(next.status))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn transient() -> StoreError {
+        StoreError::Sqlx(sqlx::Error::PoolTimedOut)
+    }
+
+    #[tokio::test]
+    async fn the_heartbeat_keeps_renewing_after_a_transient_error() {
+        let calls = AtomicU32::new(0);
+        let (third, mut on_third) = tokio::sync::mpsc::unbounded_channel();
+        let beat = keep_renewing(Duration::from_millis(1), || {
+            let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+            let third = third.clone();
+            async move {
+                if n == 3 {
+                    let _ = third.send(());
+                }
+                // The first two renewals hit a database hiccup; later ones go through.
+                if n <= 2 { Err(transient()) } else { Ok(()) }
+            }
+        });
+        tokio::select! {
+            () = beat => panic!(
+                "the heartbeat stopped after {} renewal(s): a transient error must not end it",
+                calls.load(Ordering::SeqCst)
+            ),
+            _ = on_third.recv() => {}
+        }
+    }
+
+    #[tokio::test]
+    async fn the_heartbeat_stops_once_the_lease_is_lost() {
+        let calls = AtomicU32::new(0);
+        keep_renewing(Duration::from_millis(1), || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async {
+                Err(StoreError::LeaseLost {
+                    payout: "po_1".into(),
+                    fence: 1,
+                })
+            }
+        })
+        .await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
 }

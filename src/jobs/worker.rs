@@ -186,11 +186,17 @@ pub async fn run_worker(
     let deadline = options.shutdown_deadline;
     let stop = async move {
         let watch = async {
-            let mut last_sweep = tokio::time::Instant::now();
+            // The first sweep runs at once: a worker that follows short-lived ones picks up
+            // the payouts whose jobs they took without waiting a whole interval.
+            let mut last_sweep: Option<tokio::time::Instant> = None;
+            let mut first = true;
             loop {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                if last_sweep.elapsed() >= options.sweep_every {
-                    last_sweep = tokio::time::Instant::now();
+                if !first {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                first = false;
+                if last_sweep.is_none_or(|at| at.elapsed() >= options.sweep_every) {
+                    last_sweep = Some(tokio::time::Instant::now());
                     match store.enqueue_overdue(options.sweep_grace).await {
                         Ok(0) => {}
                         Ok(n) => info!(count = n, "re-enqueued overdue payouts"),

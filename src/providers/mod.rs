@@ -19,6 +19,9 @@ use crate::domain::money::Money;
 pub enum Class {
     /// Provably not executed: safe to send again.
     Retry,
+    /// Rate limited: refused before execution, for reasons that are not the payment's. Safe
+    /// to send again, and it does not use up an attempt.
+    Throttled,
     /// May have executed: look up before anything else.
     Unknown,
     /// Refused for good.

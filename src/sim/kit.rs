@@ -33,6 +33,9 @@ pub struct Faults {
     pub error_rate: f64,
     /// 429 with `Retry-After` before execution; nothing is stored.
     pub rate_limit_rate: f64,
+    /// 429 (as above) to the first this many money-moving requests, whatever the dice say.
+    /// Implemented by the Stripe mock.
+    pub rate_limit_first: u32,
     /// Commit the payment, then drop the connection before the response.
     pub drop_after_commit_rate: f64,
     /// Commit-then-drop on the first request of every idempotency token.

@@ -240,6 +240,8 @@ delegate! {
     fn claim(&self, id: &PayoutId, owner: &str, ttl: Duration) -> StoreResult<Claim>;
     fn extend_lease(&self, lease: &Lease, ttl: Duration) -> StoreResult<()>;
     fn lookup_failures(&self, id: &PayoutId) -> StoreResult<u32>;
+    /// Attempts that used up one of the payout's `max_attempts`.
+    fn attempts_used(&self, id: &PayoutId) -> StoreResult<u32>;
     fn last_attempt_started(&self, id: &PayoutId) -> StoreResult<Option<DateTime<Utc>>>;
     fn begin_attempt(&self, lease: &Lease, from: PayoutStatus, attempt: u32, provider_key: &str, context: Option<&str>) -> StoreResult<()>;
     fn record_step(&self, lease: &Lease, from: PayoutStatus, step: &StepRecord<'_>) -> StoreResult<()>;
@@ -276,8 +278,14 @@ delegate! {
     /// Resolves an exception in every run, present and future; `None` if no run found it.
     fn recon_resolve(&self, id: &ExceptionId, note: &str, by: &str) -> StoreResult<Option<Resolution>>;
     fn recon_backfill_references(&self) -> StoreResult<u64>;
-    /// Claims the daily reconciliation of a day; `false` when another worker has it.
-    fn recon_claim_day(&self, day: chrono::NaiveDate) -> StoreResult<bool>;
+    /// Claims the daily reconciliation of a day for a run (see `sql/recon_daily.rs`).
+    fn recon_claim_day(&self, day: chrono::NaiveDate, run_id: &str, ttl: Duration) -> StoreResult<bool>;
+    /// Gives back the claim of a run that failed.
+    fn recon_release_day(&self, day: chrono::NaiveDate, run_id: &str) -> StoreResult<()>;
+    /// Keeps a day for good: its run completed.
+    fn recon_complete_day(&self, day: chrono::NaiveDate, run_id: &str) -> StoreResult<()>;
+    /// Days whose claim lapsed without a completed run.
+    fn recon_days_to_retry(&self, since: chrono::NaiveDate, before: chrono::NaiveDate) -> StoreResult<Vec<chrono::NaiveDate>>;
 }
 
 /// Milliseconds since the epoch, the stored form of a time.

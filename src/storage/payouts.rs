@@ -124,12 +124,16 @@ pub struct PayoutDetail {
     pub events: Vec<PayoutEvent>,
 }
 
-/// Proof of holding a payout's lease; every fenced write takes one.
+/// Proof of holding a payout's lease; every fenced write takes one. A write succeeds only
+/// while the lease is ours (same fence and owner) and unexpired: a step whose renewals failed
+/// cannot prove it still holds the payout, so it stops.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
     pub payout_id: PayoutId,
     pub owner: String,
     pub fence: i64,
+    /// How long a renewal makes it last.
+    pub ttl: Duration,
 }
 
 /// What a claim found.

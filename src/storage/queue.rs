@@ -50,7 +50,28 @@ pub(crate) fn payout_task(
     Ok(task)
 }
 
+/// The payout a job key names (`payout:{id}:{reason}`), if it is one of ours.
+pub(crate) fn payout_of_key(key: &str) -> Option<&str> {
+    key.strip_prefix("payout:")?
+        .split_once(':')
+        .map(|(id, _)| id)
+}
+
 /// The idempotency key a task was built with.
 pub(crate) fn task_key(task: &QueuedTask) -> Option<&str> {
     task.ctx().idempotency_key()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_keys_name_their_payout() {
+        let id = PayoutId::parse("po_01JZ").unwrap();
+        let task = payout_task(&id, Duration::ZERO, "sweep-01K").unwrap();
+        assert_eq!(task_key(&task).and_then(payout_of_key), Some("po_01JZ"));
+        assert_eq!(payout_of_key("other:po_1:x"), None);
+        assert_eq!(payout_of_key("payout:po_1"), None);
+    }
 }

@@ -203,8 +203,10 @@ async fn a_permanent_refusal_fails_the_payout_and_releases_the_hold() {
 
 #[tokio::test]
 async fn exhausted_attempts_wait_for_an_operator_with_the_hold_kept() {
+    // Every send reaches the provider and fails there (a 500; the lookup then finds nothing):
+    // each one uses an attempt. (Rate limits would not: see payout_leases.)
     let env = TestEnv::new(Faults {
-        rate_limit_rate: 1.0,
+        error_rate: 1.0,
         ..Faults::default()
     })
     .await;

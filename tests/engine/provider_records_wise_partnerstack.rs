@@ -32,12 +32,12 @@ fn loopback() -> SocketAddr {
 
 /// One payout we sent, as the test remembers it.
 #[derive(Debug, Clone)]
-struct Sent {
-    payout: PayoutId,
-    key: String,
+pub(crate) struct Sent {
+    pub(crate) payout: PayoutId,
+    pub(crate) key: String,
     destination: String,
     amount: Money,
-    provider_ref: String,
+    pub(crate) provider_ref: String,
 }
 
 impl Sent {
@@ -52,7 +52,7 @@ impl Sent {
         }
     }
 
-    fn sub(&self) -> Submission<'_> {
+    pub(crate) fn sub(&self) -> Submission<'_> {
         Submission {
             payout_id: &self.payout,
             attempt: 1,
@@ -65,7 +65,7 @@ impl Sent {
 }
 
 /// Submits every payout through the rail's normal path, a few at a time.
-async fn send_all(rail: &dyn PayoutRail, payouts: Vec<Sent>) -> Vec<Sent> {
+pub(crate) async fn send_all(rail: &dyn PayoutRail, payouts: Vec<Sent>) -> Vec<Sent> {
     futures::stream::iter(payouts)
         .map(|mut p| async move {
             match rail.submit(&p.sub(), &NoCheckpoints).await {
@@ -166,7 +166,7 @@ const WISE_TOKEN: &str = "wise_test_token";
 
 /// A mock whose transfers stay `processing` after funding unless a test moves them, so the
 /// listing and the statement read the same states.
-async fn wise() -> (MockWise, WiseAdapter) {
+pub(crate) async fn wise() -> (MockWise, WiseAdapter) {
     let config = MockWiseConfig {
         process_after_ms: 3_600_000,
         late_after_ms: 3_600_000,
@@ -186,7 +186,7 @@ async fn wise() -> (MockWise, WiseAdapter) {
 }
 
 /// `n` Wise payouts in USD to the three plain recipients, with distinct amounts.
-fn wise_payouts(prefix: &str, n: usize) -> Vec<Sent> {
+pub(crate) fn wise_payouts(prefix: &str, n: usize) -> Vec<Sent> {
     let recipients = [RECIPIENT_USD, RECIPIENT_EUR, RECIPIENT_GBP];
     (0..n)
         .map(|i| {

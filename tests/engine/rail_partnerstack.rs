@@ -168,14 +168,14 @@ async fn rate_limit_is_retry_with_retry_after_and_records_nothing() {
     });
     let a = Attempt::new("po_rl", 1, "pk_alice", 500);
     match submit(&adapter, &a).await {
-        SendDecision::Retry {
+        SendDecision::Throttled {
             retry_after,
             reason,
         } => {
             assert_eq!(retry_after, Some(Duration::from_secs(1)));
             assert!(reason.contains("429"), "{reason}");
         }
-        other => panic!("expected Retry, got {other:?}"),
+        other => panic!("expected Throttled, got {other:?}"),
     }
     assert!(mock.moved().is_empty());
     assert_eq!(resolve(&adapter, &a, &[]).await, LookupFinding::Absent);

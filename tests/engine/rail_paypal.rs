@@ -196,14 +196,14 @@ async fn rate_limit_is_retry_with_retry_after() {
     let a = adapter(&m);
     let t = Attempt::new("f@example.com", "1.00", Currency::Usd);
     match a.submit(&t.sub(), &NoCheckpoints).await {
-        SendDecision::Retry {
+        SendDecision::Throttled {
             reason,
             retry_after,
         } => {
             assert!(reason.contains("RATE_LIMIT_REACHED"), "{reason}");
             assert_eq!(retry_after, Some(Duration::from_secs(1)));
         }
-        other => panic!("expected Retry, got {other:?}"),
+        other => panic!("expected Throttled, got {other:?}"),
     }
     assert!(m.moved().is_empty());
     // A resolve that is rate limited proves nothing: it is an error, retried later.
@@ -605,7 +605,7 @@ async fn control_routes_drive_the_mock_over_http() {
     let again = Attempt::new("ctl@example.com", "2.50", Currency::Usd);
     assert!(matches!(
         a.submit(&again.sub(), &NoCheckpoints).await,
-        SendDecision::Retry { .. }
+        SendDecision::Throttled { .. }
     ));
     let r = http
         .post(format!("{base}/__mock/expire-tokens"))

@@ -238,10 +238,10 @@ async fn rate_limit_is_retry_with_retry_after() {
     .await;
     let a = Attempt::new(&payout(), 1, RECIPIENT_USD, "10.00");
     match e.wise.submit(&a.sub(), &NoCheckpoints).await {
-        SendDecision::Retry { retry_after, .. } => {
+        SendDecision::Throttled { retry_after, .. } => {
             assert_eq!(retry_after, Some(Duration::from_secs(1)))
         }
-        other => panic!("expected Retry, got {other:?}"),
+        other => panic!("expected Throttled, got {other:?}"),
     }
     assert!(e.mock.transfers().is_empty());
     assert!(e.mock.moved().is_empty());

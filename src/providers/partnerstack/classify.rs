@@ -32,7 +32,7 @@ pub const RULES: &[Rule] = &[
     Rule {
         status: (429, 429),
         phrase: None,
-        class: Class::Retry,
+        class: Class::Throttled,
         why: "rate limited before execution",
     },
     Rule {
@@ -134,7 +134,7 @@ mod tests {
         assert_eq!(classify(403, "").0, Class::Permanent);
         assert_eq!(classify(404, "partner not found").0, Class::Permanent);
         assert_eq!(classify(422, "").0, Class::Permanent);
-        assert_eq!(classify(429, "").0, Class::Retry);
+        assert_eq!(classify(429, "").0, Class::Throttled);
         assert_eq!(classify(500, "").0, Class::Unknown);
         assert_eq!(classify(503, "").0, Class::Unknown);
         assert_eq!(classify(302, "").0, Class::Unknown);

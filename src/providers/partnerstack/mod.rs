@@ -182,6 +182,10 @@ impl PartnerstackAdapter {
                 reason,
                 retry_after: retry_after(&headers),
             },
+            Class::Throttled => SendDecision::Throttled {
+                reason,
+                retry_after: retry_after(&headers),
+            },
             Class::Unknown => SendDecision::Unknown { reason },
             Class::Permanent => SendDecision::Permanent { reason },
         }

@@ -70,7 +70,7 @@ pub const RULES: &[Rule] = &[
     Rule {
         status: (429, 429),
         name: None,
-        class: Class::Retry,
+        class: Class::Throttled,
         why: "rate limited before execution",
     },
     Rule {
@@ -213,7 +213,7 @@ mod tests {
             classify(422, Some("UNPROCESSABLE_ENTITY"), &["INSUFFICIENT_FUNDS"]).0,
             Class::Retry
         );
-        assert_eq!(c(429, Some("RATE_LIMIT_REACHED")), Class::Retry);
+        assert_eq!(c(429, Some("RATE_LIMIT_REACHED")), Class::Throttled);
         assert_eq!(c(500, Some("INTERNAL_ERROR")), Class::Unknown);
         assert_eq!(c(503, Some("SERVICE_UNAVAILABLE")), Class::Unknown);
         assert_eq!(c(504, Some("REQUEST_TIMEOUT_EXCEEDED")), Class::Unknown);

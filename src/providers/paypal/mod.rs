@@ -426,6 +426,10 @@ impl PaypalAdapter {
                 reason,
                 retry_after: retry_after(&headers),
             },
+            Class::Throttled => SendDecision::Throttled {
+                reason,
+                retry_after: retry_after(&headers),
+            },
             Class::Unknown => SendDecision::Unknown { reason },
             Class::Permanent => SendDecision::Permanent { reason },
         };
@@ -695,6 +699,7 @@ impl PayoutRail for PaypalAdapter {
                         Some(status),
                         SendDecision::Permanent { reason }
                         | SendDecision::Retry { reason, .. }
+                        | SendDecision::Throttled { reason, .. }
                         | SendDecision::Unknown { reason },
                     ) => ProviderError::Status {
                         status,
@@ -704,6 +709,7 @@ impl PayoutRail for PaypalAdapter {
                         None,
                         SendDecision::Permanent { reason }
                         | SendDecision::Retry { reason, .. }
+                        | SendDecision::Throttled { reason, .. }
                         | SendDecision::Unknown { reason },
                     ) => ProviderError::Transport(format!("re-send inconclusive: {reason}")),
                     (_, SendDecision::Landed { provider_ref, .. }) => ProviderError::Decode(

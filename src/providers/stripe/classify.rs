@@ -36,7 +36,7 @@ pub const RULES: &[Rule] = &[
     Rule {
         status: (429, 429),
         code: None,
-        class: Class::Retry,
+        class: Class::Throttled,
         why: "rate limited before execution",
     },
     Rule {
@@ -97,7 +97,7 @@ mod tests {
             classify(409, Some("idempotency_key_in_use"), None).0,
             Class::Unknown
         );
-        assert_eq!(classify(429, Some("rate_limit"), None).0, Class::Retry);
+        assert_eq!(classify(429, Some("rate_limit"), None).0, Class::Throttled);
         assert_eq!(classify(500, None, Some("api_error")).0, Class::Unknown);
         assert_eq!(classify(503, None, None).0, Class::Unknown);
         assert_eq!(classify(302, None, None).0, Class::Unknown);

@@ -130,6 +130,10 @@ impl StripeAdapter {
                 reason,
                 retry_after: retry_after(&headers),
             },
+            Class::Throttled => SendDecision::Throttled {
+                reason,
+                retry_after: retry_after(&headers),
+            },
             Class::Unknown => SendDecision::Unknown { reason },
             Class::Permanent => SendDecision::Permanent { reason },
         }

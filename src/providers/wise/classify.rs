@@ -48,7 +48,7 @@ pub const RULES: &[Rule] = &[
     Rule {
         status: (429, 429),
         code: None,
-        class: Class::Retry,
+        class: Class::Throttled,
         why: "rate limited before execution",
     },
     Rule {
@@ -125,7 +125,7 @@ mod tests {
         assert_eq!(classify(404, None).0, Class::Permanent);
         assert_eq!(classify(408, None).0, Class::Unknown);
         assert_eq!(classify(422, Some("NOT_VALID")).0, Class::Permanent);
-        assert_eq!(classify(429, None).0, Class::Retry);
+        assert_eq!(classify(429, None).0, Class::Throttled);
         assert_eq!(
             classify(500, Some("Internal Server Error")).0,
             Class::Unknown

@@ -68,6 +68,10 @@ impl Failure {
                         reason,
                         retry_after,
                     },
+                    Class::Throttled => SendDecision::Throttled {
+                        reason,
+                        retry_after,
+                    },
                     Class::Unknown => SendDecision::Unknown { reason },
                     Class::Permanent => SendDecision::Permanent { reason },
                 }

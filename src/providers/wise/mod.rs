@@ -364,7 +364,7 @@ impl WiseAdapter {
             },
             Err(f) => match f.class() {
                 Class::Unknown => f.decision(),
-                Class::Retry | Class::Permanent => {
+                Class::Retry | Class::Throttled | Class::Permanent => {
                     self.after_refusal(transfer_id, f.decision()).await
                 }
             },
@@ -380,7 +380,8 @@ impl WiseAdapter {
         let why = match &refusal {
             SendDecision::Permanent { reason }
             | SendDecision::Unknown { reason }
-            | SendDecision::Retry { reason, .. } => reason.clone(),
+            | SendDecision::Retry { reason, .. }
+            | SendDecision::Throttled { reason, .. } => reason.clone(),
             SendDecision::Landed { provider_ref, .. } => provider_ref.clone(),
         };
         match self
@@ -427,7 +428,8 @@ impl WiseAdapter {
     }
 
     /// Every transfer of the profile whose customerTransactionId is one of `ctids`, following
-    /// offset pagination to the end.
+    /// offset pagination to the end: an empty page, never merely a short one (Wise may answer
+    /// fewer than asked for before the end, and a transfer missed here reads as absent).
     /// `since` bounds the listing to transfers created on or after that day, so a resolve
     /// does not page through the profile's whole history.
     pub async fn transfers_by_ctid(
@@ -438,7 +440,7 @@ impl WiseAdapter {
         const PAGE: usize = 100;
         let mut found = Vec::new();
         let mut offset = 0usize;
-        loop {
+        for _ in 0..records::MAX_PAGES {
             let mut query = vec![
                 ("profile", self.profile_id.to_string()),
                 ("limit", PAGE.to_string()),
@@ -453,16 +455,20 @@ impl WiseAdapter {
                 .await
                 .map_err(Failure::provider_error)?;
             let n = page.len();
+            if n == 0 {
+                return Ok(found);
+            }
             found.extend(page.into_iter().filter(|t| {
                 t.customer_transaction_id
                     .as_deref()
                     .is_some_and(|c| ctids.contains(&c))
             }));
-            if n < PAGE {
-                return Ok(found);
-            }
             offset += n;
         }
+        Err(ProviderError::Decode(format!(
+            "transfer listing did not end within {} pages",
+            records::MAX_PAGES
+        )))
     }
 
     /// Settles an uncertain payout by listing, never by trusting a dedupe window.
@@ -575,7 +581,7 @@ impl WiseAdapter {
             },
             SendDecision::Permanent { reason } => LookupFinding::Refused { reason },
             // Nothing was created, or the unfunded transfer was cancelled: nothing exists.
-            SendDecision::Retry { .. } => LookupFinding::Absent,
+            SendDecision::Retry { .. } | SendDecision::Throttled { .. } => LookupFinding::Absent,
             SendDecision::Unknown { reason } => return Err(ProviderError::Transport(reason)),
         })
     }

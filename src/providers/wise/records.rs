@@ -25,7 +25,7 @@ use crate::providers::records::{RecordPages, RecordSource};
 pub const PAGE: usize = 100;
 
 /// Upper bound on pages read by one listing, so a misbehaving API cannot loop for ever.
-const MAX_PAGES: usize = 100_000;
+pub(super) const MAX_PAGES: usize = 100_000;
 
 /// The form of a transfer's `created` (always UTC).
 pub const CREATED_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
@@ -164,7 +164,9 @@ impl WiseAdapter {
                     }
                 };
                 cursor.offset += transfers.len();
-                cursor.done = transfers.len() < page;
+                // Only an empty page ends the listing: Wise may answer fewer than asked for
+                // on a page that is not the last.
+                cursor.done = transfers.is_empty();
                 let mut records = Vec::with_capacity(transfers.len());
                 let mut ids = HashSet::with_capacity(transfers.len());
                 for t in &transfers {
@@ -198,7 +200,7 @@ impl RecordSource for WiseAdapter {
     }
 
     /// `GET /v1/transfers?profile=…&createdDateStart=…&createdDateEnd=…&limit=100&offset=…`
-    /// until a short page; only transfers created in `[from, to)` are yielded.
+    /// until an empty page; only transfers created in `[from, to)` are yielded.
     fn record_pages<'a>(&'a self, from: DateTime<Utc>, to: DateTime<Utc>) -> RecordPages<'a> {
         self.record_pages_of(from, to, PAGE)
     }

@@ -81,6 +81,8 @@ struct Inner {
     default_balance: i64,
     next_id: u64,
     requests: u64,
+    /// Money-moving requests answered 429 by `Faults::rate_limit_first` so far.
+    limited_first: u32,
 }
 
 /// Handle to a running mock. Dropping it does not stop the server; call [`MockStripe::stop`].
@@ -136,6 +138,7 @@ impl MockStripe {
             default_balance: config.balance_minor,
             next_id: 1,
             requests: 0,
+            limited_first: 0,
             outbox: Outbox::default(),
             webhook_secret: config.webhook_secret,
             webhook_skew_secs: 0,
@@ -529,7 +532,11 @@ async fn create_transfer(
     let (latency, gate, first_seen) = {
         let mut guard = lock(&inner);
         let inner = &mut *guard;
-        let limited = inner.dice.roll(inner.faults.rate_limit_rate);
+        let first = inner.limited_first < inner.faults.rate_limit_first;
+        if first {
+            inner.limited_first += 1;
+        }
+        let limited = first || inner.dice.roll(inner.faults.rate_limit_rate);
         if limited {
             let mut r = stripe_error(
                 StatusCode::TOO_MANY_REQUESTS,

@@ -195,6 +195,9 @@ struct Inner {
     transfers: Vec<MockTransfer>,
     balances: BTreeMap<String, i64>,
     clock_offset: chrono::Duration,
+    /// At most this many transfers per listing page, whatever `limit` asks: Wise may answer
+    /// a short page that is not the last.
+    page_cap: Option<usize>,
     next_id: u64,
     process_after: Duration,
     late_after: Duration,
@@ -275,6 +278,7 @@ impl MockWise {
             transfers: Vec::new(),
             balances,
             clock_offset: chrono::Duration::zero(),
+            page_cap: None,
             next_id: 50_000_001,
             process_after: Duration::from_millis(config.process_after_ms),
             late_after: Duration::from_millis(config.late_after_ms),
@@ -328,6 +332,11 @@ impl MockWise {
 
     pub fn set_repeat_mode(&self, mode: RepeatMode) {
         lock(&self.inner).repeat_mode = mode;
+    }
+
+    /// Caps every transfer listing page at `cap` transfers (`None`: as many as `limit` asks).
+    pub fn set_page_cap(&self, cap: Option<usize>) {
+        lock(&self.inner).page_cap = cap;
     }
 
     /// Shifts the mock's clock (quote expiry) by `offset` from real time.
@@ -979,7 +988,7 @@ async fn list_transfers(
                 .is_none_or(|s| s.contains(&t.status.as_str()))
         })
         .skip(q.offset.unwrap_or(0))
-        .take(limit)
+        .take(inner.page_cap.map_or(limit, |cap| limit.min(cap)))
         .collect();
     body_of(200, &page)
 }

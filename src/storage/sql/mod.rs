@@ -19,6 +19,7 @@ mod metrics;
 pub mod payout_methods;
 pub mod payout_runs;
 pub mod payouts;
+pub mod recon_daily;
 pub mod reconcile;
 pub mod templates;
 pub mod tracking;
@@ -79,6 +80,29 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// The payouts that hold a job a worker will fetch: pending, or failed with attempts left
+/// (apalis fetches both). A job taken by a worker (queued or running) is not counted: if the
+/// worker died, the job waits for apalis's orphan rescue, and the payout's lapsed lease and
+/// overdue step already say nobody is on it.
+pub(crate) async fn runnable_job_payouts(
+    tx: &mut Tx,
+) -> StoreResult<std::collections::HashSet<String>> {
+    let sql = format!(
+        "SELECT idempotency_key FROM {JOBS_TABLE} \
+         WHERE job_type = $1 AND idempotency_key IS NOT NULL \
+           AND (status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts))"
+    );
+    let keys: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(crate::storage::queue::PAYOUT_QUEUE)
+        .fetch_all(&mut **tx)
+        .await?;
+    Ok(keys
+        .iter()
+        .filter_map(|k| crate::storage::queue::payout_of_key(k))
+        .map(str::to_owned)
+        .collect())
 }
 
 /// Enqueues a job to advance `payout` after `delay`. `dedupe` names the reason; the queue

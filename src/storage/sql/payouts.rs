@@ -21,7 +21,7 @@ use crate::domain::cooling_off::held_until;
 use crate::domain::ids::{AccountId, PayoutId, Rail};
 use crate::domain::ledger::{Book, TransactionDraft, TransactionKind, TransactionStatus};
 use crate::domain::money::{Currency, Money};
-use crate::domain::payout::PayoutStatus;
+use crate::domain::payout::{INTERRUPTED, PayoutStatus};
 use crate::domain::reconcile::rail_reference;
 use crate::ingest::record::content_hash;
 use crate::storage::queue::payout_task;
@@ -499,6 +499,7 @@ impl Store {
                         payout_id: id.clone(),
                         owner: owner.to_string(),
                         fence,
+                        ttl,
                     },
                     payout: Box::new(payout),
                 }
@@ -539,12 +540,13 @@ impl Store {
         let now = to_millis(Utc::now());
         let done = sqlx::query(
             "UPDATE payouts SET lease_expires_at = $1 \
-             WHERE id = $2 AND fence = $3 AND lease_owner = $4",
+             WHERE id = $2 AND fence = $3 AND lease_owner = $4 AND lease_expires_at > $5",
         )
         .bind(now + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 4))
         .bind(lease.payout_id.as_str())
         .bind(lease.fence)
         .bind(&lease.owner)
+        .bind(now)
         .execute(&self.pool)
         .await?;
         if done.rows_affected() == 1 {
@@ -574,7 +576,8 @@ impl Store {
     }
 
     /// Persists attempt `attempt` and its provider key, and moves the payout to `submitting`,
-    /// *before* the request leaves. Fails with `LeaseLost` if the lease was taken over.
+    /// *before* the request leaves. Fails with `LeaseLost` if the lease was taken over or has
+    /// lapsed; otherwise the lease is renewed for its full life, which outlasts the request.
     pub async fn begin_attempt(
         &self,
         lease: &Lease,
@@ -586,17 +589,19 @@ impl Store {
         let mut tx = self
             .begin_write(WriteLock::Payout(lease.payout_id.as_str()))
             .await?;
+        prove_lease(&mut tx, lease).await?;
         let now = to_millis(Utc::now());
         // An attempt still marked in flight belonged to a worker that stopped mid-send; the
-        // lookup that led here settled it.
+        // lookup that led here proved it did not land. It does not use up an attempt.
         sqlx::query(
-            "UPDATE payout_attempts SET outcome = 'unknown', finished_at = $1, \
+            "UPDATE payout_attempts SET outcome = $4, finished_at = $1, \
                detail = COALESCE(detail, $2) \
              WHERE payout_id = $3 AND outcome = 'in_flight'",
         )
         .bind(now)
-        .bind(context.unwrap_or("outcome unknown; lookup found no transfer"))
+        .bind(context.unwrap_or("cut off mid-send; lookup found no transfer"))
         .bind(lease.payout_id.as_str())
+        .bind(INTERRUPTED)
         .execute(&mut *tx)
         .await?;
         fenced_update(
@@ -675,7 +680,7 @@ impl Store {
                watch_until = CASE WHEN $1 = 'paid' AND status <> 'paid' AND $2 IS NOT NULL \
                  THEN $13 ELSE watch_until END, \
                lease_owner = NULL, lease_expires_at = NULL, updated_at = $6 \
-             WHERE id = $7 AND fence = $8 AND lease_owner = $9 \
+             WHERE id = $7 AND fence = $8 AND lease_owner = $9 AND lease_expires_at > $6 \
              RETURNING hold_txn_id",
         )
         .bind(step.to.code())
@@ -785,13 +790,19 @@ impl Store {
         Ok(())
     }
 
-    /// The safety net: active payouts whose next step is overdue and whose lease (if any) has
-    /// expired get a job. Returns how many.
+    /// The safety net: active payouts whose next step is overdue, whose lease (if any) has
+    /// expired and that hold no job a worker will fetch get a fresh one. Returns how many.
+    ///
+    /// It never relies on a job key being free: keys stay taken for as long as their job's
+    /// row exists, finished or not, so a key derived from the payout's state could already be
+    /// burnt. It reads which payouts hold a runnable job and gives each of the others a job
+    /// under a key nothing else makes (a new ULID).
     pub async fn enqueue_overdue(&self, grace: Duration) -> StoreResult<usize> {
         let now = to_millis(Utc::now());
         let cutoff = now - i64::try_from(grace.as_millis()).unwrap_or(0);
-        let due: Vec<(String, i64, i64)> = sqlx::query_as(
-            "SELECT id, COALESCE(next_action_at, 0), fence FROM payouts \
+        let mut tx = self.begin_write(WriteLock::Sweep).await?;
+        let due: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM payouts \
              WHERE (status IN ('queued', 'submitting', 'retry_scheduled', 'outcome_unknown', 'processing') \
                     OR (status = 'paid' AND watch_until > $1 AND next_action_at IS NOT NULL)) \
                AND (lease_expires_at IS NULL OR lease_expires_at < $1) \
@@ -800,28 +811,58 @@ impl Store {
         )
         .bind(now)
         .bind(cutoff)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
         if due.is_empty() {
             return Ok(0);
         }
-        // The fence is in the key: a payout swept again after a takeover gets a new job
-        // (queue keys are unique for ever).
+        let covered = super::runnable_job_payouts(&mut tx).await?;
         let tasks = due
             .iter()
-            .map(|(id, at, fence)| {
+            .filter(|id| !covered.contains(id.as_str()))
+            .map(|id| {
                 let id: PayoutId = parse_stored("payout id", id)?;
-                payout_task(&id, Duration::ZERO, &format!("sweep-{at}-{fence}"))
+                payout_task(
+                    &id,
+                    Duration::ZERO,
+                    &format!("sweep-{}", ulid::Ulid::generate()),
+                )
             })
             .collect::<StoreResult<Vec<_>>>()?;
-        let mut tx = self.begin_write(WriteLock::Sweep).await?;
-        super::push_tasks(&mut tx, tasks).await?;
+        let count = tasks.len();
+        if count > 0 {
+            super::push_tasks(&mut tx, tasks).await?;
+        }
         tx.commit().await?;
-        Ok(due.len())
+        Ok(count)
     }
 }
 
-/// `UPDATE payouts SET <set> WHERE id AND fence AND owner`, with `$3`/`$4` bound to `a`/`b`.
+/// Proves, inside `tx`, that `lease` is still ours and unexpired, and renews it for its full
+/// life: the write that precedes a provider call, so the call ends before anyone may take
+/// the payout over. `LeaseLost` otherwise.
+pub(crate) async fn prove_lease(tx: &mut Tx, lease: &Lease) -> StoreResult<()> {
+    let now = to_millis(Utc::now());
+    let done = sqlx::query(
+        "UPDATE payouts SET lease_expires_at = $1 \
+         WHERE id = $2 AND fence = $3 AND lease_owner = $4 AND lease_expires_at > $5",
+    )
+    .bind(now + i64::try_from(lease.ttl.as_millis()).unwrap_or(i64::MAX / 4))
+    .bind(lease.payout_id.as_str())
+    .bind(lease.fence)
+    .bind(&lease.owner)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    if done.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(lease_lost(lease))
+    }
+}
+
+/// `UPDATE payouts SET <set> WHERE id AND fence AND owner AND unexpired`, with `$3`/`$4`
+/// bound to `a`/`b`.
 async fn fenced_update(
     tx: &mut Tx,
     lease: &Lease,
@@ -829,13 +870,17 @@ async fn fenced_update(
     a: i64,
     b: i64,
 ) -> StoreResult<()> {
-    let sql = format!("UPDATE payouts SET {set} WHERE id = $1 AND fence = $2 AND lease_owner = $5");
+    let sql = format!(
+        "UPDATE payouts SET {set} \
+         WHERE id = $1 AND fence = $2 AND lease_owner = $5 AND lease_expires_at > $6"
+    );
     let done = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(lease.payout_id.as_str())
         .bind(lease.fence)
         .bind(a)
         .bind(b)
         .bind(&lease.owner)
+        .bind(to_millis(Utc::now()))
         .execute(&mut **tx)
         .await?;
     if done.rows_affected() == 1 {

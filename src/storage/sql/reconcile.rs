@@ -385,20 +385,6 @@ impl Store {
         Ok(())
     }
 
-    /// Claims the daily reconciliation of `day` for this worker; `false` when another worker
-    /// already has it.
-    pub async fn recon_claim_day(&self, day: chrono::NaiveDate) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "INSERT INTO recon_daily (day, claimed_at) VALUES ($1, $2) \
-             ON CONFLICT (day) DO NOTHING",
-        )
-        .bind(day.to_string())
-        .bind(to_millis(Utc::now()))
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
     /// Marks a run failed with the reason, keeping what it read for inspection.
     pub async fn recon_fail(&self, run_id: &str, error: &str) -> StoreResult<()> {
         sqlx::query(

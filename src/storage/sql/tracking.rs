@@ -16,6 +16,7 @@ use crate::domain::object_match::{
     Anchor, AttemptTokens, Evidence, ObjectMatch, Reading, match_reading,
 };
 use crate::domain::payout::PayoutStatus;
+use crate::domain::payout::uses_an_attempt;
 use crate::domain::tracking::{Observation, Tracked, track};
 use crate::providers::rail::PastAttempt;
 
@@ -51,6 +52,18 @@ impl Store {
             .collect()
     }
 
+    /// Attempts that used up one of the payout's `max_attempts` (see
+    /// [`uses_an_attempt`]): a send still marked in flight was cut off and does not count.
+    pub async fn attempts_used(&self, id: &PayoutId) -> StoreResult<u32> {
+        let outcomes: Vec<String> =
+            sqlx::query_scalar("SELECT outcome FROM payout_attempts WHERE payout_id = $1")
+                .bind(id.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+        let used = outcomes.iter().filter(|o| uses_an_attempt(o)).count();
+        Ok(u32::try_from(used).unwrap_or(u32::MAX))
+    }
+
     /// Saves progress inside attempt `attempt`, fenced by the lease like every step write.
     pub async fn save_checkpoint(
         &self,
@@ -61,6 +74,8 @@ impl Store {
         let mut tx = self
             .begin_write(WriteLock::Payout(lease.payout_id.as_str()))
             .await?;
+        // The rail's next call follows this write: prove (and renew) the lease first.
+        super::payouts::prove_lease(&mut tx, lease).await?;
         let done = sqlx::query(
             "UPDATE payout_attempts SET checkpoint = $1 \
              WHERE payout_id = $2 AND attempt_no = $3 \
