@@ -44,6 +44,18 @@ struct StoredDraw {
 /// (program, referred account, role) of a draw.
 type DrawKey = (String, String, &'static str);
 
+/// program, referred_id, role, amount, slot, slots, digest, seed_fingerprint.
+type DrawRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+);
+
 impl Store {
     /// Checks every bonus program's seed against the fingerprint the database's draws were
     /// made with. A different seed is refused, naming how to rotate, unless `rotate`: then it
@@ -254,16 +266,7 @@ fn new_draw(
 
 /// The stored draws of the referred accounts in the accrual scope.
 async fn stored_draws(tx: &mut Tx) -> StoreResult<HashMap<DrawKey, StoredDraw>> {
-    let rows: Vec<(
-        String,
-        String,
-        String,
-        String,
-        String,
-        String,
-        String,
-        String,
-    )> = sqlx::query_as(
+    let rows: Vec<DrawRow> = sqlx::query_as(
         "SELECT d.program, d.referred_id, d.role, d.amount, d.slot, d.slots, d.digest, \
                     d.seed_fingerprint \
              FROM accrual_scope s JOIN bonus_draws d ON d.referred_id = s.id \

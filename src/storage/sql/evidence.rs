@@ -36,6 +36,9 @@ type JudgeRow = (
     i64,
 );
 
+/// status, disqualification and disqualified_late_at of an update.
+type VerdictKey = (&'static str, Option<&'static str>, Option<i64>);
+
 impl Store {
     /// Records what accounts and links written by an ingest say about who is connected, and
     /// marks their accounts so [`Store::judge_referrals`] looks at their referrals again.
@@ -138,8 +141,7 @@ impl Store {
 
         let now = to_millis(Utc::now());
         // (status, reason, late_at) -> referral ids; and the referred accounts to re-accrue.
-        let mut updates: BTreeMap<(&'static str, Option<&'static str>, Option<i64>), Vec<String>> =
-            BTreeMap::new();
+        let mut updates: BTreeMap<VerdictKey, Vec<String>> = BTreeMap::new();
         let mut rescope = Vec::new();
         for (id, at, status, reason, late_at, a_id, a_c, a_h, b_id, b_c, b_h, linked) in rows {
             let previous = match (status.as_str(), reason.as_deref()) {
