@@ -62,13 +62,33 @@ impl Store {
     /// is accepted for new draws, and the draws already made stay as they are. A program
     /// whose seed is not set is skipped: only a draw needs it.
     pub async fn check_bonus_seeds(&self, rotate: bool) -> StoreResult<()> {
+        let seeded: Vec<(&Program, &BonusTerms)> = self
+            .programs
+            .iter()
+            .filter_map(|p| p.bonus().filter(|t| t.seed.is_some()).map(|t| (p, t)))
+            .collect();
+        // Reading is enough unless a seed changed: a read-only command does not wait for the
+        // write lock behind a long ingest.
+        let mut changed = false;
+        for (program, terms) in &seeded {
+            let stored: Option<String> =
+                sqlx::query_scalar("SELECT fingerprint FROM bonus_seeds WHERE program = $1")
+                    .bind(program.id.as_str())
+                    .fetch_optional(self.pool())
+                    .await?;
+            let current = terms
+                .seed
+                .as_ref()
+                .map(|s| seed_fingerprint(s.expose_secret().as_bytes()))
+                .unwrap_or_default();
+            changed |= stored.is_some_and(|s| s != current);
+        }
+        if !changed {
+            return Ok(());
+        }
         let mut tx = self.begin_write(WriteLock::Accrual).await?;
-        for program in self.programs.iter() {
-            if let Some(terms) = program.bonus()
-                && terms.seed.is_some()
-            {
-                accept_seed(&mut tx, program, terms, rotate, false).await?;
-            }
+        for (program, terms) in seeded {
+            accept_seed(&mut tx, program, terms, rotate, false).await?;
         }
         tx.commit().await?;
         Ok(())

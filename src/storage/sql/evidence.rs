@@ -179,30 +179,40 @@ impl Store {
             rescope.push(b_id);
         }
         let changed = rescope.len();
-        for ((status, reason, late_at), ids) in updates {
-            for chunk in ids.chunks(BATCH_ROWS) {
-                let mut q = QueryBuilder::<Db>::new("UPDATE referrals SET status = ");
-                q.push_bind(status)
-                    .push(", disqualification = ")
-                    .push_bind(reason)
-                    .push(", disqualified_late_at = ")
-                    .push_bind(late_at)
-                    .push(", judged_at = ")
-                    .push_bind(now)
-                    .push(" WHERE id IN (");
-                let mut sep = q.separated(", ");
-                for id in chunk {
-                    sep.push_bind(id.as_str());
-                }
-                q.push(")");
-                q.build().execute(&mut **tx).await?;
-            }
-        }
+        write_verdicts(tx, updates, now).await?;
         rescope.sort_unstable();
         rescope.dedup();
         Self::scope(tx, "account", rescope).await?;
         Ok(changed)
     }
+}
+
+/// Stores changed verdicts, one UPDATE per verdict and chunk.
+async fn write_verdicts(
+    tx: &mut Tx,
+    updates: BTreeMap<VerdictKey, Vec<String>>,
+    now: i64,
+) -> StoreResult<()> {
+    for ((status, reason, late_at), ids) in updates {
+        for chunk in ids.chunks(BATCH_ROWS) {
+            let mut q = QueryBuilder::<Db>::new("UPDATE referrals SET status = ");
+            q.push_bind(status)
+                .push(", disqualification = ")
+                .push_bind(reason)
+                .push(", disqualified_late_at = ")
+                .push_bind(late_at)
+                .push(", judged_at = ")
+                .push_bind(now)
+                .push(" WHERE id IN (");
+            let mut sep = q.separated(", ");
+            for id in chunk {
+                sep.push_bind(id.as_str());
+            }
+            q.push(")");
+            q.build().execute(&mut **tx).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Every normalized email and payment fingerprint each account has had.
