@@ -317,6 +317,23 @@ fn count(name: &'static str, default: u32) -> Result<u32, ConfigError> {
 }
 
 /// `PAYOUTS_METHOD_COOLING_OFF_HOURS` (default 72; 0 turns the hold off).
+/// `PAYOUTS_ROTATE_BONUS_SEED=1`: accept a bonus seed other than the one the database's draws
+/// were made with. New draws use it; bonuses already drawn stay as they are.
+pub fn rotate_bonus_seed_from_env() -> Result<bool, ConfigError> {
+    match var("PAYOUTS_ROTATE_BONUS_SEED") {
+        None => Ok(false),
+        Some(v) => match v.trim() {
+            "1" | "true" => Ok(true),
+            "0" | "false" => Ok(false),
+            _ => Err(ConfigError::Invalid {
+                name: "PAYOUTS_ROTATE_BONUS_SEED",
+                value: v,
+                why: "set it to 1 to rotate the bonus seed, or leave it unset".into(),
+            }),
+        },
+    }
+}
+
 pub fn safeguards_from_env() -> Result<crate::domain::cooling_off::Safeguards, ConfigError> {
     let hours = count("PAYOUTS_METHOD_COOLING_OFF_HOURS", 72)?;
     Ok(crate::domain::cooling_off::Safeguards {

@@ -266,6 +266,13 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 // Display is the redacted form: the password never reaches a message.
                 .with_context(|| format!("opening database {}", cli.database_url))?
                 .with_safeguards(safeguards);
+            // A bonus seed other than the one the database's draws were made with stops every
+            // command, unless a rotation is asked for: drawn bonuses are never re-drawn.
+            let rotate = payouts::app::config::rotate_bonus_seed_from_env()?;
+            if let Err(e) = store.check_bonus_seeds(rotate).await {
+                store.close().await;
+                return Err(e.into());
+            }
             let code = run_with_store(&store, command).await;
             store.close().await;
             code

@@ -10,8 +10,11 @@ use super::ids::AccountId;
 pub struct AccountFacts {
     pub id: AccountId,
     pub created_at: DateTime<Utc>,
-    pub email: String,
-    pub payment_fingerprint: Option<String>,
+    /// Every email the account has had: a connection once seen stays evidence, so the verdict
+    /// does not depend on the order account versions arrived in.
+    pub emails: Vec<String>,
+    /// Every payment fingerprint the account has had, for the same reason.
+    pub payment_fingerprints: Vec<String>,
     pub hosted_machines: bool,
 }
 
@@ -47,6 +50,20 @@ impl Disqualification {
         ]
         .into_iter()
         .find(|d| d.code() == code)
+    }
+
+    /// The ledger note and balance reason of a referral disqualified after it had qualified.
+    pub fn explain_late(self, evidence_at: DateTime<Utc>, clawed_back: bool) -> String {
+        let outcome = if clawed_back {
+            "what it had earned was clawed back"
+        } else {
+            "what it had earned stays; spend from then on earns nothing"
+        };
+        format!(
+            "referral disqualified: {}; the evidence arrived at {} after the referral had qualified, so {outcome}",
+            self.explain(),
+            evidence_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )
     }
 
     /// A sentence a referrer can read.
@@ -104,19 +121,62 @@ pub fn judge_referral(
     if linked {
         return Err(Disqualification::LinkedAccounts);
     }
-    if normalize_email(&referrer.email) == normalize_email(&referred.email) {
+    let shared = |a: &[String], b: &[String], norm: fn(&str) -> String| {
+        a.iter()
+            .map(|x| norm(x))
+            .filter(|x| !x.is_empty())
+            .any(|x| b.iter().any(|y| norm(y) == x))
+    };
+    if shared(&referrer.emails, &referred.emails, normalize_email) {
         return Err(Disqualification::SameEmail);
     }
-    if let (Some(a), Some(b)) = (&referrer.payment_fingerprint, &referred.payment_fingerprint)
-        && !a.trim().is_empty()
-        && a.trim() == b.trim()
-    {
+    if shared(
+        &referrer.payment_fingerprints,
+        &referred.payment_fingerprints,
+        |f| f.trim().to_string(),
+    ) {
         return Err(Disqualification::SamePaymentFingerprint);
     }
     if referred.created_at < referred_at {
         return Err(Disqualification::ExistingAccount);
     }
     Ok(())
+}
+
+/// A referral's stored verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredVerdict {
+    /// Not judged yet: one of its accounts is not known.
+    Pending,
+    Qualified,
+    Disqualified(Disqualification),
+}
+
+/// A verdict to store: the judgement, and since when a referral that had qualified is
+/// disqualified (`None` when it never qualified, or qualifies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerdictChange {
+    pub verdict: Result<(), Disqualification>,
+    pub late_at: Option<DateTime<Utc>>,
+}
+
+/// What to store when a referral is judged (again) at `now`; `None` when nothing changes.
+/// Evidence that disqualifies a qualified referral is late: its time is kept, so the balance
+/// can say when and a program that only stops future earnings knows where to cut.
+pub fn rejudge(
+    previous: StoredVerdict,
+    previous_late_at: Option<DateTime<Utc>>,
+    verdict: Result<(), Disqualification>,
+    now: DateTime<Utc>,
+) -> Option<VerdictChange> {
+    let late_at = match (previous, verdict) {
+        (StoredVerdict::Qualified, Ok(())) => return None,
+        (StoredVerdict::Disqualified(was), Err(now_why)) if was == now_why => return None,
+        (StoredVerdict::Qualified, Err(_)) => Some(now),
+        (StoredVerdict::Disqualified(_), Err(_)) => previous_late_at,
+        (StoredVerdict::Pending, _) | (_, Ok(())) => None,
+    };
+    Some(VerdictChange { verdict, late_at })
 }
 
 #[cfg(test)]
@@ -128,8 +188,8 @@ mod tests {
         AccountFacts {
             id: AccountId::parse(id).unwrap(),
             created_at: Utc.with_ymd_and_hms(2026, 1, day, 0, 0, 0).unwrap(),
-            email: email.into(),
-            payment_fingerprint: fp.map(Into::into),
+            emails: vec![email.into()],
+            payment_fingerprints: fp.into_iter().map(Into::into).collect(),
             hosted_machines: false,
         }
     }
@@ -183,6 +243,79 @@ mod tests {
             Err(Disqualification::ExistingAccount)
         );
         assert_eq!(judge_referral(&r, &old, at(3), false), Ok(()));
+    }
+
+    #[test]
+    fn any_email_or_fingerprint_an_account_ever_had_connects_it() {
+        let r = account("a", "a@x.com", Some("fp1"), 1);
+        let mut n = account("b", "b@x.com", Some("fp2"), 5);
+        n.payment_fingerprints.push("fp1".into());
+        assert_eq!(
+            judge_referral(&r, &n, at(5), false),
+            Err(Disqualification::SamePaymentFingerprint)
+        );
+        let mut n = account("b", "b@x.com", Some(" "), 5);
+        n.emails.push("A+old@x.com".into());
+        assert_eq!(
+            judge_referral(&r, &n, at(5), false),
+            Err(Disqualification::SameEmail)
+        );
+        let blank = account("c", "c@x.com", Some(" "), 5);
+        let blank_too = account("d", "d@x.com", Some(" "), 5);
+        assert_eq!(judge_referral(&blank, &blank_too, at(5), false), Ok(()));
+    }
+
+    #[test]
+    fn late_evidence_is_remembered_and_only_changes_are_written() {
+        use StoredVerdict::*;
+        let same = Disqualification::SamePaymentFingerprint;
+        let (t1, t2) = (at(10), at(20));
+        assert_eq!(rejudge(Qualified, None, Ok(()), t1), None);
+        assert_eq!(
+            rejudge(Pending, None, Err(same), t1),
+            Some(VerdictChange {
+                verdict: Err(same),
+                late_at: None
+            })
+        );
+        assert_eq!(
+            rejudge(Qualified, None, Err(same), t1),
+            Some(VerdictChange {
+                verdict: Err(same),
+                late_at: Some(t1)
+            })
+        );
+        assert_eq!(rejudge(Disqualified(same), Some(t1), Err(same), t2), None);
+        assert_eq!(
+            rejudge(
+                Disqualified(same),
+                Some(t1),
+                Err(Disqualification::LinkedAccounts),
+                t2
+            ),
+            Some(VerdictChange {
+                verdict: Err(Disqualification::LinkedAccounts),
+                late_at: Some(t1)
+            })
+        );
+        assert_eq!(
+            rejudge(
+                Disqualified(Disqualification::ExistingAccount),
+                None,
+                Ok(()),
+                t2
+            ),
+            Some(VerdictChange {
+                verdict: Ok(()),
+                late_at: None
+            })
+        );
+        let note = same.explain_late(t1, true);
+        assert!(note.starts_with("referral disqualified: "), "{note}");
+        assert!(
+            note.contains("2026-01-10T00:00:00Z") && note.contains("clawed back"),
+            "{note}"
+        );
     }
 
     #[test]

@@ -82,6 +82,8 @@ pub enum StoreError {
     LeaseLost { payout: String, fence: i64 },
     #[error("stored data is not valid: {0}")]
     Corrupt(String),
+    #[error(transparent)]
+    BonusSeed(#[from] crate::domain::program::bonus::SeedError),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -209,6 +211,9 @@ impl Store {
 delegate! {
     /// Re-derives every commission from the facts (after a change of program terms).
     fn reaccrue_all(&self) -> StoreResult<usize>;
+    /// Refuses a bonus seed other than the one the database's draws were made with, unless
+    /// `rotate` (see `sql/bonus.rs`).
+    fn check_bonus_seeds(&self, rotate: bool) -> StoreResult<()>;
     fn opt_in(&self, program: &ProgramId, account: &AccountId, at: DateTime<Utc>) -> Result<Enrollment, OptInError>;
     /// An account's balance under the loaded programs.
     fn balance(&self, account: &AccountId) -> StoreResult<AccountBalance>;

@@ -5,6 +5,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod bonus_seed;
 mod commands;
 mod crash_recovery;
 mod edges;

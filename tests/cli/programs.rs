@@ -135,14 +135,20 @@ fn bad_configuration_is_rejected_at_start_naming_the_field() {
         err(&o)
     );
 
+    // A missing seed fails only a bonus draw (tests/cli/bonus_seed.rs); a guessable one is a
+    // mistake every command stops on.
     let o = payouts(&db, &["programs"], &[("RUNPOD_BONUS_SEED", "")]);
+    assert!(o.status.success(), "{}", err(&o));
+    let o = payouts(&db, &["programs"], &[("RUNPOD_BONUS_SEED", "tiny-secret")]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        err(&o).contains("seed_env") && err(&o).contains("RUNPOD_BONUS_SEED"),
+        err(&o).contains("seed_env")
+            && err(&o).contains("RUNPOD_BONUS_SEED")
+            && err(&o).contains("too short"),
         "{}",
         err(&o)
     );
-    assert!(!err(&o).contains(SEED));
+    assert!(!err(&o).contains("tiny-secret") && !err(&o).contains(SEED));
 
     // A platform's own file works alongside a preset.
     let good = dir.path().join("acme.toml");

@@ -6,8 +6,10 @@
 mod common;
 
 mod accounting_exports;
+mod bonus_seed;
 mod ingest_and_ledger;
 mod large_totals;
+mod late_evidence;
 mod object_match;
 mod payout_faults;
 mod payout_leases;

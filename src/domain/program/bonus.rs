@@ -12,6 +12,58 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use sha2::Sha256;
 
+/// Shortest bonus seed accepted: a guessable seed makes every bonus predictable.
+pub const MIN_SEED_CHARS: usize = 16;
+
+/// Identifies a seed without revealing it: HMAC-SHA256 of a fixed label under the seed, hex.
+/// Stored with every draw, so the database can tell when the seed changed.
+pub fn seed_fingerprint(seed: &[u8]) -> String {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(seed)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(b"payouts/bonus-seed-fingerprint/v1");
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// How a configured seed stands against the fingerprint the database's draws were made with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeedCheck {
+    Matches,
+    /// No draw has been made yet: the first one records this seed's fingerprint.
+    Unrecorded,
+    /// Different, and a rotation was requested: new draws use this seed, old ones stay.
+    Rotated,
+    /// Different, and no rotation was requested.
+    Refused,
+}
+
+pub fn check_seed(stored: Option<&str>, current: &str, rotate: bool) -> SeedCheck {
+    match stored {
+        None => SeedCheck::Unrecorded,
+        Some(s) if s == current => SeedCheck::Matches,
+        Some(_) if rotate => SeedCheck::Rotated,
+        Some(_) => SeedCheck::Refused,
+    }
+}
+
+/// Why a bonus cannot be drawn. Fingerprints are shortened; the seed never appears.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SeedError {
+    #[error(
+        "{program}.seed_env: environment variable {seed_env} must hold the bonus seed, a secret of at least {MIN_SEED_CHARS} characters (it is not set)"
+    )]
+    Missing { program: String, seed_env: String },
+    #[error(
+        "{program}: the bonus seed in {seed_env} (fingerprint {current}) is not the one this database's bonus draws were made with (fingerprint {stored}); drawn bonuses are final and never re-drawn. Restore the previous seed, or rotate on purpose by running once with PAYOUTS_ROTATE_BONUS_SEED=1 (new draws then use the new seed)"
+    )]
+    Changed {
+        program: String,
+        seed_env: String,
+        stored: String,
+        current: String,
+    },
+}
+
 /// Who receives a bonus when a referred account reaches the spend threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -338,6 +390,20 @@ mod tests {
             }],
         };
         assert!(e.validate().unwrap_err().contains("positive weight"));
+    }
+
+    #[test]
+    fn a_seed_is_known_by_its_fingerprint_and_a_changed_one_needs_a_rotation() {
+        let fp = seed_fingerprint(b"seed-one-0123456789");
+        assert_eq!(fp.len(), 64);
+        assert!(!fp.contains("seed-one"));
+        assert_eq!(fp, seed_fingerprint(b"seed-one-0123456789"));
+        let other = seed_fingerprint(b"seed-two-0123456789");
+        assert_ne!(fp, other);
+        assert_eq!(check_seed(None, &fp, false), SeedCheck::Unrecorded);
+        assert_eq!(check_seed(Some(&fp), &fp, false), SeedCheck::Matches);
+        assert_eq!(check_seed(Some(&fp), &other, false), SeedCheck::Refused);
+        assert_eq!(check_seed(Some(&fp), &other, true), SeedCheck::Rotated);
     }
 
     proptest! {

@@ -12,10 +12,11 @@ use rust_decimal::Decimal;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::bonus::Outcome;
+use super::bonus::{MIN_SEED_CHARS, Outcome};
 use super::{
     AffiliateTerms, BonusDistribution, BonusRole, BonusTerms, CashOut, Cohort, CreatorTerms,
-    Program, ProgramKind, ProgramSet, Rates, ReferralTerms, RewardKind, Window,
+    LateDisqualification, Program, ProgramKind, ProgramSet, Rates, ReferralTerms, RewardKind,
+    Window,
 };
 use crate::domain::ids::{ProgramId, Rail};
 use crate::domain::money::{Currency, MAX_INPUT_DECIMALS, Money, UNIT_SCALE};
@@ -26,9 +27,6 @@ pub const PRESETS: [(&str, &str); 2] = [
     ("vast", include_str!("../../../programs/vast.toml")),
     ("runpod", include_str!("../../../programs/runpod.toml")),
 ];
-
-/// Shortest bonus seed accepted: a guessable seed makes every bonus predictable.
-const MIN_SEED_CHARS: usize = 16;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -83,6 +81,7 @@ struct ProgramWire {
     rates: Option<BTreeMap<String, String>>,
     window: Option<String>,
     cohort: Option<Vec<CohortWire>>,
+    late_disqualification: Option<String>,
     referral_program: Option<String>,
     min_paying_referrals: Option<u32>,
     min_template_runtime: Option<String>,
@@ -360,7 +359,7 @@ impl ProgramWire {
         let kind = self.kind.trim().to_string();
         // Which optional fields each kind reads; any other one present is a mistake.
         let used: &[&str] = match kind.as_str() {
-            "referral" => &["rates", "window", "cohort"],
+            "referral" => &["rates", "window", "cohort", "late_disqualification"],
             "affiliate" => &[
                 "rates",
                 "window",
@@ -392,6 +391,10 @@ impl ProgramWire {
             ("rates", self.rates.is_some()),
             ("window", self.window.is_some()),
             ("cohort", self.cohort.is_some()),
+            (
+                "late_disqualification",
+                self.late_disqualification.is_some(),
+            ),
             ("referral_program", self.referral_program.is_some()),
             ("min_paying_referrals", self.min_paying_referrals.is_some()),
             ("min_template_runtime", self.min_template_runtime.is_some()),
@@ -437,6 +440,18 @@ impl ProgramWire {
                     rates: rates.ok_or_else(|| required("rates"))?,
                     window,
                     cohorts,
+                    late_disqualification: match self.late_disqualification.as_deref() {
+                        None | Some("claw_back") => LateDisqualification::ClawBack,
+                        Some("stop_future") => LateDisqualification::StopFuture,
+                        Some(other) => {
+                            return Err(field(
+                                "late_disqualification",
+                                format!(
+                                    "{other:?} is not a choice; expected \"claw_back\" or \"stop_future\""
+                                ),
+                            ));
+                        }
+                    },
                 })
             }
             "affiliate" => ProgramKind::Affiliate(AffiliateTerms {
@@ -495,17 +510,16 @@ impl ProgramWire {
                     ));
                 }
                 let seed_env = self.seed_env.ok_or_else(|| required("seed_env"))?;
-                let seed = env(&seed_env).unwrap_or_default();
-                if seed.chars().count() < MIN_SEED_CHARS {
+                // A missing seed fails only a draw (storage says so with the same words); one
+                // that is set but guessable is a mistake in every command.
+                let seed = env(&seed_env).filter(|s| !s.is_empty());
+                if let Some(s) = &seed
+                    && s.chars().count() < MIN_SEED_CHARS
+                {
                     return Err(field(
                         "seed_env",
                         format!(
-                            "environment variable {seed_env} must hold the bonus seed, a secret of at least {MIN_SEED_CHARS} characters ({})",
-                            if seed.is_empty() {
-                                "it is not set"
-                            } else {
-                                "it is too short"
-                            }
+                            "environment variable {seed_env} must hold the bonus seed, a secret of at least {MIN_SEED_CHARS} characters (it is too short)"
                         ),
                     ));
                 }
@@ -522,7 +536,7 @@ impl ProgramWire {
                     recipients,
                     distribution,
                     seed_env,
-                    seed: SecretString::from(seed),
+                    seed: seed.map(SecretString::from),
                 })
             }
         };
@@ -762,14 +776,11 @@ window = "lifetime"
     }
 
     #[test]
-    fn a_bonus_without_its_seed_is_rejected_at_start() {
-        let e = ProgramSet::load(&["vast".into(), "runpod".into()], &|_| None)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("runpod-bonus") && e.contains("seed_env") && e.contains("RUNPOD_BONUS_SEED"),
-            "{e}"
-        );
+    fn a_missing_seed_waits_for_a_draw_and_a_short_one_is_rejected_at_start() {
+        let set = ProgramSet::load(&["vast".into(), "runpod".into()], &|_| None).unwrap();
+        let terms = set.get_str("runpod-bonus").unwrap().bonus().unwrap();
+        assert!(terms.seed.is_none());
+        assert_eq!(terms.seed_env, "RUNPOD_BONUS_SEED");
         let e = ProgramSet::load(&["runpod".into()], &|_| Some("short".into()))
             .unwrap_err()
             .to_string();

@@ -91,11 +91,34 @@ pub struct CashOut {
     pub spend_gate: bool,
 }
 
+/// What happens to a referral's earnings when evidence that it should never have qualified
+/// (a link, a shared email or payment method) arrives after it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LateDisqualification {
+    /// Everything it earned is clawed back: the outcome is the one the same facts give when
+    /// they arrive together.
+    #[default]
+    ClawBack,
+    /// What it earned stays; spend from the moment the evidence arrived earns nothing.
+    StopFuture,
+}
+
+impl LateDisqualification {
+    pub fn code(self) -> &'static str {
+        match self {
+            LateDisqualification::ClawBack => "claw_back",
+            LateDisqualification::StopFuture => "stop_future",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReferralTerms {
     pub rates: Rates,
     pub window: Window,
     pub cohorts: Vec<Cohort>,
+    pub late_disqualification: LateDisqualification,
 }
 
 impl ReferralTerms {
@@ -139,8 +162,9 @@ pub struct BonusTerms {
     pub distribution: BonusDistribution,
     /// The environment variable the seed was read from (the seed itself is never shown).
     pub seed_env: String,
+    /// `None` when the variable is not set: only a bonus draw needs it, and fails without it.
     #[serde(skip)]
-    pub seed: SecretString,
+    pub seed: Option<SecretString>,
 }
 
 impl PartialEq for BonusTerms {

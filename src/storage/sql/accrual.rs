@@ -1,5 +1,5 @@
-//! Turning facts into ledger entries: judge referrals, then true up every earning stream whose
-//! facts changed.
+//! Turning facts into ledger entries: true up every earning stream whose facts changed, once
+//! referrals are judged (`evidence.rs`); bonus draws are made and kept in `bonus.rs`.
 //!
 //! An ingest marks what it touched in `accrual_scope` (referred accounts and templates). For
 //! those, one streaming pass over their usage (and one over their refunds) folds every charge
@@ -9,43 +9,29 @@
 //! late referrals and opt-ins collect what they are owed, and a refund claws back exactly what
 //! its charge earned, even after that was withdrawn.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
+use super::bonus::BonusCase;
 use super::{Db, Tx};
-use chrono::Utc;
 use futures::TryStreamExt;
 use rust_decimal::Decimal;
-use secrecy::ExposeSecret;
 use sqlx::{QueryBuilder, Row};
 
 use super::ledger::{TxnMeta, insert_transactions};
 use super::{
-    BATCH_ROWS, Store, StoreError, StoreResult, WriteLock, from_millis, parse_stored, to_millis,
+    BATCH_ROWS, Store, StoreError, StoreResult, WriteLock, from_millis, parse_code, parse_stored,
 };
 use crate::domain::ids::{AccountId, ProgramId};
 use crate::domain::ledger::{Book, TransactionDraft, TransactionKind, TransactionStatus};
 use crate::domain::money::{Currency, Money, UNIT_SCALE};
-use crate::domain::program::bonus::draw;
 use crate::domain::program::earnings::{
-    BonusState, ReferralFacts, ReferralPlan, Stream, TemplateRun, bonus_state, template_earnings,
+    ReferralFacts, ReferralPlan, Stream, TemplateRun, template_earnings,
 };
 use crate::domain::program::trueup::{StreamTotals, true_up};
-use crate::domain::program::{BonusRole, Program, ProgramSet};
-use crate::domain::referral::{AccountFacts, judge_referral};
+use crate::domain::program::{LateDisqualification, Program, ProgramSet};
+use crate::domain::referral::Disqualification;
 use crate::domain::usage::UsageCategory;
 use crate::storage::sums::{join, wide_sum};
-
-type AccountCols = (String, i64, String, Option<String>, i64);
-
-fn facts((id, created, email, fingerprint, hosted): AccountCols) -> StoreResult<AccountFacts> {
-    Ok(AccountFacts {
-        id: parse_stored("account id", &id)?,
-        created_at: from_millis(created),
-        email,
-        payment_fingerprint: fingerprint,
-        hosted_machines: hosted != 0,
-    })
-}
 
 /// Exact decimal of stored units.
 fn dec(units: i128) -> Decimal {
@@ -85,6 +71,11 @@ struct ReferralAcc<'a> {
     qualified: bool,
     /// When the referral was made (ms); earlier spend earns nothing.
     since_ms: i64,
+    /// Spend from this instant (ms) on earns nothing: a late disqualification under a program
+    /// that stops future earnings only.
+    until_ms: Option<i64>,
+    /// Why the referral earns nothing (or nothing more), for the ledger notes.
+    disqualified: Option<String>,
     currency: Currency,
     plan: Option<ReferralPlan<'a>>,
     bonus: Option<&'a Program>,
@@ -96,80 +87,14 @@ struct ReferralAcc<'a> {
 }
 
 /// What one stream should hold, and who it belongs to.
-struct Expected<'a> {
-    program: &'a Program,
-    beneficiary: AccountId,
-    totals: StreamTotals,
-    note: String,
+pub(super) struct Expected<'a> {
+    pub program: &'a Program,
+    pub beneficiary: AccountId,
+    pub totals: StreamTotals,
+    pub note: String,
 }
 
 impl Store {
-    /// Judges every pending referral whose two accounts are both known. Returns how many.
-    pub(super) async fn judge_pending_referrals(tx: &mut Tx) -> StoreResult<usize> {
-        #[allow(clippy::type_complexity)]
-        let rows: Vec<(
-            String,
-            i64,
-            String,
-            i64,
-            String,
-            Option<String>,
-            i64,
-            String,
-            i64,
-            String,
-            Option<String>,
-            i64,
-            i64,
-        )> = sqlx::query_as(
-            "SELECT r.id, r.referred_at, \
-                        a.id, a.created_at, a.email, a.payment_fingerprint, a.hosted_machines, \
-                        b.id, b.created_at, b.email, b.payment_fingerprint, b.hosted_machines, \
-                        CASE WHEN EXISTS (SELECT 1 FROM account_links l \
-                                WHERE (l.account_a = a.id AND l.account_b = b.id) \
-                                   OR (l.account_a = b.id AND l.account_b = a.id)) \
-                        THEN CAST(1 AS BIGINT) ELSE 0 END \
-                 FROM referrals r \
-                 JOIN accounts a ON a.id = r.referrer_id \
-                 JOIN accounts b ON b.id = r.referred_id \
-                 WHERE r.status = 'pending'",
-        )
-        .fetch_all(&mut **tx)
-        .await?;
-
-        let mut verdicts: BTreeMap<(&'static str, Option<&'static str>), Vec<String>> =
-            BTreeMap::new();
-        let count = rows.len();
-        for (id, at, a_id, a_c, a_e, a_f, a_h, b_id, b_c, b_e, b_f, b_h, linked) in rows {
-            let referrer = facts((a_id, a_c, a_e, a_f, a_h))?;
-            let referred = facts((b_id, b_c, b_e, b_f, b_h))?;
-            let key = match judge_referral(&referrer, &referred, from_millis(at), linked != 0) {
-                Ok(()) => ("qualified", None),
-                Err(reason) => ("disqualified", Some(reason.code())),
-            };
-            verdicts.entry(key).or_default().push(id);
-        }
-        let now = to_millis(Utc::now());
-        for ((status, reason), ids) in verdicts {
-            for chunk in ids.chunks(BATCH_ROWS) {
-                let mut q = QueryBuilder::<Db>::new("UPDATE referrals SET status = ");
-                q.push_bind(status)
-                    .push(", disqualification = ")
-                    .push_bind(reason)
-                    .push(", judged_at = ")
-                    .push_bind(now)
-                    .push(" WHERE status = 'pending' AND id IN (");
-                let mut sep = q.separated(", ");
-                for id in chunk {
-                    sep.push_bind(id.as_str());
-                }
-                q.push(")");
-                q.build().execute(&mut **tx).await?;
-            }
-        }
-        Ok(count)
-    }
-
     /// Marks referred accounts (`kind` "account") or templates ("template") for accrual.
     pub(super) async fn scope(
         tx: &mut Tx,
@@ -248,8 +173,20 @@ impl Store {
             .map(|(p, a, at)| ((p.as_str(), a.as_str()), *at))
             .collect();
 
-        let rows: Vec<(String, String, String, String, i64, i64, String)> = sqlx::query_as(
-            "SELECT r.id, r.program, r.referrer_id, r.referred_id, r.referred_at, a.created_at, r.status \
+        #[allow(clippy::type_complexity)]
+        let rows: Vec<(
+            String,
+            String,
+            String,
+            String,
+            i64,
+            i64,
+            String,
+            Option<String>,
+            Option<i64>,
+        )> = sqlx::query_as(
+            "SELECT r.id, r.program, r.referrer_id, r.referred_id, r.referred_at, a.created_at, \
+                    r.status, r.disqualification, r.disqualified_late_at \
              FROM accrual_scope s \
              JOIN referrals r ON r.referred_id = s.id \
              JOIN accounts a ON a.id = r.referred_id \
@@ -260,7 +197,9 @@ impl Store {
         let mut accs: Vec<ReferralAcc<'p>> = Vec::with_capacity(rows.len());
         // referred account -> indexes into accs (one per program it was referred in)
         let mut by_referred: HashMap<String, Vec<usize>> = HashMap::with_capacity(rows.len());
-        for (id, program_id, referrer, referred, referred_at, signup, status) in rows {
+        for (id, program_id, referrer, referred, referred_at, signup, status, reason, late_at) in
+            rows
+        {
             let Some(program) = programs
                 .get_str(&program_id)
                 .filter(|p| p.referral().is_some())
@@ -278,6 +217,7 @@ impl Store {
                 signup: from_millis(signup),
                 opted_in_at,
             };
+            let standing = standing(program, &status, reason.as_deref(), late_at)?;
             by_referred
                 .entry(referred.clone())
                 .or_default()
@@ -286,8 +226,10 @@ impl Store {
                 id,
                 referrer: parse_stored("account id", &referrer)?,
                 referred: parse_stored("account id", &referred)?,
-                qualified: status == "qualified",
+                qualified: standing.earns,
                 since_ms: referred_at,
+                until_ms: standing.until_ms,
+                disqualified: standing.why,
                 currency: program.currency,
                 plan: ReferralPlan::new(programs, program, &facts),
                 bonus: programs.bonus_of(&program.id),
@@ -347,7 +289,7 @@ impl Store {
                     }
                     let Some(plan) = &acc.plan else { continue };
                     // Spend before the referral does not count: it had no referrer yet.
-                    if at_ms < acc.since_ms {
+                    if at_ms < acc.since_ms || acc.until_ms.is_some_and(|u| at_ms >= u) {
                         continue;
                     }
                     if refunds {
@@ -367,102 +309,8 @@ impl Store {
             }
         }
 
-        for acc in &accs {
-            let Some(plan) = &acc.plan else { continue };
-            for stream in [Stream::Referral, Stream::Affiliate] {
-                let program = match stream {
-                    Stream::Affiliate => match plan.affiliate {
-                        Some(p) => p,
-                        None => continue,
-                    },
-                    _ => plan.referral,
-                };
-                let (spend, refunded) = match stream {
-                    Stream::Affiliate => (&acc.spend.affiliate, &acc.refunded.affiliate),
-                    _ => (&acc.spend.referral, &acc.refunded.referral),
-                };
-                let mut totals = StreamTotals::default();
-                let mut earning = Decimal::ZERO;
-                for (i, c) in UsageCategory::ALL.iter().enumerate() {
-                    let rate = plan.rate(stream, *c);
-                    totals.earned += dec(spend[i]) * rate;
-                    totals.clawed += dec(refunded[i]) * rate;
-                    if !rate.is_zero() {
-                        earning += dec(spend[i]);
-                    }
-                }
-                expected.insert(
-                    (stream, acc.id.clone()),
-                    Expected {
-                        program,
-                        beneficiary: acc.referrer.clone(),
-                        totals,
-                        note: format!(
-                            "{} of {}'s spend earns {} under {}",
-                            Money::new(earning, program.currency),
-                            acc.referred,
-                            stream.code(),
-                            program.id
-                        ),
-                    },
-                );
-            }
-            if let Some(bonus_program) = acc.bonus
-                && let Some(terms) = bonus_program.bonus()
-            {
-                let gross = dec(acc.gross_units);
-                let net = dec(acc.gross_units - acc.refunded_units);
-                let state = bonus_state(terms.spend_threshold, gross, net);
-                for role in &terms.recipients {
-                    let d = draw(
-                        terms.seed.expose_secret().as_bytes(),
-                        bonus_program.id.as_str(),
-                        acc.referred.as_str(),
-                        *role,
-                        &terms.distribution,
-                    );
-                    let (stream, beneficiary) = match role {
-                        BonusRole::Referrer => (Stream::BonusReferrer, acc.referrer.clone()),
-                        BonusRole::Referred => (Stream::BonusReferred, acc.referred.clone()),
-                    };
-                    let totals = match state {
-                        BonusState::NotReached => StreamTotals::default(),
-                        BonusState::Granted => StreamTotals {
-                            earned: d.amount,
-                            clawed: Decimal::ZERO,
-                        },
-                        BonusState::Revoked => StreamTotals {
-                            earned: d.amount,
-                            clawed: d.amount,
-                        },
-                    };
-                    expected.insert(
-                        (stream, acc.id.clone()),
-                        Expected {
-                            program: bonus_program,
-                            beneficiary,
-                            totals,
-                            note: format!(
-                                "bonus draw {} ({} of {} slots, HMAC {}) for the {}; {} spent {} ({})",
-                                Money::new(d.amount, bonus_program.currency),
-                                d.slot,
-                                d.slots,
-                                &d.digest[..16],
-                                role.code(),
-                                acc.referred,
-                                Money::new(gross, bonus_program.currency),
-                                match state {
-                                    BonusState::NotReached => "threshold not reached",
-                                    BonusState::Granted => "threshold reached",
-                                    BonusState::Revoked => "refunded below the threshold",
-                                }
-                            ),
-                        },
-                    );
-                }
-            }
-        }
-        Ok(())
+        let bonuses = referral_expected(&accs, expected);
+        Self::bonus_streams(tx, bonuses, expected).await
     }
 
     async fn creator_streams<'p>(
@@ -655,6 +503,118 @@ impl Store {
 struct Posted {
     program: String,
     totals: StreamTotals,
+}
+
+/// Whether a stored referral earns, until when, and why not.
+struct Standing {
+    earns: bool,
+    until_ms: Option<i64>,
+    why: Option<String>,
+}
+
+fn standing(
+    program: &Program,
+    status: &str,
+    reason: Option<&str>,
+    late_at: Option<i64>,
+) -> StoreResult<Standing> {
+    if status == "qualified" {
+        return Ok(Standing {
+            earns: true,
+            until_ms: None,
+            why: None,
+        });
+    }
+    let reason = parse_code(
+        "disqualification",
+        reason.unwrap_or_default(),
+        Disqualification::from_code,
+    )?;
+    let policy = program
+        .referral()
+        .map(|t| t.late_disqualification)
+        .unwrap_or_default();
+    Ok(match late_at {
+        Some(at) => {
+            let stop_future = policy == LateDisqualification::StopFuture;
+            Standing {
+                earns: stop_future,
+                until_ms: Some(at),
+                why: Some(reason.explain_late(from_millis(at), !stop_future)),
+            }
+        }
+        None => Standing {
+            earns: false,
+            until_ms: None,
+            why: Some(format!("referral disqualified: {}", reason.explain())),
+        },
+    })
+}
+
+/// The referral and affiliate streams every referral should hold; returns the referrals'
+/// standing against their bonus, which needs stored draws.
+fn referral_expected<'p>(
+    accs: &[ReferralAcc<'p>],
+    expected: &mut HashMap<(Stream, String), Expected<'p>>,
+) -> Vec<BonusCase<'p>> {
+    let mut bonuses = Vec::new();
+    for acc in accs {
+        let Some(plan) = &acc.plan else { continue };
+        for stream in [Stream::Referral, Stream::Affiliate] {
+            let program = match stream {
+                Stream::Affiliate => match plan.affiliate {
+                    Some(p) => p,
+                    None => continue,
+                },
+                _ => plan.referral,
+            };
+            let (spend, refunded) = match stream {
+                Stream::Affiliate => (&acc.spend.affiliate, &acc.refunded.affiliate),
+                _ => (&acc.spend.referral, &acc.refunded.referral),
+            };
+            let mut totals = StreamTotals::default();
+            let mut earning = Decimal::ZERO;
+            for (i, c) in UsageCategory::ALL.iter().enumerate() {
+                let rate = plan.rate(stream, *c);
+                totals.earned += dec(spend[i]) * rate;
+                totals.clawed += dec(refunded[i]) * rate;
+                if !rate.is_zero() {
+                    earning += dec(spend[i]);
+                }
+            }
+            let mut note = format!(
+                "{} of {}'s spend earns {} under {}",
+                Money::new(earning, program.currency),
+                acc.referred,
+                stream.code(),
+                program.id
+            );
+            if let Some(why) = &acc.disqualified {
+                note = format!("{why}; {note}");
+            }
+            expected.insert(
+                (stream, acc.id.clone()),
+                Expected {
+                    program,
+                    beneficiary: acc.referrer.clone(),
+                    totals,
+                    note,
+                },
+            );
+        }
+        if let Some(bonus) = acc.bonus {
+            bonuses.push(BonusCase {
+                referral_id: acc.id.clone(),
+                program: bonus,
+                referrer: acc.referrer.clone(),
+                referred: acc.referred.clone(),
+                gross: dec(acc.gross_units),
+                net: dec(acc.gross_units - acc.refunded_units),
+                disqualified: acc.disqualified.clone(),
+            });
+        }
+    }
+    bonuses
 }
 
 /// `amount` as pieces of at most the per-amount cap (whole units, so splitting a piece into

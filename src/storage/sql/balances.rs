@@ -10,7 +10,7 @@ use super::affiliate::paying_referrals;
 use super::{StoreError, StoreResult, from_millis, parse_stored};
 use crate::domain::ids::{AccountId, ProgramId};
 use crate::domain::money::{Currency, Money};
-use crate::domain::program::ProgramSet;
+use crate::domain::program::{LateDisqualification, ProgramSet};
 use crate::domain::referral::Disqualification;
 
 pub async fn load_balance(
@@ -74,17 +74,28 @@ pub async fn load_balance(
     }
 
     let notes: Vec<ReferralRow> = sqlx::query_as(
-        "SELECT program, referred_id, status, disqualification, template_id FROM referrals \
+        "SELECT program, referred_id, status, disqualification, template_id, disqualified_late_at \
+         FROM referrals \
          WHERE referrer_id = $1 AND status <> 'qualified' ORDER BY referred_at, id",
     )
     .bind(account.as_str())
     .fetch_all(&mut *conn)
     .await?;
     let mut non_earning_referrals = Vec::with_capacity(notes.len());
-    for (program, referred, status, reason, template_id) in notes {
-        let reason = match reason.as_deref().and_then(Disqualification::from_code) {
-            Some(d) => d.explain().to_string(),
-            None => "waiting for both accounts' records before the referral can be judged".into(),
+    for (program, referred, status, reason, template_id, late_at) in notes {
+        let clawed_back = programs
+            .get_str(&program)
+            .and_then(|p| p.referral())
+            .is_none_or(|t| t.late_disqualification == LateDisqualification::ClawBack);
+        let reason = match (
+            reason.as_deref().and_then(Disqualification::from_code),
+            late_at,
+        ) {
+            (Some(d), Some(at)) => d.explain_late(from_millis(at), clawed_back),
+            (Some(d), None) => d.explain().to_string(),
+            (None, _) => {
+                "waiting for both accounts' records before the referral can be judged".into()
+            }
         };
         non_earning_referrals.push(ReferralNote {
             program: parse_stored("program", &program)?,
@@ -177,8 +188,15 @@ async fn affiliate_statuses(
     Ok(out)
 }
 
-/// program, referred, status, disqualification, template_id.
-type ReferralRow = (String, String, String, Option<String>, Option<String>);
+/// program, referred, status, disqualification, template_id, disqualified_late_at.
+type ReferralRow = (
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+);
 
 impl super::Store {
     /// An account's balance under the loaded programs.

@@ -6,7 +6,7 @@
 //! events (usage, refunds, purchases, referrals, links) are immutable, and a changed one is
 //! reported as a conflict instead of silently rewriting history.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::{Db, Tx};
 use chrono::Utc;
@@ -257,6 +257,7 @@ impl Store {
             by_kind.entry(n.record.kind()).or_default().push(row);
         }
         // Order matters only for refunds, which must see their usage.
+        let mut written = HashSet::new();
         for spec in [
             &ACCOUNTS,
             &LINKS,
@@ -267,12 +268,14 @@ impl Store {
             &PURCHASES,
         ] {
             let rows = by_kind.remove(spec.kind).unwrap_or_default();
-            apply_kind(tx, spec, rows, report, &mut errors).await?;
+            written.extend(apply_kind(tx, spec, rows, report, &mut errors).await?);
         }
         let refund_rows = refund_rows(tx, &refunds, &mut errors).await?;
         apply_kind(tx, &REFUNDS, refund_rows, report, &mut errors).await?;
 
-        report.referrals_judged += Self::judge_pending_referrals(tx).await?;
+        // Accounts and links written are evidence: their referrals are judged again.
+        Self::record_evidence(tx, records, &written).await?;
+        report.referrals_judged += Self::judge_referrals(tx).await?;
         // What changed is re-accrued: the accounts and templates the records touch, and the
         // accounts and templates of refunded charges.
         accounts.sort_unstable();
@@ -612,15 +615,16 @@ async fn existing_hashes(
     Ok(found)
 }
 
+/// Writes one kind's rows; returns the lines of the rows inserted or updated.
 async fn apply_kind(
     tx: &mut Tx,
     spec: &TableSpec,
     rows: Vec<Row>,
     report: &mut IngestReport,
     errors: &mut Vec<LineError>,
-) -> StoreResult<()> {
+) -> StoreResult<Vec<usize>> {
     if rows.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     // The same record twice in one file: identical is harmless, different is a conflict.
     let mut first_seen: HashMap<String, (usize, String)> = HashMap::new();
@@ -698,5 +702,5 @@ async fn apply_kind(
         }
         q.build().execute(&mut **tx).await?;
     }
-    Ok(())
+    Ok(to_write.iter().map(|r| r.line).collect())
 }

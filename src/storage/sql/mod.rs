@@ -12,6 +12,8 @@ mod accrual;
 pub mod affiliate;
 mod api_keys;
 pub mod balances;
+mod bonus;
+mod evidence;
 mod idempotency;
 mod ingest;
 pub mod ledger;
