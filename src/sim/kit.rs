@@ -42,8 +42,25 @@ pub struct Faults {
     /// How long the mock remembers idempotency tokens, in ms. 0 = for ever. Lets tests show
     /// that an expired window still cannot make us pay twice.
     pub key_ttl_ms: u64,
+    /// Share of money-moving requests that commit late: the client's connection drops at
+    /// once (it gave up), and the payment still lands `late_commit_ms` after the request
+    /// arrived, as a provider finishing a request after our timeout does.
+    pub late_commit_rate: f64,
+    /// How long after arrival a late request commits, in ms. Set it beyond the settle delay:
+    /// that is the case a listing cannot see.
+    pub late_commit_ms: u64,
+    /// List endpoints show an object only this long (ms) after it was written; reads by id
+    /// or key see it at once.
+    pub list_lag_ms: u64,
     /// Seed for the fault dice, so a run can be repeated.
     pub seed: u64,
+}
+
+impl Faults {
+    /// Whether something written at `at` is in listings yet.
+    pub fn listed(&self, at: std::time::Instant) -> bool {
+        at.elapsed() >= Duration::from_millis(self.list_lag_ms)
+    }
 }
 
 /// One payment as a mock's own books see it: the truth tests compare our ledger against.
