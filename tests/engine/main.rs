@@ -20,5 +20,6 @@ mod rail_paypal;
 mod rail_wise;
 mod rails;
 mod reconcile;
+mod settle_faults;
 mod stripe_webhooks;
 mod withdrawals;
