@@ -15,5 +15,6 @@ pub mod payout_run;
 pub mod program;
 pub mod reconcile;
 pub mod referral;
+pub mod settle;
 pub mod tracking;
 pub mod usage;

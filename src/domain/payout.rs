@@ -151,6 +151,9 @@ pub enum LookupFinding {
     Unprovable { reason: String },
     /// More than one transfer exists for one payout: money left twice. Critical.
     Duplicate { provider_refs: Vec<String> },
+    /// Not settled yet: the attempt may still land (its request is still running, or a
+    /// listing may lag). Look again under the same key after `retry_in`; never send anew.
+    Pending { reason: String, retry_in: Duration },
 }
 
 /// Retry and lookup timing. Delays are whole seconds at least: the job queue stores run times

@@ -293,6 +293,24 @@ async fn resolve(
                 Some(reason),
             )
         },
+        Ok(LookupFinding::Pending { reason, retry_in }) => StepRecord {
+            to: PayoutStatus::OutcomeUnknown,
+            reason: format!("attempt {n} not settled yet: {reason}"),
+            attempt: None,
+            attempt_outcome: None,
+            provider_ref: None,
+            last_error: Some(reason),
+            next_in: Some(
+                retry_in
+                    .min(deps.policy.poll_max)
+                    .max(deps.policy.settle_delay),
+            ),
+            lookup_failed: false,
+            source: "lookup",
+            observation: None,
+            polled: false,
+            watch_for: watch(deps),
+        },
         Ok(LookupFinding::Duplicate { provider_refs }) => {
             let reason = format!(
                 "CRITICAL: the provider holds {} payments for this one payout ({}); an operator must reverse the extra",

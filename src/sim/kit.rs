@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::domain::settle::SettleTiming;
 use crate::domain::tracking::RailState;
 
 /// Fault injection settings, the same for every mock. Rates are probabilities in `[0, 1]`
@@ -45,8 +46,47 @@ pub struct Faults {
     /// How long the mock remembers idempotency tokens, in ms. 0 = for ever. Lets tests show
     /// that an expired window still cannot make us pay twice.
     pub key_ttl_ms: u64,
+    /// Share of money-moving requests that commit late: the client's connection drops at
+    /// once (it gave up), and the payment still lands `late_commit_ms` after the request
+    /// arrived, as a provider finishing a request after our timeout does.
+    pub late_commit_rate: f64,
+    /// How long after arrival a late request commits, in ms. Set it beyond the settle delay:
+    /// that is the case a listing cannot see.
+    pub late_commit_ms: u64,
+    /// List endpoints show an object only this long (ms) after it was written; reads by id
+    /// or key see it at once.
+    pub list_lag_ms: u64,
     /// Seed for the fault dice, so a run can be repeated.
     pub seed: u64,
+}
+
+/// Slack on the mock's own delays when an adapter is told them: a sleeping task on a busy
+/// machine wakes late.
+const MOCK_DELAY_SLACK: Duration = Duration::from_secs(2);
+
+impl Faults {
+    /// Whether something written at `at` is in listings yet.
+    pub fn listed(&self, at: std::time::Instant) -> bool {
+        at.elapsed() >= Duration::from_millis(self.list_lag_ms)
+    }
+
+    /// What an adapter may assume about a mock with these faults, from the rail's real
+    /// `base`: the mock's list lag, its longest execution (if the rail relies on one), and,
+    /// where the rail settles by replaying a key (`replays`), no longer a window than the
+    /// mock remembers keys.
+    pub fn settle_timing(&self, base: SettleTiming, replays: bool) -> SettleTiming {
+        let ms = Duration::from_millis;
+        let window = match self.key_ttl_ms {
+            ttl if replays && ttl > 0 => base.window.min(ms(ttl)),
+            _ => base.window,
+        };
+        let execution = ms(self.latency_ms.saturating_add(self.late_commit_ms));
+        SettleTiming {
+            window,
+            list_lag: ms(self.list_lag_ms),
+            max_execution: base.max_execution.map(|_| execution + MOCK_DELAY_SLACK),
+        }
+    }
 }
 
 /// One payment as a mock's own books see it: the truth tests compare our ledger against.

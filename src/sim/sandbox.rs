@@ -11,12 +11,12 @@ use secrecy::SecretString;
 use crate::domain::ids::Rail;
 use crate::domain::tracking::RailState;
 use crate::http::WebhookState;
-use crate::providers::ProviderError;
 use crate::providers::partnerstack::{PartnerstackAdapter, PartnerstackConfig};
 use crate::providers::paypal::{PaypalAdapter, PaypalConfig};
 use crate::providers::rail::Rails;
 use crate::providers::stripe::{StripeAdapter, StripeConfig};
 use crate::providers::wise::{WiseAdapter, WiseConfig};
+use crate::providers::{ProviderError, partnerstack, stripe};
 use crate::sim::kit::{Faults, MovedMoney};
 use crate::sim::partnerstack::{MockPartnerstack, MockPartnerstackConfig};
 use crate::sim::paypal::{MockPaypal, MockPaypalConfig};
@@ -190,13 +190,19 @@ impl Sandbox {
 
     /// Adapters for all four rails, pointed at the mocks.
     pub fn rails(&self) -> Result<Rails, ProviderError> {
+        // The adapters are told the mocks' timing, as they are told PayPal's window.
+        let faults = &self.options.faults;
         Ok(Rails::default()
-            .with(Arc::new(StripeAdapter::new(self.stripe_config())?))
+            .with(Arc::new(
+                StripeAdapter::new(self.stripe_config())?
+                    .with_settle_timing(faults.settle_timing(stripe::SETTLE, true)),
+            ))
             .with(Arc::new(PaypalAdapter::new(self.paypal_config())?))
             .with(Arc::new(WiseAdapter::new(self.wise_config())?))
-            .with(Arc::new(PartnerstackAdapter::new(
-                self.partnerstack_config(),
-            )?)))
+            .with(Arc::new(
+                PartnerstackAdapter::new(self.partnerstack_config())?
+                    .with_settle_timing(faults.settle_timing(partnerstack::SETTLE, false)),
+            )))
     }
 
     /// Webhook receivers that accept exactly what these mocks send. Payouts they make paid

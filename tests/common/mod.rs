@@ -11,6 +11,7 @@ use payouts::domain::money::{Currency, Money};
 use payouts::domain::payout::{PayoutStatus, RetryPolicy};
 use payouts::domain::program::ProgramSet;
 use payouts::domain::program::config::PRESETS;
+use payouts::domain::settle::SettleTiming;
 use payouts::ingest::IngestReport;
 use payouts::jobs::{PayoutDeps, WorkerOptions, run_worker};
 use payouts::providers::rail::Rails;
@@ -196,6 +197,8 @@ pub struct TestEnv {
     pub store: Store,
     pub mock: MockStripe,
     pub db: TestDb,
+    /// What the adapter is told about the mock's timing.
+    pub settle: SettleTiming,
 }
 
 /// Retry timing that keeps tests quick (the queue's run times are whole seconds).
@@ -215,6 +218,7 @@ impl TestEnv {
     pub async fn new(faults: Faults) -> TestEnv {
         let db = TestDb::new().await;
         let store = db.open(programs()).await;
+        let settle = faults.settle_timing(payouts::providers::stripe::SETTLE, true);
         let mock = MockStripe::start(
             "127.0.0.1:0".parse().expect("addr"),
             MockConfig {
@@ -224,7 +228,12 @@ impl TestEnv {
         )
         .await
         .expect("start mock");
-        TestEnv { store, mock, db }
+        TestEnv {
+            store,
+            mock,
+            db,
+            settle,
+        }
     }
 
     pub async fn ingest(&self, ndjson: &str) -> IngestReport {
@@ -242,7 +251,8 @@ impl TestEnv {
                     secret_key: SecretString::from(api_key.to_string()),
                     timeout: Duration::from_secs(5),
                 })
-                .expect("adapter"),
+                .expect("adapter")
+                .with_settle_timing(self.settle),
             )),
             policy,
             lease_ttl: Duration::from_secs(10),

@@ -24,6 +24,7 @@ mod rail_wise;
 mod rails;
 mod reconcile;
 mod reconcile_daily;
+mod settle_faults;
 mod stripe_webhooks;
 mod webhook_bounds;
 mod wise_paging;

@@ -15,9 +15,10 @@ use chrono::Utc;
 use payouts::domain::ids::PayoutId;
 use payouts::domain::money::{Currency, Money};
 use payouts::domain::payout::{LookupFinding, SendDecision, attempt_key};
+use payouts::domain::settle::SettleTiming;
 use payouts::domain::tracking::RailState;
 use payouts::providers::partnerstack::{
-    PartnerstackAdapter, PartnerstackConfig, reward_key, webhook,
+    self, PartnerstackAdapter, PartnerstackConfig, reward_key, webhook,
 };
 use payouts::providers::rail::{NoCheckpoints, PastAttempt, PayoutRail, Submission};
 use payouts::providers::webhook::{InboundEvent, WebhookError};
@@ -36,6 +37,8 @@ fn fast() -> MockPartnerstackConfig {
     }
 }
 
+/// These tests settle at once: the mock commits every request before answering (no late
+/// commits), so an adapter told so may take a read that finds nothing as proof.
 fn adapter_with(mock: &MockPartnerstack, public: &str, secret: &str) -> PartnerstackAdapter {
     PartnerstackAdapter::new(PartnerstackConfig {
         api_base: mock.base_url(),
@@ -44,6 +47,20 @@ fn adapter_with(mock: &MockPartnerstack, public: &str, secret: &str) -> Partners
         timeout: Duration::from_secs(5),
     })
     .unwrap()
+    .with_settle_timing(SettleTiming {
+        max_execution: Some(Duration::ZERO),
+        ..partnerstack::SETTLE
+    })
+}
+
+/// Every attempt already past the settle window, on a mock whose listings do not lag: the
+/// adapter lists, and a listing that finds nothing proves absence.
+fn listing_only() -> SettleTiming {
+    SettleTiming {
+        window: Duration::ZERO,
+        list_lag: Duration::ZERO,
+        max_execution: Some(Duration::ZERO),
+    }
 }
 
 async fn start(config: MockPartnerstackConfig) -> (MockPartnerstack, PartnerstackAdapter) {
@@ -313,10 +330,12 @@ async fn expired_key_memory_still_cannot_pay_twice() {
 }
 
 /// The danger the previous test avoids is real in the mock: re-sending after the ttl makes
-/// a second reward, and resolve then reports a Duplicate instead of hiding it.
+/// a second reward, and resolve then reports a Duplicate instead of hiding it. (A read by
+/// key shows one reward per key, so this is the listing's case: past the settle window.)
 #[tokio::test]
 async fn a_resend_after_the_ttl_would_double_pay_and_resolve_says_so() {
     let (mock, adapter) = start(fast()).await;
+    let adapter = adapter.with_settle_timing(listing_only());
     mock.set_faults(Faults {
         key_ttl_ms: 50,
         ..Faults::default()
@@ -371,6 +390,7 @@ async fn duplicate_key_returning_the_existing_reward_lands_once() {
 #[tokio::test]
 async fn resolve_counts_every_attempt_key_across_pages() {
     let (mock, adapter) = start(fast()).await;
+    let adapter = adapter.with_settle_timing(listing_only());
     let first = Attempt::new("po_multi", 1, "pk_bob", 800);
     let first_key = landed_ref(&submit(&adapter, &first).await);
     // Push the first attempt's reward past one page of 250.

@@ -6,15 +6,19 @@
 //!   no public doc page) whose `key` is derived deterministically from the attempt's
 //!   idempotency key ([`reward_key`]), with our payout id in `metadata.payout_id`.
 //! - Whether PartnerStack rejects, upserts or duplicates a second reward with the same key is
-//!   UNCONFIRMED, so the adapter never relies on it: it never re-sends to resolve
-//!   (`dedupe_window() = None`). A 400/409 naming a duplicate key is treated as Unknown, so
-//!   `resolve` finds the existing reward.
-//! - `resolve` lists the partner's rewards (`GET /rewards?partner_key=…`, filter UNCONFIRMED;
-//!   matching is done on our side by `key`, so an ignored filter only costs pages) and counts
-//!   the rewards carrying any of the payout's attempt keys: one is Landed, none Absent, more
-//!   than one Duplicate. A single match whose amount or currency differs from the payout is
-//!   Unprovable (an operator looks), never Landed on a guess. All attempts of one payout go
-//!   to the same partner key, so listing by the last attempt's destination covers them all.
+//!   UNCONFIRMED, so the adapter never relies on it: it never re-sends to resolve. A 400/409
+//!   naming a duplicate key is treated as Unknown, so `resolve` finds the existing reward.
+//! - `resolve` reads each of the payout's attempt keys (`GET /rewards/{key}`) inside the
+//!   settle window ([`SETTLE`]): a read by key does not lag as a listing can. Past the
+//!   window it lists the partner's rewards (`GET /rewards?partner_key=…`, filter
+//!   UNCONFIRMED; matching is done on our side by `key`, so an ignored filter only costs
+//!   pages). Either way it counts the rewards under the payout's keys: one is Landed, more
+//!   than one Duplicate; a single match whose amount or currency differs from the payout is
+//!   Unprovable (an operator looks), never Landed on a guess. None is Absent only once the
+//!   last attempt can no longer land (`SETTLE.max_execution`) and, for a listing, its lag has
+//!   passed; before that the payout waits, and past the window it goes to an operator. All
+//!   attempts of one payout go to the same partner key, so listing by the last attempt's
+//!   destination covers them all.
 //! - `status` reads `GET /rewards/{key}` (UNCONFIRMED path). `payment_status` maps through
 //!   [`classify::STATUS_MAP`]: `available` and later count as paid, because the money is then
 //!   committed to the partner's PartnerStack balance and leaves through PartnerStack.
@@ -42,6 +46,7 @@ use super::webhook::InboundEvent;
 use super::{Answer, Class, ProviderError, error_chain, exchange, http_client, retry_after};
 use crate::domain::ids::Rail;
 use crate::domain::payout::{LookupFinding, SendDecision};
+use crate::domain::settle::{self, Settle, SettleTiming};
 use crate::domain::tracking::Observation;
 use wire::{CreateReward, Envelope, ErrorBody, PAYOUT_ID, Page, Reward};
 
@@ -76,10 +81,21 @@ impl std::fmt::Debug for PartnerstackConfig {
     }
 }
 
+/// PartnerStack publishes no idempotency window, list lag or request time limit: these are
+/// conservative assumptions (UNCONFIRMED). Reads by key settle for 24 h; a listing is
+/// assumed to show a reward within 5 minutes; a request is assumed to land within an hour of
+/// being sent, if at all.
+pub const SETTLE: SettleTiming = SettleTiming {
+    window: Duration::from_secs(24 * 3600),
+    list_lag: Duration::from_secs(300),
+    max_execution: Some(Duration::from_secs(3600)),
+};
+
 #[derive(Debug, Clone)]
 pub struct PartnerstackAdapter {
     http: reqwest::Client,
     config: PartnerstackConfig,
+    settle: SettleTiming,
 }
 
 pub use crate::domain::reconcile::reward_key;
@@ -106,7 +122,17 @@ impl PartnerstackAdapter {
                 "PARTNERSTACK_PUBLIC_KEY must not be empty".into(),
             ));
         }
-        Ok(PartnerstackAdapter { http, config })
+        Ok(PartnerstackAdapter {
+            http,
+            config,
+            settle: SETTLE,
+        })
+    }
+
+    /// How this adapter settles uncertain attempts; tests and the sandbox shorten it.
+    pub fn with_settle_timing(mut self, timing: SettleTiming) -> Self {
+        self.settle = timing;
+        self
     }
 
     fn url(&self, path: &str) -> String {
@@ -258,7 +284,8 @@ impl PartnerstackAdapter {
         )))
     }
 
-    /// Settles a payout by counting the rewards under any of its attempt keys. Never sends.
+    /// Settles a payout by counting the rewards under any of its attempt keys: read by key
+    /// inside the settle window, listed past it. Never sends.
     pub async fn lookup(
         &self,
         last: &Submission<'_>,
@@ -273,46 +300,52 @@ impl PartnerstackAdapter {
                 keys.insert(r.clone());
             }
         }
-        let earliest = earlier
-            .iter()
-            .map(|p| p.started_at)
-            .chain(std::iter::once(last_started))
-            .min()
-            .unwrap_or(last_started);
-        let rewards: Vec<Reward> = self
-            .list_rewards(last.destination, Some(earliest - LIST_SLACK))
-            .await?
-            .into_iter()
-            .filter(|r| keys.contains(&r.key))
-            .collect();
-        let expected = last.amount.to_minor_units().ok();
-        let currency = last.amount.currency().code();
-        Ok(match rewards.as_slice() {
-            [] => LookupFinding::Absent,
-            [one]
-                if Some(one.amount) != expected || !one.currency.eq_ignore_ascii_case(currency) =>
-            {
-                LookupFinding::Unprovable {
-                    reason: format!(
-                        "reward {} under our key holds {} {} minor units, not {} {currency}",
-                        one.key,
-                        one.amount,
-                        one.currency,
-                        last.amount.display_amount()
-                    ),
-                }
+        let now = Utc::now();
+        let plan = settle::plan(&self.settle, last_started, now);
+        let (rewards, lag, what) = match plan {
+            Settle::ByKey => (
+                self.read_keys(&keys).await?,
+                Duration::ZERO,
+                "reading the payout's reward keys",
+            ),
+            Settle::List => {
+                let earliest = earlier
+                    .iter()
+                    .map(|p| p.started_at)
+                    .chain(std::iter::once(last_started))
+                    .min()
+                    .unwrap_or(last_started);
+                let listed = self
+                    .list_rewards(last.destination, Some(earliest - LIST_SLACK))
+                    .await?
+                    .into_iter()
+                    .filter(|r| keys.contains(&r.key))
+                    .collect();
+                (
+                    listed,
+                    self.settle.list_lag,
+                    "listing the partner's rewards",
+                )
             }
-            [one] => LookupFinding::Landed {
-                provider_ref: one.key.clone(),
-                observation: observe(one),
-            },
-            many => {
-                warn!(payout = %last.payout_id, count = many.len(), "more than one reward for one payout");
-                LookupFinding::Duplicate {
-                    provider_refs: many.iter().map(|r| r.key.clone()).collect(),
-                }
+        };
+        if rewards.is_empty() {
+            let finished = settle::finished_by(&self.settle, last_started, None);
+            return Ok(settle::nothing_found(plan, finished, lag, now, what));
+        }
+        Ok(found(last, &rewards))
+    }
+
+    /// The rewards under `keys`, read one by one; an unknown key is simply not there.
+    async fn read_keys(&self, keys: &BTreeSet<String>) -> Result<Vec<Reward>, ProviderError> {
+        let mut rewards = Vec::new();
+        for key in keys {
+            match self.reward(key).await {
+                Ok(r) => rewards.push(r),
+                Err(ProviderError::Status { status: 404, .. }) => {}
+                Err(e) => return Err(e),
             }
-        })
+        }
+        Ok(rewards)
     }
 
     /// Turns an unauthenticated webhook hint into an authoritative reading: the reward named
@@ -327,6 +360,35 @@ impl PartnerstackAdapter {
             observation: Some(observation),
             ..event
         })
+    }
+}
+
+/// What the rewards found under a payout's keys (at least one) say.
+fn found(last: &Submission<'_>, rewards: &[Reward]) -> LookupFinding {
+    let expected = last.amount.to_minor_units().ok();
+    let currency = last.amount.currency().code();
+    match rewards {
+        [one] if Some(one.amount) != expected || !one.currency.eq_ignore_ascii_case(currency) => {
+            LookupFinding::Unprovable {
+                reason: format!(
+                    "reward {} under our key holds {} {} minor units, not {} {currency}",
+                    one.key,
+                    one.amount,
+                    one.currency,
+                    last.amount.display_amount()
+                ),
+            }
+        }
+        [one] => LookupFinding::Landed {
+            provider_ref: one.key.clone(),
+            observation: observe(one),
+        },
+        many => {
+            warn!(payout = %last.payout_id, count = many.len(), "more than one reward for one payout");
+            LookupFinding::Duplicate {
+                provider_refs: many.iter().map(|r| r.key.clone()).collect(),
+            }
+        }
     }
 }
 
@@ -357,7 +419,7 @@ impl PayoutRail for PartnerstackAdapter {
         Rail::Partnerstack
     }
 
-    /// Duplicate-key handling is UNCONFIRMED, so resolve lists and never re-sends.
+    /// Duplicate-key handling is UNCONFIRMED, so resolve reads and lists, never re-sends.
     fn dedupe_window(&self) -> Option<Duration> {
         None
     }

@@ -3,6 +3,11 @@
 //! Exactly-once rests on two Stripe mechanisms: the `Idempotency-Key` header (one per
 //! attempt, replayed by Stripe for at least 24 h) and `transfer_group` set to our payout id,
 //! which lets a lookup list every transfer any attempt of the payout made.
+//!
+//! An uncertain attempt is settled by replaying its request under its own key while Stripe
+//! still keeps the key ([`SETTLE`]): the answer is authoritative, where a listing can lag
+//! and miss a request that commits late. Only a replay that shows the request finished
+//! without a transfer (a stored 500) or an attempt past the window falls back to listing.
 
 pub mod classify;
 pub mod records;
@@ -23,6 +28,7 @@ use super::{
 };
 use crate::domain::ids::{PayoutId, Rail};
 use crate::domain::payout::{LookupFinding, SendDecision};
+use crate::domain::settle::{self, Settle, SettleTiming};
 use crate::domain::tracking::{Observation, RailState};
 use wire::{ErrorBody, List, SHOULD_RETRY, Transfer};
 
@@ -44,32 +50,54 @@ impl std::fmt::Debug for StripeConfig {
     }
 }
 
+/// Stripe keeps idempotency keys at least 24 h; its list endpoints are assumed to show a
+/// transfer within 5 minutes of its creation (not published: a conservative bound). Stripe
+/// bounds no execution time: a replay says when a request finished.
+pub const SETTLE: SettleTiming = SettleTiming {
+    window: Duration::from_secs(24 * 3600),
+    list_lag: Duration::from_secs(300),
+    max_execution: None,
+};
+
 #[derive(Debug, Clone)]
 pub struct StripeAdapter {
     http: reqwest::Client,
     config: StripeConfig,
+    settle: SettleTiming,
 }
 
 impl StripeAdapter {
     pub fn new(config: StripeConfig) -> Result<Self, ProviderError> {
         let http = http_client(&config.api_base, "STRIPE_API_BASE", config.timeout)?;
-        Ok(StripeAdapter { http, config })
+        Ok(StripeAdapter {
+            http,
+            config,
+            settle: SETTLE,
+        })
     }
 
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.config.api_base.trim_end_matches('/'))
     }
 
-    /// Sends one transfer attempt and decides what its response means.
-    pub async fn send(&self, req: &TransferRequest<'_>) -> SendDecision {
-        let minor = match req.amount.to_minor_units() {
-            Ok(m) => m,
-            Err(e) => {
-                return SendDecision::Permanent {
-                    reason: format!("amount cannot be sent: {e}"),
-                };
-            }
-        };
+    /// How this adapter settles uncertain attempts; tests and the sandbox shorten it.
+    pub fn with_settle_timing(mut self, timing: SettleTiming) -> Self {
+        self.settle = timing;
+        self
+    }
+
+    /// The create-transfer request of one attempt: the same bytes every time it is built,
+    /// so a replay under the same key is the very same request.
+    fn transfer_request(
+        &self,
+        req: &TransferRequest<'_>,
+    ) -> Result<reqwest::RequestBuilder, SendDecision> {
+        let minor = req
+            .amount
+            .to_minor_units()
+            .map_err(|e| SendDecision::Permanent {
+                reason: format!("amount cannot be sent: {e}"),
+            })?;
         let form = [
             ("amount", minor.to_string()),
             (
@@ -81,62 +109,178 @@ impl StripeAdapter {
             ("description", format!("Referral payout {}", req.payout_id)),
             ("metadata[payout_id]", req.payout_id.to_string()),
         ];
-        let request = self
+        Ok(self
             .http
             .post(self.url("/v1/transfers"))
             .bearer_auth(self.config.secret_key.expose_secret())
             .header(wire::IDEMPOTENCY_KEY, req.idempotency_key)
-            .form(&form);
-        let Answer {
-            status,
-            headers,
-            body,
-        } = match exchange(request).await {
-            Ok(a) => a,
+            .form(&form))
+    }
+
+    /// Sends one transfer attempt and decides what its response means.
+    pub async fn send(&self, req: &TransferRequest<'_>) -> SendDecision {
+        let request = match self.transfer_request(req) {
+            Ok(r) => r,
             Err(decision) => return decision,
         };
-        if (200..300).contains(&status) {
-            return match serde_json::from_slice::<Transfer>(&body) {
-                Ok(t) => SendDecision::Landed {
-                    observation: observe(&t),
-                    provider_ref: t.id,
-                },
-                Err(e) => SendDecision::Unknown {
-                    reason: format!("HTTP {status} with an unreadable transfer: {e}"),
-                },
-            };
+        match exchange(request).await {
+            Ok(answer) => decide(&answer),
+            Err(decision) => decision,
         }
-        let error = serde_json::from_slice::<ErrorBody>(&body).ok();
+    }
+
+    /// Replays an attempt's request under its own key: Stripe answers with the original's
+    /// result, 409 while it still runs, or runs it now if it never arrived, so the answer
+    /// settles the key for good (docs/providers/stripe.md, "Idempotency").
+    pub async fn replay(&self, req: &TransferRequest<'_>) -> Result<Replayed, ProviderError> {
+        let request = self
+            .transfer_request(req)
+            .map_err(|d| ProviderError::Config(reason_of(d)))?;
+        let answer = match exchange(request).await {
+            Ok(a) => a,
+            Err(
+                SendDecision::Retry { reason, .. }
+                | SendDecision::Throttled { reason, .. }
+                | SendDecision::Unknown { reason }
+                | SendDecision::Permanent { reason },
+            ) => return Err(ProviderError::Transport(format!("replay: {reason}"))),
+            Err(SendDecision::Landed { provider_ref, .. }) => {
+                return Err(ProviderError::Decode(format!(
+                    "replay answered as landed ({provider_ref}) without an answer"
+                )));
+            }
+        };
+        let error = serde_json::from_slice::<ErrorBody>(&answer.body).ok();
         let code = error.as_ref().and_then(|b| b.error.code.as_deref());
         let kind = error.as_ref().map(|b| b.error.kind.as_str());
-        let (mut class, why) = classify::classify(status, code, kind);
-        // Stripe may steer: `false` never turns an unknown into a re-send; `true` upgrades a
-        // refusal to a retry (the lookup still guards anything uncertain).
-        let should_retry = headers.get(SHOULD_RETRY).and_then(|v| v.to_str().ok());
-        if should_retry == Some("true") && class == Class::Permanent {
-            class = Class::Retry;
+        let decision = decide(&answer);
+        // Refused before the idempotency layer (keys, access, route): the answer says
+        // nothing about the original request.
+        if matches!(answer.status, 401 | 403 | 404) {
+            return Err(ProviderError::Status {
+                status: answer.status,
+                message: reason_of(decision),
+            });
         }
-        let message = error
-            .as_ref()
-            .map(|b| b.error.message.clone())
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect());
-        let reason = format!(
-            "HTTP {status}{}: {message} ({why})",
-            code.map(|c| format!(" {c}")).unwrap_or_default()
-        );
-        debug!(status, ?code, ?class, "stripe transfer refused");
-        match class {
-            Class::Retry => SendDecision::Retry {
-                reason,
-                retry_after: retry_after(&headers),
+        Ok(match (answer.status, decision) {
+            (
+                _,
+                SendDecision::Landed {
+                    provider_ref,
+                    observation,
+                },
+            ) => Replayed::Landed {
+                provider_ref,
+                observation,
             },
-            Class::Throttled => SendDecision::Throttled {
-                reason,
-                retry_after: retry_after(&headers),
-            },
-            Class::Unknown => SendDecision::Unknown { reason },
-            Class::Permanent => SendDecision::Permanent { reason },
+            // Still executing, or refused before the idempotency layer: says nothing yet.
+            (409 | 429, d) => Replayed::Running(reason_of(d)),
+            (400, d) if kind == Some("idempotency_error") || code == Some("idempotency_error") => {
+                Replayed::Mismatch(reason_of(d))
+            }
+            (_, SendDecision::Permanent { reason }) => Replayed::Refused(reason),
+            // A stored (or fresh) answer that is no transfer: the key's request has finished,
+            // but a 500 may have committed first, so only a listing can tell.
+            (_, d) => Replayed::Finished(reason_of(d)),
+        })
+    }
+
+    /// Settles an uncertain attempt (see the module doc). A replay that shows the request
+    /// finished saves when, so a later listing can prove absence once its lag has passed.
+    pub async fn settle_attempt(
+        &self,
+        last: &Submission<'_>,
+        last_started: DateTime<Utc>,
+        checkpoints: &dyn Checkpoints,
+    ) -> Result<LookupFinding, ProviderError> {
+        let now = Utc::now();
+        let plan = settle::plan(&self.settle, last_started, now);
+        let mut seen = seen_finished(last.checkpoint.as_ref());
+        if plan == Settle::ByKey {
+            let request = TransferRequest {
+                payout_id: last.payout_id,
+                destination: last.destination,
+                amount: last.amount,
+                idempotency_key: last.idempotency_key,
+            };
+            match self.replay(&request).await? {
+                Replayed::Landed {
+                    provider_ref,
+                    observation,
+                } => {
+                    return self
+                        .only_transfer(last.payout_id, provider_ref, observation)
+                        .await;
+                }
+                Replayed::Running(reason) => {
+                    return Ok(LookupFinding::Pending {
+                        reason: format!("replay under key {}: {reason}", last.idempotency_key),
+                        retry_in: Duration::ZERO,
+                    });
+                }
+                Replayed::Refused(reason) => return Ok(LookupFinding::Refused { reason }),
+                Replayed::Mismatch(reason) => {
+                    return Ok(LookupFinding::Unprovable {
+                        reason: format!(
+                            "key {} was first used for another request ({reason}): check the Stripe dashboard",
+                            last.idempotency_key
+                        ),
+                    });
+                }
+                Replayed::Finished(reason) => {
+                    debug!(payout = %last.payout_id, %reason, "replay shows the request finished without a transfer");
+                    if seen.is_none() {
+                        checkpoints
+                            .save(&serde_json::json!({ FINISHED_BY: now.to_rfc3339() }))
+                            .await?;
+                        seen = Some(now);
+                    }
+                }
+            }
         }
+        Ok(match self.lookup(last.payout_id).await? {
+            LookupFinding::Absent => settle::nothing_found(
+                plan,
+                settle::finished_by(&self.settle, last_started, seen),
+                self.settle.list_lag,
+                now,
+                &format!("listing transfer group {}", last.payout_id),
+            ),
+            other => other,
+        })
+    }
+
+    /// `provider_ref` landed for this payout; a listing still shows any other transfer made
+    /// for it (by someone else, or an earlier attempt), which is a duplicate. A listing that
+    /// lags can only miss one here, never cause a send.
+    async fn only_transfer(
+        &self,
+        payout: &PayoutId,
+        provider_ref: String,
+        observation: Observation,
+    ) -> Result<LookupFinding, ProviderError> {
+        let mut refs = vec![provider_ref.clone()];
+        match self.lookup(payout).await? {
+            LookupFinding::Landed {
+                provider_ref: listed,
+                ..
+            } => refs.push(listed),
+            LookupFinding::Duplicate { provider_refs } => refs.extend(provider_refs),
+            _ => {}
+        }
+        refs.sort();
+        refs.dedup();
+        Ok(if refs.len() > 1 {
+            warn!(payout = %payout, count = refs.len(), "more than one transfer for one payout");
+            LookupFinding::Duplicate {
+                provider_refs: refs,
+            }
+        } else {
+            LookupFinding::Landed {
+                provider_ref,
+                observation,
+            }
+        })
     }
 
     /// Lists every transfer made for a payout, across all its attempts.
@@ -231,6 +375,98 @@ impl StripeAdapter {
     }
 }
 
+/// What a replay under an attempt's own key showed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replayed {
+    /// The attempt's transfer (the original result, or the replay ran it now).
+    Landed {
+        provider_ref: String,
+        observation: Observation,
+    },
+    /// The request still executes (409), or the replay was refused before execution (429).
+    Running(String),
+    /// The request was refused for good: nothing moved under this key.
+    Refused(String),
+    /// The key was first used with other parameters: not our request.
+    Mismatch(String),
+    /// The request finished without a transfer in its answer (500, balance_insufficient): a
+    /// listing decides, once its lag has passed.
+    Finished(String),
+}
+
+fn reason_of(d: SendDecision) -> String {
+    match d {
+        SendDecision::Retry { reason, .. }
+        | SendDecision::Throttled { reason, .. }
+        | SendDecision::Unknown { reason }
+        | SendDecision::Permanent { reason } => reason,
+        SendDecision::Landed { provider_ref, .. } => format!("landed as {provider_ref}"),
+    }
+}
+
+/// Where a replay last showed the request finished, as saved in the attempt's checkpoint.
+const FINISHED_BY: &str = "finished_by";
+
+fn seen_finished(checkpoint: Option<&serde_json::Value>) -> Option<DateTime<Utc>> {
+    checkpoint?
+        .get(FINISHED_BY)?
+        .as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// What one create-transfer answer means.
+fn decide(answer: &Answer) -> SendDecision {
+    let Answer {
+        status,
+        headers,
+        body,
+    } = answer;
+    let status = *status;
+    if (200..300).contains(&status) {
+        return match serde_json::from_slice::<Transfer>(body) {
+            Ok(t) => SendDecision::Landed {
+                observation: observe(&t),
+                provider_ref: t.id,
+            },
+            Err(e) => SendDecision::Unknown {
+                reason: format!("HTTP {status} with an unreadable transfer: {e}"),
+            },
+        };
+    }
+    let error = serde_json::from_slice::<ErrorBody>(body).ok();
+    let code = error.as_ref().and_then(|b| b.error.code.as_deref());
+    let kind = error.as_ref().map(|b| b.error.kind.as_str());
+    let (mut class, why) = classify::classify(status, code, kind);
+    // Stripe may steer: `false` never turns an unknown into a re-send; `true` upgrades a
+    // refusal to a retry (the lookup still guards anything uncertain).
+    let should_retry = headers.get(SHOULD_RETRY).and_then(|v| v.to_str().ok());
+    if should_retry == Some("true") && class == Class::Permanent {
+        class = Class::Retry;
+    }
+    let message = error
+        .as_ref()
+        .map(|b| b.error.message.clone())
+        .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(200).collect());
+    let reason = format!(
+        "HTTP {status}{}: {message} ({why})",
+        code.map(|c| format!(" {c}")).unwrap_or_default()
+    );
+    debug!(status, ?code, ?class, "stripe transfer refused");
+    match class {
+        Class::Retry => SendDecision::Retry {
+            reason,
+            retry_after: retry_after(headers),
+        },
+        Class::Throttled => SendDecision::Throttled {
+            reason,
+            retry_after: retry_after(headers),
+        },
+        Class::Unknown => SendDecision::Unknown { reason },
+        Class::Permanent => SendDecision::Permanent { reason },
+    }
+}
+
 /// The body of a 2xx answer, or the provider's error as a `ProviderError`.
 async fn read_ok(response: reqwest::Response) -> Result<axum::body::Bytes, ProviderError> {
     let status = response.status().as_u16();
@@ -273,9 +509,9 @@ impl PayoutRail for StripeAdapter {
         Rail::Stripe
     }
 
-    /// Stripe is resolved by listing the payout's transfer group, never by re-sending.
+    /// `resolve` replays the attempt under its own key inside this window.
     fn dedupe_window(&self) -> Option<Duration> {
-        None
+        Some(self.settle.window)
     }
 
     fn submit<'a>(
@@ -294,14 +530,17 @@ impl PayoutRail for StripeAdapter {
         })
     }
 
+    /// Inside the window, replays `last` under its key; `earlier` attempts need nothing, as
+    /// each was settled before a later one was made. Past it, or when the replay shows the
+    /// request finished without a transfer, lists the transfer group.
     fn resolve<'a>(
         &'a self,
         last: &'a Submission<'a>,
         _earlier: &'a [PastAttempt],
-        _last_started: DateTime<Utc>,
-        _checkpoints: &'a dyn Checkpoints,
+        last_started: DateTime<Utc>,
+        checkpoints: &'a dyn Checkpoints,
     ) -> RailFuture<'a, Result<LookupFinding, ProviderError>> {
-        Box::pin(self.lookup(last.payout_id))
+        Box::pin(self.settle_attempt(last, last_started, checkpoints))
     }
 
     fn status<'a>(

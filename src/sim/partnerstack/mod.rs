@@ -10,6 +10,10 @@
 //! - Seeded partners (more via [`MockPartnerstack::add_partner`]); an unknown partner is 404.
 //! - `POST /rewards` validation (int amount, 3-letter currency, key 4–255 chars, metadata
 //!   limits), envelope `{data, message, status}`, ms timestamps, cursor pagination.
+//! - Late commits (`Faults::late_commit_rate`: the client's connection drops at once, the
+//!   reward is recorded `late_commit_ms` later) and listings that lag writes
+//!   (`list_lag_ms`); reads by key see a reward at once. A request runs to its end even if
+//!   its client disconnects.
 //! - Duplicate keys per [`DuplicateKey`]; it never creates a second reward for a key it still
 //!   remembers. `Faults::key_ttl_ms` makes it forget keys: after that a repeated key WOULD
 //!   create a second reward, which proves our adapter never re-sends to resolve.
@@ -161,6 +165,8 @@ struct Stored {
     mode: Mode,
     reward: Reward,
     changed: Instant,
+    /// When the reward was recorded, for `Faults::list_lag_ms`.
+    written: Instant,
 }
 
 #[derive(Debug)]
@@ -558,7 +564,7 @@ async fn create_reward(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let latency = {
+    let (latency, late) = {
         let mut guard = lock(&shared.inner);
         let inner = &mut *guard;
         inner.posts += 1;
@@ -592,20 +598,38 @@ async fn create_reward(
         if inner.dice.roll(inner.faults.error_rate) {
             return error(500, "Internal server error");
         }
-        inner.faults.latency_ms
+        let late = inner.dice.roll(inner.faults.late_commit_rate);
+        let late = late.then(|| Duration::from_millis(inner.faults.late_commit_ms));
+        (Duration::from_millis(inner.faults.latency_ms), late)
     };
-    if latency > 0 {
-        tokio::time::sleep(Duration::from_millis(latency)).await;
+    // The request runs on its own task: a client that disconnects (or gave up) does not
+    // stop it, so a late request still commits.
+    let work = tokio::spawn(async move {
+        let wait = latency + late.unwrap_or_default();
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        let (response, pending) = commit(&shared, &headers, &body);
+        flush(&shared.outbox, pending);
+        response
+    });
+    if late.is_some() {
+        return dropped_connection();
     }
-    // Duplicate check and commit under one lock: never two rewards for a remembered key.
-    let (response, pending) = {
+    work.await
+        .unwrap_or_else(|_| error(500, "the mock's request task failed"))
+}
+
+/// Duplicate check and commit under one lock: never two rewards for a remembered key.
+fn commit(shared: &Shared, headers: &HeaderMap, body: &Bytes) -> (Response, Vec<Pending>) {
+    {
         let mut guard = lock(&shared.inner);
         let inner = &mut *guard;
-        let Some(mode) = inner.mode(&headers) else {
-            return unauthorized();
+        let Some(mode) = inner.mode(headers) else {
+            return (unauthorized(), Vec::new());
         };
-        let Ok(create) = serde_json::from_slice::<CreateReward>(&body) else {
-            return error(400, "invalid request body");
+        let Ok(create) = serde_json::from_slice::<CreateReward>(body) else {
+            return (error(400, "invalid request body"), Vec::new());
         };
         inner.forget_expired_keys();
         let id = (mode, create.key.clone());
@@ -615,7 +639,7 @@ async fn create_reward(
                 .iter()
                 .find(|s| s.mode == mode && s.reward.key == create.key)
                 .map(|s| s.reward.clone());
-            return match (inner.duplicate_key, existing) {
+            let response = match (inner.duplicate_key, existing) {
                 (DuplicateKey::ReturnExisting, Some(r)) => ok(r),
                 _ => error(
                     409,
@@ -625,6 +649,7 @@ async fn create_reward(
                     ),
                 ),
             };
+            return (response, Vec::new());
         }
         let first_seen = inner.seen.insert(id.clone());
         inner.remembered.insert(id, Instant::now());
@@ -646,6 +671,7 @@ async fn create_reward(
             mode,
             reward: reward.clone(),
             changed: Instant::now(),
+            written: Instant::now(),
         });
         let pending = inner.event(&reward);
         let faults = inner.faults.clone();
@@ -659,9 +685,7 @@ async fn create_reward(
             ok(reward)
         };
         (response, pending)
-    };
-    flush(&shared.outbox, pending);
-    response
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -700,7 +724,7 @@ async fn list_rewards(
         .rewards
         .iter()
         .rev()
-        .filter(|s| s.mode == mode)
+        .filter(|s| s.mode == mode && inner.faults.listed(s.written))
         .map(|s| &s.reward)
         .filter(|r| q.partner_key.as_ref().is_none_or(|p| r.partner_key == *p))
         .filter(|r| {

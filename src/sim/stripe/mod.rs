@@ -3,9 +3,12 @@
 //!
 //! It keeps its own record of every transfer it really made ([`MockStripe::transfers`]): the
 //! truth the tests compare our ledger against. Faults are injected from [`Faults`]:
-//! latency, 429s (rejected before the idempotency layer, so not stored), 500s (stored under
-//! the key and replayed, as Stripe does), and "commit, then drop the connection";
-//! `key_ttl_ms` makes it forget idempotency keys early.
+//! latency, 429s (rejected before the idempotency layer, so not stored), 500s before or
+//! after committing (stored under the key and replayed, as Stripe does), "commit, then drop
+//! the connection", late commits (the client's connection drops, the transfer lands
+//! `late_commit_ms` later; its key answers 409 until then, then the stored result) and
+//! listings that lag writes by `list_lag_ms`; `key_ttl_ms` makes it forget idempotency keys
+//! early. A request runs to its end even if its client disconnects, as at Stripe.
 //!
 //! Every transfer emits a signed `transfer.created` webhook through its outbox. A transfer to
 //! a destination starting `acct_bounce` is reversed in full `late_after_ms` later (the
@@ -17,6 +20,7 @@
 //! (`pending`, then `paid` `late_after_ms` later); test-control routes tamper with or forget a
 //! transfer silently, move the mock's clock, and export the dashboard's transfers CSV.
 
+mod execute;
 mod records;
 
 use std::collections::{BTreeMap, HashMap};
@@ -40,6 +44,7 @@ use crate::providers::stripe::wire::{
     ErrorBody, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, Payout, REQUEST_ID, Transfer,
 };
 use crate::sim::kit::{Dice, Gate, MovedMoney, Outbox, dropped_connection, lock};
+use execute::{execute, idempotency_check};
 
 pub use crate::sim::kit::Faults;
 pub use records::Tamper;
@@ -70,6 +75,8 @@ struct Inner {
     clock_offset_secs: i64,
     /// Idempotency entries with the time they were stored (for `Faults::key_ttl_ms`).
     idempotency: HashMap<String, (Instant, Idem)>,
+    /// When each transfer was written, for `Faults::list_lag_ms`.
+    written: HashMap<String, Instant>,
     outbox: Outbox,
     webhook_secret: SecretString,
     /// Seconds added to the signing clock, to test the receiver's 300 s tolerance.
@@ -134,6 +141,7 @@ impl MockStripe {
             payouts: Vec::new(),
             clock_offset_secs: 0,
             idempotency: HashMap::new(),
+            written: HashMap::new(),
             balance: BTreeMap::new(),
             default_balance: config.balance_minor,
             next_id: 1,
@@ -358,6 +366,7 @@ fn new_transfer(
     let n = inner.next_id;
     inner.next_id += 1;
     let id = format!("tr_mock{n:010}");
+    inner.written.insert(id.clone(), Instant::now());
     Transfer {
         object: "transfer".into(),
         amount,
@@ -529,7 +538,7 @@ async fn create_transfer(
         .map(str::to_string);
 
     // Rate limiting runs before the idempotency layer: a 429 is never stored.
-    let (latency, gate, first_seen) = {
+    let (latency, gate, first_seen, late) = {
         let mut guard = lock(&inner);
         let inner = &mut *guard;
         let first = inner.limited_first < inner.faults.rate_limit_first;
@@ -553,142 +562,45 @@ async fn create_transfer(
         }
         let mut first_seen = true;
         if let Some(key) = &key {
-            let ttl = inner.faults.key_ttl_ms;
-            if ttl > 0
-                && inner
-                    .idempotency
-                    .get(key)
-                    .is_some_and(|(at, _)| at.elapsed() > Duration::from_millis(ttl))
-            {
-                inner.idempotency.remove(key);
-            }
-            match inner.idempotency.get(key).map(|(_, idem)| idem) {
-                Some(Idem::Done {
-                    fingerprint,
-                    status,
-                    body,
-                }) if *fingerprint == params.fingerprint => {
-                    return replay(*status, body.clone(), true);
-                }
-                Some(Idem::InFlight { fingerprint }) if *fingerprint == params.fingerprint => {
-                    return stripe_error(
-                        StatusCode::CONFLICT,
-                        "idempotency_error",
-                        Some("idempotency_key_in_use"),
-                        "There is currently another in-progress request using this Stripe API key and idempotency key. Please try again later.",
-                        None,
-                    );
-                }
-                Some(_) => {
-                    return stripe_error(
-                        StatusCode::BAD_REQUEST,
-                        "idempotency_error",
-                        None,
-                        &format!(
-                            "Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '{key}' if you meant to execute a different request."
-                        ),
-                        None,
-                    );
-                }
-                None => {
-                    inner.idempotency.insert(
-                        key.clone(),
-                        (
-                            Instant::now(),
-                            Idem::InFlight {
-                                fingerprint: params.fingerprint.clone(),
-                            },
-                        ),
-                    );
-                }
+            if let Some(r) = idempotency_check(inner, key, &params.fingerprint) {
+                return r;
             }
         } else {
             first_seen = false;
         }
-        (inner.faults.latency_ms, inner.gate.clone(), first_seen)
+        let late = inner.dice.roll(inner.faults.late_commit_rate);
+        let late = late.then(|| Duration::from_millis(inner.faults.late_commit_ms));
+        (
+            inner.faults.latency_ms,
+            inner.gate.clone(),
+            first_seen,
+            late,
+        )
     };
-    let _passage = gate.pass().await;
-    if latency > 0 {
-        tokio::time::sleep(Duration::from_millis(latency)).await;
-    }
-
-    let mut guard = lock(&inner);
-    let inner = &mut *guard;
-    let faults = inner.faults.clone();
-    let (status, body, drop) = if inner.dice.roll(faults.error_rate) {
-        let body = serde_json::to_string(&ErrorBody::new(
-            "api_error",
-            None,
-            "An unknown error occurred (mock).",
-            None,
-        ))
-        .unwrap_or_default();
-        (500, body, false)
-    } else {
-        let default = inner.default_balance;
-        let available = *inner
-            .balance
-            .entry(params.currency.clone())
-            .or_insert(default);
-        if available < params.amount {
-            let body = serde_json::to_string(&ErrorBody::new(
-                "invalid_request_error",
-                Some("balance_insufficient"),
-                "You have insufficient available funds in your Stripe account.",
-                None,
-            ))
-            .unwrap_or_default();
-            (400, body, false)
-        } else {
-            inner
-                .balance
-                .insert(params.currency.clone(), available - params.amount);
-            let mut transfer = new_transfer(
-                inner,
-                params.amount,
-                &params.currency,
-                &params.destination,
-                params.transfer_group.as_deref(),
-                params.metadata.clone(),
-            );
-            transfer.description = params.description.clone();
-            inner.transfers.push(transfer.clone());
-            emit(inner, "transfer.created", &transfer);
-            if transfer.destination.starts_with("acct_bounce") {
-                let later = Arc::clone(&shared);
-                let id = transfer.id.clone();
-                let after = Duration::from_millis(inner.late_after_ms);
-                tokio::spawn(async move {
-                    tokio::time::sleep(after).await;
-                    reverse_transfer(&later, &id);
-                });
-            }
-            let drop = (faults.drop_first_attempt && first_seen)
-                || (inner.dice.roll(faults.drop_after_commit_rate));
-            (
-                200,
-                serde_json::to_string(&transfer).unwrap_or_default(),
-                drop,
-            )
+    // The request executes on its own task, as at Stripe: a client that disconnects (or
+    // gave up) does not stop it, and its key is settled when it finishes.
+    let work = tokio::spawn(async move {
+        let _passage = gate.pass().await;
+        let wait = Duration::from_millis(latency) + late.unwrap_or_default();
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
         }
-    };
-    if let Some(key) = key {
-        inner.idempotency.insert(
-            key,
-            (
-                Instant::now(),
-                Idem::Done {
-                    fingerprint: params.fingerprint,
-                    status,
-                    body: body.clone(),
-                },
-            ),
-        );
-    }
-    if drop {
+        execute(&shared, params, key, first_seen)
+    });
+    if late.is_some() {
         return dropped_connection();
     }
-    replay(status, body, false)
+    match work.await {
+        Ok((_, _, true)) => dropped_connection(),
+        Ok((status, body, false)) => replay(status, body, false),
+        Err(_) => stripe_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "api_error",
+            None,
+            "The mock's request task failed.",
+            None,
+        ),
+    }
 }
 
 async fn get_transfer(

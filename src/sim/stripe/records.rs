@@ -145,6 +145,12 @@ pub(super) async fn list_transfers(
         .iter()
         .rev()
         .filter(|t| {
+            guard
+                .written
+                .get(&t.id)
+                .is_none_or(|at| guard.faults.listed(*at))
+        })
+        .filter(|t| {
             params
                 .transfer_group
                 .as_ref()
