@@ -162,7 +162,20 @@ pub async fn active_payouts(store: &Store) -> StoreResult<i64> {
 
 /// Runs the worker until `shutdown` resolves, or, with `until_idle`, until no payout is
 /// active. `on_progress` is called about twice a second with the status counts.
+///
+/// The queue's monitor, its workers and the sweep make one future of hundreds of KiB (more
+/// in debug builds, where each poll copies parts of it to the stack); it lives on the heap
+/// so that no caller's stack (2 MiB on spawned and test threads) has to carry it.
 pub async fn run_worker(
+    deps: Arc<PayoutDeps>,
+    options: WorkerOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_progress: impl Fn(&[(PayoutStatus, i64)]) + Send + Sync + 'static,
+) -> Result<(), WorkerError> {
+    Box::pin(run_worker_on_heap(deps, options, shutdown, on_progress)).await
+}
+
+async fn run_worker_on_heap(
     deps: Arc<PayoutDeps>,
     options: WorkerOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,

@@ -493,14 +493,18 @@ async fn webhooks_verify_by_postback_and_refuse_forged_stale_malformed() {
     assert_eq!(event.our_token.as_deref(), Some(t.key.as_str()));
     assert_eq!(event.observation.unwrap().state, RailState::Paid);
 
-    // Duplicate delivery: same event id, so the receiver can drop the repeat.
-    let same: Vec<_> = m
-        .outbox()
-        .deliveries()
-        .into_iter()
-        .filter(|d| d.body == delivery.body)
-        .collect();
-    assert!(same.len() >= 2, "duplicate delivery expected");
+    // Duplicate delivery: same event id, so the receiver can drop the repeat. The repeat is
+    // sent after the first, so it is waited for (checking at once raced it).
+    let repeated = crate::common::eventually(10, || async {
+        m.outbox()
+            .deliveries()
+            .into_iter()
+            .filter(|d| d.body == delivery.body)
+            .count()
+            >= 2
+    })
+    .await;
+    assert!(repeated, "duplicate delivery expected");
 
     // Forged body: a different state under the original signature.
     let forged = String::from_utf8(delivery.body.clone())
