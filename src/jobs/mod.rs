@@ -1,5 +1,6 @@
 //! Background work: the payout step and the apalis worker that runs it.
 
+mod heartbeat;
 pub mod payout_step;
 pub mod schedule;
 pub mod worker;

@@ -19,6 +19,7 @@ mod programs;
 mod provider_records_stripe_paypal;
 mod provider_records_wise_partnerstack;
 mod rail_partnerstack;
+mod rail_partnerstack_webhooks;
 mod rail_paypal;
 mod rail_wise;
 mod rails;
