@@ -264,6 +264,25 @@ impl TestEnv {
         self.deps_with("sk_test_mock", fast_policy(), "test-worker")
     }
 
+    /// Serves Stripe-only webhook receivers for this environment and points the mock's
+    /// deliveries at them; returns their base URL.
+    pub async fn serve_stripe_webhooks(&self) -> String {
+        let url = serve_webhooks(payouts::http::WebhookState {
+            store: self.store.clone(),
+            rails: self.deps().rails.clone(),
+            stripe_secrets: Arc::new(vec![SecretString::from("whsec_mock")]),
+            paypal: None,
+            wise: None,
+            partnerstack: None,
+            partnerstack_token: None,
+            watch_for: None,
+            verify_limit: payouts::http::webhooks::default_verify_limit(),
+        })
+        .await;
+        self.mock.outbox().set_target(Some(format!("{url}/stripe")));
+        url
+    }
+
     /// Runs a real apalis worker until no payout is active (or 60 s pass).
     pub async fn work_until_idle(&self, deps: Arc<PayoutDeps>) {
         run_until_idle(deps, 4).await;

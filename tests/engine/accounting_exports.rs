@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::process::{Command, Output};
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::*;
@@ -15,11 +14,9 @@ use payouts::domain::accounting::round_balanced;
 use payouts::domain::ledger::Book;
 use payouts::domain::money::{Currency, Money};
 use payouts::domain::payout::PayoutStatus;
-use payouts::http::WebhookState;
 use payouts::sim::stripe::Faults;
 use payouts::storage::{JournalEntry, TrialBalance};
 use rust_decimal::Decimal;
-use secrecy::SecretString;
 
 const BIN: &str = env!("CARGO_BIN_EXE_payouts");
 
@@ -47,19 +44,7 @@ async fn busy_ledger() -> (TestEnv, Marks) {
     let env = TestEnv::new(Faults::default()).await;
     env.ingest(DEMO).await;
     env.ingest(BOUNCING_ALICE).await;
-    let url = serve_webhooks(WebhookState {
-        store: env.store.clone(),
-        rails: env.deps().rails.clone(),
-        stripe_secrets: Arc::new(vec![SecretString::from("whsec_mock")]),
-        paypal: None,
-        wise: None,
-        partnerstack: None,
-        partnerstack_token: None,
-        watch_for: None,
-        verify_limit: payouts::http::webhooks::default_verify_limit(),
-    })
-    .await;
-    env.mock.outbox().set_target(Some(format!("{url}/stripe")));
+    env.serve_stripe_webhooks().await;
     let after_ingest = mark().await;
 
     // Nia's payout fails for good (a wrong API key): its hold is voided.

@@ -12,14 +12,12 @@ use payouts::domain::ids::{AccountId, IdempotencyKey, Rail};
 use payouts::domain::money::Currency;
 use payouts::domain::payout::PayoutStatus;
 use payouts::domain::reconcile::{ExceptionKind, Period, Tolerances};
-use payouts::http::WebhookState;
 use payouts::jobs::PayoutDeps;
 use payouts::reconcile::{Quiet, ReconcileRequest, RecordsFrom, reconcile};
 use payouts::sim::sandbox::{Sandbox, SandboxOptions};
 use payouts::sim::stripe::Faults;
 use payouts::storage::payouts::{PayoutDetail, WithdrawalRequest};
 use payouts::storage::{Store, Trigger};
-use secrecy::SecretString;
 
 const RAILS_FIXTURE: &str = include_str!("../../fixtures/rails.ndjson");
 
@@ -48,19 +46,7 @@ async fn evidence_rows(store: &Store, payout: &str, object: &str) -> i64 {
 async fn reversing_a_duplicate_stripe_transfer_leaves_the_paid_payout_alone() {
     let env = TestEnv::new(Faults::default()).await;
     env.ingest(DEMO).await;
-    let url = serve_webhooks(WebhookState {
-        store: env.store.clone(),
-        rails: env.deps().rails.clone(),
-        stripe_secrets: Arc::new(vec![SecretString::from("whsec_mock")]),
-        paypal: None,
-        wise: None,
-        partnerstack: None,
-        partnerstack_token: None,
-        watch_for: None,
-        verify_limit: payouts::http::webhooks::default_verify_limit(),
-    })
-    .await;
-    env.mock.outbox().set_target(Some(format!("{url}/stripe")));
+    env.serve_stripe_webhooks().await;
     let amount = env.payable("ref-mo").await;
     let payout = env
         .withdraw("ref-mo", amount, "dup-1")

@@ -2,13 +2,10 @@
 //! `transfer.reversed` webhook, reverses the ledger and shows in the balance; forged, stale,
 //! duplicate and out-of-order deliveries change nothing.
 
-use std::sync::Arc;
-
 use crate::common::*;
 use chrono::Utc;
 use payouts::domain::payout::PayoutStatus;
 use payouts::domain::tracking::RailState;
-use payouts::http::WebhookState;
 use payouts::providers::stripe::webhook::{SIGNATURE_HEADER, sign};
 use payouts::sim::stripe::Faults;
 use secrecy::SecretString;
@@ -19,19 +16,7 @@ async fn setup() -> (TestEnv, String) {
     let env = TestEnv::new(Faults::default()).await;
     env.ingest(DEMO).await;
     env.ingest(BOUNCING_ALICE).await;
-    let url = serve_webhooks(WebhookState {
-        store: env.store.clone(),
-        rails: env.deps().rails.clone(),
-        stripe_secrets: Arc::new(vec![SecretString::from("whsec_mock")]),
-        paypal: None,
-        wise: None,
-        partnerstack: None,
-        partnerstack_token: None,
-        watch_for: None,
-        verify_limit: payouts::http::webhooks::default_verify_limit(),
-    })
-    .await;
-    env.mock.outbox().set_target(Some(format!("{url}/stripe")));
+    let url = env.serve_stripe_webhooks().await;
     (env, url)
 }
 
