@@ -115,10 +115,15 @@ impl WorkerSettings {
                 ),
             });
         }
+        let stripe_list_lag = secs(
+            "STRIPE_LIST_LAG_SECS",
+            crate::providers::stripe::SETTLE.list_lag.as_secs(),
+        )?;
         let stripe = var("STRIPE_SECRET_KEY").map(|key| StripeConfig {
             api_base: var("STRIPE_API_BASE").unwrap_or_else(|| "https://api.stripe.com".into()),
             secret_key: SecretString::from(key),
             timeout,
+            list_lag: stripe_list_lag,
         });
         let paypal = match (var("PAYPAL_CLIENT_ID"), var("PAYPAL_CLIENT_SECRET")) {
             (Some(id), Some(secret)) => Some(PaypalConfig {

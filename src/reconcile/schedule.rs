@@ -103,7 +103,10 @@ async fn reconcile_one(daily: &DailyReconciliation, period: Period) -> Result<()
         }
         Err(e) => {
             error!(%period, error = %e, "daily reconciliation failed; a later tick runs it again");
-            daily.store.recon_release_day(period.from, &run_id).await?;
+            daily
+                .store
+                .recon_abandon_day(period.from, &run_id, &e.to_string())
+                .await?;
             Err(e)
         }
     }
@@ -137,16 +140,8 @@ impl Drop for ClaimGuard {
         };
         runtime.spawn(async move {
             warn!(run = %run_id, %day, "daily reconciliation stopped before it finished");
-            if let Err(e) = store
-                .recon_fail(
-                    &run_id,
-                    "the reconciliation task stopped before it finished",
-                )
-                .await
-            {
-                error!(run = %run_id, error = %e, "cannot mark the stopped run failed");
-            }
-            if let Err(e) = store.recon_release_day(day, &run_id).await {
+            let reason = "the reconciliation task stopped before it finished";
+            if let Err(e) = store.recon_abandon_day(day, &run_id, reason).await {
                 error!(run = %run_id, error = %e, "cannot give back the stopped run's claim");
             }
         });

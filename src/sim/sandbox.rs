@@ -149,6 +149,7 @@ impl Sandbox {
             api_base: self.stripe.base_url(),
             secret_key: self.options.stripe_api_key.clone(),
             timeout: self.options.timeout,
+            list_lag: stripe::SETTLE.list_lag,
         }
     }
 

@@ -285,8 +285,8 @@ delegate! {
     fn recon_backfill_references(&self) -> StoreResult<u64>;
     /// Claims the daily reconciliation of a day for a run (see `sql/recon_daily.rs`).
     fn recon_claim_day(&self, day: chrono::NaiveDate, run_id: &str, ttl: Duration) -> StoreResult<bool>;
-    /// Gives back the claim of a run that failed.
-    fn recon_release_day(&self, day: chrono::NaiveDate, run_id: &str) -> StoreResult<()>;
+    /// Gives back the claim of a run that failed or stopped, marking it failed.
+    fn recon_abandon_day(&self, day: chrono::NaiveDate, run_id: &str, reason: &str) -> StoreResult<()>;
     /// Keeps a day for good: its run completed.
     fn recon_complete_day(&self, day: chrono::NaiveDate, run_id: &str) -> StoreResult<()>;
     /// Days whose claim lapsed without a completed run.

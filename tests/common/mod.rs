@@ -250,6 +250,7 @@ impl TestEnv {
                     api_base: self.mock.base_url(),
                     secret_key: SecretString::from(api_key.to_string()),
                     timeout: Duration::from_secs(5),
+                    list_lag: payouts::providers::stripe::SETTLE.list_lag,
                 })
                 .expect("adapter")
                 .with_settle_timing(self.settle),

@@ -332,6 +332,8 @@ fn three_worker_processes_pay_a_run_of_three_hundred_exactly_once() {
                 .env("PAYOUTS_RETRY_BASE_SECS", "1")
                 .env("PAYOUTS_RETRY_MAX_SECS", "2")
                 .env("PAYOUTS_LEASE_TTL_SECS", "10")
+                // The mock lists a transfer as soon as it exists: no lag to wait out.
+                .env("STRIPE_LIST_LAG_SECS", "0")
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()

@@ -78,6 +78,7 @@ async fn stripe() -> Stripe {
         api_base: mock.base_url(),
         secret_key: SecretString::from("sk_test_mock"),
         timeout: Duration::from_secs(5),
+        list_lag: payouts::providers::stripe::SETTLE.list_lag,
     })
     .expect("adapter");
     Stripe {

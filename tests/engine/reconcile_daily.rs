@@ -24,6 +24,7 @@ fn daily(store: &Store, api_base: String) -> DailyReconciliation {
         api_base,
         secret_key: SecretString::from("sk_test_mock".to_string()),
         timeout: Duration::from_secs(30),
+        list_lag: payouts::providers::stripe::SETTLE.list_lag,
     })
     .expect("adapter");
     DailyReconciliation {
@@ -107,7 +108,19 @@ async fn a_daily_reconciliation_whose_task_dies_is_marked_failed_and_retried() {
         "the run of a dead task was left {:?}",
         statuses(&runs_of(&env.store, TICK).await)
     );
-    // Its claim was given back: the next tick for the day runs it.
+    // Its claim was given back with the same write that failed it: a worker that sees the
+    // run failed finds the day free.
+    let period = day_before(TICK);
+    let free = env
+        .store
+        .recon_days_to_retry(
+            period.from - chrono::Days::new(1),
+            period.from + chrono::Days::new(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(free, [period.from], "the failed run's day is still claimed");
+    // The next tick for the day runs it.
     let up = daily(&env.store, env.mock.base_url());
     reconcile_day(&up, TICK).await.unwrap();
     let runs = runs_of(&env.store, TICK).await;

@@ -38,6 +38,10 @@ pub struct StripeConfig {
     pub api_base: String,
     pub secret_key: SecretString,
     pub timeout: Duration,
+    /// How long Stripe's list endpoints may lag behind a write (`STRIPE_LIST_LAG_SECS`,
+    /// default [`SETTLE`]'s): a listing proves a transfer absent only this long after the
+    /// request finished.
+    pub list_lag: Duration,
 }
 
 impl std::fmt::Debug for StripeConfig {
@@ -46,6 +50,7 @@ impl std::fmt::Debug for StripeConfig {
             .field("api_base", &self.api_base)
             .field("secret_key", &"[redacted]")
             .field("timeout", &self.timeout)
+            .field("list_lag", &self.list_lag)
             .finish()
     }
 }
@@ -69,10 +74,14 @@ pub struct StripeAdapter {
 impl StripeAdapter {
     pub fn new(config: StripeConfig) -> Result<Self, ProviderError> {
         let http = http_client(&config.api_base, "STRIPE_API_BASE", config.timeout)?;
+        let settle = SettleTiming {
+            list_lag: config.list_lag,
+            ..SETTLE
+        };
         Ok(StripeAdapter {
             http,
             config,
-            settle: SETTLE,
+            settle,
         })
     }
 

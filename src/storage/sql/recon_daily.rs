@@ -51,16 +51,34 @@ impl Store {
         Ok(true)
     }
 
-    /// Gives back the claim of a run that failed, so the next tick runs the day again.
-    pub async fn recon_release_day(&self, day: NaiveDate, run_id: &str) -> StoreResult<()> {
+    /// Gives back the claim of a run that failed or stopped, and marks the run failed if it
+    /// is still running, in one transaction: whoever sees the run failed also finds the day
+    /// free, so the next tick runs it again.
+    pub async fn recon_abandon_day(
+        &self,
+        day: NaiveDate,
+        run_id: &str,
+        reason: &str,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE recon_daily SET expires_at = 0 \
              WHERE day = $1 AND run_id = $2 AND completed_at IS NULL",
         )
         .bind(day.to_string())
         .bind(run_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        sqlx::query(
+            "UPDATE recon_runs SET status = 'failed', finished_at = $2, error = $3 \
+             WHERE id = $1 AND status = 'running'",
+        )
+        .bind(run_id)
+        .bind(to_millis(Utc::now()))
+        .bind(reason)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 

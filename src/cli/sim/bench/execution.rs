@@ -196,6 +196,7 @@ async fn one(
         api_base: mock.base_url(),
         secret_key: SecretString::from("sk_test_mock"),
         timeout: Duration::from_secs(5),
+        list_lag: payouts::providers::stripe::SETTLE.list_lag,
     })
     .map_err(|e| anyhow::anyhow!("the Stripe adapter: {e}"))?;
     let deps = Arc::new(PayoutDeps {
