@@ -17,4 +17,5 @@ pub mod reconcile;
 pub mod referral;
 pub mod settle;
 pub mod tracking;
+pub mod transition;
 pub mod usage;

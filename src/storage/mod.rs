@@ -82,6 +82,9 @@ pub enum StoreError {
     LeaseLost { payout: String, fence: i64 },
     #[error("stored data is not valid: {0}")]
     Corrupt(String),
+    /// A status write the transition table refuses: the decision behind it is a bug.
+    #[error(transparent)]
+    Transition(#[from] crate::domain::transition::Refused),
     #[error(transparent)]
     BonusSeed(#[from] crate::domain::program::bonus::SeedError),
 }

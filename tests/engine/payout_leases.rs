@@ -234,3 +234,70 @@ async fn a_burnt_sweep_key_still_leaves_every_active_payout_a_runnable_job() {
     env.work_until_idle(env.deps()).await;
     env.assert_paid_exactly_once(&[id.to_string()]).await;
 }
+
+/// A step whose move the transition table does not list (queued straight to paid, skipping
+/// the send) is refused before anything is written: the payout, its hold and its history stay
+/// as they were, and a real worker then pays it the normal way.
+#[tokio::test]
+async fn a_step_the_transition_table_refuses_changes_nothing() {
+    let env = TestEnv::new(Faults::default()).await;
+    env.ingest(DEMO).await;
+    let id = env
+        .withdraw("ref-gina", usd("45"), "gina-table")
+        .await
+        .unwrap()
+        .payout
+        .id;
+    let before = env.store.payout(id.as_str()).await.unwrap();
+    let Claim::Acquired { lease, payout } = env
+        .store
+        .claim(&id, "buggy", Duration::from_secs(30))
+        .await
+        .unwrap()
+    else {
+        panic!("claim failed");
+    };
+    assert_eq!(payout.status, PayoutStatus::Queued);
+    let refused = env
+        .store
+        .record_step(
+            &lease,
+            payout.status,
+            &payouts::storage::payouts::StepRecord {
+                to: PayoutStatus::Paid,
+                reason: "a decision that skipped the send".into(),
+                attempt: None,
+                attempt_outcome: None,
+                provider_ref: Some("tr_invented".into()),
+                last_error: None,
+                next_in: None,
+                lookup_failed: false,
+                source: "test",
+                observation: None,
+                polled: false,
+                watch_for: None,
+            },
+        )
+        .await;
+    match refused {
+        Err(payouts::storage::StoreError::Transition(e)) => {
+            assert_eq!((e.from, e.to), (PayoutStatus::Queued, PayoutStatus::Paid));
+        }
+        other => panic!("queued -> paid was not refused: {other:?}"),
+    }
+    let after = env.store.payout(id.as_str()).await.unwrap();
+    assert_eq!(after.payout.status, PayoutStatus::Queued);
+    assert_eq!(
+        after.events.len(),
+        before.events.len(),
+        "no event was written"
+    );
+    env.assert_ledger_sound().await;
+    // The lease runs out; a worker pays it through the table's own path.
+    env.store
+        .release(&lease, Duration::ZERO, "test")
+        .await
+        .unwrap();
+    env.work_until_idle(env.deps()).await;
+    env.assert_paid_exactly_once(&[id.to_string()]).await;
+}

@@ -23,6 +23,7 @@ use crate::domain::ledger::{Book, TransactionDraft, TransactionKind, Transaction
 use crate::domain::money::{Currency, Money};
 use crate::domain::payout::{INTERRUPTED, PayoutStatus};
 use crate::domain::reconcile::rail_reference;
+use crate::domain::transition::{self, Mover};
 use crate::ingest::record::content_hash;
 use crate::storage::queue::payout_task;
 
@@ -586,6 +587,7 @@ impl Store {
         provider_key: &str,
         context: Option<&str>,
     ) -> StoreResult<()> {
+        transition::check(from, PayoutStatus::Submitting, Mover::Worker)?;
         let mut tx = self
             .begin_write(WriteLock::Payout(lease.payout_id.as_str()))
             .await?;
@@ -661,6 +663,7 @@ impl Store {
         from: PayoutStatus,
         step: &StepRecord<'_>,
     ) -> StoreResult<()> {
+        transition::check(from, step.to, Mover::Worker)?;
         let mut tx = self
             .begin_write(WriteLock::Payout(lease.payout_id.as_str()))
             .await?;

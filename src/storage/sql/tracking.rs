@@ -18,6 +18,7 @@ use crate::domain::object_match::{
 use crate::domain::payout::PayoutStatus;
 use crate::domain::payout::uses_an_attempt;
 use crate::domain::tracking::{Observation, Tracked, track};
+use crate::domain::transition::{self, Mover};
 use crate::providers::rail::PastAttempt;
 
 /// attempt_no, provider_key, started_at, provider_ref, checkpoint.
@@ -357,6 +358,7 @@ async fn apply_tracked(
                 Applied::Unchanged { status }
             }
             Tracked::Move { to, reason, .. } => {
+                transition::check(status, to, Mover::Provider)?;
                 write_status(tx, id, to, observation, at, now, watch_until).await?;
                 let hold = hold_of(tx, id).await?;
                 settle_ledger(tx, id, &hold, to).await?;
@@ -365,6 +367,7 @@ async fn apply_tracked(
             }
             Tracked::Conflict { reason } => {
                 let to = PayoutStatus::NeedsOperator;
+                transition::check(status, to, Mover::Provider)?;
                 write_status(tx, id, to, observation, at, now, watch_until).await?;
                 // The money left after all: take it out of the balance again at once, so it
                 // cannot be withdrawn a second time while an operator looks.
