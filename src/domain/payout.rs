@@ -248,31 +248,8 @@ pub struct NextStep {
     pub reason: String,
 }
 
-/// The outcome stored on an attempt's row for a send decision.
-pub fn outcome_code(decision: &SendDecision) -> &'static str {
-    match decision {
-        SendDecision::Landed { .. } => "landed",
-        SendDecision::Retry { .. } => "retry",
-        SendDecision::Throttled { .. } => "throttled",
-        SendDecision::Unknown { .. } => "unknown",
-        SendDecision::Permanent { .. } => "permanent",
-    }
-}
-
-/// The outcome stored on an attempt that was cut off before its answer was recorded (the
-/// worker stopped mid-send) and that a lookup then proved did not land.
-pub const INTERRUPTED: &str = "interrupted";
-
-/// Whether an attempt with this stored outcome used up one of `max_attempts`. Only a send
-/// that may have reached the provider and failed there counts: a rate limit was refused
-/// before execution, and an interrupted send failed on our side, so neither says anything
-/// about the payment that an operator should look at.
-pub fn uses_an_attempt(outcome: &str) -> bool {
-    !matches!(outcome, "throttled" | INTERRUPTED | "in_flight")
-}
-
 /// Pure transition after a send attempt. `used` counts the attempts that used up one of
-/// `max_attempts` (see [`uses_an_attempt`]), this one included if it does.
+/// `max_attempts` (see `step::AttemptOutcome::uses_an_attempt`), this one included if it does.
 pub fn step_after_send(
     policy: &RetryPolicy,
     attempt: u32,
@@ -453,11 +430,6 @@ mod tests {
         let next = step_after_send(&p, p.max_attempts * 3, p.max_attempts, &d, 0.5);
         assert_eq!(next.status, PayoutStatus::RetryScheduled);
         assert!(next.delay.unwrap() >= Duration::from_secs(3));
-        assert!(!uses_an_attempt(outcome_code(&d)));
-        assert!(!uses_an_attempt(INTERRUPTED));
-        for counted in ["retry", "unknown", "permanent", "landed"] {
-            assert!(uses_an_attempt(counted), "{counted}");
-        }
     }
 
     #[test]

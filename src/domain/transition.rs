@@ -101,7 +101,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::domain::payout::{RetryPolicy, SendDecision, after_landing, step_after_send};
+    use crate::domain::ids::Rail;
+    use crate::domain::payout::{LookupFinding, RetryPolicy, SendDecision};
+    use crate::domain::step::{self, AfterLookup};
     use crate::domain::tracking::{Observation, RailState, Tracked, track};
     use proptest::prelude::*;
 
@@ -200,73 +202,154 @@ mod tests {
         ]
     }
 
-    /// One event in a payout's life, decided by the domain's own functions.
+    fn any_finding() -> impl Strategy<Value = Result<LookupFinding, String>> {
+        prop_oneof![
+            any_state().prop_map(|s| Ok(LookupFinding::Landed {
+                provider_ref: "tr_1".into(),
+                observation: Observation::new(s, "s"),
+            })),
+            Just(Ok(LookupFinding::Absent)),
+            Just(Ok(LookupFinding::Refused { reason: "r".into() })),
+            Just(Ok(LookupFinding::Unprovable { reason: "u".into() })),
+            Just(Ok(LookupFinding::Duplicate {
+                provider_refs: vec!["tr_1".into(), "tr_2".into()]
+            })),
+            Just(Ok(LookupFinding::Pending {
+                reason: "p".into(),
+                retry_in: Duration::from_secs(1)
+            })),
+            Just(Err("timeout".to_string())),
+        ]
+    }
+
+    /// One event in a payout's life; what it does is decided by the domain's own functions.
     #[derive(Debug, Clone)]
     enum Event {
         Send(SendDecision),
-        Lookup(RailState),
+        Lookup(Result<LookupFinding, String>),
+        Poll(Result<RailState, String>),
         Reading(RailState),
+        RailMissing,
     }
 
     fn any_event() -> impl Strategy<Value = Event> {
         prop_oneof![
             any_decision().prop_map(Event::Send),
-            any_state().prop_map(Event::Lookup),
+            any_finding().prop_map(Event::Lookup),
+            any_state().prop_map(|s| Event::Poll(Ok(s))),
+            Just(Event::Poll(Err("down".into()))),
             any_state().prop_map(Event::Reading),
+            Just(Event::RailMissing),
         ]
     }
 
-    /// Where the domain sends a payout in `status` on `event`, and who moves it; `None` when
-    /// the event does not apply in that status (a worker sends only from a sendable status).
-    fn next(
-        policy: &RetryPolicy,
+    /// A payout as the property test tracks it.
+    struct Life {
+        policy: RetryPolicy,
         status: PayoutStatus,
         used: u32,
-        event: &Event,
-    ) -> Option<(PayoutStatus, Mover)> {
-        match event {
-            Event::Send(decision) => {
-                let sendable = matches!(status, Queued | RetryScheduled | OutcomeUnknown);
-                sendable.then(|| {
-                    let step = step_after_send(policy, used + 1, used + 1, decision, 0.5);
-                    (step.status, Mover::Worker)
-                })
+        failures: u32,
+    }
+
+    impl Life {
+        /// Applies `event` through the domain; every move it makes must be in the table.
+        fn apply(&mut self, event: &Event) -> Result<(), TestCaseError> {
+            let p = self.policy;
+            let moved = match event {
+                Event::Send(decision) => {
+                    if !matches!(self.status, Queued | RetryScheduled) {
+                        return Ok(());
+                    }
+                    self.send(decision)?
+                }
+                Event::Lookup(found) if self.status.needs_lookup() => {
+                    match step::after_lookup(
+                        &p,
+                        self.used.max(1),
+                        found.clone(),
+                        self.failures,
+                        0.5,
+                    ) {
+                        AfterLookup::SendNew(_) => self.send(&SendDecision::Unknown {
+                            reason: "again".into(),
+                        })?,
+                        AfterLookup::Step(s) => (s.to, Mover::Worker),
+                    }
+                }
+                Event::Poll(read) if matches!(self.status, Processing | Paid) => {
+                    let polled = step::Polled {
+                        status: self.status,
+                        polls: 0,
+                        lookup_failures: self.failures,
+                        still_watched: true,
+                        provider_status: None,
+                    };
+                    let read = read.clone().map(|s| Observation::new(s, "s"));
+                    (step::after_poll(&p, polled, read).to, Mover::Worker)
+                }
+                Event::Reading(state) => {
+                    match track(self.status, None, &Observation::new(*state, "s")) {
+                        Tracked::Unchanged => return Ok(()),
+                        Tracked::Move { to, .. } => (to, Mover::Provider),
+                        Tracked::Conflict { .. } => (NeedsOperator, Mover::Provider),
+                    }
+                }
+                Event::RailMissing if self.status.is_active() => {
+                    match step::rail_not_configured(self.status, Rail::Stripe) {
+                        Some(s) => (s.to, Mover::Worker),
+                        None => return Ok(()),
+                    }
+                }
+                _ => return Ok(()),
+            };
+            let (to, by) = moved;
+            prop_assert!(
+                allowed(self.status, to, by),
+                "{} -> {to} by {by} on {event:?}",
+                self.status
+            );
+            self.failures = if to == self.status {
+                self.failures + 1
+            } else {
+                0
+            };
+            self.status = to;
+            Ok(())
+        }
+
+        /// A send: the escalation when attempts are used up, else through `submitting`.
+        fn send(
+            &mut self,
+            decision: &SendDecision,
+        ) -> Result<(PayoutStatus, Mover), TestCaseError> {
+            let p = self.policy;
+            if let Some(s) = step::attempts_exhausted(&p, self.used, None, None) {
+                return Ok((s.to, Mover::Worker));
             }
-            Event::Lookup(state) => status.needs_lookup().then(|| {
-                let observation = Observation::new(*state, "s");
-                let step = after_landing(policy, "tr_1", &observation, "lookup");
-                (step.status, Mover::Worker)
-            }),
-            Event::Reading(state) => match track(status, None, &Observation::new(*state, "s")) {
-                Tracked::Unchanged => None,
-                Tracked::Move { to, .. } => Some((to, Mover::Provider)),
-                Tracked::Conflict { .. } => Some((NeedsOperator, Mover::Provider)),
-            },
+            prop_assert!(
+                allowed(self.status, Submitting, Mover::Worker),
+                "{} -> submitting",
+                self.status
+            );
+            self.status = Submitting;
+            let s = step::after_send(&p, self.used + 1, self.used, decision, 0.5);
+            self.used += u32::from(step::AttemptOutcome::of(decision).uses_an_attempt());
+            Ok((s.to, Mover::Worker))
         }
     }
 
     proptest! {
-        /// Random lives of a payout, every step decided by the domain: each move the domain
-        /// makes is one the table allows (a send moves through `submitting` first).
+        /// Random lives of a payout, every step decided by the domain (sends, lookups,
+        /// polls, webhook readings, escalations): each move it makes is one the table allows.
         #[test]
         fn the_domain_only_makes_moves_the_table_allows(
-            events in proptest::collection::vec(any_event(), 1..40),
+            events in proptest::collection::vec(any_event(), 1..60),
             max_attempts in 1u32..5,
         ) {
             let policy = RetryPolicy { max_attempts, ..RetryPolicy::default() };
-            let mut status = Queued;
-            let mut used = 0;
+            let mut life = Life { policy, status: Queued, used: 0, failures: 0 };
             for event in &events {
-                let Some((to, by)) = next(&policy, status, used, event) else {
-                    continue;
-                };
-                if let Event::Send(_) = event {
-                    prop_assert!(allowed(status, Submitting, Mover::Worker), "{status} -> submitting");
-                    status = Submitting;
-                    used += 1;
-                }
-                prop_assert!(allowed(status, to, by), "{status} -> {to} by {by} on {event:?}");
-                status = to;
+                life.apply(event)?;
             }
         }
     }

@@ -16,14 +16,11 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::heartbeat::heartbeat;
 use crate::domain::ids::PayoutId;
-use crate::domain::payout::{
-    LookupFinding, PayoutStatus, RetryPolicy, SendDecision, after_landing, attempt_key,
-    outcome_code, step_after_send, uses_an_attempt,
-};
-use crate::domain::tracking::{Observation, Tracked, track};
+use crate::domain::payout::{PayoutStatus, RetryPolicy, attempt_key};
+use crate::domain::step::{self, AfterLookup, AttemptOutcome, Polled, Step};
 use crate::providers::ProviderError;
 use crate::providers::rail::{Checkpoints, PayoutRail, RailFuture, Rails, Submission};
-use crate::storage::payouts::{Claim, Lease, PayoutView, StepRecord};
+use crate::storage::payouts::{Claim, Lease, PayoutView};
 use crate::storage::{Store, StoreError, StoreResult};
 
 /// What a worker needs to advance payouts.
@@ -109,33 +106,22 @@ impl Checkpoints for StepCheckpoints<'_> {
     }
 }
 
-/// How long a payout that becomes paid is still watched for money coming back.
-fn watch(deps: &PayoutDeps) -> Option<Duration> {
-    (!deps.policy.watch_for.is_zero()).then_some(deps.policy.watch_for)
-}
-
 async fn run_step(
     deps: &Arc<PayoutDeps>,
     lease: &Lease,
     payout: &PayoutView,
 ) -> StoreResult<StepOutcome> {
     let Some(rail) = deps.rails.get(payout.rail).cloned() else {
-        if payout.status == PayoutStatus::Paid {
-            // Delivered already: a worker without this rail simply cannot watch it now.
-            deps.store
-                .release(lease, deps.policy.poll_max, "rail-not-configured")
-                .await?;
-            return Ok(StepOutcome::Deferred);
-        }
-        let step = StepRecord::to_operator(
-            format!(
-                "the {} rail is not configured in this worker; configure it and retry",
-                payout.rail
-            ),
-            Some(format!("rail {} not configured", payout.rail)),
-        );
-        deps.store.record_step(lease, payout.status, &step).await?;
-        return Ok(StepOutcome::Moved(PayoutStatus::NeedsOperator));
+        return match step::rail_not_configured(payout.status, payout.rail) {
+            Some(step) => record(deps, lease, payout.status, &step).await,
+            None => {
+                // Delivered already: a worker without this rail simply cannot watch it now.
+                deps.store
+                    .release(lease, deps.policy.poll_max, "rail-not-configured")
+                    .await?;
+                Ok(StepOutcome::Deferred)
+            }
+        };
     };
     if matches!(payout.status, PayoutStatus::Processing | PayoutStatus::Paid) {
         return poll(deps, rail.as_ref(), lease, payout).await;
@@ -148,6 +134,17 @@ async fn run_step(
         }
     }
     send_attempt(deps, rail.as_ref(), lease, payout, context).await
+}
+
+/// Writes a step the domain decided, from the payout's status as claimed.
+async fn record(
+    deps: &PayoutDeps,
+    lease: &Lease,
+    from: PayoutStatus,
+    step: &Step,
+) -> StoreResult<StepOutcome> {
+    deps.store.record_step(lease, from, step).await?;
+    Ok(StepOutcome::Moved(step.to))
 }
 
 enum Resolved {
@@ -197,127 +194,21 @@ async fn resolve(
     deps.store.extend_lease(lease, deps.lease_ttl).await?;
     let found = rail
         .resolve(&submission, earlier, last.started_at, &checkpoints)
-        .await;
-    let n = last.attempt;
-    let step = match found {
-        Ok(LookupFinding::Absent) => {
-            return Ok(Resolved::SendNew(format!(
-                "the provider shows nothing for attempts 1..={n}: none landed"
-            )));
-        }
-        Ok(LookupFinding::Landed {
-            provider_ref,
-            observation,
-        }) => {
-            let next = after_landing(
-                &deps.policy,
-                &provider_ref,
-                &observation,
-                &format!("attempt {n}, found on lookup"),
-            );
-            let step = StepRecord {
-                to: next.status,
-                reason: next.reason,
-                attempt: Some(n),
-                attempt_outcome: Some(("landed", Some("confirmed by lookup".into()))),
-                provider_ref: Some(provider_ref),
-                last_error: None,
-                next_in: next.delay,
-                lookup_failed: false,
-                source: "lookup",
-                observation: Some(&observation),
-                polled: false,
-                watch_for: watch(deps),
-            };
-            deps.store.record_step(lease, payout.status, &step).await?;
-            info!(to = %next.status, "uncertain attempt resolved: it landed");
-            return Ok(Resolved::Done(StepOutcome::Moved(next.status)));
-        }
-        Ok(LookupFinding::Refused { reason }) => StepRecord {
-            to: PayoutStatus::Failed,
-            reason: format!("attempt {n} re-sent under its own token and refused: {reason}"),
-            attempt: Some(n),
-            attempt_outcome: Some(("permanent", Some(reason.clone()))),
-            provider_ref: None,
-            last_error: Some(reason),
-            next_in: None,
-            lookup_failed: false,
-            source: "lookup",
-            observation: None,
-            polled: false,
-            watch_for: watch(deps),
-        },
-        Ok(LookupFinding::Unprovable { reason }) => StepRecord {
-            source: "lookup",
-            ..StepRecord::to_operator(
-                format!("cannot prove what attempt {n} did: {reason}"),
-                Some(reason),
-            )
-        },
-        Ok(LookupFinding::Pending { reason, retry_in }) => StepRecord {
-            to: PayoutStatus::OutcomeUnknown,
-            reason: format!("attempt {n} not settled yet: {reason}"),
-            attempt: None,
-            attempt_outcome: None,
-            provider_ref: None,
-            last_error: Some(reason),
-            next_in: Some(
-                retry_in
-                    .min(deps.policy.poll_max)
-                    .max(deps.policy.settle_delay),
-            ),
-            lookup_failed: false,
-            source: "lookup",
-            observation: None,
-            polled: false,
-            watch_for: watch(deps),
-        },
-        Ok(LookupFinding::Duplicate { provider_refs }) => {
-            let reason = format!(
-                "CRITICAL: the provider holds {} payments for this one payout ({}); an operator must reverse the extra",
-                provider_refs.len(),
-                provider_refs.join(", ")
-            );
-            StepRecord {
-                attempt: Some(n),
-                attempt_outcome: Some(("landed", Some("duplicate payments found".into()))),
-                provider_ref: provider_refs.first().cloned(),
-                source: "lookup",
-                ..StepRecord::to_operator(reason.clone(), Some(reason))
+        .await
+        .map_err(|e| e.to_string());
+    let failures = deps.store.lookup_failures(&payout.id).await?;
+    let jitter = rand::random::<f64>();
+    match step::after_lookup(&deps.policy, last.attempt, found, failures, jitter) {
+        AfterLookup::SendNew(why) => Ok(Resolved::SendNew(why)),
+        AfterLookup::Step(step) => {
+            if step.observation.is_some() {
+                info!(to = %step.to, "uncertain attempt resolved: it landed");
             }
+            Ok(Resolved::Done(
+                record(deps, lease, payout.status, &step).await?,
+            ))
         }
-        Err(e) => {
-            let failures = deps.store.lookup_failures(&payout.id).await? + 1;
-            let exhausted = failures >= deps.policy.max_lookup_failures;
-            let delay = deps.policy.backoff(failures, rand::random::<f64>());
-            StepRecord {
-                to: if exhausted {
-                    PayoutStatus::NeedsOperator
-                } else {
-                    PayoutStatus::OutcomeUnknown
-                },
-                reason: if exhausted {
-                    format!(
-                        "lookup failed {failures} times in a row ({e}); waiting for an operator"
-                    )
-                } else {
-                    format!("lookup failed ({e}); will look again, never re-send blind")
-                },
-                attempt: None,
-                attempt_outcome: None,
-                provider_ref: None,
-                last_error: Some(e.to_string()),
-                next_in: (!exhausted).then_some(delay),
-                lookup_failed: true,
-                source: "lookup",
-                observation: None,
-                polled: false,
-                watch_for: watch(deps),
-            }
-        }
-    };
-    deps.store.record_step(lease, payout.status, &step).await?;
-    Ok(Resolved::Done(StepOutcome::Moved(step.to)))
+    }
 }
 
 /// Reads the state of a payment the provider is still processing (or, for a paid payout
@@ -330,106 +221,24 @@ async fn poll(
     payout: &PayoutView,
 ) -> StoreResult<StepOutcome> {
     let Some(provider_ref) = payout.provider_ref.as_deref() else {
-        let step = StepRecord::to_operator(
-            "processing without a provider reference; cannot poll".into(),
-            None,
-        );
-        deps.store.record_step(lease, payout.status, &step).await?;
-        return Ok(StepOutcome::Moved(PayoutStatus::NeedsOperator));
+        return record(deps, lease, payout.status, &step::no_provider_ref()).await;
     };
-    let observation = match rail.status(provider_ref).await {
-        // A poll reads the current state: it is never stale, and its time (another clock
-        // than the webhooks') is not kept for ordering.
-        Ok(o) => Observation {
-            occurred_at: None,
-            ..o
-        },
-        Err(e) => {
-            let failures = payout.lookup_failures + 1;
-            let exhausted = failures >= deps.policy.max_lookup_failures;
-            warn!(error = %e, failures, "status poll failed");
-            let paid = payout.status == PayoutStatus::Paid;
-            let (to, reason) = match (paid, exhausted) {
-                // Delivered already: a failing watch never un-pays; it just stops, saying so.
-                (true, true) => (
-                    PayoutStatus::Paid,
-                    format!(
-                        "watch poll failed {failures} times in a row ({e}); no longer watching for returns"
-                    ),
-                ),
-                (false, true) => (
-                    PayoutStatus::NeedsOperator,
-                    format!(
-                        "status poll failed {failures} times in a row ({e}); the provider holds the payment, an operator must check it"
-                    ),
-                ),
-                (_, false) => (
-                    payout.status,
-                    format!("status poll failed ({e}); will poll again"),
-                ),
-            };
-            let next_in = match (paid, exhausted) {
-                (_, true) => None,
-                (true, false) => deps.policy.watch_delay(payout.polls),
-                (false, false) => Some(deps.policy.poll_delay(payout.polls)),
-            };
-            let step = StepRecord {
-                to,
-                reason,
-                attempt: None,
-                attempt_outcome: None,
-                provider_ref: None,
-                last_error: Some(e.to_string()),
-                next_in,
-                lookup_failed: true,
-                source: "poll",
-                observation: None,
-                polled: false,
-                watch_for: watch(deps),
-            };
-            deps.store.record_step(lease, payout.status, &step).await?;
-            return Ok(StepOutcome::Moved(step.to));
-        }
+    let read = rail.status(provider_ref).await.map_err(|e| {
+        warn!(error = %e, failures = payout.lookup_failures + 1, "status poll failed");
+        e.to_string()
+    });
+    let polled = Polled {
+        status: payout.status,
+        polls: payout.polls,
+        lookup_failures: payout.lookup_failures,
+        still_watched: payout.watch_until.is_some_and(|until| until > Utc::now()),
+        provider_status: payout.provider_status.as_deref(),
     };
-    let (to, reason) = match track(payout.status, None, &observation) {
-        Tracked::Move { to, reason, .. } => (to, reason),
-        Tracked::Conflict { reason } => (PayoutStatus::NeedsOperator, reason),
-        Tracked::Unchanged => (
-            payout.status,
-            format!("provider status {}", observation.describe()),
-        ),
-    };
-    let still = to == payout.status;
-    let next_in = match to {
-        PayoutStatus::Processing => Some(deps.policy.poll_delay(payout.polls + 1)),
-        // Newly paid: start the watch. Already paid: keep watching until the window ends.
-        PayoutStatus::Paid if !still => deps.policy.watch_delay(0),
-        PayoutStatus::Paid => payout
-            .watch_until
-            .filter(|until| *until > Utc::now())
-            .and_then(|_| deps.policy.watch_delay(payout.polls + 1)),
-        _ => None,
-    };
-    let step = StepRecord {
-        to,
-        reason,
-        attempt: None,
-        attempt_outcome: None,
-        provider_ref: None,
-        last_error: None,
-        next_in,
-        lookup_failed: false,
-        source: "poll",
-        observation: Some(&observation),
-        // A changed provider wording is worth an event even without a status change.
-        polled: still && payout.provider_status.as_deref() == Some(&observation.provider_status),
-        watch_for: watch(deps),
-    };
-    deps.store.record_step(lease, payout.status, &step).await?;
-    if !still {
-        info!(to = %to, provider_status = %observation.provider_status, "payment settled at the provider");
+    let step = step::after_poll(&deps.policy, polled, read);
+    if step.to != payout.status {
+        info!(to = %step.to, "payment settled at the provider");
     }
-    Ok(StepOutcome::Moved(to))
+    record(deps, lease, payout.status, &step).await
 }
 
 async fn send_attempt(
@@ -443,17 +252,10 @@ async fn send_attempt(
     tracing::Span::current().record("attempt", attempt);
     // Rate-limited and cut-off sends are numbered like any other but do not count.
     let used = deps.store.attempts_used(&payout.id).await?;
-    if used >= deps.policy.max_attempts {
-        let step = StepRecord::to_operator(
-            format!(
-                "{}all {} attempts are used; waiting for an operator",
-                context.map(|c| format!("{c}; ")).unwrap_or_default(),
-                deps.policy.max_attempts
-            ),
-            payout.last_error.clone(),
-        );
-        deps.store.record_step(lease, payout.status, &step).await?;
-        return Ok(StepOutcome::Moved(PayoutStatus::NeedsOperator));
+    let last_error = payout.last_error.clone();
+    if let Some(step) = step::attempts_exhausted(&deps.policy, used, context.as_deref(), last_error)
+    {
+        return record(deps, lease, payout.status, &step).await;
     }
     let key = attempt_key(&payout.id, attempt);
     deps.store
@@ -473,42 +275,13 @@ async fn send_attempt(
         attempt,
     };
     let decision = rail.submit(&submission, &checkpoints).await;
-    let outcome = outcome_code(&decision);
-    let used = used + u32::from(uses_an_attempt(outcome));
-    let next = step_after_send(
+    let step = step::after_send(
         &deps.policy,
         attempt,
         used,
         &decision,
         rand::random::<f64>(),
     );
-    let (provider_ref, error, observation) = match &decision {
-        SendDecision::Landed {
-            provider_ref,
-            observation,
-        } => (Some(provider_ref.clone()), None, Some(observation)),
-        SendDecision::Retry { reason, .. }
-        | SendDecision::Throttled { reason, .. }
-        | SendDecision::Unknown { reason }
-        | SendDecision::Permanent { reason } => (None, Some(reason.clone()), None),
-    };
-    info!(attempt, outcome, to = %next.status, "attempt finished");
-    let step = StepRecord {
-        to: next.status,
-        reason: next.reason,
-        attempt: Some(attempt),
-        attempt_outcome: Some((outcome, error.clone())),
-        provider_ref,
-        last_error: error,
-        next_in: next.delay,
-        lookup_failed: false,
-        source: "submit",
-        observation,
-        polled: false,
-        watch_for: watch(deps),
-    };
-    deps.store
-        .record_step(lease, PayoutStatus::Submitting, &step)
-        .await?;
-    Ok(StepOutcome::Moved(next.status))
+    info!(attempt, outcome = AttemptOutcome::of(&decision).code(), to = %step.to, "attempt finished");
+    record(deps, lease, PayoutStatus::Submitting, &step).await
 }

@@ -53,7 +53,7 @@ pub use ledger::{LedgerCheck, RailTotal};
 pub use methods::PayoutMethodView;
 pub use metrics::MetricsSnapshot;
 pub use payouts::{
-    Claim, Lease, PayoutCursor, PayoutDetail, PayoutPage, PayoutView, StepRecord, WithdrawError,
+    Claim, Lease, PayoutCursor, PayoutDetail, PayoutPage, PayoutView, WithdrawError,
     WithdrawalOutcome, WithdrawalRequest,
 };
 pub use reconcile::{NewRun, RailTotals, ReconRun, Trigger};
@@ -252,7 +252,7 @@ delegate! {
     fn attempts_used(&self, id: &PayoutId) -> StoreResult<u32>;
     fn last_attempt_started(&self, id: &PayoutId) -> StoreResult<Option<DateTime<Utc>>>;
     fn begin_attempt(&self, lease: &Lease, from: PayoutStatus, attempt: u32, provider_key: &str, context: Option<&str>) -> StoreResult<()>;
-    fn record_step(&self, lease: &Lease, from: PayoutStatus, step: &StepRecord<'_>) -> StoreResult<()>;
+    fn record_step(&self, lease: &Lease, from: PayoutStatus, step: &crate::domain::step::Step) -> StoreResult<()>;
     fn release(&self, lease: &Lease, delay: Duration, why: &str) -> StoreResult<()>;
     fn schedule_check(&self, id: &PayoutId, at: DateTime<Utc>) -> StoreResult<()>;
     fn enqueue_overdue(&self, grace: Duration) -> StoreResult<usize>;

@@ -3,7 +3,6 @@
 use crate::domain::ids::{AccountId, IdempotencyKey, PayoutId, ProgramId, Rail};
 use crate::domain::money::{Currency, Money};
 use crate::domain::payout::PayoutStatus;
-use crate::domain::tracking::Observation;
 use crate::storage::StoreError;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -149,49 +148,6 @@ pub enum Claim {
     Busy { until: DateTime<Utc> },
     /// The next step is not due yet.
     NotDue { at: DateTime<Utc> },
-}
-
-/// Everything one fenced step writes, in one transaction.
-#[derive(Debug, Clone)]
-pub struct StepRecord<'a> {
-    pub to: PayoutStatus,
-    pub reason: String,
-    pub attempt: Option<u32>,
-    /// Outcome code to store on the attempt row named by `attempt`, if any.
-    pub attempt_outcome: Option<(&'a str, Option<String>)>,
-    pub provider_ref: Option<String>,
-    pub last_error: Option<String>,
-    /// When to run the next step; None for final and operator states.
-    pub next_in: Option<Duration>,
-    pub lookup_failed: bool,
-    /// How this step learned what it records: submit, lookup, poll, worker.
-    pub source: &'a str,
-    /// The provider's state as observed in this step, if one was.
-    pub observation: Option<&'a Observation>,
-    /// This step was a status poll (counts toward poll back-off).
-    pub polled: bool,
-    /// On the move to paid: keep polling for money coming back this long.
-    pub watch_for: Option<Duration>,
-}
-
-impl StepRecord<'_> {
-    /// A step that hands the payout to an operator: no follow-up job, the hold stays.
-    pub fn to_operator(reason: String, last_error: Option<String>) -> Self {
-        StepRecord {
-            to: PayoutStatus::NeedsOperator,
-            reason,
-            attempt: None,
-            attempt_outcome: None,
-            provider_ref: None,
-            last_error,
-            next_in: None,
-            lookup_failed: false,
-            source: "worker",
-            observation: None,
-            polled: false,
-            watch_for: None,
-        }
-    }
 }
 
 pub(crate) fn lease_lost(lease: &Lease) -> StoreError {

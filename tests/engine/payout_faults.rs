@@ -153,19 +153,13 @@ async fn a_worker_that_dies_mid_send_is_recovered_by_lookup() {
         .record_step(
             &lease,
             PayoutStatus::Submitting,
-            &payouts::storage::payouts::StepRecord {
+            &payouts::domain::step::Step {
                 to: PayoutStatus::Failed,
-                reason: "late".into(),
-                attempt: Some(1),
-                attempt_outcome: None,
-                provider_ref: None,
-                last_error: None,
-                next_in: None,
-                lookup_failed: false,
-                source: "test",
-                observation: None,
-                polled: false,
-                watch_for: None,
+                ..payouts::domain::step::Step::to_operator(
+                    payouts::domain::step::Source::Worker,
+                    "late".into(),
+                    None,
+                )
             },
         )
         .await;

@@ -263,19 +263,14 @@ async fn a_step_the_transition_table_refuses_changes_nothing() {
         .record_step(
             &lease,
             payout.status,
-            &payouts::storage::payouts::StepRecord {
+            &payouts::domain::step::Step {
                 to: PayoutStatus::Paid,
-                reason: "a decision that skipped the send".into(),
-                attempt: None,
-                attempt_outcome: None,
                 provider_ref: Some("tr_invented".into()),
-                last_error: None,
-                next_in: None,
-                lookup_failed: false,
-                source: "test",
-                observation: None,
-                polled: false,
-                watch_for: None,
+                ..payouts::domain::step::Step::to_operator(
+                    payouts::domain::step::Source::Worker,
+                    "a decision that skipped the send".into(),
+                    None,
+                )
             },
         )
         .await;

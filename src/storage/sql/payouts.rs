@@ -21,8 +21,9 @@ use crate::domain::cooling_off::held_until;
 use crate::domain::ids::{AccountId, PayoutId, Rail};
 use crate::domain::ledger::{Book, TransactionDraft, TransactionKind, TransactionStatus};
 use crate::domain::money::{Currency, Money};
-use crate::domain::payout::{INTERRUPTED, PayoutStatus};
+use crate::domain::payout::PayoutStatus;
 use crate::domain::reconcile::rail_reference;
+use crate::domain::step::{AttemptOutcome, Step, Tally};
 use crate::domain::transition::{self, Mover};
 use crate::ingest::record::content_hash;
 use crate::storage::queue::payout_task;
@@ -603,7 +604,7 @@ impl Store {
         .bind(now)
         .bind(context.unwrap_or("cut off mid-send; lookup found no transfer"))
         .bind(lease.payout_id.as_str())
-        .bind(INTERRUPTED)
+        .bind(AttemptOutcome::Interrupted.code())
         .execute(&mut *tx)
         .await?;
         fenced_update(
@@ -661,7 +662,7 @@ impl Store {
         &self,
         lease: &Lease,
         from: PayoutStatus,
-        step: &StepRecord<'_>,
+        step: &Step,
     ) -> StoreResult<()> {
         transition::check(from, step.to, Mover::Worker)?;
         let mut tx = self
@@ -690,16 +691,25 @@ impl Store {
         .bind(next_at)
         .bind(step.provider_ref.as_deref())
         .bind(step.last_error.as_deref())
-        .bind(step.lookup_failed)
+        .bind(step.tally == Tally::ReadFailed)
         .bind(to_millis(now))
         .bind(lease.payout_id.as_str())
         .bind(lease.fence)
         .bind(&lease.owner)
-        .bind(step.observation.map(|o| o.provider_status.as_str()))
+        .bind(
+            step.observation
+                .as_ref()
+                .map(|o| o.provider_status.as_str()),
+        )
         // Only the provider's own clock orders readings; ours would make a provider time with
         // coarser resolution look stale.
-        .bind(step.observation.and_then(|o| o.occurred_at).map(to_millis))
-        .bind(step.polled)
+        .bind(
+            step.observation
+                .as_ref()
+                .and_then(|o| o.occurred_at)
+                .map(to_millis),
+        )
+        .bind(step.tally == Tally::QuietPoll)
         .bind(
             step.watch_for
                 .map(|w| to_millis(now) + i64::try_from(w.as_millis()).unwrap_or(i64::MAX / 4)),
@@ -709,18 +719,18 @@ impl Store {
         let Some(hold) = hold else {
             return Err(lease_lost(lease));
         };
-        if let (Some(attempt), Some((outcome, detail))) = (step.attempt, &step.attempt_outcome) {
+        if let Some(settled) = &step.settled {
             sqlx::query(
                 "UPDATE payout_attempts SET outcome = $1, detail = $2, \
                    provider_ref = COALESCE($3, provider_ref), finished_at = $4 \
                  WHERE payout_id = $5 AND attempt_no = $6",
             )
-            .bind(*outcome)
-            .bind(detail.as_deref())
+            .bind(settled.outcome.code())
+            .bind(settled.detail.as_deref())
             .bind(step.provider_ref.as_deref())
             .bind(to_millis(now))
             .bind(lease.payout_id.as_str())
-            .bind(i64::from(attempt))
+            .bind(i64::from(settled.attempt))
             .execute(&mut *tx)
             .await?;
         }
@@ -729,16 +739,16 @@ impl Store {
         }
         // A poll that saw nothing new leaves no event: the payout's row shows when it last
         // looked, and a months-long UNCLAIMED would otherwise bury the history.
-        if from != step.to || !step.polled {
+        if from != step.to || step.tally != Tally::QuietPoll {
             append_event(
                 &mut tx,
                 &lease.payout_id,
                 Some(from),
                 step.to,
-                step.attempt,
+                step.settled.as_ref().map(|s| s.attempt),
                 Actor {
                     worker: Some(&lease.owner),
-                    source: step.source,
+                    source: step.source.code(),
                 },
                 &step.reason,
             )

@@ -16,7 +16,7 @@ use crate::domain::object_match::{
     Anchor, AttemptTokens, Evidence, ObjectMatch, Reading, match_reading,
 };
 use crate::domain::payout::PayoutStatus;
-use crate::domain::payout::uses_an_attempt;
+use crate::domain::step::stored_outcome_uses_an_attempt;
 use crate::domain::tracking::{Observation, Tracked, track};
 use crate::domain::transition::{self, Mover};
 use crate::providers::rail::PastAttempt;
@@ -54,14 +54,18 @@ impl Store {
     }
 
     /// Attempts that used up one of the payout's `max_attempts` (see
-    /// [`uses_an_attempt`]): a send still marked in flight was cut off and does not count.
+    /// [`stored_outcome_uses_an_attempt`]): a send still marked in flight was cut off and
+    /// does not count.
     pub async fn attempts_used(&self, id: &PayoutId) -> StoreResult<u32> {
         let outcomes: Vec<String> =
             sqlx::query_scalar("SELECT outcome FROM payout_attempts WHERE payout_id = $1")
                 .bind(id.as_str())
                 .fetch_all(&self.pool)
                 .await?;
-        let used = outcomes.iter().filter(|o| uses_an_attempt(o)).count();
+        let used = outcomes
+            .iter()
+            .filter(|o| stored_outcome_uses_an_attempt(o))
+            .count();
         Ok(u32::try_from(used).unwrap_or(u32::MAX))
     }
 
