@@ -20,3 +20,4 @@ pub mod step;
 pub mod tracking;
 pub mod transition;
 pub mod usage;
+pub mod withdrawal;

@@ -3,6 +3,7 @@
 use crate::domain::ids::{AccountId, IdempotencyKey, PayoutId, ProgramId, Rail};
 use crate::domain::money::{Currency, Money};
 use crate::domain::payout::PayoutStatus;
+use crate::domain::withdrawal::Refusal;
 use crate::storage::StoreError;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -46,6 +47,36 @@ pub enum WithdrawError {
     IdempotencyConflict { key: String, existing: String },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl WithdrawError {
+    /// The error a person reads for a refusal the domain made.
+    pub fn refused(req: &WithdrawalRequest, refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::NoBalance => WithdrawError::NoBalance {
+                account: req.account.clone(),
+                program: req.program.clone(),
+                currency: req.amount.currency(),
+            },
+            Refusal::RailNotAllowed { allowed } => WithdrawError::RailNotAllowed {
+                program: req.program.clone(),
+                rail: req.rail,
+                allowed,
+            },
+            Refusal::Ineligible { reason } => WithdrawError::Ineligible {
+                account: req.account.clone(),
+                reason,
+            },
+            Refusal::NoPayoutMethod => WithdrawError::NoPayoutMethod {
+                account: req.account.clone(),
+                rail: req.rail,
+            },
+            Refusal::InsufficientFunds { available } => WithdrawError::InsufficientFunds {
+                requested: req.amount,
+                available,
+            },
+        }
+    }
 }
 
 impl From<sqlx::Error> for WithdrawError {

@@ -18,6 +18,7 @@ mod idempotency;
 mod ingest;
 pub mod ledger;
 mod metrics;
+mod new_payouts;
 pub mod payout_methods;
 pub mod payout_runs;
 pub mod payouts;

@@ -8,33 +8,24 @@
 //! writes nothing.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
 
-use super::{Db, Tx};
+use super::Tx;
 use chrono::Utc;
-use sqlx::QueryBuilder;
 
 use super::balances::{BookRow, BookSums, assess, book_sums, split_book_row};
-use super::ledger::{TxnMeta, insert_transactions};
-use super::{
-    BATCH_ROWS, Store, StoreError, StoreResult, WriteLock, from_millis, parse_stored, to_millis,
-};
+use super::{Store, StoreError, StoreResult, WriteLock, from_millis, parse_stored, to_millis};
 use crate::domain::cooling_off::held_until;
 use crate::domain::ids::{AccountId, PayoutId, ProgramId, Rail};
-use crate::domain::ledger::{Book, TransactionDraft, TransactionKind, TransactionStatus};
 use crate::domain::money::{Currency, Money};
-use crate::domain::payout::PayoutStatus;
 use crate::domain::payout_run::{
     Method, RunPeriod, RunProblem, RunReport, Skip, choose_method, run_key,
 };
-use crate::ingest::record::content_hash;
-use crate::storage::queue::payout_task;
+use crate::domain::withdrawal::RunPayout;
 use crate::storage::sums::{join, wide_sum};
 
 /// A payout the run will create.
 struct Planned {
     id: PayoutId,
-    hold_id: String,
     account: AccountId,
     program: ProgramId,
     rail: Rail,
@@ -250,7 +241,6 @@ impl Store {
         balance.payable_now.check_cap()?;
         Ok(Decision::Pay(Box::new(Planned {
             id: PayoutId::generate(),
-            hold_id: format!("lt_{}", ulid::Ulid::generate()),
             account: parse_stored("account id", holder)?,
             program,
             rail: method.rail,
@@ -261,91 +251,23 @@ impl Store {
     }
 }
 
-/// Holds, payouts, their first events and their jobs, in batches.
+/// The run's payouts, through the one writer of new payouts.
 async fn create_payouts(tx: &mut Tx, period: &RunPeriod, planned: &[Planned]) -> StoreResult<()> {
-    let mut holds = Vec::with_capacity(planned.len());
-    for p in planned {
-        let hold = TransactionDraft::new(TransactionKind::Payout, TransactionStatus::Pending)
-            .transfer(
-                Book::ReferrerCashable {
-                    account: p.account.clone(),
-                    program: p.program.clone(),
-                },
-                Book::RailSettlement { rail: p.rail },
-                p.amount,
-            )
-            .finish()?;
-        holds.push((
-            TxnMeta::for_payout(p.hold_id.clone(), p.id.to_string()),
-            hold,
-        ));
-    }
-    insert_transactions(tx, &holds).await?;
-
-    let now = to_millis(Utc::now());
-    let mut rows = Vec::with_capacity(planned.len());
-    for p in planned {
-        let units = p.amount.to_units()?;
-        let key = run_key(period, &p.program, p.amount.currency());
-        let hash = content_hash(&[
-            p.program.as_str(),
-            p.rail.as_str(),
-            p.amount.currency().code(),
-            &units.to_string(),
-        ]);
-        rows.push((p, units, key, hash));
-    }
-    for chunk in rows.chunks(BATCH_ROWS / 2) {
-        let mut q = QueryBuilder::<Db>::new(
-            "INSERT INTO payouts (id, account_id, program, rail, destination, currency, units, \
-             status, idempotency_key, request_hash, hold_txn_id, next_action_at, created_at, updated_at) ",
-        );
-        q.push_values(chunk, |mut b, (p, units, key, hash)| {
-            b.push_bind(p.id.to_string())
-                .push_bind(p.account.to_string())
-                .push_bind(p.program.to_string())
-                .push_bind(p.rail.as_str())
-                .push_bind(p.destination.clone())
-                .push_bind(p.amount.currency().code())
-                .push_bind(*units)
-                .push_bind(PayoutStatus::Queued.code())
-                .push_bind(key.clone())
-                .push_bind(hash.clone())
-                .push_bind(p.hold_id.clone())
-                .push_bind(now)
-                .push_bind(now)
-                .push_bind(now);
-        });
-        q.build().execute(&mut **tx).await?;
-
-        let mut q = QueryBuilder::<Db>::new(
-            "INSERT INTO payout_events (payout_id, at, from_status, to_status, attempt_no, worker, reason, source) ",
-        );
-        q.push_values(chunk, |mut b, (p, _, _, _)| {
-            b.push_bind(p.id.to_string())
-                .push_bind(now)
-                .push_bind(None::<String>)
-                .push_bind(PayoutStatus::Queued.code())
-                .push_bind(None::<i64>)
-                .push_bind(None::<String>)
-                .push_bind(format!(
-                    "payout run {}: {} to {} {}; {} held from an available {}",
-                    period.as_str(),
-                    p.amount,
-                    p.rail,
-                    p.destination,
-                    p.amount,
-                    p.available
-                ))
-                .push_bind("payout_run");
-        });
-        q.build().execute(&mut **tx).await?;
-
-        let tasks = chunk
-            .iter()
-            .map(|(p, _, _, _)| payout_task(&p.id, Duration::ZERO, "created"))
-            .collect::<StoreResult<Vec<_>>>()?;
-        super::push_tasks(tx, tasks).await?;
-    }
-    Ok(())
+    let payouts: Vec<_> = planned
+        .iter()
+        .map(|p| {
+            RunPayout {
+                period: period.as_str(),
+                account: p.account.clone(),
+                program: p.program.clone(),
+                rail: p.rail,
+                destination: p.destination.clone(),
+                amount: p.amount,
+                available: p.available,
+                idempotency_key: run_key(period, &p.program, p.amount.currency()),
+            }
+            .into_new(p.id.clone())
+        })
+        .collect();
+    super::new_payouts::insert_payouts(tx, &payouts).await
 }

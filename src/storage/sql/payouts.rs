@@ -13,19 +13,19 @@ use chrono::{DateTime, Utc};
 
 use super::balances::load_balance;
 use super::enqueue_payout_job;
-use super::ledger::{TxnMeta, insert_transactions, settle_ledger};
+use super::ledger::settle_ledger;
+use super::new_payouts::{insert_payouts, request_hash};
 use super::{
     Store, StoreError, StoreResult, WriteLock, from_millis, parse_code, parse_stored, to_millis,
 };
 use crate::domain::cooling_off::held_until;
 use crate::domain::ids::{AccountId, PayoutId, Rail};
-use crate::domain::ledger::{Book, TransactionDraft, TransactionKind, TransactionStatus};
 use crate::domain::money::{Currency, Money};
 use crate::domain::payout::PayoutStatus;
 use crate::domain::reconcile::rail_reference;
 use crate::domain::step::{AttemptOutcome, Step, Tally};
 use crate::domain::transition::{self, Mover};
-use crate::ingest::record::content_hash;
+use crate::domain::withdrawal::{self, Ask, SavedMethod, Standing};
 use crate::storage::queue::payout_task;
 
 const PAYOUT_COLUMNS: &str = "id, account_id, program, rail, destination, currency, CAST(units AS BIGINT) AS units, status, \
@@ -157,40 +157,15 @@ impl Store {
         &self,
         req: &WithdrawalRequest,
     ) -> Result<WithdrawalOutcome, WithdrawError> {
-        let units = req.amount.to_units().map_err(StoreError::from)?;
-        let request_hash = content_hash(&[
-            req.program.as_str(),
-            req.rail.as_str(),
-            req.amount.currency().code(),
-            &units.to_string(),
-        ]);
+        let request_hash = request_hash(&req.program, req.rail, req.amount)?;
         let mut tx = self
             .begin_write(WriteLock::Account(req.account.as_str()))
             .await?;
-
-        let existing: Option<(String, String)> = sqlx::query_as(
-            "SELECT id, request_hash FROM payouts WHERE account_id = $1 AND idempotency_key = $2",
-        )
-        .bind(req.account.as_str())
-        .bind(req.idempotency_key.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some((id, hash)) = existing {
-            if hash != request_hash {
-                return Err(WithdrawError::IdempotencyConflict {
-                    key: req.idempotency_key.to_string(),
-                    existing: id,
-                });
-            }
-            let payout = fetch_payout(&mut tx, &id)
-                .await?
-                .ok_or(StoreError::UnknownPayout(id))?;
-            return Ok(WithdrawalOutcome {
-                payout,
-                replayed: true,
-            });
+        // 1. A repeated key: the first payout, or a refusal if the request differs.
+        if let Some(replayed) = replay_withdrawal(&mut tx, req, &request_hash).await? {
+            return Ok(replayed);
         }
-
+        // 2. Load what the decision reads: the balance and the saved method.
         let method: Option<(String, Option<i64>)> = sqlx::query_as(
             "SELECT destination, changed_at FROM payout_methods WHERE account_id = $1 AND rail = $2",
         )
@@ -198,131 +173,44 @@ impl Store {
         .bind(req.rail.as_str())
         .fetch_optional(&mut *tx)
         .await?;
-
         let balance = match load_balance(&mut tx, &self.programs, &req.account).await {
             Err(StoreError::UnknownAccount(_)) => {
                 return Err(WithdrawError::UnknownAccount(req.account.clone()));
             }
             other => other?,
         };
-        let currency = req.amount.currency();
-        let program = balance
-            .program(req.program.as_str(), currency)
-            .ok_or_else(|| WithdrawError::NoBalance {
-                account: req.account.clone(),
-                program: req.program.clone(),
-                currency,
-            })?;
-        if program.reason.is_none() && !program.rails.contains(&req.rail) {
-            return Err(WithdrawError::RailNotAllowed {
-                program: req.program.clone(),
-                rail: req.rail,
-                allowed: program
-                    .rails
-                    .iter()
-                    .map(|r| r.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
-        }
-        if let Some(reason) = &program.reason {
-            return Err(WithdrawError::Ineligible {
-                account: req.account.clone(),
-                reason: reason.clone(),
-            });
-        }
-        let Some((destination, changed_at)) = method else {
-            return Err(WithdrawError::NoPayoutMethod {
-                account: req.account.clone(),
-                rail: req.rail,
-            });
+        // 3. Decide.
+        let now = Utc::now();
+        let changed_at = method.as_ref().and_then(|(_, at)| at.map(from_millis));
+        let held = held_until(changed_at, self.safeguards.method_cooling_off, now);
+        let program = balance.program(req.program.as_str(), req.amount.currency());
+        let ask = Ask {
+            account: &req.account,
+            program: &req.program,
+            rail: req.rail,
+            amount: req.amount,
+            idempotency_key: req.idempotency_key.as_str(),
         };
-        if req.amount.amount() > program.payable_now.amount() {
-            return Err(WithdrawError::InsufficientFunds {
-                requested: req.amount,
-                available: program.payable_now,
-            });
-        }
-
-        let payout_id = PayoutId::generate();
-        let hold_id = format!("lt_{}", ulid::Ulid::generate());
-        let hold = TransactionDraft::new(TransactionKind::Payout, TransactionStatus::Pending)
-            .transfer(
-                Book::ReferrerCashable {
-                    account: req.account.clone(),
-                    program: req.program.clone(),
-                },
-                Book::RailSettlement { rail: req.rail },
-                req.amount,
-            )
-            .finish()
-            .map_err(StoreError::from)?;
-        insert_transactions(
-            &mut tx,
-            &[(
-                TxnMeta::for_payout(hold_id.clone(), payout_id.to_string()),
-                hold,
-            )],
-        )
-        .await?;
-        let now_at = Utc::now();
-        let now = to_millis(now_at);
-        let changed_at = changed_at.map(from_millis);
-        let held = held_until(changed_at, self.safeguards.method_cooling_off, now_at);
-        sqlx::query(
-            "INSERT INTO payouts (id, account_id, program, rail, destination, currency, units, status, \
-               idempotency_key, request_hash, hold_txn_id, next_action_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $10, $12, $11, $11)",
-        )
-        .bind(payout_id.as_str())
-        .bind(req.account.as_str())
-        .bind(req.program.as_str())
-        .bind(req.rail.as_str())
-        .bind(&destination)
-        .bind(currency.code())
-        .bind(units)
-        .bind(req.idempotency_key.as_str())
-        .bind(&request_hash)
-        .bind(&hold_id)
-        .bind(now)
-        .bind(held.map_or(now, to_millis))
-        .execute(&mut *tx)
-        .await?;
-        let mut reason = format!(
-            "withdrawal of {} to {} {destination} requested; {} held from an available {}",
-            req.amount, req.rail, req.amount, program.available
-        );
-        if let (Some(until), Some(changed)) = (held, changed_at) {
-            reason.push_str(&format!(
-                "; on cooling-off hold until {} because the {} payout method changed at {}",
-                until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                req.rail,
-                changed.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            ));
-        }
-        append_event(
-            &mut tx,
-            &payout_id,
-            None,
-            PayoutStatus::Queued,
-            None,
-            Actor {
-                worker: None,
-                source: "withdrawal",
-            },
-            &reason,
-        )
-        .await?;
-        let delay = held
-            .and_then(|until| (until - now_at).to_std().ok())
-            .unwrap_or(Duration::ZERO);
-        enqueue_payout_job(&mut tx, &payout_id, delay, "created").await?;
-        let payout = fetch_payout(&mut tx, payout_id.as_str())
+        let standing = program.map(|p| Standing {
+            ineligible: p.reason.as_deref(),
+            rails: &p.rails,
+            available: p.available,
+            payable_now: p.payable_now,
+        });
+        let saved = method.as_ref().map(|(destination, _)| SavedMethod {
+            destination,
+            changed_at,
+        });
+        let payout = withdrawal::decide(PayoutId::generate(), ask, standing, saved, held)
+            .map_err(|refusal| WithdrawError::refused(req, refusal))?;
+        // 4. Write the hold, the payout, its first event and its job.
+        insert_payouts(&mut tx, std::slice::from_ref(&payout)).await?;
+        let view = fetch_payout(&mut tx, payout.id.as_str())
             .await?
-            .ok_or_else(|| StoreError::UnknownPayout(payout_id.to_string()))?;
+            .ok_or_else(|| StoreError::UnknownPayout(payout.id.to_string()))?;
         tx.commit().await?;
         Ok(WithdrawalOutcome {
-            payout,
+            payout: view,
             replayed: false,
         })
     }
@@ -849,6 +737,38 @@ impl Store {
         tx.commit().await?;
         Ok(count)
     }
+}
+
+/// The payout an earlier withdrawal with the same key made, if any; a refusal when that
+/// request differed (another program, rail or amount).
+async fn replay_withdrawal(
+    tx: &mut Tx,
+    req: &WithdrawalRequest,
+    request_hash: &str,
+) -> Result<Option<WithdrawalOutcome>, WithdrawError> {
+    let existing: Option<(String, String)> = sqlx::query_as(
+        "SELECT id, request_hash FROM payouts WHERE account_id = $1 AND idempotency_key = $2",
+    )
+    .bind(req.account.as_str())
+    .bind(req.idempotency_key.as_str())
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some((id, hash)) = existing else {
+        return Ok(None);
+    };
+    if hash != request_hash {
+        return Err(WithdrawError::IdempotencyConflict {
+            key: req.idempotency_key.to_string(),
+            existing: id,
+        });
+    }
+    let payout = fetch_payout(tx, &id)
+        .await?
+        .ok_or(StoreError::UnknownPayout(id))?;
+    Ok(Some(WithdrawalOutcome {
+        payout,
+        replayed: true,
+    }))
 }
 
 /// Proves, inside `tx`, that `lease` is still ours and unexpired, and renews it for its full

@@ -1,0 +1,137 @@
+//! The one writer of new payouts, for withdrawals and payout runs alike: each payout's pending
+//! hold, its row, its first event and its job, in batches, inside the caller's transaction.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use sqlx::QueryBuilder;
+
+use super::ledger::{TxnMeta, insert_transactions};
+use super::{BATCH_ROWS, Db, StoreResult, Tx, to_millis};
+use crate::domain::ids::{ProgramId, Rail};
+use crate::domain::ledger::{Book, TransactionDraft, TransactionKind, TransactionStatus};
+use crate::domain::money::Money;
+use crate::domain::payout::PayoutStatus;
+use crate::domain::withdrawal::NewPayout;
+use crate::ingest::record::content_hash;
+use crate::storage::queue::payout_task;
+
+/// What a repeated idempotency key is compared by: the same program, rail and amount.
+pub(crate) fn request_hash(program: &ProgramId, rail: Rail, amount: Money) -> StoreResult<String> {
+    let units = amount.to_units()?;
+    Ok(content_hash(&[
+        program.as_str(),
+        rail.as_str(),
+        amount.currency().code(),
+        &units.to_string(),
+    ]))
+}
+
+/// Writes `payouts` (holds, rows, first events, jobs) in `tx`.
+pub(crate) async fn insert_payouts(tx: &mut Tx, payouts: &[NewPayout]) -> StoreResult<()> {
+    let now_at = Utc::now();
+    let now = to_millis(now_at);
+    let mut rows = Vec::with_capacity(payouts.len());
+    for p in payouts {
+        rows.push(Row {
+            payout: p,
+            hold_id: format!("lt_{}", ulid::Ulid::generate()),
+            units: p.amount.to_units()?,
+            request_hash: request_hash(&p.program, p.rail, p.amount)?,
+            next_action_at: p.not_before.map_or(now, to_millis),
+            delay: p
+                .not_before
+                .and_then(|until| (until - now_at).to_std().ok())
+                .unwrap_or(Duration::ZERO),
+        });
+    }
+    for chunk in rows.chunks(BATCH_ROWS / 2) {
+        insert_holds(tx, chunk).await?;
+        insert_rows(tx, chunk, now).await?;
+        insert_first_events(tx, chunk, now).await?;
+        let tasks = chunk
+            .iter()
+            .map(|r| payout_task(&r.payout.id, r.delay, "created"))
+            .collect::<StoreResult<Vec<_>>>()?;
+        super::push_tasks(tx, tasks).await?;
+    }
+    Ok(())
+}
+
+/// One payout with what the writer derives for it.
+struct Row<'a> {
+    payout: &'a NewPayout,
+    hold_id: String,
+    units: i64,
+    request_hash: String,
+    next_action_at: i64,
+    delay: Duration,
+}
+
+/// The pending holds: the amount moves from the payee's cashable book to the rail's
+/// settlement book, and is posted or voided when the payout ends.
+async fn insert_holds(tx: &mut Tx, rows: &[Row<'_>]) -> StoreResult<()> {
+    let mut holds = Vec::with_capacity(rows.len());
+    for r in rows {
+        let p = r.payout;
+        let hold = TransactionDraft::new(TransactionKind::Payout, TransactionStatus::Pending)
+            .transfer(
+                Book::ReferrerCashable {
+                    account: p.account.clone(),
+                    program: p.program.clone(),
+                },
+                Book::RailSettlement { rail: p.rail },
+                p.amount,
+            )
+            .finish()?;
+        holds.push((
+            TxnMeta::for_payout(r.hold_id.clone(), p.id.to_string()),
+            hold,
+        ));
+    }
+    insert_transactions(tx, &holds).await
+}
+
+async fn insert_rows(tx: &mut Tx, rows: &[Row<'_>], now: i64) -> StoreResult<()> {
+    let mut q = QueryBuilder::<Db>::new(
+        "INSERT INTO payouts (id, account_id, program, rail, destination, currency, units, \
+         status, idempotency_key, request_hash, hold_txn_id, next_action_at, created_at, updated_at) ",
+    );
+    q.push_values(rows, |mut b, r| {
+        let p = r.payout;
+        b.push_bind(p.id.to_string())
+            .push_bind(p.account.to_string())
+            .push_bind(p.program.to_string())
+            .push_bind(p.rail.as_str())
+            .push_bind(p.destination.clone())
+            .push_bind(p.amount.currency().code())
+            .push_bind(r.units)
+            .push_bind(PayoutStatus::Queued.code())
+            .push_bind(p.idempotency_key.clone())
+            .push_bind(r.request_hash.clone())
+            .push_bind(r.hold_id.clone())
+            .push_bind(r.next_action_at)
+            .push_bind(now)
+            .push_bind(now);
+    });
+    q.build().execute(&mut **tx).await?;
+    Ok(())
+}
+
+async fn insert_first_events(tx: &mut Tx, rows: &[Row<'_>], now: i64) -> StoreResult<()> {
+    let mut q = QueryBuilder::<Db>::new(
+        "INSERT INTO payout_events (payout_id, at, from_status, to_status, attempt_no, worker, reason, source) ",
+    );
+    q.push_values(rows, |mut b, r| {
+        b.push_bind(r.payout.id.to_string())
+            .push_bind(now)
+            .push_bind(None::<String>)
+            .push_bind(PayoutStatus::Queued.code())
+            .push_bind(None::<i64>)
+            .push_bind(None::<String>)
+            .push_bind(r.payout.reason.clone())
+            .push_bind(r.payout.source);
+    });
+    q.build().execute(&mut **tx).await?;
+    Ok(())
+}
