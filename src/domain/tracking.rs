@@ -178,7 +178,7 @@ pub fn track(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -251,7 +251,8 @@ mod tests {
         );
     }
 
-    fn any_state() -> impl Strategy<Value = RailState> {
+    /// Any provider reading's state, for property tests here and in `transition`.
+    pub(crate) fn any_state() -> impl Strategy<Value = RailState> {
         prop_oneof![
             Just(RailState::InFlight),
             Just(RailState::Paid),

@@ -104,6 +104,7 @@ mod tests {
     use crate::domain::ids::Rail;
     use crate::domain::payout::{LookupFinding, RetryPolicy, SendDecision};
     use crate::domain::step::{self, AfterLookup};
+    use crate::domain::tracking::tests::any_state;
     use crate::domain::tracking::{Observation, RailState, Tracked, track};
     use proptest::prelude::*;
 
@@ -170,16 +171,6 @@ mod tests {
         assert!(check(Queued, Paid, Mover::Provider).is_err());
         assert!(check(Processing, Paid, Mover::Provider).is_ok());
         assert!(check(NeedsOperator, NeedsOperator, Mover::Provider).is_ok());
-    }
-
-    fn any_state() -> impl Strategy<Value = RailState> {
-        prop_oneof![
-            Just(RailState::InFlight),
-            Just(RailState::Paid),
-            Just(RailState::Failed),
-            Just(RailState::Returned),
-            Just(RailState::Disputed),
-        ]
     }
 
     fn any_decision() -> impl Strategy<Value = SendDecision> {
