@@ -6,177 +6,23 @@
 //! events (usage, refunds, purchases, referrals, links) are immutable, and a changed one is
 //! reported as a conflict instead of silently rewriting history.
 
+mod rows;
+
 use std::collections::{HashMap, HashSet};
 
-use super::{Db, Tx};
 use chrono::Utc;
 use sqlx::QueryBuilder;
 
 use super::affiliate::enroll;
-use super::{BATCH_ROWS, Store, StoreError, StoreResult, WriteLock, to_millis};
+use super::{BATCH_ROWS, Db, Store, StoreError, StoreResult, Tx, WriteLock, to_millis};
 use crate::domain::ids::ProgramId;
 use crate::domain::money::{Currency, Money};
 use crate::domain::program::ProgramSet;
-use crate::domain::referral::normalize_email;
 use crate::ingest::record::{OptInRecord, RefundRecord, content_hash};
 use crate::ingest::{IngestReport, LineError, Numbered, Record};
-
-/// A bindable column value.
-#[derive(Debug, Clone)]
-enum Val {
-    Text(String),
-    Int(i64),
-    /// NULL in a text column.
-    Null,
-    /// NULL in an integer column: PostgreSQL will not put a text-typed NULL there.
-    NullInt,
-}
-
-impl From<String> for Val {
-    fn from(s: String) -> Self {
-        Val::Text(s)
-    }
-}
-impl From<&str> for Val {
-    fn from(s: &str) -> Self {
-        Val::Text(s.to_string())
-    }
-}
-impl From<i64> for Val {
-    fn from(i: i64) -> Self {
-        Val::Int(i)
-    }
-}
-impl From<Option<String>> for Val {
-    fn from(s: Option<String>) -> Self {
-        s.map_or(Val::Null, Val::Text)
-    }
-}
-
-/// How one record kind is stored.
-struct TableSpec {
-    kind: &'static str,
-    table: &'static str,
-    /// SQL expression of the record's key, matching [`Row::key`].
-    key_expr: &'static str,
-    /// Conflict target (the primary key columns).
-    key_cols: &'static str,
-    columns: &'static [&'static str],
-    /// Whether a changed record updates the stored one (true) or is a conflict (false).
-    mutable: bool,
-}
-
-struct Row {
-    line: usize,
-    key: String,
-    hash: String,
-    values: Vec<Val>,
-}
-
-const ACCOUNTS: TableSpec = TableSpec {
-    kind: "account",
-    table: "accounts",
-    key_expr: "id",
-    key_cols: "id",
-    columns: &[
-        "id",
-        "created_at",
-        "email",
-        "email_normalized",
-        "payment_fingerprint",
-        "country",
-        "hosted_machines",
-        "content_hash",
-    ],
-    mutable: true,
-};
-const LINKS: TableSpec = TableSpec {
-    kind: "link",
-    table: "account_links",
-    key_expr: "account_a || '|' || account_b",
-    key_cols: "account_a, account_b",
-    columns: &["account_a", "account_b", "reason", "content_hash"],
-    mutable: false,
-};
-const REFERRALS: TableSpec = TableSpec {
-    kind: "referral",
-    table: "referrals",
-    key_expr: "id",
-    key_cols: "id",
-    columns: &[
-        "id",
-        "program",
-        "referrer_id",
-        "referred_id",
-        "referred_at",
-        "template_id",
-        "content_hash",
-    ],
-    mutable: false,
-};
-const PAYOUT_METHODS: TableSpec = TableSpec {
-    kind: "payout_method",
-    table: "payout_methods",
-    key_expr: "account_id || '|' || rail",
-    key_cols: "account_id, rail",
-    columns: &[
-        "account_id",
-        "rail",
-        "destination",
-        "auto_payout",
-        "content_hash",
-        "updated_at",
-    ],
-    mutable: true,
-};
-const USAGE: TableSpec = TableSpec {
-    kind: "usage",
-    table: "usage",
-    key_expr: "id",
-    key_cols: "id",
-    columns: &[
-        "id",
-        "account_id",
-        "at",
-        "category",
-        "units",
-        "currency",
-        "template_id",
-        "runtime_secs",
-        "content_hash",
-    ],
-    mutable: false,
-};
-const PURCHASES: TableSpec = TableSpec {
-    kind: "purchase",
-    table: "purchases",
-    key_expr: "id",
-    key_cols: "id",
-    columns: &[
-        "id",
-        "account_id",
-        "at",
-        "units",
-        "currency",
-        "content_hash",
-    ],
-    mutable: false,
-};
-const TEMPLATES: TableSpec = TableSpec {
-    kind: "template",
-    table: "templates",
-    key_expr: "id",
-    key_cols: "id",
-    columns: &["id", "program", "creator_id", "content_hash"],
-    mutable: false,
-};
-const REFUNDS: TableSpec = TableSpec {
-    kind: "refund",
-    table: "refunds",
-    key_expr: "id",
-    key_cols: "id",
-    columns: &["id", "usage_id", "at", "units", "content_hash"],
-    mutable: false,
+use rows::{
+    ACCOUNTS, LINKS, PAYOUT_METHODS, PURCHASES, REFERRALS, REFUNDS, Row, TEMPLATES, TableSpec,
+    USAGE, Val, to_row,
 };
 
 impl Store {
@@ -209,11 +55,79 @@ impl Store {
     ) -> StoreResult<Vec<LineError>> {
         let mut errors = Vec::new();
         let now = to_millis(Utc::now());
-        let mut by_kind: HashMap<&'static str, Vec<Row>> = HashMap::new();
-        let mut refunds: Vec<(usize, &RefundRecord)> = Vec::new();
-        let mut opt_ins: Vec<(usize, &OptInRecord)> = Vec::new();
-        let mut accounts: Vec<String> = Vec::new();
-        let mut templates: Vec<String> = Vec::new();
+        let mut sorted = Sorted::of(programs, records, now, &mut errors)?;
+        // Order matters only for refunds, which must see their usage.
+        let mut written = HashSet::new();
+        for spec in [
+            &ACCOUNTS,
+            &LINKS,
+            &REFERRALS,
+            &PAYOUT_METHODS,
+            &TEMPLATES,
+            &USAGE,
+            &PURCHASES,
+        ] {
+            let rows = sorted.by_kind.remove(spec.kind).unwrap_or_default();
+            written.extend(apply_kind(tx, spec, rows, report, &mut errors).await?);
+        }
+        let refund_rows = refund_rows(tx, &sorted.refunds, &mut errors).await?;
+        apply_kind(tx, &REFUNDS, refund_rows, report, &mut errors).await?;
+
+        // Accounts and links written are evidence: their referrals are judged again.
+        Self::record_evidence(tx, records, &written).await?;
+        report.referrals_judged += Self::judge_referrals(tx).await?;
+        // What changed is re-accrued: the accounts and templates the records touch, and the
+        // accounts and templates of refunded charges.
+        let Sorted {
+            mut accounts,
+            mut templates,
+            refunds,
+            opt_ins,
+            ..
+        } = sorted;
+        accounts.sort_unstable();
+        accounts.dedup();
+        templates.sort_unstable();
+        templates.dedup();
+        Self::scope(tx, "account", accounts).await?;
+        Self::scope(tx, "template", templates).await?;
+        scope_refunded(tx, &refunds).await?;
+        // Opt-ins last: they count paying referrals, which the other records may add.
+        apply_opt_ins(tx, programs, opt_ins, report, &mut errors).await?;
+        report.accruals_posted += Self::accrue_scope(tx, programs).await?;
+        errors.sort_by_key(|e| e.line);
+        Ok(errors)
+    }
+}
+
+/// A batch's records sorted by how they are applied, with what they touch.
+struct Sorted<'r> {
+    /// Rows of the kinds written by `apply_kind`, by kind.
+    by_kind: HashMap<&'static str, Vec<Row>>,
+    /// Refunds need their usage from the database first.
+    refunds: Vec<(usize, &'r RefundRecord)>,
+    opt_ins: Vec<(usize, &'r OptInRecord)>,
+    /// Accounts and templates whose accruals the records may change.
+    accounts: Vec<String>,
+    templates: Vec<String>,
+}
+
+impl<'r> Sorted<'r> {
+    /// Sorts the records, rejecting (into `errors`) those naming a wrong program and those
+    /// with an amount storage cannot hold.
+    fn of(
+        programs: &ProgramSet,
+        records: &'r [Numbered],
+        now: i64,
+        errors: &mut Vec<LineError>,
+    ) -> StoreResult<Sorted<'r>> {
+        let mut sorted = Sorted {
+            by_kind: HashMap::new(),
+            refunds: Vec::new(),
+            opt_ins: Vec::new(),
+            accounts: Vec::new(),
+            templates: Vec::new(),
+        };
         for n in records {
             if let Err(message) = check_program(programs, &n.record) {
                 errors.push(LineError {
@@ -223,22 +137,24 @@ impl Store {
                 continue;
             }
             match &n.record {
-                Record::Account(a) => accounts.push(a.id.to_string()),
-                Record::Referral(r) => accounts.push(r.referred.to_string()),
+                Record::Account(a) => sorted.accounts.push(a.id.to_string()),
+                Record::Referral(r) => sorted.accounts.push(r.referred.to_string()),
                 Record::Usage(u) => {
-                    accounts.push(u.account.to_string());
-                    templates.extend(u.template_id.as_ref().map(|t| t.to_string()));
+                    sorted.accounts.push(u.account.to_string());
+                    sorted
+                        .templates
+                        .extend(u.template_id.as_ref().map(|t| t.to_string()));
                 }
-                Record::Template(t) => templates.push(t.id.to_string()),
+                Record::Template(t) => sorted.templates.push(t.id.to_string()),
                 _ => {}
             }
             let row = match &n.record {
                 Record::Refund(r) => {
-                    refunds.push((n.line, r));
+                    sorted.refunds.push((n.line, r));
                     continue;
                 }
                 Record::AffiliateOptIn(o) => {
-                    opt_ins.push((n.line, o));
+                    sorted.opt_ins.push((n.line, o));
                     continue;
                 }
                 other => match to_row(n.line, other, now) {
@@ -254,70 +170,55 @@ impl Store {
                     Err(e) => return Err(e),
                 },
             };
-            by_kind.entry(n.record.kind()).or_default().push(row);
+            sorted.by_kind.entry(n.record.kind()).or_default().push(row);
         }
-        // Order matters only for refunds, which must see their usage.
-        let mut written = HashSet::new();
-        for spec in [
-            &ACCOUNTS,
-            &LINKS,
-            &REFERRALS,
-            &PAYOUT_METHODS,
-            &TEMPLATES,
-            &USAGE,
-            &PURCHASES,
-        ] {
-            let rows = by_kind.remove(spec.kind).unwrap_or_default();
-            written.extend(apply_kind(tx, spec, rows, report, &mut errors).await?);
-        }
-        let refund_rows = refund_rows(tx, &refunds, &mut errors).await?;
-        apply_kind(tx, &REFUNDS, refund_rows, report, &mut errors).await?;
-
-        // Accounts and links written are evidence: their referrals are judged again.
-        Self::record_evidence(tx, records, &written).await?;
-        report.referrals_judged += Self::judge_referrals(tx).await?;
-        // What changed is re-accrued: the accounts and templates the records touch, and the
-        // accounts and templates of refunded charges.
-        accounts.sort_unstable();
-        accounts.dedup();
-        templates.sort_unstable();
-        templates.dedup();
-        Self::scope(tx, "account", accounts).await?;
-        Self::scope(tx, "template", templates).await?;
-        let refunded: Vec<&str> = refunds.iter().map(|(_, r)| r.usage_id.as_str()).collect();
-        for chunk in refunded.chunks(BATCH_ROWS) {
-            let mut q = QueryBuilder::<Db>::new(
-                "INSERT INTO accrual_scope (kind, id) \
-                 SELECT 'account', account_id FROM usage WHERE id IN (",
-            );
-            let mut sep = q.separated(", ");
-            for id in chunk {
-                sep.push_bind(*id);
-            }
-            q.push(") UNION SELECT 'template', template_id FROM usage WHERE template_id IS NOT NULL AND id IN (");
-            let mut sep = q.separated(", ");
-            for id in chunk {
-                sep.push_bind(*id);
-            }
-            q.push(") ON CONFLICT DO NOTHING");
-            q.build().execute(&mut **tx).await?;
-        }
-        // Opt-ins last: they count paying referrals, which the other records may add.
-        for (line, o) in opt_ins {
-            match enroll(tx, programs, &o.program, &o.account, o.at).await {
-                Ok(e) if e.replayed => report.counts("affiliate_opt_in").unchanged += 1,
-                Ok(_) => report.counts("affiliate_opt_in").inserted += 1,
-                Err(super::affiliate::OptInError::Store(e)) => return Err(e),
-                Err(e) => errors.push(LineError {
-                    line,
-                    message: e.to_string(),
-                }),
-            }
-        }
-        report.accruals_posted += Self::accrue_scope(tx, programs).await?;
-        errors.sort_by_key(|e| e.line);
-        Ok(errors)
+        Ok(sorted)
     }
+}
+
+/// Puts the accounts and templates of refunded charges in the accrual scope.
+async fn scope_refunded(tx: &mut Tx, refunds: &[(usize, &RefundRecord)]) -> StoreResult<()> {
+    let refunded: Vec<&str> = refunds.iter().map(|(_, r)| r.usage_id.as_str()).collect();
+    for chunk in refunded.chunks(BATCH_ROWS) {
+        let mut q = QueryBuilder::<Db>::new(
+            "INSERT INTO accrual_scope (kind, id) \
+             SELECT 'account', account_id FROM usage WHERE id IN (",
+        );
+        let mut sep = q.separated(", ");
+        for id in chunk {
+            sep.push_bind(*id);
+        }
+        q.push(") UNION SELECT 'template', template_id FROM usage WHERE template_id IS NOT NULL AND id IN (");
+        let mut sep = q.separated(", ");
+        for id in chunk {
+            sep.push_bind(*id);
+        }
+        q.push(") ON CONFLICT DO NOTHING");
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Enrolls each affiliate opt-in; a refused one is that line's error.
+async fn apply_opt_ins(
+    tx: &mut Tx,
+    programs: &ProgramSet,
+    opt_ins: Vec<(usize, &OptInRecord)>,
+    report: &mut IngestReport,
+    errors: &mut Vec<LineError>,
+) -> StoreResult<()> {
+    for (line, o) in opt_ins {
+        match enroll(tx, programs, &o.program, &o.account, o.at).await {
+            Ok(e) if e.replayed => report.counts("affiliate_opt_in").unchanged += 1,
+            Ok(_) => report.counts("affiliate_opt_in").inserted += 1,
+            Err(super::affiliate::OptInError::Store(e)) => return Err(e),
+            Err(e) => errors.push(LineError {
+                line,
+                message: e.to_string(),
+            }),
+        }
+    }
+    Ok(())
 }
 
 /// A record that names a program must name a configured one of the right kind.
@@ -340,172 +241,6 @@ fn check_program(programs: &ProgramSet, record: &Record) -> Result<(), String> {
         )),
         Some(_) => Ok(()),
     }
-}
-
-fn to_row(line: usize, record: &Record, now: i64) -> StoreResult<Row> {
-    Ok(match record {
-        Record::Account(a) => {
-            let created = to_millis(a.created_at);
-            let hosted = i64::from(a.hosted_machines);
-            let hash = content_hash(&[
-                &created.to_string(),
-                &a.email,
-                a.payment_fingerprint.as_deref().unwrap_or(""),
-                a.country.as_deref().unwrap_or(""),
-                &hosted.to_string(),
-            ]);
-            Row {
-                line,
-                key: a.id.to_string(),
-                values: vec![
-                    a.id.as_str().into(),
-                    created.into(),
-                    a.email.clone().into(),
-                    normalize_email(&a.email).into(),
-                    a.payment_fingerprint.clone().into(),
-                    a.country.clone().into(),
-                    hosted.into(),
-                    hash.clone().into(),
-                ],
-                hash,
-            }
-        }
-        Record::Link(l) => {
-            let hash = content_hash(&[l.reason.as_deref().unwrap_or("")]);
-            Row {
-                line,
-                key: format!("{}|{}", l.a, l.b),
-                values: vec![
-                    l.a.as_str().into(),
-                    l.b.as_str().into(),
-                    l.reason.clone().into(),
-                    hash.clone().into(),
-                ],
-                hash,
-            }
-        }
-        Record::Referral(r) => {
-            let at = to_millis(r.at);
-            let template = r.template_id.as_ref().map(|t| t.to_string());
-            let hash = content_hash(&[
-                r.referrer.as_str(),
-                &at.to_string(),
-                template.as_deref().unwrap_or(""),
-            ]);
-            Row {
-                line,
-                key: r.id(),
-                values: vec![
-                    r.id().into(),
-                    r.program.as_str().into(),
-                    r.referrer.as_str().into(),
-                    r.referred.as_str().into(),
-                    at.into(),
-                    template.into(),
-                    hash.clone().into(),
-                ],
-                hash,
-            }
-        }
-        Record::PayoutMethod(m) => {
-            // The flag joins the hash only when set, so records from before it existed replay.
-            let hash = if m.auto_payout {
-                content_hash(&[&m.destination, "auto"])
-            } else {
-                content_hash(&[&m.destination])
-            };
-            Row {
-                line,
-                key: format!("{}|{}", m.account, m.rail),
-                values: vec![
-                    m.account.as_str().into(),
-                    m.rail.as_str().into(),
-                    m.destination.clone().into(),
-                    i64::from(m.auto_payout).into(),
-                    hash.clone().into(),
-                    now.into(),
-                ],
-                hash,
-            }
-        }
-        Record::Usage(u) => {
-            let at = to_millis(u.at);
-            let units = u.amount.to_units()?;
-            let template = u.template_id.as_ref().map(|t| t.to_string());
-            let runtime = i64::try_from(u.runtime_secs).unwrap_or(i64::MAX);
-            let mut parts = vec![
-                u.account.to_string(),
-                at.to_string(),
-                u.category.code().to_string(),
-                units.to_string(),
-                u.amount.currency().code().to_string(),
-            ];
-            // Only present fields join the hash, so records from before they existed replay.
-            if template.is_some() || runtime != 0 {
-                parts.push(template.clone().unwrap_or_default());
-                parts.push(runtime.to_string());
-            }
-            let hash = content_hash(&parts.iter().map(String::as_str).collect::<Vec<_>>());
-            Row {
-                line,
-                key: u.id.to_string(),
-                values: vec![
-                    u.id.as_str().into(),
-                    u.account.as_str().into(),
-                    at.into(),
-                    u.category.code().into(),
-                    units.into(),
-                    u.amount.currency().code().into(),
-                    template.into(),
-                    runtime.into(),
-                    hash.clone().into(),
-                ],
-                hash,
-            }
-        }
-        Record::Purchase(p) => {
-            let at = to_millis(p.at);
-            let units = p.amount.to_units()?;
-            let hash = content_hash(&[
-                p.account.as_str(),
-                &at.to_string(),
-                &units.to_string(),
-                p.amount.currency().code(),
-            ]);
-            Row {
-                line,
-                key: p.id.to_string(),
-                values: vec![
-                    p.id.as_str().into(),
-                    p.account.as_str().into(),
-                    at.into(),
-                    units.into(),
-                    p.amount.currency().code().into(),
-                    hash.clone().into(),
-                ],
-                hash,
-            }
-        }
-        Record::Template(t) => {
-            let hash = content_hash(&[t.program.as_str(), t.creator.as_str()]);
-            Row {
-                line,
-                key: t.id.to_string(),
-                values: vec![
-                    t.id.as_str().into(),
-                    t.program.as_str().into(),
-                    t.creator.as_str().into(),
-                    hash.clone().into(),
-                ],
-                hash,
-            }
-        }
-        Record::Refund(_) | Record::AffiliateOptIn(_) => {
-            return Err(StoreError::Corrupt(
-                "refunds and opt-ins are applied on their own".into(),
-            ));
-        }
-    })
 }
 
 /// Refunds need their usage: its currency, and how much of it is already refunded. One query
