@@ -69,110 +69,14 @@ pub struct WorkerSettings {
 impl WorkerSettings {
     pub fn from_env() -> Result<Self, ConfigError> {
         let timeout = secs("PAYOUTS_HTTP_TIMEOUT_SECS", 10)?;
-        let max_attempts = match var("PAYOUTS_MAX_ATTEMPTS") {
-            None => 6,
-            Some(v) => v
-                .trim()
-                .parse::<u32>()
-                .ok()
-                .filter(|n| *n >= 1)
-                .ok_or_else(|| ConfigError::Invalid {
-                    name: "PAYOUTS_MAX_ATTEMPTS",
-                    value: v,
-                    why: "must be a whole number of at least 1".into(),
-                })?,
-        };
-        let policy = RetryPolicy {
-            max_attempts,
-            base_delay: secs("PAYOUTS_RETRY_BASE_SECS", 2)?,
-            max_delay: secs("PAYOUTS_RETRY_MAX_SECS", 300)?,
-            // Never look up sooner than a request could still be running.
-            settle_delay: secs("PAYOUTS_SETTLE_DELAY_SECS", 30)?.max(timeout),
-            poll_base: secs("PAYOUTS_POLL_BASE_SECS", 30)?,
-            poll_max: secs("PAYOUTS_POLL_MAX_SECS", 6 * 3600)?,
-            watch_for: Duration::from_secs(24 * 3600 * secs("PAYOUTS_WATCH_DAYS", 30)?.as_secs()),
-            ..RetryPolicy::default()
-        };
-        let run_schedule = match var("PAYOUTS_RUN_SCHEDULE") {
-            None => None,
-            Some(v) => Some(v.trim().parse::<cron::Schedule>().map_err(|e| ConfigError::Invalid {
-                name: "PAYOUTS_RUN_SCHEDULE",
-                value: v.clone(),
-                why: format!(
-                    "is not a cron expression ({e}); write six fields, seconds first, e.g. \"0 0 6 * * *\" for 06:00 UTC daily"
-                ),
-            })?),
-        };
+        let policy = retry_policy(timeout)?;
+        let run_schedule = run_schedule()?;
         let shutdown_deadline = secs("PAYOUTS_SHUTDOWN_DEADLINE_SECS", 30)?;
-        let lease_ttl = secs("PAYOUTS_LEASE_TTL_SECS", 60)?;
-        if lease_ttl <= timeout {
-            return Err(ConfigError::Invalid {
-                name: "PAYOUTS_LEASE_TTL_SECS",
-                value: lease_ttl.as_secs().to_string(),
-                why: format!(
-                    "the lease must outlast the HTTP timeout ({} s), or two workers could send at once",
-                    timeout.as_secs()
-                ),
-            });
-        }
-        let stripe_list_lag = secs(
-            "STRIPE_LIST_LAG_SECS",
-            crate::providers::stripe::SETTLE.list_lag.as_secs(),
-        )?;
-        let stripe = var("STRIPE_SECRET_KEY").map(|key| StripeConfig {
-            api_base: var("STRIPE_API_BASE").unwrap_or_else(|| "https://api.stripe.com".into()),
-            secret_key: SecretString::from(key),
-            timeout,
-            list_lag: stripe_list_lag,
-        });
-        let paypal = match (var("PAYPAL_CLIENT_ID"), var("PAYPAL_CLIENT_SECRET")) {
-            (Some(id), Some(secret)) => Some(PaypalConfig {
-                timeout,
-                dedupe_window: Duration::from_secs(
-                    24 * 3600 * secs("PAYPAL_DEDUPE_WINDOW_DAYS", 30)?.as_secs(),
-                ),
-                ..PaypalConfig::new(
-                    var("PAYPAL_API_BASE").unwrap_or_else(|| "https://api-m.paypal.com".into()),
-                    id,
-                    SecretString::from(secret),
-                    var("PAYPAL_WEBHOOK_ID").unwrap_or_default(),
-                )
-            }),
-            _ => None,
-        };
-        let wise = match var("WISE_API_TOKEN") {
-            Some(token) => {
-                let profile = var("WISE_PROFILE_ID").ok_or(ConfigError::Missing {
-                    name: "WISE_PROFILE_ID",
-                    hint: "set it to the numeric id of the Wise business profile that pays",
-                })?;
-                Some(WiseConfig {
-                    api_base: var("WISE_API_BASE").unwrap_or_else(|| "https://api.wise.com".into()),
-                    api_token: SecretString::from(token),
-                    profile_id: profile.trim().parse().map_err(|_| ConfigError::Invalid {
-                        name: "WISE_PROFILE_ID",
-                        value: profile.clone(),
-                        why: "must be a number".into(),
-                    })?,
-                    timeout,
-                    webhook_public_key_pem: wise_public_key()?,
-                })
-            }
-            None => None,
-        };
-        let partnerstack = match (
-            var("PARTNERSTACK_PUBLIC_KEY"),
-            var("PARTNERSTACK_SECRET_KEY"),
-        ) {
-            (Some(public_key), Some(secret)) => Some(PartnerstackConfig {
-                api_base: var("PARTNERSTACK_API_BASE")
-                    .unwrap_or_else(|| "https://api.partnerstack.com/api/v2".into()),
-                public_key,
-                secret_key: SecretString::from(secret),
-                timeout,
-            }),
-            _ => None,
-        };
+        let lease_ttl = lease_ttl(timeout)?;
+        let stripe = stripe(timeout)?;
+        let paypal = paypal(timeout)?;
+        let wise = wise(timeout)?;
+        let partnerstack = partnerstack(timeout);
         let settings = WorkerSettings {
             stripe,
             paypal,
@@ -242,6 +146,140 @@ impl WorkerSettings {
                 hooks.verify_per_second.saturating_mul(2),
             )),
         })
+    }
+}
+
+/// `PAYOUTS_MAX_ATTEMPTS` and the retry, settle and poll delays.
+fn retry_policy(timeout: Duration) -> Result<RetryPolicy, ConfigError> {
+    let max_attempts = match var("PAYOUTS_MAX_ATTEMPTS") {
+        None => 6,
+        Some(v) => v
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| ConfigError::Invalid {
+                name: "PAYOUTS_MAX_ATTEMPTS",
+                value: v,
+                why: "must be a whole number of at least 1".into(),
+            })?,
+    };
+    Ok(RetryPolicy {
+        max_attempts,
+        base_delay: secs("PAYOUTS_RETRY_BASE_SECS", 2)?,
+        max_delay: secs("PAYOUTS_RETRY_MAX_SECS", 300)?,
+        // Never look up sooner than a request could still be running.
+        settle_delay: secs("PAYOUTS_SETTLE_DELAY_SECS", 30)?.max(timeout),
+        poll_base: secs("PAYOUTS_POLL_BASE_SECS", 30)?,
+        poll_max: secs("PAYOUTS_POLL_MAX_SECS", 6 * 3600)?,
+        watch_for: Duration::from_secs(24 * 3600 * secs("PAYOUTS_WATCH_DAYS", 30)?.as_secs()),
+        ..RetryPolicy::default()
+    })
+}
+
+/// `PAYOUTS_RUN_SCHEDULE`, when set.
+fn run_schedule() -> Result<Option<cron::Schedule>, ConfigError> {
+    Ok(match var("PAYOUTS_RUN_SCHEDULE") {
+        None => None,
+        Some(v) => Some(v.trim().parse::<cron::Schedule>().map_err(|e| ConfigError::Invalid {
+            name: "PAYOUTS_RUN_SCHEDULE",
+            value: v.clone(),
+            why: format!(
+                "is not a cron expression ({e}); write six fields, seconds first, e.g. \"0 0 6 * * *\" for 06:00 UTC daily"
+            ),
+        })?),
+    })
+}
+
+/// `PAYOUTS_LEASE_TTL_SECS`, which must outlast the HTTP timeout.
+fn lease_ttl(timeout: Duration) -> Result<Duration, ConfigError> {
+    let lease_ttl = secs("PAYOUTS_LEASE_TTL_SECS", 60)?;
+    if lease_ttl <= timeout {
+        return Err(ConfigError::Invalid {
+            name: "PAYOUTS_LEASE_TTL_SECS",
+            value: lease_ttl.as_secs().to_string(),
+            why: format!(
+                "the lease must outlast the HTTP timeout ({} s), or two workers could send at once",
+                timeout.as_secs()
+            ),
+        });
+    }
+    Ok(lease_ttl)
+}
+
+/// Stripe, when `STRIPE_SECRET_KEY` is set.
+fn stripe(timeout: Duration) -> Result<Option<StripeConfig>, ConfigError> {
+    let stripe_list_lag = secs(
+        "STRIPE_LIST_LAG_SECS",
+        crate::providers::stripe::SETTLE.list_lag.as_secs(),
+    )?;
+    Ok(var("STRIPE_SECRET_KEY").map(|key| StripeConfig {
+        api_base: var("STRIPE_API_BASE").unwrap_or_else(|| "https://api.stripe.com".into()),
+        secret_key: SecretString::from(key),
+        timeout,
+        list_lag: stripe_list_lag,
+    }))
+}
+
+/// PayPal, when both `PAYPAL_CLIENT_ID` and `PAYPAL_CLIENT_SECRET` are set.
+fn paypal(timeout: Duration) -> Result<Option<PaypalConfig>, ConfigError> {
+    Ok(
+        match (var("PAYPAL_CLIENT_ID"), var("PAYPAL_CLIENT_SECRET")) {
+            (Some(id), Some(secret)) => Some(PaypalConfig {
+                timeout,
+                dedupe_window: Duration::from_secs(
+                    24 * 3600 * secs("PAYPAL_DEDUPE_WINDOW_DAYS", 30)?.as_secs(),
+                ),
+                ..PaypalConfig::new(
+                    var("PAYPAL_API_BASE").unwrap_or_else(|| "https://api-m.paypal.com".into()),
+                    id,
+                    SecretString::from(secret),
+                    var("PAYPAL_WEBHOOK_ID").unwrap_or_default(),
+                )
+            }),
+            _ => None,
+        },
+    )
+}
+
+/// Wise, when `WISE_API_TOKEN` is set; it then needs `WISE_PROFILE_ID`.
+fn wise(timeout: Duration) -> Result<Option<WiseConfig>, ConfigError> {
+    Ok(match var("WISE_API_TOKEN") {
+        Some(token) => {
+            let profile = var("WISE_PROFILE_ID").ok_or(ConfigError::Missing {
+                name: "WISE_PROFILE_ID",
+                hint: "set it to the numeric id of the Wise business profile that pays",
+            })?;
+            Some(WiseConfig {
+                api_base: var("WISE_API_BASE").unwrap_or_else(|| "https://api.wise.com".into()),
+                api_token: SecretString::from(token),
+                profile_id: profile.trim().parse().map_err(|_| ConfigError::Invalid {
+                    name: "WISE_PROFILE_ID",
+                    value: profile.clone(),
+                    why: "must be a number".into(),
+                })?,
+                timeout,
+                webhook_public_key_pem: wise_public_key()?,
+            })
+        }
+        None => None,
+    })
+}
+
+/// PartnerStack, when both its keys are set.
+fn partnerstack(timeout: Duration) -> Option<PartnerstackConfig> {
+    match (
+        var("PARTNERSTACK_PUBLIC_KEY"),
+        var("PARTNERSTACK_SECRET_KEY"),
+    ) {
+        (Some(public_key), Some(secret)) => Some(PartnerstackConfig {
+            api_base: var("PARTNERSTACK_API_BASE")
+                .unwrap_or_else(|| "https://api.partnerstack.com/api/v2".into()),
+            public_key,
+            secret_key: SecretString::from(secret),
+            timeout,
+        }),
+        _ => None,
     }
 }
 

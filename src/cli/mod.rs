@@ -26,19 +26,18 @@ pub mod reconcile;
 pub mod render;
 #[cfg(feature = "simulators")]
 mod sim;
+pub mod withdraw;
 
 use std::io::BufReader;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use payouts::app::config::{WebhookSettings, WorkerSettings};
-use payouts::domain::ids::{AccountId, IdempotencyKey, PayoutId, Rail};
-use payouts::domain::money::{Currency, Money};
+use payouts::domain::ids::{AccountId, PayoutId};
 use payouts::domain::program::ProgramSet;
 use payouts::jobs::{PayoutDeps, WorkerOptions, run_worker, shutdown_signal};
-use payouts::storage::payouts::WithdrawalRequest;
 use payouts::storage::{DatabaseUrl, Store};
 
 /// Payout orchestration for referral, affiliate and creator programs.
@@ -103,25 +102,7 @@ pub enum Command {
         json: bool,
     },
     /// Request a withdrawal: checks, holds the amount, and queues the payout, atomically.
-    Withdraw {
-        account: String,
-        /// Amount in the currency's major unit (e.g. 12.50), or "all" for everything payable.
-        #[arg(long)]
-        amount: String,
-        /// The rail to pay through; by default the program's only rail, when it has one.
-        #[arg(long, value_parser = ["stripe", "paypal", "wise", "partnerstack"])]
-        rail: Option<String>,
-        /// The program to cash out; by default the one program with money payable now.
-        #[arg(long)]
-        program: Option<String>,
-        #[arg(long, default_value = "USD")]
-        currency: String,
-        /// Repeat a request safely: the same key returns the same payout.
-        #[arg(long)]
-        idempotency_key: Option<String>,
-        #[arg(long)]
-        json: bool,
-    },
+    Withdraw(withdraw::WithdrawArgs),
     /// API keys for the HTTP API (`payouts serve`).
     Keys {
         #[command(subcommand)]
@@ -282,47 +263,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
 
 async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
     match command {
-        Command::Ingest { file, strict, json } => {
-            let report = if file == "-" {
-                payouts::app::ingest::ingest(store, std::io::stdin().lock(), strict).await?
-            } else {
-                let f = std::fs::File::open(&file).with_context(|| format!("opening {file}"))?;
-                payouts::app::ingest::ingest(store, BufReader::new(f), strict).await?
-            };
-            if json {
-                print_json(&report)?;
-            } else {
-                for (kind, c) in &report.by_type {
-                    outln!(
-                        "{kind:<14} {:>6} new  {:>6} updated  {:>6} unchanged",
-                        c.inserted,
-                        c.updated,
-                        c.unchanged
-                    );
-                }
-                outln!(
-                    "referrals judged: {}, commission entries posted: {}",
-                    report.referrals_judged,
-                    report.accruals_posted
-                );
-                for e in &report.rejected {
-                    eprintln!("line {}: {}", e.line, e.message);
-                }
-                if report.rolled_back {
-                    eprintln!(
-                        "--strict: {} bad line(s); nothing was written",
-                        report.rejected.len()
-                    );
-                } else if !report.rejected.is_empty() {
-                    eprintln!(
-                        "{} line(s) rejected; the other {} went in",
-                        report.rejected.len(),
-                        report.lines_read - report.rejected.len()
-                    );
-                }
-            }
-            Ok(if report.rejected.is_empty() { 0 } else { 2 })
-        }
+        Command::Ingest { file, strict, json } => ingest(store, &file, strict, json).await,
         Command::Balance { account, json } => {
             let account = AccountId::parse(&account)?;
             let balance = store.balance(&account).await?;
@@ -333,74 +274,7 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
             }
             Ok(0)
         }
-        Command::Withdraw {
-            account,
-            amount,
-            rail,
-            program,
-            currency,
-            idempotency_key,
-            json,
-        } => {
-            let account = AccountId::parse(&account)?;
-            let currency: Currency = currency.parse()?;
-            // A malformed amount is the caller's first problem; say so before anything else.
-            let exact = if amount.trim().eq_ignore_ascii_case("all") {
-                None
-            } else {
-                Some(Money::parse_payable(&amount, currency)?)
-            };
-            let balance = store.balance(&account).await?;
-            let program = programs::choose_program(&balance, program.as_deref(), currency)?;
-            let methods: Vec<Rail> = store
-                .payout_methods(&account)
-                .await?
-                .iter()
-                .map(|m| m.rail)
-                .collect();
-            let rail =
-                programs::choose_rail(store.programs(), &program, &methods, rail.as_deref())?;
-            let amount = match exact {
-                Some(amount) => amount,
-                None => match balance.program(program.as_str(), currency) {
-                    Some(p) if p.eligible && p.payable_now.is_positive() => p.payable_now,
-                    Some(p) => bail!(
-                        "{account} has nothing payable: {}",
-                        p.reason.as_deref().unwrap_or("nothing available")
-                    ),
-                    None => bail!("{account} has no {program} balance in {currency}"),
-                },
-            };
-            let request = WithdrawalRequest {
-                account,
-                program,
-                rail,
-                amount,
-                idempotency_key: match idempotency_key {
-                    Some(k) => IdempotencyKey::parse(&k)?,
-                    None => IdempotencyKey::generate(),
-                },
-            };
-            let outcome = store.create_withdrawal(&request).await?;
-            if json {
-                print_json(&outcome)?;
-            } else {
-                outln!(
-                    "{} payout {} of {} to {} via {} ({})",
-                    if outcome.replayed {
-                        "existing"
-                    } else {
-                        "created"
-                    },
-                    outcome.payout.id,
-                    outcome.payout.amount,
-                    outcome.payout.destination,
-                    outcome.payout.rail,
-                    outcome.payout.status
-                );
-            }
-            Ok(0)
-        }
+        Command::Withdraw(args) => withdraw::run(store, args).await,
         Command::Affiliate { command } => programs::affiliate(store, command).await,
         Command::Keys { command } => keys::keys(store, command).await,
         Command::Ledger { command } => ledger::run(store, command).await,
@@ -429,37 +303,7 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
         }
         Command::Programs { json } => programs::show_programs(store, json),
         Command::Templates { json } => programs::templates(store, json).await,
-        Command::Payouts { command } => {
-            match command {
-                PayoutsCommand::List { account, json } => {
-                    let account = account.as_deref().map(AccountId::parse).transpose()?;
-                    let list = store.list_payouts(account.as_ref()).await?;
-                    if json {
-                        print_json(&list)?;
-                    } else {
-                        outln!("{}", render::payouts(&list));
-                    }
-                }
-                PayoutsCommand::Show { id, json } => {
-                    let detail = store.payout(&id).await?;
-                    if json {
-                        print_json(&detail)?;
-                    } else {
-                        out!("{}", render::payout_detail(&detail));
-                    }
-                }
-                PayoutsCommand::Duplicates { payout, json } => {
-                    let payout = payout.as_deref().map(PayoutId::parse).transpose()?;
-                    let found = store.payout_duplicates(payout.as_ref()).await?;
-                    if json {
-                        print_json(&found)?;
-                    } else {
-                        println!("{}", render::duplicates(&found));
-                    }
-                }
-            }
-            Ok(0)
-        }
+        Command::Payouts { command } => payouts_command(store, command).await,
         Command::LedgerCheck { json } => {
             let check = store.check_ledger().await?;
             if json {
@@ -480,34 +324,117 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
             listen,
             worker,
             concurrency,
-        } => {
-            let hooks = WebhookSettings::from_env()?;
-            let state = WorkerSettings::from_env()?.webhook_state(store.clone(), hooks)?;
-            let api = payouts::app::config::api_settings_from_env()?;
-            let listener = tokio::net::TcpListener::bind(listen)
-                .await
-                .with_context(|| format!("binding {listen}"))?;
-            let addr = listener.local_addr()?;
-            outln!("serving the API on http://{addr}/v1 (document: http://{addr}/openapi.json)");
-            outln!("serving webhooks on http://{addr}/v1/webhooks/<rail>");
-            let server = axum::serve(listener, payouts::http::app(state, api))
-                .with_graceful_shutdown(shutdown_signal())
-                .into_future();
-            if worker {
-                outln!("running the payout worker in this process");
-                let (served, worked) = tokio::join!(server, work(store, concurrency, false));
-                served?;
-                worked?;
-            } else {
-                server.await?;
-            }
-            Ok(0)
-        }
+        } => serve(store, listen, worker, concurrency).await,
         #[cfg(feature = "simulators")]
         Command::Sim(_) => {
-            bail!("this command does not use a database; it is dispatched before one is opened")
+            anyhow::bail!(
+                "this command does not use a database; it is dispatched before one is opened"
+            )
         }
     }
+}
+
+/// `payouts ingest`: a file (or `-` for stdin) of NDJSON records. Exit status 2 when lines
+/// were rejected.
+async fn ingest(store: &Store, file: &str, strict: bool, json: bool) -> Result<i32> {
+    let report = if file == "-" {
+        payouts::app::ingest::ingest(store, std::io::stdin().lock(), strict).await?
+    } else {
+        let f = std::fs::File::open(file).with_context(|| format!("opening {file}"))?;
+        payouts::app::ingest::ingest(store, BufReader::new(f), strict).await?
+    };
+    if json {
+        print_json(&report)?;
+    } else {
+        for (kind, c) in &report.by_type {
+            outln!(
+                "{kind:<14} {:>6} new  {:>6} updated  {:>6} unchanged",
+                c.inserted,
+                c.updated,
+                c.unchanged
+            );
+        }
+        outln!(
+            "referrals judged: {}, commission entries posted: {}",
+            report.referrals_judged,
+            report.accruals_posted
+        );
+        for e in &report.rejected {
+            eprintln!("line {}: {}", e.line, e.message);
+        }
+        if report.rolled_back {
+            eprintln!(
+                "--strict: {} bad line(s); nothing was written",
+                report.rejected.len()
+            );
+        } else if !report.rejected.is_empty() {
+            eprintln!(
+                "{} line(s) rejected; the other {} went in",
+                report.rejected.len(),
+                report.lines_read - report.rejected.len()
+            );
+        }
+    }
+    Ok(if report.rejected.is_empty() { 0 } else { 2 })
+}
+
+/// `payouts payouts ...`: list, show, and look for duplicates.
+async fn payouts_command(store: &Store, command: PayoutsCommand) -> Result<i32> {
+    match command {
+        PayoutsCommand::List { account, json } => {
+            let account = account.as_deref().map(AccountId::parse).transpose()?;
+            let list = store.list_payouts(account.as_ref()).await?;
+            if json {
+                print_json(&list)?;
+            } else {
+                outln!("{}", render::payouts(&list));
+            }
+        }
+        PayoutsCommand::Show { id, json } => {
+            let detail = store.payout(&id).await?;
+            if json {
+                print_json(&detail)?;
+            } else {
+                out!("{}", render::payout_detail(&detail));
+            }
+        }
+        PayoutsCommand::Duplicates { payout, json } => {
+            let payout = payout.as_deref().map(PayoutId::parse).transpose()?;
+            let found = store.payout_duplicates(payout.as_ref()).await?;
+            if json {
+                print_json(&found)?;
+            } else {
+                println!("{}", render::duplicates(&found));
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// `payouts serve`: the HTTP API and the webhook receivers until SIGTERM/SIGINT, with the
+/// payout worker beside them when `worker` is set.
+async fn serve(store: &Store, listen: SocketAddr, worker: bool, concurrency: usize) -> Result<i32> {
+    let hooks = WebhookSettings::from_env()?;
+    let state = WorkerSettings::from_env()?.webhook_state(store.clone(), hooks)?;
+    let api = payouts::app::config::api_settings_from_env()?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let addr = listener.local_addr()?;
+    outln!("serving the API on http://{addr}/v1 (document: http://{addr}/openapi.json)");
+    outln!("serving webhooks on http://{addr}/v1/webhooks/<rail>");
+    let server = axum::serve(listener, payouts::http::app(state, api))
+        .with_graceful_shutdown(shutdown_signal())
+        .into_future();
+    if worker {
+        outln!("running the payout worker in this process");
+        let (served, worked) = tokio::join!(server, work(store, concurrency, false));
+        served?;
+        worked?;
+    } else {
+        server.await?;
+    }
+    Ok(0)
 }
 
 /// The payout worker, until SIGTERM/SIGINT (or, with `until_idle`, until nothing waits).

@@ -310,36 +310,21 @@ impl WireRecord {
                 payment_fingerprint,
                 country,
                 hosted_machines,
-            } => {
-                if !email.contains('@') {
-                    return Err(RecordError::Invalid(format!(
-                        "email {email:?} is not an email address"
-                    )));
-                }
-                Record::Account(AccountRecord {
-                    id: AccountId::parse(&id)?,
-                    created_at,
-                    email: email.trim().to_string(),
-                    payment_fingerprint: payment_fingerprint
-                        .map(|f| f.trim().to_string())
-                        .filter(|f| !f.is_empty()),
-                    country: country.map(|c| c.trim().to_ascii_uppercase()),
-                    hosted_machines,
-                })
-            }
+            } => Record::Account(account(
+                &id,
+                created_at,
+                &email,
+                payment_fingerprint,
+                country,
+                hosted_machines,
+            )?),
             WireRecord::Referral {
                 program,
                 referrer,
                 referred,
                 at,
                 template_id,
-            } => Record::Referral(ReferralRecord {
-                program: ProgramId::parse(&program)?,
-                referrer: AccountId::parse(&referrer)?,
-                referred: AccountId::parse(&referred)?,
-                at,
-                template_id: template_id.as_deref().map(TemplateId::parse).transpose()?,
-            }),
+            } => Record::Referral(referral(&program, &referrer, &referred, at, template_id)?),
             WireRecord::Usage {
                 id,
                 account,
@@ -350,21 +335,12 @@ impl WireRecord {
                 template_id,
                 runtime_secs,
             } => {
-                let runtime_secs = runtime_secs.unwrap_or(0);
-                if runtime_secs > i64::MAX as u64 {
-                    return Err(RecordError::Invalid(format!(
-                        "runtime_secs {runtime_secs} is out of range"
-                    )));
-                }
+                let runtime_secs = runtime(runtime_secs)?;
                 Record::Usage(UsageRecord {
                     id: RecordId::parse(&id)?,
                     account: AccountId::parse(&account)?,
                     at,
-                    category: category.parse().map_err(
-                        |e: crate::domain::usage::UnknownCategory| {
-                            RecordError::Invalid(e.to_string())
-                        },
-                    )?,
+                    category: usage_category(&category)?,
                     amount: input_money(&amount, &currency)?,
                     template_id: template_id.as_deref().map(TemplateId::parse).transpose()?,
                     runtime_secs,
@@ -399,25 +375,8 @@ impl WireRecord {
                 rail,
                 destination,
                 auto_payout,
-            } => {
-                let rail: Rail = rail.parse()?;
-                Record::PayoutMethod(PayoutMethodRecord {
-                    account: AccountId::parse(&account)?,
-                    rail,
-                    destination: validate_destination(rail, &destination)?,
-                    auto_payout,
-                })
-            }
-            WireRecord::Link { a, b, reason } => {
-                let (a, b) = (AccountId::parse(&a)?, AccountId::parse(&b)?);
-                if a == b {
-                    return Err(RecordError::Invalid(format!(
-                        "a link needs two different accounts, got {a} twice"
-                    )));
-                }
-                let (a, b) = if a <= b { (a, b) } else { (b, a) };
-                Record::Link(LinkRecord { a, b, reason })
-            }
+            } => Record::PayoutMethod(payout_method(&account, &rail, &destination, auto_payout)?),
+            WireRecord::Link { a, b, reason } => Record::Link(link(&a, &b, reason)?),
             WireRecord::Template {
                 id,
                 program,
@@ -440,6 +399,93 @@ impl WireRecord {
     }
 }
 
+/// An account, normalised: email and fingerprint trimmed (a blank fingerprint is none),
+/// country code upper-cased. An email without an `@` is refused before anything else.
+fn account(
+    id: &str,
+    created_at: DateTime<Utc>,
+    email: &str,
+    payment_fingerprint: Option<String>,
+    country: Option<String>,
+    hosted_machines: bool,
+) -> Result<AccountRecord, RecordError> {
+    if !email.contains('@') {
+        return Err(RecordError::Invalid(format!(
+            "email {email:?} is not an email address"
+        )));
+    }
+    Ok(AccountRecord {
+        id: AccountId::parse(id)?,
+        created_at,
+        email: email.trim().to_string(),
+        payment_fingerprint: payment_fingerprint
+            .map(|f| f.trim().to_string())
+            .filter(|f| !f.is_empty()),
+        country: country.map(|c| c.trim().to_ascii_uppercase()),
+        hosted_machines,
+    })
+}
+
+fn usage_category(code: &str) -> Result<UsageCategory, RecordError> {
+    code.parse()
+        .map_err(|e: crate::domain::usage::UnknownCategory| RecordError::Invalid(e.to_string()))
+}
+
+/// Seconds of runtime (0 when not given); stored as a signed integer, so bounded by it.
+fn runtime(runtime_secs: Option<u64>) -> Result<u64, RecordError> {
+    let runtime_secs = runtime_secs.unwrap_or(0);
+    if runtime_secs > i64::MAX as u64 {
+        return Err(RecordError::Invalid(format!(
+            "runtime_secs {runtime_secs} is out of range"
+        )));
+    }
+    Ok(runtime_secs)
+}
+
+fn referral(
+    program: &str,
+    referrer: &str,
+    referred: &str,
+    at: DateTime<Utc>,
+    template_id: Option<String>,
+) -> Result<ReferralRecord, RecordError> {
+    Ok(ReferralRecord {
+        program: ProgramId::parse(program)?,
+        referrer: AccountId::parse(referrer)?,
+        referred: AccountId::parse(referred)?,
+        at,
+        template_id: template_id.as_deref().map(TemplateId::parse).transpose()?,
+    })
+}
+
+fn payout_method(
+    account: &str,
+    rail: &str,
+    destination: &str,
+    auto_payout: bool,
+) -> Result<PayoutMethodRecord, RecordError> {
+    let rail: Rail = rail.parse()?;
+    Ok(PayoutMethodRecord {
+        account: AccountId::parse(account)?,
+        rail,
+        destination: validate_destination(rail, destination)?,
+        auto_payout,
+    })
+}
+
+/// A link between two different accounts, stored in a fixed order so that a-b and b-a are
+/// the same link.
+fn link(a: &str, b: &str, reason: Option<String>) -> Result<LinkRecord, RecordError> {
+    let (a, b) = (AccountId::parse(a)?, AccountId::parse(b)?);
+    if a == b {
+        return Err(RecordError::Invalid(format!(
+            "a link needs two different accounts, got {a} twice"
+        )));
+    }
+    let (a, b) = if a <= b { (a, b) } else { (b, a) };
+    Ok(LinkRecord { a, b, reason })
+}
+
 /// A stable fingerprint of a record's content: replaying the same record is a no-op, while
 /// the same id with other content is a conflict the platform must hear about.
 pub fn content_hash(parts: &[&str]) -> String {
@@ -452,135 +498,4 @@ pub fn content_hash(parts: &[&str]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_each_record_type() {
-        let lines = [
-            r#"{"type":"account","id":"a1","created_at":"2026-01-01T00:00:00Z","email":"a@x.com","payment_fingerprint":"fp","country":"us","hosted_machines":true}"#,
-            r#"{"type":"referral","program":"vast","referrer":"a1","referred":"b1","at":"2026-01-02T00:00:00Z","template_id":"t1"}"#,
-            r#"{"type":"usage","id":"u1","account":"b1","at":"2026-01-03T00:00:00Z","category":"instance","amount":"10.50","currency":"USD"}"#,
-            r#"{"type":"refund","id":"r1","usage_id":"u1","amount":"1.5"}"#,
-            r#"{"type":"purchase","id":"p1","account":"b1","at":"2026-01-03T00:00:00Z","amount":"100","currency":"USD"}"#,
-            r#"{"type":"payout_method","account":"a1","rail":"stripe","destination":"acct_123"}"#,
-            r#"{"type":"link","a":"b1","b":"a1","reason":"same device"}"#,
-        ];
-        let kinds: Vec<_> = lines
-            .iter()
-            .map(|l| Record::parse_line(l).unwrap().kind())
-            .collect();
-        assert_eq!(
-            kinds,
-            [
-                "account",
-                "referral",
-                "usage",
-                "refund",
-                "purchase",
-                "payout_method",
-                "link"
-            ]
-        );
-        match Record::parse_line(lines[6]).unwrap() {
-            Record::Link(l) => assert_eq!((l.a.as_str(), l.b.as_str()), ("a1", "b1")),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn rejects_float_amounts_with_advice() {
-        let err = Record::parse_line(
-            r#"{"type":"usage","id":"u1","account":"b1","at":"2026-01-03T00:00:00Z","category":"pod","amount":10.5,"currency":"USD"}"#,
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("decimal strings"), "{err}");
-    }
-
-    #[test]
-    fn rejects_bad_values_with_reasons() {
-        let cases = [
-            (
-                r#"{"type":"usage","id":"u1","account":"b1","at":"2026-01-03T00:00:00Z","category":"pod","amount":"-1","currency":"USD"}"#,
-                "greater than zero",
-            ),
-            (
-                r#"{"type":"usage","id":"u1","account":"b1","at":"2026-01-03T00:00:00Z","category":"pod","amount":"1","currency":"DOGE"}"#,
-                "unknown currency",
-            ),
-            (
-                r#"{"type":"usage","id":"u1","account":"b1","at":"2026-01-03T00:00:00Z","category":"gpu","amount":"1","currency":"USD"}"#,
-                "usage category",
-            ),
-            (
-                r#"{"type":"payout_method","account":"a1","rail":"stripe","destination":"bank-123"}"#,
-                "not a valid stripe destination",
-            ),
-            (
-                r#"{"type":"account","id":"a 1","created_at":"2026-01-01T00:00:00Z","email":"a@x.com"}"#,
-                "may only contain",
-            ),
-            (
-                r#"{"type":"account","id":"a1","created_at":"2026-01-01T00:00:00Z","email":"a@x.com","color":"red"}"#,
-                "unknown field",
-            ),
-            (
-                r#"{"type":"usage","id":"u1","account":"b1","at":"2026-01-03T00:00:00Z","category":"pod","amount":"1000000000","currency":"USD"}"#,
-                "over the largest single amount",
-            ),
-            (
-                r#"{"type":"refund","id":"r1","usage_id":"u1","amount":"922337204"}"#,
-                "over the largest single amount",
-            ),
-            (r#"{"type":"bonus","id":"x"}"#, "unknown variant"),
-            (r#"not json"#, "not a valid record"),
-        ];
-        for (line, expected) in cases {
-            let err = Record::parse_line(line).unwrap_err().to_string();
-            assert!(err.contains(expected), "{line} -> {err}");
-        }
-    }
-
-    #[test]
-    fn wise_recipient_ids_must_fit_the_providers_integer() {
-        // Wise's recipient (target account) ids are u64 on the wire (providers/wise/wire.rs).
-        assert!(validate_destination(Rail::Wise, "9999999999999999999").is_ok());
-        assert!(validate_destination(Rail::Wise, "12345678").is_ok());
-        for too_big in ["18446744073709551616", &"9".repeat(64)] {
-            let Err(err) = validate_destination(Rail::Wise, too_big) else {
-                panic!("{too_big} is accepted");
-            };
-            let err = err.to_string();
-            assert!(err.contains("not a valid wise destination"), "{err}");
-            let line = format!(
-                r#"{{"type":"payout_method","account":"a1","rail":"wise","destination":"{too_big}"}}"#
-            );
-            assert!(Record::parse_line(&line).is_err(), "{line} is accepted");
-        }
-    }
-
-    #[test]
-    fn content_hash_separates_fields() {
-        assert_ne!(content_hash(&["ab", "c"]), content_hash(&["a", "bc"]));
-        assert_eq!(content_hash(&["x"]), content_hash(&["x"]));
-    }
-
-    #[test]
-    fn a_bad_timestamp_names_its_field_and_the_format() {
-        let e = Record::parse_line(
-            r#"{"type":"account","id":"a1","created_at":"yesterday","email":"a@x.com"}"#,
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            e.contains("created_at") && e.contains("RFC 3339") && e.contains("yesterday"),
-            "{e}"
-        );
-        let e = Record::parse_line(
-            r#"{"type":"purchase","id":"p1","account":"b1","at":"2026-13-01","amount":"1","currency":"USD"}"#,
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("at:") && e.contains("RFC 3339"), "{e}");
-    }
-}
+mod tests;

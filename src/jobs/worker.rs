@@ -182,7 +182,6 @@ async fn run_worker_on_heap(
     on_progress: impl Fn(&[(PayoutStatus, i64)]) + Send + Sync + 'static,
 ) -> Result<(), WorkerError> {
     let concurrency = options.concurrency.max(1);
-    let batch = concurrency.max(10);
     let name = deps.worker_id.clone();
     info!(worker = %name, concurrency, "worker starting");
 
@@ -198,134 +197,23 @@ async fn run_worker_on_heap(
     let draining = in_hand.clone();
     let deadline = options.shutdown_deadline;
     let stop = async move {
-        let watch = async {
-            // The first sweep runs at once: a worker that follows short-lived ones picks up
-            // the payouts whose jobs they took without waiting a whole interval.
-            let mut last_sweep: Option<tokio::time::Instant> = None;
-            let mut first = true;
-            loop {
-                if !first {
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                first = false;
-                if last_sweep.is_none_or(|at| at.elapsed() >= options.sweep_every) {
-                    last_sweep = Some(tokio::time::Instant::now());
-                    match store.enqueue_overdue(options.sweep_grace).await {
-                        Ok(0) => {}
-                        Ok(n) => info!(count = n, "re-enqueued overdue payouts"),
-                        Err(e) => error!(error = %e, "sweep failed"),
-                    }
-                }
-                match store.payout_status_counts().await {
-                    Ok(counts) => {
-                        on_progress(&counts);
-                        let active: i64 = counts
-                            .iter()
-                            .filter(|(s, _)| s.is_active())
-                            .map(|(_, n)| n)
-                            .sum();
-                        if options.until_idle && active == 0 {
-                            return;
-                        }
-                        if options.until_idle {
-                            // Payouts on a cooling-off hold are due in hours or days: nothing
-                            // a worker waiting for idleness should wait for.
-                            match store.held_payouts().await {
-                                Ok(held) if held == active => {
-                                    info!(held, "only payouts on a cooling-off hold remain");
-                                    return;
-                                }
-                                Ok(_) => {}
-                                Err(e) => error!(error = %e, "cannot count held payouts"),
-                            }
-                        }
-                    }
-                    Err(e) => error!(error = %e, "cannot read payout progress"),
-                }
-            }
-        };
-        tokio::select! {
-            () = watch => info!("idle: no payout is waiting for a worker"),
-            () = shutdown => info!("shutdown requested; finishing jobs in hand"),
-        }
-        // Steps in hand finish while the queue still runs; then the queue stops.
-        if tokio::time::timeout(deadline, draining.stop_and_drain())
-            .await
-            .is_err()
-        {
-            warn!(
-                ?deadline,
-                "shutdown deadline passed with jobs in hand; their leases will expire and the next holder looks them up first"
-            );
-        }
-        let _ = stopped.send(true);
-        Ok::<(), std::io::Error>(())
+        let watch = watch_progress(&store, &options, &on_progress);
+        stop_and_drain(watch, shutdown, draining, deadline, stopped).await
     };
 
     let queue_store = deps.store.clone();
     let waiting = in_hand.clone();
-    let worker = WorkerBuilder::new(name.clone());
-    let payouts = async move {
-        match &queue_store {
-            Store::Sqlite(s) => {
-                let config = SqliteConfig::default()
-                    .queue(PAYOUT_QUEUE)
-                    .batch_size(batch)
-                    .heartbeat_interval(HEARTBEAT)
-                    .missed_heartbeats(MISSED_HEARTBEATS);
-                let backend = SqliteStorage::<PayoutJob>::new(s.pool())
-                    .with_config(config)
-                    .poll_with_interval(Duration::from_millis(250));
-                worker
-                    .backend(backend)
-                    .data(deps)
-                    .data(in_hand)
-                    .concurrency(concurrency)
-                    .build(handle)
-                    .run_until(stop)
-                    .await
-            }
-            Store::Postgres(s) => {
-                let config = PgConfig::default()
-                    .queue(PAYOUT_QUEUE)
-                    .batch_size(batch)
-                    .heartbeat_interval(HEARTBEAT)
-                    .missed_heartbeats(MISSED_HEARTBEATS);
-                // NOTIFY wakes a worker at once for new jobs; the poll picks up delayed ones.
-                let backend = PostgresStorage::<PayoutJob>::new(s.pool())
-                    .with_config(config)
-                    .with_pubsub()
-                    .poll_with_strategy(Strategy::new().interval(Duration::from_millis(500)));
-                worker
-                    .backend(backend)
-                    .data(deps)
-                    .data(in_hand)
-                    .concurrency(concurrency)
-                    .build(handle)
-                    .run_until(stop)
-                    .await
-            }
-        }
-    };
-    // Jobs in hand get until the deadline once the stop signal came.
-    let mut deadline_watch = on_stop.clone();
-    let payouts = async move {
-        tokio::select! {
-            finished = async {
-                let finished = payouts.await;
-                // The queue has stopped; the steps it started finish and record what they did.
-                waiting.drained().await;
-                finished
-            } => finished,
-            () = async {
-                let _ = deadline_watch.wait_for(|stopped| *stopped).await;
-                tokio::time::sleep(deadline).await;
-            } => {
-                warn!(?deadline, "shutdown deadline passed with jobs in hand; their leases will expire and the next holder looks them up first");
-                Ok(())
-            }
-        }
-    };
+    // The queue's future is the bulk of the worker's: boxed, so that the steps around it
+    // (and debug builds' copies of it) do not carry it on the stack.
+    let payouts = Box::pin(run_payout_queue(
+        &queue_store,
+        name.clone(),
+        deps,
+        in_hand,
+        concurrency,
+        stop,
+    ));
+    let payouts = within_deadline(payouts, waiting, on_stop.clone(), deadline);
     // The schedules stop with the payout worker.
     let ticking = |suffix: &str| {
         let mut on_stop = on_stop.clone();
@@ -361,6 +249,166 @@ async fn run_worker_on_heap(
     };
     let (paid, ticked, reconciled) = tokio::join!(payouts, runs, reconciliations);
     paid.and(ticked).and(reconciled)
+}
+
+/// Sweeps for payouts whose job went missing every `sweep_every` and reports the status
+/// counts about twice a second. Never returns unless `until_idle`: then once no payout is
+/// active, or only payouts on a cooling-off hold remain.
+async fn watch_progress(
+    store: &Store,
+    options: &WorkerOptions,
+    on_progress: &(impl Fn(&[(PayoutStatus, i64)]) + Sync),
+) {
+    // The first sweep runs at once: a worker that follows short-lived ones picks up
+    // the payouts whose jobs they took without waiting a whole interval.
+    let mut last_sweep: Option<tokio::time::Instant> = None;
+    let mut first = true;
+    loop {
+        if !first {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        first = false;
+        if last_sweep.is_none_or(|at| at.elapsed() >= options.sweep_every) {
+            last_sweep = Some(tokio::time::Instant::now());
+            match store.enqueue_overdue(options.sweep_grace).await {
+                Ok(0) => {}
+                Ok(n) => info!(count = n, "re-enqueued overdue payouts"),
+                Err(e) => error!(error = %e, "sweep failed"),
+            }
+        }
+        match store.payout_status_counts().await {
+            Ok(counts) => {
+                on_progress(&counts);
+                let active: i64 = counts
+                    .iter()
+                    .filter(|(s, _)| s.is_active())
+                    .map(|(_, n)| n)
+                    .sum();
+                if options.until_idle && active == 0 {
+                    return;
+                }
+                if options.until_idle {
+                    // Payouts on a cooling-off hold are due in hours or days: nothing
+                    // a worker waiting for idleness should wait for.
+                    match store.held_payouts().await {
+                        Ok(held) if held == active => {
+                            info!(held, "only payouts on a cooling-off hold remain");
+                            return;
+                        }
+                        Ok(_) => {}
+                        Err(e) => error!(error = %e, "cannot count held payouts"),
+                    }
+                }
+            }
+            Err(e) => error!(error = %e, "cannot read payout progress"),
+        }
+    }
+}
+
+/// The queue's stop signal: once idle (`watch` returned) or asked to shut down, steps in
+/// hand finish (for up to `deadline`) while the queue still runs; then everything stops.
+async fn stop_and_drain(
+    watch: impl Future<Output = ()>,
+    shutdown: impl Future<Output = ()>,
+    draining: InHand,
+    deadline: Duration,
+    stopped: tokio::sync::watch::Sender<bool>,
+) -> Result<(), std::io::Error> {
+    tokio::select! {
+        () = watch => info!("idle: no payout is waiting for a worker"),
+        () = shutdown => info!("shutdown requested; finishing jobs in hand"),
+    }
+    // Steps in hand finish while the queue still runs; then the queue stops.
+    if tokio::time::timeout(deadline, draining.stop_and_drain())
+        .await
+        .is_err()
+    {
+        warn!(
+            ?deadline,
+            "shutdown deadline passed with jobs in hand; their leases will expire and the next holder looks them up first"
+        );
+    }
+    let _ = stopped.send(true);
+    Ok(())
+}
+
+/// Runs the payout queue's worker until `stop` resolves. SQLite is polled; PostgreSQL also
+/// wakes the worker with NOTIFY for new jobs, and polls for delayed ones.
+async fn run_payout_queue(
+    queue_store: &Store,
+    name: String,
+    deps: Arc<PayoutDeps>,
+    in_hand: InHand,
+    concurrency: usize,
+    stop: impl Future<Output = Result<(), std::io::Error>> + Send + 'static,
+) -> Result<(), WorkerError> {
+    let batch = concurrency.max(10);
+    let worker = WorkerBuilder::new(name);
+    match queue_store {
+        Store::Sqlite(s) => {
+            let config = SqliteConfig::default()
+                .queue(PAYOUT_QUEUE)
+                .batch_size(batch)
+                .heartbeat_interval(HEARTBEAT)
+                .missed_heartbeats(MISSED_HEARTBEATS);
+            let backend = SqliteStorage::<PayoutJob>::new(s.pool())
+                .with_config(config)
+                .poll_with_interval(Duration::from_millis(250));
+            worker
+                .backend(backend)
+                .data(deps)
+                .data(in_hand)
+                .concurrency(concurrency)
+                .build(handle)
+                .run_until(stop)
+                .await
+        }
+        Store::Postgres(s) => {
+            let config = PgConfig::default()
+                .queue(PAYOUT_QUEUE)
+                .batch_size(batch)
+                .heartbeat_interval(HEARTBEAT)
+                .missed_heartbeats(MISSED_HEARTBEATS);
+            // NOTIFY wakes a worker at once for new jobs; the poll picks up delayed ones.
+            let backend = PostgresStorage::<PayoutJob>::new(s.pool())
+                .with_config(config)
+                .with_pubsub()
+                .poll_with_strategy(Strategy::new().interval(Duration::from_millis(500)));
+            worker
+                .backend(backend)
+                .data(deps)
+                .data(in_hand)
+                .concurrency(concurrency)
+                .build(handle)
+                .run_until(stop)
+                .await
+        }
+    }
+}
+
+/// The queue's run, then the steps it started finishing and recording what they did; but
+/// jobs in hand get only until `deadline` once the stop signal came.
+async fn within_deadline(
+    payouts: impl Future<Output = Result<(), WorkerError>>,
+    waiting: InHand,
+    mut deadline_watch: tokio::sync::watch::Receiver<bool>,
+    deadline: Duration,
+) -> Result<(), WorkerError> {
+    tokio::select! {
+        finished = async {
+            let finished = payouts.await;
+            // The queue has stopped; the steps it started finish and record what they did.
+            waiting.drained().await;
+            finished
+        } => finished,
+        () = async {
+            let _ = deadline_watch.wait_for(|stopped| *stopped).await;
+            tokio::time::sleep(deadline).await;
+        } => {
+            warn!(?deadline, "shutdown deadline passed with jobs in hand; their leases will expire and the next holder looks them up first");
+            Ok(())
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

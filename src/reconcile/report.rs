@@ -132,7 +132,24 @@ text-transform:uppercase;letter-spacing:.04em}code{font-size:.85rem}";
 pub fn html(report: &Report) -> String {
     let run = &report.run;
     let mut page = String::new();
-    // Writing to a String cannot fail; the results are ignored for that reason.
+    html_heading(&mut page, run);
+    html_verdict(&mut page, run);
+    html_totals(&mut page, run);
+    html_kinds(&mut page, run);
+    if !report.exceptions.is_empty() {
+        page.push_str("<h2>Exceptions</h2>");
+    }
+    for e in &report.exceptions {
+        html_exception(&mut page, e);
+    }
+    page.push_str("</body></html>\n");
+    page
+}
+
+// Writing to a String cannot fail; the results of `write!` below are ignored for that reason.
+
+/// The page's head, title and what the run covered.
+fn html_heading(page: &mut String, run: &ReconRun) {
     let _ = write!(
         page,
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -154,6 +171,10 @@ pub fn html(report: &Report) -> String {
         tol = run.amount_tolerance_minor,
         hours = run.date_tolerance_hours,
     );
+}
+
+/// Completed or not, and whether anything is open: the first thing a reader needs.
+fn html_verdict(page: &mut String, run: &ReconRun) {
     let counts = &run.exceptions;
     if run.status != "completed" {
         let _ = write!(
@@ -182,6 +203,9 @@ pub fn html(report: &Report) -> String {
             counts.open, counts.open_critical
         );
     }
+}
+
+fn html_totals(page: &mut String, run: &ReconRun) {
     page.push_str(
         "<h2>Totals per rail and currency</h2><table><tr><th>Rail</th><th>Currency</th>\
          <th>Provider records</th><th>Provider amount</th><th>Our payouts</th>\
@@ -206,6 +230,10 @@ pub fn html(report: &Report) -> String {
             "<tr><td colspan=\"7\">No provider records and no payouts in this period.</td></tr>",
         );
     }
+}
+
+fn html_kinds(page: &mut String, run: &ReconRun) {
+    let counts = &run.exceptions;
     page.push_str("</table><h2>Exceptions by kind</h2><table><tr><th>Kind</th><th>Count</th></tr>");
     for kind in ExceptionKind::ALL {
         let n = counts.by_kind.get(kind.code()).copied().unwrap_or(0);
@@ -216,71 +244,68 @@ pub fn html(report: &Report) -> String {
         );
     }
     page.push_str("</table>");
-    if !report.exceptions.is_empty() {
-        page.push_str("<h2>Exceptions</h2>");
-    }
-    for e in &report.exceptions {
-        let x = &e.exception;
-        let class = match (&x.resolution, x.severity) {
-            (Some(_), _) => "resolved",
-            (None, Severity::Critical) => "critical",
-            (None, Severity::High) => "high",
-        };
-        let _ = write!(
-            page,
-            "<div class=\"card {class}\"><div class=\"tag\">{sev} · {title}</div>\
-             <p>{explanation}</p><table><tr><th></th><th>Amount</th><th>Payee</th>\
-             <th>Status</th><th>When</th><th>Id</th></tr>",
-            sev = x.severity.code(),
-            title = x.kind.title(),
-            explanation = esc(&e.explanation),
-        );
-        for (who, side, id) in [
-            ("Our payout", &x.ours, x.payout_id.as_deref()),
-            ("Provider record", &x.theirs, x.record_id.as_deref()),
-        ] {
-            match side {
-                Some(s) => {
-                    let _ = write!(
-                        page,
-                        "<tr><th>{who}</th><td class=\"n\">{} {}</td><td>{}</td><td>{}</td>\
-                         <td>{}</td><td><code>{}</code></td></tr>",
-                        esc(&s.amount.display_amount()),
-                        s.amount.currency(),
-                        esc(&s.payee),
-                        esc(&s.status),
-                        s.at.format("%Y-%m-%d %H:%M UTC"),
-                        esc(id.unwrap_or(""))
-                    );
-                }
-                None => {
-                    let _ = write!(page, "<tr><th>{who}</th><td colspan=\"5\">none</td></tr>");
-                }
-            }
-        }
-        page.push_str("</table>");
-        match &x.resolution {
-            Some(r) => {
+}
+
+/// One exception as a card: both sides, and how it was (or can be) resolved.
+fn html_exception(page: &mut String, e: &ExplainedException) {
+    let x = &e.exception;
+    let class = match (&x.resolution, x.severity) {
+        (Some(_), _) => "resolved",
+        (None, Severity::Critical) => "critical",
+        (None, Severity::High) => "high",
+    };
+    let _ = write!(
+        page,
+        "<div class=\"card {class}\"><div class=\"tag\">{sev} · {title}</div>\
+         <p>{explanation}</p><table><tr><th></th><th>Amount</th><th>Payee</th>\
+         <th>Status</th><th>When</th><th>Id</th></tr>",
+        sev = x.severity.code(),
+        title = x.kind.title(),
+        explanation = esc(&e.explanation),
+    );
+    for (who, side, id) in [
+        ("Our payout", &x.ours, x.payout_id.as_deref()),
+        ("Provider record", &x.theirs, x.record_id.as_deref()),
+    ] {
+        match side {
+            Some(s) => {
                 let _ = write!(
                     page,
-                    "<p>Resolved by {} on {}: {}</p>",
-                    esc(&r.by),
-                    r.at.format("%Y-%m-%d %H:%M UTC"),
-                    esc(&r.note)
+                    "<tr><th>{who}</th><td class=\"n\">{} {}</td><td>{}</td><td>{}</td>\
+                     <td>{}</td><td><code>{}</code></td></tr>",
+                    esc(&s.amount.display_amount()),
+                    s.amount.currency(),
+                    esc(&s.payee),
+                    esc(&s.status),
+                    s.at.format("%Y-%m-%d %H:%M UTC"),
+                    esc(id.unwrap_or(""))
                 );
             }
             None => {
-                let _ = write!(
-                    page,
-                    "<p>To close it: <code>payouts reconcile resolve {} --note \"…\"</code></p>",
-                    esc(x.id.as_str())
-                );
+                let _ = write!(page, "<tr><th>{who}</th><td colspan=\"5\">none</td></tr>");
             }
         }
-        page.push_str("</div>");
     }
-    page.push_str("</body></html>\n");
-    page
+    page.push_str("</table>");
+    match &x.resolution {
+        Some(r) => {
+            let _ = write!(
+                page,
+                "<p>Resolved by {} on {}: {}</p>",
+                esc(&r.by),
+                r.at.format("%Y-%m-%d %H:%M UTC"),
+                esc(&r.note)
+            );
+        }
+        None => {
+            let _ = write!(
+                page,
+                "<p>To close it: <code>payouts reconcile resolve {} --note \"…\"</code></p>",
+                esc(x.id.as_str())
+            );
+        }
+    }
+    page.push_str("</div>");
 }
 
 #[cfg(test)]

@@ -41,7 +41,50 @@ pub async fn run() -> Result<i32> {
     let step = |text: &str| outln!("\n[{:>5.1}s] {text}", started.elapsed().as_secs_f64());
 
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
-    let db = dir.path().join("demo.db");
+    let store = open_store(dir.path(), &step).await?;
+    let sandbox = start_sandbox(&store, &step).await?;
+    ingest_fixtures(&store, &step).await?;
+
+    step("Balances of every referrer");
+    for account in store.referrers().await? {
+        out!("{}", render::balance(&store.balance(&account).await?));
+    }
+    out!(
+        "{}",
+        render::balance(&store.balance(&AccountId::parse("rp-n02")?).await?)
+    );
+
+    step("Templates: Vast template referral links and Runpod creator earnings");
+    out!("{}", render::templates(&store.template_report().await?));
+
+    let ids = withdraw_everything(&store, &step).await?;
+    run_worker_until_final(&store, &sandbox, &step).await?;
+    late_reversal(&store, &sandbox, &ids, &step).await?;
+    let mut all_good = compare_payouts(&store, &sandbox, &ids, &step).await?;
+    all_good &= compare_rails(&store, &sandbox, &step).await?;
+
+    step("Ledger check");
+    let check = store.check_ledger().await?;
+    outln!("  {}", render::ledger_check(&check));
+    all_good &= check.is_ok();
+
+    all_good &= reconcile_demo(&store, &sandbox, &step).await?;
+    sandbox.stop();
+    store.close().await;
+    outln!(
+        "\n{}",
+        if all_good {
+            "Demo complete: every payout reached the provider's final state, each paid at most once, and every rail's books match the ledger to the cent."
+        } else {
+            "Demo FAILED: see the mismatches above."
+        }
+    );
+    Ok(if all_good { 0 } else { 1 })
+}
+
+/// A fresh SQLite database in `dir` with the vast and runpod presets, shown.
+async fn open_store(dir: &std::path::Path, step: &dyn Fn(&str)) -> Result<Store> {
+    let db = dir.join("demo.db");
     step(&format!(
         "Creating a fresh SQLite database at {}",
         db.display()
@@ -60,7 +103,11 @@ pub async fn run() -> Result<i32> {
         });
     step("Programs (presets vast and runpod; see programs/*.toml)");
     out!("{}", render::programs(store.programs()));
+    Ok(store)
+}
 
+/// The four provider mocks, faults on, sending their webhooks to receivers served here.
+async fn start_sandbox(store: &Store, step: &dyn Fn(&str)) -> Result<Sandbox> {
     let faults = Faults {
         latency_ms: 25,
         error_rate: 0.15,
@@ -75,7 +122,7 @@ pub async fn run() -> Result<i32> {
         ..SandboxOptions::default()
     })
     .await?;
-    let hooks = serve_webhooks(&sandbox, &store).await?;
+    let hooks = serve_webhooks(&sandbox, store).await?;
     sandbox.send_webhooks_to(Some(&hooks));
     step(&format!(
         "Four mock providers with faults on every one: every first request commits then drops \
@@ -89,14 +136,18 @@ pub async fn run() -> Result<i32> {
         outln!("  {rail:<12} {}", sandbox.base_url(rail));
     }
     outln!("  webhooks     {hooks}/<rail> (signed; verified before anything is applied)");
+    Ok(sandbox)
+}
 
+/// Ingests every fixture, then the Vast and Runpod ones again: the replay must post nothing.
+async fn ingest_fixtures(store: &Store, step: &dyn Fn(&str)) -> Result<()> {
     step(
         "Ingesting fixtures/demo.ndjson (Vast), rails.ndjson and runpod.ndjson (Runpod), then demo.ndjson \
          and runpod.ndjson again: the second pass must change nothing",
     );
-    let mut first = payouts::app::ingest::ingest(&store, FIXTURE.as_bytes(), true).await?;
-    payouts::app::ingest::ingest(&store, RAILS.as_bytes(), true).await?;
-    let runpod = payouts::app::ingest::ingest(&store, RUNPOD.as_bytes(), true).await?;
+    let mut first = payouts::app::ingest::ingest(store, FIXTURE.as_bytes(), true).await?;
+    payouts::app::ingest::ingest(store, RAILS.as_bytes(), true).await?;
+    let runpod = payouts::app::ingest::ingest(store, RUNPOD.as_bytes(), true).await?;
     anyhow::ensure!(
         runpod.rejected.is_empty(),
         "fixtures/runpod.ndjson was rejected: {:?}",
@@ -107,8 +158,8 @@ pub async fn run() -> Result<i32> {
     }
     first.referrals_judged += runpod.referrals_judged;
     first.accruals_posted += runpod.accruals_posted;
-    let mut second = payouts::app::ingest::ingest(&store, FIXTURE.as_bytes(), true).await?;
-    let again = payouts::app::ingest::ingest(&store, RUNPOD.as_bytes(), true).await?;
+    let mut second = payouts::app::ingest::ingest(store, FIXTURE.as_bytes(), true).await?;
+    let again = payouts::app::ingest::ingest(store, RUNPOD.as_bytes(), true).await?;
     for (kind, c) in again.by_type {
         second.counts(kind).inserted += c.inserted;
         second.counts(kind).updated += c.updated;
@@ -134,19 +185,12 @@ pub async fn run() -> Result<i32> {
         "  second pass: {replay_new} new records, {} commission entries (idempotent)",
         second.accruals_posted
     );
+    Ok(())
+}
 
-    step("Balances of every referrer");
-    for account in store.referrers().await? {
-        out!("{}", render::balance(&store.balance(&account).await?));
-    }
-    out!(
-        "{}",
-        render::balance(&store.balance(&AccountId::parse("rp-n02")?).await?)
-    );
-
-    step("Templates: Vast template referral links and Runpod creator earnings");
-    out!("{}", render::templates(&store.template_report().await?));
-
+/// Withdraws each referrer's payable balance through its rail in [`PLAN`], checking a
+/// repeated request returns the same payout. The ids of the payouts made.
+async fn withdraw_everything(store: &Store, step: &dyn Fn(&str)) -> Result<Vec<String>> {
     step("Withdrawing everything payable, each referrer through its rail");
     let mut ids = Vec::new();
     for (account, program_id, rail) in PLAN {
@@ -184,7 +228,16 @@ pub async fn run() -> Result<i32> {
         );
         ids.push(outcome.payout.id.to_string());
     }
+    Ok(ids)
+}
 
+/// Runs the worker (retries, lookups, polls, webhooks) until every payout is final,
+/// printing the counts per status whenever they change.
+async fn run_worker_until_final(
+    store: &Store,
+    sandbox: &Sandbox,
+    step: &dyn Fn(&str),
+) -> Result<()> {
     step(
         "Running the payout worker until every payout is final (retries, lookups, polls and webhooks)",
     );
@@ -231,9 +284,19 @@ pub async fn run() -> Result<i32> {
         progress,
     )
     .await?;
+    Ok(())
+}
 
+/// PayPal reverses ref-gina's delivered payout: it must come back as `returned`, and the
+/// money be available to cash out again.
+async fn late_reversal(
+    store: &Store,
+    sandbox: &Sandbox,
+    ids: &[String],
+    step: &dyn Fn(&str),
+) -> Result<()> {
     step("A late failure: PayPal reverses ref-gina's payout after it was delivered");
-    if let Some(gina) = find(&store, &ids, Rail::Paypal).await? {
+    if let Some(gina) = find(store, ids, Rail::Paypal).await? {
         let batch = gina.provider_ref.clone().unwrap_or_default();
         sandbox.paypal.advance(&batch, "REVERSED");
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -256,11 +319,21 @@ pub async fn run() -> Result<i32> {
         );
         out!("{}", render::payout_detail(&detail));
     }
+    Ok(())
+}
 
+/// Per payout: final, paid at most once at the mock, and for the amount we say. Whether all
+/// of them are.
+async fn compare_payouts(
+    store: &Store,
+    sandbox: &Sandbox,
+    ids: &[String],
+    step: &dyn Fn(&str),
+) -> Result<bool> {
     step("Result per payout: our state against each mock's own books");
     let mut all_good = true;
     let mut rows = Vec::new();
-    for id in &ids {
+    for id in ids {
         let detail = store.payout(id).await?;
         let p = &detail.payout;
         let (payments, delivered) = sandbox.payments_for(p.rail, id);
@@ -311,7 +384,13 @@ pub async fn run() -> Result<i32> {
             &rows
         )
     );
+    Ok(all_good)
+}
 
+/// Per rail: the money each mock moved against what our ledger says left. Whether every
+/// rail matches.
+async fn compare_rails(store: &Store, sandbox: &Sandbox, step: &dyn Fn(&str)) -> Result<bool> {
+    let mut all_good = true;
     step("Result per rail: money the mock moved against what our ledger says left");
     let ledger = store.paid_out_by_rail().await?;
     let mut rows = Vec::new();
@@ -346,24 +425,7 @@ pub async fn run() -> Result<i32> {
             &rows
         )
     );
-
-    step("Ledger check");
-    let check = store.check_ledger().await?;
-    outln!("  {}", render::ledger_check(&check));
-    all_good &= check.is_ok();
-
-    all_good &= reconcile_demo(&store, &sandbox, &step).await?;
-    sandbox.stop();
-    store.close().await;
-    outln!(
-        "\n{}",
-        if all_good {
-            "Demo complete: every payout reached the provider's final state, each paid at most once, and every rail's books match the ledger to the cent."
-        } else {
-            "Demo FAILED: see the mismatches above."
-        }
-    );
-    Ok(if all_good { 0 } else { 1 })
+    Ok(all_good)
 }
 
 /// Finance's view: reconcile today against every mock's own records (all must match), then

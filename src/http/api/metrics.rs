@@ -53,8 +53,16 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 
 pub fn render(s: &MetricsSnapshot, rejections: &[(crate::domain::ids::Rail, &str, u64)]) -> String {
     let mut out = String::new();
+    payout_metrics(&mut out, s);
+    latency_histogram(&mut out, s);
+    queue_and_webhook_metrics(&mut out, s, rejections);
+    out
+}
+
+/// Payouts by state, sends by outcome, and retries.
+fn payout_metrics(out: &mut String, s: &MetricsSnapshot) {
     header(
-        &mut out,
+        out,
         "payouts",
         "gauge",
         "Payouts by rail and current state.",
@@ -68,7 +76,7 @@ pub fn render(s: &MetricsSnapshot, rejections: &[(crate::domain::ids::Rail, &str
         );
     }
     header(
-        &mut out,
+        out,
         "payout_attempts_total",
         "counter",
         "Sends to a provider by rail and outcome class.",
@@ -82,7 +90,7 @@ pub fn render(s: &MetricsSnapshot, rejections: &[(crate::domain::ids::Rail, &str
         );
     }
     header(
-        &mut out,
+        out,
         "payout_retries_total",
         "counter",
         "Sends after a payout's first, by rail.",
@@ -90,9 +98,13 @@ pub fn render(s: &MetricsSnapshot, rejections: &[(crate::domain::ids::Rail, &str
     for (rail, n) in &s.retries {
         let _ = writeln!(out, "payout_retries_total{{rail=\"{}\"}} {n}", label(rail));
     }
+}
+
+/// Send latency per rail, as a Prometheus histogram over `LATENCY_BUCKETS`.
+fn latency_histogram(out: &mut String, s: &MetricsSnapshot) {
     let name = "payout_attempt_duration_seconds";
     header(
-        &mut out,
+        out,
         name,
         "histogram",
         "Time from a send's start to its recorded outcome, by rail.",
@@ -110,8 +122,16 @@ pub fn render(s: &MetricsSnapshot, rejections: &[(crate::domain::ids::Rail, &str
         let _ = writeln!(out, "{name}_sum{{rail=\"{rail}\"}} {}", l.sum_seconds);
         let _ = writeln!(out, "{name}_count{{rail=\"{rail}\"}} {}", l.count);
     }
+}
+
+/// Queue depth, and webhook deliveries recorded and refused.
+fn queue_and_webhook_metrics(
+    out: &mut String,
+    s: &MetricsSnapshot,
+    rejections: &[(crate::domain::ids::Rail, &str, u64)],
+) {
     header(
-        &mut out,
+        out,
         "payout_queue_jobs",
         "gauge",
         "Jobs in the payout queue by status (Pending is the depth).",
@@ -120,7 +140,7 @@ pub fn render(s: &MetricsSnapshot, rejections: &[(crate::domain::ids::Rail, &str
         let _ = writeln!(out, "payout_queue_jobs{{status=\"{}\"}} {n}", label(status));
     }
     header(
-        &mut out,
+        out,
         "webhook_deliveries_total",
         "counter",
         "Webhook deliveries recorded, by provider and outcome.",
@@ -140,7 +160,7 @@ pub fn render(s: &MetricsSnapshot, rejections: &[(crate::domain::ids::Rail, &str
         );
     }
     header(
-        &mut out,
+        out,
         "webhook_rejections_total",
         "counter",
         "Webhook deliveries refused by this process, by provider and reason.",
@@ -151,7 +171,6 @@ pub fn render(s: &MetricsSnapshot, rejections: &[(crate::domain::ids::Rail, &str
             "webhook_rejections_total{{provider=\"{rail}\",reason=\"{why}\"}} {n}"
         );
     }
-    out
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 
 pub mod classify;
 pub mod records;
+mod send;
 pub mod statement;
 pub mod webhook;
 pub mod wire;
@@ -22,14 +23,12 @@ use tracing::{debug, warn};
 
 use super::rail::{Checkpoints, PastAttempt, PayoutRail, RailFuture, Submission};
 use super::webhook::{InboundEvent, WebhookError};
-use super::{Class, ProviderError, error_chain, http_client, retry_after};
+use super::{ProviderError, error_chain, http_client};
 use crate::domain::ids::Rail;
 use crate::domain::payout::{LookupFinding, SendDecision};
 use crate::domain::tracking::Observation;
-use wire::{
-    Amount, CreatePayout, CreateResponse, ErrorBody, ItemRequest, OAuthError, PayoutBatch,
-    PayoutItem, SenderBatchHeader, TokenResponse, VerifyResponse,
-};
+use send::{Found, Sent, created};
+use wire::{ErrorBody, OAuthError, PayoutBatch, PayoutItem, TokenResponse, VerifyResponse};
 
 /// PayPal keeps a sender_batch_id for 30 days [spec].
 pub const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -100,30 +99,6 @@ impl std::fmt::Debug for PaypalAdapter {
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
-}
-
-/// What one create call came to, before the submit/resolve split.
-enum Sent {
-    Created(Box<CreateResponse>),
-    /// The sender_batch_id was used before: that earlier send landed.
-    Duplicate {
-        batch_id: Option<String>,
-    },
-    /// Not landed; the status is `None` when no HTTP answer arrived.
-    Failed {
-        status: Option<u16>,
-        decision: SendDecision,
-        /// PayPal refused the request's content (schema or field validation), which proves
-        /// the identical request could not have landed earlier either.
-        content_refused: bool,
-    },
-}
-
-/// The outcome of reading the batch a token points to.
-enum Found {
-    Landed(String, Observation),
-    /// The batch does not match what we sent: nothing can be concluded.
-    Mismatch(String),
 }
 
 impl PaypalAdapter {
@@ -268,214 +243,6 @@ impl PaypalAdapter {
     }
 
     /// The create body for one attempt: one item, our payout id as sender_item_id.
-    fn body(sub: &Submission<'_>, amount: Amount) -> CreatePayout {
-        CreatePayout {
-            sender_batch_header: Some(SenderBatchHeader {
-                sender_batch_id: Some(sub.idempotency_key.to_string()),
-                recipient_type: Some("EMAIL".into()),
-                email_subject: Some("You have a referral payout".into()),
-                email_message: None,
-                note: None,
-            }),
-            items: vec![ItemRequest {
-                recipient_type: Some("EMAIL".into()),
-                amount: Some(amount),
-                receiver: Some(sub.destination.to_string()),
-                sender_item_id: Some(sub.payout_id.to_string()),
-                note: Some(format!("Referral payout {}", sub.payout_id)),
-                recipient_wallet: None,
-            }],
-        }
-    }
-
-    /// Sends the attempt's batch (same sender_batch_id and PayPal-Request-Id every time).
-    async fn create(&self, sub: &Submission<'_>) -> Sent {
-        let failed = |status, decision| Sent::Failed {
-            status,
-            decision,
-            content_refused: false,
-        };
-        let amount = match Amount::from_money(&sub.amount) {
-            Ok(a) => a,
-            Err(e) => {
-                return failed(
-                    None,
-                    SendDecision::Permanent {
-                        reason: format!("amount cannot be sent: {e}"),
-                    },
-                );
-            }
-        };
-        let body = Self::body(sub, amount);
-        let url = self.url("/v1/payments/payouts");
-        let sent = self
-            .call(|token| {
-                self.http
-                    .post(&url)
-                    .bearer_auth(token)
-                    .header(wire::REQUEST_ID, sub.idempotency_key)
-                    .json(&body)
-            })
-            .await;
-        let response = match sent {
-            // No token: the payout request never left.
-            Err(e) => {
-                return failed(
-                    None,
-                    SendDecision::Retry {
-                        reason: format!("could not get a PayPal access token: {e}"),
-                        retry_after: None,
-                    },
-                );
-            }
-            Ok(Ok(r)) => r,
-            // Connecting failed: the request never left, so nothing can have executed.
-            Ok(Err(e)) if e.is_connect() => {
-                return failed(
-                    None,
-                    SendDecision::Retry {
-                        reason: format!("could not connect: {}", error_chain(&e)),
-                        retry_after: None,
-                    },
-                );
-            }
-            Ok(Err(e)) => {
-                return failed(
-                    None,
-                    SendDecision::Unknown {
-                        reason: format!("no response: {}", error_chain(&e)),
-                    },
-                );
-            }
-        };
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let bytes = match response.bytes().await {
-            Ok(b) => b,
-            Err(e) => {
-                return failed(
-                    Some(status),
-                    SendDecision::Unknown {
-                        reason: format!("response cut off (HTTP {status}): {}", error_chain(&e)),
-                    },
-                );
-            }
-        };
-        if (200..300).contains(&status) {
-            return match serde_json::from_slice::<CreateResponse>(&bytes) {
-                Ok(c) => Sent::Created(Box::new(c)),
-                Err(e) => failed(
-                    Some(status),
-                    SendDecision::Unknown {
-                        reason: format!("HTTP {status} with an unreadable batch: {e}"),
-                    },
-                ),
-            };
-        }
-        let error = serde_json::from_slice::<ErrorBody>(&bytes).ok();
-        if let Some(b) = &error
-            && classify::is_duplicate_batch(status, b)
-        {
-            debug!(
-                sender_batch_id = sub.idempotency_key,
-                "paypal: duplicate batch"
-            );
-            return Sent::Duplicate {
-                batch_id: classify::duplicate_batch_id(b),
-            };
-        }
-        let name = error.as_ref().map(|b| b.name.as_str());
-        let issues: Vec<&str> = error
-            .as_ref()
-            .map(|b| {
-                b.details
-                    .iter()
-                    .filter_map(|d| d.issue.as_deref())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let (class, why) = classify::classify(status, name, &issues);
-        let message = error
-            .as_ref()
-            .map(|b| {
-                let fields: Vec<String> = b
-                    .details
-                    .iter()
-                    .map(|d| {
-                        format!(
-                            "{}: {}",
-                            d.field.as_deref().unwrap_or("-"),
-                            d.issue.as_deref().unwrap_or("-")
-                        )
-                    })
-                    .collect();
-                if fields.is_empty() {
-                    b.message.clone()
-                } else {
-                    format!("{} [{}]", b.message, fields.join("; "))
-                }
-            })
-            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).chars().take(200).collect());
-        let reason = format!(
-            "HTTP {status}{}: {message} ({why})",
-            name.map(|n| format!(" {n}")).unwrap_or_default()
-        );
-        debug!(status, ?name, ?class, "paypal payout refused");
-        let decision = match class {
-            Class::Retry => SendDecision::Retry {
-                reason,
-                retry_after: retry_after(&headers),
-            },
-            Class::Throttled => SendDecision::Throttled {
-                reason,
-                retry_after: retry_after(&headers),
-            },
-            Class::Unknown => SendDecision::Unknown { reason },
-            Class::Permanent => SendDecision::Permanent { reason },
-        };
-        Sent::Failed {
-            status: Some(status),
-            decision,
-            content_refused: classify::is_content_refusal(status, name, &issues),
-        }
-    }
-
-    /// Reads the batch a duplicate refusal points to and checks it is ours.
-    async fn found(&self, batch_id: &str, sub: &Submission<'_>) -> Result<Found, ProviderError> {
-        let batch = self.batch(batch_id).await?;
-        let token = batch
-            .batch_header
-            .sender_batch_header
-            .sender_batch_id
-            .as_deref();
-        if token.is_some_and(|t| t != sub.idempotency_key) {
-            return Ok(Found::Mismatch(format!(
-                "PayPal linked batch {batch_id} for sender_batch_id {}, but it carries {:?}",
-                sub.idempotency_key, token
-            )));
-        }
-        let ours: Vec<&PayoutItem> = batch
-            .items
-            .iter()
-            .filter(|i| i.payout_item.sender_item_id.as_deref() == Some(sub.payout_id.as_str()))
-            .collect();
-        match ours.as_slice() {
-            [one] => Ok(Found::Landed(batch_id.to_string(), observe_item(one))),
-            [] if batch.items.is_empty() => {
-                Ok(Found::Landed(batch_id.to_string(), observe_batch(&batch)))
-            }
-            [] => Ok(Found::Mismatch(format!(
-                "batch {batch_id} has no item for payout {}",
-                sub.payout_id
-            ))),
-            many => Ok(Found::Mismatch(format!(
-                "batch {batch_id} has {} items for payout {}",
-                many.len(),
-                sub.payout_id
-            ))),
-        }
-    }
-
     /// Why re-sending `last` could pay twice, if its dedupe window may have passed. The margin
     /// (10 % of the window, at least 1 s) covers clock skew and the request's own flight time.
     pub fn window_passed(
@@ -573,15 +340,6 @@ pub fn observe_batch(batch: &PayoutBatch) -> Observation {
                 .at(parse_time(batch.batch_header.time_completed.as_deref()))
         }
     }
-}
-
-/// Right after creation the batch is only accepted: in flight under the batch's status word.
-fn created(c: CreateResponse) -> (String, Observation) {
-    let status = c.batch_header.batch_status.clone();
-    (
-        c.batch_header.payout_batch_id,
-        Observation::new(crate::domain::tracking::RailState::InFlight, status),
-    )
 }
 
 impl PayoutRail for PaypalAdapter {

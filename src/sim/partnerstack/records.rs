@@ -25,10 +25,13 @@ use axum::response::Response;
 use chrono::{NaiveDate, TimeZone, Utc};
 use serde::Deserialize;
 
-use super::{Mode, Shared, error, lock, ok};
+use super::Shared;
+use super::routes::{error, ok};
+use super::state::Mode;
 use crate::providers::partnerstack::records::reward_record;
 use crate::providers::partnerstack::statement;
 use crate::providers::records::write_statement;
+use crate::sim::kit::lock;
 
 #[derive(Debug, Deserialize)]
 pub(super) struct StatementQuery {

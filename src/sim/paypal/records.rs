@@ -8,8 +8,9 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 
+use super::AppState;
 use super::engine::Batch;
-use super::{AppState, authorized, detail, error, simple};
+use super::routes::{authorized, detail, error, simple};
 use crate::providers::paypal::records::{item_record, report_time};
 use crate::providers::paypal::statement::{FORMAT, to_row};
 use crate::providers::paypal::wire::{

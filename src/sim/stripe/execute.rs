@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use axum::response::Response;
 
-use super::{
-    CreateParams, Idem, Inner, emit, new_transfer, replay, reverse_transfer, stripe_error,
-};
+use super::params::CreateParams;
+use super::routes::{replay, stripe_error};
+use super::{Idem, Inner, emit, new_transfer, reverse_transfer};
 use crate::providers::stripe::wire::ErrorBody;
 use crate::sim::kit::lock;
 

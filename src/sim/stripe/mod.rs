@@ -21,30 +21,23 @@
 //! transfer silently, move the mock's clock, and export the dashboard's transfers CSV.
 
 mod execute;
+mod params;
 mod records;
+mod routes;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::domain::money::Currency;
 use crate::providers::stripe::webhook::{SIGNATURE_HEADER, sign};
-use crate::providers::stripe::wire::{
-    ErrorBody, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, Payout, REQUEST_ID, Transfer,
-};
-use crate::sim::kit::{Dice, Gate, MovedMoney, Outbox, dropped_connection, lock};
-use execute::{execute, idempotency_check};
+use crate::providers::stripe::wire::{Payout, Transfer};
+use crate::sim::kit::{Dice, Gate, MovedMoney, Outbox, lock};
 
 pub use crate::sim::kit::Faults;
 pub use records::Tamper;
@@ -153,7 +146,7 @@ impl MockStripe {
             late_after_ms: config.late_after_ms,
             next_event: 1,
         }));
-        let app = router(inner.clone());
+        let app = routes::router(inner.clone());
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "mock stripe server stopped");
@@ -296,65 +289,6 @@ impl MockStripe {
     }
 }
 
-fn router(inner: Arc<Mutex<Inner>>) -> Router {
-    let gate = lock(&inner).gate.clone();
-    Router::new()
-        .route(
-            "/v1/transfers",
-            post(create_transfer).get(records::list_transfers),
-        )
-        .route("/v1/transfers/{id}", get(get_transfer))
-        .route(
-            "/v1/payouts",
-            post(records::create_payout).get(records::list_payouts),
-        )
-        .route("/v1/payouts/{id}", get(records::get_payout))
-        .route("/v1/balance", get(get_balance))
-        .route("/__mock/transfers", get(truth))
-        .route("/__mock/faults", post(set_faults))
-        .route("/__mock/transfers/{id}/reverse", post(reverse_route))
-        .route("/__mock/transfers/{id}", delete(records::forget_route))
-        .route("/__mock/tamper", post(records::tamper_route))
-        .route("/__mock/clock", post(records::clock_route))
-        .route("/__mock/statement.csv", get(records::statement_route))
-        .fallback(unknown_route)
-        .with_state(inner)
-        .merge(gate.routes())
-}
-
-fn stripe_error(
-    status: StatusCode,
-    kind: &str,
-    code: Option<&str>,
-    message: &str,
-    param: Option<&str>,
-) -> Response {
-    let mut response = (status, Json(ErrorBody::new(kind, code, message, param))).into_response();
-    response
-        .headers_mut()
-        .insert(REQUEST_ID, HeaderValue::from_static("req_mock"));
-    response
-}
-
-fn authorized(inner: &Mutex<Inner>, headers: &HeaderMap) -> Result<(), Box<Response>> {
-    let guard = lock(inner);
-    let given = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if given == Some(guard.api_key.expose_secret()) {
-        Ok(())
-    } else {
-        Err(Box::new(stripe_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_request_error",
-            None,
-            "Invalid API Key provided.",
-            None,
-        )))
-    }
-}
-
 fn new_transfer(
     inner: &mut Inner,
     amount: i64,
@@ -385,280 +319,6 @@ fn new_transfer(
         transfer_group: group.map(str::to_string),
         id,
     }
-}
-
-/// Parsed and validated parameters of POST /v1/transfers.
-struct CreateParams {
-    amount: i64,
-    currency: String,
-    destination: String,
-    transfer_group: Option<String>,
-    description: Option<String>,
-    metadata: BTreeMap<String, String>,
-    fingerprint: String,
-}
-
-fn parse_create(body: &Bytes) -> Result<CreateParams, Box<Response>> {
-    let bad = |code: &str, msg: String, param: &str| {
-        Box::new(stripe_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            Some(code),
-            &msg,
-            Some(param),
-        ))
-    };
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(|e| {
-        bad(
-            "parameter_invalid",
-            format!("Invalid form body: {e}"),
-            "body",
-        )
-    })?;
-    let mut fields: BTreeMap<String, String> = BTreeMap::new();
-    let mut metadata = BTreeMap::new();
-    for (k, v) in &pairs {
-        if let Some(key) = k
-            .strip_prefix("metadata[")
-            .and_then(|k| k.strip_suffix(']'))
-        {
-            metadata.insert(key.to_string(), v.clone());
-        } else if matches!(
-            k.as_str(),
-            "amount"
-                | "currency"
-                | "destination"
-                | "transfer_group"
-                | "description"
-                | "source_transaction"
-                | "source_type"
-                | "expand[]"
-        ) {
-            fields.insert(k.clone(), v.clone());
-        } else {
-            return Err(bad(
-                "parameter_unknown",
-                format!("Received unknown parameter: {k}"),
-                k,
-            ));
-        }
-    }
-    let amount = match fields.get("amount") {
-        None => {
-            return Err(bad(
-                "parameter_missing",
-                "Missing required param: amount.".into(),
-                "amount",
-            ));
-        }
-        Some(a) => a.parse::<i64>().ok().filter(|a| *a > 0).ok_or_else(|| {
-            bad(
-                "parameter_invalid_integer",
-                format!("Invalid positive integer: {a}"),
-                "amount",
-            )
-        })?,
-    };
-    let currency = fields.get("currency").ok_or_else(|| {
-        bad(
-            "parameter_missing",
-            "Missing required param: currency.".into(),
-            "currency",
-        )
-    })?;
-    if currency.parse::<Currency>().is_err() || currency.to_ascii_lowercase() != *currency {
-        return Err(bad(
-            "parameter_invalid",
-            format!("Invalid currency: {currency}"),
-            "currency",
-        ));
-    }
-    let destination = fields.get("destination").ok_or_else(|| {
-        bad(
-            "parameter_missing",
-            "Missing required param: destination.".into(),
-            "destination",
-        )
-    })?;
-    if !destination.starts_with("acct_") {
-        return Err(Box::new(stripe_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            Some("resource_missing"),
-            &format!("No such destination: '{destination}'"),
-            Some("destination"),
-        )));
-    }
-    let mut sorted = pairs.clone();
-    sorted.sort();
-    Ok(CreateParams {
-        amount,
-        currency: currency.clone(),
-        destination: destination.clone(),
-        transfer_group: fields.get("transfer_group").cloned(),
-        description: fields.get("description").cloned(),
-        metadata,
-        fingerprint: format!("POST /v1/transfers {sorted:?}"),
-    })
-}
-
-fn replay(status: u16, body: String, replayed: bool) -> Response {
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() =
-        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let headers = response.headers_mut();
-    headers.insert(
-        axum::http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(REQUEST_ID, HeaderValue::from_static("req_mock"));
-    if replayed {
-        headers.insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
-    }
-    response
-}
-
-async fn create_transfer(
-    State(inner): State<Arc<Mutex<Inner>>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let shared = Arc::clone(&inner);
-    lock(&inner).requests += 1;
-    if let Err(r) = authorized(&inner, &headers) {
-        return *r;
-    }
-    let params = match parse_create(&body) {
-        Ok(p) => p,
-        Err(r) => return *r,
-    };
-    let key = headers
-        .get(IDEMPOTENCY_KEY)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-
-    // Rate limiting runs before the idempotency layer: a 429 is never stored.
-    let (latency, gate, first_seen, late) = {
-        let mut guard = lock(&inner);
-        let inner = &mut *guard;
-        let first = inner.limited_first < inner.faults.rate_limit_first;
-        if first {
-            inner.limited_first += 1;
-        }
-        let limited = first || inner.dice.roll(inner.faults.rate_limit_rate);
-        if limited {
-            let mut r = stripe_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "invalid_request_error",
-                Some("rate_limit"),
-                "Too many requests hit the API too quickly.",
-                None,
-            );
-            r.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                HeaderValue::from_static("1"),
-            );
-            return r;
-        }
-        let mut first_seen = true;
-        if let Some(key) = &key {
-            if let Some(r) = idempotency_check(inner, key, &params.fingerprint) {
-                return r;
-            }
-        } else {
-            first_seen = false;
-        }
-        let late = inner.dice.roll(inner.faults.late_commit_rate);
-        let late = late.then(|| Duration::from_millis(inner.faults.late_commit_ms));
-        (
-            inner.faults.latency_ms,
-            inner.gate.clone(),
-            first_seen,
-            late,
-        )
-    };
-    // The request executes on its own task, as at Stripe: a client that disconnects (or
-    // gave up) does not stop it, and its key is settled when it finishes.
-    let work = tokio::spawn(async move {
-        let _passage = gate.pass().await;
-        let wait = Duration::from_millis(latency) + late.unwrap_or_default();
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
-        }
-        execute(&shared, params, key, first_seen)
-    });
-    if late.is_some() {
-        return dropped_connection();
-    }
-    match work.await {
-        Ok((_, _, true)) => dropped_connection(),
-        Ok((status, body, false)) => replay(status, body, false),
-        Err(_) => stripe_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "api_error",
-            None,
-            "The mock's request task failed.",
-            None,
-        ),
-    }
-}
-
-async fn get_transfer(
-    State(inner): State<Arc<Mutex<Inner>>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    if let Err(r) = authorized(&inner, &headers) {
-        return *r;
-    }
-    let found = lock(&inner).transfers.iter().find(|t| t.id == id).cloned();
-    match found {
-        Some(t) => Json(t).into_response(),
-        None => stripe_error(
-            StatusCode::NOT_FOUND,
-            "invalid_request_error",
-            Some("resource_missing"),
-            &format!("No such transfer: '{id}'"),
-            Some("id"),
-        ),
-    }
-}
-
-async fn get_balance(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorized(&inner, &headers) {
-        return *r;
-    }
-    let guard = lock(&inner);
-    let available: Vec<serde_json::Value> = guard
-        .balance
-        .iter()
-        .map(|(c, a)| serde_json::json!({"amount": a, "currency": c}))
-        .collect();
-    Json(serde_json::json!({"object": "balance", "available": available, "pending": [], "livemode": false})).into_response()
-}
-
-async fn truth(State(inner): State<Arc<Mutex<Inner>>>) -> Response {
-    Json(lock(&inner).transfers.clone()).into_response()
-}
-
-async fn set_faults(
-    State(inner): State<Arc<Mutex<Inner>>>,
-    Json(faults): Json<Faults>,
-) -> Response {
-    let mut guard = lock(&inner);
-    guard.dice = Dice::new(faults.seed);
-    guard.faults = faults;
-    StatusCode::NO_CONTENT.into_response()
-}
-
-async fn unknown_route(method: axum::http::Method, uri: axum::http::Uri) -> Response {
-    stripe_error(
-        StatusCode::NOT_FOUND,
-        "invalid_request_error",
-        None,
-        &format!("Unrecognized request URL ({method}: {}).", uri.path()),
-        None,
-    )
 }
 
 /// Signs and sends a `transfer.*` event through the outbox.
@@ -705,12 +365,4 @@ fn reverse_transfer(inner: &Mutex<Inner>, id: &str) -> bool {
     *inner.balance.entry(transfer.currency.clone()).or_insert(0) += back;
     emit(inner, "transfer.reversed", &transfer);
     true
-}
-
-async fn reverse_route(State(inner): State<Arc<Mutex<Inner>>>, Path(id): Path<String>) -> Response {
-    if reverse_transfer(&inner, &id) {
-        StatusCode::OK.into_response()
-    } else {
-        StatusCode::NOT_FOUND.into_response()
-    }
 }

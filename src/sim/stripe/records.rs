@@ -15,7 +15,8 @@ use axum::response::{IntoResponse, Response};
 use chrono::{NaiveDate, Utc};
 use serde::Deserialize;
 
-use super::{Inner, authorized, stripe_error};
+use super::Inner;
+use super::routes::{authorized, stripe_error};
 use crate::domain::money::Currency;
 use crate::providers::records::write_statement;
 use crate::providers::stripe::records::transfer_record;
@@ -225,116 +226,157 @@ pub(super) async fn create_payout(
     if let Err(r) = authorized(&inner, &headers) {
         return *r;
     }
-    let pairs: Vec<(String, String)> = match serde_urlencoded::from_bytes(&body) {
-        Ok(p) => p,
-        Err(e) => {
-            return invalid(
-                Some("parameter_invalid"),
-                &format!("Invalid form body: {e}"),
-                Some("body"),
-            );
-        }
+    let form = match PayoutForm::parse(&body) {
+        Ok(form) => form,
+        Err(r) => return *r,
     };
-    let mut fields = BTreeMap::new();
-    let mut metadata = BTreeMap::new();
-    for (k, v) in pairs {
-        if let Some(key) = k
-            .strip_prefix("metadata[")
-            .and_then(|k| k.strip_suffix(']'))
-        {
-            metadata.insert(key.to_string(), v);
-        } else if matches!(
-            k.as_str(),
-            "amount" | "currency" | "destination" | "description" | "method"
-        ) {
-            fields.insert(k, v);
-        } else {
-            return invalid(
-                Some("parameter_unknown"),
-                &format!("Received unknown parameter: {k}"),
-                Some(&k),
-            );
-        }
-    }
-    let Some(amount) = fields
-        .get("amount")
-        .and_then(|a| a.parse::<i64>().ok())
-        .filter(|a| *a > 0)
-    else {
-        return invalid(
-            Some("parameter_invalid_integer"),
-            "amount must be a positive integer",
-            Some("amount"),
-        );
-    };
-    let currency = fields.get("currency").cloned().unwrap_or_default();
-    if currency.parse::<Currency>().is_err() || currency.to_ascii_lowercase() != currency {
-        return invalid(
-            Some("parameter_invalid"),
-            &format!("Invalid currency: {currency}"),
-            Some("currency"),
-        );
-    }
     let payout = {
         let mut guard = lock(&inner);
-        let state = &mut *guard;
-        let default = state.default_balance;
-        let available = *state.balance.entry(currency.clone()).or_insert(default);
-        if available < amount {
-            return invalid(
-                Some("balance_insufficient"),
-                "You have insufficient funds in your Stripe account for this transfer.",
-                None,
-            );
-        }
-        state.balance.insert(currency.clone(), available - amount);
-        let n = state.next_id;
-        state.next_id += 1;
-        let created = Utc::now().timestamp() + state.clock_offset_secs;
-        let payout = Payout {
-            id: format!("po_mock{n:010}"),
-            object: "payout".into(),
-            amount,
-            arrival_date: Some(created + 2 * 86_400),
-            automatic: false,
-            balance_transaction: Some(format!("txn_mock{n:010}")),
-            created,
-            currency,
-            description: fields.get("description").cloned(),
-            destination: Some(
-                fields
-                    .get("destination")
-                    .cloned()
-                    .unwrap_or_else(|| "ba_mock_platform".into()),
-            ),
-            failure_code: None,
-            failure_message: None,
-            livemode: false,
-            metadata,
-            method: Some(
-                fields
-                    .get("method")
-                    .cloned()
-                    .unwrap_or_else(|| "standard".into()),
-            ),
-            statement_descriptor: None,
-            status: "pending".into(),
-            kind: Some("bank_account".into()),
+        let payout = match record_payout(&mut guard, form) {
+            Ok(payout) => payout,
+            Err(r) => return *r,
         };
-        state.payouts.push(payout.clone());
-        let later = Arc::clone(&inner);
-        let (id, after) = (payout.id.clone(), state.late_after_ms);
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(after)).await;
-            if let Some(p) = lock(&later).payouts.iter_mut().find(|p| p.id == id)
-                && p.status == "pending"
-            {
-                p.status = "paid".into();
-            }
-        });
+        pay_later(&inner, payout.id.clone(), guard.late_after_ms);
         payout
     };
     Json(payout).into_response()
+}
+
+/// The checked form body of `POST /v1/payouts`.
+struct PayoutForm {
+    amount: i64,
+    currency: String,
+    fields: BTreeMap<String, String>,
+    metadata: BTreeMap<String, String>,
+}
+
+impl PayoutForm {
+    /// Refuses unknown parameters, a non-positive amount and an unsupported or upper-case
+    /// currency, with Stripe's 400s.
+    fn parse(body: &Bytes) -> Result<PayoutForm, Box<Response>> {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(|e| {
+            Box::new(invalid(
+                Some("parameter_invalid"),
+                &format!("Invalid form body: {e}"),
+                Some("body"),
+            ))
+        })?;
+        let mut fields = BTreeMap::new();
+        let mut metadata = BTreeMap::new();
+        for (k, v) in pairs {
+            if let Some(key) = k
+                .strip_prefix("metadata[")
+                .and_then(|k| k.strip_suffix(']'))
+            {
+                metadata.insert(key.to_string(), v);
+            } else if matches!(
+                k.as_str(),
+                "amount" | "currency" | "destination" | "description" | "method"
+            ) {
+                fields.insert(k, v);
+            } else {
+                return Err(Box::new(invalid(
+                    Some("parameter_unknown"),
+                    &format!("Received unknown parameter: {k}"),
+                    Some(&k),
+                )));
+            }
+        }
+        let Some(amount) = fields
+            .get("amount")
+            .and_then(|a| a.parse::<i64>().ok())
+            .filter(|a| *a > 0)
+        else {
+            return Err(Box::new(invalid(
+                Some("parameter_invalid_integer"),
+                "amount must be a positive integer",
+                Some("amount"),
+            )));
+        };
+        let currency = fields.get("currency").cloned().unwrap_or_default();
+        if currency.parse::<Currency>().is_err() || currency.to_ascii_lowercase() != currency {
+            return Err(Box::new(invalid(
+                Some("parameter_invalid"),
+                &format!("Invalid currency: {currency}"),
+                Some("currency"),
+            )));
+        }
+        Ok(PayoutForm {
+            amount,
+            currency,
+            fields,
+            metadata,
+        })
+    }
+}
+
+/// Takes the amount from the platform balance (400 `balance_insufficient` if short) and
+/// stores the new `pending` payout.
+fn record_payout(state: &mut Inner, form: PayoutForm) -> Result<Payout, Box<Response>> {
+    let PayoutForm {
+        amount,
+        currency,
+        fields,
+        metadata,
+    } = form;
+    let default = state.default_balance;
+    let available = *state.balance.entry(currency.clone()).or_insert(default);
+    if available < amount {
+        return Err(Box::new(invalid(
+            Some("balance_insufficient"),
+            "You have insufficient funds in your Stripe account for this transfer.",
+            None,
+        )));
+    }
+    state.balance.insert(currency.clone(), available - amount);
+    let n = state.next_id;
+    state.next_id += 1;
+    let created = Utc::now().timestamp() + state.clock_offset_secs;
+    let payout = Payout {
+        id: format!("po_mock{n:010}"),
+        object: "payout".into(),
+        amount,
+        arrival_date: Some(created + 2 * 86_400),
+        automatic: false,
+        balance_transaction: Some(format!("txn_mock{n:010}")),
+        created,
+        currency,
+        description: fields.get("description").cloned(),
+        destination: Some(
+            fields
+                .get("destination")
+                .cloned()
+                .unwrap_or_else(|| "ba_mock_platform".into()),
+        ),
+        failure_code: None,
+        failure_message: None,
+        livemode: false,
+        metadata,
+        method: Some(
+            fields
+                .get("method")
+                .cloned()
+                .unwrap_or_else(|| "standard".into()),
+        ),
+        statement_descriptor: None,
+        status: "pending".into(),
+        kind: Some("bank_account".into()),
+    };
+    state.payouts.push(payout.clone());
+    Ok(payout)
+}
+
+/// Marks the payout `paid` after `after_ms`, unless something else changed it first.
+fn pay_later(inner: &Shared, id: String, after_ms: u64) {
+    let later = Arc::clone(inner);
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(after_ms)).await;
+        if let Some(p) = lock(&later).payouts.iter_mut().find(|p| p.id == id)
+            && p.status == "pending"
+        {
+            p.status = "paid".into();
+        }
+    });
 }
 
 /// Body of `POST /__mock/tamper`: what to change on a stored transfer.

@@ -21,11 +21,14 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
-use super::{Shared, body_of, find, lock, not_found, validation};
+use super::routes::{body_of, validation};
+use super::state::{Shared, find};
+use super::transfers::not_found;
 use crate::providers::records::write_statement;
 use crate::providers::wise::records::{CREATED_FORMAT, transfer_record};
 use crate::providers::wise::statement;
 use crate::providers::wise::wire::{Num, Transfer};
+use crate::sim::kit::lock;
 
 /// One end of a `createdDateStart`/`createdDateEnd` filter, comparable with `created` text.
 #[derive(Debug, Clone)]

@@ -30,25 +30,7 @@ pub async fn load_balance(
     if known.is_none() && rows.is_empty() {
         return Err(StoreError::UnknownAccount(account.to_string()));
     }
-    // Net of refunds per charge (a charge's refunds never exceed it), then summed exactly.
-    let spend_rows: Vec<(String, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT u.currency, {} FROM usage u \
-         LEFT JOIN (SELECT usage_id, SUM(units) AS refunded FROM refunds GROUP BY usage_id) r \
-           ON r.usage_id = u.id \
-         WHERE u.account_id = $1 GROUP BY u.currency",
-        wide_sum("u.units - COALESCE(r.refunded, 0)")
-    )))
-    .bind(account.as_str())
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut spend: BTreeMap<Currency, Money> = BTreeMap::new();
-    for (currency, high, low) in spend_rows {
-        let currency: Currency = parse_stored("currency", &currency)?;
-        spend.insert(
-            currency,
-            Money::from_total_units(join(high, low), currency)?,
-        );
-    }
+    let spend = lifetime_spend(conn, account).await?;
     let has_rented = !spend.is_empty();
     let hosted_machines = known.unwrap_or(0) != 0;
 
@@ -73,6 +55,51 @@ pub async fn load_balance(
         balances.push(balance);
     }
 
+    let non_earning_referrals = non_earning_referrals(conn, programs, account).await?;
+    let affiliate = affiliate_statuses(conn, programs, account).await?;
+    Ok(AccountBalance {
+        account: account.clone(),
+        has_rented,
+        hosted_machines,
+        programs: balances,
+        affiliate,
+        non_earning_referrals,
+    })
+}
+
+/// The account's spend per currency over its lifetime, net of refunds.
+async fn lifetime_spend(
+    conn: &mut Conn,
+    account: &AccountId,
+) -> StoreResult<BTreeMap<Currency, Money>> {
+    // Net of refunds per charge (a charge's refunds never exceed it), then summed exactly.
+    let spend_rows: Vec<(String, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT u.currency, {} FROM usage u \
+         LEFT JOIN (SELECT usage_id, SUM(units) AS refunded FROM refunds GROUP BY usage_id) r \
+           ON r.usage_id = u.id \
+         WHERE u.account_id = $1 GROUP BY u.currency",
+        wide_sum("u.units - COALESCE(r.refunded, 0)")
+    )))
+    .bind(account.as_str())
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut spend: BTreeMap<Currency, Money> = BTreeMap::new();
+    for (currency, high, low) in spend_rows {
+        let currency: Currency = parse_stored("currency", &currency)?;
+        spend.insert(
+            currency,
+            Money::from_total_units(join(high, low), currency)?,
+        );
+    }
+    Ok(spend)
+}
+
+/// The account's referrals that do not (or no longer) earn, each with why in words.
+async fn non_earning_referrals(
+    conn: &mut Conn,
+    programs: &ProgramSet,
+    account: &AccountId,
+) -> StoreResult<Vec<ReferralNote>> {
     let notes: Vec<ReferralRow> = sqlx::query_as(
         "SELECT program, referred_id, status, disqualification, template_id, disqualified_late_at \
          FROM referrals \
@@ -105,16 +132,7 @@ pub async fn load_balance(
             reason,
         });
     }
-
-    let affiliate = affiliate_statuses(conn, programs, account).await?;
-    Ok(AccountBalance {
-        account: account.clone(),
-        has_rented,
-        hosted_machines,
-        programs: balances,
-        affiliate,
-        non_earning_referrals,
-    })
+    Ok(non_earning_referrals)
 }
 
 /// The affiliate upgrades of every referral program this account refers in.

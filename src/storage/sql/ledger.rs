@@ -246,70 +246,80 @@ impl Store {
             ));
         }
 
-        let holds: Vec<HoldRow> = sqlx::query_as(
-            "SELECT p.id, p.status, t.status, t.kind, CAST(p.units AS BIGINT), \
-                        CAST(COALESCE((SELECT -SUM(q.units) FROM ledger_postings q \
-                                  WHERE q.txn_id = t.id AND q.book = 'referrer_cashable' \
-                                    AND q.holder = p.account_id AND q.currency = p.currency), 0) AS BIGINT), \
-                    EXISTS (SELECT 1 FROM ledger_transactions c \
-                            WHERE c.kind = 'payout_correction' AND c.payout_id = p.id) \
-                 FROM payouts p LEFT JOIN ledger_transactions t ON t.id = p.hold_txn_id",
-        )
-        .fetch_all(pool)
-        .await?;
-        for (payout, status, hold_status, hold_kind, units, held, corrected) in holds {
-            let expected = match (status.as_str(), corrected, hold_status.as_deref()) {
-                ("paid" | "returned", _, _) => "posted",
-                ("failed", _, _) => "voided",
-                // Waiting for an operator keeps the money out of the balance: a pending hold,
-                // a posted one (stopped after delivery), or any hold plus a correction.
-                ("needs_operator", true, Some(s)) => s,
-                ("needs_operator", false, Some("posted")) => "posted",
-                _ => "pending",
-            };
-            match (hold_status.as_deref(), hold_kind.as_deref()) {
-                (None, _) => check
-                    .problems
-                    .push(format!("payout {payout} has no hold transaction")),
-                (Some(s), Some("payout")) if s == expected && held == units => {}
-                (Some(s), kind) => check.problems.push(format!(
-                    "payout {payout} is {status} with amount {units} units, but its hold is {s} \
-                     ({}) debiting {held} units; expected {expected}",
-                    kind.unwrap_or("?")
-                )),
-            }
-        }
-
+        check.problems.extend(hold_problems(pool).await?);
         check.problems.extend(overdrawn_payees(pool).await?);
 
-        // A return exists exactly for returned payouts, and mirrors the hold.
-        let returns: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
-            "SELECT p.id, p.status, CAST(p.units AS BIGINT), \
-                    (SELECT COUNT(*) FROM ledger_transactions r \
-                      WHERE r.kind = 'payout_return' AND r.payout_id = p.id AND r.status = 'posted'), \
-                    CAST(COALESCE((SELECT SUM(q.units) FROM ledger_postings q \
-                      JOIN ledger_transactions r ON r.id = q.txn_id \
-                      WHERE r.kind = 'payout_return' AND r.payout_id = p.id \
-                        AND q.book = 'referrer_cashable'), 0) AS BIGINT) \
-             FROM payouts p \
-             WHERE p.status = 'returned' \
-                OR EXISTS (SELECT 1 FROM ledger_transactions r \
-                           WHERE r.kind = 'payout_return' AND r.payout_id = p.id)",
-        )
-        .fetch_all(pool)
-        .await?;
-        for (payout, status, units, n, credited) in returns {
-            // A payout waiting for an operator after a contradiction keeps its return.
-            let status_ok = status == "returned" || (status == "needs_operator" && n == 1);
-            if !status_ok || n != 1 || credited != units {
-                check.problems.push(format!(
-                    "payout {payout} is {status} with {n} posted return(s) crediting {credited} \
-                     units; a returned payout needs exactly one return of {units} units"
-                ));
-            }
-        }
+        check.problems.extend(return_problems(pool).await?);
         Ok(check)
     }
+}
+
+/// Every payout has exactly one hold of its amount, in the status the payout's implies.
+async fn hold_problems(pool: &super::Pool) -> StoreResult<Vec<String>> {
+    let mut problems = Vec::new();
+    let holds: Vec<HoldRow> = sqlx::query_as(
+        "SELECT p.id, p.status, t.status, t.kind, CAST(p.units AS BIGINT), \
+                    CAST(COALESCE((SELECT -SUM(q.units) FROM ledger_postings q \
+                              WHERE q.txn_id = t.id AND q.book = 'referrer_cashable' \
+                                AND q.holder = p.account_id AND q.currency = p.currency), 0) AS BIGINT), \
+                EXISTS (SELECT 1 FROM ledger_transactions c \
+                        WHERE c.kind = 'payout_correction' AND c.payout_id = p.id) \
+             FROM payouts p LEFT JOIN ledger_transactions t ON t.id = p.hold_txn_id",
+    )
+    .fetch_all(pool)
+    .await?;
+    for (payout, status, hold_status, hold_kind, units, held, corrected) in holds {
+        let expected = match (status.as_str(), corrected, hold_status.as_deref()) {
+            ("paid" | "returned", _, _) => "posted",
+            ("failed", _, _) => "voided",
+            // Waiting for an operator keeps the money out of the balance: a pending hold,
+            // a posted one (stopped after delivery), or any hold plus a correction.
+            ("needs_operator", true, Some(s)) => s,
+            ("needs_operator", false, Some("posted")) => "posted",
+            _ => "pending",
+        };
+        match (hold_status.as_deref(), hold_kind.as_deref()) {
+            (None, _) => problems.push(format!("payout {payout} has no hold transaction")),
+            (Some(s), Some("payout")) if s == expected && held == units => {}
+            (Some(s), kind) => problems.push(format!(
+                "payout {payout} is {status} with amount {units} units, but its hold is {s} \
+                 ({}) debiting {held} units; expected {expected}",
+                kind.unwrap_or("?")
+            )),
+        }
+    }
+    Ok(problems)
+}
+
+/// A return exists exactly for returned payouts, and mirrors the hold.
+async fn return_problems(pool: &super::Pool) -> StoreResult<Vec<String>> {
+    let mut problems = Vec::new();
+    let returns: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT p.id, p.status, CAST(p.units AS BIGINT), \
+                (SELECT COUNT(*) FROM ledger_transactions r \
+                  WHERE r.kind = 'payout_return' AND r.payout_id = p.id AND r.status = 'posted'), \
+                CAST(COALESCE((SELECT SUM(q.units) FROM ledger_postings q \
+                  JOIN ledger_transactions r ON r.id = q.txn_id \
+                  WHERE r.kind = 'payout_return' AND r.payout_id = p.id \
+                    AND q.book = 'referrer_cashable'), 0) AS BIGINT) \
+         FROM payouts p \
+         WHERE p.status = 'returned' \
+            OR EXISTS (SELECT 1 FROM ledger_transactions r \
+                       WHERE r.kind = 'payout_return' AND r.payout_id = p.id)",
+    )
+    .fetch_all(pool)
+    .await?;
+    for (payout, status, units, n, credited) in returns {
+        // A payout waiting for an operator after a contradiction keeps its return.
+        let status_ok = status == "returned" || (status == "needs_operator" && n == 1);
+        if !status_ok || n != 1 || credited != units {
+            problems.push(format!(
+                "payout {payout} is {status} with {n} posted return(s) crediting {credited} \
+                 units; a returned payout needs exactly one return of {units} units"
+            ));
+        }
+    }
+    Ok(problems)
 }
 
 /// Payees paid out more cash than they ever earned. Earned minus paid is summed exactly (a

@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use payouts::on_backend;
 use payouts::storage::Store;
 use payouts::storage::WriteLock;
+use payouts::storage::ledger::LedgerCheck;
 use sqlx::QueryBuilder;
 
 use super::fixture::BenchDb;
@@ -201,34 +202,12 @@ pub(super) async fn accrual(opts: AccrualOptions) -> Result<i32> {
     ));
 
     let frame = Frame::new()?;
-    let t = Instant::now();
-    let templates = setup(&store, &opts, frame).await?;
-    let setup_time = t.elapsed();
-    let statuses: Vec<(String, i64)> = on_backend!(&store, s => {
-        sqlx::query_as("SELECT status, COUNT(*) FROM referrals GROUP BY status ORDER BY status")
-            .fetch_all(s.pool())
-            .await
-    })?;
-    let qualified = statuses
-        .iter()
-        .find(|(s, _)| s == "qualified")
-        .map_or(0, |(_, n)| *n);
-    progress.say(&format!(
-        "setup (ingest): {} accounts, {} referrals ({}), {templates} templates in {:.1} s",
-        group((opts.accounts + opts.referrers) as u64),
-        group(opts.accounts as u64),
-        statuses
-            .iter()
-            .map(|(s, n)| format!("{} {s}", group(u64::try_from(*n).unwrap_or(0))))
-            .collect::<Vec<_>>()
-            .join(", "),
-        setup_time.as_secs_f64()
-    ));
-
+    let setup = set_up(&store, &opts, frame, &progress).await?;
     for ddl in RAW_DDL {
         on_backend!(&store, s => sqlx::query(ddl).execute(s.pool()).await.map(drop))
             .context("creating usage_raw")?;
     }
+    let templates = setup.templates;
     let raw = load(
         &store,
         "usage_raw",
@@ -251,27 +230,8 @@ pub(super) async fn accrual(opts: AccrualOptions) -> Result<i32> {
     )
     .await?;
     let rss_after_load = peak_rss_kib();
-
-    progress.say("accrual: reaccrue_all over every referral and template");
-    let t = Instant::now();
-    let posted = store.reaccrue_all().await.context("accrual")?;
-    let accrual_time = t.elapsed();
-    let rss_after_accrual = peak_rss_kib();
-    progress.say(&format!(
-        "accrual: {} transactions posted in {:.1} s",
-        group(posted as u64),
-        accrual_time.as_secs_f64()
-    ));
-
-    progress.say("second pass: reaccrue_all again (must post nothing)");
-    let t = Instant::now();
-    let posted_again = store.reaccrue_all().await.context("second accrual pass")?;
-    let second_time = t.elapsed();
-    progress.say(&format!(
-        "second pass: {} transactions posted in {:.1} s",
-        group(posted_again as u64),
-        second_time.as_secs_f64()
-    ));
+    let (accrual, rss_after_accrual) = first_accrual(&store, &progress).await?;
+    let second = second_accrual(&store, &progress).await?;
 
     let check = store.check_ledger().await.context("checking the ledger")?;
     let size = bench_db.size_bytes(&store).await;
@@ -287,134 +247,282 @@ pub(super) async fn accrual(opts: AccrualOptions) -> Result<i32> {
     .into_iter()
     .flatten()
     .max();
-
-    let raw_rate = rate(opts.events, raw.insert);
-    let load_rate = rate(opts.events, loaded.insert);
-    let accrual_rate = rate(opts.events, accrual_time);
-    let ratio = if raw_rate > 0.0 {
-        accrual_rate / raw_rate
-    } else {
-        0.0
+    let figures = Figures {
+        events: opts.events,
+        setup,
+        raw,
+        loaded,
+        accrual,
+        second,
+        check,
+        size,
+        total,
+        rss: Rss {
+            after_raw: rss_after_raw,
+            after_load: rss_after_load,
+            after_accrual: rss_after_accrual,
+            peak,
+        },
     };
-    let generate = raw.generate + loaded.generate;
-
     if opts.json {
-        let figures = serde_json::json!({
+        outln!("{}", serde_json::to_string_pretty(&figures.json(&opts))?);
+    } else {
+        outln!();
+        outln!(
+            "{}",
+            render::table(&["phase", "time", "figures"], &figures.table(&opts))
+        );
+    }
+    Ok(0)
+}
+
+/// The referral side of the data set, ingested before anything is timed.
+struct Setup {
+    templates: usize,
+    qualified: i64,
+    took: Duration,
+}
+
+/// Ingests the accounts and referrals, then counts the referrals per status.
+async fn set_up(
+    store: &Store,
+    opts: &AccrualOptions,
+    frame: Frame,
+    progress: &Progress,
+) -> Result<Setup> {
+    let t = Instant::now();
+    let templates = setup(store, opts, frame).await?;
+    let took = t.elapsed();
+    let statuses: Vec<(String, i64)> = on_backend!(store, s => {
+        sqlx::query_as("SELECT status, COUNT(*) FROM referrals GROUP BY status ORDER BY status")
+            .fetch_all(s.pool())
+            .await
+    })?;
+    let qualified = statuses
+        .iter()
+        .find(|(s, _)| s == "qualified")
+        .map_or(0, |(_, n)| *n);
+    progress.say(&format!(
+        "setup (ingest): {} accounts, {} referrals ({}), {templates} templates in {:.1} s",
+        group((opts.accounts + opts.referrers) as u64),
+        group(opts.accounts as u64),
+        statuses
+            .iter()
+            .map(|(s, n)| format!("{} {s}", group(u64::try_from(*n).unwrap_or(0))))
+            .collect::<Vec<_>>()
+            .join(", "),
+        took.as_secs_f64()
+    ));
+    Ok(Setup {
+        templates,
+        qualified,
+        took,
+    })
+}
+
+/// One timed `reaccrue_all`.
+struct Pass {
+    took: Duration,
+    posted: usize,
+}
+
+/// The timed accrual over every referral and template, with the peak RSS right after it.
+async fn first_accrual(store: &Store, progress: &Progress) -> Result<(Pass, Option<u64>)> {
+    progress.say("accrual: reaccrue_all over every referral and template");
+    let t = Instant::now();
+    let posted = store.reaccrue_all().await.context("accrual")?;
+    let took = t.elapsed();
+    let rss = peak_rss_kib();
+    progress.say(&format!(
+        "accrual: {} transactions posted in {:.1} s",
+        group(posted as u64),
+        took.as_secs_f64()
+    ));
+    Ok((Pass { took, posted }, rss))
+}
+
+/// The same accrual again: it must post nothing, and its time is what a no-op costs.
+async fn second_accrual(store: &Store, progress: &Progress) -> Result<Pass> {
+    progress.say("second pass: reaccrue_all again (must post nothing)");
+    let t = Instant::now();
+    let posted = store.reaccrue_all().await.context("second accrual pass")?;
+    let took = t.elapsed();
+    progress.say(&format!(
+        "second pass: {} transactions posted in {:.1} s",
+        group(posted as u64),
+        took.as_secs_f64()
+    ));
+    Ok(Pass { took, posted })
+}
+
+/// Peak RSS readings (VmHWM, KiB) after each phase.
+struct Rss {
+    after_raw: Option<u64>,
+    after_load: Option<u64>,
+    after_accrual: Option<u64>,
+    peak: Option<u64>,
+}
+
+/// Everything one run measured, reported as JSON or as a table.
+struct Figures {
+    events: usize,
+    setup: Setup,
+    raw: LoadTimes,
+    loaded: LoadTimes,
+    accrual: Pass,
+    second: Pass,
+    check: LedgerCheck,
+    size: u64,
+    total: Duration,
+    rss: Rss,
+}
+
+impl Figures {
+    fn raw_rate(&self) -> f64 {
+        rate(self.events, self.raw.insert)
+    }
+
+    fn load_rate(&self) -> f64 {
+        rate(self.events, self.loaded.insert)
+    }
+
+    fn accrual_rate(&self) -> f64 {
+        rate(self.events, self.accrual.took)
+    }
+
+    /// Accrual throughput over raw insert throughput: the figure the target (0.5) is about.
+    fn ratio(&self) -> f64 {
+        let raw_rate = self.raw_rate();
+        if raw_rate > 0.0 {
+            self.accrual_rate() / raw_rate
+        } else {
+            0.0
+        }
+    }
+
+    fn generate(&self) -> Duration {
+        self.raw.generate + self.loaded.generate
+    }
+
+    fn json(&self, opts: &AccrualOptions) -> serde_json::Value {
+        serde_json::json!({
             "accounts": opts.accounts,
             "referrers": opts.referrers,
             "events": opts.events,
-            "templates": templates,
-            "qualified_referrals": qualified,
-            "setup_secs": setup_time.as_secs_f64(),
-            "generate_secs": generate.as_secs_f64(),
-            "raw_insert_secs": raw.insert.as_secs_f64(),
-            "raw_insert_rows_per_sec": raw_rate,
-            "load_secs": loaded.insert.as_secs_f64(),
-            "load_rows_per_sec": load_rate,
-            "accrual_secs": accrual_time.as_secs_f64(),
-            "accrual_events_per_sec": accrual_rate,
-            "ratio": ratio,
+            "templates": self.setup.templates,
+            "qualified_referrals": self.setup.qualified,
+            "setup_secs": self.setup.took.as_secs_f64(),
+            "generate_secs": self.generate().as_secs_f64(),
+            "raw_insert_secs": self.raw.insert.as_secs_f64(),
+            "raw_insert_rows_per_sec": self.raw_rate(),
+            "load_secs": self.loaded.insert.as_secs_f64(),
+            "load_rows_per_sec": self.load_rate(),
+            "accrual_secs": self.accrual.took.as_secs_f64(),
+            "accrual_events_per_sec": self.accrual_rate(),
+            "ratio": self.ratio(),
             "target_ratio": 0.5,
-            "transactions_posted": posted,
-            "second_pass_secs": second_time.as_secs_f64(),
-            "second_pass_transactions_posted": posted_again,
-            "ledger_transactions": check.transactions,
-            "ledger_postings": check.postings,
-            "ledger_problems": check.problems.len(),
-            "peak_rss_kib": peak,
-            "peak_rss_kib_after_raw_insert": rss_after_raw,
-            "peak_rss_kib_after_load": rss_after_load,
-            "peak_rss_kib_after_accrual": rss_after_accrual,
-            "database_bytes": size,
-            "total_secs": total.as_secs_f64(),
-        });
-        outln!("{}", serde_json::to_string_pretty(&figures)?);
-        return Ok(0);
+            "transactions_posted": self.accrual.posted,
+            "second_pass_secs": self.second.took.as_secs_f64(),
+            "second_pass_transactions_posted": self.second.posted,
+            "ledger_transactions": self.check.transactions,
+            "ledger_postings": self.check.postings,
+            "ledger_problems": self.check.problems.len(),
+            "peak_rss_kib": self.rss.peak,
+            "peak_rss_kib_after_raw_insert": self.rss.after_raw,
+            "peak_rss_kib_after_load": self.rss.after_load,
+            "peak_rss_kib_after_accrual": self.rss.after_accrual,
+            "database_bytes": self.size,
+            "total_secs": self.total.as_secs_f64(),
+        })
     }
 
-    let secs = |d: Duration| format!("{:.2} s", d.as_secs_f64());
-    let per_sec = |r: f64| group(r as u64);
-    let rows = vec![
+    fn table(&self, opts: &AccrualOptions) -> Vec<Vec<String>> {
+        let secs = |d: Duration| format!("{:.2} s", d.as_secs_f64());
+        let per_sec = |r: f64| group(r as u64);
+        let check = &self.check;
         vec![
-            "setup: ingest accounts + referrals".into(),
-            secs(setup_time),
-            format!(
-                "{} accounts, {} qualified referrals, {templates} templates",
-                group((opts.accounts + opts.referrers) as u64),
-                group(u64::try_from(qualified).unwrap_or(0))
-            ),
-        ],
-        vec![
-            "generate usage rows (x2, untimed below)".into(),
-            secs(generate),
-            format!("{} rows each pass", group(opts.events as u64)),
-        ],
-        vec![
-            "raw insert into usage_raw".into(),
-            secs(raw.insert),
-            format!("{} rows/s", per_sec(raw_rate)),
-        ],
-        vec![
-            "load into usage".into(),
-            secs(loaded.insert),
-            format!("{} rows/s", per_sec(load_rate)),
-        ],
-        vec![
-            "accrual (reaccrue_all)".into(),
-            secs(accrual_time),
-            format!(
-                "{} events/s, {} transactions posted",
-                per_sec(accrual_rate),
-                group(posted as u64)
-            ),
-        ],
-        vec![
-            "ratio accrual / raw insert".into(),
-            String::new(),
-            format!("{ratio:.3} (target >= 0.5)"),
-        ],
-        vec![
-            "second pass (reaccrue_all)".into(),
-            secs(second_time),
-            format!(
-                "{} events/s, {} transactions posted",
-                per_sec(rate(opts.events, second_time)),
-                group(posted_again as u64)
-            ),
-        ],
-        vec![
-            "ledger check".into(),
-            String::new(),
-            format!(
-                "{} transactions, {} postings, {}",
-                group(u64::try_from(check.transactions).unwrap_or(0)),
-                group(u64::try_from(check.postings).unwrap_or(0)),
-                if check.is_ok() {
-                    "balanced".to_string()
-                } else {
-                    format!("{} problems", check.problems.len())
-                }
-            ),
-        ],
-        vec![
-            "peak RSS (VmHWM)".into(),
-            String::new(),
-            format!(
-                "{} (after raw insert {}, after load {}, after accrual {})",
-                rss_text(peak),
-                rss_text(rss_after_raw),
-                rss_text(rss_after_load),
-                rss_text(rss_after_accrual)
-            ),
-        ],
-        vec![
-            "database size".into(),
-            String::new(),
-            format!("{} MiB (both usage tables)", group(size / (1024 * 1024))),
-        ],
-        vec!["total".into(), secs(total), String::new()],
-    ];
-    outln!();
-    outln!("{}", render::table(&["phase", "time", "figures"], &rows));
-    Ok(0)
+            vec![
+                "setup: ingest accounts + referrals".into(),
+                secs(self.setup.took),
+                format!(
+                    "{} accounts, {} qualified referrals, {} templates",
+                    group((opts.accounts + opts.referrers) as u64),
+                    group(u64::try_from(self.setup.qualified).unwrap_or(0)),
+                    self.setup.templates
+                ),
+            ],
+            vec![
+                "generate usage rows (x2, untimed below)".into(),
+                secs(self.generate()),
+                format!("{} rows each pass", group(opts.events as u64)),
+            ],
+            vec![
+                "raw insert into usage_raw".into(),
+                secs(self.raw.insert),
+                format!("{} rows/s", per_sec(self.raw_rate())),
+            ],
+            vec![
+                "load into usage".into(),
+                secs(self.loaded.insert),
+                format!("{} rows/s", per_sec(self.load_rate())),
+            ],
+            vec![
+                "accrual (reaccrue_all)".into(),
+                secs(self.accrual.took),
+                format!(
+                    "{} events/s, {} transactions posted",
+                    per_sec(self.accrual_rate()),
+                    group(self.accrual.posted as u64)
+                ),
+            ],
+            vec![
+                "ratio accrual / raw insert".into(),
+                String::new(),
+                format!("{:.3} (target >= 0.5)", self.ratio()),
+            ],
+            vec![
+                "second pass (reaccrue_all)".into(),
+                secs(self.second.took),
+                format!(
+                    "{} events/s, {} transactions posted",
+                    per_sec(rate(opts.events, self.second.took)),
+                    group(self.second.posted as u64)
+                ),
+            ],
+            vec![
+                "ledger check".into(),
+                String::new(),
+                format!(
+                    "{} transactions, {} postings, {}",
+                    group(u64::try_from(check.transactions).unwrap_or(0)),
+                    group(u64::try_from(check.postings).unwrap_or(0)),
+                    if check.is_ok() {
+                        "balanced".to_string()
+                    } else {
+                        format!("{} problems", check.problems.len())
+                    }
+                ),
+            ],
+            vec![
+                "peak RSS (VmHWM)".into(),
+                String::new(),
+                format!(
+                    "{} (after raw insert {}, after load {}, after accrual {})",
+                    rss_text(self.rss.peak),
+                    rss_text(self.rss.after_raw),
+                    rss_text(self.rss.after_load),
+                    rss_text(self.rss.after_accrual)
+                ),
+            ],
+            vec![
+                "database size".into(),
+                String::new(),
+                format!(
+                    "{} MiB (both usage tables)",
+                    group(self.size / (1024 * 1024))
+                ),
+            ],
+            vec!["total".into(), secs(self.total), String::new()],
+        ]
+    }
 }

@@ -166,6 +166,8 @@ async fn commits_now(store: &Store, counter: &Arc<AtomicU64>) -> Result<u64> {
     }
 }
 
+/// One worker count on a fresh database: queue every payout, pay them all against the
+/// Stripe mock, then time a raw commit loop on the same database to compare with.
 async fn one(
     payouts: usize,
     workers: usize,
@@ -174,8 +176,87 @@ async fn one(
 ) -> Result<Measured> {
     let db = BenchDb::create(None, postgres).await?;
     let store = db.open().await?;
+    let (setup_secs, run_payouts_secs) = queue_payouts(&store, payouts, progress).await?;
+
+    let mock = MockStripe::start("127.0.0.1:0".parse()?, MockConfig::default())
+        .await
+        .context("starting the Stripe mock")?;
+    let deps = payout_deps(&store, &mock, workers)?;
+    let counter = Arc::new(AtomicU64::new(0));
+    count_commits(&store, &counter).await?;
+    progress.say(&format!(
+        "{workers} worker(s): paying {} payouts",
+        group(payouts as u64)
+    ));
+
+    let before = commits_now(&store, &counter).await?;
+    let start_ms = to_millis(chrono::Utc::now());
     let t = Instant::now();
-    bulk_payees(&store, payouts, false, progress).await?;
+    pay_until_idle(deps, workers).await?;
+    let worker_secs = t.elapsed().as_secs_f64();
+    let commits = commits_now(&store, &counter).await?.saturating_sub(before);
+
+    let outcome = Outcome::read(&store, start_ms, worker_secs).await?;
+    let (transfers, exactly_one_transfer_each) = transfers_per_payout(&store, &mock).await?;
+    mock.stop();
+    let ledger_problems = store.check_ledger().await?.problems.len();
+    let raw = RawCommits::measure(&store, &counter).await?;
+    store.close().await;
+    db.remove().await?;
+
+    let n = payouts as f64;
+    let paid_secs = outcome.paid_secs;
+    let payouts_per_sec = if paid_secs > 0.0 { n / paid_secs } else { 0.0 };
+    let commits_per_payout = commits as f64 / n;
+    let commits_per_sec = if raw.secs > 0.0 {
+        raw.commits as f64 / raw.secs
+    } else {
+        0.0
+    };
+    let ratio = if commits_per_sec > 0.0 {
+        payouts_per_sec * commits_per_payout / commits_per_sec
+    } else {
+        0.0
+    };
+    progress.say(&format!(
+        "{workers} worker(s): {} paid in {paid_secs:.2} s, {:.1} payouts/s, {:.1} commits/payout, \
+         {} commits/s raw",
+        group(u64::try_from(outcome.paid).unwrap_or(0)),
+        payouts_per_sec,
+        commits_per_payout,
+        group(commits_per_sec as u64)
+    ));
+    Ok(Measured {
+        workers,
+        payouts,
+        setup_secs,
+        run_payouts_secs,
+        paid_secs,
+        worker_secs,
+        payouts_per_sec,
+        commits,
+        commits_per_payout,
+        payout_events_per_payout: outcome.events as f64 / n,
+        attempts_per_payout: outcome.attempts as f64 / n,
+        commit_loop_commits: raw.commits,
+        commit_loop_secs: raw.secs,
+        commits_per_sec,
+        commit_loop_hooked: raw.hooked_commits,
+        ratio,
+        paid: outcome.paid,
+        transfers,
+        exactly_one_transfer_each,
+        ledger_problems,
+        hooked_connections_after_run: raw.hooked_connections,
+        pool_connections: raw.connections,
+    })
+}
+
+/// Writes the payees in bulk, then queues one payout each with a payout run: (setup
+/// seconds, run seconds).
+async fn queue_payouts(store: &Store, payouts: usize, progress: &Progress) -> Result<(f64, f64)> {
+    let t = Instant::now();
+    bulk_payees(store, payouts, false, progress).await?;
     let setup_secs = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let run = store
@@ -188,10 +269,11 @@ async fn one(
         "the run created {} payouts, not {payouts}",
         run.created
     );
+    Ok((setup_secs, run_payouts_secs))
+}
 
-    let mock = MockStripe::start("127.0.0.1:0".parse()?, MockConfig::default())
-        .await
-        .context("starting the Stripe mock")?;
+/// The worker's dependencies: the store and a Stripe rail pointed at the mock.
+fn payout_deps(store: &Store, mock: &MockStripe, workers: usize) -> Result<Arc<PayoutDeps>> {
     let adapter = StripeAdapter::new(StripeConfig {
         api_base: mock.base_url(),
         secret_key: SecretString::from("sk_test_mock"),
@@ -199,23 +281,17 @@ async fn one(
         list_lag: payouts::providers::stripe::SETTLE.list_lag,
     })
     .map_err(|e| anyhow::anyhow!("the Stripe adapter: {e}"))?;
-    let deps = Arc::new(PayoutDeps {
+    Ok(Arc::new(PayoutDeps {
         store: store.clone(),
         rails: Rails::default().with(Arc::new(adapter)),
         policy: RetryPolicy::default(),
         lease_ttl: Duration::from_secs(60),
         worker_id: format!("bench-{workers}-{}", ulid::Ulid::generate()),
-    });
-    let counter = Arc::new(AtomicU64::new(0));
-    count_commits(&store, &counter).await?;
-    progress.say(&format!(
-        "{workers} worker(s): paying {} payouts",
-        group(payouts as u64)
-    ));
+    }))
+}
 
-    let before = commits_now(&store, &counter).await?;
-    let start_ms = to_millis(chrono::Utc::now());
-    let t = Instant::now();
+/// Runs the worker until nothing waits.
+async fn pay_until_idle(deps: Arc<PayoutDeps>, workers: usize) -> Result<()> {
     // The sweep (a safety net for lost jobs) is kept out of the way: every job is in the queue.
     run_worker(
         deps,
@@ -231,20 +307,43 @@ async fn one(
         |_| {},
     )
     .await
-    .map_err(|e| anyhow::anyhow!("the worker: {e}"))?;
-    let worker_secs = t.elapsed().as_secs_f64();
-    let commits = commits_now(&store, &counter).await?.saturating_sub(before);
+    .map_err(|e| anyhow::anyhow!("the worker: {e}"))
+}
 
-    let (paid, last_paid, events, attempts): (i64, Option<i64>, i64, i64) = on_backend!(&store, s => sqlx::query_as(
-        "SELECT (SELECT COUNT(*) FROM payouts WHERE status = 'paid'), \
-                (SELECT MAX(updated_at) FROM payouts WHERE status = 'paid'), \
-                (SELECT COUNT(*) FROM payout_events WHERE source IS DISTINCT FROM 'payout_run'), \
-                (SELECT COUNT(*) FROM payout_attempts)",
-    )
-    .fetch_one(s.pool())
-    .await)?;
-    let paid_secs = last_paid.map_or(worker_secs, |ms| (ms - start_ms) as f64 / 1000.0);
-    let ids: Vec<String> = on_backend!(&store, s => {
+/// What the database says the worker did.
+struct Outcome {
+    paid: i64,
+    /// From the worker's start to the last payout's change to paid.
+    paid_secs: f64,
+    /// Payout events the worker wrote (the run's own are left out).
+    events: i64,
+    attempts: i64,
+}
+
+impl Outcome {
+    async fn read(store: &Store, start_ms: i64, worker_secs: f64) -> Result<Outcome> {
+        let (paid, last_paid, events, attempts): (i64, Option<i64>, i64, i64) = on_backend!(store, s => sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM payouts WHERE status = 'paid'), \
+                    (SELECT MAX(updated_at) FROM payouts WHERE status = 'paid'), \
+                    (SELECT COUNT(*) FROM payout_events WHERE source IS DISTINCT FROM 'payout_run'), \
+                    (SELECT COUNT(*) FROM payout_attempts)",
+        )
+        .fetch_one(s.pool())
+        .await)?;
+        let paid_secs = last_paid.map_or(worker_secs, |ms| (ms - start_ms) as f64 / 1000.0);
+        Ok(Outcome {
+            paid,
+            paid_secs,
+            events,
+            attempts,
+        })
+    }
+}
+
+/// The transfers the mock made, and whether each payout got exactly one (its id is the
+/// transfer group).
+async fn transfers_per_payout(store: &Store, mock: &MockStripe) -> Result<(usize, bool)> {
+    let ids: Vec<String> = on_backend!(store, s => {
         sqlx::query_scalar("SELECT id FROM payouts")
             .fetch_all(s.pool())
             .await
@@ -256,71 +355,44 @@ async fn one(
             *per_group.entry(g).or_default() += 1;
         }
     }
-    let exactly_one_transfer_each = transfers.len() == ids.len()
+    let exactly_one_each = transfers.len() == ids.len()
         && ids
             .iter()
             .all(|id| per_group.get(id.as_str()).copied() == Some(1));
-    mock.stop();
-    let ledger_problems = store.check_ledger().await?.problems.len();
+    Ok((transfers.len(), exactly_one_each))
+}
 
-    let (hooked, connections) = hooked_connections(&store).await?;
-    // Connections replaced at the worker's shutdown carry no hook: hook them again.
-    count_commits(&store, &counter).await?;
-    let hooked_before = commits_now(&store, &counter).await?;
-    let (loop_commits, loop_secs) = commit_loop(&store).await?;
-    // Two setup statements (CREATE, INSERT) commit before the loop.
-    let commit_loop_hooked = commits_now(&store, &counter)
-        .await?
-        .saturating_sub(hooked_before)
-        .saturating_sub(2);
-    store.close().await;
-    db.remove().await?;
+/// The raw commit loop after the worker, and what the commit hook saw of it.
+struct RawCommits {
+    commits: u64,
+    secs: f64,
+    /// The loop's commits as the hook counted them.
+    hooked_commits: u64,
+    /// Pool connections still carrying the hook after the worker ran, of `connections`.
+    hooked_connections: u32,
+    connections: u32,
+}
 
-    let n = payouts as f64;
-    let payouts_per_sec = if paid_secs > 0.0 { n / paid_secs } else { 0.0 };
-    let commits_per_payout = commits as f64 / n;
-    let commits_per_sec = if loop_secs > 0.0 {
-        loop_commits as f64 / loop_secs
-    } else {
-        0.0
-    };
-    let ratio = if commits_per_sec > 0.0 {
-        payouts_per_sec * commits_per_payout / commits_per_sec
-    } else {
-        0.0
-    };
-    progress.say(&format!(
-        "{workers} worker(s): {} paid in {paid_secs:.2} s, {:.1} payouts/s, {:.1} commits/payout, \
-         {} commits/s raw",
-        group(u64::try_from(paid).unwrap_or(0)),
-        payouts_per_sec,
-        commits_per_payout,
-        group(commits_per_sec as u64)
-    ));
-    Ok(Measured {
-        workers,
-        payouts,
-        setup_secs,
-        run_payouts_secs,
-        paid_secs,
-        worker_secs,
-        payouts_per_sec,
-        commits,
-        commits_per_payout,
-        payout_events_per_payout: events as f64 / n,
-        attempts_per_payout: attempts as f64 / n,
-        commit_loop_commits: loop_commits,
-        commit_loop_secs: loop_secs,
-        commits_per_sec,
-        commit_loop_hooked,
-        ratio,
-        paid,
-        transfers: transfers.len(),
-        exactly_one_transfer_each,
-        ledger_problems,
-        hooked_connections_after_run: hooked,
-        pool_connections: connections,
-    })
+impl RawCommits {
+    async fn measure(store: &Store, counter: &Arc<AtomicU64>) -> Result<RawCommits> {
+        let (hooked_connections, connections) = hooked_connections(store).await?;
+        // Connections replaced at the worker's shutdown carry no hook: hook them again.
+        count_commits(store, counter).await?;
+        let hooked_before = commits_now(store, counter).await?;
+        let (commits, secs) = commit_loop(store).await?;
+        // Two setup statements (CREATE, INSERT) commit before the loop.
+        let hooked_commits = commits_now(store, counter)
+            .await?
+            .saturating_sub(hooked_before)
+            .saturating_sub(2);
+        Ok(RawCommits {
+            commits,
+            secs,
+            hooked_commits,
+            hooked_connections,
+            connections,
+        })
+    }
 }
 
 pub(super) async fn execution(opts: ExecutionOptions) -> Result<i32> {
@@ -361,6 +433,12 @@ pub(super) async fn execution(opts: ExecutionOptions) -> Result<i32> {
         return Ok(0);
     }
 
+    print_table(&results);
+    Ok(0)
+}
+
+/// The human-readable report: one row per worker count, then the details of each.
+fn print_table(results: &[Measured]) {
     let rows: Vec<Vec<String>> = results
         .iter()
         .map(|m| {
@@ -409,7 +487,7 @@ pub(super) async fn execution(opts: ExecutionOptions) -> Result<i32> {
     outln!();
     outln!("commits/payout counts {COMMITS_COUNT}.");
     outln!("ratio = payouts/s / (commits/s / commits per payout).");
-    for m in &results {
+    for m in results {
         outln!(
             "{} worker(s): run_payouts {:.2} s; worker wall time {:.2} s; {:.2} payout events and \
              {:.2} attempts per payout; commit loop {} commits in {:.2} s ({} seen by the hook); \
@@ -426,5 +504,4 @@ pub(super) async fn execution(opts: ExecutionOptions) -> Result<i32> {
             m.pool_connections
         );
     }
-    Ok(0)
 }
