@@ -24,6 +24,7 @@ pub mod payout_runs;
 pub mod payouts;
 pub mod recon_daily;
 pub mod reconcile;
+mod steps;
 pub mod templates;
 pub mod tracking;
 

@@ -80,7 +80,7 @@ impl Store {
             .begin_write(WriteLock::Payout(lease.payout_id.as_str()))
             .await?;
         // The rail's next call follows this write: prove (and renew) the lease first.
-        super::payouts::prove_lease(&mut tx, lease).await?;
+        super::steps::prove_lease(&mut tx, lease).await?;
         let done = sqlx::query(
             "UPDATE payout_attempts SET checkpoint = $1 \
              WHERE payout_id = $2 AND attempt_no = $3 \
