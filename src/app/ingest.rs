@@ -1,48 +1,11 @@
-//! Ingest use case: parse, apply in one transaction, and decide what to keep.
-//!
-//! Default: good lines go in and bad ones are reported (with line numbers). `strict`: any bad
-//! line, at parse time or at apply time, rolls the whole file back.
+//! Ingest use case: parse a file's lines, then apply them (`Store::ingest_parsed`).
 
 use std::io::BufRead;
 
-use crate::ingest::{IngestReport, LineError, Numbered, parse_lines};
+use crate::ingest::{IngestReport, parse_lines};
 use crate::storage::{Store, StoreResult};
 
 pub async fn ingest(store: &Store, input: impl BufRead, strict: bool) -> StoreResult<IngestReport> {
     let (records, rejected) = parse_lines(input);
-    apply(store, records, rejected, strict).await
-}
-
-/// Applies parsed records beside the ones that failed to parse (a file's lines or an API
-/// batch's records, numbered from 1).
-pub async fn apply(
-    store: &Store,
-    records: Vec<Numbered>,
-    mut rejected: Vec<LineError>,
-    strict: bool,
-) -> StoreResult<IngestReport> {
-    let mut report = IngestReport {
-        lines_read: records.len() + rejected.len(),
-        ..IngestReport::default()
-    };
-    if strict && !rejected.is_empty() {
-        report.rejected = rejected;
-        report.rolled_back = true;
-        return Ok(report);
-    }
-    let apply_errors = store.ingest_batch(&records, &mut report, strict).await?;
-    rejected.extend(apply_errors);
-    rejected.sort_by_key(|e| e.line);
-    report.rejected = rejected;
-    if strict && !report.rejected.is_empty() {
-        let lines_read = report.lines_read;
-        report = IngestReport {
-            lines_read,
-            rejected: report.rejected,
-            rolled_back: true,
-            ..IngestReport::default()
-        };
-        return Ok(report);
-    }
-    Ok(report)
+    store.ingest_parsed(records, rejected, strict).await
 }

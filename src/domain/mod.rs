@@ -16,6 +16,7 @@ pub mod program;
 pub mod reconcile;
 pub mod referral;
 pub mod settle;
+pub mod status;
 pub mod step;
 pub mod tracking;
 pub mod transition;

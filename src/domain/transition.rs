@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use super::payout::PayoutStatus::{self, *};
+use super::status::PayoutStatus::{self, *};
 
 /// Who moves a payout. A provider reading may only settle what the provider holds; a worker
 /// also sends, retries and hands a payout to an operator.

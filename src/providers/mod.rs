@@ -9,9 +9,19 @@ pub mod stripe;
 pub mod webhook;
 pub mod wise;
 
+/// Each rail's statement format: the one place that maps a rail to its export.
+pub(crate) fn rail_statement_format(rail: Rail) -> &'static records::StatementFormat {
+    match rail {
+        Rail::Stripe => &stripe::statement::FORMAT,
+        Rail::Paypal => &paypal::statement::FORMAT,
+        Rail::Wise => &wise::statement::FORMAT,
+        Rail::Partnerstack => &partnerstack::statement::FORMAT,
+    }
+}
+
 use std::time::Duration;
 
-use crate::domain::ids::PayoutId;
+use crate::domain::ids::{PayoutId, Rail};
 use crate::domain::money::Money;
 
 /// The three classes every provider error falls into.

@@ -56,6 +56,10 @@ pub struct StatementFormat {
     pub columns: &'static [&'static str],
     /// Columns that must be present to read a file.
     pub required: &'static [&'static str],
+    /// One row as a provider record.
+    pub parse_row: fn(&Row<'_>) -> Result<ProviderRecord, StatementError>,
+    /// One provider record as a row, in `columns` order.
+    pub to_row: fn(&ProviderRecord) -> Vec<String>,
 }
 
 /// A CSV statement being read: rows by column name, so column order and extra columns do not
@@ -170,34 +174,14 @@ pub fn write_statement<W: std::io::Write>(
     Ok(())
 }
 
-/// The export format finance downloads from a rail.
+/// The export format finance downloads from a rail (each rail's `statement::FORMAT`).
 pub fn statement_format(rail: Rail) -> &'static StatementFormat {
-    match rail {
-        Rail::Stripe => &super::stripe::statement::FORMAT,
-        Rail::Paypal => &super::paypal::statement::FORMAT,
-        Rail::Wise => &super::wise::statement::FORMAT,
-        Rail::Partnerstack => &super::partnerstack::statement::FORMAT,
-    }
+    super::rail_statement_format(rail)
 }
 
-/// One statement row as a provider record.
-pub fn parse_statement_row(rail: Rail, row: &Row<'_>) -> Result<ProviderRecord, StatementError> {
-    match rail {
-        Rail::Stripe => super::stripe::statement::parse_row(row),
-        Rail::Paypal => super::paypal::statement::parse_row(row),
-        Rail::Wise => super::wise::statement::parse_row(row),
-        Rail::Partnerstack => super::partnerstack::statement::parse_row(row),
-    }
-}
-
-/// One provider record as a statement row, in `statement_format(rail).columns` order.
+/// One provider record as a statement row, in its rail's column order.
 pub fn statement_row(record: &ProviderRecord) -> Vec<String> {
-    match record.rail {
-        Rail::Stripe => super::stripe::statement::to_row(record),
-        Rail::Paypal => super::paypal::statement::to_row(record),
-        Rail::Wise => super::wise::statement::to_row(record),
-        Rail::Partnerstack => super::partnerstack::statement::to_row(record),
-    }
+    (statement_format(record.rail).to_row)(record)
 }
 
 /// Reads a whole statement in batches of at most `batch` records, handing each to `sink`.
@@ -208,11 +192,12 @@ pub fn read_statement<R: std::io::Read>(
     batch: usize,
     mut sink: impl FnMut(Vec<ProviderRecord>) -> Result<(), StatementError>,
 ) -> Result<u64, StatementError> {
-    let mut rows = StatementReader::new(statement_format(rail), reader)?;
+    let format = statement_format(rail);
+    let mut rows = StatementReader::new(format, reader)?;
     let mut pending = Vec::with_capacity(batch);
     let mut total = 0u64;
     while let Some(row) = rows.next_row() {
-        pending.push(parse_statement_row(rail, &row?)?);
+        pending.push((format.parse_row)(&row?)?);
         total += 1;
         if pending.len() >= batch {
             sink(std::mem::take(&mut pending))?;
@@ -233,7 +218,7 @@ pub(crate) fn round_trip(rail: Rail, records: &[ProviderRecord]) -> Vec<Provider
     let mut reader = StatementReader::new(format, out.as_slice()).unwrap();
     let mut back = Vec::new();
     while let Some(row) = reader.next_row() {
-        back.push(parse_statement_row(rail, &row.unwrap()).unwrap());
+        back.push((format.parse_row)(&row.unwrap()).unwrap());
     }
     back
 }

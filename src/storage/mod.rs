@@ -10,6 +10,7 @@ pub mod affiliate;
 pub mod balances;
 pub mod database_url;
 pub mod idempotency;
+mod intake;
 pub mod ledger;
 pub mod methods;
 pub mod metrics;

@@ -94,7 +94,7 @@ pub async fn ingest(
             }),
         }
     }
-    let report = crate::app::ingest::apply(&state.store, parsed, unparsed, body.strict).await?;
+    let report = state.store.ingest_parsed(parsed, unparsed, body.strict).await?;
     let rolled_back = report.rolled_back;
     let mut errors: std::collections::BTreeMap<usize, String> = Default::default();
     for e in &report.rejected {

@@ -54,6 +54,8 @@ pub static FORMAT: StatementFormat = StatementFormat {
         PAYMENT_STATUS,
         CREATED_AT,
     ],
+    parse_row,
+    to_row,
 };
 
 fn parse_date(text: &str) -> Option<DateTime<Utc>> {

@@ -39,6 +39,8 @@ pub static FORMAT: StatementFormat = StatementFormat {
         DATE,
     ],
     required: &[BATCH_ID, ITEM_ID, RECIPIENT, AMOUNT, CURRENCY, STATUS, DATE],
+    parse_row,
+    to_row,
 };
 
 const DATE_FORMAT: &str = "%Y-%m-%d %H:%M:%S";

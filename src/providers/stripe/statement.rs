@@ -38,6 +38,8 @@ pub static FORMAT: StatementFormat = StatementFormat {
         PAYOUT_ID,
     ],
     required: &[ID, CREATED, AMOUNT, CURRENCY, DESTINATION],
+    parse_row,
+    to_row,
 };
 
 /// The dashboard's date form.

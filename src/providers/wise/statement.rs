@@ -59,6 +59,8 @@ pub static FORMAT: StatementFormat = StatementFormat {
         STATUS,
     ],
     required: &[ID, DATE, AMOUNT, CURRENCY, PAYEE_ACCOUNT],
+    parse_row,
+    to_row,
 };
 
 fn parse_date(text: &str) -> Option<DateTime<Utc>> {
