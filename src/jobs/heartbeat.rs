@@ -1,20 +1,18 @@
 //! The lease heartbeat: a step renews its payout's lease while it works, so no other worker
 //! takes the payout over from a live step.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::warn;
 
-use super::payout_step::PayoutDeps;
 use crate::storage::payouts::Lease;
-use crate::storage::{StoreError, StoreResult};
+use crate::storage::{Store, StoreError, StoreResult};
 
-/// Renews `lease` every third of its life until aborted or lost.
-pub(super) fn heartbeat(deps: Arc<PayoutDeps>, lease: Lease) -> tokio::task::JoinHandle<()> {
+/// Renews `lease` for `ttl` every third of it, until aborted or lost.
+pub(super) fn heartbeat(store: Store, lease: Lease, ttl: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let every = (deps.lease_ttl / 3).max(Duration::from_millis(100));
-        keep_renewing(every, || deps.store.extend_lease(&lease, deps.lease_ttl)).await;
+        let every = (ttl / 3).max(Duration::from_millis(100));
+        keep_renewing(every, || store.extend_lease(&lease, ttl)).await;
     })
 }
 

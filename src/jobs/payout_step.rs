@@ -70,7 +70,7 @@ pub async fn advance_payout(deps: &Arc<PayoutDeps>, id: &PayoutId) -> StoreResul
                 tracing::Span::current().record("rail", payout.rail.as_str());
                 // A step may take several provider calls (Wise: up to eight); the lease is
                 // renewed while it runs, so no one takes over a live step.
-                let beat = heartbeat(Arc::clone(deps), lease.clone());
+                let beat = heartbeat(deps.store.clone(), lease.clone(), deps.lease_ttl);
                 let result = run_step(deps, &lease, &payout).await;
                 beat.abort();
                 result
