@@ -45,6 +45,7 @@ use state::{Inner, basic, moved};
 pub use crate::sim::kit::Faults;
 
 mod records;
+mod reply;
 mod routes;
 mod state;
 

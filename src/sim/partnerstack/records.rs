@@ -1,7 +1,7 @@
 //! The mock PartnerStack's records side: the rewards export, and test controls that change
 //! the mock's own records silently (no webhook), so reconciliation has something to find.
 //! The listing's `min_created`/`max_created` (inclusive, epoch ms), `limit` (1–250) and
-//! `starting_after` are served by the rewards list in `mock.rs`.
+//! `starting_after` are served by the rewards list in `routes.rs`.
 //!
 //! - `GET /__mock/statement.csv?from=YYYY-MM-DD&to=YYYY-MM-DD[&test=true]`: the rewards export
 //!   ([`crate::providers::partnerstack::statement::FORMAT`]) of the rewards created on those UTC days, both
@@ -26,7 +26,7 @@ use chrono::{NaiveDate, TimeZone, Utc};
 use serde::Deserialize;
 
 use super::Shared;
-use super::routes::{error, ok};
+use super::reply::{error, ok};
 use super::state::Mode;
 use crate::providers::partnerstack::records::reward_record;
 use crate::providers::partnerstack::statement;

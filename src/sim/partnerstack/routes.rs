@@ -12,10 +12,11 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
+use super::reply::{error, ok, unauthorized};
 use super::state::{Mode, Stored, moved, now_ms};
 use super::{DuplicateKey, Pending, Shared, flush, records};
 use crate::providers::partnerstack::wire::{
-    CreateReward, Envelope, ErrorBody, KEY_MAX, KEY_MIN, MAX_LIMIT, Page, Reward,
+    CreateReward, KEY_MAX, KEY_MIN, MAX_LIMIT, Page, Reward,
 };
 use crate::sim::kit::{Dice, Faults, dropped_connection, json_response, lock, with_retry_after};
 
@@ -32,29 +33,6 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route("/__mock/rewards/{key}", delete(records::forget))
         .fallback(unknown_route)
         .with_state(shared)
-}
-
-pub(super) fn error(status: u16, message: &str) -> Response {
-    let body = serde_json::to_string(&ErrorBody {
-        message: message.to_string(),
-        status,
-    })
-    .unwrap_or_default();
-    json_response(status, body)
-}
-
-pub(super) fn ok<T: Serialize>(data: T) -> Response {
-    let body = serde_json::to_string(&Envelope {
-        data,
-        message: "Success".to_string(),
-        status: 200,
-    })
-    .unwrap_or_default();
-    json_response(200, body)
-}
-
-fn unauthorized() -> Response {
-    error(401, "Unauthorized: invalid public or secret key")
 }
 
 /// Field checks of `POST /rewards`, as PartnerStack documents them for transactions.

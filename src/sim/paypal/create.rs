@@ -12,7 +12,7 @@ use rust_decimal::Decimal;
 
 use super::AppState;
 use super::engine::{Batch, Inner, ItemState, Script, now_text};
-use super::routes::{authorized, detail, error, simple};
+use super::reply::{authorized, detail, error, simple};
 use crate::domain::money::Currency;
 use crate::providers::paypal::wire::{
     self, BatchHeader, CreatePayout, CreateResponse, ErrorBody, ErrorDetail, PayoutItem,

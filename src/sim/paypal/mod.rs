@@ -28,6 +28,7 @@
 mod create;
 mod engine;
 mod records;
+mod reply;
 mod routes;
 
 use std::collections::{BTreeMap, HashMap};

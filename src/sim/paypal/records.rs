@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::engine::Batch;
-use super::routes::{authorized, detail, error, simple};
+use super::reply::{authorized, detail, error, simple};
 use crate::providers::paypal::records::{item_record, report_time};
 use crate::providers::paypal::statement::{FORMAT, to_row};
 use crate::providers::paypal::wire::{

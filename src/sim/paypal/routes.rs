@@ -1,6 +1,6 @@
-//! The mock's router, its error bodies, OAuth tokens and Bearer auth, the read-only batch and
-//! item endpoints, item cancellation, webhook signature verification, and the `/__mock`
-//! control endpoints. Creating a batch is in `create.rs`.
+//! The mock's router, OAuth tokens, the read-only batch and item endpoints, item
+//! cancellation, webhook signature verification, and the `/__mock` control endpoints.
+//! Creating a batch is in `create.rs`; error bodies and Bearer auth in `reply.rs`.
 
 use std::time::Instant;
 
@@ -15,7 +15,8 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::engine::{Inner, now_text};
+use super::engine::now_text;
+use super::reply::{authorized, error, simple};
 use super::{AppState, advance, create, deliver, records};
 use crate::providers::paypal::wire::{
     self, ErrorBody, ErrorDetail, PayoutBatch, PayoutItem, VerifyRequest,
@@ -41,23 +42,6 @@ pub(super) fn router(state: AppState) -> Router {
         .route("/__mock/statement.csv", get(records::statement))
         .fallback(unknown_route)
         .with_state(state)
-}
-
-pub(super) fn error(status: u16, body: &ErrorBody) -> Response {
-    json_response(status, serde_json::to_string(body).unwrap_or_default())
-}
-
-pub(super) fn simple(status: u16, name: &str, message: &str) -> Response {
-    error(status, &ErrorBody::new(name, message))
-}
-
-pub(super) fn detail(field: &str, issue: &str) -> ErrorDetail {
-    ErrorDetail {
-        field: Some(field.into()),
-        location: Some("body".into()),
-        issue: Some(issue.into()),
-        ..Default::default()
-    }
 }
 
 async fn token(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -111,27 +95,6 @@ async fn token(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Re
         })
         .to_string(),
     )
-}
-
-/// 401 unless the bearer token was issued and has not expired.
-pub(super) fn authorized(inner: &Inner, headers: &HeaderMap) -> Result<(), Box<Response>> {
-    let given = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given.and_then(|t| inner.tokens.get(t)) {
-        Some(expiry) if Instant::now() < *expiry => Ok(()),
-        Some(_) => Err(Box::new(json_response(
-            401,
-            json!({"error": "invalid_token", "error_description": "Token signature verification failed"})
-                .to_string(),
-        ))),
-        None => Err(Box::new(simple(
-            401,
-            "AUTHENTICATION_FAILURE",
-            "Authentication failed due to invalid authentication credentials or a missing Authorization header.",
-        ))),
-    }
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::params::CreateParams;
-use super::routes::{replay, stripe_error};
+use super::reply::{replay, stripe_error};
 use super::{Idem, Inner, emit, new_transfer, reverse_transfer};
 use crate::providers::stripe::wire::ErrorBody;
 use crate::sim::kit::lock;

@@ -23,6 +23,7 @@
 mod execute;
 mod params;
 mod records;
+mod reply;
 mod routes;
 
 use std::collections::{BTreeMap, HashMap};

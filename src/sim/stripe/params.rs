@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::http::StatusCode;
 use axum::response::Response;
 
-use super::routes::stripe_error;
+use super::reply::stripe_error;
 use crate::domain::money::Currency;
 
 /// The parameters a transfer may be created with, besides `metadata[…]`.

@@ -16,7 +16,7 @@ use chrono::{NaiveDate, Utc};
 use serde::Deserialize;
 
 use super::Inner;
-use super::routes::{authorized, stripe_error};
+use super::reply::{authorized, stripe_error};
 use crate::domain::money::Currency;
 use crate::providers::records::write_statement;
 use crate::providers::stripe::records::transfer_record;

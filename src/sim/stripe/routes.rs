@@ -1,22 +1,22 @@
-//! The mock's router and HTTP answers: Stripe's error body, Bearer auth, transfer creation
-//! up to the point it executes (rate limiting, the idempotency check, late commits), and the
-//! read-only and `/__mock` control routes.
+//! The mock's router: transfer creation up to the point it executes (rate limiting, the
+//! idempotency check, late commits), and the read-only and `/__mock` control routes. Stripe's
+//! error body, Bearer auth and stored answers are in `reply.rs`.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use secrecy::ExposeSecret;
 
 use super::execute::{execute, idempotency_check};
 use super::params::parse_create;
+use super::reply::{authorized, replay, stripe_error};
 use super::{Inner, records, reverse_transfer};
-use crate::providers::stripe::wire::{ErrorBody, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, REQUEST_ID};
+use crate::providers::stripe::wire::IDEMPOTENCY_KEY;
 use crate::sim::kit::{Dice, Faults, dropped_connection, lock};
 
 pub(super) fn router(inner: Arc<Mutex<Inner>>) -> Router {
@@ -43,55 +43,6 @@ pub(super) fn router(inner: Arc<Mutex<Inner>>) -> Router {
         .fallback(unknown_route)
         .with_state(inner)
         .merge(gate.routes())
-}
-
-pub(super) fn stripe_error(
-    status: StatusCode,
-    kind: &str,
-    code: Option<&str>,
-    message: &str,
-    param: Option<&str>,
-) -> Response {
-    let mut response = (status, Json(ErrorBody::new(kind, code, message, param))).into_response();
-    response
-        .headers_mut()
-        .insert(REQUEST_ID, HeaderValue::from_static("req_mock"));
-    response
-}
-
-pub(super) fn authorized(inner: &Mutex<Inner>, headers: &HeaderMap) -> Result<(), Box<Response>> {
-    let guard = lock(inner);
-    let given = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if given == Some(guard.api_key.expose_secret()) {
-        Ok(())
-    } else {
-        Err(Box::new(stripe_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_request_error",
-            None,
-            "Invalid API Key provided.",
-            None,
-        )))
-    }
-}
-
-pub(super) fn replay(status: u16, body: String, replayed: bool) -> Response {
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() =
-        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let headers = response.headers_mut();
-    headers.insert(
-        axum::http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(REQUEST_ID, HeaderValue::from_static("req_mock"));
-    if replayed {
-        headers.insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
-    }
-    response
 }
 
 async fn create_transfer(

@@ -9,9 +9,9 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use rust_decimal::Decimal;
 
-use super::routes::{after_commit, authorized, before_execution, body_of, validation};
+use super::faults::{after_commit, before_execution};
+use super::reply::{authorized, body_of, not_found, validation};
 use super::state::{Inner, Shared, find, minor_decimals, set_status};
-use super::transfers::not_found;
 use super::{FAILURE_CODE, FundingQuirks, INSUFFICIENT, RECIPIENT_BOUNCE, RECIPIENT_FAIL};
 use crate::providers::wise::wire::{FundRequest, FundResponse, Transfer, WAITING};
 use crate::sim::kit::lock;

@@ -44,9 +44,11 @@ use state::{Inner, Shared, advance, find, moved, progress_due};
 
 pub use crate::sim::kit::Faults;
 
+mod faults;
 mod funding;
 mod quotes;
 mod records;
+mod reply;
 mod routes;
 mod state;
 mod transfers;

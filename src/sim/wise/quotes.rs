@@ -10,7 +10,7 @@ use chrono::SecondsFormat;
 use rust_decimal::{Decimal, RoundingStrategy};
 use uuid::Uuid;
 
-use super::routes::{authorized, body_of, validation};
+use super::reply::{authorized, body_of, validation};
 use super::state::{Inner, MockQuote, Shared, minor_decimals, mock_now};
 use crate::providers::wise::wire::{ErrorBody, Num, Quote, QuoteRequest};
 use crate::sim::kit::lock;

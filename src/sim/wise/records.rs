@@ -1,7 +1,6 @@
-//! The mock Wise's records side: the `createdDateStart`/`createdDateEnd` filter of the
-//! transfer listing, the balance statement export, and test controls that change the mock's
-//! own records silently (no webhook, no balance movement), so reconciliation has something
-//! to find.
+//! The mock Wise's records side: the balance statement export, and test controls that change
+//! the mock's own records silently (no webhook, no balance movement), so reconciliation has
+//! something to find.
 //!
 //! - `GET /__mock/statement.csv?from=YYYY-MM-DD&to=YYYY-MM-DD`: the balance statement
 //!   ([`crate::providers::wise::statement::FORMAT`]) of the funded transfers created on those UTC days,
@@ -17,81 +16,17 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
-use super::routes::{body_of, validation};
+use super::reply::{CreatedRange, body_of, not_found, validation};
 use super::state::{Shared, find};
-use super::transfers::not_found;
 use crate::providers::records::write_statement;
-use crate::providers::wise::records::{CREATED_FORMAT, transfer_record};
+use crate::providers::wise::records::transfer_record;
 use crate::providers::wise::statement;
 use crate::providers::wise::wire::{Num, Transfer};
 use crate::sim::kit::lock;
-
-/// One end of a `createdDateStart`/`createdDateEnd` filter, comparable with `created` text.
-#[derive(Debug, Clone)]
-enum Bound {
-    /// A whole UTC day (`YYYY-MM-DD`), inclusive.
-    Day(String),
-    /// An instant, as `YYYY-MM-DD HH:MM:SS` text, inclusive.
-    At(String),
-}
-
-fn bound(text: &str) -> Option<Bound> {
-    let text = text.trim();
-    if let Ok(day) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return Some(Bound::Day(day.format("%Y-%m-%d").to_string()));
-    }
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|t| Bound::At(t.with_timezone(&Utc).format(CREATED_FORMAT).to_string()))
-}
-
-/// Which transfers a listing's date range keeps. `created` is `YYYY-MM-DD HH:MM:SS`, so text
-/// order is time order. Days are inclusive at both ends, like Wise's.
-#[derive(Debug, Clone, Default)]
-pub(super) struct CreatedRange {
-    start: Option<Bound>,
-    end: Option<Bound>,
-}
-
-impl CreatedRange {
-    /// The range of `createdDateStart`/`createdDateEnd`, or the 400 naming the bad one.
-    pub(super) fn parse(start: Option<&str>, end: Option<&str>) -> Result<Self, Box<Response>> {
-        let read = |name: &str, value: Option<&str>| match value {
-            None => Ok(None),
-            Some(v) => bound(v).map(Some).ok_or_else(|| {
-                Box::new(validation(
-                    400,
-                    "NOT_VALID",
-                    &format!("{name} must be a date (YYYY-MM-DD) or an ISO 8601 time"),
-                    Some(name),
-                ))
-            }),
-        };
-        Ok(CreatedRange {
-            start: read("createdDateStart", start)?,
-            end: read("createdDateEnd", end)?,
-        })
-    }
-
-    pub(super) fn contains(&self, created: &str) -> bool {
-        let day = created.get(..10).unwrap_or(created);
-        let after_start = match &self.start {
-            None => true,
-            Some(Bound::Day(d)) => day >= d.as_str(),
-            Some(Bound::At(t)) => created >= t.as_str(),
-        };
-        let before_end = match &self.end {
-            None => true,
-            Some(Bound::Day(d)) => day <= d.as_str(),
-            Some(Bound::At(t)) => created <= t.as_str(),
-        };
-        after_start && before_end
-    }
-}
 
 #[derive(Debug, Deserialize)]
 pub(super) struct StatementQuery {
@@ -116,11 +51,11 @@ pub(super) async fn statement_csv(
     let day = |name: &'static str, v: &Option<String>| match v.as_deref() {
         None | Some("") => Ok(None),
         Some(v) => NaiveDate::parse_from_str(v.trim(), "%Y-%m-%d")
-            .map(|d| Some(Bound::Day(d.format("%Y-%m-%d").to_string())))
+            .map(Some)
             .map_err(|_| name),
     };
     let range = match (day("from", &q.from), day("to", &q.to)) {
-        (Ok(start), Ok(end)) => CreatedRange { start, end },
+        (Ok(start), Ok(end)) => CreatedRange::days(start, end),
         (Err(name), _) | (_, Err(name)) => {
             return validation(400, "NOT_VALID", "use YYYY-MM-DD", Some(name));
         }
@@ -239,23 +174,5 @@ pub(super) async fn forget(State(shared): State<Shared>, Path(id): Path<String>)
             response
         }
         None => not_found(&id),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn created_ranges_take_days_and_instants() {
-        let days = CreatedRange::parse(Some("2025-03-01"), Some("2025-03-02")).unwrap();
-        assert!(days.contains("2025-03-01 00:00:00"));
-        assert!(days.contains("2025-03-02 23:59:59"));
-        assert!(!days.contains("2025-03-03 00:00:00"));
-        assert!(!days.contains("2025-02-28 23:59:59"));
-        let at = CreatedRange::parse(Some("2025-03-01T10:00:00Z"), None).unwrap();
-        assert!(at.contains("2025-03-01 10:00:00"));
-        assert!(!at.contains("2025-03-01 09:59:59"));
-        assert!(CreatedRange::parse(Some("March"), None).is_err());
     }
 }

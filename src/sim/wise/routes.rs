@@ -1,7 +1,6 @@
-//! The mock's router, its answers (Wise's error bodies, Bearer auth), the fault decisions
-//! around money-moving requests, and the read-only and `/__mock` control endpoints.
-
-use std::time::Duration;
+//! The mock's router and its read-only and `/__mock` control endpoints. Wise's error bodies
+//! and Bearer auth are in `reply.rs`, the fault decisions around money-moving requests in
+//! `faults.rs`.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -9,16 +8,16 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::{delete, get, post, put};
-use secrecy::ExposeSecret;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::funding::fund_transfer;
 use super::quotes::{create_quote, get_quote, transfer_requirements};
 use super::records;
-use super::state::{Inner, Shared, advance, moved};
-use super::transfers::{cancel_transfer, create_transfer, get_transfer, list_transfers, not_found};
-use crate::providers::wise::wire::{Account, ErrorBody, Profile};
-use crate::sim::kit::{Dice, Faults, dropped_connection, json_response, lock, with_retry_after};
+use super::reply::{authorized, body_of, not_found, system, validation};
+use super::state::{Shared, advance, moved};
+use super::transfers::{cancel_transfer, create_transfer, get_transfer, list_transfers};
+use crate::providers::wise::wire::{Account, Profile};
+use crate::sim::kit::{Dice, Faults, json_response, lock};
 
 pub(super) fn router(inner: Shared) -> Router {
     Router::new()
@@ -45,80 +44,6 @@ pub(super) fn router(inner: Shared) -> Router {
         .route("/__mock/transfers/{id}", delete(records::forget))
         .fallback(unknown_route)
         .with_state(inner)
-}
-
-pub(super) fn body_of(status: u16, body: &impl Serialize) -> Response {
-    json_response(status, serde_json::to_vec(body).unwrap_or_default())
-}
-
-pub(super) fn validation(status: u16, code: &str, message: &str, path: Option<&str>) -> Response {
-    body_of(status, &ErrorBody::validation(code, message, path))
-}
-
-pub(super) fn system(status: u16, error: &str, message: &str, path: &str) -> Response {
-    body_of(status, &ErrorBody::system(status, error, message, path))
-}
-
-pub(super) fn authorized(inner: &Inner, headers: &HeaderMap) -> Result<(), Box<Response>> {
-    let given = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    match given.and_then(|v| v.strip_prefix("Bearer ")) {
-        Some(t) if t == inner.token.expose_secret() => Ok(()),
-        Some(_) => Err(Box::new(body_of(
-            401,
-            &ErrorBody::oauth("invalid_token", "Invalid token"),
-        ))),
-        None => Err(Box::new(body_of(
-            401,
-            &ErrorBody::oauth(
-                "unauthorized",
-                "Full authentication is required to access this resource",
-            ),
-        ))),
-    }
-}
-
-/// Fault decisions taken before a money-moving request executes.
-pub(super) async fn before_execution(shared: &Shared, path: &str) -> Result<(), Response> {
-    let latency = {
-        let mut guard = lock(shared);
-        let inner = &mut *guard;
-        if inner.dice.roll(inner.faults.rate_limit_rate) {
-            let r = system(429, "Too Many Requests", "Rate limit exceeded", path);
-            return Err(with_retry_after(r, 1));
-        }
-        if inner.dice.roll(inner.faults.error_rate) {
-            return Err(system(
-                500,
-                "Internal Server Error",
-                "mock: failed before executing",
-                path,
-            ));
-        }
-        inner.faults.latency_ms
-    };
-    if latency > 0 {
-        tokio::time::sleep(Duration::from_millis(latency)).await;
-    }
-    Ok(())
-}
-
-/// Fault decisions taken after a money-moving request committed.
-pub(super) fn after_commit(inner: &mut Inner, first: bool, ok: Response, path: &str) -> Response {
-    let faults = inner.faults.clone();
-    if inner.dice.roll(faults.error_after_commit_rate) {
-        return system(
-            500,
-            "Internal Server Error",
-            "mock: failed after executing",
-            path,
-        );
-    }
-    if (faults.drop_first_attempt && first) || inner.dice.roll(faults.drop_after_commit_rate) {
-        return dropped_connection();
-    }
-    ok
 }
 
 pub(super) async fn profiles(State(shared): State<Shared>, headers: HeaderMap) -> Response {

@@ -13,8 +13,8 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::RepeatMode;
-use super::records;
-use super::routes::{after_commit, authorized, before_execution, body_of, validation};
+use super::faults::{after_commit, before_execution};
+use super::reply::{CreatedRange, authorized, body_of, not_found, validation};
 use super::state::{Inner, MockTransfer, Shared, deliver, find, mock_now, set_status};
 use crate::providers::wise::classify::QUOTE_EXPIRED;
 use crate::providers::wise::wire::{Quote, Transfer, TransferDetails, TransferRequest, WAITING};
@@ -163,7 +163,7 @@ fn new_transfer(id: u64, q: &Quote, req: &TransferRequest, profile_id: u64) -> T
 pub(super) struct ListQuery {
     profile: Option<u64>,
     status: Option<String>,
-    /// `YYYY-MM-DD` (inclusive) or an ISO 8601 time: see `records::CreatedRange`.
+    /// `YYYY-MM-DD` (inclusive) or an ISO 8601 time: see `reply::CreatedRange`.
     #[serde(rename = "createdDateStart")]
     created_date_start: Option<String>,
     #[serde(rename = "createdDateEnd")]
@@ -190,7 +190,7 @@ pub(super) async fn list_transfers(
             Some("limit"),
         );
     }
-    let created = match records::CreatedRange::parse(
+    let created = match CreatedRange::parse(
         q.created_date_start.as_deref(),
         q.created_date_end.as_deref(),
     ) {
@@ -215,15 +215,6 @@ pub(super) async fn list_transfers(
         .take(inner.page_cap.map_or(limit, |cap| limit.min(cap)))
         .collect();
     body_of(200, &page)
-}
-
-pub(super) fn not_found(id: &str) -> Response {
-    validation(
-        404,
-        "transfer.not.found",
-        &format!("Transfer {id} not found"),
-        None,
-    )
 }
 
 pub(super) async fn get_transfer(
