@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-
 use super::ids::PayoutId;
 use super::tracking::{Observation, RailState};
 

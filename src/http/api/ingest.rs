@@ -94,7 +94,10 @@ pub async fn ingest(
             }),
         }
     }
-    let report = state.store.ingest_parsed(parsed, unparsed, body.strict).await?;
+    let report = state
+        .store
+        .ingest_parsed(parsed, unparsed, body.strict)
+        .await?;
     let rolled_back = report.rolled_back;
     let mut errors: std::collections::BTreeMap<usize, String> = Default::default();
     for e in &report.rejected {
