@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use crate::domain::ids::{PayoutId, Rail};
 use crate::domain::money::Money;
+use crate::domain::payout::SendDecision;
 
 /// The three classes every provider error falls into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +37,25 @@ pub enum Class {
     Unknown,
     /// Refused for good.
     Permanent,
+}
+
+impl Class {
+    /// The send decision for a refusal of this class; `retry_after` is the provider's hint,
+    /// kept only where sending again is allowed.
+    pub fn decision(self, reason: String, retry_after: Option<Duration>) -> SendDecision {
+        match self {
+            Class::Retry => SendDecision::Retry {
+                reason,
+                retry_after,
+            },
+            Class::Throttled => SendDecision::Throttled {
+                reason,
+                retry_after,
+            },
+            Class::Unknown => SendDecision::Unknown { reason },
+            Class::Permanent => SendDecision::Permanent { reason },
+        }
+    }
 }
 
 /// One request to move money.

@@ -43,7 +43,7 @@ use tracing::{debug, warn};
 
 use super::rail::{Checkpoints, PastAttempt, PayoutRail, RailFuture, Submission};
 use super::webhook::InboundEvent;
-use super::{Answer, Class, ProviderError, error_chain, exchange, http_client, retry_after};
+use super::{Answer, ProviderError, error_chain, exchange, http_client, retry_after};
 use crate::domain::ids::Rail;
 use crate::domain::payout::{LookupFinding, SendDecision};
 use crate::domain::settle::{self, Settle, SettleTiming};
@@ -203,18 +203,7 @@ impl PartnerstackAdapter {
         let (class, why) = classify::classify(status, &message);
         let reason = format!("HTTP {status}: {message} ({why})");
         debug!(status, ?class, "partnerstack reward refused");
-        match class {
-            Class::Retry => SendDecision::Retry {
-                reason,
-                retry_after: retry_after(&headers),
-            },
-            Class::Throttled => SendDecision::Throttled {
-                reason,
-                retry_after: retry_after(&headers),
-            },
-            Class::Unknown => SendDecision::Unknown { reason },
-            Class::Permanent => SendDecision::Permanent { reason },
-        }
+        class.decision(reason, retry_after(&headers))
     }
 
     /// Reads one reward by its key.

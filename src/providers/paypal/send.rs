@@ -12,7 +12,7 @@ use super::{PaypalAdapter, classify, observe_batch, observe_item};
 use crate::domain::payout::SendDecision;
 use crate::domain::tracking::Observation;
 use crate::providers::rail::Submission;
-use crate::providers::{Class, ProviderError, error_chain, retry_after};
+use crate::providers::{ProviderError, error_chain, retry_after};
 
 /// What one create call came to, before the submit/resolve split.
 pub(super) enum Sent {
@@ -230,18 +230,7 @@ fn refusal(sub: &Submission<'_>, status: u16, headers: &HeaderMap, bytes: &[u8])
         name.map(|n| format!(" {n}")).unwrap_or_default()
     );
     debug!(status, ?name, ?class, "paypal payout refused");
-    let decision = match class {
-        Class::Retry => SendDecision::Retry {
-            reason,
-            retry_after: retry_after(headers),
-        },
-        Class::Throttled => SendDecision::Throttled {
-            reason,
-            retry_after: retry_after(headers),
-        },
-        Class::Unknown => SendDecision::Unknown { reason },
-        Class::Permanent => SendDecision::Permanent { reason },
-    };
+    let decision = class.decision(reason, retry_after(headers));
     Sent::Failed {
         status: Some(status),
         decision,

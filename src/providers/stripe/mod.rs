@@ -462,18 +462,7 @@ fn decide(answer: &Answer) -> SendDecision {
         code.map(|c| format!(" {c}")).unwrap_or_default()
     );
     debug!(status, ?code, ?class, "stripe transfer refused");
-    match class {
-        Class::Retry => SendDecision::Retry {
-            reason,
-            retry_after: retry_after(headers),
-        },
-        Class::Throttled => SendDecision::Throttled {
-            reason,
-            retry_after: retry_after(headers),
-        },
-        Class::Unknown => SendDecision::Unknown { reason },
-        Class::Permanent => SendDecision::Permanent { reason },
-    }
+    class.decision(reason, retry_after(headers))
 }
 
 /// The body of a 2xx answer, or the provider's error as a `ProviderError`.

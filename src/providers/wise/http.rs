@@ -63,18 +63,7 @@ impl Failure {
                     "HTTP {status}{}: {message} ({why})",
                     code.map(|c| format!(" {c}")).unwrap_or_default()
                 );
-                match class {
-                    Class::Retry => SendDecision::Retry {
-                        reason,
-                        retry_after,
-                    },
-                    Class::Throttled => SendDecision::Throttled {
-                        reason,
-                        retry_after,
-                    },
-                    Class::Unknown => SendDecision::Unknown { reason },
-                    Class::Permanent => SendDecision::Permanent { reason },
-                }
+                class.decision(reason, retry_after)
             }
         }
     }
