@@ -131,15 +131,6 @@ impl WorkerSettings {
         Ok(crate::http::WebhookState {
             store,
             rails: self.rails()?,
-            stripe_secrets: Arc::new(hooks.stripe_secrets),
-            paypal: self.paypal.clone().map(PaypalAdapter::new).transpose()?,
-            wise: self.wise.clone().map(WiseAdapter::new).transpose()?,
-            partnerstack: self
-                .partnerstack
-                .clone()
-                .map(PartnerstackAdapter::new)
-                .transpose()?,
-            partnerstack_token: hooks.partnerstack_token,
             watch_for: (!self.policy.watch_for.is_zero()).then_some(self.policy.watch_for),
             verify_limit: Arc::new(crate::http::api::limits::RateLimiter::new(
                 hooks.verify_per_second,
@@ -218,6 +209,7 @@ fn stripe(timeout: Duration) -> Result<Option<StripeConfig>, ConfigError> {
         secret_key: SecretString::from(key),
         timeout,
         list_lag: stripe_list_lag,
+        webhook_secrets: list_of_secrets("STRIPE_WEBHOOK_SECRETS"),
     }))
 }
 
@@ -278,6 +270,7 @@ fn partnerstack(timeout: Duration) -> Option<PartnerstackConfig> {
             public_key,
             secret_key: SecretString::from(secret),
             timeout,
+            webhook_token: var("PARTNERSTACK_WEBHOOK_TOKEN").map(SecretString::from),
         }),
         _ => None,
     }
@@ -298,54 +291,38 @@ fn wise_public_key() -> Result<String, ConfigError> {
     }
 }
 
-/// Verification material for inbound webhooks (see `http::webhooks`).
-#[derive(Clone, Default)]
+/// Settings of the webhook receiver. Each rail's verification material is in its own
+/// config (`STRIPE_WEBHOOK_SECRETS`, `PAYPAL_WEBHOOK_ID`, `WISE_WEBHOOK_PUBLIC_KEY`,
+/// `PARTNERSTACK_WEBHOOK_TOKEN`).
+#[derive(Debug, Clone, Default)]
 pub struct WebhookSettings {
-    /// `STRIPE_WEBHOOK_SECRETS`: comma-separated `whsec_…` values; several during a rotation.
-    pub stripe_secrets: Vec<SecretString>,
-    /// `PARTNERSTACK_WEBHOOK_TOKEN`: our own shared secret in `X-Webhook-Token` (PartnerStack
-    /// signs nothing; its deliveries are re-read from its API regardless).
-    pub partnerstack_token: Option<SecretString>,
     /// `PAYOUTS_WEBHOOK_VERIFY_PER_SEC`: calls to a provider that deliveries may make us send
     /// to be believed, per rail per second (burst twice that); 0 turns the bound off.
     pub verify_per_second: u32,
 }
 
-impl std::fmt::Debug for WebhookSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookSettings")
-            .field(
-                "stripe_secrets",
-                &format!("[{} redacted]", self.stripe_secrets.len()),
-            )
-            .field(
-                "partnerstack_token",
-                &self.partnerstack_token.as_ref().map(|_| "[redacted]"),
-            )
-            .finish()
-    }
-}
-
 impl WebhookSettings {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let stripe_secrets = var("STRIPE_WEBHOOK_SECRETS")
-            .map(|v| {
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(|s| SecretString::from(s.to_string()))
-                    .collect()
-            })
-            .unwrap_or_default();
         Ok(WebhookSettings {
-            stripe_secrets,
-            partnerstack_token: var("PARTNERSTACK_WEBHOOK_TOKEN").map(SecretString::from),
             verify_per_second: count(
                 "PAYOUTS_WEBHOOK_VERIFY_PER_SEC",
                 crate::http::webhooks::VERIFY_PER_SECOND,
             )?,
         })
     }
+}
+
+/// A comma-separated list of secrets (several during a rotation); empty when unset.
+fn list_of_secrets(name: &'static str) -> Vec<SecretString> {
+    var(name)
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| SecretString::from(s.to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn count(name: &'static str, default: u32) -> Result<u32, ConfigError> {

@@ -142,8 +142,8 @@ pub async fn reconcile_period(store: &Store, rails: &Rails, args: RunArgs) -> Re
         Some(path) => {
             let [rail] = wanted.as_slice() else {
                 bail!(
-                    "--statement reads one provider's export: say which with --rail \
-                     (stripe, paypal, wise or partnerstack)"
+                    "--statement reads one provider's export: say which with --rail ({})",
+                    Rail::ALL.map(Rail::as_str).join(", ")
                 );
             };
             RecordsFrom::Statement { rail: *rail, path }

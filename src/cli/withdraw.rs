@@ -18,7 +18,7 @@ pub struct WithdrawArgs {
     #[arg(long)]
     pub amount: String,
     /// The rail to pay through; by default the program's only rail, when it has one.
-    #[arg(long, value_parser = ["stripe", "paypal", "wise", "partnerstack"])]
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(Rail::ALL.map(Rail::as_str)))]
     pub rail: Option<String>,
     /// The program to cash out; by default the one program with money payable now.
     #[arg(long)]

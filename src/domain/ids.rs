@@ -178,6 +178,19 @@ pub enum Rail {
 }
 
 impl Rail {
+    /// Every rail, in a fixed order.
+    pub const ALL: [Rail; 4] = [Rail::Stripe, Rail::Paypal, Rail::Wise, Rail::Partnerstack];
+
+    /// The rail's name as people write it, for reports.
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Rail::Stripe => "Stripe",
+            Rail::Paypal => "PayPal",
+            Rail::Wise => "Wise",
+            Rail::Partnerstack => "PartnerStack",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Rail::Stripe => "stripe",
@@ -209,16 +222,6 @@ impl fmt::Display for Rail {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
-}
-
-/// A Wise recipient (target account) id, as Wise's API types it: an unsigned 64-bit integer
-/// (`target_account` in `providers/wise/wire.rs`), written in decimal digits and nothing else.
-/// `None` for anything a transfer could not carry.
-pub fn wise_recipient_id(text: &str) -> Option<u64> {
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    text.parse().ok()
 }
 
 #[cfg(test)]

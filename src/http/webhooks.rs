@@ -1,25 +1,25 @@
-//! Webhook receivers, one route per provider. Each verifies the delivery with its provider's
-//! scheme (`providers::<rail>::webhook`), then hands the event to [`accept`], which is the
-//! same for all: de-duplicate by event id, find the payout, and apply the observation
-//! through `domain::tracking::track` (stale and repeated readings change nothing) when it is
-//! about the payment the payout rests on; an event about another object that names the payout
-//! is kept as duplicate evidence and changes nothing (`domain::object_match`).
+//! The webhook receiver: one route, `POST /webhooks/{rail}`, for every rail. The rail's
+//! adapter authenticates and reads the delivery (`providers::webhook::WebhookReceiver`, found
+//! through the registry of configured rails), then [`accept`], the same for all,
+//! de-duplicates by event id, finds the payout, and applies the observation through
+//! `domain::tracking::track` (stale and repeated readings change nothing) when it is about the
+//! payment the payout rests on; an event about another object that names the payout is kept
+//! as duplicate evidence and changes nothing (`domain::object_match`).
 //!
 //! Answers: 2xx once the delivery is recorded (also for duplicates and for events about no
 //! payout of ours, so the provider stops retrying); 409 while a worker step owns the payout
 //! (every provider redelivers non-2xx answers); 401 for a delivery that fails
-//! authentication; 400 for one that cannot be read; 503 when our database is unavailable,
-//! so the provider retries later.
-
-use std::sync::Arc;
+//! authentication; 400 for one that cannot be read; 404 for a rail we do not know; 503 when
+//! the rail is not configured here or our database is unavailable, so the provider retries
+//! later.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use secrecy::SecretString;
 use serde_json::json;
+use std::sync::Arc;
 use tracing::{info, warn};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -27,32 +27,17 @@ use utoipa_axum::routes;
 use crate::domain::ids::Rail;
 use crate::domain::object_match::Reading;
 use crate::http::api::limits::RateLimiter;
-use crate::providers::ProviderError;
-use crate::providers::partnerstack::{self, PartnerstackAdapter};
-use crate::providers::paypal::PaypalAdapter;
-use crate::providers::rail::Rails;
-use crate::providers::stripe;
-use crate::providers::webhook::{InboundEvent, WebhookError};
-use crate::providers::wise::WiseAdapter;
+use crate::providers::rail::{PayoutRail, Rails};
+use crate::providers::webhook::{Checked, Confirmed, InboundEvent, WebhookError};
 use crate::storage::Store;
 use crate::storage::tracking::Applied;
 
-/// What the receivers need: the store, the rails (to re-read a payment's state when an event
-/// does not carry it), and each provider's verification material.
+/// What the receiver needs: the store, and the configured rails, which hold each provider's
+/// verification material and re-read a payment's state when an event does not carry it.
 #[derive(Clone)]
 pub struct WebhookState {
     pub store: Store,
     pub rails: Rails,
-    /// Stripe endpoint secrets; more than one during a rotation.
-    pub stripe_secrets: Arc<Vec<SecretString>>,
-    /// Verifies by postback with our webhook id; `None`: PayPal deliveries are refused.
-    pub paypal: Option<PaypalAdapter>,
-    /// Holds Wise's public key; `None`: Wise deliveries are refused.
-    pub wise: Option<WiseAdapter>,
-    /// Re-reads the reward a delivery names; `None`: PartnerStack deliveries are refused.
-    pub partnerstack: Option<PartnerstackAdapter>,
-    /// Our own shared secret for PartnerStack deliveries, if set.
-    pub partnerstack_token: Option<SecretString>,
     /// How long a payout a webhook makes paid is still polled for returns.
     pub watch_for: Option<std::time::Duration>,
     /// Bounds the calls unauthenticated deliveries can make us send to a provider (PayPal's
@@ -72,21 +57,15 @@ pub fn default_verify_limit() -> Arc<RateLimiter> {
 impl std::fmt::Debug for WebhookState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebhookState")
-            .field(
-                "stripe_secrets",
-                &format!("[{} redacted]", self.stripe_secrets.len()),
-            )
+            .field("rails", &self.rails.configured())
             .finish_non_exhaustive()
     }
 }
 
-/// The receivers with their OpenAPI description, relative to where they are nested.
+/// The receiver with its OpenAPI description, relative to where it is nested.
 pub fn router(state: WebhookState) -> OpenApiRouter {
     OpenApiRouter::new()
-        .routes(routes!(stripe_webhook))
-        .routes(routes!(paypal_webhook))
-        .routes(routes!(wise_webhook))
-        .routes(routes!(partnerstack_webhook))
+        .routes(routes!(receive))
         .with_state(state)
 }
 
@@ -97,144 +76,64 @@ pub struct WebhookAnswer {
     pub error: Option<String>,
 }
 
-fn not_configured(rail: Rail) -> Result<InboundEvent, WebhookError> {
-    Err(WebhookError::Unverifiable(format!(
-        "{rail} webhooks are not configured on this server"
-    )))
-}
-
 #[utoipa::path(
-    post, path = "/paypal", tag = "webhooks",
-    summary = "PayPal Payouts webhook",
-    request_body(content = String, description = "The provider's event, verified by a postback to PayPal's verify-webhook-signature", content_type = "application/json"),
+    post, path = "/{rail}", tag = "webhooks",
+    summary = "A payout rail's webhook",
+    description = "Each provider is configured with its own path, `/webhooks/{rail}`. The \
+                   delivery is authenticated by the provider's own scheme (a signature, or a \
+                   confirmation from the provider's API for providers that sign nothing \
+                   checkable here); `docs/providers/` describes each.",
+    params(("rail" = Rail, Path, description = "The rail the delivery comes from")),
+    request_body(content = String, description = "The provider's event, as it sent it", content_type = "application/json"),
     responses(
         (status = 200, body = WebhookAnswer, description = "Recorded (also duplicates and events about no payout of ours)"),
         (status = 400, body = WebhookAnswer, description = "Unreadable delivery"),
         (status = 401, body = WebhookAnswer, description = "Failed the provider's authentication"),
+        (status = 404, body = WebhookAnswer, description = "No such rail"),
         (status = 413, body = WebhookAnswer, description = "Larger than any delivery the provider sends"),
         (status = 409, body = WebhookAnswer, description = "A worker step owns the payout; deliver again later"),
-        (status = 503, body = WebhookAnswer, description = "Cannot verify or store now, or too many deliveries to verify; deliver again later"),
+        (status = 503, body = WebhookAnswer, description = "Not configured here, cannot verify or store now, or too many deliveries to verify; deliver again later"),
     )
 )]
-async fn paypal_webhook(
+async fn receive(
     State(state): State<WebhookState>,
+    Path(rail): Path<String>,
     headers: HeaderMap,
     WebhookBody(body): WebhookBody,
 ) -> Response {
-    let Some(adapter) = &state.paypal else {
-        return accept(&state, Rail::Paypal, not_configured(Rail::Paypal)).await;
+    let Ok(rail) = rail.parse::<Rail>() else {
+        return answer(StatusCode::NOT_FOUND, "error", "no such rail");
     };
-    let hint = match adapter.webhook_hint(&headers, &body) {
-        Ok(hint) => hint,
-        Err(e) => return refused(Rail::Paypal, e),
+    let Some(adapter) = state.rails.get(rail).cloned() else {
+        let why = format!("{rail} webhooks are not configured on this server");
+        return accept(&state, rail, Err(WebhookError::Unverifiable(why))).await;
     };
-    if let Some(answer) = before_calling_out(&state, Rail::Paypal, &hint).await {
-        return answer;
-    }
-    let verified = adapter.verify_webhook(&headers, &body).await;
-    accept(&state, Rail::Paypal, verified).await
-}
-
-#[utoipa::path(
-    post, path = "/wise", tag = "webhooks",
-    summary = "Wise webhook",
-    request_body(content = String, description = "The provider's event, verified by Wise's RSA signature (X-Signature-SHA256)", content_type = "application/json"),
-    responses(
-        (status = 200, body = WebhookAnswer, description = "Recorded (also duplicates and events about no payout of ours)"),
-        (status = 400, body = WebhookAnswer, description = "Unreadable delivery"),
-        (status = 401, body = WebhookAnswer, description = "Failed the provider's authentication"),
-        (status = 413, body = WebhookAnswer, description = "Larger than any delivery the provider sends"),
-        (status = 409, body = WebhookAnswer, description = "A worker step owns the payout; deliver again later"),
-        (status = 503, body = WebhookAnswer, description = "Cannot verify or store now, or too many deliveries to verify; deliver again later"),
-    )
-)]
-async fn wise_webhook(
-    State(state): State<WebhookState>,
-    headers: HeaderMap,
-    WebhookBody(body): WebhookBody,
-) -> Response {
-    let verified = match &state.wise {
-        Some(adapter) => adapter.verify_webhook(&headers, &body, Utc::now()),
-        None => not_configured(Rail::Wise),
-    };
-    accept(&state, Rail::Wise, verified).await
-}
-
-/// PartnerStack signs nothing: the delivery is checked against our token, then only the
-/// reward it names is used, read back from PartnerStack's API.
-#[utoipa::path(
-    post, path = "/partnerstack", tag = "webhooks",
-    summary = "PartnerStack webhook",
-    request_body(content = String, description = "The provider's event, verified by our shared token, then re-read from PartnerStack's API", content_type = "application/json"),
-    responses(
-        (status = 200, body = WebhookAnswer, description = "Recorded (also duplicates and events about no payout of ours)"),
-        (status = 400, body = WebhookAnswer, description = "Unreadable delivery"),
-        (status = 401, body = WebhookAnswer, description = "Failed the provider's authentication"),
-        (status = 413, body = WebhookAnswer, description = "Larger than any delivery the provider sends"),
-        (status = 409, body = WebhookAnswer, description = "A worker step owns the payout; deliver again later"),
-        (status = 503, body = WebhookAnswer, description = "Cannot verify or store now, or too many deliveries to verify; deliver again later"),
-    )
-)]
-async fn partnerstack_webhook(
-    State(state): State<WebhookState>,
-    headers: HeaderMap,
-    WebhookBody(body): WebhookBody,
-) -> Response {
-    let rail = Rail::Partnerstack;
-    let Some(adapter) = &state.partnerstack else {
-        return accept(&state, rail, not_configured(rail)).await;
-    };
-    let token = state.partnerstack_token.as_ref();
-    let hint = match partnerstack::webhook::verify(&headers, &body, token, Utc::now()) {
-        Ok(hint) => hint,
-        Err(e) => return refused(rail, e),
-    };
-    if let Some(answer) = before_calling_out(&state, rail, &hint).await {
-        return answer;
-    }
-    match adapter.confirm_event(hint).await {
-        // Recorded under what was read, not under the caller's event id: repeated
-        // deliveries about one reward state make one row, whatever ids they carry.
-        Ok(event) => {
-            accept(
-                &state,
-                rail,
-                Ok(partnerstack::webhook::keyed_by_reading(event)),
-            )
-            .await
+    match adapter.check(&headers, &body, Utc::now()) {
+        Err(e) => refused(rail, e),
+        Ok(Checked::Verified(event)) => accept(&state, rail, Ok(event)).await,
+        Ok(Checked::Unconfirmed(hint)) => {
+            if let Some(answer) = before_calling_out(&state, rail, &hint).await {
+                return answer;
+            }
+            confirmed(&state, &*adapter, &headers, &body, hint).await
         }
-        Err(ProviderError::Status { status: 404, .. }) => answer(
-            StatusCode::OK,
-            "result",
-            "PartnerStack has no such reward; nothing applied",
-        ),
-        Err(e) => accept(&state, rail, Err(WebhookError::Unverifiable(e.to_string()))).await,
     }
 }
 
-#[utoipa::path(
-    post, path = "/stripe", tag = "webhooks",
-    summary = "Stripe Connect webhook",
-    request_body(content = String, description = "The provider's event, verified by the Stripe-Signature HMAC", content_type = "application/json"),
-    responses(
-        (status = 200, body = WebhookAnswer, description = "Recorded (also duplicates and events about no payout of ours)"),
-        (status = 400, body = WebhookAnswer, description = "Unreadable delivery"),
-        (status = 401, body = WebhookAnswer, description = "Failed the provider's authentication"),
-        (status = 413, body = WebhookAnswer, description = "Larger than any delivery the provider sends"),
-        (status = 409, body = WebhookAnswer, description = "A worker step owns the payout; deliver again later"),
-        (status = 503, body = WebhookAnswer, description = "Cannot verify or store now, or too many deliveries to verify; deliver again later"),
-    )
-)]
-async fn stripe_webhook(
-    State(state): State<WebhookState>,
-    headers: HeaderMap,
-    WebhookBody(body): WebhookBody,
+/// Asks the provider about a delivery it must vouch for, and applies what it says.
+async fn confirmed(
+    state: &WebhookState,
+    adapter: &dyn PayoutRail,
+    headers: &HeaderMap,
+    body: &[u8],
+    hint: InboundEvent,
 ) -> Response {
-    let header = headers
-        .get(stripe::webhook::SIGNATURE_HEADER)
-        .and_then(|v| v.to_str().ok());
-    let verified = stripe::webhook::verify(header, &body, &state.stripe_secrets, Utc::now());
-    accept(&state, Rail::Stripe, verified).await
+    let rail = PayoutRail::rail(adapter);
+    match adapter.confirm(headers, body, hint).await {
+        Ok(Confirmed::Event(event)) => accept(state, rail, Ok(event)).await,
+        Ok(Confirmed::Unknown(why)) => answer(StatusCode::OK, "result", &why),
+        Err(e) => accept(state, rail, Err(e)).await,
+    }
 }
 
 /// The shared second half of every receiver.

@@ -7,7 +7,6 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::domain::destination;
 use crate::domain::ids::{AccountId, IdError, ProgramId, Rail, RecordId, TemplateId};
 use crate::domain::money::{Currency, MAX_INPUT_DECIMALS, Money, MoneyError};
 pub use crate::domain::usage::UsageCategory;
@@ -288,14 +287,15 @@ fn input_money(amount: &str, currency: &str) -> Result<Money, RecordError> {
     Ok(money)
 }
 
-/// Checks that a destination has the shape its rail expects.
+/// Checks that a destination has the shape its rail expects (the rail's own grammar).
 pub fn validate_destination(rail: Rail, destination: &str) -> Result<String, RecordError> {
-    if destination::is_valid(rail, destination) {
+    let grammar = crate::providers::facts(rail).destination;
+    if grammar.accepts(destination) {
         Ok(destination.to_string())
     } else {
         Err(RecordError::Invalid(format!(
             "{destination:?} is not a valid {rail} destination; expected {}",
-            destination::expected(rail)
+            grammar.expected
         )))
     }
 }

@@ -258,8 +258,16 @@ async fn send_attempt(
         return record(deps, lease, payout.status, &step).await;
     }
     let key = attempt_key(&payout.id, attempt);
+    let rail_ref = (crate::providers::facts(payout.rail).reference)(&payout.id, &key);
     deps.store
-        .begin_attempt(lease, payout.status, attempt, &key, context.as_deref())
+        .begin_attempt(
+            lease,
+            payout.status,
+            attempt,
+            &key,
+            &rail_ref,
+            context.as_deref(),
+        )
         .await?;
     let submission = Submission {
         payout_id: &payout.id,

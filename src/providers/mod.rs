@@ -1,5 +1,8 @@
-//! Payout rails: one module per provider, each with its HTTP adapter, its wire types beside
-//! it, and a mock server that speaks the same wire format beside that.
+//! Payout rails: one folder per provider, each with its adapter (implementing
+//! [`rail::PayoutRail`]: submit, resolve, status, webhooks, records), its wire types, its
+//! error classification, its statement format and its [`RailFacts`]. This file is the
+//! registry: the one place that maps a [`Rail`] to its folder. `README.md` here is the
+//! checklist for a new rail.
 
 pub mod partnerstack;
 pub mod paypal;
@@ -9,18 +12,39 @@ pub mod stripe;
 pub mod webhook;
 pub mod wise;
 
-/// Each rail's statement format: the one place that maps a rail to its export.
-pub(crate) fn rail_statement_format(rail: Rail) -> &'static records::StatementFormat {
+/// What the rest of the system knows about a rail without calling it: the grammar of its
+/// destinations, the token its records carry for one of our attempts, and its statement
+/// format. Each rail's folder holds its value (`<rail>/facts.rs`).
+pub struct RailFacts {
+    pub destination: &'static Grammar,
+    /// A destination that passes the grammar, for documentation.
+    pub example_destination: &'static str,
+    /// The token the provider echoes back for an attempt (Stripe's transfer_group, PayPal's
+    /// sender_batch_id, ...), given the payout and the attempt's idempotency key. Stored with
+    /// each attempt, so reconciliation and webhooks find the payout again by it.
+    pub reference: fn(&PayoutId, &str) -> String,
+    /// The layout of the rail's statement export.
+    pub statement: &'static records::StatementFormat,
+}
+
+/// The facts of `rail`: the one map from a rail to its folder.
+pub fn facts(rail: Rail) -> &'static RailFacts {
     match rail {
-        Rail::Stripe => &stripe::statement::FORMAT,
-        Rail::Paypal => &paypal::statement::FORMAT,
-        Rail::Wise => &wise::statement::FORMAT,
-        Rail::Partnerstack => &partnerstack::statement::FORMAT,
+        Rail::Stripe => &stripe::facts::FACTS,
+        Rail::Paypal => &paypal::facts::FACTS,
+        Rail::Wise => &wise::facts::FACTS,
+        Rail::Partnerstack => &partnerstack::facts::FACTS,
     }
+}
+
+/// Each rail's statement format.
+pub(crate) fn rail_statement_format(rail: Rail) -> &'static records::StatementFormat {
+    facts(rail).statement
 }
 
 use std::time::Duration;
 
+use crate::domain::destination::Grammar;
 use crate::domain::ids::{PayoutId, Rail};
 use crate::domain::money::Money;
 use crate::domain::payout::SendDecision;
@@ -169,3 +193,6 @@ pub(crate) async fn exchange(
         }),
     }
 }
+
+#[cfg(test)]
+mod facts_tests;

@@ -67,8 +67,13 @@ impl Checkpoints for NoCheckpoints {
     }
 }
 
-/// Every rail can also list what it moved ([`RecordSource`]), for reconciliation.
-pub trait PayoutRail: super::records::RecordSource + Send + Sync + Debug {
+/// Everything a rail does: pay (below), list what it moved for reconciliation
+/// ([`super::records::RecordSource`]), and authenticate its webhooks
+/// ([`super::webhook::WebhookReceiver`]). What needs no configuration (destination grammar,
+/// references, statement format) is in the rail's [`super::RailFacts`].
+pub trait PayoutRail:
+    super::records::RecordSource + super::webhook::WebhookReceiver + Send + Sync + Debug
+{
     fn rail(&self) -> Rail;
 
     /// How long the provider is known to deduplicate a token. Past it, re-sending the same

@@ -129,7 +129,11 @@ pub async fn begin(
         trigger: request.trigger,
         tolerances: request.tolerances,
     };
-    store.recon_backfill_references().await?;
+    store
+        .recon_backfill_references(|rail, payout, key| {
+            (crate::providers::facts(rail).reference)(payout, key)
+        })
+        .await?;
     store.recon_begin(&run).await?;
     Ok(StartedRun {
         run,

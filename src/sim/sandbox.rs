@@ -150,6 +150,7 @@ impl Sandbox {
             secret_key: self.options.stripe_api_key.clone(),
             timeout: self.options.timeout,
             list_lag: stripe::SETTLE.list_lag,
+            webhook_secrets: vec![SecretString::from(STRIPE_WEBHOOK_SECRET)],
         }
     }
 
@@ -186,6 +187,7 @@ impl Sandbox {
             public_key: defaults.prod_public_key,
             secret_key: defaults.prod_secret_key,
             timeout: self.options.timeout,
+            webhook_token: Some(SecretString::from(PARTNERSTACK_WEBHOOK_TOKEN)),
         }
     }
 
@@ -212,11 +214,6 @@ impl Sandbox {
         Ok(WebhookState {
             store,
             rails: self.rails()?,
-            stripe_secrets: Arc::new(vec![SecretString::from(STRIPE_WEBHOOK_SECRET)]),
-            paypal: Some(PaypalAdapter::new(self.paypal_config())?),
-            wise: Some(WiseAdapter::new(self.wise_config())?),
-            partnerstack: Some(PartnerstackAdapter::new(self.partnerstack_config())?),
-            partnerstack_token: Some(SecretString::from(PARTNERSTACK_WEBHOOK_TOKEN)),
             watch_for: None,
             verify_limit: crate::http::webhooks::default_verify_limit(),
         })

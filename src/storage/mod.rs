@@ -252,7 +252,7 @@ delegate! {
     /// Attempts that used up one of the payout's `max_attempts`.
     fn attempts_used(&self, id: &PayoutId) -> StoreResult<u32>;
     fn last_attempt_started(&self, id: &PayoutId) -> StoreResult<Option<DateTime<Utc>>>;
-    fn begin_attempt(&self, lease: &Lease, from: PayoutStatus, attempt: u32, provider_key: &str, context: Option<&str>) -> StoreResult<()>;
+    fn begin_attempt(&self, lease: &Lease, from: PayoutStatus, attempt: u32, provider_key: &str, rail_ref: &str, context: Option<&str>) -> StoreResult<()>;
     fn record_step(&self, lease: &Lease, from: PayoutStatus, step: &crate::domain::step::Step) -> StoreResult<()>;
     fn release(&self, lease: &Lease, delay: Duration, why: &str) -> StoreResult<()>;
     fn schedule_check(&self, id: &PayoutId, at: DateTime<Utc>) -> StoreResult<()>;
@@ -286,7 +286,8 @@ delegate! {
     fn recon_exceptions(&self, run_id: &str, open_only: bool) -> StoreResult<Vec<Exception>>;
     /// Resolves an exception in every run, present and future; `None` if no run found it.
     fn recon_resolve(&self, id: &ExceptionId, note: &str, by: &str) -> StoreResult<Option<Resolution>>;
-    fn recon_backfill_references(&self) -> StoreResult<u64>;
+    /// Fills the tokens of attempts made before they were stored, by `rail_reference`.
+    fn recon_backfill_references(&self, rail_reference: fn(Rail, &PayoutId, &str) -> String) -> StoreResult<u64>;
     /// Claims the daily reconciliation of a day for a run (see `sql/recon_daily.rs`).
     fn recon_claim_day(&self, day: chrono::NaiveDate, run_id: &str, ttl: Duration) -> StoreResult<bool>;
     /// Gives back the claim of a run that failed or stopped, marking it failed.

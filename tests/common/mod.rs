@@ -251,6 +251,7 @@ impl TestEnv {
                     secret_key: SecretString::from(api_key.to_string()),
                     timeout: Duration::from_secs(5),
                     list_lag: payouts::providers::stripe::SETTLE.list_lag,
+                    webhook_secrets: vec![SecretString::from("whsec_mock")],
                 })
                 .expect("adapter")
                 .with_settle_timing(self.settle),
@@ -270,12 +271,8 @@ impl TestEnv {
     pub async fn serve_stripe_webhooks(&self) -> String {
         let url = serve_webhooks(payouts::http::WebhookState {
             store: self.store.clone(),
+            // The mock Stripe's adapter, which holds the endpoint secret "whsec_mock".
             rails: self.deps().rails.clone(),
-            stripe_secrets: Arc::new(vec![SecretString::from("whsec_mock")]),
-            paypal: None,
-            wise: None,
-            partnerstack: None,
-            partnerstack_token: None,
             watch_for: None,
             verify_limit: payouts::http::webhooks::default_verify_limit(),
         })

@@ -117,7 +117,7 @@ async fn a_worker_that_dies_mid_send_is_recovered_by_lookup() {
     };
     let key = attempt_key(&id, 1);
     env.store
-        .begin_attempt(&lease, payout.status, 1, &key, None)
+        .begin_attempt(&lease, payout.status, 1, &key, id.as_str(), None)
         .await
         .unwrap();
     let rail = crashed.rails.get(payout.rail).expect("stripe rail");

@@ -137,7 +137,14 @@ async fn a_send_cut_off_by_a_crash_does_not_use_an_attempt() {
         panic!("claim failed");
     };
     env.store
-        .begin_attempt(&lease, payout.status, 1, &attempt_key(&id, 1), None)
+        .begin_attempt(
+            &lease,
+            payout.status,
+            1,
+            &attempt_key(&id, 1),
+            id.as_str(),
+            None,
+        )
         .await
         .unwrap();
     // One attempt allowed: the cut-off one never reached the provider, so it is still free.

@@ -79,6 +79,7 @@ async fn stripe() -> Stripe {
         secret_key: SecretString::from("sk_test_mock"),
         timeout: Duration::from_secs(5),
         list_lag: payouts::providers::stripe::SETTLE.list_lag,
+        webhook_secrets: Vec::new(),
     })
     .expect("adapter");
     Stripe {

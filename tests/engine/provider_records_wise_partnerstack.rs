@@ -16,11 +16,13 @@ use futures::{StreamExt, TryStreamExt};
 use payouts::domain::ids::{PayoutId, Rail};
 use payouts::domain::money::{Currency, Money};
 use payouts::domain::payout::{SendDecision, attempt_key};
-use payouts::domain::reconcile::{ProviderRecord, RecordKind, customer_transaction_id, reward_key};
+use payouts::domain::reconcile::{ProviderRecord, RecordKind};
 use payouts::domain::tracking::RailState;
+use payouts::providers::partnerstack::reward_key;
 use payouts::providers::partnerstack::{PartnerstackAdapter, PartnerstackConfig};
 use payouts::providers::rail::{NoCheckpoints, PayoutRail, Submission};
 use payouts::providers::records::{RecordSource, read_statement};
+use payouts::providers::wise::customer_transaction_id;
 use payouts::providers::wise::{WiseAdapter, WiseConfig};
 use payouts::sim::partnerstack::{MockPartnerstack, MockPartnerstackConfig};
 use payouts::sim::wise::{MockWise, MockWiseConfig, RECIPIENT_EUR, RECIPIENT_GBP, RECIPIENT_USD};
@@ -201,7 +203,7 @@ pub(crate) fn wise_payouts(prefix: &str, n: usize) -> Vec<Sent> {
 
 fn assert_wise_record(r: &ProviderRecord, sent: &Sent) {
     assert_eq!(r.rail, Rail::Wise);
-    assert_eq!(r.kind, RecordKind::WiseTransfer);
+    assert_eq!(r.kind, RecordKind::Transfer);
     assert_eq!(r.record_id, sent.provider_ref);
     assert_eq!(
         r.reference.as_deref(),
@@ -420,6 +422,7 @@ async fn partnerstack() -> (MockPartnerstack, PartnerstackAdapter) {
         public_key: "pk_live_mock".into(),
         secret_key: SecretString::from("sk_live_mock"),
         timeout: Duration::from_secs(10),
+        webhook_token: None,
     })
     .unwrap();
     (mock, adapter)

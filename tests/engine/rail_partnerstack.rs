@@ -36,6 +36,7 @@ fn adapter_with(mock: &MockPartnerstack, public: &str, secret: &str) -> Partners
         public_key: public.into(),
         secret_key: SecretString::from(secret.to_string()),
         timeout: Duration::from_secs(5),
+        webhook_token: None,
     })
     .unwrap()
     .with_settle_timing(SettleTiming {

@@ -25,6 +25,7 @@ fn daily(store: &Store, api_base: String) -> DailyReconciliation {
         secret_key: SecretString::from("sk_test_mock".to_string()),
         timeout: Duration::from_secs(30),
         list_lag: payouts::providers::stripe::SETTLE.list_lag,
+        webhook_secrets: Vec::new(),
     })
     .expect("adapter");
     DailyReconciliation {

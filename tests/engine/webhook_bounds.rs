@@ -15,6 +15,7 @@ use payouts::domain::payout::PayoutStatus;
 use payouts::http::WebhookState;
 use payouts::http::api::limits::RateLimiter;
 use payouts::jobs::PayoutDeps;
+use payouts::providers::partnerstack::{PartnerstackAdapter, PartnerstackConfig};
 use payouts::sim::sandbox::{Sandbox, SandboxOptions};
 use payouts::storage::Store;
 use payouts::storage::payouts::WithdrawalRequest;
@@ -41,10 +42,16 @@ async fn setup(name: &str, limit: RateLimiter) -> Setup {
     let sandbox = Sandbox::start(SandboxOptions::default())
         .await
         .expect("sandbox");
+    let tokenless = PartnerstackAdapter::new(PartnerstackConfig {
+        webhook_token: None,
+        ..sandbox.partnerstack_config()
+    })
+    .expect("adapter");
+    let base = sandbox.webhook_state(store.clone()).expect("state");
     let state = WebhookState {
-        partnerstack_token: None,
+        rails: base.rails.clone().with(Arc::new(tokenless)),
         verify_limit: Arc::new(limit),
-        ..sandbox.webhook_state(store.clone()).expect("state")
+        ..base
     };
     let url = serve_webhooks(state).await;
     Setup {

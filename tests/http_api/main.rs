@@ -11,8 +11,6 @@ mod reconciliation;
 mod scopes;
 mod withdrawals;
 
-use std::sync::Arc;
-
 use common::{TestEnv, usd};
 use payouts::domain::api_key::Scope;
 use payouts::domain::ids::AccountId;
@@ -53,11 +51,6 @@ impl Api {
             store: env.store.clone(),
             // The mock Stripe's adapter: reconciliations started over HTTP read it.
             rails: env.deps().rails.clone(),
-            stripe_secrets: Arc::new(vec![secrecy::SecretString::from("whsec_test".to_string())]),
-            paypal: None,
-            wise: None,
-            partnerstack: None,
-            partnerstack_token: None,
             watch_for: None,
             verify_limit: payouts::http::webhooks::default_verify_limit(),
         };

@@ -212,15 +212,6 @@ pub struct Exception {
     pub resolution: Option<Resolution>,
 }
 
-fn rail_name(rail: Rail) -> &'static str {
-    match rail {
-        Rail::Stripe => "Stripe",
-        Rail::Paypal => "PayPal",
-        Rail::Wise => "Wise",
-        Rail::Partnerstack => "PartnerStack",
-    }
-}
-
 fn money(m: &Money) -> String {
     format!("{} {}", m.display_amount(), m.currency())
 }
@@ -231,7 +222,7 @@ fn day(at: &DateTime<Utc>) -> String {
 
 /// What an exception means and what to do about it, for a finance person, not an engineer.
 pub fn explain(e: &Exception) -> String {
-    let provider = rail_name(e.rail);
+    let provider = e.rail.display_name();
     let record = e.record_id.as_deref().unwrap_or("(no id)");
     let payout = e.payout_id.as_deref().unwrap_or("(none)");
     match (e.kind, &e.ours, &e.theirs) {

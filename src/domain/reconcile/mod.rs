@@ -4,11 +4,9 @@
 
 mod exception;
 mod period;
-mod reference;
 
 pub use exception::{Exception, ExceptionId, ExceptionKind, Resolution, Severity, Side, explain};
 pub use period::{FIRST_DAY, LAST_DAY, Period, PeriodError, Tolerances};
-pub use reference::{customer_transaction_id, rail_reference, reward_key};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -22,15 +20,13 @@ use super::tracking::RailState;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RecordKind {
-    /// Stripe transfer to a connected account.
+    /// A transfer to a payee's own account (Stripe, Wise).
     Transfer,
     /// Stripe payout from the platform balance to its own bank. Not a referral payout: it is
     /// counted in the totals but never matched.
     BankPayout,
     /// One item of a PayPal payout batch.
     BatchItem,
-    /// Wise transfer.
-    WiseTransfer,
     /// PartnerStack reward.
     Reward,
 }
@@ -41,7 +37,6 @@ impl RecordKind {
             RecordKind::Transfer => "transfer",
             RecordKind::BankPayout => "bank_payout",
             RecordKind::BatchItem => "batch_item",
-            RecordKind::WiseTransfer => "wise_transfer",
             RecordKind::Reward => "reward",
         }
     }
@@ -51,7 +46,6 @@ impl RecordKind {
             RecordKind::Transfer,
             RecordKind::BankPayout,
             RecordKind::BatchItem,
-            RecordKind::WiseTransfer,
             RecordKind::Reward,
         ]
         .into_iter()
@@ -74,7 +68,7 @@ pub struct ProviderRecord {
     pub record_id: String,
     /// Our token as the provider echoes it back: Stripe transfer_group, PayPal
     /// sender_batch_id, Wise customerTransactionId, PartnerStack reward key. Matched against
-    /// [`rail_reference`] of our attempts.
+    /// the rail reference (`providers::RailFacts::reference`) of our attempts.
     pub reference: Option<String>,
     /// Our payout id where the provider echoes it separately (PayPal sender_item_id, Stripe
     /// metadata[payout_id], a statement's reference column).
@@ -179,7 +173,6 @@ mod tests {
             RecordKind::Transfer,
             RecordKind::BankPayout,
             RecordKind::BatchItem,
-            RecordKind::WiseTransfer,
             RecordKind::Reward,
         ] {
             assert_eq!(RecordKind::from_code(k.code()), Some(k));

@@ -10,13 +10,14 @@ use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, SchemaType, Type};
 use utoipa::openapi::{RefOr, Schema};
 use utoipa::{PartialSchema, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::ApiState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, account_id};
 use crate::domain::api_key::Action;
-use crate::domain::destination;
 use crate::domain::ids::Rail;
 use crate::ingest::record::{PayoutMethodRecord, validate_destination};
 use crate::ingest::{IngestReport, Numbered, Record};
@@ -27,48 +28,81 @@ pub struct PayoutMethods {
     pub methods: Vec<PayoutMethodView>,
 }
 
-/// A payout method's body on one rail. One type per rail, so the document can say exactly
-/// what a destination looks like on it (`domain::destination`).
-macro_rules! method_body {
-    ($($name:ident => $rail:expr, $example:literal;)*) => {$(
-        #[derive(Debug, Deserialize)]
-        #[serde(deny_unknown_fields)]
-        pub struct $name {
-            pub destination: String,
-            /// Whether scheduled runs may pay through this method (default false).
-            #[serde(default)]
-            pub auto_payout: bool,
-        }
-
-        impl PartialSchema for $name {
-            fn schema() -> RefOr<Schema> {
-                method_schema($rail, $example)
+/// One route per rail, each with its own body type, so the document says exactly what a
+/// destination looks like on that rail (its `providers::RailFacts::destination`). Rails are
+/// listed once, at the foot of this macro's use.
+macro_rules! per_rail {
+    ($($rail:expr => $handler:ident, $body:ident, $path:literal;)*) => {
+        $(
+            #[derive(Debug, Deserialize)]
+            #[serde(deny_unknown_fields)]
+            pub struct $body {
+                pub destination: String,
+                /// Whether scheduled runs may pay through this method (default false).
+                #[serde(default)]
+                pub auto_payout: bool,
             }
-        }
 
-        impl ToSchema for $name {
-            fn name() -> Cow<'static, str> {
-                Cow::Borrowed(stringify!($name))
+            impl PartialSchema for $body {
+                fn schema() -> RefOr<Schema> {
+                    method_schema($rail)
+                }
             }
+
+            impl ToSchema for $body {
+                fn name() -> Cow<'static, str> {
+                    Cow::Borrowed(stringify!($body))
+                }
+            }
+
+            #[utoipa::path(
+                put, path = $path, tag = "accounts",
+                summary = "Set the account's payout method on this rail",
+                description = "Replacing a destination, or adding a method beside an existing one, \
+                               holds new payouts through it for the configured cooling-off (an \
+                               account-takeover defence).",
+                params(("account" = crate::domain::ids::AccountId, Path, description = "The account id")),
+                request_body = $body,
+                responses(
+                    (status = 200, body = PayoutMethodView),
+                    (status = "4XX", body = ErrorBody, description = "Bad destination for the rail, bad key, or unknown account"),
+                ),
+                security(("api_key" = []))
+            )]
+            pub async fn $handler(
+                State(state): State<ApiState>,
+                caller: Caller,
+                ApiPath(account): ApiPath<String>,
+                ApiJson(body): ApiJson<$body>,
+            ) -> Result<Json<PayoutMethodView>, ApiError> {
+                set(state, caller, &account, $rail, &body.destination, body.auto_payout).await
+            }
+        )*
+
+        /// `GET …/payout-methods` and one `PUT …/payout-methods/{rail}` per rail.
+        pub fn routes(router: OpenApiRouter<ApiState>) -> OpenApiRouter<ApiState> {
+            router.routes(routes!(list))$(.routes(routes!($handler)))*
         }
-    )*};
+    };
 }
 
-method_body! {
-    SetStripeMethod => Rail::Stripe, "acct_1A2b3C";
-    SetPaypalMethod => Rail::Paypal, "gina@example.com";
-    SetWiseMethod => Rail::Wise, "12345678";
-    SetPartnerstackMethod => Rail::Partnerstack, "pk_alice";
+per_rail! {
+    Rail::Stripe => set_stripe, SetStripeMethod, "/accounts/{account}/payout-methods/stripe";
+    Rail::Paypal => set_paypal, SetPaypalMethod, "/accounts/{account}/payout-methods/paypal";
+    Rail::Wise => set_wise, SetWiseMethod, "/accounts/{account}/payout-methods/wise";
+    Rail::Partnerstack => set_partnerstack, SetPartnerstackMethod, "/accounts/{account}/payout-methods/partnerstack";
 }
 
-fn method_schema(rail: Rail, example: &str) -> RefOr<Schema> {
+fn method_schema(rail: Rail) -> RefOr<Schema> {
+    let facts = crate::providers::facts(rail);
+    let grammar = facts.destination;
     let destination = ObjectBuilder::new()
         .schema_type(SchemaType::Type(Type::String))
-        .description(Some(destination::expected(rail)))
-        .pattern(Some(destination::pattern(rail)))
+        .description(Some(grammar.expected))
+        .pattern(Some(grammar.pattern))
         .min_length(Some(1))
-        .max_length(Some(destination::max_len(rail)))
-        .examples([serde_json::Value::from(example)]);
+        .max_length(Some(grammar.max_len))
+        .examples([serde_json::Value::from(facts.example_destination)]);
     let auto_payout = ObjectBuilder::new()
         .schema_type(SchemaType::Type(Type::Boolean))
         .description(Some(
@@ -103,42 +137,6 @@ pub async fn list(
     Ok(Json(PayoutMethods {
         methods: state.store.payout_methods(&account).await?,
     }))
-}
-
-/// `PUT /v1/accounts/{account}/payout-methods/{stripe|paypal|wise|partnerstack}`: one
-/// route per rail, each documenting its own destination grammar.
-macro_rules! set_method {
-    ($($handler:ident, $path:literal, $body:ident, $rail:expr;)*) => {$(
-        #[utoipa::path(
-            put, path = $path, tag = "accounts",
-            summary = "Set the account's payout method on this rail",
-            description = "Replacing a destination, or adding a method beside an existing one, \
-                           holds new payouts through it for the configured cooling-off (an \
-                           account-takeover defence).",
-            params(("account" = crate::domain::ids::AccountId, Path, description = "The account id")),
-            request_body = $body,
-            responses(
-                (status = 200, body = PayoutMethodView),
-                (status = "4XX", body = ErrorBody, description = "Bad destination for the rail, bad key, or unknown account"),
-            ),
-            security(("api_key" = []))
-        )]
-        pub async fn $handler(
-            State(state): State<ApiState>,
-            caller: Caller,
-            ApiPath(account): ApiPath<String>,
-            ApiJson(body): ApiJson<$body>,
-        ) -> Result<Json<PayoutMethodView>, ApiError> {
-            set(state, caller, &account, $rail, &body.destination, body.auto_payout).await
-        }
-    )*};
-}
-
-set_method! {
-    set_stripe, "/accounts/{account}/payout-methods/stripe", SetStripeMethod, Rail::Stripe;
-    set_paypal, "/accounts/{account}/payout-methods/paypal", SetPaypalMethod, Rail::Paypal;
-    set_wise, "/accounts/{account}/payout-methods/wise", SetWiseMethod, Rail::Wise;
-    set_partnerstack, "/accounts/{account}/payout-methods/partnerstack", SetPartnerstackMethod, Rail::Partnerstack;
 }
 
 async fn set(

@@ -242,7 +242,7 @@ pub struct Resolve {
     /// What was done about it, for whoever reads the books later.
     #[schema(
         min_length = 1,
-        example = "Test transfer by finance; reversed in the Stripe dashboard"
+        example = "Test transfer by finance; reversed in the provider's dashboard"
     )]
     pub note: String,
 }

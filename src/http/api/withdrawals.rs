@@ -32,7 +32,7 @@ pub struct WithdrawalBody {
     #[schema(value_type = ProgramId, example = "vast")]
     pub program: String,
     /// The rail to pay through; the account needs a payout method on it.
-    #[schema(value_type = Rail, example = "stripe")]
+    #[schema(value_type = Rail)]
     pub rail: String,
     /// A decimal string; greater than zero and in whole minor units of the currency (both
     /// checked against the rules: 422 when not).

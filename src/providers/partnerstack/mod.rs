@@ -29,6 +29,7 @@
 //! with the same pair it created with, which one config guarantees.
 
 pub mod classify;
+pub mod facts;
 pub mod records;
 pub mod statement;
 pub mod webhook;
@@ -68,6 +69,9 @@ pub struct PartnerstackConfig {
     pub public_key: String,
     pub secret_key: SecretString,
     pub timeout: Duration,
+    /// Our own shared secret in `X-Webhook-Token` (`PARTNERSTACK_WEBHOOK_TOKEN`); `None`
+    /// accepts any delivery as a hint, since deliveries are re-read from the API regardless.
+    pub webhook_token: Option<SecretString>,
 }
 
 impl std::fmt::Debug for PartnerstackConfig {
@@ -77,6 +81,10 @@ impl std::fmt::Debug for PartnerstackConfig {
             .field("public_key", &self.public_key)
             .field("secret_key", &"[redacted]")
             .field("timeout", &self.timeout)
+            .field(
+                "webhook_token",
+                &self.webhook_token.as_ref().map(|_| "[redacted]"),
+            )
             .finish()
     }
 }
@@ -98,7 +106,7 @@ pub struct PartnerstackAdapter {
     settle: SettleTiming,
 }
 
-pub use crate::domain::reconcile::reward_key;
+pub use facts::reward_key;
 
 fn millis(ms: i64) -> Option<DateTime<Utc>> {
     Utc.timestamp_millis_opt(ms).single()
@@ -464,9 +472,11 @@ mod tests {
             public_key: "pub".into(),
             secret_key: SecretString::from("very-secret"),
             timeout: Duration::from_secs(5),
+            webhook_token: Some(SecretString::from("token-secret")),
         };
         let shown = format!("{c:?}");
         assert!(!shown.contains("very-secret") && shown.contains("[redacted]"));
+        assert!(!shown.contains("token-secret"));
         let bad = PartnerstackConfig {
             api_base: "ftp://x".into(),
             ..c

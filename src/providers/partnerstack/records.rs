@@ -2,7 +2,7 @@
 //! `GET /rewards`, as [`ProviderRecord`]s.
 //!
 //! `record_id` and `reference` are both the reward `key` (PartnerStack has no other id for a
-//! reward, and the key is our [`crate::domain::reconcile::reward_key`] of the attempt);
+//! reward, and the key is our [`super::reward_key`] of the attempt);
 //! `payee` is the `partner_key` exactly as sent (payouts store it as their destination);
 //! `amount` is the integer minor units in the reward's currency. `created_at` is kept to the
 //! whole second, the precision of the rewards export, so a record read from the API and one

@@ -16,7 +16,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::wire::{KEY_MAX, KEY_MIN, WEBHOOK_TOKEN};
-use crate::providers::webhook::{InboundEvent, WebhookError};
+use crate::providers::ProviderError;
+use crate::providers::rail::RailFuture;
+use crate::providers::webhook::{Checked, Confirmed, InboundEvent, WebhookError, WebhookReceiver};
 
 /// How far a delivery's `created_at` may be from now.
 pub const TOLERANCE_SECS: i64 = 300;
@@ -109,6 +111,38 @@ pub fn keyed_by_reading(event: InboundEvent) -> InboundEvent {
     InboundEvent {
         event_id: format!("reward:{key}:{}", observation.provider_status),
         ..event
+    }
+}
+
+/// PartnerStack signs nothing: a delivery is checked against our token (when one is set),
+/// then only the reward it names is used, read back from PartnerStack's API.
+impl WebhookReceiver for super::PartnerstackAdapter {
+    fn check(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Checked, WebhookError> {
+        verify(headers, body, self.config.webhook_token.as_ref(), now).map(Checked::Unconfirmed)
+    }
+
+    fn confirm<'a>(
+        &'a self,
+        _headers: &'a HeaderMap,
+        _body: &'a [u8],
+        unconfirmed: InboundEvent,
+    ) -> RailFuture<'a, Result<Confirmed, WebhookError>> {
+        Box::pin(async move {
+            match self.confirm_event(unconfirmed).await {
+                // Recorded under what was read, not under the caller's event id: repeated
+                // deliveries about one reward state make one row, whatever ids they carry.
+                Ok(event) => Ok(Confirmed::Event(keyed_by_reading(event))),
+                Err(ProviderError::Status { status: 404, .. }) => Ok(Confirmed::Unknown(
+                    "PartnerStack has no such reward; nothing applied".into(),
+                )),
+                Err(e) => Err(WebhookError::Unverifiable(e.to_string())),
+            }
+        })
     }
 }
 

@@ -7,6 +7,7 @@
 //! the dedupe window may have passed nothing can be proven and an operator must look.
 
 pub mod classify;
+pub mod facts;
 pub mod records;
 mod send;
 pub mod statement;

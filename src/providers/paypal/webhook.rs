@@ -13,7 +13,8 @@ use serde_json::Value;
 use super::classify::{empty_batch_state, item_state};
 use super::wire::{VerifyRequest, WebhookEvent};
 use crate::domain::tracking::Observation;
-use crate::providers::webhook::{InboundEvent, WebhookError};
+use crate::providers::rail::RailFuture;
+use crate::providers::webhook::{Checked, Confirmed, InboundEvent, WebhookError, WebhookReceiver};
 
 pub const TRANSMISSION_ID: &str = "PAYPAL-TRANSMISSION-ID";
 pub const TRANSMISSION_TIME: &str = "PAYPAL-TRANSMISSION-TIME";
@@ -180,6 +181,32 @@ fn parse_time(s: Option<&str>) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s?)
         .ok()
         .map(|t| t.with_timezone(&Utc))
+}
+
+/// PayPal signs with a certificate we would have to fetch: a delivery is read here and
+/// believed only once PayPal's verify-webhook-signature says SUCCESS.
+impl WebhookReceiver for super::PaypalAdapter {
+    fn check(
+        &self,
+        headers: &axum::http::HeaderMap,
+        body: &[u8],
+        _now: DateTime<Utc>,
+    ) -> Result<Checked, WebhookError> {
+        self.webhook_hint(headers, body).map(Checked::Unconfirmed)
+    }
+
+    fn confirm<'a>(
+        &'a self,
+        headers: &'a axum::http::HeaderMap,
+        body: &'a [u8],
+        _unconfirmed: InboundEvent,
+    ) -> RailFuture<'a, Result<Confirmed, WebhookError>> {
+        Box::pin(async move {
+            self.verify_webhook(headers, body)
+                .await
+                .map(Confirmed::Event)
+        })
+    }
 }
 
 #[cfg(test)]

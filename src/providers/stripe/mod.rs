@@ -10,6 +10,7 @@
 //! without a transfer (a stored 500) or an attempt past the window falls back to listing.
 
 pub mod classify;
+pub mod facts;
 pub mod records;
 pub mod statement;
 pub mod webhook;
@@ -42,6 +43,9 @@ pub struct StripeConfig {
     /// default [`SETTLE`]'s): a listing proves a transfer absent only this long after the
     /// request finished.
     pub list_lag: Duration,
+    /// Webhook endpoint secrets (`STRIPE_WEBHOOK_SECRETS`); several during a rotation. None:
+    /// every delivery is refused.
+    pub webhook_secrets: Vec<SecretString>,
 }
 
 impl std::fmt::Debug for StripeConfig {
@@ -51,6 +55,10 @@ impl std::fmt::Debug for StripeConfig {
             .field("secret_key", &"[redacted]")
             .field("timeout", &self.timeout)
             .field("list_lag", &self.list_lag)
+            .field(
+                "webhook_secrets",
+                &format!("[{} redacted]", self.webhook_secrets.len()),
+            )
             .finish()
     }
 }

@@ -12,12 +12,24 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use super::observe;
 use super::wire::Transfer;
-use crate::providers::webhook::{InboundEvent, WebhookError};
+use super::{StripeAdapter, observe};
+use crate::providers::webhook::{Checked, InboundEvent, WebhookError, WebhookReceiver};
 
 pub const SIGNATURE_HEADER: &str = "stripe-signature";
 pub const TOLERANCE_SECS: i64 = 300;
+
+impl WebhookReceiver for StripeAdapter {
+    fn check(
+        &self,
+        headers: &axum::http::HeaderMap,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Checked, WebhookError> {
+        let header = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
+        verify(header, body, &self.config.webhook_secrets, now).map(Checked::Verified)
+    }
+}
 
 /// Signs `body` at time `t` the way Stripe does (for the mock, and for tests).
 pub fn sign(secret: &SecretString, t: i64, body: &[u8]) -> String {

@@ -12,6 +12,7 @@
 //! the profile's transfers and matches the `customerTransactionId` of every attempt.
 
 pub mod classify;
+pub mod facts;
 pub mod records;
 pub mod statement;
 pub mod webhook;
@@ -37,7 +38,7 @@ use crate::domain::tracking::Observation;
 use http::Failure;
 use wire::{Num, Transfer};
 
-pub use crate::domain::reconcile::customer_transaction_id;
+pub use facts::customer_transaction_id;
 
 /// Quotes closer than this to their expiry are not used for a new transfer.
 const QUOTE_MARGIN: chrono::Duration = chrono::Duration::minutes(2);

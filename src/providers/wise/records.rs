@@ -70,7 +70,7 @@ pub fn transfer_record(t: &Transfer) -> Result<ProviderRecord, ProviderError> {
         .map(str::to_string);
     Ok(ProviderRecord {
         rail: Rail::Wise,
-        kind: RecordKind::WiseTransfer,
+        kind: RecordKind::Transfer,
         record_id: t.id.to_string(),
         reference: t
             .customer_transaction_id
@@ -241,7 +241,7 @@ mod tests {
     fn a_transfer_is_a_record_in_the_payouts_terms() {
         let r = transfer_record(&sample()).unwrap();
         assert_eq!(r.rail, Rail::Wise);
-        assert_eq!(r.kind, RecordKind::WiseTransfer);
+        assert_eq!(r.kind, RecordKind::Transfer);
         assert_eq!(r.record_id, "50000123");
         assert_eq!(
             r.reference.as_deref(),

@@ -118,7 +118,7 @@ pub fn parse_row(row: &Row<'_>) -> Result<ProviderRecord, StatementError> {
     };
     Ok(ProviderRecord {
         rail: Rail::Wise,
-        kind: RecordKind::WiseTransfer,
+        kind: RecordKind::Transfer,
         record_id: number.to_string(),
         reference: row.get(CUSTOMER_TRANSACTION_ID).map(str::to_string),
         payout_hint: row.get(PAYMENT_REFERENCE).map(str::to_string),
@@ -156,7 +156,7 @@ mod tests {
     fn record() -> ProviderRecord {
         ProviderRecord {
             rail: Rail::Wise,
-            kind: RecordKind::WiseTransfer,
+            kind: RecordKind::Transfer,
             record_id: "50000123".into(),
             reference: Some("6f1c2d9e-0000-5000-8000-000000000001".into()),
             payout_hint: Some("po_01JTEST".into()),

@@ -22,7 +22,7 @@ use super::wire::{
     DELIVERY_ID_HEADER, SIGNATURE_HEADER, STATE_CHANGE, StateChange, WebhookEnvelope,
 };
 use crate::providers::ProviderError;
-use crate::providers::webhook::{InboundEvent, WebhookError};
+use crate::providers::webhook::{Checked, InboundEvent, WebhookError, WebhookReceiver};
 
 /// Deliveries whose `sent_at` is older than this are refused as stale.
 pub const MAX_AGE: chrono::Duration = chrono::Duration::days(15);
@@ -218,5 +218,17 @@ mod tests {
             WebhookKey::from_pem("-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----")
                 .is_err()
         );
+    }
+}
+
+impl WebhookReceiver for super::WiseAdapter {
+    fn check(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Checked, WebhookError> {
+        self.verify_webhook(headers, body, now)
+            .map(Checked::Verified)
     }
 }

@@ -13,9 +13,8 @@ use super::{
     Store, StoreError, StoreResult, Tx, WriteLock, enqueue_payout_job, from_millis, parse_code,
     parse_stored, to_millis,
 };
-use crate::domain::ids::{PayoutId, Rail};
+use crate::domain::ids::PayoutId;
 use crate::domain::payout::PayoutStatus;
-use crate::domain::reconcile::rail_reference;
 use crate::domain::step::{AttemptOutcome, Step, Tally};
 use crate::domain::transition::{self, Mover};
 use crate::storage::payouts::{Claim, Lease, lease_lost};
@@ -133,7 +132,8 @@ impl Store {
         Ok(at.map(from_millis))
     }
 
-    /// Persists attempt `attempt` and its provider key, and moves the payout to `submitting`,
+    /// Persists attempt `attempt`, its provider key and the token the rail will echo for it
+    /// (`rail_ref`), and moves the payout to `submitting`,
     /// *before* the request leaves. Fails with `LeaseLost` if the lease was taken over or has
     /// lapsed; otherwise the lease is renewed for its full life, which outlasts the request.
     pub async fn begin_attempt(
@@ -142,6 +142,7 @@ impl Store {
         from: PayoutStatus,
         attempt: u32,
         provider_key: &str,
+        rail_ref: &str,
         context: Option<&str>,
     ) -> StoreResult<()> {
         transition::check(from, PayoutStatus::Submitting, Mover::Worker)?;
@@ -171,15 +172,6 @@ impl Store {
             now,
         )
         .await?;
-        let rail: String = sqlx::query_scalar("SELECT rail FROM payouts WHERE id = $1")
-            .bind(lease.payout_id.as_str())
-            .fetch_one(&mut *tx)
-            .await?;
-        let rail_ref = rail_reference(
-            parse_stored::<Rail>("payout rail", &rail)?,
-            &lease.payout_id,
-            provider_key,
-        );
         sqlx::query(
             "INSERT INTO payout_attempts (payout_id, attempt_no, provider_key, started_at, rail_ref) \
              VALUES ($1, $2, $3, $4, $5)",

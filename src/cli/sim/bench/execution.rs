@@ -279,6 +279,7 @@ fn payout_deps(store: &Store, mock: &MockStripe, workers: usize) -> Result<Arc<P
         secret_key: SecretString::from("sk_test_mock"),
         timeout: Duration::from_secs(5),
         list_lag: payouts::providers::stripe::SETTLE.list_lag,
+        webhook_secrets: Vec::new(),
     })
     .map_err(|e| anyhow::anyhow!("the Stripe adapter: {e}"))?;
     Ok(Arc::new(PayoutDeps {

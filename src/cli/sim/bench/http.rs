@@ -278,11 +278,6 @@ impl Served {
         let webhooks = WebhookState {
             store: store.clone(),
             rails: Rails::default(),
-            stripe_secrets: Arc::new(Vec::new()),
-            paypal: None,
-            wise: None,
-            partnerstack: None,
-            partnerstack_token: None,
             watch_for: None,
             verify_limit: payouts::http::webhooks::default_verify_limit(),
         };

@@ -8,6 +8,7 @@ use super::super::{
     Store, StoreError, StoreResult, from_millis, parse_code, parse_stored, to_millis,
 };
 use super::Summary;
+use crate::domain::ids::{PayoutId, Rail};
 use crate::domain::money::Money;
 use crate::domain::reconcile::{Exception, ExceptionId, ExceptionKind, Resolution, Severity, Side};
 use crate::storage::reconcile::{ExceptionCounts, ReconRun, Trigger};
@@ -190,8 +191,12 @@ impl Store {
         }))
     }
 
-    /// Fills the attempt tokens of attempts made before the column existed.
-    pub async fn recon_backfill_references(&self) -> StoreResult<u64> {
+    /// Fills the attempt tokens of attempts made before the column existed; the caller
+    /// says how each rail derives its token.
+    pub async fn recon_backfill_references(
+        &self,
+        rail_reference: fn(Rail, &PayoutId, &str) -> String,
+    ) -> StoreResult<u64> {
         let mut filled = 0u64;
         loop {
             let rows: Vec<(String, i64, String, String)> = sqlx::query_as(
@@ -207,11 +212,7 @@ impl Store {
             let mut tx = self.pool.begin().await?;
             for (payout, attempt, key, rail) in &rows {
                 let payout_id = parse_stored("payout id", payout)?;
-                let reference = crate::domain::reconcile::rail_reference(
-                    parse_stored("rail", rail)?,
-                    &payout_id,
-                    key,
-                );
+                let reference = rail_reference(parse_stored("rail", rail)?, &payout_id, key);
                 sqlx::query(
                     "UPDATE payout_attempts SET rail_ref = $3 \
                      WHERE payout_id = $1 AND attempt_no = $2",
