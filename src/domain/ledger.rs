@@ -111,6 +111,16 @@ impl TransactionStatus {
             TransactionStatus::Voided => "voided",
         }
     }
+
+    pub fn from_code(code: &str) -> Option<Self> {
+        [
+            TransactionStatus::Pending,
+            TransactionStatus::Posted,
+            TransactionStatus::Voided,
+        ]
+        .into_iter()
+        .find(|s| s.code() == code)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,6 +8,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::ledger::TransactionStatus;
 use super::status::PayoutStatus;
 
 /// A provider status mapped to what it means for the money.
@@ -94,7 +95,8 @@ impl Observation {
     }
 }
 
-/// What a fresh observation does to the ledger.
+/// What a payout's move does to its hold in the ledger. One decision for every writer: a
+/// worker's step and a provider reading alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LedgerEffect {
     None,
@@ -104,6 +106,57 @@ pub enum LedgerEffect {
     VoidHold,
     /// Delivered earlier, now back: a posted reversal credits the payee's balance again.
     Reverse,
+    /// The provider contradicts a failure or return we booked (it says paid): a posted
+    /// correction takes the money out of the balance again, so it cannot be withdrawn twice
+    /// while an operator looks.
+    Correct,
+}
+
+/// The ledger writes an effect makes, given where the hold stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HoldWrites {
+    /// Resolve the pending hold to this status.
+    pub resolve: Option<TransactionStatus>,
+    /// Post a reversal of the hold.
+    pub reverse: bool,
+    /// Post a correction mirroring the hold.
+    pub correct: bool,
+}
+
+impl LedgerEffect {
+    /// The effect of a payout reaching `to`.
+    pub fn of_move(to: PayoutStatus) -> LedgerEffect {
+        match to {
+            PayoutStatus::Paid => LedgerEffect::PostHold,
+            PayoutStatus::Failed => LedgerEffect::VoidHold,
+            PayoutStatus::Returned => LedgerEffect::Reverse,
+            _ => LedgerEffect::None,
+        }
+    }
+
+    /// What to write when the hold is `hold`: a hold leaves pending once, and a return of a
+    /// payout whose hold is still pending posts it first, so the reversal has something to
+    /// reverse.
+    pub fn writes(self, hold: TransactionStatus) -> HoldWrites {
+        let pending = hold == TransactionStatus::Pending;
+        let resolve = |to| HoldWrites {
+            resolve: pending.then_some(to),
+            ..HoldWrites::default()
+        };
+        match self {
+            LedgerEffect::None => HoldWrites::default(),
+            LedgerEffect::PostHold => resolve(TransactionStatus::Posted),
+            LedgerEffect::VoidHold => resolve(TransactionStatus::Voided),
+            LedgerEffect::Reverse => HoldWrites {
+                reverse: true,
+                ..resolve(TransactionStatus::Posted)
+            },
+            LedgerEffect::Correct => HoldWrites {
+                correct: true,
+                ..HoldWrites::default()
+            },
+        }
+    }
 }
 
 /// The decision [`track`] makes.
@@ -121,6 +174,18 @@ pub enum Tracked {
     Conflict { reason: String },
 }
 
+/// Whether a reading that moves nothing is still worth a line in the payout's history: it is
+/// not older than the last one applied and says something new (PayPal's UNCLAIMED, Wise's
+/// funds_converted, ...).
+pub fn worth_noting(
+    last_status: Option<&str>,
+    last_seen_at: Option<DateTime<Utc>>,
+    obs: &Observation,
+) -> bool {
+    let stale = matches!((last_seen_at, obs.occurred_at), (Some(seen), Some(at)) if at < seen);
+    !stale && last_status != Some(obs.provider_status.as_str())
+}
+
 /// Applies an observation to a payout in `current`, whose last applied provider reading
 /// began at `last_seen_at`. Monotonic: readings older than the last one change nothing,
 /// and a final state only ever moves from paid to returned.
@@ -135,7 +200,14 @@ pub fn track(
         return Tracked::Unchanged;
     }
     let seen = obs.describe();
-    let moved = |to, ledger, reason: String| Tracked::Move { to, ledger, reason };
+    let moved = |to, ledger, reason: String| {
+        debug_assert_eq!(
+            ledger,
+            LedgerEffect::of_move(to),
+            "one ledger rule per move"
+        );
+        Tracked::Move { to, ledger, reason }
+    };
     match (current, obs.state) {
         (PayoutStatus::Processing, RailState::Paid) => moved(
             PayoutStatus::Paid,
@@ -234,11 +306,55 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_hold_leaves_pending_once() {
+        use TransactionStatus::{Pending, Posted, Voided};
+        let post = LedgerEffect::of_move(PayoutStatus::Paid);
+        assert_eq!(post.writes(Pending).resolve, Some(Posted));
+        assert_eq!(post.writes(Posted), HoldWrites::default());
+        let void = LedgerEffect::of_move(PayoutStatus::Failed);
+        assert_eq!(void.writes(Pending).resolve, Some(Voided));
+        assert_eq!(void.writes(Voided), HoldWrites::default());
+        let back = LedgerEffect::of_move(PayoutStatus::Returned);
+        assert_eq!(
+            back.writes(Pending),
+            HoldWrites {
+                resolve: Some(Posted),
+                reverse: true,
+                correct: false
+            }
+        );
+        assert_eq!(back.writes(Posted).resolve, None);
+        assert!(LedgerEffect::Correct.writes(Voided).correct);
+        for status in PayoutStatus::ALL {
+            if !matches!(
+                status,
+                PayoutStatus::Paid | PayoutStatus::Failed | PayoutStatus::Returned
+            ) {
+                assert_eq!(
+                    LedgerEffect::of_move(status),
+                    LedgerEffect::None,
+                    "{status}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn paid_after_failure_is_a_conflict() {
         assert!(matches!(
             track(PayoutStatus::Failed, None, &obs(RailState::Paid)),
             Tracked::Conflict { .. }
         ));
+    }
+
+    #[test]
+    fn only_fresh_news_is_noted() {
+        let now = Utc::now();
+        let unclaimed = Observation::new(RailState::InFlight, "UNCLAIMED").at(Some(now));
+        assert!(worth_noting(Some("PENDING"), None, &unclaimed));
+        assert!(!worth_noting(Some("UNCLAIMED"), None, &unclaimed));
+        let later = now + chrono::Duration::seconds(1);
+        assert!(!worth_noting(Some("PENDING"), Some(later), &unclaimed));
     }
 
     #[test]
@@ -275,7 +391,7 @@ pub(crate) mod tests {
                         LedgerEffect::PostHold => posted += 1,
                         LedgerEffect::VoidHold => voided += 1,
                         LedgerEffect::Reverse => { prop_assert_eq!(posted, 1); reversed += 1 }
-                        LedgerEffect::None => {}
+                        LedgerEffect::None | LedgerEffect::Correct => {}
                     }
                     status = to;
                 }

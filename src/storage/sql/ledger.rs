@@ -6,11 +6,11 @@ pub(crate) use crate::storage::ledger::*;
 use chrono::Utc;
 use sqlx::QueryBuilder;
 
-use super::{BATCH_ROWS, Store, StoreError, StoreResult, parse_stored, to_millis};
+use super::{BATCH_ROWS, Store, StoreError, StoreResult, parse_code, parse_stored, to_millis};
 use crate::domain::ids::PayoutId;
 use crate::domain::ledger::{BalancedTransaction, TransactionStatus};
 use crate::domain::money::{Currency, Money};
-use crate::domain::payout::PayoutStatus;
+use crate::domain::tracking::LedgerEffect;
 use crate::storage::sums::{join, wide_sum};
 
 /// Writes balanced transactions with two multi-row INSERTs per chunk.
@@ -87,41 +87,31 @@ pub(crate) async fn resolve_hold(
     Ok(())
 }
 
-/// Makes the ledger follow a payout into status `to`: delivered posts the hold, failed voids
-/// it, returned (delivered, then back) posts it if it was still pending and adds the reversal.
+/// Writes what the domain decided a move does to the payout's hold
+/// (`domain::tracking::LedgerEffect::writes`, given where the hold stands).
 pub(crate) async fn settle_ledger(
     tx: &mut Tx,
     payout: &PayoutId,
     hold: &str,
-    to: PayoutStatus,
+    effect: LedgerEffect,
 ) -> StoreResult<()> {
     let hold_status: String =
         sqlx::query_scalar("SELECT status FROM ledger_transactions WHERE id = $1")
             .bind(hold)
             .fetch_one(&mut **tx)
             .await?;
-    match to {
-        PayoutStatus::Paid if hold_status == "pending" => {
-            resolve_hold(tx, hold, TransactionStatus::Posted).await
-        }
-        PayoutStatus::Failed if hold_status == "pending" => {
-            resolve_hold(tx, hold, TransactionStatus::Voided).await
-        }
-        PayoutStatus::Returned => {
-            if hold_status == "pending" {
-                resolve_hold(tx, hold, TransactionStatus::Posted).await?;
-            }
-            reverse_payout(tx, payout, hold).await
-        }
-        _ => Ok(()),
+    let hold_status = parse_code("hold status", &hold_status, TransactionStatus::from_code)?;
+    let writes = effect.writes(hold_status);
+    if let Some(to) = writes.resolve {
+        resolve_hold(tx, hold, to).await?;
     }
-}
-
-/// Books a provider's contradiction of a failure or return we recorded (it says paid): a
-/// posted `payout_correction` with the hold's postings takes the money out of the payee's
-/// balance again, so it cannot be withdrawn twice while an operator looks.
-pub(crate) async fn book_correction(tx: &mut Tx, payout: &PayoutId, hold: &str) -> StoreResult<()> {
-    mirror_hold(tx, payout, hold, "payout_correction", "correction", 1).await
+    if writes.reverse {
+        mirror_hold(tx, payout, hold, "payout_return", "return", -1).await?;
+    }
+    if writes.correct {
+        mirror_hold(tx, payout, hold, "payout_correction", "correction", 1).await?;
+    }
+    Ok(())
 }
 
 /// Inserts a posted transaction of `kind` whose postings are the hold's times `sign`.
@@ -161,10 +151,6 @@ async fn mirror_hold(
 /// Books money that came back after delivery: a posted `payout_return` whose postings mirror
 /// the hold's, so the payee's cashable balance is credited exactly what left. At most one per
 /// payout (unique index on kind and payout).
-async fn reverse_payout(tx: &mut Tx, payout: &PayoutId, hold: &str) -> StoreResult<()> {
-    mirror_hold(tx, payout, hold, "payout_return", "return", -1).await
-}
-
 /// payout id, payout status, hold status, hold kind, payout units, units the hold debits,
 /// whether a correction was booked.
 type HoldRow = (

@@ -16,6 +16,7 @@ use super::{
 use crate::domain::ids::PayoutId;
 use crate::domain::payout::PayoutStatus;
 use crate::domain::step::{AttemptOutcome, Step, Tally};
+use crate::domain::tracking::LedgerEffect;
 use crate::domain::transition::{self, Mover};
 use crate::storage::payouts::{Claim, Lease, lease_lost};
 use crate::storage::queue::payout_task;
@@ -234,7 +235,8 @@ impl Store {
             .await?;
         }
         if from != step.to {
-            settle_ledger(&mut tx, &lease.payout_id, &hold, step.to).await?;
+            let effect = LedgerEffect::of_move(step.to);
+            settle_ledger(&mut tx, &lease.payout_id, &hold, effect).await?;
         }
         // A poll that saw nothing new leaves no event: the payout's row shows when it last
         // looked, and a months-long UNCLAIMED would otherwise bury the history.

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::Tx;
 use super::enqueue_payout_job;
-use super::ledger::{book_correction, settle_ledger};
+use super::ledger::settle_ledger;
 use super::payouts::{Actor, Lease, PayoutView, append_event, fetch_payout};
 use super::{Store, StoreError, StoreResult, WriteLock, from_millis, parse_stored, to_millis};
 use crate::domain::ids::{PayoutId, Rail};
@@ -17,7 +17,7 @@ use crate::domain::object_match::{
 };
 use crate::domain::payout::PayoutStatus;
 use crate::domain::step::stored_outcome_uses_an_attempt;
-use crate::domain::tracking::{Observation, Tracked, track};
+use crate::domain::tracking::{LedgerEffect, Observation, Tracked, track, worth_noting};
 use crate::domain::transition::{self, Mover};
 use crate::providers::rail::PastAttempt;
 
@@ -343,10 +343,8 @@ async fn apply_tracked(
     Ok(
         match track(status, payout.provider_status_at, observation) {
             Tracked::Unchanged => {
-                let stale =
-                    matches!((payout.provider_status_at, at), (Some(seen), Some(at)) if at < seen);
-                if !stale && payout.provider_status.as_deref() != Some(&observation.provider_status)
-                {
+                let last = payout.provider_status.as_deref();
+                if worth_noting(last, payout.provider_status_at, observation) {
                     write_status(tx, id, status, observation, at, now, watch_until).await?;
                     append_event(
                         tx,
@@ -361,11 +359,11 @@ async fn apply_tracked(
                 }
                 Applied::Unchanged { status }
             }
-            Tracked::Move { to, reason, .. } => {
+            Tracked::Move { to, ledger, reason } => {
                 transition::check(status, to, Mover::Provider)?;
                 write_status(tx, id, to, observation, at, now, watch_until).await?;
                 let hold = hold_of(tx, id).await?;
-                settle_ledger(tx, id, &hold, to).await?;
+                settle_ledger(tx, id, &hold, ledger).await?;
                 append_event(tx, id, Some(status), to, None, actor, &reason).await?;
                 Applied::Moved { from: status, to }
             }
@@ -376,7 +374,7 @@ async fn apply_tracked(
                 // The money left after all: take it out of the balance again at once, so it
                 // cannot be withdrawn a second time while an operator looks.
                 let hold = hold_of(tx, id).await?;
-                book_correction(tx, id, &hold).await?;
+                settle_ledger(tx, id, &hold, LedgerEffect::Correct).await?;
                 sqlx::query("UPDATE payouts SET last_error = $1 WHERE id = $2")
                     .bind(&reason)
                     .bind(id.as_str())
