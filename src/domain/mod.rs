@@ -10,6 +10,7 @@ pub mod ids;
 pub mod ledger;
 pub mod money;
 pub mod object_match;
+pub mod operator;
 pub mod payout;
 pub mod payout_run;
 pub mod program;

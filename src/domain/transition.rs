@@ -17,6 +17,8 @@ pub enum Mover {
     Worker,
     /// A provider reading applied outside a step (a webhook, a reconciliation reading).
     Provider,
+    /// An operator's action (`domain::operator`), with a reason, on the record.
+    Operator,
 }
 
 impl fmt::Display for Mover {
@@ -24,6 +26,7 @@ impl fmt::Display for Mover {
         f.write_str(match self {
             Mover::Worker => "a worker step",
             Mover::Provider => "a provider reading",
+            Mover::Operator => "an operator",
         })
     }
 }
@@ -31,6 +34,7 @@ impl fmt::Display for Mover {
 /// Why a move is allowed, for the reader of the table.
 const W: &[Mover] = &[Mover::Worker];
 const WP: &[Mover] = &[Mover::Worker, Mover::Provider];
+const O: &[Mover] = &[Mover::Operator];
 
 /// Every allowed move: from, to, and who may make it. Reviewed as a whole; a test prints it.
 pub const MOVES: &[(PayoutStatus, PayoutStatus, &[Mover])] = &[
@@ -68,6 +72,15 @@ pub const MOVES: &[(PayoutStatus, PayoutStatus, &[Mover])] = &[
     // A provider contradicting a final state we booked: an operator must look.
     (Failed, NeedsOperator, WP),
     (Returned, NeedsOperator, WP),
+    // An operator acts where the worker stopped (`domain::operator`): a retry, proof first
+    // where an attempt may have landed; a cancel or a payment outside the rails, only when
+    // nothing can land.
+    (NeedsOperator, RetryScheduled, O),
+    (NeedsOperator, OutcomeUnknown, O),
+    (NeedsOperator, Failed, O),
+    (NeedsOperator, Paid, O),
+    (Queued, Failed, O),
+    (Queued, Paid, O),
 ];
 
 /// A move the table does not allow: a bug in whatever decided it, refused before it is stored.
@@ -114,12 +127,15 @@ mod tests {
         let letter = |from, to| match (
             allowed(from, to, Mover::Worker),
             allowed(from, to, Mover::Provider),
+            allowed(from, to, Mover::Operator),
         ) {
             _ if from == to => '=',
-            (true, true) => 'B',
-            (true, false) => 'W',
-            (false, true) => 'P',
-            (false, false) => '.',
+            (true, true, false) => 'B',
+            (true, false, false) => 'W',
+            (false, true, false) => 'P',
+            (false, false, true) => 'O',
+            (false, false, false) => '.',
+            _ => '?',
         };
         let matrix: Vec<String> = PayoutStatus::ALL
             .iter()
@@ -132,11 +148,12 @@ mod tests {
             })
             .collect();
         // Columns: queued submitting retry_scheduled outcome_unknown processing paid
-        // returned failed needs_operator. W: worker only, B: worker or provider reading.
+        // returned failed needs_operator. W: worker only, B: worker or provider reading,
+        // O: operator only.
         assert_eq!(
             matrix,
             [
-                "queued          =W......W",
+                "queued          =W...O.OW",
                 "submitting      .=WWWWWWW",
                 "retry_scheduled .W=.....W",
                 "outcome_unknown .WW=WWWWW",
@@ -144,7 +161,7 @@ mod tests {
                 "paid            .....=B.B",
                 "returned        ......=.B",
                 "failed          .......=B",
-                "needs_operator  ........=",
+                "needs_operator  ..OO.O.O=",
             ]
         );
     }

@@ -1,0 +1,260 @@
+//! What an operator may do to a payout that needs a human, and what it does (no I/O).
+//!
+//! Each action is allowed only from the states where it is safe, and the moves it makes are
+//! rows of the one transition table (`Mover::Operator`). The rule behind all of them: never a
+//! second payment that could land beside the first. An attempt whose outcome is unknown is
+//! settled by the worker's proof (a same-key replay inside the provider's window, or a lookup
+//! by our token), never by an operator's guess.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+
+use super::status::PayoutStatus;
+use super::step::AttemptOutcome;
+use super::tracking::LedgerEffect;
+
+/// An operator's action on one payout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Let the worker try again: a new attempt where nothing can have landed, else a proof
+    /// first (the payout goes back to `outcome_unknown`). A fresh attempt budget.
+    Retry,
+    /// Void the hold: the money is the payee's to withdraw again. Only when nothing can land.
+    Cancel,
+    /// Paid outside the rails (the operator's `reference`, e.g. a bank transfer id): posts
+    /// the hold. Only when nothing can land.
+    MarkPaid { reference: String },
+    /// End a cooling-off hold early: the payout is sent now.
+    ReleaseHold,
+}
+
+impl Action {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Action::Retry => "retry",
+            Action::Cancel => "cancel",
+            Action::MarkPaid { .. } => "mark_paid",
+            Action::ReleaseHold => "release_hold",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// One attempt, as far as an action needs to know it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptFact {
+    pub attempt: u32,
+    /// `None`: the stored outcome is not one we know (treated as "may have landed").
+    pub outcome: Option<AttemptOutcome>,
+}
+
+/// What an action is decided on, loaded in the action's transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayoutFacts {
+    pub status: PayoutStatus,
+    /// The provider's reference for the payment the payout rests on, once one landed.
+    pub provider_ref: Option<String>,
+    pub attempts: Vec<AttemptFact>,
+    /// When a queued payout may first be sent (a cooling-off hold), if later than now.
+    pub held_until: Option<DateTime<Utc>>,
+    /// A worker holds the payout's lease right now.
+    pub leased: bool,
+}
+
+/// What an allowed action does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Effect {
+    pub to: PayoutStatus,
+    pub ledger: LedgerEffect,
+    /// Attempts made so far no longer count against `max_attempts`.
+    pub fresh_attempts: bool,
+    /// The worker should take the payout up now.
+    pub run_now: bool,
+    /// The line for the payout's history (the operator's reason is added to it).
+    pub summary: String,
+}
+
+/// Why an action is refused; each says what to do instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("{action} is not allowed on a payout that is {status}: {hint}")]
+    WrongState {
+        action: &'static str,
+        status: PayoutStatus,
+        hint: &'static str,
+    },
+    #[error(
+        "{action} refused: attempt {attempt}'s outcome is {outcome}, so money may still land; \
+         retry first so the worker proves what it did (a same-key replay or a lookup)"
+    )]
+    MayLand {
+        action: &'static str,
+        attempt: u32,
+        outcome: &'static str,
+    },
+    #[error(
+        "{action} refused: the provider holds a payment for this payout ({provider_ref}); \
+         a retry or cancel could pay twice or lose track of it"
+    )]
+    ProviderHolds {
+        action: &'static str,
+        provider_ref: String,
+    },
+    #[error("a worker is stepping this payout right now; try again in a moment")]
+    Leased,
+    #[error("the payout is not held; there is nothing to release")]
+    NotHeld,
+    #[error("a reason is required: say why, for whoever reads this payout's history")]
+    NoReason,
+    #[error("mark-paid needs the external reference of the payment made outside the rails")]
+    NoReference,
+}
+
+/// Decides `action` on a payout. `reason` is the operator's, mandatory.
+pub fn decide(action: &Action, facts: &PayoutFacts, reason: &str) -> Result<Effect, Refusal> {
+    if reason.trim().is_empty() {
+        return Err(Refusal::NoReason);
+    }
+    if facts.leased {
+        return Err(Refusal::Leased);
+    }
+    match action {
+        Action::Retry => retry(facts),
+        Action::Cancel => {
+            nothing_can_land("cancel", facts, CANCEL_FROM)?;
+            Ok(Effect {
+                to: PayoutStatus::Failed,
+                ledger: LedgerEffect::of_move(PayoutStatus::Failed),
+                fresh_attempts: false,
+                run_now: false,
+                summary: "cancelled by an operator; the hold is voided and the amount is \
+                          available again"
+                    .into(),
+            })
+        }
+        Action::MarkPaid { reference } => {
+            if reference.trim().is_empty() {
+                return Err(Refusal::NoReference);
+            }
+            nothing_can_land("mark_paid", facts, CANCEL_FROM)?;
+            Ok(Effect {
+                to: PayoutStatus::Paid,
+                ledger: LedgerEffect::of_move(PayoutStatus::Paid),
+                fresh_attempts: false,
+                run_now: false,
+                summary: format!("marked paid outside the rails (reference {reference})"),
+            })
+        }
+        Action::ReleaseHold => release(facts),
+    }
+}
+
+/// States from which nothing is on its way to the provider once every attempt is settled.
+const CANCEL_FROM: &[PayoutStatus] = &[PayoutStatus::Queued, PayoutStatus::NeedsOperator];
+
+fn retry(facts: &PayoutFacts) -> Result<Effect, Refusal> {
+    if facts.status != PayoutStatus::NeedsOperator {
+        return Err(Refusal::WrongState {
+            action: "retry",
+            status: facts.status,
+            hint: "only a payout waiting for an operator is retried; the worker retries the others by itself",
+        });
+    }
+    if let Some(provider_ref) = &facts.provider_ref {
+        return Err(Refusal::ProviderHolds {
+            action: "retry",
+            provider_ref: provider_ref.clone(),
+        });
+    }
+    let (to, summary) = match unsettled(facts) {
+        Some(a) => (
+            PayoutStatus::OutcomeUnknown,
+            format!(
+                "retry by an operator: attempt {} may have landed, so the worker proves what it did before any new attempt",
+                a.attempt
+            ),
+        ),
+        None => (
+            PayoutStatus::RetryScheduled,
+            "retry by an operator: no attempt can have landed, so a new one is sent".to_string(),
+        ),
+    };
+    Ok(Effect {
+        to,
+        ledger: LedgerEffect::None,
+        fresh_attempts: true,
+        run_now: true,
+        summary,
+    })
+}
+
+fn release(facts: &PayoutFacts) -> Result<Effect, Refusal> {
+    if facts.status != PayoutStatus::Queued {
+        return Err(Refusal::WrongState {
+            action: "release_hold",
+            status: facts.status,
+            hint: "only a queued payout can be held",
+        });
+    }
+    if facts.held_until.is_none() {
+        return Err(Refusal::NotHeld);
+    }
+    Ok(Effect {
+        to: PayoutStatus::Queued,
+        ledger: LedgerEffect::None,
+        fresh_attempts: false,
+        run_now: true,
+        summary: "cooling-off hold released early by an operator; the payout is sent now".into(),
+    })
+}
+
+/// Refuses unless the payout is in `from` and no attempt of it can still land.
+fn nothing_can_land(
+    action: &'static str,
+    facts: &PayoutFacts,
+    from: &[PayoutStatus],
+) -> Result<(), Refusal> {
+    if !from.contains(&facts.status) {
+        return Err(Refusal::WrongState {
+            action,
+            status: facts.status,
+            hint: "only a queued payout or one waiting for an operator, with nothing on its way to the provider",
+        });
+    }
+    if let Some(provider_ref) = &facts.provider_ref {
+        return Err(Refusal::ProviderHolds {
+            action,
+            provider_ref: provider_ref.clone(),
+        });
+    }
+    match unsettled(facts) {
+        Some(a) => Err(Refusal::MayLand {
+            action,
+            attempt: a.attempt,
+            outcome: a.outcome.map_or("unreadable", AttemptOutcome::code),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The first attempt that may have moved money: landed, unknown, cut off in flight, or not
+/// readable. Refused, rate-limited and proven-interrupted attempts moved nothing.
+fn unsettled(facts: &PayoutFacts) -> Option<&AttemptFact> {
+    facts.attempts.iter().find(|a| {
+        !matches!(
+            a.outcome,
+            Some(AttemptOutcome::Retry | AttemptOutcome::Throttled)
+                | Some(AttemptOutcome::Permanent | AttemptOutcome::Interrupted)
+        )
+    })
+}
+
+#[cfg(test)]
+#[path = "operator_tests.rs"]
+mod tests;

@@ -1,0 +1,150 @@
+use super::*;
+use crate::domain::transition::{Mover, allowed};
+
+fn facts(status: PayoutStatus, outcomes: &[AttemptOutcome]) -> PayoutFacts {
+    PayoutFacts {
+        status,
+        provider_ref: None,
+        attempts: outcomes
+            .iter()
+            .enumerate()
+            .map(|(i, o)| AttemptFact {
+                attempt: i as u32 + 1,
+                outcome: Some(*o),
+            })
+            .collect(),
+        held_until: None,
+        leased: false,
+    }
+}
+
+fn paid_outside() -> Action {
+    Action::MarkPaid {
+        reference: "bank-77".into(),
+    }
+}
+
+use AttemptOutcome::*;
+use PayoutStatus::*;
+
+#[test]
+fn retry_sends_anew_only_when_nothing_can_have_landed() {
+    let exhausted = facts(NeedsOperator, &[Retry, Retry, Permanent, Throttled]);
+    let effect = decide(&Action::Retry, &exhausted, "fault lifted").unwrap();
+    assert_eq!(effect.to, RetryScheduled);
+    assert!(effect.fresh_attempts && effect.run_now);
+    assert_eq!(effect.ledger, LedgerEffect::None);
+
+    // An attempt whose outcome is unknown is proven first: never a blind second payment.
+    let unprovable = facts(NeedsOperator, &[Retry, Unknown]);
+    let effect = decide(&Action::Retry, &unprovable, "try the lookup again").unwrap();
+    assert_eq!(effect.to, OutcomeUnknown);
+    assert!(effect.summary.contains("attempt 2 may have landed"));
+}
+
+#[test]
+fn nothing_that_may_land_is_cancelled_or_marked_paid() {
+    for outcome in [Unknown, InFlight, Landed] {
+        let f = facts(NeedsOperator, &[Retry, outcome]);
+        for action in [Action::Cancel, paid_outside()] {
+            let refused = decide(&action, &f, "because").unwrap_err();
+            assert!(
+                matches!(refused, Refusal::MayLand { attempt: 2, .. }),
+                "{action} after {outcome:?}: {refused}"
+            );
+        }
+    }
+    let mut landed = facts(NeedsOperator, &[Landed]);
+    landed.provider_ref = Some("tr_1".into());
+    for action in [Action::Retry, Action::Cancel, paid_outside()] {
+        assert!(matches!(
+            decide(&action, &landed, "because"),
+            Err(Refusal::ProviderHolds { .. })
+        ));
+    }
+}
+
+#[test]
+fn cancel_voids_and_mark_paid_posts_the_hold() {
+    let f = facts(NeedsOperator, &[Retry, Permanent]);
+    let cancel = decide(&Action::Cancel, &f, "payee closed the account").unwrap();
+    assert_eq!((cancel.to, cancel.ledger), (Failed, LedgerEffect::VoidHold));
+    let paid = decide(&paid_outside(), &f, "paid by wire").unwrap();
+    assert_eq!((paid.to, paid.ledger), (Paid, LedgerEffect::PostHold));
+    assert!(paid.summary.contains("bank-77"));
+    // A queued payout nothing was sent for can be cancelled too.
+    assert_eq!(
+        decide(&Action::Cancel, &facts(Queued, &[]), "duplicate request")
+            .unwrap()
+            .to,
+        Failed
+    );
+}
+
+#[test]
+fn every_refusal_says_what_to_do() {
+    let f = facts(NeedsOperator, &[Retry]);
+    assert_eq!(decide(&Action::Cancel, &f, "  "), Err(Refusal::NoReason));
+    let blank = Action::MarkPaid {
+        reference: " ".into(),
+    };
+    assert_eq!(decide(&blank, &f, "why"), Err(Refusal::NoReference));
+    let mut leased = f.clone();
+    leased.leased = true;
+    assert_eq!(decide(&Action::Retry, &leased, "why"), Err(Refusal::Leased));
+    for status in [
+        Processing,
+        Paid,
+        Failed,
+        Returned,
+        Submitting,
+        OutcomeUnknown,
+    ] {
+        for action in [Action::Retry, Action::Cancel, paid_outside()] {
+            let refused = decide(&action, &facts(status, &[]), "why").unwrap_err();
+            assert!(
+                matches!(refused, Refusal::WrongState { .. }),
+                "{action} from {status}"
+            );
+        }
+    }
+    assert_eq!(
+        decide(&Action::ReleaseHold, &facts(Queued, &[]), "why"),
+        Err(Refusal::NotHeld)
+    );
+}
+
+#[test]
+fn release_ends_a_hold_without_a_move() {
+    let mut held = facts(Queued, &[]);
+    held.held_until = Some(Utc::now() + chrono::Duration::hours(3));
+    let effect = decide(&Action::ReleaseHold, &held, "payee verified by phone").unwrap();
+    assert_eq!(effect.to, Queued);
+    assert!(effect.run_now);
+}
+
+/// Every move an action can make is a row of the transition table, for operators only.
+#[test]
+fn every_action_move_is_in_the_table() {
+    let outcomes = [&[][..], &[Retry, Permanent][..], &[Unknown][..]];
+    for status in PayoutStatus::ALL {
+        for attempts in outcomes {
+            let mut f = facts(status, attempts);
+            f.held_until = Some(Utc::now());
+            for action in [
+                Action::Retry,
+                Action::Cancel,
+                paid_outside(),
+                Action::ReleaseHold,
+            ] {
+                if let Ok(effect) = decide(&action, &f, "why") {
+                    assert!(
+                        allowed(status, effect.to, Mover::Operator),
+                        "{action}: {status} -> {}",
+                        effect.to
+                    );
+                }
+            }
+        }
+    }
+}
