@@ -21,6 +21,7 @@ macro_rules! out {
 
 pub mod keys;
 pub mod ledger;
+mod operate;
 pub mod programs;
 pub mod reconcile;
 pub mod render;
@@ -36,6 +37,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use payouts::app::config::{WebhookSettings, WorkerSettings};
 use payouts::domain::ids::{AccountId, PayoutId};
+use payouts::domain::operator::Action;
 use payouts::domain::program::ProgramSet;
 use payouts::jobs::{PayoutDeps, WorkerOptions, run_worker, shutdown_signal};
 use payouts::storage::{DatabaseUrl, Store};
@@ -209,6 +211,17 @@ pub enum PayoutsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Let the worker try a payout waiting for an operator again, with a fresh attempt
+    /// budget. Where an attempt may have landed the worker first proves what it did (a
+    /// same-key replay or a lookup); it never sends blind. Exit 4 when refused.
+    Retry(operate::ActArgs),
+    /// Void the payout's hold (the amount is available again). Only when nothing can land:
+    /// a queued payout, or one waiting for an operator whose attempts all provably failed.
+    Cancel(operate::ActArgs),
+    /// Record a payment made outside the rails (posts the hold). Same rule as cancel.
+    MarkPaid(operate::MarkPaidArgs),
+    /// End a cooling-off hold early: the payout is sent now.
+    ReleaseHold(operate::ActArgs),
 }
 
 fn print_json(value: &impl serde::Serialize) -> Result<()> {
@@ -378,7 +391,7 @@ async fn ingest(store: &Store, file: &str, strict: bool, json: bool) -> Result<i
     Ok(if report.rejected.is_empty() { 0 } else { 2 })
 }
 
-/// `payouts payouts ...`: list, show, and look for duplicates.
+/// `payouts payouts ...`: list, show, look for duplicates, and act as an operator.
 async fn payouts_command(store: &Store, command: PayoutsCommand) -> Result<i32> {
     match command {
         PayoutsCommand::List { account, json } => {
@@ -397,6 +410,17 @@ async fn payouts_command(store: &Store, command: PayoutsCommand) -> Result<i32> 
             } else {
                 out!("{}", render::payout_detail(&detail));
             }
+        }
+        PayoutsCommand::Retry(args) => return operate::act(store, args, Action::Retry).await,
+        PayoutsCommand::Cancel(args) => return operate::act(store, args, Action::Cancel).await,
+        PayoutsCommand::MarkPaid(args) => {
+            let action = Action::MarkPaid {
+                reference: args.reference,
+            };
+            return operate::act(store, args.act, action).await;
+        }
+        PayoutsCommand::ReleaseHold(args) => {
+            return operate::act(store, args, Action::ReleaseHold).await;
         }
         PayoutsCommand::Duplicates { payout, json } => {
             let payout = payout.as_deref().map(PayoutId::parse).transpose()?;

@@ -46,6 +46,30 @@ impl fmt::Display for Action {
     }
 }
 
+/// An action as an operator asks for it: what, why, and who (the acting key's name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionRequest {
+    pub action: Action,
+    pub reason: String,
+    pub actor: String,
+}
+
+/// What an action did, as the CLI and the API report it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Acted {
+    /// The action's record (`oa_…`).
+    pub action_id: String,
+    pub payout_id: String,
+    pub action: String,
+    pub from: PayoutStatus,
+    pub to: PayoutStatus,
+    /// The line written to the payout's history.
+    pub summary: String,
+    /// The same action had already been done and nothing changed since: nothing was done
+    /// again.
+    pub replayed: bool,
+}
+
 /// One attempt, as far as an action needs to know it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttemptFact {
@@ -243,10 +267,13 @@ fn nothing_can_land(
     }
 }
 
-/// The first attempt that may have moved money: landed, unknown, cut off in flight, or not
-/// readable. Refused, rate-limited and proven-interrupted attempts moved nothing.
+/// The attempt that may have moved money, if any: the last one, when it landed, is unknown,
+/// was cut off in flight, or cannot be read. Earlier attempts are settled: the worker begins
+/// attempt n+1 only once attempts 1..=n are proven not to have landed (refused, rate limited,
+/// or shown absent by a lookup; `domain::step::after_lookup`), and a landed one is never
+/// followed by another. Refused, rate-limited and proven-interrupted attempts moved nothing.
 fn unsettled(facts: &PayoutFacts) -> Option<&AttemptFact> {
-    facts.attempts.iter().find(|a| {
+    facts.attempts.last().filter(|a| {
         !matches!(
             a.outcome,
             Some(AttemptOutcome::Retry | AttemptOutcome::Throttled)

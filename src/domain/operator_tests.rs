@@ -40,6 +40,14 @@ fn retry_sends_anew_only_when_nothing_can_have_landed() {
     let effect = decide(&Action::Retry, &unprovable, "try the lookup again").unwrap();
     assert_eq!(effect.to, OutcomeUnknown);
     assert!(effect.summary.contains("attempt 2 may have landed"));
+
+    // An unknown attempt followed by another was proven absent before the next was sent.
+    let proven = facts(NeedsOperator, &[Unknown, Unknown, Retry]);
+    assert_eq!(
+        decide(&Action::Retry, &proven, "fault lifted").unwrap().to,
+        RetryScheduled
+    );
+    assert!(decide(&Action::Cancel, &proven, "payee left").is_ok());
 }
 
 #[test]

@@ -88,6 +88,9 @@ pub enum StoreError {
     Transition(#[from] crate::domain::transition::Refused),
     #[error(transparent)]
     BonusSeed(#[from] crate::domain::program::bonus::SeedError),
+    /// An operator action refused by its safety rules (`domain::operator`).
+    #[error(transparent)]
+    Operator(#[from] crate::domain::operator::Refusal),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -295,6 +298,8 @@ delegate! {
     /// Keeps a day for good: its run completed.
     fn recon_complete_day(&self, day: chrono::NaiveDate, run_id: &str) -> StoreResult<()>;
     /// Days whose claim lapsed without a completed run.
+    /// An operator's action on a payout, checked by `domain::operator` (see `sql/operator.rs`).
+    fn operator_act(&self, id: &PayoutId, request: &crate::domain::operator::ActionRequest) -> StoreResult<crate::domain::operator::Acted>;
     fn recon_days_to_retry(&self, since: chrono::NaiveDate, before: chrono::NaiveDate) -> StoreResult<Vec<chrono::NaiveDate>>;
 }
 

@@ -11,6 +11,7 @@ mod ingest_and_ledger;
 mod large_totals;
 mod late_evidence;
 mod object_match;
+mod operator_actions;
 mod payout_faults;
 mod payout_leases;
 mod payout_runs;

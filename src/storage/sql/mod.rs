@@ -19,6 +19,7 @@ mod ingest;
 pub mod ledger;
 mod metrics;
 mod new_payouts;
+mod operator;
 pub mod payout_methods;
 pub mod payout_runs;
 pub mod payouts;

@@ -58,10 +58,14 @@ impl Store {
     /// does not count.
     pub async fn attempts_used(&self, id: &PayoutId) -> StoreResult<u32> {
         let outcomes: Vec<String> =
-            sqlx::query_scalar("SELECT outcome FROM payout_attempts WHERE payout_id = $1")
-                .bind(id.as_str())
-                .fetch_all(&self.pool)
-                .await?;
+            // Attempts before an operator's retry no longer count (`attempt_base`).
+            sqlx::query_scalar(
+                "SELECT a.outcome FROM payout_attempts a JOIN payouts p ON p.id = a.payout_id \
+                 WHERE a.payout_id = $1 AND a.attempt_no > p.attempt_base",
+            )
+            .bind(id.as_str())
+            .fetch_all(&self.pool)
+            .await?;
         let used = outcomes
             .iter()
             .filter(|o| stored_outcome_uses_an_attempt(o))

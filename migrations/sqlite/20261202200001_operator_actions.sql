@@ -1,0 +1,25 @@
+-- Operator actions on payouts (retry, cancel, mark-paid, release-hold): one row per request,
+-- with its reason and who asked, kept for good like the payout's events. `state` is done,
+-- or pending_approval / approved / rejected once an action needs a second operator.
+-- `payouts.attempt_base`: attempts up to this number no longer count against the maximum
+-- (an operator's retry grants a fresh budget). The twin of
+-- migrations/postgres/20261202200001.
+CREATE TABLE operator_actions (
+    id            TEXT PRIMARY KEY,
+    payout_id     TEXT NOT NULL REFERENCES payouts (id),
+    action        TEXT NOT NULL,
+    reference     TEXT,
+    reason        TEXT NOT NULL,
+    requested_by  TEXT NOT NULL,
+    requested_at  INTEGER NOT NULL,
+    state         TEXT NOT NULL,
+    decided_by    TEXT,
+    decided_at    INTEGER,
+    from_status   TEXT,
+    to_status     TEXT
+);
+CREATE INDEX operator_actions_payout ON operator_actions (payout_id, requested_at);
+CREATE INDEX operator_actions_state ON operator_actions (state, requested_at);
+CREATE TRIGGER operator_actions_no_delete BEFORE DELETE ON operator_actions
+BEGIN SELECT RAISE(ABORT, 'operator_actions are kept for good'); END;
+ALTER TABLE payouts ADD COLUMN attempt_base INTEGER NOT NULL DEFAULT 0;

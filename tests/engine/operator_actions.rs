@@ -1,0 +1,225 @@
+//! Operator actions through the store and the real worker: a retry after the fault is lifted
+//! pays once; cancel and mark-paid only where nothing can land; release-hold sends a held
+//! payout now; each is on the payout's record with who and why, and asking twice does once.
+
+use std::sync::Arc;
+
+use crate::common::{DEMO, TestEnv, fast_policy, usd};
+use payouts::domain::ids::PayoutId;
+use payouts::domain::operator::{Action, ActionRequest, Refusal};
+use payouts::domain::payout::{PayoutStatus, RetryPolicy};
+use payouts::jobs::PayoutDeps;
+use payouts::providers::rail::Rails;
+use payouts::sim::stripe::Faults;
+use payouts::storage::StoreError;
+
+fn ask(action: Action, reason: &str) -> ActionRequest {
+    ActionRequest {
+        action,
+        reason: reason.into(),
+        actor: "ops-ana".into(),
+    }
+}
+
+async fn status(env: &TestEnv, id: &PayoutId) -> PayoutStatus {
+    env.store.payout(id.as_str()).await.unwrap().payout.status
+}
+
+/// A payout the worker handed to an operator because its rail is not configured: nothing
+/// was ever sent for it.
+async fn stranded(env: &TestEnv, account: &str, amount: &str) -> PayoutId {
+    let key = format!("{account}-{amount}");
+    let outcome = env.withdraw(account, usd(amount), &key).await.unwrap();
+    let deps = Arc::new(PayoutDeps {
+        rails: Rails::default(),
+        ..(*env.deps()).clone()
+    });
+    env.work_until_idle(deps).await;
+    let id = outcome.payout.id;
+    assert_eq!(status(env, &id).await, PayoutStatus::NeedsOperator);
+    id
+}
+
+#[tokio::test]
+async fn a_retry_after_the_fault_is_lifted_pays_exactly_once() {
+    let env = TestEnv::new(Faults {
+        error_rate: 1.0,
+        ..Faults::default()
+    })
+    .await;
+    env.ingest(DEMO).await;
+    let id = env
+        .withdraw("ref-mo", usd("7.50"), "mo-1")
+        .await
+        .unwrap()
+        .payout
+        .id;
+    let policy = RetryPolicy {
+        max_attempts: 2,
+        ..fast_policy()
+    };
+    env.work_until_idle(env.deps_with("sk_test_mock", policy.clone(), "w"))
+        .await;
+    assert_eq!(status(&env, &id).await, PayoutStatus::NeedsOperator);
+
+    env.mock.set_faults(Faults::default());
+    let acted = env
+        .store
+        .operator_act(&id, &ask(Action::Retry, "Stripe outage over"))
+        .await
+        .unwrap();
+    assert_eq!(acted.from, PayoutStatus::NeedsOperator);
+    assert!(!acted.replayed);
+    env.work_until_idle(env.deps_with("sk_test_mock", policy, "w2"))
+        .await;
+    let detail = env.store.payout(id.as_str()).await.unwrap();
+    assert_eq!(detail.payout.status, PayoutStatus::Paid);
+    assert_eq!(env.mock.transfers().len(), 1, "paid exactly once");
+    let line = detail
+        .events
+        .iter()
+        .find(|e| e.source.as_deref() == Some("operator"))
+        .expect("the operator's line");
+    assert_eq!(line.worker.as_deref(), Some("ops-ana"));
+    assert!(
+        line.reason.contains("Stripe outage over"),
+        "{}",
+        line.reason
+    );
+
+    // Paid: nothing to retry, and the refusal says so.
+    let again = env
+        .store
+        .operator_act(&id, &ask(Action::Retry, "again"))
+        .await;
+    assert!(matches!(
+        again,
+        Err(StoreError::Operator(Refusal::WrongState { .. }))
+    ));
+    env.assert_ledger_sound().await;
+}
+
+#[tokio::test]
+async fn cancel_voids_the_hold_once_and_mark_paid_posts_it() {
+    let env = TestEnv::new(Faults::default()).await;
+    env.ingest(DEMO).await;
+    let before = env.payable("ref-mo").await;
+    let id = stranded(&env, "ref-mo", "5.00").await;
+    assert_eq!(
+        env.payable("ref-mo").await,
+        before.checked_sub(&usd("5.00")).unwrap()
+    );
+
+    let no_reason = env.store.operator_act(&id, &ask(Action::Cancel, " ")).await;
+    assert!(matches!(
+        no_reason,
+        Err(StoreError::Operator(Refusal::NoReason))
+    ));
+    let cancel = ask(Action::Cancel, "payee closed the account");
+    let first = env.store.operator_act(&id, &cancel).await.unwrap();
+    assert_eq!(first.to, PayoutStatus::Failed);
+    assert_eq!(env.payable("ref-mo").await, before, "the hold is voided");
+    let second = env.store.operator_act(&id, &cancel).await.unwrap();
+    assert!(second.replayed, "asked twice, done once");
+    assert_eq!(second.action_id, first.action_id);
+    assert_eq!(env.payable("ref-mo").await, before);
+
+    let other = stranded(&env, "ref-mo", "2.00").await;
+    let paid = Action::MarkPaid {
+        reference: "wire-2026-12-02-001".into(),
+    };
+    let acted = env
+        .store
+        .operator_act(&other, &ask(paid, "paid by bank wire"))
+        .await
+        .unwrap();
+    assert_eq!(acted.to, PayoutStatus::Paid);
+    assert!(acted.summary.contains("wire-2026-12-02-001"));
+    let mo = env.balance("ref-mo").await;
+    assert_eq!(mo.programs[0].pending, usd("0"), "the hold is posted");
+    assert_eq!(env.mock.transfers().len(), 0, "nothing went through a rail");
+    env.assert_ledger_sound().await;
+}
+
+#[tokio::test]
+async fn nothing_is_cancelled_while_a_send_may_land() {
+    let env = TestEnv::new(Faults {
+        error_rate: 1.0,
+        ..Faults::default()
+    })
+    .await;
+    env.ingest(DEMO).await;
+    let id = env
+        .withdraw("ref-mo", usd("3.00"), "mo-3")
+        .await
+        .unwrap()
+        .payout
+        .id;
+    let policy = RetryPolicy {
+        max_attempts: 1,
+        ..fast_policy()
+    };
+    env.work_until_idle(env.deps_with("sk_test_mock", policy, "w"))
+        .await;
+    assert_eq!(status(&env, &id).await, PayoutStatus::NeedsOperator);
+    // The last attempt answered 500: it may have landed, so neither cancel nor mark-paid.
+    for action in [
+        Action::Cancel,
+        Action::MarkPaid {
+            reference: "x".into(),
+        },
+    ] {
+        let refused = env.store.operator_act(&id, &ask(action, "why")).await;
+        assert!(
+            matches!(
+                refused,
+                Err(StoreError::Operator(Refusal::MayLand { attempt: 1, .. }))
+            ),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(status(&env, &id).await, PayoutStatus::NeedsOperator);
+    env.assert_ledger_sound().await;
+}
+
+#[tokio::test]
+async fn release_hold_sends_a_cooling_off_payout_now() {
+    let mut env = TestEnv::new(Faults::default()).await;
+    env.store = env.store.clone().with_safeguards(Default::default());
+    env.ingest(DEMO).await;
+    // A changed destination: new payouts through it wait out the cooling-off.
+    env.ingest(
+        r#"{"type":"payout_method","account":"ref-mo","rail":"stripe","destination":"acct_1MoNew"}"#,
+    )
+    .await;
+    let id = env
+        .withdraw("ref-mo", usd("4.00"), "mo-4")
+        .await
+        .unwrap()
+        .payout
+        .id;
+    assert_eq!(env.store.held_payouts().await.unwrap(), 1);
+    let refused = env
+        .store
+        .operator_act(&id, &ask(Action::Cancel, "wrong"))
+        .await;
+    assert!(refused.is_ok(), "a held payout can also be cancelled");
+    let id = env
+        .withdraw("ref-mo", usd("1.00"), "mo-5")
+        .await
+        .unwrap()
+        .payout
+        .id;
+    env.store
+        .operator_act(
+            &id,
+            &ask(Action::ReleaseHold, "payee confirmed the change by phone"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(env.store.held_payouts().await.unwrap(), 0);
+    env.work_until_idle(env.deps()).await;
+    assert_eq!(status(&env, &id).await, PayoutStatus::Paid);
+    assert_eq!(env.mock.transfers().len(), 1);
+    env.assert_ledger_sound().await;
+}
