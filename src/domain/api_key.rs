@@ -61,6 +61,8 @@ pub enum KeyError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub key_id: String,
+    /// The key's name, as the history of what it did shows it.
+    pub name: String,
     pub scope: Scope,
     /// The account a referrer key acts for.
     pub account: Option<AccountId>,
@@ -85,6 +87,8 @@ pub enum Action<'a> {
     RunPayouts,
     /// Start a reconciliation and resolve its exceptions (finance's own work).
     Reconcile,
+    /// Act on a payout that needs a human (retry, cancel, mark paid, release a hold).
+    OperatePayouts,
 }
 
 /// How far a scope may do one kind of action.
@@ -106,9 +110,11 @@ impl Action<'_> {
             | Action::SetPayoutMethod(a)
             | Action::Withdraw(a)
             | Action::OptIn(a) => Some(a),
-            Action::Ingest | Action::ReadOperations | Action::RunPayouts | Action::Reconcile => {
-                None
-            }
+            Action::Ingest
+            | Action::ReadOperations
+            | Action::RunPayouts
+            | Action::Reconcile
+            | Action::OperatePayouts => None,
         }
     }
 
@@ -128,6 +134,7 @@ impl Action<'_> {
             Action::ReadOperations => [No, No, Any, Any],
             Action::RunPayouts => [No, No, Any, No],
             Action::Reconcile => [No, No, Any, Any],
+            Action::OperatePayouts => [No, No, Any, No],
         };
         match scope {
             Scope::Ingest => ingest,
@@ -225,6 +232,7 @@ pub fn parse_configured_keys(text: &str) -> Result<Vec<ConfiguredKey>, KeyError>
                 hash,
                 principal: Principal {
                     key_id: format!("config:{name}"),
+                    name: name.to_string(),
                     scope,
                     account,
                 },
@@ -260,6 +268,7 @@ mod tests {
     fn a_referrer_key_reads_only_its_own_account() {
         let p = Principal {
             key_id: "k".into(),
+            name: "k".into(),
             scope: Scope::Referrer,
             account: Some(acct("ref-alice")),
         };
@@ -309,6 +318,7 @@ mod tests {
     fn principal(scope: Scope, account: Option<&str>) -> Principal {
         Principal {
             key_id: "k".into(),
+            name: "k".into(),
             scope,
             account: account.map(acct),
         }
@@ -344,9 +354,17 @@ mod tests {
             Action::ReadOperations,
             Action::RunPayouts,
             Action::Reconcile,
+            Action::OperatePayouts,
         ] {
             assert_eq!(referrer.authorize(action), Err(Denied::Forbidden));
             assert_eq!(operator.authorize(action), Ok(()));
+        }
+        // Only an operator acts on a payout that needs a human.
+        for scope in [&ingest, &finance] {
+            assert_eq!(
+                scope.authorize(Action::OperatePayouts),
+                Err(Denied::Forbidden)
+            );
         }
 
         // The feed sets methods and opt-ins as its records do, and never takes money out.

@@ -7,6 +7,7 @@ mod common;
 mod abuse;
 mod flows;
 mod operations;
+mod operator;
 mod reconciliation;
 mod scopes;
 mod withdrawals;

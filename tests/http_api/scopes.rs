@@ -134,6 +134,35 @@ fn table(payout: &str, run: &str) -> Vec<(&'static str, &'static str, String, Va
             Value::Null,
             [A, H, F, A, A],
         ),
+        // Acting on a payout that needs a human: operators only, whoever's payout it is.
+        (
+            "POST",
+            "/v1/payouts/{payout}/retry",
+            format!("/v1/payouts/{payout}/retry"),
+            json!({"reason": "matrix"}),
+            [F, F, F, A, F],
+        ),
+        (
+            "POST",
+            "/v1/payouts/{payout}/cancel",
+            format!("/v1/payouts/{payout}/cancel"),
+            json!({"reason": "matrix"}),
+            [F, F, F, A, F],
+        ),
+        (
+            "POST",
+            "/v1/payouts/{payout}/mark-paid",
+            format!("/v1/payouts/{payout}/mark-paid"),
+            json!({"reason": "matrix", "reference": "wire-1"}),
+            [F, F, F, A, F],
+        ),
+        (
+            "POST",
+            "/v1/payouts/{payout}/release-hold",
+            format!("/v1/payouts/{payout}/release-hold"),
+            json!({"reason": "matrix"}),
+            [F, F, F, A, F],
+        ),
         (
             "POST",
             "/v1/runs",

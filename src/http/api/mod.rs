@@ -13,6 +13,7 @@ pub mod ingest;
 pub mod limits;
 pub mod methods;
 pub mod metrics;
+pub mod payout_actions;
 pub mod reconciliations;
 pub mod runs;
 pub mod schema;
@@ -151,6 +152,10 @@ pub fn router(state: ApiState) -> OpenApiRouter {
         .routes(routes!(accounts::payouts))
         .routes(routes!(withdrawals::create))
         .routes(routes!(accounts::payout))
+        .routes(routes!(payout_actions::retry))
+        .routes(routes!(payout_actions::cancel))
+        .routes(routes!(payout_actions::mark_paid))
+        .routes(routes!(payout_actions::release_hold))
         .routes(routes!(affiliate::opt_in))
         .routes(routes!(runs::start))
         .routes(routes!(runs::report))

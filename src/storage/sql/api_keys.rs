@@ -34,16 +34,17 @@ impl Store {
 
     /// The caller a presented key identifies, if the key is known and not revoked.
     pub async fn principal(&self, presented: &str) -> StoreResult<Option<Principal>> {
-        let row: Option<(String, String, Option<String>)> = sqlx::query_as(
-            "SELECT id, scope, account_id FROM api_keys \
+        let row: Option<(String, String, String, Option<String>)> = sqlx::query_as(
+            "SELECT id, name, scope, account_id FROM api_keys \
              WHERE key_hash = $1 AND revoked_at IS NULL",
         )
         .bind(key_hash(presented))
         .fetch_optional(self.pool())
         .await?;
-        row.map(|(key_id, scope, account)| {
+        row.map(|(key_id, name, scope, account)| {
             Ok(Principal {
                 key_id,
+                name,
                 scope: parse_code("key scope", &scope, Scope::from_code)?,
                 account: account
                     .map(|a| parse_stored("account id", &a))

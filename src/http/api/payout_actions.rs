@@ -1,0 +1,133 @@
+//! An operator's actions on one payout over HTTP: `POST /v1/payouts/{payout}/retry`,
+//! `/cancel`, `/mark-paid` and `/release-hold`, for operator keys only. The safety rules are
+//! the domain's (`domain::operator`); a refusal is a 409 that says why and what to do
+//! instead, a missing reason a 422. The acting key's name goes on the payout's record.
+
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+
+use super::ApiState;
+use super::auth::Caller;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiJson, ApiPath, id_error};
+use crate::domain::api_key::Action as Permission;
+use crate::domain::ids::PayoutId;
+use crate::domain::operator::{Acted, Action, ActionRequest, Refusal};
+use crate::storage::StoreError;
+
+/// Why an operator acts: mandatory, kept in the payout's history.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Reason {
+    #[schema(min_length = 1, example = "Stripe outage over; retrying")]
+    pub reason: String,
+}
+
+/// A payment made outside the rails, and why.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MarkPaid {
+    #[schema(
+        min_length = 1,
+        example = "Paid by bank wire after the payee's account closed"
+    )]
+    pub reason: String,
+    /// The external payment's reference (a bank transfer id, a cheque number).
+    #[schema(min_length = 1, example = "wire-2026-12-02-001")]
+    pub reference: String,
+}
+
+macro_rules! action_route {
+    ($handler:ident, $path:literal, $summary:literal, $body:ty, $action:expr) => {
+        #[utoipa::path(
+            post, path = $path, tag = "payouts",
+            summary = $summary,
+            params(("payout" = crate::domain::ids::PayoutId, Path, description = "The payout id")),
+            request_body = $body,
+            responses(
+                (status = 200, body = Acted, description = "Done, or already done (replayed)"),
+                (status = 409, body = ErrorBody, description = "Refused by the action's safety rules: the message says why and what to do"),
+                (status = "4XX", body = ErrorBody, description = "Bad id or body, no reason, a key that is not an operator's, or unknown payout"),
+            ),
+            security(("api_key" = []))
+        )]
+        pub async fn $handler(
+            State(state): State<ApiState>,
+            caller: Caller,
+            ApiPath(id): ApiPath<String>,
+            ApiJson(body): ApiJson<$body>,
+        ) -> Result<Json<Acted>, ApiError> {
+            let (action, reason) = ($action)(body);
+            act(&state, &caller, &id, action, reason).await
+        }
+    };
+}
+
+action_route!(
+    retry,
+    "/payouts/{payout}/retry",
+    "Let the worker try again a payout waiting for an operator (proof first where an attempt may have landed)",
+    Reason,
+    |b: Reason| (Action::Retry, b.reason)
+);
+action_route!(
+    cancel,
+    "/payouts/{payout}/cancel",
+    "Void the payout's hold; only when nothing can land",
+    Reason,
+    |b: Reason| (Action::Cancel, b.reason)
+);
+action_route!(
+    mark_paid,
+    "/payouts/{payout}/mark-paid",
+    "Record a payment made outside the rails (posts the hold); only when nothing can land",
+    MarkPaid,
+    |b: MarkPaid| (
+        Action::MarkPaid {
+            reference: b.reference
+        },
+        b.reason
+    )
+);
+action_route!(
+    release_hold,
+    "/payouts/{payout}/release-hold",
+    "End a cooling-off hold early: the payout is sent now",
+    Reason,
+    |b: Reason| (Action::ReleaseHold, b.reason)
+);
+
+async fn act(
+    state: &ApiState,
+    caller: &Caller,
+    id: &str,
+    action: Action,
+    reason: String,
+) -> Result<Json<Acted>, ApiError> {
+    caller.allow(Permission::OperatePayouts, || caller.forbidden())?;
+    let id = PayoutId::parse(id).map_err(id_error("invalid_path"))?;
+    let request = ActionRequest {
+        action,
+        reason,
+        actor: caller.0.name.clone(),
+    };
+    match state.store.operator_act(&id, &request).await {
+        Ok(acted) => Ok(Json(acted)),
+        Err(StoreError::Operator(refusal)) => Err(refused(&refusal)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn refused(refusal: &Refusal) -> ApiError {
+    let message = refusal.to_string();
+    match refusal {
+        Refusal::NoReason => ApiError::unprocessable("reason_required", message),
+        Refusal::NoReference => ApiError::unprocessable("reference_required", message),
+        Refusal::WrongState { .. } => ApiError::conflict("not_allowed_in_this_state", message),
+        Refusal::MayLand { .. } => ApiError::conflict("may_still_land", message),
+        Refusal::ProviderHolds { .. } => ApiError::conflict("provider_holds_payment", message),
+        Refusal::Leased => ApiError::conflict("being_worked_on", message),
+        Refusal::NotHeld => ApiError::conflict("not_held", message),
+    }
+}
