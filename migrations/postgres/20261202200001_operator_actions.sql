@@ -28,3 +28,17 @@ $$;
 CREATE TRIGGER operator_actions_no_delete BEFORE DELETE ON operator_actions
     FOR EACH ROW EXECUTE FUNCTION operator_actions_kept();
 ALTER TABLE payouts ADD COLUMN attempt_base BIGINT NOT NULL DEFAULT 0;
+
+-- A paused rail sends nothing new: its payouts wait (their jobs are delayed, not failed) and
+-- work already on the wire finishes. One row per pause; the live one has no resumed_at.
+CREATE TABLE rail_pauses (
+    id          TEXT PRIMARY KEY,
+    rail        TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    paused_by   TEXT NOT NULL,
+    paused_at   BIGINT NOT NULL,
+    resumed_by  TEXT,
+    resumed_at  BIGINT,
+    resume_reason TEXT
+);
+CREATE UNIQUE INDEX rail_pauses_live ON rail_pauses (rail) WHERE resumed_at IS NULL;

@@ -23,3 +23,17 @@ CREATE INDEX operator_actions_state ON operator_actions (state, requested_at);
 CREATE TRIGGER operator_actions_no_delete BEFORE DELETE ON operator_actions
 BEGIN SELECT RAISE(ABORT, 'operator_actions are kept for good'); END;
 ALTER TABLE payouts ADD COLUMN attempt_base INTEGER NOT NULL DEFAULT 0;
+
+-- A paused rail sends nothing new: its payouts wait (their jobs are delayed, not failed) and
+-- work already on the wire finishes. One row per pause; the live one has no resumed_at.
+CREATE TABLE rail_pauses (
+    id          TEXT PRIMARY KEY,
+    rail        TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    paused_by   TEXT NOT NULL,
+    paused_at   INTEGER NOT NULL,
+    resumed_by  TEXT,
+    resumed_at  INTEGER,
+    resume_reason TEXT
+);
+CREATE UNIQUE INDEX rail_pauses_live ON rail_pauses (rail) WHERE resumed_at IS NULL;

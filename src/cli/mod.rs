@@ -141,6 +141,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Rails: which are paused; pause and resume one (operators).
+    Rails {
+        #[command(subcommand)]
+        command: operate::RailsCommand,
+    },
     /// Inspect payouts.
     Payouts {
         #[command(subcommand)]
@@ -284,6 +289,10 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
                 print_json(&balance)?;
             } else {
                 out!("{}", render::balance(&balance));
+                // Money on a paused rail waits; say so where people look for their money.
+                for pause in store.rail_pauses().await? {
+                    outln!("note: {}", pause.note().replacen("waiting: ", "", 1));
+                }
             }
             Ok(0)
         }
@@ -317,6 +326,7 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
         Command::Programs { json } => programs::show_programs(store, json),
         Command::Templates { json } => programs::templates(store, json).await,
         Command::Payouts { command } => payouts_command(store, command).await,
+        Command::Rails { command } => operate::rails(store, command).await,
         Command::LedgerCheck { json } => {
             let check = store.check_ledger().await?;
             if json {

@@ -1,10 +1,10 @@
 //! `payouts payouts retry|cancel|mark-paid|release-hold ID --reason TEXT`: an operator's
 //! action on one payout. The safety rules are the domain's (`domain::operator`); a refusal
-//! says why and what to do instead.
+//! says why and what to do instead. Also `payouts rails list|pause|resume`.
 
 use anyhow::Result;
 use clap::Args;
-use payouts::domain::ids::PayoutId;
+use payouts::domain::ids::{PayoutId, Rail};
 use payouts::domain::operator::{Acted, Action, ActionRequest};
 use payouts::storage::{Store, StoreError};
 
@@ -52,10 +52,7 @@ pub async fn act(store: &Store, args: ActArgs, action: Action) -> Result<i32> {
             }
             Ok(0)
         }
-        Err(StoreError::Operator(refusal)) => {
-            eprintln!("refused: {refusal}");
-            Ok(4)
-        }
+        Err(StoreError::Operator(refusal)) => refused(&refusal),
         Err(e) => Err(e.into()),
     }
 }
@@ -77,4 +74,84 @@ fn default_operator() -> String {
         .ok()
         .filter(|v| !v.trim().is_empty())
         .unwrap_or_else(|| format!("cli:{}", std::env::var("USER").unwrap_or_default()))
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum RailsCommand {
+    /// Every rail, paused or not.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop sending on a rail: its payouts wait (never fail) and work already on the wire
+    /// finishes. Pausing a paused rail changes nothing.
+    Pause(RailArgs),
+    /// Send on a rail again; the payouts that waited for it go at once.
+    Resume(RailArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RailArgs {
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(Rail::ALL.map(Rail::as_str)))]
+    pub rail: String,
+    /// Why, for whoever reads the rail's history; mandatory.
+    #[arg(long)]
+    pub reason: String,
+    /// Who acts (default: $PAYOUTS_OPERATOR, else cli:$USER).
+    #[arg(long = "as", value_name = "NAME")]
+    pub operator: Option<String>,
+}
+
+/// `payouts rails ...`.
+pub async fn rails(store: &Store, command: RailsCommand) -> Result<i32> {
+    match command {
+        RailsCommand::List { json } => {
+            let paused = store.rail_pauses().await?;
+            if json {
+                print_json(&paused)?;
+                return Ok(0);
+            }
+            for rail in Rail::ALL {
+                match paused.iter().find(|p| p.rail == rail) {
+                    Some(p) => outln!(
+                        "{rail:<13} paused by {} since {} ({})",
+                        p.paused_by,
+                        p.paused_at.format("%Y-%m-%d %H:%M UTC"),
+                        p.reason
+                    ),
+                    None => outln!("{rail:<13} sending"),
+                }
+            }
+        }
+        RailsCommand::Pause(args) => {
+            let rail: Rail = args.rail.parse()?;
+            let actor = args.operator.unwrap_or_else(default_operator);
+            match store.pause_rail(rail, &args.reason, &actor).await {
+                Ok((_, true)) => outln!("{rail} paused: nothing new is sent until resumed"),
+                Ok((p, false)) => outln!(
+                    "{rail} was already paused by {} ({}); nothing changed",
+                    p.paused_by,
+                    p.reason
+                ),
+                Err(StoreError::Operator(refusal)) => return refused(&refusal),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        RailsCommand::Resume(args) => {
+            let rail: Rail = args.rail.parse()?;
+            let actor = args.operator.unwrap_or_else(default_operator);
+            match store.resume_rail(rail, &args.reason, &actor).await {
+                Ok(Some(_)) => outln!("{rail} resumed: waiting payouts go now"),
+                Ok(None) => outln!("{rail} was not paused; nothing changed"),
+                Err(StoreError::Operator(refusal)) => return refused(&refusal),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn refused(refusal: &payouts::domain::operator::Refusal) -> Result<i32> {
+    eprintln!("refused: {refusal}");
+    Ok(4)
 }

@@ -10,6 +10,7 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 
+use super::ids::Rail;
 use super::status::PayoutStatus;
 use super::step::AttemptOutcome;
 use super::tracking::LedgerEffect;
@@ -69,6 +70,32 @@ pub struct Acted {
     /// again.
     pub replayed: bool,
 }
+
+/// A paused rail: it sends nothing new until resumed; its payouts wait (their jobs are
+/// delayed, never failed) and work already on the wire finishes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct RailPause {
+    pub rail: Rail,
+    pub reason: String,
+    pub paused_by: String,
+    pub paused_at: DateTime<Utc>,
+}
+
+impl RailPause {
+    /// What a payout waiting for the rail says about itself.
+    pub fn note(&self) -> String {
+        format!(
+            "waiting: the {} rail is paused by {} since {} ({}); nothing new is sent until it is resumed",
+            self.rail,
+            self.paused_by,
+            self.paused_at.format("%Y-%m-%d %H:%M UTC"),
+            self.reason
+        )
+    }
+}
+
+/// How often a payout waiting for a paused rail looks again (resuming wakes them at once).
+pub const PAUSE_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// One attempt, as far as an action needs to know it.
 #[derive(Debug, Clone, PartialEq, Eq)]

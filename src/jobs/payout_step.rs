@@ -248,6 +248,13 @@ async fn send_attempt(
     payout: &PayoutView,
     context: Option<String>,
 ) -> StoreResult<StepOutcome> {
+    // A paused rail sends nothing new; the payout waits and says why.
+    if let Some(pause) = deps.store.rail_pause(payout.rail).await? {
+        deps.store
+            .wait_for_rail(lease, payout.status, &pause)
+            .await?;
+        return Ok(StepOutcome::Deferred);
+    }
     let attempt = payout.attempts + 1;
     tracing::Span::current().record("attempt", attempt);
     // Rate-limited and cut-off sends are numbered like any other but do not count.

@@ -300,6 +300,15 @@ delegate! {
     /// Days whose claim lapsed without a completed run.
     /// An operator's action on a payout, checked by `domain::operator` (see `sql/operator.rs`).
     fn operator_act(&self, id: &PayoutId, request: &crate::domain::operator::ActionRequest) -> StoreResult<crate::domain::operator::Acted>;
+    /// Pauses a rail (idempotent): (the live pause, whether this call made it).
+    fn pause_rail(&self, rail: Rail, reason: &str, actor: &str) -> StoreResult<(crate::domain::operator::RailPause, bool)>;
+    /// Resumes a rail and wakes its waiting payouts; `None` when it was not paused.
+    fn resume_rail(&self, rail: Rail, reason: &str, actor: &str) -> StoreResult<Option<crate::domain::operator::RailPause>>;
+    /// The rails paused now.
+    fn rail_pauses(&self) -> StoreResult<Vec<crate::domain::operator::RailPause>>;
+    fn rail_pause(&self, rail: Rail) -> StoreResult<Option<crate::domain::operator::RailPause>>;
+    /// A step that found its rail paused waits (see `sql/operator.rs`).
+    fn wait_for_rail(&self, lease: &Lease, status: PayoutStatus, pause: &crate::domain::operator::RailPause) -> StoreResult<()>;
     fn recon_days_to_retry(&self, since: chrono::NaiveDate, before: chrono::NaiveDate) -> StoreResult<Vec<chrono::NaiveDate>>;
 }
 

@@ -223,3 +223,68 @@ async fn release_hold_sends_a_cooling_off_payout_now() {
     assert_eq!(env.mock.transfers().len(), 1);
     env.assert_ledger_sound().await;
 }
+
+#[tokio::test]
+async fn a_paused_rail_sends_nothing_new_until_resumed() {
+    use payouts::domain::ids::Rail;
+    use payouts::jobs::advance_payout;
+
+    let env = TestEnv::new(Faults::default()).await;
+    env.ingest(DEMO).await;
+    let refused = env.store.pause_rail(Rail::Stripe, "", "ops-ana").await;
+    assert!(matches!(
+        refused,
+        Err(StoreError::Operator(Refusal::NoReason))
+    ));
+    let (pause, new) = env
+        .store
+        .pause_rail(Rail::Stripe, "Stripe incident INC-42", "ops-ana")
+        .await
+        .unwrap();
+    assert!(new);
+    let (_, again) = env
+        .store
+        .pause_rail(Rail::Stripe, "twice", "ops-bo")
+        .await
+        .unwrap();
+    assert!(!again, "pausing a paused rail changes nothing");
+
+    let id = env
+        .withdraw("ref-mo", usd("6.00"), "mo-6")
+        .await
+        .unwrap()
+        .payout
+        .id;
+    let deps = env.deps();
+    advance_payout(&deps, &id).await.unwrap();
+    advance_payout(&deps, &id).await.unwrap();
+    let detail = env.store.payout(id.as_str()).await.unwrap();
+    assert_eq!(
+        detail.payout.status,
+        PayoutStatus::Queued,
+        "waits, never fails"
+    );
+    assert_eq!(env.mock.transfers().len(), 0);
+    let noted: Vec<_> = detail
+        .events
+        .iter()
+        .filter(|e| e.reason == pause.note())
+        .collect();
+    assert_eq!(noted.len(), 1, "the wait is on the record once");
+    assert_eq!(detail.status_reason.as_deref(), Some(pause.note().as_str()));
+
+    let resumed = env
+        .store
+        .resume_rail(Rail::Stripe, "incident over", "ops-ana")
+        .await
+        .unwrap();
+    assert_eq!(
+        resumed.map(|p| p.reason),
+        Some("Stripe incident INC-42".into())
+    );
+    assert!(env.store.rail_pauses().await.unwrap().is_empty());
+    env.work_until_idle(env.deps()).await;
+    assert_eq!(status(&env, &id).await, PayoutStatus::Paid);
+    assert_eq!(env.mock.transfers().len(), 1);
+    env.assert_ledger_sound().await;
+}

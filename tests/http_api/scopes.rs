@@ -157,6 +157,27 @@ fn table(payout: &str, run: &str) -> Vec<(&'static str, &'static str, String, Va
             [F, F, F, A, F],
         ),
         (
+            "GET",
+            "/v1/rails",
+            "/v1/rails".into(),
+            Value::Null,
+            [F, F, F, A, A],
+        ),
+        (
+            "POST",
+            "/v1/rails/{rail}/pause",
+            "/v1/rails/paypal/pause".into(),
+            json!({"reason": "matrix"}),
+            [F, F, F, A, F],
+        ),
+        (
+            "POST",
+            "/v1/rails/{rail}/resume",
+            "/v1/rails/paypal/resume".into(),
+            json!({"reason": "matrix"}),
+            [F, F, F, A, F],
+        ),
+        (
             "POST",
             "/v1/payouts/{payout}/release-hold",
             format!("/v1/payouts/{payout}/release-hold"),

@@ -14,6 +14,7 @@ pub mod limits;
 pub mod methods;
 pub mod metrics;
 pub mod payout_actions;
+pub mod rails;
 pub mod reconciliations;
 pub mod runs;
 pub mod schema;
@@ -112,6 +113,7 @@ impl ApiState {
         (name = "runs", description = "Scheduled payout runs"),
         (name = "reconciliation", description = "Finance: every provider record against our payouts"),
         (name = "operations", description = "Health and metrics"),
+        (name = "rails", description = "Operators: pause and resume a rail"),
         (name = "webhooks", description = "Provider callbacks, authenticated by each provider's own scheme"),
     )
 )]
@@ -156,6 +158,9 @@ pub fn router(state: ApiState) -> OpenApiRouter {
         .routes(routes!(payout_actions::cancel))
         .routes(routes!(payout_actions::mark_paid))
         .routes(routes!(payout_actions::release_hold))
+        .routes(routes!(rails::list))
+        .routes(routes!(rails::pause))
+        .routes(routes!(rails::resume))
         .routes(routes!(affiliate::opt_in))
         .routes(routes!(runs::start))
         .routes(routes!(runs::report))

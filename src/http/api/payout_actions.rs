@@ -119,7 +119,7 @@ async fn act(
     }
 }
 
-fn refused(refusal: &Refusal) -> ApiError {
+pub(super) fn refused(refusal: &Refusal) -> ApiError {
     let message = refusal.to_string();
     match refusal {
         Refusal::NoReason => ApiError::unprocessable("reason_required", message),

@@ -435,7 +435,7 @@ pub(crate) async fn prove_lease(tx: &mut Tx, lease: &Lease) -> StoreResult<()> {
 
 /// `UPDATE payouts SET <set> WHERE id AND fence AND owner AND unexpired`, with `$3`/`$4`
 /// bound to `a`/`b`.
-async fn fenced_update(
+pub(super) async fn fenced_update(
     tx: &mut Tx,
     lease: &Lease,
     set: &'static str,
