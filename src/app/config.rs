@@ -336,7 +336,6 @@ fn count(name: &'static str, default: u32) -> Result<u32, ConfigError> {
     }
 }
 
-/// `PAYOUTS_METHOD_COOLING_OFF_HOURS` (default 72; 0 turns the hold off).
 /// `PAYOUTS_ROTATE_BONUS_SEED=1`: accept a bonus seed other than the one the database's draws
 /// were made with. New draws use it; bonuses already drawn stay as they are.
 pub fn rotate_bonus_seed_from_env() -> Result<bool, ConfigError> {
@@ -354,10 +353,27 @@ pub fn rotate_bonus_seed_from_env() -> Result<bool, ConfigError> {
     }
 }
 
+/// `PAYOUTS_METHOD_COOLING_OFF_HOURS` (default 72; 0 turns the hold off).
+/// `PAYOUTS_FOUR_EYES_ABOVE` (an amount in the payout's currency; unset: never): operator
+/// actions that move money or give up on it, on payouts above it, need a second operator.
 pub fn safeguards_from_env() -> Result<crate::domain::cooling_off::Safeguards, ConfigError> {
     let hours = count("PAYOUTS_METHOD_COOLING_OFF_HOURS", 72)?;
+    let four_eyes_above = match var("PAYOUTS_FOUR_EYES_ABOVE") {
+        None => None,
+        Some(v) => Some(
+            crate::domain::money::parse_decimal(v.trim(), 10)
+                .ok()
+                .filter(|d| !d.is_sign_negative())
+                .ok_or_else(|| ConfigError::Invalid {
+                    name: "PAYOUTS_FOUR_EYES_ABOVE",
+                    value: v.clone(),
+                    why: "must be a plain decimal amount such as 1000 or 250.00".into(),
+                })?,
+        ),
+    };
     Ok(crate::domain::cooling_off::Safeguards {
         method_cooling_off: Duration::from_secs(u64::from(hours) * 3600),
+        four_eyes_above,
     })
 }
 

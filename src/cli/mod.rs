@@ -141,6 +141,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Operator actions waiting for a second operator (four eyes): list, approve, reject.
+    Approvals {
+        #[command(subcommand)]
+        command: operate::ApprovalsCommand,
+    },
     /// Rails: which are paused; pause and resume one (operators).
     Rails {
         #[command(subcommand)]
@@ -327,6 +332,7 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
         Command::Templates { json } => programs::templates(store, json).await,
         Command::Payouts { command } => payouts_command(store, command).await,
         Command::Rails { command } => operate::rails(store, command).await,
+        Command::Approvals { command } => operate::approvals(store, command).await,
         Command::LedgerCheck { json } => {
             let check = store.check_ledger().await?;
             if json {

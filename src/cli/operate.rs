@@ -5,7 +5,7 @@
 use anyhow::Result;
 use clap::Args;
 use payouts::domain::ids::{PayoutId, Rail};
-use payouts::domain::operator::{Acted, Action, ActionRequest};
+use payouts::domain::operator::{Acted, Action, ActionRequest, ActionState};
 use payouts::storage::{Store, StoreError};
 
 use super::print_json;
@@ -58,6 +58,19 @@ pub async fn act(store: &Store, args: ActArgs, action: Action) -> Result<i32> {
 }
 
 fn describe(acted: &Acted) -> String {
+    if acted.state == ActionState::PendingApproval {
+        return format!(
+            "{} {}: waits for a second operator's approval (payouts approvals approve {}){}",
+            acted.action,
+            acted.payout_id,
+            acted.action_id,
+            if acted.replayed {
+                "; asked already"
+            } else {
+                ""
+            }
+        );
+    }
     let again = if acted.replayed {
         " (already done; nothing was done again)"
     } else {
@@ -154,4 +167,76 @@ pub async fn rails(store: &Store, command: RailsCommand) -> Result<i32> {
 fn refused(refusal: &payouts::domain::operator::Refusal) -> Result<i32> {
     eprintln!("refused: {refusal}");
     Ok(4)
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ApprovalsCommand {
+    /// Actions waiting for a second operator (above PAYOUTS_FOUR_EYES_ABOVE), oldest first.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve another operator's action: it is decided again on the payout as it is now,
+    /// and done.
+    Approve {
+        /// The action's id (oa_…).
+        id: String,
+        /// Who approves (default: $PAYOUTS_OPERATOR, else cli:$USER); never the asker.
+        #[arg(long = "as", value_name = "NAME")]
+        operator: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reject another operator's action: nothing changes on the payout.
+    Reject {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long = "as", value_name = "NAME")]
+        operator: Option<String>,
+    },
+}
+
+/// `payouts approvals ...`.
+pub async fn approvals(store: &Store, command: ApprovalsCommand) -> Result<i32> {
+    match command {
+        ApprovalsCommand::List { json } => {
+            let pending = store.pending_approvals().await?;
+            if json {
+                print_json(&pending)?;
+            } else if pending.is_empty() {
+                outln!("nothing waits for approval");
+            } else {
+                for p in &pending {
+                    outln!("{}", p.describe());
+                }
+            }
+        }
+        ApprovalsCommand::Approve { id, operator, json } => {
+            let approver = operator.unwrap_or_else(default_operator);
+            let acted = match store.approve_action(&id, &approver).await {
+                Ok(acted) => acted,
+                Err(StoreError::Operator(refusal)) => return refused(&refusal),
+                Err(e) => return Err(e.into()),
+            };
+            if json {
+                print_json(&acted)?;
+            } else {
+                outln!("{}", describe(&acted));
+            }
+        }
+        ApprovalsCommand::Reject {
+            id,
+            reason,
+            operator,
+        } => {
+            let approver = operator.unwrap_or_else(default_operator);
+            match store.reject_action(&id, &approver, &reason).await {
+                Ok(()) => outln!("{id} rejected; the payout is unchanged"),
+                Err(StoreError::Operator(refusal)) => return refused(&refusal),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(0)
 }

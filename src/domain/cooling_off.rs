@@ -11,11 +11,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-/// Safety settings that apply to every withdrawal and run.
+/// Safety settings that apply to every withdrawal, run and operator action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Safeguards {
     /// How long a changed payout method holds new payouts through it.
     pub method_cooling_off: Duration,
+    /// Operator actions on payouts above this amount (in the payout's currency) need a
+    /// second operator's approval (`domain::operator::needs_approval`). `None`: never.
+    pub four_eyes_above: Option<rust_decimal::Decimal>,
 }
 
 impl Safeguards {
@@ -27,6 +30,7 @@ impl Default for Safeguards {
     fn default() -> Self {
         Safeguards {
             method_cooling_off: Safeguards::DEFAULT_COOLING_OFF,
+            four_eyes_above: None,
         }
     }
 }

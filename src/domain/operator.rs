@@ -9,8 +9,10 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
 
 use super::ids::Rail;
+use super::money::Money;
 use super::status::PayoutStatus;
 use super::step::AttemptOutcome;
 use super::tracking::LedgerEffect;
@@ -55,11 +57,94 @@ pub struct ActionRequest {
     pub actor: String,
 }
 
+/// Where an action's request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionState {
+    Done,
+    /// Above the four-eyes amount: nothing changes until a second operator approves.
+    PendingApproval,
+    Rejected,
+}
+
+impl ActionState {
+    pub fn code(self) -> &'static str {
+        match self {
+            ActionState::Done => "done",
+            ActionState::PendingApproval => "pending_approval",
+            ActionState::Rejected => "rejected",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Self> {
+        [
+            ActionState::Done,
+            ActionState::PendingApproval,
+            ActionState::Rejected,
+        ]
+        .into_iter()
+        .find(|s| s.code() == code)
+    }
+}
+
+/// Whether `action` on a payout of `amount` needs a second operator: the actions that move
+/// money or give up on it (retry, cancel, mark-paid) above the configured amount.
+pub fn needs_approval(action: &Action, amount: &Money, above: Option<Decimal>) -> bool {
+    let weighty = matches!(
+        action,
+        Action::Retry | Action::Cancel | Action::MarkPaid { .. }
+    );
+    weighty && above.is_some_and(|limit| amount.amount() > limit)
+}
+
+/// Whether `approver` may approve or reject a request `requested_by` made: never the same.
+pub fn check_second_operator(requested_by: &str, approver: &str) -> Result<(), Refusal> {
+    if requested_by == approver {
+        Err(Refusal::SameOperator)
+    } else {
+        Ok(())
+    }
+}
+
+/// An action request as stored: one waiting for a second operator, or one already decided.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct PendingApproval {
+    pub action_id: String,
+    #[schema(value_type = String)]
+    pub payout: super::ids::PayoutId,
+    pub account: String,
+    pub amount: Money,
+    #[serde(skip)]
+    pub request: ActionRequest,
+    pub requested_at: DateTime<Utc>,
+    pub state: ActionState,
+    /// The payout's status when the action was asked for (or done).
+    pub from: PayoutStatus,
+    /// Where the action left it, once done.
+    pub to: Option<PayoutStatus>,
+}
+
+impl PendingApproval {
+    /// What was asked, by whom and why, for lists.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} {} of {} for {}, asked by {}: {}",
+            self.action_id,
+            self.request.action,
+            self.payout,
+            self.amount,
+            self.request.actor,
+            self.request.reason
+        )
+    }
+}
+
 /// What an action did, as the CLI and the API report it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Acted {
-    /// The action's record (`oa_…`).
+    /// The action's record (`oa_…`); the id to approve it by while it is pending.
     pub action_id: String,
+    pub state: ActionState,
     pub payout_id: String,
     pub action: String,
     pub from: PayoutStatus,
@@ -165,6 +250,14 @@ pub enum Refusal {
     NoReason,
     #[error("mark-paid needs the external reference of the payment made outside the rails")]
     NoReference,
+    #[error(
+        "four eyes: the operator who asked for an action cannot approve or reject it; another operator must"
+    )]
+    SameOperator,
+    #[error("action {id} is {state}, not waiting for approval")]
+    NotPending { id: String, state: &'static str },
+    #[error("no action {0} exists")]
+    UnknownAction(String),
 }
 
 /// Decides `action` on a payout. `reason` is the operator's, mandatory.

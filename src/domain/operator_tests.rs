@@ -156,3 +156,26 @@ fn every_action_move_is_in_the_table() {
         }
     }
 }
+
+#[test]
+fn weighty_actions_above_the_amount_need_a_second_operator() {
+    use crate::domain::money::{Currency, Money};
+    use rust_decimal::Decimal;
+    let amount = Money::parse_payable("1500.00", Currency::Usd).unwrap();
+    let limit = Some(Decimal::from(1000));
+    assert!(needs_approval(&Action::Retry, &amount, limit));
+    assert!(needs_approval(&Action::Cancel, &amount, limit));
+    assert!(needs_approval(&paid_outside(), &amount, limit));
+    assert!(!needs_approval(&Action::ReleaseHold, &amount, limit));
+    assert!(!needs_approval(&Action::Retry, &amount, None));
+    assert!(!needs_approval(
+        &Action::Retry,
+        &amount,
+        Some(Decimal::from(1500))
+    ));
+    assert_eq!(
+        check_second_operator("ops-ana", "ops-ana"),
+        Err(Refusal::SameOperator)
+    );
+    assert!(check_second_operator("ops-ana", "ops-bo").is_ok());
+}

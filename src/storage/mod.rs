@@ -300,6 +300,12 @@ delegate! {
     /// Days whose claim lapsed without a completed run.
     /// An operator's action on a payout, checked by `domain::operator` (see `sql/operator.rs`).
     fn operator_act(&self, id: &PayoutId, request: &crate::domain::operator::ActionRequest) -> StoreResult<crate::domain::operator::Acted>;
+    /// A second operator approves a pending action (four eyes): decided again and done.
+    fn approve_action(&self, action_id: &str, approver: &str) -> StoreResult<crate::domain::operator::Acted>;
+    /// A second operator rejects a pending action: nothing changes on the payout.
+    fn reject_action(&self, action_id: &str, approver: &str, reason: &str) -> StoreResult<()>;
+    /// Actions waiting for a second operator, oldest first.
+    fn pending_approvals(&self) -> StoreResult<Vec<crate::domain::operator::PendingApproval>>;
     /// Pauses a rail (idempotent): (the live pause, whether this call made it).
     fn pause_rail(&self, rail: Rail, reason: &str, actor: &str) -> StoreResult<(crate::domain::operator::RailPause, bool)>;
     /// Resumes a rail and wakes its waiting payouts; `None` when it was not paused.

@@ -140,6 +140,7 @@ impl TestDb {
             .expect("open store")
             .with_safeguards(payouts::domain::cooling_off::Safeguards {
                 method_cooling_off: Duration::ZERO,
+                four_eyes_above: None,
             })
     }
 }

@@ -288,3 +288,79 @@ async fn a_paused_rail_sends_nothing_new_until_resumed() {
     assert_eq!(env.mock.transfers().len(), 1);
     env.assert_ledger_sound().await;
 }
+
+#[tokio::test]
+async fn above_the_four_eyes_amount_a_second_operator_decides() {
+    use payouts::domain::cooling_off::Safeguards;
+    use payouts::domain::operator::ActionState;
+
+    let mut env = TestEnv::new(Faults::default()).await;
+    env.store = env.store.clone().with_safeguards(Safeguards {
+        method_cooling_off: std::time::Duration::ZERO,
+        four_eyes_above: Some(rust_decimal::Decimal::from(2)),
+    });
+    env.ingest(DEMO).await;
+    let before = env.payable("ref-mo").await;
+    let big = stranded(&env, "ref-mo", "3.00").await;
+    let small = stranded(&env, "ref-mo", "1.00").await;
+
+    // Below the amount: done at once.
+    let done = env
+        .store
+        .operator_act(&small, &ask(Action::Cancel, "duplicate request"))
+        .await
+        .unwrap();
+    assert_eq!(done.state, ActionState::Done);
+
+    // Above it: recorded, nothing else changes, asking again finds the same request.
+    let cancel = ask(Action::Cancel, "payee closed the account");
+    let asked = env.store.operator_act(&big, &cancel).await.unwrap();
+    assert_eq!(asked.state, ActionState::PendingApproval);
+    assert_eq!(status(&env, &big).await, PayoutStatus::NeedsOperator);
+    let again = env.store.operator_act(&big, &cancel).await.unwrap();
+    assert!(again.replayed && again.action_id == asked.action_id);
+    let pending = env.store.pending_approvals().await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].amount, usd("3.00"));
+
+    // The asker cannot approve their own request.
+    let own = env.store.approve_action(&asked.action_id, "ops-ana").await;
+    assert!(matches!(
+        own,
+        Err(StoreError::Operator(Refusal::SameOperator))
+    ));
+    let approved = env
+        .store
+        .approve_action(&asked.action_id, "ops-bo")
+        .await
+        .unwrap();
+    assert_eq!(
+        (approved.state, approved.to),
+        (ActionState::Done, PayoutStatus::Failed)
+    );
+    assert!(approved.summary.contains("approved by ops-bo"));
+    assert_eq!(env.payable("ref-mo").await, before, "both holds voided");
+    let twice = env.store.approve_action(&asked.action_id, "ops-bo").await;
+    assert!(matches!(
+        twice,
+        Err(StoreError::Operator(Refusal::NotPending { .. }))
+    ));
+
+    // A rejected request changes nothing on the payout.
+    let third = stranded(&env, "ref-mo", "2.50").await;
+    let paid = Action::MarkPaid {
+        reference: "wire-9".into(),
+    };
+    let asked = env
+        .store
+        .operator_act(&third, &ask(paid, "paid by wire"))
+        .await
+        .unwrap();
+    env.store
+        .reject_action(&asked.action_id, "ops-bo", "no wire found")
+        .await
+        .unwrap();
+    assert_eq!(status(&env, &third).await, PayoutStatus::NeedsOperator);
+    assert!(env.store.pending_approvals().await.unwrap().is_empty());
+    env.assert_ledger_sound().await;
+}

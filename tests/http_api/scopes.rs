@@ -158,6 +158,27 @@ fn table(payout: &str, run: &str) -> Vec<(&'static str, &'static str, String, Va
         ),
         (
             "GET",
+            "/v1/approvals",
+            "/v1/approvals".into(),
+            Value::Null,
+            [F, F, F, A, F],
+        ),
+        (
+            "POST",
+            "/v1/approvals/{action}/approve",
+            "/v1/approvals/oa_00000000000000000000000000/approve".into(),
+            json!({}),
+            [F, F, F, A, F],
+        ),
+        (
+            "POST",
+            "/v1/approvals/{action}/reject",
+            "/v1/approvals/oa_00000000000000000000000000/reject".into(),
+            json!({"reason": "matrix"}),
+            [F, F, F, A, F],
+        ),
+        (
+            "GET",
             "/v1/rails",
             "/v1/rails".into(),
             Value::Null,

@@ -100,6 +100,7 @@ async fn open_store(dir: &std::path::Path, step: &dyn Fn(&str)) -> Result<Store>
         .await?
         .with_safeguards(payouts::domain::cooling_off::Safeguards {
             method_cooling_off: std::time::Duration::ZERO,
+            four_eyes_above: None,
         });
     step("Programs (presets vast and runpod; see programs/*.toml)");
     out!("{}", render::programs(store.programs()));

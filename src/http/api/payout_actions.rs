@@ -13,7 +13,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, id_error};
 use crate::domain::api_key::Action as Permission;
 use crate::domain::ids::PayoutId;
-use crate::domain::operator::{Acted, Action, ActionRequest, Refusal};
+use crate::domain::operator::{Acted, Action, ActionRequest, PendingApproval, Refusal};
 use crate::storage::StoreError;
 
 /// Why an operator acts: mandatory, kept in the payout's history.
@@ -46,7 +46,7 @@ macro_rules! action_route {
             params(("payout" = crate::domain::ids::PayoutId, Path, description = "The payout id")),
             request_body = $body,
             responses(
-                (status = 200, body = Acted, description = "Done, or already done (replayed)"),
+                (status = 200, body = Acted, description = "Done, already done (replayed), or waiting for a second operator (state pending_approval)"),
                 (status = 409, body = ErrorBody, description = "Refused by the action's safety rules: the message says why and what to do"),
                 (status = "4XX", body = ErrorBody, description = "Bad id or body, no reason, a key that is not an operator's, or unknown payout"),
             ),
@@ -129,5 +129,90 @@ pub(super) fn refused(refusal: &Refusal) -> ApiError {
         Refusal::ProviderHolds { .. } => ApiError::conflict("provider_holds_payment", message),
         Refusal::Leased => ApiError::conflict("being_worked_on", message),
         Refusal::NotHeld => ApiError::conflict("not_held", message),
+        Refusal::SameOperator => ApiError::conflict("second_operator_required", message),
+        Refusal::NotPending { .. } => ApiError::conflict("not_pending", message),
+        Refusal::UnknownAction(_) => ApiError::not_found("unknown_action", message),
+    }
+}
+
+/// Actions waiting for a second operator.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Approvals {
+    pub approvals: Vec<PendingApproval>,
+}
+
+/// `GET /v1/approvals`
+#[utoipa::path(
+    get, path = "/approvals", tag = "payouts",
+    summary = "Operator actions waiting for a second operator (four eyes), oldest first",
+    responses(
+        (status = 200, body = Approvals),
+        (status = "4XX", body = ErrorBody, description = "A key that is not an operator's"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn approvals(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> Result<Json<Approvals>, ApiError> {
+    caller.allow(Permission::OperatePayouts, || caller.forbidden())?;
+    Ok(Json(Approvals {
+        approvals: state.store.pending_approvals().await?,
+    }))
+}
+
+/// `POST /v1/approvals/{action}/approve`
+#[utoipa::path(
+    post, path = "/approvals/{action}/approve", tag = "payouts",
+    summary = "Approve another operator's action: decided again on the payout as it is now, and done",
+    params(("action" = String, Path, description = "The action's id (oa_…)", pattern = "^oa_[0-9A-Z]{26}$")),
+    responses(
+        (status = 200, body = Acted),
+        (status = 409, body = ErrorBody, description = "The asker cannot approve, the action is not pending, or its safety rules now refuse it"),
+        (status = "4XX", body = ErrorBody, description = "A key that is not an operator's, or no such action"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn approve(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiPath(action): ApiPath<String>,
+) -> Result<Json<Acted>, ApiError> {
+    caller.allow(Permission::OperatePayouts, || caller.forbidden())?;
+    match state.store.approve_action(&action, &caller.0.name).await {
+        Ok(acted) => Ok(Json(acted)),
+        Err(StoreError::Operator(refusal)) => Err(refused(&refusal)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `POST /v1/approvals/{action}/reject`
+#[utoipa::path(
+    post, path = "/approvals/{action}/reject", tag = "payouts",
+    summary = "Reject another operator's action: nothing changes on the payout",
+    params(("action" = String, Path, description = "The action's id (oa_…)", pattern = "^oa_[0-9A-Z]{26}$")),
+    request_body = Reason,
+    responses(
+        (status = 204, description = "Rejected"),
+        (status = 409, body = ErrorBody, description = "The asker cannot reject, or the action is not pending"),
+        (status = "4XX", body = ErrorBody, description = "No reason, a key that is not an operator's, or no such action"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn reject(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiPath(action): ApiPath<String>,
+    ApiJson(body): ApiJson<Reason>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    caller.allow(Permission::OperatePayouts, || caller.forbidden())?;
+    let rejected = state
+        .store
+        .reject_action(&action, &caller.0.name, &body.reason)
+        .await;
+    match rejected {
+        Ok(()) => Ok(axum::http::StatusCode::NO_CONTENT),
+        Err(StoreError::Operator(refusal)) => Err(refused(&refusal)),
+        Err(e) => Err(e.into()),
     }
 }
