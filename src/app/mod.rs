@@ -1,4 +1,4 @@
-//! Use cases shared by the command line (and, later, the HTTP API).
+//! Use cases shared by the command line (the HTTP API reaches storage directly).
 
 pub mod config;
 pub mod ingest;

@@ -232,6 +232,9 @@ pub enum PayoutsCommand {
     MarkPaid(operate::MarkPaidArgs),
     /// End a cooling-off hold early: the payout is sent now.
     ReleaseHold(operate::ActArgs),
+    /// One action over every payout a filter matches (each under its own safety rules);
+    /// --dry-run shows what would change. Exit 4 when any payout was refused.
+    Bulk(operate::BulkArgs),
 }
 
 fn print_json(value: &impl serde::Serialize) -> Result<()> {
@@ -438,6 +441,7 @@ async fn payouts_command(store: &Store, command: PayoutsCommand) -> Result<i32> 
         PayoutsCommand::ReleaseHold(args) => {
             return operate::act(store, args, Action::ReleaseHold).await;
         }
+        PayoutsCommand::Bulk(args) => return operate::bulk(store, args).await,
         PayoutsCommand::Duplicates { payout, json } => {
             let payout = payout.as_deref().map(PayoutId::parse).transpose()?;
             let found = store.payout_duplicates(payout.as_ref()).await?;

@@ -4,8 +4,9 @@
 
 use anyhow::Result;
 use clap::Args;
-use payouts::domain::ids::{PayoutId, Rail};
-use payouts::domain::operator::{Acted, Action, ActionRequest, ActionState};
+use payouts::domain::ids::{AccountId, PayoutId, Rail};
+use payouts::domain::operator::{Acted, Action, ActionRequest, ActionState, PayoutFilter};
+use payouts::domain::payout::PayoutStatus;
 use payouts::storage::{Store, StoreError};
 
 use super::print_json;
@@ -239,4 +240,104 @@ pub async fn approvals(store: &Store, command: ApprovalsCommand) -> Result<i32> 
         }
     }
     Ok(0)
+}
+
+#[derive(Debug, Args)]
+pub struct BulkArgs {
+    /// The action for every matched payout.
+    #[arg(value_parser = ["retry", "cancel", "mark-paid", "release-hold"])]
+    pub action: String,
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(Rail::ALL.map(Rail::as_str)))]
+    pub rail: Option<String>,
+    /// A payout status, e.g. needs_operator.
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Words in the payout's last error.
+    #[arg(long)]
+    pub error_contains: Option<String>,
+    /// Only payouts created at least this many hours ago.
+    #[arg(long)]
+    pub older_than_hours: Option<u64>,
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Why, for every matched payout's history; mandatory.
+    #[arg(long)]
+    pub reason: String,
+    /// For mark-paid: the external payment's reference.
+    #[arg(long)]
+    pub reference: Option<String>,
+    /// Show what would change, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(long = "as", value_name = "NAME")]
+    pub operator: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `payouts payouts bulk ACTION --filter ... [--dry-run]`. Exit 4 when any payout was
+/// refused.
+pub async fn bulk(store: &Store, args: BulkArgs) -> Result<i32> {
+    let action = match args.action.as_str() {
+        "retry" => Action::Retry,
+        "cancel" => Action::Cancel,
+        "release-hold" => Action::ReleaseHold,
+        _ => Action::MarkPaid {
+            reference: args.reference.clone().unwrap_or_default(),
+        },
+    };
+    let filter = PayoutFilter {
+        rail: args.rail.as_deref().map(str::parse).transpose()?,
+        status: args
+            .status
+            .as_deref()
+            .map(|s| {
+                PayoutStatus::from_code(s)
+                    .ok_or_else(|| anyhow::anyhow!("--status {s:?} is not a payout status"))
+            })
+            .transpose()?,
+        reason: args.error_contains.clone(),
+        older_than: args
+            .older_than_hours
+            .map(|h| std::time::Duration::from_secs(h * 3600)),
+        account: args.account.as_deref().map(AccountId::parse).transpose()?,
+    };
+    let request = ActionRequest {
+        action,
+        reason: args.reason.clone(),
+        actor: args.operator.clone().unwrap_or_else(default_operator),
+    };
+    let report = match store.bulk_act(&filter, &request, args.dry_run).await {
+        Ok(report) => report,
+        Err(StoreError::Operator(refusal)) => return refused(&refusal),
+        Err(e) => return Err(e.into()),
+    };
+    if args.json {
+        print_json(&report)?;
+    } else {
+        let verb = if report.dry_run { "would be" } else { "was" };
+        for r in &report.results {
+            match (&r.acted, &r.refused) {
+                (Some(a), _) => outln!("{}: {verb} {} -> {}", r.payout_id, a.from, a.to),
+                (None, Some(why)) => outln!("{}: refused: {why}", r.payout_id),
+                (None, None) => {}
+            }
+        }
+        outln!(
+            "{} payout(s) matched{}{}",
+            report.matched,
+            if report.truncated {
+                "; more match: run it again for the rest"
+            } else {
+                ""
+            },
+            if report.dry_run {
+                "; dry run: nothing changed"
+            } else {
+                ""
+            }
+        );
+    }
+    let any_refused = report.results.iter().any(|r| r.refused.is_some());
+    Ok(if any_refused { 4 } else { 0 })
 }

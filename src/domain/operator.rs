@@ -182,6 +182,28 @@ impl RailPause {
 /// How often a payout waiting for a paused rail looks again (resuming wakes them at once).
 pub const PAUSE_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// Which payouts a bulk action is about; every part given must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PayoutFilter {
+    pub rail: Option<Rail>,
+    pub status: Option<PayoutStatus>,
+    /// Words in the payout's last error (case-insensitive).
+    pub reason: Option<String>,
+    /// Created at least this long ago.
+    pub older_than: Option<std::time::Duration>,
+    pub account: Option<super::ids::AccountId>,
+}
+
+impl PayoutFilter {
+    /// A bulk action needs at least one condition: "every payout" is never meant.
+    pub fn is_empty(&self) -> bool {
+        *self == PayoutFilter::default()
+    }
+}
+
+/// The most payouts one bulk action touches; narrow the filter for more.
+pub const BULK_LIMIT: u32 = 1000;
+
 /// One attempt, as far as an action needs to know it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttemptFact {
@@ -258,6 +280,10 @@ pub enum Refusal {
     NotPending { id: String, state: &'static str },
     #[error("no action {0} exists")]
     UnknownAction(String),
+    #[error(
+        "a bulk action needs a filter (rail, status, reason, age or account); it never means every payout"
+    )]
+    NoFilter,
 }
 
 /// Decides `action` on a payout. `reason` is the operator's, mandatory.

@@ -8,6 +8,7 @@
 pub mod accounting;
 pub mod affiliate;
 pub mod balances;
+pub mod bulk;
 pub mod database_url;
 pub mod idempotency;
 mod intake;
@@ -300,6 +301,10 @@ delegate! {
     /// Days whose claim lapsed without a completed run.
     /// An operator's action on a payout, checked by `domain::operator` (see `sql/operator.rs`).
     fn operator_act(&self, id: &PayoutId, request: &crate::domain::operator::ActionRequest) -> StoreResult<crate::domain::operator::Acted>;
+    /// What `operator_act` would do, rolled back: a bulk action's dry run.
+    fn operator_preview(&self, id: &PayoutId, request: &crate::domain::operator::ActionRequest) -> StoreResult<crate::domain::operator::Acted>;
+    /// Payouts matching a bulk action's filter, oldest first.
+    fn payouts_matching(&self, filter: &crate::domain::operator::PayoutFilter, limit: u32) -> StoreResult<Vec<PayoutId>>;
     /// A second operator approves a pending action (four eyes): decided again and done.
     fn approve_action(&self, action_id: &str, approver: &str) -> StoreResult<crate::domain::operator::Acted>;
     /// A second operator rejects a pending action: nothing changes on the payout.

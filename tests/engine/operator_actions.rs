@@ -364,3 +364,57 @@ async fn above_the_four_eyes_amount_a_second_operator_decides() {
     assert!(env.store.pending_approvals().await.unwrap().is_empty());
     env.assert_ledger_sound().await;
 }
+
+#[tokio::test]
+async fn a_bulk_action_previews_then_acts_on_every_match_alone() {
+    use payouts::domain::operator::PayoutFilter;
+
+    let env = TestEnv::new(Faults::default()).await;
+    env.ingest(DEMO).await;
+    let before = env.payable("ref-mo").await;
+    let a = stranded(&env, "ref-mo", "1.00").await;
+    let b = stranded(&env, "ref-mo", "2.00").await;
+    // A paid payout the filter does not match.
+    let paid = env
+        .withdraw("ref-alice", usd("1.00"), "alice-bulk")
+        .await
+        .unwrap()
+        .payout
+        .id;
+    env.work_until_idle(env.deps()).await;
+    assert_eq!(status(&env, &paid).await, PayoutStatus::Paid);
+
+    let cancel = ask(Action::Cancel, "rail retired; payees re-paid elsewhere");
+    let everything = env
+        .store
+        .bulk_act(&PayoutFilter::default(), &cancel, true)
+        .await;
+    assert!(matches!(
+        everything,
+        Err(StoreError::Operator(Refusal::NoFilter))
+    ));
+    let filter = PayoutFilter {
+        status: Some(PayoutStatus::NeedsOperator),
+        ..PayoutFilter::default()
+    };
+    let preview = env.store.bulk_act(&filter, &cancel, true).await.unwrap();
+    assert_eq!(preview.matched, 2);
+    assert!(preview.results.iter().all(|r| r.acted.is_some()));
+    assert_eq!(
+        status(&env, &a).await,
+        PayoutStatus::NeedsOperator,
+        "dry run"
+    );
+    assert!(env.store.pending_approvals().await.unwrap().is_empty());
+
+    let done = env.store.bulk_act(&filter, &cancel, false).await.unwrap();
+    assert_eq!(done.matched, 2);
+    for id in [&a, &b] {
+        assert_eq!(status(&env, id).await, PayoutStatus::Failed);
+    }
+    assert_eq!(env.payable("ref-mo").await, before, "every hold voided");
+    // Run again: nothing matches any more.
+    let again = env.store.bulk_act(&filter, &cancel, false).await.unwrap();
+    assert_eq!(again.matched, 0);
+    env.assert_ledger_sound().await;
+}

@@ -157,6 +157,13 @@ fn table(payout: &str, run: &str) -> Vec<(&'static str, &'static str, String, Va
             [F, F, F, A, F],
         ),
         (
+            "POST",
+            "/v1/bulk-actions",
+            "/v1/bulk-actions".into(),
+            json!({"action": "retry", "filter": {"status": "needs_operator"}, "reason": "matrix", "dry_run": true}),
+            [F, F, F, A, F],
+        ),
+        (
             "GET",
             "/v1/approvals",
             "/v1/approvals".into(),

@@ -13,8 +13,13 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, id_error};
 use crate::domain::api_key::Action as Permission;
 use crate::domain::ids::PayoutId;
-use crate::domain::operator::{Acted, Action, ActionRequest, PendingApproval, Refusal};
+use crate::domain::ids::Rail;
+use crate::domain::operator::{
+    Acted, Action, ActionRequest, PayoutFilter, PendingApproval, Refusal,
+};
+use crate::domain::payout::PayoutStatus;
 use crate::storage::StoreError;
+use crate::storage::bulk::BulkReport;
 
 /// Why an operator acts: mandatory, kept in the payout's history.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -132,6 +137,7 @@ pub(super) fn refused(refusal: &Refusal) -> ApiError {
         Refusal::SameOperator => ApiError::conflict("second_operator_required", message),
         Refusal::NotPending { .. } => ApiError::conflict("not_pending", message),
         Refusal::UnknownAction(_) => ApiError::not_found("unknown_action", message),
+        Refusal::NoFilter => ApiError::unprocessable("filter_required", message),
     }
 }
 
@@ -212,6 +218,109 @@ pub async fn reject(
         .await;
     match rejected {
         Ok(()) => Ok(axum::http::StatusCode::NO_CONTENT),
+        Err(StoreError::Operator(refusal)) => Err(refused(&refusal)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Which payouts a bulk action is about; at least one condition.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkFilter {
+    pub rail: Option<Rail>,
+    /// A payout status, e.g. `needs_operator`.
+    #[schema(value_type = Option<PayoutStatus>)]
+    pub status: Option<String>,
+    /// Words in the payout's last error (case-insensitive).
+    #[schema(min_length = 1)]
+    pub error_contains: Option<String>,
+    /// Only payouts created at least this many hours ago.
+    #[schema(maximum = 100000)]
+    pub older_than_hours: Option<u32>,
+    #[schema(value_type = Option<crate::domain::ids::AccountId>)]
+    pub account: Option<String>,
+}
+
+/// One action over every payout a filter matches.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkAction {
+    pub action: BulkVerb,
+    pub filter: BulkFilter,
+    #[schema(min_length = 1, example = "Stripe outage over")]
+    pub reason: String,
+    /// For mark-paid: the external payment's reference.
+    pub reference: Option<String>,
+    /// Show what would change; change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum BulkVerb {
+    Retry,
+    Cancel,
+    MarkPaid,
+    ReleaseHold,
+}
+
+/// `POST /v1/bulk-actions`
+#[utoipa::path(
+    post, path = "/bulk-actions", tag = "payouts",
+    summary = "One operator action over every payout a filter matches (at most 1,000, oldest first), each under its own safety rules; dry_run shows what would change",
+    request_body = BulkAction,
+    responses(
+        (status = 200, body = BulkReport, description = "What was done (or would be) and what was refused, per payout"),
+        (status = "4XX", body = ErrorBody, description = "No filter, no reason, a bad filter, or a key that is not an operator's"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn bulk(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<BulkAction>,
+) -> Result<Json<BulkReport>, ApiError> {
+    caller.allow(Permission::OperatePayouts, || caller.forbidden())?;
+    let f = body.filter;
+    let status = f
+        .status
+        .as_deref()
+        .map(|s| {
+            PayoutStatus::from_code(s).ok_or_else(|| {
+                ApiError::bad_request("invalid_filter", format!("{s:?} is not a payout status"))
+            })
+        })
+        .transpose()?;
+    let account = f
+        .account
+        .as_deref()
+        .map(super::extract::account_id)
+        .transpose()?;
+    let filter = PayoutFilter {
+        rail: f.rail,
+        status,
+        reason: f.error_contains,
+        older_than: f
+            .older_than_hours
+            .map(|h| std::time::Duration::from_secs(u64::from(h) * 3600)),
+        account,
+    };
+    let action = match body.action {
+        BulkVerb::Retry => Action::Retry,
+        BulkVerb::Cancel => Action::Cancel,
+        BulkVerb::ReleaseHold => Action::ReleaseHold,
+        BulkVerb::MarkPaid => Action::MarkPaid {
+            reference: body.reference.unwrap_or_default(),
+        },
+    };
+    let request = ActionRequest {
+        action,
+        reason: body.reason,
+        actor: caller.0.name.clone(),
+    };
+    match state.store.bulk_act(&filter, &request, body.dry_run).await {
+        Ok(report) => Ok(Json(report)),
         Err(StoreError::Operator(refusal)) => Err(refused(&refusal)),
         Err(e) => Err(e.into()),
     }

@@ -23,6 +23,7 @@ mod operator;
 pub mod payout_methods;
 pub mod payout_runs;
 pub mod payouts;
+mod rail_pauses;
 pub mod recon_daily;
 pub mod reconcile;
 mod steps;

@@ -1,26 +1,24 @@
 //! Operator actions on one payout: load what the decision needs, let `domain::operator`
 //! decide, write the move, its ledger effect, the history line, the action's record and the
-//! worker's job, all in one transaction under the payout's lock. Also pausing and resuming a
-//! rail, and a step's wait for a paused one.
+//! worker's job, all in one transaction under the payout's lock; four eyes above the
+//! configured amount; the dry run and the filter of bulk actions.
 
 use chrono::Utc;
 use sqlx::Row;
 
 use super::ledger::settle_ledger;
 use super::payouts::{Actor, append_event};
-use super::steps::fenced_update;
 use super::{Store, StoreError, StoreResult, Tx, WriteLock, enqueue_payout_job, parse_code};
 use super::{from_millis, parse_stored, to_millis};
 use crate::domain::ids::{PayoutId, Rail};
 use crate::domain::money::Money;
 use crate::domain::operator::{
-    self, Acted, Action, ActionRequest, ActionState, AttemptFact, Effect, PAUSE_RECHECK,
-    PayoutFacts, PendingApproval, RailPause, Refusal,
+    self, Acted, Action, ActionRequest, ActionState, AttemptFact, Effect, PayoutFacts,
+    PayoutFilter, PendingApproval, Refusal,
 };
 use crate::domain::payout::PayoutStatus;
 use crate::domain::step::AttemptOutcome;
 use crate::domain::transition::{self, Mover};
-use crate::storage::payouts::Lease;
 
 impl Store {
     /// Does `request` to payout `id` if its safety rules allow it (`domain::operator`), as
@@ -28,6 +26,56 @@ impl Store {
     /// nothing else changes. The same action asked again while nothing changed since is
     /// answered with the first one's record (`replayed`), not done twice.
     pub async fn operator_act(&self, id: &PayoutId, request: &ActionRequest) -> StoreResult<Acted> {
+        self.operator_try(id, request, true).await
+    }
+
+    /// What [`Self::operator_act`] would do, done in a transaction that is then rolled back:
+    /// the dry run of a bulk action.
+    pub async fn operator_preview(
+        &self,
+        id: &PayoutId,
+        request: &ActionRequest,
+    ) -> StoreResult<Acted> {
+        self.operator_try(id, request, false).await
+    }
+
+    /// Payouts matching `filter`, oldest first, at most `limit`.
+    pub async fn payouts_matching(
+        &self,
+        filter: &PayoutFilter,
+        limit: u32,
+    ) -> StoreResult<Vec<PayoutId>> {
+        let before = filter.older_than.map(|age| {
+            to_millis(Utc::now()) - i64::try_from(age.as_millis()).unwrap_or(i64::MAX / 4)
+        });
+        let reason = filter
+            .reason
+            .as_ref()
+            .map(|r| format!("%{}%", r.to_lowercase()));
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM payouts \
+             WHERE ($1 IS NULL OR rail = $1) AND ($2 IS NULL OR status = $2) \
+               AND ($3 IS NULL OR lower(COALESCE(last_error, '')) LIKE $3) \
+               AND ($4 IS NULL OR created_at <= $4) AND ($5 IS NULL OR account_id = $5) \
+             ORDER BY created_at, id LIMIT $6",
+        )
+        .bind(filter.rail.map(Rail::as_str))
+        .bind(filter.status.map(PayoutStatus::code))
+        .bind(reason)
+        .bind(before)
+        .bind(filter.account.as_ref().map(|a| a.as_str()))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        ids.iter().map(|id| parse_stored("payout id", id)).collect()
+    }
+
+    async fn operator_try(
+        &self,
+        id: &PayoutId,
+        request: &ActionRequest,
+        commit: bool,
+    ) -> StoreResult<Acted> {
         let mut tx = self.begin_write(WriteLock::Payout(id.as_str())).await?;
         let (facts, amount) = load_facts(&mut tx, id).await?;
         if let Some(done) = already_asked(&mut tx, id, &request.action, facts.status).await? {
@@ -39,7 +87,9 @@ impl Store {
             let action_id = new_action_id();
             let state = ActionState::PendingApproval;
             record_action(&mut tx, &action_id, id, request, facts.status, None, state).await?;
-            tx.commit().await?;
+            if commit {
+                tx.commit().await?;
+            }
             return Ok(Acted {
                 action_id,
                 state,
@@ -56,7 +106,9 @@ impl Store {
         }
         let action_id = new_action_id();
         let acted = execute(&mut tx, id, &action_id, request, &facts, &effect, None).await?;
-        tx.commit().await?;
+        if commit {
+            tx.commit().await?;
+        }
         Ok(acted)
     }
 
@@ -437,187 +489,4 @@ impl ActionRow {
             to: self.to_status.as_deref().map(status).transpose()?,
         })
     }
-}
-
-impl Store {
-    /// Pauses `rail`; pausing a paused rail changes nothing and returns the live pause.
-    /// Returns the pause and whether this call made it.
-    pub async fn pause_rail(
-        &self,
-        rail: Rail,
-        reason: &str,
-        actor: &str,
-    ) -> StoreResult<(RailPause, bool)> {
-        if reason.trim().is_empty() {
-            return Err(Refusal::NoReason.into());
-        }
-        let mut tx = self.begin_write(WriteLock::Sweep).await?;
-        if let Some(live) = live_pause(&mut tx, rail).await? {
-            return Ok((live, false));
-        }
-        let now = Utc::now();
-        sqlx::query(
-            "INSERT INTO rail_pauses (id, rail, reason, paused_by, paused_at) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(format!("rp_{}", ulid::Ulid::generate()))
-        .bind(rail.as_str())
-        .bind(reason)
-        .bind(actor)
-        .bind(to_millis(now))
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        let pause = RailPause {
-            rail,
-            reason: reason.to_string(),
-            paused_by: actor.to_string(),
-            paused_at: from_millis(to_millis(now)),
-        };
-        Ok((pause, true))
-    }
-
-    /// Resumes `rail` and wakes the payouts that waited for it; `None` when it was not
-    /// paused.
-    pub async fn resume_rail(
-        &self,
-        rail: Rail,
-        reason: &str,
-        actor: &str,
-    ) -> StoreResult<Option<RailPause>> {
-        if reason.trim().is_empty() {
-            return Err(Refusal::NoReason.into());
-        }
-        let mut tx = self.begin_write(WriteLock::Sweep).await?;
-        let Some(live) = live_pause(&mut tx, rail).await? else {
-            return Ok(None);
-        };
-        let now = to_millis(Utc::now());
-        sqlx::query(
-            "UPDATE rail_pauses SET resumed_at = $2, resumed_by = $3, resume_reason = $4 \
-             WHERE rail = $1 AND resumed_at IS NULL",
-        )
-        .bind(rail.as_str())
-        .bind(now)
-        .bind(actor)
-        .bind(reason)
-        .execute(&mut *tx)
-        .await?;
-        // Payouts that waited for the rail look again now rather than at their next recheck.
-        let recheck = i64::try_from(PAUSE_RECHECK.as_millis()).unwrap_or(i64::MAX / 4);
-        let waiting: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM payouts WHERE rail = $1 \
-               AND status IN ('queued', 'retry_scheduled') AND lease_expires_at IS NULL \
-               AND next_action_at > $2 AND next_action_at <= $3",
-        )
-        .bind(rail.as_str())
-        .bind(now)
-        .bind(now + recheck)
-        .fetch_all(&mut *tx)
-        .await?;
-        for id in waiting {
-            let id: PayoutId = parse_stored("payout id", &id)?;
-            sqlx::query("UPDATE payouts SET next_action_at = $2 WHERE id = $1")
-                .bind(id.as_str())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            let key = format!("resume-{}-{now}", rail.as_str());
-            enqueue_payout_job(&mut tx, &id, std::time::Duration::ZERO, &key).await?;
-        }
-        tx.commit().await?;
-        Ok(Some(live))
-    }
-
-    /// The rails paused now.
-    pub async fn rail_pauses(&self) -> StoreResult<Vec<RailPause>> {
-        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
-            "SELECT rail, reason, paused_by, paused_at FROM rail_pauses \
-             WHERE resumed_at IS NULL ORDER BY rail",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(pause_row).collect()
-    }
-
-    /// Whether `rail` is paused now.
-    pub async fn rail_pause(&self, rail: Rail) -> StoreResult<Option<RailPause>> {
-        Ok(self
-            .rail_pauses()
-            .await?
-            .into_iter()
-            .find(|p| p.rail == rail))
-    }
-
-    /// A step that found its rail paused: the payout waits, with the pause on its record
-    /// once, and looks again after [`PAUSE_RECHECK`].
-    pub async fn wait_for_rail(
-        &self,
-        lease: &Lease,
-        status: PayoutStatus,
-        pause: &RailPause,
-    ) -> StoreResult<()> {
-        let mut tx = self
-            .begin_write(WriteLock::Payout(lease.payout_id.as_str()))
-            .await?;
-        let now = to_millis(Utc::now());
-        let recheck = i64::try_from(PAUSE_RECHECK.as_millis()).unwrap_or(i64::MAX / 4);
-        fenced_update(
-            &mut tx,
-            lease,
-            "lease_owner = NULL, lease_expires_at = NULL, next_action_at = $3, updated_at = $4",
-            now + recheck,
-            now,
-        )
-        .await?;
-        let note = pause.note();
-        let last: Option<String> = sqlx::query_scalar(
-            "SELECT reason FROM payout_events WHERE payout_id = $1 ORDER BY id DESC LIMIT 1",
-        )
-        .bind(lease.payout_id.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        if last.as_deref() != Some(note.as_str()) {
-            let actor = Actor {
-                worker: Some(&lease.owner),
-                source: "worker",
-            };
-            append_event(
-                &mut tx,
-                &lease.payout_id,
-                Some(status),
-                status,
-                None,
-                actor,
-                &note,
-            )
-            .await?;
-        }
-        let key = format!("fence-{}-rail-paused", lease.fence);
-        enqueue_payout_job(&mut tx, &lease.payout_id, PAUSE_RECHECK, &key).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-}
-
-async fn live_pause(tx: &mut Tx, rail: Rail) -> StoreResult<Option<RailPause>> {
-    let row: Option<(String, String, String, i64)> = sqlx::query_as(
-        "SELECT rail, reason, paused_by, paused_at FROM rail_pauses \
-         WHERE rail = $1 AND resumed_at IS NULL",
-    )
-    .bind(rail.as_str())
-    .fetch_optional(&mut **tx)
-    .await?;
-    row.map(pause_row).transpose()
-}
-
-fn pause_row(
-    (rail, reason, paused_by, paused_at): (String, String, String, i64),
-) -> StoreResult<RailPause> {
-    Ok(RailPause {
-        rail: parse_stored("rail", &rail)?,
-        reason,
-        paused_by,
-        paused_at: from_millis(paused_at),
-    })
 }
