@@ -34,6 +34,9 @@ impl Store {
         request: &ActionRequest,
         dry_run: bool,
     ) -> StoreResult<BulkReport> {
+        if request.reason.trim().is_empty() {
+            return Err(Refusal::NoReason.into());
+        }
         if filter.is_empty() {
             return Err(Refusal::NoFilter.into());
         }

@@ -58,7 +58,7 @@ async fn a_retry_after_the_fault_is_lifted_pays_exactly_once() {
         max_attempts: 2,
         ..fast_policy()
     };
-    env.work_until_idle(env.deps_with("sk_test_mock", policy.clone(), "w"))
+    env.work_until_idle(env.deps_with("sk_test_mock", policy, "w"))
         .await;
     assert_eq!(status(&env, &id).await, PayoutStatus::NeedsOperator);
 

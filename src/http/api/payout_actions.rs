@@ -235,10 +235,32 @@ pub struct BulkFilter {
     #[schema(min_length = 1)]
     pub error_contains: Option<String>,
     /// Only payouts created at least this many hours ago.
-    #[schema(maximum = 100000)]
+    #[schema(value_type = Option<u32>, maximum = 100_000)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub older_than_hours: Option<u32>,
     #[schema(value_type = Option<crate::domain::ids::AccountId>)]
     pub account: Option<String>,
+}
+
+/// The oldest age a filter can ask for (about 11 years).
+const MAX_AGE_HOURS: u64 = 100_000;
+
+/// A JSON integer, also written as `12.0` (JSON Schema counts that as an integer too); a
+/// fraction or a value beyond `u32` is refused. A count of hours, not money.
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let whole = n.as_u64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= f64::from(u32::MAX))
+            .map(|f| f as u64)
+    });
+    whole
+        .filter(|w| *w <= MAX_AGE_HOURS)
+        .and_then(|w| u32::try_from(w).ok())
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom(format!("{n} is not a whole number of hours")))
 }
 
 /// One action over every payout a filter matches.
@@ -283,6 +305,12 @@ pub async fn bulk(
 ) -> Result<Json<BulkReport>, ApiError> {
     caller.allow(Permission::OperatePayouts, || caller.forbidden())?;
     let f = body.filter;
+    if f.error_contains.as_deref() == Some("") {
+        return Err(ApiError::bad_request(
+            "invalid_filter",
+            "error_contains must not be empty; leave it out to match any error",
+        ));
+    }
     let status = f
         .status
         .as_deref()
