@@ -1,8 +1,8 @@
 //! Plain-text rendering for people: aligned tables and balance summaries.
 
 use payouts::domain::program::{ProgramKind, ProgramSet, Window};
-use payouts::storage::payouts::{PayoutDetail, PayoutView};
-use payouts::storage::templates::TemplateReport;
+use payouts::storage::payout_views::{PayoutDetail, PayoutView};
+use payouts::storage::template_views::TemplateReport;
 use payouts::storage::{AccountBalance, DuplicateEvidence, LedgerCheck};
 
 /// Renders rows under a header, each column as wide as its widest cell.

@@ -6,7 +6,7 @@ use clap::Args;
 use payouts::domain::ids::{AccountId, IdempotencyKey, Rail};
 use payouts::domain::money::{Currency, Money};
 use payouts::storage::Store;
-use payouts::storage::payouts::WithdrawalRequest;
+use payouts::storage::payout_views::WithdrawalRequest;
 
 use super::{print_json, programs};
 

@@ -105,6 +105,16 @@ pub fn stored_outcome_uses_an_attempt(code: &str) -> bool {
     AttemptOutcome::from_code(code).is_none_or(AttemptOutcome::uses_an_attempt)
 }
 
+/// An earlier attempt of a payout, as the store remembers it.
+#[derive(Debug, Clone)]
+pub struct PastAttempt {
+    pub attempt: u32,
+    pub idempotency_key: String,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub provider_ref: Option<String>,
+    pub checkpoint: Option<serde_json::Value>,
+}
+
 /// The attempt a step settles, and what its row now says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settled {

@@ -30,7 +30,7 @@ use crate::http::api::limits::RateLimiter;
 use crate::providers::rail::{PayoutRail, Rails};
 use crate::providers::webhook::{Checked, Confirmed, InboundEvent, WebhookError};
 use crate::storage::Store;
-use crate::storage::tracking::Applied;
+use crate::storage::tracking_views::Applied;
 
 /// What the receiver needs: the store, and the configured rails, which hold each provider's
 /// verification material and re-read a payment's state when an event does not carry it.

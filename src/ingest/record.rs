@@ -5,7 +5,6 @@
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use crate::domain::ids::{AccountId, IdError, ProgramId, Rail, RecordId, TemplateId};
 use crate::domain::money::{Currency, MAX_INPUT_DECIMALS, Money, MoneyError};
@@ -486,16 +485,7 @@ fn link(a: &str, b: &str, reason: Option<String>) -> Result<LinkRecord, RecordEr
     Ok(LinkRecord { a, b, reason })
 }
 
-/// A stable fingerprint of a record's content: replaying the same record is a no-op, while
-/// the same id with other content is a conflict the platform must hear about.
-pub fn content_hash(parts: &[&str]) -> String {
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update(p.as_bytes());
-        h.update([0x1f]);
-    }
-    hex::encode(&h.finalize()[..16])
-}
+pub use crate::domain::fingerprint::content_hash;
 
 #[cfg(test)]
 mod tests;

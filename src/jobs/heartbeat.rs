@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tracing::warn;
 
-use crate::storage::payouts::Lease;
+use crate::storage::payout_views::Lease;
 use crate::storage::{Store, StoreError, StoreResult};
 
 /// Renews `lease` for `ttl` every third of it, until aborted or lost.

@@ -20,7 +20,7 @@ use crate::domain::payout::{PayoutStatus, RetryPolicy, attempt_key};
 use crate::domain::step::{self, AfterLookup, AttemptOutcome, Polled, Step};
 use crate::providers::ProviderError;
 use crate::providers::rail::{Checkpoints, PayoutRail, RailFuture, Rails, Submission};
-use crate::storage::payouts::{Claim, Lease, PayoutView};
+use crate::storage::payout_views::{Claim, Lease, PayoutView};
 use crate::storage::{Store, StoreError, StoreResult};
 
 /// What a worker needs to advance payouts.

@@ -40,15 +40,7 @@ pub struct Submission<'a> {
     pub checkpoint: Option<Value>,
 }
 
-/// An earlier attempt of a payout, as the store remembers it.
-#[derive(Debug, Clone)]
-pub struct PastAttempt {
-    pub attempt: u32,
-    pub idempotency_key: String,
-    pub started_at: DateTime<Utc>,
-    pub provider_ref: Option<String>,
-    pub checkpoint: Option<Value>,
-}
+pub use crate::domain::step::PastAttempt;
 
 /// Durable progress inside one attempt, for rails whose submit is several calls (Wise: quote,
 /// transfer, fund). A rail saves after each call that created something, so a crash resumes

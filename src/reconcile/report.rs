@@ -314,7 +314,7 @@ mod tests {
     use crate::domain::ids::Rail;
     use crate::domain::money::{Currency, Money};
     use crate::domain::reconcile::{ExceptionId, Side};
-    use crate::storage::reconcile::{ExceptionCounts, Trigger};
+    use crate::storage::reconcile_views::{ExceptionCounts, Trigger};
 
     fn run(open: u64) -> ReconRun {
         ReconRun {

@@ -17,7 +17,7 @@ use payouts::jobs::{PayoutDeps, WorkerOptions, run_worker};
 use payouts::providers::rail::Rails;
 use payouts::providers::stripe::{StripeAdapter, StripeConfig};
 use payouts::sim::stripe::{Faults, MockConfig, MockStripe};
-use payouts::storage::payouts::{WithdrawError, WithdrawalOutcome, WithdrawalRequest};
+use payouts::storage::payout_views::{WithdrawError, WithdrawalOutcome, WithdrawalRequest};
 use payouts::storage::{AccountBalance, BackendKind, Store};
 use secrecy::SecretString;
 

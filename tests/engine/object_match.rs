@@ -16,7 +16,7 @@ use payouts::jobs::PayoutDeps;
 use payouts::reconcile::{Quiet, ReconcileRequest, RecordsFrom, reconcile};
 use payouts::sim::sandbox::{Sandbox, SandboxOptions};
 use payouts::sim::stripe::Faults;
-use payouts::storage::payouts::{PayoutDetail, WithdrawalRequest};
+use payouts::storage::payout_views::{PayoutDetail, WithdrawalRequest};
 use payouts::storage::{Store, Trigger};
 
 const RAILS_FIXTURE: &str = include_str!("../../fixtures/rails.ndjson");

@@ -8,7 +8,7 @@ use payouts::domain::payout::{PayoutStatus, RetryPolicy, attempt_key};
 use payouts::jobs::advance_payout;
 use payouts::providers::rail::{NoCheckpoints, Submission};
 use payouts::sim::stripe::Faults;
-use payouts::storage::payouts::Claim;
+use payouts::storage::payout_views::Claim;
 
 #[tokio::test]
 async fn commit_then_drop_on_every_first_attempt_pays_exactly_once() {

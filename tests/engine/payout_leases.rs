@@ -9,7 +9,7 @@ use payouts::domain::ids::PayoutId;
 use payouts::domain::payout::{PayoutStatus, RetryPolicy, attempt_key};
 use payouts::jobs::{StepOutcome, WorkerOptions, advance_payout, run_worker};
 use payouts::sim::stripe::Faults;
-use payouts::storage::payouts::Claim;
+use payouts::storage::payout_views::Claim;
 use payouts::storage::{BackendKind, Store};
 
 /// Runs `sql` (one payout id bound as `$1`) against the queue's table on either backend:

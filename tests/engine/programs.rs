@@ -9,8 +9,8 @@ use payouts::domain::money::{Currency, Money};
 use payouts::domain::program::bonus::{BonusRole, draw};
 use payouts::domain::program::{BonusDistribution, ProgramSet};
 use payouts::sim::stripe::Faults;
-use payouts::storage::affiliate::OptInError;
-use payouts::storage::payouts::{WithdrawError, WithdrawalRequest};
+use payouts::storage::affiliate_views::OptInError;
+use payouts::storage::payout_views::{WithdrawError, WithdrawalRequest};
 
 fn account(id: &str, created: &str) -> String {
     format!(

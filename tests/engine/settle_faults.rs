@@ -12,7 +12,7 @@ use payouts::domain::payout::PayoutStatus;
 use payouts::jobs::{PayoutDeps, WorkerOptions, run_worker};
 use payouts::sim::kit::Faults;
 use payouts::sim::sandbox::{Sandbox, SandboxOptions};
-use payouts::storage::payouts::WithdrawalRequest;
+use payouts::storage::payout_views::WithdrawalRequest;
 
 const RAILS_FIXTURE: &str = include_str!("../../fixtures/rails.ndjson");
 

@@ -18,7 +18,7 @@ use payouts::jobs::PayoutDeps;
 use payouts::providers::partnerstack::{PartnerstackAdapter, PartnerstackConfig};
 use payouts::sim::sandbox::{Sandbox, SandboxOptions};
 use payouts::storage::Store;
-use payouts::storage::payouts::WithdrawalRequest;
+use payouts::storage::payout_views::WithdrawalRequest;
 
 const RAILS_FIXTURE: &str = include_str!("../../fixtures/rails.ndjson");
 

@@ -5,7 +5,7 @@ use crate::common;
 use crate::common::{DEMO, TestEnv, usd};
 use payouts::domain::money::Currency;
 use payouts::sim::stripe::Faults;
-use payouts::storage::payouts::WithdrawError;
+use payouts::storage::payout_views::WithdrawError;
 
 async fn payout_count(env: &TestEnv) -> i64 {
     common::scalar(&env.store, "SELECT COUNT(*) FROM payouts").await
@@ -85,7 +85,7 @@ async fn concurrent_withdrawals_of_the_whole_balance_let_exactly_one_through() {
                 let account = account.to_string();
                 tokio::spawn(async move {
                     store
-                        .create_withdrawal(&payouts::storage::payouts::WithdrawalRequest {
+                        .create_withdrawal(&payouts::storage::payout_views::WithdrawalRequest {
                             account: account.parse().unwrap(),
                             program: common::vast(),
                             rail: payouts::domain::ids::Rail::Stripe,

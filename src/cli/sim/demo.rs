@@ -15,7 +15,7 @@ use payouts::jobs::{PayoutDeps, WorkerOptions, run_worker};
 use payouts::sim::kit::Faults;
 use payouts::sim::sandbox::{Sandbox, SandboxOptions};
 use payouts::storage::Store;
-use payouts::storage::payouts::WithdrawalRequest;
+use payouts::storage::payout_views::WithdrawalRequest;
 
 use crate::cli::render;
 
@@ -504,7 +504,7 @@ async fn find(
     store: &Store,
     ids: &[String],
     rail: Rail,
-) -> Result<Option<payouts::storage::payouts::PayoutView>> {
+) -> Result<Option<payouts::storage::payout_views::PayoutView>> {
     for id in ids {
         let p = store.payout(id).await?.payout;
         if p.rail == rail {

@@ -14,7 +14,7 @@ use super::error::{ApiError, ErrorBody};
 use crate::domain::api_key::Action;
 use crate::http::telemetry;
 use crate::storage::MetricsSnapshot;
-use crate::storage::metrics::LATENCY_BUCKETS;
+use crate::storage::metrics_views::LATENCY_BUCKETS;
 
 /// `GET /v1/metrics`
 #[utoipa::path(
@@ -176,7 +176,7 @@ fn queue_and_webhook_metrics(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::metrics::AttemptLatency;
+    use crate::storage::metrics_views::AttemptLatency;
 
     #[test]
     fn renders_the_exposition_format() {

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 
-pub(crate) use crate::storage::accounting::*;
+pub(crate) use crate::storage::accounting_views::*;
 
 use super::{Store, StoreError, StoreResult, from_millis, parse_stored, to_millis};
 use crate::domain::accounting::{book_from_parts, gl_account};

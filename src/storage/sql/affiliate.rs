@@ -1,13 +1,13 @@
 //! Affiliate opt-ins: counted, refused with the count, or recorded for good.
 
 use super::{Conn, Tx};
-pub(crate) use crate::storage::affiliate::*;
+pub(crate) use crate::storage::affiliate_views::*;
 use chrono::{DateTime, Utc};
 
 use super::{Store, StoreError, WriteLock, from_millis, to_millis};
+use crate::domain::fingerprint::content_hash;
 use crate::domain::ids::{AccountId, ProgramId};
 use crate::domain::program::ProgramSet;
-use crate::ingest::record::content_hash;
 
 /// Referred users of `referrer` in `referral_program` (qualified referrals) whose spend since
 /// the referral, up to `as_of` and net of refunds, is positive. A charge's refunds never

@@ -1,6 +1,6 @@
 //! Balances, derived from postings every time (never stored), with the eligibility verdict.
 
-pub(crate) use crate::storage::balances::*;
+pub(crate) use crate::storage::balance_views::*;
 use std::collections::BTreeMap;
 
 use super::Conn;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::Utc;
 
 use super::{Store, StoreResult, to_millis};
-use crate::storage::idempotency::IdempotencyBegin;
+use crate::storage::idempotency_views::IdempotencyBegin;
 
 /// (request_hash, status_code, response_body, started_at)
 type KeyRow = (String, Option<i64>, Option<String>, i64);

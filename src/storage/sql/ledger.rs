@@ -2,7 +2,7 @@
 //! invariant check that tests and the demo run after every scenario.
 
 use super::{Db, Tx};
-pub(crate) use crate::storage::ledger::*;
+pub(crate) use crate::storage::ledger_views::*;
 use chrono::Utc;
 use sqlx::QueryBuilder;
 

@@ -3,7 +3,7 @@
 use sqlx::Row;
 
 use super::{JOBS_TABLE, Store, StoreResult};
-use crate::storage::metrics::{AttemptLatency, LATENCY_BUCKETS, MetricsSnapshot};
+use crate::storage::metrics_views::{AttemptLatency, LATENCY_BUCKETS, MetricsSnapshot};
 
 impl Store {
     pub async fn metrics_snapshot(&self) -> StoreResult<MetricsSnapshot> {

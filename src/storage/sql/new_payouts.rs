@@ -8,12 +8,12 @@ use sqlx::QueryBuilder;
 
 use super::ledger::{TxnMeta, insert_transactions};
 use super::{BATCH_ROWS, Db, StoreResult, Tx, to_millis};
+use crate::domain::fingerprint::content_hash;
 use crate::domain::ids::{ProgramId, Rail};
 use crate::domain::ledger::{Book, TransactionDraft, TransactionKind, TransactionStatus};
 use crate::domain::money::Money;
 use crate::domain::payout::PayoutStatus;
 use crate::domain::withdrawal::NewPayout;
-use crate::ingest::record::content_hash;
 use crate::storage::queue::payout_task;
 
 /// What a repeated idempotency key is compared by: the same program, rail and amount.

@@ -1,7 +1,7 @@
 //! Payout persistence: withdrawals, the payout's reads and its event history. The fenced
 //! steps a worker writes are in `steps.rs`.
 
-pub(crate) use crate::storage::payouts::*;
+pub(crate) use crate::storage::payout_views::*;
 
 use super::{Conn, Tx};
 use chrono::Utc;

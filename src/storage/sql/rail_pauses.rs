@@ -10,7 +10,7 @@ use super::{from_millis, parse_stored, to_millis};
 use crate::domain::ids::{PayoutId, Rail};
 use crate::domain::operator::{PAUSE_RECHECK, RailPause, Refusal};
 use crate::domain::payout::PayoutStatus;
-use crate::storage::payouts::Lease;
+use crate::storage::payout_views::Lease;
 
 impl Store {
     /// Pauses `rail`; pausing a paused rail changes nothing and returns the live pause.

@@ -18,7 +18,7 @@ use crate::domain::payout::PayoutStatus;
 use crate::domain::step::{AttemptOutcome, Step, Tally};
 use crate::domain::tracking::LedgerEffect;
 use crate::domain::transition::{self, Mover};
-use crate::storage::payouts::{Claim, Lease, lease_lost};
+use crate::storage::payout_views::{Claim, Lease, lease_lost};
 use crate::storage::queue::payout_task;
 
 /// status, lease_expires_at, next_action_at, watch_until.

@@ -1,7 +1,7 @@
 //! Per-template reporting: referrals attributed through template links (Vast) and creator
 //! earnings from runs (Runpod), from the same tables accrual reads.
 
-pub(crate) use crate::storage::templates::*;
+pub(crate) use crate::storage::template_views::*;
 use std::collections::BTreeMap;
 
 use super::{Store, StoreResult};

@@ -2,7 +2,7 @@
 //! in-attempt checkpoints, observations from webhooks (which hold no lease), and the record of
 //! webhook deliveries.
 
-pub(crate) use crate::storage::tracking::*;
+pub(crate) use crate::storage::tracking_views::*;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
@@ -16,10 +16,10 @@ use crate::domain::object_match::{
     Anchor, AttemptTokens, Evidence, ObjectMatch, Reading, match_reading,
 };
 use crate::domain::payout::PayoutStatus;
+use crate::domain::step::PastAttempt;
 use crate::domain::step::stored_outcome_uses_an_attempt;
 use crate::domain::tracking::{LedgerEffect, Observation, Tracked, track, worth_noting};
 use crate::domain::transition::{self, Mover};
-use crate::providers::rail::PastAttempt;
 
 /// attempt_no, provider_key, started_at, provider_ref, checkpoint.
 type AttemptRow = (i64, String, i64, Option<String>, Option<String>);

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use payouts::on_backend;
 use payouts::storage::Store;
 use payouts::storage::WriteLock;
-use payouts::storage::ledger::LedgerCheck;
+use payouts::storage::ledger_views::LedgerCheck;
 use sqlx::QueryBuilder;
 
 use super::fixture::BenchDb;

@@ -15,10 +15,11 @@ use sqlx::QueryBuilder;
 
 use super::affiliate::enroll;
 use super::{BATCH_ROWS, Db, Store, StoreError, StoreResult, Tx, WriteLock, to_millis};
+use crate::domain::fingerprint::content_hash;
 use crate::domain::ids::ProgramId;
 use crate::domain::money::{Currency, Money};
 use crate::domain::program::ProgramSet;
-use crate::ingest::record::{OptInRecord, RefundRecord, content_hash};
+use crate::ingest::record::{OptInRecord, RefundRecord};
 use crate::ingest::{IngestReport, LineError, Numbered, Record};
 use rows::{
     ACCOUNTS, LINKS, PAYOUT_METHODS, PURCHASES, REFERRALS, REFUNDS, Row, TEMPLATES, TableSpec,

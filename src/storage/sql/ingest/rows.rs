@@ -1,11 +1,12 @@
 //! How each record kind is stored: its table, key and columns, and the row (values and
 //! content hash) a record becomes.
 
+use crate::domain::fingerprint::content_hash;
 use crate::domain::referral::normalize_email;
 use crate::ingest::Record;
 use crate::ingest::record::{
     AccountRecord, LinkRecord, PayoutMethodRecord, PurchaseRecord, ReferralRecord, TemplateRecord,
-    UsageRecord, content_hash,
+    UsageRecord,
 };
 use crate::storage::{StoreError, StoreResult, to_millis};
 

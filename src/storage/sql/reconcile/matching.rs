@@ -13,7 +13,7 @@ use crate::domain::reconcile::{
     ExceptionId, ExceptionKind, Tolerances, money_left, status_agrees, status_severity,
 };
 use crate::domain::tracking::RailState;
-use crate::storage::reconcile::{NewRun, RailTotals};
+use crate::storage::reconcile_views::{NewRun, RailTotals};
 use crate::storage::sums::{join, wide_sum};
 
 /// SQL literal tables built from the domain's rules, so the set-based statements apply the

@@ -12,7 +12,7 @@ use chrono::Utc;
 
 use super::{Store, StoreError, StoreResult, to_millis};
 use crate::domain::reconcile::ProviderRecord;
-use crate::storage::reconcile::{NewRun, RailTotals};
+use crate::storage::reconcile_views::{NewRun, RailTotals};
 
 /// One provider record in its stored form.
 pub(crate) struct RecordRow {

@@ -11,7 +11,7 @@ use super::Summary;
 use crate::domain::ids::{PayoutId, Rail};
 use crate::domain::money::Money;
 use crate::domain::reconcile::{Exception, ExceptionId, ExceptionKind, Resolution, Severity, Side};
-use crate::storage::reconcile::{ExceptionCounts, ReconRun, Trigger};
+use crate::storage::reconcile_views::{ExceptionCounts, ReconRun, Trigger};
 
 impl Store {
     pub async fn recon_run(&self, run_id: &str) -> StoreResult<Option<ReconRun>> {
