@@ -12,6 +12,9 @@ pub mod stripe;
 pub mod webhook;
 pub mod wise;
 
+/// A boxed future, so rails can sit behind `dyn PayoutRail`.
+pub type RailFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
 /// What the rest of the system knows about a rail without calling it: the grammar of its
 /// destinations, the token its records carry for one of our attempts, and its statement
 /// format. Each rail's folder holds its value (`<rail>/facts.rs`).

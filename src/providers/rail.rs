@@ -6,8 +6,6 @@
 //! payout job and the domain, so the adapters stay small and alike.
 
 use std::fmt::Debug;
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -19,8 +17,7 @@ use crate::domain::money::Money;
 use crate::domain::payout::{LookupFinding, SendDecision};
 use crate::domain::tracking::Observation;
 
-/// A boxed future, so rails can sit behind `dyn PayoutRail`.
-pub type RailFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use super::RailFuture;
 
 /// One attempt at paying a payout.
 #[derive(Debug, Clone)]

@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::rail::RailFuture;
+use super::RailFuture;
 use crate::domain::tracking::Observation;
 
 /// A delivery that passed its provider's authenticity checks.

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::wire::{KEY_MAX, KEY_MIN, WEBHOOK_TOKEN};
 use crate::providers::ProviderError;
-use crate::providers::rail::RailFuture;
+use crate::providers::RailFuture;
 use crate::providers::webhook::{Checked, Confirmed, InboundEvent, WebhookError, WebhookReceiver};
 
 /// How far a delivery's `created_at` may be from now.

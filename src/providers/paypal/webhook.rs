@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::classify::{empty_batch_state, item_state};
 use super::wire::{VerifyRequest, WebhookEvent};
 use crate::domain::tracking::Observation;
-use crate::providers::rail::RailFuture;
+use crate::providers::RailFuture;
 use crate::providers::webhook::{Checked, Confirmed, InboundEvent, WebhookError, WebhookReceiver};
 
 pub const TRANSMISSION_ID: &str = "PAYPAL-TRANSMISSION-ID";
