@@ -42,3 +42,8 @@ CREATE TABLE rail_pauses (
     resume_reason TEXT
 );
 CREATE UNIQUE INDEX rail_pauses_live ON rail_pauses (rail) WHERE resumed_at IS NULL;
+
+-- The state of the provider's last reading (domain::tracking::RailState code), so that an
+-- operator's resolve-dispute can tell a disputed payout from one handed over for another
+-- reason.
+ALTER TABLE payouts ADD COLUMN provider_state TEXT;

@@ -37,7 +37,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use payouts::app::config::{WebhookSettings, WorkerSettings};
 use payouts::domain::ids::{AccountId, PayoutId};
-use payouts::domain::operator::Action;
+use payouts::domain::operator::{Action, DisputeOutcome};
 use payouts::domain::program::ProgramSet;
 use payouts::jobs::{PayoutDeps, WorkerOptions, run_worker, shutdown_signal};
 use payouts::storage::{DatabaseUrl, Store};
@@ -232,6 +232,9 @@ pub enum PayoutsCommand {
     MarkPaid(operate::MarkPaidArgs),
     /// End a cooling-off hold early: the payout is sent now.
     ReleaseHold(operate::ActArgs),
+    /// Book how a disputed payout ended (its provider reported a dispute or a partial
+    /// reversal): --outcome kept (paid) or returned (credited to the payee).
+    ResolveDispute(operate::DisputeArgs),
     /// One action over every payout a filter matches (each under its own safety rules);
     /// --dry-run shows what would change. Exit 4 when any payout was refused.
     Bulk(operate::BulkArgs),
@@ -442,6 +445,12 @@ async fn payouts_command(store: &Store, command: PayoutsCommand) -> Result<i32> 
             return operate::act(store, args, Action::ReleaseHold).await;
         }
         PayoutsCommand::Bulk(args) => return operate::bulk(store, args).await,
+        PayoutsCommand::ResolveDispute(args) => {
+            let outcome = DisputeOutcome::from_code(&args.outcome)
+                .ok_or_else(|| anyhow::anyhow!("--outcome is kept or returned"))?;
+            let action = Action::ResolveDispute { outcome };
+            return operate::act(store, args.act, action).await;
+        }
         PayoutsCommand::Duplicates { payout, json } => {
             let payout = payout.as_deref().map(PayoutId::parse).transpose()?;
             let found = store.payout_duplicates(payout.as_ref()).await?;

@@ -26,6 +26,16 @@ pub struct ActArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct DisputeArgs {
+    #[command(flatten)]
+    pub act: ActArgs,
+    /// How the dispute ended: the payee kept the money (paid) or it came back (returned,
+    /// credited to the payee's balance).
+    #[arg(long, value_parser = ["kept", "returned"])]
+    pub outcome: String,
+}
+
+#[derive(Debug, Args)]
 pub struct MarkPaidArgs {
     #[command(flatten)]
     pub act: ActArgs,

@@ -30,6 +30,34 @@ pub enum Action {
     MarkPaid { reference: String },
     /// End a cooling-off hold early: the payout is sent now.
     ReleaseHold,
+    /// Book what a disputed payout's provider reported (a partial reversal, a dispute) once
+    /// an operator knows how it ended.
+    ResolveDispute { outcome: DisputeOutcome },
+}
+
+/// How a dispute ended, as the operator books it. (A part returned is not bookable yet: book
+/// it as returned or kept, whichever the provider's final word is.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisputeOutcome {
+    /// The payee kept the money: the payout is paid.
+    Kept,
+    /// The money came back: the payout is returned and the payee's balance credited.
+    Returned,
+}
+
+impl DisputeOutcome {
+    pub fn code(self) -> &'static str {
+        match self {
+            DisputeOutcome::Kept => "kept",
+            DisputeOutcome::Returned => "returned",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Self> {
+        [DisputeOutcome::Kept, DisputeOutcome::Returned]
+            .into_iter()
+            .find(|o| o.code() == code)
+    }
 }
 
 impl Action {
@@ -39,6 +67,7 @@ impl Action {
             Action::Cancel => "cancel",
             Action::MarkPaid { .. } => "mark_paid",
             Action::ReleaseHold => "release_hold",
+            Action::ResolveDispute { .. } => "resolve_dispute",
         }
     }
 }
@@ -88,12 +117,10 @@ impl ActionState {
 }
 
 /// Whether `action` on a payout of `amount` needs a second operator: the actions that move
-/// money or give up on it (retry, cancel, mark-paid) above the configured amount.
+/// money or give up on it (retry, cancel, mark-paid, resolve-dispute) above the configured
+/// amount.
 pub fn needs_approval(action: &Action, amount: &Money, above: Option<Decimal>) -> bool {
-    let weighty = matches!(
-        action,
-        Action::Retry | Action::Cancel | Action::MarkPaid { .. }
-    );
+    let weighty = !matches!(action, Action::ReleaseHold);
     weighty && above.is_some_and(|limit| amount.amount() > limit)
 }
 
@@ -223,6 +250,9 @@ pub struct PayoutFacts {
     pub held_until: Option<DateTime<Utc>>,
     /// A worker holds the payout's lease right now.
     pub leased: bool,
+    pub amount: Money,
+    /// The provider's last reading was a dispute (a partial reversal, a chargeback).
+    pub disputed: bool,
 }
 
 /// What an allowed action does.
@@ -322,7 +352,37 @@ pub fn decide(action: &Action, facts: &PayoutFacts, reason: &str) -> Result<Effe
             })
         }
         Action::ReleaseHold => release(facts),
+        Action::ResolveDispute { outcome } => resolve_dispute(facts, *outcome),
     }
+}
+
+fn resolve_dispute(facts: &PayoutFacts, outcome: DisputeOutcome) -> Result<Effect, Refusal> {
+    if facts.status != PayoutStatus::NeedsOperator || !facts.disputed {
+        return Err(Refusal::WrongState {
+            action: "resolve_dispute",
+            status: facts.status,
+            hint: "only a payout its provider reported disputed, waiting for an operator",
+        });
+    }
+    let (to, ledger, summary) = match outcome {
+        DisputeOutcome::Kept => (
+            PayoutStatus::Paid,
+            LedgerEffect::PostHold,
+            "dispute resolved: the payee kept the money".to_string(),
+        ),
+        DisputeOutcome::Returned => (
+            PayoutStatus::Returned,
+            LedgerEffect::Reverse,
+            "dispute resolved: all of it came back and is credited to the payee".to_string(),
+        ),
+    };
+    Ok(Effect {
+        to,
+        ledger,
+        fresh_attempts: false,
+        run_now: false,
+        summary,
+    })
 }
 
 /// States from which nothing is on its way to the provider once every attempt is settled.

@@ -15,7 +15,13 @@ fn facts(status: PayoutStatus, outcomes: &[AttemptOutcome]) -> PayoutFacts {
             .collect(),
         held_until: None,
         leased: false,
+        amount: usd("10.00"),
+        disputed: false,
     }
+}
+
+fn usd(amount: &str) -> crate::domain::money::Money {
+    crate::domain::money::Money::parse_payable(amount, crate::domain::money::Currency::Usd).unwrap()
 }
 
 fn paid_outside() -> Action {
@@ -131,6 +137,26 @@ fn release_ends_a_hold_without_a_move() {
     assert!(effect.run_now);
 }
 
+#[test]
+fn a_dispute_is_booked_as_kept_or_returned() {
+    let mut disputed = facts(NeedsOperator, &[Landed]);
+    disputed.disputed = true;
+    let resolve = |outcome| Action::ResolveDispute { outcome };
+    let kept = decide(&resolve(DisputeOutcome::Kept), &disputed, "chargeback won").unwrap();
+    assert_eq!((kept.to, kept.ledger), (Paid, LedgerEffect::PostHold));
+    let back = decide(&resolve(DisputeOutcome::Returned), &disputed, "lost").unwrap();
+    assert_eq!((back.to, back.ledger), (Returned, LedgerEffect::Reverse));
+    // Handed over for another reason: not a dispute to resolve.
+    let exhausted = facts(NeedsOperator, &[Retry]);
+    assert!(matches!(
+        decide(&resolve(DisputeOutcome::Kept), &exhausted, "x"),
+        Err(Refusal::WrongState { .. })
+    ));
+    for outcome in [DisputeOutcome::Kept, DisputeOutcome::Returned] {
+        assert_eq!(DisputeOutcome::from_code(outcome.code()), Some(outcome));
+    }
+}
+
 /// Every move an action can make is a row of the transition table, for operators only.
 #[test]
 fn every_action_move_is_in_the_table() {
@@ -139,11 +165,18 @@ fn every_action_move_is_in_the_table() {
         for attempts in outcomes {
             let mut f = facts(status, attempts);
             f.held_until = Some(Utc::now());
+            f.disputed = true;
             for action in [
                 Action::Retry,
                 Action::Cancel,
                 paid_outside(),
                 Action::ReleaseHold,
+                Action::ResolveDispute {
+                    outcome: DisputeOutcome::Returned,
+                },
+                Action::ResolveDispute {
+                    outcome: DisputeOutcome::Kept,
+                },
             ] {
                 if let Ok(effect) = decide(&action, &f, "why") {
                     assert!(
@@ -167,6 +200,10 @@ fn weighty_actions_above_the_amount_need_a_second_operator() {
     assert!(needs_approval(&Action::Cancel, &amount, limit));
     assert!(needs_approval(&paid_outside(), &amount, limit));
     assert!(!needs_approval(&Action::ReleaseHold, &amount, limit));
+    let kept = Action::ResolveDispute {
+        outcome: DisputeOutcome::Kept,
+    };
+    assert!(needs_approval(&kept, &amount, limit));
     assert!(!needs_approval(&Action::Retry, &amount, None));
     assert!(!needs_approval(
         &Action::Retry,

@@ -74,11 +74,12 @@ pub const MOVES: &[(PayoutStatus, PayoutStatus, &[Mover])] = &[
     (Returned, NeedsOperator, WP),
     // An operator acts where the worker stopped (`domain::operator`): a retry, proof first
     // where an attempt may have landed; a cancel or a payment outside the rails, only when
-    // nothing can land.
+    // nothing can land; a dispute booked as kept (paid) or returned.
     (NeedsOperator, RetryScheduled, O),
     (NeedsOperator, OutcomeUnknown, O),
     (NeedsOperator, Failed, O),
     (NeedsOperator, Paid, O),
+    (NeedsOperator, Returned, O),
     (Queued, Failed, O),
     (Queued, Paid, O),
 ];
@@ -161,7 +162,7 @@ mod tests {
                 "paid            .....=B.B",
                 "returned        ......=.B",
                 "failed          .......=B",
-                "needs_operator  ..OO.O.O=",
+                "needs_operator  ..OO.OOO=",
             ]
         );
     }

@@ -418,3 +418,69 @@ async fn a_bulk_action_previews_then_acts_on_every_match_alone() {
     assert_eq!(again.matched, 0);
     env.assert_ledger_sound().await;
 }
+
+#[tokio::test]
+async fn a_dispute_is_booked_as_the_operator_says() {
+    use payouts::domain::object_match::Reading;
+    use payouts::domain::operator::DisputeOutcome;
+    use payouts::domain::tracking::{Observation, RailState};
+
+    let env = TestEnv::new(Faults::default()).await;
+    env.ingest(DEMO).await;
+    let before = env.payable("ref-mo").await;
+    let mut disputed = Vec::new();
+    for (amount, key) in [("2.00", "mo-d1"), ("3.00", "mo-d2")] {
+        let id = env
+            .withdraw("ref-mo", usd(amount), key)
+            .await
+            .unwrap()
+            .payout
+            .id;
+        env.work_until_idle(env.deps()).await;
+        let detail = env.store.payout(id.as_str()).await.unwrap();
+        assert_eq!(detail.payout.status, PayoutStatus::Paid);
+        // Stripe reports part of the transfer reversed: only an operator can say how it ends.
+        let reading = Reading {
+            provider_ref: detail.payout.provider_ref.as_deref(),
+            our_token: None,
+        };
+        let partial = Observation::new(RailState::Disputed, "partially_reversed");
+        env.store
+            .apply_observation(&id, reading, &partial, "webhook", None)
+            .await
+            .unwrap();
+        assert_eq!(status(&env, &id).await, PayoutStatus::NeedsOperator);
+        disputed.push(id);
+    }
+    let resolve = |outcome| {
+        ask(
+            Action::ResolveDispute { outcome },
+            "the provider's final word",
+        )
+    };
+    // Not a disputed payout: refused.
+    let plain = stranded(&env, "ref-mo", "1.00").await;
+    assert!(matches!(
+        env.store
+            .operator_act(&plain, &resolve(DisputeOutcome::Kept))
+            .await,
+        Err(StoreError::Operator(Refusal::WrongState { .. }))
+    ));
+
+    let kept = env
+        .store
+        .operator_act(&disputed[0], &resolve(DisputeOutcome::Kept))
+        .await
+        .unwrap();
+    assert_eq!(kept.to, PayoutStatus::Paid);
+    let back = env
+        .store
+        .operator_act(&disputed[1], &resolve(DisputeOutcome::Returned))
+        .await
+        .unwrap();
+    assert_eq!(back.to, PayoutStatus::Returned);
+    // 2.00 kept by the payee, 3.00 back on the balance, 1.00 still held for the stranded one.
+    let expected = before.checked_sub(&usd("3.00")).unwrap();
+    assert_eq!(env.payable("ref-mo").await, expected);
+    env.assert_ledger_sound().await;
+}

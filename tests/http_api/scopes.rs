@@ -207,6 +207,13 @@ fn table(payout: &str, run: &str) -> Vec<(&'static str, &'static str, String, Va
         ),
         (
             "POST",
+            "/v1/payouts/{payout}/resolve-dispute",
+            format!("/v1/payouts/{payout}/resolve-dispute"),
+            json!({"reason": "matrix", "outcome": "kept"}),
+            [F, F, F, A, F],
+        ),
+        (
+            "POST",
             "/v1/payouts/{payout}/release-hold",
             format!("/v1/payouts/{payout}/release-hold"),
             json!({"reason": "matrix"}),

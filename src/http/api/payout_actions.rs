@@ -15,7 +15,7 @@ use crate::domain::api_key::Action as Permission;
 use crate::domain::ids::PayoutId;
 use crate::domain::ids::Rail;
 use crate::domain::operator::{
-    Acted, Action, ActionRequest, PayoutFilter, PendingApproval, Refusal,
+    Acted, Action, ActionRequest, DisputeOutcome, PayoutFilter, PendingApproval, Refusal,
 };
 use crate::domain::payout::PayoutStatus;
 use crate::storage::StoreError;
@@ -41,6 +41,27 @@ pub struct MarkPaid {
     /// The external payment's reference (a bank transfer id, a cheque number).
     #[schema(min_length = 1, example = "wire-2026-12-02-001")]
     pub reference: String,
+}
+
+/// How a disputed payout ended, and why.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveDispute {
+    #[schema(
+        min_length = 1,
+        example = "Chargeback lost; the payee's bank returned the funds"
+    )]
+    pub reason: String,
+    /// `kept`: the payee kept the money (paid); `returned`: it came back (credited to the
+    /// payee's balance).
+    pub outcome: DisputeVerdict,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DisputeVerdict {
+    Kept,
+    Returned,
 }
 
 macro_rules! action_route {
@@ -91,6 +112,21 @@ action_route!(
     |b: MarkPaid| (
         Action::MarkPaid {
             reference: b.reference
+        },
+        b.reason
+    )
+);
+action_route!(
+    resolve_dispute,
+    "/payouts/{payout}/resolve-dispute",
+    "Book how a disputed payout ended: kept (paid) or returned (credited to the payee)",
+    ResolveDispute,
+    |b: ResolveDispute| (
+        Action::ResolveDispute {
+            outcome: match b.outcome {
+                DisputeVerdict::Kept => DisputeOutcome::Kept,
+                DisputeVerdict::Returned => DisputeOutcome::Returned,
+            }
         },
         b.reason
     )

@@ -13,8 +13,8 @@ use super::{from_millis, parse_stored, to_millis};
 use crate::domain::ids::{PayoutId, Rail};
 use crate::domain::money::Money;
 use crate::domain::operator::{
-    self, Acted, Action, ActionRequest, ActionState, AttemptFact, Effect, PayoutFacts,
-    PayoutFilter, PendingApproval, Refusal,
+    self, Acted, Action, ActionRequest, ActionState, AttemptFact, DisputeOutcome, Effect,
+    PayoutFacts, PayoutFilter, PendingApproval, Refusal,
 };
 use crate::domain::payout::PayoutStatus;
 use crate::domain::step::AttemptOutcome;
@@ -77,13 +77,13 @@ impl Store {
         commit: bool,
     ) -> StoreResult<Acted> {
         let mut tx = self.begin_write(WriteLock::Payout(id.as_str())).await?;
-        let (facts, amount) = load_facts(&mut tx, id).await?;
+        let facts = load_facts(&mut tx, id).await?;
         if let Some(done) = already_asked(&mut tx, id, &request.action, facts.status).await? {
             return Ok(done);
         }
         let effect = operator::decide(&request.action, &facts, &request.reason)?;
         let above = self.safeguards().four_eyes_above;
-        if operator::needs_approval(&request.action, &amount, above) {
+        if operator::needs_approval(&request.action, &facts.amount, above) {
             let action_id = new_action_id();
             let state = ActionState::PendingApproval;
             record_action(&mut tx, &action_id, id, request, facts.status, None, state).await?;
@@ -123,7 +123,7 @@ impl Store {
         if state != ActionState::PendingApproval {
             return Err(not_pending(action_id, state));
         }
-        let (facts, _) = load_facts(&mut tx, &id).await?;
+        let facts = load_facts(&mut tx, &id).await?;
         let effect = operator::decide(&pending.request.action, &facts, &pending.request.reason)?;
         let request = &pending.request;
         let acted = execute(
@@ -273,11 +273,11 @@ fn not_pending(action_id: &str, state: ActionState) -> StoreError {
 }
 
 /// The payout as the decision needs it (status, the payment it rests on, every attempt's
-/// outcome, a cooling-off hold, a worker's lease), and its amount for the four-eyes rule.
-async fn load_facts(tx: &mut Tx, id: &PayoutId) -> StoreResult<(PayoutFacts, Money)> {
+/// outcome, a cooling-off hold, a worker's lease, its amount, whether it is disputed).
+async fn load_facts(tx: &mut Tx, id: &PayoutId) -> StoreResult<PayoutFacts> {
     let row = sqlx::query(
         "SELECT status, provider_ref, next_action_at, lease_expires_at, \
-           CAST(units AS BIGINT), currency FROM payouts WHERE id = $1",
+           CAST(units AS BIGINT), currency, provider_state FROM payouts WHERE id = $1",
     )
     .bind(id.as_str())
     .fetch_optional(&mut **tx)
@@ -310,8 +310,10 @@ async fn load_facts(tx: &mut Tx, id: &PayoutId) -> StoreResult<(PayoutFacts, Mon
             .filter(|at| status == PayoutStatus::Queued && *at > now)
             .map(from_millis),
         leased: lease_expires_at.is_some_and(|until| until > now),
+        amount,
+        disputed: row.try_get::<Option<String>, _>(6)?.as_deref() == Some("disputed"),
     };
-    Ok((facts, amount))
+    Ok(facts)
 }
 
 /// The last request for the payout, if it is this same action and either still waits for
@@ -365,7 +367,8 @@ async fn record_action(
     state: ActionState,
 ) -> StoreResult<()> {
     let reference = match &request.action {
-        Action::MarkPaid { reference } => Some(reference.as_str()),
+        Action::MarkPaid { reference } => Some(reference.clone()),
+        Action::ResolveDispute { outcome } => Some(outcome.code().to_string()),
         _ => None,
     };
     let done = state == ActionState::Done;
@@ -471,6 +474,15 @@ impl ActionRow {
                 reference: self.reference.unwrap_or_default(),
             },
             "release_hold" => Action::ReleaseHold,
+            "resolve_dispute" => Action::ResolveDispute {
+                outcome: self
+                    .reference
+                    .as_deref()
+                    .and_then(DisputeOutcome::from_code)
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!("action {}: no outcome", self.id))
+                    })?,
+            },
             other => return Err(StoreError::Corrupt(format!("unknown action {other:?}"))),
         };
         Ok(PendingApproval {

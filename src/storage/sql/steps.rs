@@ -368,6 +368,7 @@ async fn write_step_status(
                provider_ref = COALESCE($3, provider_ref), last_error = $4, \
                lookup_failures = CASE WHEN $5 THEN lookup_failures + 1 ELSE 0 END, \
                provider_status = COALESCE($10, provider_status), \
+               provider_state = COALESCE($14, provider_state), \
                provider_status_at = CASE WHEN $11 IS NOT NULL AND \
                  (provider_status_at IS NULL OR $11 > provider_status_at) \
                  THEN $11 ELSE provider_status_at END, \
@@ -405,6 +406,7 @@ async fn write_step_status(
         step.watch_for
             .map(|w| to_millis(now) + i64::try_from(w.as_millis()).unwrap_or(i64::MAX / 4)),
     )
+    .bind(step.observation.as_ref().map(|o| o.state.code()))
     .fetch_optional(&mut **tx)
     .await?;
     hold.ok_or_else(|| lease_lost(lease))

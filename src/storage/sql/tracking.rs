@@ -287,7 +287,7 @@ async fn write_status(
     watch_until: Option<i64>,
 ) -> StoreResult<()> {
     sqlx::query(
-        "UPDATE payouts SET status = $1, provider_status = $2, \
+        "UPDATE payouts SET status = $1, provider_status = $2, provider_state = $7, \
            provider_status_at = CASE WHEN $3 IS NOT NULL AND \
              (provider_status_at IS NULL OR $3 > provider_status_at) \
              THEN $3 ELSE provider_status_at END, \
@@ -306,6 +306,7 @@ async fn write_status(
     .bind(to_millis(now))
     .bind(id.as_str())
     .bind(watch_until)
+    .bind(observation.state.code())
     .execute(&mut **tx)
     .await?;
     Ok(())
