@@ -45,6 +45,23 @@ pub(crate) async fn open(url: &str, programs: Arc<ProgramSet>) -> StoreResult<St
     let pool = PgPoolOptions::new()
         .max_connections(MAX_CONNECTIONS)
         .acquire_timeout(Duration::from_secs(30))
+        // The probe below also proves the connection alive: no second round trip.
+        .test_before_acquire(false)
+        .before_acquire(|conn, _| {
+            Box::pin(async move {
+                // Outside a transaction each statement is its own, so its start is the
+                // transaction's; inside one left open, the transaction began earlier.
+                let clean: bool = sqlx::query_scalar("SELECT now() = statement_timestamp()")
+                    .fetch_one(&mut *conn)
+                    .await?;
+                if !clean {
+                    tracing::error!(
+                        "a pooled connection came back inside an open transaction; it is closed, never reused"
+                    );
+                }
+                Ok(clean)
+            })
+        })
         .connect_with(options)
         .await?;
     apalis_postgres::PostgresStorage::setup(&pool).await?;

@@ -60,6 +60,19 @@ pub(crate) async fn open(path: &Path, programs: Arc<ProgramSet>) -> StoreResult<
 
     let pool = SqlitePoolOptions::new()
         .max_connections(8)
+        .before_acquire(|conn, _| {
+            Box::pin(async move {
+                // A connection handed back inside an open transaction (a cancelled future, a
+                // library's raw BEGIN) would hide every later write in it and hold the write
+                // lock. ROLLBACK fails harmlessly when no transaction is open.
+                if sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await.is_ok() {
+                    tracing::error!(
+                        "a pooled connection came back inside an open transaction; it was rolled back"
+                    );
+                }
+                Ok(true)
+            })
+        })
         .connect_with(options)
         .await?;
     let mut migrator = sqlx::migrate!("./migrations/sqlite");

@@ -15,6 +15,7 @@ mod operator_actions;
 mod payout_faults;
 mod payout_leases;
 mod payout_runs;
+mod pool_hygiene;
 mod program_properties;
 mod programs;
 mod provider_records_stripe_paypal;
