@@ -40,27 +40,34 @@ async fn stranded(env: &TestEnv, account: &str, amount: &str) -> PayoutId {
     id
 }
 
-#[tokio::test]
-async fn a_retry_after_the_fault_is_lifted_pays_exactly_once() {
-    let env = TestEnv::new(Faults {
+/// A payout whose every send answered 500 until `max_attempts` ran out: it waits for a
+/// human, and its last attempt may have landed.
+async fn exhausted(env: &TestEnv, amount: &str, key: &str, max_attempts: u32) -> PayoutId {
+    env.mock.set_faults(Faults {
         error_rate: 1.0,
         ..Faults::default()
-    })
-    .await;
-    env.ingest(DEMO).await;
+    });
     let id = env
-        .withdraw("ref-mo", usd("7.50"), "mo-1")
+        .withdraw("ref-mo", usd(amount), key)
         .await
         .unwrap()
         .payout
         .id;
     let policy = RetryPolicy {
-        max_attempts: 2,
+        max_attempts,
         ..fast_policy()
     };
     env.work_until_idle(env.deps_with("sk_test_mock", policy, "w"))
         .await;
-    assert_eq!(status(&env, &id).await, PayoutStatus::NeedsOperator);
+    assert_eq!(status(env, &id).await, PayoutStatus::NeedsOperator);
+    id
+}
+
+#[tokio::test]
+async fn a_retry_after_the_fault_is_lifted_pays_exactly_once() {
+    let env = TestEnv::new(Faults::default()).await;
+    env.ingest(DEMO).await;
+    let id = exhausted(&env, "7.50", "mo-1", 2).await;
 
     env.mock.set_faults(Faults::default());
     let acted = env
@@ -70,6 +77,11 @@ async fn a_retry_after_the_fault_is_lifted_pays_exactly_once() {
         .unwrap();
     assert_eq!(acted.from, PayoutStatus::NeedsOperator);
     assert!(!acted.replayed);
+    // The same budget of two attempts: a retry starts a fresh count.
+    let policy = RetryPolicy {
+        max_attempts: 2,
+        ..fast_policy()
+    };
     env.work_until_idle(env.deps_with("sk_test_mock", policy, "w2"))
         .await;
     let detail = env.store.payout(id.as_str()).await.unwrap();
@@ -143,25 +155,9 @@ async fn cancel_voids_the_hold_once_and_mark_paid_posts_it() {
 
 #[tokio::test]
 async fn nothing_is_cancelled_while_a_send_may_land() {
-    let env = TestEnv::new(Faults {
-        error_rate: 1.0,
-        ..Faults::default()
-    })
-    .await;
+    let env = TestEnv::new(Faults::default()).await;
     env.ingest(DEMO).await;
-    let id = env
-        .withdraw("ref-mo", usd("3.00"), "mo-3")
-        .await
-        .unwrap()
-        .payout
-        .id;
-    let policy = RetryPolicy {
-        max_attempts: 1,
-        ..fast_policy()
-    };
-    env.work_until_idle(env.deps_with("sk_test_mock", policy, "w"))
-        .await;
-    assert_eq!(status(&env, &id).await, PayoutStatus::NeedsOperator);
+    let id = exhausted(&env, "3.00", "mo-3", 1).await;
     // The last attempt answered 500: it may have landed, so neither cancel nor mark-paid.
     for action in [
         Action::Cancel,

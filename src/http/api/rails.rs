@@ -73,26 +73,12 @@ pub async fn list(
     security(("api_key" = []))
 )]
 pub async fn pause(
-    State(state): State<ApiState>,
+    state: State<ApiState>,
     caller: Caller,
-    ApiPath(rail): ApiPath<String>,
-    ApiJson(body): ApiJson<Reason>,
+    rail: ApiPath<String>,
+    body: ApiJson<Reason>,
 ) -> Result<Json<RailView>, ApiError> {
-    caller.allow(Permission::OperatePayouts, || caller.forbidden())?;
-    let rail: Rail = rail.parse().map_err(id_error("invalid_path"))?;
-    match state
-        .store
-        .pause_rail(rail, &body.reason, &caller.0.name)
-        .await
-    {
-        Ok((pause, _)) => Ok(Json(RailView {
-            rail,
-            configured: state.rails.get(rail).is_some(),
-            paused: Some(pause),
-        })),
-        Err(StoreError::Operator(refusal)) => Err(refused(&refusal)),
-        Err(e) => Err(e.into()),
-    }
+    switch(state, caller, rail, body, Switch::Pause).await
 }
 
 /// `POST /v1/rails/{rail}/resume`
@@ -108,22 +94,45 @@ pub async fn pause(
     security(("api_key" = []))
 )]
 pub async fn resume(
+    state: State<ApiState>,
+    caller: Caller,
+    rail: ApiPath<String>,
+    body: ApiJson<Reason>,
+) -> Result<Json<RailView>, ApiError> {
+    switch(state, caller, rail, body, Switch::Resume).await
+}
+
+enum Switch {
+    Pause,
+    Resume,
+}
+
+/// Pause and resume share their checks and their answer: the rail as it now stands.
+async fn switch(
     State(state): State<ApiState>,
     caller: Caller,
     ApiPath(rail): ApiPath<String>,
     ApiJson(body): ApiJson<Reason>,
+    switch: Switch,
 ) -> Result<Json<RailView>, ApiError> {
     caller.allow(Permission::OperatePayouts, || caller.forbidden())?;
     let rail: Rail = rail.parse().map_err(id_error("invalid_path"))?;
-    match state
-        .store
-        .resume_rail(rail, &body.reason, &caller.0.name)
-        .await
-    {
-        Ok(_) => Ok(Json(RailView {
+    let (store, actor) = (&state.store, &caller.0.name);
+    let paused = match switch {
+        Switch::Pause => store
+            .pause_rail(rail, &body.reason, actor)
+            .await
+            .map(|(pause, _)| Some(pause)),
+        Switch::Resume => store
+            .resume_rail(rail, &body.reason, actor)
+            .await
+            .map(|_| None),
+    };
+    match paused {
+        Ok(paused) => Ok(Json(RailView {
             rail,
             configured: state.rails.get(rail).is_some(),
-            paused: None,
+            paused,
         })),
         Err(StoreError::Operator(refusal)) => Err(refused(&refusal)),
         Err(e) => Err(e.into()),
