@@ -37,7 +37,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use payouts::app::config::{WebhookSettings, WorkerSettings};
 use payouts::domain::ids::{AccountId, PayoutId};
-use payouts::domain::operator::{Action, DisputeOutcome};
+use payouts::domain::operator::{Action, DisputeOutcome, DuplicateBooking};
 use payouts::domain::program::ProgramSet;
 use payouts::jobs::{PayoutDeps, WorkerOptions, run_worker, shutdown_signal};
 use payouts::storage::{DatabaseUrl, Store};
@@ -235,6 +235,10 @@ pub enum PayoutsCommand {
     /// Book how a disputed payout ended (its provider reported a dispute or a partial
     /// reversal): --outcome kept (paid) or returned (credited to the payee).
     ResolveDispute(operate::DisputeArgs),
+    /// Book a second payment that landed for the payout (--object, as `payouts payouts
+    /// duplicates` lists it) as owed by the payee or as a loss; its reconciliation exception
+    /// resolves once every duplicate of the payout is booked.
+    ResolveDuplicate(operate::DuplicateArgs),
     /// One action over every payout a filter matches (each under its own safety rules);
     /// --dry-run shows what would change. Exit 4 when any payout was refused.
     Bulk(operate::BulkArgs),
@@ -449,6 +453,15 @@ async fn payouts_command(store: &Store, command: PayoutsCommand) -> Result<i32> 
             let outcome = DisputeOutcome::from_code(&args.outcome)
                 .ok_or_else(|| anyhow::anyhow!("--outcome is kept or returned"))?;
             let action = Action::ResolveDispute { outcome };
+            return operate::act(store, args.act, action).await;
+        }
+        PayoutsCommand::ResolveDuplicate(args) => {
+            let booking = DuplicateBooking::from_code(&args.booking)
+                .ok_or_else(|| anyhow::anyhow!("--booking is owed or loss"))?;
+            let action = Action::ResolveDuplicate {
+                object: args.object,
+                booking,
+            };
             return operate::act(store, args.act, action).await;
         }
         PayoutsCommand::Duplicates { payout, json } => {

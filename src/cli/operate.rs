@@ -36,6 +36,19 @@ pub struct DisputeArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct DuplicateArgs {
+    #[command(flatten)]
+    pub act: ActArgs,
+    /// The provider's id of the duplicate payment (`payouts payouts duplicates` lists them).
+    #[arg(long)]
+    pub object: String,
+    /// Who bears it: the payee owes it (their balance goes negative; later earnings repay
+    /// it) or the company writes it off as a loss.
+    #[arg(long, value_parser = ["owed", "loss"])]
+    pub booking: String,
+}
+
+#[derive(Debug, Args)]
 pub struct MarkPaidArgs {
     #[command(flatten)]
     pub act: ActArgs,

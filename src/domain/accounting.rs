@@ -14,6 +14,7 @@
 //! | 2100 | liability | `Referrer payable (cashable) / <account> / <program>`  | referrer cashable   |
 //! | 2200 | liability | `Referrer platform credit / <account> / <program>`     | referrer credit     |
 //! | 5100 | expense   | `Commission expense / <program>`                       | commission expense  |
+//! | 5900 | expense   | `Duplicate payment loss / <program>`                   | payout loss         |
 //!
 //! Rail settlement is the clearing account for money sent through a rail (the platform's
 //! balance at Stripe, PayPal, ...): a payout credits it, a return debits it, so its credit
@@ -53,6 +54,8 @@ pub const REFERRER_PAYABLE: &str = "2100";
 pub const REFERRER_CREDIT: &str = "2200";
 /// Account code of the programs' commission cost.
 pub const COMMISSION_EXPENSE: &str = "5100";
+/// Account code of duplicate payments written off as a loss.
+pub const PAYOUT_LOSS: &str = "5900";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AccountingError {
@@ -103,6 +106,11 @@ pub fn gl_account(book: &Book) -> GlAccount {
             class: AccountClass::Expense,
             name: format!("Commission expense / {program}"),
         },
+        Book::PayoutLoss { program } => GlAccount {
+            code: PAYOUT_LOSS,
+            class: AccountClass::Expense,
+            name: format!("Duplicate payment loss / {program}"),
+        },
     }
 }
 
@@ -139,6 +147,9 @@ pub fn book_from_parts(
             program: program_id()?,
         }),
         "commission_expense" => Ok(Book::CommissionExpense {
+            program: program_id()?,
+        }),
+        "payout_loss" => Ok(Book::PayoutLoss {
             program: program_id()?,
         }),
         "rail_settlement" => Ok(Book::RailSettlement {
@@ -338,6 +349,15 @@ mod tests {
             (expense.code, expense.name.as_str()),
             ("5100", "Commission expense / vast")
         );
+        let loss = gl_account(&Book::PayoutLoss { program: vast() });
+        assert_eq!(
+            (loss.code, loss.class, loss.name.as_str()),
+            (
+                "5900",
+                AccountClass::Expense,
+                "Duplicate payment loss / vast"
+            )
+        );
         let rail = gl_account(&Book::RailSettlement { rail: Rail::Paypal });
         assert_eq!(
             (rail.code, rail.name.as_str()),
@@ -357,6 +377,7 @@ mod tests {
                 program: vast(),
             },
             Book::CommissionExpense { program: vast() },
+            Book::PayoutLoss { program: vast() },
             Book::RailSettlement { rail: Rail::Wise },
         ];
         for book in books {

@@ -35,6 +35,9 @@ pub enum Book {
     CommissionExpense { program: ProgramId },
     /// Money that left the platform through a rail.
     RailSettlement { rail: Rail },
+    /// A duplicate payment an operator wrote off as the company's loss (never the program's
+    /// commission cost: nobody earned it).
+    PayoutLoss { program: ProgramId },
 }
 
 impl Book {
@@ -45,6 +48,7 @@ impl Book {
             Book::ReferrerCredit { .. } => "referrer_credit",
             Book::CommissionExpense { .. } => "commission_expense",
             Book::RailSettlement { .. } => "rail_settlement",
+            Book::PayoutLoss { .. } => "payout_loss",
         }
     }
 
@@ -61,7 +65,8 @@ impl Book {
         match self {
             Book::ReferrerCashable { program, .. }
             | Book::ReferrerCredit { program, .. }
-            | Book::CommissionExpense { program } => Some(program),
+            | Book::CommissionExpense { program }
+            | Book::PayoutLoss { program } => Some(program),
             Book::RailSettlement { .. } => None,
         }
     }

@@ -33,6 +33,46 @@ pub enum Action {
     /// Book what a disputed payout's provider reported (a partial reversal, a dispute) once
     /// an operator knows how it ended.
     ResolveDispute { outcome: DisputeOutcome },
+    /// Book a second payment that landed for the payout (`object`, the provider's id for it)
+    /// as the payee's debt or the company's loss. The payout itself is unchanged.
+    ResolveDuplicate {
+        object: String,
+        booking: DuplicateBooking,
+    },
+}
+
+/// Who bears a duplicate payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DuplicateBooking {
+    /// The payee owes it back: their balance goes negative and later earnings repay it.
+    Owed,
+    /// The company writes it off (a loss book, not the program's commission cost).
+    Loss,
+}
+
+impl DuplicateBooking {
+    pub fn code(self) -> &'static str {
+        match self {
+            DuplicateBooking::Owed => "owed",
+            DuplicateBooking::Loss => "loss",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Self> {
+        [DuplicateBooking::Owed, DuplicateBooking::Loss]
+            .into_iter()
+            .find(|b| b.code() == code)
+    }
+}
+
+/// A provider object that named the payout without being its payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuplicateFact {
+    pub object: String,
+    /// The provider's last word on it says money is with the payee.
+    pub money_left: bool,
+    /// Already booked by an operator, and how.
+    pub booked: Option<DuplicateBooking>,
 }
 
 /// How a dispute ended, as the operator books it. (A part returned is not bookable yet: book
@@ -68,6 +108,7 @@ impl Action {
             Action::MarkPaid { .. } => "mark_paid",
             Action::ReleaseHold => "release_hold",
             Action::ResolveDispute { .. } => "resolve_dispute",
+            Action::ResolveDuplicate { .. } => "resolve_duplicate",
         }
     }
 }
@@ -117,7 +158,7 @@ impl ActionState {
 }
 
 /// Whether `action` on a payout of `amount` needs a second operator: the actions that move
-/// money or give up on it (retry, cancel, mark-paid, resolve-dispute) above the configured
+/// money or give up on it (retry, cancel, mark-paid, resolve-dispute, resolve-duplicate) above the configured
 /// amount.
 pub fn needs_approval(action: &Action, amount: &Money, above: Option<Decimal>) -> bool {
     let weighty = !matches!(action, Action::ReleaseHold);
@@ -253,6 +294,8 @@ pub struct PayoutFacts {
     pub amount: Money,
     /// The provider's last reading was a dispute (a partial reversal, a chargeback).
     pub disputed: bool,
+    /// Other provider objects that named the payout (possible duplicate payments).
+    pub duplicates: Vec<DuplicateFact>,
 }
 
 /// What an allowed action does.
@@ -266,6 +309,8 @@ pub struct Effect {
     pub run_now: bool,
     /// The line for the payout's history (the operator's reason is added to it).
     pub summary: String,
+    /// A duplicate payment to book, beside the payout's own hold: the object and who bears it.
+    pub duplicate: Option<(String, DuplicateBooking)>,
 }
 
 /// Why an action is refused; each says what to do instead.
@@ -311,6 +356,19 @@ pub enum Refusal {
     #[error("no action {0} exists")]
     UnknownAction(String),
     #[error(
+        "{object} is not a duplicate of this payout; `payouts payouts duplicates --payout ID` lists the ones seen"
+    )]
+    UnknownDuplicate { object: String },
+    #[error("duplicate {object} is already booked (as {booking}); nothing is booked twice")]
+    DuplicateBooked {
+        object: String,
+        booking: &'static str,
+    },
+    #[error(
+        "duplicate {object} carries no money: its provider's last word is that it failed or came back; resolve its reconciliation exception with a note instead"
+    )]
+    DuplicateMovedNothing { object: String },
+    #[error(
         "a bulk action needs a filter (rail, status, reason, age or account); it never means every payout"
     )]
     NoFilter,
@@ -331,6 +389,7 @@ pub fn decide(action: &Action, facts: &PayoutFacts, reason: &str) -> Result<Effe
             Ok(Effect {
                 to: PayoutStatus::Failed,
                 ledger: LedgerEffect::of_move(PayoutStatus::Failed),
+                duplicate: None,
                 fresh_attempts: false,
                 run_now: false,
                 summary: "cancelled by an operator; the hold is voided and the amount is \
@@ -346,6 +405,7 @@ pub fn decide(action: &Action, facts: &PayoutFacts, reason: &str) -> Result<Effe
             Ok(Effect {
                 to: PayoutStatus::Paid,
                 ledger: LedgerEffect::of_move(PayoutStatus::Paid),
+                duplicate: None,
                 fresh_attempts: false,
                 run_now: false,
                 summary: format!("marked paid outside the rails (reference {reference})"),
@@ -353,7 +413,53 @@ pub fn decide(action: &Action, facts: &PayoutFacts, reason: &str) -> Result<Effe
         }
         Action::ReleaseHold => release(facts),
         Action::ResolveDispute { outcome } => resolve_dispute(facts, *outcome),
+        Action::ResolveDuplicate { object, booking } => resolve_duplicate(facts, object, *booking),
     }
+}
+
+/// A duplicate is booked once, only while the provider says its money is with the payee.
+/// The payout keeps its status: its own payment is not in question.
+fn resolve_duplicate(
+    facts: &PayoutFacts,
+    object: &str,
+    booking: DuplicateBooking,
+) -> Result<Effect, Refusal> {
+    let found = facts
+        .duplicates
+        .iter()
+        .find(|d| d.object == object)
+        .ok_or_else(|| Refusal::UnknownDuplicate {
+            object: object.to_string(),
+        })?;
+    if let Some(done) = found.booked {
+        return Err(Refusal::DuplicateBooked {
+            object: object.to_string(),
+            booking: done.code(),
+        });
+    }
+    if !found.money_left {
+        return Err(Refusal::DuplicateMovedNothing {
+            object: object.to_string(),
+        });
+    }
+    let summary = match booking {
+        DuplicateBooking::Owed => format!(
+            "duplicate payment {object} of {} booked as owed by the payee; later earnings repay it",
+            facts.amount
+        ),
+        DuplicateBooking::Loss => format!(
+            "duplicate payment {object} of {} written off as the company's loss",
+            facts.amount
+        ),
+    };
+    Ok(Effect {
+        to: facts.status,
+        ledger: LedgerEffect::None,
+        duplicate: Some((object.to_string(), booking)),
+        fresh_attempts: false,
+        run_now: false,
+        summary,
+    })
 }
 
 fn resolve_dispute(facts: &PayoutFacts, outcome: DisputeOutcome) -> Result<Effect, Refusal> {
@@ -379,6 +485,7 @@ fn resolve_dispute(facts: &PayoutFacts, outcome: DisputeOutcome) -> Result<Effec
     Ok(Effect {
         to,
         ledger,
+        duplicate: None,
         fresh_attempts: false,
         run_now: false,
         summary,
@@ -418,6 +525,7 @@ fn retry(facts: &PayoutFacts) -> Result<Effect, Refusal> {
     Ok(Effect {
         to,
         ledger: LedgerEffect::None,
+        duplicate: None,
         fresh_attempts: true,
         run_now: true,
         summary,
@@ -438,6 +546,7 @@ fn release(facts: &PayoutFacts) -> Result<Effect, Refusal> {
     Ok(Effect {
         to: PayoutStatus::Queued,
         ledger: LedgerEffect::None,
+        duplicate: None,
         fresh_attempts: false,
         run_now: true,
         summary: "cooling-off hold released early by an operator; the payout is sent now".into(),

@@ -17,6 +17,7 @@ fn facts(status: PayoutStatus, outcomes: &[AttemptOutcome]) -> PayoutFacts {
         leased: false,
         amount: usd("10.00"),
         disputed: false,
+        duplicates: Vec::new(),
     }
 }
 
@@ -215,4 +216,68 @@ fn weighty_actions_above_the_amount_need_a_second_operator() {
         Err(Refusal::SameOperator)
     );
     assert!(check_second_operator("ops-ana", "ops-bo").is_ok());
+}
+
+#[test]
+fn a_duplicate_is_booked_once_only_while_its_money_is_out() {
+    let duplicate = |object: &str, money_left: bool, booked| DuplicateFact {
+        object: object.into(),
+        money_left,
+        booked,
+    };
+    let mut paid = facts(Paid, &[Landed]);
+    paid.provider_ref = Some("tr_2".into());
+    paid.duplicates = vec![
+        duplicate("tr_1", true, None),
+        duplicate("tr_3", false, None),
+        duplicate("tr_4", true, Some(DuplicateBooking::Loss)),
+    ];
+    let owed = |object: &str| Action::ResolveDuplicate {
+        object: object.into(),
+        booking: DuplicateBooking::Owed,
+    };
+    let effect = decide(&owed("tr_1"), &paid, "payee agreed to repay").unwrap();
+    assert_eq!(
+        effect.to, Paid,
+        "the payout's own payment is not in question"
+    );
+    assert_eq!(effect.ledger, LedgerEffect::None);
+    assert_eq!(
+        effect.duplicate,
+        Some(("tr_1".to_string(), DuplicateBooking::Owed))
+    );
+    assert!(
+        effect.summary.contains("owed by the payee"),
+        "{}",
+        effect.summary
+    );
+    assert!(matches!(
+        decide(&owed("tr_2"), &paid, "x"),
+        Err(Refusal::UnknownDuplicate { .. })
+    ));
+    assert!(matches!(
+        decide(&owed("tr_3"), &paid, "x"),
+        Err(Refusal::DuplicateMovedNothing { .. })
+    ));
+    assert!(matches!(
+        decide(&owed("tr_4"), &paid, "x"),
+        Err(Refusal::DuplicateBooked {
+            booking: "loss",
+            ..
+        })
+    ));
+    assert!(matches!(
+        decide(&owed("tr_1"), &paid, " "),
+        Err(Refusal::NoReason)
+    ));
+    assert!(needs_approval(
+        &owed("tr_1"),
+        &usd("1500.00"),
+        Some(rust_decimal::Decimal::from(1000))
+    ));
+    assert_eq!(
+        DuplicateBooking::from_code("loss"),
+        Some(DuplicateBooking::Loss)
+    );
+    assert_eq!(DuplicateBooking::from_code("gift"), None);
 }

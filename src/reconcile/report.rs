@@ -353,6 +353,7 @@ mod tests {
             rail: Rail::Stripe,
             payout_id: None,
             record_id: Some("tr_9".into()),
+            records: Vec::new(),
             ours: None,
             theirs: Some(Side {
                 amount: Money::from_minor_units(777, Currency::Usd),

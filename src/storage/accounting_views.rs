@@ -54,7 +54,7 @@ pub struct TrialBalance {
 pub struct JournalEntry {
     /// The ledger transaction id.
     pub id: String,
-    /// accrual, clawback, payout, payout_return or payout_correction.
+    /// accrual, clawback, payout, payout_return, payout_correction or payout_duplicate.
     pub kind: String,
     /// When it took effect (see the module's documentation).
     pub effective_at: DateTime<Utc>,
@@ -99,6 +99,7 @@ pub(crate) fn entry_memo(
         ("payout_correction", Some(p)) => {
             format!("correction of payout {p} (the provider says it was paid)")
         }
+        ("payout_duplicate", Some(p)) => format!("duplicate payment of payout {p}"),
         ("accrual", _) => "commission".to_string(),
         ("clawback", _) => "commission clawback".to_string(),
         (other, _) => other.to_string(),

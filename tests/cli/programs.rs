@@ -372,18 +372,14 @@ fn the_reconcile_benchmark_runs_small_and_finds_exactly_every_injected_discrepan
     let kinds = figures["kinds"].as_object().unwrap();
     assert_eq!(kinds.len(), 7, "{kinds:?}");
     for (kind, k) in kinds {
-        // A duplicated payout is reported once per record.
-        let expected = if kind == "duplicate_at_provider" {
-            14
-        } else {
-            7
-        };
+        // A duplicated payout is one exception naming both records.
+        let expected = 7;
         assert_eq!(k["expected"], expected, "{kind}");
         assert_eq!(k["found"], expected, "{kind}: {k}");
         assert_eq!(k["missed"], 0, "{kind}");
         assert_eq!(k["unexpected"], 0, "{kind}");
     }
-    assert_eq!(figures["exceptions"], 7 * 6 + 14);
+    assert_eq!(figures["exceptions"], 7 * 7);
     assert_eq!(figures["all_found"], true);
     assert_eq!(figures["nothing_unexpected"], true);
     // Both links are exercised; only the unknown records stay unlinked.

@@ -7,6 +7,7 @@ mod common;
 
 mod accounting_exports;
 mod bonus_seed;
+mod duplicate_resolution;
 mod ingest_and_ledger;
 mod large_totals;
 mod late_evidence;

@@ -129,7 +129,7 @@ async fn reversing_a_duplicate_stripe_transfer_leaves_the_paid_payout_alone() {
             .iter()
             .any(|e| e.kind == ExceptionKind::DuplicateAtProvider
                 && e.payout_id.as_deref() == Some(id.as_str())
-                && e.record_id.as_deref() == Some(stray.as_str())),
+                && e.records.contains(&stray)),
         "reconciliation should raise the duplicate: {exceptions:#?}"
     );
     env.assert_ledger_sound().await;

@@ -214,6 +214,13 @@ fn table(payout: &str, run: &str) -> Vec<(&'static str, &'static str, String, Va
         ),
         (
             "POST",
+            "/v1/payouts/{payout}/resolve-duplicate",
+            format!("/v1/payouts/{payout}/resolve-duplicate"),
+            json!({"reason": "matrix", "object": "tr_none", "booking": "owed"}),
+            [F, F, F, A, F],
+        ),
+        (
+            "POST",
             "/v1/payouts/{payout}/release-hold",
             format!("/v1/payouts/{payout}/release-hold"),
             json!({"reason": "matrix"}),

@@ -205,6 +205,10 @@ pub struct Exception {
     pub payout_id: Option<String>,
     /// The provider's id for its record.
     pub record_id: Option<String>,
+    /// Every provider record behind a duplicate (the payout's own payment and the others),
+    /// sorted; empty for the other kinds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub records: Vec<String>,
     /// Our payout, as our books have it.
     pub ours: Option<Side>,
     /// The provider's record.
@@ -218,6 +222,20 @@ fn money(m: &Money) -> String {
 
 fn day(at: &DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// The records behind a duplicate, in words: `tr_1 and tr_2`, `tr_1, tr_2 and tr_3`.
+fn record_list(e: &Exception) -> String {
+    let records: Vec<&str> = if e.records.is_empty() {
+        e.record_id.as_deref().into_iter().collect()
+    } else {
+        e.records.iter().map(String::as_str).collect()
+    };
+    match records.split_last() {
+        None => "(no id)".to_string(),
+        Some((last, [])) => (*last).to_string(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+    }
 }
 
 /// What an exception means and what to do about it, for a finance person, not an engineer.
@@ -235,18 +253,22 @@ pub fn explain(e: &Exception) -> String {
             day(&t.at)
         ),
         (ExceptionKind::DuplicateAtProvider, _, Some(t)) => format!(
-            "Payout {payout} was paid more than once at {provider}: {record} ({} to {}, {}) is \
-             one of several records carrying money for it. The payee received too much. \
-             Recover or reverse the extra payment, then resolve this with a note.",
+            "Payout {payout} was paid more than once at {provider}: {} carry money for it \
+             ({record}: {} to {}, {}). The payee received too much. Recover or reverse the \
+             extra payment, or book it with `payouts payouts resolve-duplicate` (owed by the \
+             payee, or a loss), which resolves this.",
+            record_list(e),
             money(&t.amount),
             t.payee,
             t.status
         ),
         (ExceptionKind::DuplicateAtProvider, _, None) => format!(
-            "{provider} told us about {record}, which names payout {payout} but is not the \
-             payment the payout is booked against. The payee may have been paid twice. Check \
-             {record} in {provider}'s dashboard, recover or reverse any extra payment, then \
-             resolve this with a note."
+            "{provider} told us about {}, which name payout {payout} but are not the payment \
+             the payout is booked against. The payee may have been paid twice. Check them in \
+             {provider}'s dashboard; recover or reverse any extra payment, or book it with \
+             `payouts payouts resolve-duplicate` (owed by the payee, or a loss), which \
+             resolves this.",
+            record_list(e)
         ),
         (ExceptionKind::MissingAtProvider, Some(o), _) => format!(
             "Our books say payout {payout} ({} to {}) reached {provider} on {} and is {}, but \
@@ -355,6 +377,7 @@ mod tests {
                 rail: Rail::Stripe,
                 payout_id: Some("po_1".into()),
                 record_id: Some("tr_1".into()),
+                records: Vec::new(),
                 ours: Some(side("12.50", "acct_a", "paid")),
                 theirs: Some(side("13.50", "acct_b", "transferred")),
                 resolution: None,
@@ -375,6 +398,7 @@ mod tests {
             rail: Rail::Paypal,
             payout_id: None,
             record_id: Some("it_9".into()),
+            records: Vec::new(),
             ours: None,
             theirs: Some(side("40", "x@example.com", "SUCCESS")),
             resolution: None,
@@ -388,10 +412,21 @@ mod tests {
             payout_id: Some("po_1".into()),
             record_id: Some("tr_1".into()),
             theirs: None,
-            ..unknown
+            ..unknown.clone()
         };
         let text = explain(&seen);
         assert!(text.contains("tr_1") && text.contains("po_1"), "{text}");
         assert!(text.contains("paid twice"), "{text}");
+        // One exception per payout names every record behind it.
+        let both = Exception {
+            kind: ExceptionKind::DuplicateAtProvider,
+            payout_id: Some("po_1".into()),
+            record_id: Some("tr_1".into()),
+            records: vec!["tr_1".into(), "tr_2".into(), "tr_3".into()],
+            ..unknown
+        };
+        let text = explain(&both);
+        assert!(text.contains("tr_1, tr_2 and tr_3 carry money"), "{text}");
+        assert!(text.contains("resolve-duplicate"), "{text}");
     }
 }

@@ -159,6 +159,7 @@ pub fn router(state: ApiState) -> OpenApiRouter {
         .routes(routes!(payout_actions::mark_paid))
         .routes(routes!(payout_actions::release_hold))
         .routes(routes!(payout_actions::resolve_dispute))
+        .routes(routes!(payout_actions::resolve_duplicate))
         .routes(routes!(payout_actions::bulk))
         .routes(routes!(payout_actions::approvals))
         .routes(routes!(payout_actions::approve))

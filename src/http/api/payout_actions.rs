@@ -1,5 +1,6 @@
 //! An operator's actions on one payout over HTTP: `POST /v1/payouts/{payout}/retry`,
-//! `/cancel`, `/mark-paid` and `/release-hold`, for operator keys only. The safety rules are
+//! `/cancel`, `/mark-paid`, `/release-hold`, `/resolve-dispute` and `/resolve-duplicate`, for
+//! operator keys only. The safety rules are
 //! the domain's (`domain::operator`); a refusal is a 409 that says why and what to do
 //! instead, a missing reason a 422. The acting key's name goes on the payout's record.
 
@@ -15,7 +16,8 @@ use crate::domain::api_key::Action as Permission;
 use crate::domain::ids::PayoutId;
 use crate::domain::ids::Rail;
 use crate::domain::operator::{
-    Acted, Action, ActionRequest, DisputeOutcome, PayoutFilter, PendingApproval, Refusal,
+    Acted, Action, ActionRequest, DisputeOutcome, DuplicateBooking, PayoutFilter, PendingApproval,
+    Refusal,
 };
 use crate::domain::payout::PayoutStatus;
 use crate::storage::StoreError;
@@ -55,6 +57,31 @@ pub struct ResolveDispute {
     /// `kept`: the payee kept the money (paid); `returned`: it came back (credited to the
     /// payee's balance).
     pub outcome: DisputeVerdict,
+}
+
+/// A second payment that landed for one payout, who bears it, and why.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveDuplicate {
+    #[schema(
+        min_length = 1,
+        example = "Payee agreed to have it netted from future earnings"
+    )]
+    pub reason: String,
+    /// The provider's id of the duplicate payment (as `GET /v1/payouts/{payout}` and
+    /// reconciliation list it).
+    #[schema(min_length = 1, example = "tr_1QxYz")]
+    pub object: String,
+    /// `owed`: the payee owes it (their balance goes negative; later earnings repay it);
+    /// `loss`: the company writes it off.
+    pub booking: Bearer,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Bearer {
+    Owed,
+    Loss,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
@@ -132,6 +159,22 @@ action_route!(
     )
 );
 action_route!(
+    resolve_duplicate,
+    "/payouts/{payout}/resolve-duplicate",
+    "Book a second payment that landed for the payout as owed by the payee or as a loss; its reconciliation exception resolves with it",
+    ResolveDuplicate,
+    |b: ResolveDuplicate| (
+        Action::ResolveDuplicate {
+            object: b.object,
+            booking: match b.booking {
+                Bearer::Owed => DuplicateBooking::Owed,
+                Bearer::Loss => DuplicateBooking::Loss,
+            }
+        },
+        b.reason
+    )
+);
+action_route!(
     release_hold,
     "/payouts/{payout}/release-hold",
     "End a cooling-off hold early: the payout is sent now",
@@ -174,6 +217,9 @@ pub(super) fn refused(refusal: &Refusal) -> ApiError {
         Refusal::NotPending { .. } => ApiError::conflict("not_pending", message),
         Refusal::UnknownAction(_) => ApiError::not_found("unknown_action", message),
         Refusal::NoFilter => ApiError::unprocessable("filter_required", message),
+        Refusal::UnknownDuplicate { .. } => ApiError::unprocessable("unknown_duplicate", message),
+        Refusal::DuplicateBooked { .. } => ApiError::conflict("already_booked", message),
+        Refusal::DuplicateMovedNothing { .. } => ApiError::conflict("no_money_moved", message),
     }
 }
 

@@ -10,6 +10,7 @@ use super::{BATCH_ROWS, Store, StoreError, StoreResult, parse_code, parse_stored
 use crate::domain::ids::PayoutId;
 use crate::domain::ledger::{BalancedTransaction, TransactionStatus};
 use crate::domain::money::{Currency, Money};
+use crate::domain::operator::DuplicateBooking;
 use crate::domain::tracking::LedgerEffect;
 use crate::storage::sums::{join, wide_sum};
 
@@ -148,6 +149,49 @@ async fn mirror_hold(
     Ok(())
 }
 
+/// Books a second payment that landed for the payout (`object`): a posted `payout_duplicate`
+/// whose postings are the hold's (the same money left through the same rail again), debiting
+/// the payee's cashable book when they owe it, or the program's loss book when the company
+/// bears it. Its id is the payout's and the object's, so one object is booked once.
+pub(crate) async fn book_duplicate(
+    tx: &mut Tx,
+    payout: &PayoutId,
+    hold: &str,
+    object: &str,
+    booking: DuplicateBooking,
+) -> StoreResult<()> {
+    let id = format!("{payout}-duplicate-{object}");
+    let now = to_millis(Utc::now());
+    let note = match booking {
+        DuplicateBooking::Owed => format!("{object}, owed by the payee"),
+        DuplicateBooking::Loss => format!("{object}, written off as a loss"),
+    };
+    sqlx::query(
+        "INSERT INTO ledger_transactions (id, kind, status, source_id, payout_id, note, \
+           created_at, resolved_at) VALUES ($1, 'payout_duplicate', 'posted', $2, $3, $4, $5, $5)",
+    )
+    .bind(&id)
+    .bind(object)
+    .bind(payout.as_str())
+    .bind(note)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    let loss = booking == DuplicateBooking::Loss;
+    sqlx::query(
+        "INSERT INTO ledger_postings (txn_id, book, holder, program, rail, currency, units) \
+         SELECT $1, CASE WHEN $3 AND book = 'referrer_cashable' THEN 'payout_loss' ELSE book END, \
+           CASE WHEN $3 AND book = 'referrer_cashable' THEN NULL ELSE holder END, \
+           program, rail, currency, units FROM ledger_postings WHERE txn_id = $2 ORDER BY id",
+    )
+    .bind(&id)
+    .bind(hold)
+    .bind(loss)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Books money that came back after delivery: a posted `payout_return` whose postings mirror
 /// the hold's, so the payee's cashable balance is credited exactly what left. At most one per
 /// payout (unique index on kind and payout).
@@ -171,7 +215,8 @@ impl Store {
                 "SELECT p.rail, p.currency, {}, COUNT(DISTINCT t.payout_id) \
              FROM ledger_postings p JOIN ledger_transactions t ON t.id = p.txn_id \
              WHERE p.book = 'rail_settlement' AND t.status = 'posted' \
-               AND t.kind IN ('payout', 'payout_return', 'payout_correction') \
+               AND t.kind IN ('payout', 'payout_return', 'payout_correction', \
+                 'payout_duplicate') \
              GROUP BY p.rail, p.currency ORDER BY p.rail, p.currency",
                 wide_sum("p.units")
             )))
@@ -194,7 +239,7 @@ impl Store {
     /// - every payout has exactly one hold of its amount on the right books, and the hold's
     ///   status matches the payout's (paid: posted, failed: voided, otherwise pending);
     /// - no referrer was paid out more cash than it ever earned (clawbacks may still make a
-    ///   balance negative; payouts may not).
+    ///   balance negative, and so may a duplicate payment booked as owed; payouts may not).
     pub async fn check_ledger(&self) -> StoreResult<LedgerCheck> {
         let pool = &self.pool;
         let mut check = LedgerCheck {

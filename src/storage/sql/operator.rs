@@ -6,18 +6,20 @@
 use chrono::Utc;
 use sqlx::Row;
 
-use super::ledger::settle_ledger;
+use super::ledger::{book_duplicate, settle_ledger};
 use super::payouts::{Actor, append_event};
 use super::{Store, StoreError, StoreResult, Tx, WriteLock, enqueue_payout_job, parse_code};
 use super::{from_millis, parse_stored, to_millis};
 use crate::domain::ids::{PayoutId, Rail};
 use crate::domain::money::Money;
 use crate::domain::operator::{
-    self, Acted, Action, ActionRequest, ActionState, AttemptFact, DisputeOutcome, Effect,
-    PayoutFacts, PayoutFilter, PendingApproval, Refusal,
+    self, Acted, Action, ActionRequest, ActionState, AttemptFact, DisputeOutcome, DuplicateBooking,
+    DuplicateFact, Effect, PayoutFacts, PayoutFilter, PendingApproval, Refusal,
 };
 use crate::domain::payout::PayoutStatus;
+use crate::domain::reconcile::{ExceptionId, ExceptionKind, money_left};
 use crate::domain::step::AttemptOutcome;
+use crate::domain::tracking::RailState;
 use crate::domain::transition::{self, Mover};
 
 impl Store {
@@ -211,12 +213,18 @@ async fn execute(
     .bind(effect.fresh_attempts)
     .execute(&mut **tx)
     .await?;
-    if effect.to != facts.status {
+    if effect.to != facts.status || effect.duplicate.is_some() {
         let hold: String = sqlx::query_scalar("SELECT hold_txn_id FROM payouts WHERE id = $1")
             .bind(id.as_str())
             .fetch_one(&mut **tx)
             .await?;
-        settle_ledger(tx, id, &hold, effect.ledger).await?;
+        if effect.to != facts.status {
+            settle_ledger(tx, id, &hold, effect.ledger).await?;
+        }
+        if let Some((object, booking)) = &effect.duplicate {
+            book_duplicate(tx, id, &hold, object, *booking).await?;
+            settle_duplicate(tx, id, object, *booking, action_id, &request.actor).await?;
+        }
     }
     let actor = Actor {
         worker: Some(&request.actor),
@@ -312,8 +320,86 @@ async fn load_facts(tx: &mut Tx, id: &PayoutId) -> StoreResult<PayoutFacts> {
         leased: lease_expires_at.is_some_and(|until| until > now),
         amount,
         disputed: row.try_get::<Option<String>, _>(6)?.as_deref() == Some("disputed"),
+        duplicates: load_duplicates(tx, id).await?,
     };
     Ok(facts)
+}
+
+/// Marks the duplicate booked by `action_id`; once every duplicate of the payout that carried
+/// money is booked, its reconciliation exception (one per payout) is resolved with it.
+async fn settle_duplicate(
+    tx: &mut Tx,
+    id: &PayoutId,
+    object: &str,
+    booking: DuplicateBooking,
+    action_id: &str,
+    actor: &str,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE payout_duplicates SET booking = $3, resolved_by_action = $4 \
+         WHERE payout_id = $1 AND object_ref = $2 AND booking IS NULL",
+    )
+    .bind(id.as_str())
+    .bind(object)
+    .bind(booking.code())
+    .bind(action_id)
+    .execute(&mut **tx)
+    .await?;
+    let facts = load_duplicates(tx, id).await?;
+    if facts.iter().any(|d| d.money_left && d.booked.is_none()) {
+        return Ok(());
+    }
+    let rail: String = sqlx::query_scalar("SELECT rail FROM payouts WHERE id = $1")
+        .bind(id.as_str())
+        .fetch_one(&mut **tx)
+        .await?;
+    let rail: Rail = parse_stored("rail", &rail)?;
+    let exception = ExceptionId::derive(
+        ExceptionKind::DuplicateAtProvider,
+        rail,
+        Some(id.as_str()),
+        None,
+    );
+    let note = format!(
+        "every duplicate payment of {id} is booked (last: {object} as {}, operator action {action_id})",
+        booking.code()
+    );
+    sqlx::query(
+        "INSERT INTO recon_resolutions (exception_id, note, resolved_by, resolved_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (exception_id) DO NOTHING",
+    )
+    .bind(exception.as_str())
+    .bind(note)
+    .bind(actor)
+    .bind(to_millis(Utc::now()))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The provider objects that named the payout without being its payment.
+async fn load_duplicates(tx: &mut Tx, id: &PayoutId) -> StoreResult<Vec<DuplicateFact>> {
+    let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT object_ref, state, booking FROM payout_duplicates WHERE payout_id = $1 \
+         ORDER BY first_seen_at, object_ref",
+    )
+    .bind(id.as_str())
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.into_iter()
+        .map(|(object, state, booking)| {
+            let state = parse_code("duplicate state", &state, RailState::from_code)?;
+            let booked = booking
+                .as_deref()
+                .map(|b| parse_code("duplicate booking", b, DuplicateBooking::from_code))
+                .transpose()?;
+            Ok(DuplicateFact {
+                object,
+                money_left: money_left(state),
+                booked,
+            })
+        })
+        .collect()
 }
 
 /// The last request for the payout, if it is this same action and either still waits for
@@ -369,6 +455,9 @@ async fn record_action(
     let reference = match &request.action {
         Action::MarkPaid { reference } => Some(reference.clone()),
         Action::ResolveDispute { outcome } => Some(outcome.code().to_string()),
+        Action::ResolveDuplicate { object, booking } => {
+            Some(format!("{}:{object}", booking.code()))
+        }
         _ => None,
     };
     let done = state == ActionState::Done;
@@ -483,6 +572,18 @@ impl ActionRow {
                         StoreError::Corrupt(format!("action {}: no outcome", self.id))
                     })?,
             },
+            "resolve_duplicate" => {
+                let parsed = self.reference.as_deref().and_then(|r| r.split_once(':'));
+                let (booking, object) = parsed
+                    .and_then(|(b, o)| Some((DuplicateBooking::from_code(b)?, o)))
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!("action {}: no duplicate booking", self.id))
+                    })?;
+                Action::ResolveDuplicate {
+                    object: object.to_string(),
+                    booking,
+                }
+            }
             other => return Err(StoreError::Corrupt(format!("unknown action {other:?}"))),
         };
         Ok(PendingApproval {

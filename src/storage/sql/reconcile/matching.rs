@@ -73,6 +73,40 @@ pub(super) struct Found {
     payout_id: Option<String>,
     seq: Option<i64>,
     record_id: Option<String>,
+    /// Every provider record behind a duplicate (empty for the other kinds).
+    records: Vec<String>,
+}
+
+const DUPLICATE: &str = "duplicate_at_provider";
+
+/// A duplicate is one exception per payout listing every record behind it, however many
+/// rows found it (one per record carrying money, one per object a webhook showed). Shown
+/// with one record of this run where there is one. Duplicates are few; the rest pass through.
+fn fold_duplicates(found: Vec<Found>) -> Vec<Found> {
+    let mut folded: BTreeMap<(String, String), Found> = BTreeMap::new();
+    let mut out = Vec::with_capacity(found.len());
+    for f in found {
+        let Some(payout) = f.payout_id.clone().filter(|_| f.kind == DUPLICATE) else {
+            out.push(f);
+            continue;
+        };
+        let (seq, record) = (f.seq, f.record_id.clone());
+        let entry = folded.entry((f.rail.clone(), payout)).or_insert(Found {
+            records: Vec::new(),
+            ..f
+        });
+        if seq.is_some() && (entry.seq.is_none() || seq < entry.seq) {
+            entry.seq = seq;
+            entry.record_id = record.clone();
+        }
+        entry.records.extend(record);
+    }
+    for (_, mut f) in folded {
+        f.records.sort();
+        f.records.dedup();
+        out.push(f);
+    }
+    out
 }
 
 /// Links the run's records to payouts, most specific link first: our payout id, then our
@@ -200,11 +234,39 @@ pub(super) async fn classify(tx: &mut Tx, run: &NewRun) -> StoreResult<Vec<Found
             payout_id: row.try_get(3)?,
             seq: row.try_get(4)?,
             record_id: row.try_get(5)?,
+            records: Vec::new(),
         })
     })
     .fetch_all(&mut **tx)
     .await?;
-    Ok(found)
+    Ok(fold_duplicates(found))
+}
+
+/// Records carrying money for a payout beside the one it is paid through become duplicate
+/// evidence (`payout_duplicates`), so an operator resolves them as one a webhook showed.
+/// Only where a record of this run is the payout's own payment (its provider reference):
+/// where the paying record cannot be told from the others nothing is guessed, and the
+/// exception stands alone.
+pub(super) async fn keep_duplicate_evidence(tx: &mut Tx, run: &NewRun) -> StoreResult<()> {
+    let money = money_left_states();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO payout_duplicates (payout_id, rail, object_ref, state, provider_status, \
+           source, first_seen_at, last_seen_at) \
+         SELECT r.payout_id, r.rail, r.record_id, r.state, r.provider_status, \
+           'reconciliation', r.created_at, r.created_at \
+         FROM recon_records r JOIN payouts p ON p.id = r.payout_id \
+         WHERE r.run_id = $1 AND r.kind <> 'bank_payout' AND r.state IN ({money}) \
+           AND r.record_id <> p.provider_ref \
+           AND r.payout_id IN (SELECT payout_id FROM recon_exceptions \
+                               WHERE run_id = $1 AND kind = 'duplicate_at_provider') \
+           AND EXISTS (SELECT 1 FROM recon_records q WHERE q.run_id = $1 \
+                        AND q.payout_id = r.payout_id AND q.record_id = p.provider_ref) \
+         ON CONFLICT (payout_id, object_ref) DO NOTHING"
+    )))
+    .bind(run.id.as_str())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Stores the exceptions under their derived ids; returns how many of each kind.
@@ -217,15 +279,20 @@ pub(super) async fn store_exceptions(
     for chunk in found.chunks(BATCH_ROWS) {
         let mut insert = sqlx::QueryBuilder::<Db>::new(
             "INSERT INTO recon_exceptions (run_id, id, kind, severity, rail, payout_id, \
-             record_seq, record_id) ",
+             record_seq, record_id, records) ",
         );
         insert.push_values(chunk, |mut b, f| {
             let kind = ExceptionKind::from_code(&f.kind);
             let rail = f.rail.parse::<Rail>().ok();
+            // A duplicate is the payout's, whichever records show it: its resolution holds
+            // in later runs, and an operator's resolve-duplicate can name it.
+            let record = match kind {
+                Some(ExceptionKind::DuplicateAtProvider) => None,
+                _ => f.record_id.as_deref(),
+            };
             let exception_id = match (kind, rail) {
                 (Some(k), Some(r)) => {
-                    ExceptionId::derive(k, r, f.payout_id.as_deref(), f.record_id.as_deref())
-                        .to_string()
+                    ExceptionId::derive(k, r, f.payout_id.as_deref(), record).to_string()
                 }
                 // Our own SQL produced the codes; an unknown one is kept visible.
                 _ => format!("rx_invalid_{}_{}", f.kind, f.seq.unwrap_or(-1)),
@@ -238,7 +305,11 @@ pub(super) async fn store_exceptions(
                 .push_bind(&f.rail)
                 .push_bind(&f.payout_id)
                 .push_bind(f.seq)
-                .push_bind(&f.record_id);
+                .push_bind(&f.record_id)
+                .push_bind(
+                    (!f.records.is_empty())
+                        .then(|| serde_json::to_string(&f.records).unwrap_or_default()),
+                );
         });
         // Two rules can describe one pair twice only through a bug; keep the first.
         insert.push(" ON CONFLICT (run_id, id) DO NOTHING");
@@ -256,11 +327,14 @@ pub(super) async fn rail_totals(tx: &mut Tx, run: &NewRun) -> StoreResult<Vec<Ra
         "SELECT r.rail, r.currency, COUNT(*), {}, \
            SUM(CASE WHEN r.payout_id IS NOT NULL THEN 1 ELSE 0 END), \
            SUM(CASE WHEN r.payout_id IS NOT NULL AND x.record_seq IS NULL \
-               THEN 1 ELSE 0 END) \
+               AND d.payout_id IS NULL THEN 1 ELSE 0 END) \
          FROM recon_records r \
          LEFT JOIN (SELECT DISTINCT record_seq FROM recon_exceptions \
                      WHERE run_id = $1 AND record_seq IS NOT NULL) x \
            ON x.record_seq = r.seq \
+         LEFT JOIN (SELECT DISTINCT payout_id FROM recon_exceptions \
+                     WHERE run_id = $1 AND kind = 'duplicate_at_provider') d \
+           ON d.payout_id = r.payout_id \
          WHERE r.run_id = $1 GROUP BY r.rail, r.currency",
         wide_sum("r.units")
     )))

@@ -112,6 +112,7 @@ impl Store {
         matching::link_records(&mut tx, run).await?;
         let found = matching::classify(&mut tx, run).await?;
         let by_kind = matching::store_exceptions(&mut tx, &run.id, &found).await?;
+        matching::keep_duplicate_evidence(&mut tx, run).await?;
         let totals = matching::rail_totals(&mut tx, run).await?;
         let summary = Summary {
             totals,

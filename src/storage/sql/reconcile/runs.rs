@@ -94,7 +94,7 @@ impl Store {
     ) -> StoreResult<Vec<Exception>> {
         let rows = sqlx::query(
             "SELECT e.id, e.kind, e.severity, e.rail, e.payout_id, \
-               COALESCE(r.record_id, e.record_id) AS record_id, \
+               COALESCE(r.record_id, e.record_id) AS record_id, e.records, \
                CAST(p.units AS BIGINT) AS p_units, p.currency AS p_currency, \
                p.destination AS p_payee, p.status AS p_status, p.created_at AS p_at, \
                CAST(r.units AS BIGINT) AS r_units, r.currency AS r_currency, \
@@ -144,6 +144,11 @@ impl Store {
                     rail: parse_stored("rail", &row.try_get::<String, _>("rail")?)?,
                     payout_id: row.try_get("payout_id")?,
                     record_id: row.try_get("record_id")?,
+                    records: match row.try_get::<Option<String>, _>("records")? {
+                        Some(json) => serde_json::from_str(&json)
+                            .map_err(|e| StoreError::Corrupt(format!("exception records: {e}")))?,
+                        None => Vec::new(),
+                    },
                     ours: side("p_units", "p_currency", "p_payee", "p_status", "p_at")?,
                     theirs: side("r_units", "r_currency", "r_payee", "r_status", "r_at")?,
                     resolution,

@@ -9,7 +9,7 @@
 //! of each kind of discrepancy, each kind on its own payouts:
 //!
 //! - unknown_at_provider: an extra transfer whose group and metadata name no payout;
-//! - duplicate_at_provider: a second transfer for the payout (two exceptions: one per record);
+//! - duplicate_at_provider: a second transfer for the payout (one exception naming both);
 //! - missing_at_provider: the payout's transfer left out;
 //! - amount_mismatch (one cent more), currency_mismatch (EUR), payee_mismatch (another
 //!   account), status_mismatch (the transfer reversed while our payout is paid).
@@ -101,7 +101,7 @@ struct Figures {
     backend: &'static str,
     payouts: usize,
     rate: f64,
-    /// Discrepancies injected of each kind (duplicates yield two exceptions each).
+    /// Discrepancies injected of each kind (one exception each).
     injected_per_kind: usize,
     statement_records: u64,
     statement_bytes: u64,

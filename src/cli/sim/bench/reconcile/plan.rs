@@ -157,8 +157,8 @@ impl Plan {
         }
     }
 
-    /// Every exception the run must find, as (kind, key): the record id for the kinds found
-    /// per record (unknown, duplicate), the payout id for the others.
+    /// Every exception the run must find, as (kind, key): the record id for an unknown
+    /// record, the payout id for the others (a duplicate is one exception per payout).
     pub(super) fn expected(&self) -> HashSet<(ExceptionKind, String)> {
         let mut expected = HashSet::new();
         for s in 0..self.per_kind {
@@ -168,11 +168,6 @@ impl Plan {
                 match kind {
                     ExceptionKind::UnknownAtProvider => {
                         expected.insert((*kind, records[1].record_id.clone()));
-                    }
-                    ExceptionKind::DuplicateAtProvider => {
-                        for r in records {
-                            expected.insert((*kind, r.record_id));
-                        }
                     }
                     _ => {
                         expected.insert((*kind, Self::payout_id(i)));
@@ -197,9 +192,7 @@ impl Plan {
 /// The key an exception is compared by (see [`Plan::expected`]).
 pub(super) fn key(e: &Exception) -> (ExceptionKind, String) {
     let id = match e.kind {
-        ExceptionKind::UnknownAtProvider | ExceptionKind::DuplicateAtProvider => {
-            e.record_id.clone()
-        }
+        ExceptionKind::UnknownAtProvider => e.record_id.clone(),
         _ => e.payout_id.clone(),
     };
     (e.kind, id.unwrap_or_default())
