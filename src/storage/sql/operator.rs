@@ -6,6 +6,7 @@
 use chrono::Utc;
 use sqlx::Row;
 
+use super::duplicates::{load_duplicates, settle_duplicate};
 use super::ledger::{book_duplicate, settle_ledger};
 use super::payouts::{Actor, append_event};
 use super::{Store, StoreError, StoreResult, Tx, WriteLock, enqueue_payout_job, parse_code};
@@ -14,12 +15,10 @@ use crate::domain::ids::{PayoutId, Rail};
 use crate::domain::money::Money;
 use crate::domain::operator::{
     self, Acted, Action, ActionRequest, ActionState, AttemptFact, DisputeOutcome, DuplicateBooking,
-    DuplicateFact, Effect, PayoutFacts, PayoutFilter, PendingApproval, Refusal,
+    Effect, PayoutFacts, PayoutFilter, PendingApproval, Refusal,
 };
 use crate::domain::payout::PayoutStatus;
-use crate::domain::reconcile::{ExceptionId, ExceptionKind, money_left};
 use crate::domain::step::AttemptOutcome;
-use crate::domain::tracking::RailState;
 use crate::domain::transition::{self, Mover};
 
 impl Store {
@@ -323,83 +322,6 @@ async fn load_facts(tx: &mut Tx, id: &PayoutId) -> StoreResult<PayoutFacts> {
         duplicates: load_duplicates(tx, id).await?,
     };
     Ok(facts)
-}
-
-/// Marks the duplicate booked by `action_id`; once every duplicate of the payout that carried
-/// money is booked, its reconciliation exception (one per payout) is resolved with it.
-async fn settle_duplicate(
-    tx: &mut Tx,
-    id: &PayoutId,
-    object: &str,
-    booking: DuplicateBooking,
-    action_id: &str,
-    actor: &str,
-) -> StoreResult<()> {
-    sqlx::query(
-        "UPDATE payout_duplicates SET booking = $3, resolved_by_action = $4 \
-         WHERE payout_id = $1 AND object_ref = $2 AND booking IS NULL",
-    )
-    .bind(id.as_str())
-    .bind(object)
-    .bind(booking.code())
-    .bind(action_id)
-    .execute(&mut **tx)
-    .await?;
-    let facts = load_duplicates(tx, id).await?;
-    if facts.iter().any(|d| d.money_left && d.booked.is_none()) {
-        return Ok(());
-    }
-    let rail: String = sqlx::query_scalar("SELECT rail FROM payouts WHERE id = $1")
-        .bind(id.as_str())
-        .fetch_one(&mut **tx)
-        .await?;
-    let rail: Rail = parse_stored("rail", &rail)?;
-    let exception = ExceptionId::derive(
-        ExceptionKind::DuplicateAtProvider,
-        rail,
-        Some(id.as_str()),
-        None,
-    );
-    let note = format!(
-        "every duplicate payment of {id} is booked (last: {object} as {}, operator action {action_id})",
-        booking.code()
-    );
-    sqlx::query(
-        "INSERT INTO recon_resolutions (exception_id, note, resolved_by, resolved_at) \
-         VALUES ($1, $2, $3, $4) ON CONFLICT (exception_id) DO NOTHING",
-    )
-    .bind(exception.as_str())
-    .bind(note)
-    .bind(actor)
-    .bind(to_millis(Utc::now()))
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// The provider objects that named the payout without being its payment.
-async fn load_duplicates(tx: &mut Tx, id: &PayoutId) -> StoreResult<Vec<DuplicateFact>> {
-    let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
-        "SELECT object_ref, state, booking FROM payout_duplicates WHERE payout_id = $1 \
-         ORDER BY first_seen_at, object_ref",
-    )
-    .bind(id.as_str())
-    .fetch_all(&mut **tx)
-    .await?;
-    rows.into_iter()
-        .map(|(object, state, booking)| {
-            let state = parse_code("duplicate state", &state, RailState::from_code)?;
-            let booked = booking
-                .as_deref()
-                .map(|b| parse_code("duplicate booking", b, DuplicateBooking::from_code))
-                .transpose()?;
-            Ok(DuplicateFact {
-                object,
-                money_left: money_left(state),
-                booked,
-            })
-        })
-        .collect()
 }
 
 /// The last request for the payout, if it is this same action and either still waits for
