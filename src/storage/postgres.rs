@@ -50,10 +50,14 @@ pub(crate) async fn open(url: &str, programs: Arc<ProgramSet>) -> StoreResult<St
         .before_acquire(|conn, _| {
             Box::pin(async move {
                 // Outside a transaction each statement is its own, so its start is the
-                // transaction's; inside one left open, the transaction began earlier.
-                let clean: bool = sqlx::query_scalar("SELECT now() = statement_timestamp()")
+                // transaction's; inside one left open, the transaction began earlier. Only
+                // the simple query protocol starts both at once: over the extended one (a
+                // prepared statement) the statement's clock restarts at Bind, so the two
+                // differ by microseconds and every connection would look dirty.
+                let row = sqlx::raw_sql("SELECT now() = statement_timestamp()")
                     .fetch_one(&mut *conn)
                     .await?;
+                let clean: bool = sqlx::Row::try_get(&row, 0)?;
                 if !clean {
                     tracing::error!(
                         "a pooled connection came back inside an open transaction; it is closed, never reused"
