@@ -3,7 +3,8 @@
 -- cashable book, so the balance goes negative and later earnings repay it) or as the
 -- company's loss (the same transaction against a 'payout_loss' book). One per duplicate
 -- object: its id is derived from the payout and the object, so the hold's one-per-kind index
--- leaves this kind out. SQLite cannot alter a CHECK, so the table is rebuilt as in
+-- leaves this kind out. A dispute resolved in part books a posted 'payout_partial_return'
+-- crediting the part back to the payee (one per payout). SQLite cannot alter a CHECK, so the table is rebuilt as in
 -- 20261121000002_rails.sql; foreign keys are checked at commit, when the new table carries
 -- the name. Twin of the PostgreSQL file.
 PRAGMA defer_foreign_keys = ON;
@@ -15,7 +16,8 @@ DROP TRIGGER payout_method_first_with_money;
 CREATE TABLE ledger_transactions_new (
     id          TEXT PRIMARY KEY,
     kind        TEXT NOT NULL CHECK (kind IN ('accrual', 'clawback', 'payout', 'payout_return',
-                                              'payout_correction', 'payout_duplicate')),
+                                              'payout_correction', 'payout_duplicate',
+                                              'payout_partial_return')),
     status      TEXT NOT NULL CHECK (status IN ('pending', 'posted', 'voided')),
     source_id   TEXT,
     referral_id TEXT,

@@ -450,8 +450,9 @@ async fn payouts_command(store: &Store, command: PayoutsCommand) -> Result<i32> 
         }
         PayoutsCommand::Bulk(args) => return operate::bulk(store, args).await,
         PayoutsCommand::ResolveDispute(args) => {
-            let outcome = DisputeOutcome::from_code(&args.outcome)
-                .ok_or_else(|| anyhow::anyhow!("--outcome is kept or returned"))?;
+            let outcome = DisputeOutcome::with_amount(&args.outcome, args.amount).ok_or_else(
+                || anyhow::anyhow!("--amount goes with --outcome returned (the part that came back); kept takes none"),
+            )?;
             let action = Action::ResolveDispute { outcome };
             return operate::act(store, args.act, action).await;
         }

@@ -33,6 +33,10 @@ pub struct DisputeArgs {
     /// credited to the payee's balance).
     #[arg(long, value_parser = ["kept", "returned"])]
     pub outcome: String,
+    /// With --outcome returned: only this part came back (in the payout's currency, less than
+    /// its amount); the payout is paid and the part credited to the payee.
+    #[arg(long)]
+    pub amount: Option<rust_decimal::Decimal>,
 }
 
 #[derive(Debug, Args)]

@@ -11,7 +11,6 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
-use super::ids::Rail;
 use super::money::Money;
 use super::status::PayoutStatus;
 use super::step::AttemptOutcome;
@@ -75,14 +74,16 @@ pub struct DuplicateFact {
     pub booked: Option<DuplicateBooking>,
 }
 
-/// How a dispute ended, as the operator books it. (A part returned is not bookable yet: book
-/// it as returned or kept, whichever the provider's final word is.)
+/// How a dispute ended, as the operator books it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DisputeOutcome {
     /// The payee kept the money: the payout is paid.
     Kept,
     /// The money came back: the payout is returned and the payee's balance credited.
     Returned,
+    /// Part of it came back (`amount`, in the payout's currency): the payout is paid, and the
+    /// part is credited back to the payee's balance.
+    PartReturned { amount: Decimal },
 }
 
 impl DisputeOutcome {
@@ -90,14 +91,39 @@ impl DisputeOutcome {
         match self {
             DisputeOutcome::Kept => "kept",
             DisputeOutcome::Returned => "returned",
+            DisputeOutcome::PartReturned { .. } => "part_returned",
         }
     }
 
+    /// `kept` or `returned`; a part returned also needs its amount ([`Self::with_amount`]).
     pub fn from_code(code: &str) -> Option<Self> {
         [DisputeOutcome::Kept, DisputeOutcome::Returned]
             .into_iter()
             .find(|o| o.code() == code)
     }
+
+    /// `returned` with an amount is a part returned; `kept` takes none.
+    pub fn with_amount(code: &str, amount: Option<Decimal>) -> Option<Self> {
+        match (DisputeOutcome::from_code(code)?, amount) {
+            (DisputeOutcome::Returned, Some(amount)) => {
+                Some(DisputeOutcome::PartReturned { amount })
+            }
+            (outcome, None) => Some(outcome),
+            (_, Some(_)) => None,
+        }
+    }
+}
+
+/// Money an action books beside the payout's own hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Booking {
+    /// A second payment that landed for the payout (`object`), and who bears it.
+    Duplicate {
+        object: String,
+        booking: DuplicateBooking,
+    },
+    /// Part of a delivered payout came back: credited to the payee.
+    PartReturned(Money),
 }
 
 impl Action {
@@ -127,36 +153,6 @@ pub struct ActionRequest {
     pub actor: String,
 }
 
-/// Where an action's request stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ActionState {
-    Done,
-    /// Above the four-eyes amount: nothing changes until a second operator approves.
-    PendingApproval,
-    Rejected,
-}
-
-impl ActionState {
-    pub fn code(self) -> &'static str {
-        match self {
-            ActionState::Done => "done",
-            ActionState::PendingApproval => "pending_approval",
-            ActionState::Rejected => "rejected",
-        }
-    }
-
-    pub fn from_code(code: &str) -> Option<Self> {
-        [
-            ActionState::Done,
-            ActionState::PendingApproval,
-            ActionState::Rejected,
-        ]
-        .into_iter()
-        .find(|s| s.code() == code)
-    }
-}
-
 /// Whether `action` on a payout of `amount` needs a second operator: the actions that move
 /// money or give up on it (retry, cancel, mark-paid, resolve-dispute, resolve-duplicate) above the configured
 /// amount.
@@ -173,104 +169,6 @@ pub fn check_second_operator(requested_by: &str, approver: &str) -> Result<(), R
         Ok(())
     }
 }
-
-/// An action request as stored: one waiting for a second operator, or one already decided.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-pub struct PendingApproval {
-    pub action_id: String,
-    #[schema(value_type = String)]
-    pub payout: super::ids::PayoutId,
-    pub account: String,
-    pub amount: Money,
-    #[serde(skip)]
-    pub request: ActionRequest,
-    pub requested_at: DateTime<Utc>,
-    pub state: ActionState,
-    /// The payout's status when the action was asked for (or done).
-    pub from: PayoutStatus,
-    /// Where the action left it, once done.
-    pub to: Option<PayoutStatus>,
-}
-
-impl PendingApproval {
-    /// What was asked, by whom and why, for lists.
-    pub fn describe(&self) -> String {
-        format!(
-            "{} {} of {} for {}, asked by {}: {}",
-            self.action_id,
-            self.request.action,
-            self.payout,
-            self.amount,
-            self.request.actor,
-            self.request.reason
-        )
-    }
-}
-
-/// What an action did, as the CLI and the API report it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-pub struct Acted {
-    /// The action's record (`oa_…`); the id to approve it by while it is pending.
-    pub action_id: String,
-    pub state: ActionState,
-    pub payout_id: String,
-    pub action: String,
-    pub from: PayoutStatus,
-    pub to: PayoutStatus,
-    /// The line written to the payout's history.
-    pub summary: String,
-    /// The same action had already been done and nothing changed since: nothing was done
-    /// again.
-    pub replayed: bool,
-}
-
-/// A paused rail: it sends nothing new until resumed; its payouts wait (their jobs are
-/// delayed, never failed) and work already on the wire finishes.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-pub struct RailPause {
-    pub rail: Rail,
-    pub reason: String,
-    pub paused_by: String,
-    pub paused_at: DateTime<Utc>,
-}
-
-impl RailPause {
-    /// What a payout waiting for the rail says about itself.
-    pub fn note(&self) -> String {
-        format!(
-            "waiting: the {} rail is paused by {} since {} ({}); nothing new is sent until it is resumed",
-            self.rail,
-            self.paused_by,
-            self.paused_at.format("%Y-%m-%d %H:%M UTC"),
-            self.reason
-        )
-    }
-}
-
-/// How often a payout waiting for a paused rail looks again (resuming wakes them at once).
-pub const PAUSE_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// Which payouts a bulk action is about; every part given must match.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PayoutFilter {
-    pub rail: Option<Rail>,
-    pub status: Option<PayoutStatus>,
-    /// Words in the payout's last error (case-insensitive).
-    pub reason: Option<String>,
-    /// Created at least this long ago.
-    pub older_than: Option<std::time::Duration>,
-    pub account: Option<super::ids::AccountId>,
-}
-
-impl PayoutFilter {
-    /// A bulk action needs at least one condition: "every payout" is never meant.
-    pub fn is_empty(&self) -> bool {
-        *self == PayoutFilter::default()
-    }
-}
-
-/// The most payouts one bulk action touches; narrow the filter for more.
-pub const BULK_LIMIT: u32 = 1000;
 
 /// One attempt, as far as an action needs to know it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -309,8 +207,8 @@ pub struct Effect {
     pub run_now: bool,
     /// The line for the payout's history (the operator's reason is added to it).
     pub summary: String,
-    /// A duplicate payment to book, beside the payout's own hold: the object and who bears it.
-    pub duplicate: Option<(String, DuplicateBooking)>,
+    /// Money to book beside the payout's own hold.
+    pub book: Option<Booking>,
 }
 
 /// Why an action is refused; each says what to do instead.
@@ -369,6 +267,10 @@ pub enum Refusal {
     )]
     DuplicateMovedNothing { object: String },
     #[error(
+        "a part returned must be more than zero and less than the payout's {payout}, in whole minor units of its currency (all of it is `returned` without an amount); got {part}"
+    )]
+    BadPart { part: String, payout: String },
+    #[error(
         "a bulk action needs a filter (rail, status, reason, age or account); it never means every payout"
     )]
     NoFilter,
@@ -389,7 +291,7 @@ pub fn decide(action: &Action, facts: &PayoutFacts, reason: &str) -> Result<Effe
             Ok(Effect {
                 to: PayoutStatus::Failed,
                 ledger: LedgerEffect::of_move(PayoutStatus::Failed),
-                duplicate: None,
+                book: None,
                 fresh_attempts: false,
                 run_now: false,
                 summary: "cancelled by an operator; the hold is voided and the amount is \
@@ -405,7 +307,7 @@ pub fn decide(action: &Action, facts: &PayoutFacts, reason: &str) -> Result<Effe
             Ok(Effect {
                 to: PayoutStatus::Paid,
                 ledger: LedgerEffect::of_move(PayoutStatus::Paid),
-                duplicate: None,
+                book: None,
                 fresh_attempts: false,
                 run_now: false,
                 summary: format!("marked paid outside the rails (reference {reference})"),
@@ -455,7 +357,10 @@ fn resolve_duplicate(
     Ok(Effect {
         to: facts.status,
         ledger: LedgerEffect::None,
-        duplicate: Some((object.to_string(), booking)),
+        book: Some(Booking::Duplicate {
+            object: object.to_string(),
+            booking,
+        }),
         fresh_attempts: false,
         run_now: false,
         summary,
@@ -470,6 +375,7 @@ fn resolve_dispute(facts: &PayoutFacts, outcome: DisputeOutcome) -> Result<Effec
             hint: "only a payout its provider reported disputed, waiting for an operator",
         });
     }
+    let mut book = None;
     let (to, ledger, summary) = match outcome {
         DisputeOutcome::Kept => (
             PayoutStatus::Paid,
@@ -481,11 +387,30 @@ fn resolve_dispute(facts: &PayoutFacts, outcome: DisputeOutcome) -> Result<Effec
             LedgerEffect::Reverse,
             "dispute resolved: all of it came back and is credited to the payee".to_string(),
         ),
+        DisputeOutcome::PartReturned { amount } => {
+            let total = facts.amount;
+            let part = Money::new(amount, total.currency());
+            let fits = part.is_positive() && amount < total.amount() && part.is_whole_minor();
+            if !fits {
+                return Err(Refusal::BadPart {
+                    part: amount.to_string(),
+                    payout: total.to_string(),
+                });
+            }
+            book = Some(Booking::PartReturned(part));
+            (
+                PayoutStatus::Paid,
+                LedgerEffect::PostHold,
+                format!(
+                    "dispute resolved: {part} of {total} came back and is credited to the payee; the rest was kept"
+                ),
+            )
+        }
     };
     Ok(Effect {
         to,
         ledger,
-        duplicate: None,
+        book,
         fresh_attempts: false,
         run_now: false,
         summary,
@@ -525,7 +450,7 @@ fn retry(facts: &PayoutFacts) -> Result<Effect, Refusal> {
     Ok(Effect {
         to,
         ledger: LedgerEffect::None,
-        duplicate: None,
+        book: None,
         fresh_attempts: true,
         run_now: true,
         summary,
@@ -546,7 +471,7 @@ fn release(facts: &PayoutFacts) -> Result<Effect, Refusal> {
     Ok(Effect {
         to: PayoutStatus::Queued,
         ledger: LedgerEffect::None,
-        duplicate: None,
+        book: None,
         fresh_attempts: false,
         run_now: true,
         summary: "cooling-off hold released early by an operator; the payout is sent now".into(),
@@ -596,6 +521,10 @@ fn unsettled(facts: &PayoutFacts) -> Option<&AttemptFact> {
         )
     })
 }
+
+#[path = "operator_records.rs"]
+mod records;
+pub use records::*;
 
 #[cfg(test)]
 #[path = "operator_tests.rs"]

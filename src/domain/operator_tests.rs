@@ -243,8 +243,11 @@ fn a_duplicate_is_booked_once_only_while_its_money_is_out() {
     );
     assert_eq!(effect.ledger, LedgerEffect::None);
     assert_eq!(
-        effect.duplicate,
-        Some(("tr_1".to_string(), DuplicateBooking::Owed))
+        effect.book,
+        Some(Booking::Duplicate {
+            object: "tr_1".into(),
+            booking: DuplicateBooking::Owed
+        })
     );
     assert!(
         effect.summary.contains("owed by the payee"),
@@ -280,4 +283,38 @@ fn a_duplicate_is_booked_once_only_while_its_money_is_out() {
         Some(DuplicateBooking::Loss)
     );
     assert_eq!(DuplicateBooking::from_code("gift"), None);
+}
+
+#[test]
+fn a_dispute_returned_in_part_keeps_the_payout_paid_and_credits_the_part() {
+    let mut disputed = facts(NeedsOperator, &[Landed]);
+    disputed.disputed = true;
+    let part = |amount: &str| Action::ResolveDispute {
+        outcome: DisputeOutcome::PartReturned {
+            amount: amount.parse().unwrap(),
+        },
+    };
+    let effect = decide(&part("2.50"), &disputed, "half of it came back").unwrap();
+    assert_eq!(effect.to, Paid);
+    assert_eq!(effect.ledger, LedgerEffect::PostHold);
+    assert_eq!(effect.book, Some(Booking::PartReturned(usd("2.50"))));
+    for bad in ["0", "10.00", "12", "0.001", "-1"] {
+        assert!(
+            matches!(
+                decide(&part(bad), &disputed, "x"),
+                Err(Refusal::BadPart { .. })
+            ),
+            "{bad}"
+        );
+    }
+    let amount = Some("1.00".parse().unwrap());
+    assert_eq!(DisputeOutcome::with_amount("kept", amount), None);
+    assert!(matches!(
+        DisputeOutcome::with_amount("returned", amount),
+        Some(DisputeOutcome::PartReturned { .. })
+    ));
+    assert_eq!(
+        DisputeOutcome::with_amount("returned", None),
+        Some(DisputeOutcome::Returned)
+    );
 }

@@ -54,7 +54,8 @@ pub struct TrialBalance {
 pub struct JournalEntry {
     /// The ledger transaction id.
     pub id: String,
-    /// accrual, clawback, payout, payout_return, payout_correction or payout_duplicate.
+    /// accrual, clawback, payout, payout_return, payout_correction, payout_duplicate or
+    /// payout_partial_return.
     pub kind: String,
     /// When it took effect (see the module's documentation).
     pub effective_at: DateTime<Utc>,
@@ -100,6 +101,7 @@ pub(crate) fn entry_memo(
             format!("correction of payout {p} (the provider says it was paid)")
         }
         ("payout_duplicate", Some(p)) => format!("duplicate payment of payout {p}"),
+        ("payout_partial_return", Some(p)) => format!("part of payout {p} came back"),
         ("accrual", _) => "commission".to_string(),
         ("clawback", _) => "commission clawback".to_string(),
         (other, _) => other.to_string(),

@@ -118,7 +118,7 @@ pub(crate) fn book_sums(filter: &str) -> String {
     );
     let credit = wide_sum("CASE WHEN p.book = 'referrer_credit' THEN p.units END");
     let withdrawn = wide_sum(
-        "CASE WHEN p.book = 'referrer_cashable' AND t.kind IN ('payout', 'payout_return', 'payout_correction', 'payout_duplicate') AND t.status = 'posted' THEN -p.units END",
+        "CASE WHEN p.book = 'referrer_cashable' AND t.kind IN ('payout', 'payout_return', 'payout_correction', 'payout_duplicate', 'payout_partial_return') AND t.status = 'posted' THEN -p.units END",
     );
     let pending = wide_sum(
         "CASE WHEN p.book = 'referrer_cashable' AND t.kind = 'payout' AND t.status = 'pending' THEN -p.units END",

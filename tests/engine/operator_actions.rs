@@ -425,7 +425,7 @@ async fn a_dispute_is_booked_as_the_operator_says() {
     env.ingest(DEMO).await;
     let before = env.payable("ref-mo").await;
     let mut disputed = Vec::new();
-    for (amount, key) in [("2.00", "mo-d1"), ("3.00", "mo-d2")] {
+    for (amount, key) in [("1.00", "mo-d1"), ("1.50", "mo-d2"), ("2.00", "mo-d3")] {
         let id = env
             .withdraw("ref-mo", usd(amount), key)
             .await
@@ -475,8 +475,38 @@ async fn a_dispute_is_booked_as_the_operator_says() {
         .await
         .unwrap();
     assert_eq!(back.to, PayoutStatus::Returned);
-    // 2.00 kept by the payee, 3.00 back on the balance, 1.00 still held for the stranded one.
-    let expected = before.checked_sub(&usd("3.00")).unwrap();
+    // Part of it came back: more than nothing, less than all, in whole cents.
+    let part = |amount: &str| DisputeOutcome::PartReturned {
+        amount: amount.parse().unwrap(),
+    };
+    for bad in ["0", "2.00", "5", "1.555", "-1"] {
+        let refused = env
+            .store
+            .operator_act(&disputed[2], &resolve(part(bad)))
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::Operator(Refusal::BadPart { .. }))),
+            "{bad}: {refused:?}"
+        );
+    }
+    let some = env
+        .store
+        .operator_act(&disputed[2], &resolve(part("0.50")))
+        .await
+        .unwrap();
+    assert_eq!(some.to, PayoutStatus::Paid);
+    assert!(
+        some.summary.contains("0.50 USD of 2.00 USD"),
+        "{}",
+        some.summary
+    );
+    // 1.00 kept, 1.50 back on the balance, 0.50 of 2.00 back, 1.00 still held for the
+    // stranded one.
+    let expected = before
+        .checked_sub(&usd("1.00"))
+        .and_then(|m| m.checked_sub(&usd("1.00")))
+        .and_then(|m| m.checked_sub(&usd("1.50")))
+        .unwrap();
     assert_eq!(env.payable("ref-mo").await, expected);
     env.assert_ledger_sound().await;
 }

@@ -57,6 +57,11 @@ pub struct ResolveDispute {
     /// `kept`: the payee kept the money (paid); `returned`: it came back (credited to the
     /// payee's balance).
     pub outcome: DisputeVerdict,
+    /// With `returned`: only this part came back (in the payout's currency, less than its
+    /// amount); the payout is paid and the part credited to the payee.
+    #[schema(value_type = Option<String>, example = "2.50")]
+    #[serde(default)]
+    pub amount: Option<rust_decimal::Decimal>,
 }
 
 /// A second payment that landed for one payout, who bears it, and why.
@@ -111,7 +116,8 @@ macro_rules! action_route {
             ApiPath(id): ApiPath<String>,
             ApiJson(body): ApiJson<$body>,
         ) -> Result<Json<Acted>, ApiError> {
-            let (action, reason) = ($action)(body);
+            let decode: fn($body) -> Result<(Action, String), ApiError> = $action;
+            let (action, reason) = decode(body)?;
             act(&state, &caller, &id, action, reason).await
         }
     };
@@ -122,48 +128,55 @@ action_route!(
     "/payouts/{payout}/retry",
     "Let the worker try again a payout waiting for an operator (proof first where an attempt may have landed)",
     Reason,
-    |b: Reason| (Action::Retry, b.reason)
+    |b: Reason| Ok((Action::Retry, b.reason))
 );
 action_route!(
     cancel,
     "/payouts/{payout}/cancel",
     "Void the payout's hold; only when nothing can land",
     Reason,
-    |b: Reason| (Action::Cancel, b.reason)
+    |b: Reason| Ok((Action::Cancel, b.reason))
 );
 action_route!(
     mark_paid,
     "/payouts/{payout}/mark-paid",
     "Record a payment made outside the rails (posts the hold); only when nothing can land",
     MarkPaid,
-    |b: MarkPaid| (
+    |b: MarkPaid| Ok((
         Action::MarkPaid {
             reference: b.reference
         },
         b.reason
-    )
+    ))
 );
 action_route!(
     resolve_dispute,
     "/payouts/{payout}/resolve-dispute",
     "Book how a disputed payout ended: kept (paid) or returned (credited to the payee)",
     ResolveDispute,
-    |b: ResolveDispute| (
+    |b: ResolveDispute| Ok((
         Action::ResolveDispute {
-            outcome: match b.outcome {
-                DisputeVerdict::Kept => DisputeOutcome::Kept,
-                DisputeVerdict::Returned => DisputeOutcome::Returned,
+            outcome: match (b.outcome, b.amount) {
+                (DisputeVerdict::Kept, None) => DisputeOutcome::Kept,
+                (DisputeVerdict::Kept, Some(_)) => {
+                    return Err(ApiError::unprocessable(
+                        "bad_part",
+                        "an amount goes with outcome returned (the part that came back); kept takes none",
+                    ));
+                }
+                (DisputeVerdict::Returned, None) => DisputeOutcome::Returned,
+                (DisputeVerdict::Returned, Some(amount)) => DisputeOutcome::PartReturned { amount },
             }
         },
         b.reason
-    )
+    ))
 );
 action_route!(
     resolve_duplicate,
     "/payouts/{payout}/resolve-duplicate",
     "Book a second payment that landed for the payout as owed by the payee or as a loss; its reconciliation exception resolves with it",
     ResolveDuplicate,
-    |b: ResolveDuplicate| (
+    |b: ResolveDuplicate| Ok((
         Action::ResolveDuplicate {
             object: b.object,
             booking: match b.booking {
@@ -172,14 +185,14 @@ action_route!(
             }
         },
         b.reason
-    )
+    ))
 );
 action_route!(
     release_hold,
     "/payouts/{payout}/release-hold",
     "End a cooling-off hold early: the payout is sent now",
     Reason,
-    |b: Reason| (Action::ReleaseHold, b.reason)
+    |b: Reason| Ok((Action::ReleaseHold, b.reason))
 );
 
 async fn act(
@@ -218,6 +231,7 @@ pub(super) fn refused(refusal: &Refusal) -> ApiError {
         Refusal::UnknownAction(_) => ApiError::not_found("unknown_action", message),
         Refusal::NoFilter => ApiError::unprocessable("filter_required", message),
         Refusal::UnknownDuplicate { .. } => ApiError::unprocessable("unknown_duplicate", message),
+        Refusal::BadPart { .. } => ApiError::unprocessable("bad_part", message),
         Refusal::DuplicateBooked { .. } => ApiError::conflict("already_booked", message),
         Refusal::DuplicateMovedNothing { .. } => ApiError::conflict("no_money_moved", message),
     }

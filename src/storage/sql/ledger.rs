@@ -192,6 +192,51 @@ pub(crate) async fn book_duplicate(
     Ok(())
 }
 
+/// Books the part of a delivered payout that came back (a dispute resolved in part): a posted
+/// `payout_partial_return` with the hold's books, each moved back by `part`, so the payee's
+/// cashable balance is credited exactly that. One per payout (unique index on kind and payout).
+pub(crate) async fn book_part_return(
+    tx: &mut Tx,
+    payout: &PayoutId,
+    hold: &str,
+    part: Money,
+) -> StoreResult<()> {
+    let id = format!("{payout}-part-return");
+    let units = part.to_units()?;
+    let now = to_millis(Utc::now());
+    sqlx::query(
+        "INSERT INTO ledger_transactions (id, kind, status, payout_id, note, created_at, \
+           resolved_at) VALUES ($1, 'payout_partial_return', 'posted', $2, $3, $4, $4)",
+    )
+    .bind(&id)
+    .bind(payout.as_str())
+    .bind(format!("{part} came back (dispute)"))
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    // The hold debits the payee and credits the rail; the part reverses each by its amount.
+    let moved = sqlx::query(
+        "INSERT INTO ledger_postings (txn_id, book, holder, program, rail, currency, units) \
+         SELECT $1, book, holder, program, rail, currency, \
+           CASE WHEN units < 0 THEN $3 ELSE -$3 END \
+         FROM ledger_postings WHERE txn_id = $2 AND currency = $4 ORDER BY id",
+    )
+    .bind(&id)
+    .bind(hold)
+    .bind(units)
+    .bind(part.currency().code())
+    .execute(&mut **tx)
+    .await?;
+    if moved.rows_affected() != 2 {
+        return Err(StoreError::Corrupt(format!(
+            "hold {hold} of {payout} has {} postings in {}; a part returned needs its two",
+            moved.rows_affected(),
+            part.currency()
+        )));
+    }
+    Ok(())
+}
+
 /// Books money that came back after delivery: a posted `payout_return` whose postings mirror
 /// the hold's, so the payee's cashable balance is credited exactly what left. At most one per
 /// payout (unique index on kind and payout).
@@ -216,7 +261,7 @@ impl Store {
              FROM ledger_postings p JOIN ledger_transactions t ON t.id = p.txn_id \
              WHERE p.book = 'rail_settlement' AND t.status = 'posted' \
                AND t.kind IN ('payout', 'payout_return', 'payout_correction', \
-                 'payout_duplicate') \
+                 'payout_duplicate', 'payout_partial_return') \
              GROUP BY p.rail, p.currency ORDER BY p.rail, p.currency",
                 wide_sum("p.units")
             )))
@@ -364,7 +409,7 @@ async fn overdrawn_payees(pool: &super::Pool) -> StoreResult<Vec<String>> {
              WHERE p.book = 'referrer_cashable' AND t.status <> 'voided' \
              GROUP BY p.holder, p.program, p.currency",
             wide_sum(
-                "CASE WHEN t.kind IN ('accrual', 'payout', 'payout_return', 'payout_correction') THEN p.units ELSE 0 END"
+                "CASE WHEN t.kind IN ('accrual', 'payout', 'payout_return', 'payout_correction', 'payout_partial_return') THEN p.units ELSE 0 END"
             )
         )))
         .fetch_all(pool)

@@ -7,15 +7,15 @@ use chrono::Utc;
 use sqlx::Row;
 
 use super::duplicates::{load_duplicates, settle_duplicate};
-use super::ledger::{book_duplicate, settle_ledger};
+use super::ledger::{book_duplicate, book_part_return, settle_ledger};
 use super::payouts::{Actor, append_event};
 use super::{Store, StoreError, StoreResult, Tx, WriteLock, enqueue_payout_job, parse_code};
 use super::{from_millis, parse_stored, to_millis};
 use crate::domain::ids::{PayoutId, Rail};
 use crate::domain::money::Money;
 use crate::domain::operator::{
-    self, Acted, Action, ActionRequest, ActionState, AttemptFact, DisputeOutcome, DuplicateBooking,
-    Effect, PayoutFacts, PayoutFilter, PendingApproval, Refusal,
+    self, Acted, Action, ActionRequest, ActionState, AttemptFact, Booking, DisputeOutcome,
+    DuplicateBooking, Effect, PayoutFacts, PayoutFilter, PendingApproval, Refusal,
 };
 use crate::domain::payout::PayoutStatus;
 use crate::domain::step::AttemptOutcome;
@@ -212,7 +212,7 @@ async fn execute(
     .bind(effect.fresh_attempts)
     .execute(&mut **tx)
     .await?;
-    if effect.to != facts.status || effect.duplicate.is_some() {
+    if effect.to != facts.status || effect.book.is_some() {
         let hold: String = sqlx::query_scalar("SELECT hold_txn_id FROM payouts WHERE id = $1")
             .bind(id.as_str())
             .fetch_one(&mut **tx)
@@ -220,9 +220,13 @@ async fn execute(
         if effect.to != facts.status {
             settle_ledger(tx, id, &hold, effect.ledger).await?;
         }
-        if let Some((object, booking)) = &effect.duplicate {
-            book_duplicate(tx, id, &hold, object, *booking).await?;
-            settle_duplicate(tx, id, object, *booking, action_id, &request.actor).await?;
+        match &effect.book {
+            Some(Booking::Duplicate { object, booking }) => {
+                book_duplicate(tx, id, &hold, object, *booking).await?;
+                settle_duplicate(tx, id, object, *booking, action_id, &request.actor).await?;
+            }
+            Some(Booking::PartReturned(part)) => book_part_return(tx, id, &hold, *part).await?,
+            None => {}
         }
     }
     let actor = Actor {
@@ -376,6 +380,9 @@ async fn record_action(
 ) -> StoreResult<()> {
     let reference = match &request.action {
         Action::MarkPaid { reference } => Some(reference.clone()),
+        Action::ResolveDispute {
+            outcome: DisputeOutcome::PartReturned { amount },
+        } => Some(format!("part_returned:{amount}")),
         Action::ResolveDispute { outcome } => Some(outcome.code().to_string()),
         Action::ResolveDuplicate { object, booking } => {
             Some(format!("{}:{object}", booking.code()))
@@ -478,6 +485,7 @@ struct ActionRow {
 impl ActionRow {
     fn into_pending(self) -> StoreResult<PendingApproval> {
         let status = |code: &str| parse_code("payout status", code, PayoutStatus::from_code);
+        let currency = parse_stored("currency", &self.currency)?;
         let action = match self.action.as_str() {
             "retry" => Action::Retry,
             "cancel" => Action::Cancel,
@@ -486,13 +494,9 @@ impl ActionRow {
             },
             "release_hold" => Action::ReleaseHold,
             "resolve_dispute" => Action::ResolveDispute {
-                outcome: self
-                    .reference
-                    .as_deref()
-                    .and_then(DisputeOutcome::from_code)
-                    .ok_or_else(|| {
-                        StoreError::Corrupt(format!("action {}: no outcome", self.id))
-                    })?,
+                outcome: stored_outcome(self.reference.as_deref()).ok_or_else(|| {
+                    StoreError::Corrupt(format!("action {}: no outcome", self.id))
+                })?,
             },
             "resolve_duplicate" => {
                 let parsed = self.reference.as_deref().and_then(|r| r.split_once(':'));
@@ -512,7 +516,7 @@ impl ActionRow {
             action_id: self.id,
             payout: parse_stored("payout id", &self.payout_id)?,
             account: self.account_id,
-            amount: Money::from_units(self.units, parse_stored("currency", &self.currency)?),
+            amount: Money::from_units(self.units, currency),
             request: ActionRequest {
                 action,
                 reason: self.reason,
@@ -523,5 +527,16 @@ impl ActionRow {
             from: status(self.from_status.as_deref().unwrap_or("queued"))?,
             to: self.to_status.as_deref().map(status).transpose()?,
         })
+    }
+}
+
+/// A dispute's outcome as `record_action` stored it: `kept`, `returned`, or
+/// `part_returned:AMOUNT` (in the payout's currency).
+fn stored_outcome(reference: Option<&str>) -> Option<DisputeOutcome> {
+    match reference?.split_once(':') {
+        Some(("part_returned", amount)) => Some(DisputeOutcome::PartReturned {
+            amount: amount.parse().ok()?,
+        }),
+        _ => DisputeOutcome::from_code(reference?),
     }
 }
