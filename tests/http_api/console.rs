@@ -341,6 +341,20 @@ async fn console_refuses_wrong_keys_finance_actions_and_forms_without_csrf() {
         .status;
     assert_eq!(status, PayoutStatus::NeedsOperator, "nothing was done");
 
+    // Revoking a key refuses it at sign-in and ends its open sessions.
+    let (key_id, revoked) = api
+        .env
+        .store
+        .create_api_key("gone", Scope::Operator, None)
+        .await
+        .unwrap();
+    let (_, gone_cookie) = http_sign_in(&api, &revoked).await;
+    let gone_cookie = gone_cookie.split(';').next().unwrap().to_string();
+    assert_eq!(http_get(&api, &gone_cookie, "/console").await.0, 200);
+    assert!(api.env.store.revoke_api_key(&key_id).await.unwrap());
+    assert_eq!(http_sign_in(&api, &revoked).await.0, 401);
+    assert_eq!(http_get(&api, &gone_cookie, "/console").await.0, 303);
+
     // No session: to the sign-in form; bad and unknown ids: HTML errors, not 500s.
     let (status, _) = http_get(&api, "", &payout).await;
     assert_eq!(status, 303);

@@ -186,6 +186,18 @@ impl FromRequestParts<ConsoleState> for Session {
                 "this key may not use the console".into(),
             ));
         }
+        // A revoked (or no longer configured) key ends its sessions at their next request.
+        let id = &session.principal.key_id;
+        let live = if id.starts_with("config:") {
+            let configured = &state.api.settings.configured_keys;
+            configured.iter().any(|k| &k.principal.key_id == id)
+        } else {
+            state.api.store.api_key_live(id).await?
+        };
+        if !live {
+            state.sessions.end(&token);
+            return Err(ConsoleError::SignedOut);
+        }
         Ok(session)
     }
 }

@@ -27,6 +27,18 @@ type AttentionRow = (
 );
 
 impl Store {
+    /// Whether the database's key `key_id` exists and is not revoked: a console session ends
+    /// when its key is revoked.
+    pub async fn api_key_live(&self, key_id: &str) -> StoreResult<bool> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT CAST(1 AS BIGINT) FROM api_keys WHERE id = $1 AND revoked_at IS NULL",
+        )
+        .bind(key_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
+    }
+
     /// Money paid per rail, currency and UTC day since `since`, each payout counted on the
     /// day it was first paid. Summed by the database in minor units, so totals are exact.
     pub async fn paid_per_rail_per_day(&self, since: DateTime<Utc>) -> StoreResult<Vec<PaidDay>> {
