@@ -1,7 +1,8 @@
-//! The HTTP edge: the versioned API under `/v1`, the providers' webhooks beside it, and the
-//! OpenAPI document of both at `/openapi.json`.
+//! The HTTP edge: the versioned API under `/v1`, the providers' webhooks beside it, the
+//! OpenAPI document of both at `/openapi.json`, and the operator console under `/console`.
 
 pub mod api;
+pub mod console;
 pub mod telemetry;
 pub mod webhooks;
 
@@ -28,6 +29,7 @@ pub fn router(webhooks: WebhookState) -> Router {
 /// first home, `/webhooks/<rail>`, kept for providers configured before `/v1` existed.
 pub fn app(webhooks: WebhookState, settings: ApiSettings) -> Router {
     let api = ApiState::new(webhooks.store.clone(), webhooks.rails.clone(), settings);
+    let console = console::router(api.clone());
     let (router, doc) = openapi_router(api, webhooks.clone()).split_for_parts();
     let doc = Arc::new(doc);
     router
@@ -39,6 +41,8 @@ pub fn app(webhooks: WebhookState, settings: ApiSettings) -> Router {
             }),
         )
         .route("/health", get(|| async { "ok" }))
+        // The operator console: HTML for people, outside the OpenAPI document.
+        .merge(console)
         .nest("/webhooks", webhooks::router(webhooks).split_for_parts().0)
         .fallback(|| async {
             ApiError::not_found("not_found", "no such endpoint; see /openapi.json")

@@ -5,6 +5,7 @@
 mod common;
 
 mod abuse;
+mod console;
 mod flows;
 mod operations;
 mod operator;

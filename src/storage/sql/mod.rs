@@ -13,6 +13,7 @@ pub mod affiliate;
 mod api_keys;
 pub mod balances;
 mod bonus;
+mod console;
 mod duplicates;
 mod evidence;
 mod idempotency;
