@@ -147,6 +147,7 @@ pub fn duplicates(list: &[DuplicateEvidence]) -> String {
                 format!("{} ({})", d.state, d.provider_status),
                 d.first_seen_at.format("%Y-%m-%d %H:%M:%S").to_string(),
                 d.last_seen_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                d.booked.clone().unwrap_or_else(|| "open".into()),
             ]
         })
         .collect();
@@ -158,6 +159,7 @@ pub fn duplicates(list: &[DuplicateEvidence]) -> String {
             "last state",
             "first seen",
             "last seen",
+            "booked",
         ],
         &rows,
     )

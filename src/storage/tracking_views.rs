@@ -41,4 +41,6 @@ pub struct DuplicateEvidence {
     pub source: String,
     pub first_seen_at: DateTime<Utc>,
     pub last_seen_at: DateTime<Utc>,
+    /// How an operator booked it (`owed` or `loss`, by resolve-duplicate); open while unset.
+    pub booked: Option<String>,
 }

@@ -9,4 +9,5 @@ mod bonus_seed;
 mod commands;
 mod crash_recovery;
 mod edges;
+mod operate;
 mod programs;

@@ -12,9 +12,11 @@ use super::session::{Flash, Session};
 use super::{ConsoleError, ConsoleState, Fields, back};
 use crate::domain::api_key::Action as Permission;
 use crate::domain::ids::PayoutId;
-use crate::domain::operator::{Acted, Action, ActionRequest, ActionState, DisputeOutcome};
+use crate::domain::operator::{
+    Acted, Action, ActionRequest, ActionState, DisputeOutcome, DuplicateBooking,
+};
 use crate::domain::payout::PayoutStatus;
-use crate::storage::{PayoutDetail, StoreError};
+use crate::storage::{DuplicateEvidence, PayoutDetail, StoreError};
 
 fn payout_id(id: &str) -> Result<PayoutId, ConsoleError> {
     PayoutId::parse(id).map_err(|e| ConsoleError::BadRequest(format!("not a payout id: {e}")))
@@ -28,11 +30,13 @@ pub async fn show(
 ) -> Result<Html<String>, ConsoleError> {
     let id = payout_id(&id)?;
     let detail = state.api.store.payout(id.as_str()).await?;
+    let duplicates = state.api.store.payout_duplicates(Some(&id)).await?;
     let body = html! {
         (summary(&detail))
         @if session.may(Permission::OperatePayouts) {
             (actions(&session, &detail))
         }
+        (duplicate_list(&session, &detail, &duplicates))
         (history(&detail))
     };
     Ok(layout::page(&session, &format!("Payout {id}"), body))
@@ -83,12 +87,46 @@ fn actions(session: &Session, d: &PayoutDetail) -> Markup {
                             option value="kept" { "kept (paid)" }
                             option value="returned" { "returned (credited back)" }
                         } " "
+                        label { "Part returned (blank: all) " input type="text" name="amount" inputmode="decimal"; } " "
                     }))
                 }
                 @if held {
                     (action_form(session, &url("release-hold"), "Release hold", html! {}))
                 }
                 (action_form(session, &url("cancel"), "Cancel", html! {}))
+            }
+        }
+    }
+}
+
+/// Other provider objects that named the payout (possible duplicate payments), each open one
+/// with the form that books it.
+fn duplicate_list(session: &Session, d: &PayoutDetail, list: &[DuplicateEvidence]) -> Markup {
+    let url = format!("/console/payouts/{}/resolve-duplicate", d.payout.id);
+    let act = session.may(Permission::OperatePayouts);
+    html! {
+        @if !list.is_empty() {
+            h2 { "Possible duplicate payments" }
+            table id="duplicates" {
+                tr { th { "Object" } th { "Provider says" } th { "Seen" } th { "Booked" } }
+                @for x in list {
+                    tr {
+                        td { code { (x.object_ref) } } td { (x.state) " (" (x.provider_status) ")" }
+                        td { (layout::time(&x.first_seen_at)) }
+                        td {
+                            @if let Some(b) = &x.booked { (b) }
+                            @else if act {
+                                (action_form(session, &url, "Book duplicate", html! {
+                                    input type="hidden" name="object" value=(x.object_ref);
+                                    select name="booking" {
+                                        option value="owed" { "owed by the payee" }
+                                        option value="loss" { "a loss" }
+                                    } " "
+                                }))
+                            } @else { "open" }
+                        }
+                    }
+                }
             }
         }
     }
@@ -131,16 +169,32 @@ fn action(name: &str, fields: &Fields) -> Result<Action, ConsoleError> {
         "mark-paid" => Action::MarkPaid {
             reference: fields.text("reference"),
         },
-        "resolve-dispute" => Action::ResolveDispute {
-            outcome: match fields.get("outcome") {
-                Some("kept") => DisputeOutcome::Kept,
-                Some("returned") => DisputeOutcome::Returned,
-                _ => {
-                    return Err(ConsoleError::BadRequest(
-                        "say whether the payee kept the money or it was returned".into(),
-                    ));
-                }
-            },
+        "resolve-dispute" => {
+            let amount =
+                match fields.get("amount").map(str::trim) {
+                    None | Some("") => None,
+                    Some(part) => Some(part.parse().map_err(|_| {
+                        ConsoleError::BadRequest(format!("{part:?} is not an amount"))
+                    })?),
+                };
+            let outcome = fields
+                .get("outcome")
+                .and_then(|o| DisputeOutcome::with_amount(o, amount))
+                .ok_or_else(|| {
+                    ConsoleError::BadRequest(
+                        "say whether the payee kept the money or it came back (an amount only with returned)".into(),
+                    )
+                })?;
+            Action::ResolveDispute { outcome }
+        }
+        "resolve-duplicate" => Action::ResolveDuplicate {
+            object: fields.text("object"),
+            booking: fields
+                .get("booking")
+                .and_then(DuplicateBooking::from_code)
+                .ok_or_else(|| {
+                    ConsoleError::BadRequest("book it as owed by the payee or as a loss".into())
+                })?,
         },
         other => {
             return Err(ConsoleError::NotFound(format!(

@@ -218,7 +218,7 @@ impl Store {
     ) -> StoreResult<Vec<DuplicateEvidence>> {
         let rows: Vec<DuplicateRow> = sqlx::query_as(
             "SELECT payout_id, rail, object_ref, state, provider_status, source, \
-               first_seen_at, last_seen_at \
+               first_seen_at, last_seen_at, booking \
              FROM payout_duplicates WHERE CAST($1 AS TEXT) IS NULL OR payout_id = $1 \
              ORDER BY first_seen_at DESC, payout_id, object_ref",
         )
@@ -236,6 +236,7 @@ impl Store {
                 source: r.5,
                 first_seen_at: from_millis(r.6),
                 last_seen_at: from_millis(r.7),
+                booked: r.8,
             })
             .collect())
     }
@@ -313,7 +314,17 @@ async fn write_status(
 }
 
 /// payout_id, rail, object_ref, state, provider_status, source, first_seen_at, last_seen_at.
-type DuplicateRow = (String, String, String, String, String, String, i64, i64);
+type DuplicateRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    Option<String>,
+);
 
 /// What every attempt of a payout is known by, oldest first.
 async fn attempt_tokens(tx: &mut Tx, id: &PayoutId) -> StoreResult<Vec<AttemptTokens>> {
