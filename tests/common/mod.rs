@@ -263,6 +263,31 @@ impl TestEnv {
         })
     }
 
+    /// Reconciles today (UTC) on `rails` against the providers' APIs; every exception the
+    /// run found, resolved or not.
+    pub async fn reconcile_today(
+        &self,
+        rails: Vec<payouts::domain::ids::Rail>,
+    ) -> Vec<payouts::domain::reconcile::Exception> {
+        use payouts::domain::reconcile::{Period, Tolerances};
+        use payouts::reconcile::{Quiet, ReconcileRequest, RecordsFrom, reconcile};
+        let request = ReconcileRequest {
+            period: Period::day(chrono::Utc::now().date_naive()),
+            rails,
+            from: RecordsFrom::Api,
+            trigger: payouts::storage::Trigger::Cli,
+            tolerances: Tolerances::default(),
+            run_id: None,
+        };
+        let run = reconcile(&self.store, &self.deps().rails, &request, &Quiet)
+            .await
+            .expect("reconcile");
+        self.store
+            .recon_exceptions(&run.id, false)
+            .await
+            .expect("exceptions")
+    }
+
     pub fn deps(&self) -> Arc<PayoutDeps> {
         self.deps_with("sk_test_mock", fast_policy(), "test-worker")
     }

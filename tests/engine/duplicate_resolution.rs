@@ -11,10 +11,9 @@ use payouts::domain::ids::{PayoutId, Rail};
 use payouts::domain::ledger::Book;
 use payouts::domain::operator::{Action, ActionRequest, DuplicateBooking, Refusal};
 use payouts::domain::payout::PayoutStatus;
-use payouts::domain::reconcile::{ExceptionKind, Period, Tolerances};
-use payouts::reconcile::{Quiet, ReconcileRequest, RecordsFrom, reconcile};
+use payouts::domain::reconcile::ExceptionKind;
 use payouts::sim::stripe::Faults;
-use payouts::storage::{StoreError, Trigger};
+use payouts::storage::StoreError;
 
 /// A payout of `ref-mo`'s whole payable amount, paid through its own transfer, plus a second
 /// transfer of the same amount in its group: (payout, the duplicate's id).
@@ -42,21 +41,8 @@ async fn paid_twice(env: &TestEnv) -> (PayoutId, String) {
 
 /// Reconciles today on Stripe; returns the run's duplicate exceptions.
 async fn duplicates_found(env: &TestEnv) -> Vec<payouts::domain::reconcile::Exception> {
-    let request = ReconcileRequest {
-        period: Period::day(Utc::now().date_naive()),
-        rails: vec![Rail::Stripe],
-        from: RecordsFrom::Api,
-        trigger: Trigger::Cli,
-        tolerances: Tolerances::default(),
-        run_id: None,
-    };
-    let run = reconcile(&env.store, &env.deps().rails, &request, &Quiet)
+    env.reconcile_today(vec![Rail::Stripe])
         .await
-        .expect("reconcile");
-    env.store
-        .recon_exceptions(&run.id, false)
-        .await
-        .expect("exceptions")
         .into_iter()
         .filter(|e| e.kind == ExceptionKind::DuplicateAtProvider)
         .collect()

@@ -11,13 +11,12 @@ use chrono::Utc;
 use payouts::domain::ids::{AccountId, IdempotencyKey, Rail};
 use payouts::domain::money::Currency;
 use payouts::domain::payout::PayoutStatus;
-use payouts::domain::reconcile::{ExceptionKind, Period, Tolerances};
+use payouts::domain::reconcile::ExceptionKind;
 use payouts::jobs::PayoutDeps;
-use payouts::reconcile::{Quiet, ReconcileRequest, RecordsFrom, reconcile};
 use payouts::sim::sandbox::{Sandbox, SandboxOptions};
 use payouts::sim::stripe::Faults;
+use payouts::storage::Store;
 use payouts::storage::payout_views::{PayoutDetail, WithdrawalRequest};
-use payouts::storage::{Store, Trigger};
 
 const RAILS_FIXTURE: &str = include_str!("../../fixtures/rails.ndjson");
 
@@ -108,22 +107,7 @@ async fn reversing_a_duplicate_stripe_transfer_leaves_the_paid_payout_alone() {
     assert_eq!(evidence.len(), 1, "{evidence:#?}");
     assert_eq!(evidence[0].object_ref, stray);
     assert_eq!(evidence[0].state, "returned");
-    let request = ReconcileRequest {
-        period: Period::day(Utc::now().date_naive()),
-        rails: vec![Rail::Stripe],
-        from: RecordsFrom::Api,
-        trigger: Trigger::Cli,
-        tolerances: Tolerances::default(),
-        run_id: None,
-    };
-    let run = reconcile(&env.store, &env.deps().rails, &request, &Quiet)
-        .await
-        .expect("reconcile");
-    let exceptions = env
-        .store
-        .recon_exceptions(&run.id, false)
-        .await
-        .expect("exceptions");
+    let exceptions = env.reconcile_today(vec![Rail::Stripe]).await;
     assert!(
         exceptions
             .iter()

@@ -53,6 +53,25 @@ impl Caller {
     }
 }
 
+/// Whose `key` is: a configured key (by hash) first, then the database's; `None` when it is
+/// unknown or revoked. The API's bearer keys and the console's sign-in both ask this.
+pub(crate) async fn principal_of(
+    state: &ApiState,
+    key: &str,
+) -> Result<Option<Principal>, crate::storage::StoreError> {
+    let hash = key_hash(key);
+    let configured = state
+        .settings
+        .configured_keys
+        .iter()
+        .find(|k| k.hash == hash)
+        .map(|k| k.principal.clone());
+    match configured {
+        Some(p) => Ok(Some(p)),
+        None => state.store.principal(key).await,
+    }
+}
+
 impl FromRequestParts<ApiState> for Caller {
     type Rejection = ApiError;
 
@@ -80,21 +99,12 @@ impl FromRequestParts<ApiState> for Caller {
                     "the Authorization header must be `Bearer <key>`",
                 )
             })?;
-        let configured = state
-            .settings
-            .configured_keys
-            .iter()
-            .find(|k| k.hash == key_hash(key))
-            .map(|k| k.principal.clone());
-        let principal = match configured {
-            Some(p) => p,
-            None => state.store.principal(key).await?.ok_or_else(|| {
-                unauthorized(
-                    "invalid_api_key",
-                    "this API key is not known or was revoked",
-                )
-            })?,
-        };
+        let principal = principal_of(state, key).await?.ok_or_else(|| {
+            unauthorized(
+                "invalid_api_key",
+                "this API key is not known or was revoked",
+            )
+        })?;
         if let Err(wait) = state.limiter.check(&principal.key_id) {
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,

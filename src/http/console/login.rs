@@ -11,7 +11,8 @@ use maud::html;
 use super::layout;
 use super::session::{self, Session};
 use super::{ConsoleError, ConsoleState, Fields};
-use crate::domain::api_key::{Action, Principal, key_hash};
+use crate::domain::api_key::Action;
+use crate::http::api::auth::principal_of;
 
 fn form_page(status: StatusCode, error: Option<&str>) -> Response {
     let page = layout::bare(
@@ -37,22 +38,6 @@ pub async fn form() -> Response {
     form_page(StatusCode::OK, None)
 }
 
-/// The principal of `key`, as `api::auth::Caller` finds it.
-async fn principal(state: &ConsoleState, key: &str) -> Result<Option<Principal>, ConsoleError> {
-    let hash = key_hash(key);
-    let configured = state
-        .api
-        .settings
-        .configured_keys
-        .iter()
-        .find(|k| k.hash == hash)
-        .map(|k| k.principal.clone());
-    match configured {
-        Some(p) => Ok(Some(p)),
-        None => Ok(state.api.store.principal(key).await?),
-    }
-}
-
 /// `POST /console/login`: the key in the form body; a session cookie on success.
 pub async fn submit(
     State(state): State<ConsoleState>,
@@ -66,7 +51,7 @@ pub async fn submit(
             Some("enter an API key"),
         ));
     }
-    let Some(principal) = principal(&state, key).await? else {
+    let Some(principal) = principal_of(&state.api, key).await? else {
         return Ok(form_page(
             StatusCode::UNAUTHORIZED,
             Some("this API key is not known or was revoked"),
