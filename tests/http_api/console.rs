@@ -381,3 +381,144 @@ async fn console_refuses_wrong_keys_finance_actions_and_forms_without_csrf() {
         assert_eq!(http_get(&api, &cookie, page).await.0, 200, "{page}");
     }
 }
+
+/// Signs an operator in over plain HTTP: the cookie to send back.
+async fn operator_cookie(api: &Api) -> String {
+    let key = api.key(Scope::Operator, None).await;
+    let (status, set_cookie) = http_sign_in(api, &key).await;
+    assert_eq!(status, 303);
+    set_cookie.split(';').next().unwrap().to_string()
+}
+
+/// Posts an action form from `page` (with the session's token) and reads the page it
+/// redirects to: (status of the POST, the page shown after it).
+async fn act(
+    api: &Api,
+    cookie: &str,
+    page: &str,
+    action: &str,
+    form: &[(&str, &str)],
+) -> (u16, String) {
+    let (_, shown) = http_get(api, cookie, page).await;
+    let csrf = csrf_of(&shown);
+    let mut fields = vec![("csrf", csrf.as_str())];
+    fields.extend_from_slice(form);
+    let status = http_post(api, cookie, &format!("{page}/{action}"), &fields).await;
+    (status, http_get(api, cookie, page).await.1)
+}
+
+/// Every payout action the console offers goes through the domain's rules: refused while a
+/// send may land, done (once) where safe; a duplicate payment is booked from its row; a rail
+/// is paused and resumed.
+#[tokio::test]
+async fn console_forms_act_under_the_domains_rules() {
+    let api = Api::start().await;
+    let id = stranded(&api).await;
+    let page = format!("/console/payouts/{id}");
+    let cookie = operator_cookie(&api).await;
+    let why = ("reason", "console test");
+
+    // The last attempt answered 500: it may have landed, so cancel and mark-paid refuse.
+    let (status, shown) = act(&api, &cookie, &page, "cancel", &[why]).await;
+    assert_eq!(status, 303);
+    assert!(
+        shown.contains("cancel refused") && shown.contains("may still land"),
+        "{shown}"
+    );
+    let reference = ("reference", "wire-1");
+    let (_, shown) = act(&api, &cookie, &page, "mark-paid", &[why, reference]).await;
+    assert!(shown.contains("mark-paid refused"), "{shown}");
+    // A dispute needs a disputed payout; a part with kept is a bad form.
+    let (_, shown) = act(
+        &api,
+        &cookie,
+        &page,
+        "resolve-dispute",
+        &[why, ("outcome", "kept")],
+    )
+    .await;
+    assert!(shown.contains("resolve-dispute refused"), "{shown}");
+    let part = [why, ("outcome", "kept"), ("amount", "1.00")];
+    assert_eq!(
+        act(&api, &cookie, &page, "resolve-dispute", &part).await.0,
+        400
+    );
+    // Retry proves first, then pays.
+    let (_, shown) = act(&api, &cookie, &page, "retry", &[why]).await;
+    assert!(shown.contains("retry done"), "{shown}");
+    api.env.work_until_idle(worker(&api)).await;
+    let paid = api.env.store.payout(id.as_str()).await.unwrap().payout;
+    assert_eq!(paid.status, PayoutStatus::Paid);
+
+    // A second transfer for the paid payout: listed on its page, booked from there once.
+    let minor = paid.amount.to_minor_units().unwrap();
+    let stray = api
+        .env
+        .mock
+        .inject_transfer(id.as_str(), &paid.destination, minor, "usd");
+    api.env
+        .reconcile_today(vec![payouts::domain::ids::Rail::Stripe])
+        .await;
+    let (_, shown) = http_get(&api, &cookie, &page).await;
+    assert!(
+        shown.contains("Possible duplicate payments") && shown.contains(&stray),
+        "{shown}"
+    );
+    let booking = [why, ("object", stray.as_str()), ("booking", "loss")];
+    let (_, shown) = act(&api, &cookie, &page, "resolve-duplicate", &booking).await;
+    assert!(shown.contains("resolve-duplicate done"), "{shown}");
+    let (_, shown) = act(&api, &cookie, &page, "resolve-duplicate", &booking).await;
+    assert!(
+        shown.contains("already"),
+        "asked twice, booked once: {shown}"
+    );
+
+    // A queued payout is cancelled where nothing can land.
+    let queued = api
+        .env
+        .withdraw("ref-alice", usd("1.00"), "console-queued")
+        .await
+        .unwrap()
+        .payout
+        .id;
+    let queued_page = format!("/console/payouts/{queued}");
+    let (_, shown) = act(&api, &cookie, &queued_page, "cancel", &[why]).await;
+    assert!(shown.contains("cancel done"), "{shown}");
+    let status = api
+        .env
+        .store
+        .payout(queued.as_str())
+        .await
+        .unwrap()
+        .payout
+        .status;
+    assert_eq!(status, PayoutStatus::Failed);
+
+    // A rail paused and resumed from its page.
+    let rails = "/console/rails";
+    let (_, shown) = http_get(&api, &cookie, rails).await;
+    let csrf = csrf_of(&shown);
+    let pause = [("csrf", csrf.as_str()), ("reason", "incident 7")];
+    assert_eq!(
+        http_post(&api, &cookie, "/console/rails/stripe/pause", &pause).await,
+        303
+    );
+    assert!(
+        http_get(&api, &cookie, rails)
+            .await
+            .1
+            .contains("incident 7")
+    );
+    let resume = [("csrf", csrf.as_str()), ("reason", "fixed")];
+    assert_eq!(
+        http_post(&api, &cookie, "/console/rails/stripe/resume", &resume).await,
+        303
+    );
+    assert!(
+        !http_get(&api, &cookie, rails)
+            .await
+            .1
+            .contains("incident 7")
+    );
+    api.env.assert_ledger_sound().await;
+}
