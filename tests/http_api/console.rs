@@ -497,6 +497,11 @@ async fn console_forms_act_under_the_domains_rules() {
     // A rail paused and resumed from its page.
     let rails = "/console/rails";
     let (_, shown) = http_get(&api, &cookie, rails).await;
+    // The stranded payout's failed attempts show as the rail's recent error classes.
+    assert!(
+        shown.contains("retry: ") || shown.contains("unknown: "),
+        "{shown}"
+    );
     let csrf = csrf_of(&shown);
     let pause = [("csrf", csrf.as_str()), ("reason", "incident 7")];
     assert_eq!(

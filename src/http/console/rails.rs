@@ -1,4 +1,5 @@
-//! Rails: configured here or not, paused or not, with pause and resume forms. Both call the
+//! Rails: configured here or not, paused or not, what their attempts answered that did not
+//! land over the last day (by outcome class), with pause and resume forms. Both call the
 //! store exactly as `POST /v1/rails/{rail}/pause|resume` does.
 
 use axum::body::Bytes;
@@ -19,11 +20,13 @@ pub async fn list(
     session: Session,
 ) -> Result<Html<String>, ConsoleError> {
     let paused = state.api.store.rail_pauses().await?;
+    let since = chrono::Utc::now() - chrono::Duration::hours(24);
+    let errors = state.api.store.recent_attempt_errors(since).await?;
     let configured = state.api.rails.configured();
     let operator = session.may(Permission::OperatePayouts);
     let body = html! {
         table id="rails" {
-            tr { th { "Rail" } th { "Configured" } th { "State" } @if operator { th { "Switch" } } }
+            tr { th { "Rail" } th { "Configured" } th { "State" } th { "Unlanded attempts, 24 h" } @if operator { th { "Switch" } } }
             @for rail in Rail::ALL {
                 @let pause = paused.iter().find(|p| p.rail == rail);
                 tr id={"rail-" (rail.to_string())} {
@@ -33,6 +36,11 @@ pub async fn list(
                         @match pause {
                             Some(p) => { "paused by " (p.paused_by) " at " (layout::time(&p.paused_at)) ": " (p.reason) }
                             None => { "sending" }
+                        }
+                    }
+                    td class="errors" {
+                        @for (_, class, n) in errors.iter().filter(|(r, _, _)| *r == rail) {
+                            (class) ": " (n) " "
                         }
                     }
                     @if operator {

@@ -5,9 +5,11 @@
 use chrono::{DateTime, Utc};
 
 use super::{Store, StoreResult, from_millis, parse_code, parse_stored, to_millis};
+use crate::domain::ids::Rail;
 use crate::domain::money::Money;
 use crate::domain::payout::PayoutStatus;
 use crate::storage::console_views::{Attention, AttentionReason, PaidDay};
+use crate::storage::sums::{join, wide_sum};
 
 /// Most payouts the attention list shows: a console page, not an export.
 const ATTENTION_LIMIT: i64 = 500;
@@ -40,28 +42,52 @@ impl Store {
     }
 
     /// Money paid per rail, currency and UTC day since `since`, each payout counted on the
-    /// day it was first paid. Summed by the database in minor units, so totals are exact.
+    /// day it was first paid. Summed exactly (`storage::sums`): a busy day can pass what one
+    /// stored amount holds.
     pub async fn paid_per_rail_per_day(&self, since: DateTime<Utc>) -> StoreResult<Vec<PaidDay>> {
-        let rows: Vec<(i64, String, String, i64)> = sqlx::query_as(
-            "SELECT CAST(f.paid_at / 86400000 AS BIGINT) AS day, p.rail, p.currency, \
-               CAST(SUM(p.units) AS BIGINT) AS units \
-             FROM payouts p \
-             JOIN (SELECT payout_id, MIN(at) AS paid_at FROM payout_events \
-                   WHERE to_status = 'paid' GROUP BY payout_id) f ON f.payout_id = p.id \
-             WHERE p.status = 'paid' AND f.paid_at >= $1 \
-             GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+        let rows: Vec<(i64, String, String, i64, i64)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT CAST(f.paid_at / 86400000 AS BIGINT) AS day, p.rail, p.currency, {} \
+                 FROM payouts p \
+                 JOIN (SELECT payout_id, MIN(at) AS paid_at FROM payout_events \
+                       WHERE to_status = 'paid' GROUP BY payout_id) f ON f.payout_id = p.id \
+                 WHERE p.status = 'paid' AND f.paid_at >= $1 \
+                 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+                wide_sum("p.units")
+            )))
+            .bind(to_millis(since))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(|(day, rail, currency, high, low)| {
+                let currency = parse_stored("currency", &currency)?;
+                Ok(PaidDay {
+                    day: from_millis(day.saturating_mul(86_400_000)).date_naive(),
+                    rail: parse_stored("rail", &rail)?,
+                    amount: Money::from_total_units(join(high, low), currency)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Attempts per rail and outcome class since `since` that did not land (retry,
+    /// throttled, unknown, permanent, interrupted, or still in flight), most first: what a
+    /// rail has been answering lately.
+    pub async fn recent_attempt_errors(
+        &self,
+        since: DateTime<Utc>,
+    ) -> StoreResult<Vec<(Rail, String, i64)>> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT p.rail, a.outcome, COUNT(*) FROM payout_attempts a \
+             JOIN payouts p ON p.id = a.payout_id \
+             WHERE a.started_at >= $1 AND a.outcome <> 'landed' \
+             GROUP BY p.rail, a.outcome ORDER BY 3 DESC, 1, 2",
         )
         .bind(to_millis(since))
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
-            .map(|(day, rail, currency, units)| {
-                Ok(PaidDay {
-                    day: from_millis(day.saturating_mul(86_400_000)).date_naive(),
-                    rail: parse_stored("rail", &rail)?,
-                    amount: Money::from_units(units, parse_stored("currency", &currency)?),
-                })
-            })
+            .map(|(rail, outcome, n)| Ok((parse_stored("rail", &rail)?, outcome, n)))
             .collect()
     }
 
