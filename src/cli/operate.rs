@@ -35,8 +35,14 @@ pub struct DisputeArgs {
     pub outcome: String,
     /// With --outcome returned: only this part came back (in the payout's currency, less than
     /// its amount); the payout is paid and the part credited to the payee.
-    #[arg(long)]
+    #[arg(long, value_parser = part_amount)]
     pub amount: Option<rust_decimal::Decimal>,
+}
+
+/// A plain decimal string ("2.50"): no sign, no exponent, no separators.
+fn part_amount(text: &str) -> Result<rust_decimal::Decimal, String> {
+    payouts::domain::money::parse_decimal(text, payouts::domain::money::UNIT_SCALE)
+        .map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Args)]

@@ -47,6 +47,24 @@ async fn only_operators_act_with_a_reason_and_once() {
         blank.body
     );
 
+    // A part returned is a plain decimal string; anything else is a 422 that says so, and
+    // kept takes no amount.
+    let dispute = format!("/v1/payouts/{id}/resolve-dispute");
+    for (outcome, amount) in [
+        ("returned", "\u{11}"),
+        ("returned", "1_000"),
+        ("kept", "1.00"),
+    ] {
+        let body = json!({"reason": "x", "outcome": outcome, "amount": amount});
+        let bad = api.post(&dispute, &operator, &body).await;
+        assert_eq!(
+            (bad.status, code(&bad.body)),
+            (422, "bad_part"),
+            "{amount}: {}",
+            bad.body
+        );
+    }
+
     let first = api.post(&cancel, &operator, &why).await;
     assert_eq!(first.status, 200, "{}", first.body);
     assert_eq!(first.body["to"], "failed");

@@ -15,6 +15,7 @@ use super::extract::{ApiJson, ApiPath, id_error};
 use crate::domain::api_key::Action as Permission;
 use crate::domain::ids::PayoutId;
 use crate::domain::ids::Rail;
+use crate::domain::money::{UNIT_SCALE, parse_decimal};
 use crate::domain::operator::{
     Acted, Action, ActionRequest, DisputeOutcome, DuplicateBooking, PayoutFilter, PendingApproval,
     Refusal,
@@ -57,11 +58,11 @@ pub struct ResolveDispute {
     /// `kept`: the payee kept the money (paid); `returned`: it came back (credited to the
     /// payee's balance).
     pub outcome: DisputeVerdict,
-    /// With `returned`: only this part came back (in the payout's currency, less than its
-    /// amount); the payout is paid and the part credited to the payee.
-    #[schema(value_type = Option<String>, example = "2.50")]
+    /// With `returned`: only this part came back, a decimal string in the payout's currency
+    /// and less than its amount; the payout is paid and the part credited to the payee.
+    #[schema(pattern = "^[0-9]+(\\.[0-9]+)?$", max_length = 40, example = "2.50")]
     #[serde(default)]
-    pub amount: Option<rust_decimal::Decimal>,
+    pub amount: Option<String>,
 }
 
 /// A second payment that landed for one payout, who bears it, and why.
@@ -165,7 +166,10 @@ action_route!(
                     ));
                 }
                 (DisputeVerdict::Returned, None) => DisputeOutcome::Returned,
-                (DisputeVerdict::Returned, Some(amount)) => DisputeOutcome::PartReturned { amount },
+                (DisputeVerdict::Returned, Some(amount)) => DisputeOutcome::PartReturned {
+                    amount: parse_decimal(&amount, UNIT_SCALE)
+                        .map_err(|e| ApiError::unprocessable("bad_part", e.to_string()))?,
+                },
             }
         },
         b.reason
