@@ -21,16 +21,23 @@ pub fn html(page: Markup) -> Html<String> {
     Html(page.into_string())
 }
 
+/// Every page's head: its title and the one stylesheet.
+fn head(title: &str) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            title { (title) " · payouts console" }
+            style { (STYLE) }
+        }
+    }
+}
+
 /// A page without navigation: sign-in and errors.
 pub fn bare(title: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                title { (title) " · payouts console" }
-                style { (STYLE) }
-            }
+            (head(title))
             body { main { (body) } }
         }
     }
@@ -41,11 +48,7 @@ pub fn page(session: &Session, title: &str, body: Markup) -> Html<String> {
     html(html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                title { (title) " · payouts console" }
-                style { (STYLE) }
-            }
+            (head(title))
             body {
                 nav {
                     a href="/console" { "Home" }
