@@ -19,6 +19,7 @@ macro_rules! out {
     };
 }
 
+pub mod events;
 pub mod keys;
 pub mod ledger;
 mod operate;
@@ -167,6 +168,12 @@ pub enum Command {
     /// resolved with a note (`reconcile resolve ID --note ...`). Exit status 3 when open
     /// exceptions remain.
     Reconcile(reconcile::ReconcileArgs),
+    /// Outgoing events: the endpoints the platform registered, the events with their
+    /// delivery log, and replays.
+    Events {
+        #[command(subcommand)]
+        command: events::EventsCommand,
+    },
     /// Check the ledger's invariants (balanced transactions, holds matching payouts).
     LedgerCheck {
         #[arg(long)]
@@ -316,6 +323,7 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
         Command::Keys { command } => keys::keys(store, command).await,
         Command::Ledger { command } => ledger::run(store, command).await,
         Command::Reconcile(args) => reconcile::run(store, args).await,
+        Command::Events { command } => events::run(store, command).await,
         Command::RunPayouts {
             period,
             dry_run,

@@ -116,7 +116,7 @@ fn describe(acted: &Acted) -> String {
     )
 }
 
-fn default_operator() -> String {
+pub(super) fn default_operator() -> String {
     std::env::var("PAYOUTS_OPERATOR")
         .ok()
         .filter(|v| !v.trim().is_empty())

@@ -6,6 +6,7 @@ pub mod api_key;
 pub mod cooling_off;
 pub mod destination;
 pub mod eligibility;
+pub mod events;
 pub mod fingerprint;
 pub mod ids;
 pub mod ledger;

@@ -193,6 +193,7 @@ async fn run_worker_on_heap(
     let reconcile = options.reconcile.clone();
     let reconcile_store = deps.store.clone();
     let reconcile_rails = deps.rails.clone();
+    let events_store = deps.store.clone();
     let in_hand = InHand::default();
     let draining = in_hand.clone();
     let deadline = options.shutdown_deadline;
@@ -247,7 +248,14 @@ async fn run_worker_on_heap(
             None => Ok(()),
         }
     };
-    let (paid, ticked, reconciled) = tokio::join!(payouts, runs, reconciliations);
+    // Outgoing events go out from every worker until the payouts stop, then once more.
+    let events = async {
+        match super::events::EventSender::new(events_store) {
+            Ok(sender) => sender.run(on_stop.clone()).await,
+            Err(e) => error!(error = %e, "outgoing events cannot be sent by this worker"),
+        }
+    };
+    let (paid, ticked, reconciled, ()) = tokio::join!(payouts, runs, reconciliations, events);
     paid.and(ticked).and(reconciled)
 }
 

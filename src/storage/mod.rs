@@ -27,6 +27,7 @@ pub mod balance_views;
 pub mod bulk;
 pub mod console_views;
 pub mod database_url;
+pub mod event_views;
 pub mod idempotency_views;
 mod intake;
 pub mod ledger_views;
@@ -51,6 +52,7 @@ use serde_json::Value;
 
 use crate::domain::api_key::{Principal, Scope};
 use crate::domain::cooling_off::Safeguards;
+use crate::domain::events::{EndpointUrl, EventType};
 use crate::domain::ids::{AccountId, PayoutId, ProgramId, Rail};
 use crate::domain::ledger::LedgerError;
 use crate::domain::money::MoneyError;
@@ -70,6 +72,10 @@ pub use affiliate_views::{Enrollment, OptInError};
 pub use balance_views::{AccountBalance, ProgramBalance, ReferralNote};
 pub use console_views::{Attention, AttentionReason, PaidDay};
 pub use database_url::DatabaseUrl;
+pub use event_views::{
+    DeliveryPass, DeliveryView, DueDelivery, EndpointView, EventView, NewEndpoint, ReplaySelector,
+    TryResult, TryView,
+};
 pub use idempotency_views::IdempotencyBegin;
 pub use ledger_views::{LedgerCheck, RailTotal};
 pub use methods::PayoutMethodView;
@@ -100,6 +106,10 @@ pub enum StoreError {
     UnknownAccount(String),
     #[error("payout {0} does not exist")]
     UnknownPayout(String),
+    #[error("event {0} does not exist (or was pruned)")]
+    UnknownEvent(String),
+    #[error("event endpoint {0} does not exist (or was removed)")]
+    UnknownEndpoint(String),
     #[error("lost the lease on payout {payout} (fence {fence}): another worker took it over")]
     LeaseLost { payout: String, fence: i64 },
     #[error("stored data is not valid: {0}")]

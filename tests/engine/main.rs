@@ -8,6 +8,7 @@ mod common;
 mod accounting_exports;
 mod bonus_seed;
 mod duplicate_resolution;
+mod events;
 mod ingest_and_ledger;
 mod large_totals;
 mod late_evidence;

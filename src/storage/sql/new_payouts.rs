@@ -6,8 +6,11 @@ use std::time::Duration;
 use chrono::Utc;
 use sqlx::QueryBuilder;
 
+use super::events::{check_balance_later, payout_event, record_events};
 use super::ledger::{TxnMeta, insert_transactions};
-use super::{BATCH_ROWS, Db, StoreResult, Tx, to_millis};
+use super::payouts::fetch_payouts;
+use super::{BATCH_ROWS, Db, StoreError, StoreResult, Tx, to_millis};
+use crate::domain::events::{EventType, HeldFor};
 use crate::domain::fingerprint::content_hash;
 use crate::domain::ids::{ProgramId, Rail};
 use crate::domain::ledger::{Book, TransactionDraft, TransactionKind, TransactionStatus};
@@ -49,6 +52,7 @@ pub(crate) async fn insert_payouts(tx: &mut Tx, payouts: &[NewPayout]) -> StoreR
         insert_holds(tx, chunk).await?;
         insert_rows(tx, chunk, now).await?;
         insert_first_events(tx, chunk, now).await?;
+        report_created(tx, chunk, now).await?;
         let tasks = chunk
             .iter()
             .map(|r| payout_task(&r.payout.id, r.delay, "created"))
@@ -134,4 +138,35 @@ async fn insert_first_events(tx: &mut Tx, rows: &[Row<'_>], now: i64) -> StoreRe
     });
     q.build().execute(&mut **tx).await?;
     Ok(())
+}
+
+/// The platform hears of each new payout, and of each held before it is sent (a cooling-off
+/// hold); the payees' cash-out standing is looked at again.
+async fn report_created(tx: &mut Tx, rows: &[Row<'_>], now: i64) -> StoreResult<()> {
+    let ids: Vec<&str> = rows.iter().map(|r| r.payout.id.as_str()).collect();
+    let mut views = fetch_payouts(tx, &ids).await?;
+    views.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+    let mut events = Vec::with_capacity(rows.len());
+    for r in rows {
+        let Ok(i) = views.binary_search_by(|v| v.id.as_str().cmp(r.payout.id.as_str())) else {
+            return Err(StoreError::UnknownPayout(r.payout.id.to_string()));
+        };
+        let view = &views[i];
+        events.push(payout_event(
+            EventType::PayoutCreated,
+            view,
+            &r.payout.reason,
+            None,
+        ));
+        if r.next_action_at > now {
+            events.push(payout_event(
+                EventType::PayoutHeld,
+                view,
+                &r.payout.reason,
+                Some(HeldFor::CoolingOff),
+            ));
+        }
+        check_balance_later(tx, r.payout.account.as_str()).await?;
+    }
+    record_events(tx, &events).await
 }

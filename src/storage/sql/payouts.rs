@@ -101,6 +101,20 @@ pub(crate) async fn fetch_payout(conn: &mut Conn, id: &str) -> StoreResult<Optio
     row.map(payout_view).transpose()
 }
 
+/// The payouts named by `ids` (in no particular order), in the caller's transaction.
+pub(crate) async fn fetch_payouts(conn: &mut Conn, ids: &[&str]) -> StoreResult<Vec<PayoutView>> {
+    let mut q = sqlx::QueryBuilder::<super::Db>::new(format!(
+        "SELECT {PAYOUT_COLUMNS} FROM payouts WHERE id IN ("
+    ));
+    let mut list = q.separated(", ");
+    for id in ids {
+        list.push_bind(*id);
+    }
+    q.push(")");
+    let rows: Vec<PayoutRow> = q.build_query_as().fetch_all(&mut *conn).await?;
+    rows.into_iter().map(payout_view).collect()
+}
+
 /// Who wrote an event and how they learned what it says.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Actor<'a> {
@@ -132,7 +146,8 @@ pub(crate) async fn append_event(
     .bind(actor.source)
     .execute(&mut **tx)
     .await?;
-    Ok(())
+    // The platform hears of the move in the same transaction (the outbox).
+    super::events::payout_moved(tx, payout, from, to, reason).await
 }
 
 impl Store {

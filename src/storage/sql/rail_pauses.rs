@@ -1,6 +1,7 @@
 //! Pausing and resuming a rail, and a step's wait for a paused one: a paused rail sends
 //! nothing new, its payouts wait (never fail) and say why, work on the wire finishes.
 
+use crate::domain::events::HeldFor;
 use chrono::Utc;
 
 use super::payouts::{Actor, append_event};
@@ -165,6 +166,8 @@ impl Store {
                 &note,
             )
             .await?;
+            super::events::payout_held(&mut tx, &lease.payout_id, HeldFor::RailPaused, &note)
+                .await?;
         }
         let key = format!("fence-{}-rail-paused", lease.fence);
         enqueue_payout_job(&mut tx, &lease.payout_id, PAUSE_RECHECK, &key).await?;

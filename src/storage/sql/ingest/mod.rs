@@ -55,6 +55,7 @@ impl Store {
         report: &mut IngestReport,
     ) -> StoreResult<Vec<LineError>> {
         let mut errors = Vec::new();
+        let posted_before = super::events::last_posting(tx).await?;
         let now = to_millis(Utc::now());
         let mut sorted = Sorted::of(programs, records, now, &mut errors)?;
         // Order matters only for refunds, which must see their usage.
@@ -96,6 +97,8 @@ impl Store {
         // Opt-ins last: they count paying referrals, which the other records may add.
         apply_opt_ins(tx, programs, opt_ins, report, &mut errors).await?;
         report.accruals_posted += Self::accrue_scope(tx, programs).await?;
+        // Whoever the accruals credited or debited may now be able to cash out.
+        super::events::check_holders_posted_after(tx, posted_before).await?;
         errors.sort_by_key(|e| e.line);
         Ok(errors)
     }

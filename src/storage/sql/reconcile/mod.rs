@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use chrono::Utc;
 
+use super::events::report_new_exceptions;
 use super::{Store, StoreError, StoreResult, to_millis};
 use crate::domain::reconcile::ProviderRecord;
 use crate::storage::reconcile_views::{NewRun, RailTotals};
@@ -112,6 +113,7 @@ impl Store {
         matching::link_records(&mut tx, run).await?;
         let found = matching::classify(&mut tx, run).await?;
         let by_kind = matching::store_exceptions(&mut tx, &run.id, &found).await?;
+        report_new_exceptions(&mut tx, &run.id).await?;
         matching::keep_duplicate_evidence(&mut tx, run).await?;
         let totals = matching::rail_totals(&mut tx, run).await?;
         let summary = Summary {
