@@ -89,6 +89,8 @@ pub enum Action<'a> {
     Reconcile,
     /// Act on a payout that needs a human (retry, cancel, mark paid, release a hold).
     OperatePayouts,
+    /// Register and remove event endpoints, replay events (who hears what, and again).
+    ManageEvents,
 }
 
 /// How far a scope may do one kind of action.
@@ -114,7 +116,8 @@ impl Action<'_> {
             | Action::ReadOperations
             | Action::RunPayouts
             | Action::Reconcile
-            | Action::OperatePayouts => None,
+            | Action::OperatePayouts
+            | Action::ManageEvents => None,
         }
     }
 
@@ -135,6 +138,7 @@ impl Action<'_> {
             Action::RunPayouts => [No, No, Any, No],
             Action::Reconcile => [No, No, Any, Any],
             Action::OperatePayouts => [No, No, Any, No],
+            Action::ManageEvents => [No, No, Any, No],
         };
         match scope {
             Scope::Ingest => ingest,

@@ -6,6 +6,7 @@ mod common;
 
 mod abuse;
 mod console;
+mod events;
 mod flows;
 mod operations;
 mod operator;

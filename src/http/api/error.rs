@@ -100,6 +100,10 @@ impl From<StoreError> for ApiError {
             StoreError::UnknownPayout(p) => {
                 ApiError::not_found("unknown_payout", format!("payout {p} does not exist"))
             }
+            e @ StoreError::UnknownEvent(_) => ApiError::not_found("unknown_event", e.to_string()),
+            e @ StoreError::UnknownEndpoint(_) => {
+                ApiError::not_found("unknown_endpoint", e.to_string())
+            }
             // Amounts beyond what the books can store are the caller's to fix.
             StoreError::Money(e) => ApiError::unprocessable("invalid_amount", e.to_string()),
             other => {

@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod affiliate;
 pub mod auth;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod ingest;
 pub mod limits;
@@ -114,6 +115,7 @@ impl ApiState {
         (name = "reconciliation", description = "Finance: every provider record against our payouts"),
         (name = "operations", description = "Health and metrics"),
         (name = "rails", description = "Operators: pause and resume a rail"),
+        (name = "events", description = "Signed events for the platform: endpoints, delivery log, replays"),
         (name = "webhooks", description = "Provider callbacks, authenticated by each provider's own scheme"),
     )
 )]
@@ -175,6 +177,12 @@ pub fn router(state: ApiState) -> OpenApiRouter {
         .routes(routes!(reconciliations::exceptions))
         .routes(routes!(reconciliations::html))
         .routes(routes!(reconciliations::resolve))
+        .routes(routes!(events::add_endpoint, events::list_endpoints))
+        .routes(routes!(events::remove_endpoint))
+        .routes(routes!(events::list))
+        .routes(routes!(events::show))
+        .routes(routes!(events::replay_one))
+        .routes(routes!(events::replay_since))
         .layer(DefaultBodyLimit::max(settings.body_limit))
         .merge(ingest)
         .layer(axum::middleware::from_fn_with_state(
