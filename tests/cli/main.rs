@@ -9,5 +9,6 @@ mod bonus_seed;
 mod commands;
 mod crash_recovery;
 mod edges;
+mod events;
 mod operate;
 mod programs;
