@@ -515,7 +515,11 @@ mod tests {
             1_800_000_000,
         );
         let header = signature(secret, t, body);
-        assert!(header.starts_with("t=1800000000,v1="), "{header}");
+        // The README's Python check computes the same MAC.
+        assert_eq!(
+            header,
+            "t=1800000000,v1=45705be2a45ab5acdd1395cc695e9e7073125385ec24194921c401dff44176f8"
+        );
         let tolerance = Duration::from_secs(300);
         assert_eq!(verify(&header, secret, body, t + 10, tolerance), Ok(()));
         assert_eq!(

@@ -110,6 +110,8 @@ impl EventSender {
     pub async fn drain(&self, now: DateTime<Utc>) -> StoreResult<DeliveryPass> {
         let mut total = DeliveryPass::default();
         while self.store.check_balances(BALANCE_LOOKS).await? > 0 {}
+        // The looks may have just written events: they are due by the wall clock too.
+        let now = now.max(Utc::now());
         loop {
             let pass = self.deliver_due(now).await?;
             total.delivered += pass.delivered;

@@ -422,3 +422,47 @@ async fn a_receiver_down_for_three_days_is_given_up_on_and_the_next_event_goes()
     .await;
     assert_eq!(given_up, 1);
 }
+
+#[tokio::test]
+async fn balance_payable_is_news_once_and_again_when_money_comes_back() {
+    let env = TestEnv::new(Faults::default()).await;
+    let (receiver, url) = Receiver::start(0).await;
+    let endpoint = env
+        .store
+        .add_event_endpoint(&url, &[EventType::BalancePayable], "ops")
+        .await
+        .unwrap();
+    let secret = endpoint.secret.expose_secret().to_string();
+    let sender = EventSender::new(env.store.clone()).unwrap();
+    let payable_events = |r: &Receiver| {
+        r.events(&secret)
+            .iter()
+            .filter(|e| subject(e) == "ref-nia")
+            .count()
+    };
+    env.ingest(DEMO).await;
+    sender.drain(Utc::now()).await.unwrap();
+    assert_eq!(payable_events(&receiver), 1);
+    // The same records again post nothing new: nothing to say.
+    env.ingest(DEMO).await;
+    sender.drain(Utc::now()).await.unwrap();
+    assert_eq!(payable_events(&receiver), 1);
+    // Everything withdrawn, then refused for good: the money is back, and so is the news.
+    let all = env.payable("ref-nia").await;
+    let id = env
+        .withdraw("ref-nia", all, "n-all")
+        .await
+        .unwrap()
+        .payout
+        .id;
+    env.work_until_idle(env.deps_with("sk_test_wrong", crate::common::fast_policy(), "bad"))
+        .await;
+    assert_eq!(status(&env, id.as_str()).await, PayoutStatus::Failed);
+    sender.drain(Utc::now()).await.unwrap();
+    assert_eq!(payable_events(&receiver), 2);
+    let last = receiver.events(&secret).pop().unwrap();
+    assert_eq!(
+        last["data"]["payable_now"]["amount"],
+        all.amount().to_string()
+    );
+}

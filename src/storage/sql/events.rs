@@ -124,7 +124,8 @@ pub(crate) async fn payout_moved(
         .first()
         .ok_or_else(|| StoreError::UnknownPayout(id.to_string()))?;
     record_events(tx, &[payout_event(kind, payout, reason, None)]).await?;
-    if to.is_final() {
+    // Money back in the balance may make the account able to cash out again.
+    if matches!(to, PayoutStatus::Failed | PayoutStatus::Returned) {
         check_balance_later(tx, payout.account.as_str()).await?;
     }
     Ok(())

@@ -6,8 +6,9 @@ use std::time::Duration;
 use chrono::Utc;
 use sqlx::QueryBuilder;
 
-use super::events::{check_balance_later, payout_event, record_events};
+use super::events::{payout_event, record_events};
 use super::ledger::{TxnMeta, insert_transactions};
+use super::payable::forget_payable;
 use super::payouts::fetch_payouts;
 use super::{BATCH_ROWS, Db, StoreError, StoreResult, Tx, to_millis};
 use crate::domain::events::{EventType, HeldFor};
@@ -141,7 +142,7 @@ async fn insert_first_events(tx: &mut Tx, rows: &[Row<'_>], now: i64) -> StoreRe
 }
 
 /// The platform hears of each new payout, and of each held before it is sent (a cooling-off
-/// hold); the payees' cash-out standing is looked at again.
+/// hold); what they take is no longer reported as payable.
 async fn report_created(tx: &mut Tx, rows: &[Row<'_>], now: i64) -> StoreResult<()> {
     let ids: Vec<&str> = rows.iter().map(|r| r.payout.id.as_str()).collect();
     let mut views = fetch_payouts(tx, &ids).await?;
@@ -166,7 +167,18 @@ async fn report_created(tx: &mut Tx, rows: &[Row<'_>], now: i64) -> StoreResult<
                 Some(HeldFor::CoolingOff),
             ));
         }
-        check_balance_later(tx, r.payout.account.as_str()).await?;
     }
+    let taken: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .map(|r| {
+            let p = r.payout;
+            (
+                p.account.as_str(),
+                p.program.as_str(),
+                p.amount.currency().code(),
+            )
+        })
+        .collect();
+    forget_payable(tx, &taken).await?;
     record_events(tx, &events).await
 }

@@ -11,10 +11,13 @@ use super::events::{NewEvent, record_events};
 use super::{Store, StoreError, StoreResult, Tx, WriteLock, parse_stored, to_millis};
 use crate::domain::events::{EventType, Standing, standing};
 use crate::domain::ids::AccountId;
-use crate::storage::balance_views::AccountBalance;
+use crate::storage::balance_views::{AccountBalance, ProgramBalance};
 
 impl Store {
     /// Looks at up to `limit` accounts waiting for a look; returns how many it looked at.
+    /// The balance is read without a write lock (it is only a read); a write happens only
+    /// where the standing changed, and the mark's insert decides, so two workers looking at
+    /// once report it once.
     pub async fn check_balances(&self, limit: i64) -> StoreResult<u32> {
         let due: Vec<(String, i64)> = sqlx::query_as(
             "SELECT account_id, since FROM balance_checks ORDER BY since, account_id LIMIT $1",
@@ -24,13 +27,25 @@ impl Store {
         .await?;
         let mut looked = 0;
         for (account, since) in due {
-            let mut tx = self.begin_write(WriteLock::Account(&account)).await?;
             let id: AccountId = parse_stored("account id", &account)?;
-            match load_balance(&mut tx, &self.programs, &id).await {
-                Ok(balance) => report_payable(&mut tx, &balance).await?,
-                Err(StoreError::UnknownAccount(_)) => {}
+            let mut conn = self.pool.acquire().await?;
+            let balance = match load_balance(&mut conn, &self.programs, &id).await {
+                Ok(balance) => Some(balance),
+                Err(StoreError::UnknownAccount(_)) => None,
                 Err(e) => return Err(e),
-            }
+            };
+            let marks: Vec<(String, String)> =
+                sqlx::query_as("SELECT program, currency FROM payable_marks WHERE account_id = $1")
+                    .bind(&account)
+                    .fetch_all(&mut *conn)
+                    .await?;
+            drop(conn);
+            let changes = balance
+                .as_ref()
+                .map(|b| changes(b, &marks))
+                .unwrap_or_default();
+            let mut tx = self.begin_write(WriteLock::Account(&account)).await?;
+            apply(&mut tx, &account, &changes).await?;
             // A newer request (a later `since`) stays for the next look.
             sqlx::query("DELETE FROM balance_checks WHERE account_id = $1 AND since = $2")
                 .bind(&account)
@@ -53,54 +68,88 @@ impl Store {
     }
 }
 
-async fn report_payable(tx: &mut Tx, balance: &AccountBalance) -> StoreResult<()> {
-    let account = balance.account.as_str();
-    let marks: Vec<(String, String)> =
-        sqlx::query_as("SELECT program, currency FROM payable_marks WHERE account_id = $1")
-            .bind(account)
-            .fetch_all(&mut **tx)
-            .await?;
+/// What changed for each program balance of `balance`, given the marks it had.
+fn changes<'b>(
+    balance: &'b AccountBalance,
+    marks: &[(String, String)],
+) -> Vec<(Standing, &'b ProgramBalance)> {
+    balance
+        .programs
+        .iter()
+        .map(|p| {
+            let key = (p.program.to_string(), p.currency.code().to_string());
+            (standing(marks.contains(&key), &p.payable_now), p)
+        })
+        .filter(|(s, _)| *s != Standing::Unchanged)
+        .collect()
+}
+
+async fn apply(
+    tx: &mut Tx,
+    account: &str,
+    changes: &[(Standing, &ProgramBalance)],
+) -> StoreResult<()> {
     let mut events = Vec::new();
-    for p in &balance.programs {
-        let key = (p.program.to_string(), p.currency.code().to_string());
-        match standing(marks.contains(&key), &p.payable_now) {
-            Standing::BecamePayable => {
-                sqlx::query(
-                    "INSERT INTO payable_marks (account_id, program, currency, since) \
-                     VALUES ($1, $2, $3, $4)",
-                )
-                .bind(account)
-                .bind(&key.0)
-                .bind(&key.1)
-                .bind(to_millis(Utc::now()))
-                .execute(&mut **tx)
-                .await?;
-                let data = json!({
-                    "account": account,
-                    "program": p.program,
-                    "payable_now": p.payable_now,
-                    "available": p.available,
-                    "rails": p.rails,
-                });
-                events.push(NewEvent::new(
-                    EventType::BalancePayable,
-                    account.to_string(),
-                    data,
-                ));
-            }
-            Standing::NoLongerPayable => {
-                sqlx::query(
-                    "DELETE FROM payable_marks \
-                     WHERE account_id = $1 AND program = $2 AND currency = $3",
-                )
-                .bind(account)
-                .bind(&key.0)
-                .bind(&key.1)
-                .execute(&mut **tx)
-                .await?;
-            }
-            Standing::Unchanged => {}
+    for (change, p) in changes {
+        let (program, currency) = (p.program.as_str(), p.currency.code());
+        if *change == Standing::NoLongerPayable {
+            sqlx::query(
+                "DELETE FROM payable_marks WHERE account_id = $1 AND program = $2 AND currency = $3",
+            )
+            .bind(account)
+            .bind(program)
+            .bind(currency)
+            .execute(&mut **tx)
+            .await?;
+            continue;
+        }
+        let marked = sqlx::query(
+            "INSERT INTO payable_marks (account_id, program, currency, since) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (account_id, program, currency) DO NOTHING",
+        )
+        .bind(account)
+        .bind(program)
+        .bind(currency)
+        .bind(to_millis(Utc::now()))
+        .execute(&mut **tx)
+        .await?;
+        if marked.rows_affected() == 1 {
+            let data = json!({
+                "account": account,
+                "program": p.program,
+                "payable_now": p.payable_now,
+                "available": p.available,
+                "rails": p.rails,
+            });
+            events.push(NewEvent::new(
+                EventType::BalancePayable,
+                account.to_string(),
+                data,
+            ));
         }
     }
     record_events(tx, &events).await
+}
+
+/// A new payout takes its amount out of what is payable: the next time the account can cash
+/// out again (a later accrual, a failed payout's money back) is news again.
+pub(crate) async fn forget_payable(tx: &mut Tx, keys: &[(&str, &str, &str)]) -> StoreResult<()> {
+    for chunk in keys.chunks(super::BATCH_ROWS) {
+        let mut q = sqlx::QueryBuilder::<super::Db>::new(
+            "DELETE FROM payable_marks WHERE (account_id, program, currency) IN (",
+        );
+        let mut rows = q.separated(", ");
+        for (account, program, currency) in chunk {
+            rows.push("(");
+            rows.push_bind_unseparated(*account);
+            rows.push_unseparated(", ");
+            rows.push_bind_unseparated(*program);
+            rows.push_unseparated(", ");
+            rows.push_bind_unseparated(*currency);
+            rows.push_unseparated(")");
+        }
+        q.push(")");
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
 }
