@@ -108,10 +108,14 @@ impl EventSender {
     /// is left (a failing receiver's retries are not due yet): what a worker does before
     /// it stops, and what tests call.
     pub async fn drain(&self, now: DateTime<Utc>) -> StoreResult<DeliveryPass> {
-        let mut total = DeliveryPass::default();
         while self.store.check_balances(BALANCE_LOOKS).await? > 0 {}
         // The looks may have just written events: they are due by the wall clock too.
-        let now = now.max(Utc::now());
+        self.flush(now.max(Utc::now())).await
+    }
+
+    /// Sends what is due at `now` until nothing is.
+    async fn flush(&self, now: DateTime<Utc>) -> StoreResult<DeliveryPass> {
+        let mut total = DeliveryPass::default();
         loop {
             let pass = self.deliver_due(now).await?;
             total.delivered += pass.delivered;
@@ -123,7 +127,7 @@ impl EventSender {
         }
     }
 
-    /// Runs until `stop` turns true, then drains once.
+    /// Runs until `stop` turns true, then sends what is due once more.
     pub async fn run(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
         info!("event delivery starting");
         loop {
@@ -145,7 +149,8 @@ impl EventSender {
                 () = tokio::time::sleep(EVERY) => {}
             }
         }
-        if let Err(e) = self.drain(Utc::now()).await {
+        // Balances waiting for a look stay for the next worker: a stopping one only sends.
+        if let Err(e) = self.flush(Utc::now()).await {
             error!(error = %e, "could not send the due events before stopping");
         }
     }
