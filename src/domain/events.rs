@@ -161,14 +161,21 @@ impl fmt::Display for EndpointUrl {
 /// midnight UTC).
 pub fn parse_since(text: &str) -> Result<DateTime<Utc>, BadSince> {
     let text = text.trim();
-    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
-        return Ok(at.with_timezone(&Utc));
+    if let Ok(at) = parse_instant(text) {
+        return Ok(at);
     }
     chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .ok()
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map(|t| t.and_utc())
         .ok_or_else(|| BadSince(text.to_string()))
+}
+
+/// An RFC 3339 time only (`2026-12-03T09:00:00Z`): what the API's `date-time` fields take.
+pub fn parse_instant(text: &str) -> Result<DateTime<Utc>, BadSince> {
+    DateTime::parse_from_rfc3339(text.trim())
+        .map(|at| at.with_timezone(&Utc))
+        .map_err(|_| BadSince(text.trim().to_string()))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -13,7 +13,7 @@ use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::domain::api_key::Action;
-use crate::domain::events::{EndpointUrl, EventType, parse_since};
+use crate::domain::events::{EndpointUrl, EventType, parse_instant};
 use crate::storage::{EndpointView, EventView, ReplaySelector};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -47,12 +47,15 @@ pub struct EventList {
     pub events: Vec<EventView>,
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema, utoipa::IntoParams)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
-    /// RFC 3339 or a day (default: the last 24 hours).
+    /// RFC 3339 (default: the last 24 hours).
+    #[param(value_type = Option<String>, format = DateTime, example = "2026-12-03T00:00:00Z")]
     pub since: Option<String>,
     /// At most this many (1 to 1000, default 100), oldest first.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
@@ -66,8 +69,8 @@ pub struct ReplayOne {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplaySince {
-    /// RFC 3339 or a day: every event from then on.
-    #[schema(example = "2026-12-03T00:00:00Z")]
+    /// RFC 3339: every event from then on.
+    #[schema(format = DateTime, example = "2026-12-03T00:00:00Z")]
     pub since: String,
     pub endpoint: Option<String>,
 }
@@ -162,7 +165,7 @@ pub async fn list(
     caller.allow(Action::ReadOperations, || caller.forbidden())?;
     let since = match query.since {
         Some(s) => {
-            parse_since(&s).map_err(|e| ApiError::bad_request("invalid_since", e.to_string()))?
+            parse_instant(&s).map_err(|e| ApiError::bad_request("invalid_since", e.to_string()))?
         }
         None => chrono::Utc::now() - chrono::Duration::hours(24),
     };
@@ -231,7 +234,7 @@ pub async fn replay_since(
     ApiJson(body): ApiJson<ReplaySince>,
 ) -> Result<(StatusCode, Json<Replayed>), ApiError> {
     caller.allow(Action::ManageEvents, || caller.forbidden())?;
-    let since = parse_since(&body.since)
+    let since = parse_instant(&body.since)
         .map_err(|e| ApiError::unprocessable("invalid_since", e.to_string()))?;
     let which = ReplaySelector::Since(since);
     replay(&state, &caller, &which, body.endpoint.as_deref()).await

@@ -14,6 +14,7 @@ mod api_keys;
 pub mod balances;
 mod bonus;
 mod console;
+mod deliveries;
 mod duplicates;
 mod events;
 mod evidence;
