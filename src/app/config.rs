@@ -393,19 +393,7 @@ pub const DEFAULT_RECONCILE_SCHEDULE: &str = "0 30 2 * * *";
 pub fn recon_settings_from_env() -> Result<ReconSettings, ConfigError> {
     let amount = count("PAYOUTS_RECON_AMOUNT_TOLERANCE_MINOR", 0)?;
     let hours = count("PAYOUTS_RECON_DATE_TOLERANCE_HOURS", 72)?;
-    let schedule =
-        var("PAYOUTS_RECONCILE_SCHEDULE").unwrap_or_else(|| DEFAULT_RECONCILE_SCHEDULE.to_string());
-    let daily = if schedule.trim().eq_ignore_ascii_case("off") {
-        None
-    } else {
-        Some(schedule.trim().parse::<cron::Schedule>().map_err(|e| ConfigError::Invalid {
-            name: "PAYOUTS_RECONCILE_SCHEDULE",
-            value: schedule.clone(),
-            why: format!(
-                "is not a cron expression ({e}); write six fields, seconds first, e.g. \"0 30 2 * * *\", or off"
-            ),
-        })?)
-    };
+    let daily = schedule_or_off("PAYOUTS_RECONCILE_SCHEDULE", DEFAULT_RECONCILE_SCHEDULE)?;
     Ok(ReconSettings {
         tolerances: crate::domain::reconcile::Tolerances {
             amount_minor: i64::from(amount),
@@ -413,6 +401,52 @@ pub fn recon_settings_from_env() -> Result<ReconSettings, ConfigError> {
         },
         daily,
     })
+}
+
+/// A cron schedule from `name` (six fields, seconds first), `default` when unset; `off`
+/// turns it off.
+fn schedule_or_off(
+    name: &'static str,
+    default: &str,
+) -> Result<Option<cron::Schedule>, ConfigError> {
+    let schedule = var(name).unwrap_or_else(|| default.to_string());
+    if schedule.trim().eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let parsed = schedule.trim().parse::<cron::Schedule>().map_err(|e| ConfigError::Invalid {
+        name,
+        value: schedule.clone(),
+        why: format!(
+            "is not a cron expression ({e}); write six fields, seconds first, e.g. \"0 30 2 * * *\", or off"
+        ),
+    })?;
+    Ok(Some(parsed))
+}
+
+/// The default prune: 03:45 UTC daily, after the daily reconciliation.
+pub const DEFAULT_PRUNE_SCHEDULE: &str = "0 45 3 * * *";
+
+/// How long what is pruned is kept (`PAYOUTS_RETAIN_*_DAYS`, each at least its floor) and
+/// when the worker prunes (`PAYOUTS_PRUNE_SCHEDULE`, cron, default 03:45 UTC; `off`).
+pub fn retention_from_env()
+-> Result<(crate::domain::retention::Retention, Option<cron::Schedule>), ConfigError> {
+    use crate::domain::retention::{Kind, Retention};
+    let mut days = Vec::with_capacity(Kind::ALL.len());
+    for kind in Kind::ALL {
+        days.push((kind, count(kind.setting(), kind.default_days())?));
+    }
+    let retention = Retention::new(|kind| {
+        days.iter()
+            .find(|(k, _)| *k == kind)
+            .map_or(kind.default_days(), |(_, d)| *d)
+    })
+    .map_err(|e| ConfigError::Invalid {
+        name: e.setting,
+        value: e.days.to_string(),
+        why: e.to_string(),
+    })?;
+    let schedule = schedule_or_off("PAYOUTS_PRUNE_SCHEDULE", DEFAULT_PRUNE_SCHEDULE)?;
+    Ok((retention, schedule))
 }
 
 /// The HTTP API's keys and limits (`PAYOUTS_API_*`).

@@ -174,6 +174,17 @@ pub enum Command {
         #[command(subcommand)]
         command: events::EventsCommand,
     },
+    /// Delete what is kept only for a while once past its age (finished jobs, webhook
+    /// deliveries, idempotent responses, delivered events, old reconciliations' record
+    /// copies; ages from PAYOUTS_RETAIN_*_DAYS). Never a ledger posting, a payout, a payout
+    /// event or an audit record. The worker also prunes daily (PAYOUTS_PRUNE_SCHEDULE).
+    Prune {
+        /// Count what would go, delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Check the ledger's invariants (balanced transactions, holds matching payouts).
     LedgerCheck {
         #[arg(long)]
@@ -324,6 +335,16 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
         Command::Ledger { command } => ledger::run(store, command).await,
         Command::Reconcile(args) => reconcile::run(store, args).await,
         Command::Events { command } => events::run(store, command).await,
+        Command::Prune { dry_run, json } => {
+            let (retention, _) = payouts::app::config::retention_from_env()?;
+            let report = store.prune(&retention, chrono::Utc::now(), dry_run).await?;
+            if json {
+                print_json(&report)?;
+            } else {
+                out!("{}", render::prune(&report));
+            }
+            Ok(0)
+        }
         Command::RunPayouts {
             period,
             dry_run,
@@ -516,6 +537,7 @@ async fn serve(store: &Store, listen: SocketAddr, worker: bool, concurrency: usi
 async fn work(store: &Store, concurrency: usize, until_idle: bool) -> Result<()> {
     let settings = WorkerSettings::from_env()?;
     let recon = payouts::app::config::recon_settings_from_env()?;
+    let (retention, prune_schedule) = payouts::app::config::retention_from_env()?;
     let deps = Arc::new(PayoutDeps {
         store: store.clone(),
         rails: settings.rails()?,
@@ -528,6 +550,7 @@ async fn work(store: &Store, concurrency: usize, until_idle: bool) -> Result<()>
         until_idle,
         schedule: settings.run_schedule.clone(),
         reconcile: recon.daily.map(|daily| (daily, recon.tolerances)),
+        prune: prune_schedule.map(|schedule| (schedule, retention)),
         shutdown_deadline: settings.shutdown_deadline,
         ..WorkerOptions::default()
     };

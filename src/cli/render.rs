@@ -401,3 +401,27 @@ pub fn run_report(r: &payouts::domain::payout_run::RunReport) -> String {
     }
     out
 }
+
+/// A prune's table: rows before, deleted (or that would be), after.
+pub fn prune(report: &payouts::storage::PruneReport) -> String {
+    let mut out = format!(
+        "{:<24} {:<24} {:>5} {:>10} {:>10} {:>10}\n",
+        "table",
+        "what",
+        "days",
+        "before",
+        if report.dry_run {
+            "would go"
+        } else {
+            "deleted"
+        },
+        "after"
+    );
+    for t in &report.tables {
+        out.push_str(&format!(
+            "{:<24} {:<24} {:>5} {:>10} {:>10} {:>10}\n",
+            t.table, t.what, t.days, t.before, t.deleted, t.after
+        ));
+    }
+    out
+}

@@ -18,6 +18,7 @@ pub mod payout_run;
 pub mod program;
 pub mod reconcile;
 pub mod referral;
+pub mod retention;
 pub mod settle;
 pub mod status;
 pub mod step;

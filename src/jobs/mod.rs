@@ -3,6 +3,7 @@
 pub mod events;
 mod heartbeat;
 pub mod payout_step;
+pub mod prune;
 pub mod schedule;
 pub mod worker;
 

@@ -40,6 +40,8 @@ pub struct WorkerOptions {
     pub schedule: Option<cron::Schedule>,
     /// When set, the previous day is reconciled on this schedule (see `reconcile::schedule`).
     pub reconcile: Option<(cron::Schedule, crate::domain::reconcile::Tolerances)>,
+    /// When set, what is kept only for a while is pruned on this schedule (`jobs::prune`).
+    pub prune: Option<(cron::Schedule, crate::domain::retention::Retention)>,
     /// After a shutdown signal, how long jobs in hand may take to finish. Past it the worker
     /// exits anyway: their leases expire and whoever takes them over looks up first.
     pub shutdown_deadline: Duration,
@@ -54,6 +56,7 @@ impl Default for WorkerOptions {
             sweep_grace: Duration::from_secs(10),
             schedule: None,
             reconcile: None,
+            prune: None,
             shutdown_deadline: Duration::from_secs(30),
         }
     }
@@ -193,6 +196,8 @@ async fn run_worker_on_heap(
     let reconcile = options.reconcile.clone();
     let reconcile_store = deps.store.clone();
     let reconcile_rails = deps.rails.clone();
+    let prune = options.prune.clone();
+    let prune_store = deps.store.clone();
     let events_store = deps.store.clone();
     let in_hand = InHand::default();
     let draining = in_hand.clone();
@@ -248,6 +253,15 @@ async fn run_worker_on_heap(
             None => Ok(()),
         }
     };
+    let prunes = async {
+        match prune {
+            Some((schedule, retention)) => {
+                let (name, stop) = ticking("prune");
+                super::prune::run_prune(prune_store, retention, schedule, name, stop).await
+            }
+            None => Ok(()),
+        }
+    };
     // Outgoing events go out from every worker until the payouts stop, then once more.
     let events = async {
         match super::events::EventSender::new(events_store) {
@@ -255,8 +269,9 @@ async fn run_worker_on_heap(
             Err(e) => error!(error = %e, "outgoing events cannot be sent by this worker"),
         }
     };
-    let (paid, ticked, reconciled, ()) = tokio::join!(payouts, runs, reconciliations, events);
-    paid.and(ticked).and(reconciled)
+    let (paid, ticked, reconciled, pruned, ()) =
+        tokio::join!(payouts, runs, reconciliations, prunes, events);
+    paid.and(ticked).and(reconciled).and(pruned)
 }
 
 /// Sweeps for payouts whose job went missing every `sweep_every` and reports the status

@@ -37,6 +37,7 @@ pub mod payout_views;
 pub mod postgres;
 pub mod queue;
 pub mod reconcile_views;
+pub mod retention_views;
 pub mod sqlite;
 pub(crate) mod sums;
 pub mod template_views;
@@ -62,6 +63,7 @@ use crate::domain::payout::PayoutStatus;
 use crate::domain::payout_run::{RunPeriod, RunReport};
 use crate::domain::program::ProgramSet;
 use crate::domain::reconcile::{Exception, ExceptionId, ProviderRecord, Resolution};
+use crate::domain::retention::Retention;
 use crate::domain::step::PastAttempt;
 use crate::domain::step::Step;
 use crate::domain::tracking::Observation;
@@ -85,6 +87,7 @@ pub use payout_views::{
     WithdrawalOutcome, WithdrawalRequest,
 };
 pub use reconcile_views::{NewRun, RailTotals, ReconRun, Trigger};
+pub use retention_views::{PruneReport, TablePruned};
 pub use template_views::TemplateReport;
 pub use tracking_views::{Applied, DuplicateEvidence};
 

@@ -19,6 +19,9 @@ pub(crate) type Pool = sqlx::PgPool;
 pub(crate) type Conn = sqlx::PgConnection;
 /// The job queue's table (apalis).
 pub(crate) const JOBS_TABLE: &str = "apalis.jobs";
+/// A finished job's `done_at` before `$1` (Unix seconds): apalis stores seconds on SQLite
+/// and a timestamp on PostgreSQL.
+pub(crate) const JOBS_DONE_BEFORE: &str = "done_at < to_timestamp($1)";
 pub(crate) type Tx = sqlx::Transaction<'static, Db>;
 /// Run before matching, in its transaction: statistics for the records just copied in (the
 /// planner would otherwise expect a few thousand rows and pick a million index probes over

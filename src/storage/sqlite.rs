@@ -21,6 +21,9 @@ pub(crate) type Conn = sqlx::SqliteConnection;
 pub(crate) const RECON_PREPARE: &[&str] = &[];
 /// The job queue's table (apalis).
 pub(crate) const JOBS_TABLE: &str = "Jobs";
+/// A finished job's `done_at` before `$1` (Unix seconds): apalis stores seconds on SQLite
+/// and a timestamp on PostgreSQL.
+pub(crate) const JOBS_DONE_BEFORE: &str = "done_at < $1";
 pub(crate) type Tx = sqlx::Transaction<'static, Db>;
 
 // The same queries as the other backend, compiled with this one's types (see sql/mod.rs):

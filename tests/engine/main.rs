@@ -29,6 +29,7 @@ mod rail_wise;
 mod rails;
 mod reconcile;
 mod reconcile_daily;
+mod retention;
 mod settle_faults;
 mod stripe_webhooks;
 mod webhook_bounds;

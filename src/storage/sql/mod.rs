@@ -31,6 +31,7 @@ pub mod payouts;
 mod rail_pauses;
 pub mod recon_daily;
 pub mod reconcile;
+mod retention;
 mod steps;
 pub mod templates;
 pub mod tracking;
@@ -39,7 +40,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) use super::{
-    Conn, Db, JOBS_TABLE, Pool, RECON_PREPARE, Tx, insert_recon_records, push_tasks,
+    Conn, Db, JOBS_DONE_BEFORE, JOBS_TABLE, Pool, RECON_PREPARE, Tx, insert_recon_records,
+    push_tasks,
 };
 use crate::domain::cooling_off::Safeguards;
 use crate::domain::ids::PayoutId;
@@ -124,5 +126,19 @@ pub(crate) async fn enqueue_payout_job(
     delay: Duration,
     dedupe: &str,
 ) -> StoreResult<()> {
+    // The payout's finished jobs go as its next one comes: a paid payout watched for a
+    // month keeps a job row or two, not one per poll. Their keys were one-off (fenced or
+    // timed), and a job that ran twice finds the payout claimed or not due.
+    let sql = format!(
+        "DELETE FROM {JOBS_TABLE} WHERE job_type = $1 \
+           AND idempotency_key >= $2 AND idempotency_key < $3 \
+           AND (status IN ('Done', 'Killed') OR (status = 'Failed' AND attempts >= max_attempts))"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(crate::storage::queue::PAYOUT_QUEUE)
+        .bind(format!("payout:{payout}:"))
+        .bind(format!("payout:{payout};"))
+        .execute(&mut **tx)
+        .await?;
     super::push_tasks(tx, vec![payout_task(payout, delay, dedupe)?]).await
 }
