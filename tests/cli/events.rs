@@ -1,6 +1,6 @@
 //! `payouts events` through the real binary: an endpoint's secret printed once (`--json`:
 //! `id` and `secret`), the event log, a replay, a removal, and bad input refused with a
-//! message.
+//! message; `payouts prune` table by table.
 
 use std::process::Output;
 
@@ -127,4 +127,38 @@ fn endpoints_events_and_replays_from_the_command_line() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(says), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn prune_reports_each_table_and_refuses_an_age_below_its_floor() {
+    let tdb = common::TestDb::blocking("cli_prune");
+    let db = tdb.url.as_str();
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/demo.ndjson");
+    assert!(payouts(db, &["ingest", fixture], &[]).status.success());
+    let dry = json(&payouts(db, &["prune", "--dry-run", "--json"], &[]));
+    assert_eq!(dry["dry_run"], true);
+    let tables: Vec<&str> = dry["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["table"].as_str().unwrap())
+        .collect();
+    for table in [
+        "webhook_deliveries",
+        "api_idempotency",
+        "recon_records",
+        "outgoing_events",
+    ] {
+        assert!(tables.contains(&table), "{tables:?}");
+    }
+    let text = payouts(db, &["prune"], &[]);
+    assert!(text.status.success());
+    assert!(stdout(&text).contains("deleted"), "{}", stdout(&text));
+    let out = payouts(db, &["prune"], &[("PAYOUTS_RETAIN_IDEMPOTENCY_DAYS", "1")]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("PAYOUTS_RETAIN_IDEMPOTENCY_DAYS") && err.contains("at least 7 days"),
+        "{err}"
+    );
 }
