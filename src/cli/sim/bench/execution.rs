@@ -254,7 +254,11 @@ async fn one(
 
 /// Writes the payees in bulk, then queues one payout each with a payout run: (setup
 /// seconds, run seconds).
-async fn queue_payouts(store: &Store, payouts: usize, progress: &Progress) -> Result<(f64, f64)> {
+pub(super) async fn queue_payouts(
+    store: &Store,
+    payouts: usize,
+    progress: &Progress,
+) -> Result<(f64, f64)> {
     let t = Instant::now();
     bulk_payees(store, payouts, false, progress).await?;
     let setup_secs = t.elapsed().as_secs_f64();
@@ -273,7 +277,11 @@ async fn queue_payouts(store: &Store, payouts: usize, progress: &Progress) -> Re
 }
 
 /// The worker's dependencies: the store and a Stripe rail pointed at the mock.
-fn payout_deps(store: &Store, mock: &MockStripe, workers: usize) -> Result<Arc<PayoutDeps>> {
+pub(super) fn payout_deps(
+    store: &Store,
+    mock: &MockStripe,
+    workers: usize,
+) -> Result<Arc<PayoutDeps>> {
     let adapter = StripeAdapter::new(StripeConfig {
         api_base: mock.base_url(),
         secret_key: SecretString::from("sk_test_mock"),
@@ -292,7 +300,7 @@ fn payout_deps(store: &Store, mock: &MockStripe, workers: usize) -> Result<Arc<P
 }
 
 /// Runs the worker until nothing waits.
-async fn pay_until_idle(deps: Arc<PayoutDeps>, workers: usize) -> Result<()> {
+pub(super) async fn pay_until_idle(deps: Arc<PayoutDeps>, workers: usize) -> Result<()> {
     // The sweep (a safety net for lost jobs) is kept out of the way: every job is in the queue.
     run_worker(
         deps,

@@ -27,6 +27,7 @@ mod execution;
 mod fixture;
 mod http;
 mod reconcile;
+mod retention;
 mod run;
 mod synthetic;
 
@@ -85,6 +86,18 @@ pub enum BenchCommand {
         #[arg(long)]
         postgres: Option<String>,
         /// Print the figures as one JSON object (progress goes to standard error).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Table sizes after a run of payouts paid end to end (events delivered, the day
+    /// reconciled), then after a prune a year later; fails if a book lost a row.
+    Retention {
+        #[arg(long, default_value_t = 10_000)]
+        payouts: usize,
+        /// Run on PostgreSQL instead: a server URL such as postgres://postgres@127.0.0.1:5432,
+        /// on which a fresh database is created and dropped afterwards.
+        #[arg(long)]
+        postgres: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -174,6 +187,18 @@ pub async fn bench(command: BenchCommand) -> Result<i32> {
                 dir,
                 postgres,
                 dry_run_only,
+                json,
+            })
+            .await
+        }
+        BenchCommand::Retention {
+            payouts,
+            postgres,
+            json,
+        } => {
+            retention::retention(retention::RetentionOptions {
+                payouts,
+                postgres,
                 json,
             })
             .await
