@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+use crate::domain::ids::Rail;
+use crate::domain::pacing::Pace;
 use crate::domain::payout::RetryPolicy;
 use crate::providers::ProviderError;
 use crate::providers::partnerstack::{PartnerstackAdapter, PartnerstackConfig};
@@ -64,6 +66,8 @@ pub struct WorkerSettings {
     pub run_schedule: Option<cron::Schedule>,
     /// After SIGTERM/SIGINT, how long jobs in hand may take (`PAYOUTS_SHUTDOWN_DEADLINE_SECS`).
     pub shutdown_deadline: Duration,
+    /// Each rail's pace in this process (`None`: off), in `Rail::ALL` order.
+    pub paces: [Option<Pace>; 4],
 }
 
 impl WorkerSettings {
@@ -77,6 +81,7 @@ impl WorkerSettings {
         let paypal = paypal(timeout)?;
         let wise = wise(timeout)?;
         let partnerstack = partnerstack(timeout);
+        let paces = paces()?;
         let settings = WorkerSettings {
             stripe,
             paypal,
@@ -86,6 +91,7 @@ impl WorkerSettings {
             lease_ttl,
             run_schedule,
             shutdown_deadline,
+            paces,
         };
         if settings.stripe.is_none()
             && settings.paypal.is_none()
@@ -105,17 +111,22 @@ impl WorkerSettings {
     /// The adapters for every configured rail.
     pub fn rails(&self) -> Result<Rails, ProviderError> {
         let mut rails = Rails::default();
+        let pace = |rail: Rail| self.paces[Rail::ALL.iter().position(|r| *r == rail).unwrap_or(0)];
         if let Some(c) = &self.stripe {
-            rails = rails.with(Arc::new(StripeAdapter::new(c.clone())?));
+            let adapter = StripeAdapter::new(c.clone())?.with_pace(pace(Rail::Stripe));
+            rails = rails.with(Arc::new(adapter));
         }
         if let Some(c) = &self.paypal {
-            rails = rails.with(Arc::new(PaypalAdapter::new(c.clone())?));
+            let adapter = PaypalAdapter::new(c.clone())?.with_pace(pace(Rail::Paypal));
+            rails = rails.with(Arc::new(adapter));
         }
         if let Some(c) = &self.wise {
-            rails = rails.with(Arc::new(WiseAdapter::new(c.clone())?));
+            let adapter = WiseAdapter::new(c.clone())?.with_pace(pace(Rail::Wise));
+            rails = rails.with(Arc::new(adapter));
         }
         if let Some(c) = &self.partnerstack {
-            rails = rails.with(Arc::new(PartnerstackAdapter::new(c.clone())?));
+            let adapter = PartnerstackAdapter::new(c.clone())?.with_pace(pace(Rail::Partnerstack));
+            rails = rails.with(Arc::new(adapter));
         }
         Ok(rails)
     }
@@ -166,6 +177,29 @@ fn retry_policy(timeout: Duration) -> Result<RetryPolicy, ConfigError> {
         watch_for: Duration::from_secs(24 * 3600 * secs("PAYOUTS_WATCH_DAYS", 30)?.as_secs()),
         ..RetryPolicy::default()
     })
+}
+
+/// `PAYOUTS_<RAIL>_RATE_PER_SEC` (0 turns pacing off) and `PAYOUTS_<RAIL>_RATE_BURST`, each
+/// defaulting to the rail's published-limit figure (`providers::facts`).
+fn paces() -> Result<[Option<Pace>; 4], ConfigError> {
+    const NAMES: [(&str, &str); 4] = [
+        ("PAYOUTS_STRIPE_RATE_PER_SEC", "PAYOUTS_STRIPE_RATE_BURST"),
+        ("PAYOUTS_PAYPAL_RATE_PER_SEC", "PAYOUTS_PAYPAL_RATE_BURST"),
+        ("PAYOUTS_WISE_RATE_PER_SEC", "PAYOUTS_WISE_RATE_BURST"),
+        (
+            "PAYOUTS_PARTNERSTACK_RATE_PER_SEC",
+            "PAYOUTS_PARTNERSTACK_RATE_BURST",
+        ),
+    ];
+    let mut paces = [None; 4];
+    for (i, rail) in Rail::ALL.into_iter().enumerate() {
+        let default = crate::providers::facts(rail).pace;
+        let (rate, burst) = NAMES[i];
+        let per_second = count(rate, default.per_second)?;
+        let burst = count(burst, default.burst)?.max(1);
+        paces[i] = (per_second > 0).then_some(Pace { per_second, burst });
+    }
+    Ok(paces)
 }
 
 /// `PAYOUTS_RUN_SCHEDULE`, when set.

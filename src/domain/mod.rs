@@ -13,6 +13,7 @@ pub mod ledger;
 pub mod money;
 pub mod object_match;
 pub mod operator;
+pub mod pacing;
 pub mod payout;
 pub mod payout_run;
 pub mod program;

@@ -4,6 +4,7 @@
 //! registry: the one place that maps a [`Rail`] to its folder. `README.md` here is the
 //! checklist for a new rail.
 
+pub mod pacing;
 pub mod partnerstack;
 pub mod paypal;
 pub mod rail;
@@ -28,6 +29,9 @@ pub struct RailFacts {
     pub reference: fn(&PayoutId, &str) -> String,
     /// The layout of the rail's statement export.
     pub statement: &'static records::StatementFormat,
+    /// How fast one process calls the provider by default: below its published limit
+    /// (`PAYOUTS_<RAIL>_RATE_PER_SEC` and `_RATE_BURST` change it; docs/pacing.md).
+    pub pace: crate::domain::pacing::Pace,
 }
 
 /// The facts of `rail`: the one map from a rail to its folder.
@@ -166,10 +170,11 @@ pub(crate) struct Answer {
 /// classified: a failed connect never left (retry); anything later may have executed
 /// (unknown).
 pub(crate) async fn exchange(
+    pacer: &pacing::Pacer,
     request: reqwest::RequestBuilder,
 ) -> Result<Answer, crate::domain::payout::SendDecision> {
     use crate::domain::payout::SendDecision;
-    let response = match request.send().await {
+    let response = match pacer.send(request).await {
         Ok(r) => r,
         Err(e) if e.is_connect() => {
             return Err(SendDecision::Retry {

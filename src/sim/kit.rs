@@ -56,8 +56,45 @@ pub struct Faults {
     /// List endpoints show an object only this long (ms) after it was written; reads by id
     /// or key see it at once.
     pub list_lag_ms: u64,
+    /// The provider's own rate limit over every API request: a bucket of this many requests
+    /// a second with a burst of as many; beyond it 429 with `Retry-After: 1`. 0: none.
+    /// Implemented by the Stripe mock.
+    pub limit_per_sec: u32,
     /// Seed for the fault dice, so a run can be repeated.
     pub seed: u64,
+}
+
+/// A provider's rate limit as a mock enforces it: a token bucket, refusing what is over.
+#[derive(Debug, Default)]
+pub struct Limit {
+    tokens: f64,
+    at: Option<std::time::Instant>,
+    /// When each request arrived (with a limit set), and how many were refused.
+    pub arrivals: Vec<std::time::Instant>,
+    pub refused: u64,
+}
+
+impl Limit {
+    /// Whether a request arriving `now` is within `per_second` (false: answer 429).
+    pub fn admit(&mut self, per_second: u32, now: std::time::Instant) -> bool {
+        if per_second == 0 {
+            return true;
+        }
+        self.arrivals.push(now);
+        let rate = f64::from(per_second);
+        let elapsed = self.at.map_or(rate, |at| {
+            now.saturating_duration_since(at).as_secs_f64() * rate
+        });
+        self.tokens = (self.tokens + elapsed).min(rate);
+        self.at = Some(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            self.refused += 1;
+            false
+        }
+    }
 }
 
 /// Slack on the mock's own delays when an adapter is told them: a sleeping task on a busy
@@ -385,5 +422,22 @@ mod tests {
         assert_eq!(ra, rb);
         assert!(!(0..100).any(|_| a.roll(0.0)));
         assert!((0..100).all(|_| a.roll(1.0)));
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::Limit;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_burst_past_the_bucket_is_refused_and_the_rate_refills_it() {
+        let mut limit = Limit::default();
+        let t0 = Instant::now();
+        let admitted = (0..30).filter(|_| limit.admit(10, t0)).count();
+        assert_eq!((admitted, limit.refused), (10, 20));
+        assert!(limit.admit(10, t0 + Duration::from_millis(100)));
+        assert!(!limit.admit(10, t0 + Duration::from_millis(100)));
+        assert!(Limit::default().admit(0, t0), "0: no limit");
     }
 }

@@ -14,6 +14,7 @@ mod large_totals;
 mod late_evidence;
 mod object_match;
 mod operator_actions;
+mod pacing;
 mod payout_faults;
 mod payout_leases;
 mod payout_runs;

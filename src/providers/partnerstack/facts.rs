@@ -16,6 +16,11 @@ pub static FACTS: RailFacts = RailFacts {
     example_destination: "pk_alice",
     reference: |_payout, attempt_key| reward_key(attempt_key),
     statement: &super::statement::FORMAT,
+    // PartnerStack publishes no figure: a cautious 10 a second.
+    pace: crate::domain::pacing::Pace {
+        per_second: 10,
+        burst: 10,
+    },
 };
 
 /// PartnerStack's bounds on a transaction / reward `key`.

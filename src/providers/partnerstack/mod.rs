@@ -35,6 +35,7 @@ pub mod statement;
 pub mod webhook;
 pub mod wire;
 
+use crate::providers::pacing::SendPaced;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -104,6 +105,7 @@ pub struct PartnerstackAdapter {
     http: reqwest::Client,
     config: PartnerstackConfig,
     settle: SettleTiming,
+    pacer: std::sync::Arc<crate::providers::pacing::Pacer>,
 }
 
 pub use facts::reward_key;
@@ -123,6 +125,17 @@ pub fn observe(r: &Reward) -> Observation {
 }
 
 impl PartnerstackAdapter {
+    /// Paces every request to the provider (`None`: as they come); one pacer per process.
+    pub fn with_pace(mut self, pace: Option<crate::domain::pacing::Pace>) -> Self {
+        self.pacer = std::sync::Arc::new(crate::providers::pacing::Pacer::new(pace));
+        self
+    }
+
+    /// The pacer every request of this rail waits on.
+    pub fn pacer(&self) -> &crate::providers::pacing::Pacer {
+        &self.pacer
+    }
+
     pub fn new(config: PartnerstackConfig) -> Result<Self, ProviderError> {
         let http = http_client(&config.api_base, "PARTNERSTACK_API_BASE", config.timeout)?;
         if config.public_key.trim().is_empty() {
@@ -131,6 +144,7 @@ impl PartnerstackAdapter {
             ));
         }
         Ok(PartnerstackAdapter {
+            pacer: std::sync::Arc::default(),
             http,
             config,
             settle: SETTLE,
@@ -185,7 +199,7 @@ impl PartnerstackAdapter {
             status,
             headers,
             body: raw,
-        } = match exchange(request).await {
+        } = match exchange(&self.pacer, request).await {
             Ok(a) => a,
             Err(decision) => return decision,
         };
@@ -227,7 +241,7 @@ impl PartnerstackAdapter {
         }
         let response = self
             .authed(self.http.get(self.url(&format!("/rewards/{key}"))))
-            .send()
+            .send_paced(&self.pacer)
             .await
             .map_err(|e| ProviderError::Transport(error_chain(&e)))?;
         let body = read_ok(response).await?;
@@ -258,7 +272,7 @@ impl PartnerstackAdapter {
             let response = self
                 .authed(self.http.get(self.url("/rewards")))
                 .query(&query)
-                .send()
+                .send_paced(&self.pacer)
                 .await
                 .map_err(|e| ProviderError::Transport(error_chain(&e)))?;
             let body = read_ok(response).await?;

@@ -8,6 +8,7 @@
 //! whole second, the precision of the rewards export, so a record read from the API and one
 //! read from the export are equal.
 
+use crate::providers::pacing::SendPaced;
 use std::str::FromStr;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -96,7 +97,7 @@ impl PartnerstackAdapter {
         let response = self
             .authed(self.http.get(self.url("/rewards")))
             .query(&query)
-            .send()
+            .send_paced(&self.pacer)
             .await
             .map_err(|e| ProviderError::Transport(error_chain(&e)))?;
         let body = read_ok(response).await?;

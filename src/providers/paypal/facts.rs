@@ -22,4 +22,10 @@ pub static FACTS: RailFacts = RailFacts {
     // Each attempt is its own batch, whose sender_batch_id is the attempt key.
     reference: |_payout, attempt_key| attempt_key.to_string(),
     statement: &super::statement::FORMAT,
+    // PayPal publishes no figure and answers RATE_LIMIT_REACHED to traffic it finds
+    // abusive: a cautious 20 a second.
+    pace: crate::domain::pacing::Pace {
+        per_second: 20,
+        burst: 10,
+    },
 };

@@ -14,6 +14,7 @@ pub mod statement;
 pub mod webhook;
 pub mod wire;
 
+use crate::providers::pacing::SendPaced;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -92,6 +93,7 @@ pub struct PaypalAdapter {
     /// One token for every call; the lock is held while fetching so concurrent callers share
     /// one token request (PayPal asks integrators to cache tokens).
     token: Arc<Mutex<Option<CachedToken>>>,
+    pacer: std::sync::Arc<crate::providers::pacing::Pacer>,
 }
 
 impl std::fmt::Debug for PaypalAdapter {
@@ -103,12 +105,24 @@ impl std::fmt::Debug for PaypalAdapter {
 }
 
 impl PaypalAdapter {
+    /// Paces every request to the provider (`None`: as they come); one pacer per process.
+    pub fn with_pace(mut self, pace: Option<crate::domain::pacing::Pace>) -> Self {
+        self.pacer = std::sync::Arc::new(crate::providers::pacing::Pacer::new(pace));
+        self
+    }
+
+    /// The pacer every request of this rail waits on.
+    pub fn pacer(&self) -> &crate::providers::pacing::Pacer {
+        &self.pacer
+    }
+
     pub fn new(config: PaypalConfig) -> Result<Self, ProviderError> {
         let http = http_client(&config.api_base, "PAYPAL_API_BASE", config.timeout)?;
         if config.client_id.trim().is_empty() {
             return Err(ProviderError::Config("PAYPAL_CLIENT_ID is empty".into()));
         }
         Ok(PaypalAdapter {
+            pacer: std::sync::Arc::default(),
             http,
             config,
             token: Arc::new(Mutex::new(None)),
@@ -135,7 +149,7 @@ impl PaypalAdapter {
                 Some(self.config.client_secret.expose_secret()),
             )
             .form(&[("grant_type", "client_credentials")])
-            .send()
+            .send_paced(&self.pacer)
             .await
             .map_err(|e| ProviderError::Transport(format!("token: {}", error_chain(&e))))?;
         let status = response.status().as_u16();
@@ -185,13 +199,13 @@ impl PaypalAdapter {
         build: impl Fn(&str) -> reqwest::RequestBuilder,
     ) -> Result<Result<reqwest::Response, reqwest::Error>, ProviderError> {
         let token = self.token().await?;
-        let first = build(token.expose_secret()).send().await;
+        let first = build(token.expose_secret()).send_paced(&self.pacer).await;
         match first {
             Ok(r) if r.status().as_u16() == 401 => {
                 debug!("paypal answered 401; refreshing the token once");
                 self.invalidate(&token).await;
                 let token = self.token().await?;
-                Ok(build(token.expose_secret()).send().await)
+                Ok(build(token.expose_secret()).send_paced(&self.pacer).await)
             }
             other => Ok(other),
         }

@@ -17,4 +17,10 @@ pub static FACTS: RailFacts = RailFacts {
     // Every attempt's transfer carries the payout id as its transfer_group.
     reference: |payout, _attempt_key| payout.to_string(),
     statement: &super::statement::FORMAT,
+    // Stripe's live limit is about 100 requests a second per account (25 in test mode):
+    // 80 leaves room for the dashboard and other tools on the same account.
+    pace: crate::domain::pacing::Pace {
+        per_second: 80,
+        burst: 20,
+    },
 };

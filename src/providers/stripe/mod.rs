@@ -16,6 +16,7 @@ pub mod statement;
 pub mod webhook;
 pub mod wire;
 
+use crate::providers::pacing::SendPaced;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -77,9 +78,21 @@ pub struct StripeAdapter {
     http: reqwest::Client,
     config: StripeConfig,
     settle: SettleTiming,
+    pacer: std::sync::Arc<crate::providers::pacing::Pacer>,
 }
 
 impl StripeAdapter {
+    /// Paces every request to the provider (`None`: as they come); one pacer per process.
+    pub fn with_pace(mut self, pace: Option<crate::domain::pacing::Pace>) -> Self {
+        self.pacer = std::sync::Arc::new(crate::providers::pacing::Pacer::new(pace));
+        self
+    }
+
+    /// The pacer every request of this rail waits on.
+    pub fn pacer(&self) -> &crate::providers::pacing::Pacer {
+        &self.pacer
+    }
+
     pub fn new(config: StripeConfig) -> Result<Self, ProviderError> {
         let http = http_client(&config.api_base, "STRIPE_API_BASE", config.timeout)?;
         let settle = SettleTiming {
@@ -87,6 +100,7 @@ impl StripeAdapter {
             ..SETTLE
         };
         Ok(StripeAdapter {
+            pacer: std::sync::Arc::default(),
             http,
             config,
             settle,
@@ -140,7 +154,7 @@ impl StripeAdapter {
             Ok(r) => r,
             Err(decision) => return decision,
         };
-        match exchange(request).await {
+        match exchange(&self.pacer, request).await {
             Ok(answer) => decide(&answer),
             Err(decision) => decision,
         }
@@ -153,7 +167,7 @@ impl StripeAdapter {
         let request = self
             .transfer_request(req)
             .map_err(|d| ProviderError::Config(reason_of(d)))?;
-        let answer = match exchange(request).await {
+        let answer = match exchange(&self.pacer, request).await {
             Ok(a) => a,
             Err(
                 SendDecision::Retry { reason, .. }
@@ -339,7 +353,7 @@ impl StripeAdapter {
             .http
             .get(self.url(&format!("/v1/transfers/{id}")))
             .bearer_auth(self.config.secret_key.expose_secret())
-            .send()
+            .send_paced(&self.pacer)
             .await
             .map_err(|e| ProviderError::Transport(error_chain(&e)))?;
         let body = read_ok(response).await?;
@@ -383,7 +397,7 @@ impl StripeAdapter {
             .get(self.url(path))
             .bearer_auth(self.config.secret_key.expose_secret())
             .query(&query)
-            .send()
+            .send_paced(&self.pacer)
             .await
             .map_err(|e| ProviderError::Transport(error_chain(&e)))?;
         let body = read_ok(response).await?;

@@ -17,6 +17,12 @@ pub static FACTS: RailFacts = RailFacts {
     example_destination: "12345678",
     reference: |_payout, attempt_key| customer_transaction_id(attempt_key).to_string(),
     statement: &super::statement::FORMAT,
+    // Wise allows 100 requests a second and 1,000 a minute: the minute is the binding
+    // limit (16.7 a second), so 15 a second with a burst of 15.
+    pace: crate::domain::pacing::Pace {
+        per_second: 15,
+        burst: 15,
+    },
 };
 
 /// Namespace of the UUID v5 Wise `customerTransactionId`s. Fixed for ever: changing it would

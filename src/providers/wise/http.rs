@@ -1,6 +1,7 @@
 //! The adapter's HTTP plumbing: one client, Bearer auth, and every failure kept precise
 //! enough to classify (connect vs. no answer vs. an error body).
 
+use crate::providers::pacing::SendPaced;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -16,6 +17,7 @@ use crate::providers::{Class, ProviderError, error_chain, http_client, retry_aft
 #[derive(Debug, Clone)]
 pub(super) struct Api {
     http: reqwest::Client,
+    pub(super) pacer: std::sync::Arc<crate::providers::pacing::Pacer>,
     base: String,
     token: SecretString,
 }
@@ -101,6 +103,7 @@ impl Api {
     pub(super) fn new(config: &WiseConfig) -> Result<Self, ProviderError> {
         let http = http_client(&config.api_base, "WISE_API_BASE", config.timeout)?;
         Ok(Api {
+            pacer: std::sync::Arc::default(),
             http,
             base: config.api_base.trim_end_matches('/').to_string(),
             token: config.api_token.clone(),
@@ -147,7 +150,10 @@ impl Api {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<T, Failure> {
-        let sent = request.bearer_auth(self.token.expose_secret()).send().await;
+        let sent = request
+            .bearer_auth(self.token.expose_secret())
+            .send_paced(&self.pacer)
+            .await;
         let response = match sent {
             Ok(r) => r,
             Err(e) if e.is_connect() => return Err(Failure::Connect(error_chain(&e))),

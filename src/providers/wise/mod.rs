@@ -101,6 +101,17 @@ pub struct WiseAdapter {
 }
 
 impl WiseAdapter {
+    /// Paces every request to the provider (`None`: as they come); one pacer per process.
+    pub fn with_pace(mut self, pace: Option<crate::domain::pacing::Pace>) -> Self {
+        self.http.pacer = std::sync::Arc::new(crate::providers::pacing::Pacer::new(pace));
+        self
+    }
+
+    /// The pacer every request of this rail waits on.
+    pub fn pacer(&self) -> &crate::providers::pacing::Pacer {
+        &self.http.pacer
+    }
+
     pub fn new(config: WiseConfig) -> Result<Self, ProviderError> {
         let webhook_key = if config.webhook_public_key_pem.trim().is_empty() {
             None

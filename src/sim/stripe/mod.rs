@@ -84,6 +84,8 @@ struct Inner {
     requests: u64,
     /// Money-moving requests answered 429 by `Faults::rate_limit_first` so far.
     limited_first: u32,
+    /// `Faults::limit_per_sec` as enforced on every /v1 request.
+    limit: crate::sim::kit::Limit,
 }
 
 /// Handle to a running mock. Dropping it does not stop the server; call [`MockStripe::stop`].
@@ -141,6 +143,7 @@ impl MockStripe {
             next_id: 1,
             requests: 0,
             limited_first: 0,
+            limit: crate::sim::kit::Limit::default(),
             outbox: Outbox::default(),
             webhook_secret: config.webhook_secret,
             webhook_skew_secs: 0,
@@ -277,6 +280,13 @@ impl MockStripe {
     /// already reversed.
     pub fn reverse(&self, id: &str) -> bool {
         reverse_transfer(&self.inner, id)
+    }
+
+    /// Under `Faults::limit_per_sec`: when each API request arrived, and how many were
+    /// answered 429.
+    pub fn arrivals(&self) -> (Vec<std::time::Instant>, u64) {
+        let inner = lock(&self.inner);
+        (inner.limit.arrivals.clone(), inner.limit.refused)
     }
 
     pub fn requests(&self) -> u64 {

@@ -41,6 +41,10 @@ pub(super) fn router(inner: Arc<Mutex<Inner>>) -> Router {
         .route("/__mock/clock", post(records::clock_route))
         .route("/__mock/statement.csv", get(records::statement_route))
         .fallback(unknown_route)
+        .layer(axum::middleware::from_fn_with_state(
+            inner.clone(),
+            enforce_limit,
+        ))
         .with_state(inner)
         .merge(gate.routes())
 }
@@ -194,4 +198,35 @@ async fn reverse_route(State(inner): State<Arc<Mutex<Inner>>>, Path(id): Path<St
     } else {
         StatusCode::NOT_FOUND.into_response()
     }
+}
+
+/// `Faults::limit_per_sec` over every API request (the mock's own routes are exempt), before
+/// anything else, as Stripe's limiter runs before the idempotency layer.
+async fn enforce_limit(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if request.uri().path().starts_with("/v1/") {
+        let admitted = {
+            let mut guard = lock(&inner);
+            let per_second = guard.faults.limit_per_sec;
+            guard.limit.admit(per_second, std::time::Instant::now())
+        };
+        if !admitted {
+            let mut r = stripe_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "invalid_request_error",
+                Some("rate_limit"),
+                "Too many requests hit the API too quickly.",
+                None,
+            );
+            r.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                HeaderValue::from_static("1"),
+            );
+            return r;
+        }
+    }
+    next.run(request).await
 }
