@@ -20,6 +20,11 @@ pub struct MetricsSnapshot {
     pub queue: Vec<(String, i64)>,
     /// (provider, outcome, deliveries) of accepted webhook deliveries.
     pub webhook_deliveries: Vec<(String, String, i64)>,
+    /// (rail, why, payouts, age in seconds of the oldest) of payouts waiting for a human:
+    /// `needs_operator`, or an operator's action `awaiting_approval` by a second one.
+    pub needs_human: Vec<(String, String, i64, i64)>,
+    /// (state, deliveries) of outgoing events.
+    pub event_deliveries: Vec<(String, i64)>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

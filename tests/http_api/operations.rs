@@ -221,3 +221,44 @@ async fn the_openapi_document_matches_the_server() {
         );
     }
 }
+
+#[tokio::test]
+async fn metrics_count_payouts_waiting_for_a_human_and_the_oldest_wait() {
+    let api = Api::start().await;
+    let alice = api.key(Scope::Referrer, Some("ref-alice")).await;
+    let w = api
+        .withdraw("ref-alice", &alice, "h-1", &withdrawal("5.00"))
+        .await;
+    assert_eq!(w.status, 201, "{}", w.body);
+    // No worker here can send on Stripe: the payout waits for an operator.
+    let stranded = std::sync::Arc::new(payouts::jobs::PayoutDeps {
+        rails: payouts::providers::rail::Rails::default(),
+        ..(*api.env.deps()).clone()
+    });
+    api.env.work_until_idle(stranded).await;
+    let ops = api.key(Scope::Operator, None).await;
+    let res = api
+        .http
+        .get(format!("{}/v1/metrics", api.base))
+        .bearer_auth(&ops)
+        .send()
+        .await
+        .unwrap();
+    let text = res.text().await.unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l == "payouts_needing_human{rail=\"stripe\",reason=\"needs_operator\"} 1"),
+        "{text}"
+    );
+    let age: i64 = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(
+                "payouts_needing_human_oldest_seconds{rail=\"stripe\",reason=\"needs_operator\"} ",
+            )
+        })
+        .expect("the oldest wait")
+        .parse()
+        .unwrap();
+    assert!((0..600).contains(&age), "{age}");
+}

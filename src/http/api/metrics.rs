@@ -171,6 +171,48 @@ fn queue_and_webhook_metrics(
             "webhook_rejections_total{{provider=\"{rail}\",reason=\"{why}\"}} {n}"
         );
     }
+    human_and_event_metrics(out, s);
+}
+
+/// What waits for a person, and how long the oldest has; outgoing event deliveries.
+fn human_and_event_metrics(out: &mut String, s: &MetricsSnapshot) {
+    header(
+        out,
+        "payouts_needing_human",
+        "gauge",
+        "Payouts waiting for an operator (needs_operator) or a second operator (awaiting_approval).",
+    );
+    for (rail, why, n, _) in &s.needs_human {
+        let _ = writeln!(
+            out,
+            "payouts_needing_human{{rail=\"{}\",reason=\"{}\"}} {n}",
+            label(rail),
+            label(why)
+        );
+    }
+    header(
+        out,
+        "payouts_needing_human_oldest_seconds",
+        "gauge",
+        "How long the oldest payout waiting for a person has waited.",
+    );
+    for (rail, why, _, age) in &s.needs_human {
+        let _ = writeln!(
+            out,
+            "payouts_needing_human_oldest_seconds{{rail=\"{}\",reason=\"{}\"}} {age}",
+            label(rail),
+            label(why)
+        );
+    }
+    header(
+        out,
+        "event_deliveries",
+        "gauge",
+        "Outgoing event deliveries by state (pending, delivered, gave_up, cancelled).",
+    );
+    for (state, n) in &s.event_deliveries {
+        let _ = writeln!(out, "event_deliveries{{state=\"{}\"}} {n}", label(state));
+    }
 }
 
 #[cfg(test)]
@@ -192,6 +234,8 @@ mod tests {
             }],
             queue: vec![("Pending".into(), 2)],
             webhook_deliveries: vec![("stripe".into(), "{\"applied\":1}".into(), 4)],
+            needs_human: vec![("stripe".into(), "needs_operator".into(), 2, 3600)],
+            event_deliveries: vec![("pending".into(), 5)],
         };
         let text = render(
             &snapshot,
@@ -207,6 +251,9 @@ mod tests {
             "webhook_deliveries_total{provider=\"stripe\",outcome=\"applied\"} 4",
             "webhook_rejections_total{provider=\"wise\",reason=\"unauthenticated\"} 2",
             "# TYPE payout_attempt_duration_seconds histogram",
+            "payouts_needing_human{rail=\"stripe\",reason=\"needs_operator\"} 2",
+            "payouts_needing_human_oldest_seconds{rail=\"stripe\",reason=\"needs_operator\"} 3600",
+            "event_deliveries{state=\"pending\"} 5",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

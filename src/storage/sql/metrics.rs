@@ -76,6 +76,25 @@ impl Store {
         )
         .fetch_all(&mut *conn)
         .await?;
+        let needs_human = sqlx::query_as(
+            "SELECT rail, why, CAST(SUM(n) AS BIGINT), CAST(($1 - MIN(since)) / 1000 AS BIGINT) FROM ( \
+               SELECT rail, 'needs_operator' AS why, COUNT(*) AS n, MIN(updated_at) AS since \
+               FROM payouts WHERE status = 'needs_operator' GROUP BY rail \
+               UNION ALL \
+               SELECT p.rail, 'awaiting_approval', COUNT(*), MIN(a.requested_at) \
+               FROM operator_actions a JOIN payouts p ON p.id = a.payout_id \
+               WHERE a.state = 'pending_approval' GROUP BY p.rail) w \
+             GROUP BY rail, why ORDER BY rail, why",
+        )
+        .bind(crate::storage::to_millis(chrono::Utc::now()))
+        .fetch_all(&mut *conn)
+        .await?;
+        let event_deliveries = sqlx::query_as(
+            "SELECT state, CAST(COUNT(*) AS BIGINT) FROM event_deliveries \
+             GROUP BY state ORDER BY state",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
         Ok(MetricsSnapshot {
             payouts,
             attempts,
@@ -83,6 +102,8 @@ impl Store {
             latency,
             queue,
             webhook_deliveries,
+            needs_human,
+            event_deliveries,
         })
     }
 }
