@@ -24,10 +24,13 @@ use payouts::providers::rail::Rails;
 use payouts::sim::stripe::Faults;
 use payouts::storage::ReplaySelector;
 
+/// One POST: its `Payouts-Signature` header and its raw body.
+type Delivered = (String, Vec<u8>);
+
 /// What a receiver got: the signature header and the raw body of each POST, in order.
 #[derive(Clone, Default)]
 struct Receiver {
-    got: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    got: Arc<Mutex<Vec<Delivered>>>,
     /// Requests to answer 500 before answering 200.
     fail_first: Arc<AtomicU32>,
     answered: Arc<AtomicU32>,

@@ -78,18 +78,7 @@ async fn create_transfer(
         }
         let limited = first || inner.dice.roll(inner.faults.rate_limit_rate);
         if limited {
-            let mut r = stripe_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "invalid_request_error",
-                Some("rate_limit"),
-                "Too many requests hit the API too quickly.",
-                None,
-            );
-            r.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                HeaderValue::from_static("1"),
-            );
-            return r;
+            return too_many_requests();
         }
         let mut first_seen = true;
         if let Some(key) = &key {
@@ -214,19 +203,24 @@ async fn enforce_limit(
             guard.limit.admit(per_second, std::time::Instant::now())
         };
         if !admitted {
-            let mut r = stripe_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "invalid_request_error",
-                Some("rate_limit"),
-                "Too many requests hit the API too quickly.",
-                None,
-            );
-            r.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                HeaderValue::from_static("1"),
-            );
-            return r;
+            return too_many_requests();
         }
     }
     next.run(request).await
+}
+
+/// Stripe's 429, with the `Retry-After` its limiter sends.
+fn too_many_requests() -> Response {
+    let mut r = stripe_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "invalid_request_error",
+        Some("rate_limit"),
+        "Too many requests hit the API too quickly.",
+        None,
+    );
+    r.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        HeaderValue::from_static("1"),
+    );
+    r
 }

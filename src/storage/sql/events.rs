@@ -178,17 +178,20 @@ pub(crate) async fn last_posting(tx: &mut Tx) -> StoreResult<i64> {
     Ok(last.unwrap_or(0))
 }
 
+/// id, kind, severity, rail, payout_id, record_id.
+type ExceptionRow = (
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+);
+
 /// Reports each exception of a run that no event has reported yet and no one has resolved:
 /// a daily reconciliation finding the same stray transfer again is not news.
 pub(crate) async fn report_new_exceptions(tx: &mut Tx, run_id: &str) -> StoreResult<()> {
-    let rows: Vec<(
-        String,
-        String,
-        String,
-        String,
-        Option<String>,
-        Option<String>,
-    )> = sqlx::query_as(
+    let rows: Vec<ExceptionRow> = sqlx::query_as(
         "SELECT x.id, x.kind, x.severity, x.rail, x.payout_id, x.record_id \
              FROM recon_exceptions x \
              WHERE x.run_id = $1 \

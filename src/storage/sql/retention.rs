@@ -42,45 +42,29 @@ fn steps() -> Vec<Step> {
                          AND x.record_seq = recon_records.seq)"
         .to_string();
     vec![
-        Step {
-            kind: Kind::Jobs,
-            table: JOBS_TABLE,
-            delete: format!(
-                "DELETE FROM {JOBS_TABLE} WHERE id IN (SELECT id FROM {JOBS_TABLE} WHERE {jobs_old} LIMIT $2)"
-            ),
-            old: jobs_old,
-            seconds: true,
-        },
-        Step {
-            kind: Kind::Webhooks,
-            table: "webhook_deliveries",
-            delete: format!(
-                "DELETE FROM webhook_deliveries WHERE (provider, event_id) IN \
-                 (SELECT provider, event_id FROM webhook_deliveries WHERE {webhooks_old} LIMIT $2)"
-            ),
-            old: webhooks_old,
-            seconds: false,
-        },
-        Step {
-            kind: Kind::Idempotency,
-            table: "api_idempotency",
-            delete: format!(
-                "DELETE FROM api_idempotency WHERE (scope, idempotency_key) IN \
-                 (SELECT scope, idempotency_key FROM api_idempotency WHERE {idem_old} LIMIT $2)"
-            ),
-            old: idem_old,
-            seconds: false,
-        },
-        Step {
-            kind: Kind::ReconRecords,
-            table: "recon_records",
-            delete: format!(
-                "DELETE FROM recon_records WHERE (run_id, seq) IN \
-                 (SELECT run_id, seq FROM recon_records WHERE {records_old} LIMIT $2)"
-            ),
-            old: records_old,
-            seconds: false,
-        },
+        Step::by_key(Kind::Jobs, JOBS_TABLE, "id", jobs_old, true),
+        Step::by_key(
+            Kind::Webhooks,
+            "webhook_deliveries",
+            "provider, event_id",
+            webhooks_old,
+            false,
+        ),
+        Step::by_key(
+            Kind::Idempotency,
+            "api_idempotency",
+            "scope, idempotency_key",
+            idem_old,
+            false,
+        ),
+        Step::by_key(
+            Kind::ReconRecords,
+            "recon_records",
+            "run_id, seq",
+            records_old,
+            false,
+        ),
+        // Events go with their deliveries and tries: `Store::prune_events`.
         Step {
             kind: Kind::Events,
             table: "outgoing_events",
@@ -89,6 +73,22 @@ fn steps() -> Vec<Step> {
             seconds: false,
         },
     ]
+}
+
+impl Step {
+    /// A table whose old rows are deleted by their key, `$2` at a time.
+    fn by_key(kind: Kind, table: &'static str, key: &str, old: String, seconds: bool) -> Step {
+        let delete = format!(
+            "DELETE FROM {table} WHERE ({key}) IN (SELECT {key} FROM {table} WHERE {old} LIMIT $2)"
+        );
+        Step {
+            kind,
+            table,
+            old,
+            delete,
+            seconds,
+        }
+    }
 }
 
 impl Store {
