@@ -425,3 +425,52 @@ pub fn prune(report: &payouts::storage::PruneReport) -> String {
     }
     out
 }
+
+/// Progress of a big ingest on standard error, after each chunk: a bar redrawn in place when
+/// standard error is a terminal, otherwise a line per chunk. Silent for inputs of one chunk.
+pub struct IngestProgress {
+    size: Option<u64>,
+    tty: bool,
+}
+
+impl IngestProgress {
+    pub fn new(size: Option<u64>) -> IngestProgress {
+        use std::io::IsTerminal;
+        IngestProgress {
+            size,
+            tty: std::io::stderr().is_terminal(),
+        }
+    }
+
+    pub fn show(&self, report: &payouts::ingest::IngestReport, bytes: u64) {
+        // One chunk read everything: nothing to follow.
+        if self.size.is_some_and(|size| bytes >= size)
+            && report.lines_read <= payouts::app::ingest::CHUNK_LINES
+        {
+            return;
+        }
+        let lines = report.lines_read;
+        let bad = report.rejected.len();
+        match (self.size, self.tty) {
+            (Some(size), true) if size > 0 => {
+                let done = (bytes.min(size) * 40 / size) as usize;
+                eprint!(
+                    "\r[{}{}] {:>3}% {lines} lines",
+                    "#".repeat(done),
+                    " ".repeat(40 - done),
+                    bytes.min(size) * 100 / size
+                );
+            }
+            (_, true) => eprint!("\r{lines} lines read"),
+            (_, false) => eprintln!("ingest: {lines} lines read, {bad} rejected so far"),
+        }
+    }
+
+    /// Ends a bar drawn in place.
+    pub fn done() {
+        use std::io::IsTerminal;
+        if std::io::stderr().is_terminal() {
+            eprintln!();
+        }
+    }
+}

@@ -1,7 +1,7 @@
 //! Ingest: NDJSON platform records into storage, idempotent by record id.
 //!
-//! Parsing is pure and line-numbered; storage applies the parsed records in one transaction
-//! with batched, set-based statements (see `storage::ingest`).
+//! Parsing is pure and line-numbered, a bounded chunk of lines at a time; storage applies
+//! each chunk with batched, set-based statements (see `storage::ingest`).
 
 pub mod record;
 
@@ -27,35 +27,102 @@ pub struct Numbered {
 
 /// Parses every non-blank line. A bad line never stops the others from being parsed.
 pub fn parse_lines(input: impl BufRead) -> (Vec<Numbered>, Vec<LineError>) {
+    let mut chunks = Chunks::new(input, usize::MAX);
     let mut records = Vec::new();
     let mut errors = Vec::new();
-    for (index, line) in input.lines().enumerate() {
-        let line_no = index + 1;
-        let line = match line {
-            Ok(line) => line,
-            Err(e) => {
-                errors.push(LineError {
-                    line: line_no,
-                    message: format!("unreadable line: {e}"),
-                });
-                continue;
-            }
-        };
-        if line.trim().is_empty() {
-            continue;
-        }
-        match Record::parse_line(&line) {
-            Ok(record) => records.push(Numbered {
-                line: line_no,
-                record,
-            }),
-            Err(e) => errors.push(LineError {
-                line: line_no,
-                message: e.to_string(),
-            }),
-        }
+    while let Some(chunk) = chunks.next_chunk() {
+        records.extend(chunk.records);
+        errors.extend(chunk.rejected);
     }
     (records, errors)
+}
+
+/// Some consecutive lines of an input, parsed.
+#[derive(Debug, Default)]
+pub struct Chunk {
+    pub records: Vec<Numbered>,
+    pub rejected: Vec<LineError>,
+    /// Lines read, blank ones included.
+    pub lines: usize,
+    /// Bytes read, for progress.
+    pub bytes: u64,
+}
+
+/// Where an ingest's lines come from, a bounded chunk at a time, so memory stays flat
+/// whatever the input's size.
+pub trait ChunkSource {
+    /// The next lines, or `None` at the end.
+    fn next_chunk(&mut self) -> Option<Chunk>;
+}
+
+/// An input read and parsed `size` lines at a time, numbered from 1 across chunks.
+pub struct Chunks<R> {
+    input: R,
+    size: usize,
+    next_line: usize,
+    done: bool,
+}
+
+impl<R: BufRead> Chunks<R> {
+    pub fn new(input: R, size: usize) -> Chunks<R> {
+        Chunks {
+            input,
+            size: size.max(1),
+            next_line: 1,
+            done: false,
+        }
+    }
+}
+
+impl<R: BufRead> ChunkSource for Chunks<R> {
+    fn next_chunk(&mut self) -> Option<Chunk> {
+        if self.done {
+            return None;
+        }
+        let mut chunk = Chunk::default();
+        let mut line = String::new();
+        while chunk.lines < self.size {
+            line.clear();
+            let line_no = self.next_line;
+            match self.input.read_line(&mut line) {
+                Ok(0) => {
+                    self.done = true;
+                    break;
+                }
+                Ok(n) => chunk.bytes += n as u64,
+                Err(e) => {
+                    // A line that is not UTF-8 is that line's problem (it has been consumed);
+                    // any other read error ends the input rather than looping on it.
+                    chunk.rejected.push(LineError {
+                        line: line_no,
+                        message: format!("unreadable line: {e}"),
+                    });
+                    if e.kind() != std::io::ErrorKind::InvalidData {
+                        self.done = true;
+                    }
+                    self.next_line += 1;
+                    chunk.lines += 1;
+                    continue;
+                }
+            }
+            self.next_line += 1;
+            chunk.lines += 1;
+            if line.trim().is_empty() {
+                continue;
+            }
+            match Record::parse_line(line.trim_end_matches(['\n', '\r'])) {
+                Ok(record) => chunk.records.push(Numbered {
+                    line: line_no,
+                    record,
+                }),
+                Err(e) => chunk.rejected.push(LineError {
+                    line: line_no,
+                    message: e.to_string(),
+                }),
+            }
+        }
+        (chunk.lines > 0).then_some(chunk)
+    }
 }
 
 /// Counts for one record type.
@@ -97,5 +164,24 @@ mod tests {
         assert_eq!(ok.len(), 1);
         assert_eq!(ok[0].line, 2);
         assert_eq!(bad.iter().map(|e| e.line).collect::<Vec<_>>(), vec![3, 4]);
+    }
+
+    #[test]
+    fn chunks_number_lines_across_their_bounds_and_skip_unreadable_ones() {
+        let mut input = b"\n{\"type\":\"link\",\"a\":\"x\",\"b\":\"y\"}\nnope\n".to_vec();
+        input.extend_from_slice(b"\xff\xfe bad bytes\n{\"type\":\"link\",\"a\":\"p\",\"b\":\"q\"}");
+        let mut chunks = Chunks::new(input.as_slice(), 2);
+        let mut seen = Vec::new();
+        while let Some(c) = chunks.next_chunk() {
+            assert!(c.lines <= 2);
+            seen.push((
+                c.records.iter().map(|r| r.line).collect::<Vec<_>>(),
+                c.rejected.iter().map(|e| e.line).collect::<Vec<_>>(),
+            ));
+        }
+        assert_eq!(
+            seen,
+            vec![(vec![2], vec![]), (vec![], vec![3, 4]), (vec![5], vec![])]
+        );
     }
 }

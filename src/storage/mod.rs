@@ -67,7 +67,7 @@ use crate::domain::retention::Retention;
 use crate::domain::step::PastAttempt;
 use crate::domain::step::Step;
 use crate::domain::tracking::Observation;
-use crate::ingest::{IngestReport, LineError, Numbered};
+use crate::ingest::{ChunkSource, IngestReport, LineError, Numbered};
 
 pub use accounting_views::{BookBalance, JournalEntry, JournalLine, TrialBalance};
 pub use affiliate_views::{Enrollment, OptInError};

@@ -192,3 +192,47 @@ async fn a_referral_arriving_after_its_usage_still_earns_and_refunds_claw_back()
     assert!(v.reason.as_deref().unwrap().contains("negative"));
     env.assert_ledger_sound().await;
 }
+
+/// A file read in chunks of a few lines (each chunk its own transaction with its accruals)
+/// leaves every balance exactly as one pass does; `--strict` stays all or nothing across
+/// chunks, a bad last line rolling back the chunks before it.
+#[tokio::test]
+async fn a_file_read_in_small_chunks_accrues_exactly_as_one_pass() {
+    use payouts::app::ingest::ingest_with_progress;
+    let whole = TestEnv::new(Faults::default()).await;
+    let chunked = TestEnv::new(Faults::default()).await;
+    whole.ingest(DEMO).await;
+    let seen = std::sync::Mutex::new(Vec::new());
+    let report = ingest_with_progress(&chunked.store, DEMO.as_bytes(), false, 7, &|r, _| {
+        seen.lock().unwrap().push(r.lines_read)
+    })
+    .await
+    .unwrap();
+    assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+    let seen = seen.into_inner().unwrap();
+    assert_eq!(
+        seen.len(),
+        DEMO.lines().count().div_ceil(7),
+        "progress after each chunk"
+    );
+    for account in whole.store.referrers().await.unwrap() {
+        let a = whole.balance(account.as_str()).await;
+        let b = chunked.balance(account.as_str()).await;
+        assert_eq!(a.programs, b.programs, "{account}");
+    }
+    chunked.assert_ledger_sound().await;
+
+    let strict = TestEnv::new(Faults::default()).await;
+    let bad = format!("{DEMO}\n{{\"type\":\"usage\",\"id\":\"x\"}}\n");
+    let report = ingest_with_progress(&strict.store, bad.as_bytes(), true, 7, &|_, _| {})
+        .await
+        .unwrap();
+    assert!(report.rolled_back);
+    assert_eq!(report.rejected.len(), 1);
+    assert_eq!(report.rejected[0].line, DEMO.lines().count() + 2);
+    let accounts = crate::common::scalar(&strict.store, "SELECT COUNT(*) FROM accounts").await;
+    assert_eq!(
+        accounts, 0,
+        "nothing from the chunks before the bad line stayed"
+    );
+}

@@ -20,7 +20,7 @@ use crate::domain::ids::ProgramId;
 use crate::domain::money::{Currency, Money};
 use crate::domain::program::ProgramSet;
 use crate::ingest::record::{OptInRecord, RefundRecord};
-use crate::ingest::{IngestReport, LineError, Numbered, Record};
+use crate::ingest::{ChunkSource, IngestReport, LineError, Numbered, Record};
 use rows::{
     ACCOUNTS, LINKS, PAYOUT_METHODS, PURCHASES, REFERRALS, REFUNDS, Row, TEMPLATES, TableSpec,
     USAGE, Val, to_row,
@@ -43,6 +43,66 @@ impl Store {
             tx.commit().await?;
         }
         Ok(errors)
+    }
+
+    /// Ingests a stream a chunk at a time, so memory stays flat whatever its size. Each
+    /// chunk is applied with the accruals it causes in one transaction: committed chunk by
+    /// chunk, or with `strict` all in one transaction that commits only if no line of the
+    /// whole input was bad (it holds the ingest lock throughout; the rest of the input is
+    /// still read after a bad line, to report every bad line). `progress` hears after each
+    /// chunk.
+    pub async fn ingest_stream(
+        &self,
+        chunks: &mut (dyn ChunkSource + Send),
+        strict: bool,
+        progress: &(dyn Fn(&IngestReport, u64) + Sync),
+    ) -> StoreResult<IngestReport> {
+        let mut report = IngestReport::default();
+        let mut bytes = 0;
+        let mut whole = match strict {
+            true => Some(self.begin_write(WriteLock::Accrual).await?),
+            false => None,
+        };
+        while let Some(chunk) = chunks.next_chunk() {
+            report.lines_read += chunk.lines;
+            bytes += chunk.bytes;
+            report.rejected.extend(chunk.rejected);
+            let failed = strict && !report.rejected.is_empty();
+            match whole.as_mut() {
+                _ if failed => {}
+                Some(tx) => {
+                    let errors =
+                        Self::apply_records(tx, self.programs(), &chunk.records, &mut report)
+                            .await?;
+                    report.rejected.extend(errors);
+                }
+                None => {
+                    let mut tx = self.begin_write(WriteLock::Accrual).await?;
+                    let errors =
+                        Self::apply_records(&mut tx, self.programs(), &chunk.records, &mut report)
+                            .await?;
+                    tx.commit().await?;
+                    report.rejected.extend(errors);
+                }
+            }
+            progress(&report, bytes);
+        }
+        report.rejected.sort_by_key(|e| e.line);
+        if strict && !report.rejected.is_empty() {
+            if let Some(tx) = whole {
+                tx.rollback().await?;
+            }
+            return Ok(IngestReport {
+                lines_read: report.lines_read,
+                rejected: report.rejected,
+                rolled_back: true,
+                ..IngestReport::default()
+            });
+        }
+        if let Some(tx) = whole {
+            tx.commit().await?;
+        }
+        Ok(report)
     }
 
     /// Applies parsed records. Returns the rows rejected at this stage (conflicts, unknown
