@@ -437,6 +437,16 @@ pub fn recon_settings_from_env() -> Result<ReconSettings, ConfigError> {
     })
 }
 
+/// `PAYOUTS_INGEST_CHUNK_LINES` (default 100,000): lines an ingest reads, applies and
+/// commits at a time. Larger chunks make fewer accrual passes and use more memory.
+pub fn ingest_chunk_lines() -> Result<usize, ConfigError> {
+    let lines = count(
+        "PAYOUTS_INGEST_CHUNK_LINES",
+        u32::try_from(crate::app::ingest::CHUNK_LINES).unwrap_or(u32::MAX),
+    )?;
+    Ok(usize::try_from(lines).unwrap_or(usize::MAX).max(1))
+}
+
 /// A cron schedule from `name` (six fields, seconds first), `default` when unset; `off`
 /// turns it off.
 fn schedule_or_off(

@@ -6,11 +6,12 @@ use std::io::BufRead;
 use crate::ingest::{Chunks, IngestReport};
 use crate::storage::{Store, StoreResult};
 
-/// Lines per chunk. Each chunk is one transaction with its accruals: 100,000 lines keep a
-/// chunk's parsed records to tens of MiB and its SQLite write lock to about a second, while
-/// a commit (and the accrual pass over the streams it touched) is paid once per 100,000
-/// records rather than per record.
-pub const CHUNK_LINES: usize = 100_000;
+/// Lines per chunk (`PAYOUTS_INGEST_CHUNK_LINES`). Each chunk is one transaction with its
+/// accruals, and the accrual of a chunk reads the whole history of every stream it touches:
+/// smaller chunks hold less in memory and release SQLite's write lock sooner, but re-read
+/// that history once per chunk. A million lines keeps a typical day's file to one pass (as
+/// fast as before) and bounds what a larger file holds at once.
+pub const CHUNK_LINES: usize = 1_000_000;
 
 pub async fn ingest(
     store: &Store,

@@ -405,23 +405,18 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
 /// `payouts ingest`: a file (or `-` for stdin) of NDJSON records. Exit status 2 when lines
 /// were rejected.
 async fn ingest(store: &Store, file: &str, strict: bool, json: bool) -> Result<i32> {
-    use payouts::app::ingest::{CHUNK_LINES, ingest_with_progress};
+    use payouts::app::ingest::ingest_with_progress;
+    let chunk = payouts::app::config::ingest_chunk_lines()?;
     let report = if file == "-" {
         let input = BufReader::with_capacity(1 << 20, std::io::stdin());
         let progress = render::IngestProgress::new(None);
-        ingest_with_progress(store, input, strict, CHUNK_LINES, &|r, b| {
-            progress.show(r, b)
-        })
-        .await?
+        ingest_with_progress(store, input, strict, chunk, &|r, b| progress.show(r, b)).await?
     } else {
         let f = std::fs::File::open(file).with_context(|| format!("opening {file}"))?;
         let size = f.metadata().ok().map(|m| m.len());
         let progress = render::IngestProgress::new(size);
         let input = BufReader::with_capacity(1 << 20, f);
-        ingest_with_progress(store, input, strict, CHUNK_LINES, &|r, b| {
-            progress.show(r, b)
-        })
-        .await?
+        ingest_with_progress(store, input, strict, chunk, &|r, b| progress.show(r, b)).await?
     };
     render::IngestProgress::done();
     if json {

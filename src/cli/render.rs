@@ -431,6 +431,7 @@ pub fn prune(report: &payouts::storage::PruneReport) -> String {
 pub struct IngestProgress {
     size: Option<u64>,
     tty: bool,
+    shown: std::sync::atomic::AtomicBool,
 }
 
 impl IngestProgress {
@@ -439,14 +440,14 @@ impl IngestProgress {
         IngestProgress {
             size,
             tty: std::io::stderr().is_terminal(),
+            shown: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
     pub fn show(&self, report: &payouts::ingest::IngestReport, bytes: u64) {
         // One chunk read everything: nothing to follow.
-        if self.size.is_some_and(|size| bytes >= size)
-            && report.lines_read <= payouts::app::ingest::CHUNK_LINES
-        {
+        let first = !self.shown.swap(true, std::sync::atomic::Ordering::Relaxed);
+        if first && self.size.is_some_and(|size| bytes >= size) {
             return;
         }
         let lines = report.lines_read;
