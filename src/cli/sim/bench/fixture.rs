@@ -127,6 +127,14 @@ impl BenchDb {
         }
     }
 
+    /// The database's URL, for a child process (`DATABASE_URL`).
+    pub(super) fn url(&self) -> String {
+        match self {
+            BenchDb::Sqlite { path, .. } => format!("sqlite://{}", path.display()),
+            BenchDb::Postgres { server, name } => format!("{server}/{name}"),
+        }
+    }
+
     pub(super) async fn open(&self) -> Result<Store> {
         match self {
             BenchDb::Sqlite { path, .. } => open_store(&path.display().to_string()).await,

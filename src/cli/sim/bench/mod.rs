@@ -26,6 +26,7 @@ mod accrual;
 mod execution;
 mod fixture;
 mod http;
+mod ingest;
 mod reconcile;
 mod retention;
 mod run;
@@ -86,6 +87,23 @@ pub enum BenchCommand {
         #[arg(long)]
         postgres: Option<String>,
         /// Print the figures as one JSON object (progress goes to standard error).
+        #[arg(long)]
+        json: bool,
+    },
+    /// `payouts ingest` of a generated file of usage events (with the accruals they cause),
+    /// run as a user runs it, beside the engine's own bulk load of the same rows (COPY on
+    /// PostgreSQL, a prepared insert loop in one transaction on SQLite): both rates, their
+    /// ratio and the ingest's peak RSS.
+    Ingest {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        /// Referrers the usage is spread over (each with one referred account).
+        #[arg(long, default_value_t = 10_000)]
+        referrers: usize,
+        /// Run on PostgreSQL instead: a server URL such as postgres://postgres@127.0.0.1:5432,
+        /// on which a fresh database is created and dropped afterwards.
+        #[arg(long)]
+        postgres: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -187,6 +205,20 @@ pub async fn bench(command: BenchCommand) -> Result<i32> {
                 dir,
                 postgres,
                 dry_run_only,
+                json,
+            })
+            .await
+        }
+        BenchCommand::Ingest {
+            events,
+            referrers,
+            postgres,
+            json,
+        } => {
+            ingest::ingest(ingest::IngestOptions {
+                events,
+                referrers,
+                postgres,
                 json,
             })
             .await

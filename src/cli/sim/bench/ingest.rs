@@ -1,0 +1,296 @@
+//! `bench ingest`: `payouts ingest` of a generated NDJSON file, run as a user runs it (this
+//! binary, a child process, its peak memory read from /proc), beside the engine's own bulk
+//! load of the same usage rows into a plain table with a primary key: COPY on PostgreSQL, a
+//! prepared-statement insert loop in one transaction on SQLite. The ratio is ours over the
+//! engine's, in usage rows a second.
+
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use payouts::storage::Store;
+use serde::Serialize;
+
+use super::fixture::{BenchDb, BenchDir};
+use super::{BENCH_BONUS_SEED, Progress, group};
+
+pub(super) struct IngestOptions {
+    pub events: usize,
+    pub referrers: usize,
+    pub postgres: Option<String>,
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Figures {
+    backend: &'static str,
+    events: usize,
+    lines: usize,
+    ingest_secs: f64,
+    ingest_rows_per_sec: f64,
+    engine_secs: f64,
+    engine_rows_per_sec: f64,
+    ratio: f64,
+    peak_rss_kib: u64,
+    engine_method: &'static str,
+}
+
+/// One usage line per event over `referrers` referred accounts, after the accounts and
+/// referrals; deterministic.
+fn write_file(path: &Path, events: usize, referrers: usize) -> Result<usize> {
+    let mut f = BufWriter::new(std::fs::File::create(path)?);
+    let mut lines = 0;
+    for i in 0..referrers {
+        let r = format!("r{i:06}");
+        writeln!(
+            f,
+            r#"{{"type":"account","id":"{r}","created_at":"2025-01-01T00:00:00Z","email":"{r}@x.com"}}"#
+        )?;
+        writeln!(
+            f,
+            r#"{{"type":"account","id":"{r}-u","created_at":"2025-02-01T00:00:00Z","email":"{r}-u@x.com"}}"#
+        )?;
+        writeln!(
+            f,
+            r#"{{"type":"referral","program":"vast","referrer":"{r}","referred":"{r}-u","at":"2025-02-01T00:00:00Z"}}"#
+        )?;
+        lines += 3;
+    }
+    for j in 0..events {
+        let i = (j.wrapping_mul(7_919)) % referrers.max(1);
+        writeln!(
+            f,
+            r#"{{"type":"usage","id":"u{j:09}","account":"r{i:06}-u","at":"2025-03-01T00:00:00Z","category":"instance","amount":"1.25","currency":"USD"}}"#
+        )?;
+        lines += 1;
+    }
+    f.flush()?;
+    Ok(lines)
+}
+
+/// Runs `payouts ingest FILE` against `url`; returns its wall time and peak RSS (KiB).
+fn ingest_as_a_user(file: &Path, url: &str) -> Result<(Duration, u64)> {
+    let exe = std::env::current_exe().context("finding this binary")?;
+    let started = Instant::now();
+    let mut child = std::process::Command::new(exe)
+        .args(["ingest", &file.display().to_string(), "--json"])
+        .env("DATABASE_URL", url)
+        .env("PAYOUTS_PROGRAMS", "vast,runpod")
+        .env("RUNPOD_BONUS_SEED", BENCH_BONUS_SEED)
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("starting payouts ingest")?;
+    let mut peak = 0;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        peak = peak.max(vm_hwm(child.id()).unwrap_or(0));
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    anyhow::ensure!(status.success(), "payouts ingest failed: {status}");
+    Ok((started.elapsed(), peak))
+}
+
+/// A process's peak resident set so far (KiB), from /proc.
+fn vm_hwm(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// SQLite's own shell, when installed: `.import` of the rows as CSV into a plain table with
+/// a primary key, in a fresh file (the figure the engine reaches with no driver between).
+fn sqlite_import(dir: &Path, events: usize, referrers: usize) -> Result<Option<Duration>> {
+    let Ok(probe) = std::process::Command::new("sqlite3")
+        .arg("-version")
+        .output()
+    else {
+        return Ok(None);
+    };
+    if !probe.status.success() {
+        return Ok(None);
+    }
+    let csv = dir.join("usage.csv");
+    let mut f = BufWriter::new(std::fs::File::create(&csv)?);
+    for j in 0..events {
+        let i = (j.wrapping_mul(7_919)) % referrers.max(1);
+        writeln!(
+            f,
+            "u{j:09},r{i:06}-u,1740787200000,instance,USD,12500000000"
+        )?;
+    }
+    f.flush()?;
+    let script = format!(
+        "PRAGMA journal_mode=WAL;\nCREATE TABLE bench_usage (id TEXT PRIMARY KEY, account_id TEXT NOT NULL, \
+         at INTEGER NOT NULL, category TEXT NOT NULL, currency TEXT NOT NULL, units INTEGER NOT NULL);\n\
+         .mode csv\n.import {} bench_usage\n",
+        csv.display()
+    );
+    let started = Instant::now();
+    let mut child = std::process::Command::new("sqlite3")
+        .arg(dir.join("engine.db"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    if let Some(stdin) = child.stdin.as_mut() {
+        stdin.write_all(script.as_bytes())?;
+    }
+    let status = child.wait()?;
+    anyhow::ensure!(status.success(), "sqlite3 .import failed: {status}");
+    Ok(Some(started.elapsed()))
+}
+
+/// The engine's own bulk load of the same usage rows into a plain table with a primary key.
+async fn engine_load(
+    store: &Store,
+    events: usize,
+    referrers: usize,
+) -> Result<(Duration, &'static str)> {
+    let row = |j: usize| {
+        let i = (j.wrapping_mul(7_919)) % referrers.max(1);
+        (format!("u{j:09}"), format!("r{i:06}-u"))
+    };
+    match store {
+        Store::Postgres(s) => {
+            let mut conn = s.pool().acquire().await?;
+            sqlx::query(
+                "CREATE TABLE bench_usage (id TEXT PRIMARY KEY, account_id TEXT NOT NULL, \
+                 at BIGINT NOT NULL, category TEXT NOT NULL, currency TEXT NOT NULL, \
+                 units NUMERIC(38,0) NOT NULL)",
+            )
+            .execute(&mut *conn)
+            .await?;
+            let started = Instant::now();
+            let mut copy = conn
+                .copy_in_raw(
+                    "COPY bench_usage (id, account_id, at, category, currency, units) FROM STDIN",
+                )
+                .await?;
+            let mut data = String::with_capacity(1 << 20);
+            for j in 0..events {
+                let (id, account) = row(j);
+                data.push_str(&format!(
+                    "{id}\t{account}\t1740787200000\tinstance\tUSD\t12500000000\n"
+                ));
+                if data.len() >= 1 << 20 {
+                    copy.send(std::mem::take(&mut data).into_bytes()).await?;
+                }
+            }
+            copy.send(data.into_bytes()).await?;
+            copy.finish().await?;
+            Ok((started.elapsed(), "COPY"))
+        }
+        Store::Sqlite(s) => {
+            let mut conn = s.pool().acquire().await?;
+            sqlx::query(
+                "CREATE TABLE bench_usage (id TEXT PRIMARY KEY, account_id TEXT NOT NULL, \
+                 at INTEGER NOT NULL, category TEXT NOT NULL, currency TEXT NOT NULL, \
+                 units INTEGER NOT NULL)",
+            )
+            .execute(&mut *conn)
+            .await?;
+            let started = Instant::now();
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            for j in 0..events {
+                let (id, account) = row(j);
+                sqlx::query(
+                    "INSERT INTO bench_usage (id, account_id, at, category, currency, units) \
+                     VALUES ($1, $2, 1740787200000, 'instance', 'USD', 12500000000)",
+                )
+                .bind(id)
+                .bind(account)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok((started.elapsed(), "prepared INSERT loop, one transaction"))
+        }
+    }
+}
+
+pub(super) async fn ingest(opts: IngestOptions) -> Result<i32> {
+    let progress = Progress {
+        started: Instant::now(),
+        to_stderr: opts.json,
+    };
+    let dir = BenchDir::new(None)?;
+    let file = dir.path.join("usage.ndjson");
+    progress.say(&format!(
+        "writing {} usage events",
+        group(opts.events as u64)
+    ));
+    let lines = write_file(&file, opts.events, opts.referrers)?;
+
+    let db = BenchDb::create(None, opts.postgres.as_deref()).await?;
+    let url = db.url();
+    // The schema first (the child would make it too; its time is not ingest's).
+    db.open().await?.close().await;
+    progress.say(&format!(
+        "payouts ingest of {} lines on {}",
+        group(lines as u64),
+        db.describe()
+    ));
+    let (took, peak_rss_kib) = ingest_as_a_user(&file, &url)?;
+    progress.say("the engine's own bulk load of the same usage rows");
+    let shell = match db {
+        BenchDb::Sqlite { .. } => sqlite_import(&dir.path, opts.events, opts.referrers)?,
+        BenchDb::Postgres { .. } => None,
+    };
+    let (engine, engine_method) = match shell {
+        Some(took) => (took, "sqlite3 .import"),
+        None => {
+            let store = db.open().await?;
+            let loaded = engine_load(&store, opts.events, opts.referrers).await?;
+            store.close().await;
+            loaded
+        }
+    };
+    let backend = db.backend();
+    db.remove().await?;
+
+    let per_sec = |d: Duration| opts.events as f64 / d.as_secs_f64().max(1e-9);
+    let figures = Figures {
+        backend,
+        events: opts.events,
+        lines,
+        ingest_secs: took.as_secs_f64(),
+        ingest_rows_per_sec: per_sec(took),
+        engine_secs: engine.as_secs_f64(),
+        engine_rows_per_sec: per_sec(engine),
+        ratio: per_sec(took) / per_sec(engine),
+        peak_rss_kib,
+        engine_method,
+    };
+    if opts.json {
+        crate::cli::print_json(&figures)?;
+    } else {
+        outln!(
+            "ingest on {backend}: {} lines ({} usage rows, with their accruals)",
+            group(lines as u64),
+            group(opts.events as u64)
+        );
+        outln!(
+            "  payouts ingest   {:>8.2} s  {:>10} rows/s  peak RSS {} MiB",
+            figures.ingest_secs,
+            group(figures.ingest_rows_per_sec as u64),
+            peak_rss_kib / 1024
+        );
+        outln!(
+            "  engine ({engine_method}) {:>8.2} s  {:>10} rows/s",
+            figures.engine_secs,
+            group(figures.engine_rows_per_sec as u64)
+        );
+        outln!("  ratio {:.3} of the engine's own bulk load", figures.ratio);
+    }
+    Ok(0)
+}
