@@ -179,8 +179,20 @@ pub(crate) async fn insert_recon_records(
     Ok(())
 }
 
+/// Bulk loads go through COPY on PostgreSQL (`copy_rows`).
+pub(crate) const COPY_SUPPORTED: bool = true;
+
+/// Loads `data` (COPY's text format, a row per line) with `copy` (a `COPY ... FROM STDIN`),
+/// in the caller's transaction.
+pub(crate) async fn copy_rows(tx: &mut Tx, copy: &str, data: String) -> StoreResult<()> {
+    let mut sink = (**tx).copy_in_raw(copy).await?;
+    sink.send(data.into_bytes()).await?;
+    sink.finish().await?;
+    Ok(())
+}
+
 /// COPY's text format: backslash, tab, newline and carriage return are escaped.
-fn copy_escape(out: &mut String, value: &str) {
+pub(crate) fn copy_escape(out: &mut String, value: &str) {
     for c in value.chars() {
         match c {
             '\\' => out.push_str("\\\\"),

@@ -98,6 +98,21 @@ pub(crate) async fn push_tasks(tx: &mut Tx, tasks: Vec<QueuedTask>) -> StoreResu
 
 /// Stores reconciliation records with multi-row INSERTs (14 values a row, well under
 /// SQLite's bound-parameter limit per statement).
+/// SQLite has no COPY: bulk loads are prepared multi-row inserts.
+pub(crate) const COPY_SUPPORTED: bool = false;
+
+/// Never called on SQLite (`COPY_SUPPORTED` is false); says so if it were.
+pub(crate) async fn copy_rows(_tx: &mut Tx, _copy: &str, _data: String) -> StoreResult<()> {
+    Err(crate::storage::StoreError::Corrupt(
+        "COPY is PostgreSQL's; SQLite loads with multi-row inserts".into(),
+    ))
+}
+
+/// COPY's text escapes (unused on SQLite, which has no COPY).
+pub(crate) fn copy_escape(out: &mut String, value: &str) {
+    out.push_str(value);
+}
+
 pub(crate) async fn insert_recon_records(
     conn: &mut Conn,
     run_id: &str,

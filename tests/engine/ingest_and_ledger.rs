@@ -236,3 +236,49 @@ async fn a_file_read_in_small_chunks_accrues_exactly_as_one_pass() {
         "nothing from the chunks before the bad line stayed"
     );
 }
+
+/// 2,100 referrers with a charge each: one chunk loads the usage and the accruals in bulk
+/// (COPY on PostgreSQL), chunks of 1,000 lines with multi-row inserts; both leave the same
+/// balances, to the unit.
+#[tokio::test]
+async fn bulk_loads_and_multi_row_inserts_leave_the_same_books() {
+    use payouts::app::ingest::ingest_with_progress;
+    let n = 2_100;
+    let mut lines = Vec::new();
+    for i in 0..n {
+        let r = format!("bulk{i:04}");
+        lines.push(format!(r#"{{"type":"account","id":"{r}","created_at":"2025-01-01T00:00:00Z","email":"{r}@x.com"}}"#));
+        lines.push(format!(r#"{{"type":"account","id":"{r}-u","created_at":"2025-02-01T00:00:00Z","email":"{r}-u@x.com"}}"#));
+        lines.push(format!(r#"{{"type":"referral","program":"vast","referrer":"{r}","referred":"{r}-u","at":"2025-02-01T00:00:00Z"}}"#));
+    }
+    for i in 0..n {
+        let amount = format!("{}.{:02}", 10 + i % 90, i % 100);
+        lines.push(format!(r#"{{"type":"usage","id":"bulk-c{i}","account":"bulk{i:04}-u","at":"2025-03-01T00:00:00Z","category":"instance","amount":"{amount}","currency":"USD"}}"#));
+    }
+    let file = lines.join("\n");
+    let bulk = TestEnv::new(Faults::default()).await;
+    let rows = TestEnv::new(Faults::default()).await;
+    let a = ingest_with_progress(&bulk.store, file.as_bytes(), true, 1_000_000, &|_, _| {})
+        .await
+        .unwrap();
+    let b = ingest_with_progress(&rows.store, file.as_bytes(), true, 1_000, &|_, _| {})
+        .await
+        .unwrap();
+    assert!(a.rejected.is_empty() && b.rejected.is_empty(), "{a:?}");
+    assert_eq!(a.by_type["usage"].inserted, n);
+    assert_eq!(a.accruals_posted, n, "one accrual per referrer in one pass");
+    for i in (0..n).step_by(97) {
+        let account = format!("bulk{i:04}");
+        let (x, y) = (bulk.balance(&account).await, rows.balance(&account).await);
+        assert_eq!(x.programs, y.programs, "{account}");
+        assert!(x.programs[0].earned.is_positive(), "{account} earned");
+    }
+    let sum =
+        "SELECT CAST(SUM(units) AS BIGINT) FROM ledger_postings WHERE book = 'commission_expense'";
+    assert_eq!(
+        common::scalar(&bulk.store, sum).await,
+        common::scalar(&rows.store, sum).await
+    );
+    bulk.assert_ledger_sound().await;
+    rows.assert_ledger_sound().await;
+}

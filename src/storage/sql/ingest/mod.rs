@@ -468,6 +468,10 @@ async fn apply_kind(
         }
     }
 
+    if super::COPY_SUPPORTED && to_write.len() >= COPY_FROM {
+        copy_kind(tx, spec, &to_write).await?;
+        return Ok(to_write.iter().map(|r| r.line).collect());
+    }
     for chunk in to_write.chunks(BATCH_ROWS) {
         let mut q = QueryBuilder::<Db>::new(format!(
             "INSERT INTO {} ({}) ",
@@ -484,22 +488,75 @@ async fn apply_kind(
                 };
             }
         });
-        if spec.mutable {
-            let updates: Vec<String> = spec
-                .columns
-                .iter()
-                .filter(|c| !spec.key_cols.split(", ").any(|k| k == **c))
-                .map(|c| format!("{c} = excluded.{c}"))
-                .collect();
-            q.push(format!(
-                " ON CONFLICT ({}) DO UPDATE SET {}",
-                spec.key_cols,
-                updates.join(", ")
-            ));
-        } else {
-            q.push(format!(" ON CONFLICT ({}) DO NOTHING", spec.key_cols));
-        }
+        q.push(on_conflict(spec));
         q.build().execute(&mut **tx).await?;
     }
     Ok(to_write.iter().map(|r| r.line).collect())
+}
+
+/// From how many rows one kind is loaded with COPY (where the backend has it) rather than
+/// multi-row inserts: below it the staging table costs more than it saves.
+const COPY_FROM: usize = 2_000;
+
+/// What a row whose key is already stored does: a mutable kind updates, an immutable one
+/// is left alone (its conflicts were reported before the write).
+fn on_conflict(spec: &TableSpec) -> String {
+    if spec.mutable {
+        let updates: Vec<String> = spec
+            .columns
+            .iter()
+            .filter(|c| !spec.key_cols.split(", ").any(|k| k == **c))
+            .map(|c| format!("{c} = excluded.{c}"))
+            .collect();
+        format!(
+            " ON CONFLICT ({}) DO UPDATE SET {}",
+            spec.key_cols,
+            updates.join(", ")
+        )
+    } else {
+        format!(" ON CONFLICT ({}) DO NOTHING", spec.key_cols)
+    }
+}
+
+/// One kind's rows through COPY into a session's staging table shaped like the target, then
+/// one `INSERT ... SELECT` with the same conflict handling as the multi-row path.
+async fn copy_kind(tx: &mut Tx, spec: &TableSpec, rows: &[Row]) -> StoreResult<()> {
+    let staging = format!("staging_{}", spec.table);
+    let columns = spec.columns.join(", ");
+    for sql in [
+        format!(
+            "CREATE TEMP TABLE IF NOT EXISTS {staging} (LIKE {} INCLUDING DEFAULTS) \
+             ON COMMIT DELETE ROWS",
+            spec.table
+        ),
+        format!("DELETE FROM {staging}"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut **tx)
+            .await?;
+    }
+    let mut data = String::with_capacity(rows.len() * 128);
+    for row in rows {
+        for (i, v) in row.values.iter().enumerate() {
+            if i > 0 {
+                data.push('\t');
+            }
+            match v {
+                Val::Text(s) => super::copy_escape(&mut data, s),
+                Val::Int(n) => data.push_str(&n.to_string()),
+                Val::Null | Val::NullInt => data.push_str("\\N"),
+            }
+        }
+        data.push('\n');
+    }
+    super::copy_rows(tx, &format!("COPY {staging} ({columns}) FROM STDIN"), data).await?;
+    let insert = format!(
+        "INSERT INTO {} ({columns}) SELECT {columns} FROM {staging}{}",
+        spec.table,
+        on_conflict(spec)
+    );
+    sqlx::query(sqlx::AssertSqlSafe(insert))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
