@@ -498,6 +498,25 @@ async fn apply_kind(
 /// multi-row inserts: below it the staging table costs more than it saves.
 const COPY_FROM: usize = 2_000;
 
+/// Rows in COPY's text format.
+fn copy_text(rows: &[Row]) -> String {
+    let mut data = String::with_capacity(rows.len() * 128);
+    for row in rows {
+        for (i, v) in row.values.iter().enumerate() {
+            if i > 0 {
+                data.push('\t');
+            }
+            match v {
+                Val::Text(s) => super::copy_escape(&mut data, s),
+                Val::Int(n) => data.push_str(&n.to_string()),
+                Val::Null | Val::NullInt => data.push_str("\\N"),
+            }
+        }
+        data.push('\n');
+    }
+    data
+}
+
 /// What a row whose key is already stored does: a mutable kind updates, an immutable one
 /// is left alone (its conflicts were reported before the write).
 fn on_conflict(spec: &TableSpec) -> String {
@@ -518,11 +537,19 @@ fn on_conflict(spec: &TableSpec) -> String {
     }
 }
 
-/// One kind's rows through COPY into a session's staging table shaped like the target, then
-/// one `INSERT ... SELECT` with the same conflict handling as the multi-row path.
+/// One kind's rows through COPY. Immutable kinds (usage, refunds, referrals, ...) go straight
+/// into the table: their keys were looked up under the ingest lock, and only ingest writes
+/// them. Mutable ones (accounts, payout methods, which the API also writes) go through a
+/// session staging table shaped like the target and one `INSERT ... SELECT` with the same
+/// conflict handling as the multi-row path.
 async fn copy_kind(tx: &mut Tx, spec: &TableSpec, rows: &[Row]) -> StoreResult<()> {
     let staging = format!("staging_{}", spec.table);
     let columns = spec.columns.join(", ");
+    let data = copy_text(rows);
+    if !spec.mutable {
+        let copy = format!("COPY {} ({columns}) FROM STDIN", spec.table);
+        return super::copy_rows(tx, &copy, data).await;
+    }
     for sql in [
         format!(
             "CREATE TEMP TABLE IF NOT EXISTS {staging} (LIKE {} INCLUDING DEFAULTS) \
@@ -534,20 +561,6 @@ async fn copy_kind(tx: &mut Tx, spec: &TableSpec, rows: &[Row]) -> StoreResult<(
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .execute(&mut **tx)
             .await?;
-    }
-    let mut data = String::with_capacity(rows.len() * 128);
-    for row in rows {
-        for (i, v) in row.values.iter().enumerate() {
-            if i > 0 {
-                data.push('\t');
-            }
-            match v {
-                Val::Text(s) => super::copy_escape(&mut data, s),
-                Val::Int(n) => data.push_str(&n.to_string()),
-                Val::Null | Val::NullInt => data.push_str("\\N"),
-            }
-        }
-        data.push('\n');
     }
     super::copy_rows(tx, &format!("COPY {staging} ({columns}) FROM STDIN"), data).await?;
     let insert = format!(
