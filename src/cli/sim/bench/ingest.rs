@@ -15,10 +15,20 @@ use serde::Serialize;
 use super::fixture::{BenchDb, BenchDir};
 use super::{BENCH_BONUS_SEED, Progress, group};
 
-pub(super) struct IngestOptions {
+#[derive(clap::Args)]
+pub struct IngestOptions {
+    /// Usage events in the file.
+    #[arg(long, default_value_t = 1_000_000)]
     pub events: usize,
+    /// Referrers the usage is spread over (each with one referred account).
+    #[arg(long, default_value_t = 10_000)]
     pub referrers: usize,
+    /// Run on PostgreSQL instead: a server URL such as postgres://postgres@127.0.0.1:5432,
+    /// on which a fresh database is created and dropped afterwards.
+    #[arg(long)]
     pub postgres: Option<String>,
+    /// Print the figures as one JSON object (progress goes to standard error).
+    #[arg(long)]
     pub json: bool,
 }
 

@@ -92,33 +92,12 @@ pub enum BenchCommand {
     },
     /// `payouts ingest` of a generated file of usage events (with the accruals they cause),
     /// run as a user runs it, beside the engine's own bulk load of the same rows (COPY on
-    /// PostgreSQL, a prepared insert loop in one transaction on SQLite): both rates, their
-    /// ratio and the ingest's peak RSS.
-    Ingest {
-        #[arg(long, default_value_t = 1_000_000)]
-        events: usize,
-        /// Referrers the usage is spread over (each with one referred account).
-        #[arg(long, default_value_t = 10_000)]
-        referrers: usize,
-        /// Run on PostgreSQL instead: a server URL such as postgres://postgres@127.0.0.1:5432,
-        /// on which a fresh database is created and dropped afterwards.
-        #[arg(long)]
-        postgres: Option<String>,
-        #[arg(long)]
-        json: bool,
-    },
+    /// PostgreSQL; the sqlite3 shell's .import, or without it a prepared insert loop in one
+    /// transaction, on SQLite): both rates, their ratio and the ingest's peak RSS.
+    Ingest(ingest::IngestOptions),
     /// Table sizes after a run of payouts paid end to end (events delivered, the day
     /// reconciled), then after a prune a year later; fails if a book lost a row.
-    Retention {
-        #[arg(long, default_value_t = 10_000)]
-        payouts: usize,
-        /// Run on PostgreSQL instead: a server URL such as postgres://postgres@127.0.0.1:5432,
-        /// on which a fresh database is created and dropped afterwards.
-        #[arg(long)]
-        postgres: Option<String>,
-        #[arg(long)]
-        json: bool,
-    },
+    Retention(retention::RetentionOptions),
     /// The HTTP API under concurrent load from a loopback client in the same process: balance
     /// reads, then withdrawals, each phase's requests/s and latencies (client and server share
     /// the machine's cores).
@@ -209,32 +188,8 @@ pub async fn bench(command: BenchCommand) -> Result<i32> {
             })
             .await
         }
-        BenchCommand::Ingest {
-            events,
-            referrers,
-            postgres,
-            json,
-        } => {
-            ingest::ingest(ingest::IngestOptions {
-                events,
-                referrers,
-                postgres,
-                json,
-            })
-            .await
-        }
-        BenchCommand::Retention {
-            payouts,
-            postgres,
-            json,
-        } => {
-            retention::retention(retention::RetentionOptions {
-                payouts,
-                postgres,
-                json,
-            })
-            .await
-        }
+        BenchCommand::Ingest(options) => ingest::ingest(options).await,
+        BenchCommand::Retention(options) => retention::retention(options).await,
         BenchCommand::Execution {
             payouts,
             workers,

@@ -20,9 +20,17 @@ use super::Progress;
 use super::execution::{pay_until_idle, payout_deps, queue_payouts};
 use super::fixture::BenchDb;
 
-pub(super) struct RetentionOptions {
+#[derive(clap::Args)]
+pub struct RetentionOptions {
+    /// Payouts queued by one run and paid by the worker.
+    #[arg(long, default_value_t = 10_000)]
     pub payouts: usize,
+    /// Run on PostgreSQL instead: a server URL such as postgres://postgres@127.0.0.1:5432,
+    /// on which a fresh database is created and dropped afterwards.
+    #[arg(long)]
     pub postgres: Option<String>,
+    /// Print the figures as one JSON object (progress goes to standard error).
+    #[arg(long)]
     pub json: bool,
 }
 
