@@ -307,6 +307,20 @@ impl TestEnv {
         url
     }
 
+    /// Pays payout `id` through the worker, then has Stripe reverse its transfer and tell
+    /// us by webhook; returns once the payout is returned (or panics after 15 s).
+    pub async fn pay_then_reverse(&self, id: &str) {
+        self.work_until_idle(self.deps()).await;
+        let paid = self.store.payout(id).await.expect("payout").payout;
+        assert_eq!(paid.status, PayoutStatus::Paid, "{id} was not paid");
+        self.serve_stripe_webhooks().await;
+        assert!(self.mock.reverse(&paid.provider_ref.expect("provider ref")));
+        let returned = || async {
+            self.store.payout(id).await.expect("payout").payout.status == PayoutStatus::Returned
+        };
+        assert!(eventually(15, returned).await, "{id} was not returned");
+    }
+
     /// Runs a real apalis worker until no payout is active (or 60 s pass).
     pub async fn work_until_idle(&self, deps: Arc<PayoutDeps>) {
         run_until_idle(deps, 4).await;

@@ -15,7 +15,7 @@ use chrono::Utc;
 use secrecy::ExposeSecret;
 use serde_json::Value;
 
-use crate::common::{DEMO, TestEnv, eventually, usd};
+use crate::common::{DEMO, TestEnv, usd};
 use payouts::domain::events::{EndpointUrl, EventType, verify};
 use payouts::domain::ids::Rail;
 use payouts::domain::payout::PayoutStatus;
@@ -138,24 +138,7 @@ async fn a_receiver_gets_every_event_type_signed_and_in_order_per_payout() {
         .unwrap()
         .payout
         .id;
-    env.work_until_idle(env.deps()).await;
-    assert_eq!(status(&env, alice.as_str()).await, PayoutStatus::Paid);
-    env.serve_stripe_webhooks().await;
-    let transfer = env
-        .store
-        .payout(alice.as_str())
-        .await
-        .unwrap()
-        .payout
-        .provider_ref
-        .unwrap();
-    assert!(env.mock.reverse(&transfer));
-    assert!(
-        eventually(15, || async {
-            status(&env, alice.as_str()).await == PayoutStatus::Returned
-        })
-        .await
-    );
+    env.pay_then_reverse(alice.as_str()).await;
     // failed: Stripe refuses the key for good.
     let nia = env
         .withdraw("ref-nia", usd("5"), "n-1")

@@ -8,10 +8,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use crate::common::{self, DEMO, TestEnv, backend, eventually, usd};
+use crate::common::{self, DEMO, TestEnv, backend, usd};
 use payouts::domain::events::{EndpointUrl, EventType};
 use payouts::domain::ids::Rail;
-use payouts::domain::payout::PayoutStatus;
 use payouts::domain::retention::Retention;
 use payouts::jobs::EventSender;
 use payouts::sim::stripe::Faults;
@@ -111,21 +110,7 @@ async fn prune_keeps_the_books_and_takes_only_what_is_past_its_age() {
         .unwrap()
         .payout
         .id;
-    env.work_until_idle(env.deps()).await;
-    env.serve_stripe_webhooks().await;
-    let transfer = env
-        .store
-        .payout(paid.as_str())
-        .await
-        .unwrap()
-        .payout
-        .provider_ref
-        .unwrap();
-    assert!(env.mock.reverse(&transfer));
-    let returned = || async {
-        env.store.payout(paid.as_str()).await.unwrap().payout.status == PayoutStatus::Returned
-    };
-    assert!(eventually(15, returned).await);
+    env.pay_then_reverse(paid.as_str()).await;
     env.mock
         .inject_transfer("po_nobody", "acct_1Stray", 1234, "usd");
     let found = env.reconcile_today(vec![Rail::Stripe]).await;
