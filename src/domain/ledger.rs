@@ -192,6 +192,77 @@ impl TransactionDraft {
     }
 }
 
+/// The totals a payee's balance is kept as, per program and currency: what a balance and a
+/// payout run read, maintained beside the postings instead of summed from them on each read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BalanceTotal {
+    /// Commissions earned as cash, net of clawbacks.
+    Cashable,
+    /// Commissions earned as platform credit.
+    Credit,
+    /// Cash that left in posted payouts (positive).
+    Withdrawn,
+    /// Cash held by payouts still in flight (positive).
+    Pending,
+}
+
+impl BalanceTotal {
+    pub const ALL: [BalanceTotal; 4] = [
+        BalanceTotal::Cashable,
+        BalanceTotal::Credit,
+        BalanceTotal::Withdrawn,
+        BalanceTotal::Pending,
+    ];
+
+    /// Which total a posting to `book` in a transaction of `kind` (its stored code) and
+    /// `status` moves, and by how much per unit posted; `None` when it moves none (a platform
+    /// book, a voided transaction). Holds and payouts debit the payee's book, so they count
+    /// with the opposite sign. The SQL of `storage::balance_views::book_sums` says the same.
+    pub fn moved_by(book: &str, kind: &str, status: TransactionStatus) -> Option<(Self, i8)> {
+        const PAID_OUT: [&str; 5] = [
+            "payout",
+            "payout_return",
+            "payout_correction",
+            "payout_duplicate",
+            "payout_partial_return",
+        ];
+        match (book, status) {
+            (_, TransactionStatus::Voided) => None,
+            ("referrer_credit", _) => Some((BalanceTotal::Credit, 1)),
+            ("referrer_cashable", _) if matches!(kind, "accrual" | "clawback") => {
+                Some((BalanceTotal::Cashable, 1))
+            }
+            ("referrer_cashable", TransactionStatus::Pending) if kind == "payout" => {
+                Some((BalanceTotal::Pending, -1))
+            }
+            ("referrer_cashable", TransactionStatus::Posted) if PAID_OUT.contains(&kind) => {
+                Some((BalanceTotal::Withdrawn, -1))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl BalancedTransaction {
+    /// What the transaction adds to its holders' balance totals, posting by posting.
+    pub fn balance_moves(
+        &self,
+    ) -> impl Iterator<Item = (&AccountId, &ProgramId, BalanceTotal, Money)> {
+        self.postings.iter().filter_map(|p| {
+            let holder = p.book.holder()?;
+            let program = p.book.program()?;
+            let (total, sign) =
+                BalanceTotal::moved_by(p.book.code(), self.kind.code(), self.status)?;
+            let amount = if sign < 0 {
+                p.amount.negate()
+            } else {
+                p.amount
+            };
+            Some((holder, program, total, amount))
+        })
+    }
+}
+
 /// The double-entry invariant: at least two postings, summing to zero in every currency.
 pub fn check_balanced(postings: &[Posting]) -> Result<(), LedgerError> {
     if postings.len() < 2 {
@@ -277,6 +348,70 @@ mod tests {
             mixed.finish(),
             Err(LedgerError::Unbalanced { .. })
         ));
+    }
+
+    #[test]
+    fn holds_count_as_pending_until_posted_and_nothing_once_voided() {
+        let cashable = Book::ReferrerCashable {
+            account: acct(),
+            program: vast(),
+        };
+        let hold = |status| {
+            TransactionDraft::new(TransactionKind::Payout, status)
+                .transfer(
+                    cashable.clone(),
+                    Book::RailSettlement { rail: Rail::Stripe },
+                    usd(1234),
+                )
+                .finish()
+                .unwrap()
+        };
+        let moves = |t: &BalancedTransaction| {
+            t.balance_moves()
+                .map(|(_, _, total, m)| (total, m))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            moves(&hold(TransactionStatus::Pending)),
+            vec![(BalanceTotal::Pending, usd(1234))]
+        );
+        assert_eq!(
+            moves(&hold(TransactionStatus::Posted)),
+            vec![(BalanceTotal::Withdrawn, usd(1234))]
+        );
+        assert_eq!(moves(&hold(TransactionStatus::Voided)), vec![]);
+        let accrual = TransactionDraft::new(TransactionKind::Accrual, TransactionStatus::Posted)
+            .post(Book::CommissionExpense { program: vast() }, usd(-100))
+            .post(cashable, usd(75))
+            .post(
+                Book::ReferrerCredit {
+                    account: acct(),
+                    program: vast(),
+                },
+                usd(25),
+            )
+            .finish()
+            .unwrap();
+        assert_eq!(
+            moves(&accrual),
+            vec![
+                (BalanceTotal::Cashable, usd(75)),
+                (BalanceTotal::Credit, usd(25))
+            ]
+        );
+        // A return of a posted payout credits the payee back: it lowers what was withdrawn.
+        assert_eq!(
+            BalanceTotal::moved_by(
+                "referrer_cashable",
+                "payout_return",
+                TransactionStatus::Posted
+            ),
+            Some((BalanceTotal::Withdrawn, -1))
+        );
+        assert_eq!(
+            BalanceTotal::moved_by("rail_settlement", "payout", TransactionStatus::Posted),
+            None
+        );
     }
 
     proptest! {

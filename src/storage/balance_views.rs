@@ -110,24 +110,32 @@ pub(crate) type BookRow = (
     i64,
 );
 
-/// The SQL that sums payees' books per program and currency, exactly (see `sums`); `filter`
-/// narrows it (`AND p.holder = $1`, or nothing for every payee).
-pub(crate) fn book_sums(filter: &str) -> String {
-    let cashable = wide_sum(
+/// The names of a payee's book totals, in [`BookRow`] order (the maintained balance's columns
+/// are these with `_hi` and `_lo`).
+pub(crate) const BOOK_TOTALS: [&str; 4] = ["cashable", "credit", "withdrawn", "pending"];
+
+/// What each posting `p` of transaction `t` adds to each total, or NULL: the SQL form of
+/// `domain::ledger::BalanceTotal::moved_by`.
+pub(crate) fn book_total_exprs() -> [&'static str; 4] {
+    [
         "CASE WHEN p.book = 'referrer_cashable' AND t.kind IN ('accrual', 'clawback') THEN p.units END",
-    );
-    let credit = wide_sum("CASE WHEN p.book = 'referrer_credit' THEN p.units END");
-    let withdrawn = wide_sum(
+        "CASE WHEN p.book = 'referrer_credit' THEN p.units END",
         "CASE WHEN p.book = 'referrer_cashable' AND t.kind IN ('payout', 'payout_return', 'payout_correction', 'payout_duplicate', 'payout_partial_return') AND t.status = 'posted' THEN -p.units END",
-    );
-    let pending = wide_sum(
         "CASE WHEN p.book = 'referrer_cashable' AND t.kind = 'payout' AND t.status = 'pending' THEN -p.units END",
-    );
+    ]
+}
+
+/// The SQL that sums payees' books per program and currency from their postings, exactly
+/// (see `sums`); `filter` narrows it (`AND p.holder = $1`, or nothing for every payee). Reads
+/// use the maintained balances; this is what `ledger-check` holds them against.
+pub(crate) fn book_sums(filter: &str) -> String {
+    let totals: Vec<String> = book_total_exprs().iter().map(|e| wide_sum(e)).collect();
     format!(
-        "SELECT p.holder, p.program, p.currency, {cashable}, {credit}, {withdrawn}, {pending} \
+        "SELECT p.holder, p.program, p.currency, {} \
          FROM ledger_postings p JOIN ledger_transactions t ON t.id = p.txn_id \
          WHERE p.holder IS NOT NULL AND t.status <> 'voided' {filter} \
-         GROUP BY p.holder, p.program, p.currency ORDER BY p.holder, p.program, p.currency"
+         GROUP BY p.holder, p.program, p.currency ORDER BY p.holder, p.program, p.currency",
+        totals.join(", ")
     )
 }
 

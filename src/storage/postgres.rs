@@ -203,3 +203,49 @@ pub(crate) fn copy_escape(out: &mut String, value: &str) {
         }
     }
 }
+
+/// A fresh database on the test server (`PAYOUTS_TEST_PG`, default the local one), dropped
+/// when the returned guard is, for the storage layer's own tests. No server: the test fails.
+#[cfg(test)]
+pub(crate) async fn test_store() -> (Store, impl Drop) {
+    use sqlx::Connection;
+    struct Dropped(String, String);
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            let (server, db) = (self.0.clone(), self.1.clone());
+            // A thread with its own runtime: this may run inside a runtime being shut down.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async {
+                    if let Ok(mut c) =
+                        sqlx::PgConnection::connect(&format!("{server}/postgres")).await
+                    {
+                        let drop = format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)");
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&mut c).await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+    let server = std::env::var("PAYOUTS_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let db = format!(
+        "payouts_unit_{}",
+        ulid::Ulid::generate().to_string().to_lowercase()
+    );
+    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .unwrap_or_else(|e| panic!("no PostgreSQL server at {server} for the storage tests: {e}"));
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+        .execute(&mut admin)
+        .await
+        .expect("create a test database");
+    let store = open(&format!("{server}/{db}"), Arc::new(ProgramSet::default()))
+        .await
+        .expect("open the test database");
+    (store, Dropped(server, db))
+}

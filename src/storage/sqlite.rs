@@ -143,3 +143,13 @@ pub(crate) async fn insert_recon_records(
     }
     Ok(())
 }
+
+/// A fresh database in a temporary directory, for the storage layer's own tests.
+#[cfg(test)]
+pub(crate) async fn test_store() -> (Store, impl Drop) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(&dir.path().join("unit.db"), Arc::new(ProgramSet::default()))
+        .await
+        .expect("open a test database");
+    (store, dir)
+}

@@ -282,3 +282,31 @@ async fn bulk_loads_and_multi_row_inserts_leave_the_same_books() {
     bulk.assert_ledger_sound().await;
     rows.assert_ledger_sound().await;
 }
+
+/// Balances are maintained beside the postings; `ledger-check` holds each against its
+/// postings, so a maintained total that drifted (here: written behind the ledger's back) is
+/// reported with the payee and both figures.
+#[tokio::test]
+async fn a_maintained_balance_that_drifts_from_its_postings_is_reported() {
+    let env = TestEnv::new(Faults::default()).await;
+    env.ingest(DEMO).await;
+    env.assert_ledger_sound().await;
+    let rows = common::scalar(&env.store, "SELECT COUNT(*) FROM book_balances").await;
+    assert!(rows > 0, "the demo's payees have maintained balances");
+    payouts::on_backend!(&env.store, s => {
+        sqlx::query(
+            "UPDATE book_balances SET cashable_lo = cashable_lo + 1 \
+             WHERE holder = 'ref-alice' AND program = 'vast'",
+        )
+        .execute(s.pool())
+        .await
+        .unwrap();
+    });
+    let check = env.store.check_ledger().await.unwrap();
+    assert_eq!(check.problems.len(), 1, "{:?}", check.problems);
+    assert!(
+        check.problems[0].starts_with("the maintained balance of ref-alice (vast, USD)"),
+        "{}",
+        check.problems[0]
+    );
+}

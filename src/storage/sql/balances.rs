@@ -1,4 +1,4 @@
-//! Balances, derived from postings every time (never stored), with the eligibility verdict.
+//! Balances, read from the maintained totals (`book_balances`), with the eligibility verdict.
 
 pub(crate) use crate::storage::balance_views::*;
 use std::collections::BTreeMap;
@@ -23,10 +23,12 @@ pub async fn load_balance(
             .bind(account.as_str())
             .fetch_optional(&mut *conn)
             .await?;
-    let rows: Vec<BookRow> = sqlx::query_as(sqlx::AssertSqlSafe(book_sums("AND p.holder = $1")))
-        .bind(account.as_str())
-        .fetch_all(&mut *conn)
-        .await?;
+    let rows: Vec<BookRow> = sqlx::query_as(sqlx::AssertSqlSafe(
+        super::book_balances::stored_book_rows("AND holder = $1"),
+    ))
+    .bind(account.as_str())
+    .fetch_all(&mut *conn)
+    .await?;
     if known.is_none() && rows.is_empty() {
         return Err(StoreError::UnknownAccount(account.to_string()));
     }

@@ -13,6 +13,7 @@ pub mod affiliate;
 mod api_keys;
 pub mod balances;
 mod bonus;
+mod book_balances;
 mod console;
 mod deliveries;
 mod duplicates;

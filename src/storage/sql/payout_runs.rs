@@ -12,7 +12,8 @@ use std::collections::{HashMap, HashSet};
 use super::Tx;
 use chrono::Utc;
 
-use super::balances::{BookRow, BookSums, assess, book_sums, split_book_row};
+use super::balances::{BookRow, BookSums, assess, split_book_row};
+use super::book_balances::stored_book_rows;
 use super::{Store, StoreError, StoreResult, WriteLock, from_millis, parse_stored, to_millis};
 use crate::domain::cooling_off::held_until;
 use crate::domain::ids::{AccountId, PayoutId, ProgramId, Rail};
@@ -68,8 +69,8 @@ impl Store {
             return Ok(report);
         }
 
-        // Every payee's books, spend, hosting and payout methods: four set-based queries.
-        let rows: Vec<BookRow> = sqlx::query_as(sqlx::AssertSqlSafe(book_sums("")))
+        // Every payee's maintained balances, spend, hosting and payout methods: four queries.
+        let rows: Vec<BookRow> = sqlx::query_as(sqlx::AssertSqlSafe(stored_book_rows("")))
             .fetch_all(&mut *tx)
             .await?;
         let payees = self.payees(&mut tx).await?;

@@ -228,7 +228,7 @@ async fn open_store(url: &str) -> Result<Store> {
 /// The statements that write payees `lo..hi` (`seq` yields `i` from `$1` to `$2` - 1 and the
 /// time `$3` as `now`). `{mix}` is replaced by 1 (mixed) or 0; `E` is what the payee earned, in units: 3/4 of it
 /// cashable, 1/4 credit, and the commission expense the negated sum, so every accrual balances.
-const PAYEE_SQL: [&str; 7] = [
+const PAYEE_SQL: [&str; 8] = [
     "INSERT INTO accounts (id, created_at, email, email_normalized, content_hash) \
      SELECT 'bench-p' || {n7}, now, 'p' || {n7} || '@payees.bench.example', \
             'p' || {n7} || '@payees.bench.example', 'bench' FROM seq",
@@ -248,6 +248,10 @@ const PAYEE_SQL: [&str; 7] = [
             E - E * 3 / 4 FROM amounts",
     "INSERT INTO ledger_postings (txn_id, book, holder, program, currency, units) \
      SELECT 'bench-lt' || {n7}, 'commission_expense', NULL, 'vast', 'USD', -E FROM amounts",
+    // The maintained balance the postings above make (halves split at 2^32).
+    "INSERT INTO book_balances (holder, program, currency, cashable_hi, cashable_lo, credit_hi, credit_lo) \
+     SELECT 'bench-p' || {n7}, 'vast', 'USD', E * 3 / 4 / 4294967296, E * 3 / 4 % 4294967296, \
+            (E - E * 3 / 4) / 4294967296, (E - E * 3 / 4) % 4294967296 FROM amounts",
     // $5,000 of its own spend: more than any payee here earns.
     "INSERT INTO usage (id, account_id, at, category, units, currency, content_hash) \
      SELECT 'bench-pu' || {n7}, 'bench-p' || {n7}, now, 'instance', \
