@@ -19,6 +19,8 @@ pub(crate) type Pool = sqlx::SqlitePool;
 pub(crate) type Conn = sqlx::SqliteConnection;
 /// Nothing to prepare before matching: SQLite's planner uses the indexes as they are.
 pub(crate) const RECON_PREPARE: &[&str] = &[];
+/// Nothing to prepare before a payout run either.
+pub(crate) const RUN_PREPARE: &[&str] = &[];
 /// The job queue's table (apalis).
 pub(crate) const JOBS_TABLE: &str = "Jobs";
 /// A finished job's `done_at` before `$1` (Unix seconds): apalis stores seconds on SQLite
@@ -147,8 +149,14 @@ pub(crate) async fn insert_recon_records(
 /// A fresh database in a temporary directory, for the storage layer's own tests.
 #[cfg(test)]
 pub(crate) async fn test_store() -> (Store, impl Drop) {
+    test_store_with(Arc::new(ProgramSet::default())).await
+}
+
+/// [`test_store`] under `programs`.
+#[cfg(test)]
+pub(crate) async fn test_store_with(programs: Arc<ProgramSet>) -> (Store, impl Drop) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = open(&dir.path().join("unit.db"), Arc::new(ProgramSet::default()))
+    let store = open(&dir.path().join("unit.db"), programs)
         .await
         .expect("open a test database");
     (store, dir)

@@ -158,6 +158,18 @@ pub(crate) fn stored_book_rows(filter: &str) -> String {
     )
 }
 
+/// The next `$4` maintained balances after the key (`$1`, `$2`, `$3`) = (holder, program,
+/// currency), in key order: a payout run walks every payee in chunks of this, so its memory
+/// does not grow with the payee count. The primary key serves the range.
+pub(crate) fn stored_book_rows_after() -> String {
+    format!(
+        "SELECT holder, program, currency, {} FROM book_balances \
+         WHERE (holder, program, currency) > ($1, $2, $3) \
+         ORDER BY holder, program, currency LIMIT $4",
+        columns()
+    )
+}
+
 /// Rows whose maintained balance differs from the sum of its postings.
 pub(crate) async fn drifted(conn: &mut super::Conn) -> StoreResult<Vec<String>> {
     use crate::storage::balance_views::{BookRow, split_book_row};
@@ -276,7 +288,7 @@ mod tests {
     async fn apply_op(store: &Store, n: usize, op: &Op, holds: &mut Vec<Hold>) {
         let holder = |who: usize| AccountId::parse(&format!("payee-{who}")).unwrap();
         let program = ProgramId::parse("vast").unwrap();
-        let currency = if n % 3 == 0 {
+        let currency = if n.is_multiple_of(3) {
             Currency::Eur
         } else {
             Currency::Usd

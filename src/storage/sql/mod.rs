@@ -41,8 +41,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) use super::{
-    COPY_SUPPORTED, Conn, Db, JOBS_DONE_BEFORE, JOBS_TABLE, Pool, RECON_PREPARE, Tx, copy_escape,
-    copy_rows, insert_recon_records, push_tasks,
+    COPY_SUPPORTED, Conn, Db, JOBS_DONE_BEFORE, JOBS_TABLE, Pool, RECON_PREPARE, RUN_PREPARE, Tx,
+    copy_escape, copy_rows, insert_recon_records, push_tasks,
 };
 use crate::domain::cooling_off::Safeguards;
 use crate::domain::ids::PayoutId;

@@ -13,7 +13,7 @@ use super::Tx;
 use chrono::Utc;
 
 use super::balances::{BookRow, BookSums, assess, split_book_row};
-use super::book_balances::stored_book_rows;
+use super::book_balances::stored_book_rows_after;
 use super::{Store, StoreError, StoreResult, WriteLock, from_millis, parse_stored, to_millis};
 use crate::domain::cooling_off::held_until;
 use crate::domain::ids::{AccountId, PayoutId, ProgramId, Rail};
@@ -23,6 +23,9 @@ use crate::domain::payout_run::{
 };
 use crate::domain::withdrawal::RunPayout;
 use crate::storage::sums::{join, wide_sum};
+
+/// Payee balances decided (and their payouts written) per chunk of a run.
+const RUN_CHUNK: i64 = 100_000;
 
 /// A payout the run will create.
 struct Planned {
@@ -54,6 +57,15 @@ impl Store {
 
     /// Runs (or, with `dry_run`, plans) the payouts of `period`.
     pub async fn run_payouts(&self, period: &RunPeriod, dry_run: bool) -> StoreResult<RunReport> {
+        self.run_payouts_in_chunks(period, dry_run, RUN_CHUNK).await
+    }
+
+    async fn run_payouts_in_chunks(
+        &self,
+        period: &RunPeriod,
+        dry_run: bool,
+        chunk: i64,
+    ) -> StoreResult<RunReport> {
         let mut tx = self.begin_write(WriteLock::Run).await?;
         let done: Option<String> =
             sqlx::query_scalar("SELECT report FROM payout_runs WHERE period = $1")
@@ -69,36 +81,33 @@ impl Store {
             return Ok(report);
         }
 
-        // Every payee's maintained balances, spend, hosting and payout methods: four queries.
-        let rows: Vec<BookRow> = sqlx::query_as(sqlx::AssertSqlSafe(stored_book_rows("")))
-            .fetch_all(&mut *tx)
-            .await?;
-        let payees = self.payees(&mut tx).await?;
-
-        // One payee's figures never fail the run for the others: whatever cannot be computed
-        // is skipped, with the payee and the reason in the report.
+        // Payee balances in key order, a chunk at a time: each chunk's spend, hosting and
+        // payout methods are read for its holders alone, and its payouts written before the next
+        // chunk is read, so memory stays flat whatever the payee count. One transaction still
+        // holds the whole run, so the period's payouts appear all at once or not at all.
+        for statement in super::RUN_PREPARE {
+            sqlx::query(*statement).execute(&mut *tx).await?;
+        }
         let mut report = RunReport::new(period.clone(), dry_run);
-        let mut planned = Vec::new();
-        for row in rows {
-            let (holder, program, currency, sums) = split_book_row(row);
-            let problem = |reason: String| RunProblem {
-                account: holder.clone(),
-                program: program.clone(),
-                currency: currency.clone(),
-                reason,
+        let mut after = (String::new(), String::new(), String::new());
+        loop {
+            let rows: Vec<BookRow> = sqlx::query_as(sqlx::AssertSqlSafe(stored_book_rows_after()))
+                .bind(&after.0)
+                .bind(&after.1)
+                .bind(&after.2)
+                .bind(chunk)
+                .fetch_all(&mut *tx)
+                .await?;
+            let rows: Vec<_> = rows.into_iter().map(split_book_row).collect();
+            let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+                break;
             };
-            let decision = self.plan(&payees, &holder, &program, &currency, sums);
-            if !matches!(decision, Ok(Decision::NotAPayee)) {
-                report.considered += 1;
-            }
-            match decision {
-                Ok(Decision::NotAPayee) => {}
-                Ok(Decision::Skip(why)) => report.skip(why),
-                Ok(Decision::Pay(plan)) => match report.pay(plan.rail, plan.amount) {
-                    Ok(()) => planned.push(*plan),
-                    Err(e) => report.cannot_compute(problem(e.to_string())),
-                },
-                Err(e) => report.cannot_compute(problem(e.to_string())),
+            let payees = self.payees(&mut tx, &first.0, &last.0).await?;
+            after = (last.0.clone(), last.1.clone(), last.2.clone());
+            let planned = self.plan_chunk(&payees, rows, &mut report);
+            if !dry_run {
+                create_payouts(&mut tx, period, &planned).await?;
+                report.created += u64::try_from(planned.len()).unwrap_or(u64::MAX);
             }
         }
         if dry_run {
@@ -106,8 +115,6 @@ impl Store {
             return Ok(report);
         }
 
-        create_payouts(&mut tx, period, &planned).await?;
-        report.created = u64::try_from(planned.len()).unwrap_or(u64::MAX);
         let json = serde_json::to_string(&report)
             .map_err(|e| StoreError::Corrupt(format!("cannot encode the run report: {e}")))?;
         sqlx::query(
@@ -117,7 +124,7 @@ impl Store {
         .bind(format!("run_{}", ulid::Ulid::generate()))
         .bind(period.as_str())
         .bind(to_millis(Utc::now()))
-        .bind(i64::try_from(planned.len()).unwrap_or(i64::MAX))
+        .bind(i64::try_from(report.created).unwrap_or(i64::MAX))
         .bind(&json)
         .execute(&mut *tx)
         .await?;
@@ -128,9 +135,9 @@ impl Store {
 
 /// What the run knows about every payee beside its books.
 struct Payees {
-    /// Lifetime spend net of refunds, per (account, currency), in stored units.
-    spend: HashMap<(String, String), i128>,
-    rented: HashSet<String>,
+    /// Lifetime spend net of refunds, per account then currency, in stored units (looked up
+    /// by `&str` for every balance, so keyed by account alone).
+    spend: HashMap<String, Vec<(String, i128)>>,
     hosted: HashSet<String>,
     methods: HashMap<String, Vec<Method>>,
 }
@@ -144,31 +151,77 @@ enum Decision {
 }
 
 impl Store {
-    /// Spend, hosting and payout methods of every payee: three set-based queries.
-    async fn payees(&self, tx: &mut Tx) -> StoreResult<Payees> {
+    /// Decides one chunk of payee balances into `report`; returns the payouts to create.
+    /// One payee's figures never fail the run for the others: whatever cannot be computed is
+    /// skipped, with the payee and the reason in the report.
+    fn plan_chunk(
+        &self,
+        payees: &Payees,
+        rows: Vec<(String, String, String, BookSums)>,
+        report: &mut RunReport,
+    ) -> Vec<Planned> {
+        let mut planned = Vec::new();
+        for (holder, program, currency, sums) in rows {
+            let decision = self.plan(payees, &holder, &program, &currency, sums);
+            if !matches!(decision, Ok(Decision::NotAPayee)) {
+                report.considered += 1;
+            }
+            let problem = |reason: String| RunProblem {
+                account: holder.clone(),
+                program: program.clone(),
+                currency: currency.clone(),
+                reason,
+            };
+            match decision {
+                Ok(Decision::NotAPayee) => {}
+                Ok(Decision::Skip(why)) => report.skip(why),
+                Ok(Decision::Pay(plan)) => match report.pay(plan.rail, plan.amount) {
+                    Ok(()) => planned.push(*plan),
+                    Err(e) => report.cannot_compute(problem(e.to_string())),
+                },
+                Err(e) => report.cannot_compute(problem(e.to_string())),
+            }
+        }
+        planned
+    }
+
+    /// Spend, hosting and payout methods of the payees whose ids lie in `first..=last`:
+    /// three set-based queries over index ranges.
+    async fn payees(&self, tx: &mut Tx, first: &str, last: &str) -> StoreResult<Payees> {
         let spend: Vec<(String, String, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT u.account_id, u.currency, {} \
              FROM usage u \
-             WHERE u.account_id IN (SELECT DISTINCT holder FROM ledger_postings WHERE holder IS NOT NULL) \
+             WHERE u.account_id BETWEEN $1 AND $2 AND u.account_id IN \
+                 (SELECT holder FROM book_balances WHERE holder BETWEEN $1 AND $2) \
              GROUP BY u.account_id, u.currency",
             wide_sum(
                 "u.units - COALESCE((SELECT SUM(f.units) FROM refunds f WHERE f.usage_id = u.id), 0)"
             )
         )))
+        .bind(first)
+        .bind(last)
         .fetch_all(&mut **tx)
         .await?;
-        let spend: HashMap<(String, String), i128> = spend
-            .into_iter()
-            .map(|(a, c, high, low)| ((a, c), join(high, low)))
-            .collect();
-        let rented = spend.keys().map(|(a, _)| a.clone()).collect();
-        let hosted: Vec<String> =
-            sqlx::query_scalar("SELECT id FROM accounts WHERE hosted_machines <> 0")
-                .fetch_all(&mut **tx)
-                .await?;
-        let method_rows: Vec<(String, String, String, i64, Option<i64>)> = sqlx::query_as(
-            "SELECT account_id, rail, destination, auto_payout, changed_at FROM payout_methods",
+        let mut by_account: HashMap<String, Vec<(String, i128)>> = HashMap::new();
+        for (account, currency, high, low) in spend {
+            by_account
+                .entry(account)
+                .or_default()
+                .push((currency, join(high, low)));
+        }
+        let hosted: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM accounts WHERE hosted_machines <> 0 AND id BETWEEN $1 AND $2",
         )
+        .bind(first)
+        .bind(last)
+        .fetch_all(&mut **tx)
+        .await?;
+        let method_rows: Vec<(String, String, String, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT account_id, rail, destination, auto_payout, changed_at FROM payout_methods \
+             WHERE account_id BETWEEN $1 AND $2",
+        )
+        .bind(first)
+        .bind(last)
         .fetch_all(&mut **tx)
         .await?;
         let now = Utc::now();
@@ -183,8 +236,7 @@ impl Store {
             });
         }
         Ok(Payees {
-            spend,
-            rented,
+            spend: by_account,
             hosted: hosted.into_iter().collect(),
             methods,
         })
@@ -210,18 +262,17 @@ impl Store {
         {
             return Ok(Decision::NotAPayee);
         }
-        let spent = payees
-            .spend
-            .get(&(holder.to_string(), currency.to_string()))
-            .copied()
-            .unwrap_or(0);
+        let spent_by_currency = payees.spend.get(holder);
+        let spent = spent_by_currency
+            .and_then(|all| all.iter().find(|(c, _)| c == currency))
+            .map_or(0, |(_, units)| *units);
         let (balance, verdict) = assess(
             self.programs(),
             program.clone(),
             currency_code,
             sums,
             Money::from_total_units(spent, currency_code)?,
-            payees.rented.contains(holder),
+            spent_by_currency.is_some(),
             payees.hosted.contains(holder),
         )?;
         let Some(verdict) = verdict else {
@@ -271,4 +322,131 @@ async fn create_payouts(tx: &mut Tx, period: &RunPeriod, planned: &[Planned]) ->
         })
         .collect();
     super::new_payouts::insert_payouts(tx, &payouts).await
+}
+
+#[cfg(test)]
+mod tests {
+    //! A run walks payee balances in chunks; wherever the chunks fall (inside one holder's
+    //! balances too), it decides and creates exactly what one pass over every payee would.
+    use std::sync::Arc;
+
+    use super::super::ledger::{TxnMeta, insert_transactions};
+    use super::*;
+    use crate::domain::ledger::{Book, TransactionDraft, TransactionKind, TransactionStatus};
+    use crate::domain::program::ProgramSet;
+
+    /// Units per cent (amounts are stored at 10 decimal places).
+    const CENT: i64 = 100_000_000;
+
+    /// Seven payees of the Vast program: p0..p4 earned $20 in USD (p1 has no payout method,
+    /// p2 turned automatic payouts off), p5 earned half a cent, and p3 also earned $15 in EUR,
+    /// so one holder has two balances a chunk boundary can split.
+    async fn seed(store: &Store) {
+        let mut tx = store.begin_write(WriteLock::Accrual).await.unwrap();
+        let earned = [
+            (0, Currency::Usd, 2000 * CENT),
+            (1, Currency::Usd, 2000 * CENT),
+            (2, Currency::Usd, 2000 * CENT),
+            (3, Currency::Usd, 2000 * CENT),
+            (3, Currency::Eur, 1500 * CENT),
+            (4, Currency::Usd, 2000 * CENT),
+            (5, Currency::Usd, CENT / 2),
+        ];
+        for (n, (who, currency, units)) in earned.into_iter().enumerate() {
+            let account = AccountId::parse(&format!("p{who}")).unwrap();
+            let program = ProgramId::parse("vast").unwrap();
+            let txn = TransactionDraft::new(TransactionKind::Accrual, TransactionStatus::Posted)
+                .transfer(
+                    Book::CommissionExpense {
+                        program: program.clone(),
+                    },
+                    Book::ReferrerCashable { account, program },
+                    Money::from_units(units, currency),
+                )
+                .finish()
+                .unwrap();
+            let meta = TxnMeta {
+                id: format!("lt_seed{n}"),
+                source_id: None,
+                referral_id: None,
+                payout_id: None,
+                stream: None,
+                subject: None,
+                note: None,
+            };
+            insert_transactions(&mut tx, &[(meta, txn)]).await.unwrap();
+        }
+        for who in 0..6 {
+            sqlx::query(
+                "INSERT INTO accounts (id, created_at, email, email_normalized, content_hash) \
+                 VALUES ($1, 0, $2, $2, 'seed')",
+            )
+            .bind(format!("p{who}"))
+            .bind(format!("p{who}@example.com"))
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+            if who == 1 {
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO payout_methods \
+                   (account_id, rail, destination, content_hash, updated_at, auto_payout) \
+                 VALUES ($1, 'stripe', $2, 'seed', 0, $3)",
+            )
+            .bind(format!("p{who}"))
+            .bind(format!("acct_1seed{who}"))
+            .bind(i64::from(who != 2))
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn chunks_decide_and_create_what_one_pass_would() {
+        let programs = ProgramSet::load(&["vast".into()], &|_| None).unwrap();
+        let (store, _guard) = super::super::super::test_store_with(Arc::new(programs)).await;
+        seed(&store).await;
+        let period = RunPeriod::parse("2026-12").unwrap();
+
+        let whole = store
+            .run_payouts_in_chunks(&period, true, 1_000)
+            .await
+            .unwrap();
+        // p0, p3 (in USD and in EUR) and p4 are paid; p1 has no method, p2 pays by hand, p5
+        // is under the minimum.
+        assert_eq!(whole.eligible, 4, "{whole:?}");
+        assert_eq!(whole.considered, 7, "{whole:?}");
+        for chunk in 1..=3 {
+            let chunked = store
+                .run_payouts_in_chunks(&period, true, chunk)
+                .await
+                .unwrap();
+            assert_eq!(chunked, whole, "chunks of {chunk}");
+        }
+
+        let run = store
+            .run_payouts_in_chunks(&period, false, 2)
+            .await
+            .unwrap();
+        assert_eq!(run.created, 4);
+        let payouts: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT account_id, currency, CAST(units AS BIGINT) FROM payouts \
+             ORDER BY account_id, currency",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        let usd = |who: &str| (who.to_string(), "USD".to_string(), 2000 * CENT);
+        let eur = ("p3".to_string(), "EUR".to_string(), 1500 * CENT);
+        assert_eq!(payouts, [usd("p0"), eur, usd("p3"), usd("p4")]);
+        let again = store
+            .run_payouts_in_chunks(&period, false, 1)
+            .await
+            .unwrap();
+        assert!(again.already_ran);
+        assert_eq!(again.created, 4);
+    }
 }
