@@ -33,6 +33,7 @@ mod intake;
 pub mod ledger_views;
 pub mod methods;
 pub mod metrics_views;
+pub(crate) mod packed;
 pub mod payout_views;
 pub mod postgres;
 pub mod queue;

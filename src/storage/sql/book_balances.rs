@@ -12,10 +12,12 @@ use std::collections::BTreeMap;
 
 use sqlx::QueryBuilder;
 
-use super::{BATCH_ROWS, Db, StoreError, StoreResult, Tx};
+use super::{BATCH_ROWS, Db, PACKED_READS, StoreError, StoreResult, Tx, packed};
 use crate::domain::ledger::{BalanceTotal, BalancedTransaction};
-use crate::storage::balance_views::{BOOK_TOTALS, book_sums, book_total_exprs};
-use crate::storage::sums::wide_sum;
+use crate::storage::balance_views::{
+    BOOK_TOTALS, BookRow, BookSums, book_sums, book_total_exprs, split_book_row,
+};
+use crate::storage::sums::{join, wide_sum};
 
 /// Where totals are split into halves: 2^32 (as in `sums`).
 const SPLIT: i128 = 1 << 32;
@@ -52,11 +54,15 @@ pub(crate) fn collect<'a>(
 }
 
 fn columns() -> String {
+    halves().join(", ")
+}
+
+/// Each total's two columns, in [`BookRow`](crate::storage::balance_views::BookRow) order.
+fn halves() -> Vec<String> {
     BOOK_TOTALS
         .iter()
         .flat_map(|t| [format!("{t}_hi"), format!("{t}_lo")])
-        .collect::<Vec<_>>()
-        .join(", ")
+        .collect()
 }
 
 /// The head of the upsert that adds halves to the stored totals.
@@ -158,21 +164,69 @@ pub(crate) fn stored_book_rows(filter: &str) -> String {
     )
 }
 
-/// The next `$4` maintained balances after the key (`$1`, `$2`, `$3`) = (holder, program,
-/// currency), in key order: a payout run walks every payee in chunks of this, so its memory
-/// does not grow with the payee count. The primary key serves the range.
-pub(crate) fn stored_book_rows_after() -> String {
-    format!(
-        "SELECT holder, program, currency, {} FROM book_balances \
-         WHERE (holder, program, currency) > ($1, $2, $3) \
-         ORDER BY holder, program, currency LIMIT $4",
-        columns()
-    )
+/// A maintained balance's key: holder, program, currency.
+pub(crate) type BookKey = (String, String, String);
+
+/// The next `limit` maintained balances after `after`, in key order, read as one packed value
+/// (see `packed`): a payout run walks every payee in chunks of this, so its memory does not
+/// grow with the payee count. The primary key serves the range.
+pub(crate) async fn chunk_after(
+    tx: &mut Tx,
+    after: &BookKey,
+    limit: i64,
+) -> StoreResult<Vec<(BookKey, BookSums)>> {
+    let range = "FROM book_balances WHERE (holder, program, currency) > ($1, $2, $3) \
+                 ORDER BY holder, program, currency LIMIT $4";
+    if !PACKED_READS {
+        let sql = format!("SELECT holder, program, currency, {} {range}", columns());
+        let rows: Vec<BookRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(&after.0)
+            .bind(&after.1)
+            .bind(&after.2)
+            .bind(limit)
+            .fetch_all(&mut **tx)
+            .await?;
+        return Ok(rows
+            .into_iter()
+            .map(split_book_row)
+            .map(|(h, p, c, sums)| ((h, p, c), sums))
+            .collect());
+    }
+    let halves = halves();
+    let mut fields = vec!["holder", "program", "currency"];
+    fields.extend(halves.iter().map(String::as_str));
+    let inner = format!(
+        "SELECT holder, program, currency, {} AS line {range}",
+        packed::line(&fields)
+    );
+    let (rows, text): (i64, String) = sqlx::query_as(sqlx::AssertSqlSafe(packed::packed(
+        &inner,
+        "holder, program, currency",
+    )))
+    .bind(&after.0)
+    .bind(&after.1)
+    .bind(&after.2)
+    .bind(limit)
+    .fetch_one(&mut **tx)
+    .await?;
+    let mut out = Vec::with_capacity(usize::try_from(rows).unwrap_or(0));
+    for row in packed::unpack::<11>(&text) {
+        let [holder, program, currency, c1, c2, r1, r2, w1, w2, p1, p2] = row?;
+        let total =
+            |hi: &str, lo: &str| Ok::<_, StoreError>(join(packed::int(hi)?, packed::int(lo)?));
+        let sums = BookSums {
+            cashable: total(c1, c2)?,
+            credit: total(r1, r2)?,
+            withdrawn: total(w1, w2)?,
+            pending: total(p1, p2)?,
+        };
+        out.push(((holder.into(), program.into(), currency.into()), sums));
+    }
+    Ok(out)
 }
 
 /// Rows whose maintained balance differs from the sum of its postings.
 pub(crate) async fn drifted(conn: &mut super::Conn) -> StoreResult<Vec<String>> {
-    use crate::storage::balance_views::{BookRow, split_book_row};
     let summed: Vec<BookRow> = sqlx::query_as(sqlx::AssertSqlSafe(book_sums("")))
         .fetch_all(&mut *conn)
         .await?;

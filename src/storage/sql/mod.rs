@@ -41,12 +41,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) use super::{
-    COPY_SUPPORTED, Conn, Db, JOBS_DONE_BEFORE, JOBS_TABLE, Pool, RECON_PREPARE, RUN_PREPARE, Tx,
-    copy_escape, copy_rows, insert_recon_records, push_tasks,
+    COPY_SUPPORTED, Conn, Db, JOBS_DONE_BEFORE, JOBS_TABLE, PACKED_READS, Pool, RECON_PREPARE,
+    RUN_PREPARE, Tx, copy_escape, copy_rows, hex_text, insert_recon_records, push_tasks,
 };
 use crate::domain::cooling_off::Safeguards;
 use crate::domain::ids::PayoutId;
 use crate::domain::program::ProgramSet;
+pub(crate) use crate::storage::packed;
 use crate::storage::queue::payout_task;
 pub(crate) use crate::storage::{
     BATCH_ROWS, StoreError, StoreResult, WriteLock, from_millis, parse_code, parse_stored,

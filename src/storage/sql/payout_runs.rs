@@ -12,9 +12,12 @@ use std::collections::{HashMap, HashSet};
 use super::Tx;
 use chrono::Utc;
 
-use super::balances::{BookRow, BookSums, assess, split_book_row};
-use super::book_balances::stored_book_rows_after;
-use super::{Store, StoreError, StoreResult, WriteLock, from_millis, parse_stored, to_millis};
+use super::balances::{BookSums, assess};
+use super::book_balances::{BookKey, chunk_after};
+use super::{
+    PACKED_READS, Store, StoreError, StoreResult, WriteLock, from_millis, hex_text, packed,
+    parse_stored, to_millis,
+};
 use crate::domain::cooling_off::held_until;
 use crate::domain::ids::{AccountId, PayoutId, ProgramId, Rail};
 use crate::domain::money::{Currency, Money};
@@ -89,21 +92,14 @@ impl Store {
             sqlx::query(*statement).execute(&mut *tx).await?;
         }
         let mut report = RunReport::new(period.clone(), dry_run);
-        let mut after = (String::new(), String::new(), String::new());
+        let mut after: BookKey = Default::default();
         loop {
-            let rows: Vec<BookRow> = sqlx::query_as(sqlx::AssertSqlSafe(stored_book_rows_after()))
-                .bind(&after.0)
-                .bind(&after.1)
-                .bind(&after.2)
-                .bind(chunk)
-                .fetch_all(&mut *tx)
-                .await?;
-            let rows: Vec<_> = rows.into_iter().map(split_book_row).collect();
-            let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+            let rows = chunk_after(&mut tx, &after, chunk).await?;
+            let (Some((first, _)), Some((last, _))) = (rows.first(), rows.last()) else {
                 break;
             };
             let payees = self.payees(&mut tx, &first.0, &last.0).await?;
-            after = (last.0.clone(), last.1.clone(), last.2.clone());
+            after = last.clone();
             let planned = self.plan_chunk(&payees, rows, &mut report);
             if !dry_run {
                 create_payouts(&mut tx, period, &planned).await?;
@@ -157,11 +153,11 @@ impl Store {
     fn plan_chunk(
         &self,
         payees: &Payees,
-        rows: Vec<(String, String, String, BookSums)>,
+        rows: Vec<(BookKey, BookSums)>,
         report: &mut RunReport,
     ) -> Vec<Planned> {
         let mut planned = Vec::new();
-        for (holder, program, currency, sums) in rows {
+        for ((holder, program, currency), sums) in rows {
             let decision = self.plan(payees, &holder, &program, &currency, sums);
             if !matches!(decision, Ok(Decision::NotAPayee)) {
                 report.considered += 1;
@@ -216,18 +212,10 @@ impl Store {
         .bind(last)
         .fetch_all(&mut **tx)
         .await?;
-        let method_rows: Vec<(String, String, String, i64, Option<i64>)> = sqlx::query_as(
-            "SELECT account_id, rail, destination, auto_payout, changed_at FROM payout_methods \
-             WHERE account_id BETWEEN $1 AND $2",
-        )
-        .bind(first)
-        .bind(last)
-        .fetch_all(&mut **tx)
-        .await?;
         let now = Utc::now();
         let cooling_off = self.safeguards.method_cooling_off;
         let mut methods: HashMap<String, Vec<Method>> = HashMap::new();
-        for (account, rail, destination, auto, changed_at) in method_rows {
+        for (account, rail, destination, auto, changed_at) in method_rows(tx, first, last).await? {
             methods.entry(account).or_default().push(Method {
                 rail: parse_stored("rail", &rail)?,
                 destination,
@@ -301,6 +289,56 @@ impl Store {
             available: balance.available,
         })))
     }
+}
+
+/// A payout method as stored: account, rail, destination, auto payout, changed at.
+type MethodRow = (String, String, String, i64, Option<i64>);
+
+/// The payout methods of the accounts in `first..=last` (packed where the backend packs bulk
+/// reads: about one method per payee).
+async fn method_rows(tx: &mut Tx, first: &str, last: &str) -> StoreResult<Vec<MethodRow>> {
+    let range = "FROM payout_methods WHERE account_id BETWEEN $1 AND $2";
+    if !PACKED_READS {
+        let sql = format!("SELECT account_id, rail, destination, auto_payout, changed_at {range}");
+        return Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(first)
+            .bind(last)
+            .fetch_all(&mut **tx)
+            .await?);
+    }
+    let destination = hex_text("destination");
+    let line = packed::line(&[
+        "account_id",
+        "rail",
+        &destination,
+        "auto_payout",
+        "COALESCE(CAST(changed_at AS TEXT), '')",
+    ]);
+    let inner = format!("SELECT account_id, rail, {line} AS line {range}");
+    let (rows, text): (i64, String) = sqlx::query_as(sqlx::AssertSqlSafe(packed::packed(
+        &inner,
+        "account_id, rail",
+    )))
+    .bind(first)
+    .bind(last)
+    .fetch_one(&mut **tx)
+    .await?;
+    let mut out = Vec::with_capacity(usize::try_from(rows).unwrap_or(0));
+    for row in packed::unpack::<5>(&text) {
+        let [account, rail, destination, auto, changed_at] = row?;
+        let changed_at = match changed_at {
+            "" => None,
+            at => Some(packed::int(at)?),
+        };
+        out.push((
+            account.to_string(),
+            rail.to_string(),
+            packed::text_from_hex(destination)?,
+            packed::int(auto)?,
+            changed_at,
+        ));
+    }
+    Ok(out)
 }
 
 /// The run's payouts, through the one writer of new payouts.
@@ -395,7 +433,8 @@ mod tests {
                  VALUES ($1, 'stripe', $2, 'seed', 0, $3)",
             )
             .bind(format!("p{who}"))
-            .bind(format!("acct_1seed{who}"))
+            // A tab, a newline and a non-ASCII letter: packed reads carry any text.
+            .bind(format!("acct_1seed{who}\t\nü"))
             .bind(i64::from(who != 2))
             .execute(&mut *tx)
             .await
@@ -442,6 +481,12 @@ mod tests {
         let usd = |who: &str| (who.to_string(), "USD".to_string(), 2000 * CENT);
         let eur = ("p3".to_string(), "EUR".to_string(), 1500 * CENT);
         assert_eq!(payouts, [usd("p0"), eur, usd("p3"), usd("p4")]);
+        let destination: String =
+            sqlx::query_scalar("SELECT destination FROM payouts WHERE account_id = 'p4'")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        assert_eq!(destination, "acct_1seed4\t\nü");
         let again = store
             .run_payouts_in_chunks(&period, false, 1)
             .await
