@@ -201,6 +201,20 @@ pub(crate) async fn copy_rows(tx: &mut Tx, copy: &str, data: String) -> StoreRes
     Ok(())
 }
 
+/// The stored content hash of each `keys` row of `table` (keyed by `id`), in one round
+/// trip: the keys go as one array parameter.
+pub(crate) async fn hashes_by_id(
+    tx: &mut Tx,
+    table: &str,
+    keys: &[String],
+) -> StoreResult<Vec<(String, String)>> {
+    let sql = format!("SELECT id, content_hash FROM {table} WHERE id = ANY($1)");
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(keys)
+        .fetch_all(&mut **tx)
+        .await?)
+}
+
 /// COPY's text format: backslash, tab, newline and carriage return are escaped.
 pub(crate) fn copy_escape(out: &mut String, value: &str) {
     for c in value.chars() {

@@ -137,7 +137,7 @@ impl Store {
     ) -> Result<Enrollment, OptInError> {
         let mut tx = self.begin_write(WriteLock::Accrual).await?;
         let enrollment = enroll(&mut tx, self.programs(), program, account, at).await?;
-        Store::accrue_scope(&mut tx, self.programs()).await?;
+        Store::accrue_scope(&mut tx, self.programs(), &[]).await?;
         tx.commit().await?;
         Ok(enrollment)
     }

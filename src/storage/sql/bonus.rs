@@ -10,7 +10,7 @@ use rust_decimal::Decimal;
 use secrecy::ExposeSecret;
 use sqlx::QueryBuilder;
 
-use super::accrual::Expected;
+use super::accrual::{Expected, ReferralAcc};
 use super::{BATCH_ROWS, Db, Store, StoreResult, Tx, WriteLock, parse_stored, to_millis};
 use crate::domain::ids::AccountId;
 use crate::domain::money::Money;
@@ -104,7 +104,7 @@ impl Store {
         if cases.is_empty() {
             return Ok(());
         }
-        let mut stored = stored_draws(tx).await?;
+        let mut stored = stored_draws(tx, "account").await?;
         let mut new_keys: Vec<DrawKey> = Vec::new();
         let mut seeds_checked: HashSet<String> = HashSet::new();
         for case in cases {
@@ -160,6 +160,51 @@ impl Store {
             .filter_map(|k| stored.get(k).map(|d| (k, d)))
             .collect();
         insert_draws(tx, &new_draws).await
+    }
+}
+
+impl Store {
+    /// The referred accounts (in the "fresh" scope) with a bonus that more spend could still
+    /// change: a draw not made yet, or a bonus stream not holding exactly its draw (revoked,
+    /// or behind). A granted, drawn and posted bonus stays so while spend only grows.
+    pub(super) async fn unsettled_bonuses(
+        tx: &mut Tx,
+        accs: &[ReferralAcc<'_>],
+    ) -> StoreResult<HashSet<String>> {
+        let mut unsettled = HashSet::new();
+        if accs.iter().all(|a| a.bonus.is_none()) {
+            return Ok(unsettled);
+        }
+        let stored = stored_draws(tx, "fresh").await?;
+        let posted = Self::posted_in_scope(tx, "fresh").await?;
+        for acc in accs {
+            let Some((program, terms)) = acc.bonus.and_then(|p| p.bonus().map(|t| (p, t))) else {
+                continue;
+            };
+            let settled = terms.recipients.iter().all(|role| {
+                let key: DrawKey = (
+                    program.id.to_string(),
+                    acc.referred.to_string(),
+                    role.code(),
+                );
+                let stream = match role {
+                    BonusRole::Referrer => Stream::BonusReferrer,
+                    BonusRole::Referred => Stream::BonusReferred,
+                };
+                let held = posted.get(&(stream, acc.id.clone())).map(|p| p.totals);
+                stored.get(&key).is_some_and(|d| {
+                    held.unwrap_or_default()
+                        == StreamTotals {
+                            earned: d.amount,
+                            clawed: Decimal::ZERO,
+                        }
+                })
+            });
+            if !settled {
+                unsettled.insert(acc.referred.to_string());
+            }
+        }
+        Ok(unsettled)
     }
 }
 
@@ -285,13 +330,18 @@ fn new_draw(
 }
 
 /// The stored draws of the referred accounts in the accrual scope.
-async fn stored_draws(tx: &mut Tx) -> StoreResult<HashMap<DrawKey, StoredDraw>> {
+/// The draws of the referred accounts in scope under `kind`.
+async fn stored_draws(
+    tx: &mut Tx,
+    kind: &'static str,
+) -> StoreResult<HashMap<DrawKey, StoredDraw>> {
     let rows: Vec<DrawRow> = sqlx::query_as(
         "SELECT d.program, d.referred_id, d.role, d.amount, d.slot, d.slots, d.digest, \
                     d.seed_fingerprint \
              FROM accrual_scope s JOIN bonus_draws d ON d.referred_id = s.id \
-             WHERE s.kind = 'account'",
+             WHERE s.kind = $1",
     )
+    .bind(kind)
     .fetch_all(&mut **tx)
     .await?;
     let mut out = HashMap::with_capacity(rows.len());

@@ -9,7 +9,11 @@
 //! late referrals and opt-ins collect what they are owed, and a refund claws back exactly what
 //! its charge earned, even after that was withdrawn.
 
+mod fresh;
 mod referrals;
+
+pub(crate) use fresh::FreshCharge;
+pub(super) use referrals::ReferralAcc;
 
 use std::collections::HashMap;
 
@@ -88,18 +92,34 @@ impl Store {
             &[],
         )
         .await?;
-        let posted = Self::accrue_scope(&mut tx, &self.programs).await?;
+        let posted = Self::accrue_scope(&mut tx, &self.programs, &[]).await?;
         tx.commit().await?;
         Ok(posted)
     }
 
-    /// Trues up every stream in scope and empties the scope. Returns the transactions posted.
-    pub(super) async fn accrue_scope(tx: &mut Tx, programs: &ProgramSet) -> StoreResult<usize> {
+    /// Trues up every stream in scope, accrues what `fresh` charges add (see `fresh.rs`),
+    /// and empties the scope. Returns the transactions posted.
+    pub(super) async fn accrue_scope(
+        tx: &mut Tx,
+        programs: &ProgramSet,
+        fresh: &[FreshCharge],
+    ) -> StoreResult<usize> {
+        // Fresh first: it moves the accounts it cannot settle on its own into the full pass.
+        let added = Self::fresh_streams(tx, programs, fresh).await?;
         let mut expected: HashMap<(Stream, String), Expected<'_>> = HashMap::new();
-        Self::referral_streams(tx, programs, &mut expected).await?;
-        Self::creator_streams(tx, programs, &mut expected).await?;
-        let posted = Self::posted_in_scope(tx).await?;
-        let posted_count = Self::post_true_ups(tx, programs, expected, posted).await?;
+        let mut posted = HashMap::new();
+        // The full pass's queries are skipped when it has nothing in scope: most chunks of a
+        // usage file, whose charges are all fresh.
+        let in_scope: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM accrual_scope WHERE kind <> 'fresh'")
+                .fetch_one(&mut **tx)
+                .await?;
+        if in_scope > 0 {
+            Self::referral_streams(tx, programs, &mut expected).await?;
+            Self::creator_streams(tx, programs, &mut expected).await?;
+            posted = Self::posted_in_scope(tx, "account").await?;
+        }
+        let posted_count = Self::post_true_ups(tx, programs, expected, posted, added).await?;
         sqlx::query("DELETE FROM accrual_scope")
             .execute(&mut **tx)
             .await?;
@@ -171,8 +191,12 @@ impl Store {
     }
 
     /// What the ledger holds for every stream in scope: (stream, subject) -> totals, with the
-    /// program and beneficiary of the postings.
-    async fn posted_in_scope(tx: &mut Tx) -> StoreResult<HashMap<(Stream, String), Posted>> {
+    /// program of the postings. `kind` is the scope of referred accounts ("account" or
+    /// "fresh"); templates in scope come with "account".
+    pub(super) async fn posted_in_scope(
+        tx: &mut Tx,
+        kind: &'static str,
+    ) -> StoreResult<HashMap<(Stream, String), Posted>> {
         // A stream's lifetime total can pass what one stored amount holds: summed exactly.
         let rows: Vec<(String, String, String, String, i64, i64)> =
             sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -181,17 +205,18 @@ impl Store {
              JOIN referrals r ON r.referred_id = s.id \
              JOIN ledger_transactions t ON t.subject = r.id \
              JOIN ledger_postings p ON p.txn_id = t.id AND p.book = 'commission_expense' \
-             WHERE s.kind = 'account' AND t.stream IS NOT NULL \
+             WHERE s.kind = $1 AND t.stream IS NOT NULL \
              GROUP BY t.stream, t.subject, t.kind, p.program \
              UNION ALL \
              SELECT t.stream, t.subject, t.kind, p.program, {sum} \
              FROM accrual_scope s \
              JOIN ledger_transactions t ON t.subject = s.id AND t.stream = 'creator' \
              JOIN ledger_postings p ON p.txn_id = t.id AND p.book = 'commission_expense' \
-             WHERE s.kind = 'template' \
+             WHERE s.kind = 'template' AND $1 = 'account' \
              GROUP BY t.stream, t.subject, t.kind, p.program",
                 sum = wide_sum("-p.units")
             )))
+            .bind(kind)
             .fetch_all(&mut **tx)
             .await?;
         let mut posted: HashMap<(Stream, String), Posted> = HashMap::new();
@@ -211,11 +236,14 @@ impl Store {
         Ok(posted)
     }
 
+    /// Posts what brings each stream in `expected` to its totals, trues streams posted but
+    /// no longer expected down to zero, and accrues what `added` (fresh charges) earned.
     async fn post_true_ups(
         tx: &mut Tx,
         programs: &ProgramSet,
         mut expected: HashMap<(Stream, String), Expected<'_>>,
         posted: HashMap<(Stream, String), Posted>,
+        added: HashMap<(Stream, String), Expected<'_>>,
     ) -> StoreResult<usize> {
         // Streams posted before but no longer expected (a referral disqualified later, a
         // program whose terms changed) are trued down to zero with their own beneficiary.
@@ -249,28 +277,14 @@ impl Store {
         for key in keys {
             let e = &expected[key];
             let before = posted.get(key).map(|p| p.totals).unwrap_or_default();
-            let delta = true_up(before, e.totals);
-            for (kind, amount) in [
-                (TransactionKind::Accrual, delta.earned),
-                (TransactionKind::Clawback, -delta.clawed),
-            ] {
-                // One posting holds at most the per-amount cap: a larger one goes in pieces.
-                for piece in pieces_under_cap(amount) {
-                    let txn = commission_transaction(kind, &e.beneficiary, e.program, piece)?;
-                    batch.push((
-                        TxnMeta {
-                            id: format!("lt_{}", ulid::Ulid::generate()),
-                            source_id: None,
-                            referral_id: (key.0 != Stream::Creator).then(|| key.1.clone()),
-                            payout_id: None,
-                            stream: Some(key.0.code()),
-                            subject: Some(key.1.clone()),
-                            note: Some(e.note.clone()),
-                        },
-                        txn,
-                    ));
-                }
-            }
+            push_delta(&mut batch, key, e, true_up(before, e.totals))?;
+        }
+        // Fresh charges only add earnings to a ledger that is up to date: the delta is theirs.
+        let mut keys: Vec<&(Stream, String)> = added.keys().collect();
+        keys.sort();
+        for key in keys {
+            let e = &added[key];
+            push_delta(&mut batch, key, e, e.totals)?;
         }
         insert_transactions(tx, &batch).await?;
         Ok(batch.len())
@@ -293,9 +307,40 @@ impl Store {
     }
 }
 
-struct Posted {
+pub(super) struct Posted {
     program: String,
-    totals: StreamTotals,
+    pub totals: StreamTotals,
+}
+
+/// The transactions of one stream's delta: an accrual and a clawback, each in pieces under
+/// the per-amount cap; nothing for a zero.
+fn push_delta(
+    batch: &mut Vec<(TxnMeta, crate::domain::ledger::BalancedTransaction)>,
+    key: &(Stream, String),
+    e: &Expected<'_>,
+    delta: StreamTotals,
+) -> StoreResult<()> {
+    for (kind, amount) in [
+        (TransactionKind::Accrual, delta.earned),
+        (TransactionKind::Clawback, -delta.clawed),
+    ] {
+        for piece in pieces_under_cap(amount) {
+            let txn = commission_transaction(kind, &e.beneficiary, e.program, piece)?;
+            batch.push((
+                TxnMeta {
+                    id: format!("lt_{}", ulid::Ulid::generate()),
+                    source_id: None,
+                    referral_id: (key.0 != Stream::Creator).then(|| key.1.clone()),
+                    payout_id: None,
+                    stream: Some(key.0.code()),
+                    subject: Some(key.1.clone()),
+                    note: Some(e.note.clone()),
+                },
+                txn,
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `amount` as pieces of at most the per-amount cap (whole units, so splitting a piece into

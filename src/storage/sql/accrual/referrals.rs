@@ -45,10 +45,10 @@ impl Tally {
 }
 
 /// Everything accrual folds for one referral.
-struct ReferralAcc<'a> {
-    id: String,
+pub(crate) struct ReferralAcc<'a> {
+    pub(crate) id: String,
     referrer: AccountId,
-    referred: AccountId,
+    pub(crate) referred: AccountId,
     qualified: bool,
     /// When the referral was made (ms); earlier spend earns nothing.
     since_ms: i64,
@@ -59,7 +59,7 @@ struct ReferralAcc<'a> {
     disqualified: Option<String>,
     currency: Currency,
     plan: Option<ReferralPlan<'a>>,
-    bonus: Option<&'a Program>,
+    pub(crate) bonus: Option<&'a Program>,
     spend: Tally,
     refunded: Tally,
     /// All of the referred account's spend since the referral, for the bonus threshold.
@@ -69,7 +69,7 @@ struct ReferralAcc<'a> {
 
 /// The referrals in scope, and for each referred account the indexes of its referrals (one
 /// per program it was referred in).
-type Scoped<'p> = (Vec<ReferralAcc<'p>>, HashMap<String, Vec<usize>>);
+pub(super) type Scoped<'p> = (Vec<ReferralAcc<'p>>, HashMap<String, Vec<usize>>);
 
 impl Store {
     pub(super) async fn referral_streams<'p>(
@@ -77,18 +77,23 @@ impl Store {
         programs: &'p ProgramSet,
         expected: &mut HashMap<(Stream, String), Expected<'p>>,
     ) -> StoreResult<()> {
-        let (mut accs, by_referred) = scoped_referrals(tx, programs).await?;
+        let (mut accs, by_referred) = scoped_referrals(tx, programs, "account").await?;
         if accs.is_empty() {
             return Ok(());
         }
         tally_charges(tx, &mut accs, &by_referred).await?;
-        let bonuses = referral_expected(&accs, expected);
+        let bonuses = referral_expected(&accs, expected, false);
         Self::bonus_streams(tx, bonuses, expected).await
     }
 }
 
-/// The judged referrals of the accounts in scope, each with its standing and earning plan.
-async fn scoped_referrals<'p>(tx: &mut Tx, programs: &'p ProgramSet) -> StoreResult<Scoped<'p>> {
+/// The judged referrals of the accounts in scope under `kind` ("account", or "fresh" for the
+/// accounts whose new charges alone are folded), each with its standing and earning plan.
+pub(super) async fn scoped_referrals<'p>(
+    tx: &mut Tx,
+    programs: &'p ProgramSet,
+    kind: &'static str,
+) -> StoreResult<Scoped<'p>> {
     let enrollments: Vec<(String, String, i64)> =
         sqlx::query_as("SELECT program, account_id, opted_in_at FROM affiliate_enrollments")
             .fetch_all(&mut **tx)
@@ -115,8 +120,9 @@ async fn scoped_referrals<'p>(tx: &mut Tx, programs: &'p ProgramSet) -> StoreRes
          FROM accrual_scope s \
          JOIN referrals r ON r.referred_id = s.id \
          JOIN accounts a ON a.id = r.referred_id \
-         WHERE s.kind = 'account' AND r.status <> 'pending'",
+         WHERE s.kind = $1 AND r.status <> 'pending'",
     )
+    .bind(kind)
     .fetch_all(&mut **tx)
     .await?;
     let mut accs: Vec<ReferralAcc<'p>> = Vec::with_capacity(rows.len());
@@ -198,42 +204,65 @@ async fn tally_charges(
         };
         let mut stream = sqlx::query(sql).fetch(&mut **tx);
         while let Some(row) = stream.try_next().await? {
-            let account: &str = row.try_get(0)?;
-            let Some(idxs) = by_referred.get(account) else {
-                continue;
+            let charge = Charge {
+                account: row.try_get(0)?,
+                at_ms: row.try_get(1)?,
+                category: row.try_get(2)?,
+                currency: row.try_get(3)?,
+                units: i128::from(row.try_get::<i64, _>(4)?),
             };
-            let at_ms: i64 = row.try_get(1)?;
-            let category: &str = row.try_get(2)?;
-            let currency: &str = row.try_get(3)?;
-            let units = i128::from(row.try_get::<i64, _>(4)?);
-            let cat = category_index(category).ok_or_else(|| {
-                StoreError::Corrupt(format!("unknown usage category {category:?}"))
-            })?;
-            let at = from_millis(at_ms);
-            for &i in idxs {
-                let acc = &mut accs[i];
-                if !acc.qualified || acc.currency.code() != currency {
-                    continue;
-                }
-                let Some(plan) = &acc.plan else { continue };
-                // Spend before the referral does not count: it had no referrer yet.
-                if at_ms < acc.since_ms || acc.until_ms.is_some_and(|u| at_ms >= u) {
-                    continue;
-                }
-                if refunds {
-                    acc.refunded_units += units;
-                } else {
-                    acc.gross_units += units;
-                }
-                if let Some(stream) = plan.stream_at(at) {
-                    let tally = if refunds {
-                        &mut acc.refunded
-                    } else {
-                        &mut acc.spend
-                    };
-                    tally.add(stream, cat, units);
-                }
-            }
+            fold(accs, by_referred, &charge, refunds)?;
+        }
+    }
+    Ok(())
+}
+
+/// One charge (or refund of one) of a referred account.
+pub(super) struct Charge<'r> {
+    pub account: &'r str,
+    pub at_ms: i64,
+    pub category: &'r str,
+    pub currency: &'r str,
+    pub units: i128,
+}
+
+/// Folds one charge (or refund) into the tallies of the account's referrals it counts for.
+pub(super) fn fold(
+    accs: &mut [ReferralAcc<'_>],
+    by_referred: &HashMap<String, Vec<usize>>,
+    charge: &Charge<'_>,
+    refunds: bool,
+) -> StoreResult<()> {
+    let Some(idxs) = by_referred.get(charge.account) else {
+        return Ok(());
+    };
+    let cat = category_index(charge.category).ok_or_else(|| {
+        StoreError::Corrupt(format!("unknown usage category {:?}", charge.category))
+    })?;
+    let (at_ms, units) = (charge.at_ms, charge.units);
+    let at = from_millis(at_ms);
+    for &i in idxs {
+        let acc = &mut accs[i];
+        if !acc.qualified || acc.currency.code() != charge.currency {
+            continue;
+        }
+        let Some(plan) = &acc.plan else { continue };
+        // Spend before the referral does not count: it had no referrer yet.
+        if at_ms < acc.since_ms || acc.until_ms.is_some_and(|u| at_ms >= u) {
+            continue;
+        }
+        if refunds {
+            acc.refunded_units += units;
+        } else {
+            acc.gross_units += units;
+        }
+        if let Some(stream) = plan.stream_at(at) {
+            let tally = if refunds {
+                &mut acc.refunded
+            } else {
+                &mut acc.spend
+            };
+            tally.add(stream, cat, units);
         }
     }
     Ok(())
@@ -286,10 +315,12 @@ fn standing(
 }
 
 /// The referral and affiliate streams every referral should hold; returns the referrals'
-/// standing against their bonus, which needs stored draws.
-fn referral_expected<'p>(
+/// standing against their bonus, which needs stored draws. With `fresh`, the tallies hold
+/// only charges new to the ledger, and the totals are what they add.
+pub(super) fn referral_expected<'p>(
     accs: &[ReferralAcc<'p>],
     expected: &mut HashMap<(Stream, String), Expected<'p>>,
+    fresh: bool,
 ) -> Vec<BonusCase<'p>> {
     let mut bonuses = Vec::new();
     for acc in accs {
@@ -317,8 +348,9 @@ fn referral_expected<'p>(
                 }
             }
             let mut note = format!(
-                "{} of {}'s spend earns {} under {}",
+                "{}{} of {}'s spend earns {} under {}",
                 Money::new(earning, program.currency),
+                if fresh { " more" } else { "" },
                 acc.referred,
                 stream.code(),
                 program.id

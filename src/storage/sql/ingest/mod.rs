@@ -120,6 +120,7 @@ impl Store {
         let mut sorted = Sorted::of(programs, records, now, &mut errors)?;
         // Order matters only for refunds, which must see their usage.
         let mut written = HashSet::new();
+        let mut fresh = Vec::new();
         for spec in [
             &ACCOUNTS,
             &LINKS,
@@ -130,7 +131,14 @@ impl Store {
             &PURCHASES,
         ] {
             let rows = sorted.by_kind.remove(spec.kind).unwrap_or_default();
-            written.extend(apply_kind(tx, spec, rows, report, &mut errors).await?);
+            let stored = apply_kind(tx, spec, rows, report, &mut errors).await?;
+            if spec.kind == USAGE.kind {
+                fresh = stored
+                    .iter()
+                    .map(rows::fresh_charge)
+                    .collect::<StoreResult<_>>()?;
+            }
+            written.extend(stored.iter().map(|r| r.line));
         }
         let refund_rows = refund_rows(tx, &sorted.refunds, &mut errors).await?;
         apply_kind(tx, &REFUNDS, refund_rows, report, &mut errors).await?;
@@ -139,7 +147,8 @@ impl Store {
         Self::record_evidence(tx, records, &written).await?;
         report.referrals_judged += Self::judge_referrals(tx).await?;
         // What changed is re-accrued: the accounts and templates the records touch, and the
-        // accounts and templates of refunded charges.
+        // accounts and templates of refunded charges. New charges alone are folded as fresh
+        // (accrual/fresh.rs), unless their account is in scope for another reason.
         let Sorted {
             mut accounts,
             mut templates,
@@ -156,7 +165,7 @@ impl Store {
         scope_refunded(tx, &refunds).await?;
         // Opt-ins last: they count paying referrals, which the other records may add.
         apply_opt_ins(tx, programs, opt_ins, report, &mut errors).await?;
-        report.accruals_posted += Self::accrue_scope(tx, programs).await?;
+        report.accruals_posted += Self::accrue_scope(tx, programs, &fresh).await?;
         // Whoever the accruals credited or debited may now be able to cash out.
         super::events::check_holders_posted_after(tx, posted_before).await?;
         errors.sort_by_key(|e| e.line);
@@ -203,12 +212,9 @@ impl<'r> Sorted<'r> {
             match &n.record {
                 Record::Account(a) => sorted.accounts.push(a.id.to_string()),
                 Record::Referral(r) => sorted.accounts.push(r.referred.to_string()),
-                Record::Usage(u) => {
-                    sorted.accounts.push(u.account.to_string());
-                    sorted
-                        .templates
-                        .extend(u.template_id.as_ref().map(|t| t.to_string()));
-                }
+                Record::Usage(u) => sorted
+                    .templates
+                    .extend(u.template_id.as_ref().map(|t| t.to_string())),
                 Record::Template(t) => sorted.templates.push(t.id.to_string()),
                 _ => {}
             }
@@ -397,6 +403,10 @@ async fn existing_hashes(
 ) -> StoreResult<HashMap<String, String>> {
     let keys: Vec<String> = keys.collect();
     let mut found = HashMap::new();
+    if spec.key_expr == "id" {
+        found.extend(super::hashes_by_id(tx, spec.table, &keys).await?);
+        return Ok(found);
+    }
     for chunk in keys.chunks(BATCH_ROWS) {
         let mut q = QueryBuilder::<Db>::new(format!(
             "SELECT {key} AS k, content_hash FROM {table} WHERE {key} IN (",
@@ -414,14 +424,14 @@ async fn existing_hashes(
     Ok(found)
 }
 
-/// Writes one kind's rows; returns the lines of the rows inserted or updated.
+/// Writes one kind's rows; returns the rows inserted or updated.
 async fn apply_kind(
     tx: &mut Tx,
     spec: &TableSpec,
     rows: Vec<Row>,
     report: &mut IngestReport,
     errors: &mut Vec<LineError>,
-) -> StoreResult<Vec<usize>> {
+) -> StoreResult<Vec<Row>> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
@@ -470,7 +480,7 @@ async fn apply_kind(
 
     if super::COPY_SUPPORTED && to_write.len() >= COPY_FROM {
         copy_kind(tx, spec, &to_write).await?;
-        return Ok(to_write.iter().map(|r| r.line).collect());
+        return Ok(to_write);
     }
     for chunk in to_write.chunks(BATCH_ROWS) {
         let mut q = QueryBuilder::<Db>::new(format!(
@@ -491,7 +501,7 @@ async fn apply_kind(
         q.push(on_conflict(spec));
         q.build().execute(&mut **tx).await?;
     }
-    Ok(to_write.iter().map(|r| r.line).collect())
+    Ok(to_write)
 }
 
 /// From how many rows one kind is loaded with COPY (where the backend has it) rather than

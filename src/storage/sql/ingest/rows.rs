@@ -1,6 +1,7 @@
 //! How each record kind is stored: its table, key and columns, and the row (values and
 //! content hash) a record becomes.
 
+use super::super::accrual::FreshCharge;
 use crate::domain::fingerprint::content_hash;
 use crate::domain::referral::normalize_email;
 use crate::ingest::Record;
@@ -308,6 +309,29 @@ fn usage_row(line: usize, u: &UsageRecord) -> StoreResult<Row> {
             hash.clone().into(),
         ],
         hash,
+    })
+}
+
+/// The charge a stored usage row is, for accrual (columns in `USAGE` order).
+pub(super) fn fresh_charge(row: &Row) -> StoreResult<FreshCharge> {
+    let text = |i: usize| match row.values.get(i) {
+        Some(Val::Text(s)) => Ok(s.clone()),
+        _ => Err(StoreError::Corrupt(format!(
+            "usage row column {i} is not text"
+        ))),
+    };
+    let int = |i: usize| match row.values.get(i) {
+        Some(Val::Int(n)) => Ok(*n),
+        _ => Err(StoreError::Corrupt(format!(
+            "usage row column {i} is not a number"
+        ))),
+    };
+    Ok(FreshCharge {
+        account: text(1)?,
+        at_ms: int(2)?,
+        category: text(3)?,
+        units: int(4)?,
+        currency: text(5)?,
     })
 }
 
