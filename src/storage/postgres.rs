@@ -178,16 +178,48 @@ pub(crate) async fn insert_recon_records(
         }
         data.push('\n');
     }
-    let mut copy = conn
-        .copy_in_raw(
-            "COPY recon_records (run_id, seq, rail, kind, record_id, reference, payout_hint, \
-             group_id, payee, currency, units, state, provider_status, created_at) FROM STDIN",
-        )
+    // Records are linked as they are stored (by our payout id echoed back, then by our
+    // attempt token), so matching never rewrites a million stored rows with UPDATEs.
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    sqlx::query(
+        "CREATE TEMP TABLE recon_staging (LIKE recon_records INCLUDING DEFAULTS) ON COMMIT DROP",
+    )
+    .execute(&mut *tx)
+    .await?;
+    let columns = "run_id, seq, rail, kind, record_id, reference, payout_hint, group_id, payee, \
+                   currency, units, state, provider_status, created_at";
+    let mut copy = tx
+        .copy_in_raw(&format!("COPY recon_staging ({columns}) FROM STDIN"))
         .await?;
     copy.send(data.into_bytes()).await?;
     copy.finish().await?;
+    let prefixed = columns
+        .split(", ")
+        .map(|c| format!("s.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let insert = format!(
+        "INSERT INTO recon_records ({columns}, payout_id, matched_by) \
+         SELECT {prefixed}, COALESCE(p.id, a.payout_id), \
+           CASE WHEN p.id IS NOT NULL THEN 'payout_id' \
+                WHEN a.payout_id IS NOT NULL THEN 'reference' END \
+         FROM recon_staging s \
+         LEFT JOIN payouts p ON p.id = s.payout_hint AND p.rail = s.rail \
+         LEFT JOIN LATERAL ( \
+           SELECT t.payout_id FROM payout_attempts t JOIN payouts q ON q.id = t.payout_id \
+           WHERE p.id IS NULL AND t.rail_ref = s.reference AND q.rail = s.rail \
+           ORDER BY t.payout_id LIMIT 1) a ON TRUE"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(insert))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
     Ok(())
 }
+
+/// Records are linked by payout id and attempt token as they are stored (see
+/// `insert_recon_records`); matching links the rest.
+pub(crate) const RECORDS_LINKED_ON_STORE: bool = true;
 
 /// Bulk loads go through COPY on PostgreSQL (`copy_rows`).
 pub(crate) const COPY_SUPPORTED: bool = true;

@@ -148,6 +148,9 @@ pub(crate) fn copy_escape(out: &mut String, value: &str) {
     out.push_str(value);
 }
 
+/// Records are stored as read; matching links them all.
+pub(crate) const RECORDS_LINKED_ON_STORE: bool = false;
+
 pub(crate) async fn insert_recon_records(
     conn: &mut Conn,
     run_id: &str,

@@ -110,31 +110,14 @@ fn fold_duplicates(found: Vec<Found>) -> Vec<Found> {
 }
 
 /// Links the run's records to payouts, most specific link first: our payout id, then our
-/// attempt token, then payee, amount and date.
+/// attempt token (both done as records are stored on PostgreSQL), then payee, amount and
+/// date.
 pub(super) async fn link_records(tx: &mut Tx, run: &NewRun) -> StoreResult<()> {
     let id = run.id.as_str();
     let tables = rule_tables(&run.tolerances);
-    // 1. Our payout id echoed item by item (PayPal sender_item_id, Stripe metadata) is the
-    //    most specific link: one PayPal batch may carry several payouts.
-    sqlx::query(
-        "UPDATE recon_records SET payout_id = p.id, matched_by = 'payout_id' \
-         FROM payouts p \
-         WHERE recon_records.run_id = $1 AND recon_records.payout_hint = p.id \
-           AND p.rail = recon_records.rail",
-    )
-    .bind(id)
-    .execute(&mut **tx)
-    .await?;
-    // 2. Our attempt token (transfer_group, sender_batch_id, customerTransactionId, key).
-    sqlx::query(
-        "UPDATE recon_records SET payout_id = a.payout_id, matched_by = 'reference' \
-         FROM payout_attempts a JOIN payouts p ON p.id = a.payout_id \
-         WHERE recon_records.run_id = $1 AND recon_records.payout_id IS NULL \
-           AND a.rail_ref = recon_records.reference AND p.rail = recon_records.rail",
-    )
-    .bind(id)
-    .execute(&mut **tx)
-    .await?;
+    if !super::super::RECORDS_LINKED_ON_STORE {
+        link_by_ours(tx, id).await?;
+    }
     // 3. No reference: same rail, payee and currency, amount and date within tolerance,
     //    each record and each payout used once, nearest in time first.
     sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -160,6 +143,33 @@ pub(super) async fn link_records(tx: &mut Tx, run: &NewRun) -> StoreResult<()> {
     )))
     .bind(id)
     .bind(run.tolerances.date.num_milliseconds())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Steps 1 and 2 of `link_records`, where the backend does not link records as it stores
+/// them.
+async fn link_by_ours(tx: &mut Tx, id: &str) -> StoreResult<()> {
+    // 1. Our payout id echoed item by item (PayPal sender_item_id, Stripe metadata) is the
+    //    most specific link: one PayPal batch may carry several payouts.
+    sqlx::query(
+        "UPDATE recon_records SET payout_id = p.id, matched_by = 'payout_id' \
+         FROM payouts p \
+         WHERE recon_records.run_id = $1 AND recon_records.payout_hint = p.id \
+           AND p.rail = recon_records.rail",
+    )
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    // 2. Our attempt token (transfer_group, sender_batch_id, customerTransactionId, key).
+    sqlx::query(
+        "UPDATE recon_records SET payout_id = a.payout_id, matched_by = 'reference' \
+         FROM payout_attempts a JOIN payouts p ON p.id = a.payout_id \
+         WHERE recon_records.run_id = $1 AND recon_records.payout_id IS NULL \
+           AND a.rail_ref = recon_records.reference AND p.rail = recon_records.rail",
+    )
+    .bind(id)
     .execute(&mut **tx)
     .await?;
     Ok(())
