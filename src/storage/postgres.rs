@@ -239,12 +239,14 @@ pub(crate) async fn hashes_by_id(
     tx: &mut Tx,
     table: &str,
     keys: &[String],
-) -> StoreResult<Vec<(String, String)>> {
+) -> StoreResult<Option<Vec<(String, String)>>> {
     let sql = format!("SELECT id, content_hash FROM {table} WHERE id = ANY($1)");
-    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(keys)
-        .fetch_all(&mut **tx)
-        .await?)
+    Ok(Some(
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(keys)
+            .fetch_all(&mut **tx)
+            .await?,
+    ))
 }
 
 /// COPY's text format: backslash, tab, newline and carriage return are escaped.

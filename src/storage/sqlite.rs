@@ -117,30 +117,13 @@ pub(crate) async fn copy_rows(_tx: &mut Tx, _copy: &str, _data: String) -> Store
     ))
 }
 
-/// The stored content hash of each `keys` row of `table` (keyed by `id`), a bounded IN
-/// list per statement.
+/// SQLite has no array parameter: `None`, and the caller looks keys up in bounded IN lists.
 pub(crate) async fn hashes_by_id(
-    tx: &mut Tx,
-    table: &str,
-    keys: &[String],
-) -> StoreResult<Vec<(String, String)>> {
-    let mut found = Vec::with_capacity(keys.len());
-    for chunk in keys.chunks(crate::storage::BATCH_ROWS) {
-        let mut q = sqlx::QueryBuilder::<Db>::new(format!(
-            "SELECT id, content_hash FROM {table} WHERE id IN ("
-        ));
-        let mut sep = q.separated(", ");
-        for k in chunk {
-            sep.push_bind(k.as_str());
-        }
-        q.push(")");
-        found.extend(
-            q.build_query_as::<(String, String)>()
-                .fetch_all(&mut **tx)
-                .await?,
-        );
-    }
-    Ok(found)
+    _tx: &mut Tx,
+    _table: &str,
+    _keys: &[String],
+) -> StoreResult<Option<Vec<(String, String)>>> {
+    Ok(None)
 }
 
 /// COPY's text escapes (unused on SQLite, which has no COPY).

@@ -403,8 +403,11 @@ async fn existing_hashes(
 ) -> StoreResult<HashMap<String, String>> {
     let keys: Vec<String> = keys.collect();
     let mut found = HashMap::new();
-    if spec.key_expr == "id" {
-        found.extend(super::hashes_by_id(tx, spec.table, &keys).await?);
+    // One round trip where the backend takes an array of keys; bounded IN lists otherwise.
+    if spec.key_expr == "id"
+        && let Some(rows) = super::hashes_by_id(tx, spec.table, &keys).await?
+    {
+        found.extend(rows);
         return Ok(found);
     }
     for chunk in keys.chunks(BATCH_ROWS) {
