@@ -79,7 +79,7 @@ pub use event_views::{
     DeliveryPass, DeliveryView, DueDelivery, EndpointView, EventView, NewEndpoint, ReplaySelector,
     TryResult, TryView,
 };
-pub use idempotency_views::IdempotencyBegin;
+pub use idempotency_views::{Answer, Keyed};
 pub use ledger_views::{LedgerCheck, RailTotal};
 pub use methods::PayoutMethodView;
 pub use metrics_views::MetricsSnapshot;

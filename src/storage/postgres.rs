@@ -85,32 +85,33 @@ pub(crate) async fn open(url: &str, programs: Arc<ProgramSet>) -> StoreResult<St
     let mut migrator = sqlx::migrate!("./migrations/postgres");
     migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
     migrator.run(&pool).await?;
-    Ok(Store::new(pool, programs))
+    Ok(Store::new(pool.clone(), pool, programs))
 }
 
 /// Takes the advisory locks `lock` names, for the life of the transaction.
 pub(crate) async fn begin_write(pool: &Pool, lock: WriteLock<'_>) -> StoreResult<Tx> {
     let mut tx = pool.begin().await?;
-    let (shared, exclusive): (Option<&str>, Option<String>) = match lock {
-        WriteLock::Accrual => (None, Some("payouts:accrual".into())),
-        WriteLock::Run => (None, Some("payouts:balances".into())),
-        WriteLock::Account(id) => (Some("payouts:balances"), Some(format!("account:{id}"))),
-        WriteLock::Payout(id) => (None, Some(format!("payout:{id}"))),
-        WriteLock::Sweep => (None, Some("payouts:sweep".into())),
+    let (shared, exclusive): (Option<&str>, String) = match lock {
+        WriteLock::Accrual => (None, "payouts:accrual".into()),
+        WriteLock::Run => (None, "payouts:balances".into()),
+        WriteLock::Account(id) => (Some("payouts:balances"), format!("account:{id}")),
+        WriteLock::Payout(id) => (None, format!("payout:{id}")),
+        WriteLock::Sweep => (None, "payouts:sweep".into()),
     };
-    // Always shared before exclusive, so two lockers never wait on each other in a cycle.
-    if let Some(key) = shared {
-        sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))")
-            .bind(key)
-            .execute(&mut *tx)
-            .await?;
-    }
-    if let Some(key) = exclusive {
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-            .bind(key)
-            .execute(&mut *tx)
-            .await?;
-    }
+    // Shared before exclusive (one statement, its targets evaluated left to right), so two
+    // lockers never wait on each other in a cycle.
+    let locked = match shared {
+        Some(shared) => sqlx::query(
+            "SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0)), \
+                    pg_advisory_xact_lock(hashtextextended($2, 0))",
+        )
+        .bind(shared)
+        .bind(exclusive),
+        None => {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))").bind(exclusive)
+        }
+    };
+    locked.execute(&mut *tx).await?;
     Ok(tx)
 }
 

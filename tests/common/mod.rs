@@ -194,6 +194,13 @@ pub async fn scalar(store: &Store, sql: &'static str) -> i64 {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
+/// Runs one statement against the tables directly (a state the API cannot produce itself).
+pub async fn execute(store: &Store, sql: &str) {
+    let sql = sqlx::AssertSqlSafe(sql.to_owned());
+    payouts::on_backend!(store, s => sqlx::query(sql).execute(s.pool()).await.map(|_| ()))
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
 pub struct TestEnv {
     pub store: Store,
     pub mock: MockStripe,

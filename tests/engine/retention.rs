@@ -4,8 +4,6 @@
 //! (a pending job, an event still being delivered, a record an exception names) stays. And a
 //! payout polled for a month keeps a job row or two, not one per poll.
 
-use std::time::Duration;
-
 use chrono::Utc;
 
 use crate::common::{self, DEMO, TestEnv, backend, usd};
@@ -115,14 +113,16 @@ async fn prune_keeps_the_books_and_takes_only_what_is_past_its_age() {
         .inject_transfer("po_nobody", "acct_1Stray", 1234, "usd");
     let found = env.reconcile_today(vec![Rail::Stripe]).await;
     assert!(!found.is_empty());
-    env.store
-        .idempotency_begin("acct:ref-alice", "k-1", "hash", Duration::from_secs(60))
-        .await
-        .unwrap();
-    env.store
-        .idempotency_complete("acct:ref-alice", "k-1", 201, "{}")
-        .await
-        .unwrap();
+    let now = Utc::now().timestamp_millis();
+    common::execute(
+        &env.store,
+        &format!(
+            "INSERT INTO api_idempotency (scope, idempotency_key, request_hash, status_code, \
+               response_body, started_at, completed_at) \
+             VALUES ('acct:ref-alice', 'k-1', 'hash', 201, '{{}}', {now}, {now})"
+        ),
+    )
+    .await;
     EventSender::new(env.store.clone())
         .unwrap()
         .drain(Utc::now())

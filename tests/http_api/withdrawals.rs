@@ -65,11 +65,37 @@ async fn common_count(api: &Api, id: &str) -> i64 {
 }
 
 #[tokio::test]
-async fn a_key_in_flight_gets_409_and_concurrent_repeats_make_one_payout() {
+async fn concurrent_repeats_of_a_key_make_one_payout_and_all_get_its_answer() {
     let api = Api::start().await;
     let alice = api.key(Scope::Referrer, Some("ref-alice")).await;
 
-    // A request with the key is being handled (claimed, no response yet).
+    // Eight identical requests at once: the claim, the payout and the answer commit together,
+    // so the other seven wait for that commit and replay it. One payout, eight 201s.
+    let body = withdrawal("5.00");
+    let answers = futures::future::join_all(
+        (0..8).map(|_| api.withdraw("ref-alice", &alice, "race-1", &body)),
+    )
+    .await;
+    let mut bodies = HashSet::new();
+    let mut fresh = 0;
+    for a in &answers {
+        assert_eq!(a.status, 201, "{}", a.body);
+        bodies.insert(a.body.to_string());
+        if a.headers.get("idempotent-replayed").is_none() {
+            fresh += 1;
+        }
+    }
+    assert_eq!(bodies.len(), 1, "every 201 is the same payout");
+    assert_eq!(fresh, 1, "one answer is the first, seven are replays");
+    let account = payouts::domain::ids::AccountId::parse("ref-alice").unwrap();
+    let payouts = api.env.store.list_payouts(Some(&account)).await.unwrap();
+    assert_eq!(payouts.len(), 1, "{payouts:#?}");
+}
+
+#[tokio::test]
+async fn a_claim_left_by_an_earlier_release_gets_409_until_stale() {
+    let api = Api::start().await;
+    let alice = api.key(Scope::Referrer, Some("ref-alice")).await;
     let request = payouts::storage::WithdrawalRequest {
         account: payouts::domain::ids::AccountId::parse("ref-alice").unwrap(),
         program: common::vast(),
@@ -78,18 +104,15 @@ async fn a_key_in_flight_gets_409_and_concurrent_repeats_make_one_payout() {
         idempotency_key: payouts::domain::ids::IdempotencyKey::parse("busy-1").unwrap(),
     };
     let hash = payouts::http::api::withdrawals::request_hash(&request);
-    let claim = api
-        .env
-        .store
-        .idempotency_begin(
-            "withdrawal:ref-alice",
-            "busy-1",
-            &hash,
-            std::time::Duration::from_secs(60),
+    // Earlier releases committed a claim before the work and its answer after it.
+    let claim = |key: &str, started_at: i64| {
+        format!(
+            "INSERT INTO api_idempotency (scope, idempotency_key, request_hash, started_at) \
+             VALUES ('withdrawal:ref-alice', '{key}', '{hash}', {started_at})"
         )
-        .await
-        .unwrap();
-    assert_eq!(claim, payouts::storage::IdempotencyBegin::Started);
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    common::execute(&api.env.store, &claim("busy-1", now)).await;
     let busy = api
         .withdraw("ref-alice", &alice, "busy-1", &withdrawal("5.00"))
         .await;
@@ -97,6 +120,7 @@ async fn a_key_in_flight_gets_409_and_concurrent_repeats_make_one_payout() {
         (busy.status, code(&busy.body)),
         (409, "idempotency_key_in_use")
     );
+    assert_eq!(busy.headers["retry-after"], "1");
     let other = api
         .withdraw("ref-alice", &alice, "busy-1", &withdrawal("6.00"))
         .await;
@@ -105,42 +129,18 @@ async fn a_key_in_flight_gets_409_and_concurrent_repeats_make_one_payout() {
         (422, "idempotency_key_reused")
     );
 
-    // Eight identical requests at once: one payout; every answer is that payout or a 409.
-    let body = withdrawal("5.00");
-    let answers = futures::future::join_all(
-        (0..8).map(|_| api.withdraw("ref-alice", &alice, "race-1", &body)),
-    )
-    .await;
-    let mut bodies = HashSet::new();
-    for a in &answers {
-        match a.status {
-            201 => {
-                bodies.insert(a.body.to_string());
-            }
-            409 => {
-                assert_eq!(code(&a.body), "idempotency_key_in_use");
-                assert_eq!(a.headers["retry-after"], "1");
-            }
-            other => panic!("unexpected {other}: {}", a.body),
-        }
-    }
-    assert_eq!(bodies.len(), 1, "every 201 is the same payout");
-    let payouts = api
-        .env
-        .store
-        .list_payouts(Some(
-            &payouts::domain::ids::AccountId::parse("ref-alice").unwrap(),
-        ))
-        .await
-        .unwrap();
-    assert_eq!(payouts.len(), 1, "{payouts:#?}");
-
-    // Once the first answer is stored, a repeat replays it rather than conflicting.
-    let late = api
-        .withdraw("ref-alice", &alice, "race-1", &withdrawal("5.00"))
+    // A claim older than the stale limit (60 s here) belongs to a request that died: taken
+    // over, and the withdrawal made once.
+    common::execute(&api.env.store, &claim("dead-1", now - 61_000)).await;
+    let taken = api
+        .withdraw("ref-alice", &alice, "dead-1", &withdrawal("5.00"))
         .await;
-    assert_eq!(late.status, 201);
-    assert_eq!(late.headers["idempotent-replayed"], "true");
+    assert_eq!(taken.status, 201, "{}", taken.body);
+    let again = api
+        .withdraw("ref-alice", &alice, "dead-1", &withdrawal("5.00"))
+        .await;
+    assert_eq!(again.body, taken.body);
+    assert_eq!(again.headers["idempotent-replayed"], "true");
 }
 
 #[tokio::test]

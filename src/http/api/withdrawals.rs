@@ -2,9 +2,10 @@
 //!
 //! The key makes a retry safe across timeouts and crashes: the same key with the same body
 //! gets the first response again (marked `Idempotent-Replayed: true`), the same key with
-//! another body is refused (422), and a repeat while the first is still running gets 409.
-//! Beneath that, the payout itself is unique per (account, key), so even a response lost
-//! between commit and storage cannot turn into a second payout.
+//! another body is refused (422). The key's claim, the payout and the response commit
+//! together (`Store::withdraw_keyed`), so a repeat sent while the first is running waits for
+//! it and replays its answer; only a claim left by an earlier release, which committed claims
+//! first, still answers 409. Beneath that, the payout itself is unique per (account, key).
 
 use axum::body::Body;
 use axum::extract::State;
@@ -19,7 +20,9 @@ use super::extract::{ApiJson, ApiPath, account_id, id_error, payable_amount};
 use crate::domain::api_key::Action;
 use crate::domain::ids::{AccountId, IdempotencyKey, ProgramId, Rail};
 use crate::ingest::record::content_hash;
-use crate::storage::{IdempotencyBegin, PayoutView, WithdrawError, WithdrawalRequest};
+use crate::storage::{
+    Answer, Keyed, PayoutView, WithdrawError, WithdrawalOutcome, WithdrawalRequest,
+};
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 pub const REPLAYED: &str = "idempotent-replayed";
@@ -104,80 +107,47 @@ pub async fn create(
 
     let scope = format!("withdrawal:{}", request.account);
     let hash = request_hash(&request);
-    let store = &state.store;
-    let key = request.idempotency_key.as_str();
-    match store
-        .idempotency_begin(&scope, key, &hash, state.settings.idempotency_stale_after)
-        .await?
-    {
-        IdempotencyBegin::Started => {}
-        IdempotencyBegin::Replay { status, body } => return Ok(replay(status, body)),
-        IdempotencyBegin::InFlight => {
-            return Err(ApiError::conflict(
-                "idempotency_key_in_use",
-                format!(
-                    "a request with Idempotency-Key {key:?} is still being handled; retry shortly"
-                ),
-            )
-            .retry_after(1));
-        }
-        IdempotencyBegin::Mismatch => return Err(key_reused(key)),
+    let stale_after = state.settings.idempotency_stale_after;
+    let keyed = state
+        .store
+        .withdraw_keyed(&request, &scope, &hash, stale_after, answer)
+        .await?;
+    match keyed {
+        Keyed::Answered(a) => Ok(json_response(a.status, a.body, false)),
+        Keyed::Replay(a) => Ok(json_response(a.status, a.body, true)),
+        Keyed::InFlight => Err(ApiError::conflict(
+            "idempotency_key_in_use",
+            format!(
+                "a request with Idempotency-Key {:?} is still being handled; retry shortly",
+                request.idempotency_key.as_str()
+            ),
+        )
+        .retry_after(1)),
+        Keyed::Mismatch => Err(key_reused(request.idempotency_key.as_str())),
     }
-    // If this request is abandoned from here on (its deadline passed, the client went away),
-    // the claim is released so that a retry proceeds at once instead of meeting a 409.
-    let mut claim = Claim {
-        store: store.clone(),
-        scope: scope.clone(),
-        key: key.to_string(),
-        settled: false,
-    };
+}
 
-    let (status, body) = match store.create_withdrawal(&request).await {
+/// The response a withdrawal's outcome gets (and every repeat of the request gets again).
+fn answer(outcome: Result<WithdrawalOutcome, WithdrawError>) -> Answer {
+    let (status, body) = match outcome {
         Ok(outcome) => (StatusCode::CREATED, serde_json::to_string(&outcome.payout)),
         Err(e) => {
             let error = refusal(e);
-            let status = error.status();
-            (status, error_json(error))
+            (error.status(), error_json(error))
         }
     };
-    let body = body.map_err(|e| {
-        tracing::error!(error = %e, "could not encode a withdrawal response");
-        ApiError::internal()
-    });
-    match (&body, status.is_server_error()) {
-        (Ok(text), false) => {
-            store
-                .idempotency_complete(&scope, key, status.as_u16(), text)
-                .await?
-        }
-        // A failure of ours: release the key so a retry does the work.
-        _ => store.idempotency_abandon(&scope, key).await?,
-    }
-    claim.settled = true;
-    Ok(json_response(status, body?, false))
-}
-
-/// A claimed Idempotency-Key whose request has not settled it yet.
-struct Claim {
-    store: crate::storage::Store,
-    scope: String,
-    key: String,
-    settled: bool,
-}
-
-impl Drop for Claim {
-    fn drop(&mut self) {
-        if self.settled {
-            return;
-        }
-        let (store, scope, key) = (self.store.clone(), self.scope.clone(), self.key.clone());
-        // Dropped inside the server's runtime (a handler future), so a task can be spawned.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                if let Err(e) = store.idempotency_abandon(&scope, &key).await {
-                    tracing::warn!(error = %e, %key, "could not release an abandoned Idempotency-Key; it frees itself when stale");
-                }
-            });
+    match body {
+        Ok(body) => Answer {
+            status: status.as_u16(),
+            body,
+        },
+        Err(e) => {
+            tracing::error!(error = %e, "could not encode a withdrawal response");
+            Answer {
+                status: StatusCode::INTERNAL_SERVER_ERROR.as_u16(),
+                // Encoding a fixed error body cannot fail; an empty body is the last resort.
+                body: error_json(ApiError::internal()).unwrap_or_default(),
+            }
         }
     }
 }
@@ -226,14 +196,10 @@ fn error_json(error: ApiError) -> Result<String, serde_json::Error> {
     serde_json::to_string(&error.body())
 }
 
-fn replay(status: u16, body: String) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-    json_response(status, body, true)
-}
-
-fn json_response(status: StatusCode, body: String, replayed: bool) -> Response {
+fn json_response(status: u16, body: String, replayed: bool) -> Response {
     let mut response = Response::new(Body::from(body));
-    *response.status_mut() = status;
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,

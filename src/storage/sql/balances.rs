@@ -18,6 +18,40 @@ pub async fn load_balance(
     programs: &ProgramSet,
     account: &AccountId,
 ) -> StoreResult<AccountBalance> {
+    let standing = load_standing(conn, programs, account).await?;
+    let non_earning_referrals = non_earning_referrals(conn, programs, account).await?;
+    let affiliate = affiliate_statuses(conn, programs, account).await?;
+    Ok(AccountBalance {
+        account: account.clone(),
+        has_rented: standing.has_rented,
+        hosted_machines: standing.hosted_machines,
+        programs: standing.programs,
+        affiliate,
+        non_earning_referrals,
+    })
+}
+
+/// What a withdrawal decides by: the account's balance and verdict per program and currency,
+/// without the notes a person reads beside them.
+pub struct AccountStanding {
+    pub has_rented: bool,
+    pub hosted_machines: bool,
+    pub programs: Vec<ProgramBalance>,
+}
+
+impl AccountStanding {
+    pub fn program(&self, program: &str, currency: Currency) -> Option<&ProgramBalance> {
+        self.programs
+            .iter()
+            .find(|p| p.program.as_str() == program && p.currency == currency)
+    }
+}
+
+pub async fn load_standing(
+    conn: &mut Conn,
+    programs: &ProgramSet,
+    account: &AccountId,
+) -> StoreResult<AccountStanding> {
     let known: Option<i64> =
         sqlx::query_scalar("SELECT hosted_machines FROM accounts WHERE id = $1")
             .bind(account.as_str())
@@ -56,16 +90,10 @@ pub async fn load_balance(
         )?;
         balances.push(balance);
     }
-
-    let non_earning_referrals = non_earning_referrals(conn, programs, account).await?;
-    let affiliate = affiliate_statuses(conn, programs, account).await?;
-    Ok(AccountBalance {
-        account: account.clone(),
+    Ok(AccountStanding {
         has_rented,
         hosted_machines,
         programs: balances,
-        affiliate,
-        non_earning_referrals,
     })
 }
 
@@ -75,12 +103,13 @@ async fn lifetime_spend(
     account: &AccountId,
 ) -> StoreResult<BTreeMap<Currency, Money>> {
     // Net of refunds per charge (a charge's refunds never exceed it), then summed exactly.
+    // Each charge's refunds through their index: a join to refunds grouped by charge would
+    // aggregate every refund ever made on every read.
     let spend_rows: Vec<(String, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT u.currency, {} FROM usage u \
-         LEFT JOIN (SELECT usage_id, SUM(units) AS refunded FROM refunds GROUP BY usage_id) r \
-           ON r.usage_id = u.id \
-         WHERE u.account_id = $1 GROUP BY u.currency",
-        wide_sum("u.units - COALESCE(r.refunded, 0)")
+        "SELECT u.currency, {} FROM usage u WHERE u.account_id = $1 GROUP BY u.currency",
+        wide_sum(
+            "u.units - COALESCE((SELECT SUM(f.units) FROM refunds f WHERE f.usage_id = u.id), 0)"
+        )
     )))
     .bind(account.as_str())
     .fetch_all(&mut *conn)

@@ -1,120 +1,100 @@
-//! Idempotency-Key bookkeeping for the API: the first request with a key claims it, repeats
-//! wait for (409) or replay its stored response, and another request under the same key is
-//! refused. Each call is one short statement, committed at once, so a claim is visible to
-//! every other process before the request's real work starts.
+//! Idempotency-Keys of the API's withdrawals. The key's claim, the withdrawal and the
+//! response it gets commit in one transaction under the account's write lock, so a repeat
+//! waits for that commit and then replays the stored response, a crash leaves nothing behind,
+//! and a withdrawal costs one commit.
 
 use std::time::Duration;
 
 use chrono::Utc;
 
-use super::{Store, StoreResult, to_millis};
-use crate::storage::idempotency_views::IdempotencyBegin;
+use super::{Store, StoreResult, Tx, WriteLock, to_millis};
+use crate::storage::idempotency_views::{Answer, Keyed};
+use crate::storage::payout_views::{WithdrawError, WithdrawalOutcome, WithdrawalRequest};
 
-/// (request_hash, status_code, response_body, started_at)
-type KeyRow = (String, Option<i64>, Option<String>, i64);
+/// (request_hash, status_code, response_body)
+type KeyRow = (String, Option<i64>, Option<String>);
 
 impl Store {
-    /// Claims `key` in `scope` for the request hashed `request_hash`, or says why not. A claim
-    /// older than `stale_after` with no response (its request died) is taken over: the work
-    /// behind it must itself be idempotent, as withdrawals are by their key.
-    pub async fn idempotency_begin(
+    /// Withdraws under the API Idempotency-Key `request.idempotency_key` in `scope`:
+    /// `answer` turns the outcome into the response, which is stored with the withdrawal in
+    /// one commit. A server error (5xx) rolls everything back, key included. A claim without
+    /// a response older than `stale_after` (left by an earlier release, which committed its
+    /// claim before its work) is taken over: the withdrawal beneath is itself idempotent by
+    /// its key.
+    pub async fn withdraw_keyed(
         &self,
+        request: &WithdrawalRequest,
         scope: &str,
-        key: &str,
         request_hash: &str,
         stale_after: Duration,
-    ) -> StoreResult<IdempotencyBegin> {
+        answer: impl FnOnce(Result<WithdrawalOutcome, WithdrawError>) -> Answer,
+    ) -> StoreResult<Keyed> {
+        let key = request.idempotency_key.as_str();
+        let mut tx = self
+            .begin_write(WriteLock::Account(request.account.as_str()))
+            .await?;
         let now = to_millis(Utc::now());
-        let inserted = sqlx::query(
+        let stale_ms = i64::try_from(stale_after.as_millis()).unwrap_or(i64::MAX);
+        let claimed = sqlx::query(
             "INSERT INTO api_idempotency (scope, idempotency_key, request_hash, started_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (scope, idempotency_key) DO NOTHING",
+             VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (scope, idempotency_key) DO UPDATE SET started_at = excluded.started_at \
+             WHERE api_idempotency.status_code IS NULL \
+               AND api_idempotency.request_hash = excluded.request_hash \
+               AND api_idempotency.started_at < $5",
         )
         .bind(scope)
         .bind(key)
         .bind(request_hash)
         .bind(now)
-        .execute(&self.pool)
+        .bind(now.saturating_sub(stale_ms))
+        .execute(&mut *tx)
         .await?
         .rows_affected();
-        if inserted == 1 {
-            return Ok(IdempotencyBegin::Started);
+        if claimed == 0 {
+            let seen = key_seen(&mut tx, scope, key, request_hash).await?;
+            tx.rollback().await?;
+            return Ok(seen);
         }
-        let row: Option<KeyRow> = sqlx::query_as(
-            "SELECT request_hash, status_code, response_body, started_at FROM api_idempotency \
-             WHERE scope = $1 AND idempotency_key = $2",
-        )
-        .bind(scope)
-        .bind(key)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some((hash, status, body, started_at)) = row else {
-            // Abandoned between our insert and our read: the caller may simply retry.
-            return Ok(IdempotencyBegin::InFlight);
-        };
-        if hash != request_hash {
-            return Ok(IdempotencyBegin::Mismatch);
+        let answer = answer(self.withdraw_in(&mut tx, request).await);
+        if answer.is_server_error() {
+            tx.rollback().await?;
+            return Ok(Keyed::Answered(answer));
         }
-        if let (Some(status), Some(body)) = (status, body) {
-            return Ok(IdempotencyBegin::Replay {
-                status: u16::try_from(status).unwrap_or(500),
-                body,
-            });
-        }
-        let stale_ms = i64::try_from(stale_after.as_millis()).unwrap_or(i64::MAX);
-        if now.saturating_sub(started_at) < stale_ms {
-            return Ok(IdempotencyBegin::InFlight);
-        }
-        // Take the stale claim over; of several retries doing so at once, one wins.
-        let taken = sqlx::query(
-            "UPDATE api_idempotency SET started_at = $3 \
-             WHERE scope = $1 AND idempotency_key = $2 AND started_at = $4 AND status_code IS NULL",
-        )
-        .bind(scope)
-        .bind(key)
-        .bind(now)
-        .bind(started_at)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(if taken == 1 {
-            IdempotencyBegin::Started
-        } else {
-            IdempotencyBegin::InFlight
-        })
-    }
-
-    /// Stores the response every repeat of the request will get.
-    pub async fn idempotency_complete(
-        &self,
-        scope: &str,
-        key: &str,
-        status: u16,
-        body: &str,
-    ) -> StoreResult<()> {
         sqlx::query(
             "UPDATE api_idempotency SET status_code = $3, response_body = $4, completed_at = $5 \
              WHERE scope = $1 AND idempotency_key = $2",
         )
         .bind(scope)
         .bind(key)
-        .bind(i64::from(status))
-        .bind(body)
+        .bind(i64::from(answer.status))
+        .bind(&answer.body)
         .bind(to_millis(Utc::now()))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        tx.commit().await?;
+        Ok(Keyed::Answered(answer))
     }
+}
 
-    /// Releases a claim whose request failed in a way worth retrying (a server error).
-    pub async fn idempotency_abandon(&self, scope: &str, key: &str) -> StoreResult<()> {
-        sqlx::query(
-            "DELETE FROM api_idempotency \
-             WHERE scope = $1 AND idempotency_key = $2 AND status_code IS NULL",
-        )
-        .bind(scope)
-        .bind(key)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
+/// What an already-claimed key holds for the request hashed `request_hash`.
+async fn key_seen(tx: &mut Tx, scope: &str, key: &str, request_hash: &str) -> StoreResult<Keyed> {
+    let row: Option<KeyRow> = sqlx::query_as(
+        "SELECT request_hash, status_code, response_body FROM api_idempotency \
+         WHERE scope = $1 AND idempotency_key = $2",
+    )
+    .bind(scope)
+    .bind(key)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(match row {
+        Some((hash, _, _)) if hash != request_hash => Keyed::Mismatch,
+        Some((_, Some(status), Some(body))) => Keyed::Replay(Answer {
+            status: u16::try_from(status).unwrap_or(500),
+            body,
+        }),
+        // Claimed and unanswered, or (the conflict seen, then the row gone) released
+        // meanwhile: either way the caller may retry shortly.
+        _ => Keyed::InFlight,
+    })
 }

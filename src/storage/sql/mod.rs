@@ -55,18 +55,23 @@ pub(crate) use crate::storage::{
     to_millis,
 };
 
-/// One backend's handle: its pool and the programs it accrues by.
+/// One backend's handle: its pools and the programs it accrues by.
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: Pool,
+    /// Where write transactions ([`Store::begin_write`]) start: the same pool on PostgreSQL;
+    /// on SQLite, which has one writer, a pool of one connection, so this process's writers
+    /// queue for it in order instead of polling the file lock.
+    writer: Pool,
     programs: Arc<ProgramSet>,
     safeguards: Safeguards,
 }
 
 impl Store {
-    pub(crate) fn new(pool: Pool, programs: Arc<ProgramSet>) -> Store {
+    pub(crate) fn new(pool: Pool, writer: Pool, programs: Arc<ProgramSet>) -> Store {
         Store {
             pool,
+            writer,
             programs,
             safeguards: Safeguards::default(),
         }
@@ -84,16 +89,23 @@ impl Store {
         &self.pool
     }
 
+    /// Every pool this handle holds: the one for reads and the one writes begin on (the same
+    /// pool on PostgreSQL).
+    pub fn pools(&self) -> [&Pool; 2] {
+        [&self.pool, &self.writer]
+    }
+
     pub fn programs(&self) -> &ProgramSet {
         &self.programs
     }
 
     /// Starts a transaction that will write, serialised against the writers named by `lock`.
     pub async fn begin_write(&self, lock: WriteLock<'_>) -> StoreResult<Tx> {
-        super::begin_write(&self.pool, lock).await
+        super::begin_write(&self.writer, lock).await
     }
 
     pub async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
 }

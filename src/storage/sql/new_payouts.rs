@@ -9,7 +9,7 @@ use sqlx::QueryBuilder;
 use super::events::{payout_event, record_events};
 use super::ledger::{TxnMeta, insert_transactions};
 use super::payable::forget_payable;
-use super::payouts::fetch_payouts;
+use super::payouts::{PayoutView, fetch_payouts};
 use super::{BATCH_ROWS, Db, StoreError, StoreResult, Tx, to_millis};
 use crate::domain::events::{EventType, HeldFor};
 use crate::domain::fingerprint::content_hash;
@@ -34,33 +34,38 @@ pub(crate) fn request_hash(program: &ProgramId, rail: Rail, amount: Money) -> St
 /// Writes `payouts` (holds, rows, first events, jobs) in `tx`.
 pub(crate) async fn insert_payouts(tx: &mut Tx, payouts: &[NewPayout]) -> StoreResult<()> {
     let now_at = Utc::now();
-    let now = to_millis(now_at);
-    let mut rows = Vec::with_capacity(payouts.len());
-    for p in payouts {
-        rows.push(Row {
-            payout: p,
-            hold_id: format!("lt_{}", ulid::Ulid::generate()),
-            units: p.amount.to_units()?,
-            request_hash: request_hash(&p.program, p.rail, p.amount)?,
-            next_action_at: p.not_before.map_or(now, to_millis),
-            delay: p
-                .not_before
-                .and_then(|until| (until - now_at).to_std().ok())
-                .unwrap_or(Duration::ZERO),
-        });
-    }
+    let rows = payouts
+        .iter()
+        .map(|p| Row::new(p, now_at))
+        .collect::<StoreResult<Vec<_>>>()?;
     for chunk in rows.chunks(BATCH_ROWS / 2) {
-        insert_holds(tx, chunk).await?;
-        insert_rows(tx, chunk, now).await?;
-        insert_first_events(tx, chunk, now).await?;
-        report_created(tx, chunk, now).await?;
-        let tasks = chunk
-            .iter()
-            .map(|r| payout_task(&r.payout.id, r.delay, "created"))
-            .collect::<StoreResult<Vec<_>>>()?;
-        super::push_tasks(tx, tasks).await?;
+        insert_chunk(tx, chunk, to_millis(now_at)).await?;
     }
     Ok(())
+}
+
+/// Writes one payout (a withdrawal) in `tx`; returns it as stored.
+pub(crate) async fn insert_payout(tx: &mut Tx, payout: &NewPayout) -> StoreResult<PayoutView> {
+    let now_at = Utc::now();
+    let row = Row::new(payout, now_at)?;
+    let mut views = insert_chunk(tx, std::slice::from_ref(&row), to_millis(now_at)).await?;
+    views
+        .pop()
+        .ok_or_else(|| StoreError::UnknownPayout(payout.id.to_string()))
+}
+
+/// Writes a chunk of payouts; returns them as stored, by id.
+async fn insert_chunk(tx: &mut Tx, chunk: &[Row<'_>], now: i64) -> StoreResult<Vec<PayoutView>> {
+    insert_holds(tx, chunk).await?;
+    insert_rows(tx, chunk, now).await?;
+    insert_first_events(tx, chunk, now).await?;
+    let views = report_created(tx, chunk, now).await?;
+    let tasks = chunk
+        .iter()
+        .map(|r| payout_task(&r.payout.id, r.delay, "created"))
+        .collect::<StoreResult<Vec<_>>>()?;
+    super::push_tasks(tx, tasks).await?;
+    Ok(views)
 }
 
 /// One payout with what the writer derives for it.
@@ -71,6 +76,22 @@ struct Row<'a> {
     request_hash: String,
     next_action_at: i64,
     delay: Duration,
+}
+
+impl<'a> Row<'a> {
+    fn new(p: &'a NewPayout, now_at: chrono::DateTime<Utc>) -> StoreResult<Row<'a>> {
+        Ok(Row {
+            payout: p,
+            hold_id: format!("lt_{}", ulid::Ulid::generate()),
+            units: p.amount.to_units()?,
+            request_hash: request_hash(&p.program, p.rail, p.amount)?,
+            next_action_at: p.not_before.map_or(to_millis(now_at), to_millis),
+            delay: p
+                .not_before
+                .and_then(|until| (until - now_at).to_std().ok())
+                .unwrap_or(Duration::ZERO),
+        })
+    }
 }
 
 /// The pending holds: the amount moves from the payee's cashable book to the rail's
@@ -143,7 +164,7 @@ async fn insert_first_events(tx: &mut Tx, rows: &[Row<'_>], now: i64) -> StoreRe
 
 /// The platform hears of each new payout, and of each held before it is sent (a cooling-off
 /// hold); what they take is no longer reported as payable.
-async fn report_created(tx: &mut Tx, rows: &[Row<'_>], now: i64) -> StoreResult<()> {
+async fn report_created(tx: &mut Tx, rows: &[Row<'_>], now: i64) -> StoreResult<Vec<PayoutView>> {
     let ids: Vec<&str> = rows.iter().map(|r| r.payout.id.as_str()).collect();
     let mut views = fetch_payouts(tx, &ids).await?;
     views.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
@@ -180,5 +201,6 @@ async fn report_created(tx: &mut Tx, rows: &[Row<'_>], now: i64) -> StoreResult<
         })
         .collect();
     forget_payable(tx, &taken).await?;
-    record_events(tx, &events).await
+    record_events(tx, &events).await?;
+    Ok(views)
 }

@@ -6,8 +6,8 @@ pub(crate) use crate::storage::payout_views::*;
 use super::{Conn, Tx};
 use chrono::Utc;
 
-use super::balances::load_balance;
-use super::new_payouts::{insert_payouts, request_hash};
+use super::balances::load_standing;
+use super::new_payouts::{insert_payout, request_hash};
 use super::{
     Store, StoreError, StoreResult, WriteLock, from_millis, parse_code, parse_stored, to_millis,
 };
@@ -158,12 +158,24 @@ impl Store {
         &self,
         req: &WithdrawalRequest,
     ) -> Result<WithdrawalOutcome, WithdrawError> {
-        let request_hash = request_hash(&req.program, req.rail, req.amount)?;
         let mut tx = self
             .begin_write(WriteLock::Account(req.account.as_str()))
             .await?;
+        let outcome = self.withdraw_in(&mut tx, req).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// The withdrawal's named steps in the caller's transaction, which holds the account's
+    /// write lock; nothing is written unless the withdrawal is granted.
+    pub(crate) async fn withdraw_in(
+        &self,
+        tx: &mut Tx,
+        req: &WithdrawalRequest,
+    ) -> Result<WithdrawalOutcome, WithdrawError> {
+        let request_hash = request_hash(&req.program, req.rail, req.amount)?;
         // 1. A repeated key: the first payout, or a refusal if the request differs.
-        if let Some(replayed) = replay_withdrawal(&mut tx, req, &request_hash).await? {
+        if let Some(replayed) = replay_withdrawal(tx, req, &request_hash).await? {
             return Ok(replayed);
         }
         // 2. Load what the decision reads: the balance and the saved method.
@@ -172,9 +184,9 @@ impl Store {
         )
         .bind(req.account.as_str())
         .bind(req.rail.as_str())
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut **tx)
         .await?;
-        let balance = match load_balance(&mut tx, &self.programs, &req.account).await {
+        let balance = match load_standing(tx, &self.programs, &req.account).await {
             Err(StoreError::UnknownAccount(_)) => {
                 return Err(WithdrawError::UnknownAccount(req.account.clone()));
             }
@@ -205,11 +217,7 @@ impl Store {
         let payout = withdrawal::decide(PayoutId::generate(), ask, standing, saved, held)
             .map_err(|refusal| WithdrawError::refused(req, refusal))?;
         // 4. Write the hold, the payout, its first event and its job.
-        insert_payouts(&mut tx, std::slice::from_ref(&payout)).await?;
-        let view = fetch_payout(&mut tx, payout.id.as_str())
-            .await?
-            .ok_or_else(|| StoreError::UnknownPayout(payout.id.to_string()))?;
-        tx.commit().await?;
+        let view = insert_payout(tx, &payout).await?;
         Ok(WithdrawalOutcome {
             payout: view,
             replayed: false,

@@ -5,7 +5,7 @@
 //! each payout costs.
 //!
 //! Write transactions are counted without touching the code under test. On SQLite, with the
-//! commit hook set on every connection of the store's pool before the worker starts: it fires
+//! commit hook set on every connection of the store's pools before the worker starts: it fires
 //! once per committed write transaction (explicit or autocommit) on that pool, whoever ran it:
 //! payout steps and the queue's fetch, ack and heartbeat writes alike; reads are not counted.
 //! On PostgreSQL, with the server's next transaction id (`pg_snapshot_xmax`), which advances
@@ -88,10 +88,11 @@ async fn count_commits(store: &Store, counter: &Arc<AtomicU64>) -> Result<()> {
     let Store::Sqlite(store) = store else {
         return Ok(());
     };
-    let max = store.pool().options().get_max_connections();
     let mut held = Vec::new();
-    for _ in 0..max {
-        held.push(store.pool().acquire().await?);
+    for pool in store.pools() {
+        for _ in 0..pool.options().get_max_connections() {
+            held.push(pool.acquire().await?);
+        }
     }
     for conn in &mut held {
         sqlx::query("CREATE TEMP TABLE IF NOT EXISTS bench_hooked (x INTEGER)")
@@ -112,20 +113,22 @@ async fn hooked_connections(store: &Store) -> Result<(u32, u32)> {
     let Store::Sqlite(store) = store else {
         return Ok((0, 0));
     };
-    let max = store.pool().options().get_max_connections();
     let mut held = Vec::new();
-    let mut hooked = 0;
-    for _ in 0..max {
-        let mut conn = store.pool().acquire().await?;
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM temp.sqlite_master WHERE name = 'bench_hooked'",
-        )
-        .fetch_one(&mut *conn)
-        .await?;
-        hooked += u32::from(n > 0);
-        held.push(conn);
+    let (mut hooked, mut all) = (0, 0);
+    for pool in store.pools() {
+        for _ in 0..pool.options().get_max_connections() {
+            let mut conn = pool.acquire().await?;
+            let n: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM temp.sqlite_master WHERE name = 'bench_hooked'",
+            )
+            .fetch_one(&mut *conn)
+            .await?;
+            hooked += u32::from(n > 0);
+            all += 1;
+            held.push(conn);
+        }
     }
-    Ok((hooked, max))
+    Ok((hooked, all))
 }
 
 /// Trivial single-row write transactions for `COMMIT_LOOP`: (commits, seconds).
