@@ -340,6 +340,45 @@ fn the_http_benchmark_runs_small_and_every_created_withdrawal_is_a_payout() {
 }
 
 #[test]
+fn the_ingest_benchmark_runs_small_from_the_command_line_and_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    // On the PostgreSQL pass the benchmark makes (and drops) its own databases there.
+    let pg = common::pg_bench_args();
+    let pg: Vec<&str> = pg.iter().map(String::as_str).collect();
+    let args = [
+        "bench",
+        "ingest",
+        "--events",
+        "3000",
+        "--referrers",
+        "20",
+        "--http-events",
+        "2500",
+        "--json",
+    ];
+    let o = payouts(
+        &dir.path().join("unused.db"),
+        &[&args[..], &pg].concat(),
+        &[],
+    );
+    assert!(o.status.success(), "{}\n{}", err(&o), out(&o));
+    let figures: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    let backend = if pg.is_empty() { "sqlite" } else { "postgres" };
+    assert_eq!(figures["backend"], backend);
+    // Three lines per referrer (two accounts, one referral), one per usage event.
+    assert_eq!(figures["lines"], 3 * 20 + 3000);
+    for field in ["ingest_rows_per_sec", "engine_rows_per_sec", "ratio"] {
+        assert!(figures[field].as_f64().unwrap() > 0.0, "{field}: {figures}");
+    }
+    assert!(figures["peak_rss_kib"].as_u64().unwrap() > 0);
+    // Every account and referral, then the first 2,500 usage records, in one request.
+    let http = &figures["http"];
+    assert_eq!(http["records"], 3 * 20 + 2500, "{figures}");
+    assert_eq!(http["requests"], 1);
+    assert!(http["records_per_sec"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
 fn the_reconcile_benchmark_runs_small_and_finds_exactly_every_injected_discrepancy() {
     let dir = tempfile::tempdir().unwrap();
     // On the PostgreSQL pass the benchmark makes (and drops) its own database there.

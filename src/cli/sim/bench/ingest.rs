@@ -2,7 +2,8 @@
 //! binary, a child process, its peak memory read from /proc), beside the engine's own bulk
 //! load of the same usage rows into a plain table with a primary key: COPY on PostgreSQL, a
 //! prepared-statement insert loop in one transaction on SQLite. The ratio is ours over the
-//! engine's, in usage rows a second.
+//! engine's, in usage rows a second. Then the API's half: the same records posted to
+//! `POST /v1/ingest` (see `ingest_http`), its sustained records a second.
 
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -13,6 +14,7 @@ use payouts::storage::Store;
 use serde::Serialize;
 
 use super::fixture::{BenchDb, BenchDir};
+use super::ingest_http::{HttpIngest, http_ingest};
 use super::{BENCH_BONUS_SEED, Progress, group};
 
 #[derive(clap::Args)]
@@ -23,6 +25,10 @@ pub struct IngestOptions {
     /// Referrers the usage is spread over (each with one referred account).
     #[arg(long, default_value_t = 10_000)]
     pub referrers: usize,
+    /// Usage events of the same file also posted to `POST /v1/ingest` (after every account
+    /// and referral) on a fresh database, for the API's sustained records/s; 0 skips it.
+    #[arg(long, default_value_t = 200_000)]
+    pub http_events: usize,
     /// Run on PostgreSQL instead: a server URL such as postgres://postgres@127.0.0.1:5432,
     /// on which a fresh database is created and dropped afterwards.
     #[arg(long)]
@@ -44,6 +50,8 @@ struct Figures {
     ratio: f64,
     peak_rss_kib: u64,
     engine_method: &'static str,
+    /// `POST /v1/ingest` of the same records; absent when skipped (`--http-events 0`).
+    http: Option<HttpIngest>,
 }
 
 /// One usage line per event over `referrers` referred accounts, after the accounts and
@@ -267,6 +275,13 @@ pub(super) async fn ingest(opts: IngestOptions) -> Result<i32> {
     };
     let backend = db.backend();
     db.remove().await?;
+    let http = match opts.http_events.min(opts.events) {
+        0 => None,
+        usage => {
+            let records = lines - opts.events + usage;
+            Some(http_ingest(&file, records, opts.postgres.as_deref(), &progress).await?)
+        }
+    };
 
     let per_sec = |d: Duration| opts.events as f64 / d.as_secs_f64().max(1e-9);
     let figures = Figures {
@@ -280,6 +295,7 @@ pub(super) async fn ingest(opts: IngestOptions) -> Result<i32> {
         ratio: per_sec(took) / per_sec(engine),
         peak_rss_kib,
         engine_method,
+        http,
     };
     if opts.json {
         crate::cli::print_json(&figures)?;
@@ -301,6 +317,16 @@ pub(super) async fn ingest(opts: IngestOptions) -> Result<i32> {
             group(figures.engine_rows_per_sec as u64)
         );
         outln!("  ratio {:.3} of the engine's own bulk load", figures.ratio);
+        if let Some(h) = &figures.http {
+            outln!(
+                "  POST /v1/ingest  {:>8.2} s  {:>10} records/s  ({} records in {} requests of at most {}, one client)",
+                h.secs,
+                group(h.records_per_sec as u64),
+                group(h.records as u64),
+                group(h.requests as u64),
+                group(payouts::http::api::ingest::MAX_RECORDS as u64)
+            );
+        }
     }
     Ok(0)
 }

@@ -27,9 +27,11 @@ mod execution;
 mod fixture;
 mod http;
 mod ingest;
+mod ingest_http;
 mod reconcile;
 mod retention;
 mod run;
+mod served;
 mod synthetic;
 
 #[derive(Subcommand)]
