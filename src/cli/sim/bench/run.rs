@@ -24,7 +24,7 @@ pub(super) struct RunOptions {
     pub(super) json: bool,
 }
 
-/// The target for the eligibility pass over 1,000,000 payees (on PostgreSQL).
+/// The target for the eligibility pass over 1,000,000 payees (on either backend).
 const TARGET_SECS_PER_MILLION: f64 = 5.0;
 
 fn skipped(report: &RunReport, why: Skip) -> u64 {
@@ -223,7 +223,7 @@ impl Figures {
                 "eligibility pass (dry run)".into(),
                 secs(self.dry_time),
                 format!(
-                    "{} payees/s; {} eligible of {} considered (target on PostgreSQL: {:.2} s)",
+                    "{} payees/s; {} eligible of {} considered (target on either backend: {:.2} s)",
                     group(rate(self.payees, self.dry_time) as u64),
                     group(dry.eligible),
                     group(dry.considered),
