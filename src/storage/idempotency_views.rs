@@ -1,5 +1,10 @@
 //! Stored responses for requests that carry an Idempotency-Key (shared by both backends).
 
+use super::payout_views::{WithdrawError, WithdrawalOutcome};
+
+/// Turns a withdrawal's outcome into the response every repeat of the request gets.
+pub type Answerer = Box<dyn FnOnce(Result<WithdrawalOutcome, WithdrawError>) -> Answer + Send>;
+
 /// A response as the API sends it: what a request under a key is answered, and what every
 /// repeat of it is answered again.
 #[derive(Debug, Clone, PartialEq, Eq)]

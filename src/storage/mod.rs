@@ -79,7 +79,7 @@ pub use event_views::{
     DeliveryPass, DeliveryView, DueDelivery, EndpointView, EventView, NewEndpoint, ReplaySelector,
     TryResult, TryView,
 };
-pub use idempotency_views::{Answer, Keyed};
+pub use idempotency_views::{Answer, Answerer, Keyed};
 pub use ledger_views::{LedgerCheck, RailTotal};
 pub use methods::PayoutMethodView;
 pub use metrics_views::MetricsSnapshot;
@@ -123,6 +123,9 @@ pub enum StoreError {
     Transition(#[from] crate::domain::transition::Refused),
     #[error(transparent)]
     BonusSeed(#[from] crate::domain::program::bonus::SeedError),
+    /// The group commit a withdrawal was in failed (SQLite): none of its withdrawals exists.
+    #[error("the withdrawal could not be committed: {0}")]
+    GroupCommit(String),
     /// An operator action refused by its safety rules (`domain::operator`).
     #[error(transparent)]
     Operator(#[from] crate::domain::operator::Refusal),

@@ -222,6 +222,9 @@ pub(crate) async fn insert_recon_records(
 /// `insert_recon_records`); matching links the rest.
 pub(crate) const RECORDS_LINKED_ON_STORE: bool = true;
 
+/// Withdrawals commit one by one: PostgreSQL groups concurrent commits' WAL flushes itself.
+pub(crate) const GROUP_COMMIT: bool = false;
+
 /// Bulk loads go through COPY on PostgreSQL (`copy_rows`).
 pub(crate) const COPY_SUPPORTED: bool = true;
 

@@ -122,6 +122,9 @@ pub(crate) async fn push_tasks(tx: &mut Tx, tasks: Vec<QueuedTask>) -> StoreResu
 /// SQLite has no COPY: bulk loads are prepared multi-row inserts.
 pub(crate) const COPY_SUPPORTED: bool = false;
 
+/// Withdrawals commit in groups: one writer, and an fsync per commit (see `sql/idempotency.rs`).
+pub(crate) const GROUP_COMMIT: bool = true;
+
 /// Never called on SQLite (`COPY_SUPPORTED` is false); says so if it were.
 pub(crate) async fn copy_rows(_tx: &mut Tx, _copy: &str, _data: String) -> StoreResult<()> {
     Err(crate::storage::StoreError::Corrupt(

@@ -93,6 +93,115 @@ async fn concurrent_repeats_of_a_key_make_one_payout_and_all_get_its_answer() {
 }
 
 #[tokio::test]
+async fn concurrent_withdrawals_each_get_their_own_answer() {
+    // Sent at once, so that on SQLite they share group commits: a refusal, an unknown
+    // account or a reused key among them changes nothing for the others.
+    let api = Api::start().await;
+    let ops = api.key(Scope::Operator, None).await;
+    let sends = [
+        ("ref-alice", "mix-1", "1.00"),
+        ("ref-alice", "mix-2", "1.00"),
+        ("ref-alice", "mix-1", "1.00"),
+        ("ref-alice", "mix-3", "5000.00"),
+        ("ref-nobody", "mix-4", "1.00"),
+        ("ref-alice", "mix-2", "2.00"),
+    ];
+    let bodies: Vec<_> = sends
+        .iter()
+        .map(|(_, _, amount)| withdrawal(amount))
+        .collect();
+    let answers = futures::future::join_all(
+        sends
+            .iter()
+            .zip(&bodies)
+            .map(|((account, key, _), body)| api.withdraw(account, &ops, key, body)),
+    )
+    .await;
+    let answer = |i: usize| (answers[i].status, answers[i].body.clone());
+    assert_eq!(answer(0).0, 201, "{}", answers[0].body);
+    assert_eq!(answer(2), answer(0), "one key, one payout");
+    assert_eq!(
+        (answer(3).0, code(&answers[3].body)),
+        (422, "insufficient_funds")
+    );
+    assert_eq!(
+        (answer(4).0, code(&answers[4].body)),
+        (404, "unknown_account")
+    );
+    // Whichever of the two bodies under mix-2 came first made the payout.
+    let mut mix_2 = [answers[1].status, answers[5].status];
+    mix_2.sort();
+    assert_eq!(
+        mix_2,
+        [201, 422],
+        "{} / {}",
+        answers[1].body,
+        answers[5].body
+    );
+    let reused = if answers[1].status == 422 {
+        &answers[1]
+    } else {
+        &answers[5]
+    };
+    assert_eq!(code(&reused.body), "idempotency_key_reused");
+
+    let account = payouts::domain::ids::AccountId::parse("ref-alice").unwrap();
+    let payouts = api.env.store.list_payouts(Some(&account)).await.unwrap();
+    assert_eq!(payouts.len(), 2, "mix-1 and mix-2: {payouts:#?}");
+}
+
+#[tokio::test]
+async fn a_withdrawal_that_fails_on_storage_is_undone_alone_and_a_retry_makes_it() {
+    let api = Api::start().await;
+    let ops = api.key(Scope::Operator, None).await;
+    // Storage refuses ref-mo's payout row (a failure of ours, not a refusal by the rules).
+    let (install, remove): (&[&str], &str) = match common::backend() {
+        payouts::storage::BackendKind::Sqlite => (
+            &[
+                "CREATE TRIGGER refuse_mo BEFORE INSERT ON payouts WHEN NEW.account_id = 'ref-mo' \
+               BEGIN SELECT RAISE(ABORT, 'injected'); END",
+            ],
+            "DROP TRIGGER refuse_mo",
+        ),
+        payouts::storage::BackendKind::Postgres => (
+            &[
+                "CREATE FUNCTION refuse_mo() RETURNS trigger LANGUAGE plpgsql AS \
+                 $$ BEGIN IF NEW.account_id = 'ref-mo' THEN RAISE EXCEPTION 'injected'; END IF; \
+                 RETURN NEW; END $$",
+                "CREATE TRIGGER refuse_mo BEFORE INSERT ON payouts \
+                 FOR EACH ROW EXECUTE FUNCTION refuse_mo()",
+            ],
+            "DROP TRIGGER refuse_mo ON payouts",
+        ),
+    };
+    for statement in install {
+        common::execute(&api.env.store, statement).await;
+    }
+    let body = withdrawal("1.00");
+    let (mo, alice) = futures::join!(
+        api.withdraw("ref-mo", &ops, "fail-1", &body),
+        api.withdraw("ref-alice", &ops, "ok-1", &body)
+    );
+    assert_eq!(
+        (mo.status, code(&mo.body)),
+        (500, "internal"),
+        "{}",
+        mo.body
+    );
+    assert_eq!(alice.status, 201, "{}", alice.body);
+    let mo_id = payouts::domain::ids::AccountId::parse("ref-mo").unwrap();
+    let store = &api.env.store;
+    assert!(store.list_payouts(Some(&mo_id)).await.unwrap().is_empty());
+
+    // Nothing of the failed one was kept, its key included: the retry does the work.
+    common::execute(store, remove).await;
+    let retry = api.withdraw("ref-mo", &ops, "fail-1", &body).await;
+    assert_eq!(retry.status, 201, "{}", retry.body);
+    assert!(retry.headers.get("idempotent-replayed").is_none());
+    assert_eq!(store.list_payouts(Some(&mo_id)).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn a_claim_left_by_an_earlier_release_gets_409_until_stale() {
     let api = Api::start().await;
     let alice = api.key(Scope::Referrer, Some("ref-alice")).await;

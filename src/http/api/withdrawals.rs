@@ -110,7 +110,7 @@ pub async fn create(
     let stale_after = state.settings.idempotency_stale_after;
     let keyed = state
         .store
-        .withdraw_keyed(&request, &scope, &hash, stale_after, answer)
+        .withdraw_keyed(&request, &scope, &hash, stale_after, Box::new(answer))
         .await?;
     match keyed {
         Keyed::Answered(a) => Ok(json_response(a.status, a.body, false)),

@@ -63,6 +63,8 @@ pub struct Store {
     /// on SQLite, which has one writer, a pool of one connection, so this process's writers
     /// queue for it in order instead of polling the file lock.
     writer: Pool,
+    /// Where withdrawals queue for the group commit (SQLite; see `idempotency.rs`).
+    group_commit: idempotency::GroupCommit,
     programs: Arc<ProgramSet>,
     safeguards: Safeguards,
 }
@@ -72,6 +74,7 @@ impl Store {
         Store {
             pool,
             writer,
+            group_commit: Default::default(),
             programs,
             safeguards: Safeguards::default(),
         }
