@@ -79,10 +79,19 @@ pub struct AccountBalance {
 
 impl AccountBalance {
     pub fn program(&self, program: &str, currency: Currency) -> Option<&ProgramBalance> {
-        self.programs
-            .iter()
-            .find(|p| p.program.as_str() == program && p.currency == currency)
+        program_in(&self.programs, program, currency)
     }
+}
+
+/// The balance of `program` in `currency` among `programs`.
+pub fn program_in<'a>(
+    programs: &'a [ProgramBalance],
+    program: &str,
+    currency: Currency,
+) -> Option<&'a ProgramBalance> {
+    programs
+        .iter()
+        .find(|p| p.program.as_str() == program && p.currency == currency)
 }
 
 /// A payee's book totals in one program and currency, in stored units (totals of many stored

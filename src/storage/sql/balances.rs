@@ -41,9 +41,7 @@ pub struct AccountStanding {
 
 impl AccountStanding {
     pub fn program(&self, program: &str, currency: Currency) -> Option<&ProgramBalance> {
-        self.programs
-            .iter()
-            .find(|p| p.program.as_str() == program && p.currency == currency)
+        program_in(&self.programs, program, currency)
     }
 }
 
