@@ -26,7 +26,7 @@ type KeyRow = (String, Option<i64>, Option<String>);
 const GROUP_MAX: usize = 64;
 
 /// One withdrawal under its key, as the caller asked for it.
-struct Keyed0 {
+struct KeyedWithdrawal {
     request: WithdrawalRequest,
     scope: String,
     request_hash: String,
@@ -38,7 +38,7 @@ struct Keyed0 {
 /// asked of and where its result goes.
 struct Queued {
     store: Store,
-    work: Keyed0,
+    work: KeyedWithdrawal,
     reply: oneshot::Sender<StoreResult<Keyed>>,
 }
 
@@ -69,7 +69,7 @@ impl Store {
         stale_after: Duration,
         answer: Answerer,
     ) -> StoreResult<Keyed> {
-        let work = Keyed0 {
+        let work = KeyedWithdrawal {
             request: request.clone(),
             scope: scope.to_owned(),
             request_hash: request_hash.to_owned(),
@@ -105,7 +105,7 @@ impl Store {
 
     /// One withdrawal under its key in `tx`; says whether what it wrote is to be kept (false
     /// for a server error, whose writes the caller rolls back).
-    async fn keyed_in(&self, tx: &mut Tx, work: Keyed0) -> StoreResult<(Keyed, bool)> {
+    async fn keyed_in(&self, tx: &mut Tx, work: KeyedWithdrawal) -> StoreResult<(Keyed, bool)> {
         let key = work.request.idempotency_key.as_str();
         let now = to_millis(Utc::now());
         let stale_ms = i64::try_from(work.stale_after.as_millis()).unwrap_or(i64::MAX);
@@ -225,8 +225,8 @@ async fn key_seen(tx: &mut Tx, scope: &str, key: &str, request_hash: &str) -> St
             status: u16::try_from(status).unwrap_or(500),
             body,
         }),
-        // Claimed and unanswered, or (the conflict seen, then the row gone) released
-        // meanwhile: either way the caller may retry shortly.
+        // Claimed and unanswered by an earlier release's request still running, or the row
+        // pruned between the conflict and this read: either way a retry shortly settles it.
         _ => Keyed::InFlight,
     })
 }
