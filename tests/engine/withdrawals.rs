@@ -113,3 +113,58 @@ async fn concurrent_withdrawals_of_the_whole_balance_let_exactly_one_through() {
     }
     env.assert_ledger_sound().await;
 }
+
+/// A withdrawal under an API key, answered by `answer`.
+async fn keyed(
+    store: payouts::storage::Store,
+    key: &str,
+    answer: payouts::storage::Answerer,
+) -> payouts::storage::StoreResult<payouts::storage::Keyed> {
+    let request = payouts::storage::WithdrawalRequest {
+        account: payouts::domain::ids::AccountId::parse("ref-alice").unwrap(),
+        program: common::vast(),
+        rail: payouts::domain::ids::Rail::Stripe,
+        amount: usd("1.00"),
+        idempotency_key: payouts::domain::ids::IdempotencyKey::parse(key).unwrap(),
+    };
+    let scope = "withdrawal:ref-alice";
+    let stale = std::time::Duration::from_secs(60);
+    store
+        .withdraw_keyed(&request, scope, key, stale, answer)
+        .await
+}
+
+#[tokio::test]
+async fn a_panic_inside_one_keyed_withdrawal_leaves_nothing_and_stops_no_later_one() {
+    let env = TestEnv::new(Faults::default()).await;
+    env.ingest(DEMO).await;
+    // On SQLite the panic happens in the group committer's task, on PostgreSQL in the
+    // caller's: either way that withdrawal fails and nothing of it is kept.
+    let store = env.store.clone();
+    let panicked =
+        tokio::spawn(async move { keyed(store, "boom-1", Box::new(|_| panic!("injected"))).await })
+            .await;
+    assert!(
+        matches!(panicked, Err(ref e) if e.is_panic()) || matches!(panicked, Ok(Err(_))),
+        "{panicked:?}"
+    );
+    assert_eq!(payout_count(&env).await, 0);
+
+    let answer = |outcome: Result<_, _>| payouts::storage::Answer {
+        status: if outcome.is_ok() { 201 } else { 422 },
+        body: "{}".into(),
+    };
+    let made = keyed(env.store.clone(), "after-1", Box::new(answer)).await;
+    assert!(
+        matches!(made, Ok(payouts::storage::Keyed::Answered(ref a)) if a.status == 201),
+        "{made:?}"
+    );
+    assert_eq!(payout_count(&env).await, 1);
+    // The key of the one that panicked is free: its retry does the work.
+    let retry = keyed(env.store.clone(), "boom-1", Box::new(answer)).await;
+    assert!(
+        matches!(retry, Ok(payouts::storage::Keyed::Answered(ref a)) if a.status == 201),
+        "{retry:?}"
+    );
+    assert_eq!(payout_count(&env).await, 2);
+}

@@ -42,9 +42,29 @@ struct Queued {
     reply: oneshot::Sender<StoreResult<Keyed>>,
 }
 
-/// The group committer's queue, started on first use and shared by the store's clones.
+/// The group committer's queue, shared by the store's clones. The committer starts on first
+/// use, and again whenever the last one has stopped (its runtime ended, or a panic inside a
+/// group): one failure never stops every later withdrawal.
 #[derive(Debug, Default, Clone)]
-pub(crate) struct GroupCommit(Arc<std::sync::OnceLock<mpsc::UnboundedSender<Queued>>>);
+pub(crate) struct GroupCommit(Arc<std::sync::Mutex<Option<mpsc::UnboundedSender<Queued>>>>);
+
+impl GroupCommit {
+    /// The running committer's queue, starting a committer if none runs.
+    fn queue(&self) -> StoreResult<mpsc::UnboundedSender<Queued>> {
+        let mut running = self.0.lock().map_err(|_| {
+            StoreError::GroupCommit("the group committer's queue is poisoned".into())
+        })?;
+        match running.as_ref().filter(|queue| !queue.is_closed()) {
+            Some(queue) => Ok(queue.clone()),
+            None => {
+                let (queue, queued) = mpsc::unbounded_channel();
+                tokio::spawn(commit_groups(queued));
+                *running = Some(queue.clone());
+                Ok(queue)
+            }
+        }
+    }
+}
 
 impl std::fmt::Debug for Queued {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -89,13 +109,9 @@ impl Store {
             return Ok(keyed);
         }
         let (reply, replied) = oneshot::channel();
-        let queue = self.group_commit.0.get_or_init(|| {
-            let (queue, queued) = mpsc::unbounded_channel();
-            tokio::spawn(commit_groups(queued));
-            queue
-        });
         let store = self.clone();
-        queue
+        self.group_commit
+            .queue()?
             .send(Queued { store, work, reply })
             .map_err(|_| StoreError::GroupCommit("the group committer has stopped".into()))?;
         replied.await.map_err(|_| {
