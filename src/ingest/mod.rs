@@ -125,6 +125,61 @@ impl<R: BufRead> ChunkSource for Chunks<R> {
     }
 }
 
+/// Chunks read and parsed on a thread of their own, one chunk ahead of the chunk being
+/// applied: parsing (CPU) overlaps the database's work, and at most two chunks are in memory
+/// at once (the reader takes a slot before it parses, and the slot frees only when the
+/// consumer takes the chunk before).
+pub struct Feed {
+    rx: tokio::sync::mpsc::Receiver<Option<Chunk>>,
+    ended: bool,
+}
+
+/// The reader stopped before the end of its input: what arrived is not the whole input, so
+/// nothing may treat it as such.
+#[derive(Debug, thiserror::Error)]
+#[error("the input's reader stopped before the end of the input")]
+pub struct ReaderStopped;
+
+impl Feed {
+    /// Starts reading `source` on its own thread.
+    pub fn spawn<S: ChunkSource + Send + 'static>(mut source: S) -> std::io::Result<Feed> {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        std::thread::Builder::new()
+            .name("ingest-reader".into())
+            .spawn(move || {
+                loop {
+                    // The consumer has gone (it failed, or stopped early): nothing to read for.
+                    let Ok(slot) = futures::executor::block_on(tx.reserve()) else {
+                        return;
+                    };
+                    let chunk = source.next_chunk();
+                    let end = chunk.is_none();
+                    slot.send(chunk);
+                    if end {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Feed { rx, ended: false })
+    }
+
+    /// The next chunk, `None` at the end of the input, or [`ReaderStopped`] when the reader
+    /// went away without reaching the end.
+    pub async fn next(&mut self) -> Result<Option<Chunk>, ReaderStopped> {
+        if self.ended {
+            return Ok(None);
+        }
+        match self.rx.recv().await {
+            Some(Some(chunk)) => Ok(Some(chunk)),
+            Some(None) => {
+                self.ended = true;
+                Ok(None)
+            }
+            None => Err(ReaderStopped),
+        }
+    }
+}
+
 /// Counts for one record type.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct KindCounts {
@@ -164,6 +219,47 @@ mod tests {
         assert_eq!(ok.len(), 1);
         assert_eq!(ok[0].line, 2);
         assert_eq!(bad.iter().map(|e| e.line).collect::<Vec<_>>(), vec![3, 4]);
+    }
+
+    /// A source whose reader fails after its first chunk, as a panicking parser would.
+    struct FailsAfterOne(usize);
+
+    impl ChunkSource for FailsAfterOne {
+        fn next_chunk(&mut self) -> Option<Chunk> {
+            self.0 += 1;
+            if self.0 > 1 {
+                panic!("the reader fails (as this test intends)");
+            }
+            Some(Chunk {
+                lines: 1,
+                ..Chunk::default()
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_feed_delivers_every_chunk_in_order_then_the_end() {
+        let input = "{\"type\":\"link\",\"a\":\"x\",\"b\":\"y\"}\n".repeat(5);
+        let mut feed = Feed::spawn(Chunks::new(std::io::Cursor::new(input), 2)).unwrap();
+        let mut lines = Vec::new();
+        while let Some(chunk) = feed.next().await.unwrap() {
+            lines.push(chunk.records.iter().map(|r| r.line).collect::<Vec<_>>());
+        }
+        assert_eq!(lines, vec![vec![1, 2], vec![3, 4], vec![5]]);
+        assert!(
+            feed.next().await.unwrap().is_none(),
+            "the end stays the end"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_feed_whose_reader_dies_says_so_instead_of_ending() {
+        let mut feed = Feed::spawn(FailsAfterOne(0)).unwrap();
+        assert_eq!(feed.next().await.unwrap().map(|c| c.lines), Some(1));
+        assert!(
+            feed.next().await.is_err(),
+            "a reader that stopped early must not look like the end of the input"
+        );
     }
 
     #[test]

@@ -68,7 +68,7 @@ use crate::domain::retention::Retention;
 use crate::domain::step::PastAttempt;
 use crate::domain::step::Step;
 use crate::domain::tracking::Observation;
-use crate::ingest::{ChunkSource, IngestReport, LineError, Numbered};
+use crate::ingest::{Feed, IngestReport, LineError, Numbered};
 
 pub use accounting_views::{BookBalance, JournalEntry, JournalLine, TrialBalance};
 pub use affiliate_views::{Enrollment, OptInError};
@@ -126,6 +126,9 @@ pub enum StoreError {
     /// The group commit a withdrawal was in failed (SQLite): none of its withdrawals exists.
     #[error("the withdrawal could not be committed: {0}")]
     GroupCommit(String),
+    /// An ingest's input could not be read to its end (see `ingest::Feed`).
+    #[error("the input could not be read to its end: {0}")]
+    Input(String),
     /// An operator action refused by its safety rules (`domain::operator`).
     #[error(transparent)]
     Operator(#[from] crate::domain::operator::Refusal),

@@ -367,9 +367,20 @@ fn the_ingest_benchmark_runs_small_from_the_command_line_and_over_http() {
     assert_eq!(figures["backend"], backend);
     // Three lines per referrer (two accounts, one referral), one per usage event.
     assert_eq!(figures["lines"], 3 * 20 + 3000);
-    for field in ["ingest_rows_per_sec", "engine_rows_per_sec", "ratio"] {
+    for field in [
+        "ingest_rows_per_sec",
+        "engine_rows_per_sec",
+        "ratio",
+        "engine_product_rows_per_sec",
+        "best_ratio",
+        "ratio_to_product_load",
+    ] {
         assert!(figures[field].as_f64().unwrap() > 0.0, "{field}: {figures}");
     }
+    // The best ratio is the product-shaped load's own: both engine loads were measured.
+    let f = |k: &str| figures[k].as_f64().unwrap();
+    let best = f("engine_product_rows_per_sec") / f("engine_rows_per_sec");
+    assert!((f("best_ratio") - best).abs() < 1e-9, "{figures}");
     assert!(figures["peak_rss_kib"].as_u64().unwrap() > 0);
     // Every account and referral, then the first 2,500 usage records, in one request.
     let http = &figures["http"];

@@ -245,7 +245,7 @@ impl TestEnv {
     }
 
     pub async fn ingest(&self, ndjson: &str) -> IngestReport {
-        payouts::app::ingest::ingest(&self.store, ndjson.as_bytes(), false)
+        payouts::app::ingest::ingest(&self.store, std::io::Cursor::new(ndjson.to_owned()), false)
             .await
             .expect("ingest")
     }

@@ -54,9 +54,13 @@ async fn bonus(store: &Store, account: &str) -> Money {
 async fn a_changed_seed_never_redraws_a_granted_bonus() {
     let db = TestDb::named("bonus_seed").await;
     let first = db.open(programs_with_seed(TEST_SEED)).await;
-    payouts::app::ingest::ingest(&first, records(&["bs-a", "bs-b"]).as_bytes(), false)
-        .await
-        .expect("ingest");
+    payouts::app::ingest::ingest(
+        &first,
+        std::io::Cursor::new(records(&["bs-a", "bs-b"])),
+        false,
+    )
+    .await
+    .expect("ingest");
     let referrer = bonus(&first, "bs-ref").await;
     let a = bonus(&first, "bs-a").await;
     assert!(a.is_positive() && referrer.is_positive());
@@ -88,17 +92,24 @@ async fn a_changed_seed_never_redraws_a_granted_bonus() {
     assert_eq!(bonus(&second, "bs-a").await, a);
     assert_eq!(bonus(&second, "bs-ref").await, referrer);
     // A replay of the same facts posts nothing either.
-    let report =
-        payouts::app::ingest::ingest(&second, records(&["bs-a", "bs-b"]).as_bytes(), false)
-            .await
-            .expect("replay");
+    let report = payouts::app::ingest::ingest(
+        &second,
+        std::io::Cursor::new(records(&["bs-a", "bs-b"])),
+        false,
+    )
+    .await
+    .expect("replay");
     assert_eq!(report.accruals_posted, 0);
     assert_eq!(bonus(&second, "bs-a").await, a);
 
     // A new referred user draws under the rotated seed, and the draw names its fingerprint.
-    payouts::app::ingest::ingest(&second, records(&["bs-c"]).as_bytes(), false)
-        .await
-        .expect("new referral");
+    payouts::app::ingest::ingest(
+        &second,
+        std::io::Cursor::new(records(&["bs-c"]).to_owned()),
+        false,
+    )
+    .await
+    .expect("new referral");
     let terms = programs_with_seed(OTHER_SEED);
     let distribution = &terms
         .get_str("runpod-bonus")

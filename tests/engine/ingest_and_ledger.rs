@@ -110,7 +110,7 @@ async fn strict_mode_writes_nothing_when_any_line_is_bad() {
     let env = TestEnv::new(Faults::default()).await;
     let report = payouts::app::ingest::ingest(
         &env.store,
-        include_str!("../../fixtures/bad_lines.ndjson").as_bytes(),
+        std::io::Cursor::new(include_str!("../../fixtures/bad_lines.ndjson").to_owned()),
         true,
     )
     .await
@@ -126,9 +126,10 @@ async fn strict_mode_writes_nothing_when_any_line_is_bad() {
         r#"{"type":"refund","id":"r1","usage_id":"u1","amount":"10.01"}"#,
         "\n"
     );
-    let report = payouts::app::ingest::ingest(&env.store, lines.as_bytes(), true)
-        .await
-        .unwrap();
+    let report =
+        payouts::app::ingest::ingest(&env.store, std::io::Cursor::new(lines.to_owned()), true)
+            .await
+            .unwrap();
     assert!(report.rolled_back);
     assert!(report.rejected[0].message.contains("would refund more"));
     let usage: i64 = common::scalar(&env.store, "SELECT COUNT(*) FROM usage").await;
@@ -203,9 +204,13 @@ async fn a_file_read_in_small_chunks_accrues_exactly_as_one_pass() {
     let chunked = TestEnv::new(Faults::default()).await;
     whole.ingest(DEMO).await;
     let seen = std::sync::Mutex::new(Vec::new());
-    let report = ingest_with_progress(&chunked.store, DEMO.as_bytes(), false, 7, &|r, _| {
-        seen.lock().unwrap().push(r.lines_read)
-    })
+    let report = ingest_with_progress(
+        &chunked.store,
+        std::io::Cursor::new(DEMO.to_owned()),
+        false,
+        7,
+        &|r, _| seen.lock().unwrap().push(r.lines_read),
+    )
     .await
     .unwrap();
     assert!(report.rejected.is_empty(), "{:?}", report.rejected);
@@ -224,9 +229,15 @@ async fn a_file_read_in_small_chunks_accrues_exactly_as_one_pass() {
 
     let strict = TestEnv::new(Faults::default()).await;
     let bad = format!("{DEMO}\n{{\"type\":\"usage\",\"id\":\"x\"}}\n");
-    let report = ingest_with_progress(&strict.store, bad.as_bytes(), true, 7, &|_, _| {})
-        .await
-        .unwrap();
+    let report = ingest_with_progress(
+        &strict.store,
+        std::io::Cursor::new(bad.to_owned()),
+        true,
+        7,
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
     assert!(report.rolled_back);
     assert_eq!(report.rejected.len(), 1);
     assert_eq!(report.rejected[0].line, DEMO.lines().count() + 2);
@@ -258,12 +269,24 @@ async fn bulk_loads_and_multi_row_inserts_leave_the_same_books() {
     let file = lines.join("\n");
     let bulk = TestEnv::new(Faults::default()).await;
     let rows = TestEnv::new(Faults::default()).await;
-    let a = ingest_with_progress(&bulk.store, file.as_bytes(), true, 1_000_000, &|_, _| {})
-        .await
-        .unwrap();
-    let b = ingest_with_progress(&rows.store, file.as_bytes(), true, 1_000, &|_, _| {})
-        .await
-        .unwrap();
+    let a = ingest_with_progress(
+        &bulk.store,
+        std::io::Cursor::new(file.to_owned()),
+        true,
+        1_000_000,
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
+    let b = ingest_with_progress(
+        &rows.store,
+        std::io::Cursor::new(file.to_owned()),
+        true,
+        1_000,
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
     assert!(a.rejected.is_empty() && b.rejected.is_empty(), "{a:?}");
     assert_eq!(a.by_type["usage"].inserted, n);
     assert_eq!(a.accruals_posted, n, "one accrual per referrer in one pass");

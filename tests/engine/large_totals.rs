@@ -211,9 +211,13 @@ async fn an_amount_over_the_cap_is_one_rejected_line_and_the_rest_goes_in() {
         r#"{"type":"purchase","id":"cap-p1","account":"capped","at":"2025-03-01T00:00:00Z","amount":"999999999999","currency":"USD"}"#.to_string(),
         method("capped"),
     ];
-    let report = payouts::app::ingest::ingest(&env.store, lines.join("\n").as_bytes(), false)
-        .await
-        .unwrap_or_else(|e| panic!("the file failed as a whole: {e}"));
+    let report = payouts::app::ingest::ingest(
+        &env.store,
+        std::io::Cursor::new(lines.join("\n").to_owned()),
+        false,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the file failed as a whole: {e}"));
     let rejected: Vec<usize> = report.rejected.iter().map(|e| e.line).collect();
     assert_eq!(rejected, vec![2, 4, 5], "{:#?}", report.rejected);
     for e in &report.rejected {
@@ -247,9 +251,13 @@ async fn a_commission_over_the_cap_is_posted_in_pieces_and_the_file_goes_in() {
 
     let mut second = ordinary_payee();
     second.push(referral("vast", "r-late", "late-u"));
-    let report = payouts::app::ingest::ingest(&env.store, second.join("\n").as_bytes(), false)
-        .await
-        .unwrap_or_else(|e| panic!("the file failed as a whole: {e}"));
+    let report = payouts::app::ingest::ingest(
+        &env.store,
+        std::io::Cursor::new(second.join("\n").to_owned()),
+        false,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the file failed as a whole: {e}"));
     assert!(report.rejected.is_empty(), "{:#?}", report.rejected);
     let late = balance(&env, "r-late").await;
     let v = late.program("vast", Currency::Usd).unwrap();

@@ -203,9 +203,13 @@ async fn a_program_may_stop_future_earnings_only() {
     let ingest = |lines: Vec<String>| {
         let store = store.clone();
         async move {
-            let r = payouts::app::ingest::ingest(&store, lines.join("\n").as_bytes(), false)
-                .await
-                .expect("ingest");
+            let r = payouts::app::ingest::ingest(
+                &store,
+                std::io::Cursor::new(lines.join("\n").to_owned()),
+                false,
+            )
+            .await
+            .expect("ingest");
             assert!(r.rejected.is_empty(), "{:#?}", r.rejected);
         }
     };

@@ -162,9 +162,13 @@ async fn store(name: &str) -> (common::TestDb, Store) {
 }
 
 async fn ingest(store: &Store, lines: &[String]) -> payouts::ingest::IngestReport {
-    payouts::app::ingest::ingest(store, lines.join("\n").as_bytes(), false)
-        .await
-        .unwrap()
+    payouts::app::ingest::ingest(
+        store,
+        std::io::Cursor::new(lines.join("\n").to_owned()),
+        false,
+    )
+    .await
+    .unwrap()
 }
 
 /// Every account's (program -> earned) as the balances report it.

@@ -40,7 +40,7 @@ impl Env {
         let db = common::TestDb::named("rails").await;
         let store = db.open(common::all_rails_programs()).await;
         for text in [DEMO, RAILS_FIXTURE, extra] {
-            payouts::app::ingest::ingest(&store, text.as_bytes(), true)
+            payouts::app::ingest::ingest(&store, std::io::Cursor::new(text.to_owned()), true)
                 .await
                 .expect("ingest");
         }

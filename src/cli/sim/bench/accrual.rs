@@ -172,7 +172,8 @@ async fn setup(store: &Store, opts: &AccrualOptions, frame: Frame) -> Result<usi
 }
 
 async fn ingest_strict(store: &Store, ndjson: &str) -> Result<()> {
-    let report = payouts::app::ingest::ingest(store, ndjson.as_bytes(), true).await?;
+    let report =
+        payouts::app::ingest::ingest(store, std::io::Cursor::new(ndjson.to_string()), true).await?;
     anyhow::ensure!(
         report.rejected.is_empty() && !report.rolled_back,
         "the synthetic records were rejected: {:?}",

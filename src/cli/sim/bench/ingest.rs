@@ -50,6 +50,15 @@ struct Figures {
     ratio: f64,
     peak_rss_kib: u64,
     engine_method: &'static str,
+    /// The same engine load into a table shaped like the product's `usage` (its columns,
+    /// checks and account index): what any ingest into this schema must at least spend.
+    engine_product_secs: f64,
+    engine_product_rows_per_sec: f64,
+    /// `engine_secs / engine_product_secs`: the highest `ratio` an ingest that did nothing
+    /// but load the rows into the product's table could reach.
+    best_ratio: f64,
+    /// Ours over the engine's load into the product-shaped table.
+    ratio_to_product_load: f64,
     /// `POST /v1/ingest` of the same records; absent when skipped (`--http-events 0`).
     http: Option<HttpIngest>,
 }
@@ -85,6 +94,58 @@ fn write_file(path: &Path, events: usize, referrers: usize) -> Result<usize> {
     }
     f.flush()?;
     Ok(lines)
+}
+
+/// The table an engine load fills: the issue's plain table with a primary key, or one shaped
+/// like the product's `usage` table.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Plain,
+    Product,
+}
+
+impl Shape {
+    /// The table's DDL; `integer` is the backend's 64-bit integer type. The product shape
+    /// has `usage`'s columns, checks and account index, without its template columns: the
+    /// sqlite3 shell's CSV import cannot write their NULL, and for these rows (no template)
+    /// they hold nothing and no index entry.
+    fn ddl(self, integer: &str, units: &str) -> Vec<String> {
+        match self {
+            Shape::Plain => vec![format!(
+                "CREATE TABLE bench_usage (id TEXT PRIMARY KEY, account_id TEXT NOT NULL, \
+                 at {integer} NOT NULL, category TEXT NOT NULL, currency TEXT NOT NULL, \
+                 units {units} NOT NULL)"
+            )],
+            Shape::Product => vec![
+                format!(
+                    "CREATE TABLE bench_usage (id TEXT PRIMARY KEY, account_id TEXT NOT NULL, \
+                     at {integer} NOT NULL, category TEXT NOT NULL, currency TEXT NOT NULL, \
+                     units {units} NOT NULL CHECK (units > 0), content_hash TEXT NOT NULL)"
+                ),
+                "CREATE INDEX bench_usage_account ON bench_usage (account_id)".into(),
+            ],
+        }
+    }
+
+    /// Row `j`'s fields in column order, separated by `sep`.
+    fn row(self, j: usize, referrers: usize, sep: char) -> String {
+        let i = (j.wrapping_mul(7_919)) % referrers.max(1);
+        let mut row =
+            format!("u{j:09}{sep}r{i:06}-u{sep}1740787200000{sep}instance{sep}USD{sep}12500000000");
+        if self == Shape::Product {
+            // As wide as a stored content hash (32 hex digits), and as varied.
+            let hash = (j as u128).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835);
+            row.push_str(&format!("{sep}{hash:032x}"));
+        }
+        row
+    }
+
+    fn columns(self) -> &'static str {
+        match self {
+            Shape::Plain => "id, account_id, at, category, currency, units",
+            Shape::Product => "id, account_id, at, category, currency, units, content_hash",
+        }
+    }
 }
 
 /// Runs `payouts ingest FILE` against `url`; returns its wall time and peak RSS (KiB).
@@ -126,9 +187,14 @@ fn vm_hwm(pid: u32) -> Option<u64> {
         .ok()
 }
 
-/// SQLite's own shell, when installed: `.import` of the rows as CSV into a plain table with
-/// a primary key, in a fresh file (the figure the engine reaches with no driver between).
-fn sqlite_import(dir: &Path, events: usize, referrers: usize) -> Result<Option<Duration>> {
+/// SQLite's own shell, when installed: `.import` of the rows as CSV into a table of `shape`
+/// in a fresh file (the figure the engine reaches with no driver between).
+fn sqlite_import(
+    dir: &Path,
+    shape: Shape,
+    events: usize,
+    referrers: usize,
+) -> Result<Option<Duration>> {
     let Ok(probe) = std::process::Command::new("sqlite3")
         .arg("-version")
         .output()
@@ -141,22 +207,22 @@ fn sqlite_import(dir: &Path, events: usize, referrers: usize) -> Result<Option<D
     let csv = dir.join("usage.csv");
     let mut f = BufWriter::new(std::fs::File::create(&csv)?);
     for j in 0..events {
-        let i = (j.wrapping_mul(7_919)) % referrers.max(1);
-        writeln!(
-            f,
-            "u{j:09},r{i:06}-u,1740787200000,instance,USD,12500000000"
-        )?;
+        writeln!(f, "{}", shape.row(j, referrers, ','))?;
     }
     f.flush()?;
+    let db = dir.join("engine.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    // The product's connections run with a 64 MiB page cache (storage::sqlite); so does this.
     let script = format!(
-        "PRAGMA journal_mode=WAL;\nCREATE TABLE bench_usage (id TEXT PRIMARY KEY, account_id TEXT NOT NULL, \
-         at INTEGER NOT NULL, category TEXT NOT NULL, currency TEXT NOT NULL, units INTEGER NOT NULL);\n\
-         .mode csv\n.import {} bench_usage\n",
+        "PRAGMA journal_mode=WAL;\nPRAGMA cache_size=-65536;\n{};\n.mode csv\n.import {} bench_usage\n",
+        shape.ddl("INTEGER", "INTEGER").join(";\n"),
         csv.display()
     );
     let started = Instant::now();
     let mut child = std::process::Command::new("sqlite3")
-        .arg(dir.join("engine.db"))
+        .arg(&db)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .spawn()?;
@@ -168,38 +234,31 @@ fn sqlite_import(dir: &Path, events: usize, referrers: usize) -> Result<Option<D
     Ok(Some(started.elapsed()))
 }
 
-/// The engine's own bulk load of the same usage rows into a plain table with a primary key.
+/// The engine's own bulk load of the same usage rows into a fresh table of `shape`.
 async fn engine_load(
     store: &Store,
+    shape: Shape,
     events: usize,
     referrers: usize,
 ) -> Result<(Duration, &'static str)> {
-    let row = |j: usize| {
-        let i = (j.wrapping_mul(7_919)) % referrers.max(1);
-        (format!("u{j:09}"), format!("r{i:06}-u"))
-    };
     match store {
         Store::Postgres(s) => {
             let mut conn = s.pool().acquire().await?;
-            sqlx::query(
-                "CREATE TABLE bench_usage (id TEXT PRIMARY KEY, account_id TEXT NOT NULL, \
-                 at BIGINT NOT NULL, category TEXT NOT NULL, currency TEXT NOT NULL, \
-                 units NUMERIC(38,0) NOT NULL)",
-            )
-            .execute(&mut *conn)
-            .await?;
-            let started = Instant::now();
-            let mut copy = conn
-                .copy_in_raw(
-                    "COPY bench_usage (id, account_id, at, category, currency, units) FROM STDIN",
-                )
+            sqlx::query("DROP TABLE IF EXISTS bench_usage")
+                .execute(&mut *conn)
                 .await?;
+            for ddl in shape.ddl("BIGINT", "NUMERIC(38,0)") {
+                sqlx::query(sqlx::AssertSqlSafe(ddl))
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            let started = Instant::now();
+            let copy = format!("COPY bench_usage ({}) FROM STDIN", shape.columns());
+            let mut copy = conn.copy_in_raw(&copy).await?;
             let mut data = String::with_capacity(1 << 20);
             for j in 0..events {
-                let (id, account) = row(j);
-                data.push_str(&format!(
-                    "{id}\t{account}\t1740787200000\tinstance\tUSD\t12500000000\n"
-                ));
+                data.push_str(&shape.row(j, referrers, '\t'));
+                data.push('\n');
                 if data.len() >= 1 << 20 {
                     copy.send(std::mem::take(&mut data).into_bytes()).await?;
                 }
@@ -210,30 +269,56 @@ async fn engine_load(
         }
         Store::Sqlite(s) => {
             let mut conn = s.pool().acquire().await?;
-            sqlx::query(
-                "CREATE TABLE bench_usage (id TEXT PRIMARY KEY, account_id TEXT NOT NULL, \
-                 at INTEGER NOT NULL, category TEXT NOT NULL, currency TEXT NOT NULL, \
-                 units INTEGER NOT NULL)",
-            )
-            .execute(&mut *conn)
-            .await?;
+            sqlx::query("DROP TABLE IF EXISTS bench_usage")
+                .execute(&mut *conn)
+                .await?;
+            for ddl in shape.ddl("INTEGER", "INTEGER") {
+                sqlx::query(sqlx::AssertSqlSafe(ddl))
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            let columns = shape.columns().split(", ").count();
+            let insert = format!(
+                "INSERT INTO bench_usage ({}) VALUES ({})",
+                shape.columns(),
+                (1..=columns)
+                    .map(|i| format!("${i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
             let started = Instant::now();
             let mut tx = sqlx::Connection::begin(&mut *conn).await?;
             for j in 0..events {
-                let (id, account) = row(j);
-                sqlx::query(
-                    "INSERT INTO bench_usage (id, account_id, at, category, currency, units) \
-                     VALUES ($1, $2, 1740787200000, 'instance', 'USD', 12500000000)",
-                )
-                .bind(id)
-                .bind(account)
-                .execute(&mut *tx)
-                .await?;
+                let row = shape.row(j, referrers, '\t');
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(insert.as_str()));
+                for field in row.split('\t') {
+                    q = q.bind(field.to_string());
+                }
+                q.execute(&mut *tx).await?;
             }
             tx.commit().await?;
             Ok((started.elapsed(), "prepared INSERT loop, one transaction"))
         }
     }
+}
+
+/// The engine's load of the rows into a table of `shape`: the sqlite3 shell where it is
+/// installed, else the driver (`engine_load`) on a fresh database of the bench's kind.
+async fn engine_figure(
+    db: &BenchDb,
+    dir: &Path,
+    shape: Shape,
+    opts: &IngestOptions,
+) -> Result<(Duration, &'static str)> {
+    if matches!(db, BenchDb::Sqlite { .. })
+        && let Some(took) = sqlite_import(dir, shape, opts.events, opts.referrers)?
+    {
+        return Ok((took, "sqlite3 .import"));
+    }
+    let store = db.open().await?;
+    let loaded = engine_load(&store, shape, opts.events, opts.referrers).await;
+    store.close().await;
+    loaded
 }
 
 pub(super) async fn ingest(opts: IngestOptions) -> Result<i32> {
@@ -260,19 +345,9 @@ pub(super) async fn ingest(opts: IngestOptions) -> Result<i32> {
     ));
     let (took, peak_rss_kib) = ingest_as_a_user(&file, &url)?;
     progress.say("the engine's own bulk load of the same usage rows");
-    let shell = match db {
-        BenchDb::Sqlite { .. } => sqlite_import(&dir.path, opts.events, opts.referrers)?,
-        BenchDb::Postgres { .. } => None,
-    };
-    let (engine, engine_method) = match shell {
-        Some(took) => (took, "sqlite3 .import"),
-        None => {
-            let store = db.open().await?;
-            let loaded = engine_load(&store, opts.events, opts.referrers).await?;
-            store.close().await;
-            loaded
-        }
-    };
+    let (engine, engine_method) = engine_figure(&db, &dir.path, Shape::Plain, &opts).await?;
+    progress.say("the same, into a table shaped like the product's usage table");
+    let (product, _) = engine_figure(&db, &dir.path, Shape::Product, &opts).await?;
     let backend = db.backend();
     db.remove().await?;
     let http = match opts.http_events.min(opts.events) {
@@ -295,6 +370,10 @@ pub(super) async fn ingest(opts: IngestOptions) -> Result<i32> {
         ratio: per_sec(took) / per_sec(engine),
         peak_rss_kib,
         engine_method,
+        engine_product_secs: product.as_secs_f64(),
+        engine_product_rows_per_sec: per_sec(product),
+        best_ratio: per_sec(product) / per_sec(engine),
+        ratio_to_product_load: per_sec(took) / per_sec(product),
         http,
     };
     if opts.json {
@@ -316,7 +395,17 @@ pub(super) async fn ingest(opts: IngestOptions) -> Result<i32> {
             figures.engine_secs,
             group(figures.engine_rows_per_sec as u64)
         );
+        outln!(
+            "  engine, into the product's usage shape (+ content hash, checks, account index) {:>8.2} s  {:>10} rows/s",
+            figures.engine_product_secs,
+            group(figures.engine_product_rows_per_sec as u64)
+        );
         outln!("  ratio {:.3} of the engine's own bulk load", figures.ratio);
+        outln!(
+            "  ratio {:.3} of the engine's load into the product's shape, whose own ratio (the best any ingest into this schema can reach) is {:.3}",
+            figures.ratio_to_product_load,
+            figures.best_ratio
+        );
         if let Some(h) = &figures.http {
             outln!(
                 "  POST /v1/ingest  {:>8.2} s  {:>10} records/s  ({} records in {} requests of at most {}, one client)",

@@ -20,7 +20,7 @@ use crate::domain::ids::ProgramId;
 use crate::domain::money::{Currency, Money};
 use crate::domain::program::ProgramSet;
 use crate::ingest::record::{OptInRecord, RefundRecord};
-use crate::ingest::{ChunkSource, IngestReport, LineError, Numbered, Record};
+use crate::ingest::{Feed, IngestReport, LineError, Numbered, Record};
 use rows::{
     ACCOUNTS, LINKS, PAYOUT_METHODS, PURCHASES, REFERRALS, REFUNDS, Row, TEMPLATES, TableSpec,
     USAGE, Val, to_row,
@@ -53,7 +53,7 @@ impl Store {
     /// chunk.
     pub async fn ingest_stream(
         &self,
-        chunks: &mut (dyn ChunkSource + Send),
+        chunks: &mut Feed,
         strict: bool,
         progress: &(dyn Fn(&IngestReport, u64) + Sync),
     ) -> StoreResult<IngestReport> {
@@ -63,7 +63,13 @@ impl Store {
             true => Some(self.begin_write(WriteLock::Accrual).await?),
             false => None,
         };
-        while let Some(chunk) = chunks.next_chunk() {
+        // A reader that stops early fails the ingest: under `strict` nothing commits, and
+        // otherwise what committed is what the progress showed.
+        while let Some(chunk) = chunks
+            .next()
+            .await
+            .map_err(|e| StoreError::Input(e.to_string()))?
+        {
             report.lines_read += chunk.lines;
             bytes += chunk.bytes;
             report.rejected.extend(chunk.rejected);
