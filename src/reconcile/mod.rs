@@ -9,7 +9,9 @@ pub mod schedule;
 
 use std::path::PathBuf;
 
-use futures::TryStreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{StreamExt, TryStreamExt};
 use tracing::{Instrument, info, info_span};
 
 use crate::domain::ids::Rail;
@@ -262,8 +264,58 @@ async fn read_apis(
     Ok(seq as u64)
 }
 
-/// Reads a statement file in batches: a blocking thread parses, this task stores, and the
-/// channel between them holds at most two batches.
+/// One run's record batches being stored, up to the backend's bulk writers at once (each
+/// batch is its own transaction on its own connection), numbered in the order they arrive.
+struct Batches<'a> {
+    store: &'a Store,
+    run_id: &'a str,
+    next_seq: i64,
+    /// Records whose batch has been stored.
+    done: u64,
+    in_flight: FuturesUnordered<BoxFuture<'a, Result<u64, StoreError>>>,
+}
+
+impl<'a> Batches<'a> {
+    fn new(store: &'a Store, run_id: &'a str) -> Batches<'a> {
+        Batches {
+            store,
+            run_id,
+            next_seq: 0,
+            done: 0,
+            in_flight: FuturesUnordered::new(),
+        }
+    }
+
+    /// Starts storing `batch`; returns once fewer than the writers' limit are in flight,
+    /// with the records stored so far. A failed batch fails the run (its records are those
+    /// of a failed run, kept for inspection).
+    async fn store(&mut self, batch: Vec<ProviderRecord>) -> Result<u64, StoreError> {
+        let (store, run_id, first) = (self.store, self.run_id, self.next_seq);
+        self.next_seq += batch.len() as i64;
+        self.in_flight.push(Box::pin(async move {
+            store.recon_add_records(run_id, first, &batch).await?;
+            Ok(batch.len() as u64)
+        }));
+        while self.in_flight.len() >= self.store.bulk_writers().max(1) {
+            match self.in_flight.next().await {
+                Some(stored) => self.done += stored?,
+                None => break,
+            }
+        }
+        Ok(self.done)
+    }
+
+    /// Waits for every batch in flight; returns the records stored.
+    async fn finish(&mut self) -> Result<u64, StoreError> {
+        while let Some(stored) = self.in_flight.next().await {
+            self.done += stored?;
+        }
+        Ok(self.done)
+    }
+}
+
+/// Reads a statement file in batches: a blocking thread parses, this task stores (see
+/// `Batches`), and the channel between them holds at most two batches.
 async fn read_file(
     store: &Store,
     run: &NewRun,
@@ -285,20 +337,26 @@ async fn read_file(
                 .map_err(|_| StatementError::Io(std::io::Error::other("reconciliation stopped")))
         })
     });
-    let mut seq = 0i64;
+    let mut batches = Batches::new(store, &run.id);
     let mut stored: Result<(), ReconcileError> = Ok(());
     while let Some(batch) = rx.recv().await {
         if stored.is_ok() {
-            stored = store
-                .recon_add_records(&run.id, seq, &batch)
+            stored = batches
+                .store(batch)
                 .await
+                .map(|done| progress.records_read(rail, done))
                 .map_err(ReconcileError::from);
-            seq += batch.len() as i64;
-            progress.records_read(rail, seq as u64);
         }
         if stored.is_err() {
             rx.close();
         }
+    }
+    if stored.is_ok() {
+        stored = batches
+            .finish()
+            .await
+            .map(|done| progress.records_read(rail, done))
+            .map_err(ReconcileError::from);
     }
     stored?;
     let read = reader

@@ -225,6 +225,15 @@ impl Store {
         on_backend!(self, s => s.programs())
     }
 
+    /// How many independent bulk loads of one job (a reconciliation's record batches) are
+    /// worth running at once: SQLite has one writer, PostgreSQL a backend per connection.
+    pub fn bulk_writers(&self) -> usize {
+        match self {
+            Store::Sqlite(_) => sqlite::BULK_WRITERS,
+            Store::Postgres(_) => postgres::BULK_WRITERS,
+        }
+    }
+
     pub async fn close(&self) {
         on_backend!(self, s => s.close().await)
     }

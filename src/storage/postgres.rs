@@ -25,8 +25,13 @@ pub(crate) const JOBS_DONE_BEFORE: &str = "done_at < to_timestamp($1)";
 pub(crate) type Tx = sqlx::Transaction<'static, Db>;
 /// Run before matching, in its transaction: statistics for the records just copied in (the
 /// planner would otherwise expect a few thousand rows and pick a million index probes over
-/// hash joins), and sort memory for the classification's window functions.
-pub(crate) const RECON_PREPARE: &[&str] = &["SET LOCAL work_mem = '64MB'", "ANALYZE recon_records"];
+/// hash joins), sort memory for the classification's window functions, and no JIT (it
+/// compiled about a hundred functions for one query, for less than it saved).
+pub(crate) const RECON_PREPARE: &[&str] = &[
+    "SET LOCAL work_mem = '64MB'",
+    "SET LOCAL jit = off",
+    "ANALYZE recon_records",
+];
 /// Run at the start of a payout run's transaction: its many short range queries would each
 /// pay the JIT compiler more (about 15 ms a query on a million payees) than they run.
 pub(crate) const RUN_PREPARE: &[&str] = &["SET LOCAL jit = off"];
@@ -221,6 +226,10 @@ pub(crate) async fn insert_recon_records(
 /// Records are linked by payout id and attempt token as they are stored (see
 /// `insert_recon_records`); matching links the rest.
 pub(crate) const RECORDS_LINKED_ON_STORE: bool = true;
+
+/// Bulk loads of one job that may run at once, each on its own connection (a server backend,
+/// a core each): two keep a small server busy while the client parses the next batch.
+pub(crate) const BULK_WRITERS: usize = 2;
 
 /// Withdrawals commit one by one: PostgreSQL groups concurrent commits' WAL flushes itself.
 pub(crate) const GROUP_COMMIT: bool = false;

@@ -146,6 +146,9 @@ pub(crate) fn copy_escape(out: &mut String, value: &str) {
     out.push_str(value);
 }
 
+/// One writer: a second bulk load at once would only wait for the first.
+pub(crate) const BULK_WRITERS: usize = 1;
+
 /// Records are stored as read; matching links them all.
 pub(crate) const RECORDS_LINKED_ON_STORE: bool = false;
 

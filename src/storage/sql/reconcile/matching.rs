@@ -183,6 +183,12 @@ pub(super) async fn classify(tx: &mut Tx, run: &NewRun) -> StoreResult<Vec<Found
     let tables = rule_tables(&run.tolerances);
     let money = money_left_states();
     let rails = rail_list(&run.rails);
+    // One pass over the linked records and their payouts judges every pair at once; only
+    // the few rows that disagree are kept (`judged`) and split into one row per kind. The
+    // payout's chosen record (`rn`) and its count of records carrying money (`n_money`) come
+    // from one window over the records in payout order. The filter is one CASE on purpose:
+    // PostgreSQL splits a plain OR into a guess made before the join (a few thousand rows,
+    // not a million) and then probes the payouts' index a million times.
     let found: Vec<Found> = sqlx::query(sqlx::AssertSqlSafe(format!(
         "WITH {tables}, linked AS ( \
            SELECT r.seq, r.rail, r.record_id, r.payout_id, r.state, r.payee, r.currency, \
@@ -194,26 +200,39 @@ pub(super) async fn classify(tx: &mut Tx, run: &NewRun) -> StoreResult<Vec<Found
                r.created_at DESC, r.seq DESC) AS rn \
            FROM recon_records r \
            WHERE r.run_id = $1 AND r.payout_id IS NOT NULL AND r.kind <> 'bank_payout'), \
-         pairs AS ( \
-           SELECT l.*, p.currency AS p_currency, CAST(p.units AS BIGINT) AS p_units, \
-             lower(p.destination) AS p_payee, p.status AS p_status \
-           FROM linked l JOIN payouts p ON p.id = l.payout_id \
-           WHERE l.rn = 1 AND l.n_money <= 1) \
+         checked AS ( \
+           SELECT l.rail, l.payout_id, l.seq, l.record_id, \
+             (l.n_money > 1 AND l.state IN ({money})) AS dup, \
+             (l.rn = 1 AND l.n_money <= 1) AS pair, \
+             l.currency <> p.currency AS cur, \
+             (l.currency = p.currency AND ABS(l.units - CAST(p.units AS BIGINT)) > t.units) AS amt, \
+             l.payee <> lower(p.destination) AS pay, \
+             s.severity AS st \
+           FROM linked l \
+           LEFT JOIN payouts p ON p.id = l.payout_id \
+           LEFT JOIN tol t ON t.currency = l.currency \
+           LEFT JOIN rules s ON s.ours = p.status AND s.theirs = l.state), \
+         judged AS ( \
+           SELECT rail, payout_id, seq, record_id, dup, \
+             (pair AND cur) AS cur, (pair AND amt) AS amt, (pair AND pay) AS pay, \
+             CASE WHEN pair THEN st END AS st \
+           FROM checked \
+           WHERE CASE WHEN dup THEN 1 \
+             WHEN pair AND (cur OR amt OR pay OR st IS NOT NULL) THEN 1 ELSE 0 END = 1) \
          SELECT 'duplicate_at_provider' AS kind, 'critical' AS severity, rail, payout_id, \
-           seq, record_id FROM linked WHERE n_money > 1 AND state IN ({money}) \
+           seq, record_id FROM judged WHERE dup \
          UNION ALL \
          SELECT 'currency_mismatch', 'high', rail, payout_id, seq, record_id \
-           FROM pairs WHERE currency <> p_currency \
+           FROM judged WHERE cur \
          UNION ALL \
-         SELECT 'amount_mismatch', 'high', x.rail, x.payout_id, x.seq, x.record_id \
-           FROM pairs x JOIN tol t ON t.currency = x.p_currency \
-           WHERE x.currency = x.p_currency AND ABS(x.units - x.p_units) > t.units \
+         SELECT 'amount_mismatch', 'high', rail, payout_id, seq, record_id \
+           FROM judged WHERE amt \
          UNION ALL \
          SELECT 'payee_mismatch', 'high', rail, payout_id, seq, record_id \
-           FROM pairs WHERE payee <> p_payee \
+           FROM judged WHERE pay \
          UNION ALL \
-         SELECT 'status_mismatch', s.severity, x.rail, x.payout_id, x.seq, x.record_id \
-           FROM pairs x JOIN rules s ON s.ours = x.p_status AND s.theirs = x.state \
+         SELECT 'status_mismatch', st, rail, payout_id, seq, record_id \
+           FROM judged WHERE st IS NOT NULL \
          UNION ALL \
          SELECT 'missing_at_provider', 'high', p.rail, p.id, CAST(NULL AS BIGINT), \
            CAST(NULL AS TEXT) \
