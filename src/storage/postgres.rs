@@ -30,7 +30,8 @@ pub(crate) type Tx = sqlx::Transaction<'static, Db>;
 pub(crate) const RECON_PREPARE: &[&str] = &[
     "SET LOCAL work_mem = '64MB'",
     "SET LOCAL jit = off",
-    "ANALYZE recon_records",
+    // Only the columns matching filters and joins on: the others' statistics cost time.
+    "ANALYZE recon_records (run_id, payout_id, kind, state, currency, created_at)",
 ];
 /// Run at the start of a payout run's transaction: its many short range queries would each
 /// pay the JIT compiler more (about 15 ms a query on a million payees) than they run.
@@ -148,16 +149,25 @@ pub(crate) async fn push_tasks(tx: &mut Tx, mut tasks: Vec<QueuedTask>) -> Store
     Ok(())
 }
 
-/// Stores reconciliation records with COPY: a million rows in seconds, where row-by-row or
-/// even multi-row INSERTs would dominate a run.
+/// Stores reconciliation records with COPY straight into `recon_records`, each already
+/// linked to its payout (`link_batch`): a million rows in seconds, where row-by-row INSERTs,
+/// or a staging table and an `INSERT ... SELECT` joining payouts, would dominate a run.
 pub(crate) async fn insert_recon_records(
     conn: &mut Conn,
     run_id: &str,
     rows: &[sql::reconcile::RecordRow],
 ) -> StoreResult<()> {
-    let mut data = String::with_capacity(rows.len() * 160);
-    for r in rows {
-        let fields: [Option<&str>; 14] = [
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    // A batch's commit need not wait for its WAL flush: if the server crashed before the
+    // flush, the batch would be lost with a run that never completed (a failed run). The
+    // run completes in a later, synchronous commit, which flushes every batch before it.
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(&mut *tx)
+        .await?;
+    let links = link_batch(&mut tx, rows).await?;
+    let mut data = String::with_capacity(rows.len() * 180);
+    for (r, link) in rows.iter().zip(&links) {
+        let fields: [Option<&str>; 16] = [
             Some(run_id),
             Some(&r.seq.to_string()),
             Some(r.rail),
@@ -172,6 +182,8 @@ pub(crate) async fn insert_recon_records(
             Some(r.state),
             Some(&r.provider_status),
             Some(&r.created_at.to_string()),
+            link.as_ref().map(|(payout, _)| payout.as_str()),
+            link.as_ref().map(|(_, by)| *by),
         ];
         for (i, field) in fields.iter().enumerate() {
             if i > 0 {
@@ -184,43 +196,68 @@ pub(crate) async fn insert_recon_records(
         }
         data.push('\n');
     }
-    // Records are linked as they are stored (by our payout id echoed back, then by our
-    // attempt token), so matching never rewrites a million stored rows with UPDATEs.
-    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-    sqlx::query(
-        "CREATE TEMP TABLE recon_staging (LIKE recon_records INCLUDING DEFAULTS) ON COMMIT DROP",
-    )
-    .execute(&mut *tx)
-    .await?;
-    let columns = "run_id, seq, rail, kind, record_id, reference, payout_hint, group_id, payee, \
-                   currency, units, state, provider_status, created_at";
-    let mut copy = tx
-        .copy_in_raw(&format!("COPY recon_staging ({columns}) FROM STDIN"))
-        .await?;
-    copy.send(data.into_bytes()).await?;
-    copy.finish().await?;
-    let prefixed = columns
-        .split(", ")
-        .map(|c| format!("s.{}", c.trim()))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let insert = format!(
-        "INSERT INTO recon_records ({columns}, payout_id, matched_by) \
-         SELECT {prefixed}, COALESCE(p.id, a.payout_id), \
-           CASE WHEN p.id IS NOT NULL THEN 'payout_id' \
-                WHEN a.payout_id IS NOT NULL THEN 'reference' END \
-         FROM recon_staging s \
-         LEFT JOIN payouts p ON p.id = s.payout_hint AND p.rail = s.rail \
-         LEFT JOIN LATERAL ( \
-           SELECT t.payout_id FROM payout_attempts t JOIN payouts q ON q.id = t.payout_id \
-           WHERE p.id IS NULL AND t.rail_ref = s.reference AND q.rail = s.rail \
-           ORDER BY t.payout_id LIMIT 1) a ON TRUE"
-    );
-    sqlx::query(sqlx::AssertSqlSafe(insert))
-        .execute(&mut *tx)
-        .await?;
+    let copy = "COPY recon_records (run_id, seq, rail, kind, record_id, reference, payout_hint, \
+                group_id, payee, currency, units, state, provider_status, created_at, payout_id, \
+                matched_by) FROM STDIN";
+    let mut sink = tx.copy_in_raw(copy).await?;
+    sink.send(data.into_bytes()).await?;
+    sink.finish().await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// Each record's payout and how it was found, most specific first: our payout id echoed back
+/// (on the same rail), else our attempt token (the lowest payout id holding it on the same
+/// rail). Two lookups a batch, each one array of keys.
+async fn link_batch(
+    conn: &mut sqlx::PgConnection,
+    rows: &[sql::reconcile::RecordRow],
+) -> StoreResult<Vec<Option<(String, &'static str)>>> {
+    let hints: Vec<&str> = rows
+        .iter()
+        .filter_map(|r| r.payout_hint.as_deref())
+        .collect();
+    let by_id: std::collections::HashSet<(String, String)> =
+        sqlx::query_as("SELECT id, rail FROM payouts WHERE id = ANY($1)")
+            .bind(&hints)
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .collect();
+    let hinted = |r: &sql::reconcile::RecordRow| {
+        r.payout_hint
+            .clone()
+            .filter(|h| by_id.contains(&(h.clone(), r.rail.to_string())))
+    };
+    let references: Vec<&str> = rows
+        .iter()
+        .filter(|r| hinted(r).is_none())
+        .filter_map(|r| r.reference.as_deref())
+        .collect();
+    let by_reference: std::collections::HashMap<(String, String), String> = sqlx::query_as(
+        "SELECT t.rail_ref, q.rail, MIN(t.payout_id) FROM payout_attempts t \
+         JOIN payouts q ON q.id = t.payout_id WHERE t.rail_ref = ANY($1) \
+         GROUP BY t.rail_ref, q.rail",
+    )
+    .bind(&references)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .map(|(reference, rail, payout): (String, String, String)| ((reference, rail), payout))
+    .collect();
+    let links = rows
+        .iter()
+        .map(|r| {
+            if let Some(hint) = hinted(r) {
+                return Some((hint, "payout_id"));
+            }
+            let reference = r.reference.clone()?;
+            by_reference
+                .get(&(reference, r.rail.to_string()))
+                .map(|payout| (payout.clone(), "reference"))
+        })
+        .collect::<Vec<_>>();
+    Ok(links)
 }
 
 /// Records are linked by payout id and attempt token as they are stored (see

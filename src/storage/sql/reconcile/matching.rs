@@ -348,22 +348,23 @@ pub(super) async fn store_exceptions(
 }
 
 /// Records (linked, matched) and expected payouts per rail and currency. Money totals are
-/// summed exactly (see `storage::sums`): a period's can pass the cap.
+/// summed exactly (see `storage::sums`): a period's can pass the cap. The exceptions are
+/// looked up with `IN` (a hashed set on PostgreSQL, an ephemeral index on SQLite): joined
+/// as derived tables, SQLite scanned them once per record (175 s for a million).
 pub(super) async fn rail_totals(tx: &mut Tx, run: &NewRun) -> StoreResult<Vec<RailTotals>> {
     let id = run.id.as_str();
     let rails = rail_list(&run.rails);
     let record_totals = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT r.rail, r.currency, COUNT(*), {}, \
            SUM(CASE WHEN r.payout_id IS NOT NULL THEN 1 ELSE 0 END), \
-           SUM(CASE WHEN r.payout_id IS NOT NULL AND x.record_seq IS NULL \
-               AND d.payout_id IS NULL THEN 1 ELSE 0 END) \
+           SUM(CASE WHEN r.payout_id IS NOT NULL \
+               AND r.seq NOT IN (SELECT record_seq FROM recon_exceptions \
+                                  WHERE run_id = $1 AND record_seq IS NOT NULL) \
+               AND r.payout_id NOT IN (SELECT payout_id FROM recon_exceptions \
+                                        WHERE run_id = $1 AND kind = 'duplicate_at_provider' \
+                                          AND payout_id IS NOT NULL) \
+               THEN 1 ELSE 0 END) \
          FROM recon_records r \
-         LEFT JOIN (SELECT DISTINCT record_seq FROM recon_exceptions \
-                     WHERE run_id = $1 AND record_seq IS NOT NULL) x \
-           ON x.record_seq = r.seq \
-         LEFT JOIN (SELECT DISTINCT payout_id FROM recon_exceptions \
-                     WHERE run_id = $1 AND kind = 'duplicate_at_provider') d \
-           ON d.payout_id = r.payout_id \
          WHERE r.run_id = $1 GROUP BY r.rail, r.currency",
         wide_sum("r.units")
     )))
