@@ -245,9 +245,7 @@ impl TestEnv {
     }
 
     pub async fn ingest(&self, ndjson: &str) -> IngestReport {
-        payouts::app::ingest::ingest(&self.store, std::io::Cursor::new(ndjson.to_owned()), false)
-            .await
-            .expect("ingest")
+        ingest_text(&self.store, ndjson, false).await
     }
 
     pub fn deps_with(&self, api_key: &str, policy: RetryPolicy, worker: &str) -> Arc<PayoutDeps> {
@@ -469,4 +467,16 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     check().await
+}
+
+/// Ingests `ndjson` into `store` as `payouts ingest` reads a file (`strict`: all or nothing).
+#[allow(dead_code)] // Not every test binary ingests text directly.
+pub async fn ingest_text(
+    store: &payouts::storage::Store,
+    ndjson: &str,
+    strict: bool,
+) -> IngestReport {
+    payouts::app::ingest::ingest(store, std::io::Cursor::new(ndjson.to_owned()), strict)
+        .await
+        .expect("ingest")
 }

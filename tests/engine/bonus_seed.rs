@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::common::{TEST_SEED, TestDb, usd};
+use crate::common::{self, TEST_SEED, TestDb, usd};
 use payouts::domain::ids::AccountId;
 use payouts::domain::money::{Currency, Money};
 use payouts::domain::program::ProgramSet;
@@ -103,13 +103,7 @@ async fn a_changed_seed_never_redraws_a_granted_bonus() {
     assert_eq!(bonus(&second, "bs-a").await, a);
 
     // A new referred user draws under the rotated seed, and the draw names its fingerprint.
-    payouts::app::ingest::ingest(
-        &second,
-        std::io::Cursor::new(records(&["bs-c"]).to_owned()),
-        false,
-    )
-    .await
-    .expect("new referral");
+    common::ingest_text(&second, &records(&["bs-c"]), false).await;
     let terms = programs_with_seed(OTHER_SEED);
     let distribution = &terms
         .get_str("runpod-bonus")

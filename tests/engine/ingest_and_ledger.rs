@@ -108,13 +108,12 @@ async fn bad_lines_are_reported_by_number_and_the_rest_goes_in() {
 #[tokio::test]
 async fn strict_mode_writes_nothing_when_any_line_is_bad() {
     let env = TestEnv::new(Faults::default()).await;
-    let report = payouts::app::ingest::ingest(
+    let report = common::ingest_text(
         &env.store,
-        std::io::Cursor::new(include_str!("../../fixtures/bad_lines.ndjson").to_owned()),
+        include_str!("../../fixtures/bad_lines.ndjson"),
         true,
     )
-    .await
-    .unwrap();
+    .await;
     assert!(report.rolled_back);
     let accounts: i64 = common::scalar(&env.store, "SELECT COUNT(*) FROM accounts").await;
     assert_eq!(accounts, 0);
@@ -126,10 +125,7 @@ async fn strict_mode_writes_nothing_when_any_line_is_bad() {
         r#"{"type":"refund","id":"r1","usage_id":"u1","amount":"10.01"}"#,
         "\n"
     );
-    let report =
-        payouts::app::ingest::ingest(&env.store, std::io::Cursor::new(lines.to_owned()), true)
-            .await
-            .unwrap();
+    let report = common::ingest_text(&env.store, lines, true).await;
     assert!(report.rolled_back);
     assert!(report.rejected[0].message.contains("would refund more"));
     let usage: i64 = common::scalar(&env.store, "SELECT COUNT(*) FROM usage").await;

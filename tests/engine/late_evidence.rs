@@ -2,7 +2,7 @@
 //! fingerprint) counts whenever it arrives: the outcome never depends on the order the facts
 //! came in, and what a referral earned before the evidence is clawed back with the reason.
 
-use crate::common::{TestEnv, usd};
+use crate::common::{self, TestEnv, usd};
 use payouts::domain::money::{Currency, Money};
 use payouts::sim::stripe::Faults;
 
@@ -203,13 +203,7 @@ async fn a_program_may_stop_future_earnings_only() {
     let ingest = |lines: Vec<String>| {
         let store = store.clone();
         async move {
-            let r = payouts::app::ingest::ingest(
-                &store,
-                std::io::Cursor::new(lines.join("\n").to_owned()),
-                false,
-            )
-            .await
-            .expect("ingest");
+            let r = common::ingest_text(&store, &lines.join("\n"), false).await;
             assert!(r.rejected.is_empty(), "{:#?}", r.rejected);
         }
     };

@@ -136,9 +136,7 @@ async fn a_paypal_event_for_another_attempts_batch_leaves_the_payout_alone() {
     let db = common::TestDb::named("object_match").await;
     let store = db.open(common::all_rails_programs()).await;
     for text in [DEMO, RAILS_FIXTURE] {
-        payouts::app::ingest::ingest(&store, std::io::Cursor::new(text.to_owned()), true)
-            .await
-            .expect("ingest");
+        common::ingest_text(&store, text, true).await;
     }
     let sandbox = Sandbox::start(SandboxOptions::default())
         .await

@@ -174,13 +174,7 @@ async fn balances_below_the_programs_minimum_wait() {
         earner("r-big", "2000"),
         method("r-big", true),
     ];
-    payouts::app::ingest::ingest(
-        &store,
-        std::io::Cursor::new(lines.join("\n").to_owned()),
-        true,
-    )
-    .await
-    .unwrap();
+    common::ingest_text(&store, &lines.join("\n"), true).await;
     let run = store.run_payouts(&period("2026-11"), false).await.unwrap();
     assert_eq!(run.skipped.get(&Skip::BelowMinimum), Some(&1), "22.50 < 25");
     assert_eq!((run.created, run.totals[0].amount), (1, usd("45")));

@@ -162,13 +162,7 @@ async fn store(name: &str) -> (common::TestDb, Store) {
 }
 
 async fn ingest(store: &Store, lines: &[String]) -> payouts::ingest::IngestReport {
-    payouts::app::ingest::ingest(
-        store,
-        std::io::Cursor::new(lines.join("\n").to_owned()),
-        false,
-    )
-    .await
-    .unwrap()
+    common::ingest_text(store, &lines.join("\n"), false).await
 }
 
 /// Every account's (program -> earned) as the balances report it.

@@ -556,13 +556,7 @@ async fn a_platform_may_count_spend_before_the_threshold_once_it_is_reached() {
         r#"{"type":"template","id":"tpl-1","program":"runpod-creator","creator":"creator"}"#.into(),
         run("r1", "a", "2025-09-01T00:00:00Z", "500", "tpl-1", 23 * 3600),
     ];
-    payouts::app::ingest::ingest(
-        &store,
-        std::io::Cursor::new(lines.join("\n").to_owned()),
-        true,
-    )
-    .await
-    .unwrap();
+    common::ingest_text(&store, &lines.join("\n"), true).await;
     let creator_id = AccountId::parse("creator").unwrap();
     assert!(
         store
@@ -573,9 +567,7 @@ async fn a_platform_may_count_spend_before_the_threshold_once_it_is_reached() {
             .is_empty()
     );
     let more = run("r2", "a", "2025-09-02T00:00:00Z", "100", "tpl-1", 3600);
-    payouts::app::ingest::ingest(&store, std::io::Cursor::new(more.to_owned()), true)
-        .await
-        .unwrap();
+    common::ingest_text(&store, &more, true).await;
     let b = store.balance(&creator_id).await.unwrap();
     assert_eq!(
         b.program("runpod-creator", Currency::Usd).unwrap().earned,

@@ -40,9 +40,7 @@ impl Env {
         let db = common::TestDb::named("rails").await;
         let store = db.open(common::all_rails_programs()).await;
         for text in [DEMO, RAILS_FIXTURE, extra] {
-            payouts::app::ingest::ingest(&store, std::io::Cursor::new(text.to_owned()), true)
-                .await
-                .expect("ingest");
+            common::ingest_text(&store, text, true).await;
         }
         let sandbox = Sandbox::start(options).await.expect("sandbox");
         if webhooks {

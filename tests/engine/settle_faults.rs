@@ -102,9 +102,7 @@ async fn partnerstack_late_commits_and_lagging_lists_record_one_reward_per_payou
     let db = common::TestDb::named("settle").await;
     let store = db.open(common::all_rails_programs()).await;
     for text in [DEMO, RAILS_FIXTURE] {
-        payouts::app::ingest::ingest(&store, std::io::Cursor::new(text.to_owned()), true)
-            .await
-            .expect("ingest");
+        common::ingest_text(&store, text, true).await;
     }
     let sandbox = Sandbox::start(SandboxOptions {
         faults: lying_provider(11),

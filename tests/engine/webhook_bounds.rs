@@ -35,9 +35,7 @@ async fn setup(name: &str, limit: RateLimiter) -> Setup {
     let db = common::TestDb::named(name).await;
     let store = db.open(common::all_rails_programs()).await;
     for text in [DEMO, RAILS_FIXTURE] {
-        payouts::app::ingest::ingest(&store, std::io::Cursor::new(text.to_owned()), true)
-            .await
-            .expect("ingest");
+        common::ingest_text(&store, text, true).await;
     }
     let sandbox = Sandbox::start(SandboxOptions::default())
         .await
