@@ -121,6 +121,15 @@ pub(crate) async fn begin_write(pool: &Pool, lock: WriteLock<'_>) -> StoreResult
     Ok(tx)
 }
 
+/// Enqueues jobs whose keys name payouts created in this very transaction: no job can hold
+/// such a key yet, so the lookup `push_tasks` makes first would only cost a round trip.
+pub(crate) async fn push_fresh_tasks(tx: &mut Tx, tasks: Vec<QueuedTask>) -> StoreResult<()> {
+    if !tasks.is_empty() {
+        apalis_postgres::queries::push_tasks(&mut **tx, PAYOUT_QUEUE, tasks).await?;
+    }
+    Ok(())
+}
+
 /// Enqueues in the caller's transaction, dropping tasks whose idempotency key the queue
 /// already holds (as SQLite's queue does; PostgreSQL's would abort the transaction instead).
 ///

@@ -112,6 +112,11 @@ pub(crate) async fn begin_write(pool: &Pool, _lock: WriteLock<'_>) -> StoreResul
 
 /// Enqueues in the caller's transaction. The queue silently drops a task whose idempotency
 /// key it already holds.
+/// The same as `push_tasks` here: SQLite's insert ignores a key already queued.
+pub(crate) async fn push_fresh_tasks(tx: &mut Tx, tasks: Vec<QueuedTask>) -> StoreResult<()> {
+    push_tasks(tx, tasks).await
+}
+
 pub(crate) async fn push_tasks(tx: &mut Tx, tasks: Vec<QueuedTask>) -> StoreResult<()> {
     apalis_sqlite::queries::push_tasks(&mut **tx, PAYOUT_QUEUE, &tasks).await?;
     Ok(())

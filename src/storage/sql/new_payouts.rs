@@ -9,7 +9,7 @@ use sqlx::QueryBuilder;
 use super::events::{payout_event, record_events};
 use super::ledger::{TxnMeta, insert_transactions};
 use super::payable::forget_payable;
-use super::payouts::{PayoutView, fetch_payouts};
+use super::payouts::{PAYOUT_COLUMNS, PayoutRow, PayoutView, payout_view};
 use super::{BATCH_ROWS, Db, StoreError, StoreResult, Tx, to_millis};
 use crate::domain::events::{EventType, HeldFor};
 use crate::domain::fingerprint::content_hash;
@@ -57,14 +57,14 @@ pub(crate) async fn insert_payout(tx: &mut Tx, payout: &NewPayout) -> StoreResul
 /// Writes a chunk of payouts; returns them as stored, by id.
 async fn insert_chunk(tx: &mut Tx, chunk: &[Row<'_>], now: i64) -> StoreResult<Vec<PayoutView>> {
     insert_holds(tx, chunk).await?;
-    insert_rows(tx, chunk, now).await?;
+    let views = insert_rows(tx, chunk, now).await?;
     insert_first_events(tx, chunk, now).await?;
-    let views = report_created(tx, chunk, now).await?;
+    let views = report_created(tx, chunk, views, now).await?;
     let tasks = chunk
         .iter()
         .map(|r| payout_task(&r.payout.id, r.delay, "created"))
         .collect::<StoreResult<Vec<_>>>()?;
-    super::push_tasks(tx, tasks).await?;
+    super::push_fresh_tasks(tx, tasks).await?;
     Ok(views)
 }
 
@@ -118,7 +118,8 @@ async fn insert_holds(tx: &mut Tx, rows: &[Row<'_>]) -> StoreResult<()> {
     insert_transactions(tx, &holds).await
 }
 
-async fn insert_rows(tx: &mut Tx, rows: &[Row<'_>], now: i64) -> StoreResult<()> {
+/// Inserts the payouts' rows and returns them as stored (no second read).
+async fn insert_rows(tx: &mut Tx, rows: &[Row<'_>], now: i64) -> StoreResult<Vec<PayoutView>> {
     let mut q = QueryBuilder::<Db>::new(
         "INSERT INTO payouts (id, account_id, program, rail, destination, currency, units, \
          status, idempotency_key, request_hash, hold_txn_id, next_action_at, created_at, updated_at) ",
@@ -140,8 +141,9 @@ async fn insert_rows(tx: &mut Tx, rows: &[Row<'_>], now: i64) -> StoreResult<()>
             .push_bind(now)
             .push_bind(now);
     });
-    q.build().execute(&mut **tx).await?;
-    Ok(())
+    q.push(" RETURNING ").push(PAYOUT_COLUMNS);
+    let stored: Vec<PayoutRow> = q.build_query_as().fetch_all(&mut **tx).await?;
+    stored.into_iter().map(payout_view).collect()
 }
 
 async fn insert_first_events(tx: &mut Tx, rows: &[Row<'_>], now: i64) -> StoreResult<()> {
@@ -164,9 +166,12 @@ async fn insert_first_events(tx: &mut Tx, rows: &[Row<'_>], now: i64) -> StoreRe
 
 /// The platform hears of each new payout, and of each held before it is sent (a cooling-off
 /// hold); what they take is no longer reported as payable.
-async fn report_created(tx: &mut Tx, rows: &[Row<'_>], now: i64) -> StoreResult<Vec<PayoutView>> {
-    let ids: Vec<&str> = rows.iter().map(|r| r.payout.id.as_str()).collect();
-    let mut views = fetch_payouts(tx, &ids).await?;
+async fn report_created(
+    tx: &mut Tx,
+    rows: &[Row<'_>],
+    mut views: Vec<PayoutView>,
+    now: i64,
+) -> StoreResult<Vec<PayoutView>> {
     views.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
     let mut events = Vec::with_capacity(rows.len());
     for r in rows {

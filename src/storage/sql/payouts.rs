@@ -17,13 +17,13 @@ use crate::domain::money::{Currency, Money};
 use crate::domain::payout::PayoutStatus;
 use crate::domain::withdrawal::{self, Ask, SavedMethod, Standing};
 
-const PAYOUT_COLUMNS: &str = "id, account_id, program, rail, destination, currency, CAST(units AS BIGINT) AS units, status, \
+pub(crate) const PAYOUT_COLUMNS: &str = "id, account_id, program, rail, destination, currency, CAST(units AS BIGINT) AS units, status, \
      attempts, provider_ref, provider_status, provider_status_at, polls, lookup_failures, \
      watch_until, last_error, \
      idempotency_key, created_at, updated_at, next_action_at";
 
 #[derive(sqlx::FromRow)]
-struct PayoutRow {
+pub(crate) struct PayoutRow {
     id: String,
     account_id: String,
     program: String,
@@ -67,7 +67,7 @@ type EventRow = (
     Option<String>,
 );
 
-fn payout_view(row: PayoutRow) -> StoreResult<PayoutView> {
+pub(crate) fn payout_view(row: PayoutRow) -> StoreResult<PayoutView> {
     let currency: Currency = parse_stored("currency", &row.currency)?;
     Ok(PayoutView {
         id: parse_stored("payout id", &row.id)?,
