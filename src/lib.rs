@@ -21,6 +21,7 @@
 #![recursion_limit = "256"]
 
 pub mod app;
+pub mod clock;
 pub mod domain;
 pub mod http;
 pub mod ingest;

@@ -352,7 +352,7 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
         } => {
             let period = match period {
                 Some(p) => payouts::domain::payout_run::RunPeriod::parse(&p)?,
-                None => payouts::domain::payout_run::RunPeriod::today(),
+                None => payouts::domain::payout_run::RunPeriod::day_of(payouts::clock::now()),
             };
             let report = store.run_payouts(&period, dry_run).await?;
             if json {

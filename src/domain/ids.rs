@@ -142,9 +142,9 @@ token_id!(
 );
 
 impl PayoutId {
-    /// A new, time-ordered payout id.
-    pub fn generate() -> Self {
-        PayoutId(format!("po_{}", ulid::Ulid::generate()))
+    /// The payout id of a fresh ULID (time-ordered; the caller takes it from `clock::ulid`).
+    pub fn from_ulid(ulid: ulid::Ulid) -> Self {
+        PayoutId(format!("po_{ulid}"))
     }
 }
 
@@ -257,7 +257,7 @@ mod tests {
 
     #[test]
     fn generated_payout_ids_are_valid_ids() {
-        let id = PayoutId::generate();
+        let id = PayoutId::from_ulid(ulid::Ulid::generate());
         assert!(PayoutId::parse(id.as_str()).is_ok());
         assert!(id.as_str().starts_with("po_"));
     }

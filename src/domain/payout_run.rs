@@ -31,9 +31,9 @@ impl RunPeriod {
         Ok(RunPeriod(v.to_string()))
     }
 
-    /// Today's period (UTC), for daily runs.
-    pub fn today() -> RunPeriod {
-        RunPeriod(chrono::Utc::now().format("%Y-%m-%d").to_string())
+    /// The period of the day (UTC) `now` falls on, for daily runs.
+    pub fn day_of(now: chrono::DateTime<chrono::Utc>) -> RunPeriod {
+        RunPeriod(now.format("%Y-%m-%d").to_string())
     }
 
     pub fn as_str(&self) -> &str {
@@ -293,12 +293,12 @@ mod tests {
         assert!(RunPeriod::parse("2026-11-21").is_ok());
         assert!(RunPeriod::parse("2026 11").is_err());
         assert!(RunPeriod::parse("").is_err());
-        assert_eq!(RunPeriod::today().as_str().len(), 10);
+        assert_eq!(RunPeriod::day_of(chrono::Utc::now()).as_str().len(), 10);
     }
 
     #[test]
     fn totals_add_up_per_rail_and_currency() {
-        let mut r = RunReport::new(RunPeriod::today(), false);
+        let mut r = RunReport::new(RunPeriod::day_of(chrono::Utc::now()), false);
         let usd = |s: &str| Money::parse(s, Currency::Usd, 2).unwrap();
         r.pay(Rail::Wise, usd("10.50")).unwrap();
         r.pay(Rail::Stripe, usd("1")).unwrap();
@@ -312,7 +312,7 @@ mod tests {
 
     #[test]
     fn a_payee_that_cannot_be_computed_is_counted_and_named() {
-        let mut r = RunReport::new(RunPeriod::today(), true);
+        let mut r = RunReport::new(RunPeriod::day_of(chrono::Utc::now()), true);
         r.cannot_compute(RunProblem {
             account: "a".into(),
             program: "vast".into(),

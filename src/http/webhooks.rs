@@ -17,7 +17,6 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
 use serde_json::json;
 use std::sync::Arc;
 use tracing::{info, warn};
@@ -108,7 +107,7 @@ async fn receive(
         let why = format!("{rail} webhooks are not configured on this server");
         return accept(&state, rail, Err(WebhookError::Unverifiable(why))).await;
     };
-    match adapter.check(&headers, &body, Utc::now()) {
+    match adapter.check(&headers, &body, crate::clock::now()) {
         Err(e) => refused(rail, e),
         Ok(Checked::Verified(event)) => accept(&state, rail, Ok(event)).await,
         Ok(Checked::Unconfirmed(hint)) => {

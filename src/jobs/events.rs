@@ -110,7 +110,7 @@ impl EventSender {
     pub async fn drain(&self, now: DateTime<Utc>) -> StoreResult<DeliveryPass> {
         while self.store.check_balances(BALANCE_LOOKS).await? > 0 {}
         // The looks may have just written events: they are due by the wall clock too.
-        self.flush(now.max(Utc::now())).await
+        self.flush(now.max(crate::clock::now())).await
     }
 
     /// Sends what is due at `now` until nothing is.
@@ -134,7 +134,7 @@ impl EventSender {
             if let Err(e) = self.store.check_balances(BALANCE_LOOKS).await {
                 error!(error = %e, "cannot look at balances for balance.payable");
             }
-            match self.deliver_due(Utc::now()).await {
+            match self.deliver_due(crate::clock::now()).await {
                 Ok(pass) if pass.failed + pass.gave_up > 0 => warn!(
                     delivered = pass.delivered,
                     failed = pass.failed,
@@ -150,7 +150,7 @@ impl EventSender {
             }
         }
         // Balances waiting for a look stay for the next worker: a stopping one only sends.
-        if let Err(e) = self.flush(Utc::now()).await {
+        if let Err(e) = self.flush(crate::clock::now()).await {
             error!(error = %e, "could not send the due events before stopping");
         }
     }

@@ -8,12 +8,42 @@ use tracing::warn;
 use crate::storage::payout_views::Lease;
 use crate::storage::{Store, StoreError, StoreResult};
 
-/// Renews `lease` for `ttl` every third of it, until aborted or lost.
-pub(super) fn heartbeat(store: Store, lease: Lease, ttl: Duration) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let every = (ttl / 3).max(Duration::from_millis(100));
-        keep_renewing(every, || store.extend_lease(&lease, ttl)).await;
+/// Runs `step` while renewing `lease` for `ttl` every third of it.
+pub(super) async fn with_heartbeat<T>(
+    store: Store,
+    lease: Lease,
+    ttl: Duration,
+    step: impl std::future::Future<Output = T>,
+) -> T {
+    let every = (ttl / 3).max(Duration::from_millis(100));
+    renewing_while(step, every, move || {
+        let (store, lease) = (store.clone(), lease.clone());
+        async move { store.extend_lease(&lease, ttl).await }
     })
+    .await
+}
+
+/// Runs `step`, calling `renew` every `every` (see [`keep_renewing`]) until it ends. The
+/// renewals are polled inside the step's own future, not spawned: a step that is dropped (its
+/// job cancelled, its worker stopping, a simulated crash) stops renewing with it, and its
+/// lease lapses so that another worker can take the payout over.
+async fn renewing_while<T, F, Fut>(
+    step: impl std::future::Future<Output = T>,
+    every: Duration,
+    renew: F,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = StoreResult<()>>,
+{
+    let beat = keep_renewing(every, renew);
+    futures::pin_mut!(step, beat);
+    match futures::future::select(step, beat).await {
+        futures::future::Either::Left((out, _)) => out,
+        // The lease is lost or released: nothing left to renew; the step's own fenced writes
+        // will find out.
+        futures::future::Either::Right(((), step)) => step.await,
+    }
 }
 
 /// Calls `renew` every `every` until the lease is lost. A renewal that fails for another
@@ -28,7 +58,7 @@ where
     let first_retry = (every / 8).max(Duration::from_millis(1));
     let mut wait = every;
     loop {
-        tokio::time::sleep(wait).await;
+        crate::clock::sleep(wait).await;
         match renew().await {
             Ok(()) => wait = every,
             Err(e @ StoreError::LeaseLost { .. }) => {
@@ -79,6 +109,38 @@ mod tests {
             ),
             _ = on_third.recv() => {}
         }
+    }
+
+    /// A step whose future is dropped (its job cancelled, its worker stopping) must stop
+    /// renewing its lease with it: otherwise the payout stays leased to a step that no longer
+    /// runs, and no other worker may ever take it over while this process lives.
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_step_stops_renewing_its_lease() {
+        let calls = std::sync::Arc::new(AtomicU32::new(0));
+        let counted = std::sync::Arc::clone(&calls);
+        let step = renewing_while(
+            std::future::pending::<()>(),
+            Duration::from_secs(1),
+            move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                async { Ok(()) }
+            },
+        );
+        tokio::select! {
+            () = step => unreachable!("the step never ends"),
+            () = tokio::time::sleep(Duration::from_millis(1500)) => {}
+        }
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "one renewal in the first 1.5 s"
+        );
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "the lease went on being renewed after its step was dropped"
+        );
     }
 
     #[tokio::test]

@@ -10,11 +10,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use serde_json::Value;
 use tracing::{Instrument, info, info_span, warn};
 
-use super::heartbeat::heartbeat;
+use super::heartbeat::with_heartbeat;
 use crate::domain::ids::PayoutId;
 use crate::domain::payout::{PayoutStatus, RetryPolicy, attempt_key};
 use crate::domain::step::{self, AfterLookup, AttemptOutcome, Polled, Step};
@@ -70,10 +69,8 @@ pub async fn advance_payout(deps: &Arc<PayoutDeps>, id: &PayoutId) -> StoreResul
                 tracing::Span::current().record("rail", payout.rail.as_str());
                 // A step may take several provider calls (Wise: up to eight); the lease is
                 // renewed while it runs, so no one takes over a live step.
-                let beat = heartbeat(deps.store.clone(), lease.clone(), deps.lease_ttl);
-                let result = run_step(deps, &lease, &payout).await;
-                beat.abort();
-                result
+                let step = run_step(deps, &lease, &payout);
+                with_heartbeat(deps.store.clone(), lease.clone(), deps.lease_ttl, step).await
             }
         }
     }
@@ -169,7 +166,7 @@ async fn resolve(
     // Wait until a request of the last attempt can no longer be executing.
     let settle = chrono::Duration::from_std(deps.policy.settle_delay).unwrap_or_default();
     let ready = last.started_at + settle;
-    let now = Utc::now();
+    let now = crate::clock::now();
     if now < ready {
         let wait = (ready - now).to_std().unwrap_or_default();
         deps.store.release(lease, wait, "settle").await?;
@@ -197,7 +194,7 @@ async fn resolve(
         .await
         .map_err(|e| e.to_string());
     let failures = deps.store.lookup_failures(&payout.id).await?;
-    let jitter = rand::random::<f64>();
+    let jitter = crate::clock::unit_random();
     match step::after_lookup(&deps.policy, last.attempt, found, failures, jitter) {
         AfterLookup::SendNew(why) => Ok(Resolved::SendNew(why)),
         AfterLookup::Step(step) => {
@@ -231,7 +228,9 @@ async fn poll(
         status: payout.status,
         polls: payout.polls,
         lookup_failures: payout.lookup_failures,
-        still_watched: payout.watch_until.is_some_and(|until| until > Utc::now()),
+        still_watched: payout
+            .watch_until
+            .is_some_and(|until| until > crate::clock::now()),
         provider_status: payout.provider_status.as_deref(),
     };
     let step = step::after_poll(&deps.policy, polled, read);
@@ -295,7 +294,7 @@ async fn send_attempt(
         attempt,
         used,
         &decision,
-        rand::random::<f64>(),
+        crate::clock::unit_random(),
     );
     info!(attempt, outcome = AttemptOutcome::of(&decision).code(), to = %step.to, "attempt finished");
     record(deps, lease, PayoutStatus::Submitting, &step).await

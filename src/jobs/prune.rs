@@ -6,7 +6,6 @@ use std::future::Future;
 
 use apalis::prelude::*;
 use apalis_cron::{CronScheduler, Tick};
-use chrono::Utc;
 use tracing::{error, info};
 
 use crate::domain::retention::Retention;
@@ -19,7 +18,11 @@ struct Prune {
 }
 
 async fn on_tick(_tick: Tick, prune: Data<Prune>) -> Result<(), BoxDynError> {
-    match prune.store.prune(&prune.retention, Utc::now(), false).await {
+    match prune
+        .store
+        .prune(&prune.retention, crate::clock::now(), false)
+        .await
+    {
         Ok(report) => {
             for t in report.tables.iter().filter(|t| t.deleted > 0) {
                 info!(

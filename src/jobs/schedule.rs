@@ -22,7 +22,7 @@ pub fn period_of(timestamp: u64) -> RunPeriod {
         .unwrap_or_default();
     // The format only yields digits, '-', 'T' and 'Z', which a period accepts.
     RunPeriod::parse(&at.format("%Y-%m-%dT%H%M%SZ").to_string())
-        .unwrap_or_else(|_| RunPeriod::today())
+        .unwrap_or_else(|_| RunPeriod::day_of(crate::clock::now()))
 }
 
 async fn on_tick(tick: Tick, store: Data<Store>) -> Result<(), BoxDynError> {

@@ -174,6 +174,7 @@ pub(crate) async fn exchange(
     request: reqwest::RequestBuilder,
 ) -> Result<Answer, crate::domain::payout::SendDecision> {
     use crate::domain::payout::SendDecision;
+    crate::clock::crash_point("before a provider request").await;
     let response = match pacer.send(request).await {
         Ok(r) => r,
         Err(e) if e.is_connect() => {
@@ -191,11 +192,14 @@ pub(crate) async fn exchange(
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     match response.bytes().await {
-        Ok(body) => Ok(Answer {
-            status,
-            headers,
-            body,
-        }),
+        Ok(body) => {
+            crate::clock::crash_point("after a provider answered").await;
+            Ok(Answer {
+                status,
+                headers,
+                body,
+            })
+        }
         Err(e) => Err(SendDecision::Unknown {
             reason: format!("response cut off (HTTP {status}): {}", error_chain(&e)),
         }),

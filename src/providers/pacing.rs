@@ -5,7 +5,9 @@
 use std::future::Future;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use crate::domain::pacing::{Pace, Schedule};
 
@@ -16,7 +18,9 @@ const DEFAULT_HOLD: Duration = Duration::from_secs(1);
 pub struct Pacer {
     /// `None`: requests go as they come.
     pace: Option<Pace>,
-    origin: Instant,
+    /// When the pacer started; its schedule counts from here (on `clock`'s time, so a
+    /// simulated run paces in simulated time).
+    origin: DateTime<Utc>,
     schedule: Mutex<Schedule>,
     throttled: AtomicU64,
 }
@@ -31,10 +35,16 @@ impl Pacer {
     pub fn new(pace: Option<Pace>) -> Pacer {
         Pacer {
             pace: pace.filter(|p| p.per_second > 0),
-            origin: Instant::now(),
+            origin: crate::clock::now(),
             schedule: Mutex::new(Schedule::default()),
             throttled: AtomicU64::new(0),
         }
+    }
+
+    fn elapsed(&self) -> Duration {
+        (crate::clock::now() - self.origin)
+            .to_std()
+            .unwrap_or_default()
     }
 
     pub fn pace(&self) -> Option<Pace> {
@@ -52,14 +62,14 @@ impl Pacer {
             // A poisoned lock only means a request panicked mid-reservation; the schedule is
             // still a valid pair of times.
             let mut schedule = self.schedule.lock().unwrap_or_else(|p| p.into_inner());
-            let now = self.origin.elapsed();
+            let now = self.elapsed();
             match self.pace {
                 Some(pace) => schedule.reserve(pace, now),
                 None => schedule.reserve(UNPACED, now),
             }
         };
         if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+            crate::clock::pause(wait).await;
         }
     }
 
@@ -67,7 +77,7 @@ impl Pacer {
     pub fn throttled_for(&self, retry_after: Option<Duration>) {
         self.throttled.fetch_add(1, Ordering::Relaxed);
         let mut schedule = self.schedule.lock().unwrap_or_else(|p| p.into_inner());
-        schedule.hold(self.origin.elapsed(), retry_after.unwrap_or(DEFAULT_HOLD));
+        schedule.hold(self.elapsed(), retry_after.unwrap_or(DEFAULT_HOLD));
     }
 
     /// Sends a request in its slot; a 429 answer holds the rail.

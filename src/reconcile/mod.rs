@@ -51,7 +51,7 @@ pub struct ReconcileRequest {
 
 /// A new reconciliation run id.
 pub fn new_run_id() -> String {
-    format!("rr_{}", ulid::Ulid::generate())
+    format!("rr_{}", crate::clock::ulid())
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -104,7 +104,7 @@ const MOCK_DELAY_SLACK: Duration = Duration::from_secs(2);
 impl Faults {
     /// Whether something written at `at` is in listings yet.
     pub fn listed(&self, at: std::time::Instant) -> bool {
-        at.elapsed() >= Duration::from_millis(self.list_lag_ms)
+        crate::clock::elapsed(at) >= Duration::from_millis(self.list_lag_ms)
     }
 
     /// What an adapter may assume about a mock with these faults, from the rail's real
@@ -340,6 +340,16 @@ pub struct Outbox {
     target: Arc<Mutex<Option<String>>>,
     delivered: Arc<Mutex<Vec<Delivery>>>,
     http: reqwest::Client,
+    /// When set, webhooks are kept here instead of sent: the simulator delivers them itself,
+    /// losing, repeating, delaying and reordering them as its seed says.
+    held: Arc<Mutex<Option<Vec<HeldWebhook>>>>,
+}
+
+/// A webhook a holding [`Outbox`] kept instead of sending.
+#[derive(Debug, Clone)]
+pub struct HeldWebhook {
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
 }
 
 /// One webhook delivery as sent: kept so tests can replay or forge it.
@@ -366,15 +376,32 @@ impl Outbox {
         lock(&self.delivered).clone()
     }
 
+    /// Keeps every later webhook for [`Outbox::take_held`] instead of sending it.
+    pub fn hold(&self) {
+        lock(&self.held).get_or_insert_with(Vec::new);
+    }
+
+    /// The webhooks kept since the last call, oldest first.
+    pub fn take_held(&self) -> Vec<HeldWebhook> {
+        lock(&self.held)
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
     /// Posts `body` with `headers` to the target, if one is set; `delay` lets a mock deliver
-    /// out of order.
+    /// out of order. A holding outbox keeps it instead.
     pub fn send(&self, headers: Vec<(String, String)>, body: Vec<u8>, delay: Duration) {
+        if let Some(held) = lock(&self.held).as_mut() {
+            held.push(HeldWebhook { headers, body });
+            return;
+        }
         let Some(url) = self.target() else { return };
         let http = self.http.clone();
         let delivered = self.delivered.clone();
         tokio::spawn(async move {
             if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
+                crate::clock::sleep(delay).await;
             }
             // Like every provider, redeliver until a 2xx, backing off (shortened for tests).
             let mut wait = Duration::from_millis(100);
@@ -402,7 +429,7 @@ impl Outbox {
                 if answered.is_some_and(|s| (200..300).contains(&s)) {
                     return;
                 }
-                tokio::time::sleep(wait).await;
+                crate::clock::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(2));
             }
         });

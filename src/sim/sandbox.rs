@@ -17,7 +17,7 @@ use crate::providers::rail::Rails;
 use crate::providers::stripe::{StripeAdapter, StripeConfig};
 use crate::providers::wise::{WiseAdapter, WiseConfig};
 use crate::providers::{ProviderError, partnerstack, stripe};
-use crate::sim::kit::{Faults, MovedMoney};
+use crate::sim::kit::{Faults, HeldWebhook, MovedMoney};
 use crate::sim::partnerstack::{MockPartnerstack, MockPartnerstackConfig};
 use crate::sim::paypal::{MockPaypal, MockPaypalConfig};
 use crate::sim::stripe::{MockConfig as MockStripeConfig, MockStripe};
@@ -226,6 +226,29 @@ impl Sandbox {
         self.paypal.outbox().set_target(url("paypal"));
         self.wise.outbox().set_target(url("wise"));
         self.partnerstack.outbox().set_target(url("partnerstack"));
+    }
+
+    /// Every mock keeps its webhooks for [`Sandbox::take_webhooks`] instead of sending them.
+    pub fn hold_webhooks(&self) {
+        self.stripe.outbox().hold();
+        self.paypal.outbox().hold();
+        self.wise.outbox().hold();
+        self.partnerstack.outbox().hold();
+    }
+
+    /// The webhooks the mocks kept since the last call, rail by rail, each rail's oldest
+    /// first.
+    pub fn take_webhooks(&self) -> Vec<(Rail, HeldWebhook)> {
+        let mut all = Vec::new();
+        for (rail, held) in [
+            (Rail::Stripe, self.stripe.outbox().take_held()),
+            (Rail::Paypal, self.paypal.outbox().take_held()),
+            (Rail::Wise, self.wise.outbox().take_held()),
+            (Rail::Partnerstack, self.partnerstack.outbox().take_held()),
+        ] {
+            all.extend(held.into_iter().map(|h| (rail, h)));
+        }
+        all
     }
 
     pub fn set_faults(&self, faults: Faults) {

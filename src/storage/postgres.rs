@@ -358,7 +358,7 @@ pub(crate) async fn test_store_with(programs: Arc<ProgramSet>) -> (Store, impl D
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
     let db = format!(
         "payouts_unit_{}",
-        ulid::Ulid::generate().to_string().to_lowercase()
+        crate::clock::ulid().to_string().to_lowercase()
     );
     let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
         .await

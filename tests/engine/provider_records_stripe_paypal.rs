@@ -92,7 +92,7 @@ async fn stripe() -> Stripe {
 impl Stripe {
     /// One transfer through the adapter: returns (tr_ id, payout id).
     async fn pay(&self, dest: &str, minor: i64, currency: Currency) -> (String, PayoutId) {
-        let payout = PayoutId::generate();
+        let payout = PayoutId::from_ulid(payouts::clock::ulid());
         let key = attempt_key(&payout, 1);
         let decision = self
             .adapter
@@ -661,7 +661,7 @@ async fn paypal_multi_item_batch_is_listed_item_by_item_under_one_group() {
         )
         .await;
     // And one single-item batch the way the rail sends it.
-    let payout = PayoutId::generate();
+    let payout = PayoutId::from_ulid(payouts::clock::ulid());
     let key = attempt_key(&payout, 1);
     let single = match p
         .adapter

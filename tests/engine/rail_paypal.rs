@@ -55,7 +55,7 @@ struct Attempt {
 
 impl Attempt {
     fn new(dest: &str, amount: &str, currency: Currency) -> Self {
-        let payout = PayoutId::generate();
+        let payout = PayoutId::from_ulid(payouts::clock::ulid());
         Attempt {
             key: attempt_key(&payout, 1),
             payout,

@@ -163,7 +163,7 @@ async fn wait_for(wise: &WiseAdapter, id: &str, want: RailState) -> Observation 
 }
 
 fn payout() -> PayoutId {
-    PayoutId::generate()
+    PayoutId::from_ulid(payouts::clock::ulid())
 }
 
 #[tokio::test]

@@ -1,7 +1,9 @@
-//! The simulators' commands: the demo, the benchmarks and the standalone provider mocks. They
+//! The simulators' commands: the demo, the benchmarks, the deterministic simulator of the
+//! engine and the standalone provider mocks. They
 //! exist only with the `simulators` feature; a production build has none of them.
 
 mod bench;
+mod chaos;
 mod demo;
 
 use std::net::SocketAddr;
@@ -27,6 +29,10 @@ pub enum SimCommand {
         #[command(subcommand)]
         command: bench::BenchCommand,
     },
+    /// Play seeded runs of the whole payout engine under crashes and provider faults on a
+    /// simulated clock, and check after each that nothing was paid twice or lost; `--seed S`
+    /// replays one run and prints its trace.
+    Sim(chaos::SimOptions),
     /// Run the four provider mocks (Stripe, PayPal, Wise, PartnerStack) on consecutive loopback
     /// ports; prints one "mock <rail> listening on <url>" line each, Stripe first.
     MockProviders {
@@ -55,6 +61,7 @@ pub async fn run(command: SimCommand) -> Result<i32> {
     match command {
         SimCommand::Demo => demo::run().await,
         SimCommand::Bench { command } => bench::bench(command).await,
+        SimCommand::Sim(options) => chaos::sim(options).await,
         SimCommand::MockProviders {
             listen,
             api_key,

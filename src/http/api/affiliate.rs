@@ -3,7 +3,6 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use chrono::Utc;
 use serde::Deserialize;
 
 use super::ApiState;
@@ -45,7 +44,11 @@ pub async fn opt_in(
     let account = account_id(&account)?;
     caller.allow_account(Action::OptIn(&account))?;
     let program = ProgramId::parse(&body.program).map_err(id_error("invalid_program"))?;
-    match state.store.opt_in(&program, &account, Utc::now()).await {
+    match state
+        .store
+        .opt_in(&program, &account, crate::clock::now())
+        .await
+    {
         Ok(enrollment) => Ok((StatusCode::CREATED, Json(enrollment))),
         Err(e) => Err(refusal(e)),
     }

@@ -167,7 +167,7 @@ pub async fn list(
         Some(s) => {
             parse_instant(&s).map_err(|e| ApiError::bad_request("invalid_since", e.to_string()))?
         }
-        None => chrono::Utc::now() - chrono::Duration::hours(24),
+        None => crate::clock::now() - chrono::Duration::hours(24),
     };
     let limit = query.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {

@@ -43,7 +43,7 @@ pub async fn start(
     caller.allow(Action::RunPayouts, || caller.forbidden())?;
     let period = match body.period {
         Some(p) => RunPeriod::parse(&p).map_err(id_error("invalid_period"))?,
-        None => RunPeriod::today(),
+        None => RunPeriod::day_of(crate::clock::now()),
     };
     let report = state.store.run_payouts(&period, body.dry_run).await?;
     let status = if report.dry_run || report.already_ran {

@@ -19,7 +19,7 @@ pub async fn home(
     session: Session,
 ) -> Result<Html<String>, ConsoleError> {
     let store = &state.api.store;
-    let today = Utc::now().date_naive();
+    let today = crate::clock::now().date_naive();
     let since = (today - Duration::days(CHART_DAYS - 1))
         .and_hms_opt(0, 0, 0)
         .map(|t| t.and_utc())

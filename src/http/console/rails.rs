@@ -20,7 +20,7 @@ pub async fn list(
     session: Session,
 ) -> Result<Html<String>, ConsoleError> {
     let paused = state.api.store.rail_pauses().await?;
-    let since = chrono::Utc::now() - chrono::Duration::hours(24);
+    let since = crate::clock::now() - chrono::Duration::hours(24);
     let errors = state.api.store.recent_attempt_errors(since).await?;
     let configured = state.api.rails.configured();
     let operator = session.may(Permission::OperatePayouts);

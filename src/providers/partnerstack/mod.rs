@@ -311,7 +311,7 @@ impl PartnerstackAdapter {
                 keys.insert(r.clone());
             }
         }
-        let now = Utc::now();
+        let now = crate::clock::now();
         let plan = settle::plan(&self.settle, last_started, now);
         let (rewards, lag, what) = match plan {
             Settle::ByKey => (

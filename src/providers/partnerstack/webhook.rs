@@ -170,7 +170,7 @@ mod tests {
 
     #[test]
     fn accepted_with_the_right_token_and_content_is_not_trusted() {
-        let now = Utc::now();
+        let now = crate::clock::now();
         let secret = SecretString::from("tok");
         let e = verify(&with_token("tok"), &body(now), Some(&secret), now).unwrap();
         assert_eq!(e.provider_ref.as_deref(), Some("po_1-attempt-1"));
@@ -180,7 +180,7 @@ mod tests {
 
     #[test]
     fn wrong_or_missing_token_is_refused() {
-        let now = Utc::now();
+        let now = crate::clock::now();
         let secret = SecretString::from("tok");
         assert_eq!(
             verify(&with_token("nope"), &body(now), Some(&secret), now),
@@ -195,7 +195,7 @@ mod tests {
 
     #[test]
     fn malformed_and_stale_are_refused() {
-        let now = Utc::now();
+        let now = crate::clock::now();
         for bad in [
             &b"not json"[..],
             br#"{"data":{"key":"po_1-attempt-1"}}"#,
@@ -220,7 +220,7 @@ mod tests {
 
     #[test]
     fn event_id_falls_back_to_a_body_digest() {
-        let now = Utc::now();
+        let now = crate::clock::now();
         let b = br#"{"type":"reward_updated","data":{"key":"abcd"}}"#;
         let a = verify(&HeaderMap::new(), b, None, now).unwrap();
         let c = verify(&HeaderMap::new(), b, None, now).unwrap();

@@ -290,7 +290,11 @@ impl PaypalAdapter {
         headers: &axum::http::HeaderMap,
         raw_body: &[u8],
     ) -> Result<InboundEvent, WebhookError> {
-        webhook::transmission(headers, Utc::now(), webhook::DEFAULT_TOLERANCE_SECS)?;
+        webhook::transmission(
+            headers,
+            crate::clock::now(),
+            webhook::DEFAULT_TOLERANCE_SECS,
+        )?;
         let (_, event) = webhook::parse_body(raw_body)?;
         webhook::inbound(&event)
     }
@@ -302,7 +306,11 @@ impl PaypalAdapter {
         headers: &axum::http::HeaderMap,
         raw_body: &[u8],
     ) -> Result<InboundEvent, WebhookError> {
-        let t = webhook::transmission(headers, Utc::now(), webhook::DEFAULT_TOLERANCE_SECS)?;
+        let t = webhook::transmission(
+            headers,
+            crate::clock::now(),
+            webhook::DEFAULT_TOLERANCE_SECS,
+        )?;
         let (value, event) = webhook::parse_body(raw_body)?;
         let request = webhook::verify_request(&t, &self.config.webhook_id, value);
         let url = self.url("/v1/notifications/verify-webhook-signature");
@@ -418,7 +426,7 @@ impl PayoutRail for PaypalAdapter {
         _checkpoints: &'a dyn Checkpoints,
     ) -> RailFuture<'a, Result<LookupFinding, ProviderError>> {
         Box::pin(async move {
-            if let Some(reason) = self.window_passed(last, last_started, Utc::now()) {
+            if let Some(reason) = self.window_passed(last, last_started, crate::clock::now()) {
                 warn!(payout = %last.payout_id, "paypal dedupe window passed; not re-sending");
                 return Ok(LookupFinding::Unprovable { reason });
             }

@@ -234,7 +234,7 @@ mod tests {
 
     #[test]
     fn headers_are_extracted_and_staleness_checked() {
-        let now = Utc::now();
+        let now = crate::clock::now();
         let t = transmission(&headers(&now.to_rfc3339()), now, 300).unwrap();
         assert_eq!(t.id, "tx-1");
         let old = (now - chrono::Duration::seconds(301)).to_rfc3339();

@@ -224,7 +224,7 @@ impl StripeAdapter {
         last_started: DateTime<Utc>,
         checkpoints: &dyn Checkpoints,
     ) -> Result<LookupFinding, ProviderError> {
-        let now = Utc::now();
+        let now = crate::clock::now();
         let plan = settle::plan(&self.settle, last_started, now);
         let mut seen = seen_finished(last.checkpoint.as_ref());
         if plan == Settle::ByKey {

@@ -159,7 +159,7 @@ mod tests {
 
     #[test]
     fn a_good_signature_is_accepted_and_parsed() {
-        let now = Utc::now();
+        let now = crate::clock::now();
         let header = sign(&secret("whsec_a"), now.timestamp(), &body());
         let event = verify(Some(&header), &body(), &[secret("whsec_a")], now).unwrap();
         assert_eq!(event.provider_ref.as_deref(), Some("tr_1"));
@@ -172,7 +172,7 @@ mod tests {
 
     #[test]
     fn rotation_accepts_any_matching_pair() {
-        let now = Utc::now();
+        let now = crate::clock::now();
         let t = now.timestamp();
         let old = sign(&secret("whsec_old"), t, &body());
         let new = sign(&secret("whsec_new"), t, &body());
@@ -191,7 +191,7 @@ mod tests {
 
     #[test]
     fn forged_stale_and_malformed_are_refused() {
-        let now = Utc::now();
+        let now = crate::clock::now();
         let t = now.timestamp();
         let forged = sign(&secret("whsec_wrong"), t, &body());
         assert_eq!(

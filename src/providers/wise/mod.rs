@@ -162,7 +162,7 @@ impl WiseAdapter {
         let transfer_id = match progress.as_ref().and_then(|p| p.transfer_id) {
             Some(id) => id,
             None => {
-                let live = progress.filter(|p| p.quote_is_live(Utc::now()));
+                let live = progress.filter(|p| p.quote_is_live(crate::clock::now()));
                 let mut quoted = match live {
                     Some(p) => p,
                     None => {

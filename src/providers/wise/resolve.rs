@@ -201,7 +201,8 @@ fn resume(last_transfer: Option<&Transfer>, last_progress: Option<Progress>) -> 
         }
         // The last attempt's transfer was cancelled unfunded: nothing moved under it.
         Some(_) => None,
-        None => last_progress.filter(|p| p.transfer_id.is_none() && p.quote_is_live(Utc::now())),
+        None => last_progress
+            .filter(|p| p.transfer_id.is_none() && p.quote_is_live(crate::clock::now())),
     }
 }
 

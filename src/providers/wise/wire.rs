@@ -228,7 +228,7 @@ impl ErrorBody {
     /// Shape 3: a Spring-style system error.
     pub fn system(status: u16, error: &str, message: &str, path: &str) -> Self {
         ErrorBody {
-            timestamp: Some(chrono::Utc::now().to_rfc3339()),
+            timestamp: Some(crate::clock::now().to_rfc3339()),
             status: Some(status),
             error: Some(error.into()),
             message: Some(message.into()),

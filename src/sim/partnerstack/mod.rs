@@ -212,9 +212,8 @@ impl MockPartnerstack {
         let running = Running::start(addr, routes::router(shared.clone()), "partnerstack").await?;
         let ticking = shared.clone();
         let ticker = tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_millis(50));
             loop {
-                every.tick().await;
+                crate::clock::sleep(Duration::from_millis(50)).await;
                 let pending = lock(&ticking.inner).tick();
                 flush(&ticking.outbox, pending);
             }

@@ -2,7 +2,7 @@
 //! faults around the commit), listing and lookup, and the `/__mock` controls.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -106,7 +106,7 @@ async fn create_reward(
     let work = tokio::spawn(async move {
         let wait = latency + late.unwrap_or_default();
         if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+            crate::clock::sleep(wait).await;
         }
         let (response, pending) = commit(&shared, &headers, &body);
         flush(&shared.outbox, pending);
@@ -151,7 +151,7 @@ fn commit(shared: &Shared, headers: &HeaderMap, body: &Bytes) -> (Response, Vec<
             return (response, Vec::new());
         }
         let first_seen = inner.seen.insert(id.clone());
-        inner.remembered.insert(id, Instant::now());
+        inner.remembered.insert(id, crate::clock::instant());
         let now = now_ms();
         let reward = Reward {
             key: create.key,
@@ -169,8 +169,8 @@ fn commit(shared: &Shared, headers: &HeaderMap, body: &Bytes) -> (Response, Vec<
         inner.rewards.push(Stored {
             mode,
             reward: reward.clone(),
-            changed: Instant::now(),
-            written: Instant::now(),
+            changed: crate::clock::instant(),
+            written: crate::clock::instant(),
         });
         let pending = inner.event(&reward);
         let faults = inner.faults.clone();

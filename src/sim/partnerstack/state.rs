@@ -52,7 +52,7 @@ pub(super) struct Inner {
 }
 
 pub(super) fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    crate::clock::now().timestamp_millis()
 }
 
 /// Standard base64 of `public:secret`, for comparing Basic auth headers.
@@ -109,7 +109,7 @@ impl Inner {
         };
         stored.reward.payment_status = payment_status.to_string();
         stored.reward.updated_at = Some(now_ms());
-        stored.changed = Instant::now();
+        stored.changed = crate::clock::instant();
         let reward = stored.reward.clone();
         self.event(&reward)
     }
@@ -152,7 +152,7 @@ impl Inner {
                 } else {
                     self.process_after
                 };
-                if s.changed.elapsed() >= wait {
+                if crate::clock::elapsed(s.changed) >= wait {
                     due.push((i, next));
                 }
             }
@@ -166,7 +166,8 @@ impl Inner {
         let ttl = self.faults.key_ttl_ms;
         if ttl > 0 {
             let ttl = Duration::from_millis(ttl);
-            self.remembered.retain(|_, at| at.elapsed() < ttl);
+            self.remembered
+                .retain(|_, at| crate::clock::elapsed(*at) < ttl);
         }
     }
 

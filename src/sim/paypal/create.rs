@@ -2,7 +2,7 @@
 //! debit of the sender balance, and the faults around the commit.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -132,7 +132,7 @@ pub(super) async fn create(State(s): State<AppState>, headers: HeaderMap, body: 
         }
     };
     if latency > 0 {
-        tokio::time::sleep(Duration::from_millis(latency)).await;
+        crate::clock::sleep(Duration::from_millis(latency)).await;
     }
     let mut guard = lock(&s.inner);
     let inner = &mut *guard;
@@ -156,7 +156,7 @@ pub(super) async fn create(State(s): State<AppState>, headers: HeaderMap, body: 
     {
         inner
             .request_ids
-            .insert(id, (201, body.clone(), Instant::now()));
+            .insert(id, (201, body.clone(), crate::clock::instant()));
     }
     after_commit(inner, &faults).unwrap_or_else(|| json_response(201, body))
 }
@@ -296,7 +296,7 @@ fn record_batch(
     });
     inner
         .sender_batch_ids
-        .insert(sender_batch_id, (batch_id.clone(), Instant::now()));
+        .insert(sender_batch_id, (batch_id.clone(), crate::clock::instant()));
     CreateResponse {
         batch_header,
         links: vec![inner.self_link(&format!("/v1/payments/payouts/{batch_id}"))],
@@ -334,7 +334,7 @@ fn new_items(
                 errors: None,
             },
             script,
-            since: Instant::now(),
+            since: crate::clock::instant(),
             currency,
             minor,
             credited: false,

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use chrono::{SecondsFormat, Utc};
+use chrono::SecondsFormat;
 use rust_decimal::Decimal;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
@@ -123,7 +123,7 @@ impl std::fmt::Debug for Inner {
 }
 
 pub(crate) fn now_text() -> String {
-    Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
+    crate::clock::now().to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 /// HMAC-SHA256 (RFC 2104) over sha2, to avoid a second digest crate version.
@@ -161,7 +161,7 @@ impl Inner {
     /// Whether a remembered token (sender_batch_id, request id) is still remembered.
     pub(crate) fn remembered(&self, since: Instant) -> bool {
         self.faults.key_ttl_ms == 0
-            || since.elapsed() < Duration::from_millis(self.faults.key_ttl_ms)
+            || crate::clock::elapsed(since) < Duration::from_millis(self.faults.key_ttl_ms)
     }
 
     pub(crate) fn balance_of(&mut self, currency: Currency) -> i64 {
@@ -268,7 +268,7 @@ impl Inner {
             }
             state.item.transaction_status = status.to_string();
             state.item.time_processed = Some(now.clone());
-            state.since = Instant::now();
+            state.since = crate::clock::instant();
             if let Some(name) = error {
                 state.item.errors = Some(ItemError {
                     name: name.to_string(),
@@ -337,7 +337,7 @@ impl Inner {
         let mut changes = Vec::new();
         for (b, batch) in self.batches.iter().enumerate() {
             for (i, s) in batch.items.iter().enumerate() {
-                let age = s.since.elapsed();
+                let age = crate::clock::elapsed(s.since);
                 let next = match (s.item.transaction_status.as_str(), s.script) {
                     ("PENDING", _) if age >= t.process_after => Some(match s.script {
                         Script::Normal | Script::Reverse => ("SUCCESS", None),

@@ -34,7 +34,7 @@ mod routes;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use secrecy::SecretString;
 
@@ -156,7 +156,7 @@ impl MockPaypal {
         let (ticking, out) = (inner.clone(), outbox.clone());
         let ticker = tokio::spawn(async move {
             loop {
-                tokio::time::sleep(tick).await;
+                crate::clock::sleep(tick).await;
                 let sends = {
                     let mut guard = lock(&ticking);
                     let events = guard.tick();
@@ -204,7 +204,7 @@ impl MockPaypal {
 
     /// Expires every issued token now: the next API call gets 401.
     pub fn expire_tokens(&self) {
-        let now = Instant::now();
+        let now = crate::clock::instant();
         for expiry in lock(&self.inner).tokens.values_mut() {
             *expiry = now;
         }

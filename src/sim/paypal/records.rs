@@ -130,7 +130,7 @@ pub(super) async fn search(
         account_number: Some("MOCKACCOUNT01".into()),
         start_date: Some(report_text(start)),
         end_date: Some(report_text(end)),
-        last_refreshed_datetime: Some(report_text(Utc::now())),
+        last_refreshed_datetime: Some(report_text(crate::clock::now())),
         page,
         total_items: total,
         total_pages: total.div_ceil(size),

@@ -1,8 +1,6 @@
 //! The mock's answers in PayPal's error shape and its Bearer check, shared by the router and
 //! the handler files without their importing the router back.
 
-use std::time::Instant;
-
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde_json::json;
@@ -35,7 +33,7 @@ pub(super) fn authorized(inner: &Inner, headers: &HeaderMap) -> Result<(), Box<R
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match given.and_then(|t| inner.tokens.get(t)) {
-        Some(expiry) if Instant::now() < *expiry => Ok(()),
+        Some(expiry) if crate::clock::instant() < *expiry => Ok(()),
         Some(_) => Err(Box::new(json_response(
             401,
             json!({"error": "invalid_token", "error_description": "Token signature verification failed"})

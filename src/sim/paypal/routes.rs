@@ -2,8 +2,6 @@
 //! cancellation, webhook signature verification, and the `/__mock` control endpoints.
 //! Creating a batch is in `create.rs`; error bodies and Bearer auth in `reply.rs`.
 
-use std::time::Instant;
-
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -82,7 +80,9 @@ async fn token(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Re
     }
     let access = format!("A21AAmock{}", uuid::Uuid::new_v4().simple());
     let ttl = inner.token_ttl;
-    inner.tokens.insert(access.clone(), Instant::now() + ttl);
+    inner
+        .tokens
+        .insert(access.clone(), crate::clock::instant() + ttl);
     json_response(
         200,
         json!({
@@ -268,7 +268,7 @@ async fn advance_route(State(s): State<AppState>, body: Bytes) -> Response {
 }
 
 async fn expire_route(State(s): State<AppState>) -> Response {
-    let now = Instant::now();
+    let now = crate::clock::instant();
     for expiry in lock(&s.inner).tokens.values_mut() {
         *expiry = now;
     }

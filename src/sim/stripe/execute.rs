@@ -2,7 +2,7 @@
 //! faults. Split from the router so each stays readable.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -25,7 +25,7 @@ pub(super) fn idempotency_check(
         && inner
             .idempotency
             .get(key)
-            .is_some_and(|(at, _)| at.elapsed() > Duration::from_millis(ttl))
+            .is_some_and(|(at, _)| crate::clock::elapsed(*at) > Duration::from_millis(ttl))
     {
         inner.idempotency.remove(key);
     }
@@ -55,7 +55,7 @@ pub(super) fn idempotency_check(
             inner.idempotency.insert(
                 key.to_string(),
                 (
-                    Instant::now(),
+                    crate::clock::instant(),
                     Idem::InFlight {
                         fingerprint: fingerprint.to_string(),
                     },
@@ -124,7 +124,7 @@ pub(super) fn execute(
                 let id = transfer.id.clone();
                 let after = Duration::from_millis(inner.late_after_ms);
                 tokio::spawn(async move {
-                    tokio::time::sleep(after).await;
+                    crate::clock::sleep(after).await;
                     reverse_transfer(&later, &id);
                 });
             }
@@ -146,7 +146,7 @@ pub(super) fn execute(
         inner.idempotency.insert(
             key,
             (
-                Instant::now(),
+                crate::clock::instant(),
                 Idem::Done {
                     fingerprint: params.fingerprint,
                     status,

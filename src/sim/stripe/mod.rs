@@ -311,13 +311,13 @@ fn new_transfer(
     let n = inner.next_id;
     inner.next_id += 1;
     let id = format!("tr_mock{n:010}");
-    inner.written.insert(id.clone(), Instant::now());
+    inner.written.insert(id.clone(), crate::clock::instant());
     Transfer {
         object: "transfer".into(),
         amount,
         amount_reversed: 0,
         balance_transaction: Some(format!("txn_mock{n:010}")),
-        created: chrono::Utc::now().timestamp() + inner.clock_offset_secs,
+        created: crate::clock::now().timestamp() + inner.clock_offset_secs,
         currency: currency.to_string(),
         description: None,
         destination: destination.to_string(),
@@ -334,7 +334,7 @@ fn new_transfer(
 
 /// Signs and sends a `transfer.*` event through the outbox.
 fn emit(inner: &mut Inner, kind: &str, transfer: &Transfer) {
-    let created = chrono::Utc::now().timestamp();
+    let created = crate::clock::now().timestamp();
     let event = serde_json::json!({
         "id": format!("evt_mock{:06}", inner.next_event),
         "object": "event",

@@ -12,7 +12,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use chrono::{NaiveDate, Utc};
+use chrono::NaiveDate;
 use serde::Deserialize;
 
 use super::Inner;
@@ -331,7 +331,7 @@ fn record_payout(state: &mut Inner, form: PayoutForm) -> Result<Payout, Box<Resp
     state.balance.insert(currency.clone(), available - amount);
     let n = state.next_id;
     state.next_id += 1;
-    let created = Utc::now().timestamp() + state.clock_offset_secs;
+    let created = crate::clock::now().timestamp() + state.clock_offset_secs;
     let payout = Payout {
         id: format!("po_mock{n:010}"),
         object: "payout".into(),
@@ -370,7 +370,7 @@ fn record_payout(state: &mut Inner, form: PayoutForm) -> Result<Payout, Box<Resp
 fn pay_later(inner: &Shared, id: String, after_ms: u64) {
     let later = Arc::clone(inner);
     tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(after_ms)).await;
+        crate::clock::sleep(Duration::from_millis(after_ms)).await;
         if let Some(p) = lock(&later).payouts.iter_mut().find(|p| p.id == id)
             && p.status == "pending"
         {

@@ -103,7 +103,7 @@ async fn create_transfer(
         let _passage = gate.pass().await;
         let wait = Duration::from_millis(latency) + late.unwrap_or_default();
         if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+            crate::clock::sleep(wait).await;
         }
         execute(&shared, params, key, first_seen)
     });
@@ -200,7 +200,7 @@ async fn enforce_limit(
         let admitted = {
             let mut guard = lock(&inner);
             let per_second = guard.faults.limit_per_sec;
-            guard.limit.admit(per_second, std::time::Instant::now())
+            guard.limit.admit(per_second, crate::clock::instant())
         };
         if !admitted {
             return too_many_requests();

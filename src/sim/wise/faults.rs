@@ -29,7 +29,7 @@ pub(super) async fn before_execution(shared: &Shared, path: &str) -> Result<(), 
         inner.faults.latency_ms
     };
     if latency > 0 {
-        tokio::time::sleep(Duration::from_millis(latency)).await;
+        crate::clock::sleep(Duration::from_millis(latency)).await;
     }
     Ok(())
 }

@@ -1,7 +1,6 @@
 //! Funding a transfer from the per-currency balance, which starts its scripted progression.
 
 use std::collections::VecDeque;
-use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -109,7 +108,7 @@ fn insufficient_funds() -> FundResponse {
 fn start_script(inner: &mut Inner, i: usize, minor: i64) {
     let p = inner.process_after;
     let late = inner.late_after;
-    let now = Instant::now();
+    let now = crate::clock::instant();
     let entry = &mut inner.transfers[i];
     entry.funded_minor = Some(minor);
     entry.script = match entry.transfer.target_account {

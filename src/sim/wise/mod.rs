@@ -24,7 +24,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -227,10 +227,9 @@ impl MockWise {
         let tick = Duration::from_millis(config.tick_ms.max(1));
         let ticking = inner.clone();
         let ticker = tokio::spawn(async move {
-            let mut interval = tokio::time::interval(tick);
             loop {
-                interval.tick().await;
-                progress_due(&mut lock(&ticking), Instant::now());
+                crate::clock::sleep(tick).await;
+                progress_due(&mut lock(&ticking), crate::clock::instant());
             }
         });
         running.also_stops(ticker);

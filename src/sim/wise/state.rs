@@ -140,7 +140,7 @@ pub(super) fn set_status(inner: &mut Inner, i: usize, status: &str) {
 
 /// Sends a signed `transfers#state-change` v2 event through the outbox.
 pub(super) fn deliver(inner: &mut Inner, t: &Transfer, previous: Option<String>) {
-    let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+    let now = crate::clock::now().to_rfc3339_opts(SecondsFormat::Millis, true);
     let body = serde_json::json!({
         "data": {
             "resource": {
@@ -178,7 +178,7 @@ pub(super) fn deliver(inner: &mut Inner, t: &Transfer, previous: Option<String>)
 }
 
 pub(super) fn mock_now(inner: &Inner) -> DateTime<Utc> {
-    Utc::now() + inner.clock_offset
+    crate::clock::now() + inner.clock_offset
 }
 
 pub(super) fn minor_decimals(code: &str) -> u32 {

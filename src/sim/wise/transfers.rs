@@ -2,13 +2,12 @@
 //! lookup and cancellation.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use chrono::Utc;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -25,7 +24,7 @@ fn by_ctid(inner: &Inner, ctid: &str) -> Option<usize> {
     let ttl = inner.faults.key_ttl_ms;
     inner.transfers.iter().position(|t| {
         t.transfer.customer_transaction_id.as_deref() == Some(ctid)
-            && (ttl == 0 || t.ctid_at.elapsed() < Duration::from_millis(ttl))
+            && (ttl == 0 || crate::clock::elapsed(t.ctid_at) < Duration::from_millis(ttl))
     })
 }
 
@@ -69,7 +68,7 @@ pub(super) async fn create_transfer(
         refunded: false,
         failure_code: None,
         script: VecDeque::new(),
-        ctid_at: Instant::now(),
+        ctid_at: crate::clock::instant(),
     });
     deliver(inner, &transfer, None);
     let ok = body_of(200, &transfer);
@@ -145,7 +144,7 @@ fn new_transfer(id: u64, q: &Quote, req: &TransferRequest, profile_id: u64) -> T
         status: WAITING.into(),
         reference: None,
         rate: q.rate,
-        created: Utc::now().format("%Y-%m-%d %H:%M:%S").to_string(),
+        created: crate::clock::now().format("%Y-%m-%d %H:%M:%S").to_string(),
         business: Some(profile_id),
         details: TransferDetails {
             reference: req.details.reference.clone(),

@@ -107,7 +107,7 @@ pub(super) async fn enroll(
     .bind(account.as_str())
     .bind(to_millis(at))
     .bind(i64::from(count))
-    .bind(to_millis(Utc::now()))
+    .bind(to_millis(crate::clock::now()))
     .bind(&hash)
     .execute(&mut **tx)
     .await?;

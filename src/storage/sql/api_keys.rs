@@ -1,7 +1,5 @@
 //! API keys: created with only their hash stored, and looked up by a presented key's hash.
 
-use chrono::Utc;
-
 use super::{Store, StoreResult, parse_code, parse_stored, to_millis};
 use crate::domain::api_key::{Principal, Scope, generate_key, key_hash};
 use crate::domain::ids::AccountId;
@@ -16,7 +14,7 @@ impl Store {
         account: Option<&AccountId>,
     ) -> StoreResult<(String, String)> {
         let key = generate_key();
-        let id = format!("key_{}", ulid::Ulid::generate());
+        let id = format!("key_{}", crate::clock::ulid());
         sqlx::query(
             "INSERT INTO api_keys (id, name, scope, account_id, key_hash, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -26,7 +24,7 @@ impl Store {
         .bind(scope.code())
         .bind(account.map(AccountId::as_str))
         .bind(key_hash(&key))
-        .bind(to_millis(Utc::now()))
+        .bind(to_millis(crate::clock::now()))
         .execute(self.pool())
         .await?;
         Ok((id, key))
@@ -58,7 +56,7 @@ impl Store {
     pub async fn revoke_api_key(&self, id: &str) -> StoreResult<bool> {
         let done =
             sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-                .bind(to_millis(Utc::now()))
+                .bind(to_millis(crate::clock::now()))
                 .bind(id)
                 .execute(self.pool())
                 .await?;

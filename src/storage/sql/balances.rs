@@ -193,7 +193,7 @@ async fn affiliate_statuses(
         .bind(account.as_str())
         .fetch_optional(&mut *conn)
         .await?;
-        let now = chrono::Utc::now();
+        let now = crate::clock::now();
         let count = paying_referrals(conn, &referral_program, account.as_str(), now).await?;
         let required = terms.min_paying_referrals;
         let (opted_in_at, can_opt_in, note) = match enrolled {

@@ -5,7 +5,6 @@
 
 use std::collections::{HashMap, HashSet};
 
-use chrono::Utc;
 use rust_decimal::Decimal;
 use secrecy::ExposeSecret;
 use sqlx::QueryBuilder;
@@ -292,7 +291,7 @@ async fn accept_seed(
         )
         .bind(program.id.as_str())
         .bind(&current)
-        .bind(to_millis(Utc::now()))
+        .bind(to_millis(crate::clock::now()))
         .execute(&mut **tx)
         .await?;
     }
@@ -370,7 +369,7 @@ async fn stored_draws(
 }
 
 async fn insert_draws(tx: &mut Tx, draws: &[(&DrawKey, &StoredDraw)]) -> StoreResult<()> {
-    let now = to_millis(Utc::now());
+    let now = to_millis(crate::clock::now());
     for chunk in draws.chunks(BATCH_ROWS) {
         let mut q = QueryBuilder::<Db>::new(
             "INSERT INTO bonus_draws (program, referred_id, role, amount, slot, slots, digest, \

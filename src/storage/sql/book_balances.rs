@@ -394,7 +394,7 @@ mod tests {
                     .unwrap();
             }
             Op::Hold { who, units } => {
-                let payout = PayoutId::generate();
+                let payout = PayoutId::from_ulid(crate::clock::ulid());
                 let money = Money::from_units(*units, currency);
                 let txn =
                     TransactionDraft::new(TransactionKind::Payout, TransactionStatus::Pending)

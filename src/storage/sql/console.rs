@@ -94,7 +94,7 @@ impl Store {
     /// Payouts waiting for a person (an approval, a dispute, an operator's decision, a
     /// cooling-off hold), oldest first.
     pub async fn needing_attention(&self) -> StoreResult<Vec<Attention>> {
-        let now = to_millis(Utc::now());
+        let now = to_millis(crate::clock::now());
         let rows: Vec<AttentionRow> = sqlx::query_as(
             "SELECT p.id, p.account_id, p.rail, p.currency, CAST(p.units AS BIGINT), p.status, \
                p.provider_state, p.next_action_at, p.created_at, p.last_error, \

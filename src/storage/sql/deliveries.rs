@@ -129,7 +129,7 @@ impl Store {
             Bind::Int(i) => query.bind(i),
         };
         let made = query
-            .bind(to_millis(Utc::now()))
+            .bind(to_millis(crate::clock::now()))
             .bind(actor)
             .bind(endpoint)
             .execute(&mut *tx)

@@ -2,8 +2,6 @@
 //! object that named a payout without being its payment, and marking one booked, which
 //! resolves the payout's reconciliation exception once none is left.
 
-use chrono::Utc;
-
 use super::{StoreResult, Tx, parse_code, parse_stored, to_millis};
 use crate::domain::ids::{PayoutId, Rail};
 use crate::domain::operator::{DuplicateBooking, DuplicateFact};
@@ -56,7 +54,7 @@ pub(super) async fn settle_duplicate(
     .bind(exception.as_str())
     .bind(note)
     .bind(actor)
-    .bind(to_millis(Utc::now()))
+    .bind(to_millis(crate::clock::now()))
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -27,10 +27,10 @@ pub(crate) struct NewEvent {
 impl NewEvent {
     pub(crate) fn new(kind: EventType, subject: String, data: Value) -> NewEvent {
         NewEvent {
-            id: format!("evt_{}", ulid::Ulid::generate()),
+            id: format!("evt_{}", crate::clock::ulid()),
             kind,
             subject,
-            created_at: Utc::now(),
+            created_at: crate::clock::now(),
             data,
         }
     }
@@ -148,7 +148,7 @@ pub(crate) async fn check_balance_later(tx: &mut Tx, account: &str) -> StoreResu
          ON CONFLICT (account_id) DO UPDATE SET since = excluded.since",
     )
     .bind(account)
-    .bind(to_millis(Utc::now()))
+    .bind(to_millis(crate::clock::now()))
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -163,7 +163,7 @@ pub(crate) async fn check_holders_posted_after(tx: &mut Tx, after: i64) -> Store
          ON CONFLICT (account_id) DO UPDATE SET since = excluded.since",
     )
     .bind(after)
-    .bind(to_millis(Utc::now()))
+    .bind(to_millis(crate::clock::now()))
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -252,7 +252,7 @@ impl Store {
         types: &[EventType],
         actor: &str,
     ) -> StoreResult<NewEndpoint> {
-        let id = format!("we_{}", ulid::Ulid::generate());
+        let id = format!("we_{}", crate::clock::ulid());
         let secret =
             SecretString::from(format!("whsec_{}", hex::encode(rand::random::<[u8; 32]>())));
         let types = (!types.is_empty()).then(|| {
@@ -268,7 +268,7 @@ impl Store {
         .bind(types)
         .bind(secret.expose_secret())
         .bind(actor)
-        .bind(to_millis(Utc::now()))
+        .bind(to_millis(crate::clock::now()))
         .execute(&self.pool)
         .await?;
         let endpoint = self
@@ -307,7 +307,7 @@ impl Store {
     /// Stops sending to an endpoint: its pending deliveries are cancelled, its log kept.
     pub async fn remove_event_endpoint(&self, id: &str) -> StoreResult<EndpointView> {
         let mut tx = self.pool.begin().await?;
-        let now = to_millis(Utc::now());
+        let now = to_millis(crate::clock::now());
         let found = sqlx::query(
             "UPDATE event_endpoints SET removed_at = COALESCE(removed_at, $2) WHERE id = $1",
         )

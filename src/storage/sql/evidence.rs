@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use chrono::Utc;
 use sqlx::QueryBuilder;
 
 use super::{
@@ -139,7 +138,7 @@ impl Store {
             })
         };
 
-        let now = to_millis(Utc::now());
+        let now = to_millis(crate::clock::now());
         // (status, reason, late_at) -> referral ids; and the referred accounts to re-accrue.
         let mut updates: BTreeMap<VerdictKey, Vec<String>> = BTreeMap::new();
         let mut rescope = Vec::new();

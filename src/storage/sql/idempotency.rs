@@ -12,7 +12,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Store, StoreError, StoreResult, Tx, WriteLock, to_millis};
@@ -102,7 +101,7 @@ impl Store {
                 .await?;
             let (keyed, keep) = self.keyed_in(&mut tx, work).await?;
             if keep {
-                tx.commit().await?;
+                super::commit(tx).await?;
             } else {
                 tx.rollback().await?;
             }
@@ -123,7 +122,7 @@ impl Store {
     /// for a server error, whose writes the caller rolls back).
     async fn keyed_in(&self, tx: &mut Tx, work: KeyedWithdrawal) -> StoreResult<(Keyed, bool)> {
         let key = work.request.idempotency_key.as_str();
-        let now = to_millis(Utc::now());
+        let now = to_millis(crate::clock::now());
         let stale_ms = i64::try_from(work.stale_after.as_millis()).unwrap_or(i64::MAX);
         let claimed = sqlx::query(
             "INSERT INTO api_idempotency (scope, idempotency_key, request_hash, started_at) \
@@ -157,7 +156,7 @@ impl Store {
         .bind(key)
         .bind(i64::from(answer.status))
         .bind(&answer.body)
-        .bind(to_millis(Utc::now()))
+        .bind(to_millis(crate::clock::now()))
         .execute(&mut **tx)
         .await?;
         Ok((Keyed::Answered(answer), true))
@@ -188,7 +187,7 @@ async fn commit_group(group: Vec<Queued>) {
             sqlx::query("RELEASE withdrawal").execute(&mut *tx).await?;
             replies.push((reply, result.map(|(keyed, _)| keyed)));
         }
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(())
     }
     .await;

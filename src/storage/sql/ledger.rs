@@ -3,7 +3,6 @@
 
 use super::{Db, Tx};
 pub(crate) use crate::storage::ledger_views::*;
-use chrono::Utc;
 use sqlx::QueryBuilder;
 
 use super::{BATCH_ROWS, Store, StoreError, StoreResult, parse_code, parse_stored, to_millis};
@@ -19,7 +18,7 @@ pub(crate) async fn insert_transactions(
     tx: &mut Tx,
     items: &[(TxnMeta, BalancedTransaction)],
 ) -> StoreResult<()> {
-    let now = to_millis(Utc::now());
+    let now = to_millis(crate::clock::now());
     let mut deltas = super::book_balances::Deltas::new();
     super::book_balances::collect(&mut deltas, items.iter().map(|(_, t)| t))?;
     super::book_balances::apply(tx, &deltas).await?;
@@ -153,7 +152,7 @@ pub(crate) async fn resolve_hold(
          WHERE id = $3 AND status = 'pending'",
     )
     .bind(to.code())
-    .bind(to_millis(Utc::now()))
+    .bind(to_millis(crate::clock::now()))
     .bind(txn_id)
     .execute(&mut **tx)
     .await?;
@@ -203,7 +202,7 @@ async fn mirror_hold(
     sign: i64,
 ) -> StoreResult<()> {
     let id = format!("{payout}-{suffix}");
-    let now = to_millis(Utc::now());
+    let now = to_millis(crate::clock::now());
     sqlx::query(
         "INSERT INTO ledger_transactions (id, kind, status, payout_id, created_at, resolved_at) \
          VALUES ($1, $2, 'posted', $3, $4, $4)",
@@ -249,7 +248,7 @@ pub(crate) async fn book_duplicate(
     booking: DuplicateBooking,
 ) -> StoreResult<()> {
     let id = format!("{payout}-duplicate-{object}");
-    let now = to_millis(Utc::now());
+    let now = to_millis(crate::clock::now());
     let note = match booking {
         DuplicateBooking::Owed => format!("{object}, owed by the payee"),
         DuplicateBooking::Loss => format!("{object}, written off as a loss"),
@@ -291,7 +290,7 @@ pub(crate) async fn book_part_return(
 ) -> StoreResult<()> {
     let id = format!("{payout}-part-return");
     let units = part.to_units()?;
-    let now = to_millis(Utc::now());
+    let now = to_millis(crate::clock::now());
     sqlx::query(
         "INSERT INTO ledger_transactions (id, kind, status, payout_id, note, created_at, \
            resolved_at) VALUES ($1, 'payout_partial_return', 'posted', $2, $3, $4, $4)",

@@ -86,7 +86,7 @@ impl Store {
                WHERE a.state = 'pending_approval' GROUP BY p.rail) w \
              GROUP BY rail, why ORDER BY rail, why",
         )
-        .bind(crate::storage::to_millis(chrono::Utc::now()))
+        .bind(crate::storage::to_millis(crate::clock::now()))
         .fetch_all(&mut *conn)
         .await?;
         let event_deliveries = sqlx::query_as(

@@ -113,6 +113,16 @@ impl Store {
     }
 }
 
+/// Commits a transaction of the payout path. The crash points around it are where the
+/// simulator kills a worker: before the commit (its writes roll back) and after it (they
+/// stand, and nothing after them ran).
+pub(crate) async fn commit(tx: Tx) -> StoreResult<()> {
+    crate::clock::crash_point("before a commit").await;
+    tx.commit().await?;
+    crate::clock::crash_point("after a commit").await;
+    Ok(())
+}
+
 /// The payouts that hold a job a worker will fetch: pending, or failed with attempts left
 /// (apalis fetches both). A job taken by a worker (queued or running) is not counted: if the
 /// worker died, the job waits for apalis's orphan rescue, and the payout's lapsed lease and

@@ -33,7 +33,7 @@ pub(crate) fn request_hash(program: &ProgramId, rail: Rail, amount: Money) -> St
 
 /// Writes `payouts` (holds, rows, first events, jobs) in `tx`.
 pub(crate) async fn insert_payouts(tx: &mut Tx, payouts: &[NewPayout]) -> StoreResult<()> {
-    let now_at = Utc::now();
+    let now_at = crate::clock::now();
     let rows = payouts
         .iter()
         .map(|p| Row::new(p, now_at))
@@ -46,7 +46,7 @@ pub(crate) async fn insert_payouts(tx: &mut Tx, payouts: &[NewPayout]) -> StoreR
 
 /// Writes one payout (a withdrawal) in `tx`; returns it as stored.
 pub(crate) async fn insert_payout(tx: &mut Tx, payout: &NewPayout) -> StoreResult<PayoutView> {
-    let now_at = Utc::now();
+    let now_at = crate::clock::now();
     let row = Row::new(payout, now_at)?;
     let mut views = insert_chunk(tx, std::slice::from_ref(&row), to_millis(now_at)).await?;
     views
@@ -82,7 +82,7 @@ impl<'a> Row<'a> {
     fn new(p: &'a NewPayout, now_at: chrono::DateTime<Utc>) -> StoreResult<Row<'a>> {
         Ok(Row {
             payout: p,
-            hold_id: format!("lt_{}", ulid::Ulid::generate()),
+            hold_id: format!("lt_{}", crate::clock::ulid()),
             units: p.amount.to_units()?,
             request_hash: request_hash(&p.program, p.rail, p.amount)?,
             next_action_at: p.not_before.map_or(to_millis(now_at), to_millis),

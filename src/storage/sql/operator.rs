@@ -3,7 +3,6 @@
 //! worker's job, all in one transaction under the payout's lock; four eyes above the
 //! configured amount; the dry run and the filter of bulk actions.
 
-use chrono::Utc;
 use sqlx::Row;
 
 use super::duplicates::{load_duplicates, settle_duplicate};
@@ -47,7 +46,7 @@ impl Store {
         limit: u32,
     ) -> StoreResult<Vec<PayoutId>> {
         let before = filter.older_than.map(|age| {
-            to_millis(Utc::now()) - i64::try_from(age.as_millis()).unwrap_or(i64::MAX / 4)
+            to_millis(crate::clock::now()) - i64::try_from(age.as_millis()).unwrap_or(i64::MAX / 4)
         });
         let reason = filter
             .reason
@@ -89,7 +88,7 @@ impl Store {
             let state = ActionState::PendingApproval;
             record_action(&mut tx, &action_id, id, request, facts.status, None, state).await?;
             if commit {
-                tx.commit().await?;
+                super::commit(tx).await?;
             }
             return Ok(Acted {
                 action_id,
@@ -108,7 +107,7 @@ impl Store {
         let action_id = new_action_id();
         let acted = execute(&mut tx, id, &action_id, request, &facts, &effect, None).await?;
         if commit {
-            tx.commit().await?;
+            super::commit(tx).await?;
         }
         Ok(acted)
     }
@@ -137,7 +136,7 @@ impl Store {
             Some(approver),
         )
         .await?;
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(acted)
     }
 
@@ -166,11 +165,11 @@ impl Store {
         )
         .bind(action_id)
         .bind(approver)
-        .bind(to_millis(Utc::now()))
+        .bind(to_millis(crate::clock::now()))
         .bind(reason)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(())
     }
 
@@ -198,7 +197,7 @@ async fn execute(
     approved_by: Option<&str>,
 ) -> StoreResult<Acted> {
     transition::check(facts.status, effect.to, Mover::Operator)?;
-    let now = Utc::now();
+    let now = crate::clock::now();
     sqlx::query(
         "UPDATE payouts SET status = $2, updated_at = $3, \
            next_action_at = CASE WHEN $4 THEN $3 ELSE next_action_at END, \
@@ -272,7 +271,7 @@ async fn execute(
 }
 
 fn new_action_id() -> String {
-    format!("oa_{}", ulid::Ulid::generate())
+    format!("oa_{}", crate::clock::ulid())
 }
 
 fn not_pending(action_id: &str, state: ActionState) -> StoreError {
@@ -300,7 +299,7 @@ async fn load_facts(tx: &mut Tx, id: &PayoutId) -> StoreResult<PayoutFacts> {
     let lease_expires_at: Option<i64> = row.try_get(3)?;
     let currency: String = row.try_get(5)?;
     let amount = Money::from_units(row.try_get(4)?, parse_stored("currency", &currency)?);
-    let now = to_millis(Utc::now());
+    let now = to_millis(crate::clock::now());
     let attempts: Vec<(i64, Option<String>)> = sqlx::query_as(
         "SELECT attempt_no, outcome FROM payout_attempts WHERE payout_id = $1 ORDER BY attempt_no",
     )
@@ -390,7 +389,7 @@ async fn record_action(
         _ => None,
     };
     let done = state == ActionState::Done;
-    let now = to_millis(Utc::now());
+    let now = to_millis(crate::clock::now());
     sqlx::query(
         "INSERT INTO operator_actions (id, payout_id, action, reference, reason, requested_by, \
            requested_at, state, decided_by, decided_at, from_status, to_status) \
@@ -427,7 +426,7 @@ async fn approved(
     )
     .bind(action_id)
     .bind(by)
-    .bind(to_millis(Utc::now()))
+    .bind(to_millis(crate::clock::now()))
     .bind(from.code())
     .bind(to.code())
     .execute(&mut **tx)

@@ -3,7 +3,6 @@
 //! balance that became payable. A mark remembers what was reported, so a balance that stays
 //! payable is reported once, and again only after it stopped being payable.
 
-use chrono::Utc;
 use serde_json::json;
 
 use super::balances::load_balance;
@@ -110,7 +109,7 @@ async fn apply(
         .bind(account)
         .bind(program)
         .bind(currency)
-        .bind(to_millis(Utc::now()))
+        .bind(to_millis(crate::clock::now()))
         .execute(&mut **tx)
         .await?;
         if marked.rows_affected() == 1 {

@@ -2,8 +2,6 @@
 //! ingest (one path for the platform's feed and the API), where the database's triggers
 //! record when a change starts a cooling-off.
 
-use chrono::Utc;
-
 use super::{Store, StoreError, StoreResult, from_millis, parse_stored};
 use crate::domain::cooling_off::held_until;
 use crate::domain::ids::AccountId;
@@ -31,7 +29,7 @@ impl Store {
         .bind(account.as_str())
         .fetch_all(&mut *conn)
         .await?;
-        let now = Utc::now();
+        let now = crate::clock::now();
         rows.into_iter()
             .map(|(rail, destination, auto, updated_at, changed_at)| {
                 let changed_at = changed_at.map(from_millis);

@@ -10,7 +10,6 @@
 use std::collections::{HashMap, HashSet};
 
 use super::Tx;
-use chrono::Utc;
 
 use super::balances::{BookSums, assess};
 use super::book_balances::{BookKey, chunk_after};
@@ -117,14 +116,14 @@ impl Store {
             "INSERT INTO payout_runs (id, period, created_at, payouts, report) \
              VALUES ($1, $2, $3, $4, $5)",
         )
-        .bind(format!("run_{}", ulid::Ulid::generate()))
+        .bind(format!("run_{}", crate::clock::ulid()))
         .bind(period.as_str())
-        .bind(to_millis(Utc::now()))
+        .bind(to_millis(crate::clock::now()))
         .bind(i64::try_from(report.created).unwrap_or(i64::MAX))
         .bind(&json)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(report)
     }
 }
@@ -212,7 +211,7 @@ impl Store {
         .bind(last)
         .fetch_all(&mut **tx)
         .await?;
-        let now = Utc::now();
+        let now = crate::clock::now();
         let cooling_off = self.safeguards.method_cooling_off;
         let mut methods: HashMap<String, Vec<Method>> = HashMap::new();
         for (account, rail, destination, auto, changed_at) in method_rows(tx, first, last).await? {
@@ -280,7 +279,7 @@ impl Store {
         // One payout moves at most the per-amount cap.
         balance.payable_now.check_cap()?;
         Ok(Decision::Pay(Box::new(Planned {
-            id: PayoutId::generate(),
+            id: PayoutId::from_ulid(crate::clock::ulid()),
             account: parse_stored("account id", holder)?,
             program,
             rail: method.rail,

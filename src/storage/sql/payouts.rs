@@ -4,7 +4,6 @@
 pub(crate) use crate::storage::payout_views::*;
 
 use super::{Conn, Tx};
-use chrono::Utc;
 
 use super::balances::load_standing;
 use super::new_payouts::{insert_payout, request_hash};
@@ -137,7 +136,7 @@ pub(crate) async fn append_event(
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(payout.as_str())
-    .bind(to_millis(Utc::now()))
+    .bind(to_millis(crate::clock::now()))
     .bind(from.map(|s| s.code()))
     .bind(to.code())
     .bind(attempt.map(i64::from))
@@ -162,7 +161,7 @@ impl Store {
             .begin_write(WriteLock::Account(req.account.as_str()))
             .await?;
         let outcome = self.withdraw_in(&mut tx, req).await?;
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(outcome)
     }
 
@@ -193,7 +192,7 @@ impl Store {
             other => other?,
         };
         // 3. Decide.
-        let now = Utc::now();
+        let now = crate::clock::now();
         let changed_at = method.as_ref().and_then(|(_, at)| at.map(from_millis));
         let held = held_until(changed_at, self.safeguards.method_cooling_off, now);
         let program = balance.program(req.program.as_str(), req.amount.currency());
@@ -214,8 +213,14 @@ impl Store {
             destination,
             changed_at,
         });
-        let payout = withdrawal::decide(PayoutId::generate(), ask, standing, saved, held)
-            .map_err(|refusal| WithdrawError::refused(req, refusal))?;
+        let payout = withdrawal::decide(
+            PayoutId::from_ulid(crate::clock::ulid()),
+            ask,
+            standing,
+            saved,
+            held,
+        )
+        .map_err(|refusal| WithdrawError::refused(req, refusal))?;
         // 4. Write the hold, the payout, its first event and its job.
         let view = insert_payout(tx, &payout).await?;
         Ok(WithdrawalOutcome {
@@ -350,7 +355,7 @@ impl Store {
         Ok(sqlx::query_scalar(
             "SELECT CAST(COUNT(*) AS BIGINT) FROM payouts WHERE status = 'queued' AND next_action_at > $1",
         )
-        .bind(to_millis(Utc::now()))
+        .bind(to_millis(crate::clock::now()))
         .fetch_one(&self.pool)
         .await?)
     }

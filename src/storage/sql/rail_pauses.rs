@@ -2,7 +2,6 @@
 //! nothing new, its payouts wait (never fail) and say why, work on the wire finishes.
 
 use crate::domain::events::HeldFor;
-use chrono::Utc;
 
 use super::payouts::{Actor, append_event};
 use super::steps::fenced_update;
@@ -29,12 +28,12 @@ impl Store {
         if let Some(live) = live_pause(&mut tx, rail).await? {
             return Ok((live, false));
         }
-        let now = Utc::now();
+        let now = crate::clock::now();
         sqlx::query(
             "INSERT INTO rail_pauses (id, rail, reason, paused_by, paused_at) \
              VALUES ($1, $2, $3, $4, $5)",
         )
-        .bind(format!("rp_{}", ulid::Ulid::generate()))
+        .bind(format!("rp_{}", crate::clock::ulid()))
         .bind(rail.as_str())
         .bind(reason)
         .bind(actor)
@@ -66,7 +65,7 @@ impl Store {
         let Some(live) = live_pause(&mut tx, rail).await? else {
             return Ok(None);
         };
-        let now = to_millis(Utc::now());
+        let now = to_millis(crate::clock::now());
         sqlx::query(
             "UPDATE rail_pauses SET resumed_at = $2, resumed_by = $3, resume_reason = $4 \
              WHERE rail = $1 AND resumed_at IS NULL",
@@ -134,7 +133,7 @@ impl Store {
         let mut tx = self
             .begin_write(WriteLock::Payout(lease.payout_id.as_str()))
             .await?;
-        let now = to_millis(Utc::now());
+        let now = to_millis(crate::clock::now());
         let recheck = i64::try_from(PAUSE_RECHECK.as_millis()).unwrap_or(i64::MAX / 4);
         fenced_update(
             &mut tx,

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use chrono::{NaiveDate, Utc};
+use chrono::NaiveDate;
 
 use super::{Store, StoreResult, to_millis};
 use crate::storage::Trigger;
@@ -19,7 +19,7 @@ impl Store {
         run_id: &str,
         ttl: Duration,
     ) -> StoreResult<bool> {
-        let now = to_millis(Utc::now());
+        let now = to_millis(crate::clock::now());
         let expires = now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 4));
         let mut tx = self.pool.begin().await?;
         let claimed = sqlx::query(
@@ -74,7 +74,7 @@ impl Store {
              WHERE id = $1 AND status = 'running'",
         )
         .bind(run_id)
-        .bind(to_millis(Utc::now()))
+        .bind(to_millis(crate::clock::now()))
         .bind(reason)
         .execute(&mut *tx)
         .await?;
@@ -87,7 +87,7 @@ impl Store {
         sqlx::query("UPDATE recon_daily SET completed_at = $3 WHERE day = $1 AND run_id = $2")
             .bind(day.to_string())
             .bind(run_id)
-            .bind(to_millis(Utc::now()))
+            .bind(to_millis(crate::clock::now()))
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -104,7 +104,7 @@ impl Store {
              WHERE completed_at IS NULL AND expires_at < $1 AND day >= $2 AND day < $3 \
              ORDER BY day",
         )
-        .bind(to_millis(Utc::now()))
+        .bind(to_millis(crate::clock::now()))
         .bind(since.to_string())
         .bind(before.to_string())
         .fetch_all(&self.pool)

@@ -27,7 +27,7 @@ type ClaimRow = (String, Option<i64>, Option<i64>, Option<i64>);
 impl Store {
     /// Claims a payout for one step of work. See the module docs on fencing.
     pub async fn claim(&self, id: &PayoutId, owner: &str, ttl: Duration) -> StoreResult<Claim> {
-        let now = Utc::now();
+        let now = crate::clock::now();
         let now_ms = to_millis(now);
         let expires = now_ms + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
         let mut tx = self.begin_write(WriteLock::Payout(id.as_str())).await?;
@@ -88,14 +88,14 @@ impl Store {
                 }
             }
         };
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(claim)
     }
 
     /// Pushes a held lease's expiry `ttl` from now. `LeaseLost` once it was released or taken
     /// over.
     pub async fn extend_lease(&self, lease: &Lease, ttl: Duration) -> StoreResult<()> {
-        let now = to_millis(Utc::now());
+        let now = to_millis(crate::clock::now());
         let done = sqlx::query(
             "UPDATE payouts SET lease_expires_at = $1 \
              WHERE id = $2 AND fence = $3 AND lease_owner = $4 AND lease_expires_at > $5",
@@ -151,7 +151,7 @@ impl Store {
             .begin_write(WriteLock::Payout(lease.payout_id.as_str()))
             .await?;
         prove_lease(&mut tx, lease).await?;
-        let now = to_millis(Utc::now());
+        let now = to_millis(crate::clock::now());
         // An attempt still marked in flight belonged to a worker that stopped mid-send; the
         // lookup that led here proved it did not land. It does not use up an attempt.
         sqlx::query(
@@ -200,7 +200,7 @@ impl Store {
             ),
         )
         .await?;
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(())
     }
 
@@ -217,7 +217,7 @@ impl Store {
         let mut tx = self
             .begin_write(WriteLock::Payout(lease.payout_id.as_str()))
             .await?;
-        let now = Utc::now();
+        let now = crate::clock::now();
         let hold = write_step_status(&mut tx, lease, step, now).await?;
         if let Some(settled) = &step.settled {
             sqlx::query(
@@ -264,7 +264,7 @@ impl Store {
             )
             .await?;
         }
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(())
     }
 
@@ -273,7 +273,7 @@ impl Store {
         let mut tx = self
             .begin_write(WriteLock::Payout(lease.payout_id.as_str()))
             .await?;
-        let now = to_millis(Utc::now());
+        let now = to_millis(crate::clock::now());
         let next = now + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 4);
         fenced_update(
             &mut tx,
@@ -290,7 +290,7 @@ impl Store {
             &format!("fence-{}-{why}", lease.fence),
         )
         .await?;
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(())
     }
 
@@ -298,9 +298,9 @@ impl Store {
     /// ran too early). Deduplicated per due time, so calling it often is harmless.
     pub async fn schedule_check(&self, id: &PayoutId, at: DateTime<Utc>) -> StoreResult<()> {
         let mut tx = self.begin_write(WriteLock::Payout(id.as_str())).await?;
-        let delay = (at - Utc::now()).to_std().unwrap_or_default();
+        let delay = (at - crate::clock::now()).to_std().unwrap_or_default();
         enqueue_payout_job(&mut tx, id, delay, &format!("check-{}", to_millis(at))).await?;
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(())
     }
 
@@ -312,7 +312,7 @@ impl Store {
     /// burnt. It reads which payouts hold a runnable job and gives each of the others a job
     /// under a key nothing else makes (a new ULID).
     pub async fn enqueue_overdue(&self, grace: Duration) -> StoreResult<usize> {
-        let now = to_millis(Utc::now());
+        let now = to_millis(crate::clock::now());
         let cutoff = now - i64::try_from(grace.as_millis()).unwrap_or(0);
         let mut tx = self.begin_write(WriteLock::Sweep).await?;
         let due: Vec<String> = sqlx::query_scalar(
@@ -339,7 +339,7 @@ impl Store {
                 payout_task(
                     &id,
                     Duration::ZERO,
-                    &format!("sweep-{}", ulid::Ulid::generate()),
+                    &format!("sweep-{}", crate::clock::ulid()),
                 )
             })
             .collect::<StoreResult<Vec<_>>>()?;
@@ -347,7 +347,7 @@ impl Store {
         if count > 0 {
             super::push_tasks(&mut tx, tasks).await?;
         }
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(count)
     }
 }
@@ -416,7 +416,7 @@ async fn write_step_status(
 /// life: the write that precedes a provider call, so the call ends before anyone may take
 /// the payout over. `LeaseLost` otherwise.
 pub(crate) async fn prove_lease(tx: &mut Tx, lease: &Lease) -> StoreResult<()> {
-    let now = to_millis(Utc::now());
+    let now = to_millis(crate::clock::now());
     let done = sqlx::query(
         "UPDATE payouts SET lease_expires_at = $1 \
          WHERE id = $2 AND fence = $3 AND lease_owner = $4 AND lease_expires_at > $5",
@@ -454,7 +454,7 @@ pub(super) async fn fenced_update(
         .bind(a)
         .bind(b)
         .bind(&lease.owner)
-        .bind(to_millis(Utc::now()))
+        .bind(to_millis(crate::clock::now()))
         .execute(&mut **tx)
         .await?;
     if done.rows_affected() == 1 {

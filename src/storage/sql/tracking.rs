@@ -103,7 +103,7 @@ impl Store {
                 fence: lease.fence,
             });
         }
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(())
     }
 
@@ -172,11 +172,11 @@ impl Store {
                     &mut tx,
                     id,
                     std::time::Duration::ZERO,
-                    &format!("{source}-{}", to_millis(Utc::now())),
+                    &format!("{source}-{}", to_millis(crate::clock::now())),
                 )
                 .await?;
             }
-            tx.commit().await?;
+            super::commit(tx).await?;
             return Ok(Applied::Deferred { status });
         }
         let attempts = attempt_tokens(&mut tx, id).await?;
@@ -192,7 +192,8 @@ impl Store {
         let applied = match match_reading(&anchor, &reading) {
             ObjectMatch::Applies => {
                 let watch_until = watch_for.map(|w| {
-                    to_millis(Utc::now()) + i64::try_from(w.as_millis()).unwrap_or(i64::MAX / 4)
+                    to_millis(crate::clock::now())
+                        + i64::try_from(w.as_millis()).unwrap_or(i64::MAX / 4)
                 });
                 apply_tracked(&mut tx, &payout, observation, actor, watch_until).await?
             }
@@ -206,7 +207,7 @@ impl Store {
             // Found by a name this payout does not carry: nothing of ours to change.
             ObjectMatch::Unrelated => Applied::Unchanged { status },
         };
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(applied)
     }
 
@@ -255,7 +256,7 @@ impl Store {
         )
         .bind(provider.as_str())
         .bind(event_id)
-        .bind(to_millis(Utc::now()))
+        .bind(to_millis(crate::clock::now()))
         .bind(payout.map(PayoutId::as_str))
         .bind(outcome)
         .execute(&self.pool)
@@ -354,7 +355,7 @@ async fn apply_tracked(
     watch_until: Option<i64>,
 ) -> StoreResult<Applied> {
     let (id, status) = (&payout.id, payout.status);
-    let now = Utc::now();
+    let now = crate::clock::now();
     let at = observation.occurred_at;
     Ok(
         match track(status, payout.provider_status_at, observation) {
@@ -422,7 +423,7 @@ async fn record_duplicate(
     observation: &Observation,
     actor: Actor<'_>,
 ) -> StoreResult<()> {
-    let now = to_millis(Utc::now());
+    let now = to_millis(crate::clock::now());
     let before: Option<String> = sqlx::query_scalar(
         "SELECT provider_status FROM payout_duplicates WHERE payout_id = $1 AND object_ref = $2",
     )

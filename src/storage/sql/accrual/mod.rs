@@ -328,7 +328,7 @@ fn push_delta(
             let txn = commission_transaction(kind, &e.beneficiary, e.program, piece)?;
             batch.push((
                 TxnMeta {
-                    id: format!("lt_{}", ulid::Ulid::generate()),
+                    id: format!("lt_{}", crate::clock::ulid()),
                     source_id: None,
                     referral_id: (key.0 != Stream::Creator).then(|| key.1.clone()),
                     payout_id: None,

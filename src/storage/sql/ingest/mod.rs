@@ -10,7 +10,6 @@ mod rows;
 
 use std::collections::{HashMap, HashSet};
 
-use chrono::Utc;
 use sqlx::QueryBuilder;
 
 use super::affiliate::enroll;
@@ -122,7 +121,7 @@ impl Store {
     ) -> StoreResult<Vec<LineError>> {
         let mut errors = Vec::new();
         let posted_before = super::events::last_posting(tx).await?;
-        let now = to_millis(Utc::now());
+        let now = to_millis(crate::clock::now());
         let mut sorted = Sorted::of(programs, records, now, &mut errors)?;
         // Order matters only for refunds, which must see their usage.
         let mut written = HashSet::new();

@@ -8,8 +8,6 @@ mod runs;
 
 use std::collections::BTreeMap;
 
-use chrono::Utc;
-
 use super::events::report_new_exceptions;
 use super::{Store, StoreError, StoreResult, to_millis};
 use crate::domain::reconcile::ProviderRecord;
@@ -69,7 +67,7 @@ impl Store {
              VALUES ($1, $2, $3, $4, $5, $6, $7, 'running', $8, $9)",
         )
         .bind(&run.id)
-        .bind(to_millis(Utc::now()))
+        .bind(to_millis(crate::clock::now()))
         .bind(run.period.from.to_string())
         .bind(run.period.to.to_string())
         .bind(
@@ -128,7 +126,7 @@ impl Store {
              WHERE id = $1",
         )
         .bind(&run.id)
-        .bind(to_millis(Utc::now()))
+        .bind(to_millis(crate::clock::now()))
         .bind(summary)
         .execute(&mut *tx)
         .await?;
@@ -142,7 +140,7 @@ impl Store {
             "UPDATE recon_runs SET status = 'failed', finished_at = $2, error = $3 WHERE id = $1",
         )
         .bind(run_id)
-        .bind(to_millis(Utc::now()))
+        .bind(to_millis(crate::clock::now()))
         .bind(error)
         .execute(&self.pool)
         .await?;

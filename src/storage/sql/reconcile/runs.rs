@@ -1,7 +1,6 @@
 //! Reading runs and their exceptions back, resolving exceptions, and backfilling the
 //! references older records were stored without.
 
-use chrono::Utc;
 use sqlx::Row;
 
 use super::super::{
@@ -175,7 +174,7 @@ impl Store {
         if known.is_none() {
             return Ok(None);
         }
-        let now = Utc::now();
+        let now = crate::clock::now();
         sqlx::query(
             "INSERT INTO recon_resolutions (exception_id, note, resolved_by, resolved_at) \
              VALUES ($1, $2, $3, $4) \
