@@ -120,7 +120,11 @@ async fn simulate(
     let workers = (0..rng.random_range(1..=3))
         .map(|n| setup::worker(&store, &sandbox, n))
         .collect::<Result<Vec<_>>>()?;
-    let webhooks = payouts::http::router(sandbox.webhook_state(store.clone())?);
+    // As `payouts serve` does: a payout a webhook makes paid is watched like one a step
+    // settles.
+    let mut receivers = sandbox.webhook_state(store.clone())?;
+    receivers.watch_for = Some(setup::policy().watch_for);
+    let webhooks = payouts::http::router(receivers);
     let mut sim = Sim {
         world,
         rng,
