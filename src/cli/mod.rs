@@ -282,6 +282,18 @@ pub fn write_stdout(args: std::fmt::Arguments<'_>) {
 }
 
 /// Runs a command; returns the process exit code.
+impl Cli {
+    /// Whether the command injects faults on purpose (the simulator), so that the engine's
+    /// warnings are expected noise.
+    pub fn injects_faults(&self) -> bool {
+        #[cfg(feature = "simulators")]
+        if let Command::Sim(sim::SimCommand::Sim(_)) = &self.command {
+            return true;
+        }
+        false
+    }
+}
+
 pub async fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         #[cfg(feature = "simulators")]

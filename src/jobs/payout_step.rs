@@ -133,6 +133,14 @@ async fn run_step(
     send_attempt(deps, rail.as_ref(), lease, payout, context).await
 }
 
+/// `at` plus a lease's life: when a lease taken or renewed at `at` lapses.
+fn lease_end(at: chrono::DateTime<chrono::Utc>, ttl: Duration) -> chrono::DateTime<chrono::Utc> {
+    chrono::Duration::from_std(ttl)
+        .ok()
+        .and_then(|d| at.checked_add_signed(d))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+}
+
 /// Writes a step the domain decided, from the payout's status as claimed.
 async fn record(
     deps: &PayoutDeps,
@@ -188,11 +196,18 @@ async fn resolve(
     };
     // A resolve may continue the uncertain attempt (Wise funds a transfer it finds unfunded):
     // prove the lease, renewed for its full life, before the rail calls out.
+    let proven = crate::clock::now();
     deps.store.extend_lease(lease, deps.lease_ttl).await?;
-    let found = rail
-        .resolve(&submission, earlier, last.started_at, &checkpoints)
-        .await
-        .map_err(|e| e.to_string());
+    // The attempt's request left, if at all, before its sender's lease lapsed (a request is
+    // never sent later: `providers::sending_until`), so that is the latest it can have
+    // started at the provider.
+    let left_by = lease_end(last.started_at, deps.lease_ttl);
+    let found = crate::providers::sending_until(
+        lease_end(proven, deps.lease_ttl),
+        rail.resolve(&submission, earlier, left_by, &checkpoints),
+    )
+    .await
+    .map_err(|e| e.to_string());
     let failures = deps.store.lookup_failures(&payout.id).await?;
     let jitter = crate::clock::unit_random();
     match step::after_lookup(&deps.policy, last.attempt, found, failures, jitter) {
@@ -264,6 +279,7 @@ async fn send_attempt(
         return record(deps, lease, payout.status, &step).await;
     }
     let key = attempt_key(&payout.id, attempt);
+    let proven = crate::clock::now();
     let rail_ref = (crate::providers::facts(payout.rail).reference)(&payout.id, &key);
     deps.store
         .begin_attempt(
@@ -288,7 +304,13 @@ async fn send_attempt(
         lease,
         attempt,
     };
-    let decision = rail.submit(&submission, &checkpoints).await;
+    // `begin_attempt` renewed the lease for its full life from no earlier than `proven`; no
+    // request of this attempt leaves after that lease lapses.
+    let decision = crate::providers::sending_until(
+        lease_end(proven, deps.lease_ttl),
+        rail.submit(&submission, &checkpoints),
+    )
+    .await;
     let step = step::after_send(
         &deps.policy,
         attempt,

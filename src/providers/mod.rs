@@ -166,6 +166,22 @@ pub(crate) struct Answer {
     pub body: axum::body::Bytes,
 }
 
+tokio::task_local! {
+    /// Until when the step making this rail call holds its lease (see [`sending_until`]).
+    static SEND_BY: chrono::DateTime<chrono::Utc>;
+}
+
+/// Runs a rail call of a step whose lease is proven until `until`: a money-moving request
+/// that would leave after it is not sent. A worker paused past its lease (a stalled VM, a
+/// long collector pause) has been replaced by then, and its successor settles the attempt
+/// believing no request of it leaves later than that; sending anyway could pay twice.
+pub async fn sending_until<F: std::future::Future>(
+    until: chrono::DateTime<chrono::Utc>,
+    call: F,
+) -> F::Output {
+    SEND_BY.scope(until, call).await
+}
+
 /// Sends a money-moving request and reads the whole answer. Transport failures are already
 /// classified: a failed connect never left (retry); anything later may have executed
 /// (unknown).
@@ -175,6 +191,15 @@ pub(crate) async fn exchange(
 ) -> Result<Answer, crate::domain::payout::SendDecision> {
     use crate::domain::payout::SendDecision;
     crate::clock::crash_point("before a provider request").await;
+    if SEND_BY
+        .try_with(|by| crate::clock::now() > *by)
+        .unwrap_or(false)
+    {
+        return Err(SendDecision::Retry {
+            reason: "not sent: this worker's lease lapsed before the request could leave".into(),
+            retry_after: None,
+        });
+    }
     let response = match pacer.send(request).await {
         Ok(r) => r,
         Err(e) if e.is_connect() => {

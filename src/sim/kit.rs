@@ -21,6 +21,15 @@ use tokio::task::JoinHandle;
 use crate::domain::settle::SettleTiming;
 use crate::domain::tracking::RailState;
 
+/// The kinds of fault the mocks count (see [`injected`]).
+pub const REFUSED_5XX: &str = "5xx before commit";
+pub const FAILED_AFTER_COMMIT: &str = "5xx after commit";
+pub const DROPPED_AFTER_COMMIT: &str = "commit then drop";
+pub const RATE_LIMITED: &str = "429 with Retry-After";
+pub const LATE_COMMIT: &str = "late commit";
+pub const LIST_LAG: &str = "listing lagged a write";
+pub const KEY_EXPIRED: &str = "idempotency key expired";
+
 /// Fault injection settings, the same for every mock. Rates are probabilities in `[0, 1]`
 /// per money-moving request.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -104,7 +113,11 @@ const MOCK_DELAY_SLACK: Duration = Duration::from_secs(2);
 impl Faults {
     /// Whether something written at `at` is in listings yet.
     pub fn listed(&self, at: std::time::Instant) -> bool {
-        crate::clock::elapsed(at) >= Duration::from_millis(self.list_lag_ms)
+        let listed = crate::clock::elapsed(at) >= Duration::from_millis(self.list_lag_ms);
+        if !listed {
+            injected(LIST_LAG);
+        }
+        listed
     }
 
     /// What an adapter may assume about a mock with these faults, from the rail's real
@@ -141,6 +154,22 @@ pub struct MovedMoney {
     pub state: RailState,
 }
 
+thread_local! {
+    static INJECTED: std::cell::RefCell<std::collections::BTreeMap<&'static str, u64>> =
+        const { std::cell::RefCell::new(std::collections::BTreeMap::new()) };
+}
+
+/// Counts a fault a mock injected, by kind, on this thread: the simulator runs the mocks on
+/// its own thread and reads them after each run with [`take_injected`].
+pub fn injected(kind: &'static str) {
+    INJECTED.with(|i| *i.borrow_mut().entry(kind).or_default() += 1);
+}
+
+/// The faults injected on this thread since the last call, by kind.
+pub fn take_injected() -> std::collections::BTreeMap<&'static str, u64> {
+    INJECTED.with(|i| std::mem::take(&mut *i.borrow_mut()))
+}
+
 /// Seeded randomness for fault decisions.
 #[derive(Debug)]
 pub struct Dice(StdRng);
@@ -153,6 +182,16 @@ impl Dice {
     /// True with probability `p` (clamped to `[0, 1]`).
     pub fn roll(&mut self, p: f64) -> bool {
         p > 0.0 && self.0.random_bool(p.clamp(0.0, 1.0))
+    }
+
+    /// Rolls for fault `kind` with probability `p`, counting it (see [`injected`]) if it
+    /// comes up.
+    pub fn fault(&mut self, kind: &'static str, p: f64) -> bool {
+        let hit = self.roll(p);
+        if hit {
+            injected(kind);
+        }
+        hit
     }
 
     pub fn pick(&mut self, n: usize) -> usize {

@@ -193,17 +193,33 @@ impl Sandbox {
 
     /// Adapters for all four rails, pointed at the mocks.
     pub fn rails(&self) -> Result<Rails, ProviderError> {
+        self.rails_at(None)
+    }
+
+    /// The same adapters, pointed at a loopback port nothing listens on: every request is
+    /// refused before it connects, as for a worker cut off from the providers.
+    pub fn unreachable_rails(&self) -> Result<Rails, ProviderError> {
+        self.rails_at(Some("http://127.0.0.1:1"))
+    }
+
+    fn rails_at(&self, base: Option<&str>) -> Result<Rails, ProviderError> {
+        let at = |url: String| base.map_or(url, str::to_owned);
+        let (mut stripe, mut paypal) = (self.stripe_config(), self.paypal_config());
+        let (mut wise, mut partnerstack) = (self.wise_config(), self.partnerstack_config());
+        stripe.api_base = at(stripe.api_base);
+        paypal.api_base = at(paypal.api_base);
+        wise.api_base = at(wise.api_base);
+        partnerstack.api_base = at(partnerstack.api_base);
         // The adapters are told the mocks' timing, as they are told PayPal's window.
         let faults = &self.options.faults;
         Ok(Rails::default()
+            .with(Arc::new(StripeAdapter::new(stripe)?.with_settle_timing(
+                faults.settle_timing(stripe::SETTLE, true),
+            )))
+            .with(Arc::new(PaypalAdapter::new(paypal)?))
+            .with(Arc::new(WiseAdapter::new(wise)?))
             .with(Arc::new(
-                StripeAdapter::new(self.stripe_config())?
-                    .with_settle_timing(faults.settle_timing(stripe::SETTLE, true)),
-            ))
-            .with(Arc::new(PaypalAdapter::new(self.paypal_config())?))
-            .with(Arc::new(WiseAdapter::new(self.wise_config())?))
-            .with(Arc::new(
-                PartnerstackAdapter::new(self.partnerstack_config())?
+                PartnerstackAdapter::new(partnerstack)?
                     .with_settle_timing(faults.settle_timing(partnerstack::SETTLE, false)),
             )))
     }

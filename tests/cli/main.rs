@@ -12,3 +12,4 @@ mod edges;
 mod events;
 mod operate;
 mod programs;
+mod simulation;

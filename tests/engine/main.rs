@@ -32,6 +32,7 @@ mod reconcile;
 mod reconcile_daily;
 mod retention;
 mod settle_faults;
+mod stale_sender;
 mod stripe_webhooks;
 mod webhook_bounds;
 mod wise_paging;

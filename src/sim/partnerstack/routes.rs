@@ -18,6 +18,7 @@ use super::{DuplicateKey, Pending, Shared, flush, records};
 use crate::providers::partnerstack::wire::{
     CreateReward, KEY_MAX, KEY_MIN, MAX_LIMIT, Page, Reward,
 };
+use crate::sim::kit;
 use crate::sim::kit::{Dice, Faults, dropped_connection, json_response, lock, with_retry_after};
 
 pub(super) fn router(shared: Arc<Shared>) -> Router {
@@ -91,13 +92,18 @@ async fn create_reward(
             Some(_) => {}
         }
         // Refused before anything executes: nothing is stored.
-        if inner.dice.roll(inner.faults.rate_limit_rate) {
+        if inner
+            .dice
+            .fault(kit::RATE_LIMITED, inner.faults.rate_limit_rate)
+        {
             return with_retry_after(error(429, "Too many requests"), 1);
         }
-        if inner.dice.roll(inner.faults.error_rate) {
+        if inner.dice.fault(kit::REFUSED_5XX, inner.faults.error_rate) {
             return error(500, "Internal server error");
         }
-        let late = inner.dice.roll(inner.faults.late_commit_rate);
+        let late = inner
+            .dice
+            .fault(kit::LATE_COMMIT, inner.faults.late_commit_rate);
         let late = late.then(|| Duration::from_millis(inner.faults.late_commit_ms));
         (Duration::from_millis(inner.faults.latency_ms), late)
     };
@@ -177,8 +183,12 @@ fn commit(shared: &Shared, headers: &HeaderMap, body: &Bytes) -> (Response, Vec<
         let response = if (faults.drop_first_attempt && first_seen)
             || inner.dice.roll(faults.drop_after_commit_rate)
         {
+            kit::injected(kit::DROPPED_AFTER_COMMIT);
             dropped_connection()
-        } else if inner.dice.roll(faults.error_after_commit_rate) {
+        } else if inner
+            .dice
+            .fault(kit::FAILED_AFTER_COMMIT, faults.error_after_commit_rate)
+        {
             error(500, "Internal server error")
         } else {
             ok(reward)

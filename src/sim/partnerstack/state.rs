@@ -166,8 +166,12 @@ impl Inner {
         let ttl = self.faults.key_ttl_ms;
         if ttl > 0 {
             let ttl = Duration::from_millis(ttl);
+            let before = self.remembered.len();
             self.remembered
                 .retain(|_, at| crate::clock::elapsed(*at) < ttl);
+            for _ in self.remembered.len()..before {
+                crate::sim::kit::injected(crate::sim::kit::KEY_EXPIRED);
+            }
         }
     }
 

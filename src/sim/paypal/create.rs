@@ -17,6 +17,7 @@ use crate::domain::money::Currency;
 use crate::providers::paypal::wire::{
     self, BatchHeader, CreatePayout, CreateResponse, ErrorBody, ErrorDetail, PayoutItem,
 };
+use crate::sim::kit;
 use crate::sim::kit::{Faults, dropped_connection, json_response, lock, with_retry_after};
 
 struct Valid {
@@ -137,7 +138,7 @@ pub(super) async fn create(State(s): State<AppState>, headers: HeaderMap, body: 
     let mut guard = lock(&s.inner);
     let inner = &mut *guard;
     let faults = inner.faults.clone();
-    if inner.dice.roll(faults.error_rate) {
+    if inner.dice.fault(kit::REFUSED_5XX, faults.error_rate) {
         return internal_error();
     }
     let header = req.sender_batch_header.clone().unwrap_or_default();
@@ -173,7 +174,7 @@ fn admit(
     inner.payout_requests += 1;
     authorized(&inner, headers)?;
     let rate = inner.faults.rate_limit_rate;
-    if inner.dice.roll(rate) {
+    if inner.dice.fault(kit::RATE_LIMITED, rate) {
         return Err(Box::new(with_retry_after(
             simple(
                 429,
@@ -220,6 +221,7 @@ fn internal_error() -> Response {
 fn duplicate_batch(inner: &Inner, sender_batch_id: &str) -> Option<Response> {
     let (original, at) = inner.sender_batch_ids.get(sender_batch_id).cloned()?;
     if !inner.remembered(at) {
+        kit::injected(kit::KEY_EXPIRED);
         return None;
     }
     let mut b = ErrorBody::new("USER_BUSINESS_ERROR", "User business error.");
@@ -347,9 +349,13 @@ fn new_items(
 fn after_commit(inner: &mut Inner, faults: &Faults) -> Option<Response> {
     let drop = faults.drop_first_attempt || inner.dice.roll(faults.drop_after_commit_rate);
     if drop {
+        kit::injected(kit::DROPPED_AFTER_COMMIT);
         return Some(dropped_connection());
     }
-    if inner.dice.roll(faults.error_after_commit_rate) {
+    if inner
+        .dice
+        .fault(kit::FAILED_AFTER_COMMIT, faults.error_after_commit_rate)
+    {
         return Some(internal_error());
     }
     None

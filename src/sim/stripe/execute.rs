@@ -11,6 +11,7 @@ use super::params::CreateParams;
 use super::reply::{replay, stripe_error};
 use super::{Idem, Inner, emit, new_transfer, reverse_transfer};
 use crate::providers::stripe::wire::ErrorBody;
+use crate::sim::kit;
 use crate::sim::kit::lock;
 
 /// Stripe's idempotency layer: the stored answer, 409 while running, 400 for other
@@ -27,6 +28,7 @@ pub(super) fn idempotency_check(
             .get(key)
             .is_some_and(|(at, _)| crate::clock::elapsed(*at) > Duration::from_millis(ttl))
     {
+        kit::injected(kit::KEY_EXPIRED);
         inner.idempotency.remove(key);
     }
     match inner.idempotency.get(key).map(|(_, idem)| idem) {
@@ -87,7 +89,7 @@ pub(super) fn execute(
     let mut guard = lock(shared);
     let inner = &mut *guard;
     let faults = inner.faults.clone();
-    let (status, body, drop) = if inner.dice.roll(faults.error_rate) {
+    let (status, body, drop) = if inner.dice.fault(kit::REFUSED_5XX, faults.error_rate) {
         (500, api_error_body(), false)
     } else {
         let default = inner.default_balance;
@@ -130,7 +132,14 @@ pub(super) fn execute(
             }
             let drop = (faults.drop_first_attempt && first_seen)
                 || (inner.dice.roll(faults.drop_after_commit_rate));
-            if !drop && inner.dice.roll(faults.error_after_commit_rate) {
+            if drop {
+                kit::injected(kit::DROPPED_AFTER_COMMIT);
+            }
+            if !drop
+                && inner
+                    .dice
+                    .fault(kit::FAILED_AFTER_COMMIT, faults.error_after_commit_rate)
+            {
                 // Committed, then failed answering: Stripe stores and replays this 500.
                 (500, api_error_body(), false)
             } else {

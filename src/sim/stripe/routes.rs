@@ -17,6 +17,7 @@ use super::params::parse_create;
 use super::reply::{authorized, replay, stripe_error};
 use super::{Inner, records, reverse_transfer};
 use crate::providers::stripe::wire::IDEMPOTENCY_KEY;
+use crate::sim::kit;
 use crate::sim::kit::{Dice, Faults, dropped_connection, lock};
 
 pub(super) fn router(inner: Arc<Mutex<Inner>>) -> Router {
@@ -78,6 +79,7 @@ async fn create_transfer(
         }
         let limited = first || inner.dice.roll(inner.faults.rate_limit_rate);
         if limited {
+            kit::injected(kit::RATE_LIMITED);
             return too_many_requests();
         }
         let mut first_seen = true;
@@ -88,7 +90,9 @@ async fn create_transfer(
         } else {
             first_seen = false;
         }
-        let late = inner.dice.roll(inner.faults.late_commit_rate);
+        let late = inner
+            .dice
+            .fault(kit::LATE_COMMIT, inner.faults.late_commit_rate);
         let late = late.then(|| Duration::from_millis(inner.faults.late_commit_ms));
         (
             inner.faults.latency_ms,

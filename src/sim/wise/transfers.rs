@@ -22,10 +22,18 @@ use crate::sim::kit::lock;
 /// The transfer an earlier request made under `ctid`, while the mock still remembers it.
 fn by_ctid(inner: &Inner, ctid: &str) -> Option<usize> {
     let ttl = inner.faults.key_ttl_ms;
-    inner.transfers.iter().position(|t| {
+    let same = |t: &&_| {
+        let t: &MockTransfer = t;
         t.transfer.customer_transaction_id.as_deref() == Some(ctid)
-            && (ttl == 0 || crate::clock::elapsed(t.ctid_at) < Duration::from_millis(ttl))
-    })
+    };
+    let fresh = |t: &MockTransfer| {
+        ttl == 0 || crate::clock::elapsed(t.ctid_at) < Duration::from_millis(ttl)
+    };
+    let found = inner.transfers.iter().position(|t| same(&t) && fresh(t));
+    if found.is_none() && inner.transfers.iter().any(|t| same(&t)) {
+        crate::sim::kit::injected(crate::sim::kit::KEY_EXPIRED);
+    }
+    found
 }
 
 pub(super) async fn create_transfer(

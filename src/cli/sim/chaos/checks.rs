@@ -93,7 +93,11 @@ pub(super) async fn check(
             .filter(|t| t.rail == rail)
             .map(|t| t.amount.to_minor_units())
             .sum::<Result<i64, _>>()?;
-        let open: i64 = waiting.values().filter(|(r, _)| *r == rail).map(|w| w.1).sum();
+        let open: i64 = waiting
+            .values()
+            .filter(|(r, _)| *r == rail)
+            .map(|w| w.1)
+            .sum();
         let gap = in_ledger - at_provider;
         if !(0..=open).contains(&gap) {
             broken.push(format!(

@@ -1,7 +1,11 @@
 //! Each run's own database: a SQLite file in memory-backed storage (`/dev/shm` where there is
 //! one), or a PostgreSQL database created for the run and dropped after it.
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
 use anyhow::{Context, Result};
+use payouts::domain::program::ProgramSet;
 use payouts::storage::{DatabaseUrl, Store};
 
 use super::setup;
@@ -25,13 +29,11 @@ impl Fresh {
         let programs = setup::programs()?;
         match backend {
             Backend::Sqlite => {
-                let shm = std::path::Path::new("/dev/shm");
-                let dir = if shm.is_dir() {
-                    tempfile::tempdir_in(shm)?
-                } else {
-                    tempfile::tempdir()?
-                };
-                let store = Store::open_sqlite(&dir.path().join("sim.db"), programs).await?;
+                let dir = scratch()?;
+                let path = dir.path().join("sim.db");
+                std::fs::copy(template(&programs).await?, &path)
+                    .context("copying the migrated template database")?;
+                let store = Store::open_sqlite(&path, programs).await?;
                 Ok(Fresh {
                     store,
                     _dir: Some(dir),
@@ -68,6 +70,37 @@ impl Fresh {
             .await;
         }
     }
+}
+
+/// A directory in memory-backed storage where there is one.
+fn scratch() -> Result<tempfile::TempDir> {
+    let shm = std::path::Path::new("/dev/shm");
+    Ok(if shm.is_dir() {
+        tempfile::tempdir_in(shm)?
+    } else {
+        tempfile::tempdir()?
+    })
+}
+
+thread_local! {
+    /// This thread's migrated, empty SQLite database, copied for each run: migrating a fresh
+    /// file every run would cost more than most runs.
+    static TEMPLATE: std::cell::RefCell<Option<(tempfile::TempDir, PathBuf)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+async fn template(programs: &Arc<ProgramSet>) -> Result<PathBuf> {
+    if let Some(path) = TEMPLATE.with(|t| t.borrow().as_ref().map(|(_, p)| p.clone())) {
+        return Ok(path);
+    }
+    let dir = scratch()?;
+    let path = dir.path().join("template.db");
+    Store::open_sqlite(&path, Arc::clone(programs))
+        .await?
+        .close()
+        .await;
+    TEMPLATE.with(|t| *t.borrow_mut() = Some((dir, path.clone())));
+    Ok(path)
 }
 
 async fn admin(server: &str, statement: &str) -> Result<()> {

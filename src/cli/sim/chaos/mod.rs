@@ -18,6 +18,13 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 use fresh::Backend;
+
+/// What every run of an invocation shares.
+#[derive(Debug, Clone)]
+pub(super) struct Plan {
+    backend: Backend,
+    stray: bool,
+}
 use run::Outcome;
 
 #[derive(Debug, Args)]
@@ -41,6 +48,10 @@ pub struct SimOptions {
     /// database per seed, dropped afterwards.
     #[arg(long)]
     postgres: Option<String>,
+    /// Also pay a stray transfer at the Stripe mock that no payout asked for: each run must
+    /// then report it (a proof that the checks catch money we did not send).
+    #[arg(long)]
+    stray: bool,
 }
 
 pub async fn sim(opts: SimOptions) -> Result<i32> {
@@ -57,7 +68,11 @@ pub async fn sim(opts: SimOptions) -> Result<i32> {
     };
     let single = opts.seed.is_some();
     let jobs = opts.jobs.max(1);
-    tokio::task::spawn_blocking(move || play(seeds, jobs, backend, single))
+    let plan = Plan {
+        backend,
+        stray: opts.stray,
+    };
+    tokio::task::spawn_blocking(move || play(seeds, jobs, plan, single))
         .await
         .context("the simulator's threads")?
 }
@@ -76,24 +91,24 @@ fn regression_seeds(file: &PathBuf) -> Result<Vec<u64>> {
 }
 
 /// Plays `seeds` on `jobs` threads; prints each violation as found and the summary.
-fn play(seeds: Vec<u64>, jobs: usize, backend: Backend, single: bool) -> Result<i32> {
+fn play(seeds: Vec<u64>, jobs: usize, plan: Plan, single: bool) -> Result<i32> {
     let started = Instant::now();
     let seeds = Arc::new(seeds);
     let next = Arc::new(AtomicUsize::new(0));
     let (tx, rx) = mpsc::channel::<Outcome>();
     let mut threads = Vec::new();
     for _ in 0..jobs.min(seeds.len().max(1)) {
-        let (seeds, next, tx, backend) = (
+        let (seeds, next, tx, plan) = (
             Arc::clone(&seeds),
             Arc::clone(&next),
             tx.clone(),
-            backend.clone(),
+            plan.clone(),
         );
         threads.push(std::thread::spawn(move || {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(&seed) = seeds.get(i) else { return };
-                let outcome = std::panic::catch_unwind(|| run::run_seed(seed, &backend))
+                let outcome = std::panic::catch_unwind(|| run::run_seed(seed, &plan))
                     .unwrap_or_else(|_| Outcome {
                         seed,
                         violations: vec!["the run panicked (its message is above)".into()],

@@ -24,8 +24,9 @@ use rand::Rng;
 use rand::rngs::StdRng;
 use tower::ServiceExt;
 
+use super::Plan;
 use super::checks;
-use super::fresh::{Backend, Fresh};
+use super::fresh::Fresh;
 use super::setup;
 
 /// Turns a run may take before it is called stuck.
@@ -69,7 +70,8 @@ struct Sim {
     store: Store,
     sandbox: Sandbox,
     webhooks: axum::Router,
-    workers: Vec<Arc<PayoutDeps>>,
+    /// Each worker as it is, and cut off from the providers.
+    workers: Vec<(Arc<PayoutDeps>, Arc<PayoutDeps>)>,
     payouts: Vec<Tracked>,
     /// A payout whose step was deferred is not stepped again before this.
     not_before: Vec<DateTime<Utc>>,
@@ -80,7 +82,7 @@ struct Sim {
 }
 
 /// Runs seed `seed` on this thread, on a fresh database of `backend`.
-pub(super) fn run_seed(seed: u64, backend: &Backend) -> Outcome {
+pub(super) fn run_seed(seed: u64, plan: &Plan) -> Outcome {
     let start = DateTime::from_timestamp(1_780_000_000, 0).unwrap_or_default();
     let (world, _installed) = Manual::install(start, seed);
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -91,8 +93,8 @@ pub(super) fn run_seed(seed: u64, backend: &Backend) -> Outcome {
         Err(e) => return failed(seed, format!("no runtime: {e}")),
     };
     let outcome = runtime.block_on(async {
-        let fresh = Fresh::create(seed, backend).await?;
-        let outcome = simulate(seed, world, fresh.store.clone(), start).await;
+        let fresh = Fresh::create(seed, &plan.backend).await?;
+        let outcome = simulate(seed, world, fresh.store.clone(), start, plan.stray).await;
         fresh.remove().await;
         outcome
     });
@@ -113,18 +115,29 @@ async fn simulate(
     world: Rc<Manual>,
     store: Store,
     start: DateTime<Utc>,
+    stray: bool,
 ) -> Result<Outcome> {
+    // The mocks count the faults they inject on this thread; start this run's count afresh.
+    payouts::sim::kit::take_injected();
     let mut rng: StdRng = rand::SeedableRng::seed_from_u64(seed ^ 0x5eed_5eed);
     let faults = setup::faults(&mut rng, seed);
+    let mut configured = Vec::new();
+    if faults.key_ttl_ms > 0 {
+        configured.push("runs whose providers forget keys");
+    }
     let sandbox = setup::sandbox(&mut rng, faults).await?;
+    let unreachable = sandbox.unreachable_rails()?;
     let workers = (0..rng.random_range(1..=3))
-        .map(|n| setup::worker(&store, &sandbox, n))
+        .map(|n| setup::worker(&store, &sandbox, &unreachable, n))
         .collect::<Result<Vec<_>>>()?;
     // As `payouts serve` does: a payout a webhook makes paid is watched like one a step
-    // settles.
-    let mut receivers = sandbox.webhook_state(store.clone())?;
-    receivers.watch_for = Some(setup::policy().watch_for);
-    let webhooks = payouts::http::router(receivers);
+    // settles. (The receivers share the first worker's adapters, as a process does.)
+    let webhooks = payouts::http::router(payouts::http::WebhookState {
+        store: store.clone(),
+        rails: workers[0].0.rails.clone(),
+        watch_for: Some(setup::policy().watch_for),
+        verify_limit: payouts::http::webhooks::default_verify_limit(),
+    });
     let mut sim = Sim {
         world,
         rng,
@@ -142,11 +155,18 @@ async fn simulate(
         },
         start,
     };
+    for kind in configured {
+        sim.count(kind);
+    }
     sim.populate().await?;
+    if stray {
+        sim.pay_stray().await?;
+    }
     let finished = sim.turns().await?;
     sim.settle_stalled().await;
     sim.out.violations = checks::check(&sim.store, &sim.sandbox, &sim.payouts, finished).await?;
     sim.sandbox.stop();
+    sim.out.tally.extend(payouts::sim::kit::take_injected());
     sim.out.payouts = sim.payouts.len();
     sim.out.trace_hash = checks::hash(&sim.out.trace);
     Ok(sim.out)
@@ -196,6 +216,34 @@ impl Sim {
             }
         }
         Ok(())
+    }
+
+    /// Pays 12.34 USD at the Stripe mock for a payout that does not exist, retrying under one
+    /// key through the mock's faults, as someone holding our key might.
+    async fn pay_stray(&mut self) -> Result<()> {
+        let http = reqwest::Client::new();
+        for _ in 0..50 {
+            let sent = http
+                .post(format!(
+                    "{}/v1/transfers",
+                    self.sandbox.base_url(Rail::Stripe)
+                ))
+                .bearer_auth("sk_test_mock")
+                .header("Idempotency-Key", "sim-stray")
+                .form(&[
+                    ("amount", "1234"),
+                    ("currency", "usd"),
+                    ("destination", "acct_1Stray"),
+                    ("metadata[payout_id]", "po_stray"),
+                ])
+                .send()
+                .await;
+            if sent.is_ok_and(|r| r.status().is_success()) {
+                self.note("a stray transfer of 1234 cents is paid at stripe".into());
+                return Ok(());
+            }
+        }
+        anyhow::bail!("the Stripe mock never took the stray transfer")
     }
 
     /// Plays turns until nothing is left to do; false if the turns ran out first. Once no
@@ -254,9 +302,16 @@ impl Sim {
         let now = self.world.now();
         let mut due = Vec::new();
         let mut next: Option<DateTime<Utc>> = None;
+        // One query for every payout (the run's database holds only its own).
+        let steps: BTreeMap<String, Option<DateTime<Utc>>> = self
+            .store
+            .list_payouts(None)
+            .await?
+            .into_iter()
+            .map(|p| (p.id.to_string(), p.next_step_at))
+            .collect();
         for (i, p) in self.payouts.iter().enumerate() {
-            let detail = self.store.payout(&p.id).await?;
-            let Some(at) = detail.payout.next_step_at else {
+            let Some(at) = steps.get(&p.id).copied().flatten() else {
                 continue;
             };
             let not_before = self.not_before.get(i).copied().unwrap_or(at);
@@ -294,7 +349,13 @@ impl Sim {
     /// Worker `w` steps payout `i`; the seed may make it crash or stall at a crash point.
     async fn step(&mut self, i: usize) {
         let w = self.rng.random_range(0..self.workers.len());
-        let deps = Arc::clone(&self.workers[w]);
+        let cut_off = self.rng.random_bool(0.05);
+        let deps = if cut_off {
+            self.count("connections refused (worker cut off)");
+            Arc::clone(&self.workers[w].1)
+        } else {
+            Arc::clone(&self.workers[w].0)
+        };
         let id = match PayoutId::parse(&self.payouts[i].id) {
             Ok(id) => id,
             Err(e) => {
@@ -311,6 +372,9 @@ impl Sim {
         match self.drive(step.as_mut()).await {
             Some(outcome) => {
                 self.world.disarm_crash();
+                if matches!(outcome, Ok(StepOutcome::LeaseLost)) {
+                    self.count("steps fenced out after a takeover");
+                }
                 if matches!(outcome, Ok(StepOutcome::NothingToDo(_))) {
                     // Its job ends without a follow-up: no worker takes it up again.
                     self.not_before[i] = DateTime::<Utc>::MAX_UTC;
@@ -368,6 +432,9 @@ impl Sim {
         self.world.release(stalled.stop);
         self.world.disarm_crash();
         let outcome = self.drive(stalled.step.as_mut()).await;
+        if matches!(outcome, Some(Ok(StepOutcome::LeaseLost))) {
+            self.count("steps fenced out after a takeover");
+        }
         let text = match &outcome {
             Some(out) => describe(out),
             None => "stalled again".into(),

@@ -13,6 +13,7 @@ use payouts::domain::payout::RetryPolicy;
 use payouts::domain::program::ProgramSet;
 use payouts::domain::program::config::PRESETS;
 use payouts::jobs::PayoutDeps;
+use payouts::providers::rail::Rails;
 use payouts::sim::kit::Faults;
 use payouts::sim::sandbox::{Sandbox, SandboxOptions};
 use payouts::storage::Store;
@@ -171,8 +172,8 @@ pub(super) fn policy() -> RetryPolicy {
         max_attempts: 8,
         base_delay: Duration::from_secs(2),
         max_delay: Duration::from_secs(600),
-        poll_base: Duration::from_secs(60),
-        poll_max: Duration::from_secs(2 * 86_400),
+        poll_base: Duration::from_secs(600),
+        poll_max: Duration::from_secs(5 * 86_400),
         watch_for: Duration::from_secs(30 * 86_400),
         ..RetryPolicy::default()
     }
@@ -181,15 +182,26 @@ pub(super) fn policy() -> RetryPolicy {
 /// How long a worker's claim on a payout lasts.
 pub(super) const LEASE_TTL: Duration = Duration::from_secs(60);
 
-/// One worker process: its own adapters (and so its own pacers), its own id.
-pub(super) fn worker(store: &Store, sandbox: &Sandbox, n: usize) -> Result<Arc<PayoutDeps>> {
-    Ok(Arc::new(PayoutDeps {
+/// One worker process: its own adapters (and so its own pacers), its own id; and the same
+/// worker cut off from the providers (`unreachable`: every request refused before it
+/// connects).
+pub(super) fn worker(
+    store: &Store,
+    sandbox: &Sandbox,
+    unreachable: &Rails,
+    n: usize,
+) -> Result<(Arc<PayoutDeps>, Arc<PayoutDeps>)> {
+    let deps = |rails| PayoutDeps {
         store: store.clone(),
-        rails: sandbox.rails()?,
+        rails,
         policy: policy(),
         lease_ttl: LEASE_TTL,
         worker_id: format!("w{n}"),
-    }))
+    };
+    Ok((
+        Arc::new(deps(sandbox.rails()?)),
+        Arc::new(deps(unreachable.clone())),
+    ))
 }
 
 /// Each payee withdraws what it may cash out, through its rail; refusals are part of the
