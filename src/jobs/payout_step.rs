@@ -188,6 +188,9 @@ async fn resolve(
         amount: payout.amount,
         idempotency_key: &last.idempotency_key,
         checkpoint: last.checkpoint.clone(),
+        // The attempt's request left, if at all, before its sender's lease lapsed (a request
+        // is never sent later: `providers::sending_until`).
+        left_by: Some(lease_end(last.started_at, deps.lease_ttl)),
     };
     let checkpoints = StepCheckpoints {
         store: &deps.store,
@@ -198,13 +201,9 @@ async fn resolve(
     // prove the lease, renewed for its full life, before the rail calls out.
     let proven = crate::clock::now();
     deps.store.extend_lease(lease, deps.lease_ttl).await?;
-    // The attempt's request left, if at all, before its sender's lease lapsed (a request is
-    // never sent later: `providers::sending_until`), so that is the latest it can have
-    // started at the provider.
-    let left_by = lease_end(last.started_at, deps.lease_ttl);
     let found = crate::providers::sending_until(
         lease_end(proven, deps.lease_ttl),
-        rail.resolve(&submission, earlier, left_by, &checkpoints),
+        rail.resolve(&submission, earlier, last.started_at, &checkpoints),
     )
     .await
     .map_err(|e| e.to_string());
@@ -298,6 +297,7 @@ async fn send_attempt(
         amount: payout.amount,
         idempotency_key: &key,
         checkpoint: None,
+        left_by: None,
     };
     let checkpoints = StepCheckpoints {
         store: &deps.store,

@@ -35,6 +35,11 @@ pub struct Submission<'a> {
     pub idempotency_key: &'a str,
     /// What an earlier run of this same attempt saved through [`Checkpoints`], if anything.
     pub checkpoint: Option<Value>,
+    /// When settling: the latest a request of this attempt can have left, which is when its
+    /// sender's lease lapsed (no request leaves later: `providers::sending_until`). A rail
+    /// that proves absence by time counts from here, not from the attempt's start. `None`
+    /// when sending.
+    pub left_by: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 pub use crate::domain::step::PastAttempt;

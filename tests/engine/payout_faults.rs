@@ -130,6 +130,7 @@ async fn a_worker_that_dies_mid_send_is_recovered_by_lookup() {
                 amount: payout.amount,
                 idempotency_key: &key,
                 checkpoint: None,
+                left_by: None,
             },
             &NoCheckpoints,
         )

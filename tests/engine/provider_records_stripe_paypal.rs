@@ -673,6 +673,7 @@ async fn paypal_multi_item_batch_is_listed_item_by_item_under_one_group() {
                 amount: Money::parse("7.05", Currency::Eur, 2).unwrap(),
                 idempotency_key: &key,
                 checkpoint: None,
+                left_by: None,
             },
             &NoCheckpoints,
         )

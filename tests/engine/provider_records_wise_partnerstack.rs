@@ -62,6 +62,7 @@ impl Sent {
             amount: self.amount,
             idempotency_key: &self.key,
             checkpoint: None,
+            left_by: None,
         }
     }
 }

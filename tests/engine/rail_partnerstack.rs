@@ -92,6 +92,7 @@ impl Attempt {
             amount: self.amount,
             idempotency_key: &self.key,
             checkpoint: None,
+            left_by: None,
         }
     }
 

@@ -83,6 +83,7 @@ impl Attempt {
             amount: self.amount,
             idempotency_key: &self.key,
             checkpoint: self.checkpoint.clone(),
+            left_by: None,
         }
     }
 

@@ -340,7 +340,10 @@ impl PartnerstackAdapter {
             }
         };
         if rewards.is_empty() {
-            let finished = settle::finished_by(&self.settle, last_started, None);
+            // A request leaves by its sender's lease end at the latest, and may land up to
+            // the provider's execution bound after that.
+            let left = last.left_by.map_or(last_started, |l| l.max(last_started));
+            let finished = settle::finished_by(&self.settle, left, None);
             return Ok(settle::nothing_found(plan, finished, lag, now, what));
         }
         Ok(found(last, &rewards))
