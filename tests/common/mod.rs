@@ -480,3 +480,49 @@ pub async fn ingest_text(
         .await
         .expect("ingest")
 }
+
+/// The rails fixture: a payout method on every rail for the demo's referrers.
+pub const RAILS: &str = include_str!("../../fixtures/rails.ndjson");
+
+/// A fresh database with the Vast program on all four rails, the demo's records and the rails
+/// fixture in it, beside the sandbox of the four mocks.
+pub async fn all_rails_world(name: &str) -> (TestDb, Store, payouts::sim::sandbox::Sandbox) {
+    let db = TestDb::named(name).await;
+    let store = db.open(all_rails_programs()).await;
+    for text in [DEMO, RAILS] {
+        ingest_text(&store, text, true).await;
+    }
+    let sandbox = payouts::sim::sandbox::Sandbox::start(Default::default())
+        .await
+        .expect("sandbox");
+    (db, store, sandbox)
+}
+
+/// `account` withdraws everything it may cash out of the Vast program through `rail`.
+pub async fn withdraw_payable(
+    store: &Store,
+    account: &str,
+    rail: Rail,
+    key: &str,
+) -> payouts::domain::ids::PayoutId {
+    let account = AccountId::parse(account).expect("id");
+    let amount = store
+        .balance(&account)
+        .await
+        .expect("balance")
+        .program("vast", Currency::Usd)
+        .map(|p| p.payable_now)
+        .expect("a vast balance");
+    store
+        .create_withdrawal(&WithdrawalRequest {
+            account,
+            program: vast(),
+            rail,
+            amount,
+            idempotency_key: IdempotencyKey::parse(key).expect("key"),
+        })
+        .await
+        .expect("withdraw")
+        .payout
+        .id
+}

@@ -8,17 +8,15 @@ use std::time::Duration;
 
 use crate::common::{self, *};
 use chrono::Utc;
-use payouts::domain::ids::{AccountId, IdempotencyKey, Rail};
+use payouts::domain::ids::{AccountId, Rail};
 use payouts::domain::money::Currency;
 use payouts::domain::payout::PayoutStatus;
 use payouts::domain::reconcile::ExceptionKind;
 use payouts::jobs::PayoutDeps;
-use payouts::sim::sandbox::{Sandbox, SandboxOptions};
+use payouts::sim::sandbox::Sandbox;
 use payouts::sim::stripe::Faults;
 use payouts::storage::Store;
-use payouts::storage::payout_views::{PayoutDetail, WithdrawalRequest};
-
-const RAILS_FIXTURE: &str = include_str!("../../fixtures/rails.ndjson");
+use payouts::storage::payout_views::PayoutDetail;
 
 /// Events of `detail` from a webhook whose reason names `object`.
 fn evidence_events(detail: &PayoutDetail, object: &str) -> usize {
@@ -133,36 +131,12 @@ fn spawn_worker(store: &Store, sandbox: &Sandbox) -> tokio::task::JoinHandle<()>
 
 #[tokio::test]
 async fn a_paypal_event_for_another_attempts_batch_leaves_the_payout_alone() {
-    let db = common::TestDb::named("object_match").await;
-    let store = db.open(common::all_rails_programs()).await;
-    for text in [DEMO, RAILS_FIXTURE] {
-        common::ingest_text(&store, text, true).await;
-    }
-    let sandbox = Sandbox::start(SandboxOptions::default())
-        .await
-        .expect("sandbox");
+    let (_db, store, sandbox) = common::all_rails_world("object_match").await;
     let url = serve_webhooks(sandbox.webhook_state(store.clone()).expect("state")).await;
     sandbox.send_webhooks_to(Some(&url));
     let account = AccountId::parse("ref-gina").expect("id");
-    let amount = store
-        .balance(&account)
+    let id = common::withdraw_payable(&store, "ref-gina", Rail::Paypal, "dup-paypal")
         .await
-        .expect("balance")
-        .program("vast", Currency::Usd)
-        .map(|p| p.payable_now)
-        .expect("payable");
-    let id = store
-        .create_withdrawal(&WithdrawalRequest {
-            account: account.clone(),
-            program: common::vast(),
-            rail: Rail::Paypal,
-            amount,
-            idempotency_key: IdempotencyKey::parse("dup-paypal").expect("key"),
-        })
-        .await
-        .expect("withdraw")
-        .payout
-        .id
         .to_string();
     // Attempt 1 is refused for want of funds (nothing moves), attempt 2 pays.
     let balance = sandbox.paypal.balance(Currency::Usd);

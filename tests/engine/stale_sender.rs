@@ -9,50 +9,19 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use crate::common::{self, DEMO};
+use crate::common;
 use payouts::clock::Manual;
-use payouts::domain::ids::{AccountId, IdempotencyKey, Rail};
-use payouts::domain::money::Currency;
+use payouts::domain::ids::Rail;
 use payouts::domain::payout::{PayoutStatus, RetryPolicy};
 use payouts::jobs::{PayoutDeps, StepOutcome, advance_payout};
-use payouts::sim::sandbox::{Sandbox, SandboxOptions};
-use payouts::storage::payout_views::WithdrawalRequest;
-
-const RAILS_FIXTURE: &str = include_str!("../../fixtures/rails.ndjson");
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_worker_paused_past_its_lease_never_sends_its_stale_request() {
     let start = chrono::DateTime::from_timestamp(1_780_000_000, 0).expect("a valid instant");
     let (world, _installed) = Manual::install(start, 549);
-    let db = common::TestDb::named("stale_sender").await;
-    let store = db.open(common::all_rails_programs()).await;
-    for text in [DEMO, RAILS_FIXTURE] {
-        common::ingest_text(&store, text, true).await;
-    }
-    let sandbox = Sandbox::start(SandboxOptions::default())
-        .await
-        .expect("sandbox");
+    let (_db, store, sandbox) = common::all_rails_world("stale_sender").await;
     sandbox.hold_webhooks();
-    let account = AccountId::parse("ref-nia").expect("id");
-    let amount = store
-        .balance(&account)
-        .await
-        .expect("balance")
-        .program("vast", Currency::Usd)
-        .expect("a vast balance")
-        .payable_now;
-    let id = store
-        .create_withdrawal(&WithdrawalRequest {
-            account,
-            program: common::vast(),
-            rail: Rail::Partnerstack,
-            amount,
-            idempotency_key: IdempotencyKey::parse("stale-1").expect("key"),
-        })
-        .await
-        .expect("withdrawal")
-        .payout
-        .id;
+    let id = common::withdraw_payable(&store, "ref-nia", Rail::Partnerstack, "stale-1").await;
     let worker = |name: &str| {
         Arc::new(PayoutDeps {
             store: store.clone(),

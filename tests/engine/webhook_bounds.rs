@@ -16,11 +16,9 @@ use payouts::http::WebhookState;
 use payouts::http::api::limits::RateLimiter;
 use payouts::jobs::PayoutDeps;
 use payouts::providers::partnerstack::{PartnerstackAdapter, PartnerstackConfig};
-use payouts::sim::sandbox::{Sandbox, SandboxOptions};
+use payouts::sim::sandbox::Sandbox;
 use payouts::storage::Store;
 use payouts::storage::payout_views::WithdrawalRequest;
-
-const RAILS_FIXTURE: &str = include_str!("../../fixtures/rails.ndjson");
 
 struct Setup {
     store: Store,
@@ -32,14 +30,7 @@ struct Setup {
 /// The sandbox's receivers, with PartnerStack's token off (deliveries then authenticate only
 /// by being read back) and `limit` bounding the calls deliveries make us send.
 async fn setup(name: &str, limit: RateLimiter) -> Setup {
-    let db = common::TestDb::named(name).await;
-    let store = db.open(common::all_rails_programs()).await;
-    for text in [DEMO, RAILS_FIXTURE] {
-        common::ingest_text(&store, text, true).await;
-    }
-    let sandbox = Sandbox::start(SandboxOptions::default())
-        .await
-        .expect("sandbox");
+    let (db, store, sandbox) = common::all_rails_world(name).await;
     let tokenless = PartnerstackAdapter::new(PartnerstackConfig {
         webhook_token: None,
         ..sandbox.partnerstack_config()
