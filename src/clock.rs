@@ -278,11 +278,6 @@ impl Manual {
     pub fn take_passed(&self) -> Vec<&'static str> {
         std::mem::take(&mut self.crash.borrow_mut().passed)
     }
-
-    /// A number from the world's generator, for the simulator's own choices.
-    pub fn with_rng<T>(&self, f: impl FnOnce(&mut StdRng) -> T) -> T {
-        f(&mut self.rng.borrow_mut())
-    }
 }
 
 /// A simulated sleep: done once the world's clock has passed `until`.
