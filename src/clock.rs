@@ -107,6 +107,22 @@ pub async fn crash_point(at: &'static str) {
     }
 }
 
+/// How the database fails at a [`database_point`] under the simulator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseFault {
+    /// Every connection busy past the wait (or SQLite's one writer held): nothing ran.
+    Busy,
+    /// The server went away: nothing ran, or (after a commit) the answer was lost.
+    Unreachable,
+}
+
+/// A place where the database may fail (a transaction's start, a commit, a commit's answer).
+/// In production it answers `None` at once; under the simulator, the armed fault strikes at
+/// the point it was armed for, and the store reports it as its driver would.
+pub fn database_point(at: &'static str) -> Option<DatabaseFault> {
+    installed().and_then(|m| m.database_pass(at))
+}
+
 /// A step stopped at its crash point (by the number of its stop): it goes on only once the
 /// simulator releases it (a paused worker resuming); a crashed worker's step is dropped.
 struct Stalled(u64);
@@ -140,6 +156,15 @@ pub struct Manual {
     rng: RefCell<StdRng>,
     timers: RefCell<Timers>,
     crash: RefCell<Crash>,
+    database: RefCell<Outage>,
+}
+
+/// A database fault armed to strike after some database points have passed, and where it
+/// struck.
+#[derive(Debug, Default)]
+struct Outage {
+    armed: Option<(u32, DatabaseFault)>,
+    struck: Option<(&'static str, DatabaseFault)>,
 }
 
 #[derive(Debug, Default)]
@@ -181,6 +206,7 @@ impl Manual {
             rng: RefCell::new(StdRng::seed_from_u64(seed)),
             timers: RefCell::new(Timers::default()),
             crash: RefCell::new(Crash::default()),
+            database: RefCell::new(Outage::default()),
         });
         WORLD.with(|w| *w.borrow_mut() = Some(Rc::clone(&manual)));
         (manual, Installed(()))
@@ -271,6 +297,37 @@ impl Manual {
         let waker = self.crash.borrow_mut().stopped.remove(&stop).flatten();
         if let Some(waker) = waker {
             waker.wake();
+        }
+    }
+
+    /// Arms a database fault: it strikes at the database point after `after` more have passed.
+    pub fn arm_database_fault(&self, after: u32, fault: DatabaseFault) {
+        self.database.borrow_mut().armed = Some((after, fault));
+    }
+
+    /// Disarms a database fault that has not struck.
+    pub fn disarm_database_fault(&self) {
+        self.database.borrow_mut().armed = None;
+    }
+
+    /// Takes where the armed database fault struck, and what it was.
+    pub fn take_database_fault(&self) -> Option<(&'static str, DatabaseFault)> {
+        self.database.borrow_mut().struck.take()
+    }
+
+    fn database_pass(&self, at: &'static str) -> Option<DatabaseFault> {
+        let mut outage = self.database.borrow_mut();
+        match outage.armed {
+            Some((0, fault)) => {
+                outage.armed = None;
+                outage.struck = Some((at, fault));
+                Some(fault)
+            }
+            Some((n, fault)) => {
+                outage.armed = Some((n - 1, fault));
+                None
+            }
+            None => None,
         }
     }
 
@@ -394,7 +451,26 @@ mod tests {
         assert_eq!(world.now(), start() + chrono::Duration::seconds(5));
     }
 
-    #[tokio::test(flavor = "current_thread")]
+    #[test]
+    fn an_armed_database_fault_strikes_once_at_its_point() {
+        let (world, _installed) = Manual::install(start(), 1);
+        world.arm_database_fault(1, DatabaseFault::Busy);
+        assert_eq!(database_point("a transaction's start"), None);
+        assert_eq!(database_point("a commit"), Some(DatabaseFault::Busy));
+        assert_eq!(database_point("a commit's answer"), None);
+        assert_eq!(
+            world.take_database_fault(),
+            Some(("a commit", DatabaseFault::Busy))
+        );
+        assert_eq!(world.take_database_fault(), None);
+    }
+
+    #[test]
+    fn without_a_world_the_database_never_fails_here() {
+        assert_eq!(database_point("a commit"), None);
+    }
+
+    #[tokio::test]
     async fn without_a_world_crash_points_do_nothing() {
         crash_point("anywhere").await;
     }

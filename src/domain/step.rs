@@ -338,8 +338,9 @@ pub struct Polled<'a> {
     pub status: PayoutStatus,
     pub polls: u32,
     pub lookup_failures: u32,
-    /// A paid payout whose watch for money coming back has not ended.
-    pub still_watched: bool,
+    /// For a paid payout under watch for money coming back: how long until the watch ends
+    /// (zero once it has). `None` when nothing is watched.
+    pub watch_left: Option<Duration>,
     pub provider_status: Option<&'a str>,
 }
 
@@ -371,8 +372,8 @@ pub fn after_poll(
     let next_in = match to {
         PayoutStatus::Processing => Some(policy.poll_delay(payout.polls + 1)),
         // Newly paid: start the watch. Already paid: keep watching until the window ends.
-        PayoutStatus::Paid if !still => policy.watch_delay(0),
-        PayoutStatus::Paid if payout.still_watched => policy.watch_delay(payout.polls + 1),
+        PayoutStatus::Paid if !still => policy.watch_delay(0).map(|d| d.min(policy.watch_for)),
+        PayoutStatus::Paid => next_watch_look(policy, payout.polls + 1, payout.watch_left),
         _ => None,
     };
     // A changed provider wording is worth an event even without a status change.
@@ -387,6 +388,15 @@ pub fn after_poll(
         },
         ..Step::plain(policy, Source::Poll, to, reason)
     }
+}
+
+/// The wait before the next look at a paid payout under watch: its backoff, but never past the
+/// watch's end, so the last look is at the end itself (polls hours apart would otherwise
+/// leave hours unwatched, or schedule a look no worker may claim). `None` once the watch has
+/// ended: the look just made was the last.
+fn next_watch_look(policy: &RetryPolicy, polls: u32, left: Option<Duration>) -> Option<Duration> {
+    let left = left.filter(|left| !left.is_zero())?;
+    policy.watch_delay(polls).map(|d| d.min(left))
 }
 
 fn poll_failed(policy: &RetryPolicy, payout: Polled<'_>, e: &str) -> Step {
@@ -414,7 +424,11 @@ fn poll_failed(policy: &RetryPolicy, payout: Polled<'_>, e: &str) -> Step {
     };
     let next_in = match (paid, exhausted) {
         (_, true) => None,
-        (true, false) => policy.watch_delay(payout.polls),
+        // The last look is owed even when the watch has just ended: try it again.
+        (true, false) => match next_watch_look(policy, payout.polls, payout.watch_left) {
+            None if payout.watch_left.is_some() => policy.watch_delay(payout.polls),
+            next => next,
+        },
         (false, false) => Some(policy.poll_delay(payout.polls)),
     };
     Step {

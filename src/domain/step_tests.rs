@@ -154,7 +154,7 @@ fn polled(status: PayoutStatus) -> Polled<'static> {
         status,
         polls: 2,
         lookup_failures: 0,
-        still_watched: true,
+        watch_left: Some(Duration::from_secs(24 * 3600)),
         provider_status: Some("pending"),
     }
 }

@@ -290,7 +290,7 @@ mod tests {
                         status: self.status,
                         polls: 0,
                         lookup_failures: self.failures,
-                        still_watched: true,
+                        watch_left: Some(std::time::Duration::from_secs(3600)),
                         provider_status: None,
                     };
                     let read = read.clone().map(|s| Observation::new(s, "s"));

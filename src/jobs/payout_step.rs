@@ -242,9 +242,10 @@ async fn poll(
         status: payout.status,
         polls: payout.polls,
         lookup_failures: payout.lookup_failures,
-        still_watched: payout
+        watch_left: payout
             .watch_until
-            .is_some_and(|until| until > crate::clock::now()),
+            .filter(|_| payout.status == PayoutStatus::Paid)
+            .map(|until| (until - crate::clock::now()).to_std().unwrap_or_default()),
         provider_status: payout.provider_status.as_deref(),
     };
     let step = step::after_poll(&deps.policy, polled, read);

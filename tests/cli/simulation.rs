@@ -66,7 +66,13 @@ fn seeded_runs_keep_every_invariant_and_count_their_faults() {
         Some("8 runs, 0 violations"),
         "{stdout}"
     );
-    for kind in ["worker crashes", "webhooks delivered", "time jumps"] {
+    for kind in [
+        "worker crashes",
+        "webhooks delivered",
+        "time jumps",
+        "database busy at",
+        "database unreachable at",
+    ] {
         assert!(stdout.contains(kind), "no {kind:?} in:\n{stdout}");
     }
 }

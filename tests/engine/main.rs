@@ -34,6 +34,7 @@ mod retention;
 mod settle_faults;
 mod stale_sender;
 mod stripe_webhooks;
+mod watch_window;
 mod webhook_bounds;
 mod wise_paging;
 mod withdrawals;

@@ -104,6 +104,7 @@ impl Store {
 
     /// Starts a transaction that will write, serialised against the writers named by `lock`.
     pub async fn begin_write(&self, lock: WriteLock<'_>) -> StoreResult<Tx> {
+        simulated_outage("a transaction's start")?;
         super::begin_write(&self.writer, lock).await
     }
 
@@ -116,11 +117,32 @@ impl Store {
 /// Commits a transaction of the payout path. The crash points around it are where the
 /// simulator kills a worker: before the commit (its writes roll back) and after it (they
 /// stand, and nothing after them ran).
+///
+/// The database may also fail there under the simulator: busy or gone before the commit (the
+/// transaction rolls back as it is dropped), or gone after it, the answer lost (the writes
+/// stand, the caller hears an error): a caller can never tell which.
 pub(crate) async fn commit(tx: Tx) -> StoreResult<()> {
     crate::clock::crash_point("before a commit").await;
+    simulated_outage("a commit")?;
     tx.commit().await?;
+    simulated_outage("a commit's answer")?;
     crate::clock::crash_point("after a commit").await;
     Ok(())
+}
+
+/// The database fault the simulator injects at `at`, as the driver reports it: a pool timing
+/// out when busy, a refused or reset connection when gone. Always `Ok` in production.
+fn simulated_outage(at: &'static str) -> StoreResult<()> {
+    use crate::clock::DatabaseFault;
+    use std::io::{Error, ErrorKind};
+    let gone = |kind| Err(sqlx::Error::Io(Error::new(kind, "the database is unreachable")).into());
+    match crate::clock::database_point(at) {
+        None => Ok(()),
+        // Once a commit was sent, only a lost connection keeps its answer from coming back.
+        Some(_) if at == "a commit's answer" => gone(ErrorKind::ConnectionReset),
+        Some(DatabaseFault::Busy) => Err(sqlx::Error::PoolTimedOut.into()),
+        Some(DatabaseFault::Unreachable) => gone(ErrorKind::ConnectionRefused),
+    }
 }
 
 /// The payouts that hold a job a worker will fetch: pending, or failed with attempts left

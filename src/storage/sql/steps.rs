@@ -21,8 +21,8 @@ use crate::domain::transition::{self, Mover};
 use crate::storage::payout_views::{Claim, Lease, lease_lost};
 use crate::storage::queue::payout_task;
 
-/// status, lease_expires_at, next_action_at, watch_until.
-type ClaimRow = (String, Option<i64>, Option<i64>, Option<i64>);
+/// status, lease_expires_at, next_action_at.
+type ClaimRow = (String, Option<i64>, Option<i64>);
 
 impl Store {
     /// Claims a payout for one step of work. See the module docs on fencing.
@@ -36,7 +36,7 @@ impl Store {
             "UPDATE payouts SET lease_owner = $1, lease_expires_at = $2, fence = fence + 1, updated_at = $3 \
              WHERE id = $4 \
                AND (status IN ('queued', 'submitting', 'retry_scheduled', 'outcome_unknown', 'processing') \
-                    OR (status = 'paid' AND watch_until > $3 AND next_action_at IS NOT NULL)) \
+                    OR (status = 'paid' AND next_action_at IS NOT NULL)) \
                AND (lease_expires_at IS NULL OR lease_expires_at < $3) \
                AND (next_action_at IS NULL OR next_action_at <= $3 + 1000) \
              RETURNING fence",
@@ -64,18 +64,17 @@ impl Store {
             }
             None => {
                 let row: Option<ClaimRow> = sqlx::query_as(
-                    "SELECT status, lease_expires_at, next_action_at, watch_until \
-                         FROM payouts WHERE id = $1",
+                    "SELECT status, lease_expires_at, next_action_at FROM payouts WHERE id = $1",
                 )
                 .bind(id.as_str())
                 .fetch_optional(&mut *tx)
                 .await?;
-                let (status, lease, next, watch) =
+                let (status, lease, next) =
                     row.ok_or_else(|| StoreError::UnknownPayout(id.to_string()))?;
                 let status = parse_code("payout status", &status, PayoutStatus::from_code)?;
-                let watched = status == PayoutStatus::Paid
-                    && next.is_some()
-                    && watch.is_some_and(|w| w > now_ms);
+                // A paid payout is stepped while a look is scheduled: the watch's last look,
+                // at its end, schedules none.
+                let watched = status == PayoutStatus::Paid && next.is_some();
                 match (status.is_active() || watched, lease, next) {
                     (false, _, _) => Claim::Settled(status),
                     (true, Some(until), _) if until >= now_ms => Claim::Busy {
@@ -318,7 +317,7 @@ impl Store {
         let due: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM payouts \
              WHERE (status IN ('queued', 'submitting', 'retry_scheduled', 'outcome_unknown', 'processing') \
-                    OR (status = 'paid' AND watch_until > $1 AND next_action_at IS NOT NULL)) \
+                    OR (status = 'paid' AND next_action_at IS NOT NULL)) \
                AND (lease_expires_at IS NULL OR lease_expires_at < $1) \
                AND COALESCE(next_action_at, 0) <= $2 \
                AND COALESCE(lease_expires_at, 0) <= $2",

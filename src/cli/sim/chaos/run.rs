@@ -14,6 +14,7 @@ use std::task::Poll;
 use anyhow::{Context, Result};
 use axum::body::Body;
 use chrono::{DateTime, Utc};
+use payouts::clock::DatabaseFault;
 use payouts::clock::Manual;
 use payouts::domain::ids::{PayoutId, Rail};
 use payouts::jobs::{PayoutDeps, StepOutcome, advance_payout};
@@ -366,10 +367,14 @@ impl Sim {
         let fault = self.rng.random_range(0..10);
         if fault < 2 {
             self.world.arm_crash(self.rng.random_range(0..8));
+        } else if fault == 2 {
+            self.arm_database_fault(1.0);
         }
         let mut step: Pin<Box<dyn Future<Output = StoreResult<StepOutcome>>>> =
             Box::pin(async move { advance_payout(&deps, &id).await });
-        match self.drive(step.as_mut()).await {
+        let outcome = self.drive(step.as_mut()).await;
+        self.database_fault_struck(&format!("w{w} on p{i}"));
+        match outcome {
             Some(outcome) => {
                 self.world.disarm_crash();
                 if matches!(outcome, Ok(StepOutcome::LeaseLost)) {
@@ -483,13 +488,54 @@ impl Sim {
             request = request.header(name.as_str(), value.as_str());
         }
         let request = request.body(Body::from(hook.body.clone()))?;
+        self.arm_database_fault(0.1);
         let answer = self.webhooks.clone().oneshot(request).await?;
+        self.database_fault_struck("the webhook receiver");
         self.count("webhooks delivered");
         self.note(format!(
             "{rail} webhook answered {}",
             answer.status().as_u16()
         ));
+        if answer.status().is_server_error() {
+            // Providers deliver again later what a receiver failed to take.
+            self.count("webhooks redelivered after a 5xx");
+            let at = self.rng.random_range(0..=self.inbox.len());
+            self.inbox.insert(at, (rail, hook));
+        }
         Ok(())
+    }
+
+    /// With probability `p`, the database fails at one of the next few points it passes.
+    fn arm_database_fault(&mut self, p: f64) {
+        if self.rng.random_bool(p) {
+            let kind = if self.rng.random_bool(0.5) {
+                DatabaseFault::Busy
+            } else {
+                DatabaseFault::Unreachable
+            };
+            self.world
+                .arm_database_fault(self.rng.random_range(0..6), kind);
+        }
+    }
+
+    /// Disarms the database fault armed for `who`, counting it if it struck.
+    fn database_fault_struck(&mut self, who: &str) {
+        self.world.disarm_database_fault();
+        if let Some((at, kind)) = self.world.take_database_fault() {
+            self.note(format!("{who}: the database fails at {at} ({kind:?})"));
+            self.count(database_fault_kind(at, kind));
+        }
+    }
+}
+
+/// The summary's name for a database fault struck at `at`.
+fn database_fault_kind(at: &str, kind: DatabaseFault) -> &'static str {
+    match (at, kind) {
+        ("a commit's answer", _) => "database gone after a commit",
+        ("a commit", DatabaseFault::Busy) => "database busy at a commit",
+        ("a commit", DatabaseFault::Unreachable) => "database unreachable at a commit",
+        (_, DatabaseFault::Busy) => "database busy at a start",
+        (_, DatabaseFault::Unreachable) => "database unreachable at a start",
     }
 }
 
