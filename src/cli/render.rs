@@ -85,6 +85,16 @@ pub fn balance(b: &AccountBalance) -> String {
                 Some(r) => format!("no: {r}"),
             }
         ));
+        if !p.maturing.is_zero() {
+            out.push_str(&format!("    maturing        {}", p.maturing));
+            if let Some(next) = p.next_matures_at {
+                out.push_str(&format!(" (next part {})", next.to_rfc3339()));
+            }
+            out.push('\n');
+            for part in &p.maturing_parts {
+                out.push_str(&format!("      on {}   {}\n", part.on, part.amount));
+            }
+        }
     }
     for a in &b.affiliate {
         out.push_str(&format!(

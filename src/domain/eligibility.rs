@@ -1,5 +1,6 @@
 //! Who may cash out, and how much. Every refusal carries a reason a person can act on.
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::money::Money;
@@ -10,8 +11,12 @@ use super::program::Program;
 pub struct CashOutFacts {
     /// Lifetime referral earnings (cashable and credit parts, net of clawbacks).
     pub earned: Money,
-    /// Cashable earnings not yet withdrawn or held by a pending payout.
+    /// Cashable earnings (matured) not yet withdrawn or held by a pending payout.
     pub available: Money,
+    /// Cashable earnings still in the program's holding period, and when the next part
+    /// matures.
+    pub maturing: Money,
+    pub next_matures_at: Option<DateTime<Utc>>,
     /// The account's own lifetime spend (usage net of refunds).
     pub lifetime_spend: Money,
     /// The account ever rented (has any usage of its own).
@@ -38,6 +43,13 @@ pub enum Ineligible {
     NegativeBalance { available: Money },
     #[error("nothing is available to cash out")]
     NothingAvailable,
+    #[error(
+        "nothing is available to cash out yet: {maturing} is in the program's holding period; the next part matures at {next}"
+    )]
+    Maturing {
+        maturing: Money,
+        next: DateTime<Utc>,
+    },
     #[error(
         "this program pays platform credits, which cannot be withdrawn as cash; spend them on the platform"
     )]
@@ -72,7 +84,13 @@ pub fn cash_out_eligibility(program: &Program, facts: &CashOutFacts) -> Result<(
         });
     }
     if facts.available.is_zero() {
-        return Err(Ineligible::NothingAvailable);
+        return Err(match facts.next_matures_at {
+            Some(next) if facts.maturing.is_positive() => Ineligible::Maturing {
+                maturing: facts.maturing,
+                next,
+            },
+            _ => Ineligible::NothingAvailable,
+        });
     }
     // A residue below one minor unit is money the payee has, too small to move: it waits for
     // the minimum like any other small balance (and says so), rather than reading as nothing.
@@ -122,7 +140,37 @@ mod tests {
             lifetime_spend: usd(spend),
             has_rented: !usd(spend).is_zero(),
             hosted_machines: false,
+            maturing: usd("0"),
+            next_matures_at: None,
         }
+    }
+
+    #[test]
+    fn a_balance_still_maturing_says_how_much_and_when() {
+        let next = DateTime::parse_from_rfc3339("2026-04-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let f = CashOutFacts {
+            maturing: usd("22.50"),
+            next_matures_at: Some(next),
+            ..facts("30", "0", "0")
+        };
+        let err = cash_out_eligibility(&vast(), &f).unwrap_err();
+        assert_eq!(
+            err,
+            Ineligible::Maturing {
+                maturing: usd("22.50"),
+                next
+            }
+        );
+        assert!(err.to_string().contains("22.50 USD"), "{err}");
+        // Something matured already: that is what may leave now.
+        let some = CashOutFacts {
+            available: usd("5"),
+            ..f
+        };
+        assert_eq!(cash_out_eligibility(&vast(), &some), Ok(()));
+        assert_eq!(max_payable(&some), usd("5"));
     }
 
     #[test]
@@ -217,7 +265,7 @@ mod tests {
         #[test]
         fn max_payable_never_exceeds_available(units in -1_000_000_000_000i64..1_000_000_000_000i64) {
             let available = Money::new(Decimal::new(units, 10), Currency::Usd);
-            let f = CashOutFacts { earned: usd("1"), available, lifetime_spend: usd("0"), has_rented: false, hosted_machines: false };
+            let f = CashOutFacts { earned: usd("1"), available, lifetime_spend: usd("0"), has_rented: false, hosted_machines: false, maturing: usd("0"), next_matures_at: None };
             let max = max_payable(&f);
             prop_assert!(!max.is_negative());
             prop_assert!(max.amount() <= available.amount().max(Decimal::ZERO));

@@ -61,6 +61,8 @@ pub enum Skip {
     BelowMinimum,
     /// Nothing (or less than one minor unit) is available.
     NothingAvailable,
+    /// Nothing is available yet: what was earned is still in the program's holding period.
+    Maturing,
     /// Clawbacks left the balance negative; future earnings repay it first.
     NegativeBalance,
     /// Earnings do not exceed the account's own spend (Vast's rule).
@@ -83,6 +85,7 @@ impl Skip {
         match self {
             Skip::BelowMinimum => "below_minimum",
             Skip::NothingAvailable => "nothing_available",
+            Skip::Maturing => "maturing",
             Skip::NegativeBalance => "negative_balance",
             Skip::SpendGate => "spend_gate",
             Skip::NoMethod => "no_method",
@@ -99,6 +102,7 @@ impl Skip {
             Ineligible::NegativeBalance { .. } => Skip::NegativeBalance,
             Ineligible::BelowMinimum { .. } => Skip::BelowMinimum,
             Ineligible::NothingAvailable | Ineligible::CreditOnly => Skip::NothingAvailable,
+            Ineligible::Maturing { .. } => Skip::Maturing,
         }
     }
 }

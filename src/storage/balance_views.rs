@@ -3,11 +3,15 @@
 
 use crate::domain::eligibility::{CashOutFacts, Ineligible, cash_out_eligibility, max_payable};
 use crate::domain::ids::{AccountId, ProgramId, Rail};
-use crate::domain::money::{Currency, Money};
+use crate::domain::money::{Currency, Money, UNIT_SCALE};
 use crate::domain::program::{ProgramSet, RewardKind};
 use crate::storage::sums::{join, wide_sum};
 use crate::storage::{StoreError, StoreResult};
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// One program's balance in one currency.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -18,10 +22,17 @@ pub struct ProgramBalance {
     /// Whether the program pays credit or cash.
     pub reward: Option<RewardKind>,
     pub currency: Currency,
-    /// Lifetime referral earnings: cashable and credit parts, net of clawbacks.
+    /// Lifetime referral earnings: cashable (matured or maturing) and credit parts, net of
+    /// clawbacks.
     pub earned: Money,
-    /// The cashable part of `earned`.
+    /// The cashable part of `earned` that has matured (all of it without a holding period).
     pub cashable: Money,
+    /// The cashable part of `earned` still in the program's holding period.
+    pub maturing: Money,
+    /// What matures on which day (UTC), earliest first.
+    pub maturing_parts: Vec<MaturingPart>,
+    /// When the next part matures.
+    pub next_matures_at: Option<DateTime<Utc>>,
     /// The part that stays on the platform as credit.
     pub credit: Money,
     /// Paid out (provider confirmed).
@@ -39,6 +50,14 @@ pub struct ProgramBalance {
     pub reason: Option<String>,
     /// The rails that may pay this program's cash.
     pub rails: Vec<Rail>,
+}
+
+/// The part of a maturing balance that matures on one day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct MaturingPart {
+    #[schema(value_type = String, format = Date)]
+    pub on: NaiveDate,
+    pub amount: Money,
 }
 
 /// Where a referrer stands with an affiliate upgrade.
@@ -160,30 +179,43 @@ pub(crate) fn split_book_row(row: BookRow) -> (String, String, String, BookSums)
     (holder, program, currency, sums)
 }
 
+/// The cashable parts of a balance still maturing: when each matures, and how much.
+pub(crate) type MaturingShares<'a> = &'a [(DateTime<Utc>, Decimal)];
+
 /// One program balance and its cash-out verdict (`None`: the program is not configured).
+/// Only what has matured counts as cashable.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn assess(
     programs: &ProgramSet,
     program: ProgramId,
     currency: Currency,
     sums: BookSums,
+    maturing: MaturingShares<'_>,
     lifetime_spend: Money,
     has_rented: bool,
     hosted_machines: bool,
 ) -> StoreResult<(ProgramBalance, Option<Result<(), Ineligible>>)> {
     let terms = programs.get(&program);
     let m = |u: i128| Money::from_total_units(u, currency);
+    let (maturing_units, maturing_parts) = maturing_totals(maturing, currency)?;
+    let cashable = sums
+        .cashable
+        .checked_sub(maturing_units)
+        .ok_or_else(overflow)?;
     let earned = m(sums
         .cashable
         .checked_add(sums.credit)
         .ok_or_else(overflow)?)?;
-    let available = m(sums
-        .cashable
+    let available = m(cashable
         .checked_sub(sums.withdrawn)
         .and_then(|v| v.checked_sub(sums.pending))
         .ok_or_else(overflow)?)?;
+    let next_matures_at = maturing.iter().map(|(at, _)| *at).min();
     let facts = CashOutFacts {
         earned,
         available,
+        maturing: m(maturing_units)?,
+        next_matures_at,
         lifetime_spend,
         has_rented,
         hosted_machines,
@@ -205,7 +237,10 @@ pub(crate) fn assess(
             program,
             currency,
             earned,
-            cashable: m(sums.cashable)?,
+            cashable: m(cashable)?,
+            maturing: m(maturing_units)?,
+            next_matures_at,
+            maturing_parts,
             credit: m(sums.credit)?,
             withdrawn: m(sums.withdrawn)?,
             pending: m(sums.pending)?,
@@ -221,6 +256,35 @@ pub(crate) fn assess(
         },
         verdict,
     ))
+}
+
+/// The maturing total in stored units, rounded up (what may leave is never overstated), and
+/// its parts by the day they mature.
+fn maturing_totals(
+    maturing: MaturingShares<'_>,
+    currency: Currency,
+) -> StoreResult<(i128, Vec<MaturingPart>)> {
+    let mut by_day: BTreeMap<NaiveDate, Decimal> = BTreeMap::new();
+    let mut total = Decimal::ZERO;
+    for (at, amount) in maturing {
+        total = total.checked_add(*amount).ok_or_else(overflow)?;
+        let day = by_day.entry(at.date_naive()).or_default();
+        *day = day.checked_add(*amount).ok_or_else(overflow)?;
+    }
+    let units = total
+        .checked_mul(Decimal::from(10_i64.pow(UNIT_SCALE)))
+        .ok_or_else(overflow)?
+        .ceil()
+        .to_i128()
+        .ok_or_else(overflow)?;
+    let parts = by_day
+        .into_iter()
+        .map(|(on, amount)| MaturingPart {
+            on,
+            amount: Money::new(amount.round_dp(UNIT_SCALE), currency),
+        })
+        .collect();
+    Ok((units, parts))
 }
 
 fn overflow() -> StoreError {

@@ -9,6 +9,7 @@ mod accounting_exports;
 mod bonus_seed;
 mod duplicate_resolution;
 mod events;
+mod holding_period;
 mod ingest_and_ledger;
 mod large_totals;
 mod late_evidence;

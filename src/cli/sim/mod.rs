@@ -5,6 +5,7 @@
 mod bench;
 mod chaos;
 mod demo;
+mod demo_trust;
 
 use std::net::SocketAddr;
 

@@ -89,6 +89,16 @@ pub struct CashOut {
     /// Accounts that ever rented or hosted may cash out only while lifetime earnings exceed
     /// their lifetime spend (Vast).
     pub spend_gate: bool,
+    /// Days after the spend that earned it before a commission's cashable part may leave;
+    /// until then it is maturing (a refund inside the window just removes it). Zero: at once.
+    pub hold_days: u32,
+}
+
+impl CashOut {
+    /// How long a commission is held before it may leave.
+    pub fn hold(&self) -> chrono::Duration {
+        chrono::Duration::days(i64::from(self.hold_days))
+    }
 }
 
 /// What happens to a referral's earnings when evidence that it should never have qualified

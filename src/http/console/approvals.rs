@@ -98,10 +98,15 @@ pub async fn payee(
     let balance = state.api.store.balance(&account).await?;
     let body = html! {
         table id="balances" {
-            tr { th { "Program" } th { "Earned" } th { "Available" } th { "Payable now" } th { "Pending" } th { "Withdrawn" } th { "Cash out" } }
+            tr { th { "Program" } th { "Earned" } th { "Maturing" } th { "Available" } th { "Payable now" } th { "Pending" } th { "Withdrawn" } th { "Cash out" } }
             @for p in &balance.programs {
                 tr {
-                    td { (p.program.to_string()) } td { (p.earned.to_string()) } td { (p.available.to_string()) } td { (p.payable_now.to_string()) }
+                    td { (p.program.to_string()) } td { (p.earned.to_string()) }
+                    td {
+                        (p.maturing.to_string())
+                        @if let Some(next) = p.next_matures_at { " (next " (next.format("%Y-%m-%d %H:%M UTC")) ")" }
+                    }
+                    td { (p.available.to_string()) } td { (p.payable_now.to_string()) }
                     td { (p.pending.to_string()) } td { (p.withdrawn.to_string()) }
                     td { @if p.eligible { "eligible" } @else { (p.reason.as_deref().unwrap_or("not eligible")) } }
                 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use super::Conn;
 use crate::storage::sums::{join, wide_sum};
 
+use super::accrual::maturing;
 use super::affiliate::paying_referrals;
 use super::{StoreError, StoreResult, from_millis, parse_stored};
 use crate::domain::ids::{AccountId, ProgramId};
@@ -67,6 +68,8 @@ pub async fn load_standing(
     let spend = lifetime_spend(conn, account).await?;
     let has_rented = !spend.is_empty();
     let hosted_machines = known.unwrap_or(0) != 0;
+    let holder = [account.to_string()];
+    let maturing = maturing(conn, programs, &holder, crate::clock::now()).await?;
 
     let mut balances = Vec::with_capacity(rows.len());
     for row in rows {
@@ -77,11 +80,16 @@ pub async fn load_standing(
             .get(&currency)
             .copied()
             .unwrap_or(Money::zero(currency));
+        let shares = maturing
+            .get(&(holder[0].clone(), program.to_string()))
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         let (balance, _) = assess(
             programs,
             program,
             currency,
             sums,
+            shares,
             lifetime_spend,
             has_rented,
             hosted_machines,

@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::Tx;
 
+use super::accrual::{Maturing, maturing};
 use super::balances::{BookSums, assess};
 use super::book_balances::{BookKey, chunk_after};
 use super::{
@@ -135,6 +136,8 @@ struct Payees {
     spend: HashMap<String, Vec<(String, i128)>>,
     hosted: HashSet<String>,
     methods: HashMap<String, Vec<Method>>,
+    /// Cashable parts still in their program's holding period, by holder and program.
+    maturing: Maturing,
 }
 
 /// What the run does with one payee balance.
@@ -222,10 +225,24 @@ impl Store {
                 cooling_off: held_until(changed_at.map(from_millis), cooling_off, now).is_some(),
             });
         }
+        // Only where a program holds commissions: one more pass, over the window's spend.
+        let maturing = if self.programs().iter().any(|p| p.cash_out.hold_days > 0) {
+            let holders: Vec<String> = sqlx::query_scalar(
+                "SELECT DISTINCT holder FROM book_balances WHERE holder BETWEEN $1 AND $2",
+            )
+            .bind(first)
+            .bind(last)
+            .fetch_all(&mut **tx)
+            .await?;
+            maturing(tx, self.programs(), &holders, now).await?
+        } else {
+            Maturing::new()
+        };
         Ok(Payees {
             spend: by_account,
             hosted: hosted.into_iter().collect(),
             methods,
+            maturing,
         })
     }
 
@@ -253,11 +270,17 @@ impl Store {
         let spent = spent_by_currency
             .and_then(|all| all.iter().find(|(c, _)| c == currency))
             .map_or(0, |(_, units)| *units);
+        let shares = payees
+            .maturing
+            .get(&(holder.to_string(), program_id.to_string()))
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         let (balance, verdict) = assess(
             self.programs(),
             program.clone(),
             currency_code,
             sums,
+            shares,
             Money::from_total_units(spent, currency_code)?,
             spent_by_currency.is_some(),
             payees.hosted.contains(holder),

@@ -18,6 +18,9 @@ use crate::domain::program::{
 };
 use crate::domain::usage::UsageCategory;
 
+/// The longest holding period a program may set: a year.
+const MAX_HOLD_DAYS: u32 = 366;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ProgramWire {
@@ -30,6 +33,7 @@ pub(super) struct ProgramWire {
     rails: Option<Vec<String>>,
     minimum_payout: Option<String>,
     spend_gate: Option<bool>,
+    hold_days: Option<u32>,
     rates: Option<BTreeMap<String, String>>,
     window: Option<String>,
     cohort: Option<Vec<CohortWire>>,
@@ -173,11 +177,31 @@ impl ProgramWire {
             }
             None => Money::from_minor_units(1, currency),
         };
+        let hold_days = self.hold_days.unwrap_or(0);
+        if hold_days > MAX_HOLD_DAYS {
+            return Err(field(
+                "hold_days",
+                format!("{hold_days} days is more than the longest hold, {MAX_HOLD_DAYS} days"),
+            ));
+        }
+        if hold_days > 0 && cashable_fraction.is_zero() {
+            return Err(field(
+                "hold_days",
+                "nothing in this program is cashable (cashable_fraction = 0), so there is nothing to hold".into(),
+            ));
+        }
+        if hold_days > 0 && !matches!(self.kind.trim(), "referral" | "affiliate") {
+            return Err(field(
+                "hold_days",
+                "holds apply to commissions on referred spend (referral and affiliate programs); creator and bonus programs cannot hold yet".into(),
+            ));
+        }
         Ok(CashOut {
             cashable_fraction,
             rails,
             minimum_payout,
             spend_gate: self.spend_gate.unwrap_or(false),
+            hold_days,
         })
     }
 

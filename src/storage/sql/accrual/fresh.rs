@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use super::referrals::{Charge, fold, referral_expected, scoped_referrals};
+use super::referrals::{Charge, Referrals, fold, referral_expected, scoped_referrals};
 use super::{Expected, Store, StoreResult, Tx};
 use crate::domain::program::ProgramSet;
 use crate::domain::program::earnings::Stream;
@@ -53,7 +53,8 @@ impl Store {
             .filter(|a| !full.contains(*a))
             .collect();
         Self::scope(tx, "fresh", accounts.iter().map(|a| a.to_string())).await?;
-        let (mut accs, by_referred) = scoped_referrals(tx, programs, "fresh").await?;
+        let (mut accs, by_referred) =
+            scoped_referrals(tx, programs, Referrals::Scoped("fresh")).await?;
         if accs.is_empty() {
             return Ok(expected);
         }

@@ -10,9 +10,11 @@
 //! its charge earned, even after that was withdrawn.
 
 mod fresh;
+mod maturing;
 mod referrals;
 
 pub(crate) use fresh::FreshCharge;
+pub(crate) use maturing::{Maturing, maturing};
 pub(super) use referrals::ReferralAcc;
 
 use std::collections::HashMap;

@@ -9,7 +9,11 @@ use rust_decimal::Decimal;
 use sqlx::Row;
 
 use super::super::bonus::BonusCase;
-use super::super::{Store, StoreError, StoreResult, Tx, from_millis, parse_code, parse_stored};
+use sqlx::QueryBuilder;
+
+use super::super::{
+    Conn, Db, Store, StoreError, StoreResult, Tx, from_millis, parse_code, parse_stored,
+};
 use super::{Expected, dec};
 use crate::domain::ids::AccountId;
 use crate::domain::money::{Currency, Money};
@@ -67,6 +71,34 @@ pub(crate) struct ReferralAcc<'a> {
     refunded_units: i128,
 }
 
+impl<'a> ReferralAcc<'a> {
+    /// The earning plan a charge at `at_ms` in `currency` counts under, or `None` when the
+    /// charge earns this referral nothing at all.
+    pub(super) fn plan_for(&self, at_ms: i64, currency: &str) -> Option<&ReferralPlan<'a>> {
+        if !self.qualified || self.currency.code() != currency {
+            return None;
+        }
+        // Spend before the referral does not count: it had no referrer yet.
+        if at_ms < self.since_ms || self.until_ms.is_some_and(|u| at_ms >= u) {
+            return None;
+        }
+        self.plan.as_ref()
+    }
+
+    pub(super) fn referrer(&self) -> &AccountId {
+        &self.referrer
+    }
+}
+
+/// The program a stream's commission is posted under: the affiliate program for the
+/// affiliate stream, else the referral program.
+pub(super) fn stream_program<'a>(plan: &ReferralPlan<'a>, stream: Stream) -> Option<&'a Program> {
+    match stream {
+        Stream::Affiliate => plan.affiliate,
+        _ => Some(plan.referral),
+    }
+}
+
 /// The referrals in scope, and for each referred account the indexes of its referrals (one
 /// per program it was referred in).
 pub(super) type Scoped<'p> = (Vec<ReferralAcc<'p>>, HashMap<String, Vec<usize>>);
@@ -77,7 +109,8 @@ impl Store {
         programs: &'p ProgramSet,
         expected: &mut HashMap<(Stream, String), Expected<'p>>,
     ) -> StoreResult<()> {
-        let (mut accs, by_referred) = scoped_referrals(tx, programs, "account").await?;
+        let (mut accs, by_referred) =
+            scoped_referrals(tx, programs, Referrals::Scoped("account")).await?;
         if accs.is_empty() {
             return Ok(());
         }
@@ -87,16 +120,24 @@ impl Store {
     }
 }
 
-/// The judged referrals of the accounts in scope under `kind` ("account", or "fresh" for the
-/// accounts whose new charges alone are folded), each with its standing and earning plan.
+/// Which judged referrals to load.
+pub(super) enum Referrals<'a> {
+    /// Those of the referred accounts in scope under this kind ("account", or "fresh" for the
+    /// accounts whose new charges alone are folded).
+    Scoped(&'static str),
+    /// Those these accounts made (as referrers).
+    By(&'a [String]),
+}
+
+/// The judged referrals `which` names, each with its standing and earning plan.
 pub(super) async fn scoped_referrals<'p>(
-    tx: &mut Tx,
+    conn: &mut Conn,
     programs: &'p ProgramSet,
-    kind: &'static str,
+    which: Referrals<'_>,
 ) -> StoreResult<Scoped<'p>> {
     let enrollments: Vec<(String, String, i64)> =
         sqlx::query_as("SELECT program, account_id, opted_in_at FROM affiliate_enrollments")
-            .fetch_all(&mut **tx)
+            .fetch_all(&mut *conn)
             .await?;
     let opted: HashMap<(&str, &str), i64> = enrollments
         .iter()
@@ -114,17 +155,34 @@ pub(super) async fn scoped_referrals<'p>(
         String,
         Option<String>,
         Option<i64>,
-    )> = sqlx::query_as(
-        "SELECT r.id, r.program, r.referrer_id, r.referred_id, r.referred_at, a.created_at, \
-                r.status, r.disqualification, r.disqualified_late_at \
-         FROM accrual_scope s \
-         JOIN referrals r ON r.referred_id = s.id \
-         JOIN accounts a ON a.id = r.referred_id \
-         WHERE s.kind = $1 AND r.status <> 'pending'",
-    )
-    .bind(kind)
-    .fetch_all(&mut **tx)
-    .await?;
+    )> = {
+        let mut q = QueryBuilder::<Db>::new(
+            "SELECT r.id, r.program, r.referrer_id, r.referred_id, r.referred_at, a.created_at, \
+                    r.status, r.disqualification, r.disqualified_late_at ",
+        );
+        match which {
+            Referrals::Scoped(kind) => {
+                q.push(
+                    "FROM accrual_scope s JOIN referrals r ON r.referred_id = s.id \
+                     JOIN accounts a ON a.id = r.referred_id WHERE s.kind = ",
+                )
+                .push_bind(kind);
+            }
+            Referrals::By(referrers) => {
+                q.push(
+                    "FROM referrals r JOIN accounts a ON a.id = r.referred_id \
+                     WHERE r.referrer_id IN (",
+                );
+                let mut list = q.separated(", ");
+                for id in referrers {
+                    list.push_bind(id.as_str());
+                }
+                q.push(")");
+            }
+        }
+        q.push(" AND r.status <> 'pending'");
+        q.build_query_as().fetch_all(&mut *conn).await?
+    };
     let mut accs: Vec<ReferralAcc<'p>> = Vec::with_capacity(rows.len());
     // referred account -> indexes into accs (one per program it was referred in)
     let mut by_referred: HashMap<String, Vec<usize>> = HashMap::with_capacity(rows.len());
@@ -243,20 +301,18 @@ pub(super) fn fold(
     let at = from_millis(at_ms);
     for &i in idxs {
         let acc = &mut accs[i];
-        if !acc.qualified || acc.currency.code() != charge.currency {
+        let Some(stream) = acc
+            .plan_for(at_ms, charge.currency)
+            .map(|plan| plan.stream_at(at))
+        else {
             continue;
-        }
-        let Some(plan) = &acc.plan else { continue };
-        // Spend before the referral does not count: it had no referrer yet.
-        if at_ms < acc.since_ms || acc.until_ms.is_some_and(|u| at_ms >= u) {
-            continue;
-        }
+        };
         if refunds {
             acc.refunded_units += units;
         } else {
             acc.gross_units += units;
         }
-        if let Some(stream) = plan.stream_at(at) {
+        if let Some(stream) = stream {
             let tally = if refunds {
                 &mut acc.refunded
             } else {
@@ -326,12 +382,8 @@ pub(super) fn referral_expected<'p>(
     for acc in accs {
         let Some(plan) = &acc.plan else { continue };
         for stream in [Stream::Referral, Stream::Affiliate] {
-            let program = match stream {
-                Stream::Affiliate => match plan.affiliate {
-                    Some(p) => p,
-                    None => continue,
-                },
-                _ => plan.referral,
+            let Some(program) = stream_program(plan, stream) else {
+                continue;
             };
             let (spend, refunded) = match stream {
                 Stream::Affiliate => (&acc.spend.affiliate, &acc.refunded.affiliate),

@@ -1,0 +1,151 @@
+//! A holding period (`hold_days`): a commission's cashable part may leave only that many days
+//! after the spend that earned it. Figures by hand, Vast's preset with `hold_days = 30`:
+//! 3% of 1,000.00 spend earns 30.00, of which 75% (22.50) is cashable, 7.50 credit.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::common::{self, usd};
+use payouts::clock::Manual;
+use payouts::domain::ids::{AccountId, IdempotencyKey, Rail};
+use payouts::domain::money::Currency;
+use payouts::domain::payout_run::{RunPeriod, Skip};
+use payouts::domain::program::ProgramSet;
+use payouts::storage::Store;
+use payouts::storage::balance_views::ProgramBalance;
+use payouts::storage::payout_views::WithdrawalRequest;
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s)
+        .expect("a time")
+        .with_timezone(&Utc)
+}
+
+fn vast_holding_30_days() -> Arc<ProgramSet> {
+    let text = format!(
+        "{}\nhold_days = 30\n",
+        payouts::domain::program::config::PRESETS[0].1
+    );
+    Arc::new(ProgramSet::from_toml("vast-hold-30", &text, &|_| None).expect("programs"))
+}
+
+/// ref-hana refers u-ivy and u-jay, who each spend 1,000.00 on day 0 (2 March).
+const WORLD: &str = r#"{"type":"account","id":"ref-hana","created_at":"2025-01-01T00:00:00Z","email":"hana@x.com"}
+{"type":"account","id":"u-ivy","created_at":"2026-03-01T00:00:00Z","email":"ivy@x.com"}
+{"type":"account","id":"u-jay","created_at":"2026-03-01T00:00:00Z","email":"jay@x.com"}
+{"type":"referral","program":"vast","referrer":"ref-hana","referred":"u-ivy","at":"2026-03-01T00:00:00Z"}
+{"type":"referral","program":"vast","referrer":"ref-hana","referred":"u-jay","at":"2026-03-01T00:00:00Z"}
+{"type":"usage","id":"ivy-1","account":"u-ivy","at":"2026-03-02T00:00:00Z","category":"instance","amount":"1000.00","currency":"USD"}
+{"type":"usage","id":"jay-1","account":"u-jay","at":"2026-03-02T00:00:00Z","category":"instance","amount":"1000.00","currency":"USD"}
+{"type":"payout_method","account":"ref-hana","rail":"stripe","destination":"acct_1Hana","auto_payout":true}"#;
+
+async fn vast(store: &Store) -> ProgramBalance {
+    let hana = AccountId::parse("ref-hana").expect("id");
+    store
+        .balance(&hana)
+        .await
+        .expect("balance")
+        .program("vast", Currency::Usd)
+        .cloned()
+        .expect("a vast balance")
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_commission_matures_after_the_holding_period_and_a_refund_inside_it_takes_nothing_from_the_payee()
+ {
+    // Day 10.
+    let (world, _installed) = Manual::install(at("2026-03-12T00:00:00Z"), 3);
+    let db = common::TestDb::named("hold").await;
+    let store = db.open(vast_holding_30_days()).await;
+    common::ingest_text(&store, WORLD, true).await;
+
+    let b = vast(&store).await;
+    assert_eq!(b.earned, usd("60"));
+    assert_eq!(b.maturing, usd("45"));
+    assert_eq!(b.cashable, usd("0"));
+    assert_eq!(b.credit, usd("15"));
+    assert_eq!(b.payable_now, usd("0"));
+    assert_eq!(b.next_matures_at, Some(at("2026-04-01T00:00:00Z")));
+    assert_eq!(b.maturing_parts.len(), 1);
+    assert_eq!(b.maturing_parts[0].on.to_string(), "2026-04-01");
+    assert_eq!(b.maturing_parts[0].amount, usd("45"));
+    assert!(
+        b.reason.as_deref().is_some_and(|r| r.contains("45.00 USD")),
+        "{:?}",
+        b.reason
+    );
+
+    // Day 10: u-jay's spend is refunded in full. The maturing 22.50 is simply gone; nothing
+    // was ever cashable, so nothing is owed back.
+    common::ingest_text(
+        &store,
+        r#"{"type":"refund","id":"jay-r1","usage_id":"jay-1","amount":"1000.00","at":"2026-03-12T00:00:00Z"}"#,
+        true,
+    )
+    .await;
+    let b = vast(&store).await;
+    assert_eq!(
+        (b.earned, b.maturing, b.cashable),
+        (usd("30"), usd("22.5"), usd("0"))
+    );
+    assert_eq!(b.available, usd("0"));
+
+    // Day 29: still maturing. A withdrawal and a payout run both leave it alone.
+    world.advance_to(at("2026-03-31T00:00:00Z"));
+    let b = vast(&store).await;
+    assert_eq!((b.maturing, b.payable_now), (usd("22.5"), usd("0")));
+    let refused = store
+        .create_withdrawal(&WithdrawalRequest {
+            account: AccountId::parse("ref-hana").expect("id"),
+            program: common::vast(),
+            rail: Rail::Stripe,
+            amount: usd("22.50"),
+            idempotency_key: IdempotencyKey::parse("hana-early").expect("key"),
+        })
+        .await;
+    let err = refused.expect_err("a withdrawal of maturing money is refused");
+    assert!(err.to_string().contains("holding period"), "{err}");
+    let day = RunPeriod::parse("2026-03-31").expect("period");
+    let run = store.run_payouts(&day, false).await.expect("run");
+    assert_eq!(run.created, 0);
+    assert_eq!(run.skipped.get(&Skip::Maturing), Some(&1), "{run:?}");
+
+    // Day 30: matured. u-jay's refunded spend left nothing behind, no debt either.
+    world.advance_to(at("2026-04-01T00:00:00Z"));
+    let b = vast(&store).await;
+    assert_eq!(
+        (b.cashable, b.maturing, b.available, b.payable_now),
+        (usd("22.5"), usd("0"), usd("22.5"), usd("22.50"))
+    );
+    assert_eq!(b.next_matures_at, None);
+    assert!(b.maturing_parts.is_empty());
+    let run = store
+        .run_payouts(&RunPeriod::parse("2026-04-01").expect("period"), false)
+        .await
+        .expect("run");
+    assert_eq!((run.created, run.totals[0].amount), (1, usd("22.50")));
+    let check = store.check_ledger().await.expect("check");
+    assert!(check.is_ok(), "{:#?}", check.problems);
+}
+
+#[test]
+fn hold_days_is_refused_where_nothing_could_be_held() {
+    let preset = payouts::domain::program::config::PRESETS[0].1;
+    let credit_only = preset
+        .replace(
+            r#"cashable_fraction = "0.75""#,
+            r#"cashable_fraction = "0""#,
+        )
+        .replace(r#"rails = ["stripe", "paypal", "wise"]"#, "");
+    for (text, says) in [
+        (
+            format!("{credit_only}\nhold_days = 30\n"),
+            "nothing to hold",
+        ),
+        (format!("{preset}\nhold_days = 400\n"), "longest hold"),
+    ] {
+        let err = ProgramSet::from_toml("bad", &text, &|_| None).expect_err("refused");
+        assert!(err.to_string().contains(says), "{err}");
+    }
+}
