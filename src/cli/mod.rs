@@ -28,6 +28,7 @@ pub mod reconcile;
 pub mod render;
 #[cfg(feature = "simulators")]
 mod sim;
+mod statements;
 pub mod withdraw;
 
 use std::io::BufReader;
@@ -98,12 +99,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show an account's balance per program, with its cash-out eligibility.
-    Balance {
-        account: String,
-        #[arg(long)]
-        json: bool,
-    },
+    /// Show an account's balance per program, with its cash-out eligibility (or, with
+    /// `--at`, as it stood at an instant).
+    Balance(statements::BalanceArgs),
+    /// An account's monthly statement: opening balance, earnings, clawbacks, payouts,
+    /// returns and closing balance per program.
+    Statement(statements::StatementArgs),
     /// Request a withdrawal: checks, holds the amount, and queues the payout, atomically.
     Withdraw(withdraw::WithdrawArgs),
     /// API keys for the HTTP API (`payouts serve`).
@@ -327,20 +328,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
 async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
     match command {
         Command::Ingest { file, strict, json } => ingest(store, &file, strict, json).await,
-        Command::Balance { account, json } => {
-            let account = AccountId::parse(&account)?;
-            let balance = store.balance(&account).await?;
-            if json {
-                print_json(&balance)?;
-            } else {
-                out!("{}", render::balance(&balance));
-                // Money on a paused rail waits; say so where people look for their money.
-                for pause in store.rail_pauses().await? {
-                    outln!("note: {}", pause.note().replacen("waiting: ", "", 1));
-                }
-            }
-            Ok(0)
-        }
+        Command::Balance(args) => statements::balance(store, args).await,
+        Command::Statement(args) => statements::statement(store, args).await,
         Command::Withdraw(args) => withdraw::run(store, args).await,
         Command::Affiliate { command } => programs::affiliate(store, command).await,
         Command::Keys { command } => keys::keys(store, command).await,

@@ -21,6 +21,7 @@ pub mod reconcile;
 pub mod referral;
 pub mod retention;
 pub mod settle;
+pub mod statement;
 pub mod status;
 pub mod step;
 pub mod tracking;

@@ -65,6 +65,7 @@ use crate::domain::payout_run::{RunPeriod, RunReport};
 use crate::domain::program::ProgramSet;
 use crate::domain::reconcile::{Exception, ExceptionId, ProviderRecord, Resolution};
 use crate::domain::retention::Retention;
+use crate::domain::statement::{BalanceAt, Month, Statement};
 use crate::domain::step::PastAttempt;
 use crate::domain::step::Step;
 use crate::domain::tracking::Observation;

@@ -13,3 +13,4 @@ mod events;
 mod operate;
 mod programs;
 mod simulation;
+mod statements;

@@ -34,6 +34,7 @@ mod reconcile_daily;
 mod retention;
 mod settle_faults;
 mod stale_sender;
+mod statements;
 mod stripe_webhooks;
 mod watch_window;
 mod webhook_bounds;

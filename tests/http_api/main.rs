@@ -265,3 +265,49 @@ async fn a_payout_is_visible_to_its_referrer_and_operators_only() {
     let (status, body) = api.get("/v1/payouts/po_missing", Some(&finance)).await;
     assert_eq!((status, code(&body)), (404, "unknown_payout"));
 }
+
+#[tokio::test]
+async fn statements_and_past_balances_are_served_to_whoever_may_read_the_account() {
+    let api = Api::start().await;
+    let month = chrono::Utc::now().format("%Y-%m").to_string();
+    let statement = format!("/v1/accounts/ref-alice/statements/{month}");
+    let alice = api.key(Scope::Referrer, Some("ref-alice")).await;
+    let (status, body) = api.get(&statement, Some(&alice)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["month"], month.as_str());
+    // The month closes at what is owed now.
+    let vast = &body["programs"][0];
+    assert_eq!(vast["program"], "vast");
+    let (_, balance) = api
+        .get("/v1/accounts/ref-alice/balance", Some(&alice))
+        .await;
+    assert_eq!(
+        vast["closing"], balance["programs"][0]["cashable"],
+        "{body}"
+    );
+
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1)).format("%Y-%m-%d");
+    let (status, past) = api
+        .get(
+            &format!("/v1/accounts/ref-alice/balance-at?at={tomorrow}"),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(status, 200, "{past}");
+    assert_eq!(past["programs"][0]["cashable"], vast["closing"]);
+
+    let finance = api.key(Scope::Finance, None).await;
+    assert_eq!(api.get(&statement, Some(&finance)).await.0, 200);
+    let dave = api.key(Scope::Referrer, Some("ref-dave")).await;
+    // Another referrer learns nothing, not even that the account exists.
+    let (status, body) = api.get(&statement, Some(&dave)).await;
+    assert_eq!((status, code(&body)), (404, "unknown_account"));
+    let (status, body) = api
+        .get("/v1/accounts/ref-alice/statements/2026-13", Some(&alice))
+        .await;
+    assert_eq!((status, code(&body)), (422, "invalid_month"));
+    let (status, body) = api
+        .get("/v1/accounts/ref-alice/balance-at?at=soon", Some(&alice))
+        .await;
+    assert_eq!((status, code(&body)), (422, "invalid_instant"));
+}

@@ -19,6 +19,7 @@ pub mod rails;
 pub mod reconciliations;
 pub mod runs;
 pub mod schema;
+pub mod statements;
 pub mod withdrawals;
 
 use std::sync::Arc;
@@ -151,7 +152,9 @@ pub fn router(state: ApiState) -> OpenApiRouter {
         .routes(routes!(live))
         .routes(routes!(ready))
         .routes(routes!(metrics::metrics))
-        .routes(routes!(accounts::balance));
+        .routes(routes!(accounts::balance))
+        .routes(routes!(statements::balance_at))
+        .routes(routes!(statements::statement));
     methods::routes(router)
         .routes(routes!(accounts::payouts))
         .routes(routes!(withdrawals::create))

@@ -33,6 +33,7 @@ mod rail_pauses;
 pub mod recon_daily;
 pub mod reconcile;
 mod retention;
+mod statements;
 mod steps;
 pub mod templates;
 pub mod tracking;
