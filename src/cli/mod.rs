@@ -28,7 +28,7 @@ pub mod reconcile;
 pub mod render;
 #[cfg(feature = "simulators")]
 mod sim;
-mod statements;
+pub(crate) mod statements;
 pub mod withdraw;
 
 use std::io::BufReader;

@@ -104,7 +104,7 @@ fn balance_at_text(account: &AccountId, at: DateTime<Utc>, balances: &[BalanceAt
     out
 }
 
-fn statement_text(s: &Statement) -> String {
+pub(crate) fn statement_text(s: &Statement) -> String {
     let mut out = format!(
         "Statement of {} for {} ({} to {})\n",
         s.account,

@@ -69,6 +69,7 @@ pub async fn run() -> Result<i32> {
     all_good &= check.is_ok();
 
     all_good &= reconcile_demo(&store, &sandbox, &step).await?;
+    all_good &= super::demo_trust::statement(&store, &step).await?;
     all_good &= super::demo_trust::holding_period(dir.path(), &step).await?;
     sandbox.stop();
     store.close().await;

@@ -10,6 +10,7 @@ use crate::cli::render;
 use payouts::domain::ids::AccountId;
 use payouts::domain::money::{Currency, Money};
 use payouts::domain::program::ProgramSet;
+use payouts::domain::statement::Month;
 use payouts::storage::Store;
 
 /// Vast's preset with a 30-day holding period: of two 1,000.00 charges, the one 31 days old
@@ -76,4 +77,18 @@ pub(super) async fn holding_period(dir: &std::path::Path, step: &dyn Fn(&str)) -
     );
     store.close().await;
     Ok(ok)
+}
+
+/// One payee's statement for this month, from the main flow's ledger: its payouts, the
+/// reversal that came back, and its balance at the month's end (refused unless it adds up).
+pub(super) async fn statement(store: &Store, step: &dyn Fn(&str)) -> Result<bool> {
+    let month = Month::parse(&payouts::clock::now().format("%Y-%m").to_string())?;
+    step(&format!(
+        "A payee's statement: `payouts statement ref-gina --month {month}`"
+    ));
+    let statement = store
+        .statement(&AccountId::parse("ref-gina")?, month)
+        .await?;
+    out!("{}", crate::cli::statements::statement_text(&statement));
+    Ok(!statement.programs.is_empty())
 }
