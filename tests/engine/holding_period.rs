@@ -149,3 +149,125 @@ fn hold_days_is_refused_where_nothing_could_be_held() {
         assert!(err.to_string().contains(says), "{err}");
     }
 }
+
+/// A charge's day, its cents, and maybe a refund (days later, percent of the charge).
+type Charge = (i64, i64, Option<(i64, i64)>);
+
+/// A random history for the property below: charges on days 0..60, each maybe refunded in
+/// part some days later, and days to look at the balance.
+#[derive(Debug, Clone)]
+struct Spend {
+    charges: Vec<Charge>,
+    looks: Vec<i64>,
+}
+
+fn spend() -> impl proptest::strategy::Strategy<Value = Spend> {
+    use proptest::prelude::*;
+    let charge = (
+        0i64..60,
+        1i64..200_000,
+        prop::option::of((0i64..40, 1i64..=100)),
+    );
+    (
+        prop::collection::vec(charge, 1..5),
+        prop::collection::vec(0i64..100, 1..5),
+    )
+        .prop_map(|(charges, looks)| Spend { charges, looks })
+}
+
+fn cents(c: i64) -> String {
+    format!("{}.{:02}", c / 100, c % 100)
+}
+
+/// At every look: what is maturing is exactly 2.25% (3% x 75%) of the net spend of the last
+/// 30 days, what is cashable is the rest of the cashable ledger, neither is ever negative,
+/// and the next maturity is the oldest such charge's plus 30 days.
+async fn holding_invariants(h: Spend) -> Result<(), proptest::test_runner::TestCaseError> {
+    use proptest::prelude::*;
+    use rust_decimal::Decimal;
+    let base = at("2026-03-01T00:00:00Z");
+    let day = |d: i64| base + chrono::Duration::days(d);
+    let (world, _installed) = Manual::install(base, 5);
+    let db = common::TestDb::named("hold_prop").await;
+    let store = db.open(vast_holding_30_days()).await;
+    let head = WORLD.lines().take(2).chain(WORLD.lines().skip(3).take(1));
+    common::ingest_text(&store, &head.collect::<Vec<_>>().join("\n"), true).await;
+    // (day, record) of every charge and refund, and the net cents of each charge so far.
+    let mut events: Vec<(i64, String)> = Vec::new();
+    for (i, (d, c, refund)) in h.charges.iter().enumerate() {
+        events.push((*d, format!(r#"{{"type":"usage","id":"c{i}","account":"u-ivy","at":"{}","category":"instance","amount":"{}","currency":"USD"}}"#, day(*d).to_rfc3339(), cents(*c))));
+        if let Some((after, pct)) = refund {
+            let r = c * pct / 100;
+            if r > 0 {
+                events.push((d + after, format!(r#"{{"type":"refund","id":"r{i}","usage_id":"c{i}","amount":"{}","at":"{}"}}"#, cents(r), day(d + after).to_rfc3339())));
+            }
+        }
+    }
+    let mut days: Vec<i64> = events
+        .iter()
+        .map(|(d, _)| *d)
+        .chain(h.looks.clone())
+        .collect();
+    days.sort_unstable();
+    days.dedup();
+    events.sort_by_key(|(d, _)| *d);
+    let mut net: Vec<Option<i64>> = vec![None; h.charges.len()];
+    for d in days {
+        world.advance_to(day(d) + chrono::Duration::hours(12));
+        let today: Vec<&String> = events
+            .iter()
+            .filter(|(e, _)| *e == d)
+            .map(|(_, r)| r)
+            .collect();
+        for record in &today {
+            common::ingest_text(&store, record, true).await;
+        }
+        for (i, (cd, c, refund)) in h.charges.iter().enumerate() {
+            let refunded = match refund {
+                Some((after, pct)) if cd + after <= d => c * pct / 100,
+                _ => 0,
+            };
+            if *cd <= d {
+                net[i] = Some(c - refunded);
+            }
+        }
+        let rate = Decimal::new(225, 4);
+        let share = |c: i64| Decimal::new(c, 2) * rate;
+        let stored: Decimal = net.iter().flatten().map(|c| share(*c)).sum();
+        let young = |i: usize| h.charges[i].0 + 30 > d;
+        let maturing: Decimal = (0..net.len())
+            .filter(|i| young(*i))
+            .filter_map(|i| net[i].map(share))
+            .sum();
+        let next = (0..net.len())
+            .filter(|i| young(*i) && net[*i].is_some_and(|c| c > 0))
+            .map(|i| day(h.charges[i].0 + 30))
+            .min();
+        let hana = AccountId::parse("ref-hana").expect("id");
+        let balance = store.balance(&hana).await.expect("balance");
+        let Some(b) = balance.program("vast", Currency::Usd) else {
+            // Nothing booked yet.
+            prop_assert!(net.iter().all(Option::is_none), "day {}", d);
+            continue;
+        };
+        prop_assert_eq!(b.maturing.amount(), maturing, "day {}", d);
+        prop_assert_eq!(b.cashable.amount(), stored - maturing, "day {}", d);
+        prop_assert_eq!(
+            b.cashable.amount() + b.maturing.amount(),
+            b.earned.amount() - b.credit.amount()
+        );
+        prop_assert!(!b.cashable.is_negative() && !b.maturing.is_negative());
+        prop_assert_eq!(b.next_matures_at, next, "day {}", d);
+    }
+    Ok(())
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 8, ..Default::default() })]
+
+    #[test]
+    fn maturing_is_exactly_the_last_30_days_of_net_spend(h in spend()) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(holding_invariants(h))?;
+    }
+}

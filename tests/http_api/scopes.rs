@@ -73,6 +73,20 @@ fn table(payout: &str, run: &str) -> Vec<(&'static str, &'static str, String, Va
         ),
         (
             "GET",
+            "/v1/accounts/{account}/balance-at",
+            "/v1/accounts/ref-alice/balance-at?at=2026-12-01".into(),
+            Value::Null,
+            [A, H, F, A, A],
+        ),
+        (
+            "GET",
+            "/v1/accounts/{account}/statements/{month}",
+            "/v1/accounts/ref-alice/statements/2026-11".into(),
+            Value::Null,
+            [A, H, F, A, A],
+        ),
+        (
+            "GET",
             "/v1/accounts/{account}/payout-methods",
             "/v1/accounts/ref-alice/payout-methods".into(),
             Value::Null,
