@@ -271,3 +271,29 @@ proptest::proptest! {
         rt.block_on(holding_invariants(h))?;
     }
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn money_is_reported_payable_when_it_matures_with_nothing_else_happening() {
+    let (world, _installed) = Manual::install(at("2026-03-12T00:00:00Z"), 4);
+    let db = common::TestDb::named("hold_news").await;
+    let store = db.open(vast_holding_30_days()).await;
+    common::ingest_text(&store, WORLD, true).await;
+    let marks = "SELECT COUNT(*) FROM payable_marks WHERE account_id = 'ref-hana'";
+    while store.check_balances(100).await.expect("looks") > 0 {}
+    assert_eq!(
+        common::scalar(&store, marks).await,
+        0,
+        "all of it is maturing"
+    );
+
+    // Nothing is ingested or paid from here on: only time passes.
+    world.advance_to(at("2026-03-31T23:59:59Z"));
+    assert_eq!(store.check_balances(100).await.expect("looks"), 0);
+    world.advance_to(at("2026-04-01T00:00:00Z"));
+    assert_eq!(
+        store.check_balances(100).await.expect("looks"),
+        1,
+        "a look when the money matures"
+    );
+    assert_eq!(common::scalar(&store, marks).await, 1, "reported payable");
+}

@@ -17,23 +17,57 @@ async fn view(store: &Store, id: &PayoutId) -> payouts::storage::payout_views::P
     store.payout(id.as_str()).await.expect("payout").payout
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn money_returned_just_before_the_watch_ends_is_seen_by_the_last_look() {
+/// A simulated world where ref-gina withdraws through PayPal, no webhook ever arrives, and
+/// paid payouts are watched for `watch_for`: the world, its database, store and mocks, the
+/// payout and a worker.
+struct Watched {
+    world: std::rc::Rc<Manual>,
+    _installed: payouts::clock::Installed,
+    _db: common::TestDb,
+    store: Store,
+    sandbox: payouts::sim::sandbox::Sandbox,
+    id: PayoutId,
+    deps: Arc<PayoutDeps>,
+}
+
+async fn watched(name: &str, seed: u64, watch_for: Duration) -> Watched {
     let start = chrono::DateTime::from_timestamp(1_780_000_000, 0).expect("a valid instant");
-    let (world, _installed) = Manual::install(start, 7);
-    let (_db, store, sandbox) = common::all_rails_world("watch_window").await;
+    let (world, installed) = Manual::install(start, seed);
+    let (db, store, sandbox) = common::all_rails_world(name).await;
     sandbox.hold_webhooks();
-    let id = common::withdraw_payable(&store, "ref-gina", Rail::Paypal, "watch-1").await;
+    let id = common::withdraw_payable(&store, "ref-gina", Rail::Paypal, name).await;
     let deps = Arc::new(PayoutDeps {
         store: store.clone(),
         rails: sandbox.rails().expect("rails"),
         policy: RetryPolicy {
-            watch_for: Duration::from_secs(7 * 24 * 3600),
+            watch_for,
             ..RetryPolicy::default()
         },
         lease_ttl: Duration::from_secs(60),
         worker_id: "watcher".into(),
     });
+    Watched {
+        world,
+        _installed: installed,
+        _db: db,
+        store,
+        sandbox,
+        id,
+        deps,
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn money_returned_just_before_the_watch_ends_is_seen_by_the_last_look() {
+    let Watched {
+        world,
+        _installed,
+        _db,
+        store,
+        sandbox,
+        id,
+        deps,
+    } = watched("watch-window", 7, Duration::from_secs(7 * 24 * 3600)).await;
 
     // Step the payout at each time it asks for, until the next look is the one at (or past)
     // the watch's end.
@@ -71,21 +105,15 @@ async fn money_returned_just_before_the_watch_ends_is_seen_by_the_last_look() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn the_watch_ends_after_its_last_look() {
-    let start = chrono::DateTime::from_timestamp(1_780_000_000, 0).expect("a valid instant");
-    let (world, _installed) = Manual::install(start, 8);
-    let (_db, store, sandbox) = common::all_rails_world("watch_window_end").await;
-    sandbox.hold_webhooks();
-    let id = common::withdraw_payable(&store, "ref-gina", Rail::Paypal, "watch-2").await;
-    let deps = Arc::new(PayoutDeps {
-        store: store.clone(),
-        rails: sandbox.rails().expect("rails"),
-        policy: RetryPolicy {
-            watch_for: Duration::from_secs(24 * 3600),
-            ..RetryPolicy::default()
-        },
-        lease_ttl: Duration::from_secs(60),
-        worker_id: "watcher".into(),
-    });
+    let Watched {
+        world,
+        _installed,
+        _db,
+        store,
+        sandbox,
+        id,
+        deps,
+    } = watched("watch-window-end", 8, Duration::from_secs(24 * 3600)).await;
     let mut looks_after_paid = 0;
     for _ in 0..1000 {
         advance_payout(&deps, &id).await.expect("a step");

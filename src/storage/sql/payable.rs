@@ -18,10 +18,13 @@ impl Store {
     /// where the standing changed, and the mark's insert decides, so two workers looking at
     /// once report it once.
     pub async fn check_balances(&self, limit: i64) -> StoreResult<u32> {
+        // `since` is when a look is due: now for a posting's, later for money still maturing.
         let due: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT account_id, since FROM balance_checks ORDER BY since, account_id LIMIT $1",
+            "SELECT account_id, since FROM balance_checks WHERE since <= $2 \
+             ORDER BY since, account_id LIMIT $1",
         )
         .bind(limit)
+        .bind(to_millis(crate::clock::now()))
         .fetch_all(&self.pool)
         .await?;
         let mut looked = 0;
@@ -51,19 +54,38 @@ impl Store {
                 .bind(since)
                 .execute(&mut *tx)
                 .await?;
+            // Money still maturing becomes payable by time alone: look again when the next
+            // part matures (an earlier look already asked for stays).
+            let next = balance
+                .as_ref()
+                .and_then(|b| b.programs.iter().filter_map(|p| p.next_matures_at).min());
+            if let Some(next) = next {
+                sqlx::query(
+                    "INSERT INTO balance_checks (account_id, since) VALUES ($1, $2) \
+                     ON CONFLICT (account_id) DO UPDATE SET since = CASE \
+                       WHEN excluded.since < balance_checks.since THEN excluded.since \
+                       ELSE balance_checks.since END",
+                )
+                .bind(&account)
+                .bind(to_millis(next))
+                .execute(&mut *tx)
+                .await?;
+            }
             tx.commit().await?;
             looked += 1;
         }
         Ok(looked)
     }
 
-    /// Accounts waiting for a look at their cash-out standing.
+    /// Accounts waiting for a look at their cash-out standing now (not the looks booked for
+    /// when money matures).
     pub async fn balance_checks_waiting(&self) -> StoreResult<i64> {
-        Ok(
-            sqlx::query_scalar("SELECT CAST(COUNT(*) AS BIGINT) FROM balance_checks")
-                .fetch_one(&self.pool)
-                .await?,
+        Ok(sqlx::query_scalar(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM balance_checks WHERE since <= $1",
         )
+        .bind(to_millis(crate::clock::now()))
+        .fetch_one(&self.pool)
+        .await?)
     }
 }
 
