@@ -29,6 +29,7 @@ pub mod render;
 #[cfg(feature = "simulators")]
 mod sim;
 pub(crate) mod statements;
+mod tax;
 pub mod withdraw;
 
 use std::io::BufReader;
@@ -105,6 +106,11 @@ pub enum Command {
     /// An account's monthly statement: opening balance, earnings, clawbacks, payouts,
     /// returns and closing balance per program.
     Statement(statements::StatementArgs),
+    /// Tax: the year-end report of cash paid per payee and rail against the forms on file.
+    Tax {
+        #[command(subcommand)]
+        command: tax::TaxCommand,
+    },
     /// Request a withdrawal: checks, holds the amount, and queues the payout, atomically.
     Withdraw(withdraw::WithdrawArgs),
     /// API keys for the HTTP API (`payouts serve`).
@@ -330,6 +336,7 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
         Command::Ingest { file, strict, json } => ingest(store, &file, strict, json).await,
         Command::Balance(args) => statements::balance(store, args).await,
         Command::Statement(args) => statements::statement(store, args).await,
+        Command::Tax { command } => tax::run(store, command).await,
         Command::Withdraw(args) => withdraw::run(store, args).await,
         Command::Affiliate { command } => programs::affiliate(store, command).await,
         Command::Keys { command } => keys::keys(store, command).await,

@@ -24,6 +24,7 @@ pub mod settle;
 pub mod statement;
 pub mod status;
 pub mod step;
+pub mod tax;
 pub mod tracking;
 pub mod transition;
 pub mod usage;

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use crate::domain::ids::{AccountId, IdError, ProgramId, Rail, RecordId, TemplateId};
 use crate::domain::money::{Currency, MAX_INPUT_DECIMALS, Money, MoneyError};
+use crate::domain::tax::{TaxProfile, TaxProfileError};
 pub use crate::domain::usage::UsageCategory;
 
 /// One line of an ingest file, as written by a platform.
@@ -87,6 +88,37 @@ enum WireRecord {
         #[serde(deserialize_with = "at")]
         at: DateTime<Utc>,
     },
+    TaxProfile(TaxProfileWire),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaxProfileWire {
+    account: String,
+    status: String,
+    country: String,
+    #[serde(default)]
+    tax_id_last4: Option<String>,
+    /// Refused when present, and read as nothing so the refusal can never echo it.
+    #[serde(default)]
+    tax_id: Option<serde::de::IgnoredAny>,
+    #[serde(deserialize_with = "received_at")]
+    received_at: DateTime<Utc>,
+}
+
+impl TaxProfileWire {
+    fn parse(self) -> Result<TaxProfile, RecordError> {
+        if self.tax_id.is_some() {
+            return Err(TaxProfileError::FullTaxId.into());
+        }
+        Ok(TaxProfile::parse(
+            AccountId::parse(&self.account)?,
+            &self.status,
+            &self.country,
+            self.tax_id_last4.as_deref(),
+            self.received_at,
+        )?)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,6 +223,7 @@ pub enum Record {
     Link(LinkRecord),
     Template(TemplateRecord),
     AffiliateOptIn(OptInRecord),
+    TaxProfile(TaxProfile),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -203,6 +236,8 @@ pub enum RecordError {
     Money(#[from] MoneyError),
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Tax(#[from] TaxProfileError),
 }
 
 impl Record {
@@ -225,6 +260,7 @@ impl Record {
             Record::Link(_) => "link",
             Record::Template(_) => "template",
             Record::AffiliateOptIn(_) => "affiliate_opt_in",
+            Record::TaxProfile(_) => "tax_profile",
         }
     }
 }
@@ -258,6 +294,10 @@ fn created_at<'de, D: serde::Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D
 
 fn at<'de, D: serde::Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
     timestamp("at", d)
+}
+
+fn received_at<'de, D: serde::Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+    timestamp("received_at", d)
 }
 
 fn optional_at<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
@@ -394,6 +434,7 @@ impl WireRecord {
                 account: AccountId::parse(&account)?,
                 at,
             }),
+            WireRecord::TaxProfile(t) => Record::TaxProfile(t.parse()?),
         })
     }
 }

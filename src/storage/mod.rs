@@ -68,6 +68,7 @@ use crate::domain::retention::Retention;
 use crate::domain::statement::{BalanceAt, Month, Statement};
 use crate::domain::step::PastAttempt;
 use crate::domain::step::Step;
+use crate::domain::tax::{TaxReport, TaxThresholds};
 use crate::domain::tracking::Observation;
 use crate::ingest::{Feed, IngestReport, LineError, Numbered};
 

@@ -84,3 +84,53 @@ fn a_statement_comes_as_text_json_csv_and_html_and_adds_up() {
     assert_ne!(bad.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("YYYY-MM"));
 }
+
+#[test]
+fn the_tax_report_runs_and_a_full_tax_id_never_goes_in() {
+    let tdb = common::TestDb::blocking("cli_tax");
+    let db = tdb.url.as_str();
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("tax.ndjson");
+    std::fs::write(
+        &file,
+        [
+            r#"{"type":"account","id":"ref-tia","created_at":"2025-01-01T00:00:00Z","email":"tia@x.com","country":"US"}"#,
+            r#"{"type":"tax_profile","account":"ref-tia","status":"w9","country":"US","tax_id_last4":"4321","received_at":"2026-01-05T00:00:00Z"}"#,
+            r#"{"type":"tax_profile","account":"ref-tia","status":"w9","country":"US","tax_id":"987-65-4321","received_at":"2026-01-05T00:00:00Z"}"#,
+        ]
+        .join("\n"),
+    )
+    .expect("write");
+    let out = payouts(db, &["ingest", file.to_str().expect("utf-8")], &[]);
+    assert_eq!(out.status.code(), Some(2), "one line rejected");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("line 3") && said.contains("never stored"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("987-65"),
+        "the full tax id was echoed: {said}"
+    );
+
+    let out = payouts(db, &["tax", "report", "--year", "2026", "--json"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(report["year"], 2026);
+    assert_eq!(report["threshold"]["amount"], "2000");
+    assert_eq!(
+        report["payees"].as_array().map(Vec::len),
+        Some(0),
+        "nothing paid"
+    );
+    let bad = payouts(db, &["tax", "report", "--year", "1800"], &[]);
+    assert_ne!(bad.status.code(), Some(0));
+}

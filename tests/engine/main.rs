@@ -36,6 +36,7 @@ mod settle_faults;
 mod stale_sender;
 mod statements;
 mod stripe_webhooks;
+mod tax_report;
 mod watch_window;
 mod webhook_bounds;
 mod wise_paging;

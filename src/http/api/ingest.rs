@@ -20,7 +20,7 @@ pub const MAX_RECORDS: usize = 10_000;
 #[serde(deny_unknown_fields)]
 pub struct IngestBody {
     /// Records as in the NDJSON format (`type`: account, referral, usage, refund, purchase,
-    /// payout_method, link, template, affiliate_opt_in). Idempotent by record id. Any JSON
+    /// payout_method, link, template, affiliate_opt_in, tax_profile). Idempotent by record id. Any JSON
     /// value is taken: each is judged on its own, and one that is not a valid record is
     /// `rejected` in `results` with the reason while the others go in (unless `strict`).
     #[schema(value_type = Vec<serde_json::Value>)]

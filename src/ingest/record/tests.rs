@@ -128,3 +128,29 @@ fn a_bad_timestamp_names_its_field_and_the_format() {
     .to_string();
     assert!(e.contains("at:") && e.contains("RFC 3339"), "{e}");
 }
+
+#[test]
+fn a_tax_profile_keeps_the_last_four_digits_and_never_a_full_tax_id() {
+    let line = r#"{"type":"tax_profile","account":"a1","status":"w9","country":"us","tax_id_last4":"6789","received_at":"2026-02-01T00:00:00Z"}"#;
+    match Record::parse_line(line).unwrap() {
+        Record::TaxProfile(p) => {
+            assert_eq!(p.form, crate::domain::tax::TaxForm::W9);
+            assert_eq!(
+                (p.country.as_str(), p.tin_last4.as_deref()),
+                ("US", Some("6789"))
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // A full tax id is refused without repeating it anywhere.
+    let full = r#"{"type":"tax_profile","account":"a1","status":"w9","country":"US","tax_id":"123-45-6789","received_at":"2026-02-01T00:00:00Z"}"#;
+    let err = Record::parse_line(full).unwrap_err().to_string();
+    assert!(err.contains("never stored"), "{err}");
+    assert!(!err.contains("6789"), "{err}");
+    let long = r#"{"type":"tax_profile","account":"a1","status":"w9","country":"US","tax_id_last4":"123456789","received_at":"2026-02-01T00:00:00Z"}"#;
+    let err = Record::parse_line(long).unwrap_err().to_string();
+    assert!(
+        err.contains("last 4 digits") && !err.contains("123456789"),
+        "{err}"
+    );
+}

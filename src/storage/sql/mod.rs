@@ -35,6 +35,7 @@ pub mod reconcile;
 mod retention;
 mod statements;
 mod steps;
+mod tax;
 pub mod templates;
 pub mod tracking;
 

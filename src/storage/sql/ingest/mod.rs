@@ -21,8 +21,8 @@ use crate::domain::program::ProgramSet;
 use crate::ingest::record::{OptInRecord, RefundRecord};
 use crate::ingest::{Feed, IngestReport, LineError, Numbered, Record};
 use rows::{
-    ACCOUNTS, LINKS, PAYOUT_METHODS, PURCHASES, REFERRALS, REFUNDS, Row, TEMPLATES, TableSpec,
-    USAGE, Val, to_row,
+    ACCOUNTS, LINKS, PAYOUT_METHODS, PURCHASES, REFERRALS, REFUNDS, Row, TAX_PROFILES, TEMPLATES,
+    TableSpec, USAGE, Val, to_row,
 };
 
 impl Store {
@@ -131,6 +131,7 @@ impl Store {
             &LINKS,
             &REFERRALS,
             &PAYOUT_METHODS,
+            &TAX_PROFILES,
             &TEMPLATES,
             &USAGE,
             &PURCHASES,

@@ -4,6 +4,7 @@
 use super::super::accrual::FreshCharge;
 use crate::domain::fingerprint::content_hash;
 use crate::domain::referral::normalize_email;
+use crate::domain::tax::TaxProfile;
 use crate::ingest::Record;
 use crate::ingest::record::{
     AccountRecord, LinkRecord, PayoutMethodRecord, PurchaseRecord, ReferralRecord, TemplateRecord,
@@ -104,6 +105,22 @@ pub(super) const REFERRALS: TableSpec = TableSpec {
     ],
     mutable: false,
 };
+pub(super) const TAX_PROFILES: TableSpec = TableSpec {
+    kind: "tax_profile",
+    table: "tax_profiles",
+    key_expr: "account_id",
+    key_cols: "account_id",
+    columns: &[
+        "account_id",
+        "status",
+        "country",
+        "tin_last4",
+        "received_at",
+        "content_hash",
+    ],
+    // A new form replaces the one on file.
+    mutable: true,
+};
 pub(super) const PAYOUT_METHODS: TableSpec = TableSpec {
     kind: "payout_method",
     table: "payout_methods",
@@ -180,6 +197,7 @@ pub(super) fn to_row(line: usize, record: &Record, now: i64) -> StoreResult<Row>
         Record::Usage(u) => usage_row(line, u)?,
         Record::Purchase(p) => purchase_row(line, p)?,
         Record::Template(t) => template_row(line, t),
+        Record::TaxProfile(t) => tax_profile_row(line, t),
         Record::Refund(_) | Record::AffiliateOptIn(_) => {
             return Err(StoreError::Corrupt(
                 "refunds and opt-ins are applied on their own".into(),
@@ -248,6 +266,25 @@ fn referral_row(line: usize, r: &ReferralRecord) -> Row {
             r.referred.as_str().into(),
             at.into(),
             template.into(),
+            hash.clone().into(),
+        ],
+        hash,
+    }
+}
+
+fn tax_profile_row(line: usize, t: &TaxProfile) -> Row {
+    let received = to_millis(t.received_at);
+    let last4 = t.tin_last4.clone().unwrap_or_default();
+    let hash = content_hash(&[t.form.code(), &t.country, &last4, &received.to_string()]);
+    Row {
+        line,
+        key: t.account.to_string(),
+        values: vec![
+            t.account.as_str().into(),
+            t.form.code().into(),
+            t.country.clone().into(),
+            t.tin_last4.clone().into(),
+            received.into(),
             hash.clone().into(),
         ],
         hash,

@@ -1,0 +1,265 @@
+//! Payees' tax forms and the yearly reporting threshold.
+//!
+//! Cash paid to a US person above a yearly threshold is reportable (1099-NEC: $600 for
+//! payments through 2025, $2,000 from 2026); a foreign payee certifies with a W-8BEN (a
+//! person) or W-8BEN-E (an entity). We keep which form is on file and never more of a tax id
+//! than its last four digits.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use super::ids::AccountId;
+use super::money::{Currency, Money};
+
+/// The form a payee has on file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaxForm {
+    None,
+    W9,
+    W8ben,
+    W8bene,
+}
+
+impl TaxForm {
+    pub fn code(self) -> &'static str {
+        match self {
+            TaxForm::None => "none",
+            TaxForm::W9 => "w9",
+            TaxForm::W8ben => "w8ben",
+            TaxForm::W8bene => "w8bene",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<TaxForm> {
+        [TaxForm::None, TaxForm::W9, TaxForm::W8ben, TaxForm::W8bene]
+            .into_iter()
+            .find(|f| f.code() == code)
+    }
+}
+
+/// A payee's tax profile as the platform reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaxProfile {
+    pub account: AccountId,
+    pub form: TaxForm,
+    /// ISO 3166-1 alpha-2, upper case.
+    pub country: String,
+    /// The last four digits of the tax id, never more.
+    pub tin_last4: Option<String>,
+    pub received_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TaxProfileError {
+    #[error("unknown tax form {0:?}; expected none, w9, w8ben or w8bene")]
+    Form(String),
+    #[error("country {0:?} is not a two-letter country code (ISO 3166-1 alpha-2)")]
+    Country(String),
+    #[error("tax_id_last4 must be exactly the last 4 digits of the tax id")]
+    Last4,
+    #[error(
+        "a full tax id is never stored: send only tax_id_last4 (its last 4 digits); this line was not stored"
+    )]
+    FullTaxId,
+}
+
+impl TaxProfile {
+    pub fn parse(
+        account: AccountId,
+        form: &str,
+        country: &str,
+        tin_last4: Option<&str>,
+        received_at: DateTime<Utc>,
+    ) -> Result<TaxProfile, TaxProfileError> {
+        let form =
+            TaxForm::from_code(form.trim()).ok_or_else(|| TaxProfileError::Form(form.into()))?;
+        let country = country.trim().to_ascii_uppercase();
+        if country.len() != 2 || !country.chars().all(|c| c.is_ascii_uppercase()) {
+            return Err(TaxProfileError::Country(country));
+        }
+        let tin_last4 = match tin_last4.map(str::trim) {
+            None | Some("") => None,
+            Some(d) if d.len() == 4 && d.chars().all(|c| c.is_ascii_digit()) => Some(d.into()),
+            Some(_) => return Err(TaxProfileError::Last4),
+        };
+        Ok(TaxProfile {
+            account,
+            form,
+            country,
+            tin_last4,
+            received_at,
+        })
+    }
+}
+
+/// The yearly reporting thresholds, in US dollars.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TaxThresholds {
+    by_year: BTreeMap<i32, Decimal>,
+}
+
+impl Default for TaxThresholds {
+    /// $600 for 2025 and before, $2,000 from 2026.
+    fn default() -> Self {
+        TaxThresholds {
+            by_year: BTreeMap::from([(2025, Decimal::from(600)), (2026, Decimal::from(2000))]),
+        }
+    }
+}
+
+impl TaxThresholds {
+    /// From `2025=600,2026=2000`; a year not listed takes the latest earlier one (or the
+    /// earliest listed, before them all).
+    pub fn parse(text: &str) -> Result<TaxThresholds, String> {
+        let mut by_year = BTreeMap::new();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (year, amount) = part
+                .split_once('=')
+                .ok_or_else(|| format!("{part:?} is not YEAR=AMOUNT"))?;
+            let year: i32 = year
+                .trim()
+                .parse()
+                .map_err(|_| format!("{year:?} is not a year"))?;
+            let amount: Decimal = amount
+                .trim()
+                .parse()
+                .map_err(|_| format!("{amount:?} is not an amount"))?;
+            if amount.is_sign_negative() {
+                return Err(format!("the threshold for {year} is negative"));
+            }
+            by_year.insert(year, amount);
+        }
+        if by_year.is_empty() {
+            return Err("no thresholds given".into());
+        }
+        Ok(TaxThresholds { by_year })
+    }
+
+    /// The threshold that applies to payments made in `year`.
+    pub fn for_year(&self, year: i32) -> Decimal {
+        self.by_year
+            .range(..=year)
+            .next_back()
+            .or_else(|| self.by_year.iter().next())
+            .map(|(_, amount)| *amount)
+            .unwrap_or_default()
+    }
+}
+
+/// One payee's cash in a tax year.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct TaxPayee {
+    pub account: AccountId,
+    /// From the tax profile, else the account record.
+    pub country: Option<String>,
+    pub form: TaxForm,
+    pub tin_last4: Option<String>,
+    /// Net cash paid per rail and currency (payouts less returns).
+    pub by_rail: Vec<RailCash>,
+    /// Net cash paid in US dollars, over every rail: what the threshold is held against.
+    pub paid_usd: Money,
+    /// A US person paid more than the threshold: a 1099-NEC candidate.
+    pub reportable: bool,
+    /// A reportable payee without a W-9 on file.
+    pub form_missing: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct RailCash {
+    /// The rail that paid it (`None` for a ledger entry of no payout).
+    pub rail: Option<String>,
+    pub amount: Money,
+}
+
+/// The whole report for one tax year.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct TaxReport {
+    pub year: i32,
+    pub threshold: Money,
+    pub payees: Vec<TaxPayee>,
+    /// Per currency: the report's total and the ledger's paid-out total for the year.
+    pub totals: Vec<TaxTotal>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct TaxTotal {
+    pub currency: Currency,
+    pub report: Money,
+    pub ledger: Money,
+    pub balanced: bool,
+}
+
+impl TaxReport {
+    pub fn balanced(&self) -> bool {
+        self.totals.iter().all(|t| t.balanced)
+    }
+}
+
+/// Whether a payee is a 1099-NEC candidate for a year: a US person paid more than the
+/// threshold in cash.
+pub fn reportable(country: Option<&str>, paid: Decimal, threshold: Decimal) -> bool {
+    country == Some("US") && paid > threshold
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-02-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_profile_keeps_at_most_four_digits() {
+        let who = AccountId::parse("ref-a").unwrap();
+        let p = TaxProfile::parse(who.clone(), "w9", "us", Some("1234"), at()).unwrap();
+        assert_eq!(
+            (p.form, p.country.as_str(), p.tin_last4.as_deref()),
+            (TaxForm::W9, "US", Some("1234"))
+        );
+        for bad in ["123", "12345", "12a4", "123-45-6789"] {
+            assert_eq!(
+                TaxProfile::parse(who.clone(), "w9", "US", Some(bad), at()),
+                Err(TaxProfileError::Last4),
+                "{bad}"
+            );
+        }
+        assert!(TaxProfile::parse(who.clone(), "w2", "US", None, at()).is_err());
+        assert!(TaxProfile::parse(who, "w8ben", "Germany", None, at()).is_err());
+    }
+
+    #[test]
+    fn thresholds_by_year() {
+        let t = TaxThresholds::default();
+        assert_eq!(t.for_year(2024), Decimal::from(600));
+        assert_eq!(t.for_year(2025), Decimal::from(600));
+        assert_eq!(t.for_year(2026), Decimal::from(2000));
+        assert_eq!(t.for_year(2030), Decimal::from(2000));
+        let custom = TaxThresholds::parse("2025=600, 2027=2100").unwrap();
+        assert_eq!(custom.for_year(2026), Decimal::from(600));
+        assert_eq!(custom.for_year(2027), Decimal::from(2100));
+        assert!(TaxThresholds::parse("2026").is_err());
+        assert!(TaxThresholds::parse("").is_err());
+        assert!(reportable(
+            Some("US"),
+            Decimal::from(2001),
+            t.for_year(2026)
+        ));
+        assert!(!reportable(
+            Some("US"),
+            Decimal::from(2000),
+            t.for_year(2026)
+        ));
+        assert!(!reportable(
+            Some("DE"),
+            Decimal::from(9000),
+            t.for_year(2026)
+        ));
+    }
+}
