@@ -526,3 +526,57 @@ pub async fn withdraw_payable(
         .payout
         .id
 }
+
+/// A worker over the sandbox's four rails, with the default policy.
+pub fn sandbox_worker(store: &Store, sandbox: &payouts::sim::sandbox::Sandbox) -> Arc<PayoutDeps> {
+    Arc::new(PayoutDeps {
+        store: store.clone(),
+        rails: sandbox.rails().expect("rails"),
+        policy: RetryPolicy::default(),
+        lease_ttl: Duration::from_secs(60),
+        worker_id: "w".into(),
+    })
+}
+
+/// Withdraws `amount` of the Vast program for `account` through `rail`, then steps the
+/// payout on the simulated clock `world` (30 s between steps) until it is paid.
+pub async fn withdraw_and_pay(
+    deps: &Arc<PayoutDeps>,
+    world: &payouts::clock::Manual,
+    account: &str,
+    amount: Money,
+    key: &str,
+) -> payouts::storage::payout_views::PayoutView {
+    let store = &deps.store;
+    let payout = store
+        .create_withdrawal(&WithdrawalRequest {
+            account: AccountId::parse(account).expect("id"),
+            program: vast(),
+            rail: Rail::Stripe,
+            amount,
+            idempotency_key: IdempotencyKey::parse(key).expect("key"),
+        })
+        .await
+        .expect("withdraw")
+        .payout;
+    step_until_paid(deps, world, &payout.id).await
+}
+
+/// Steps payout `id` on the simulated clock `world` (30 s between steps) until it is paid.
+pub async fn step_until_paid(
+    deps: &Arc<PayoutDeps>,
+    world: &payouts::clock::Manual,
+    id: &payouts::domain::ids::PayoutId,
+) -> payouts::storage::payout_views::PayoutView {
+    for _ in 0..20 {
+        payouts::jobs::advance_payout(deps, id)
+            .await
+            .expect("a step");
+        let p = deps.store.payout(id.as_str()).await.expect("payout").payout;
+        if p.status == PayoutStatus::Paid {
+            return p;
+        }
+        world.advance(Duration::from_secs(30));
+    }
+    panic!("payout {id} was never paid");
+}

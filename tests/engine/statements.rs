@@ -8,16 +8,12 @@
 //! March: 0.00 + 22.50 - 4.50 = 18.00 owed (10.00 of it held), credit 6.00.
 //! April: 18.00 + 11.25 - 10.00 = 19.25, credit 9.75.
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
 
 use crate::common::{self, usd};
 use payouts::clock::Manual;
 use payouts::domain::ids::{AccountId, IdempotencyKey, Rail};
-use payouts::domain::payout::{PayoutStatus, RetryPolicy};
 use payouts::domain::statement::{Month, MovementKind};
-use payouts::jobs::{PayoutDeps, advance_payout};
 use payouts::storage::payout_views::WithdrawalRequest;
 
 fn at(s: &str) -> DateTime<Utc> {
@@ -66,31 +62,8 @@ async fn monthly_statements_add_up_and_chain_to_the_cent() {
 
     // The provider confirms on 2 April.
     world.advance_to(at("2026-04-02T00:00:00Z"));
-    let deps = Arc::new(PayoutDeps {
-        store: store.clone(),
-        rails: sandbox.rails().expect("rails"),
-        policy: RetryPolicy::default(),
-        lease_ttl: std::time::Duration::from_secs(60),
-        worker_id: "w".into(),
-    });
-    for _ in 0..20 {
-        advance_payout(&deps, &payout.id).await.expect("a step");
-        let p = store
-            .payout(payout.id.as_str())
-            .await
-            .expect("payout")
-            .payout;
-        if p.status == PayoutStatus::Paid {
-            break;
-        }
-        world.advance(std::time::Duration::from_secs(60));
-    }
-    let paid = store
-        .payout(payout.id.as_str())
-        .await
-        .expect("payout")
-        .payout;
-    assert_eq!(paid.status, PayoutStatus::Paid);
+    let deps = common::sandbox_worker(&store, &sandbox);
+    let paid = common::step_until_paid(&deps, &world, &payout.id).await;
 
     world.advance_to(at("2026-04-10T00:00:00Z"));
     common::ingest_text(

@@ -9,19 +9,12 @@
 //!
 //! 2026 total: 6,400.00, the ledger's paid-out total for 2026 to the cent.
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
 
 use crate::common::{self, usd};
 use payouts::clock::Manual;
-use payouts::domain::ids::{AccountId, IdempotencyKey, Rail};
 use payouts::domain::money::{Currency, Money};
-use payouts::domain::payout::{PayoutStatus, RetryPolicy};
 use payouts::domain::tax::{TaxForm, TaxThresholds};
-use payouts::jobs::{PayoutDeps, advance_payout};
-use payouts::storage::Store;
-use payouts::storage::payout_views::WithdrawalRequest;
 
 fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s)
@@ -39,34 +32,6 @@ fn earner(id: &str, country: &str) -> String {
         format!(r#"{{"type":"payout_method","account":"{id}","rail":"stripe","destination":"acct_1{dest}"}}"#),
     ]
     .join("\n")
-}
-
-/// Withdraws `amount` for `account` and steps the payout until Stripe has paid it.
-async fn pay(store: &Store, deps: &Arc<PayoutDeps>, world: &Manual, account: &str, amount: Money) {
-    let payout = store
-        .create_withdrawal(&WithdrawalRequest {
-            account: AccountId::parse(account).expect("id"),
-            program: common::vast(),
-            rail: Rail::Stripe,
-            amount,
-            idempotency_key: IdempotencyKey::parse(&format!("tax-{account}")).expect("key"),
-        })
-        .await
-        .expect("withdraw")
-        .payout;
-    for _ in 0..20 {
-        advance_payout(deps, &payout.id).await.expect("a step");
-        let p = store
-            .payout(payout.id.as_str())
-            .await
-            .expect("payout")
-            .payout;
-        if p.status == PayoutStatus::Paid {
-            return;
-        }
-        world.advance(std::time::Duration::from_secs(30));
-    }
-    panic!("{account}'s payout was never paid");
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -90,14 +55,11 @@ async fn the_tax_report_lists_cash_per_payee_and_rail_and_balances_against_the_l
     records.push(r#"{"type":"tax_profile","account":"ref-us2","status":"w9","country":"US","tax_id_last4":"1234","received_at":"2025-06-01T00:00:00Z"}"#.into());
     records.push(r#"{"type":"tax_profile","account":"ref-de","status":"w8ben","country":"DE","received_at":"2025-06-01T00:00:00Z"}"#.into());
     common::ingest_text(&store, &records.join("\n"), true).await;
-    let deps = Arc::new(PayoutDeps {
-        store: store.clone(),
-        rails: sandbox.rails().expect("rails"),
-        policy: RetryPolicy::default(),
-        lease_ttl: std::time::Duration::from_secs(60),
-        worker_id: "w".into(),
-    });
-    pay(&store, &deps, &world, "ref-early", usd("50")).await;
+    let deps = common::sandbox_worker(&store, &sandbox);
+    let pay = |who: &'static str, amount: &'static str| {
+        common::withdraw_and_pay(&deps, &world, who, usd(amount), who)
+    };
+    pay("ref-early", "50").await;
     world.advance_to(at("2026-03-01T00:00:00Z"));
     for (who, amount) in [
         ("ref-us1", "2100"),
@@ -105,7 +67,7 @@ async fn the_tax_report_lists_cash_per_payee_and_rail_and_balances_against_the_l
         ("ref-de", "2100"),
         ("ref-small", "100"),
     ] {
-        pay(&store, &deps, &world, who, usd(amount)).await;
+        pay(who, amount).await;
     }
 
     let report = store
