@@ -538,7 +538,7 @@ pub fn sandbox_worker(store: &Store, sandbox: &payouts::sim::sandbox::Sandbox) -
     })
 }
 
-/// Withdraws `amount` of the Vast program for `account` through `rail`, then steps the
+/// Withdraws `amount` of the Vast program for `account` through Stripe, then steps the
 /// payout on the simulated clock `world` (30 s between steps) until it is paid.
 pub async fn withdraw_and_pay(
     deps: &Arc<PayoutDeps>,
