@@ -72,6 +72,8 @@ fn seeded_runs_keep_every_invariant_and_count_their_faults() {
         "time jumps",
         "database busy at",
         "database unreachable at",
+        "webhooks delayed past a time jump",
+        "payouts scripted to come back after delivery",
     ] {
         assert!(stdout.contains(kind), "no {kind:?} in:\n{stdout}");
     }

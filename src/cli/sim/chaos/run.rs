@@ -76,7 +76,8 @@ struct Sim {
     payouts: Vec<Tracked>,
     /// A payout whose step was deferred is not stepped again before this.
     not_before: Vec<DateTime<Utc>>,
-    inbox: Vec<(Rail, HeldWebhook)>,
+    /// Held webhooks, with when the simulator took each from its mock.
+    inbox: Vec<(Rail, HeldWebhook, DateTime<Utc>)>,
     stalled: Option<Stalled>,
     out: Outcome,
     start: DateTime<Utc>,
@@ -200,6 +201,9 @@ impl Sim {
         for payee in &payees {
             match setup::withdraw(&self.store, payee).await? {
                 Ok((id, minor)) => {
+                    if setup::comes_back(&payee.destination) {
+                        self.count("payouts scripted to come back after delivery");
+                    }
                     self.note(format!(
                         "p{} withdraws {minor} cents via {} to {}",
                         self.payouts.len(),
@@ -253,7 +257,10 @@ impl Sim {
     async fn turns(&mut self) -> Result<bool> {
         let mut drained = false;
         for _ in 0..MAX_TURNS {
-            self.inbox.extend(self.sandbox.take_webhooks());
+            let now = self.world.now();
+            let held = self.sandbox.take_webhooks().into_iter();
+            self.inbox
+                .extend(held.map(|(rail, hook)| (rail, hook, now)));
             let (due, next) = self.due().await?;
             let choices = [
                 (!due.is_empty(), 6),
@@ -471,7 +478,10 @@ impl Sim {
         } else {
             0
         };
-        let (rail, hook) = self.inbox.remove(pick);
+        let (rail, hook, held_at) = self.inbox.remove(pick);
+        if self.world.now() > held_at {
+            self.count("webhooks delayed past a time jump");
+        }
         if self.rng.random_bool(0.15) {
             self.count("webhooks lost");
             self.note(format!("{rail} webhook lost"));
@@ -480,7 +490,7 @@ impl Sim {
         if self.rng.random_bool(0.15) {
             self.count("webhooks repeated");
             let at = self.rng.random_range(0..=self.inbox.len());
-            self.inbox.insert(at, (rail, hook.clone()));
+            self.inbox.insert(at, (rail, hook.clone(), held_at));
         }
         let mut request = axum::http::Request::post(format!("/webhooks/{}", rail.as_str()))
             .header("content-type", "application/json");
@@ -500,7 +510,7 @@ impl Sim {
             // Providers deliver again later what a receiver failed to take.
             self.count("webhooks redelivered after a 5xx");
             let at = self.rng.random_range(0..=self.inbox.len());
-            self.inbox.insert(at, (rail, hook));
+            self.inbox.insert(at, (rail, hook, held_at));
         }
         Ok(())
     }

@@ -50,6 +50,15 @@ fn destination(rng: &mut StdRng, rail: Rail, i: usize) -> String {
     }
 }
 
+/// Whether a scripted destination returns the money after it was delivered (Stripe's bounce,
+/// PayPal's reversal, Wise's bounce and refund, PartnerStack's refund).
+pub(super) fn comes_back(destination: &str) -> bool {
+    destination.starts_with("acct_bounce")
+        || destination.starts_with("reverse")
+        || destination == "1004"
+        || destination == "refund_pk_erin"
+}
+
 /// The payees of a run and the NDJSON the platform would send for them: each referrer
 /// referred one user, who spent.
 pub(super) fn payees(rng: &mut StdRng, count: usize) -> (Vec<Payee>, String) {
