@@ -411,6 +411,59 @@ pub fn safeguards_from_env() -> Result<crate::domain::cooling_off::Safeguards, C
     })
 }
 
+fn switch(name: &'static str) -> Result<bool, ConfigError> {
+    match var(name) {
+        None => Ok(false),
+        Some(v) => match v.trim() {
+            "1" | "true" => Ok(true),
+            "0" | "false" => Ok(false),
+            _ => Err(ConfigError::Invalid {
+                name,
+                value: v,
+                why: "set it to 1 (on) or 0 (off), or leave it unset (off)".into(),
+            }),
+        },
+    }
+}
+
+/// The tax rules for new payouts, all off unless set: `PAYOUTS_TAX_GATE=1` holds a US payee's
+/// payout that would pass the year's threshold without a W-9; `PAYOUTS_TAX_REQUIRE_W8=1` holds
+/// a payee outside the US without a W-8BEN(-E); `PAYOUTS_TAX_EXEMPT_RAILS` (e.g.
+/// `partnerstack`) lists rails that issue their own forms; `PAYOUTS_TAX_THRESHOLDS` (e.g.
+/// `2025=600,2026=2000`, the default) sets the yearly thresholds in US dollars.
+pub fn tax_rules_from_env() -> Result<crate::domain::tax::TaxRules, ConfigError> {
+    use crate::domain::tax::{TaxRules, TaxThresholds};
+    let thresholds = match var("PAYOUTS_TAX_THRESHOLDS") {
+        None => TaxThresholds::default(),
+        Some(v) => TaxThresholds::parse(&v).map_err(|why| ConfigError::Invalid {
+            name: "PAYOUTS_TAX_THRESHOLDS",
+            value: v.clone(),
+            why,
+        })?,
+    };
+    let exempt_rails = match var("PAYOUTS_TAX_EXEMPT_RAILS") {
+        None => Vec::new(),
+        Some(v) => v
+            .split(',')
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(|r| {
+                r.parse().map_err(|e: crate::domain::ids::IdError| ConfigError::Invalid {
+                    name: "PAYOUTS_TAX_EXEMPT_RAILS",
+                    value: v.clone(),
+                    why: e.to_string(),
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    Ok(TaxRules {
+        gate: switch("PAYOUTS_TAX_GATE")?,
+        require_w8: switch("PAYOUTS_TAX_REQUIRE_W8")?,
+        exempt_rails,
+        thresholds,
+    })
+}
+
 /// Reconciliation settings (`PAYOUTS_RECON_*`).
 #[derive(Debug, Clone)]
 pub struct ReconSettings {

@@ -26,6 +26,7 @@ mod operate;
 pub mod programs;
 pub mod reconcile;
 pub mod render;
+mod review;
 #[cfg(feature = "simulators")]
 mod sim;
 pub(crate) mod statements;
@@ -110,6 +111,11 @@ pub enum Command {
     Tax {
         #[command(subcommand)]
         command: tax::TaxCommand,
+    },
+    /// Payouts held for review or a tax form: list them, approve or reject one.
+    Review {
+        #[command(subcommand)]
+        command: review::ReviewCommand,
     },
     /// Request a withdrawal: checks, holds the amount, and queues the payout, atomically.
     Withdraw(withdraw::WithdrawArgs),
@@ -316,7 +322,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 .await
                 // Display is the redacted form: the password never reaches a message.
                 .with_context(|| format!("opening database {}", cli.database_url))?
-                .with_safeguards(safeguards);
+                .with_safeguards(safeguards)
+                .with_tax_rules(payouts::app::config::tax_rules_from_env()?);
             // A bonus seed other than the one the database's draws were made with stops every
             // command, unless a rotation is asked for: drawn bonuses are never re-drawn.
             let rotate = payouts::app::config::rotate_bonus_seed_from_env()?;
@@ -337,6 +344,7 @@ async fn run_with_store(store: &Store, command: Command) -> Result<i32> {
         Command::Balance(args) => statements::balance(store, args).await,
         Command::Statement(args) => statements::statement(store, args).await,
         Command::Tax { command } => tax::run(store, command).await,
+        Command::Review { command } => review::run(store, command).await,
         Command::Withdraw(args) => withdraw::run(store, args).await,
         Command::Affiliate { command } => programs::affiliate(store, command).await,
         Command::Keys { command } => keys::keys(store, command).await,
@@ -443,6 +451,12 @@ async fn ingest(store: &Store, file: &str, strict: bool, json: bool) -> Result<i
             report.referrals_judged,
             report.accruals_posted
         );
+        if report.payouts_released > 0 {
+            outln!(
+                "held payouts released by a tax form on file: {}",
+                report.payouts_released
+            );
+        }
         for e in &report.rejected {
             eprintln!("line {}: {}", e.line, e.message);
         }

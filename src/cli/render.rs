@@ -108,6 +108,12 @@ pub fn balance(b: &AccountBalance) -> String {
             r.referred, r.program, r.reason
         ));
     }
+    for h in &b.held_payouts {
+        out.push_str(&format!("  payout {} of {} ({}) is held:\n", h.payout, h.amount, h.program));
+        for r in &h.reasons {
+            out.push_str(&format!("      {r}\n"));
+        }
+    }
     out
 }
 

@@ -228,6 +228,10 @@ pub enum HeldFor {
     CoolingOff,
     /// An operator paused the rail.
     RailPaused,
+    /// A review rule flagged it: an operator approves or rejects it.
+    Review,
+    /// A tax form is missing: it is released when the form arrives.
+    TaxForm,
 }
 
 /// What a payee can do about a failed or returned payout, for the platform to show.

@@ -20,6 +20,7 @@ pub mod program;
 pub mod reconcile;
 pub mod referral;
 pub mod retention;
+pub mod review;
 pub mod settle;
 pub mod statement;
 pub mod status;

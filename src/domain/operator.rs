@@ -38,6 +38,12 @@ pub enum Action {
         object: String,
         booking: DuplicateBooking,
     },
+    /// A held payout's review flags are judged fine: it is sent (unless a tax form is still
+    /// missing).
+    Approve,
+    /// A held payout is refused: its hold is voided and, with `clawback`, the commissions
+    /// behind it are taken back from the payee's balance.
+    Reject { clawback: bool },
 }
 
 /// Who bears a duplicate payment.
@@ -124,6 +130,12 @@ pub enum Booking {
     },
     /// Part of a delivered payout came back: credited to the payee.
     PartReturned(Money),
+    /// A review decision: the held payout's flags it clears, and with a rejection the amount
+    /// clawed back from the payee (`None`: the money stays the payee's).
+    Review {
+        verdict: super::review::Verdict,
+        clawback: Option<Money>,
+    },
 }
 
 impl Action {
@@ -135,6 +147,8 @@ impl Action {
             Action::ReleaseHold => "release_hold",
             Action::ResolveDispute { .. } => "resolve_dispute",
             Action::ResolveDuplicate { .. } => "resolve_duplicate",
+            Action::Approve => "approve",
+            Action::Reject { .. } => "reject",
         }
     }
 }
@@ -194,6 +208,8 @@ pub struct PayoutFacts {
     pub disputed: bool,
     /// Other provider objects that named the payout (possible duplicate payments).
     pub duplicates: Vec<DuplicateFact>,
+    /// The rules whose flags still hold the payout (`domain::review`).
+    pub flags: Vec<super::review::Rule>,
 }
 
 /// What an allowed action does.
@@ -316,6 +332,8 @@ pub fn decide(action: &Action, facts: &PayoutFacts, reason: &str) -> Result<Effe
         Action::ReleaseHold => release(facts),
         Action::ResolveDispute { outcome } => resolve_dispute(facts, *outcome),
         Action::ResolveDuplicate { object, booking } => resolve_duplicate(facts, object, *booking),
+        Action::Approve => super::review::approve(facts),
+        Action::Reject { clawback } => super::review::reject(facts, *clawback),
     }
 }
 

@@ -18,6 +18,7 @@ fn facts(status: PayoutStatus, outcomes: &[AttemptOutcome]) -> PayoutFacts {
         amount: usd("10.00"),
         disputed: false,
         duplicates: Vec::new(),
+        flags: Vec::new(),
     }
 }
 

@@ -31,10 +31,14 @@ pub enum PayoutStatus {
     /// Attempts are exhausted or the provider's records are inconsistent; an operator decides.
     /// The hold stays in place so the money cannot be withdrawn again meanwhile.
     NeedsOperator,
+    /// Created with its hold but not to be sent yet: a review rule flagged it (an operator
+    /// approves or rejects it) or a tax form is missing (it is released when the form
+    /// arrives). `payout_flags` says which.
+    Held,
 }
 
 impl PayoutStatus {
-    pub const ALL: [PayoutStatus; 9] = [
+    pub const ALL: [PayoutStatus; 10] = [
         PayoutStatus::Queued,
         PayoutStatus::Submitting,
         PayoutStatus::RetryScheduled,
@@ -44,6 +48,7 @@ impl PayoutStatus {
         PayoutStatus::Returned,
         PayoutStatus::Failed,
         PayoutStatus::NeedsOperator,
+        PayoutStatus::Held,
     ];
 
     pub fn code(self) -> &'static str {
@@ -57,6 +62,7 @@ impl PayoutStatus {
             PayoutStatus::Returned => "returned",
             PayoutStatus::Failed => "failed",
             PayoutStatus::NeedsOperator => "needs_operator",
+            PayoutStatus::Held => "held",
         }
     }
 

@@ -11,7 +11,8 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
-use super::ids::AccountId;
+use super::ids::{AccountId, Rail};
+use super::review::{Flag, Rule};
 use super::money::{Currency, Money};
 
 /// The form a payee has on file.
@@ -205,6 +206,75 @@ pub fn reportable(country: Option<&str>, paid: Decimal, threshold: Decimal) -> b
     country == Some("US") && paid > threshold
 }
 
+/// The platform's tax rules for new payouts; off unless configured.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaxRules {
+    /// Hold a US payee's payout that would pass the year's threshold without a W-9.
+    pub gate: bool,
+    /// Hold a payee outside the US with no W-8BEN or W-8BEN-E on file.
+    pub require_w8: bool,
+    /// Rails that issue their own tax forms: their payouts are neither held nor counted.
+    pub exempt_rails: Vec<Rail>,
+    pub thresholds: TaxThresholds,
+}
+
+impl TaxRules {
+    pub fn is_off(&self) -> bool {
+        !self.gate && !self.require_w8
+    }
+}
+
+/// What the tax rules are judged on, for one payee.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaxFacts {
+    /// The tax profile's country, else the account's; `None` when neither says.
+    pub country: Option<String>,
+    pub form: TaxForm,
+    /// US dollars already paid or on their way this calendar year (UTC) on rails that are
+    /// not exempt: payouts neither failed nor returned, by when they were created.
+    pub cash_this_year: Decimal,
+    pub year: i32,
+}
+
+/// The tax flag a payout of `amount` through `rail` raises, if any. A payee whose country is
+/// unknown is judged as a US person: the threshold is the cautious reading.
+pub fn tax_flag(rules: &TaxRules, rail: Rail, amount: Money, facts: &TaxFacts) -> Option<Flag> {
+    if rules.exempt_rails.contains(&rail) {
+        return None;
+    }
+    let us = facts.country.as_deref().is_none_or(|c| c == "US");
+    if us && rules.gate && facts.form != TaxForm::W9 && amount.currency() == Currency::Usd {
+        let threshold = rules.thresholds.for_year(facts.year);
+        let total = facts.cash_this_year + amount.amount();
+        if total > threshold {
+            let whose = match &facts.country {
+                Some(_) => "a US payee",
+                None => "a payee of unknown country (judged as US)",
+            };
+            return Some(Flag {
+                rule: Rule::W9Missing,
+                evidence: format!(
+                    "{whose} with no W-9 on file: {} USD this year with this payout passes the {} threshold of {} USD; held until a W-9 arrives",
+                    total.normalize(),
+                    facts.year,
+                    threshold.normalize()
+                ),
+            });
+        }
+    }
+    let w8 = matches!(facts.form, TaxForm::W8ben | TaxForm::W8bene);
+    if !us && rules.require_w8 && !w8 {
+        let country = facts.country.as_deref().unwrap_or_default();
+        return Some(Flag {
+            rule: Rule::W8Missing,
+            evidence: format!(
+                "a payee in {country} with no W-8BEN or W-8BEN-E on file; held until one arrives"
+            ),
+        });
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,5 +331,67 @@ mod tests {
             Decimal::from(9000),
             t.for_year(2026)
         ));
+    }
+
+    fn facts(country: Option<&str>, form: TaxForm, paid: &str) -> TaxFacts {
+        TaxFacts {
+            country: country.map(str::to_string),
+            form,
+            cash_this_year: paid.parse().unwrap(),
+            year: 2026,
+        }
+    }
+
+    fn usd(s: &str) -> Money {
+        Money::new(s.parse().unwrap(), Currency::Usd)
+    }
+
+    #[test]
+    fn a_us_payee_without_a_w9_is_held_only_past_the_threshold() {
+        let rules = TaxRules {
+            gate: true,
+            ..TaxRules::default()
+        };
+        let us = |paid| facts(Some("US"), TaxForm::None, paid);
+        // 1,500 paid + 500 = 2,000: not more than the 2026 threshold.
+        assert_eq!(tax_flag(&rules, Rail::Wise, usd("500"), &us("1500")), None);
+        let flag = tax_flag(&rules, Rail::Wise, usd("500.01"), &us("1500")).unwrap();
+        assert_eq!(flag.rule, Rule::W9Missing);
+        assert_eq!(
+            flag.evidence,
+            "a US payee with no W-9 on file: 2000.01 USD this year with this payout passes the 2026 threshold of 2000 USD; held until a W-9 arrives"
+        );
+        let with_w9 = facts(Some("US"), TaxForm::W9, "1500");
+        assert_eq!(tax_flag(&rules, Rail::Wise, usd("9000"), &with_w9), None);
+        // Unknown country is judged as US; an exempt rail is never held.
+        assert!(tax_flag(&rules, Rail::Wise, usd("2001"), &facts(None, TaxForm::None, "0")).is_some());
+        let exempt = TaxRules {
+            exempt_rails: vec![Rail::Paypal],
+            ..rules.clone()
+        };
+        assert_eq!(tax_flag(&exempt, Rail::Paypal, usd("2001"), &us("0")), None);
+        assert!(tax_flag(&TaxRules::default(), Rail::Wise, usd("9000"), &us("0")).is_none());
+    }
+
+    #[test]
+    fn a_payee_abroad_needs_a_w8_only_when_the_setting_is_on() {
+        let de = facts(Some("DE"), TaxForm::None, "0");
+        let gate = TaxRules {
+            gate: true,
+            ..TaxRules::default()
+        };
+        assert_eq!(tax_flag(&gate, Rail::Wise, usd("5000"), &de), None);
+        let w8 = TaxRules {
+            require_w8: true,
+            ..gate
+        };
+        let flag = tax_flag(&w8, Rail::Wise, usd("1"), &de).unwrap();
+        assert_eq!(flag.rule, Rule::W8Missing);
+        assert_eq!(
+            flag.evidence,
+            "a payee in DE with no W-8BEN or W-8BEN-E on file; held until one arrives"
+        );
+        let filed = facts(Some("DE"), TaxForm::W8bene, "0");
+        assert_eq!(tax_flag(&w8, Rail::Wise, usd("1"), &filed), None);
     }
 }

@@ -19,6 +19,8 @@ pub enum Mover {
     Provider,
     /// An operator's action (`domain::operator`), with a reason, on the record.
     Operator,
+    /// The platform's own records: a tax form arrived that a held payout waited for.
+    Platform,
 }
 
 impl fmt::Display for Mover {
@@ -27,6 +29,7 @@ impl fmt::Display for Mover {
             Mover::Worker => "a worker step",
             Mover::Provider => "a provider reading",
             Mover::Operator => "an operator",
+            Mover::Platform => "the platform's records",
         })
     }
 }
@@ -35,6 +38,7 @@ impl fmt::Display for Mover {
 const W: &[Mover] = &[Mover::Worker];
 const WP: &[Mover] = &[Mover::Worker, Mover::Provider];
 const O: &[Mover] = &[Mover::Operator];
+const OR: &[Mover] = &[Mover::Operator, Mover::Platform];
 
 /// Every allowed move: from, to, and who may make it. Reviewed as a whole; a test prints it.
 pub const MOVES: &[(PayoutStatus, PayoutStatus, &[Mover])] = &[
@@ -82,6 +86,10 @@ pub const MOVES: &[(PayoutStatus, PayoutStatus, &[Mover])] = &[
     (NeedsOperator, Returned, O),
     (Queued, Failed, O),
     (Queued, Paid, O),
+    // A held payout (`domain::review`) waits for an operator's approval (it is then sent) or
+    // rejection (the hold is voided), or for the tax form it lacks (released by the record).
+    (Held, Queued, OR),
+    (Held, Failed, O),
 ];
 
 /// A move the table does not allow: a bug in whatever decided it, refused before it is stored.
@@ -129,13 +137,15 @@ mod tests {
             allowed(from, to, Mover::Worker),
             allowed(from, to, Mover::Provider),
             allowed(from, to, Mover::Operator),
+            allowed(from, to, Mover::Platform),
         ) {
             _ if from == to => '=',
-            (true, true, false) => 'B',
-            (true, false, false) => 'W',
-            (false, true, false) => 'P',
-            (false, false, true) => 'O',
-            (false, false, false) => '.',
+            (true, true, false, false) => 'B',
+            (true, false, false, false) => 'W',
+            (false, true, false, false) => 'P',
+            (false, false, true, false) => 'O',
+            (false, false, true, true) => 'R',
+            (false, false, false, false) => '.',
             _ => '?',
         };
         let matrix: Vec<String> = PayoutStatus::ALL
@@ -149,20 +159,21 @@ mod tests {
             })
             .collect();
         // Columns: queued submitting retry_scheduled outcome_unknown processing paid
-        // returned failed needs_operator. W: worker only, B: worker or provider reading,
-        // O: operator only.
+        // returned failed needs_operator held. W: worker only, B: worker or provider
+        // reading, O: operator only, R: operator or the platform's records (a tax form).
         assert_eq!(
             matrix,
             [
-                "queued          =W...O.OW",
-                "submitting      .=WWWWWWW",
-                "retry_scheduled .W=.....W",
-                "outcome_unknown .WW=WWWWW",
-                "processing      ....=B.BB",
-                "paid            .....=B.B",
-                "returned        ......=.B",
-                "failed          .......=B",
-                "needs_operator  ..OO.OOO=",
+                "queued          =W...O.OW.",
+                "submitting      .=WWWWWWW.",
+                "retry_scheduled .W=.....W.",
+                "outcome_unknown .WW=WWWWW.",
+                "processing      ....=B.BB.",
+                "paid            .....=B.B.",
+                "returned        ......=.B.",
+                "failed          .......=B.",
+                "needs_operator  ..OO.OOO=.",
+                "held            R......O.=",
             ]
         );
     }

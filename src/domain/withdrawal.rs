@@ -24,6 +24,8 @@ pub struct NewPayout {
     pub reason: String,
     /// Who asked: `withdrawal` or `payout_run`.
     pub source: &'static str,
+    /// Why it is held for an operator or a tax form (`domain::review`); empty: it is sent.
+    pub flags: Vec<crate::domain::review::Flag>,
 }
 
 /// What the books say about the payee's balance in the program and currency asked for.
@@ -123,6 +125,7 @@ pub fn decide(
         not_before: held_until,
         reason,
         source: "withdrawal",
+        flags: Vec::new(),
     })
 }
 
@@ -156,6 +159,7 @@ impl RunPayout<'_> {
             not_before: None,
             reason,
             source: "payout_run",
+            flags: Vec::new(),
         }
     }
 }

@@ -198,6 +198,8 @@ pub struct IngestReport {
     pub referrals_judged: usize,
     /// Ledger transactions written for commissions and clawbacks.
     pub accruals_posted: usize,
+    /// Held payouts released because the tax form they waited for arrived.
+    pub payouts_released: u64,
     /// True when nothing was written because `--strict` met a bad line.
     pub rolled_back: bool,
 }

@@ -94,6 +94,19 @@ pub struct AccountBalance {
     pub affiliate: Vec<AffiliateStatus>,
     /// Referrals by this account that do not earn (disqualified or still pending).
     pub non_earning_referrals: Vec<ReferralNote>,
+    /// Payouts of this account held for review or a tax form, and why (their amounts are in
+    /// `pending`).
+    pub held_payouts: Vec<HeldNote>,
+}
+
+/// A held payout as the payee's balance explains it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct HeldNote {
+    pub payout: crate::domain::ids::PayoutId,
+    pub program: ProgramId,
+    pub amount: Money,
+    /// Each open flag: its rule and evidence.
+    pub reasons: Vec<String>,
 }
 
 impl AccountBalance {

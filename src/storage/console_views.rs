@@ -27,11 +27,14 @@ pub enum AttentionReason {
     NeedsOperator,
     /// Held by a cooling-off after a payout method changed; an operator may release it.
     CoolingOff,
+    /// Held by a review rule (an operator approves or rejects it) or for a tax form.
+    Review,
 }
 
 impl AttentionReason {
-    pub const ALL: [AttentionReason; 4] = [
+    pub const ALL: [AttentionReason; 5] = [
         AttentionReason::PendingApproval,
+        AttentionReason::Review,
         AttentionReason::Disputed,
         AttentionReason::NeedsOperator,
         AttentionReason::CoolingOff,
@@ -43,6 +46,7 @@ impl AttentionReason {
             AttentionReason::Disputed => "Disputed",
             AttentionReason::NeedsOperator => "Needs an operator",
             AttentionReason::CoolingOff => "Held in cooling-off",
+            AttentionReason::Review => "Held for review or a tax form",
         }
     }
 }

@@ -86,7 +86,8 @@ pub use ledger_views::{LedgerCheck, RailTotal};
 pub use methods::PayoutMethodView;
 pub use metrics_views::MetricsSnapshot;
 pub use payout_views::{
-    Claim, Lease, PayoutCursor, PayoutDetail, PayoutPage, PayoutView, WithdrawError,
+    Claim, FlagView, HeldPayout, Lease, PayoutCursor, PayoutDetail, PayoutPage, PayoutView,
+    WithdrawError,
     WithdrawalOutcome, WithdrawalRequest,
 };
 pub use reconcile_views::{NewRun, RailTotals, ReconRun, Trigger};
@@ -213,6 +214,12 @@ impl Store {
 
     pub fn safeguards(&self) -> Safeguards {
         on_backend!(self, s => s.safeguards())
+    }
+
+    /// The same store with the platform's tax rules (which payouts wait for a tax form).
+    pub fn with_tax_rules(mut self, rules: crate::domain::tax::TaxRules) -> Store {
+        on_backend!(&mut self, s => s.set_tax_rules(rules));
+        self
     }
 
     pub fn kind(&self) -> BackendKind {

@@ -152,6 +152,32 @@ pub struct PayoutDetail {
     pub status_reason: Option<String>,
     pub attempts: Vec<AttemptView>,
     pub events: Vec<PayoutEvent>,
+    /// Why it is or was held (review rules, a missing tax form), each with its evidence and
+    /// how it was cleared.
+    pub flags: Vec<FlagView>,
+}
+
+/// One reason a payout was held, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct FlagView {
+    pub rule: crate::domain::review::Rule,
+    pub evidence: String,
+    pub raised_at: DateTime<Utc>,
+    /// Open while `None`.
+    pub cleared_at: Option<DateTime<Utc>>,
+    /// The operator (or `platform` for a tax form on file) who cleared it.
+    pub cleared_by: Option<String>,
+    /// `approved`, `rejected` or `form_received`.
+    pub decision: Option<String>,
+    /// The operator's reason.
+    pub note: Option<String>,
+}
+
+/// A payout held for review or a tax form, with its open flags: the review queue's row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct HeldPayout {
+    pub payout: PayoutView,
+    pub flags: Vec<FlagView>,
 }
 
 /// Proof of holding a payout's lease; every fenced write takes one. A write succeeds only

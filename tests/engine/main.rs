@@ -32,6 +32,7 @@ mod rails;
 mod reconcile;
 mod reconcile_daily;
 mod retention;
+mod review_queue;
 mod settle_faults;
 mod stale_sender;
 mod statements;

@@ -216,6 +216,8 @@ pub struct Program {
     pub currency: Currency,
     pub reward: RewardKind,
     pub cash_out: CashOut,
+    /// Which new payouts wait for an operator (`domain::review`); all off by default.
+    pub review: crate::domain::review::ReviewRules,
     pub kind: ProgramKind,
 }
 

@@ -98,7 +98,7 @@ pub fn status_agrees(ours: PayoutStatus, theirs: RailState) -> bool {
         P::Paid => theirs == R::Paid,
         P::Processing => matches!(theirs, R::InFlight | R::Paid),
         P::Returned | P::Failed => matches!(theirs, R::Returned | R::Failed),
-        P::Queued | P::RetryScheduled => matches!(theirs, R::Failed | R::Returned),
+        P::Queued | P::RetryScheduled | P::Held => matches!(theirs, R::Failed | R::Returned),
         P::Submitting | P::OutcomeUnknown | P::NeedsOperator => true,
     }
 }
@@ -129,6 +129,7 @@ pub fn status_severity(ours: PayoutStatus, theirs: RailState) -> Severity {
             | PayoutStatus::Returned
             | PayoutStatus::Queued
             | PayoutStatus::RetryScheduled
+            | PayoutStatus::Held
     );
     if ours_says_no_money_left && money_left(theirs) {
         Severity::Critical

@@ -198,6 +198,62 @@ action_route!(
     Reason,
     |b: Reason| Ok((Action::ReleaseHold, b.reason))
 );
+action_route!(
+    review_approve,
+    "/payouts/{payout}/review/approve",
+    "Approve a payout held for review: its review flags clear and it is sent (a missing tax form still holds it)",
+    Reason,
+    |b: Reason| Ok((Action::Approve, b.reason))
+);
+action_route!(
+    review_reject,
+    "/payouts/{payout}/review/reject",
+    "Reject a held payout: its hold is voided; with clawback, the commissions behind it are taken back",
+    ReviewReject,
+    |b: ReviewReject| Ok((
+        Action::Reject {
+            clawback: b.clawback
+        },
+        b.reason
+    ))
+);
+
+/// A rejection, why, and whether the money behind the payout goes back to the program.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewReject {
+    #[schema(min_length = 1, example = "Alt accounts paying into one PayPal")]
+    pub reason: String,
+    /// Also claw the amount back from the payee's balance (default: it stays theirs).
+    #[serde(default)]
+    pub clawback: bool,
+}
+
+/// The review queue.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Reviews {
+    pub held: Vec<crate::storage::HeldPayout>,
+}
+
+/// `GET /v1/reviews`
+#[utoipa::path(
+    get, path = "/reviews", tag = "payouts",
+    summary = "Payouts held for review or a tax form, oldest first, with the rules that hold them and their evidence",
+    responses(
+        (status = 200, body = Reviews),
+        (status = "4XX", body = ErrorBody, description = "A key that is not an operator's"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn reviews(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> Result<Json<Reviews>, ApiError> {
+    caller.allow(Permission::OperatePayouts, || caller.forbidden())?;
+    Ok(Json(Reviews {
+        held: state.store.review_queue(500).await?,
+    }))
+}
 
 async fn act(
     state: &ApiState,

@@ -37,6 +37,7 @@ pub async fn show(
             (actions(&session, &detail))
         }
         (duplicate_list(&session, &detail, &duplicates))
+        (flag_list(&detail))
         (history(&detail))
     };
     Ok(layout::page(&session, &format!("Payout {id}"), body))
@@ -73,7 +74,17 @@ fn actions(session: &Session, d: &PayoutDetail) -> Markup {
     let url = |a: &str| format!("/console/payouts/{}/{a}", p.id);
     let held = p.status == PayoutStatus::Queued && p.next_step_at.is_some();
     let open = p.status == PayoutStatus::NeedsOperator;
+    let review = p.status == PayoutStatus::Held;
     html! {
+        @if review {
+            section id="review" {
+                h2 { "Review" }
+                (action_form(session, &url("review-approve"), "Approve", html! {}))
+                (action_form(session, &url("review-reject"), "Reject", html! {
+                    label { input type="checkbox" name="clawback" value="1"; " claw the amount back" } " "
+                }))
+            }
+        }
         @if open || held {
             section id="actions" {
                 h2 { "Act" }
@@ -132,6 +143,29 @@ fn duplicate_list(session: &Session, d: &PayoutDetail, list: &[DuplicateEvidence
     }
 }
 
+/// Why the payout is or was held: each rule with its evidence and how it was cleared.
+fn flag_list(d: &PayoutDetail) -> Markup {
+    html! {
+        @if !d.flags.is_empty() {
+            h2 { "Held for" }
+            table id="flags" {
+                tr { th { "Rule" } th { "Evidence" } th { "Raised" } th { "Cleared" } }
+                @for f in &d.flags {
+                    tr {
+                        td { (f.rule.code()) } td { (f.evidence) } td { (layout::time(&f.raised_at)) }
+                        td {
+                            @if let Some(at) = &f.cleared_at {
+                                (layout::time(at)) " " (f.decision.as_deref().unwrap_or(""))
+                                " by " (f.cleared_by.as_deref().unwrap_or("")) ": " (f.note.as_deref().unwrap_or(""))
+                            } @else { "open" }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn history(d: &PayoutDetail) -> Markup {
     html! {
         h2 { "Attempts" }
@@ -166,6 +200,10 @@ fn action(name: &str, fields: &Fields) -> Result<Action, ConsoleError> {
         "retry" => Action::Retry,
         "cancel" => Action::Cancel,
         "release-hold" => Action::ReleaseHold,
+        "review-approve" => Action::Approve,
+        "review-reject" => Action::Reject {
+            clawback: fields.get("clawback") == Some("1"),
+        },
         "mark-paid" => Action::MarkPaid {
             reference: fields.text("reference"),
         },

@@ -22,6 +22,7 @@ pub async fn load_balance(
     let standing = load_standing(conn, programs, account).await?;
     let non_earning_referrals = non_earning_referrals(conn, programs, account).await?;
     let affiliate = affiliate_statuses(conn, programs, account).await?;
+    let held_payouts = super::review::held_notes(conn, account).await?;
     Ok(AccountBalance {
         account: account.clone(),
         has_rented: standing.has_rented,
@@ -29,6 +30,7 @@ pub async fn load_balance(
         programs: standing.programs,
         affiliate,
         non_earning_referrals,
+        held_payouts,
     })
 }
 

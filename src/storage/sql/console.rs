@@ -101,7 +101,7 @@ impl Store {
                CAST(CASE WHEN EXISTS (SELECT 1 FROM operator_actions a WHERE a.payout_id = p.id \
                  AND a.state = 'pending_approval') THEN 1 ELSE 0 END AS BIGINT) \
              FROM payouts p \
-             WHERE p.status = 'needs_operator' \
+             WHERE p.status IN ('needs_operator', 'held') \
                 OR (p.status = 'queued' AND p.next_action_at > $1) \
                 OR EXISTS (SELECT 1 FROM operator_actions a WHERE a.payout_id = p.id \
                    AND a.state = 'pending_approval') \
@@ -126,6 +126,8 @@ fn attention(row: AttentionRow) -> StoreResult<Attention> {
         AttentionReason::Disputed
     } else if status == PayoutStatus::NeedsOperator {
         AttentionReason::NeedsOperator
+    } else if status == PayoutStatus::Held {
+        AttentionReason::Review
     } else {
         AttentionReason::CoolingOff
     };

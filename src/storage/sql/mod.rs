@@ -33,6 +33,7 @@ mod rail_pauses;
 pub mod recon_daily;
 pub mod reconcile;
 mod retention;
+mod review;
 mod statements;
 mod steps;
 mod tax;
@@ -50,6 +51,7 @@ pub(crate) use super::{
 use crate::domain::cooling_off::Safeguards;
 use crate::domain::ids::PayoutId;
 use crate::domain::program::ProgramSet;
+use crate::domain::tax::TaxRules;
 pub(crate) use crate::storage::packed;
 use crate::storage::queue::payout_task;
 pub(crate) use crate::storage::{
@@ -69,6 +71,8 @@ pub struct Store {
     group_commit: idempotency::GroupCommit,
     programs: Arc<ProgramSet>,
     safeguards: Safeguards,
+    /// Which payouts wait for a tax form (`domain::tax::tax_flag`); off by default.
+    tax_rules: Arc<TaxRules>,
 }
 
 impl Store {
@@ -79,7 +83,16 @@ impl Store {
             group_commit: Default::default(),
             programs,
             safeguards: Safeguards::default(),
+            tax_rules: Arc::default(),
         }
+    }
+
+    pub fn set_tax_rules(&mut self, rules: TaxRules) {
+        self.tax_rules = Arc::new(rules);
+    }
+
+    pub fn tax_rules(&self) -> &TaxRules {
+        &self.tax_rules
     }
 
     pub fn set_safeguards(&mut self, safeguards: Safeguards) {

@@ -59,9 +59,12 @@ async fn insert_chunk(tx: &mut Tx, chunk: &[Row<'_>], now: i64) -> StoreResult<V
     insert_holds(tx, chunk).await?;
     let views = insert_rows(tx, chunk, now).await?;
     insert_first_events(tx, chunk, now).await?;
+    super::review::insert_flags(tx, chunk.iter().map(|r| r.payout), now).await?;
     let views = report_created(tx, chunk, views, now).await?;
+    // A held payout has no job: an approval or its tax form queues one.
     let tasks = chunk
         .iter()
+        .filter(|r| !r.held())
         .map(|r| payout_task(&r.payout.id, r.delay, "created"))
         .collect::<StoreResult<Vec<_>>>()?;
     super::push_fresh_tasks(tx, tasks).await?;
@@ -79,6 +82,27 @@ struct Row<'a> {
 }
 
 impl<'a> Row<'a> {
+    fn held(&self) -> bool {
+        !self.payout.flags.is_empty()
+    }
+
+    fn status(&self) -> PayoutStatus {
+        match self.held() {
+            true => PayoutStatus::Held,
+            false => PayoutStatus::Queued,
+        }
+    }
+
+    /// The first event's line: why the payout exists, and why it waits when it does.
+    fn first_reason(&self) -> String {
+        let p = self.payout;
+        let mut line = p.reason.clone();
+        for f in &p.flags {
+            line.push_str(&format!("; held ({}): {}", f.rule, f.evidence));
+        }
+        line
+    }
+
     fn new(p: &'a NewPayout, now_at: chrono::DateTime<Utc>) -> StoreResult<Row<'a>> {
         Ok(Row {
             payout: p,
@@ -133,7 +157,7 @@ async fn insert_rows(tx: &mut Tx, rows: &[Row<'_>], now: i64) -> StoreResult<Vec
             .push_bind(p.destination.clone())
             .push_bind(p.amount.currency().code())
             .push_bind(r.units)
-            .push_bind(PayoutStatus::Queued.code())
+            .push_bind(r.status().code())
             .push_bind(p.idempotency_key.clone())
             .push_bind(r.request_hash.clone())
             .push_bind(r.hold_id.clone())
@@ -154,10 +178,10 @@ async fn insert_first_events(tx: &mut Tx, rows: &[Row<'_>], now: i64) -> StoreRe
         b.push_bind(r.payout.id.to_string())
             .push_bind(now)
             .push_bind(None::<String>)
-            .push_bind(PayoutStatus::Queued.code())
+            .push_bind(r.status().code())
             .push_bind(None::<i64>)
             .push_bind(None::<String>)
-            .push_bind(r.payout.reason.clone())
+            .push_bind(r.first_reason())
             .push_bind(r.payout.source);
     });
     q.build().execute(&mut **tx).await?;
@@ -185,12 +209,17 @@ async fn report_created(
             &r.payout.reason,
             None,
         ));
-        if r.next_action_at > now {
+        let held_for = match r.payout.flags.iter().find(|f| !f.rule.is_tax()) {
+            Some(_) => Some(HeldFor::Review),
+            None if r.held() => Some(HeldFor::TaxForm),
+            None => (r.next_action_at > now).then_some(HeldFor::CoolingOff),
+        };
+        if let Some(held_for) = held_for {
             events.push(payout_event(
                 EventType::PayoutHeld,
                 view,
-                &r.payout.reason,
-                Some(HeldFor::CoolingOff),
+                &r.first_reason(),
+                Some(held_for),
             ));
         }
     }

@@ -225,6 +225,10 @@ async fn execute(
                 settle_duplicate(tx, id, object, *booking, action_id, &request.actor).await?;
             }
             Some(Booking::PartReturned(part)) => book_part_return(tx, id, &hold, *part).await?,
+            Some(Booking::Review { verdict, clawback }) => {
+                let by = (request.actor.as_str(), request.reason.as_str());
+                super::review::decided(tx, id, *verdict, *clawback, by).await?;
+            }
             None => {}
         }
     }
@@ -323,6 +327,7 @@ async fn load_facts(tx: &mut Tx, id: &PayoutId) -> StoreResult<PayoutFacts> {
         amount,
         disputed: row.try_get::<Option<String>, _>(6)?.as_deref() == Some("disputed"),
         duplicates: load_duplicates(tx, id).await?,
+        flags: super::review::open_flags(tx, id).await?,
     };
     Ok(facts)
 }
@@ -386,6 +391,7 @@ async fn record_action(
         Action::ResolveDuplicate { object, booking } => {
             Some(format!("{}:{object}", booking.code()))
         }
+        Action::Reject { clawback: true } => Some("clawback".into()),
         _ => None,
     };
     let done = state == ActionState::Done;
@@ -492,6 +498,10 @@ impl ActionRow {
                 reference: self.reference.unwrap_or_default(),
             },
             "release_hold" => Action::ReleaseHold,
+            "approve" => Action::Approve,
+            "reject" => Action::Reject {
+                clawback: self.reference.as_deref() == Some("clawback"),
+            },
             "resolve_dispute" => Action::ResolveDispute {
                 outcome: stored_outcome(self.reference.as_deref()).ok_or_else(|| {
                     StoreError::Corrupt(format!("action {}: no outcome", self.id))

@@ -102,7 +102,7 @@ impl Store {
             after = last.clone();
             let planned = self.plan_chunk(&payees, rows, &mut report);
             if !dry_run {
-                create_payouts(&mut tx, period, &planned).await?;
+                self.create_payouts(&mut tx, period, &planned).await?;
                 report.created += u64::try_from(planned.len()).unwrap_or(u64::MAX);
             }
         }
@@ -364,24 +364,33 @@ async fn method_rows(tx: &mut Tx, first: &str, last: &str) -> StoreResult<Vec<Me
 }
 
 /// The run's payouts, through the one writer of new payouts.
-async fn create_payouts(tx: &mut Tx, period: &RunPeriod, planned: &[Planned]) -> StoreResult<()> {
-    let payouts: Vec<_> = planned
-        .iter()
-        .map(|p| {
-            RunPayout {
-                period: period.as_str(),
-                account: p.account.clone(),
-                program: p.program.clone(),
-                rail: p.rail,
-                destination: p.destination.clone(),
-                amount: p.amount,
-                available: p.available,
-                idempotency_key: run_key(period, &p.program, p.amount.currency()),
-            }
-            .into_new(p.id.clone())
-        })
-        .collect();
-    super::new_payouts::insert_payouts(tx, &payouts).await
+impl Store {
+    /// Writes a chunk's payouts, each held where a review or tax rule says so.
+    async fn create_payouts(
+        &self,
+        tx: &mut Tx,
+        period: &RunPeriod,
+        planned: &[Planned],
+    ) -> StoreResult<()> {
+        let mut payouts: Vec<_> = planned
+            .iter()
+            .map(|p| {
+                RunPayout {
+                    period: period.as_str(),
+                    account: p.account.clone(),
+                    program: p.program.clone(),
+                    rail: p.rail,
+                    destination: p.destination.clone(),
+                    amount: p.amount,
+                    available: p.available,
+                    idempotency_key: run_key(period, &p.program, p.amount.currency()),
+                }
+                .into_new(p.id.clone())
+            })
+            .collect();
+        self.screen(tx, &mut payouts).await?;
+        super::new_payouts::insert_payouts(tx, &payouts).await
+    }
 }
 
 #[cfg(test)]

@@ -213,7 +213,7 @@ impl Store {
             destination,
             changed_at,
         });
-        let payout = withdrawal::decide(
+        let mut payout = withdrawal::decide(
             PayoutId::from_ulid(crate::clock::ulid()),
             ask,
             standing,
@@ -221,7 +221,9 @@ impl Store {
             held,
         )
         .map_err(|refusal| WithdrawError::refused(req, refusal))?;
-        // 4. Write the hold, the payout, its first event and its job.
+        // 4. Hold it for review or a tax form where a rule says so.
+        self.screen(tx, std::slice::from_mut(&mut payout)).await?;
+        // 5. Write the hold, the payout, its first event and its job (none while held).
         let view = insert_payout(tx, &payout).await?;
         Ok(WithdrawalOutcome {
             payout: view,
@@ -249,8 +251,10 @@ impl Store {
         .bind(id)
         .fetch_all(&mut *conn)
         .await?;
+        let flags = super::review::flags_of(&mut conn, &[id.to_string()]).await?;
         Ok(PayoutDetail {
             payout,
+            flags: flags.into_values().next().unwrap_or_default(),
             status_reason: events.last().map(|e| e.5.clone()),
             attempts: attempts
                 .into_iter()

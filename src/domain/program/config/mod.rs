@@ -6,6 +6,7 @@
 //! the presets in `programs/` are its examples.
 
 mod program;
+mod review;
 
 use rust_decimal::Decimal;
 use serde::Deserialize;

@@ -8,6 +8,7 @@ use rust_decimal::Decimal;
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use super::review::ReviewWire;
 use super::{ConfigError, decimal, duration_secs, fraction, window};
 use crate::domain::ids::{ProgramId, Rail};
 use crate::domain::money::{Currency, MAX_INPUT_DECIMALS, Money, UNIT_SCALE};
@@ -16,6 +17,7 @@ use crate::domain::program::{
     AffiliateTerms, BonusDistribution, BonusRole, BonusTerms, CashOut, Cohort, CreatorTerms,
     LateDisqualification, Program, ProgramKind, Rates, ReferralTerms, RewardKind,
 };
+use crate::domain::review::ReviewRules;
 use crate::domain::usage::UsageCategory;
 
 /// The longest holding period a program may set: a year.
@@ -46,6 +48,7 @@ pub(super) struct ProgramWire {
     recipients: Option<Vec<String>>,
     seed_env: Option<String>,
     distribution: Option<DistributionWire>,
+    review: Option<ReviewWire>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -98,6 +101,10 @@ impl ProgramWire {
             }
         };
         let cash_out = self.cash_out(at, reward, currency)?;
+        let review = match self.review.clone() {
+            Some(r) => r.into_rules(at)?,
+            None => ReviewRules::default(),
+        };
         let kind = self.kind.trim().to_string();
         self.check_fields_used(at, &kind)?;
         let cashable_fraction = cash_out.cashable_fraction;
@@ -117,6 +124,7 @@ impl ProgramWire {
             currency,
             reward,
             cash_out,
+            review,
             kind: program_kind,
         })
     }
