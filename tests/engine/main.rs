@@ -37,6 +37,7 @@ mod settle_faults;
 mod stale_sender;
 mod statements;
 mod stripe_webhooks;
+mod tax_gate;
 mod tax_report;
 mod watch_window;
 mod webhook_bounds;
