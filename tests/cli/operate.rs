@@ -174,3 +174,43 @@ fn above_the_four_eyes_amount_a_second_operator_approves_from_the_command_line()
     let rails = json(&payouts(db, &["rails", "list", "--json"], &[]));
     assert!(!rails.to_string().contains("incident 42"), "{rails}");
 }
+
+/// `payouts review`: with the tax gate on (and a 1-dollar threshold), a withdrawal is held
+/// for a missing W-9; the queue lists it with its rule, an approval cannot stand in for the
+/// form (exit 4), and a rejection with a clawback voids it and takes the money back.
+#[test]
+fn held_payouts_are_reviewed_from_the_command_line() {
+    let tdb = common::TestDb::blocking("cli_review");
+    let db = tdb.url.as_str();
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/demo.ndjson");
+    assert!(payouts(db, &["ingest", fixture], &[]).status.success());
+    let gate = [
+        ("PAYOUTS_TAX_GATE", "1"),
+        ("PAYOUTS_TAX_THRESHOLDS", "2020=1"),
+    ];
+    let before: rust_decimal::Decimal = payable(db).parse().expect("decimal");
+    let id = queued(db, "5.00", "cli-review-1", &gate);
+    let list = payouts(db, &["review", "list"], &gate);
+    let text = stdout(&list);
+    assert!(text.contains(&id), "{text}");
+    assert!(
+        text.contains("  w9_missing: a US payee with no W-9 on file"),
+        "{text}"
+    );
+    let listed = json(&payouts(db, &["review", "list", "--json"], &gate));
+    assert_eq!(listed[0]["payout"]["status"], "held", "{listed}");
+
+    let approve = payouts(db, &["review", "approve", &id, "--reason", "ok"], &gate);
+    assert_eq!(approve.status.code(), Some(4), "{}", stderr(&approve));
+    assert!(stderr(&approve).contains("no approval replaces"), "{}", stderr(&approve));
+    let args = ["review", "reject", &id, "--reason", "farming", "--clawback"];
+    let reject = payouts(db, &args, &gate);
+    assert!(reject.status.success(), "{}", stderr(&reject));
+    let after: rust_decimal::Decimal = payable(db).parse().expect("decimal");
+    assert_eq!(before - after, rust_decimal::Decimal::from(5));
+    assert!(stdout(&payouts(db, &["review", "list"], &gate)).contains("no payout is held"));
+
+    let bad = payouts(db, &["review", "list"], &[("PAYOUTS_TAX_GATE", "maybe")]);
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("PAYOUTS_TAX_GATE"), "{}", stderr(&bad));
+}

@@ -46,9 +46,18 @@ impl Api {
     }
 
     pub async fn start_with(settings: ApiSettings) -> Api {
+        Self::start_taxed(settings, Default::default()).await
+    }
+
+    /// As [`Api::start_with`], with the platform's tax rules.
+    pub async fn start_taxed(settings: ApiSettings, tax: payouts::domain::tax::TaxRules) -> Api {
         let mut env = TestEnv::new(Faults::default()).await;
         // The production default (72 h), which the harness turns off for other suites.
-        env.store = env.store.clone().with_safeguards(Default::default());
+        env.store = env
+            .store
+            .clone()
+            .with_safeguards(Default::default())
+            .with_tax_rules(tax);
         env.ingest(common::DEMO).await;
         let state = WebhookState {
             store: env.store.clone(),

@@ -104,3 +104,61 @@ async fn only_operators_act_with_a_reason_and_once() {
             .contains("payee closed the account")
     );
 }
+
+/// A payout held for a missing W-9 (the gate on, with a 1-dollar threshold so the demo's
+/// balances pass it): the review queue lists it with its rule and evidence, the payee's
+/// balance says why, an approval cannot stand in for the form, and a rejection voids it.
+#[tokio::test]
+async fn held_payouts_are_listed_explained_and_decided_over_http() {
+    let tax = payouts::domain::tax::TaxRules {
+        gate: true,
+        thresholds: payouts::domain::tax::TaxThresholds::parse("2020=1").unwrap(),
+        ..Default::default()
+    };
+    let settings = payouts::http::ApiSettings {
+        rate_per_second: 0,
+        ..Default::default()
+    };
+    let api = Api::start_taxed(settings, tax).await;
+    let operator = api.key(Scope::Operator, None).await;
+    let mo = api.key(Scope::Referrer, Some("ref-mo")).await;
+    let made = api
+        .withdraw("ref-mo", &mo, "mo-held", &super::withdrawal("5.00"))
+        .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    assert_eq!(made.body["status"], "held", "{}", made.body);
+    assert_eq!(made.body["next_step_at"], serde_json::Value::Null);
+    let id = made.body["id"].as_str().unwrap().to_string();
+
+    let (status, queue) = api.get("/v1/reviews", Some(&operator)).await;
+    assert_eq!(status, 200, "{queue}");
+    assert_eq!(queue["held"][0]["payout"]["id"], id.as_str());
+    assert_eq!(queue["held"][0]["flags"][0]["rule"], "w9_missing");
+    let (status, _) = api.get("/v1/reviews", Some(&mo)).await;
+    assert_eq!(status, 403);
+
+    let (status, balance) = api.get("/v1/accounts/ref-mo/balance", Some(&mo)).await;
+    assert_eq!(status, 200, "{balance}");
+    let why = balance["held_payouts"][0]["reasons"][0].as_str().unwrap();
+    assert!(why.starts_with("w9_missing: a US payee with no W-9 on file"), "{why}");
+
+    let approve = format!("/v1/payouts/{id}/review/approve");
+    let refused = api
+        .post(&approve, &operator, &json!({"reason": "looks fine"}))
+        .await;
+    assert_eq!(
+        (refused.status, code(&refused.body)),
+        (409, "not_allowed_in_this_state"),
+        "{}",
+        refused.body
+    );
+    let reject = format!("/v1/payouts/{id}/review/reject");
+    let done = api
+        .post(&reject, &operator, &json!({"reason": "no form after 90 days"}))
+        .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert_eq!((done.body["from"].as_str(), done.body["to"].as_str()), (Some("held"), Some("failed")));
+    let (_, detail) = api.get(&format!("/v1/payouts/{id}"), Some(&operator)).await;
+    assert_eq!(detail["flags"][0]["decision"], "rejected", "{detail}");
+    assert_eq!(detail["flags"][0]["cleared_by"], detail["events"].as_array().unwrap().last().unwrap()["worker"]);
+}

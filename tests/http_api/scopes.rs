@@ -284,6 +284,27 @@ fn table(payout: &str, run: &str) -> Vec<(&'static str, &'static str, String, Va
         ),
         (
             "POST",
+            "/v1/payouts/{payout}/review/approve",
+            format!("/v1/payouts/{payout}/review/approve"),
+            json!({"reason": "matrix"}),
+            [F, F, F, A, F],
+        ),
+        (
+            "POST",
+            "/v1/payouts/{payout}/review/reject",
+            format!("/v1/payouts/{payout}/review/reject"),
+            json!({"reason": "matrix", "clawback": false}),
+            [F, F, F, A, F],
+        ),
+        (
+            "GET",
+            "/v1/reviews",
+            "/v1/reviews".into(),
+            Value::Null,
+            [F, F, F, A, F],
+        ),
+        (
+            "POST",
             "/v1/payouts/{payout}/release-hold",
             format!("/v1/payouts/{payout}/release-hold"),
             json!({"reason": "matrix"}),

@@ -68,6 +68,12 @@ type EventRow = (
 
 pub(crate) fn payout_view(row: PayoutRow) -> StoreResult<PayoutView> {
     let currency: Currency = parse_stored("currency", &row.currency)?;
+    let status = parse_code("payout status", &row.status, PayoutStatus::from_code)?;
+    // A held payout keeps its cooling-off time for when it is released; no worker acts now.
+    let next_step_at = match status {
+        PayoutStatus::Held => None,
+        _ => row.next_action_at.map(from_millis),
+    };
     Ok(PayoutView {
         id: parse_stored("payout id", &row.id)?,
         account: parse_stored("account id", &row.account_id)?,
@@ -75,7 +81,7 @@ pub(crate) fn payout_view(row: PayoutRow) -> StoreResult<PayoutView> {
         rail: parse_stored("rail", &row.rail)?,
         destination: row.destination,
         amount: Money::from_units(row.units, currency),
-        status: parse_code("payout status", &row.status, PayoutStatus::from_code)?,
+        status,
         attempts: u32::try_from(row.attempts).unwrap_or(u32::MAX),
         provider_ref: row.provider_ref,
         provider_status: row.provider_status,
@@ -87,7 +93,7 @@ pub(crate) fn payout_view(row: PayoutRow) -> StoreResult<PayoutView> {
         idempotency_key: row.idempotency_key,
         created_at: from_millis(row.created_at),
         updated_at: from_millis(row.updated_at),
-        next_step_at: row.next_action_at.map(from_millis),
+        next_step_at,
     })
 }
 
