@@ -71,6 +71,8 @@ pub async fn run() -> Result<i32> {
     all_good &= reconcile_demo(&store, &sandbox, &step).await?;
     all_good &= super::demo_trust::statement(&store, &step).await?;
     all_good &= super::demo_trust::holding_period(dir.path(), &step).await?;
+    all_good &= super::demo_trust::review(dir.path(), &step).await?;
+    all_good &= super::demo_trust::tax_gate(dir.path(), &step).await?;
     sandbox.stop();
     store.close().await;
     outln!(
