@@ -448,11 +448,12 @@ pub fn tax_rules_from_env() -> Result<crate::domain::tax::TaxRules, ConfigError>
             .map(str::trim)
             .filter(|r| !r.is_empty())
             .map(|r| {
-                r.parse().map_err(|e: crate::domain::ids::IdError| ConfigError::Invalid {
-                    name: "PAYOUTS_TAX_EXEMPT_RAILS",
-                    value: v.clone(),
-                    why: e.to_string(),
-                })
+                r.parse()
+                    .map_err(|e: crate::domain::ids::IdError| ConfigError::Invalid {
+                        name: "PAYOUTS_TAX_EXEMPT_RAILS",
+                        value: v.clone(),
+                        why: e.to_string(),
+                    })
             })
             .collect::<Result<_, _>>()?,
     };

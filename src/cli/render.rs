@@ -109,7 +109,10 @@ pub fn balance(b: &AccountBalance) -> String {
         ));
     }
     for h in &b.held_payouts {
-        out.push_str(&format!("  payout {} of {} ({}) is held:\n", h.payout, h.amount, h.program));
+        out.push_str(&format!(
+            "  payout {} of {} ({}) is held:\n",
+            h.payout, h.amount, h.program
+        ));
         for r in &h.reasons {
             out.push_str(&format!("      {r}\n"));
         }

@@ -159,7 +159,8 @@ pub fn review(
         );
     }
     let new_limit = rules.new_destination_above;
-    if let Some(limit) = new_limit.filter(|l| amount.amount() > *l && !facts.destination_paid_before)
+    if let Some(limit) =
+        new_limit.filter(|l| amount.amount() > *l && !facts.destination_paid_before)
     {
         raise(
             Rule::NewDestination,
@@ -226,11 +227,20 @@ pub fn approve(facts: &PayoutFacts) -> Result<Effect, Refusal> {
             hint: "it waits for a tax form, which no approval replaces; it is released when the form arrives, or reject it",
         });
     }
-    let names = |rules: &[Rule]| rules.iter().map(|r| r.code()).collect::<Vec<_>>().join(", ");
+    let names = |rules: &[Rule]| {
+        rules
+            .iter()
+            .map(|r| r.code())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let (to, summary) = match tax.is_empty() {
         true => (
             PayoutStatus::Queued,
-            format!("approved in review ({}); the payout is sent", names(&review)),
+            format!(
+                "approved in review ({}); the payout is sent",
+                names(&review)
+            ),
         ),
         false => (
             PayoutStatus::Held,
@@ -262,8 +272,9 @@ pub fn reject(facts: &PayoutFacts, clawback: bool) -> Result<Effect, Refusal> {
             "rejected in review; the hold is voided and the {} behind it clawed back",
             facts.amount
         ),
-        false => "rejected in review; the hold is voided and the amount is available again"
-            .to_string(),
+        false => {
+            "rejected in review; the hold is voided and the amount is available again".to_string()
+        }
     };
     Ok(Effect {
         to: PayoutStatus::Failed,

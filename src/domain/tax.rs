@@ -12,8 +12,8 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::ids::{AccountId, Rail};
-use super::review::{Flag, Rule};
 use super::money::{Currency, Money};
+use super::review::{Flag, Rule};
 
 /// The form a payee has on file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
@@ -364,7 +364,15 @@ mod tests {
         let with_w9 = facts(Some("US"), TaxForm::W9, "1500");
         assert_eq!(tax_flag(&rules, Rail::Wise, usd("9000"), &with_w9), None);
         // Unknown country is judged as US; an exempt rail is never held.
-        assert!(tax_flag(&rules, Rail::Wise, usd("2001"), &facts(None, TaxForm::None, "0")).is_some());
+        assert!(
+            tax_flag(
+                &rules,
+                Rail::Wise,
+                usd("2001"),
+                &facts(None, TaxForm::None, "0")
+            )
+            .is_some()
+        );
         let exempt = TaxRules {
             exempt_rails: vec![Rail::Paypal],
             ..rules.clone()

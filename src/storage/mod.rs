@@ -87,8 +87,7 @@ pub use methods::PayoutMethodView;
 pub use metrics_views::MetricsSnapshot;
 pub use payout_views::{
     Claim, FlagView, HeldPayout, Lease, PayoutCursor, PayoutDetail, PayoutPage, PayoutView,
-    WithdrawError,
-    WithdrawalOutcome, WithdrawalRequest,
+    WithdrawError, WithdrawalOutcome, WithdrawalRequest,
 };
 pub use reconcile_views::{NewRun, RailTotals, ReconRun, Trigger};
 pub use retention_views::{PruneReport, TablePruned};

@@ -202,7 +202,11 @@ fn held_payouts_are_reviewed_from_the_command_line() {
 
     let approve = payouts(db, &["review", "approve", &id, "--reason", "ok"], &gate);
     assert_eq!(approve.status.code(), Some(4), "{}", stderr(&approve));
-    assert!(stderr(&approve).contains("no approval replaces"), "{}", stderr(&approve));
+    assert!(
+        stderr(&approve).contains("no approval replaces"),
+        "{}",
+        stderr(&approve)
+    );
     let args = ["review", "reject", &id, "--reason", "farming", "--clawback"];
     let reject = payouts(db, &args, &gate);
     assert!(reject.status.success(), "{}", stderr(&reject));
@@ -212,5 +216,9 @@ fn held_payouts_are_reviewed_from_the_command_line() {
 
     let bad = payouts(db, &["review", "list"], &[("PAYOUTS_TAX_GATE", "maybe")]);
     assert!(!bad.status.success());
-    assert!(stderr(&bad).contains("PAYOUTS_TAX_GATE"), "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains("PAYOUTS_TAX_GATE"),
+        "{}",
+        stderr(&bad)
+    );
 }

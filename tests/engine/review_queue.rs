@@ -248,12 +248,20 @@ async fn an_approved_payout_is_sent_and_a_rejected_one_voids_its_hold_or_claws_t
             .expect("a payout")
     };
     let (amy, bob) = (of("ref-amy"), of("ref-bob"));
-    assert_eq!((amy.status, bob.status), (PayoutStatus::Held, PayoutStatus::Held));
+    assert_eq!(
+        (amy.status, bob.status),
+        (PayoutStatus::Held, PayoutStatus::Held)
+    );
     assert_eq!(of("ref-dan").status, PayoutStatus::Queued);
 
     // A reason is required; a payout not held cannot be approved.
-    let no_reason = store.operator_act(&amy.id, &act(Action::Approve, " ")).await;
-    assert!(matches!(no_reason, Err(StoreError::Operator(Refusal::NoReason))));
+    let no_reason = store
+        .operator_act(&amy.id, &act(Action::Approve, " "))
+        .await;
+    assert!(matches!(
+        no_reason,
+        Err(StoreError::Operator(Refusal::NoReason))
+    ));
     let dan = of("ref-dan");
     let not_held = store
         .operator_act(&dan.id, &act(Action::Approve, "fine"))
@@ -265,10 +273,16 @@ async fn an_approved_payout_is_sent_and_a_rejected_one_voids_its_hold_or_claws_t
 
     // Approved: queued with its job, then paid.
     let acted = store
-        .operator_act(&amy.id, &act(Action::Approve, "spouses sharing one account"))
+        .operator_act(
+            &amy.id,
+            &act(Action::Approve, "spouses sharing one account"),
+        )
         .await
         .expect("approve");
-    assert_eq!((acted.from, acted.to), (PayoutStatus::Held, PayoutStatus::Queued));
+    assert_eq!(
+        (acted.from, acted.to),
+        (PayoutStatus::Held, PayoutStatus::Queued)
+    );
     common::step_until_paid(&deps, &world_clock, &amy.id).await;
     let detail = store.payout(amy.id.as_str()).await.expect("payout");
     let decided = &detail.flags[0];
@@ -317,7 +331,10 @@ async fn a_rejection_without_clawback_gives_the_amount_back_to_the_payee() {
     store
         .operator_act(
             &bob.id,
-            &act(Action::Reject { clawback: false }, "ask the payee for its own account"),
+            &act(
+                Action::Reject { clawback: false },
+                "ask the payee for its own account",
+            ),
         )
         .await
         .expect("reject");

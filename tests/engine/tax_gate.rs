@@ -156,10 +156,21 @@ async fn a_payee_abroad_needs_a_w8_only_when_the_setting_is_on() {
     );
     // A W-9 is not the form a payee abroad gives: still held. A W-8BEN releases it.
     let w9 = r#"{"type":"tax_profile","account":"ref-de","status":"w9","country":"DE","received_at":"2026-03-02T00:00:00Z"}"#;
-    assert_eq!(common::ingest_text(&store, w9, true).await.payouts_released, 0);
+    assert_eq!(
+        common::ingest_text(&store, w9, true).await.payouts_released,
+        0
+    );
     let w8 = r#"{"type":"tax_profile","account":"ref-de","status":"w8ben","country":"DE","received_at":"2026-03-02T00:00:00Z"}"#;
-    assert_eq!(common::ingest_text(&store, w8, true).await.payouts_released, 1);
-    let status = store.payout(de.id.as_str()).await.expect("payout").payout.status;
+    assert_eq!(
+        common::ingest_text(&store, w8, true).await.payouts_released,
+        1
+    );
+    let status = store
+        .payout(de.id.as_str())
+        .await
+        .expect("payout")
+        .payout
+        .status;
     assert_eq!(status, PayoutStatus::Queued);
 }
 

@@ -140,7 +140,10 @@ async fn held_payouts_are_listed_explained_and_decided_over_http() {
     let (status, balance) = api.get("/v1/accounts/ref-mo/balance", Some(&mo)).await;
     assert_eq!(status, 200, "{balance}");
     let why = balance["held_payouts"][0]["reasons"][0].as_str().unwrap();
-    assert!(why.starts_with("w9_missing: a US payee with no W-9 on file"), "{why}");
+    assert!(
+        why.starts_with("w9_missing: a US payee with no W-9 on file"),
+        "{why}"
+    );
 
     let approve = format!("/v1/payouts/{id}/review/approve");
     let refused = api
@@ -154,11 +157,21 @@ async fn held_payouts_are_listed_explained_and_decided_over_http() {
     );
     let reject = format!("/v1/payouts/{id}/review/reject");
     let done = api
-        .post(&reject, &operator, &json!({"reason": "no form after 90 days"}))
+        .post(
+            &reject,
+            &operator,
+            &json!({"reason": "no form after 90 days"}),
+        )
         .await;
     assert_eq!(done.status, 200, "{}", done.body);
-    assert_eq!((done.body["from"].as_str(), done.body["to"].as_str()), (Some("held"), Some("failed")));
+    assert_eq!(
+        (done.body["from"].as_str(), done.body["to"].as_str()),
+        (Some("held"), Some("failed"))
+    );
     let (_, detail) = api.get(&format!("/v1/payouts/{id}"), Some(&operator)).await;
     assert_eq!(detail["flags"][0]["decision"], "rejected", "{detail}");
-    assert_eq!(detail["flags"][0]["cleared_by"], detail["events"].as_array().unwrap().last().unwrap()["worker"]);
+    assert_eq!(
+        detail["flags"][0]["cleared_by"],
+        detail["events"].as_array().unwrap().last().unwrap()["worker"]
+    );
 }

@@ -8,15 +8,15 @@ use chrono::{Duration, SecondsFormat, SubsecRound};
 
 use crate::cli::render;
 use payouts::domain::ids::{AccountId, IdempotencyKey, PayoutId, Rail};
+use payouts::domain::money::{Currency, Money};
 use payouts::domain::operator::{Action, ActionRequest};
 use payouts::domain::payout::PayoutStatus;
-use payouts::domain::tax::TaxRules;
-use payouts::ingest::IngestReport;
-use payouts::storage::payout_views::{PayoutView, WithdrawalRequest};
-use payouts::domain::money::{Currency, Money};
 use payouts::domain::program::ProgramSet;
 use payouts::domain::statement::Month;
+use payouts::domain::tax::TaxRules;
+use payouts::ingest::IngestReport;
 use payouts::storage::Store;
+use payouts::storage::payout_views::{PayoutView, WithdrawalRequest};
 
 /// Vast's preset with a 30-day holding period: of two 1,000.00 charges, the one 31 days old
 /// has matured (22.50 cashable), the one 10 days old is still maturing (22.50, maturing 20
@@ -165,7 +165,11 @@ pub(super) async fn review(dir: &std::path::Path, step: &dyn Fn(&str)) -> Result
     ingest_lines(&store, &records).await?;
     outln!("  ref-quinn and ref-rosa both pay out to Stripe account acct_1Family");
     let payout = withdraw(&store, "ref-quinn", "22.50").await?;
-    outln!("  ref-quinn withdraws 22.50 USD: payout {} is {}", payout.id, payout.status);
+    outln!(
+        "  ref-quinn withdraws 22.50 USD: payout {} is {}",
+        payout.id,
+        payout.status
+    );
     let rules = show_flags(&store, &payout.id).await?;
     let request = ActionRequest {
         action: Action::Approve,
@@ -203,7 +207,11 @@ pub(super) async fn tax_gate(dir: &std::path::Path, step: &dyn Fn(&str)) -> Resu
         .with_tax_rules(rules);
     ingest_lines(&store, &referrer("ref-sam", "US", "100000.00", "acct_1Sam")).await?;
     let payout = withdraw(&store, "ref-sam", "2100.00").await?;
-    outln!("  ref-sam (US, no W-9) withdraws 2100.00 USD: payout {} is {}", payout.id, payout.status);
+    outln!(
+        "  ref-sam (US, no W-9) withdraws 2100.00 USD: payout {} is {}",
+        payout.id,
+        payout.status
+    );
     let rules = show_flags(&store, &payout.id).await?;
     let form = r#"{"type":"tax_profile","account":"ref-sam","status":"w9","country":"US","tax_id_last4":"4321","received_at":"2026-02-01T00:00:00Z"}"#;
     outln!("  the platform sends ref-sam's W-9 (only the last 4 digits of the tax id are kept)");

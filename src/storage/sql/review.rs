@@ -11,22 +11,23 @@ use chrono::{Datelike, TimeZone, Utc};
 use rust_decimal::Decimal;
 use sqlx::QueryBuilder;
 
+use super::ledger::{TxnMeta, insert_transactions};
 use super::payouts::{Actor, PAYOUT_COLUMNS, PayoutRow, append_event, payout_view};
-use crate::storage::balance_views::HeldNote;
-use crate::storage::{FlagView, HeldPayout};
 use super::{
-    Db, Store, StoreResult, Tx, enqueue_payout_job, from_millis, parse_code, parse_stored, to_millis,
+    Db, Store, StoreResult, Tx, enqueue_payout_job, from_millis, parse_code, parse_stored,
+    to_millis,
 };
 use crate::domain::ids::{AccountId, PayoutId, Rail};
-use crate::domain::money::{Currency, Money};
 use crate::domain::ledger::{Book, TransactionDraft, TransactionKind, TransactionStatus};
+use crate::domain::money::{Currency, Money};
+use crate::domain::payout::PayoutStatus;
 use crate::domain::review::{ReviewFacts, Rule, Verdict, review};
-use super::ledger::{TxnMeta, insert_transactions};
 use crate::domain::tax::{TaxFacts, TaxForm, TaxRules, tax_flag};
 use crate::domain::transition::{self, Mover};
 use crate::domain::withdrawal::NewPayout;
-use crate::domain::payout::PayoutStatus;
+use crate::storage::balance_views::HeldNote;
 use crate::storage::sums::{join, wide_sum};
+use crate::storage::{FlagView, HeldPayout};
 
 /// Ids per `IN (...)` list: far below either backend's limit on bound values.
 const IN_LIST: usize = 500;
@@ -76,14 +77,20 @@ async fn review_facts(tx: &mut Tx, group: &[NewPayout]) -> StoreResult<Vec<Revie
             .unwrap_or((0, 0));
         let mut others: Vec<String> = sharing
             .get(destination)
-            .map(|all| all.iter().filter(|a| *a != p.account.as_str()).cloned().collect())
+            .map(|all| {
+                all.iter()
+                    .filter(|a| *a != p.account.as_str())
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default();
         others.sort();
         others.dedup();
         out.push(ReviewFacts {
             sharing: others,
             linked: linked.get(p.account.as_str()).cloned().unwrap_or_default(),
-            destination_paid_before: paid.contains(&(p.rail.as_str().to_string(), destination.clone())),
+            destination_paid_before: paid
+                .contains(&(p.rail.as_str().to_string(), destination.clone())),
             referred_spend: Money::from_total_units(spent, currency)?,
             referred_refunded: Money::from_total_units(refunded, currency)?,
         });
@@ -101,7 +108,10 @@ fn in_list(q: &mut QueryBuilder<Db>, values: impl IntoIterator<Item = String>) {
 }
 
 /// Every account whose payout method (any rail) is one of `destinations` (lower case).
-async fn holders_of(tx: &mut Tx, destinations: &[String]) -> StoreResult<HashMap<String, Vec<String>>> {
+async fn holders_of(
+    tx: &mut Tx,
+    destinations: &[String],
+) -> StoreResult<HashMap<String, Vec<String>>> {
     let mut q = QueryBuilder::<Db>::new(
         "SELECT lower(destination), account_id FROM payout_methods WHERE lower(destination) IN ",
     );
@@ -115,7 +125,10 @@ async fn holders_of(tx: &mut Tx, destinations: &[String]) -> StoreResult<HashMap
 }
 
 /// (rail, destination) pairs among `destinations` that a payout was paid to.
-async fn paid_destinations(tx: &mut Tx, destinations: &[String]) -> StoreResult<HashSet<(String, String)>> {
+async fn paid_destinations(
+    tx: &mut Tx,
+    destinations: &[String],
+) -> StoreResult<HashSet<(String, String)>> {
     let mut q = QueryBuilder::<Db>::new(
         "SELECT DISTINCT rail, lower(destination) FROM payouts WHERE status = 'paid' \
          AND lower(destination) IN ",
@@ -127,7 +140,10 @@ async fn paid_destinations(tx: &mut Tx, destinations: &[String]) -> StoreResult<
 
 /// The referred accounts of each payee linked to it, with how: an explicit link, the same
 /// email, or the same payment method.
-async fn linked_referred(tx: &mut Tx, payees: &[&str]) -> StoreResult<HashMap<String, Vec<(String, String)>>> {
+async fn linked_referred(
+    tx: &mut Tx,
+    payees: &[&str],
+) -> StoreResult<HashMap<String, Vec<(String, String)>>> {
     let mut q = QueryBuilder::<Db>::new(
         "SELECT DISTINCT r.referrer_id, c.id, \
            CASE WHEN EXISTS (SELECT 1 FROM account_links l \
@@ -156,7 +172,10 @@ async fn linked_referred(tx: &mut Tx, payees: &[&str]) -> StoreResult<HashMap<St
 
 /// The lifetime spend of each payee's referred accounts, and the part refunded, by currency
 /// (stored units).
-async fn referred_spend(tx: &mut Tx, payees: &[&str]) -> StoreResult<HashMap<(String, Currency), (i128, i128)>> {
+async fn referred_spend(
+    tx: &mut Tx,
+    payees: &[&str],
+) -> StoreResult<HashMap<(String, Currency), (i128, i128)>> {
     let mut q = QueryBuilder::<Db>::new(format!(
         "SELECT r.referrer_id, u.currency, {}, {} \
          FROM (SELECT DISTINCT referrer_id, referred_id FROM referrals WHERE referrer_id IN ",
@@ -212,7 +231,15 @@ async fn screen_tax(tx: &mut Tx, rules: &TaxRules, group: &mut [NewPayout]) -> S
         };
         let country = country.map(|c| c.to_ascii_uppercase());
         let cash_this_year = Decimal::ZERO;
-        facts.insert(account, TaxFacts { country, form, cash_this_year, year });
+        facts.insert(
+            account,
+            TaxFacts {
+                country,
+                form,
+                cash_this_year,
+                year,
+            },
+        );
     }
     for (account, rail, high, low) in cash {
         let rail: Rail = parse_stored("rail", &rail)?;
@@ -260,9 +287,27 @@ pub(crate) async fn insert_flags<'a>(
     Ok(())
 }
 
+/// Releases what the tax profiles among `records` that were written (`written`, by line)
+/// now answer. Returns how many payouts were released.
+pub(crate) async fn release_by_forms(
+    tx: &mut Tx,
+    records: &[crate::ingest::Numbered],
+    written: &HashSet<usize>,
+) -> StoreResult<u64> {
+    let forms: Vec<String> = records
+        .iter()
+        .filter(|n| written.contains(&n.line))
+        .filter_map(|n| match &n.record {
+            crate::ingest::Record::TaxProfile(t) => Some(t.account.to_string()),
+            _ => None,
+        })
+        .collect();
+    release_tax_holds(tx, &forms).await
+}
+
 /// Clears the tax flags the forms on file of `accounts` now meet, and queues each of their
 /// held payouts left with no open flag. Returns how many were released.
-pub(crate) async fn release_tax_holds(tx: &mut Tx, accounts: &[String]) -> StoreResult<u64> {
+async fn release_tax_holds(tx: &mut Tx, accounts: &[String]) -> StoreResult<u64> {
     let now = to_millis(crate::clock::now());
     let mut released = 0;
     for group in accounts.chunks(IN_LIST) {
@@ -270,15 +315,16 @@ pub(crate) async fn release_tax_holds(tx: &mut Tx, accounts: &[String]) -> Store
             (Rule::W9Missing, "('w9')"),
             (Rule::W8Missing, "('w8ben', 'w8bene')"),
         ] {
-            let mut q = QueryBuilder::<Db>::new(
-                "UPDATE payout_flags SET cleared_at = ",
-            );
+            let mut q = QueryBuilder::<Db>::new("UPDATE payout_flags SET cleared_at = ");
             q.push_bind(now)
                 .push(", cleared_by = 'platform', decision = 'form_received', note = ")
-                .push_bind(format!("{} on file", match rule {
-                    Rule::W9Missing => "a W-9",
-                    _ => "a W-8BEN or W-8BEN-E",
-                }))
+                .push_bind(format!(
+                    "{} on file",
+                    match rule {
+                        Rule::W9Missing => "a W-9",
+                        _ => "a W-8BEN or W-8BEN-E",
+                    }
+                ))
                 .push(" WHERE cleared_at IS NULL AND rule = ")
                 .push_bind(rule.code())
                 .push(format!(
@@ -327,7 +373,16 @@ async fn release(tx: &mut Tx, id: &PayoutId, now: i64) -> StoreResult<()> {
         source: "platform",
     };
     let line = "released: the tax form it waited for is on file";
-    append_event(tx, id, Some(PayoutStatus::Held), PayoutStatus::Queued, None, actor, line).await?;
+    append_event(
+        tx,
+        id,
+        Some(PayoutStatus::Held),
+        PayoutStatus::Queued,
+        None,
+        actor,
+        line,
+    )
+    .await?;
     let delay = (wait - now).max(0);
     let delay = std::time::Duration::from_millis(u64::try_from(delay).unwrap_or(0));
     enqueue_payout_job(tx, id, delay, &format!("released-{}", crate::clock::ulid())).await
@@ -356,7 +411,11 @@ pub(crate) async fn decided(
     clawback: Option<Money>,
     (actor, reason): (&str, &str),
 ) -> StoreResult<()> {
-    let tax: Vec<&str> = Rule::ALL.iter().filter(|r| r.is_tax()).map(|r| r.code()).collect();
+    let tax: Vec<&str> = Rule::ALL
+        .iter()
+        .filter(|r| r.is_tax())
+        .map(|r| r.code())
+        .collect();
     let mut q = QueryBuilder::<Db>::new("UPDATE payout_flags SET cleared_at = ");
     q.push_bind(to_millis(crate::clock::now()))
         .push(", cleared_by = ")
@@ -405,7 +464,16 @@ async fn book_review_clawback(tx: &mut Tx, id: &PayoutId, amount: Money) -> Stor
 }
 
 /// Flag columns as stored: payout, rule, evidence, raised, cleared, by, decision, note.
-type FlagRow = (String, String, String, i64, Option<i64>, Option<String>, Option<String>, Option<String>);
+type FlagRow = (
+    String,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
 
 /// The flags of `payouts`, every one (open and cleared), by payout, oldest first.
 pub(crate) async fn flags_of(
@@ -460,14 +528,20 @@ impl Store {
             .map(|payout| {
                 let all = flags.remove(payout.id.as_str()).unwrap_or_default();
                 let open = all.into_iter().filter(|f| f.cleared_at.is_none()).collect();
-                HeldPayout { payout, flags: open }
+                HeldPayout {
+                    payout,
+                    flags: open,
+                }
             })
             .collect())
     }
 }
 
 /// The held payouts of `account`, each with its open flags, for its balance.
-pub(crate) async fn held_notes(conn: &mut super::Conn, account: &AccountId) -> StoreResult<Vec<HeldNote>> {
+pub(crate) async fn held_notes(
+    conn: &mut super::Conn,
+    account: &AccountId,
+) -> StoreResult<Vec<HeldNote>> {
     let rows: Vec<(String, String, String, i64, String, String)> = sqlx::query_as(
         "SELECT o.id, o.program, o.currency, CAST(o.units AS BIGINT), f.rule, f.evidence \
          FROM payouts o JOIN payout_flags f ON f.payout_id = o.id AND f.cleared_at IS NULL \

@@ -55,13 +55,8 @@ pub(super) async fn check(
                 waiting.insert(p.id.as_str(), (p.rail, p.minor));
                 None
             }
-            // Held for review or a tax form: nothing was sent, and the rule is on record.
-            PayoutStatus::Held => {
-                if !detail.flags.iter().any(|f| f.cleared_at.is_none()) {
-                    broken.push(format!("p{i} is held without an open flag"));
-                }
-                Some(0)
-            }
+            // Held for review or a tax form (a rule on record): nothing was sent.
+            PayoutStatus::Held if detail.flags.iter().any(|f| f.cleared_at.is_none()) => Some(0),
             other => {
                 broken.push(format!(
                     "p{i} ended {other}: neither final nor with an operator"

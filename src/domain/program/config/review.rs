@@ -18,18 +18,19 @@ pub(super) struct ReviewWire {
 
 impl ReviewWire {
     pub(super) fn into_rules(self, at: &str) -> Result<ReviewRules, ConfigError> {
-        let amount = |field: &str, value: &Option<String>| -> Result<Option<Decimal>, ConfigError> {
-            let Some(v) = value else { return Ok(None) };
-            let d = decimal(at, field, v)?;
-            if d <= Decimal::ZERO {
-                return Err(ConfigError::field(
-                    at.to_string(),
-                    field,
-                    format!("{d} must be more than zero (leave it out to turn the rule off)"),
-                ));
-            }
-            Ok(Some(d))
-        };
+        let amount =
+            |field: &str, value: &Option<String>| -> Result<Option<Decimal>, ConfigError> {
+                let Some(v) = value else { return Ok(None) };
+                let d = decimal(at, field, v)?;
+                if d <= Decimal::ZERO {
+                    return Err(ConfigError::field(
+                        at.to_string(),
+                        field,
+                        format!("{d} must be more than zero (leave it out to turn the rule off)"),
+                    ));
+                }
+                Ok(Some(d))
+            };
         let refunded_share = match &self.refunded_share {
             Some(v) => Some(fraction(at, "review.refunded_share", v)?),
             None => None,
@@ -38,7 +39,10 @@ impl ReviewWire {
             shared_destination: self.shared_destination.unwrap_or(false),
             linked_referred: self.linked_referred.unwrap_or(false),
             above: amount("review.above", &self.above)?,
-            new_destination_above: amount("review.new_destination_above", &self.new_destination_above)?,
+            new_destination_above: amount(
+                "review.new_destination_above",
+                &self.new_destination_above,
+            )?,
             refunded_share,
         })
     }

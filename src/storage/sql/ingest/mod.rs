@@ -147,15 +147,7 @@ impl Store {
             written.extend(stored.iter().map(|r| r.line));
         }
         // A tax form on file releases the payouts that waited for it.
-        let forms: Vec<String> = records
-            .iter()
-            .filter(|n| written.contains(&n.line))
-            .filter_map(|n| match &n.record {
-                Record::TaxProfile(t) => Some(t.account.to_string()),
-                _ => None,
-            })
-            .collect();
-        report.payouts_released += super::review::release_tax_holds(tx, &forms).await?;
+        report.payouts_released += super::review::release_by_forms(tx, records, &written).await?;
         let refund_rows = refund_rows(tx, &sorted.refunds, &mut errors).await?;
         apply_kind(tx, &REFUNDS, refund_rows, report, &mut errors).await?;
 
