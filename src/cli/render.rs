@@ -393,6 +393,12 @@ pub fn run_report(r: &payouts::domain::payout_run::RunReport) -> String {
         r.eligible,
         r.created
     );
+    if r.held > 0 {
+        out.push_str(&format!(
+            "  held {} of them for review or a tax form (payouts review list)\n",
+            r.held
+        ));
+    }
     for (why, n) in &r.skipped {
         out.push_str(&format!("  skipped {n}: {}\n", why.code()));
     }

@@ -172,6 +172,9 @@ pub struct RunReport {
     pub eligible: u64,
     /// Payouts created (zero on a dry run).
     pub created: u64,
+    /// Of those, the ones created held for review or a tax form (`payouts review list`).
+    #[serde(default)]
+    pub held: u64,
     pub skipped: BTreeMap<Skip, u64>,
     pub totals: Vec<RailTotal>,
     /// The payees skipped as `cannot_compute`, each with its reason.
@@ -188,6 +191,7 @@ impl RunReport {
             considered: 0,
             eligible: 0,
             created: 0,
+            held: 0,
             skipped: BTreeMap::new(),
             totals: Vec::new(),
             problems: Vec::new(),

@@ -238,7 +238,7 @@ async fn an_approved_payout_is_sent_and_a_rejected_one_voids_its_hold_or_claws_t
         .run_payouts(&RunPeriod::parse("2026-03-10").expect("period"), false)
         .await
         .expect("run");
-    assert_eq!(report.created, 5);
+    assert_eq!((report.created, report.held), (5, 2));
     let payouts = store.list_payouts(None).await.expect("list");
     let of = |who: &str| {
         payouts

@@ -527,3 +527,43 @@ async fn console_forms_act_under_the_domains_rules() {
     );
     api.env.assert_ledger_sound().await;
 }
+
+/// A payout held for a missing W-9 (the gate on, a 1-dollar threshold): the home page lists
+/// it, its page shows the rule and the evidence, approving is refused (the form releases it)
+/// and rejecting with a clawback is done, on the record.
+#[tokio::test]
+async fn console_shows_held_payouts_and_decides_them() {
+    let tax = payouts::domain::tax::TaxRules {
+        gate: true,
+        thresholds: payouts::domain::tax::TaxThresholds::parse("2020=1").unwrap(),
+        ..Default::default()
+    };
+    let settings = payouts::http::ApiSettings {
+        rate_per_second: 0,
+        ..Default::default()
+    };
+    let api = Api::start_taxed(settings, tax).await;
+    let held = api.env.withdraw("ref-mo", usd("5.00"), "mo-held").await;
+    let id = held.unwrap().payout.id;
+    let cookie = operator_cookie(&api).await;
+    let (_, home) = http_get(&api, &cookie, "/console/attention").await;
+    assert!(
+        home.contains("Held for review or a tax form") && home.contains(id.as_str()),
+        "{home}"
+    );
+    let page = format!("/console/payouts/{id}");
+    let (_, shown) = http_get(&api, &cookie, &page).await;
+    assert!(
+        shown.contains("Held for") && shown.contains("w9_missing"),
+        "{shown}"
+    );
+    let why = ("reason", "console review");
+    let (_, shown) = act(&api, &cookie, &page, "review-approve", &[why]).await;
+    assert!(shown.contains("review-approve refused"), "{shown}");
+    let clawback = ("clawback", "1");
+    let (_, shown) = act(&api, &cookie, &page, "review-reject", &[why, clawback]).await;
+    assert!(shown.contains("review-reject done"), "{shown}");
+    let detail = api.env.store.payout(id.as_str()).await.unwrap();
+    assert_eq!(detail.payout.status, PayoutStatus::Failed);
+    assert_eq!(detail.flags[0].decision.as_deref(), Some("rejected"));
+}

@@ -180,7 +180,7 @@ fn human_and_event_metrics(out: &mut String, s: &MetricsSnapshot) {
         out,
         "payouts_needing_human",
         "gauge",
-        "Payouts waiting for an operator (needs_operator) or a second operator (awaiting_approval).",
+        "Payouts waiting for an operator (needs_operator), a review or a tax form (held), or a second operator (awaiting_approval).",
     );
     for (rail, why, n, _) in &s.needs_human {
         let _ = writeln!(

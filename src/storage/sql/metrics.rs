@@ -81,6 +81,9 @@ impl Store {
                SELECT rail, 'needs_operator' AS why, COUNT(*) AS n, MIN(updated_at) AS since \
                FROM payouts WHERE status = 'needs_operator' GROUP BY rail \
                UNION ALL \
+               SELECT rail, 'held', COUNT(*), MIN(created_at) \
+               FROM payouts WHERE status = 'held' GROUP BY rail \
+               UNION ALL \
                SELECT p.rail, 'awaiting_approval', COUNT(*), MIN(a.requested_at) \
                FROM operator_actions a JOIN payouts p ON p.id = a.payout_id \
                WHERE a.state = 'pending_approval' GROUP BY p.rail) w \

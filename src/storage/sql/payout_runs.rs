@@ -102,7 +102,7 @@ impl Store {
             after = last.clone();
             let planned = self.plan_chunk(&payees, rows, &mut report);
             if !dry_run {
-                self.create_payouts(&mut tx, period, &planned).await?;
+                report.held += self.create_payouts(&mut tx, period, &planned).await?;
                 report.created += u64::try_from(planned.len()).unwrap_or(u64::MAX);
             }
         }
@@ -365,13 +365,14 @@ async fn method_rows(tx: &mut Tx, first: &str, last: &str) -> StoreResult<Vec<Me
 
 /// The run's payouts, through the one writer of new payouts.
 impl Store {
-    /// Writes a chunk's payouts, each held where a review or tax rule says so.
+    /// Writes a chunk's payouts, each held where a review or tax rule says so; returns how
+    /// many are held.
     async fn create_payouts(
         &self,
         tx: &mut Tx,
         period: &RunPeriod,
         planned: &[Planned],
-    ) -> StoreResult<()> {
+    ) -> StoreResult<u64> {
         let mut payouts: Vec<_> = planned
             .iter()
             .map(|p| {
@@ -389,7 +390,9 @@ impl Store {
             })
             .collect();
         self.screen(tx, &mut payouts).await?;
-        super::new_payouts::insert_payouts(tx, &payouts).await
+        super::new_payouts::insert_payouts(tx, &payouts).await?;
+        let held = payouts.iter().filter(|p| !p.flags.is_empty()).count();
+        Ok(u64::try_from(held).unwrap_or(u64::MAX))
     }
 }
 
