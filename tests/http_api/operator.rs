@@ -145,6 +145,21 @@ async fn held_payouts_are_listed_explained_and_decided_over_http() {
         "{why}"
     );
 
+    let metrics = api
+        .http
+        .get(format!("{}/v1/metrics", api.base))
+        .bearer_auth(&operator)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("payouts_needing_human{rail=\"stripe\",reason=\"held\"} 1"),
+        "{metrics}"
+    );
+
     let approve = format!("/v1/payouts/{id}/review/approve");
     let refused = api
         .post(&approve, &operator, &json!({"reason": "looks fine"}))

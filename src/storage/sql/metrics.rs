@@ -5,6 +5,21 @@ use sqlx::Row;
 use super::{JOBS_TABLE, Store, StoreResult};
 use crate::storage::metrics_views::{AttemptLatency, LATENCY_BUCKETS, MetricsSnapshot};
 
+/// Payouts waiting for a person, per rail and why, with the oldest wait: attempts used up or
+/// records disagreeing (`needs_operator`), a review rule or a missing tax form (`held`), an
+/// action waiting for a second operator (`awaiting_approval`).
+const NEEDS_HUMAN: &str = "SELECT rail, why, CAST(SUM(n) AS BIGINT), CAST(($1 - MIN(since)) / 1000 AS BIGINT) FROM ( \
+       SELECT rail, 'needs_operator' AS why, COUNT(*) AS n, MIN(updated_at) AS since \
+       FROM payouts WHERE status = 'needs_operator' GROUP BY rail \
+       UNION ALL \
+       SELECT rail, 'held', COUNT(*), MIN(created_at) \
+       FROM payouts WHERE status = 'held' GROUP BY rail \
+       UNION ALL \
+       SELECT p.rail, 'awaiting_approval', COUNT(*), MIN(a.requested_at) \
+       FROM operator_actions a JOIN payouts p ON p.id = a.payout_id \
+       WHERE a.state = 'pending_approval' GROUP BY p.rail) w \
+     GROUP BY rail, why ORDER BY rail, why";
+
 impl Store {
     pub async fn metrics_snapshot(&self) -> StoreResult<MetricsSnapshot> {
         let mut conn = self.pool.acquire().await?;
@@ -76,22 +91,10 @@ impl Store {
         )
         .fetch_all(&mut *conn)
         .await?;
-        let needs_human = sqlx::query_as(
-            "SELECT rail, why, CAST(SUM(n) AS BIGINT), CAST(($1 - MIN(since)) / 1000 AS BIGINT) FROM ( \
-               SELECT rail, 'needs_operator' AS why, COUNT(*) AS n, MIN(updated_at) AS since \
-               FROM payouts WHERE status = 'needs_operator' GROUP BY rail \
-               UNION ALL \
-               SELECT rail, 'held', COUNT(*), MIN(created_at) \
-               FROM payouts WHERE status = 'held' GROUP BY rail \
-               UNION ALL \
-               SELECT p.rail, 'awaiting_approval', COUNT(*), MIN(a.requested_at) \
-               FROM operator_actions a JOIN payouts p ON p.id = a.payout_id \
-               WHERE a.state = 'pending_approval' GROUP BY p.rail) w \
-             GROUP BY rail, why ORDER BY rail, why",
-        )
-        .bind(crate::storage::to_millis(crate::clock::now()))
-        .fetch_all(&mut *conn)
-        .await?;
+        let needs_human = sqlx::query_as(NEEDS_HUMAN)
+            .bind(crate::storage::to_millis(crate::clock::now()))
+            .fetch_all(&mut *conn)
+            .await?;
         let event_deliveries = sqlx::query_as(
             "SELECT state, CAST(COUNT(*) AS BIGINT) FROM event_deliveries \
              GROUP BY state ORDER BY state",
