@@ -498,24 +498,17 @@ pub async fn all_rails_world(name: &str) -> (TestDb, Store, payouts::sim::sandbo
     (db, store, sandbox)
 }
 
-/// `account` withdraws everything it may cash out of the Vast program through `rail`.
-pub async fn withdraw_payable(
+/// `account` withdraws `amount` of the Vast program through `rail` (no worker runs).
+pub async fn withdraw_on(
     store: &Store,
     account: &str,
     rail: Rail,
+    amount: Money,
     key: &str,
-) -> payouts::domain::ids::PayoutId {
-    let account = AccountId::parse(account).expect("id");
-    let amount = store
-        .balance(&account)
-        .await
-        .expect("balance")
-        .program("vast", Currency::Usd)
-        .map(|p| p.payable_now)
-        .expect("a vast balance");
+) -> payouts::storage::payout_views::PayoutView {
     store
         .create_withdrawal(&WithdrawalRequest {
-            account,
+            account: AccountId::parse(account).expect("id"),
             program: vast(),
             rail,
             amount,
@@ -524,7 +517,46 @@ pub async fn withdraw_payable(
         .await
         .expect("withdraw")
         .payout
-        .id
+}
+
+/// Vast's preset with `extra` TOML appended to its program table (a setting the preset
+/// leaves off: `hold_days = 30`, a `[program.review]` table).
+pub fn vast_with(extra: &str) -> Arc<ProgramSet> {
+    let text = format!("{}\n{extra}\n", PRESETS[0].1);
+    Arc::new(ProgramSet::from_toml("vast with settings", &text, &test_env).expect("programs"))
+}
+
+/// A referrer in `country` who referred one account that spent 100,000.00 USD in 2025
+/// (2,250.00 cashable under Vast's terms), with a Stripe and a PayPal payout method.
+pub fn tax_earner(id: &str, country: &str) -> String {
+    let dest: String = id.chars().filter(char::is_ascii_alphanumeric).collect();
+    [
+        format!(r#"{{"type":"account","id":"{id}","created_at":"2025-01-01T00:00:00Z","email":"{id}@x.com","country":"{country}"}}"#),
+        format!(r#"{{"type":"account","id":"{id}-u","created_at":"2025-02-01T00:00:00Z","email":"{id}-u@x.com"}}"#),
+        format!(r#"{{"type":"referral","program":"vast","referrer":"{id}","referred":"{id}-u","at":"2025-02-01T00:00:00Z"}}"#),
+        format!(r#"{{"type":"usage","id":"{id}-c","account":"{id}-u","at":"2025-03-01T00:00:00Z","category":"instance","amount":"100000.00","currency":"USD"}}"#),
+        format!(r#"{{"type":"payout_method","account":"{id}","rail":"stripe","destination":"acct_1{dest}"}}"#),
+        format!(r#"{{"type":"payout_method","account":"{id}","rail":"paypal","destination":"{dest}@pay.example"}}"#),
+    ]
+    .join("\n")
+}
+
+/// `account` withdraws everything it may cash out of the Vast program through `rail`.
+pub async fn withdraw_payable(
+    store: &Store,
+    account: &str,
+    rail: Rail,
+    key: &str,
+) -> payouts::domain::ids::PayoutId {
+    let id = AccountId::parse(account).expect("id");
+    let amount = store
+        .balance(&id)
+        .await
+        .expect("balance")
+        .program("vast", Currency::Usd)
+        .map(|p| p.payable_now)
+        .expect("a vast balance");
+    withdraw_on(store, account, rail, amount, key).await.id
 }
 
 /// A worker over the sandbox's four rails, with the default policy.
@@ -547,18 +579,7 @@ pub async fn withdraw_and_pay(
     amount: Money,
     key: &str,
 ) -> payouts::storage::payout_views::PayoutView {
-    let store = &deps.store;
-    let payout = store
-        .create_withdrawal(&WithdrawalRequest {
-            account: AccountId::parse(account).expect("id"),
-            program: vast(),
-            rail: Rail::Stripe,
-            amount,
-            idempotency_key: IdempotencyKey::parse(key).expect("key"),
-        })
-        .await
-        .expect("withdraw")
-        .payout;
+    let payout = withdraw_on(&deps.store, account, Rail::Stripe, amount, key).await;
     step_until_paid(deps, world, &payout.id).await
 }
 

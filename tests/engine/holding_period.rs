@@ -23,11 +23,7 @@ fn at(s: &str) -> DateTime<Utc> {
 }
 
 fn vast_holding_30_days() -> Arc<ProgramSet> {
-    let text = format!(
-        "{}\nhold_days = 30\n",
-        payouts::domain::program::config::PRESETS[0].1
-    );
-    Arc::new(ProgramSet::from_toml("vast-hold-30", &text, &|_| None).expect("programs"))
+    common::vast_with("hold_days = 30")
 }
 
 /// ref-hana refers u-ivy and u-jay, who each spend 1,000.00 on day 0 (2 March).

@@ -3,35 +3,23 @@
 //! Figures by hand, Vast's terms: 3% of referred spend, 75% cashable, so 1,000.00 of spend
 //! leaves 22.50 to withdraw.
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
 
 use crate::common::{self, usd};
 use payouts::clock::Manual;
-use payouts::domain::ids::{AccountId, IdempotencyKey, Rail};
+use payouts::domain::ids::{AccountId, Rail};
 use payouts::domain::money::{Currency, Money};
 use payouts::domain::operator::{Action, ActionRequest, Refusal};
 use payouts::domain::payout::PayoutStatus;
 use payouts::domain::payout_run::RunPeriod;
-use payouts::domain::program::ProgramSet;
 use payouts::domain::review::Rule;
-use payouts::storage::payout_views::{PayoutView, WithdrawalRequest};
+use payouts::storage::payout_views::PayoutView;
 use payouts::storage::{Store, StoreError};
 
 fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s)
         .expect("a time")
         .with_timezone(&Utc)
-}
-
-/// Vast's preset with a `[program.review]` table.
-fn vast_reviewing(rules: &str) -> Arc<ProgramSet> {
-    let text = format!(
-        "{}\n[program.review]\n{rules}\n",
-        payouts::domain::program::config::PRESETS[0].1
-    );
-    Arc::new(ProgramSet::from_toml("vast-review", &text, &|_| None).expect("programs"))
 }
 
 /// - ref-amy and ref-bob both pay out to acct_1Shared; each referred 1,000.00 of spend.
@@ -74,23 +62,15 @@ const WORLD: &str = r#"{"type":"account","id":"ref-amy","created_at":"2025-01-01
 
 async fn world(name: &str, rules: &str) -> (common::TestDb, Store) {
     let db = common::TestDb::named(name).await;
-    let store = db.open(vast_reviewing(rules)).await;
+    let store = db
+        .open(common::vast_with(&format!("[program.review]\n{rules}")))
+        .await;
     common::ingest_text(&store, WORLD, true).await;
     (db, store)
 }
 
 async fn withdraw(store: &Store, who: &str, amount: Money, key: &str) -> PayoutView {
-    store
-        .create_withdrawal(&WithdrawalRequest {
-            account: AccountId::parse(who).expect("id"),
-            program: common::vast(),
-            rail: Rail::Stripe,
-            amount,
-            idempotency_key: IdempotencyKey::parse(key).expect("key"),
-        })
-        .await
-        .expect("withdraw")
-        .payout
+    common::withdraw_on(store, who, Rail::Stripe, amount, key).await
 }
 
 /// The open flags of a payout: (rule, evidence).

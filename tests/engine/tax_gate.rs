@@ -8,13 +8,13 @@ use chrono::{DateTime, Utc};
 
 use crate::common::{self, usd};
 use payouts::clock::Manual;
-use payouts::domain::ids::{AccountId, IdempotencyKey, Rail};
+use payouts::domain::ids::{AccountId, Rail};
 use payouts::domain::money::Money;
 use payouts::domain::operator::{Action, ActionRequest, Refusal};
 use payouts::domain::payout::PayoutStatus;
 use payouts::domain::review::Rule;
 use payouts::domain::tax::TaxRules;
-use payouts::storage::payout_views::{PayoutView, WithdrawalRequest};
+use payouts::storage::payout_views::PayoutView;
 use payouts::storage::{Store, StoreError};
 
 fn at(s: &str) -> DateTime<Utc> {
@@ -23,42 +23,19 @@ fn at(s: &str) -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
-fn earner(id: &str, country: &str) -> String {
-    let dest: String = id.chars().filter(char::is_ascii_alphanumeric).collect();
-    [
-        format!(r#"{{"type":"account","id":"{id}","created_at":"2025-01-01T00:00:00Z","email":"{id}@x.com","country":"{country}"}}"#),
-        format!(r#"{{"type":"account","id":"{id}-u","created_at":"2025-02-01T00:00:00Z","email":"{id}-u@x.com"}}"#),
-        format!(r#"{{"type":"referral","program":"vast","referrer":"{id}","referred":"{id}-u","at":"2025-02-01T00:00:00Z"}}"#),
-        format!(r#"{{"type":"usage","id":"{id}-c","account":"{id}-u","at":"2025-03-01T00:00:00Z","category":"instance","amount":"100000.00","currency":"USD"}}"#),
-        format!(r#"{{"type":"payout_method","account":"{id}","rail":"stripe","destination":"acct_1{dest}"}}"#),
-        format!(r#"{{"type":"payout_method","account":"{id}","rail":"paypal","destination":"{dest}@pay.example"}}"#),
-    ]
-    .join("\n")
-}
-
 async fn world(name: &str, rules: TaxRules) -> (common::TestDb, Store) {
     let db = common::TestDb::named(name).await;
     let store = db.open(common::programs()).await.with_tax_rules(rules);
     let records: Vec<String> = [("ref-us", "US"), ("ref-de", "DE")]
         .iter()
-        .map(|(id, country)| earner(id, country))
+        .map(|(id, country)| common::tax_earner(id, country))
         .collect();
     common::ingest_text(&store, &records.join("\n"), true).await;
     (db, store)
 }
 
 async fn withdraw(store: &Store, who: &str, rail: Rail, amount: Money, key: &str) -> PayoutView {
-    store
-        .create_withdrawal(&WithdrawalRequest {
-            account: AccountId::parse(who).expect("id"),
-            program: common::vast(),
-            rail,
-            amount,
-            idempotency_key: IdempotencyKey::parse(key).expect("key"),
-        })
-        .await
-        .expect("withdraw")
-        .payout
+    common::withdraw_on(store, who, rail, amount, key).await
 }
 
 fn gate() -> TaxRules {

@@ -22,18 +22,6 @@ fn at(s: &str) -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
-fn earner(id: &str, country: &str) -> String {
-    let dest: String = id.chars().filter(char::is_ascii_alphanumeric).collect();
-    [
-        format!(r#"{{"type":"account","id":"{id}","created_at":"2025-01-01T00:00:00Z","email":"{id}@x.com","country":"{country}"}}"#),
-        format!(r#"{{"type":"account","id":"{id}-u","created_at":"2025-02-01T00:00:00Z","email":"{id}-u@x.com"}}"#),
-        format!(r#"{{"type":"referral","program":"vast","referrer":"{id}","referred":"{id}-u","at":"2025-02-01T00:00:00Z"}}"#),
-        format!(r#"{{"type":"usage","id":"{id}-c","account":"{id}-u","at":"2025-03-01T00:00:00Z","category":"instance","amount":"100000.00","currency":"USD"}}"#),
-        format!(r#"{{"type":"payout_method","account":"{id}","rail":"stripe","destination":"acct_1{dest}"}}"#),
-    ]
-    .join("\n")
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn the_tax_report_lists_cash_per_payee_and_rail_and_balances_against_the_ledger() {
     let (world, _installed) = Manual::install(at("2025-12-31T23:00:00Z"), 13);
@@ -50,7 +38,7 @@ async fn the_tax_report_lists_cash_per_payee_and_rail_and_balances_against_the_l
         ("ref-small", "US"),
     ]
     .iter()
-    .map(|(id, country)| earner(id, country))
+    .map(|(id, country)| common::tax_earner(id, country))
     .collect();
     records.push(r#"{"type":"tax_profile","account":"ref-us2","status":"w9","country":"US","tax_id_last4":"1234","received_at":"2025-06-01T00:00:00Z"}"#.into());
     records.push(r#"{"type":"tax_profile","account":"ref-de","status":"w8ben","country":"DE","received_at":"2025-06-01T00:00:00Z"}"#.into());

@@ -533,16 +533,7 @@ async fn console_forms_act_under_the_domains_rules() {
 /// and rejecting with a clawback is done, on the record.
 #[tokio::test]
 async fn console_shows_held_payouts_and_decides_them() {
-    let tax = payouts::domain::tax::TaxRules {
-        gate: true,
-        thresholds: payouts::domain::tax::TaxThresholds::parse("2020=1").unwrap(),
-        ..Default::default()
-    };
-    let settings = payouts::http::ApiSettings {
-        rate_per_second: 0,
-        ..Default::default()
-    };
-    let api = Api::start_taxed(settings, tax).await;
+    let api = Api::start_w9_gated().await;
     let held = api.env.withdraw("ref-mo", usd("5.00"), "mo-held").await;
     let id = held.unwrap().payout.id;
     let cookie = operator_cookie(&api).await;

@@ -49,6 +49,21 @@ impl Api {
         Self::start_taxed(settings, Default::default()).await
     }
 
+    /// The tax gate on with a 1-dollar threshold, so any withdrawal of a US payee of the demo
+    /// (none has a W-9) is held for its W-9.
+    pub async fn start_w9_gated() -> Api {
+        let tax = payouts::domain::tax::TaxRules {
+            gate: true,
+            thresholds: payouts::domain::tax::TaxThresholds::parse("2020=1").unwrap(),
+            ..Default::default()
+        };
+        let settings = ApiSettings {
+            rate_per_second: 0,
+            ..ApiSettings::default()
+        };
+        Self::start_taxed(settings, tax).await
+    }
+
     /// As [`Api::start_with`], with the platform's tax rules.
     pub async fn start_taxed(settings: ApiSettings, tax: payouts::domain::tax::TaxRules) -> Api {
         let mut env = TestEnv::new(Faults::default()).await;

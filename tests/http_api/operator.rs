@@ -110,16 +110,7 @@ async fn only_operators_act_with_a_reason_and_once() {
 /// balance says why, an approval cannot stand in for the form, and a rejection voids it.
 #[tokio::test]
 async fn held_payouts_are_listed_explained_and_decided_over_http() {
-    let tax = payouts::domain::tax::TaxRules {
-        gate: true,
-        thresholds: payouts::domain::tax::TaxThresholds::parse("2020=1").unwrap(),
-        ..Default::default()
-    };
-    let settings = payouts::http::ApiSettings {
-        rate_per_second: 0,
-        ..Default::default()
-    };
-    let api = Api::start_taxed(settings, tax).await;
+    let api = Api::start_w9_gated().await;
     let operator = api.key(Scope::Operator, None).await;
     let mo = api.key(Scope::Referrer, Some("ref-mo")).await;
     let made = api
