@@ -255,7 +255,8 @@ pub fn approve(facts: &PayoutFacts) -> Result<Effect, Refusal> {
         to,
         ledger: LedgerEffect::None,
         fresh_attempts: false,
-        run_now: to == PayoutStatus::Queued,
+        // The storage queues it when due (a cooling-off may still hold it).
+        run_now: false,
         summary,
         book: Some(Booking::Review {
             verdict: Verdict::Approved,

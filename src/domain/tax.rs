@@ -230,19 +230,20 @@ pub struct TaxFacts {
     /// The tax profile's country, else the account's; `None` when neither says.
     pub country: Option<String>,
     pub form: TaxForm,
-    /// US dollars already paid or on their way this calendar year (UTC) on rails that are
-    /// not exempt: payouts neither failed nor returned, by when they were created.
+    /// US dollars paid this calendar year (UTC, by when the payment was confirmed, as the tax
+    /// report counts) or on their way now, on rails that are not exempt.
     pub cash_this_year: Decimal,
     pub year: i32,
 }
 
-/// The tax flag a payout of `amount` through `rail` raises, if any. A payee whose country is
-/// unknown is judged as a US person: the threshold is the cautious reading.
+/// The tax flag a payout of `amount` through `rail` raises, if any. A payee with a W-9 on file
+/// is a US person wherever it lives (a citizen abroad); one whose country is unknown is
+/// judged as a US person: the threshold is the cautious reading.
 pub fn tax_flag(rules: &TaxRules, rail: Rail, amount: Money, facts: &TaxFacts) -> Option<Flag> {
     if rules.exempt_rails.contains(&rail) {
         return None;
     }
-    let us = facts.country.as_deref().is_none_or(|c| c == "US");
+    let us = facts.form == TaxForm::W9 || facts.country.as_deref().is_none_or(|c| c == "US");
     if us && rules.gate && facts.form != TaxForm::W9 && amount.currency() == Currency::Usd {
         let threshold = rules.thresholds.for_year(facts.year);
         let total = facts.cash_this_year + amount.amount();
@@ -273,6 +274,43 @@ pub fn tax_flag(rules: &TaxRules, rail: Rail, amount: Money, facts: &TaxFacts) -
         });
     }
     None
+}
+
+/// What a held payout's open tax flag comes to, judged again on the facts on file now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recheck {
+    /// The same form is still owed.
+    Owed,
+    /// The flag no longer applies (`note` says why); `instead` is the form owed now, if any
+    /// (a payee held for a W-9 who turns out to live abroad owes a W-8BEN instead).
+    Cleared { note: String, instead: Option<Flag> },
+}
+
+/// Judges again a payout held by the tax flag `open`: whatever form arrived, or whatever the
+/// country turned out to be, the payout waits only for the form it owes now.
+pub fn recheck(
+    rules: &TaxRules,
+    rail: Rail,
+    amount: Money,
+    facts: &TaxFacts,
+    open: Rule,
+) -> Recheck {
+    let owed = tax_flag(rules, rail, amount, facts);
+    if owed.as_ref().is_some_and(|f| f.rule == open) {
+        return Recheck::Owed;
+    }
+    let note = match facts.form {
+        TaxForm::W9 => "a W-9 on file".to_string(),
+        TaxForm::W8ben | TaxForm::W8bene => "a W-8BEN or W-8BEN-E on file".to_string(),
+        TaxForm::None => match &facts.country {
+            Some(country) => format!("no longer owed: the payee is in {country}"),
+            None => "no longer owed under the tax rules in force".to_string(),
+        },
+    };
+    Recheck::Cleared {
+        note,
+        instead: owed,
+    }
 }
 
 #[cfg(test)]
@@ -401,5 +439,45 @@ mod tests {
         );
         let filed = facts(Some("DE"), TaxForm::W8bene, "0");
         assert_eq!(tax_flag(&w8, Rail::Wise, usd("1"), &filed), None);
+    }
+
+    #[test]
+    fn a_held_payout_waits_only_for_the_form_it_owes_now() {
+        let rules = TaxRules {
+            gate: true,
+            require_w8: true,
+            ..TaxRules::default()
+        };
+        let amount = usd("2500");
+        let judge = |country, form| {
+            let f = facts(country, form, "0");
+            recheck(&rules, Rail::Wise, amount, &f, Rule::W9Missing)
+        };
+        // Unknown country, held for a W-9: still owed until something arrives.
+        assert_eq!(judge(None, TaxForm::None), Recheck::Owed);
+        // It files a W-8BEN from Germany: the W-9 is not owed, and the W-8BEN is met.
+        assert_eq!(
+            judge(Some("DE"), TaxForm::W8ben),
+            Recheck::Cleared {
+                note: "a W-8BEN or W-8BEN-E on file".into(),
+                instead: None
+            }
+        );
+        // A US citizen abroad files a W-9: a US person, nothing more owed.
+        assert_eq!(
+            judge(Some("DE"), TaxForm::W9),
+            Recheck::Cleared {
+                note: "a W-9 on file".into(),
+                instead: None
+            }
+        );
+        // The account turns out to be in Germany, with no form: a W-8BEN is owed instead.
+        match judge(Some("DE"), TaxForm::None) {
+            Recheck::Cleared { note, instead } => {
+                assert_eq!(note, "no longer owed: the payee is in DE");
+                assert_eq!(instead.map(|f| f.rule), Some(Rule::W8Missing));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -298,6 +298,11 @@ async fn watch_progress(
                 Ok(n) => info!(count = n, "re-enqueued overdue payouts"),
                 Err(e) => error!(error = %e, "sweep failed"),
             }
+            match store.settle_holds().await {
+                Ok(0) => {}
+                Ok(n) => info!(count = n, "released held payouts nothing holds any more"),
+                Err(e) => error!(error = %e, "settling held payouts failed"),
+            }
         }
         match store.payout_status_counts().await {
             Ok(counts) => {

@@ -121,6 +121,25 @@ pub(crate) async fn begin_write(pool: &Pool, lock: WriteLock<'_>) -> StoreResult
     Ok(tx)
 }
 
+/// Takes the payout locks of `ids` (as `WriteLock::Payout` does), in id order so that two
+/// lockers of overlapping sets never wait on each other in a cycle.
+pub(crate) async fn lock_payouts(tx: &mut Tx, ids: &[String]) -> StoreResult<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut keys: Vec<String> = ids.iter().map(|id| format!("payout:{id}")).collect();
+    keys.sort();
+    keys.dedup();
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) \
+         FROM unnest($1::text[]) WITH ORDINALITY AS u(k, n) ORDER BY n",
+    )
+    .bind(&keys)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Enqueues jobs whose keys name payouts created in this very transaction: no job can hold
 /// such a key yet, so the lookup `push_tasks` makes first would only cost a round trip.
 pub(crate) async fn push_fresh_tasks(tx: &mut Tx, tasks: Vec<QueuedTask>) -> StoreResult<()> {

@@ -110,6 +110,11 @@ pub(crate) async fn begin_write(pool: &Pool, _lock: WriteLock<'_>) -> StoreResul
     Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
 }
 
+/// SQLite's single writer already excludes every other payout writer.
+pub(crate) async fn lock_payouts(_tx: &mut Tx, _ids: &[String]) -> StoreResult<()> {
+    Ok(())
+}
+
 /// Enqueues in the caller's transaction. The queue silently drops a task whose idempotency
 /// key it already holds.
 /// The same as `push_tasks` here: SQLite's insert ignores a key already queued.

@@ -328,3 +328,73 @@ async fn a_rejection_without_clawback_gives_the_amount_back_to_the_payee() {
     assert_eq!(detail.payout.status, PayoutStatus::Failed);
     assert_eq!(detail.flags[0].decision.as_deref(), Some("rejected"));
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn approval_does_not_end_a_cooling_off_hold() {
+    use payouts::domain::cooling_off::Safeguards;
+    let (_world, _installed) = Manual::install(at("2026-03-10T00:00:00Z"), 47);
+    let (_db, store) = world("review_cooling", "shared_destination = true").await;
+    let store = store.with_safeguards(Safeguards::default());
+    // ref-dan replaces its destination by the one ref-amy and ref-bob share: both the
+    // review (shared destination) and the 72 h cooling-off of a changed method hold it.
+    let changed = r#"{"type":"payout_method","account":"ref-dan","rail":"stripe","destination":"acct_1Shared","auto_payout":true}"#;
+    common::ingest_text(&store, changed, true).await;
+    let dan = withdraw(&store, "ref-dan", usd("112.50"), "dan-1").await;
+    assert_eq!(dan.status, PayoutStatus::Held);
+    store
+        .operator_act(&dan.id, &act(Action::Approve, "checked with the payee"))
+        .await
+        .expect("approve");
+    let detail = store.payout(dan.id.as_str()).await.expect("payout");
+    assert_eq!(detail.payout.status, PayoutStatus::Queued);
+    assert_eq!(
+        detail.payout.next_step_at,
+        Some(at("2026-03-13T00:00:00Z")),
+        "approving the review leaves the cooling-off in place"
+    );
+}
+
+/// A rejection's clawback and a refund's clawback of the same commissions take them back
+/// once, whichever comes first. Each referred 1,000.00 of spend earns 30.00: 22.50 cashable,
+/// 7.50 credit; the refund of all of it claws both back.
+#[tokio::test(flavor = "current_thread")]
+async fn a_rejection_clawback_and_a_refund_never_take_the_same_commissions_twice() {
+    let (_world, _installed) = Manual::install(at("2026-03-10T00:00:00Z"), 48);
+    let (_db, store) = world("review_twice", "shared_destination = true").await;
+    let reject = Action::Reject { clawback: true };
+    let refund = |usage: &str| {
+        format!(
+            r#"{{"type":"refund","id":"{usage}-r","usage_id":"{usage}","amount":"1000.00","at":"2026-03-11T00:00:00Z"}}"#
+        )
+    };
+    let vast = |who: &'static str| {
+        let store = store.clone();
+        async move {
+            let id = AccountId::parse(who).expect("id");
+            let balance = store.balance(&id).await.expect("balance");
+            let vast = balance
+                .program("vast", Currency::Usd)
+                .expect("vast")
+                .clone();
+            (vast.cashable, vast.credit, vast.available)
+        }
+    };
+    // ref-bob: rejected with clawback, then its referred spend refunded.
+    let bob = withdraw(&store, "ref-bob", usd("22.50"), "bob-1").await;
+    store
+        .operator_act(&bob.id, &act(reject.clone(), "alt account"))
+        .await
+        .expect("reject");
+    common::ingest_text(&store, &refund("bob-1"), true).await;
+    assert_eq!(vast("ref-bob").await, (usd("0"), usd("0"), usd("0")));
+    // ref-amy: its referred spend refunded while held, then rejected with clawback.
+    let amy = withdraw(&store, "ref-amy", usd("22.50"), "amy-1").await;
+    common::ingest_text(&store, &refund("amy-1"), true).await;
+    store
+        .operator_act(&amy.id, &act(reject, "alt account"))
+        .await
+        .expect("reject");
+    assert_eq!(vast("ref-amy").await, (usd("0"), usd("0"), usd("0")));
+    let check = store.check_ledger().await.expect("check");
+    assert!(check.problems.is_empty(), "{:?}", check.problems);
+}

@@ -84,7 +84,13 @@ async fn a_us_payee_past_the_threshold_without_a_w9_is_held_until_the_form_arriv
         Err(StoreError::Operator(Refusal::WrongState { .. }))
     ));
 
-    // A W-8 does not answer a W-9's flag; the W-9 does, and releases the payout.
+    // A W-8BEN from a payee in the US does not answer a W-9's flag: still held.
+    let w8 = r#"{"type":"tax_profile","account":"ref-us","status":"w8ben","country":"US","received_at":"2026-03-02T00:00:00Z"}"#;
+    assert_eq!(
+        common::ingest_text(&store, w8, true).await.payouts_released,
+        0
+    );
+    // The W-9 does, and releases the payout.
     let w9 = r#"{"type":"tax_profile","account":"ref-us","status":"w9","country":"US","tax_id_last4":"6789","received_at":"2026-03-02T00:00:00Z"}"#;
     let report = common::ingest_text(&store, w9, true).await;
     assert_eq!(report.payouts_released, 1);
@@ -131,10 +137,12 @@ async fn a_payee_abroad_needs_a_w8_only_when_the_setting_is_on() {
             "a payee in DE with no W-8BEN or W-8BEN-E on file; held until one arrives"
         )
     );
-    // A W-9 is not the form a payee abroad gives: still held. A W-8BEN releases it.
-    let w9 = r#"{"type":"tax_profile","account":"ref-de","status":"w9","country":"DE","received_at":"2026-03-02T00:00:00Z"}"#;
+    // Nothing filed yet: re-sending the account changes nothing. A W-8BEN releases it.
+    let account = common::tax_earner("ref-de", "DE");
     assert_eq!(
-        common::ingest_text(&store, w9, true).await.payouts_released,
+        common::ingest_text(&store, &account, true)
+            .await
+            .payouts_released,
         0
     );
     let w8 = r#"{"type":"tax_profile","account":"ref-de","status":"w8ben","country":"DE","received_at":"2026-03-02T00:00:00Z"}"#;
@@ -171,4 +179,91 @@ async fn a_rail_that_issues_its_own_forms_is_neither_held_nor_counted() {
     assert_eq!(paypal.status, PayoutStatus::Queued);
     let stripe = withdraw(&store, "ref-us", Rail::Stripe, usd("150"), "us-2").await;
     assert_eq!(stripe.status, PayoutStatus::Held);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_payee_waits_only_for_the_form_it_owes_now() {
+    let (_world, _installed) = Manual::install(at("2026-03-01T00:00:00Z"), 54);
+    let rules = TaxRules {
+        require_w8: true,
+        ..gate()
+    };
+    let (_db, store) = world("tax_gate_owed_now", rules).await;
+    // ref-un gave no country: judged as US, held for a W-9 past the threshold.
+    let unknown = common::tax_earner("ref-un", "US").replace(r#","country":"US""#, "");
+    common::ingest_text(&store, &unknown, true).await;
+    let un = withdraw(&store, "ref-un", Rail::Stripe, usd("2100"), "un-1").await;
+    assert_eq!(un.status, PayoutStatus::Held);
+    // It files a W-8BEN from Germany: no W-9 is owed by a payee abroad, and the W-8 it owes
+    // is on file.
+    let w8 = r#"{"type":"tax_profile","account":"ref-un","status":"w8ben","country":"DE","received_at":"2026-03-02T00:00:00Z"}"#;
+    let report = common::ingest_text(&store, w8, true).await;
+    assert_eq!(report.payouts_released, 1);
+    let detail = store.payout(un.id.as_str()).await.expect("payout");
+    assert_eq!(detail.payout.status, PayoutStatus::Queued);
+    assert_eq!(
+        detail.flags[0].note.as_deref(),
+        Some("a W-8BEN or W-8BEN-E on file")
+    );
+    // ref-de, held for a W-8BEN, is a US citizen abroad: its W-9 answers for it.
+    let de = withdraw(&store, "ref-de", Rail::Stripe, usd("10"), "de-1").await;
+    assert_eq!(de.status, PayoutStatus::Held);
+    let w9 = r#"{"type":"tax_profile","account":"ref-de","status":"w9","country":"DE","received_at":"2026-03-02T00:00:00Z"}"#;
+    assert_eq!(
+        common::ingest_text(&store, w9, true).await.payouts_released,
+        1
+    );
+}
+
+/// Holds a queued payout again by hand, as a race can leave it: a flag raised by a screening
+/// that read the profile before a form committed (`flag`), or none left after an approval
+/// decided while the form arrived.
+async fn hold_by_hand(store: &Store, payout: &PayoutView, flag: Option<&str>) {
+    let id = payout.id.as_str();
+    common::execute(
+        store,
+        &format!("UPDATE payouts SET status = 'held' WHERE id = '{id}'"),
+    )
+    .await;
+    if let Some(rule) = flag {
+        let sql = format!(
+            "INSERT INTO payout_flags (payout_id, rule, evidence, raised_at) \
+             VALUES ('{id}', '{rule}', 'raced', 0)"
+        );
+        common::execute(store, &sql).await;
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_payout_a_race_left_held_is_released_by_the_form_sent_again_or_the_sweep() {
+    let (_world, _installed) = Manual::install(at("2026-03-01T00:00:00Z"), 55);
+    let (_db, store) = world("tax_gate_race", gate()).await;
+    let w9 = r#"{"type":"tax_profile","account":"ref-us","status":"w9","country":"US","received_at":"2026-03-02T00:00:00Z"}"#;
+    common::ingest_text(&store, w9, true).await;
+    let payout = withdraw(&store, "ref-us", Rail::Stripe, usd("2100"), "us-1").await;
+    assert_eq!(payout.status, PayoutStatus::Queued);
+    let status = |store: Store, id: String| async move {
+        store.payout(&id).await.expect("payout").payout.status
+    };
+    // The same W-9, sent again unchanged, releases it.
+    hold_by_hand(&store, &payout, Some("w9_missing")).await;
+    assert_eq!(
+        common::ingest_text(&store, w9, true).await.payouts_released,
+        1
+    );
+    assert_eq!(
+        status(store.clone(), payout.id.to_string()).await,
+        PayoutStatus::Queued
+    );
+    // So does the sweep, with or without a flag left.
+    for flag in [Some("w9_missing"), None] {
+        hold_by_hand(&store, &payout, flag).await;
+        assert_eq!(store.settle_holds().await.expect("settle"), 1, "{flag:?}");
+        assert_eq!(
+            status(store.clone(), payout.id.to_string()).await,
+            PayoutStatus::Queued
+        );
+    }
+    // Nothing else to settle: a second sweep releases nothing.
+    assert_eq!(store.settle_holds().await.expect("settle"), 0);
 }

@@ -37,6 +37,7 @@ mod review;
 mod statements;
 mod steps;
 mod tax;
+pub mod tax_holds;
 pub mod templates;
 pub mod tracking;
 
@@ -46,7 +47,7 @@ use std::time::Duration;
 pub(crate) use super::{
     COPY_SUPPORTED, Conn, Db, JOBS_DONE_BEFORE, JOBS_TABLE, PACKED_READS, Pool, RECON_PREPARE,
     RECORDS_LINKED_ON_STORE, RUN_PREPARE, Tx, copy_escape, copy_rows, hashes_by_id, hex_text,
-    insert_recon_records, push_fresh_tasks, push_tasks,
+    insert_recon_records, lock_payouts, push_fresh_tasks, push_tasks,
 };
 use crate::domain::cooling_off::Safeguards;
 use crate::domain::ids::PayoutId;

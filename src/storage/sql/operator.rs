@@ -226,7 +226,11 @@ async fn execute(
             }
             Some(Booking::PartReturned(part)) => book_part_return(tx, id, &hold, *part).await?,
             Some(Booking::Review { verdict, clawback }) => {
-                let by = (request.actor.as_str(), request.reason.as_str());
+                // The operator whose word made it take effect: the approver under four eyes.
+                let by = (
+                    approved_by.unwrap_or(&request.actor),
+                    request.reason.as_str(),
+                );
                 super::review::decided(tx, id, *verdict, *clawback, by).await?;
             }
             None => {}

@@ -7,23 +7,16 @@
 
 use std::collections::{HashMap, HashSet};
 
-use chrono::{Datelike, TimeZone, Utc};
-use rust_decimal::Decimal;
 use sqlx::QueryBuilder;
 
 use super::ledger::{TxnMeta, insert_transactions};
-use super::payouts::{Actor, PAYOUT_COLUMNS, PayoutRow, append_event, payout_view};
-use super::{
-    Db, Store, StoreResult, Tx, enqueue_payout_job, from_millis, parse_code, parse_stored,
-    to_millis,
-};
-use crate::domain::ids::{AccountId, PayoutId, Rail};
+use super::payouts::{PAYOUT_COLUMNS, PayoutRow, payout_view};
+use super::tax_holds::TaxTally;
+use super::{Db, Store, StoreResult, Tx, from_millis, parse_code, parse_stored, to_millis};
+use crate::domain::ids::{AccountId, PayoutId};
 use crate::domain::ledger::{Book, TransactionDraft, TransactionKind, TransactionStatus};
 use crate::domain::money::{Currency, Money};
-use crate::domain::payout::PayoutStatus;
-use crate::domain::review::{ReviewFacts, Rule, Verdict, review};
-use crate::domain::tax::{TaxFacts, TaxForm, TaxRules, tax_flag};
-use crate::domain::transition::{self, Mover};
+use crate::domain::review::{Flag, ReviewFacts, Rule, Verdict, review};
 use crate::domain::withdrawal::NewPayout;
 use crate::storage::balance_views::HeldNote;
 use crate::storage::sums::{join, wide_sum};
@@ -37,6 +30,7 @@ impl Store {
     /// created held). Reads nothing when no rule is on.
     pub(crate) async fn screen(&self, tx: &mut Tx, payouts: &mut [NewPayout]) -> StoreResult<()> {
         let tax = self.tax_rules();
+        let mut tally = TaxTally::default();
         for group in payouts.chunks_mut(IN_LIST) {
             let reviewed = group.iter().any(|p| {
                 self.programs()
@@ -53,7 +47,7 @@ impl Store {
                 }
             }
             if !tax.is_off() {
-                screen_tax(tx, tax, group).await?;
+                tally.screen(tx, tax, group).await?;
             }
         }
         Ok(())
@@ -63,9 +57,19 @@ impl Store {
 /// The review facts of each payout of `group`, in order.
 async fn review_facts(tx: &mut Tx, group: &[NewPayout]) -> StoreResult<Vec<ReviewFacts>> {
     let payees: Vec<&str> = group.iter().map(|p| p.account.as_str()).collect();
-    let destinations: Vec<String> = group.iter().map(|p| p.destination.to_lowercase()).collect();
+    // Destinations are ASCII on every rail (`domain::destination`): both backends' lower()
+    // folds them as this does.
+    let destinations: Vec<String> = group
+        .iter()
+        .map(|p| p.destination.to_ascii_lowercase())
+        .collect();
     let sharing = holders_of(tx, &destinations).await?;
-    let paid = paid_destinations(tx, &destinations).await?;
+    let pairs: Vec<(&str, &str)> = group
+        .iter()
+        .zip(&destinations)
+        .map(|(p, d)| (p.rail.as_str(), d.as_str()))
+        .collect();
+    let paid = paid_destinations(tx, &pairs).await?;
     let linked = linked_referred(tx, &payees).await?;
     let spend = referred_spend(tx, &payees).await?;
     let mut out = Vec::with_capacity(group.len());
@@ -98,7 +102,7 @@ async fn review_facts(tx: &mut Tx, group: &[NewPayout]) -> StoreResult<Vec<Revie
     Ok(out)
 }
 
-fn in_list(q: &mut QueryBuilder<Db>, values: impl IntoIterator<Item = String>) {
+pub(crate) fn in_list(q: &mut QueryBuilder<Db>, values: impl IntoIterator<Item = String>) {
     q.push("(");
     let mut list = q.separated(", ");
     for v in values {
@@ -124,16 +128,21 @@ async fn holders_of(
     Ok(by)
 }
 
-/// (rail, destination) pairs among `destinations` that a payout was paid to.
+/// The (rail, destination) pairs among `pairs` that a payout was paid to (by the index on
+/// rail and lower-case destination).
 async fn paid_destinations(
     tx: &mut Tx,
-    destinations: &[String],
+    pairs: &[(&str, &str)],
 ) -> StoreResult<HashSet<(String, String)>> {
     let mut q = QueryBuilder::<Db>::new(
         "SELECT DISTINCT rail, lower(destination) FROM payouts WHERE status = 'paid' \
-         AND lower(destination) IN ",
+         AND (rail, lower(destination)) IN (",
     );
-    in_list(&mut q, destinations.iter().cloned());
+    q.push_values(pairs, |mut b, (rail, destination)| {
+        b.push_bind(rail.to_string())
+            .push_bind(destination.to_string());
+    });
+    q.push(")");
     let rows: Vec<(String, String)> = q.build_query_as().fetch_all(&mut **tx).await?;
     Ok(rows.into_iter().collect())
 }
@@ -194,84 +203,24 @@ async fn referred_spend(
     Ok(by)
 }
 
-/// Raises the tax flags of `group`: each payee's form and country, and the US dollars it was
-/// paid (or is being paid) this year on rails that are not exempt, counting the group's own
-/// earlier payouts as it goes.
-async fn screen_tax(tx: &mut Tx, rules: &TaxRules, group: &mut [NewPayout]) -> StoreResult<()> {
-    let now = crate::clock::now();
-    let year = now.year();
-    let start = Utc
-        .with_ymd_and_hms(year, 1, 1, 0, 0, 0)
-        .single()
-        .map_or(0, to_millis);
-    let mut payees: Vec<String> = group.iter().map(|p| p.account.to_string()).collect();
-    payees.sort();
-    payees.dedup();
-    let mut q = QueryBuilder::<Db>::new(
-        "SELECT a.id, COALESCE(x.country, a.country), x.status FROM accounts a \
-         LEFT JOIN tax_profiles x ON x.account_id = a.id WHERE a.id IN ",
-    );
-    in_list(&mut q, payees.iter().cloned());
-    let profiles: Vec<(String, Option<String>, Option<String>)> =
-        q.build_query_as().fetch_all(&mut **tx).await?;
-    let mut q = QueryBuilder::<Db>::new(format!(
-        "SELECT account_id, rail, {} FROM payouts WHERE currency = 'USD' \
-         AND status NOT IN ('failed', 'returned') AND created_at >= ",
-        wide_sum("units")
-    ));
-    q.push_bind(start).push(" AND account_id IN ");
-    in_list(&mut q, payees.iter().cloned());
-    q.push(" GROUP BY account_id, rail");
-    let cash: Vec<(String, String, i64, i64)> = q.build_query_as().fetch_all(&mut **tx).await?;
-    let mut facts: HashMap<String, TaxFacts> = HashMap::new();
-    for (account, country, form) in profiles {
-        let form = match form {
-            Some(code) => parse_code("tax form", &code, TaxForm::from_code)?,
-            None => TaxForm::None,
-        };
-        let country = country.map(|c| c.to_ascii_uppercase());
-        let cash_this_year = Decimal::ZERO;
-        facts.insert(
-            account,
-            TaxFacts {
-                country,
-                form,
-                cash_this_year,
-                year,
-            },
-        );
-    }
-    for (account, rail, high, low) in cash {
-        let rail: Rail = parse_stored("rail", &rail)?;
-        if rules.exempt_rails.contains(&rail) {
-            continue;
-        }
-        let paid = Money::from_total_units(join(high, low), Currency::Usd)?;
-        if let Some(f) = facts.get_mut(&account) {
-            f.cash_this_year += paid.amount();
-        }
-    }
-    for p in group.iter_mut() {
-        let Some(f) = facts.get_mut(p.account.as_str()) else {
-            continue;
-        };
-        p.flags.extend(tax_flag(rules, p.rail, p.amount, f));
-        if p.amount.currency() == Currency::Usd && !rules.exempt_rails.contains(&p.rail) {
-            f.cash_this_year += p.amount.amount();
-        }
-    }
-    Ok(())
-}
-
 /// Writes the flags of new payouts (with their rows, in the caller's transaction).
 pub(crate) async fn insert_flags<'a>(
     tx: &mut Tx,
     payouts: impl Iterator<Item = &'a NewPayout>,
     now: i64,
 ) -> StoreResult<()> {
-    let flags: Vec<(&PayoutId, &crate::domain::review::Flag)> = payouts
+    let flags: Vec<(&PayoutId, &Flag)> = payouts
         .flat_map(|p| p.flags.iter().map(move |f| (&p.id, f)))
         .collect();
+    insert_flag_rows(tx, &flags, now).await
+}
+
+/// Writes flags raised at `now`, each on its payout.
+pub(crate) async fn insert_flag_rows(
+    tx: &mut Tx,
+    flags: &[(&PayoutId, &Flag)],
+    now: i64,
+) -> StoreResult<()> {
     for chunk in flags.chunks(IN_LIST) {
         let mut q = QueryBuilder::<Db>::new(
             "INSERT INTO payout_flags (payout_id, rule, evidence, raised_at) ",
@@ -285,107 +234,6 @@ pub(crate) async fn insert_flags<'a>(
         q.build().execute(&mut **tx).await?;
     }
     Ok(())
-}
-
-/// Releases what the tax profiles among `records` that were written (`written`, by line)
-/// now answer. Returns how many payouts were released.
-pub(crate) async fn release_by_forms(
-    tx: &mut Tx,
-    records: &[crate::ingest::Numbered],
-    written: &HashSet<usize>,
-) -> StoreResult<u64> {
-    let forms: Vec<String> = records
-        .iter()
-        .filter(|n| written.contains(&n.line))
-        .filter_map(|n| match &n.record {
-            crate::ingest::Record::TaxProfile(t) => Some(t.account.to_string()),
-            _ => None,
-        })
-        .collect();
-    release_tax_holds(tx, &forms).await
-}
-
-/// Clears the tax flags the forms on file of `accounts` now meet, and queues each of their
-/// held payouts left with no open flag. Returns how many were released.
-async fn release_tax_holds(tx: &mut Tx, accounts: &[String]) -> StoreResult<u64> {
-    let now = to_millis(crate::clock::now());
-    let mut released = 0;
-    for group in accounts.chunks(IN_LIST) {
-        for (rule, forms) in [
-            (Rule::W9Missing, "('w9')"),
-            (Rule::W8Missing, "('w8ben', 'w8bene')"),
-        ] {
-            let mut q = QueryBuilder::<Db>::new("UPDATE payout_flags SET cleared_at = ");
-            q.push_bind(now)
-                .push(", cleared_by = 'platform', decision = 'form_received', note = ")
-                .push_bind(format!(
-                    "{} on file",
-                    match rule {
-                        Rule::W9Missing => "a W-9",
-                        _ => "a W-8BEN or W-8BEN-E",
-                    }
-                ))
-                .push(" WHERE cleared_at IS NULL AND rule = ")
-                .push_bind(rule.code())
-                .push(format!(
-                    " AND payout_id IN (SELECT o.id FROM payouts o \
-                       JOIN tax_profiles x ON x.account_id = o.account_id \
-                       WHERE o.status = 'held' AND x.status IN {forms} AND o.account_id IN "
-                ));
-            in_list(&mut q, group.iter().cloned());
-            q.push(")");
-            q.build().execute(&mut **tx).await?;
-        }
-        let mut q = QueryBuilder::<Db>::new(
-            "SELECT o.id FROM payouts o WHERE o.status = 'held' AND NOT EXISTS \
-               (SELECT 1 FROM payout_flags f WHERE f.payout_id = o.id AND f.cleared_at IS NULL) \
-             AND o.account_id IN ",
-        );
-        in_list(&mut q, group.iter().cloned());
-        q.push(" ORDER BY o.id");
-        let free: Vec<String> = q.build_query_scalar().fetch_all(&mut **tx).await?;
-        for id in free {
-            let id: PayoutId = parse_stored("payout id", &id)?;
-            release(tx, &id, now).await?;
-            released += 1;
-        }
-    }
-    Ok(released)
-}
-
-/// Moves a held payout whose flags are all cleared to queued, with its job.
-async fn release(tx: &mut Tx, id: &PayoutId, now: i64) -> StoreResult<()> {
-    transition::check(PayoutStatus::Held, PayoutStatus::Queued, Mover::Platform)?;
-    let wait: Option<i64> = sqlx::query_scalar(
-        "UPDATE payouts SET status = 'queued', updated_at = $2, \
-           next_action_at = CASE WHEN next_action_at > $2 THEN next_action_at ELSE $2 END \
-         WHERE id = $1 AND status = 'held' RETURNING next_action_at",
-    )
-    .bind(id.as_str())
-    .bind(now)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some(wait) = wait else {
-        return Ok(());
-    };
-    let actor = Actor {
-        worker: None,
-        source: "platform",
-    };
-    let line = "released: the tax form it waited for is on file";
-    append_event(
-        tx,
-        id,
-        Some(PayoutStatus::Held),
-        PayoutStatus::Queued,
-        None,
-        actor,
-        line,
-    )
-    .await?;
-    let delay = (wait - now).max(0);
-    let delay = std::time::Duration::from_millis(u64::try_from(delay).unwrap_or(0));
-    enqueue_payout_job(tx, id, delay, &format!("released-{}", crate::clock::ulid())).await
 }
 
 /// The rules whose flags still hold payout `id`.
@@ -431,6 +279,22 @@ pub(crate) async fn decided(
         in_list(&mut q, tax.into_iter().map(str::to_string));
     }
     q.build().execute(&mut **tx).await?;
+    if verdict == Verdict::Approved {
+        // Sent when due: an approval answers the review, not a cooling-off still ahead.
+        let now = to_millis(crate::clock::now());
+        let due: Option<i64> = sqlx::query_scalar(
+            "UPDATE payouts SET \
+               next_action_at = CASE WHEN next_action_at > $2 THEN next_action_at ELSE $2 END \
+             WHERE id = $1 AND status = 'queued' RETURNING next_action_at",
+        )
+        .bind(id.as_str())
+        .bind(now)
+        .fetch_optional(&mut **tx)
+        .await?;
+        if let Some(due) = due {
+            super::tax_holds::queue_at(tx, id, due, now, "approved").await?;
+        }
+    }
     match clawback {
         Some(amount) => book_review_clawback(tx, id, amount).await,
         None => Ok(()),
@@ -440,12 +304,34 @@ pub(crate) async fn decided(
 /// Takes a rejected payout's amount back from the payee's cashable balance into the
 /// program's commission expense: a posted `clawback` named by the payout (one per payout),
 /// outside any referral's stream, so accrual never recomputes it away.
+///
+/// It takes at most what is left once the hold is voided: a refund that already clawed the
+/// same commissions back is not taken twice (a refund that comes later is met by this one,
+/// `accrual::offset_review_clawbacks`).
 async fn book_review_clawback(tx: &mut Tx, id: &PayoutId, amount: Money) -> StoreResult<()> {
     let (account, program): (String, String) =
         sqlx::query_as("SELECT account_id, program FROM payouts WHERE id = $1")
             .bind(id.as_str())
             .fetch_one(&mut **tx)
             .await?;
+    let left: Vec<(i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {} FROM ledger_postings p JOIN ledger_transactions t ON t.id = p.txn_id \
+         WHERE p.holder = $1 AND p.program = $2 AND p.book = 'referrer_cashable' \
+           AND p.currency = $3 AND t.status <> 'voided'",
+        wide_sum("p.units")
+    )))
+    .bind(&account)
+    .bind(&program)
+    .bind(amount.currency().code())
+    .fetch_all(&mut **tx)
+    .await?;
+    let left = left.first().map_or(0, |(h, l)| join(*h, *l));
+    let wanted = i128::from(amount.to_units()?);
+    let taken = wanted.min(left.max(0));
+    if taken == 0 {
+        return Ok(());
+    }
+    let taken = Money::from_total_units(taken, amount.currency())?;
     let draft = TransactionDraft::new(TransactionKind::Clawback, TransactionStatus::Posted)
         .transfer(
             Book::ReferrerCashable {
@@ -455,11 +341,13 @@ async fn book_review_clawback(tx: &mut Tx, id: &PayoutId, amount: Money) -> Stor
             Book::CommissionExpense {
                 program: parse_stored("program", &program)?,
             },
-            amount,
+            taken,
         )
         .finish()?;
     let mut meta = TxnMeta::for_payout(format!("{id}-review-clawback"), id.to_string());
-    meta.note = Some("rejected in review: the commissions behind it clawed back".into());
+    meta.note = Some(format!(
+        "rejected in review: {taken} of the commissions behind it clawed back"
+    ));
     insert_transactions(tx, &[(meta, draft)]).await
 }
 

@@ -12,6 +12,7 @@
 mod fresh;
 mod maturing;
 mod referrals;
+mod review_offset;
 
 pub(crate) use fresh::FreshCharge;
 pub(crate) use maturing::{Maturing, maturing};
@@ -274,19 +275,26 @@ impl Store {
         }
 
         let mut batch = Vec::new();
+        let mut clawed = review_offset::Clawed::new();
         let mut keys: Vec<&(Stream, String)> = expected.keys().collect();
         keys.sort();
         for key in keys {
             let e = &expected[key];
             let before = posted.get(key).map(|p| p.totals).unwrap_or_default();
-            push_delta(&mut batch, key, e, true_up(before, e.totals))?;
+            let delta = true_up(before, e.totals);
+            note_clawed(&mut clawed, e, delta);
+            push_delta(&mut batch, key, e, delta)?;
         }
         // Fresh charges only add earnings to a ledger that is up to date: the delta is theirs.
         let mut keys: Vec<&(Stream, String)> = added.keys().collect();
         keys.sort();
         for key in keys {
             let e = &added[key];
+            note_clawed(&mut clawed, e, e.totals);
             push_delta(&mut batch, key, e, e.totals)?;
+        }
+        if !clawed.is_empty() {
+            batch.extend(review_offset::offset_review_clawbacks(tx, &clawed).await?);
         }
         insert_transactions(tx, &batch).await?;
         Ok(batch.len())
@@ -312,6 +320,19 @@ impl Store {
 pub(super) struct Posted {
     program: String,
     pub totals: StreamTotals,
+}
+
+/// Adds the cashable part of what `delta` claws back to its payee's tally.
+fn note_clawed(clawed: &mut review_offset::Clawed, e: &Expected<'_>, delta: StreamTotals) {
+    if delta.clawed > Decimal::ZERO {
+        let (cashable, _) = e.program.split(delta.clawed);
+        let key = (
+            e.beneficiary.clone(),
+            e.program.id.clone(),
+            e.program.currency,
+        );
+        *clawed.entry(key).or_default() += cashable;
+    }
 }
 
 /// The transactions of one stream's delta: an accrual and a clawback, each in pieces under

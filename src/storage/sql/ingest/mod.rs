@@ -18,6 +18,7 @@ use crate::domain::fingerprint::content_hash;
 use crate::domain::ids::ProgramId;
 use crate::domain::money::{Currency, Money};
 use crate::domain::program::ProgramSet;
+use crate::domain::tax::TaxRules;
 use crate::ingest::record::{OptInRecord, RefundRecord};
 use crate::ingest::{Feed, IngestReport, LineError, Numbered, Record};
 use rows::{
@@ -35,7 +36,13 @@ impl Store {
         strict: bool,
     ) -> StoreResult<Vec<LineError>> {
         let mut tx = self.begin_write(WriteLock::Accrual).await?;
-        let errors = Self::apply_records(&mut tx, self.programs(), records, report).await?;
+        let errors = Self::apply_records(
+            &mut tx,
+            (self.programs(), self.tax_rules()),
+            records,
+            report,
+        )
+        .await?;
         if strict && !errors.is_empty() {
             tx.rollback().await?;
         } else {
@@ -76,16 +83,24 @@ impl Store {
             match whole.as_mut() {
                 _ if failed => {}
                 Some(tx) => {
-                    let errors =
-                        Self::apply_records(tx, self.programs(), &chunk.records, &mut report)
-                            .await?;
+                    let errors = Self::apply_records(
+                        tx,
+                        (self.programs(), self.tax_rules()),
+                        &chunk.records,
+                        &mut report,
+                    )
+                    .await?;
                     report.rejected.extend(errors);
                 }
                 None => {
                     let mut tx = self.begin_write(WriteLock::Accrual).await?;
-                    let errors =
-                        Self::apply_records(&mut tx, self.programs(), &chunk.records, &mut report)
-                            .await?;
+                    let errors = Self::apply_records(
+                        &mut tx,
+                        (self.programs(), self.tax_rules()),
+                        &chunk.records,
+                        &mut report,
+                    )
+                    .await?;
                     tx.commit().await?;
                     report.rejected.extend(errors);
                 }
@@ -115,7 +130,7 @@ impl Store {
     /// transaction, so a committed ingest and its ledger entries are never apart.
     async fn apply_records(
         tx: &mut Tx,
-        programs: &ProgramSet,
+        (programs, tax): (&ProgramSet, &TaxRules),
         records: &[Numbered],
         report: &mut IngestReport,
     ) -> StoreResult<Vec<LineError>> {
@@ -146,8 +161,8 @@ impl Store {
             }
             written.extend(stored.iter().map(|r| r.line));
         }
-        // A tax form on file releases the payouts that waited for it.
-        report.payouts_released += super::review::release_by_forms(tx, records, &written).await?;
+        // A tax form on file, or a country now known, releases the payouts that waited for it.
+        report.payouts_released += super::tax_holds::recheck_ingested(tx, tax, records).await?;
         let refund_rows = refund_rows(tx, &sorted.refunds, &mut errors).await?;
         apply_kind(tx, &REFUNDS, refund_rows, report, &mut errors).await?;
 
