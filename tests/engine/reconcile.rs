@@ -390,3 +390,32 @@ async fn a_statement_file_reconciles_like_the_api_and_amounts_match_within_toler
     let failed = paid.env.store.recon_runs(1).await.expect("runs");
     assert_eq!(failed[0].status, "failed");
 }
+
+/// A payout with several transfers is judged on the one that carries its money, even when a
+/// later one does not: payout 0's own transfer stands, and a second one sent for it by hand
+/// was reversed, so nothing disagrees (a duplicate would need two carrying money).
+#[tokio::test]
+async fn a_payout_is_judged_on_its_transfer_that_carries_the_money() {
+    let paid = paid_demo().await;
+    let p = &paid.payouts;
+    let destination = paid.destination(&p[0].0).await;
+    let amount = amount_minor(&paid, &p[0].0).await;
+    paid.transfer(amount, &destination, &p[0].0, Some(&p[0].0))
+        .await;
+    let second = paid
+        .env
+        .mock
+        .transfers()
+        .into_iter()
+        .rfind(|t| t.id != p[0].1 && t.metadata.get("payout_id") == Some(&p[0].0))
+        .expect("the second transfer");
+    paid.mock(
+        reqwest::Method::POST,
+        &format!("/__mock/transfers/{}/reverse", second.id),
+        None,
+    )
+    .await;
+    let run = paid.run().await;
+    let found = paid.exceptions(&run).await;
+    assert!(found.is_empty(), "{found:#?}");
+}

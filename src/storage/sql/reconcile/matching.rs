@@ -184,26 +184,36 @@ pub(super) async fn classify(tx: &mut Tx, run: &NewRun) -> StoreResult<Vec<Found
     let money = money_left_states();
     let rails = rail_list(&run.rails);
     // One pass over the linked records and their payouts judges every pair at once; only
-    // the few rows that disagree are kept (`judged`) and split into one row per kind. The
-    // payout's chosen record (`rn`) and its count of records carrying money (`n_money`) come
-    // from one window over the records in payout order. The filter is one CASE on purpose:
-    // PostgreSQL splits a plain OR into a guess made before the join (a few thousand rows,
-    // not a million) and then probes the payouts' index a million times.
+    // the few rows that disagree are kept (`judged`) and split into one row per kind. Each
+    // payout's count of records (`n`) and of records carrying money (`n_money`) come from
+    // one window over the records in payout order (the index's order: no sort). The
+    // payout's chosen record (money first, then the latest) needs looking at the others
+    // only where there are others, a few rows in a million: a lookup by the index, not a
+    // second, sorted window over every row. The filter is one CASE on purpose: PostgreSQL
+    // splits a plain OR into a guess made before the join (a few thousand rows, not a
+    // million) and then probes the payouts' index a million times.
     let found: Vec<Found> = sqlx::query(sqlx::AssertSqlSafe(format!(
         "WITH {tables}, linked AS ( \
            SELECT r.seq, r.rail, r.record_id, r.payout_id, r.state, r.payee, r.currency, \
-             CAST(r.units AS BIGINT) AS units, \
+             r.created_at, CAST(r.units AS BIGINT) AS units, \
+             CASE WHEN r.state IN ({money}) THEN 1 ELSE 0 END AS money, \
              SUM(CASE WHEN r.state IN ({money}) THEN 1 ELSE 0 END) \
                OVER (PARTITION BY r.payout_id) AS n_money, \
-             ROW_NUMBER() OVER (PARTITION BY r.payout_id ORDER BY \
-               CASE WHEN r.state IN ({money}) THEN 0 ELSE 1 END, \
-               r.created_at DESC, r.seq DESC) AS rn \
+             COUNT(*) OVER (PARTITION BY r.payout_id) AS n \
            FROM recon_records r \
            WHERE r.run_id = $1 AND r.payout_id IS NOT NULL AND r.kind <> 'bank_payout'), \
          checked AS ( \
            SELECT l.rail, l.payout_id, l.seq, l.record_id, \
              (l.n_money > 1 AND l.state IN ({money})) AS dup, \
-             (l.rn = 1 AND l.n_money <= 1) AS pair, \
+             (l.n_money <= 1 AND CASE WHEN l.n = 1 THEN 1 \
+               WHEN EXISTS (SELECT 1 FROM recon_records o \
+                 WHERE o.run_id = $1 AND o.payout_id = l.payout_id \
+                   AND o.kind <> 'bank_payout' AND o.seq <> l.seq \
+                   AND (CASE WHEN o.state IN ({money}) THEN 1 ELSE 0 END > l.money \
+                     OR (CASE WHEN o.state IN ({money}) THEN 1 ELSE 0 END = l.money \
+                         AND (o.created_at > l.created_at \
+                              OR (o.created_at = l.created_at AND o.seq > l.seq))))) \
+               THEN 0 ELSE 1 END = 1) AS pair, \
              l.currency <> p.currency AS cur, \
              (l.currency = p.currency AND ABS(l.units - CAST(p.units AS BIGINT)) > t.units) AS amt, \
              l.payee <> lower(p.destination) AS pay, \
