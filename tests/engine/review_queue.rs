@@ -398,3 +398,27 @@ async fn a_rejection_clawback_and_a_refund_never_take_the_same_commissions_twice
     let check = store.check_ledger().await.expect("check");
     assert!(check.problems.is_empty(), "{:?}", check.problems);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn under_four_eyes_the_flag_names_the_approving_operator() {
+    use payouts::domain::cooling_off::Safeguards;
+    let (_world, _installed) = Manual::install(at("2026-03-10T00:00:00Z"), 49);
+    let (_db, store) = world("review_four_eyes", "shared_destination = true").await;
+    let store = store.with_safeguards(Safeguards {
+        method_cooling_off: std::time::Duration::ZERO,
+        four_eyes_above: Some("10".parse().expect("decimal")),
+    });
+    let amy = withdraw(&store, "ref-amy", usd("22.50"), "amy-1").await;
+    let asked = store
+        .operator_act(&amy.id, &act(Action::Approve, "spouses"))
+        .await
+        .expect("asked");
+    assert_eq!(asked.to, PayoutStatus::Held, "waits for a second operator");
+    store
+        .approve_action(&asked.action_id, "ops-paul")
+        .await
+        .expect("approved");
+    let detail = store.payout(amy.id.as_str()).await.expect("payout");
+    assert_eq!(detail.payout.status, PayoutStatus::Queued);
+    assert_eq!(detail.flags[0].cleared_by.as_deref(), Some("ops-paul"));
+}

@@ -282,18 +282,8 @@ pub(crate) async fn decided(
     if verdict == Verdict::Approved {
         // Sent when due: an approval answers the review, not a cooling-off still ahead.
         let now = to_millis(crate::clock::now());
-        let due: Option<i64> = sqlx::query_scalar(
-            "UPDATE payouts SET \
-               next_action_at = CASE WHEN next_action_at > $2 THEN next_action_at ELSE $2 END \
-             WHERE id = $1 AND status = 'queued' RETURNING next_action_at",
-        )
-        .bind(id.as_str())
-        .bind(now)
-        .fetch_optional(&mut **tx)
-        .await?;
-        if let Some(due) = due {
-            super::tax_holds::queue_at(tx, id, due, now, "approved").await?;
-        }
+        let queued = crate::domain::payout::PayoutStatus::Queued;
+        super::tax_holds::queue_when_due(tx, id, queued, now, "approved").await?;
     }
     match clawback {
         Some(amount) => book_review_clawback(tx, id, amount).await,

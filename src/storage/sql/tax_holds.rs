@@ -249,22 +249,12 @@ async fn release_unflagged(tx: &mut Tx, held: &[String], now: i64) -> StoreResul
     Ok(u64::try_from(free.len()).unwrap_or(u64::MAX))
 }
 
-/// Moves a held payout whose flags are all cleared to queued, keeping a cooling-off time
-/// still ahead, with its job.
+/// Moves a held payout whose flags are all cleared to queued, with its job.
 async fn release(tx: &mut Tx, id: &PayoutId, now: i64) -> StoreResult<()> {
     transition::check(PayoutStatus::Held, PayoutStatus::Queued, Mover::Platform)?;
-    let wait: Option<i64> = sqlx::query_scalar(
-        "UPDATE payouts SET status = 'queued', updated_at = $2, \
-           next_action_at = CASE WHEN next_action_at > $2 THEN next_action_at ELSE $2 END \
-         WHERE id = $1 AND status = 'held' RETURNING next_action_at",
-    )
-    .bind(id.as_str())
-    .bind(now)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some(wait) = wait else {
+    if !queue_when_due(tx, id, PayoutStatus::Held, now, "released").await? {
         return Ok(());
-    };
+    }
     let actor = Actor {
         worker: None,
         source: "platform",
@@ -279,22 +269,36 @@ async fn release(tx: &mut Tx, id: &PayoutId, now: i64) -> StoreResult<()> {
         actor,
         line,
     )
-    .await?;
-    queue_at(tx, id, wait, now, "released").await
+    .await
 }
 
-/// Enqueues the payout's job to run at `due` (now if past).
-pub(crate) async fn queue_at(
+/// Makes payout `id` queued (if it is `from`), due no earlier than a cooling-off time still
+/// ahead, and enqueues its job for then. False when it was not `from`.
+pub(crate) async fn queue_when_due(
     tx: &mut Tx,
     id: &PayoutId,
-    due: i64,
+    from: PayoutStatus,
     now: i64,
     why: &str,
-) -> StoreResult<()> {
+) -> StoreResult<bool> {
+    let due: Option<i64> = sqlx::query_scalar(
+        "UPDATE payouts SET status = 'queued', updated_at = $2, \
+           next_action_at = CASE WHEN next_action_at > $2 THEN next_action_at ELSE $2 END \
+         WHERE id = $1 AND status = $3 RETURNING next_action_at",
+    )
+    .bind(id.as_str())
+    .bind(now)
+    .bind(from.code())
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(due) = due else {
+        return Ok(false);
+    };
     let delay = u64::try_from((due - now).max(0)).unwrap_or(0);
     let delay = std::time::Duration::from_millis(delay);
     let key = format!("{why}-{}", crate::clock::ulid());
-    enqueue_payout_job(tx, id, delay, &key).await
+    enqueue_payout_job(tx, id, delay, &key).await?;
+    Ok(true)
 }
 
 impl Store {

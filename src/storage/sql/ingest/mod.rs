@@ -18,7 +18,6 @@ use crate::domain::fingerprint::content_hash;
 use crate::domain::ids::ProgramId;
 use crate::domain::money::{Currency, Money};
 use crate::domain::program::ProgramSet;
-use crate::domain::tax::TaxRules;
 use crate::ingest::record::{OptInRecord, RefundRecord};
 use crate::ingest::{Feed, IngestReport, LineError, Numbered, Record};
 use rows::{
@@ -36,13 +35,7 @@ impl Store {
         strict: bool,
     ) -> StoreResult<Vec<LineError>> {
         let mut tx = self.begin_write(WriteLock::Accrual).await?;
-        let errors = Self::apply_records(
-            &mut tx,
-            (self.programs(), self.tax_rules()),
-            records,
-            report,
-        )
-        .await?;
+        let errors = self.apply_records(&mut tx, records, report).await?;
         if strict && !errors.is_empty() {
             tx.rollback().await?;
         } else {
@@ -83,24 +76,14 @@ impl Store {
             match whole.as_mut() {
                 _ if failed => {}
                 Some(tx) => {
-                    let errors = Self::apply_records(
-                        tx,
-                        (self.programs(), self.tax_rules()),
-                        &chunk.records,
-                        &mut report,
-                    )
-                    .await?;
+                    let errors = self.apply_records(tx, &chunk.records, &mut report).await?;
                     report.rejected.extend(errors);
                 }
                 None => {
                     let mut tx = self.begin_write(WriteLock::Accrual).await?;
-                    let errors = Self::apply_records(
-                        &mut tx,
-                        (self.programs(), self.tax_rules()),
-                        &chunk.records,
-                        &mut report,
-                    )
-                    .await?;
+                    let errors = self
+                        .apply_records(&mut tx, &chunk.records, &mut report)
+                        .await?;
                     tx.commit().await?;
                     report.rejected.extend(errors);
                 }
@@ -129,11 +112,12 @@ impl Store {
     /// references); the caller decides whether to commit. Accruals are posted in the same
     /// transaction, so a committed ingest and its ledger entries are never apart.
     async fn apply_records(
+        &self,
         tx: &mut Tx,
-        (programs, tax): (&ProgramSet, &TaxRules),
         records: &[Numbered],
         report: &mut IngestReport,
     ) -> StoreResult<Vec<LineError>> {
+        let (programs, tax) = (self.programs(), self.tax_rules());
         let mut errors = Vec::new();
         let posted_before = super::events::last_posting(tx).await?;
         let now = to_millis(crate::clock::now());

@@ -178,20 +178,21 @@ async fn link_by_ours(tx: &mut Tx, id: &str) -> StoreResult<()> {
 /// One row per disagreement; ids are derived when they are stored. Objects a webhook showed
 /// naming a payout without being its payment (payout_duplicates) are duplicates too, whether
 /// or not this run's records still carry money for them.
+///
+/// One pass over the linked records and their payouts judges every pair at once; only
+/// the few rows that disagree are kept (`judged`) and split into one row per kind. Each
+/// payout's count of records (`n`) and of records carrying money (`n_money`) come from
+/// one window over the records in payout order (the index's order: no sort). The
+/// payout's chosen record (money first, then the latest) needs looking at the others
+/// only where there are others, a few rows in a million: a lookup by the index, not a
+/// second, sorted window over every row. The filter is one CASE on purpose: PostgreSQL
+/// splits a plain OR into a guess made before the join (a few thousand rows, not a
+/// million) and then probes the payouts' index a million times.
 pub(super) async fn classify(tx: &mut Tx, run: &NewRun) -> StoreResult<Vec<Found>> {
     let id = run.id.as_str();
     let tables = rule_tables(&run.tolerances);
     let money = money_left_states();
     let rails = rail_list(&run.rails);
-    // One pass over the linked records and their payouts judges every pair at once; only
-    // the few rows that disagree are kept (`judged`) and split into one row per kind. Each
-    // payout's count of records (`n`) and of records carrying money (`n_money`) come from
-    // one window over the records in payout order (the index's order: no sort). The
-    // payout's chosen record (money first, then the latest) needs looking at the others
-    // only where there are others, a few rows in a million: a lookup by the index, not a
-    // second, sorted window over every row. The filter is one CASE on purpose: PostgreSQL
-    // splits a plain OR into a guess made before the join (a few thousand rows, not a
-    // million) and then probes the payouts' index a million times.
     let found: Vec<Found> = sqlx::query(sqlx::AssertSqlSafe(format!(
         "WITH {tables}, linked AS ( \
            SELECT r.seq, r.rail, r.record_id, r.payout_id, r.state, r.payee, r.currency, \
