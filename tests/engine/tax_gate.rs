@@ -48,7 +48,7 @@ fn gate() -> TaxRules {
 #[tokio::test(flavor = "current_thread")]
 async fn a_us_payee_past_the_threshold_without_a_w9_is_held_until_the_form_arrives() {
     let (world_clock, _installed) = Manual::install(at("2026-03-01T00:00:00Z"), 51);
-    let (_db, store) = world("tax_gate_us", gate()).await;
+    let (db, store) = world("tax_gate_us", gate()).await;
     let sandbox = payouts::sim::sandbox::Sandbox::start(Default::default())
         .await
         .expect("sandbox");
@@ -90,6 +90,10 @@ async fn a_us_payee_past_the_threshold_without_a_w9_is_held_until_the_form_arriv
         common::ingest_text(&store, w8, true).await.payouts_released,
         0
     );
+    // A process with no tax rules set (a worker started without them) judges no form: its
+    // sweep leaves the payout held.
+    let unset = db.open(common::programs()).await;
+    assert_eq!(unset.settle_holds().await.expect("settle"), 0);
     // The W-9 does, and releases the payout.
     let w9 = r#"{"type":"tax_profile","account":"ref-us","status":"w9","country":"US","tax_id_last4":"6789","received_at":"2026-03-02T00:00:00Z"}"#;
     let report = common::ingest_text(&store, w9, true).await;

@@ -182,41 +182,54 @@ pub(crate) async fn recheck_tax_holds(
             continue;
         }
         lock_payouts(tx, &held).await?;
-        let mut q = QueryBuilder::<Db>::new(
-            "SELECT o.id, o.account_id, o.rail, CAST(o.units AS BIGINT), o.currency, f.id, f.rule \
-             FROM payouts o JOIN payout_flags f ON f.payout_id = o.id AND f.cleared_at IS NULL \
-             WHERE o.status = 'held' AND f.rule IN ('w9_missing', 'w8_missing') \
-               AND o.account_id IN ",
-        );
-        in_list(&mut q, group.iter().cloned());
-        q.push(" ORDER BY o.id");
-        let open: Vec<OpenTaxFlag> = q.build_query_as().fetch_all(&mut **tx).await?;
-        let payees: Vec<String> = open.iter().map(|o| o.1.clone()).collect();
-        let facts = tax_facts(tx, rules, &payees).await?;
-        for (payout, payee, rail, units, currency, flag, rule) in open {
-            let Some(f) = facts.get(&payee) else {
-                continue;
-            };
-            let rail: Rail = parse_stored("rail", &rail)?;
-            let amount = Money::from_units(units, parse_stored("currency", &currency)?);
-            let rule = parse_code("review rule", &rule, Rule::from_code)?;
-            // Its own amount is in the payee's cash already: judged as when it was created.
-            let mut f = f.clone();
-            if counts(rules, rail, amount) {
-                f.cash_this_year -= amount.amount();
-            }
-            if let Recheck::Cleared { note, instead } = recheck(rules, rail, amount, &f, rule) {
-                clear_flag(tx, flag, &note, now).await?;
-                if let Some(flag) = instead {
-                    let id: PayoutId = parse_stored("payout id", &payout)?;
-                    let new = [(&id, &flag)];
-                    super::review::insert_flag_rows(tx, &new, now).await?;
-                }
-            }
+        // A process with no tax rules set judges no form: the flags stand until one that has
+        // them (or the form) says otherwise.
+        if !rules.is_off() {
+            rejudge(tx, rules, group, now).await?;
         }
         released += release_unflagged(tx, &held, now).await?;
     }
     Ok(released)
+}
+
+/// Clears the open tax flags of `accounts`' held payouts that are no longer owed, raising the
+/// flag owed instead where there is one.
+async fn rejudge(tx: &mut Tx, rules: &TaxRules, accounts: &[String], now: i64) -> StoreResult<()> {
+    let mut q = QueryBuilder::<Db>::new(
+        "SELECT o.id, o.account_id, o.rail, CAST(o.units AS BIGINT), o.currency, f.id, f.rule \
+         FROM payouts o JOIN payout_flags f ON f.payout_id = o.id AND f.cleared_at IS NULL \
+         WHERE o.status = 'held' AND f.rule IN ('w9_missing', 'w8_missing') \
+           AND o.account_id IN ",
+    );
+    in_list(&mut q, accounts.iter().cloned());
+    q.push(" ORDER BY o.id");
+    let open: Vec<OpenTaxFlag> = q.build_query_as().fetch_all(&mut **tx).await?;
+    let mut payees: Vec<String> = open.iter().map(|o| o.1.clone()).collect();
+    payees.sort();
+    payees.dedup();
+    let facts = tax_facts(tx, rules, &payees).await?;
+    for (payout, payee, rail, units, currency, flag, rule) in open {
+        let Some(f) = facts.get(&payee) else {
+            continue;
+        };
+        let rail: Rail = parse_stored("rail", &rail)?;
+        let amount = Money::from_units(units, parse_stored("currency", &currency)?);
+        let rule = parse_code("review rule", &rule, Rule::from_code)?;
+        // Its own amount is in the payee's cash already: judged as when it was created.
+        let mut f = f.clone();
+        if counts(rules, rail, amount) {
+            f.cash_this_year -= amount.amount();
+        }
+        if let Recheck::Cleared { note, instead } = recheck(rules, rail, amount, &f, rule) {
+            clear_flag(tx, flag, &note, now).await?;
+            if let Some(flag) = instead {
+                let id: PayoutId = parse_stored("payout id", &payout)?;
+                let new = [(&id, &flag)];
+                super::review::insert_flag_rows(tx, &new, now).await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn clear_flag(tx: &mut Tx, flag: i64, note: &str, now: i64) -> StoreResult<()> {
