@@ -23,7 +23,7 @@ use crate::storage::sums::{join, wide_sum};
 use crate::storage::{FlagView, HeldPayout};
 
 /// Ids per `IN (...)` list: far below either backend's limit on bound values.
-const IN_LIST: usize = 500;
+pub(crate) const IN_LIST: usize = 500;
 
 impl Store {
     /// Raises the review and tax flags on `payouts` before they are written (a flagged one is

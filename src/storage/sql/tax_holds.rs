@@ -13,7 +13,7 @@ use rust_decimal::Decimal;
 use sqlx::QueryBuilder;
 
 use super::payouts::{Actor, append_event};
-use super::review::in_list;
+use super::review::{IN_LIST, in_list};
 use super::{
     Db, Store, StoreResult, Tx, WriteLock, enqueue_payout_job, lock_payouts, parse_code,
     parse_stored, to_millis,
@@ -26,9 +26,6 @@ use crate::domain::tax::{Recheck, TaxFacts, TaxForm, TaxRules, recheck, tax_flag
 use crate::domain::transition::{self, Mover};
 use crate::domain::withdrawal::NewPayout;
 use crate::storage::sums::{join, wide_sum};
-
-/// Ids per `IN (...)` list: far below either backend's limit on bound values.
-const IN_LIST: usize = 500;
 
 /// The payees' tax facts as screening goes, group by group: each payee is read once and its
 /// cash grows with each of its payouts screened, so a payee whose payouts fall in two groups

@@ -10,7 +10,7 @@ use rust_decimal::Decimal;
 use sqlx::QueryBuilder;
 
 use super::super::ledger::TxnMeta;
-use super::super::review::in_list;
+use super::super::review::{IN_LIST, in_list};
 use super::super::{Db, StoreResult, Tx, parse_stored};
 use super::dec;
 use crate::domain::ids::{AccountId, ProgramId};
@@ -23,9 +23,6 @@ use crate::storage::sums::{join, wide_sum};
 /// Cashable amounts clawed back through streams in one accrual, by payee, program and
 /// currency (positive).
 pub(super) type Clawed = HashMap<(AccountId, ProgramId, Currency), Decimal>;
-
-/// Ids per `IN (...)` list.
-const IN_LIST: usize = 500;
 
 /// The transactions giving back, for each payee in `clawed`, what a review clawback already
 /// took of it: at most what is clawed now and what the review clawbacks have left.
