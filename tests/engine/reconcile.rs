@@ -298,19 +298,24 @@ async fn amount_minor(paid: &Paid, payout: &str) -> i64 {
         .expect("whole cents")
 }
 
-#[tokio::test]
-async fn a_statement_file_reconciles_like_the_api_and_amounts_match_within_tolerance() {
-    let paid = paid_demo().await;
-    let p = &paid.payouts;
-    // One cent off on payout 1.
-    let original = amount_minor(&paid, &p[1].0).await;
-    paid.mock(
-        reqwest::Method::POST,
-        "/__mock/tamper",
-        Some(json!({"id": p[1].1, "amount": original + 1})),
-    )
-    .await;
+/// The statement `csv` without the columns named in `drop` (the demo's cells hold no commas).
+fn without_columns(csv: &str, drop: &[&str]) -> String {
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+    let keep: Vec<usize> = (0..header.len())
+        .filter(|i| !drop.contains(&header[*i]))
+        .collect();
+    let mut out = String::new();
+    for line in std::iter::once(header.join(",").as_str()).chain(lines) {
+        let cells: Vec<&str> = line.split(',').collect();
+        out.push_str(&keep.iter().map(|i| cells[*i]).collect::<Vec<_>>().join(","));
+        out.push('\n');
+    }
+    out
+}
 
+/// Today's statement from the mock, written to a file in `dir`.
+async fn statement_file(paid: &Paid, dir: &std::path::Path) -> (String, std::path::PathBuf) {
     let day = Utc::now().date_naive();
     let csv = paid
         .http
@@ -324,9 +329,61 @@ async fn a_statement_file_reconciles_like_the_api_and_amounts_match_within_toler
         .text()
         .await
         .expect("body");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("stripe-transfers.csv");
+    let path = dir.join("stripe-transfers.csv");
     std::fs::write(&path, &csv).expect("write statement");
+    (csv, path)
+}
+
+/// Our attempt token links a record only to an attempt sent on the record's rail: a Stripe
+/// transfer whose group names an attempt sent on PayPal is unknown, not that payout's.
+#[tokio::test]
+async fn an_attempt_token_links_a_record_only_on_the_rail_it_was_sent_on() {
+    let paid = paid_demo().await;
+    let p = &paid.payouts;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (csv, path) = statement_file(&paid, dir.path()).await;
+    std::fs::write(&path, without_columns(&csv, &["payout_id (metadata)"])).expect("write");
+    let moved = &p[0].0;
+    for sql in [
+        format!("UPDATE payouts SET rail = 'paypal' WHERE id = '{moved}'"),
+        format!("UPDATE payout_attempts SET rail = 'paypal' WHERE payout_id = '{moved}'"),
+    ] {
+        crate::common::execute(&paid.env.store, &sql).await;
+    }
+    let run = paid
+        .run_with(
+            RecordsFrom::Statement {
+                rail: Rail::Stripe,
+                path: path.clone(),
+            },
+            Tolerances::default(),
+        )
+        .await;
+    let found = paid.exceptions(&run).await;
+    assert_eq!(
+        kinds(&found),
+        [(ExceptionKind::UnknownAtProvider, None)].into_iter().collect(),
+        "{found:#?}"
+    );
+    assert_eq!(found[0].record_id.as_deref(), Some(p[0].1.as_str()));
+    assert_eq!((run.totals[0].linked, run.totals[0].matched), (4, 4));
+}
+
+#[tokio::test]
+async fn a_statement_file_reconciles_like_the_api_and_amounts_match_within_tolerance() {
+    let paid = paid_demo().await;
+    let p = &paid.payouts;
+    // One cent off on payout 1.
+    let original = amount_minor(&paid, &p[1].0).await;
+    paid.mock(
+        reqwest::Method::POST,
+        "/__mock/tamper",
+        Some(json!({"id": p[1].1, "amount": original + 1})),
+    )
+    .await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (csv, path) = statement_file(&paid, dir.path()).await;
     let from_file = || RecordsFrom::Statement {
         rail: Rail::Stripe,
         path: path.clone(),
@@ -352,17 +409,7 @@ async fn a_statement_file_reconciles_like_the_api_and_amounts_match_within_toler
     assert_eq!(within.totals[0].matched, 5);
 
     // A statement without our references still matches, by payee, amount and date.
-    let mut lines = csv.lines();
-    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
-    let keep: Vec<usize> = (0..header.len())
-        .filter(|i| !matches!(header[*i], "Transfer Group" | "payout_id (metadata)"))
-        .collect();
-    let mut stripped = String::new();
-    for line in std::iter::once(header.join(",").as_str()).chain(lines) {
-        let cells: Vec<&str> = line.split(',').collect();
-        stripped.push_str(&keep.iter().map(|i| cells[*i]).collect::<Vec<_>>().join(","));
-        stripped.push('\n');
-    }
+    let stripped = without_columns(&csv, &["Transfer Group", "payout_id (metadata)"]);
     std::fs::write(&path, stripped).expect("write statement");
     let by_amount = paid.run_with(from_file(), lenient).await;
     assert!(

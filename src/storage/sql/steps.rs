@@ -172,9 +172,11 @@ impl Store {
             now,
         )
         .await?;
+        // The attempt takes its payout's rail (just updated under this lease: the row is there).
         sqlx::query(
-            "INSERT INTO payout_attempts (payout_id, attempt_no, provider_key, started_at, rail_ref) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO payout_attempts (payout_id, attempt_no, provider_key, started_at, rail_ref, \
+               rail) \
+             SELECT $1, $2, $3, $4, $5, rail FROM payouts WHERE id = $1",
         )
         .bind(lease.payout_id.as_str())
         .bind(i64::from(attempt))

@@ -165,9 +165,9 @@ async fn link_by_ours(tx: &mut Tx, id: &str) -> StoreResult<()> {
     // 2. Our attempt token (transfer_group, sender_batch_id, customerTransactionId, key).
     sqlx::query(
         "UPDATE recon_records SET payout_id = a.payout_id, matched_by = 'reference' \
-         FROM payout_attempts a JOIN payouts p ON p.id = a.payout_id \
+         FROM payout_attempts a \
          WHERE recon_records.run_id = $1 AND recon_records.payout_id IS NULL \
-           AND a.rail_ref = recon_records.reference AND p.rail = recon_records.rail",
+           AND a.rail_ref = recon_records.reference AND a.rail = recon_records.rail",
     )
     .bind(id)
     .execute(&mut **tx)
