@@ -7,3 +7,5 @@ UPDATE payout_attempts SET rail = p.rail FROM payouts p WHERE p.id = payout_atte
 ALTER TABLE payout_attempts ALTER COLUMN rail SET NOT NULL;
 DROP INDEX payout_attempts_rail_ref;
 CREATE INDEX payout_attempts_rail_ref ON payout_attempts (rail_ref) INCLUDE (rail, payout_id);
+-- A record naming our payout id is checked against its attempts' rail the same way.
+CREATE INDEX payout_attempts_payout_rail ON payout_attempts (payout_id) INCLUDE (rail);

@@ -250,13 +250,30 @@ async fn link_batch(
         .iter()
         .filter_map(|r| r.payout_hint.as_deref())
         .collect();
-    let by_id: std::collections::HashSet<(String, String)> =
-        sqlx::query_as("SELECT id, rail FROM payouts WHERE id = ANY($1)")
+    // A payout a provider knows was attempted: its attempts' index answers for nearly every
+    // hint without reading a row; only hints it does not know are looked up in payouts (a
+    // payout never sent is still the one a record naming it is judged against).
+    let mut by_id: std::collections::HashSet<(String, String)> =
+        sqlx::query_as("SELECT payout_id, rail FROM payout_attempts WHERE payout_id = ANY($1)")
             .bind(&hints)
             .fetch_all(&mut *conn)
             .await?
             .into_iter()
             .collect();
+    let known: std::collections::HashSet<&str> = by_id.iter().map(|(id, _)| id.as_str()).collect();
+    let unknown: Vec<&str> = hints
+        .iter()
+        .copied()
+        .filter(|h| !known.contains(h))
+        .collect();
+    if !unknown.is_empty() {
+        let never_sent: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, rail FROM payouts WHERE id = ANY($1)")
+                .bind(&unknown)
+                .fetch_all(&mut *conn)
+                .await?;
+        by_id.extend(never_sent);
+    }
     let hinted = |r: &sql::reconcile::RecordRow| {
         r.payout_hint
             .clone()

@@ -362,11 +362,51 @@ async fn an_attempt_token_links_a_record_only_on_the_rail_it_was_sent_on() {
     let found = paid.exceptions(&run).await;
     assert_eq!(
         kinds(&found),
-        [(ExceptionKind::UnknownAtProvider, None)].into_iter().collect(),
+        [(ExceptionKind::UnknownAtProvider, None)]
+            .into_iter()
+            .collect(),
         "{found:#?}"
     );
     assert_eq!(found[0].record_id.as_deref(), Some(p[0].1.as_str()));
     assert_eq!((run.totals[0].linked, run.totals[0].matched), (4, 4));
+}
+
+/// A record naming our payout id is judged against that payout even where no attempt of it
+/// is on file (most hints are answered from the attempts; the rest from the payouts):
+/// payout 0's transfer, one cent off, is its amount mismatch, not an unknown transfer and a
+/// missing payout.
+#[tokio::test]
+async fn a_record_naming_a_payout_with_no_attempt_on_file_is_judged_against_it() {
+    let paid = paid_demo().await;
+    let p = &paid.payouts;
+    let original = amount_minor(&paid, &p[0].0).await;
+    paid.mock(
+        reqwest::Method::POST,
+        "/__mock/tamper",
+        Some(json!({"id": p[0].1, "amount": original + 1})),
+    )
+    .await;
+    let sql = format!("DELETE FROM payout_attempts WHERE payout_id = '{}'", p[0].0);
+    crate::common::execute(&paid.env.store, &sql).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, path) = statement_file(&paid, dir.path()).await;
+    let run = paid
+        .run_with(
+            RecordsFrom::Statement {
+                rail: Rail::Stripe,
+                path,
+            },
+            Tolerances::default(),
+        )
+        .await;
+    let found = paid.exceptions(&run).await;
+    assert_eq!(
+        kinds(&found),
+        [(ExceptionKind::AmountMismatch, Some(p[0].0.clone()))]
+            .into_iter()
+            .collect(),
+        "{found:#?}"
+    );
 }
 
 #[tokio::test]
