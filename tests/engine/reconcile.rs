@@ -63,6 +63,24 @@ impl Paid {
             .expect("reconcile")
     }
 
+    /// A run over the Stripe statement at `path`, exact tolerances.
+    async fn run_statement(&self, path: std::path::PathBuf) -> ReconRun {
+        let from = RecordsFrom::Statement {
+            rail: Rail::Stripe,
+            path,
+        };
+        self.run_with(from, Tolerances::default()).await
+    }
+
+    /// Payout `i`'s transfer made one cent larger at the provider.
+    async fn one_cent_more(&self, i: usize) {
+        let (payout, transfer) = &self.payouts[i];
+        let original = amount_minor(self, payout).await;
+        let body = json!({"id": transfer, "amount": original + 1});
+        self.mock(reqwest::Method::POST, "/__mock/tamper", Some(body))
+            .await;
+    }
+
     async fn run(&self) -> ReconRun {
         self.run_with(RecordsFrom::Api, Tolerances::default()).await
     }
@@ -350,15 +368,7 @@ async fn an_attempt_token_links_a_record_only_on_the_rail_it_was_sent_on() {
     ] {
         crate::common::execute(&paid.env.store, &sql).await;
     }
-    let run = paid
-        .run_with(
-            RecordsFrom::Statement {
-                rail: Rail::Stripe,
-                path: path.clone(),
-            },
-            Tolerances::default(),
-        )
-        .await;
+    let run = paid.run_statement(path).await;
     let found = paid.exceptions(&run).await;
     assert_eq!(
         kinds(&found),
@@ -379,26 +389,12 @@ async fn an_attempt_token_links_a_record_only_on_the_rail_it_was_sent_on() {
 async fn a_record_naming_a_payout_with_no_attempt_on_file_is_judged_against_it() {
     let paid = paid_demo().await;
     let p = &paid.payouts;
-    let original = amount_minor(&paid, &p[0].0).await;
-    paid.mock(
-        reqwest::Method::POST,
-        "/__mock/tamper",
-        Some(json!({"id": p[0].1, "amount": original + 1})),
-    )
-    .await;
+    paid.one_cent_more(0).await;
     let sql = format!("DELETE FROM payout_attempts WHERE payout_id = '{}'", p[0].0);
     crate::common::execute(&paid.env.store, &sql).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let (_, path) = statement_file(&paid, dir.path()).await;
-    let run = paid
-        .run_with(
-            RecordsFrom::Statement {
-                rail: Rail::Stripe,
-                path,
-            },
-            Tolerances::default(),
-        )
-        .await;
+    let run = paid.run_statement(path).await;
     let found = paid.exceptions(&run).await;
     assert_eq!(
         kinds(&found),
@@ -413,14 +409,7 @@ async fn a_record_naming_a_payout_with_no_attempt_on_file_is_judged_against_it()
 async fn a_statement_file_reconciles_like_the_api_and_amounts_match_within_tolerance() {
     let paid = paid_demo().await;
     let p = &paid.payouts;
-    // One cent off on payout 1.
-    let original = amount_minor(&paid, &p[1].0).await;
-    paid.mock(
-        reqwest::Method::POST,
-        "/__mock/tamper",
-        Some(json!({"id": p[1].1, "amount": original + 1})),
-    )
-    .await;
+    paid.one_cent_more(1).await;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let (csv, path) = statement_file(&paid, dir.path()).await;
