@@ -240,8 +240,8 @@ pub(crate) async fn insert_recon_records(
 
 /// Each record's payout and how it was found, most specific first: our payout id echoed back
 /// (on the same rail), else our attempt token (the lowest payout id holding it on the same
-/// rail). Two lookups a batch, each one array of keys; the second reads only an index
-/// (an attempt's token, rail and payout).
+/// rail). Each lookup is one array of keys and reads only the attempts' indexes (an
+/// attempt's payout, token and rail); a third, for payout ids no attempt knows, is rare.
 async fn link_batch(
     conn: &mut sqlx::PgConnection,
     rows: &[sql::reconcile::RecordRow],
